@@ -1,0 +1,5 @@
+"""``python -m kubetrio`` runs the CLI."""
+
+from kubetrio.cli import main
+
+main()

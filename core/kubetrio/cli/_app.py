@@ -1,0 +1,89 @@
+"""Builds the ``kubetrio`` Typer application: built-in commands plus plugins' commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import kubetrio
+from kubetrio import plugins as plugin_loading
+
+from ._cluster import register_cluster_commands
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _load_plugins(block: list[str] | None = None) -> plugin_loading.PluginManager:
+    try:
+        return plugin_loading.load(block=block or ())
+    except plugin_loading.PluginError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=1) from exc
+
+
+def version() -> None:
+    """Print kubetrio's version and the Rust datapath extension's version."""
+    try:
+        from kubetrio import _datapath
+
+        datapath = _datapath.__version__
+    except ImportError:  # a source tree whose extension was never built
+        datapath = "not built"
+    console.print(f"kubetrio {kubetrio.__version__} (datapath {datapath}, Python {sys.version.split()[0]})")
+
+
+def list_plugins(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    block: list[str] = typer.Option(
+        [], "--block", "-b", help="Leave this plugin out (repeatable); see also KUBETRIO_BLOCKED_PLUGINS."
+    ),
+) -> None:
+    """List the plugins found through the `kubetrio` entry-point group and the hooks they implement.
+
+    Set KUBETRIO_PLUGINS=a,b to load only those plugins, KUBETRIO_BLOCKED_PLUGINS=a,b to
+    leave some out.
+    """
+    infos = _load_plugins(block).plugins()
+    if as_json:
+        console.print_json(json.dumps([info.__dict__ | {"hooks": list(info.hooks)} for info in infos]))
+        return
+    table = Table(title="kubetrio plugins")
+    for column in ("name", "distribution", "version"):
+        table.add_column(column)
+    table.add_column("hooks implemented", no_wrap=True)
+    for info in infos:
+        table.add_row(info.name, info.distribution, info.version, "\n".join(info.hooks))
+    console.print(table)
+    if not infos:
+        console.print("No plugins installed. Run `make setup` to install the built-in ones.")
+
+
+def build_app(manager: plugin_loading.PluginManager | None = None) -> typer.Typer:
+    """The CLI application with built-in commands and the commands plugins add.
+
+    :param manager: the plugin manager whose plugins may add commands; loaded from the
+        installed entry points when None.
+    """
+    app = typer.Typer(
+        name="kubetrio",
+        help="kubetrio: a small, hackable, Kubernetes-compatible orchestrator. "
+        "Drive the cluster with kubectl; use these commands to run and inspect it.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_show_locals=False,
+    )
+    app.command()(version)
+    app.command("plugins")(list_plugins)
+    register_cluster_commands(app)
+    (manager or _load_plugins()).add_commands(cli=app)
+    return app
+
+
+def main() -> None:
+    """Entry point of the ``kubetrio`` console script."""
+    build_app()()

@@ -1,0 +1,243 @@
+"""The hook specifications: the only meeting point of kubetrio's core and its plugins.
+
+Hooks are listed in the order kubetrio calls them in a process's life:
+
+1. start-up and extension (configure, resources, controllers, CLI commands, runtimes);
+2. the API request path (authenticate → authorize → mutating admission → validating admission);
+3. scheduling (the scheduler cycle asks each registered scheduler plugin);
+4. the node (network/CNI providers, storage/CSI drivers);
+5. shutdown.
+
+How async work flows through hooks
+----------------------------------
+pluggy calls hooks synchronously and has no notion of awaiting. kubetrio therefore splits
+hooks into two shapes, and the plugin manager enforces the split:
+
+* **Decision hooks** (authenticate, authorize, admission, configure) are plain functions
+  over in-memory data (an informer cache, the request). They must return at once; they may
+  not be ``async def`` and may not return awaitables — the plugin manager rejects both.
+* **Provider hooks** (``kubetrio_register_*``) hand a ``register`` callback to the plugin,
+  which calls it once per provider object it offers. Providers are objects whose methods
+  may be ``async``: the core awaits them inside its own nurseries, with its own timeouts
+  and cancellation. Anything that does I/O (wiring a network namespace, provisioning a
+  volume, running a controller loop, starting a container) is a provider method.
+
+The protocols the providers follow live in :mod:`kubetrio.providers`.
+
+Every hook's docstring follows one template: a summary line, ``:param:`` for each
+argument, ``:returns:``, and for ``firstresult`` hooks the sentence "Stops at first
+non-None result". ``tests/test_hookspecs.py`` fails when a hook breaks the template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import typer
+
+    from kubetrio.providers import (
+        AdmissionRequest,
+        AuthorizationAttributes,
+        AuthorizationDecision,
+        AuthRequest,
+        ContainerRuntime,
+        Controller,
+        NetworkPlugin,
+        ResourceDefinition,
+        SchedulerPlugin,
+        StorageDriver,
+        UserInfo,
+    )
+
+PROJECT_NAME = "kubetrio"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Start-up and extension
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def kubetrio_configure(config: dict[str, Any]) -> None:
+    """Let a plugin read the process configuration once, after all plugins are loaded.
+
+    Called before any other hook. A plugin keeps what it needs from ``config``; it must
+    not start tasks here (providers start when the core starts them).
+
+    :param config: the process configuration: the command line options of the running
+        ``kubetrio`` command and the plugin's own section, by plugin name.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def kubetrio_register_resources(register: Callable[[ResourceDefinition], None]) -> None:
+    """Register the API resource kinds a plugin adds to the API server (CRD-like kinds).
+
+    Called when the API server builds its scheme, before it serves requests.
+
+    :param register: call once per :class:`~kubetrio.providers.ResourceDefinition`.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def kubetrio_register_controllers(register: Callable[[Controller], None]) -> None:
+    """Register controllers the controller manager runs beside its built-in ones.
+
+    Called when the controller manager starts; each controller runs under its leader lease.
+
+    :param register: call once per :class:`~kubetrio.providers.Controller`.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def kubetrio_register_commands(cli: typer.Typer) -> None:
+    """Add commands or command groups to the ``kubetrio`` command line.
+
+    Called while the CLI is built, before arguments are parsed.
+
+    :param cli: the root Typer application; call ``cli.command()`` or ``cli.add_typer()``.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def kubetrio_register_container_runtimes(register: Callable[[ContainerRuntime], None]) -> None:
+    """Register container runtimes the node agent can run pods with.
+
+    Called when the node agent starts; the agent picks one by name (``--runtime``).
+
+    :param register: call once per :class:`~kubetrio.providers.ContainerRuntime`.
+    :returns: nothing.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. The API request path: authenticate → authorize → mutate → validate
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def kubetrio_authenticate(request: AuthRequest) -> UserInfo | None:
+    """Tell who sent an API request, from its credentials.
+
+    Called for every API request before authorization. An implementation that does not
+    recognise the credentials returns None so the next one is asked; when none answers,
+    the request is anonymous (or refused with 401 when anonymous access is off).
+    Stops at first non-None result.
+
+    :param request: the request's credentials (headers, verified client certificate).
+    :returns: the authenticated user, or None when these credentials are not yours.
+    """
+
+
+@hookspec(firstresult=True)
+def kubetrio_authorize(
+    user: UserInfo, attributes: AuthorizationAttributes
+) -> AuthorizationDecision | None:
+    """Decide whether a user may perform an action (Kubernetes authorization attributes).
+
+    Called after authentication. Returning None means "no opinion" and the next
+    authorizer is asked; when none decides, the request is forbidden (403).
+    Stops at first non-None result.
+
+    :param user: the authenticated (or anonymous) user.
+    :param attributes: verb, API group, resource, subresource, namespace, name, or the
+        non-resource path.
+    :returns: an allow or deny decision with a reason, or None for no opinion.
+    """
+
+
+@hookspec
+def kubetrio_admission_mutate(request: AdmissionRequest) -> None:
+    """Change an object on its way into the store (mutating admission).
+
+    Called after authorization for create, update and delete requests, in plugin order
+    (``tryfirst``/``trylast`` move a plugin); each implementation sees the previous ones'
+    changes. Mutate ``request.object`` in place; raise
+    :class:`~kubetrio.providers.AdmissionDenied` to refuse the request.
+
+    :param request: the operation, the user, the incoming object and the stored one.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def kubetrio_admission_validate(request: AdmissionRequest) -> list[str] | None:
+    """Check an object after all mutations (validating admission); must not change it.
+
+    Called once every mutating admission hook has run. All implementations run; their
+    messages are joined into one 403 Forbidden (or 422 Invalid for field errors) answer.
+
+    :param request: the operation, the user, the final object and the stored one.
+    :returns: messages saying what is not allowed, or None/empty when it is allowed.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Scheduling
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def kubetrio_register_scheduler_plugins(register: Callable[[SchedulerPlugin], None]) -> None:
+    """Register scheduler plugins: filters, scorers, reservers and binders of pods to nodes.
+
+    Called when the scheduler starts. Each plugin has a unique name; scheduler profiles
+    enable plugins and weight their scores by that name, as kube-scheduler's do.
+
+    :param register: call once per :class:`~kubetrio.providers.SchedulerPlugin`.
+    :returns: nothing.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. The node: pod networking (CNI) and storage (CSI)
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def kubetrio_register_network_plugins(register: Callable[[NetworkPlugin], None]) -> None:
+    """Register pod network providers (CNI): add/del/check a pod's network in its netns.
+
+    Called when the node agent starts; the agent uses the configured one by name and
+    also runs its node-level services (routes, BGP, policy) for the node's lifetime.
+
+    :param register: call once per :class:`~kubetrio.providers.NetworkPlugin`.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def kubetrio_register_storage_drivers(register: Callable[[StorageDriver], None]) -> None:
+    """Register storage drivers (CSI): provision and delete volumes, publish them into pods.
+
+    Called by the volume controllers and the node agent when they start; a StorageClass'
+    ``provisioner`` field names the driver that serves it.
+
+    :param register: call once per :class:`~kubetrio.providers.StorageDriver`.
+    :returns: nothing.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Shutdown
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def kubetrio_unconfigure() -> None:
+    """Let a plugin release what it took in ``kubetrio_configure``, before the process exits.
+
+    Called once, after every provider has stopped.
+
+    :returns: nothing.
+    """

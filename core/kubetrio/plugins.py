@@ -1,0 +1,303 @@
+"""Finding, loading and calling plugins.
+
+Built-in plugins (``plugins/scheduler``, ``plugins/cni_calico``, ``plugins/storage``,
+``plugins/auth``) are separate distributions found through the ``kubetrio`` entry-point
+group, exactly like a third-party plugin: the core never imports them.
+
+Core code never touches ``pm.hook``: it calls the typed, keyword-only methods of
+:class:`PluginManager`, which also enforce the rules of :mod:`kubetrio.hookspecs`:
+
+* a hook implementation must match a spec (``check_pending``) — a misspelt hook is an
+  error at load time, not a silently ignored function;
+* hook implementations are synchronous: ``async def`` implementations are refused at
+  registration, and a decision hook that returns an awaitable is an error when called;
+* providers registered through ``kubetrio_register_*`` hooks must follow their protocol
+  and have unique names.
+
+``KUBETRIO_PLUGINS=a,b`` limits loading to those entry-point names;
+``KUBETRIO_BLOCKED_PLUGINS=a,b`` (or ``block=``) keeps plugins out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+from collections.abc import Callable, Iterable, Sequence
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from kubetrio import hookspecs
+from kubetrio.providers import (
+    AdmissionRequest,
+    AuthorizationAttributes,
+    AuthorizationDecision,
+    AuthRequest,
+    ContainerRuntime,
+    Controller,
+    NetworkPlugin,
+    ResourceDefinition,
+    SchedulerPlugin,
+    StorageDriver,
+    UserInfo,
+)
+
+ENTRY_POINT_GROUP = "kubetrio"
+"""The entry-point group plugins register under (``[project.entry-points.kubetrio]``)."""
+
+ONLY_ENV = "KUBETRIO_PLUGINS"
+BLOCK_ENV = "KUBETRIO_BLOCKED_PLUGINS"
+
+hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT_NAME)
+"""Marker for hook implementations: decorate functions named after a hook spec."""
+
+P = TypeVar("P")
+T = TypeVar("T")
+
+
+class PluginError(Exception):
+    """A plugin broke the rules of the hook specifications; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInfo:
+    """One loaded plugin, as ``kubetrio plugins`` lists it."""
+
+    name: str
+    distribution: str
+    version: str
+    hooks: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Registered(Generic[T]):
+    """A provider together with the plugin that registered it."""
+
+    plugin: str
+    provider: T
+
+
+def _split_env(value: str | None) -> set[str]:
+    return {part.strip() for part in (value or "").split(",") if part.strip()}
+
+
+class PluginManager:
+    """The typed facade over pluggy's manager; the only way the core calls hooks."""
+
+    def __init__(self) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self._pm.add_hookspecs(hookspecs)
+        self._dists: dict[str, tuple[str, str]] = {}
+
+    # --- loading ------------------------------------------------------------------------
+
+    def load_entry_points(
+        self, *, only: Iterable[str] | None = None, block: Iterable[str] = ()
+    ) -> None:
+        """Load the plugins of the ``kubetrio`` entry-point group.
+
+        :param only: load just these names; defaults to ``$KUBETRIO_PLUGINS`` (all if unset).
+        :param block: never load these names, in addition to ``$KUBETRIO_BLOCKED_PLUGINS``.
+        """
+        wanted = set(only) if only is not None else _split_env(os.environ.get(ONLY_ENV))
+        for name in set(block) | _split_env(os.environ.get(BLOCK_ENV)):
+            self._pm.set_blocked(name)
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if wanted and ep.name not in wanted:
+                continue
+            if self._pm.is_blocked(ep.name) or self._pm.has_plugin(ep.name):
+                continue
+            self._load_one(ep)
+        self.check()
+
+    def _load_one(self, ep: EntryPoint) -> None:
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
+        dist = (ep.dist.name, ep.dist.version) if ep.dist is not None else ("?", "?")
+        self.register(plugin, name=ep.name, distribution=dist)
+
+    def register(
+        self, plugin: object, *, name: str, distribution: tuple[str, str] = ("", "")
+    ) -> None:
+        """Register a plugin object or module directly (embedding, tests).
+
+        :param plugin: a module or object with ``@hookimpl`` functions.
+        :param name: its plugin name (the entry-point name for installed plugins).
+        :param distribution: (distribution name, version), when it comes from one.
+        """
+        for attr_name in dir(plugin):
+            attr = getattr(plugin, attr_name, None)
+            if attr_name.startswith("kubetrio_") and (
+                inspect.iscoroutinefunction(attr) or inspect.isasyncgenfunction(attr)
+            ):
+                raise PluginError(
+                    f"plugin {name!r}: hook {attr_name} is async; hooks are synchronous — "
+                    "register a provider whose methods are async instead (see kubetrio.hookspecs)"
+                )
+        try:
+            self._pm.register(plugin, name=name)
+        except ValueError as exc:
+            raise PluginError(f"plugin {name!r}: {exc}") from exc
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {name!r}: {exc}") from exc
+        self._dists[name] = distribution
+
+    def block(self, name: str) -> None:
+        """Unregister (if loaded) and block a plugin by name."""
+        self._pm.set_blocked(name)
+        self._dists.pop(name, None)
+
+    def check(self) -> None:
+        """Refuse hook implementations that match no hook spec (misspelt or stale hooks)."""
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {exc.plugin!r}: {exc}") from exc
+
+    # --- introspection ------------------------------------------------------------------
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every registered plugin with its distribution and the hooks it implements."""
+        infos = []
+        for name, plugin in sorted(self._pm.list_name_plugin()):
+            if plugin is None:  # blocked
+                continue
+            hooks = tuple(
+                sorted(caller.name for caller in self._pm.get_hookcallers(plugin) or ())
+            )
+            dist, version = self._dists.get(name, ("", ""))
+            infos.append(PluginInfo(name, dist, version, hooks))
+        return infos
+
+    # --- start-up and extension ---------------------------------------------------------
+
+    def configure(self, *, config: dict[str, Any]) -> None:
+        """Call ``kubetrio_configure`` on every plugin."""
+        self._decide("kubetrio_configure", config=config)
+
+    def unconfigure(self) -> None:
+        """Call ``kubetrio_unconfigure`` on every plugin."""
+        self._decide("kubetrio_unconfigure")
+
+    def resources(self) -> list[Registered[ResourceDefinition]]:
+        """The resource kinds plugins add."""
+        return self._collect("kubetrio_register_resources", ResourceDefinition, key=_gvk)
+
+    def controllers(self) -> list[Registered[Controller]]:
+        """The controllers plugins add."""
+        return self._collect("kubetrio_register_controllers", Controller)
+
+    def container_runtimes(self) -> list[Registered[ContainerRuntime]]:
+        """The container runtimes plugins offer."""
+        return self._collect("kubetrio_register_container_runtimes", ContainerRuntime)
+
+    def add_commands(self, *, cli: Any) -> None:
+        """Let plugins add commands to the CLI (a ``typer.Typer``)."""
+        self._decide("kubetrio_register_commands", cli=cli)
+
+    # --- API request path ---------------------------------------------------------------
+
+    def authenticate(self, *, request: AuthRequest) -> UserInfo | None:
+        """The first authenticator's answer, or None when no plugin knows the credentials."""
+        result: UserInfo | None = self._decide("kubetrio_authenticate", request=request)
+        return result
+
+    def authorize(
+        self, *, user: UserInfo, attributes: AuthorizationAttributes
+    ) -> AuthorizationDecision | None:
+        """The first authorizer's decision, or None when none has an opinion."""
+        result: AuthorizationDecision | None = self._decide(
+            "kubetrio_authorize", user=user, attributes=attributes
+        )
+        return result
+
+    def admission_mutate(self, *, request: AdmissionRequest) -> None:
+        """Run every mutating admission hook over ``request.object``, in plugin order."""
+        self._decide("kubetrio_admission_mutate", request=request)
+
+    def admission_validate(self, *, request: AdmissionRequest) -> list[str]:
+        """Run every validating admission hook; return all their messages (empty: allowed)."""
+        results: list[list[str] | None] = self._decide(
+            "kubetrio_admission_validate", request=request
+        )
+        return [message for messages in results if messages for message in messages]
+
+    # --- scheduling and node ------------------------------------------------------------
+
+    def scheduler_plugins(self) -> list[Registered[SchedulerPlugin]]:
+        """The scheduler plugins, by unique name."""
+        return self._collect("kubetrio_register_scheduler_plugins", SchedulerPlugin)
+
+    def network_plugins(self) -> list[Registered[NetworkPlugin]]:
+        """The pod network (CNI) providers, by unique name."""
+        return self._collect("kubetrio_register_network_plugins", NetworkPlugin)
+
+    def storage_drivers(self) -> list[Registered[StorageDriver]]:
+        """The storage (CSI) drivers, by unique provisioner name."""
+        return self._collect("kubetrio_register_storage_drivers", StorageDriver)
+
+    # --- machinery ----------------------------------------------------------------------
+
+    def _decide(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call a decision hook and refuse awaitables: they would never be awaited."""
+        result = getattr(self._pm.hook, hook_name)(**kwargs)
+        for value in result if isinstance(result, list) else [result]:
+            if inspect.isawaitable(value):
+                if inspect.iscoroutine(value):
+                    value.close()  # don't leave a "never awaited" warning behind
+                raise PluginError(
+                    f"{hook_name} returned an awaitable; hooks are synchronous — "
+                    "register a provider whose methods are async instead"
+                )
+        return result
+
+    def _collect(
+        self,
+        hook_name: str,
+        protocol: type[P],
+        *,
+        key: Callable[[Any], str] = lambda provider: str(provider.name),
+    ) -> list[Registered[P]]:
+        """Call a provider hook plugin by plugin, checking each provider it registers."""
+        collected: list[Registered[P]] = []
+        seen: dict[str, str] = {}
+        caller = getattr(self._pm.hook, hook_name)
+        # pluggy calls implementations last-registered first; keep that order.
+        for impl in reversed(caller.get_hookimpls()):
+            plugin_name = impl.plugin_name
+
+            def register(provider: P, _plugin: str = plugin_name) -> None:
+                if not isinstance(provider, protocol):
+                    raise PluginError(
+                        f"plugin {_plugin!r} registered {provider!r} in {hook_name}, "
+                        f"which does not follow the {protocol.__name__} protocol"
+                    )
+                provider_key = key(provider)
+                if provider_key in seen:
+                    raise PluginError(
+                        f"plugin {_plugin!r} registered {protocol.__name__} {provider_key!r}, "
+                        f"already registered by plugin {seen[provider_key]!r}"
+                    )
+                seen[provider_key] = _plugin
+                collected.append(Registered(_plugin, provider))
+
+            returned = impl.function(register=register)
+            if inspect.iscoroutine(returned):
+                returned.close()
+                raise PluginError(f"plugin {plugin_name!r}: {hook_name} must not be async")
+        return collected
+
+
+def _gvk(resource: ResourceDefinition) -> str:
+    return f"{resource.group}/{resource.version}/{resource.kind}"
+
+
+def load(*, only: Sequence[str] | None = None, block: Iterable[str] = ()) -> PluginManager:
+    """A plugin manager with the installed plugins loaded (see ``load_entry_points``)."""
+    manager = PluginManager()
+    manager.load_entry_points(only=only, block=block)
+    return manager

@@ -1,0 +1,1 @@
+"""kubetrio's built-in authentication, authorization and admission plugins."""

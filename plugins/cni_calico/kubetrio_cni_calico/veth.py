@@ -1,0 +1,100 @@
+"""Wiring a pod's network namespace the way Calico does.
+
+Each pod gets a veth pair: ``eth0`` inside the pod holds the pod's /32, the host end
+(``cali`` + a hash of the container id) has no address. The pod's default route points
+at the link-local gateway 169.254.1.1, which the host end answers for by proxy ARP; the
+host routes the /32 to the host end. Routing per pod rather than bridging keeps every
+pod packet on the host's routing table, where NetworkPolicy and cross-node routes act
+on it, and lets an address move between nodes without any L2 state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from kubetrio.providers import PodNetwork
+
+from .ipam import BlockAllocator
+
+GATEWAY = "169.254.1.1"
+NETNS_DIR = Path("/var/run/netns")
+
+
+def host_veth_name(container_id: str) -> str:
+    """The host-side interface name: ``cali`` + 11 hex digits (15 chars, the kernel limit)."""
+    return "cali" + hashlib.sha1(container_id.encode()).hexdigest()[:11]
+
+
+def netns_name(netns_path: str) -> str:
+    """The iproute2 name of a network namespace bound under /var/run/netns."""
+    path = Path(netns_path)
+    if path.parent.resolve() != NETNS_DIR.resolve():
+        raise ValueError(f"network namespace {netns_path} is not under {NETNS_DIR}")
+    return path.name
+
+
+async def _ip(*args: str, check: bool = True) -> int:
+    result = await trio.run_process(["ip", *args], check=check, capture_stderr=True)
+    return result.returncode
+
+
+class CalicoNetwork:
+    """The ``calico`` network plugin: routed /32 pod addresses from the node's block."""
+
+    name = "calico"
+
+    def __init__(self, block: str, *, mtu: int = 1500) -> None:
+        self.ipam = BlockAllocator(block)
+        self.mtu = mtu
+
+    async def add(self, *, pod: dict[str, Any], netns_path: str, container_id: str) -> PodNetwork:
+        """Create the veth pair, give the pod its address and routes. Idempotent."""
+        ns = netns_name(netns_path)
+        host = host_veth_name(container_id)
+        address = self.ipam.allocate(container_id)
+        # Start from a clean slate so a retried add after a partial failure converges.
+        await _ip("link", "del", host, check=False)
+        await _ip("-n", ns, "link", "del", "eth0", check=False)
+        mtu = str(self.mtu)
+        await _ip("link", "add", host, "mtu", mtu, "type", "veth", "peer", "name", "eth0",
+                  "mtu", mtu, "netns", ns)
+        await trio.to_thread.run_sync(_enable_proxy_arp, host)
+        await _ip("link", "set", host, "up")
+        await _ip("-n", ns, "link", "set", "lo", "up")
+        await _ip("-n", ns, "addr", "add", f"{address}/32", "dev", "eth0")
+        await _ip("-n", ns, "link", "set", "eth0", "up")
+        await _ip("-n", ns, "route", "add", GATEWAY, "dev", "eth0", "scope", "link")
+        await _ip("-n", ns, "route", "add", "default", "via", GATEWAY, "dev", "eth0")
+        await _ip("route", "replace", f"{address}/32", "dev", host, "scope", "link")
+        return PodNetwork(ips=[str(address)], gateway=GATEWAY, mtu=self.mtu)
+
+    async def delete(self, *, pod: dict[str, Any], netns_path: str, container_id: str) -> None:
+        """Remove the veth pair (its route goes with it) and release the address."""
+        await _ip("link", "del", host_veth_name(container_id), check=False)
+        self.ipam.release(container_id)
+
+    async def run_node_services(
+        self, client: Any, node_name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Enable forwarding, then idle: route and policy agents join with issue #9."""
+        await trio.to_thread.run_sync(_write_sysctl, "net/ipv4/ip_forward", "1")
+        task_status.started()
+        await trio.sleep_forever()
+
+
+def _write_sysctl(name: str, value: str) -> None:
+    with open(os.path.join("/proc/sys", name), "w") as f:
+        f.write(value)
+
+
+def _enable_proxy_arp(interface: str) -> None:
+    # The kernel answers ARP by proxy only on interfaces that forward; answering at once
+    # (proxy_delay 0) keeps the pod's first packet from waiting up to 0.8 s.
+    _write_sysctl(f"net/ipv4/conf/{interface}/forwarding", "1")
+    _write_sysctl(f"net/ipv4/conf/{interface}/proxy_arp", "1")
+    _write_sysctl(f"net/ipv4/neigh/{interface}/proxy_delay", "0")

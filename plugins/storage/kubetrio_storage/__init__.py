@@ -1,0 +1,1 @@
+"""kubetrio's built-in storage driver: node-local directory volumes."""
