@@ -1,19 +1,61 @@
-//! The Internet checksum (RFC 1071) used by IPv4, UDP and TCP headers.
+//! The Internet checksum (RFC 1071) used by IPv4, UDP and TCP headers, and its incremental
+//! update (RFC 1624) for rewriting a field without summing the whole header again.
+
+/// Adds `data` to a running ones'-complement sum (not yet folded). Chain calls to checksum
+/// discontiguous pieces (pseudo-header, header, payload); each piece but the last must have
+/// even length.
+pub fn sum(data: &[u8], initial: u32) -> u32 {
+    // Summing 16-bit words into a u64 cannot overflow for any input that fits in memory,
+    // and lets the compiler vectorise the loop; the fold happens once at the end.
+    let mut acc = u64::from(initial);
+    let mut chunks = data.chunks_exact(2);
+    for pair in &mut chunks {
+        acc += u64::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    fold64(acc)
+}
+
+fn fold64(mut acc: u64) -> u32 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u32
+}
+
+/// Folds a running sum to 16 bits and inverts it: the value to store in a checksum field.
+pub fn finish(sum: u32) -> u16 {
+    !(fold64(u64::from(sum)) as u16)
+}
 
 /// Ones'-complement sum of `data` folded to 16 bits and inverted (RFC 1071).
 pub fn internet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut chunks = data.chunks_exact(2);
-    for pair in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    finish(sum(data, 0))
+}
+
+/// Running sum of the IPv4 pseudo-header used by UDP and TCP checksums (RFC 768, RFC 793).
+pub fn pseudo_header_sum(src: u32, dst: u32, protocol: u8, length: u16) -> u32 {
+    (src >> 16)
+        + (src & 0xffff)
+        + (dst >> 16)
+        + (dst & 0xffff)
+        + u32::from(protocol)
+        + u32::from(length)
+}
+
+/// New checksum after one 16-bit field changes from `old` to `new` (RFC 1624, eqn. 3:
+/// `HC' = ~(~HC + ~m + m')`), without touching the rest of the data.
+pub fn adjust16(checksum: u16, old: u16, new: u16) -> u16 {
+    let s = u32::from(!checksum) + u32::from(!old) + u32::from(new);
+    !(fold64(u64::from(s)) as u16)
+}
+
+/// [`adjust16`] for a 32-bit field such as an IPv4 address (two 16-bit words).
+pub fn adjust32(checksum: u16, old: u32, new: u32) -> u16 {
+    let c = adjust16(checksum, (old >> 16) as u16, (new >> 16) as u16);
+    adjust16(c, old as u16, new as u16)
 }
 
 #[cfg(test)]
@@ -39,6 +81,42 @@ mod tests {
         let c = internet_checksum(&header);
         header[10..12].copy_from_slice(&c.to_be_bytes());
         assert_eq!(internet_checksum(&header), 0);
+    }
+
+    #[test]
+    fn rfc1071_example_sum() {
+        // RFC 1071 §3 worked example: words 0001 f203 f4f5 f6f7 sum to ddf2 (folded).
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(sum(&data, 0), 0xddf2);
+        assert_eq!(internet_checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn rfc1624_example() {
+        // RFC 1624 §4: HC = 0xdd2f, m = 0x5555 -> m' = 0x3285 gives HC' = 0x0000.
+        assert_eq!(adjust16(0xdd2f, 0x5555, 0x3285), 0x0000);
+    }
+
+    #[test]
+    fn adjust_matches_recompute() {
+        let mut header = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        let mut state = 0x1234_5678u32;
+        for _ in 0..10_000 {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let old_ttl = u16::from_be_bytes([header[8], header[9]]);
+            let old_dst = u32::from_be_bytes([header[16], header[17], header[18], header[19]]);
+            let c = u16::from_be_bytes([header[10], header[11]]);
+            header[8] = (state >> 24) as u8;
+            let new_ttl = u16::from_be_bytes([header[8], header[9]]);
+            let c = adjust16(c, old_ttl, new_ttl);
+            header[16..20].copy_from_slice(&state.to_be_bytes());
+            let c = adjust32(c, old_dst, state);
+            header[10..12].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(internet_checksum(&header), 0, "{header:02x?}");
+        }
     }
 
     #[test]
