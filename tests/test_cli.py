@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from typer.testing import CliRunner
-
 import kubetrio
+import pytest
 from kubetrio.cli import build_app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 COMMANDS = ["version", "plugins", "server", "agent", "up", "down"]

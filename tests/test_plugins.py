@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import trio
-
 from kubetrio import plugins
 from kubetrio.plugins import PluginError, PluginManager, hookimpl
 from kubetrio.providers import (
@@ -35,7 +34,7 @@ def test_built_in_plugins_are_found_through_entry_points(monkeypatch: pytest.Mon
     monkeypatch.delenv(plugins.ONLY_ENV, raising=False)
     monkeypatch.delenv(plugins.BLOCK_ENV, raising=False)
     infos = {info.name: info for info in plugins.load().plugins()}
-    assert BUILT_INS <= set(infos)
+    assert set(infos) >= BUILT_INS
     assert infos["scheduler"].distribution == "kubetrio-scheduler"
     assert "kubetrio_register_scheduler_plugins" in infos["scheduler"].hooks
     assert "kubetrio_authenticate" in infos["auth"].hooks
@@ -91,8 +90,13 @@ def test_facade_calls_are_keyword_only() -> None:
 
 def test_firstresult_and_no_opinion_semantics() -> None:
     manager = PluginManager()
-    manager.register(plugin_module("silent", kubetrio_authorize=lambda user, attributes: None), name="silent")
-    assert manager.authorize(user=UserInfo(name="u"), attributes=AuthorizationAttributes(verb="get")) is None
+    manager.register(
+        plugin_module("silent", kubetrio_authorize=lambda user, attributes: None), name="silent"
+    )
+    assert (
+        manager.authorize(user=UserInfo(name="u"), attributes=AuthorizationAttributes(verb="get"))
+        is None
+    )
 
     def deny(user: UserInfo, attributes: AuthorizationAttributes) -> Any:
         from kubetrio.providers import AuthorizationDecision
@@ -100,7 +104,9 @@ def test_firstresult_and_no_opinion_semantics() -> None:
         return AuthorizationDecision(allowed=False, reason="no")
 
     manager.register(plugin_module("denier", kubetrio_authorize=deny), name="denier")
-    decision = manager.authorize(user=UserInfo(name="u"), attributes=AuthorizationAttributes(verb="get"))
+    decision = manager.authorize(
+        user=UserInfo(name="u"), attributes=AuthorizationAttributes(verb="get")
+    )
     assert decision is not None and not decision.allowed
 
 
@@ -112,19 +118,31 @@ def test_admission_runs_mutations_then_collects_all_validations() -> None:
     manager = PluginManager()
     manager.register(plugin_module("mutator", kubetrio_admission_mutate=add_label), name="mutator")
     manager.register(
-        plugin_module("v1", kubetrio_admission_validate=lambda request: ["first problem"]), name="v1"
+        plugin_module("v1", kubetrio_admission_validate=lambda request: ["first problem"]),
+        name="v1",
     )
     manager.register(
-        plugin_module("v2", kubetrio_admission_validate=lambda request: ["second problem"]), name="v2"
+        plugin_module("v2", kubetrio_admission_validate=lambda request: ["second problem"]),
+        name="v2",
     )
-    manager.register(plugin_module("v3", kubetrio_admission_validate=lambda request: None), name="v3")
+    manager.register(
+        plugin_module("v3", kubetrio_admission_validate=lambda request: None), name="v3"
+    )
     request = AdmissionRequest(
-        operation="CREATE", user=UserInfo(name="u"), api_group="", api_version="v1",
-        kind="Pod", resource="pods", object={"metadata": {"name": "p"}},
+        operation="CREATE",
+        user=UserInfo(name="u"),
+        api_group="",
+        api_version="v1",
+        kind="Pod",
+        resource="pods",
+        object={"metadata": {"name": "p"}},
     )
     manager.admission_mutate(request=request)
     assert request.object == {"metadata": {"name": "p", "labels": {"mutated": "yes"}}}
-    assert sorted(manager.admission_validate(request=request)) == ["first problem", "second problem"]
+    assert sorted(manager.admission_validate(request=request)) == [
+        "first problem",
+        "second problem",
+    ]
 
 
 class FakeNetwork:
@@ -144,7 +162,9 @@ class FakeNetwork:
         await trio.sleep(0)
         self.calls.append(f"del {container_id}")
 
-    async def run_node_services(self, client: Any, node_name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run_node_services(
+        self, client: Any, node_name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started()
         await trio.sleep_forever()
 
@@ -158,7 +178,9 @@ async def test_async_work_flows_through_registered_providers() -> None:
         register(provider)
 
     manager = PluginManager()
-    manager.register(plugin_module("net", kubetrio_register_network_plugins=register_network), name="net")
+    manager.register(
+        plugin_module("net", kubetrio_register_network_plugins=register_network), name="net"
+    )
     [registered] = manager.network_plugins()
     assert registered.plugin == "net" and registered.provider is provider
 
@@ -167,7 +189,9 @@ async def test_async_work_flows_through_registered_providers() -> None:
         results = []
 
         async def wire(i: int) -> None:
-            results.append(await registered.provider.add(pod={}, netns_path="/x", container_id=f"c{i}"))
+            results.append(
+                await registered.provider.add(pod={}, netns_path="/x", container_id=f"c{i}")
+            )
 
         async with trio.open_nursery() as adds:
             for i in range(3):
@@ -182,7 +206,9 @@ async def test_async_work_flows_through_registered_providers() -> None:
 def test_provider_must_follow_protocol() -> None:
     manager = PluginManager()
     manager.register(
-        plugin_module("junk", kubetrio_register_network_plugins=lambda register: register(object())),
+        plugin_module(
+            "junk", kubetrio_register_network_plugins=lambda register: register(object())
+        ),
         name="junk",
     )
     with pytest.raises(PluginError, match="NetworkPlugin protocol"):
@@ -193,7 +219,10 @@ def test_duplicate_provider_names_are_rejected() -> None:
     manager = PluginManager()
     for plugin_name in ("a", "b"):
         manager.register(
-            plugin_module(plugin_name, kubetrio_register_network_plugins=lambda register: register(FakeNetwork())),
+            plugin_module(
+                plugin_name,
+                kubetrio_register_network_plugins=lambda register: register(FakeNetwork()),
+            ),
             name=plugin_name,
         )
     with pytest.raises(PluginError, match="already registered by plugin"):
@@ -205,6 +234,9 @@ def test_built_in_providers_register(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(plugins.BLOCK_ENV, raising=False)
     manager = plugins.load()
     manager.configure(config={})
-    assert {r.provider.name for r in manager.scheduler_plugins()} >= {"NodeName", "NodeUnschedulable"}
+    assert {r.provider.name for r in manager.scheduler_plugins()} >= {
+        "NodeName",
+        "NodeUnschedulable",
+    }
     assert [r.provider.name for r in manager.network_plugins()] == ["calico"]
     assert [r.provider.name for r in manager.storage_drivers()] == ["kubetrio.io/local"]

@@ -18,10 +18,14 @@ KUBETRIO = [sys.executable, "-m", "kubetrio"]
 
 
 def pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], check=True
+    )
 
 
-def kubetrio(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def kubetrio(
+    *args: str, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     import os
 
     env = {**os.environ, "COLUMNS": "200", **(env_extra or {})}
@@ -50,15 +54,16 @@ def test_installed_plugin_is_listed_called_and_removable(installed_sample: None)
     hello = kubetrio("sample-hello")
     assert hello.returncode == 0, hello.stderr
     assert "hello from kubetrio-sample-plugin" in hello.stdout
+    script = (
+        "from kubetrio import plugins\n"
+        "from kubetrio.providers import AdmissionRequest, UserInfo\n"
+        "m = plugins.load(only=['sample'])\n"
+        "r = AdmissionRequest(operation='CREATE', user=UserInfo(name='u'), api_group='',\n"
+        "    api_version='v1', kind='Pod', resource='pods', object={'metadata': {'name': 'p'}})\n"
+        "print(m.admission_validate(request=r))"
+    )
     check = subprocess.run(
-        [sys.executable, "-c", (
-            "from kubetrio import plugins; from kubetrio.providers import AdmissionRequest, UserInfo\n"
-            "m = plugins.load(only=['sample'])\n"
-            "r = AdmissionRequest(operation='CREATE', user=UserInfo(name='u'), api_group='',"
-            " api_version='v1', kind='Pod', resource='pods', object={'metadata': {'name': 'p'}})\n"
-            "print(m.admission_validate(request=r))"
-        )],
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
     assert "must carry a 'team' label" in check.stdout
 

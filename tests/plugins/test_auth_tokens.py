@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from kubetrio import plugins
 from kubetrio.providers import AuthorizationAttributes, AuthRequest
 from kubetrio_auth.tokens import StaticTokens, TokenFileError
 
-TOKENS = '''# token,user,uid,groups
+TOKENS = """# token,user,uid,groups
 s3cret,alice,u-1,"system:masters,devs"
 other,bob,u-2
-'''
+"""
 
 
 def bearer(token: str) -> AuthRequest:
@@ -23,7 +22,9 @@ def bearer(token: str) -> AuthRequest:
 def test_token_file_users_and_groups() -> None:
     tokens = StaticTokens.from_text(TOKENS)
     alice = tokens.authenticate(bearer("s3cret"))
-    assert alice is not None and alice.name == "alice" and alice.groups == ("system:masters", "devs")
+    assert (
+        alice is not None and alice.name == "alice" and alice.groups == ("system:masters", "devs")
+    )
     bob = tokens.authenticate(bearer("other"))
     assert bob is not None and bob.groups == ()
     assert tokens.authenticate(bearer("nope")) is None

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
 from kubetrio_cni_calico.ipam import BlockAllocator, BlockExhausted
 from kubetrio_cni_calico.veth import CalicoNetwork, host_veth_name
 
@@ -52,9 +51,16 @@ async def test_pod_gets_routed_address_reachable_from_host(netns: str) -> None:
     try:
         [ip] = result.ips
         ns = os.path.basename(netns)
-        addr = subprocess.run(["ip", "-n", ns, "-4", "addr", "show", "eth0"], capture_output=True, text=True, check=True)
+        addr = subprocess.run(
+            ["ip", "-n", ns, "-4", "addr", "show", "eth0"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert f"{ip}/32" in addr.stdout
-        routes = subprocess.run(["ip", "-n", ns, "route"], capture_output=True, text=True, check=True)
+        routes = subprocess.run(
+            ["ip", "-n", ns, "route"], capture_output=True, text=True, check=True
+        )
         assert "default via 169.254.1.1 dev eth0" in routes.stdout
         ping = subprocess.run(["ping", "-c", "1", "-W", "2", ip], capture_output=True, text=True)
         assert ping.returncode == 0, ping.stdout + ping.stderr

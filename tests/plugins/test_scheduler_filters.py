@@ -18,11 +18,34 @@ def test_node_name_keeps_only_the_named_node() -> None:
 
 def test_cordoned_node_refuses_pods_unless_tolerated() -> None:
     pod = {"metadata": {"name": "p"}, "spec": {}}
-    assert NodeUnschedulable().filter(pod, node("n1", unschedulable=True)) == "node(s) were unschedulable"
+    assert (
+        NodeUnschedulable().filter(pod, node("n1", unschedulable=True))
+        == "node(s) were unschedulable"
+    )
     assert NodeUnschedulable().filter(pod, node("n1")) is None
-    tolerant = {"spec": {"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]}}
+    tolerant = {
+        "spec": {
+            "tolerations": [
+                {
+                    "key": "node.kubernetes.io/unschedulable",
+                    "operator": "Exists",
+                    "effect": "NoSchedule",
+                }
+            ]
+        }
+    }
     assert NodeUnschedulable().filter(tolerant, node("n1", unschedulable=True)) is None
     everything = {"spec": {"tolerations": [{"operator": "Exists"}]}}
     assert NodeUnschedulable().filter(everything, node("n1", unschedulable=True)) is None
-    wrong_effect = {"spec": {"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoExecute"}]}}
+    wrong_effect = {
+        "spec": {
+            "tolerations": [
+                {
+                    "key": "node.kubernetes.io/unschedulable",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                }
+            ]
+        }
+    }
     assert NodeUnschedulable().filter(wrong_effect, node("n1", unschedulable=True)) is not None

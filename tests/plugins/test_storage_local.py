@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from kubetrio_storage.local import LocalVolumes, is_mount_point
 
 CLAIM = {"metadata": {"name": "data", "namespace": "default", "uid": "1234-abcd"}}

@@ -34,13 +34,18 @@ def version() -> None:
         datapath = _datapath.__version__
     except ImportError:  # a source tree whose extension was never built
         datapath = "not built"
-    console.print(f"kubetrio {kubetrio.__version__} (datapath {datapath}, Python {sys.version.split()[0]})")
+    console.print(
+        f"kubetrio {kubetrio.__version__} (datapath {datapath}, Python {sys.version.split()[0]})"
+    )
 
 
 def list_plugins(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     block: list[str] = typer.Option(
-        [], "--block", "-b", help="Leave this plugin out (repeatable); see also KUBETRIO_BLOCKED_PLUGINS."
+        [],
+        "--block",
+        "-b",
+        help="Leave this plugin out (repeatable); see also KUBETRIO_BLOCKED_PLUGINS.",
     ),
 ) -> None:
     """List the plugins found through the `kubetrio` entry-point group and the hooks they implement.
@@ -50,7 +55,9 @@ def list_plugins(
     """
     infos = _load_plugins(block).plugins()
     if as_json:
-        console.print_json(json.dumps([info.__dict__ | {"hooks": list(info.hooks)} for info in infos]))
+        console.print_json(
+            json.dumps([info.__dict__ | {"hooks": list(info.hooks)} for info in infos])
+        )
         return
     table = Table(title="kubetrio plugins")
     for column in ("name", "distribution", "version"):

@@ -26,13 +26,17 @@ def _not_built(component: str, issue: int) -> None:
 
 
 def server(
-    data_dir: Path = typer.Option(DEFAULT_DATA_DIR, help="Where the embedded store keeps its data."),
+    data_dir: Path = typer.Option(
+        DEFAULT_DATA_DIR, help="Where the embedded store keeps its data."
+    ),
     store: str = typer.Option(
         "", help="Use etcd instead of the embedded store: etcd://host:port,host:port."
     ),
     port: int = typer.Option(6443, help="Port the API server listens on."),
     kubeconfig: Path | None = typer.Option(
-        None, help="Write the admin kubeconfig here (default: merge into ~/.kube/config as context 'kubetrio')."
+        None,
+        help="Write the admin kubeconfig here "
+        "(default: merge into ~/.kube/config as context 'kubetrio').",
     ),
     no_agent: bool = typer.Option(False, "--no-agent", help="Run only the control plane, no node."),
 ) -> None:

@@ -40,7 +40,9 @@ class StaticTokens:
                 raise TokenFileError(
                     f"{source}:{number}: expected token,user,uid[,groups], got {len(row)} field(s)"
                 )
-            groups = tuple(g.strip() for g in row[3].split(",") if g.strip()) if len(row) > 3 else ()
+            groups = (
+                tuple(g.strip() for g in row[3].split(",") if g.strip()) if len(row) > 3 else ()
+            )
             users[row[0]] = UserInfo(name=row[1], uid=row[2], groups=groups)
         return cls(users)
 

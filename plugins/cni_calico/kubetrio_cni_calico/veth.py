@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-
 from kubetrio.providers import PodNetwork
 
 from .ipam import BlockAllocator
@@ -61,8 +60,22 @@ class CalicoNetwork:
         await _ip("link", "del", host, check=False)
         await _ip("-n", ns, "link", "del", "eth0", check=False)
         mtu = str(self.mtu)
-        await _ip("link", "add", host, "mtu", mtu, "type", "veth", "peer", "name", "eth0",
-                  "mtu", mtu, "netns", ns)
+        await _ip(
+            "link",
+            "add",
+            host,
+            "mtu",
+            mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "mtu",
+            mtu,
+            "netns",
+            ns,
+        )
         await trio.to_thread.run_sync(_enable_proxy_arp, host)
         await _ip("link", "set", host, "up")
         await _ip("-n", ns, "link", "set", "lo", "up")
