@@ -1,0 +1,27 @@
+"""kubetrio's API machinery: Kubernetes models, scheme, selectors, patches, validation.
+
+This package imports nothing else of kubetrio. Its public surface:
+
+- models: ``kubetrio.api.generated.<group>_<version>`` (``core_v1.Pod``, ``apps_v1.Deployment``,
+  ``meta_v1.ObjectMeta`` ...), all subclasses of :class:`KubeStruct`;
+- scalars: :class:`Quantity`, :class:`Time`, :class:`MicroTime`, ``IntOrString``;
+- codec: :func:`encode`, :func:`decode`, :func:`to_builtins`, :func:`from_builtins`,
+  :func:`unknown_fields`.
+"""
+
+from __future__ import annotations
+
+from .codec import decode as decode
+from .codec import encode as encode
+from .codec import from_builtins as from_builtins
+from .codec import to_builtins as to_builtins
+from .codec import unknown_fields as unknown_fields
+from .fieldmeta import FieldMeta as FieldMeta
+from .intstr import IntOrString as IntOrString
+from .intstr import scaled_value as scaled_value
+from .model import KubeStruct as KubeStruct
+from .quantity import Quantity as Quantity
+from .quantity import QuantityFormat as QuantityFormat
+from .quantity import QuantityParseError as QuantityParseError
+from .timestamps import MicroTime as MicroTime
+from .timestamps import Time as Time

@@ -1,0 +1,32 @@
+"""The one configured base Struct of every Kubernetes model.
+
+``KubeStruct`` fixes the wire conventions once:
+
+- ``kw_only``: objects are built by field name; field order never matters.
+- ``omit_defaults``: unset (``None``) fields are left out of the JSON, as Go's
+  ``omitempty`` does, so encoded objects look like the apiserver's.
+- ``rename="camel"``: Python attributes are snake_case; the JSON names are swagger's
+  exact camelCase names. Names that camel-casing cannot reproduce (``podIPs``, ``$ref``,
+  ``x-kubernetes-list-type``, Python keywords such as ``continue``) carry an explicit
+  ``msgspec.field(name=...)`` in the generated code.
+- ``repr_omit_defaults``: reprs show what is set, which is what one wants to read.
+
+Unknown JSON fields are ignored when decoding (``fieldValidation=Ignore`` behaviour);
+:func:`kubetrio.api.codec.unknown_fields` finds them for ``Strict``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["KubeStruct"]
+
+
+class KubeStruct(
+    msgspec.Struct,
+    kw_only=True,
+    omit_defaults=True,
+    rename="camel",
+    repr_omit_defaults=True,
+):
+    """Base of all generated Kubernetes models."""
