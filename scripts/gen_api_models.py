@@ -235,14 +235,15 @@ class Generator:
         schema = self.defs[def_id]
         name = def_id.rsplit(".", 1)[1]
         required = set(schema.get("required", []))
-        lines = [f"class {name}(KubeStruct):", f'    """``{def_id}``."""', ""]
+        # kw_only is inherited at runtime; repeating it tells mypy that field order is free.
+        lines = [f"class {name}(KubeStruct, kw_only=True):", f'    """``{def_id}``."""', ""]
         props = schema.get("properties", {})
         if not props:
             lines.append("    pass")
         used: set[str] = set()
-        # Required fields first: mypy does not see kw_only inherited from the base, and
-        # rejects fields without defaults after ones with defaults.
-        order = sorted(props, key=lambda n: (n not in required, n))
+        # apiVersion, kind, metadata lead, as in the apiserver's output; then A-Z.
+        lead = {"apiVersion": 0, "kind": 1, "metadata": 2}
+        order = sorted(props, key=lambda n: (lead.get(n, 3), n))
         for json_name in order:
             prop = props[json_name]
             attr = snake_case(json_name)

@@ -14,77 +14,77 @@ from . import meta_v1
 __all__ = ["CustomResourceColumnDefinition", "CustomResourceConversion", "CustomResourceDefinition", "CustomResourceDefinitionCondition", "CustomResourceDefinitionList", "CustomResourceDefinitionNames", "CustomResourceDefinitionSpec", "CustomResourceDefinitionStatus", "CustomResourceDefinitionVersion", "CustomResourceSubresourceScale", "CustomResourceSubresourceStatus", "CustomResourceSubresources", "CustomResourceValidation", "ExternalDocumentation", "JSONSchemaProps", "SelectableField", "ServiceReference", "ValidationRule", "WebhookClientConfig", "WebhookConversion"]
 
 
-class CustomResourceColumnDefinition(KubeStruct):
+class CustomResourceColumnDefinition(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceColumnDefinition``."""
 
-    json_path: str
-    name: str
-    type: str
     description: str | None = None
     format: str | None = None
+    json_path: str
+    name: str
     priority: int | None = None
+    type: str
 
 
-class CustomResourceConversion(KubeStruct):
+class CustomResourceConversion(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceConversion``."""
 
     strategy: str
     webhook: WebhookConversion | None = None
 
 
-class CustomResourceDefinition(KubeStruct):
+class CustomResourceDefinition(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition``."""
 
-    spec: CustomResourceDefinitionSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: CustomResourceDefinitionSpec | None
     status: CustomResourceDefinitionStatus | None = None
 
 
-class CustomResourceDefinitionCondition(KubeStruct):
+class CustomResourceDefinitionCondition(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionCondition``."""
 
-    status: str
-    type: str
     last_transition_time: Time | None = None
     message: str | None = None
     observed_generation: int | None = None
     reason: str | None = None
+    status: str
+    type: str
 
 
-class CustomResourceDefinitionList(KubeStruct):
+class CustomResourceDefinitionList(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionList``."""
 
-    items: list[CustomResourceDefinition] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[CustomResourceDefinition] | None
 
 
-class CustomResourceDefinitionNames(KubeStruct):
+class CustomResourceDefinitionNames(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionNames``."""
 
     kind: str
-    plural: str
     categories: list[str] | None = None
     list_kind: str | None = None
+    plural: str
     short_names: list[str] | None = None
     singular: str | None = None
 
 
-class CustomResourceDefinitionSpec(KubeStruct):
+class CustomResourceDefinitionSpec(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionSpec``."""
 
+    conversion: CustomResourceConversion | None = None
     group: str
     names: CustomResourceDefinitionNames | None
+    preserve_unknown_fields: bool | None = None
     scope: str
     versions: list[CustomResourceDefinitionVersion] | None
-    conversion: CustomResourceConversion | None = None
-    preserve_unknown_fields: bool | None = None
 
 
-class CustomResourceDefinitionStatus(KubeStruct):
+class CustomResourceDefinitionStatus(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionStatus``."""
 
     accepted_names: CustomResourceDefinitionNames | None = None
@@ -93,55 +93,55 @@ class CustomResourceDefinitionStatus(KubeStruct):
     stored_versions: list[str] | None = None
 
 
-class CustomResourceDefinitionVersion(KubeStruct):
+class CustomResourceDefinitionVersion(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinitionVersion``."""
 
-    name: str
-    served: bool
-    storage: bool
     additional_printer_columns: list[CustomResourceColumnDefinition] | None = None
     deprecated: bool | None = None
     deprecation_warning: str | None = None
+    name: str
     schema: CustomResourceValidation | None = None
     selectable_fields: list[SelectableField] | None = None
+    served: bool
+    storage: bool
     subresources: CustomResourceSubresources | None = None
 
 
-class CustomResourceSubresourceScale(KubeStruct):
+class CustomResourceSubresourceScale(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresourceScale``."""
 
+    label_selector_path: str | None = None
     spec_replicas_path: str
     status_replicas_path: str
-    label_selector_path: str | None = None
 
 
-class CustomResourceSubresourceStatus(KubeStruct):
+class CustomResourceSubresourceStatus(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresourceStatus``."""
 
     pass
 
 
-class CustomResourceSubresources(KubeStruct):
+class CustomResourceSubresources(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceSubresources``."""
 
     scale: CustomResourceSubresourceScale | None = None
     status: CustomResourceSubresourceStatus | None = None
 
 
-class CustomResourceValidation(KubeStruct):
+class CustomResourceValidation(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceValidation``."""
 
     open_api_v3_schema: JSONSchemaProps | None = msgspec.field(default=None, name='openAPIV3Schema')
 
 
-class ExternalDocumentation(KubeStruct):
+class ExternalDocumentation(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ExternalDocumentation``."""
 
     description: str | None = None
     url: str | None = None
 
 
-class JSONSchemaProps(KubeStruct):
+class JSONSchemaProps(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps``."""
 
     ref: str | None = msgspec.field(default=None, name='$ref')
@@ -190,13 +190,13 @@ class JSONSchemaProps(KubeStruct):
     x_kubernetes_validations: list[ValidationRule] | None = msgspec.field(default=None, name='x-kubernetes-validations')
 
 
-class SelectableField(KubeStruct):
+class SelectableField(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.SelectableField``."""
 
     json_path: str
 
 
-class ServiceReference(KubeStruct):
+class ServiceReference(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ServiceReference``."""
 
     name: str
@@ -205,18 +205,18 @@ class ServiceReference(KubeStruct):
     port: int | None = None
 
 
-class ValidationRule(KubeStruct):
+class ValidationRule(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.ValidationRule``."""
 
-    rule: str
     field_path: str | None = None
     message: str | None = None
     message_expression: str | None = None
     optional_old_self: bool | None = None
     reason: str | None = None
+    rule: str
 
 
-class WebhookClientConfig(KubeStruct):
+class WebhookClientConfig(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookClientConfig``."""
 
     ca_bundle: str | None = None
@@ -224,8 +224,8 @@ class WebhookClientConfig(KubeStruct):
     url: str | None = None
 
 
-class WebhookConversion(KubeStruct):
+class WebhookConversion(KubeStruct, kw_only=True):
     """``io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.WebhookConversion``."""
 
-    conversion_review_versions: list[str] | None
     client_config: WebhookClientConfig | None = None
+    conversion_review_versions: list[str] | None

@@ -13,26 +13,26 @@ from . import meta_v1
 __all__ = ["ControllerRevision", "ControllerRevisionList", "DaemonSet", "DaemonSetCondition", "DaemonSetList", "DaemonSetSpec", "DaemonSetStatus", "DaemonSetUpdateStrategy", "Deployment", "DeploymentCondition", "DeploymentList", "DeploymentSpec", "DeploymentStatus", "DeploymentStrategy", "ReplicaSet", "ReplicaSetCondition", "ReplicaSetList", "ReplicaSetSpec", "ReplicaSetStatus", "RollingUpdateDaemonSet", "RollingUpdateDeployment", "RollingUpdateStatefulSetStrategy", "StatefulSet", "StatefulSetCondition", "StatefulSetList", "StatefulSetOrdinals", "StatefulSetPersistentVolumeClaimRetentionPolicy", "StatefulSetSpec", "StatefulSetStatus", "StatefulSetUpdateStrategy"]
 
 
-class ControllerRevision(KubeStruct):
+class ControllerRevision(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.ControllerRevision``."""
 
-    revision: int
     api_version: str | None = None
-    data: Any = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    data: Any = None
+    revision: int
 
 
-class ControllerRevisionList(KubeStruct):
+class ControllerRevisionList(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.ControllerRevisionList``."""
 
-    items: list[ControllerRevision] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[ControllerRevision] | None
 
 
-class DaemonSet(KubeStruct):
+class DaemonSet(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DaemonSet``."""
 
     api_version: str | None = None
@@ -42,58 +42,58 @@ class DaemonSet(KubeStruct):
     status: DaemonSetStatus | None = None
 
 
-class DaemonSetCondition(KubeStruct):
+class DaemonSetCondition(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DaemonSetCondition``."""
 
-    status: str
-    type: str
     last_transition_time: Time | None = None
     message: str | None = None
     reason: str | None = None
+    status: str
+    type: str
 
 
-class DaemonSetList(KubeStruct):
+class DaemonSetList(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DaemonSetList``."""
 
-    items: list[DaemonSet] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[DaemonSet] | None
 
 
-class DaemonSetSpec(KubeStruct):
+class DaemonSetSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DaemonSetSpec``."""
 
-    selector: meta_v1.LabelSelector | None
-    template: core_v1.PodTemplateSpec | None
     min_ready_seconds: int | None = None
     revision_history_limit: int | None = None
+    selector: meta_v1.LabelSelector | None
+    template: core_v1.PodTemplateSpec | None
     update_strategy: DaemonSetUpdateStrategy | None = None
 
 
-class DaemonSetStatus(KubeStruct):
+class DaemonSetStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DaemonSetStatus``."""
 
-    current_number_scheduled: int
-    desired_number_scheduled: int
-    number_misscheduled: int
-    number_ready: int
     collision_count: int | None = None
     conditions: list[DaemonSetCondition] | None = None
+    current_number_scheduled: int
+    desired_number_scheduled: int
     number_available: int | None = None
+    number_misscheduled: int
+    number_ready: int
     number_unavailable: int | None = None
     observed_generation: int | None = None
     updated_number_scheduled: int | None = None
 
 
-class DaemonSetUpdateStrategy(KubeStruct):
+class DaemonSetUpdateStrategy(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DaemonSetUpdateStrategy``."""
 
     rolling_update: RollingUpdateDaemonSet | None = None
     type: str | None = None
 
 
-class Deployment(KubeStruct):
+class Deployment(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.Deployment``."""
 
     api_version: str | None = None
@@ -103,40 +103,40 @@ class Deployment(KubeStruct):
     status: DeploymentStatus | None = None
 
 
-class DeploymentCondition(KubeStruct):
+class DeploymentCondition(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DeploymentCondition``."""
 
-    status: str
-    type: str
     last_transition_time: Time | None = None
     last_update_time: Time | None = None
     message: str | None = None
     reason: str | None = None
+    status: str
+    type: str
 
 
-class DeploymentList(KubeStruct):
+class DeploymentList(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DeploymentList``."""
 
-    items: list[Deployment] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Deployment] | None
 
 
-class DeploymentSpec(KubeStruct):
+class DeploymentSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DeploymentSpec``."""
 
-    selector: meta_v1.LabelSelector | None
-    template: core_v1.PodTemplateSpec | None
     min_ready_seconds: int | None = None
     paused: bool | None = None
     progress_deadline_seconds: int | None = None
     replicas: int | None = None
     revision_history_limit: int | None = None
+    selector: meta_v1.LabelSelector | None
     strategy: DeploymentStrategy | None = None
+    template: core_v1.PodTemplateSpec | None
 
 
-class DeploymentStatus(KubeStruct):
+class DeploymentStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DeploymentStatus``."""
 
     available_replicas: int | None = None
@@ -150,14 +150,14 @@ class DeploymentStatus(KubeStruct):
     updated_replicas: int | None = None
 
 
-class DeploymentStrategy(KubeStruct):
+class DeploymentStrategy(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DeploymentStrategy``."""
 
     rolling_update: RollingUpdateDeployment | None = None
     type: str | None = None
 
 
-class ReplicaSet(KubeStruct):
+class ReplicaSet(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.ReplicaSet``."""
 
     api_version: str | None = None
@@ -167,68 +167,68 @@ class ReplicaSet(KubeStruct):
     status: ReplicaSetStatus | None = None
 
 
-class ReplicaSetCondition(KubeStruct):
+class ReplicaSetCondition(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.ReplicaSetCondition``."""
 
-    status: str
-    type: str
     last_transition_time: Time | None = None
     message: str | None = None
     reason: str | None = None
+    status: str
+    type: str
 
 
-class ReplicaSetList(KubeStruct):
+class ReplicaSetList(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.ReplicaSetList``."""
 
-    items: list[ReplicaSet] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[ReplicaSet] | None
 
 
-class ReplicaSetSpec(KubeStruct):
+class ReplicaSetSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.ReplicaSetSpec``."""
 
-    selector: meta_v1.LabelSelector | None
     min_ready_seconds: int | None = None
     replicas: int | None = None
+    selector: meta_v1.LabelSelector | None
     template: core_v1.PodTemplateSpec | None = None
 
 
-class ReplicaSetStatus(KubeStruct):
+class ReplicaSetStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.ReplicaSetStatus``."""
 
-    replicas: int
     available_replicas: int | None = None
     conditions: list[ReplicaSetCondition] | None = None
     fully_labeled_replicas: int | None = None
     observed_generation: int | None = None
     ready_replicas: int | None = None
+    replicas: int
     terminating_replicas: int | None = None
 
 
-class RollingUpdateDaemonSet(KubeStruct):
+class RollingUpdateDaemonSet(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.RollingUpdateDaemonSet``."""
 
     max_surge: int | str | None = None
     max_unavailable: int | str | None = None
 
 
-class RollingUpdateDeployment(KubeStruct):
+class RollingUpdateDeployment(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.RollingUpdateDeployment``."""
 
     max_surge: int | str | None = None
     max_unavailable: int | str | None = None
 
 
-class RollingUpdateStatefulSetStrategy(KubeStruct):
+class RollingUpdateStatefulSetStrategy(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy``."""
 
     max_unavailable: int | str | None = None
     partition: int | None = None
 
 
-class StatefulSet(KubeStruct):
+class StatefulSet(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.StatefulSet``."""
 
     api_version: str | None = None
@@ -238,58 +238,57 @@ class StatefulSet(KubeStruct):
     status: StatefulSetStatus | None = None
 
 
-class StatefulSetCondition(KubeStruct):
+class StatefulSetCondition(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.StatefulSetCondition``."""
 
-    status: str
-    type: str
     last_transition_time: Time | None = None
     message: str | None = None
     reason: str | None = None
+    status: str
+    type: str
 
 
-class StatefulSetList(KubeStruct):
+class StatefulSetList(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.StatefulSetList``."""
 
-    items: list[StatefulSet] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[StatefulSet] | None
 
 
-class StatefulSetOrdinals(KubeStruct):
+class StatefulSetOrdinals(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.StatefulSetOrdinals``."""
 
     start: int | None = None
 
 
-class StatefulSetPersistentVolumeClaimRetentionPolicy(KubeStruct):
+class StatefulSetPersistentVolumeClaimRetentionPolicy(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy``."""
 
     when_deleted: str | None = None
     when_scaled: str | None = None
 
 
-class StatefulSetSpec(KubeStruct):
+class StatefulSetSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.StatefulSetSpec``."""
 
-    selector: meta_v1.LabelSelector | None
-    template: core_v1.PodTemplateSpec | None
     min_ready_seconds: int | None = None
     ordinals: StatefulSetOrdinals | None = None
     persistent_volume_claim_retention_policy: StatefulSetPersistentVolumeClaimRetentionPolicy | None = None
     pod_management_policy: str | None = None
     replicas: int | None = None
     revision_history_limit: int | None = None
+    selector: meta_v1.LabelSelector | None
     service_name: str | None = None
+    template: core_v1.PodTemplateSpec | None
     update_strategy: StatefulSetUpdateStrategy | None = None
     volume_claim_templates: list[core_v1.PersistentVolumeClaim] | None = None
 
 
-class StatefulSetStatus(KubeStruct):
+class StatefulSetStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.StatefulSetStatus``."""
 
-    replicas: int
     available_replicas: int | None = None
     collision_count: int | None = None
     conditions: list[StatefulSetCondition] | None = None
@@ -297,11 +296,12 @@ class StatefulSetStatus(KubeStruct):
     current_revision: str | None = None
     observed_generation: int | None = None
     ready_replicas: int | None = None
+    replicas: int
     update_revision: str | None = None
     updated_replicas: int | None = None
 
 
-class StatefulSetUpdateStrategy(KubeStruct):
+class StatefulSetUpdateStrategy(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.StatefulSetUpdateStrategy``."""
 
     rolling_update: RollingUpdateStatefulSetStrategy | None = None

@@ -10,7 +10,7 @@ from . import meta_v1
 __all__ = ["BoundObjectReference", "SelfSubjectReview", "SelfSubjectReviewStatus", "TokenRequest", "TokenRequestSpec", "TokenRequestStatus", "TokenReview", "TokenReviewSpec", "TokenReviewStatus", "UserInfo"]
 
 
-class BoundObjectReference(KubeStruct):
+class BoundObjectReference(KubeStruct, kw_only=True):
     """``io.k8s.api.authentication.v1.BoundObjectReference``."""
 
     api_version: str | None = None
@@ -19,7 +19,7 @@ class BoundObjectReference(KubeStruct):
     uid: str | None = None
 
 
-class SelfSubjectReview(KubeStruct):
+class SelfSubjectReview(KubeStruct, kw_only=True):
     """``io.k8s.api.authentication.v1.SelfSubjectReview``."""
 
     api_version: str | None = None
@@ -28,13 +28,13 @@ class SelfSubjectReview(KubeStruct):
     status: SelfSubjectReviewStatus | None = None
 
 
-class SelfSubjectReviewStatus(KubeStruct):
+class SelfSubjectReviewStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.authentication.v1.SelfSubjectReviewStatus``."""
 
     user_info: UserInfo | None = None
 
 
-class TokenRequest(KubeStruct):
+class TokenRequest(KubeStruct, kw_only=True):
     """``io.k8s.api.authentication.v1.TokenRequest``."""
 
     api_version: str | None = None
@@ -44,7 +44,7 @@ class TokenRequest(KubeStruct):
     status: TokenRequestStatus | None = None
 
 
-class TokenRequestSpec(KubeStruct):
+class TokenRequestSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.authentication.v1.TokenRequestSpec``."""
 
     audiences: list[str] | None = None
@@ -52,31 +52,31 @@ class TokenRequestSpec(KubeStruct):
     expiration_seconds: int | None = None
 
 
-class TokenRequestStatus(KubeStruct):
+class TokenRequestStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.authentication.v1.TokenRequestStatus``."""
 
     expiration_timestamp: Time | None = None
     token: str | None = None
 
 
-class TokenReview(KubeStruct):
+class TokenReview(KubeStruct, kw_only=True):
     """``io.k8s.api.authentication.v1.TokenReview``."""
 
-    spec: TokenReviewSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: TokenReviewSpec | None
     status: TokenReviewStatus | None = None
 
 
-class TokenReviewSpec(KubeStruct):
+class TokenReviewSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.authentication.v1.TokenReviewSpec``."""
 
-    token: str
     audiences: list[str] | None = None
+    token: str
 
 
-class TokenReviewStatus(KubeStruct):
+class TokenReviewStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.authentication.v1.TokenReviewStatus``."""
 
     audiences: list[str] | None = None
@@ -85,7 +85,7 @@ class TokenReviewStatus(KubeStruct):
     user: UserInfo | None = None
 
 
-class UserInfo(KubeStruct):
+class UserInfo(KubeStruct, kw_only=True):
     """``io.k8s.api.authentication.v1.UserInfo``."""
 
     extra: dict[str, list[str]] | None = None

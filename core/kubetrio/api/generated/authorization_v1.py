@@ -11,45 +11,45 @@ from . import meta_v1
 __all__ = ["FieldSelectorAttributes", "LabelSelectorAttributes", "LocalSubjectAccessReview", "NonResourceAttributes", "NonResourceRule", "ResourceAttributes", "ResourceRule", "SelfSubjectAccessReview", "SelfSubjectAccessReviewSpec", "SelfSubjectRulesReview", "SelfSubjectRulesReviewSpec", "SubjectAccessReview", "SubjectAccessReviewSpec", "SubjectAccessReviewStatus", "SubjectRulesReviewStatus"]
 
 
-class FieldSelectorAttributes(KubeStruct):
+class FieldSelectorAttributes(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.FieldSelectorAttributes``."""
 
     raw_selector: str | None = None
     requirements: list[meta_v1.FieldSelectorRequirement] | None = None
 
 
-class LabelSelectorAttributes(KubeStruct):
+class LabelSelectorAttributes(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.LabelSelectorAttributes``."""
 
     raw_selector: str | None = None
     requirements: list[meta_v1.LabelSelectorRequirement] | None = None
 
 
-class LocalSubjectAccessReview(KubeStruct):
+class LocalSubjectAccessReview(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.LocalSubjectAccessReview``."""
 
-    spec: SubjectAccessReviewSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: SubjectAccessReviewSpec | None
     status: SubjectAccessReviewStatus | None = None
 
 
-class NonResourceAttributes(KubeStruct):
+class NonResourceAttributes(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.NonResourceAttributes``."""
 
     path: str | None = None
     verb: str | None = None
 
 
-class NonResourceRule(KubeStruct):
+class NonResourceRule(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.NonResourceRule``."""
 
-    verbs: list[str] | None
     non_resource_urls: list[str] | None = msgspec.field(default=None, name='nonResourceURLs')
+    verbs: list[str] | None
 
 
-class ResourceAttributes(KubeStruct):
+class ResourceAttributes(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.ResourceAttributes``."""
 
     field_selector: FieldSelectorAttributes | None = None
@@ -63,59 +63,59 @@ class ResourceAttributes(KubeStruct):
     version: str | None = None
 
 
-class ResourceRule(KubeStruct):
+class ResourceRule(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.ResourceRule``."""
 
-    verbs: list[str] | None
     api_groups: list[str] | None = None
     resource_names: list[str] | None = None
     resources: list[str] | None = None
+    verbs: list[str] | None
 
 
-class SelfSubjectAccessReview(KubeStruct):
+class SelfSubjectAccessReview(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.SelfSubjectAccessReview``."""
 
-    spec: SelfSubjectAccessReviewSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: SelfSubjectAccessReviewSpec | None
     status: SubjectAccessReviewStatus | None = None
 
 
-class SelfSubjectAccessReviewSpec(KubeStruct):
+class SelfSubjectAccessReviewSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.SelfSubjectAccessReviewSpec``."""
 
     non_resource_attributes: NonResourceAttributes | None = None
     resource_attributes: ResourceAttributes | None = None
 
 
-class SelfSubjectRulesReview(KubeStruct):
+class SelfSubjectRulesReview(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.SelfSubjectRulesReview``."""
 
-    spec: SelfSubjectRulesReviewSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: SelfSubjectRulesReviewSpec | None
     status: SubjectRulesReviewStatus | None = None
 
 
-class SelfSubjectRulesReviewSpec(KubeStruct):
+class SelfSubjectRulesReviewSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.SelfSubjectRulesReviewSpec``."""
 
     namespace: str | None = None
 
 
-class SubjectAccessReview(KubeStruct):
+class SubjectAccessReview(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.SubjectAccessReview``."""
 
-    spec: SubjectAccessReviewSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: SubjectAccessReviewSpec | None
     status: SubjectAccessReviewStatus | None = None
 
 
-class SubjectAccessReviewSpec(KubeStruct):
+class SubjectAccessReviewSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.SubjectAccessReviewSpec``."""
 
     extra: dict[str, list[str]] | None = None
@@ -126,7 +126,7 @@ class SubjectAccessReviewSpec(KubeStruct):
     user: str | None = None
 
 
-class SubjectAccessReviewStatus(KubeStruct):
+class SubjectAccessReviewStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.SubjectAccessReviewStatus``."""
 
     allowed: bool
@@ -135,10 +135,10 @@ class SubjectAccessReviewStatus(KubeStruct):
     reason: str | None = None
 
 
-class SubjectRulesReviewStatus(KubeStruct):
+class SubjectRulesReviewStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.authorization.v1.SubjectRulesReviewStatus``."""
 
+    evaluation_error: str | None = None
     incomplete: bool
     non_resource_rules: list[NonResourceRule] | None
     resource_rules: list[ResourceRule] | None
-    evaluation_error: str | None = None

@@ -12,53 +12,53 @@ from . import meta_v1
 __all__ = ["CrossVersionObjectReference", "HorizontalPodAutoscaler", "HorizontalPodAutoscalerList", "HorizontalPodAutoscalerSpec", "HorizontalPodAutoscalerStatus", "Scale", "ScaleSpec", "ScaleStatus"]
 
 
-class CrossVersionObjectReference(KubeStruct):
+class CrossVersionObjectReference(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v1.CrossVersionObjectReference``."""
 
+    api_version: str | None = None
     kind: str
     name: str
-    api_version: str | None = None
 
 
-class HorizontalPodAutoscaler(KubeStruct):
+class HorizontalPodAutoscaler(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler``."""
 
-    spec: HorizontalPodAutoscalerSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: HorizontalPodAutoscalerSpec | None
     status: HorizontalPodAutoscalerStatus | None = None
 
 
-class HorizontalPodAutoscalerList(KubeStruct):
+class HorizontalPodAutoscalerList(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerList``."""
 
-    items: list[HorizontalPodAutoscaler] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[HorizontalPodAutoscaler] | None
 
 
-class HorizontalPodAutoscalerSpec(KubeStruct):
+class HorizontalPodAutoscalerSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerSpec``."""
 
     max_replicas: int
-    scale_target_ref: CrossVersionObjectReference | None
     min_replicas: int | None = None
+    scale_target_ref: CrossVersionObjectReference | None
     target_cpu_utilization_percentage: int | None = msgspec.field(default=None, name='targetCPUUtilizationPercentage')
 
 
-class HorizontalPodAutoscalerStatus(KubeStruct):
+class HorizontalPodAutoscalerStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerStatus``."""
 
+    current_cpu_utilization_percentage: int | None = msgspec.field(default=None, name='currentCPUUtilizationPercentage')
     current_replicas: int
     desired_replicas: int
-    current_cpu_utilization_percentage: int | None = msgspec.field(default=None, name='currentCPUUtilizationPercentage')
     last_scale_time: Time | None = None
     observed_generation: int | None = None
 
 
-class Scale(KubeStruct):
+class Scale(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v1.Scale``."""
 
     api_version: str | None = None
@@ -68,13 +68,13 @@ class Scale(KubeStruct):
     status: ScaleStatus | None = None
 
 
-class ScaleSpec(KubeStruct):
+class ScaleSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v1.ScaleSpec``."""
 
     replicas: int | None = None
 
 
-class ScaleStatus(KubeStruct):
+class ScaleStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v1.ScaleStatus``."""
 
     replicas: int

@@ -11,7 +11,7 @@ from . import meta_v1
 __all__ = ["ContainerResourceMetricSource", "ContainerResourceMetricStatus", "CrossVersionObjectReference", "ExternalMetricSource", "ExternalMetricStatus", "HPAScalingPolicy", "HPAScalingRules", "HorizontalPodAutoscaler", "HorizontalPodAutoscalerBehavior", "HorizontalPodAutoscalerCondition", "HorizontalPodAutoscalerList", "HorizontalPodAutoscalerSpec", "HorizontalPodAutoscalerStatus", "MetricIdentifier", "MetricSpec", "MetricStatus", "MetricTarget", "MetricValueStatus", "ObjectMetricSource", "ObjectMetricStatus", "PodsMetricSource", "PodsMetricStatus", "ResourceMetricSource", "ResourceMetricStatus"]
 
 
-class ContainerResourceMetricSource(KubeStruct):
+class ContainerResourceMetricSource(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.ContainerResourceMetricSource``."""
 
     container: str
@@ -19,7 +19,7 @@ class ContainerResourceMetricSource(KubeStruct):
     target: MetricTarget | None
 
 
-class ContainerResourceMetricStatus(KubeStruct):
+class ContainerResourceMetricStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.ContainerResourceMetricStatus``."""
 
     container: str
@@ -27,29 +27,29 @@ class ContainerResourceMetricStatus(KubeStruct):
     name: str
 
 
-class CrossVersionObjectReference(KubeStruct):
+class CrossVersionObjectReference(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.CrossVersionObjectReference``."""
 
+    api_version: str | None = None
     kind: str
     name: str
-    api_version: str | None = None
 
 
-class ExternalMetricSource(KubeStruct):
+class ExternalMetricSource(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.ExternalMetricSource``."""
 
     metric: MetricIdentifier | None
     target: MetricTarget | None
 
 
-class ExternalMetricStatus(KubeStruct):
+class ExternalMetricStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.ExternalMetricStatus``."""
 
     current: MetricValueStatus | None
     metric: MetricIdentifier | None
 
 
-class HPAScalingPolicy(KubeStruct):
+class HPAScalingPolicy(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.HPAScalingPolicy``."""
 
     period_seconds: int
@@ -57,7 +57,7 @@ class HPAScalingPolicy(KubeStruct):
     value: int
 
 
-class HPAScalingRules(KubeStruct):
+class HPAScalingRules(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.HPAScalingRules``."""
 
     policies: list[HPAScalingPolicy] | None = None
@@ -66,102 +66,102 @@ class HPAScalingRules(KubeStruct):
     tolerance: Quantity | None = None
 
 
-class HorizontalPodAutoscaler(KubeStruct):
+class HorizontalPodAutoscaler(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler``."""
 
-    spec: HorizontalPodAutoscalerSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: HorizontalPodAutoscalerSpec | None
     status: HorizontalPodAutoscalerStatus | None = None
 
 
-class HorizontalPodAutoscalerBehavior(KubeStruct):
+class HorizontalPodAutoscalerBehavior(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerBehavior``."""
 
     scale_down: HPAScalingRules | None = None
     scale_up: HPAScalingRules | None = None
 
 
-class HorizontalPodAutoscalerCondition(KubeStruct):
+class HorizontalPodAutoscalerCondition(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerCondition``."""
 
-    status: str
-    type: str
     last_transition_time: Time | None = None
     message: str | None = None
     reason: str | None = None
+    status: str
+    type: str
 
 
-class HorizontalPodAutoscalerList(KubeStruct):
+class HorizontalPodAutoscalerList(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerList``."""
 
-    items: list[HorizontalPodAutoscaler] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[HorizontalPodAutoscaler] | None
 
 
-class HorizontalPodAutoscalerSpec(KubeStruct):
+class HorizontalPodAutoscalerSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec``."""
 
-    max_replicas: int
-    scale_target_ref: CrossVersionObjectReference | None
     behavior: HorizontalPodAutoscalerBehavior | None = None
+    max_replicas: int
     metrics: list[MetricSpec] | None = None
     min_replicas: int | None = None
+    scale_target_ref: CrossVersionObjectReference | None
 
 
-class HorizontalPodAutoscalerStatus(KubeStruct):
+class HorizontalPodAutoscalerStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerStatus``."""
 
-    desired_replicas: int
     conditions: list[HorizontalPodAutoscalerCondition] | None = None
     current_metrics: list[MetricStatus] | None = None
     current_replicas: int | None = None
+    desired_replicas: int
     last_scale_time: Time | None = None
     observed_generation: int | None = None
 
 
-class MetricIdentifier(KubeStruct):
+class MetricIdentifier(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.MetricIdentifier``."""
 
     name: str
     selector: meta_v1.LabelSelector | None = None
 
 
-class MetricSpec(KubeStruct):
+class MetricSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.MetricSpec``."""
 
-    type: str
     container_resource: ContainerResourceMetricSource | None = None
     external: ExternalMetricSource | None = None
     object: ObjectMetricSource | None = None
     pods: PodsMetricSource | None = None
     resource: ResourceMetricSource | None = None
+    type: str
 
 
-class MetricStatus(KubeStruct):
+class MetricStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.MetricStatus``."""
 
-    type: str
     container_resource: ContainerResourceMetricStatus | None = None
     external: ExternalMetricStatus | None = None
     object: ObjectMetricStatus | None = None
     pods: PodsMetricStatus | None = None
     resource: ResourceMetricStatus | None = None
+    type: str
 
 
-class MetricTarget(KubeStruct):
+class MetricTarget(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.MetricTarget``."""
 
-    type: str
     average_utilization: int | None = None
     average_value: Quantity | None = None
+    type: str
     value: Quantity | None = None
 
 
-class MetricValueStatus(KubeStruct):
+class MetricValueStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.MetricValueStatus``."""
 
     average_utilization: int | None = None
@@ -169,7 +169,7 @@ class MetricValueStatus(KubeStruct):
     value: Quantity | None = None
 
 
-class ObjectMetricSource(KubeStruct):
+class ObjectMetricSource(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.ObjectMetricSource``."""
 
     described_object: CrossVersionObjectReference | None
@@ -177,7 +177,7 @@ class ObjectMetricSource(KubeStruct):
     target: MetricTarget | None
 
 
-class ObjectMetricStatus(KubeStruct):
+class ObjectMetricStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.ObjectMetricStatus``."""
 
     current: MetricValueStatus | None
@@ -185,28 +185,28 @@ class ObjectMetricStatus(KubeStruct):
     metric: MetricIdentifier | None
 
 
-class PodsMetricSource(KubeStruct):
+class PodsMetricSource(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.PodsMetricSource``."""
 
     metric: MetricIdentifier | None
     target: MetricTarget | None
 
 
-class PodsMetricStatus(KubeStruct):
+class PodsMetricStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.PodsMetricStatus``."""
 
     current: MetricValueStatus | None
     metric: MetricIdentifier | None
 
 
-class ResourceMetricSource(KubeStruct):
+class ResourceMetricSource(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.ResourceMetricSource``."""
 
     name: str
     target: MetricTarget | None
 
 
-class ResourceMetricStatus(KubeStruct):
+class ResourceMetricStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.ResourceMetricStatus``."""
 
     current: MetricValueStatus | None

@@ -11,39 +11,39 @@ from . import meta_v1
 __all__ = ["CronJob", "CronJobList", "CronJobSpec", "CronJobStatus", "Job", "JobCondition", "JobList", "JobSpec", "JobStatus", "JobTemplateSpec", "PodFailurePolicy", "PodFailurePolicyOnExitCodesRequirement", "PodFailurePolicyOnPodConditionsPattern", "PodFailurePolicyRule", "SuccessPolicy", "SuccessPolicyRule", "UncountedTerminatedPods"]
 
 
-class CronJob(KubeStruct):
+class CronJob(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.CronJob``."""
 
-    spec: CronJobSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: CronJobSpec | None
     status: CronJobStatus | None = None
 
 
-class CronJobList(KubeStruct):
+class CronJobList(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.CronJobList``."""
 
-    items: list[CronJob] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[CronJob] | None
 
 
-class CronJobSpec(KubeStruct):
+class CronJobSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.CronJobSpec``."""
 
-    job_template: JobTemplateSpec | None
-    schedule: str
     concurrency_policy: str | None = None
     failed_jobs_history_limit: int | None = None
+    job_template: JobTemplateSpec | None
+    schedule: str
     starting_deadline_seconds: int | None = None
     successful_jobs_history_limit: int | None = None
     suspend: bool | None = None
     time_zone: str | None = None
 
 
-class CronJobStatus(KubeStruct):
+class CronJobStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.CronJobStatus``."""
 
     active: list[core_v1.ObjectReference] | None = None
@@ -51,7 +51,7 @@ class CronJobStatus(KubeStruct):
     last_successful_time: Time | None = None
 
 
-class Job(KubeStruct):
+class Job(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.Job``."""
 
     api_version: str | None = None
@@ -61,30 +61,29 @@ class Job(KubeStruct):
     status: JobStatus | None = None
 
 
-class JobCondition(KubeStruct):
+class JobCondition(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.JobCondition``."""
 
-    status: str
-    type: str
     last_probe_time: Time | None = None
     last_transition_time: Time | None = None
     message: str | None = None
     reason: str | None = None
+    status: str
+    type: str
 
 
-class JobList(KubeStruct):
+class JobList(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.JobList``."""
 
-    items: list[Job] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Job] | None
 
 
-class JobSpec(KubeStruct):
+class JobSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.JobSpec``."""
 
-    template: core_v1.PodTemplateSpec | None
     active_deadline_seconds: int | None = None
     backoff_limit: int | None = None
     backoff_limit_per_index: int | None = None
@@ -99,10 +98,11 @@ class JobSpec(KubeStruct):
     selector: meta_v1.LabelSelector | None = None
     success_policy: SuccessPolicy | None = None
     suspend: bool | None = None
+    template: core_v1.PodTemplateSpec | None
     ttl_seconds_after_finished: int | None = None
 
 
-class JobStatus(KubeStruct):
+class JobStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.JobStatus``."""
 
     active: int | None = None
@@ -118,35 +118,35 @@ class JobStatus(KubeStruct):
     uncounted_terminated_pods: UncountedTerminatedPods | None = None
 
 
-class JobTemplateSpec(KubeStruct):
+class JobTemplateSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.JobTemplateSpec``."""
 
     metadata: meta_v1.ObjectMeta | None = None
     spec: JobSpec | None = None
 
 
-class PodFailurePolicy(KubeStruct):
+class PodFailurePolicy(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.PodFailurePolicy``."""
 
     rules: list[PodFailurePolicyRule] | None
 
 
-class PodFailurePolicyOnExitCodesRequirement(KubeStruct):
+class PodFailurePolicyOnExitCodesRequirement(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement``."""
 
+    container_name: str | None = None
     operator: str
     values: list[int] | None
-    container_name: str | None = None
 
 
-class PodFailurePolicyOnPodConditionsPattern(KubeStruct):
+class PodFailurePolicyOnPodConditionsPattern(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern``."""
 
-    type: str
     status: str | None = None
+    type: str
 
 
-class PodFailurePolicyRule(KubeStruct):
+class PodFailurePolicyRule(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.PodFailurePolicyRule``."""
 
     action: str
@@ -154,20 +154,20 @@ class PodFailurePolicyRule(KubeStruct):
     on_pod_conditions: list[PodFailurePolicyOnPodConditionsPattern] | None = None
 
 
-class SuccessPolicy(KubeStruct):
+class SuccessPolicy(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.SuccessPolicy``."""
 
     rules: list[SuccessPolicyRule] | None
 
 
-class SuccessPolicyRule(KubeStruct):
+class SuccessPolicyRule(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.SuccessPolicyRule``."""
 
     succeeded_count: int | None = None
     succeeded_indexes: str | None = None
 
 
-class UncountedTerminatedPods(KubeStruct):
+class UncountedTerminatedPods(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.UncountedTerminatedPods``."""
 
     failed: list[str] | None = None

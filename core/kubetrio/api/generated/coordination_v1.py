@@ -10,7 +10,7 @@ from . import meta_v1
 __all__ = ["Lease", "LeaseList", "LeaseSpec"]
 
 
-class Lease(KubeStruct):
+class Lease(KubeStruct, kw_only=True):
     """``io.k8s.api.coordination.v1.Lease``."""
 
     api_version: str | None = None
@@ -19,16 +19,16 @@ class Lease(KubeStruct):
     spec: LeaseSpec | None = None
 
 
-class LeaseList(KubeStruct):
+class LeaseList(KubeStruct, kw_only=True):
     """``io.k8s.api.coordination.v1.LeaseList``."""
 
-    items: list[Lease] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Lease] | None
 
 
-class LeaseSpec(KubeStruct):
+class LeaseSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.coordination.v1.LeaseSpec``."""
 
     acquire_time: MicroTime | None = None

@@ -13,16 +13,16 @@ from . import meta_v1
 __all__ = ["AWSElasticBlockStoreVolumeSource", "Affinity", "AppArmorProfile", "AttachedVolume", "AzureDiskVolumeSource", "AzureFilePersistentVolumeSource", "AzureFileVolumeSource", "Binding", "CSIPersistentVolumeSource", "CSIVolumeSource", "Capabilities", "CephFSPersistentVolumeSource", "CephFSVolumeSource", "CinderPersistentVolumeSource", "CinderVolumeSource", "ClientIPConfig", "ClusterTrustBundleProjection", "ComponentCondition", "ComponentStatus", "ComponentStatusList", "ConfigMap", "ConfigMapEnvSource", "ConfigMapKeySelector", "ConfigMapList", "ConfigMapNodeConfigSource", "ConfigMapProjection", "ConfigMapVolumeSource", "Container", "ContainerExtendedResourceRequest", "ContainerImage", "ContainerPort", "ContainerResizePolicy", "ContainerRestartRule", "ContainerRestartRuleOnExitCodes", "ContainerState", "ContainerStateRunning", "ContainerStateTerminated", "ContainerStateWaiting", "ContainerStatus", "ContainerUser", "DaemonEndpoint", "DownwardAPIProjection", "DownwardAPIVolumeFile", "DownwardAPIVolumeSource", "EmptyDirVolumeSource", "EndpointAddress", "EndpointPort", "EndpointSubset", "Endpoints", "EndpointsList", "EnvFromSource", "EnvVar", "EnvVarSource", "EphemeralContainer", "EphemeralVolumeSource", "Event", "EventList", "EventSeries", "EventSource", "ExecAction", "FCVolumeSource", "FileKeySelector", "FlexPersistentVolumeSource", "FlexVolumeSource", "FlockerVolumeSource", "GCEPersistentDiskVolumeSource", "GRPCAction", "GitRepoVolumeSource", "GlusterfsPersistentVolumeSource", "GlusterfsVolumeSource", "HTTPGetAction", "HTTPHeader", "HostAlias", "HostIP", "HostPathVolumeSource", "ISCSIPersistentVolumeSource", "ISCSIVolumeSource", "ImageVolumeSource", "ImageVolumeStatus", "KeyToPath", "Lifecycle", "LifecycleHandler", "LimitRange", "LimitRangeItem", "LimitRangeList", "LimitRangeSpec", "LinuxContainerUser", "LoadBalancerIngress", "LoadBalancerStatus", "LocalObjectReference", "LocalVolumeSource", "ModifyVolumeStatus", "NFSVolumeSource", "Namespace", "NamespaceCondition", "NamespaceList", "NamespaceSpec", "NamespaceStatus", "Node", "NodeAddress", "NodeAffinity", "NodeAllocatableResourceClaimStatus", "NodeCondition", "NodeConfigSource", "NodeConfigStatus", "NodeDaemonEndpoints", "NodeFeatures", "NodeList", "NodeRuntimeHandler", "NodeRuntimeHandlerFeatures", "NodeSelector", "NodeSelectorRequirement", "NodeSelectorTerm", "NodeSpec", "NodeStatus", "NodeSwapStatus", "NodeSystemInfo", "ObjectFieldSelector", "ObjectReference", "PersistentVolume", "PersistentVolumeClaim", "PersistentVolumeClaimCondition", "PersistentVolumeClaimList", "PersistentVolumeClaimSpec", "PersistentVolumeClaimStatus", "PersistentVolumeClaimTemplate", "PersistentVolumeClaimVolumeSource", "PersistentVolumeList", "PersistentVolumeSpec", "PersistentVolumeStatus", "PhotonPersistentDiskVolumeSource", "Pod", "PodAffinity", "PodAffinityTerm", "PodAntiAffinity", "PodCertificateProjection", "PodCondition", "PodDNSConfig", "PodDNSConfigOption", "PodExtendedResourceClaimStatus", "PodIP", "PodList", "PodOS", "PodReadinessGate", "PodResourceClaim", "PodResourceClaimStatus", "PodSchedulingGate", "PodSchedulingGroup", "PodSecurityContext", "PodSpec", "PodStatus", "PodTemplate", "PodTemplateList", "PodTemplateSpec", "PortStatus", "PortworxVolumeSource", "PreferredSchedulingTerm", "Probe", "ProjectedVolumeSource", "QuobyteVolumeSource", "RBDPersistentVolumeSource", "RBDVolumeSource", "ReplicationController", "ReplicationControllerCondition", "ReplicationControllerList", "ReplicationControllerSpec", "ReplicationControllerStatus", "ResourceClaim", "ResourceFieldSelector", "ResourceHealth", "ResourceQuota", "ResourceQuotaList", "ResourceQuotaSpec", "ResourceQuotaStatus", "ResourceRequirements", "ResourceStatus", "SELinuxOptions", "ScaleIOPersistentVolumeSource", "ScaleIOVolumeSource", "ScopeSelector", "ScopedResourceSelectorRequirement", "SeccompProfile", "Secret", "SecretEnvSource", "SecretKeySelector", "SecretList", "SecretProjection", "SecretReference", "SecretVolumeSource", "SecurityContext", "Service", "ServiceAccount", "ServiceAccountList", "ServiceAccountTokenProjection", "ServiceList", "ServicePort", "ServiceSpec", "ServiceStatus", "SessionAffinityConfig", "SleepAction", "StorageOSPersistentVolumeSource", "StorageOSVolumeSource", "Sysctl", "TCPSocketAction", "Taint", "Toleration", "TopologySelectorLabelRequirement", "TopologySelectorTerm", "TopologySpreadConstraint", "TypedLocalObjectReference", "TypedObjectReference", "Volume", "VolumeDevice", "VolumeMount", "VolumeMountStatus", "VolumeNodeAffinity", "VolumeProjection", "VolumeResourceRequirements", "VolumeStatus", "VsphereVirtualDiskVolumeSource", "WeightedPodAffinityTerm", "WindowsSecurityContextOptions"]
 
 
-class AWSElasticBlockStoreVolumeSource(KubeStruct):
+class AWSElasticBlockStoreVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource``."""
 
-    volume_id: str = msgspec.field(name='volumeID')
     fs_type: str | None = None
     partition: int | None = None
     read_only: bool | None = None
+    volume_id: str = msgspec.field(name='volumeID')
 
 
-class Affinity(KubeStruct):
+class Affinity(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Affinity``."""
 
     node_affinity: NodeAffinity | None = None
@@ -30,73 +30,73 @@ class Affinity(KubeStruct):
     pod_anti_affinity: PodAntiAffinity | None = None
 
 
-class AppArmorProfile(KubeStruct):
+class AppArmorProfile(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.AppArmorProfile``."""
 
-    type: str
     localhost_profile: str | None = None
+    type: str
 
 
-class AttachedVolume(KubeStruct):
+class AttachedVolume(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.AttachedVolume``."""
 
     device_path: str
     name: str
 
 
-class AzureDiskVolumeSource(KubeStruct):
+class AzureDiskVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.AzureDiskVolumeSource``."""
 
+    kind: str | None = None
+    caching_mode: str | None = None
     disk_name: str
     disk_uri: str = msgspec.field(name='diskURI')
-    caching_mode: str | None = None
     fs_type: str | None = None
-    kind: str | None = None
     read_only: bool | None = None
 
 
-class AzureFilePersistentVolumeSource(KubeStruct):
+class AzureFilePersistentVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.AzureFilePersistentVolumeSource``."""
 
-    secret_name: str
-    share_name: str
     read_only: bool | None = None
+    secret_name: str
     secret_namespace: str | None = None
+    share_name: str
 
 
-class AzureFileVolumeSource(KubeStruct):
+class AzureFileVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.AzureFileVolumeSource``."""
 
+    read_only: bool | None = None
     secret_name: str
     share_name: str
-    read_only: bool | None = None
 
 
-class Binding(KubeStruct):
+class Binding(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Binding``."""
 
-    target: ObjectReference | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    target: ObjectReference | None
 
 
-class CSIPersistentVolumeSource(KubeStruct):
+class CSIPersistentVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.CSIPersistentVolumeSource``."""
 
-    driver: str
-    volume_handle: str
     controller_expand_secret_ref: SecretReference | None = None
     controller_publish_secret_ref: SecretReference | None = None
+    driver: str
     fs_type: str | None = None
     node_expand_secret_ref: SecretReference | None = None
     node_publish_secret_ref: SecretReference | None = None
     node_stage_secret_ref: SecretReference | None = None
     read_only: bool | None = None
     volume_attributes: dict[str, str] | None = None
+    volume_handle: str
 
 
-class CSIVolumeSource(KubeStruct):
+class CSIVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.CSIVolumeSource``."""
 
     driver: str
@@ -106,14 +106,14 @@ class CSIVolumeSource(KubeStruct):
     volume_attributes: dict[str, str] | None = None
 
 
-class Capabilities(KubeStruct):
+class Capabilities(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Capabilities``."""
 
     add: list[str] | None = None
     drop: list[str] | None = None
 
 
-class CephFSPersistentVolumeSource(KubeStruct):
+class CephFSPersistentVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.CephFSPersistentVolumeSource``."""
 
     monitors: list[str] | None
@@ -124,7 +124,7 @@ class CephFSPersistentVolumeSource(KubeStruct):
     user: str | None = None
 
 
-class CephFSVolumeSource(KubeStruct):
+class CephFSVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.CephFSVolumeSource``."""
 
     monitors: list[str] | None
@@ -135,86 +135,86 @@ class CephFSVolumeSource(KubeStruct):
     user: str | None = None
 
 
-class CinderPersistentVolumeSource(KubeStruct):
+class CinderPersistentVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.CinderPersistentVolumeSource``."""
 
-    volume_id: str = msgspec.field(name='volumeID')
     fs_type: str | None = None
     read_only: bool | None = None
     secret_ref: SecretReference | None = None
+    volume_id: str = msgspec.field(name='volumeID')
 
 
-class CinderVolumeSource(KubeStruct):
+class CinderVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.CinderVolumeSource``."""
 
-    volume_id: str = msgspec.field(name='volumeID')
     fs_type: str | None = None
     read_only: bool | None = None
     secret_ref: LocalObjectReference | None = None
+    volume_id: str = msgspec.field(name='volumeID')
 
 
-class ClientIPConfig(KubeStruct):
+class ClientIPConfig(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ClientIPConfig``."""
 
     timeout_seconds: int | None = None
 
 
-class ClusterTrustBundleProjection(KubeStruct):
+class ClusterTrustBundleProjection(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ClusterTrustBundleProjection``."""
 
-    path: str
     label_selector: meta_v1.LabelSelector | None = None
     name: str | None = None
     optional: bool | None = None
+    path: str
     signer_name: str | None = None
 
 
-class ComponentCondition(KubeStruct):
+class ComponentCondition(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ComponentCondition``."""
 
-    status: str
-    type: str
     error: str | None = None
     message: str | None = None
+    status: str
+    type: str
 
 
-class ComponentStatus(KubeStruct):
+class ComponentStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ComponentStatus``."""
 
     api_version: str | None = None
-    conditions: list[ComponentCondition] | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    conditions: list[ComponentCondition] | None = None
 
 
-class ComponentStatusList(KubeStruct):
+class ComponentStatusList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ComponentStatusList``."""
 
-    items: list[ComponentStatus] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[ComponentStatus] | None
 
 
-class ConfigMap(KubeStruct):
+class ConfigMap(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ConfigMap``."""
 
     api_version: str | None = None
+    kind: str | None = None
+    metadata: meta_v1.ObjectMeta | None = None
     binary_data: dict[str, str] | None = None
     data: dict[str, str] | None = None
     immutable: bool | None = None
-    kind: str | None = None
-    metadata: meta_v1.ObjectMeta | None = None
 
 
-class ConfigMapEnvSource(KubeStruct):
+class ConfigMapEnvSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ConfigMapEnvSource``."""
 
     name: str | None = None
     optional: bool | None = None
 
 
-class ConfigMapKeySelector(KubeStruct):
+class ConfigMapKeySelector(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ConfigMapKeySelector``."""
 
     key: str
@@ -222,16 +222,16 @@ class ConfigMapKeySelector(KubeStruct):
     optional: bool | None = None
 
 
-class ConfigMapList(KubeStruct):
+class ConfigMapList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ConfigMapList``."""
 
-    items: list[ConfigMap] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[ConfigMap] | None
 
 
-class ConfigMapNodeConfigSource(KubeStruct):
+class ConfigMapNodeConfigSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ConfigMapNodeConfigSource``."""
 
     kubelet_config_key: str
@@ -241,7 +241,7 @@ class ConfigMapNodeConfigSource(KubeStruct):
     uid: str | None = None
 
 
-class ConfigMapProjection(KubeStruct):
+class ConfigMapProjection(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ConfigMapProjection``."""
 
     items: list[KeyToPath] | None = None
@@ -249,7 +249,7 @@ class ConfigMapProjection(KubeStruct):
     optional: bool | None = None
 
 
-class ConfigMapVolumeSource(KubeStruct):
+class ConfigMapVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ConfigMapVolumeSource``."""
 
     default_mode: int | None = None
@@ -258,10 +258,9 @@ class ConfigMapVolumeSource(KubeStruct):
     optional: bool | None = None
 
 
-class Container(KubeStruct):
+class Container(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Container``."""
 
-    name: str
     args: list[str] | None = None
     command: list[str] | None = None
     env: list[EnvVar] | None = None
@@ -270,6 +269,7 @@ class Container(KubeStruct):
     image_pull_policy: str | None = None
     lifecycle: Lifecycle | None = None
     liveness_probe: Probe | None = None
+    name: str
     ports: list[ContainerPort] | None = None
     readiness_probe: Probe | None = None
     resize_policy: list[ContainerResizePolicy] | None = None
@@ -288,7 +288,7 @@ class Container(KubeStruct):
     working_dir: str | None = None
 
 
-class ContainerExtendedResourceRequest(KubeStruct):
+class ContainerExtendedResourceRequest(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerExtendedResourceRequest``."""
 
     container_name: str
@@ -296,14 +296,14 @@ class ContainerExtendedResourceRequest(KubeStruct):
     resource_name: str
 
 
-class ContainerImage(KubeStruct):
+class ContainerImage(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerImage``."""
 
     names: list[str] | None = None
     size_bytes: int | None = None
 
 
-class ContainerPort(KubeStruct):
+class ContainerPort(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerPort``."""
 
     container_port: int
@@ -313,28 +313,28 @@ class ContainerPort(KubeStruct):
     protocol: str | None = None
 
 
-class ContainerResizePolicy(KubeStruct):
+class ContainerResizePolicy(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerResizePolicy``."""
 
     resource_name: str
     restart_policy: str
 
 
-class ContainerRestartRule(KubeStruct):
+class ContainerRestartRule(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerRestartRule``."""
 
     action: str
     exit_codes: ContainerRestartRuleOnExitCodes | None = None
 
 
-class ContainerRestartRuleOnExitCodes(KubeStruct):
+class ContainerRestartRuleOnExitCodes(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerRestartRuleOnExitCodes``."""
 
     operator: str
     values: list[int] | None = None
 
 
-class ContainerState(KubeStruct):
+class ContainerState(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerState``."""
 
     running: ContainerStateRunning | None = None
@@ -342,17 +342,17 @@ class ContainerState(KubeStruct):
     waiting: ContainerStateWaiting | None = None
 
 
-class ContainerStateRunning(KubeStruct):
+class ContainerStateRunning(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerStateRunning``."""
 
     started_at: Time | None = None
 
 
-class ContainerStateTerminated(KubeStruct):
+class ContainerStateTerminated(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerStateTerminated``."""
 
-    exit_code: int
     container_id: str | None = msgspec.field(default=None, name='containerID')
+    exit_code: int
     finished_at: Time | None = None
     message: str | None = None
     reason: str | None = None
@@ -360,26 +360,26 @@ class ContainerStateTerminated(KubeStruct):
     started_at: Time | None = None
 
 
-class ContainerStateWaiting(KubeStruct):
+class ContainerStateWaiting(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerStateWaiting``."""
 
     message: str | None = None
     reason: str | None = None
 
 
-class ContainerStatus(KubeStruct):
+class ContainerStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerStatus``."""
 
-    image: str
-    image_id: str = msgspec.field(name='imageID')
-    name: str
-    ready: bool
-    restart_count: int
     allocated_resources: dict[str, Quantity] | None = None
     allocated_resources_status: list[ResourceStatus] | None = None
     container_id: str | None = msgspec.field(default=None, name='containerID')
+    image: str
+    image_id: str = msgspec.field(name='imageID')
     last_state: ContainerState | None = None
+    name: str
+    ready: bool
     resources: ResourceRequirements | None = None
+    restart_count: int
     started: bool | None = None
     state: ContainerState | None = None
     stop_signal: str | None = None
@@ -387,66 +387,66 @@ class ContainerStatus(KubeStruct):
     volume_mounts: list[VolumeMountStatus] | None = None
 
 
-class ContainerUser(KubeStruct):
+class ContainerUser(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerUser``."""
 
     linux: LinuxContainerUser | None = None
 
 
-class DaemonEndpoint(KubeStruct):
+class DaemonEndpoint(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.DaemonEndpoint``."""
 
     port: int = msgspec.field(name='Port')
 
 
-class DownwardAPIProjection(KubeStruct):
+class DownwardAPIProjection(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.DownwardAPIProjection``."""
 
     items: list[DownwardAPIVolumeFile] | None = None
 
 
-class DownwardAPIVolumeFile(KubeStruct):
+class DownwardAPIVolumeFile(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.DownwardAPIVolumeFile``."""
 
-    path: str
     field_ref: ObjectFieldSelector | None = None
     mode: int | None = None
+    path: str
     resource_field_ref: ResourceFieldSelector | None = None
 
 
-class DownwardAPIVolumeSource(KubeStruct):
+class DownwardAPIVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.DownwardAPIVolumeSource``."""
 
     default_mode: int | None = None
     items: list[DownwardAPIVolumeFile] | None = None
 
 
-class EmptyDirVolumeSource(KubeStruct):
+class EmptyDirVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EmptyDirVolumeSource``."""
 
     medium: str | None = None
     size_limit: Quantity | None = None
 
 
-class EndpointAddress(KubeStruct):
+class EndpointAddress(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EndpointAddress``."""
 
-    ip: str
     hostname: str | None = None
+    ip: str
     node_name: str | None = None
     target_ref: ObjectReference | None = None
 
 
-class EndpointPort(KubeStruct):
+class EndpointPort(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EndpointPort``."""
 
-    port: int
     app_protocol: str | None = None
     name: str | None = None
+    port: int
     protocol: str | None = None
 
 
-class EndpointSubset(KubeStruct):
+class EndpointSubset(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EndpointSubset``."""
 
     addresses: list[EndpointAddress] | None = None
@@ -454,7 +454,7 @@ class EndpointSubset(KubeStruct):
     ports: list[EndpointPort] | None = None
 
 
-class Endpoints(KubeStruct):
+class Endpoints(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Endpoints``."""
 
     api_version: str | None = None
@@ -463,16 +463,16 @@ class Endpoints(KubeStruct):
     subsets: list[EndpointSubset] | None = None
 
 
-class EndpointsList(KubeStruct):
+class EndpointsList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EndpointsList``."""
 
-    items: list[Endpoints] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Endpoints] | None
 
 
-class EnvFromSource(KubeStruct):
+class EnvFromSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EnvFromSource``."""
 
     config_map_ref: ConfigMapEnvSource | None = None
@@ -480,7 +480,7 @@ class EnvFromSource(KubeStruct):
     secret_ref: SecretEnvSource | None = None
 
 
-class EnvVar(KubeStruct):
+class EnvVar(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EnvVar``."""
 
     name: str
@@ -488,7 +488,7 @@ class EnvVar(KubeStruct):
     value_from: EnvVarSource | None = None
 
 
-class EnvVarSource(KubeStruct):
+class EnvVarSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EnvVarSource``."""
 
     config_map_key_ref: ConfigMapKeySelector | None = None
@@ -498,10 +498,9 @@ class EnvVarSource(KubeStruct):
     secret_key_ref: SecretKeySelector | None = None
 
 
-class EphemeralContainer(KubeStruct):
+class EphemeralContainer(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EphemeralContainer``."""
 
-    name: str
     args: list[str] | None = None
     command: list[str] | None = None
     env: list[EnvVar] | None = None
@@ -510,6 +509,7 @@ class EphemeralContainer(KubeStruct):
     image_pull_policy: str | None = None
     lifecycle: Lifecycle | None = None
     liveness_probe: Probe | None = None
+    name: str
     ports: list[ContainerPort] | None = None
     readiness_probe: Probe | None = None
     resize_policy: list[ContainerResizePolicy] | None = None
@@ -529,23 +529,23 @@ class EphemeralContainer(KubeStruct):
     working_dir: str | None = None
 
 
-class EphemeralVolumeSource(KubeStruct):
+class EphemeralVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EphemeralVolumeSource``."""
 
     volume_claim_template: PersistentVolumeClaimTemplate | None = None
 
 
-class Event(KubeStruct):
+class Event(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Event``."""
 
-    involved_object: ObjectReference | None
+    api_version: str | None = None
+    kind: str | None = None
     metadata: meta_v1.ObjectMeta | None
     action: str | None = None
-    api_version: str | None = None
     count: int | None = None
     event_time: MicroTime | None = None
     first_timestamp: Time | None = None
-    kind: str | None = None
+    involved_object: ObjectReference | None
     last_timestamp: Time | None = None
     message: str | None = None
     reason: str | None = None
@@ -557,36 +557,36 @@ class Event(KubeStruct):
     type: str | None = None
 
 
-class EventList(KubeStruct):
+class EventList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EventList``."""
 
-    items: list[Event] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Event] | None
 
 
-class EventSeries(KubeStruct):
+class EventSeries(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EventSeries``."""
 
     count: int | None = None
     last_observed_time: MicroTime | None = None
 
 
-class EventSource(KubeStruct):
+class EventSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EventSource``."""
 
     component: str | None = None
     host: str | None = None
 
 
-class ExecAction(KubeStruct):
+class ExecAction(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ExecAction``."""
 
     command: list[str] | None = None
 
 
-class FCVolumeSource(KubeStruct):
+class FCVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.FCVolumeSource``."""
 
     fs_type: str | None = None
@@ -596,16 +596,16 @@ class FCVolumeSource(KubeStruct):
     wwids: list[str] | None = None
 
 
-class FileKeySelector(KubeStruct):
+class FileKeySelector(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.FileKeySelector``."""
 
     key: str
+    optional: bool | None = None
     path: str
     volume_name: str
-    optional: bool | None = None
 
 
-class FlexPersistentVolumeSource(KubeStruct):
+class FlexPersistentVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.FlexPersistentVolumeSource``."""
 
     driver: str
@@ -615,7 +615,7 @@ class FlexPersistentVolumeSource(KubeStruct):
     secret_ref: SecretReference | None = None
 
 
-class FlexVolumeSource(KubeStruct):
+class FlexVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.FlexVolumeSource``."""
 
     driver: str
@@ -625,47 +625,47 @@ class FlexVolumeSource(KubeStruct):
     secret_ref: LocalObjectReference | None = None
 
 
-class FlockerVolumeSource(KubeStruct):
+class FlockerVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.FlockerVolumeSource``."""
 
     dataset_name: str | None = None
     dataset_uuid: str | None = msgspec.field(default=None, name='datasetUUID')
 
 
-class GCEPersistentDiskVolumeSource(KubeStruct):
+class GCEPersistentDiskVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.GCEPersistentDiskVolumeSource``."""
 
-    pd_name: str
     fs_type: str | None = None
     partition: int | None = None
+    pd_name: str
     read_only: bool | None = None
 
 
-class GRPCAction(KubeStruct):
+class GRPCAction(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.GRPCAction``."""
 
     port: int
     service: str | None = None
 
 
-class GitRepoVolumeSource(KubeStruct):
+class GitRepoVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.GitRepoVolumeSource``."""
 
-    repository: str
     directory: str | None = None
+    repository: str
     revision: str | None = None
 
 
-class GlusterfsPersistentVolumeSource(KubeStruct):
+class GlusterfsPersistentVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.GlusterfsPersistentVolumeSource``."""
 
     endpoints: str
-    path: str
     endpoints_namespace: str | None = None
+    path: str
     read_only: bool | None = None
 
 
-class GlusterfsVolumeSource(KubeStruct):
+class GlusterfsVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.GlusterfsVolumeSource``."""
 
     endpoints: str
@@ -673,97 +673,97 @@ class GlusterfsVolumeSource(KubeStruct):
     read_only: bool | None = None
 
 
-class HTTPGetAction(KubeStruct):
+class HTTPGetAction(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.HTTPGetAction``."""
 
-    port: int | str
     host: str | None = None
     http_headers: list[HTTPHeader] | None = None
     path: str | None = None
+    port: int | str
     scheme: str | None = None
 
 
-class HTTPHeader(KubeStruct):
+class HTTPHeader(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.HTTPHeader``."""
 
     name: str
     value: str
 
 
-class HostAlias(KubeStruct):
+class HostAlias(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.HostAlias``."""
 
-    ip: str
     hostnames: list[str] | None = None
+    ip: str
 
 
-class HostIP(KubeStruct):
+class HostIP(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.HostIP``."""
 
     ip: str
 
 
-class HostPathVolumeSource(KubeStruct):
+class HostPathVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.HostPathVolumeSource``."""
 
     path: str
     type: str | None = None
 
 
-class ISCSIPersistentVolumeSource(KubeStruct):
+class ISCSIPersistentVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ISCSIPersistentVolumeSource``."""
 
-    iqn: str
-    lun: int
-    target_portal: str
     chap_auth_discovery: bool | None = None
     chap_auth_session: bool | None = None
     fs_type: str | None = None
     initiator_name: str | None = None
+    iqn: str
     iscsi_interface: str | None = None
+    lun: int
     portals: list[str] | None = None
     read_only: bool | None = None
     secret_ref: SecretReference | None = None
+    target_portal: str
 
 
-class ISCSIVolumeSource(KubeStruct):
+class ISCSIVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ISCSIVolumeSource``."""
 
-    iqn: str
-    lun: int
-    target_portal: str
     chap_auth_discovery: bool | None = None
     chap_auth_session: bool | None = None
     fs_type: str | None = None
     initiator_name: str | None = None
+    iqn: str
     iscsi_interface: str | None = None
+    lun: int
     portals: list[str] | None = None
     read_only: bool | None = None
     secret_ref: LocalObjectReference | None = None
+    target_portal: str
 
 
-class ImageVolumeSource(KubeStruct):
+class ImageVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ImageVolumeSource``."""
 
     pull_policy: str | None = None
     reference: str | None = None
 
 
-class ImageVolumeStatus(KubeStruct):
+class ImageVolumeStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ImageVolumeStatus``."""
 
     image_ref: str
 
 
-class KeyToPath(KubeStruct):
+class KeyToPath(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.KeyToPath``."""
 
     key: str
-    path: str
     mode: int | None = None
+    path: str
 
 
-class Lifecycle(KubeStruct):
+class Lifecycle(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Lifecycle``."""
 
     post_start: LifecycleHandler | None = None
@@ -771,7 +771,7 @@ class Lifecycle(KubeStruct):
     stop_signal: str | None = None
 
 
-class LifecycleHandler(KubeStruct):
+class LifecycleHandler(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.LifecycleHandler``."""
 
     exec: ExecAction | None = None
@@ -780,7 +780,7 @@ class LifecycleHandler(KubeStruct):
     tcp_socket: TCPSocketAction | None = None
 
 
-class LimitRange(KubeStruct):
+class LimitRange(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.LimitRange``."""
 
     api_version: str | None = None
@@ -789,41 +789,41 @@ class LimitRange(KubeStruct):
     spec: LimitRangeSpec | None = None
 
 
-class LimitRangeItem(KubeStruct):
+class LimitRangeItem(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.LimitRangeItem``."""
 
-    type: str
     default: dict[str, Quantity] | None = None
     default_request: dict[str, Quantity] | None = None
     max: dict[str, Quantity] | None = None
     max_limit_request_ratio: dict[str, Quantity] | None = None
     min: dict[str, Quantity] | None = None
+    type: str
 
 
-class LimitRangeList(KubeStruct):
+class LimitRangeList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.LimitRangeList``."""
 
-    items: list[LimitRange] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[LimitRange] | None
 
 
-class LimitRangeSpec(KubeStruct):
+class LimitRangeSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.LimitRangeSpec``."""
 
     limits: list[LimitRangeItem] | None
 
 
-class LinuxContainerUser(KubeStruct):
+class LinuxContainerUser(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.LinuxContainerUser``."""
 
     gid: int
-    uid: int
     supplemental_groups: list[int] | None = None
+    uid: int
 
 
-class LoadBalancerIngress(KubeStruct):
+class LoadBalancerIngress(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.LoadBalancerIngress``."""
 
     hostname: str | None = None
@@ -832,41 +832,41 @@ class LoadBalancerIngress(KubeStruct):
     ports: list[PortStatus] | None = None
 
 
-class LoadBalancerStatus(KubeStruct):
+class LoadBalancerStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.LoadBalancerStatus``."""
 
     ingress: list[LoadBalancerIngress] | None = None
 
 
-class LocalObjectReference(KubeStruct):
+class LocalObjectReference(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.LocalObjectReference``."""
 
     name: str | None = None
 
 
-class LocalVolumeSource(KubeStruct):
+class LocalVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.LocalVolumeSource``."""
 
-    path: str
     fs_type: str | None = None
+    path: str
 
 
-class ModifyVolumeStatus(KubeStruct):
+class ModifyVolumeStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ModifyVolumeStatus``."""
 
     status: str
     target_volume_attributes_class_name: str | None = None
 
 
-class NFSVolumeSource(KubeStruct):
+class NFSVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NFSVolumeSource``."""
 
     path: str
-    server: str
     read_only: bool | None = None
+    server: str
 
 
-class Namespace(KubeStruct):
+class Namespace(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Namespace``."""
 
     api_version: str | None = None
@@ -876,39 +876,39 @@ class Namespace(KubeStruct):
     status: NamespaceStatus | None = None
 
 
-class NamespaceCondition(KubeStruct):
+class NamespaceCondition(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NamespaceCondition``."""
 
-    status: str
-    type: str
     last_transition_time: Time | None = None
     message: str | None = None
     reason: str | None = None
+    status: str
+    type: str
 
 
-class NamespaceList(KubeStruct):
+class NamespaceList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NamespaceList``."""
 
-    items: list[Namespace] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Namespace] | None
 
 
-class NamespaceSpec(KubeStruct):
+class NamespaceSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NamespaceSpec``."""
 
     finalizers: list[str] | None = None
 
 
-class NamespaceStatus(KubeStruct):
+class NamespaceStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NamespaceStatus``."""
 
     conditions: list[NamespaceCondition] | None = None
     phase: str | None = None
 
 
-class Node(KubeStruct):
+class Node(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Node``."""
 
     api_version: str | None = None
@@ -918,46 +918,46 @@ class Node(KubeStruct):
     status: NodeStatus | None = None
 
 
-class NodeAddress(KubeStruct):
+class NodeAddress(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeAddress``."""
 
     address: str
     type: str
 
 
-class NodeAffinity(KubeStruct):
+class NodeAffinity(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeAffinity``."""
 
     preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] | None = None
     required_during_scheduling_ignored_during_execution: NodeSelector | None = None
 
 
-class NodeAllocatableResourceClaimStatus(KubeStruct):
+class NodeAllocatableResourceClaimStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeAllocatableResourceClaimStatus``."""
 
+    containers: list[str] | None = None
     resource_claim_name: str
     resources: dict[str, Quantity] | None
-    containers: list[str] | None = None
 
 
-class NodeCondition(KubeStruct):
+class NodeCondition(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeCondition``."""
 
-    status: str
-    type: str
     last_heartbeat_time: Time | None = None
     last_transition_time: Time | None = None
     message: str | None = None
     reason: str | None = None
+    status: str
+    type: str
 
 
-class NodeConfigSource(KubeStruct):
+class NodeConfigSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeConfigSource``."""
 
     config_map: ConfigMapNodeConfigSource | None = None
 
 
-class NodeConfigStatus(KubeStruct):
+class NodeConfigStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeConfigStatus``."""
 
     active: NodeConfigSource | None = None
@@ -966,48 +966,48 @@ class NodeConfigStatus(KubeStruct):
     last_known_good: NodeConfigSource | None = None
 
 
-class NodeDaemonEndpoints(KubeStruct):
+class NodeDaemonEndpoints(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeDaemonEndpoints``."""
 
     kubelet_endpoint: DaemonEndpoint | None = None
 
 
-class NodeFeatures(KubeStruct):
+class NodeFeatures(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeFeatures``."""
 
     supplemental_groups_policy: bool | None = None
 
 
-class NodeList(KubeStruct):
+class NodeList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeList``."""
 
-    items: list[Node] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Node] | None
 
 
-class NodeRuntimeHandler(KubeStruct):
+class NodeRuntimeHandler(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeRuntimeHandler``."""
 
     features: NodeRuntimeHandlerFeatures | None = None
     name: str | None = None
 
 
-class NodeRuntimeHandlerFeatures(KubeStruct):
+class NodeRuntimeHandlerFeatures(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeRuntimeHandlerFeatures``."""
 
     recursive_read_only_mounts: bool | None = None
     user_namespaces: bool | None = None
 
 
-class NodeSelector(KubeStruct):
+class NodeSelector(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeSelector``."""
 
     node_selector_terms: list[NodeSelectorTerm] | None
 
 
-class NodeSelectorRequirement(KubeStruct):
+class NodeSelectorRequirement(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeSelectorRequirement``."""
 
     key: str
@@ -1015,14 +1015,14 @@ class NodeSelectorRequirement(KubeStruct):
     values: list[str] | None = None
 
 
-class NodeSelectorTerm(KubeStruct):
+class NodeSelectorTerm(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeSelectorTerm``."""
 
     match_expressions: list[NodeSelectorRequirement] | None = None
     match_fields: list[NodeSelectorRequirement] | None = None
 
 
-class NodeSpec(KubeStruct):
+class NodeSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeSpec``."""
 
     config_source: NodeConfigSource | None = None
@@ -1034,7 +1034,7 @@ class NodeSpec(KubeStruct):
     unschedulable: bool | None = None
 
 
-class NodeStatus(KubeStruct):
+class NodeStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeStatus``."""
 
     addresses: list[NodeAddress] | None = None
@@ -1053,13 +1053,13 @@ class NodeStatus(KubeStruct):
     volumes_in_use: list[str] | None = None
 
 
-class NodeSwapStatus(KubeStruct):
+class NodeSwapStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeSwapStatus``."""
 
     capacity: int | None = None
 
 
-class NodeSystemInfo(KubeStruct):
+class NodeSystemInfo(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeSystemInfo``."""
 
     architecture: str
@@ -1071,30 +1071,30 @@ class NodeSystemInfo(KubeStruct):
     machine_id: str = msgspec.field(name='machineID')
     operating_system: str
     os_image: str
-    system_uuid: str = msgspec.field(name='systemUUID')
     swap: NodeSwapStatus | None = None
+    system_uuid: str = msgspec.field(name='systemUUID')
 
 
-class ObjectFieldSelector(KubeStruct):
+class ObjectFieldSelector(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ObjectFieldSelector``."""
 
-    field_path: str
     api_version: str | None = None
+    field_path: str
 
 
-class ObjectReference(KubeStruct):
+class ObjectReference(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ObjectReference``."""
 
     api_version: str | None = None
-    field_path: str | None = None
     kind: str | None = None
+    field_path: str | None = None
     name: str | None = None
     namespace: str | None = None
     resource_version: str | None = None
     uid: str | None = None
 
 
-class PersistentVolume(KubeStruct):
+class PersistentVolume(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PersistentVolume``."""
 
     api_version: str | None = None
@@ -1104,7 +1104,7 @@ class PersistentVolume(KubeStruct):
     status: PersistentVolumeStatus | None = None
 
 
-class PersistentVolumeClaim(KubeStruct):
+class PersistentVolumeClaim(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PersistentVolumeClaim``."""
 
     api_version: str | None = None
@@ -1114,27 +1114,27 @@ class PersistentVolumeClaim(KubeStruct):
     status: PersistentVolumeClaimStatus | None = None
 
 
-class PersistentVolumeClaimCondition(KubeStruct):
+class PersistentVolumeClaimCondition(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PersistentVolumeClaimCondition``."""
 
-    status: str
-    type: str
     last_probe_time: Time | None = None
     last_transition_time: Time | None = None
     message: str | None = None
     reason: str | None = None
+    status: str
+    type: str
 
 
-class PersistentVolumeClaimList(KubeStruct):
+class PersistentVolumeClaimList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PersistentVolumeClaimList``."""
 
-    items: list[PersistentVolumeClaim] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[PersistentVolumeClaim] | None
 
 
-class PersistentVolumeClaimSpec(KubeStruct):
+class PersistentVolumeClaimSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PersistentVolumeClaimSpec``."""
 
     access_modes: list[str] | None = None
@@ -1148,7 +1148,7 @@ class PersistentVolumeClaimSpec(KubeStruct):
     volume_name: str | None = None
 
 
-class PersistentVolumeClaimStatus(KubeStruct):
+class PersistentVolumeClaimStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PersistentVolumeClaimStatus``."""
 
     access_modes: list[str] | None = None
@@ -1161,30 +1161,30 @@ class PersistentVolumeClaimStatus(KubeStruct):
     phase: str | None = None
 
 
-class PersistentVolumeClaimTemplate(KubeStruct):
+class PersistentVolumeClaimTemplate(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PersistentVolumeClaimTemplate``."""
 
-    spec: PersistentVolumeClaimSpec | None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: PersistentVolumeClaimSpec | None
 
 
-class PersistentVolumeClaimVolumeSource(KubeStruct):
+class PersistentVolumeClaimVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource``."""
 
     claim_name: str
     read_only: bool | None = None
 
 
-class PersistentVolumeList(KubeStruct):
+class PersistentVolumeList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PersistentVolumeList``."""
 
-    items: list[PersistentVolume] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[PersistentVolume] | None
 
 
-class PersistentVolumeSpec(KubeStruct):
+class PersistentVolumeSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PersistentVolumeSpec``."""
 
     access_modes: list[str] | None = None
@@ -1220,7 +1220,7 @@ class PersistentVolumeSpec(KubeStruct):
     vsphere_volume: VsphereVirtualDiskVolumeSource | None = None
 
 
-class PersistentVolumeStatus(KubeStruct):
+class PersistentVolumeStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PersistentVolumeStatus``."""
 
     last_phase_transition_time: Time | None = None
@@ -1229,14 +1229,14 @@ class PersistentVolumeStatus(KubeStruct):
     reason: str | None = None
 
 
-class PhotonPersistentDiskVolumeSource(KubeStruct):
+class PhotonPersistentDiskVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PhotonPersistentDiskVolumeSource``."""
 
-    pd_id: str = msgspec.field(name='pdID')
     fs_type: str | None = None
+    pd_id: str = msgspec.field(name='pdID')
 
 
-class Pod(KubeStruct):
+class Pod(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Pod``."""
 
     api_version: str | None = None
@@ -1246,56 +1246,56 @@ class Pod(KubeStruct):
     status: PodStatus | None = None
 
 
-class PodAffinity(KubeStruct):
+class PodAffinity(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodAffinity``."""
 
     preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] | None = None
     required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] | None = None
 
 
-class PodAffinityTerm(KubeStruct):
+class PodAffinityTerm(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodAffinityTerm``."""
 
-    topology_key: str
     label_selector: meta_v1.LabelSelector | None = None
     match_label_keys: list[str] | None = None
     mismatch_label_keys: list[str] | None = None
     namespace_selector: meta_v1.LabelSelector | None = None
     namespaces: list[str] | None = None
+    topology_key: str
 
 
-class PodAntiAffinity(KubeStruct):
+class PodAntiAffinity(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodAntiAffinity``."""
 
     preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] | None = None
     required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] | None = None
 
 
-class PodCertificateProjection(KubeStruct):
+class PodCertificateProjection(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodCertificateProjection``."""
 
-    key_type: str
-    signer_name: str
     certificate_chain_path: str | None = None
     credential_bundle_path: str | None = None
     key_path: str | None = None
+    key_type: str
     max_expiration_seconds: int | None = None
+    signer_name: str
     user_annotations: dict[str, str] | None = None
 
 
-class PodCondition(KubeStruct):
+class PodCondition(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodCondition``."""
 
-    status: str
-    type: str
     last_probe_time: Time | None = None
     last_transition_time: Time | None = None
     message: str | None = None
     observed_generation: int | None = None
     reason: str | None = None
+    status: str
+    type: str
 
 
-class PodDNSConfig(KubeStruct):
+class PodDNSConfig(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodDNSConfig``."""
 
     nameservers: list[str] | None = None
@@ -1303,48 +1303,48 @@ class PodDNSConfig(KubeStruct):
     searches: list[str] | None = None
 
 
-class PodDNSConfigOption(KubeStruct):
+class PodDNSConfigOption(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodDNSConfigOption``."""
 
     name: str | None = None
     value: str | None = None
 
 
-class PodExtendedResourceClaimStatus(KubeStruct):
+class PodExtendedResourceClaimStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodExtendedResourceClaimStatus``."""
 
     request_mappings: list[ContainerExtendedResourceRequest] | None
     resource_claim_name: str
 
 
-class PodIP(KubeStruct):
+class PodIP(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodIP``."""
 
     ip: str
 
 
-class PodList(KubeStruct):
+class PodList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodList``."""
 
-    items: list[Pod] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Pod] | None
 
 
-class PodOS(KubeStruct):
+class PodOS(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodOS``."""
 
     name: str
 
 
-class PodReadinessGate(KubeStruct):
+class PodReadinessGate(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodReadinessGate``."""
 
     condition_type: str
 
 
-class PodResourceClaim(KubeStruct):
+class PodResourceClaim(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodResourceClaim``."""
 
     name: str
@@ -1352,26 +1352,26 @@ class PodResourceClaim(KubeStruct):
     resource_claim_template_name: str | None = None
 
 
-class PodResourceClaimStatus(KubeStruct):
+class PodResourceClaimStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodResourceClaimStatus``."""
 
     name: str
     resource_claim_name: str | None = None
 
 
-class PodSchedulingGate(KubeStruct):
+class PodSchedulingGate(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodSchedulingGate``."""
 
     name: str
 
 
-class PodSchedulingGroup(KubeStruct):
+class PodSchedulingGroup(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodSchedulingGroup``."""
 
     pod_group_name: str | None = None
 
 
-class PodSecurityContext(KubeStruct):
+class PodSecurityContext(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodSecurityContext``."""
 
     app_armor_profile: AppArmorProfile | None = None
@@ -1389,13 +1389,13 @@ class PodSecurityContext(KubeStruct):
     windows_options: WindowsSecurityContextOptions | None = None
 
 
-class PodSpec(KubeStruct):
+class PodSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodSpec``."""
 
-    containers: list[Container] | None
     active_deadline_seconds: int | None = None
     affinity: Affinity | None = None
     automount_service_account_token: bool | None = None
+    containers: list[Container] | None
     dns_config: PodDNSConfig | None = None
     dns_policy: str | None = None
     enable_service_links: bool | None = None
@@ -1436,7 +1436,7 @@ class PodSpec(KubeStruct):
     volumes: list[Volume] | None = None
 
 
-class PodStatus(KubeStruct):
+class PodStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodStatus``."""
 
     allocated_resources: dict[str, Quantity] | None = None
@@ -1462,7 +1462,7 @@ class PodStatus(KubeStruct):
     start_time: Time | None = None
 
 
-class PodTemplate(KubeStruct):
+class PodTemplate(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodTemplate``."""
 
     api_version: str | None = None
@@ -1471,46 +1471,46 @@ class PodTemplate(KubeStruct):
     template: PodTemplateSpec | None = None
 
 
-class PodTemplateList(KubeStruct):
+class PodTemplateList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodTemplateList``."""
 
-    items: list[PodTemplate] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[PodTemplate] | None
 
 
-class PodTemplateSpec(KubeStruct):
+class PodTemplateSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodTemplateSpec``."""
 
     metadata: meta_v1.ObjectMeta | None = None
     spec: PodSpec | None = None
 
 
-class PortStatus(KubeStruct):
+class PortStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PortStatus``."""
 
+    error: str | None = None
     port: int
     protocol: str
-    error: str | None = None
 
 
-class PortworxVolumeSource(KubeStruct):
+class PortworxVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PortworxVolumeSource``."""
 
-    volume_id: str = msgspec.field(name='volumeID')
     fs_type: str | None = None
     read_only: bool | None = None
+    volume_id: str = msgspec.field(name='volumeID')
 
 
-class PreferredSchedulingTerm(KubeStruct):
+class PreferredSchedulingTerm(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PreferredSchedulingTerm``."""
 
     preference: NodeSelectorTerm | None
     weight: int
 
 
-class Probe(KubeStruct):
+class Probe(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Probe``."""
 
     exec: ExecAction | None = None
@@ -1525,51 +1525,51 @@ class Probe(KubeStruct):
     timeout_seconds: int | None = None
 
 
-class ProjectedVolumeSource(KubeStruct):
+class ProjectedVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ProjectedVolumeSource``."""
 
     default_mode: int | None = None
     sources: list[VolumeProjection] | None = None
 
 
-class QuobyteVolumeSource(KubeStruct):
+class QuobyteVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.QuobyteVolumeSource``."""
 
-    registry: str
-    volume: str
     group: str | None = None
     read_only: bool | None = None
+    registry: str
     tenant: str | None = None
     user: str | None = None
+    volume: str
 
 
-class RBDPersistentVolumeSource(KubeStruct):
+class RBDPersistentVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.RBDPersistentVolumeSource``."""
 
-    image: str
-    monitors: list[str] | None
     fs_type: str | None = None
+    image: str
     keyring: str | None = None
+    monitors: list[str] | None
     pool: str | None = None
     read_only: bool | None = None
     secret_ref: SecretReference | None = None
     user: str | None = None
 
 
-class RBDVolumeSource(KubeStruct):
+class RBDVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.RBDVolumeSource``."""
 
-    image: str
-    monitors: list[str] | None
     fs_type: str | None = None
+    image: str
     keyring: str | None = None
+    monitors: list[str] | None
     pool: str | None = None
     read_only: bool | None = None
     secret_ref: LocalObjectReference | None = None
     user: str | None = None
 
 
-class ReplicationController(KubeStruct):
+class ReplicationController(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ReplicationController``."""
 
     api_version: str | None = None
@@ -1579,26 +1579,26 @@ class ReplicationController(KubeStruct):
     status: ReplicationControllerStatus | None = None
 
 
-class ReplicationControllerCondition(KubeStruct):
+class ReplicationControllerCondition(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ReplicationControllerCondition``."""
 
-    status: str
-    type: str
     last_transition_time: Time | None = None
     message: str | None = None
     reason: str | None = None
+    status: str
+    type: str
 
 
-class ReplicationControllerList(KubeStruct):
+class ReplicationControllerList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ReplicationControllerList``."""
 
-    items: list[ReplicationController] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[ReplicationController] | None
 
 
-class ReplicationControllerSpec(KubeStruct):
+class ReplicationControllerSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ReplicationControllerSpec``."""
 
     min_ready_seconds: int | None = None
@@ -1607,41 +1607,41 @@ class ReplicationControllerSpec(KubeStruct):
     template: PodTemplateSpec | None = None
 
 
-class ReplicationControllerStatus(KubeStruct):
+class ReplicationControllerStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ReplicationControllerStatus``."""
 
-    replicas: int
     available_replicas: int | None = None
     conditions: list[ReplicationControllerCondition] | None = None
     fully_labeled_replicas: int | None = None
     observed_generation: int | None = None
     ready_replicas: int | None = None
+    replicas: int
 
 
-class ResourceClaim(KubeStruct):
+class ResourceClaim(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ResourceClaim``."""
 
     name: str
     request: str | None = None
 
 
-class ResourceFieldSelector(KubeStruct):
+class ResourceFieldSelector(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ResourceFieldSelector``."""
 
-    resource: str
     container_name: str | None = None
     divisor: Quantity | None = None
+    resource: str
 
 
-class ResourceHealth(KubeStruct):
+class ResourceHealth(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ResourceHealth``."""
 
-    resource_id: str = msgspec.field(name='resourceID')
     health: str | None = None
     message: str | None = None
+    resource_id: str = msgspec.field(name='resourceID')
 
 
-class ResourceQuota(KubeStruct):
+class ResourceQuota(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ResourceQuota``."""
 
     api_version: str | None = None
@@ -1651,16 +1651,16 @@ class ResourceQuota(KubeStruct):
     status: ResourceQuotaStatus | None = None
 
 
-class ResourceQuotaList(KubeStruct):
+class ResourceQuotaList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ResourceQuotaList``."""
 
-    items: list[ResourceQuota] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[ResourceQuota] | None
 
 
-class ResourceQuotaSpec(KubeStruct):
+class ResourceQuotaSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ResourceQuotaSpec``."""
 
     hard: dict[str, Quantity] | None = None
@@ -1668,14 +1668,14 @@ class ResourceQuotaSpec(KubeStruct):
     scopes: list[str] | None = None
 
 
-class ResourceQuotaStatus(KubeStruct):
+class ResourceQuotaStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ResourceQuotaStatus``."""
 
     hard: dict[str, Quantity] | None = None
     used: dict[str, Quantity] | None = None
 
 
-class ResourceRequirements(KubeStruct):
+class ResourceRequirements(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ResourceRequirements``."""
 
     claims: list[ResourceClaim] | None = None
@@ -1683,14 +1683,14 @@ class ResourceRequirements(KubeStruct):
     requests: dict[str, Quantity] | None = None
 
 
-class ResourceStatus(KubeStruct):
+class ResourceStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ResourceStatus``."""
 
     name: str
     resources: list[ResourceHealth] | None = None
 
 
-class SELinuxOptions(KubeStruct):
+class SELinuxOptions(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SELinuxOptions``."""
 
     level: str | None = None
@@ -1699,43 +1699,43 @@ class SELinuxOptions(KubeStruct):
     user: str | None = None
 
 
-class ScaleIOPersistentVolumeSource(KubeStruct):
+class ScaleIOPersistentVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ScaleIOPersistentVolumeSource``."""
 
-    gateway: str
-    secret_ref: SecretReference | None
-    system: str
     fs_type: str | None = None
+    gateway: str
     protection_domain: str | None = None
     read_only: bool | None = None
+    secret_ref: SecretReference | None
     ssl_enabled: bool | None = None
     storage_mode: str | None = None
     storage_pool: str | None = None
+    system: str
     volume_name: str | None = None
 
 
-class ScaleIOVolumeSource(KubeStruct):
+class ScaleIOVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ScaleIOVolumeSource``."""
 
-    gateway: str
-    secret_ref: LocalObjectReference | None
-    system: str
     fs_type: str | None = None
+    gateway: str
     protection_domain: str | None = None
     read_only: bool | None = None
+    secret_ref: LocalObjectReference | None
     ssl_enabled: bool | None = None
     storage_mode: str | None = None
     storage_pool: str | None = None
+    system: str
     volume_name: str | None = None
 
 
-class ScopeSelector(KubeStruct):
+class ScopeSelector(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ScopeSelector``."""
 
     match_expressions: list[ScopedResourceSelectorRequirement] | None = None
 
 
-class ScopedResourceSelectorRequirement(KubeStruct):
+class ScopedResourceSelectorRequirement(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ScopedResourceSelectorRequirement``."""
 
     operator: str
@@ -1743,33 +1743,33 @@ class ScopedResourceSelectorRequirement(KubeStruct):
     values: list[str] | None = None
 
 
-class SeccompProfile(KubeStruct):
+class SeccompProfile(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SeccompProfile``."""
 
-    type: str
     localhost_profile: str | None = None
+    type: str
 
 
-class Secret(KubeStruct):
+class Secret(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Secret``."""
 
     api_version: str | None = None
-    data: dict[str, str] | None = None
-    immutable: bool | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    data: dict[str, str] | None = None
+    immutable: bool | None = None
     string_data: dict[str, str] | None = None
     type: str | None = None
 
 
-class SecretEnvSource(KubeStruct):
+class SecretEnvSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SecretEnvSource``."""
 
     name: str | None = None
     optional: bool | None = None
 
 
-class SecretKeySelector(KubeStruct):
+class SecretKeySelector(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SecretKeySelector``."""
 
     key: str
@@ -1777,16 +1777,16 @@ class SecretKeySelector(KubeStruct):
     optional: bool | None = None
 
 
-class SecretList(KubeStruct):
+class SecretList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SecretList``."""
 
-    items: list[Secret] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Secret] | None
 
 
-class SecretProjection(KubeStruct):
+class SecretProjection(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SecretProjection``."""
 
     items: list[KeyToPath] | None = None
@@ -1794,14 +1794,14 @@ class SecretProjection(KubeStruct):
     optional: bool | None = None
 
 
-class SecretReference(KubeStruct):
+class SecretReference(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SecretReference``."""
 
     name: str | None = None
     namespace: str | None = None
 
 
-class SecretVolumeSource(KubeStruct):
+class SecretVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SecretVolumeSource``."""
 
     default_mode: int | None = None
@@ -1810,7 +1810,7 @@ class SecretVolumeSource(KubeStruct):
     secret_name: str | None = None
 
 
-class SecurityContext(KubeStruct):
+class SecurityContext(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SecurityContext``."""
 
     allow_privilege_escalation: bool | None = None
@@ -1827,7 +1827,7 @@ class SecurityContext(KubeStruct):
     windows_options: WindowsSecurityContextOptions | None = None
 
 
-class Service(KubeStruct):
+class Service(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Service``."""
 
     api_version: str | None = None
@@ -1837,55 +1837,55 @@ class Service(KubeStruct):
     status: ServiceStatus | None = None
 
 
-class ServiceAccount(KubeStruct):
+class ServiceAccount(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ServiceAccount``."""
 
     api_version: str | None = None
-    automount_service_account_token: bool | None = None
-    image_pull_secrets: list[LocalObjectReference] | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    automount_service_account_token: bool | None = None
+    image_pull_secrets: list[LocalObjectReference] | None = None
     secrets: list[ObjectReference] | None = None
 
 
-class ServiceAccountList(KubeStruct):
+class ServiceAccountList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ServiceAccountList``."""
 
-    items: list[ServiceAccount] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[ServiceAccount] | None
 
 
-class ServiceAccountTokenProjection(KubeStruct):
+class ServiceAccountTokenProjection(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ServiceAccountTokenProjection``."""
 
-    path: str
     audience: str | None = None
     expiration_seconds: int | None = None
+    path: str
 
 
-class ServiceList(KubeStruct):
+class ServiceList(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ServiceList``."""
 
-    items: list[Service] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Service] | None
 
 
-class ServicePort(KubeStruct):
+class ServicePort(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ServicePort``."""
 
-    port: int
     app_protocol: str | None = None
     name: str | None = None
     node_port: int | None = None
+    port: int
     protocol: str | None = None
     target_port: int | str | None = None
 
 
-class ServiceSpec(KubeStruct):
+class ServiceSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ServiceSpec``."""
 
     allocate_load_balancer_node_ports: bool | None = None
@@ -1910,26 +1910,26 @@ class ServiceSpec(KubeStruct):
     type: str | None = None
 
 
-class ServiceStatus(KubeStruct):
+class ServiceStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ServiceStatus``."""
 
     conditions: list[meta_v1.Condition] | None = None
     load_balancer: LoadBalancerStatus | None = None
 
 
-class SessionAffinityConfig(KubeStruct):
+class SessionAffinityConfig(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SessionAffinityConfig``."""
 
     client_ip: ClientIPConfig | None = msgspec.field(default=None, name='clientIP')
 
 
-class SleepAction(KubeStruct):
+class SleepAction(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SleepAction``."""
 
     seconds: int
 
 
-class StorageOSPersistentVolumeSource(KubeStruct):
+class StorageOSPersistentVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.StorageOSPersistentVolumeSource``."""
 
     fs_type: str | None = None
@@ -1939,7 +1939,7 @@ class StorageOSPersistentVolumeSource(KubeStruct):
     volume_namespace: str | None = None
 
 
-class StorageOSVolumeSource(KubeStruct):
+class StorageOSVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.StorageOSVolumeSource``."""
 
     fs_type: str | None = None
@@ -1949,21 +1949,21 @@ class StorageOSVolumeSource(KubeStruct):
     volume_namespace: str | None = None
 
 
-class Sysctl(KubeStruct):
+class Sysctl(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Sysctl``."""
 
     name: str
     value: str
 
 
-class TCPSocketAction(KubeStruct):
+class TCPSocketAction(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.TCPSocketAction``."""
 
-    port: int | str
     host: str | None = None
+    port: int | str
 
 
-class Taint(KubeStruct):
+class Taint(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Taint``."""
 
     effect: str
@@ -1972,7 +1972,7 @@ class Taint(KubeStruct):
     value: str | None = None
 
 
-class Toleration(KubeStruct):
+class Toleration(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Toleration``."""
 
     effect: str | None = None
@@ -1982,53 +1982,52 @@ class Toleration(KubeStruct):
     value: str | None = None
 
 
-class TopologySelectorLabelRequirement(KubeStruct):
+class TopologySelectorLabelRequirement(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.TopologySelectorLabelRequirement``."""
 
     key: str
     values: list[str] | None
 
 
-class TopologySelectorTerm(KubeStruct):
+class TopologySelectorTerm(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.TopologySelectorTerm``."""
 
     match_label_expressions: list[TopologySelectorLabelRequirement] | None = None
 
 
-class TopologySpreadConstraint(KubeStruct):
+class TopologySpreadConstraint(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.TopologySpreadConstraint``."""
 
-    max_skew: int
-    topology_key: str
-    when_unsatisfiable: str
     label_selector: meta_v1.LabelSelector | None = None
     match_label_keys: list[str] | None = None
+    max_skew: int
     min_domains: int | None = None
     node_affinity_policy: str | None = None
     node_taints_policy: str | None = None
+    topology_key: str
+    when_unsatisfiable: str
 
 
-class TypedLocalObjectReference(KubeStruct):
+class TypedLocalObjectReference(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.TypedLocalObjectReference``."""
 
     kind: str
-    name: str
     api_group: str | None = None
+    name: str
 
 
-class TypedObjectReference(KubeStruct):
+class TypedObjectReference(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.TypedObjectReference``."""
 
     kind: str
-    name: str
     api_group: str | None = None
+    name: str
     namespace: str | None = None
 
 
-class Volume(KubeStruct):
+class Volume(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Volume``."""
 
-    name: str
     aws_elastic_block_store: AWSElasticBlockStoreVolumeSource | None = None
     azure_disk: AzureDiskVolumeSource | None = None
     azure_file: AzureFileVolumeSource | None = None
@@ -2048,6 +2047,7 @@ class Volume(KubeStruct):
     host_path: HostPathVolumeSource | None = None
     image: ImageVolumeSource | None = None
     iscsi: ISCSIVolumeSource | None = None
+    name: str
     nfs: NFSVolumeSource | None = None
     persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
     photon_persistent_disk: PhotonPersistentDiskVolumeSource | None = None
@@ -2061,26 +2061,26 @@ class Volume(KubeStruct):
     vsphere_volume: VsphereVirtualDiskVolumeSource | None = None
 
 
-class VolumeDevice(KubeStruct):
+class VolumeDevice(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.VolumeDevice``."""
 
     device_path: str
     name: str
 
 
-class VolumeMount(KubeStruct):
+class VolumeMount(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.VolumeMount``."""
 
     mount_path: str
-    name: str
     mount_propagation: str | None = None
+    name: str
     read_only: bool | None = None
     recursive_read_only: str | None = None
     sub_path: str | None = None
     sub_path_expr: str | None = None
 
 
-class VolumeMountStatus(KubeStruct):
+class VolumeMountStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.VolumeMountStatus``."""
 
     mount_path: str
@@ -2090,13 +2090,13 @@ class VolumeMountStatus(KubeStruct):
     volume_status: VolumeStatus | None = None
 
 
-class VolumeNodeAffinity(KubeStruct):
+class VolumeNodeAffinity(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.VolumeNodeAffinity``."""
 
     required: NodeSelector | None = None
 
 
-class VolumeProjection(KubeStruct):
+class VolumeProjection(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.VolumeProjection``."""
 
     cluster_trust_bundle: ClusterTrustBundleProjection | None = None
@@ -2107,36 +2107,36 @@ class VolumeProjection(KubeStruct):
     service_account_token: ServiceAccountTokenProjection | None = None
 
 
-class VolumeResourceRequirements(KubeStruct):
+class VolumeResourceRequirements(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.VolumeResourceRequirements``."""
 
     limits: dict[str, Quantity] | None = None
     requests: dict[str, Quantity] | None = None
 
 
-class VolumeStatus(KubeStruct):
+class VolumeStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.VolumeStatus``."""
 
     image: ImageVolumeStatus | None = None
 
 
-class VsphereVirtualDiskVolumeSource(KubeStruct):
+class VsphereVirtualDiskVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.VsphereVirtualDiskVolumeSource``."""
 
-    volume_path: str
     fs_type: str | None = None
     storage_policy_id: str | None = msgspec.field(default=None, name='storagePolicyID')
     storage_policy_name: str | None = None
+    volume_path: str
 
 
-class WeightedPodAffinityTerm(KubeStruct):
+class WeightedPodAffinityTerm(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.WeightedPodAffinityTerm``."""
 
     pod_affinity_term: PodAffinityTerm | None
     weight: int
 
 
-class WindowsSecurityContextOptions(KubeStruct):
+class WindowsSecurityContextOptions(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.WindowsSecurityContextOptions``."""
 
     gmsa_credential_spec: str | None = None

@@ -10,7 +10,7 @@ from . import meta_v1
 __all__ = ["Endpoint", "EndpointConditions", "EndpointHints", "EndpointPort", "EndpointSlice", "EndpointSliceList", "ForNode", "ForZone"]
 
 
-class Endpoint(KubeStruct):
+class Endpoint(KubeStruct, kw_only=True):
     """``io.k8s.api.discovery.v1.Endpoint``."""
 
     addresses: list[str] | None
@@ -23,7 +23,7 @@ class Endpoint(KubeStruct):
     zone: str | None = None
 
 
-class EndpointConditions(KubeStruct):
+class EndpointConditions(KubeStruct, kw_only=True):
     """``io.k8s.api.discovery.v1.EndpointConditions``."""
 
     ready: bool | None = None
@@ -31,14 +31,14 @@ class EndpointConditions(KubeStruct):
     terminating: bool | None = None
 
 
-class EndpointHints(KubeStruct):
+class EndpointHints(KubeStruct, kw_only=True):
     """``io.k8s.api.discovery.v1.EndpointHints``."""
 
     for_nodes: list[ForNode] | None = None
     for_zones: list[ForZone] | None = None
 
 
-class EndpointPort(KubeStruct):
+class EndpointPort(KubeStruct, kw_only=True):
     """``io.k8s.api.discovery.v1.EndpointPort``."""
 
     app_protocol: str | None = None
@@ -47,33 +47,33 @@ class EndpointPort(KubeStruct):
     protocol: str | None = None
 
 
-class EndpointSlice(KubeStruct):
+class EndpointSlice(KubeStruct, kw_only=True):
     """``io.k8s.api.discovery.v1.EndpointSlice``."""
 
-    address_type: str
     api_version: str | None = None
-    endpoints: list[Endpoint] | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    address_type: str
+    endpoints: list[Endpoint] | None = None
     ports: list[EndpointPort] | None = None
 
 
-class EndpointSliceList(KubeStruct):
+class EndpointSliceList(KubeStruct, kw_only=True):
     """``io.k8s.api.discovery.v1.EndpointSliceList``."""
 
-    items: list[EndpointSlice] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[EndpointSlice] | None
 
 
-class ForNode(KubeStruct):
+class ForNode(KubeStruct, kw_only=True):
     """``io.k8s.api.discovery.v1.ForNode``."""
 
     name: str
 
 
-class ForZone(KubeStruct):
+class ForZone(KubeStruct, kw_only=True):
     """``io.k8s.api.discovery.v1.ForZone``."""
 
     name: str

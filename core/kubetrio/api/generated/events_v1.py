@@ -11,18 +11,18 @@ from . import meta_v1
 __all__ = ["Event", "EventList", "EventSeries"]
 
 
-class Event(KubeStruct):
+class Event(KubeStruct, kw_only=True):
     """``io.k8s.api.events.v1.Event``."""
 
-    event_time: MicroTime | None
-    action: str | None = None
     api_version: str | None = None
+    kind: str | None = None
+    metadata: meta_v1.ObjectMeta | None = None
+    action: str | None = None
     deprecated_count: int | None = None
     deprecated_first_timestamp: Time | None = None
     deprecated_last_timestamp: Time | None = None
     deprecated_source: core_v1.EventSource | None = None
-    kind: str | None = None
-    metadata: meta_v1.ObjectMeta | None = None
+    event_time: MicroTime | None
     note: str | None = None
     reason: str | None = None
     regarding: core_v1.ObjectReference | None = None
@@ -33,16 +33,16 @@ class Event(KubeStruct):
     type: str | None = None
 
 
-class EventList(KubeStruct):
+class EventList(KubeStruct, kw_only=True):
     """``io.k8s.api.events.v1.EventList``."""
 
-    items: list[Event] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Event] | None
 
 
-class EventSeries(KubeStruct):
+class EventSeries(KubeStruct, kw_only=True):
     """``io.k8s.api.events.v1.EventSeries``."""
 
     count: int

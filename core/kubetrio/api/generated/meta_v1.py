@@ -13,83 +13,83 @@ from ..timestamps import Time
 __all__ = ["APIGroup", "APIGroupList", "APIResource", "APIResourceList", "APIVersions", "Condition", "DeleteOptions", "FieldSelectorRequirement", "GroupResource", "GroupVersionForDiscovery", "LabelSelector", "LabelSelectorRequirement", "ListMeta", "ManagedFieldsEntry", "ObjectMeta", "OwnerReference", "Preconditions", "ServerAddressByClientCIDR", "ShardInfo", "Status", "StatusCause", "StatusDetails", "WatchEvent"]
 
 
-class APIGroup(KubeStruct):
+class APIGroup(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.APIGroup``."""
 
-    name: str
-    versions: list[GroupVersionForDiscovery] | None
     api_version: str | None = None
     kind: str | None = None
+    name: str
     preferred_version: GroupVersionForDiscovery | None = None
     server_address_by_client_cidrs: list[ServerAddressByClientCIDR] | None = msgspec.field(default=None, name='serverAddressByClientCIDRs')
+    versions: list[GroupVersionForDiscovery] | None
 
 
-class APIGroupList(KubeStruct):
+class APIGroupList(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.APIGroupList``."""
 
-    groups: list[APIGroup] | None
     api_version: str | None = None
     kind: str | None = None
+    groups: list[APIGroup] | None
 
 
-class APIResource(KubeStruct):
+class APIResource(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.APIResource``."""
 
     kind: str
-    name: str
-    namespaced: bool
-    singular_name: str
-    verbs: list[str] | None
     categories: list[str] | None = None
     group: str | None = None
+    name: str
+    namespaced: bool
     short_names: list[str] | None = None
+    singular_name: str
     storage_version_hash: str | None = None
+    verbs: list[str] | None
     version: str | None = None
 
 
-class APIResourceList(KubeStruct):
+class APIResourceList(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.APIResourceList``."""
 
+    api_version: str | None = None
+    kind: str | None = None
     group_version: str
     resources: list[APIResource] | None
-    api_version: str | None = None
-    kind: str | None = None
 
 
-class APIVersions(KubeStruct):
+class APIVersions(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.APIVersions``."""
 
-    server_address_by_client_cidrs: list[ServerAddressByClientCIDR] | None = msgspec.field(name='serverAddressByClientCIDRs')
-    versions: list[str] | None
     api_version: str | None = None
     kind: str | None = None
+    server_address_by_client_cidrs: list[ServerAddressByClientCIDR] | None = msgspec.field(name='serverAddressByClientCIDRs')
+    versions: list[str] | None
 
 
-class Condition(KubeStruct):
+class Condition(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.Condition``."""
 
     last_transition_time: Time | None
     message: str
+    observed_generation: int | None = None
     reason: str
     status: str
     type: str
-    observed_generation: int | None = None
 
 
-class DeleteOptions(KubeStruct):
+class DeleteOptions(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions``."""
 
     api_version: str | None = None
+    kind: str | None = None
     dry_run: list[str] | None = None
     grace_period_seconds: int | None = None
     ignore_store_read_error_with_cluster_breaking_potential: bool | None = None
-    kind: str | None = None
     orphan_dependents: bool | None = None
     preconditions: Preconditions | None = None
     propagation_policy: str | None = None
 
 
-class FieldSelectorRequirement(KubeStruct):
+class FieldSelectorRequirement(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement``."""
 
     key: str
@@ -97,28 +97,28 @@ class FieldSelectorRequirement(KubeStruct):
     values: list[str] | None = None
 
 
-class GroupResource(KubeStruct):
+class GroupResource(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.GroupResource``."""
 
     group: str
     resource: str
 
 
-class GroupVersionForDiscovery(KubeStruct):
+class GroupVersionForDiscovery(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.GroupVersionForDiscovery``."""
 
     group_version: str
     version: str
 
 
-class LabelSelector(KubeStruct):
+class LabelSelector(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector``."""
 
     match_expressions: list[LabelSelectorRequirement] | None = None
     match_labels: dict[str, str] | None = None
 
 
-class LabelSelectorRequirement(KubeStruct):
+class LabelSelectorRequirement(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement``."""
 
     key: str
@@ -126,7 +126,7 @@ class LabelSelectorRequirement(KubeStruct):
     values: list[str] | None = None
 
 
-class ListMeta(KubeStruct):
+class ListMeta(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta``."""
 
     continue_: str | None = msgspec.field(default=None, name='continue')
@@ -136,7 +136,7 @@ class ListMeta(KubeStruct):
     shard_info: ShardInfo | None = None
 
 
-class ManagedFieldsEntry(KubeStruct):
+class ManagedFieldsEntry(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry``."""
 
     api_version: str | None = None
@@ -148,7 +148,7 @@ class ManagedFieldsEntry(KubeStruct):
     time: Time | None = None
 
 
-class ObjectMeta(KubeStruct):
+class ObjectMeta(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta``."""
 
     annotations: dict[str, str] | None = None
@@ -168,51 +168,51 @@ class ObjectMeta(KubeStruct):
     uid: str | None = None
 
 
-class OwnerReference(KubeStruct):
+class OwnerReference(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference``."""
 
     api_version: str
     kind: str
-    name: str
-    uid: str
     block_owner_deletion: bool | None = None
     controller: bool | None = None
+    name: str
+    uid: str
 
 
-class Preconditions(KubeStruct):
+class Preconditions(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions``."""
 
     resource_version: str | None = None
     uid: str | None = None
 
 
-class ServerAddressByClientCIDR(KubeStruct):
+class ServerAddressByClientCIDR(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.ServerAddressByClientCIDR``."""
 
     client_cidr: str = msgspec.field(name='clientCIDR')
     server_address: str
 
 
-class ShardInfo(KubeStruct):
+class ShardInfo(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.ShardInfo``."""
 
     selector: str
 
 
-class Status(KubeStruct):
+class Status(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.Status``."""
 
     api_version: str | None = None
+    kind: str | None = None
+    metadata: ListMeta | None = None
     code: int | None = None
     details: StatusDetails | None = None
-    kind: str | None = None
     message: str | None = None
-    metadata: ListMeta | None = None
     reason: str | None = None
     status: str | None = None
 
 
-class StatusCause(KubeStruct):
+class StatusCause(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.StatusCause``."""
 
     field: str | None = None
@@ -220,18 +220,18 @@ class StatusCause(KubeStruct):
     reason: str | None = None
 
 
-class StatusDetails(KubeStruct):
+class StatusDetails(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails``."""
 
+    kind: str | None = None
     causes: list[StatusCause] | None = None
     group: str | None = None
-    kind: str | None = None
     name: str | None = None
     retry_after_seconds: int | None = None
     uid: str | None = None
 
 
-class WatchEvent(KubeStruct):
+class WatchEvent(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent``."""
 
     object: Any | None

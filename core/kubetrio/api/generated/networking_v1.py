@@ -12,52 +12,52 @@ from . import meta_v1
 __all__ = ["HTTPIngressPath", "HTTPIngressRuleValue", "IPAddress", "IPAddressList", "IPAddressSpec", "IPBlock", "Ingress", "IngressBackend", "IngressClass", "IngressClassList", "IngressClassParametersReference", "IngressClassSpec", "IngressList", "IngressLoadBalancerIngress", "IngressLoadBalancerStatus", "IngressPortStatus", "IngressRule", "IngressServiceBackend", "IngressSpec", "IngressStatus", "IngressTLS", "NetworkPolicy", "NetworkPolicyEgressRule", "NetworkPolicyIngressRule", "NetworkPolicyList", "NetworkPolicyPeer", "NetworkPolicyPort", "NetworkPolicySpec", "ParentReference", "ServiceBackendPort", "ServiceCIDR", "ServiceCIDRList", "ServiceCIDRSpec", "ServiceCIDRStatus"]
 
 
-class HTTPIngressPath(KubeStruct):
+class HTTPIngressPath(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.HTTPIngressPath``."""
 
     backend: IngressBackend | None
-    path_type: str
     path: str | None = None
+    path_type: str
 
 
-class HTTPIngressRuleValue(KubeStruct):
+class HTTPIngressRuleValue(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.HTTPIngressRuleValue``."""
 
     paths: list[HTTPIngressPath] | None
 
 
-class IPAddress(KubeStruct):
+class IPAddress(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IPAddress``."""
 
-    spec: IPAddressSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: IPAddressSpec | None
 
 
-class IPAddressList(KubeStruct):
+class IPAddressList(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IPAddressList``."""
 
-    items: list[IPAddress] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[IPAddress] | None
 
 
-class IPAddressSpec(KubeStruct):
+class IPAddressSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IPAddressSpec``."""
 
     parent_ref: ParentReference | None
 
 
-class IPBlock(KubeStruct):
+class IPBlock(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IPBlock``."""
 
     cidr: str
     except_: list[str] | None = msgspec.field(default=None, name='except')
 
 
-class Ingress(KubeStruct):
+class Ingress(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.Ingress``."""
 
     api_version: str | None = None
@@ -67,14 +67,14 @@ class Ingress(KubeStruct):
     status: IngressStatus | None = None
 
 
-class IngressBackend(KubeStruct):
+class IngressBackend(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressBackend``."""
 
     resource: core_v1.TypedLocalObjectReference | None = None
     service: IngressServiceBackend | None = None
 
 
-class IngressClass(KubeStruct):
+class IngressClass(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressClass``."""
 
     api_version: str | None = None
@@ -83,42 +83,42 @@ class IngressClass(KubeStruct):
     spec: IngressClassSpec | None = None
 
 
-class IngressClassList(KubeStruct):
+class IngressClassList(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressClassList``."""
 
-    items: list[IngressClass] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[IngressClass] | None
 
 
-class IngressClassParametersReference(KubeStruct):
+class IngressClassParametersReference(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressClassParametersReference``."""
 
     kind: str
-    name: str
     api_group: str | None = None
+    name: str
     namespace: str | None = None
     scope: str | None = None
 
 
-class IngressClassSpec(KubeStruct):
+class IngressClassSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressClassSpec``."""
 
     controller: str | None = None
     parameters: IngressClassParametersReference | None = None
 
 
-class IngressList(KubeStruct):
+class IngressList(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressList``."""
 
-    items: list[Ingress] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Ingress] | None
 
 
-class IngressLoadBalancerIngress(KubeStruct):
+class IngressLoadBalancerIngress(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressLoadBalancerIngress``."""
 
     hostname: str | None = None
@@ -126,35 +126,35 @@ class IngressLoadBalancerIngress(KubeStruct):
     ports: list[IngressPortStatus] | None = None
 
 
-class IngressLoadBalancerStatus(KubeStruct):
+class IngressLoadBalancerStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressLoadBalancerStatus``."""
 
     ingress: list[IngressLoadBalancerIngress] | None = None
 
 
-class IngressPortStatus(KubeStruct):
+class IngressPortStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressPortStatus``."""
 
+    error: str | None = None
     port: int
     protocol: str
-    error: str | None = None
 
 
-class IngressRule(KubeStruct):
+class IngressRule(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressRule``."""
 
     host: str | None = None
     http: HTTPIngressRuleValue | None = None
 
 
-class IngressServiceBackend(KubeStruct):
+class IngressServiceBackend(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressServiceBackend``."""
 
     name: str
     port: ServiceBackendPort | None = None
 
 
-class IngressSpec(KubeStruct):
+class IngressSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressSpec``."""
 
     default_backend: IngressBackend | None = None
@@ -163,20 +163,20 @@ class IngressSpec(KubeStruct):
     tls: list[IngressTLS] | None = None
 
 
-class IngressStatus(KubeStruct):
+class IngressStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressStatus``."""
 
     load_balancer: IngressLoadBalancerStatus | None = None
 
 
-class IngressTLS(KubeStruct):
+class IngressTLS(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressTLS``."""
 
     hosts: list[str] | None = None
     secret_name: str | None = None
 
 
-class NetworkPolicy(KubeStruct):
+class NetworkPolicy(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.NetworkPolicy``."""
 
     api_version: str | None = None
@@ -185,30 +185,30 @@ class NetworkPolicy(KubeStruct):
     spec: NetworkPolicySpec | None = None
 
 
-class NetworkPolicyEgressRule(KubeStruct):
+class NetworkPolicyEgressRule(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.NetworkPolicyEgressRule``."""
 
     ports: list[NetworkPolicyPort] | None = None
     to: list[NetworkPolicyPeer] | None = None
 
 
-class NetworkPolicyIngressRule(KubeStruct):
+class NetworkPolicyIngressRule(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.NetworkPolicyIngressRule``."""
 
     from_: list[NetworkPolicyPeer] | None = msgspec.field(default=None, name='from')
     ports: list[NetworkPolicyPort] | None = None
 
 
-class NetworkPolicyList(KubeStruct):
+class NetworkPolicyList(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.NetworkPolicyList``."""
 
-    items: list[NetworkPolicy] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[NetworkPolicy] | None
 
 
-class NetworkPolicyPeer(KubeStruct):
+class NetworkPolicyPeer(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.NetworkPolicyPeer``."""
 
     ip_block: IPBlock | None = None
@@ -216,7 +216,7 @@ class NetworkPolicyPeer(KubeStruct):
     pod_selector: meta_v1.LabelSelector | None = None
 
 
-class NetworkPolicyPort(KubeStruct):
+class NetworkPolicyPort(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.NetworkPolicyPort``."""
 
     end_port: int | None = None
@@ -224,7 +224,7 @@ class NetworkPolicyPort(KubeStruct):
     protocol: str | None = None
 
 
-class NetworkPolicySpec(KubeStruct):
+class NetworkPolicySpec(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.NetworkPolicySpec``."""
 
     egress: list[NetworkPolicyEgressRule] | None = None
@@ -233,23 +233,23 @@ class NetworkPolicySpec(KubeStruct):
     policy_types: list[str] | None = None
 
 
-class ParentReference(KubeStruct):
+class ParentReference(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.ParentReference``."""
 
-    name: str
-    resource: str
     group: str | None = None
+    name: str
     namespace: str | None = None
+    resource: str
 
 
-class ServiceBackendPort(KubeStruct):
+class ServiceBackendPort(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.ServiceBackendPort``."""
 
     name: str | None = None
     number: int | None = None
 
 
-class ServiceCIDR(KubeStruct):
+class ServiceCIDR(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.ServiceCIDR``."""
 
     api_version: str | None = None
@@ -259,22 +259,22 @@ class ServiceCIDR(KubeStruct):
     status: ServiceCIDRStatus | None = None
 
 
-class ServiceCIDRList(KubeStruct):
+class ServiceCIDRList(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.ServiceCIDRList``."""
 
-    items: list[ServiceCIDR] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[ServiceCIDR] | None
 
 
-class ServiceCIDRSpec(KubeStruct):
+class ServiceCIDRSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.ServiceCIDRSpec``."""
 
     cidrs: list[str] | None = None
 
 
-class ServiceCIDRStatus(KubeStruct):
+class ServiceCIDRStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.ServiceCIDRStatus``."""
 
     conditions: list[meta_v1.Condition] | None = None

@@ -10,16 +10,16 @@ from . import meta_v1
 __all__ = ["Eviction", "PodDisruptionBudget", "PodDisruptionBudgetList", "PodDisruptionBudgetSpec", "PodDisruptionBudgetStatus"]
 
 
-class Eviction(KubeStruct):
+class Eviction(KubeStruct, kw_only=True):
     """``io.k8s.api.policy.v1.Eviction``."""
 
     api_version: str | None = None
-    delete_options: meta_v1.DeleteOptions | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    delete_options: meta_v1.DeleteOptions | None = None
 
 
-class PodDisruptionBudget(KubeStruct):
+class PodDisruptionBudget(KubeStruct, kw_only=True):
     """``io.k8s.api.policy.v1.PodDisruptionBudget``."""
 
     api_version: str | None = None
@@ -29,16 +29,16 @@ class PodDisruptionBudget(KubeStruct):
     status: PodDisruptionBudgetStatus | None = None
 
 
-class PodDisruptionBudgetList(KubeStruct):
+class PodDisruptionBudgetList(KubeStruct, kw_only=True):
     """``io.k8s.api.policy.v1.PodDisruptionBudgetList``."""
 
-    items: list[PodDisruptionBudget] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[PodDisruptionBudget] | None
 
 
-class PodDisruptionBudgetSpec(KubeStruct):
+class PodDisruptionBudgetSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.policy.v1.PodDisruptionBudgetSpec``."""
 
     max_unavailable: int | str | None = None
@@ -47,7 +47,7 @@ class PodDisruptionBudgetSpec(KubeStruct):
     unhealthy_pod_eviction_policy: str | None = None
 
 
-class PodDisruptionBudgetStatus(KubeStruct):
+class PodDisruptionBudgetStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.policy.v1.PodDisruptionBudgetStatus``."""
 
     conditions: list[meta_v1.Condition] | None = None

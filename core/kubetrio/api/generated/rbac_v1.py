@@ -11,61 +11,61 @@ from . import meta_v1
 __all__ = ["AggregationRule", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBindingList", "ClusterRoleList", "PolicyRule", "Role", "RoleBinding", "RoleBindingList", "RoleList", "RoleRef", "Subject"]
 
 
-class AggregationRule(KubeStruct):
+class AggregationRule(KubeStruct, kw_only=True):
     """``io.k8s.api.rbac.v1.AggregationRule``."""
 
     cluster_role_selectors: list[meta_v1.LabelSelector] | None = None
 
 
-class ClusterRole(KubeStruct):
+class ClusterRole(KubeStruct, kw_only=True):
     """``io.k8s.api.rbac.v1.ClusterRole``."""
 
-    aggregation_rule: AggregationRule | None = None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    aggregation_rule: AggregationRule | None = None
     rules: list[PolicyRule] | None = None
 
 
-class ClusterRoleBinding(KubeStruct):
+class ClusterRoleBinding(KubeStruct, kw_only=True):
     """``io.k8s.api.rbac.v1.ClusterRoleBinding``."""
 
-    role_ref: RoleRef | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    role_ref: RoleRef | None
     subjects: list[Subject] | None = None
 
 
-class ClusterRoleBindingList(KubeStruct):
+class ClusterRoleBindingList(KubeStruct, kw_only=True):
     """``io.k8s.api.rbac.v1.ClusterRoleBindingList``."""
 
-    items: list[ClusterRoleBinding] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[ClusterRoleBinding] | None
 
 
-class ClusterRoleList(KubeStruct):
+class ClusterRoleList(KubeStruct, kw_only=True):
     """``io.k8s.api.rbac.v1.ClusterRoleList``."""
 
-    items: list[ClusterRole] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[ClusterRole] | None
 
 
-class PolicyRule(KubeStruct):
+class PolicyRule(KubeStruct, kw_only=True):
     """``io.k8s.api.rbac.v1.PolicyRule``."""
 
-    verbs: list[str] | None
     api_groups: list[str] | None = None
     non_resource_urls: list[str] | None = msgspec.field(default=None, name='nonResourceURLs')
     resource_names: list[str] | None = None
     resources: list[str] | None = None
+    verbs: list[str] | None
 
 
-class Role(KubeStruct):
+class Role(KubeStruct, kw_only=True):
     """``io.k8s.api.rbac.v1.Role``."""
 
     api_version: str | None = None
@@ -74,46 +74,46 @@ class Role(KubeStruct):
     rules: list[PolicyRule] | None = None
 
 
-class RoleBinding(KubeStruct):
+class RoleBinding(KubeStruct, kw_only=True):
     """``io.k8s.api.rbac.v1.RoleBinding``."""
 
-    role_ref: RoleRef | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    role_ref: RoleRef | None
     subjects: list[Subject] | None = None
 
 
-class RoleBindingList(KubeStruct):
+class RoleBindingList(KubeStruct, kw_only=True):
     """``io.k8s.api.rbac.v1.RoleBindingList``."""
 
-    items: list[RoleBinding] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[RoleBinding] | None
 
 
-class RoleList(KubeStruct):
+class RoleList(KubeStruct, kw_only=True):
     """``io.k8s.api.rbac.v1.RoleList``."""
 
-    items: list[Role] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[Role] | None
 
 
-class RoleRef(KubeStruct):
+class RoleRef(KubeStruct, kw_only=True):
     """``io.k8s.api.rbac.v1.RoleRef``."""
 
     kind: str
-    name: str
     api_group: str | None = None
+    name: str
 
 
-class Subject(KubeStruct):
+class Subject(KubeStruct, kw_only=True):
     """``io.k8s.api.rbac.v1.Subject``."""
 
     kind: str
-    name: str
     api_group: str | None = None
+    name: str
     namespace: str | None = None

@@ -14,25 +14,25 @@ from . import meta_v1
 __all__ = ["CSIDriver", "CSIDriverList", "CSIDriverSpec", "CSINode", "CSINodeDriver", "CSINodeList", "CSINodeSpec", "CSIStorageCapacity", "CSIStorageCapacityList", "StorageClass", "StorageClassList", "TokenRequest", "VolumeAttachment", "VolumeAttachmentList", "VolumeAttachmentSource", "VolumeAttachmentSpec", "VolumeAttachmentStatus", "VolumeAttributesClass", "VolumeAttributesClassList", "VolumeError", "VolumeNodeResources"]
 
 
-class CSIDriver(KubeStruct):
+class CSIDriver(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.CSIDriver``."""
 
-    spec: CSIDriverSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: CSIDriverSpec | None
 
 
-class CSIDriverList(KubeStruct):
+class CSIDriverList(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.CSIDriverList``."""
 
-    items: list[CSIDriver] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[CSIDriver] | None
 
 
-class CSIDriverSpec(KubeStruct):
+class CSIDriverSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.CSIDriverSpec``."""
 
     attach_required: bool | None = None
@@ -48,118 +48,118 @@ class CSIDriverSpec(KubeStruct):
     volume_lifecycle_modes: list[str] | None = None
 
 
-class CSINode(KubeStruct):
+class CSINode(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.CSINode``."""
 
-    spec: CSINodeSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: CSINodeSpec | None
 
 
-class CSINodeDriver(KubeStruct):
+class CSINodeDriver(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.CSINodeDriver``."""
 
+    allocatable: VolumeNodeResources | None = None
     name: str
     node_id: str = msgspec.field(name='nodeID')
-    allocatable: VolumeNodeResources | None = None
     topology_keys: list[str] | None = None
 
 
-class CSINodeList(KubeStruct):
+class CSINodeList(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.CSINodeList``."""
 
-    items: list[CSINode] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[CSINode] | None
 
 
-class CSINodeSpec(KubeStruct):
+class CSINodeSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.CSINodeSpec``."""
 
     drivers: list[CSINodeDriver] | None
 
 
-class CSIStorageCapacity(KubeStruct):
+class CSIStorageCapacity(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.CSIStorageCapacity``."""
 
-    storage_class_name: str
     api_version: str | None = None
-    capacity: Quantity | None = None
     kind: str | None = None
-    maximum_volume_size: Quantity | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    capacity: Quantity | None = None
+    maximum_volume_size: Quantity | None = None
     node_topology: meta_v1.LabelSelector | None = None
+    storage_class_name: str
 
 
-class CSIStorageCapacityList(KubeStruct):
+class CSIStorageCapacityList(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.CSIStorageCapacityList``."""
 
-    items: list[CSIStorageCapacity] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[CSIStorageCapacity] | None
 
 
-class StorageClass(KubeStruct):
+class StorageClass(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.StorageClass``."""
 
-    provisioner: str
-    allow_volume_expansion: bool | None = None
-    allowed_topologies: list[core_v1.TopologySelectorTerm] | None = None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    allow_volume_expansion: bool | None = None
+    allowed_topologies: list[core_v1.TopologySelectorTerm] | None = None
     mount_options: list[str] | None = None
     parameters: dict[str, str] | None = None
+    provisioner: str
     reclaim_policy: str | None = None
     volume_binding_mode: str | None = None
 
 
-class StorageClassList(KubeStruct):
+class StorageClassList(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.StorageClassList``."""
 
-    items: list[StorageClass] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[StorageClass] | None
 
 
-class TokenRequest(KubeStruct):
+class TokenRequest(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.TokenRequest``."""
 
     audience: str
     expiration_seconds: int | None = None
 
 
-class VolumeAttachment(KubeStruct):
+class VolumeAttachment(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.VolumeAttachment``."""
 
-    spec: VolumeAttachmentSpec | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    spec: VolumeAttachmentSpec | None
     status: VolumeAttachmentStatus | None = None
 
 
-class VolumeAttachmentList(KubeStruct):
+class VolumeAttachmentList(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.VolumeAttachmentList``."""
 
-    items: list[VolumeAttachment] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[VolumeAttachment] | None
 
 
-class VolumeAttachmentSource(KubeStruct):
+class VolumeAttachmentSource(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.VolumeAttachmentSource``."""
 
     inline_volume_spec: core_v1.PersistentVolumeSpec | None = None
     persistent_volume_name: str | None = None
 
 
-class VolumeAttachmentSpec(KubeStruct):
+class VolumeAttachmentSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.VolumeAttachmentSpec``."""
 
     attacher: str
@@ -167,35 +167,35 @@ class VolumeAttachmentSpec(KubeStruct):
     source: VolumeAttachmentSource | None
 
 
-class VolumeAttachmentStatus(KubeStruct):
+class VolumeAttachmentStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.VolumeAttachmentStatus``."""
 
-    attached: bool
     attach_error: VolumeError | None = None
+    attached: bool
     attachment_metadata: dict[str, str] | None = None
     detach_error: VolumeError | None = None
 
 
-class VolumeAttributesClass(KubeStruct):
+class VolumeAttributesClass(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.VolumeAttributesClass``."""
 
-    driver_name: str
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
+    driver_name: str
     parameters: dict[str, str] | None = None
 
 
-class VolumeAttributesClassList(KubeStruct):
+class VolumeAttributesClassList(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.VolumeAttributesClassList``."""
 
-    items: list[VolumeAttributesClass] | None
     api_version: str | None = None
     kind: str | None = None
     metadata: meta_v1.ListMeta | None = None
+    items: list[VolumeAttributesClass] | None
 
 
-class VolumeError(KubeStruct):
+class VolumeError(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.VolumeError``."""
 
     error_code: int | None = None
@@ -203,7 +203,7 @@ class VolumeError(KubeStruct):
     time: Time | None = None
 
 
-class VolumeNodeResources(KubeStruct):
+class VolumeNodeResources(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.VolumeNodeResources``."""
 
     count: int | None = None

@@ -8,19 +8,19 @@ from ..model import KubeStruct
 __all__ = ["Info"]
 
 
-class Info(KubeStruct):
+class Info(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.version.Info``."""
 
     build_date: str
     compiler: str
+    emulation_major: str | None = None
+    emulation_minor: str | None = None
     git_commit: str
     git_tree_state: str
     git_version: str
     go_version: str
     major: str
-    minor: str
-    platform: str
-    emulation_major: str | None = None
-    emulation_minor: str | None = None
     min_compatibility_major: str | None = None
     min_compatibility_minor: str | None = None
+    minor: str
+    platform: str
