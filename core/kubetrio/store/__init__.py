@@ -1,0 +1,38 @@
+"""kubetrio's store: a revisioned key-value log on embedded SQLite, or on etcd for HA.
+
+One contract (:class:`Store`, etcd's v3 shape: revisions, compare-and-swap, watch from a
+revision, compaction), two backends that pass one test suite:
+
+* :func:`open_sqlite_store` / ``sqlite:///path``: append-only log, group commit, the default;
+* :func:`open_etcd_store` / ``etcd://h:p,h:p``: etcd 3.4 through its JSON gateway.
+
+Open either with ``async with open_store(url) as store:``. The store sees keys and opaque
+bytes only — no models, no HTTP.
+"""
+
+from ._errors import AlreadyExists as AlreadyExists
+from ._errors import Compacted as Compacted
+from ._errors import Conflict as Conflict
+from ._errors import FutureRevision as FutureRevision
+from ._errors import NotFound as NotFound
+from ._errors import StoreError as StoreError
+from ._errors import Unavailable as Unavailable
+from ._errors import WatchClosed as WatchClosed
+from ._etcd import EtcdStore as EtcdStore
+from ._etcd import open_etcd_store as open_etcd_store
+from ._open import open_store as open_store
+from ._protocol import Deleted as Deleted
+from ._protocol import Event as Event
+from ._protocol import EventType as EventType
+from ._protocol import Key as Key
+from ._protocol import KeyValue as KeyValue
+from ._protocol import ListResult as ListResult
+from ._protocol import Store as Store
+from ._protocol import as_key as as_key
+from ._protocol import prefix_end as prefix_end
+from ._sqlite import CompactionPolicy as CompactionPolicy
+from ._sqlite import SQLiteStore as SQLiteStore
+from ._sqlite import open_sqlite_store as open_sqlite_store
+from ._watch import HistoryUnavailable as HistoryUnavailable
+from ._watch import Subscription as Subscription
+from ._watch import WatchHub as WatchHub

@@ -1,0 +1,576 @@
+"""etcd backend: the same contract on etcd 3.4, through its JSON gRPC gateway, trio-native.
+
+etcd serves its v3 API as JSON on the client port (``/v3/kv/range``, ``/v3/kv/txn``,
+``/v3/kv/compaction``, ``/v3/watch``; bytes are base64, int64s are strings). A small
+keep-alive HTTP/1.1 client on trio streams talks to it (see ``_http.py`` for why not httpx),
+so no asyncio or gRPC library is involved. JSON is decoded with msgspec straight into
+:class:`KeyValue` (its field names are etcd's).
+
+Writes are single transactions, exactly as Kubernetes' etcd3 store does them::
+
+    create:  if mod_revision(key) == 0        then put              else range(key)
+    update:  if mod_revision(key) == expected then put (prev_kv)    else range(key)
+    delete:  if mod_revision(key) == expected then delete (prev_kv) else range(key)
+
+so a failed compare returns the current version in the same round trip (for ``Conflict``).
+
+**Endpoints and failures.** Requests go to one endpoint at a time; when it refuses the
+connection the next one is tried (always safe: nothing was sent). A read is also retried
+after a broken or timed-out exchange or a "no leader" answer; a write is not — its outcome is
+unknown, so it raises :class:`Unavailable` and the caller decides (re-read, then retry).
+
+**Watches.** One upstream watch on the whole keyspace (``prev_kv`` on) feeds a
+:class:`WatchHub`, so a thousand watchers cost one stream and one decode per event. The hub's
+ring serves watchers that start at or after the store opened (or fall behind, within the
+ring); a watcher that needs older history switches to its own upstream watch from the exact
+revision it has reached, so it still gets every event, and etcd reports compaction to it.
+If the upstream watch breaks, it is reopened on the next endpoint from the last revision seen.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import msgspec
+import trio
+
+from ._errors import (
+    AlreadyExists,
+    Compacted,
+    Conflict,
+    FutureRevision,
+    NotFound,
+    StoreError,
+    Unavailable,
+    WatchClosed,
+)
+from ._http import ConnectFailed, GatewayClient, TransportFailed
+from ._protocol import Deleted, Event, EventType, Key, KeyValue, ListResult, as_key, prefix_end
+from ._watch import HistoryUnavailable, Subscription, WatchHub
+
+# -- the gateway's JSON, as msgspec structs (unknown fields are ignored) ---------------------
+
+
+class _Header(msgspec.Struct):
+    revision: int = 0
+
+
+class _RangeResponse(msgspec.Struct):
+    header: _Header = msgspec.field(default_factory=_Header)
+    kvs: list[KeyValue] = msgspec.field(default_factory=list)
+    more: bool = False
+    count: int = 0
+
+
+class _PutResponse(msgspec.Struct):
+    header: _Header = msgspec.field(default_factory=_Header)
+    prev_kv: KeyValue | None = None
+
+
+class _DeleteResponse(msgspec.Struct):
+    header: _Header = msgspec.field(default_factory=_Header)
+    deleted: int = 0
+    prev_kvs: list[KeyValue] = msgspec.field(default_factory=list)
+
+
+class _ResponseOp(msgspec.Struct):
+    response_range: _RangeResponse | None = None
+    response_put: _PutResponse | None = None
+    response_delete_range: _DeleteResponse | None = None
+
+
+class _TxnResponse(msgspec.Struct):
+    header: _Header = msgspec.field(default_factory=_Header)
+    succeeded: bool = False
+    responses: list[_ResponseOp] = msgspec.field(default_factory=list)
+
+
+class _WatchEvent(msgspec.Struct):
+    kv: KeyValue
+    type: str = "PUT"
+    prev_kv: KeyValue | None = None
+
+
+class _WatchResult(msgspec.Struct):
+    header: _Header = msgspec.field(default_factory=_Header)
+    created: bool = False
+    canceled: bool = False
+    compact_revision: int = 0
+    cancel_reason: str = ""
+    events: list[_WatchEvent] = msgspec.field(default_factory=list)
+
+
+class _WatchMessage(msgspec.Struct):
+    result: _WatchResult | None = None
+    error: dict[str, Any] | None = None
+
+
+class _GatewayError(msgspec.Struct):
+    code: int = 0
+    message: str = ""
+    error: str = ""
+
+
+# int64s arrive as strings: strict=False lets msgspec convert them.
+_range_decoder = msgspec.json.Decoder(_RangeResponse, strict=False)
+_txn_decoder = msgspec.json.Decoder(_TxnResponse, strict=False)
+_watch_decoder = msgspec.json.Decoder(_WatchMessage, strict=False)
+_error_decoder = msgspec.json.Decoder(_GatewayError, strict=False)
+_encode = msgspec.json.Encoder().encode  # bytes become base64, as the gateway wants
+
+_ALL_KEYS = b"\x00"  # as range_end: "every key >= key"
+_RETRYABLE_MESSAGES = ("no leader", "leader changed", "timed out", "not capable", "unavailable")
+
+
+def _b(data: bytes) -> bytes:
+    """bytes for the JSON encoder (it base64-encodes bytes)."""
+    return data
+
+
+def _to_event(e: _WatchEvent) -> Event:
+    if e.type == "DELETE":
+        return Event(EventType.DELETE, KeyValue(e.kv.key, b"", 0, e.kv.mod_revision), e.prev_kv)
+    return Event(EventType.PUT, e.kv, e.prev_kv)
+
+
+class _WatchResults:
+    """Decoded results of one upstream watch stream."""
+
+    def __init__(self, lines: AsyncIterator[bytes]) -> None:
+        self._lines = lines
+
+    def __aiter__(self) -> _WatchResults:
+        return self
+
+    async def __anext__(self) -> _WatchResult:
+        while True:
+            msg = _watch_decoder.decode(await self._lines.__anext__())
+            if msg.error is not None:
+                raise Unavailable(f"etcd watch: {msg.error}")
+            if msg.result is not None:
+                return msg.result
+
+
+class _EtcdError(StoreError):
+    def __init__(self, status: int, err: _GatewayError) -> None:
+        super().__init__(f"etcd: HTTP {status}: {err.message or err.error}")
+        self.status = status
+        self.message = err.message or err.error
+
+
+class EtcdStore:
+    """The :class:`~kubetrio.store.Store` on an etcd 3.4 cluster; open with :func:`open_etcd_store`.
+
+    :param endpoints: ``host:port`` (or ``http://host:port``) client URLs of the members.
+    :param request_timeout: seconds before a unary request is given up (reads are retried).
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        request_timeout: float = 10.0,
+        watch_ring: int = 10_000,
+        watch_max_pending: int = 10_000,
+        max_connections: int = 256,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("etcd store needs at least one endpoint")
+        self.endpoints = [e if "://" in e else f"http://{e}" for e in endpoints]
+        self._current = 0
+        self._timeout = request_timeout
+        self._client = GatewayClient(max_idle=max_connections)
+        self._watch_ring = watch_ring
+        self._watch_max_pending = watch_max_pending
+        self.hub: WatchHub | None = None
+        self._closed = False
+
+    # -- transport --------------------------------------------------------------------------
+
+    async def _post(self, path: str, body: dict[str, Any], *, idempotent: bool) -> bytes:
+        data = _encode(body)
+        deadline = trio.current_time() + self._timeout
+        delay = 0.05
+        for attempt in itertools.count():
+            base = self.endpoints[self._current % len(self.endpoints)]
+            try:
+                status, content = await self._client.post(base, path, data, self._timeout)
+            except ConnectFailed as exc:
+                # Nothing reached the server: safe to try the next member for any request.
+                failure: Exception = exc
+            except TransportFailed as exc:
+                if not idempotent:
+                    raise Unavailable(f"etcd {base}: {exc} (write outcome unknown)") from exc
+                failure = exc
+            else:
+                if status == 200:
+                    return content
+                try:
+                    err = _error_decoder.decode(content)
+                except msgspec.DecodeError:
+                    err = _GatewayError(message=content[:200].decode(errors="replace"))
+                error = _EtcdError(status, err)
+                # "no leader" is refused before the proposal: safe to retry, even a write.
+                retry = "no leader" in error.message or (
+                    idempotent and any(m in error.message for m in _RETRYABLE_MESSAGES)
+                )
+                if not retry:
+                    raise error
+                failure = error
+            self._current += 1  # rotate to the next member
+            if trio.current_time() + delay > deadline:
+                raise Unavailable(f"etcd: all endpoints failed: {failure!r}") from failure
+            if attempt % len(self.endpoints) == len(self.endpoints) - 1:
+                await trio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    async def _range(self, body: dict[str, Any]) -> _RangeResponse:
+        try:
+            return _range_decoder.decode(await self._post("/v3/kv/range", body, idempotent=True))
+        except _EtcdError as exc:
+            await self._raise_revision_error(exc, int(body.get("revision", 0)))
+            raise
+
+    async def _raise_revision_error(self, exc: _EtcdError, revision: int) -> None:
+        if "compacted" in exc.message:
+            current = await self.current_revision()
+            raise Compacted(await self.compact_revision(), current) from exc
+        if "future revision" in exc.message:
+            raise FutureRevision(revision, await self.current_revision()) from exc
+
+    async def _txn(self, body: dict[str, Any]) -> _TxnResponse:
+        return _txn_decoder.decode(await self._post("/v3/kv/txn", body, idempotent=False))
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def current_revision(self) -> int:
+        """See :meth:`Store.current_revision`."""
+        resp = await self._range({"key": _b(b"\x00"), "count_only": True})
+        return resp.header.revision
+
+    async def compact_revision(self) -> int:
+        """See :meth:`Store.compact_revision`.
+
+        etcd 3.4 has no call for it, so it is found by bisection: the oldest revision a range
+        can still be read at (a few dozen tiny requests; used on error paths).
+        """
+        hi = await self.current_revision()
+        lo = 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            try:
+                await self._post(
+                    "/v3/kv/range",
+                    {"key": _b(b"\x00"), "count_only": True, "revision": mid},
+                    idempotent=True,
+                )
+            except _EtcdError as exc:
+                if "compacted" not in exc.message:
+                    raise
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo > 1 else 0
+
+    async def get(self, key: Key, *, revision: int = 0) -> KeyValue | None:
+        """See :meth:`Store.get`."""
+        body: dict[str, Any] = {"key": _b(as_key(key))}
+        if revision > 0:
+            body["revision"] = revision
+        resp = await self._range(body)
+        return resp.kvs[0] if resp.kvs else None
+
+    async def list(
+        self,
+        prefix: Key,
+        *,
+        revision: int = 0,
+        limit: int = 0,
+        continue_key: Key | None = None,
+    ) -> ListResult:
+        """See :meth:`Store.list`."""
+        start = as_key(prefix)
+        end = prefix_end(start)
+        key = start if continue_key is None else max(start, as_key(continue_key))
+        body: dict[str, Any] = {"key": _b(key), "range_end": _b(end if end else _ALL_KEYS)}
+        if revision > 0:
+            body["revision"] = revision
+        if limit > 0:
+            body["limit"] = limit
+        resp = await self._range(body)
+        rev = revision if revision > 0 else resp.header.revision
+        cont = resp.kvs[-1].key + b"\x00" if resp.more and resp.kvs else None
+        return ListResult(resp.kvs, rev, resp.more and bool(resp.kvs), cont)
+
+    async def count(self, prefix: Key) -> int:
+        """See :meth:`Store.count`."""
+        start = as_key(prefix)
+        end = prefix_end(start)
+        resp = await self._range(
+            {"key": _b(start), "range_end": _b(end if end else _ALL_KEYS), "count_only": True}
+        )
+        return resp.count
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def create(self, key: Key, value: bytes) -> KeyValue:
+        """See :meth:`Store.create`."""
+        k = as_key(key)
+        resp = await self._txn(
+            {
+                "compare": [{"key": _b(k), "target": "MOD", "result": "EQUAL", "mod_revision": 0}],
+                "success": [{"request_put": {"key": _b(k), "value": _b(bytes(value))}}],
+                "failure": [{"request_range": {"key": _b(k)}}],
+            }
+        )
+        if not resp.succeeded:
+            rng = resp.responses[0].response_range
+            raise AlreadyExists(k, rng.kvs[0] if rng and rng.kvs else None)
+        put = resp.responses[0].response_put
+        rev = put.header.revision if put else resp.header.revision
+        return KeyValue(k, bytes(value), rev, rev)
+
+    async def update(self, key: Key, value: bytes, *, expected_revision: int) -> KeyValue:
+        """See :meth:`Store.update`."""
+        k = as_key(key)
+        if expected_revision <= 0:  # "compare with absent" would turn this into a create
+            current = await self.get(k)
+            if current is None:
+                raise NotFound(k)
+            raise Conflict(k, expected_revision, current)
+        resp = await self._txn(
+            {
+                "compare": [
+                    {
+                        "key": _b(k),
+                        "target": "MOD",
+                        "result": "EQUAL",
+                        "mod_revision": expected_revision,
+                    }
+                ],
+                "success": [
+                    {"request_put": {"key": _b(k), "value": _b(bytes(value)), "prev_kv": True}}
+                ],
+                "failure": [{"request_range": {"key": _b(k)}}],
+            }
+        )
+        if not resp.succeeded:
+            self._raise_cas_failure(k, expected_revision, resp)
+        put = resp.responses[0].response_put
+        assert put is not None and put.prev_kv is not None
+        return KeyValue(k, bytes(value), put.prev_kv.create_revision, put.header.revision)
+
+    async def delete(self, key: Key, *, expected_revision: int | None = None) -> Deleted:
+        """See :meth:`Store.delete`."""
+        k = as_key(key)
+        compare = []
+        if expected_revision is not None:
+            if expected_revision <= 0:
+                current = await self.get(k)
+                if current is None:
+                    raise NotFound(k)
+                raise Conflict(k, expected_revision, current)
+            compare = [
+                {
+                    "key": _b(k),
+                    "target": "MOD",
+                    "result": "EQUAL",
+                    "mod_revision": expected_revision,
+                }
+            ]
+        resp = await self._txn(
+            {
+                "compare": compare,
+                "success": [{"request_delete_range": {"key": _b(k), "prev_kv": True}}],
+                "failure": [{"request_range": {"key": _b(k)}}],
+            }
+        )
+        if not resp.succeeded:
+            self._raise_cas_failure(k, expected_revision or 0, resp)
+        dele = resp.responses[0].response_delete_range
+        if dele is None or not dele.prev_kvs:
+            raise NotFound(k)
+        return Deleted(dele.header.revision, dele.prev_kvs[0])
+
+    @staticmethod
+    def _raise_cas_failure(key: bytes, expected: int, resp: _TxnResponse) -> None:
+        rng = resp.responses[0].response_range if resp.responses else None
+        if rng is None or not rng.kvs:
+            raise NotFound(key)
+        raise Conflict(key, expected, rng.kvs[0])
+
+    async def compact(self, revision: int) -> None:
+        """See :meth:`Store.compact` (logical compaction; etcd reclaims space itself)."""
+        try:
+            await self._post("/v3/kv/compaction", {"revision": revision}, idempotent=True)
+        except _EtcdError as exc:
+            await self._raise_revision_error(exc, revision)
+            raise
+        if self.hub is not None:
+            self.hub.compact_revision = max(self.hub.compact_revision, revision)
+
+    # -- watch ------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _stream(
+        self, start: bytes, end: bytes | None, from_revision: int
+    ) -> AsyncIterator[AsyncIterator[_WatchResult]]:
+        """One upstream watch (on the current endpoint), as an iterator of results."""
+        create: dict[str, Any] = {
+            "key": _b(start),
+            "range_end": _b(end if end is not None else _ALL_KEYS),
+            "prev_kv": True,
+        }
+        if from_revision > 0:
+            create["start_revision"] = from_revision
+        body = _encode({"create_request": create})
+        base = self.endpoints[self._current % len(self.endpoints)]
+        # The request body ends after the create request; etcd keeps the stream open.
+        async with self._client.stream_lines(base, "/v3/watch", body) as lines:
+            yield _WatchResults(lines)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Feed the watch hub from one whole-keyspace watch (reopened where it broke).
+
+        Calls ``task_status.started()`` once the upstream watch is established.
+        """
+        start_rev = await self.current_revision()
+        hub = self.hub = WatchHub(
+            live_revision=start_rev,
+            ring_size=self._watch_ring,
+            max_pending=self._watch_max_pending,
+        )
+        started = False
+        delay = 0.05
+        while True:
+            try:
+                async with self._stream(b"\x00", None, hub.live_revision + 1) as results:
+                    async for result in results:
+                        if result.canceled:
+                            if result.compact_revision:
+                                # Our own resume point was compacted away: the hub cannot
+                                # continue without a gap, so every watcher ends with an error.
+                                err = Compacted(result.compact_revision, result.header.revision)
+                                hub.close(err)
+                                raise err
+                            raise Unavailable(f"etcd watch canceled: {result.cancel_reason}")
+                        if not started and result.created:
+                            started = True
+                            task_status.started()
+                        if result.events:
+                            hub.publish([_to_event(e) for e in result.events])
+                        delay = 0.05
+            except (ConnectFailed, TransportFailed, Unavailable):
+                self._current += 1
+                await trio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    @asynccontextmanager
+    async def watch(
+        self, key: Key, *, prefix: bool = False, revision: int = 0
+    ) -> AsyncIterator[AsyncIterator[Event]]:
+        """See :meth:`Store.watch`."""
+        if self.hub is None or self._closed:
+            raise WatchClosed("store is not running")
+        start = as_key(key)
+        end = prefix_end(start) if prefix else start + b"\x00"
+        if revision <= 0:
+            # "From now" must mean after every write acknowledged before this call, which
+            # the hub (fed asynchronously) may not have seen yet: ask etcd.
+            revision = await self.current_revision() + 1
+        watch = _EtcdWatch(self, self.hub.subscribe(start, end, revision), start, end)
+        try:
+            yield watch
+        finally:
+            await watch.aclose()
+
+
+class _EtcdWatch:
+    """A hub subscription that falls back to its own upstream watch for old history."""
+
+    def __init__(
+        self, store: EtcdStore, sub: Subscription, start: bytes, end: bytes | None
+    ) -> None:
+        self._store = store
+        self._sub: Subscription | None = sub
+        self._start = start
+        self._end = end
+        self._direct: AsyncIterator[_WatchResult] | None = None
+        self._direct_stack: AsyncExitStack | None = None
+        self._pending: list[Event] = []
+        self._next = 0
+
+    async def aclose(self) -> None:
+        if self._sub is not None:
+            await self._sub.aclose()
+            self._sub = None
+        await self._close_direct()
+
+    async def _close_direct(self) -> None:
+        stack, self._direct_stack, self._direct = self._direct_stack, None, None
+        if stack is not None:
+            with trio.CancelScope(shield=True):
+                await stack.aclose()
+
+    def __aiter__(self) -> _EtcdWatch:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._sub is not None:
+            try:
+                ev = await self._sub.__anext__()
+            except HistoryUnavailable as exc:
+                self._next = exc.after + 1
+                await self._sub.aclose()
+                self._sub = None
+            else:
+                return ev
+        delay = 0.05
+        while not self._pending:
+            try:
+                if self._direct is None:
+                    self._direct_stack = AsyncExitStack()
+                    self._direct = await self._direct_stack.enter_async_context(
+                        self._store._stream(self._start, self._end, self._next)
+                    )
+                result = await self._direct.__anext__()
+            except (ConnectFailed, TransportFailed, Unavailable):
+                # The member went away: resume on the next one from the exact revision.
+                await self._close_direct()
+                if self._store._closed:
+                    raise WatchClosed("store is closed") from None
+                self._store._current += 1
+                await trio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if result.canceled:
+                if result.compact_revision:
+                    raise Compacted(result.compact_revision, result.header.revision)
+                raise WatchClosed(f"etcd watch canceled: {result.cancel_reason}")
+            self._pending = [_to_event(e) for e in result.events if e.kv.mod_revision >= self._next]
+            self._pending.reverse()
+        ev = self._pending.pop()
+        self._next = ev.kv.mod_revision + 1
+        return ev
+
+
+@asynccontextmanager
+async def open_etcd_store(endpoints: Sequence[str], **options: Any) -> AsyncIterator[EtcdStore]:
+    """Connect to etcd at ``endpoints`` and run the store (its upstream watch) in the block."""
+    store = EtcdStore(endpoints, **options)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            try:
+                yield store
+            finally:
+                store._closed = True
+                if store.hub is not None:
+                    store.hub.close()
+                nursery.cancel_scope.cancel()
+    finally:
+        await store._client.aclose()

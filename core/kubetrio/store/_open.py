@@ -1,0 +1,35 @@
+"""``open_store(url)``: pick a backend from a URL.
+
+* ``sqlite:///var/lib/kubetrio/state.db`` (absolute path) or ``sqlite://relative.db``
+* ``etcd://127.0.0.1:2379,127.0.0.1:22379`` (``etcd+https://`` is not supported yet)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from ._etcd import open_etcd_store
+from ._protocol import Store
+from ._sqlite import open_sqlite_store
+
+
+@asynccontextmanager
+async def open_store(url: str, **options: Any) -> AsyncIterator[Store]:
+    """Open the store named by ``url`` and run it for the duration of the block.
+
+    ``options`` go to the backend (see :func:`open_sqlite_store`, :func:`open_etcd_store`).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"store URL needs a scheme: {url!r}")
+    if scheme == "sqlite":
+        async with open_sqlite_store(rest, **options) as sqlite_store:
+            yield sqlite_store
+    elif scheme == "etcd":
+        endpoints = [e for e in rest.strip("/").split(",") if e]
+        async with open_etcd_store(endpoints, **options) as etcd_store:
+            yield etcd_store
+    else:
+        raise ValueError(f"unknown store scheme {scheme!r} in {url!r}")

@@ -1,0 +1,598 @@
+"""SQLite backend: an append-only revision log with group commit (the embedded default).
+
+Schema (kine's proven shape)::
+
+    log(id INTEGER PRIMARY KEY,      -- the global revision
+        name BLOB, created, deleted, -- key, flags
+        create_revision, prev_revision, value)
+    UNIQUE (name, prev_revision)     -- two writers can't both supersede one version
+    INDEX  (name, id)                -- "latest version of a key at revision R"
+    meta(k, v)                       -- revision, compact_revision, compacted_through
+
+Every write appends one row. A delete appends a tombstone carrying the deleted value, so a
+delete event needs no second read. ``meta.revision`` is bumped in the same transaction, so the
+current revision survives compaction of trailing tombstones.
+
+**Writes: one writer, group commit.** Callers queue operations and wait; a single batcher task
+takes *everything* queued, applies it in one ``BEGIN IMMEDIATE … COMMIT`` on a worker thread
+(checks and inserts run in the transaction, so compare-and-swap is exact), and only after the
+commit returns (``synchronous=FULL``: the WAL is fsynced) does it publish the events to the
+watch hub and wake the callers. While one batch commits, the next accumulates, so N
+concurrent writers share one fsync instead of paying N.
+
+**Reads** run on a small pool of reader connections in worker threads, each in its own
+read transaction (WAL snapshot isolation), so a list page and its revision are consistent
+and never block the writer.
+
+**Compaction** (kine's rule, made chunked): ``compact(C)`` records C at once (reads below it
+then raise ``Compacted``), and a background task deletes, in short transactions of a few
+hundred revisions that take turns with write batches, every row superseded by a row below C
+and every tombstone below C. The newest version of every live key always stays. The
+automatic policy compacts to the newest revision that is both older than ``min_age`` and at
+least ``min_revisions`` behind the head. WAL checkpoints run on their own connection, off
+the write path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import trio
+
+from ._errors import AlreadyExists, Compacted, Conflict, FutureRevision, NotFound, StoreError
+from ._protocol import Deleted, Event, EventType, Key, KeyValue, ListResult, as_key, prefix_end
+from ._watch import Subscription, WatchHub
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    id INTEGER PRIMARY KEY,
+    name BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    create_revision INTEGER NOT NULL,
+    prev_revision INTEGER NOT NULL,
+    value BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS log_name_prev ON log (name, prev_revision);
+CREATE INDEX IF NOT EXISTS log_name_id ON log (name, id);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (k, v) VALUES
+    ('revision', 0), ('compact_revision', 0), ('compacted_through', 0);
+"""
+
+_CREATE, _UPDATE, _DELETE = 0, 1, 2
+_EventList = list[Event]  # `list` is shadowed by Store.list inside the class body
+
+
+@dataclass(frozen=True)
+class CompactionPolicy:
+    """How much history the automatic compactor keeps.
+
+    It compacts to the newest revision that is at least ``min_age`` seconds old *and* at
+    least ``min_revisions`` behind the current revision, checking every ``interval`` seconds.
+    ``interval=0`` disables automatic compaction (``compact()`` still works).
+    """
+
+    min_age: float = 300.0
+    min_revisions: int = 1000
+    interval: float = 30.0
+    #: Revisions examined per deletion transaction; small keeps write batches flowing.
+    chunk: int = 500
+
+
+class _Op:
+    """A queued write; the batcher fills ``result``/``error`` and sets ``done``."""
+
+    __slots__ = ("done", "error", "expected", "key", "kind", "result", "value")
+
+    def __init__(self, kind: int, key: bytes, value: bytes, expected: int | None) -> None:
+        self.kind = kind
+        self.key = key
+        self.value = value
+        self.expected = expected
+        self.result: KeyValue | Deleted | None = None
+        self.error: StoreError | None = None
+        self.done = trio.Event()
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False: a
+    # connection is used by one worker thread at a time, but not always the same thread.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=60000")
+    return conn
+
+
+def _range_sql(end: bytes | None) -> str:
+    return "name >= ? AND name < ?" if end is not None else "name >= ?"
+
+
+def _range_args(start: bytes, end: bytes | None) -> tuple[bytes, ...]:
+    return (start, end) if end is not None else (start,)
+
+
+def _check_revision(revision: int, current: int, compacted: int) -> int:
+    if revision <= 0:
+        return current
+    if revision > current:
+        raise FutureRevision(revision, current)
+    if revision < compacted:
+        raise Compacted(compacted, current)
+    return revision
+
+
+class SQLiteStore:
+    """The :class:`~kubetrio.store.Store` on one SQLite file (see :func:`open_sqlite_store`).
+
+    :param path: the database file, created if missing (a real file: readers share it).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        compaction: CompactionPolicy | None = None,
+        readers: int = 4,
+        max_batch: int = 2000,
+        watch_ring: int = 10_000,
+        watch_max_pending: int = 10_000,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.policy = compaction or CompactionPolicy()
+        self._max_batch = max_batch
+        self._writer = _connect(self.path)
+        self._writer.executescript(_SCHEMA)
+        # Checkpoints are taken off the write path by the checkpoint task.
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        meta = dict(self._writer.execute("SELECT k, v FROM meta").fetchall())
+        (max_id,) = self._writer.execute("SELECT COALESCE(MAX(id), 0) FROM log").fetchone()
+        self._revision: int = max(meta["revision"], max_id)  # touched by the writer thread
+        self._compact_revision: int = meta["compact_revision"]
+        self._compacted_through: int = meta["compacted_through"]
+        self._readers: list[sqlite3.Connection] = []
+        self._reader_limiter = trio.CapacityLimiter(readers)
+        # One writer at a time: write batches, compaction chunks and checkpoints take turns.
+        self._writer_limiter = trio.CapacityLimiter(1)
+        self._queue: list[_Op] = []
+        self._queue_wakeup = trio.Event()
+        self._compact_wakeup = trio.Event()
+        self._closed = False
+        self.hub = WatchHub(
+            live_revision=self._revision,
+            replay=self._replay,
+            ring_size=watch_ring,
+            max_pending=watch_max_pending,
+        )
+        self.hub.compact_revision = self._compact_revision
+        #: (monotonic time, revision) samples for the age-based compaction policy.
+        self._samples: deque[tuple[float, int]] = deque()
+
+    # -- service ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the batcher, compactor and checkpointer until cancelled."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._batcher)
+                nursery.start_soon(self._compactor)
+                nursery.start_soon(self._checkpointer)
+                task_status.started()
+        finally:
+            self._closed = True
+            self.hub.close()
+            for op in self._queue:
+                op.error = StoreError("store is closed")
+                op.done.set()
+            self._queue.clear()
+
+    def close(self) -> None:
+        """Close the database connections (after :meth:`run` has returned)."""
+        self._closed = True
+        for conn in [self._writer, *self._readers]:
+            conn.close()
+        self._readers.clear()
+
+    # -- writes -----------------------------------------------------------------------------
+
+    async def _submit(self, op: _Op) -> Any:
+        if self._closed:
+            raise StoreError("store is closed")
+        self._queue.append(op)
+        self._queue_wakeup.set()
+        # The batcher owns the op now; waiting must not be cut short, or a caller could
+        # miss learning that its write was committed. Cancellation waits for the commit.
+        with trio.CancelScope(shield=True):
+            await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    async def create(self, key: Key, value: bytes) -> KeyValue:
+        """See :meth:`Store.create`."""
+        kv: KeyValue = await self._submit(_Op(_CREATE, as_key(key), bytes(value), None))
+        return kv
+
+    async def update(self, key: Key, value: bytes, *, expected_revision: int) -> KeyValue:
+        """See :meth:`Store.update`."""
+        op = _Op(_UPDATE, as_key(key), bytes(value), expected_revision)
+        kv: KeyValue = await self._submit(op)
+        return kv
+
+    async def delete(self, key: Key, *, expected_revision: int | None = None) -> Deleted:
+        """See :meth:`Store.delete`."""
+        d: Deleted = await self._submit(_Op(_DELETE, as_key(key), b"", expected_revision))
+        return d
+
+    async def _batcher(self) -> None:
+        while True:
+            if not self._queue:
+                self._queue_wakeup = trio.Event()
+                await self._queue_wakeup.wait()
+            ops = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            events = await trio.to_thread.run_sync(
+                self._apply_batch, ops, limiter=self._writer_limiter
+            )
+            # Committed and fsynced: publish first, so anyone woken below who then starts a
+            # watch "from now" can't see an event they already caused.
+            if events:
+                self.hub.publish(events)
+            for op in ops:
+                op.done.set()
+
+    def _apply_batch(self, ops: list[_Op]) -> list[Event]:
+        """Worker thread: apply ``ops`` in one transaction; returns the committed events."""
+        conn = self._writer
+        rev = self._revision
+        events: list[Event] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for op in ops:
+                    ev = self._apply_op(conn, op, rev + 1)
+                    if ev is not None:
+                        rev += 1
+                        events.append(ev)
+                if events:
+                    conn.execute("UPDATE meta SET v = ? WHERE k = 'revision'", (rev,))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            error = StoreError(f"sqlite write failed: {exc}")
+            for op in ops:
+                op.error, op.result = error, None
+            return []
+        self._revision = rev
+        return events
+
+    def _apply_op(self, conn: sqlite3.Connection, op: _Op, rev: int) -> Event | None:
+        row = conn.execute(
+            "SELECT id, deleted, create_revision, value FROM log"
+            " WHERE name = ? ORDER BY id DESC LIMIT 1",
+            (op.key,),
+        ).fetchone()
+        live = row is not None and not row[1]
+        prev_id = row[0] if row is not None else 0
+        current = KeyValue(op.key, row[3], row[2], row[0]) if live else None
+        if op.kind == _CREATE:
+            if current is not None:
+                op.error = AlreadyExists(op.key, current)
+                return None
+            created, deleted, create_rev, value = 1, 0, rev, op.value
+        else:
+            if current is None:
+                op.error = NotFound(op.key)
+                return None
+            if op.expected is not None and current.mod_revision != op.expected:
+                op.error = Conflict(op.key, op.expected, current)
+                return None
+            create_rev = current.create_revision
+            if op.kind == _UPDATE:
+                created, deleted, value = 0, 0, op.value
+            else:  # the tombstone keeps the deleted value, for delete events
+                created, deleted, value = 0, 1, current.value
+        try:
+            conn.execute(
+                "INSERT INTO log (id, name, created, deleted, create_revision, prev_revision,"
+                " value) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (rev, op.key, created, deleted, create_rev, prev_id, value),
+            )
+        except sqlite3.IntegrityError as exc:  # unique (name, prev_revision): a bug guard
+            op.error = StoreError(f"write of {op.key!r} violated the log's invariants: {exc}")
+            return None
+        if deleted:
+            op.result = Deleted(rev, current)  # type: ignore[arg-type]
+            return Event(EventType.DELETE, KeyValue(op.key, b"", 0, rev), current)
+        kv = KeyValue(op.key, value, create_rev, rev)
+        op.result = kv
+        return Event(EventType.PUT, kv, current)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreError("store is closed")
+        async with self._reader_limiter:
+            conn = self._readers.pop() if self._readers else None
+            holder: list[sqlite3.Connection] = []
+            try:
+                return await trio.to_thread.run_sync(self._in_snapshot, fn, conn, holder)
+            finally:
+                if holder:
+                    if self._closed:
+                        holder[0].close()
+                    else:
+                        self._readers.append(holder[0])
+
+    def _in_snapshot(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        conn: sqlite3.Connection | None,
+        holder: list[sqlite3.Connection],
+    ) -> T:
+        # Worker thread: opening a connection is blocking I/O too, so it happens here.
+        if conn is None:
+            conn = _connect(self.path)
+        holder.append(conn)
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _meta(conn: sqlite3.Connection) -> tuple[int, int]:
+        rows = dict(
+            conn.execute(
+                "SELECT k, v FROM meta WHERE k IN ('revision', 'compact_revision')"
+            ).fetchall()
+        )
+        return rows["revision"], rows["compact_revision"]
+
+    async def current_revision(self) -> int:
+        """See :meth:`Store.current_revision`."""
+        return self.hub.live_revision
+
+    async def compact_revision(self) -> int:
+        """See :meth:`Store.compact_revision`."""
+        return self._compact_revision
+
+    async def get(self, key: Key, *, revision: int = 0) -> KeyValue | None:
+        """See :meth:`Store.get`."""
+        k = as_key(key)
+
+        def read(conn: sqlite3.Connection) -> KeyValue | None:
+            current, compacted = self._meta(conn)
+            rev = _check_revision(revision, current, compacted)
+            row = conn.execute(
+                "SELECT id, deleted, create_revision, value FROM log"
+                " WHERE name = ? AND id <= ? ORDER BY id DESC LIMIT 1",
+                (k, rev),
+            ).fetchone()
+            if row is None or row[1]:
+                return None
+            return KeyValue(k, row[3], row[2], row[0])
+
+        return await self._read(read)
+
+    async def list(
+        self,
+        prefix: Key,
+        *,
+        revision: int = 0,
+        limit: int = 0,
+        continue_key: Key | None = None,
+    ) -> ListResult:
+        """See :meth:`Store.list`."""
+        start = as_key(prefix)
+        end = prefix_end(start)
+        if continue_key is not None:
+            start = max(start, as_key(continue_key))
+
+        def read(conn: sqlite3.Connection) -> ListResult:
+            current, compacted = self._meta(conn)
+            rev = _check_revision(revision, current, compacted)
+            # Walk (name, id) in key order; keep a row if it is the newest version of its key
+            # at `rev` and not a tombstone. Streaming, so LIMIT stops the scan early.
+            sql = (
+                "SELECT id, name, create_revision, value FROM log AS l"
+                f" WHERE {_range_sql(end)} AND id <= ? AND deleted = 0"
+                " AND id = (SELECT MAX(id) FROM log WHERE name = l.name AND id <= ?)"
+                " ORDER BY name"
+            )
+            args: tuple[Any, ...] = (*_range_args(start, end), rev, rev)
+            if limit > 0:
+                sql += " LIMIT ?"
+                args += (limit + 1,)
+            rows = conn.execute(sql, args).fetchall()
+            more = limit > 0 and len(rows) > limit
+            if more:
+                rows = rows[:limit]
+            kvs = [KeyValue(r[1], r[3], r[2], r[0]) for r in rows]
+            cont = kvs[-1].key + b"\x00" if more else None
+            return ListResult(kvs, rev, more, cont)
+
+        return await self._read(read)
+
+    async def count(self, prefix: Key) -> int:
+        """See :meth:`Store.count`."""
+        start = as_key(prefix)
+        end = prefix_end(start)
+
+        def read(conn: sqlite3.Connection) -> int:
+            (n,) = conn.execute(
+                f"SELECT COUNT(*) FROM log AS l WHERE {_range_sql(end)} AND deleted = 0"
+                " AND id = (SELECT MAX(id) FROM log WHERE name = l.name)",
+                _range_args(start, end),
+            ).fetchone()
+            return int(n)
+
+        return await self._read(read)
+
+    # -- watch ------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def watch(
+        self, key: Key, *, prefix: bool = False, revision: int = 0
+    ) -> AsyncIterator[Subscription]:
+        """See :meth:`Store.watch`."""
+        start = as_key(key)
+        end = prefix_end(start) if prefix else start + b"\x00"
+        sub = self.hub.subscribe(start, end, revision)
+        async with sub:
+            yield sub
+
+    async def _replay(
+        self, start: bytes, end: bytes | None, after: int, upto: int, limit: int
+    ) -> tuple[_EventList, int]:
+        def read(conn: sqlite3.Connection) -> tuple[_EventList, int]:
+            current, compacted = self._meta(conn)
+            if after + 1 < compacted:
+                raise Compacted(compacted, current)
+            rows = conn.execute(
+                "SELECT l.id, l.name, l.deleted, l.create_revision, l.value,"
+                " p.id, p.create_revision, p.value, p.deleted"
+                " FROM log AS l LEFT JOIN log AS p ON p.id = l.prev_revision"
+                f" WHERE l.id > ? AND l.id <= ? AND {_range_sql(end).replace('name', 'l.name')}"
+                " ORDER BY l.id LIMIT ?",
+                (after, upto, *_range_args(start, end), limit),
+            ).fetchall()
+            events = []
+            for rid, name, deleted, crev, value, pid, pcrev, pvalue, pdeleted in rows:
+                if deleted:
+                    prev = KeyValue(name, value, crev, pid or 0)
+                    events.append(Event(EventType.DELETE, KeyValue(name, b"", 0, rid), prev))
+                else:
+                    prev_kv = KeyValue(name, pvalue, pcrev, pid) if pid and not pdeleted else None
+                    events.append(Event(EventType.PUT, KeyValue(name, value, crev, rid), prev_kv))
+            through = upto if len(rows) < limit else events[-1].kv.mod_revision
+            return events, through
+
+        return await self._read(read)
+
+    # -- compaction -------------------------------------------------------------------------
+
+    async def compact(self, revision: int) -> None:
+        """See :meth:`Store.compact`. Old rows are deleted in the background, in chunks."""
+        current = self.hub.live_revision
+        if revision > current:
+            raise FutureRevision(revision, current)
+        if revision <= self._compact_revision:
+            raise Compacted(self._compact_revision, current)
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE meta SET v = ? WHERE k = 'compact_revision'", (revision,))
+            conn.execute("COMMIT")
+
+        async with self._writer_limiter:
+            if revision <= self._compact_revision:  # lost a race with another compact()
+                raise Compacted(self._compact_revision, current)
+            await trio.to_thread.run_sync(record, self._writer)
+            self._compact_revision = revision
+            self.hub.compact_revision = revision
+        self._compact_wakeup.set()
+
+    def _delete_chunk(self, conn: sqlite3.Connection, upto: int) -> int:
+        lo = self._compacted_through
+        hi = min(upto, lo + self.policy.chunk)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Rows superseded by a row in (lo, hi], then tombstones in (lo, hi]: order matters,
+            # a tombstone names the row it superseded.
+            conn.execute(
+                "DELETE FROM log WHERE id IN (SELECT prev_revision FROM log"
+                " WHERE id > ? AND id <= ? AND prev_revision != 0)",
+                (lo, hi),
+            )
+            conn.execute("DELETE FROM log WHERE id > ? AND id <= ? AND deleted = 1", (lo, hi))
+            conn.execute("UPDATE meta SET v = ? WHERE k = 'compacted_through'", (hi,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._compacted_through = hi
+        return hi
+
+    async def _compactor(self) -> None:
+        while True:
+            # A fresh event before the work, so a compact() during the work is not missed.
+            self._compact_wakeup = trio.Event()
+            # Physically delete up to (compact_revision - 1): the state *at* the compaction
+            # revision stays readable, as in etcd.
+            while self._compacted_through < self._compact_revision - 1:
+                await trio.to_thread.run_sync(
+                    self._delete_chunk,
+                    self._writer,
+                    self._compact_revision - 1,
+                    limiter=self._writer_limiter,
+                )
+            timeout = self.policy.interval if self.policy.interval > 0 else math.inf
+            with trio.move_on_after(timeout):
+                await self._compact_wakeup.wait()
+            if self.policy.interval > 0:
+                await self._auto_compact()
+
+    async def _auto_compact(self) -> None:
+        now = time.monotonic()
+        head = self.hub.live_revision
+        samples = self._samples
+        if not samples or samples[-1][1] != head:
+            samples.append((now, head))
+        target = 0
+        oldest: tuple[float, int] | None = None
+        while samples and now - samples[0][0] >= self.policy.min_age:
+            oldest = samples.popleft()
+        if oldest is not None:  # keep the newest old-enough sample for the next round
+            samples.appendleft(oldest)
+            target = oldest[1]
+        target = min(target, head - self.policy.min_revisions)
+        if target > self._compact_revision:
+            with suppress(Compacted, FutureRevision):
+                await self.compact(target)
+
+    async def _checkpointer(self) -> None:
+        conn = _connect(self.path)
+        try:
+            while True:
+                await trio.sleep(1.0)
+                # PASSIVE never waits for readers or the writer; the writer restarts the WAL
+                # from the top on its own once a checkpoint has caught up.
+                await trio.to_thread.run_sync(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
+
+@asynccontextmanager
+async def open_sqlite_store(
+    path: str | os.PathLike[str], **options: Any
+) -> AsyncIterator[SQLiteStore]:
+    """Open (creating if needed) the SQLite store at ``path`` and run it while in the block.
+
+    ``options`` go to :class:`SQLiteStore` (``compaction=CompactionPolicy(...)``, ...).
+    """
+    store = await trio.to_thread.run_sync(lambda: SQLiteStore(path, **options))
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            try:
+                yield store
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        await trio.to_thread.run_sync(store.close)
