@@ -1,0 +1,454 @@
+"""Validation helpers whose errors become a Kubernetes ``Status`` 422 ``Invalid``.
+
+Each check returns a list of :class:`FieldError` (empty when the value is fine),
+carrying the field path (``metadata.name``, ``metadata.labels[app.kubernetes.io/name]``),
+the bad value and a detail in the apiserver's wording. A caller collects them and
+builds the response with :func:`invalid_status`, which shapes ``details.causes[]``
+exactly as kubectl prints them::
+
+    The Pod "Foo" is invalid: metadata.name: Invalid value: "Foo": a lowercase RFC 1123
+    subdomain must consist of ...
+
+:func:`decode_error_field_errors` does the same for a msgspec decoding error
+(a missing required field, a wrong type), so body problems answer with paths too.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from .generated import meta_v1
+
+__all__ = [
+    "NAME_VALIDATORS",
+    "FieldError",
+    "FieldErrorType",
+    "InvalidError",
+    "decode_error_field_errors",
+    "error_path",
+    "invalid_status",
+    "validate_annotations",
+    "validate_dns1035_label",
+    "validate_dns1123_label",
+    "validate_dns1123_subdomain",
+    "validate_label_value",
+    "validate_labels",
+    "validate_object_meta",
+    "validate_qualified_name",
+]
+
+
+class FieldErrorType(enum.StrEnum):
+    """``StatusCause.reason`` values (Go's ``field.ErrorType``)."""
+
+    NOT_FOUND = "FieldValueNotFound"
+    REQUIRED = "FieldValueRequired"
+    DUPLICATE = "FieldValueDuplicate"
+    INVALID = "FieldValueInvalid"
+    NOT_SUPPORTED = "FieldValueNotSupported"
+    FORBIDDEN = "FieldValueForbidden"
+    TOO_LONG = "FieldValueTooLong"
+    TOO_MANY = "FieldValueTooMany"
+    INTERNAL = "InternalError"
+    TYPE_INVALID = "FieldValueTypeInvalid"
+
+
+_TITLES = {
+    FieldErrorType.NOT_FOUND: "Not found",
+    FieldErrorType.REQUIRED: "Required value",
+    FieldErrorType.DUPLICATE: "Duplicate value",
+    FieldErrorType.INVALID: "Invalid value",
+    FieldErrorType.NOT_SUPPORTED: "Unsupported value",
+    FieldErrorType.FORBIDDEN: "Forbidden",
+    FieldErrorType.TOO_LONG: "Too long",
+    FieldErrorType.TOO_MANY: "Too many",
+    FieldErrorType.INTERNAL: "Internal error",
+    FieldErrorType.TYPE_INVALID: "Invalid value",
+}
+
+_NO_VALUE = object()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One problem with one field: ``type``, ``field`` path, ``bad_value``, ``detail``."""
+
+    type: FieldErrorType
+    field: str
+    bad_value: Any = _NO_VALUE
+    detail: str = ""
+
+    @property
+    def message(self) -> str:
+        """The cause message without the path: ``Invalid value: "Foo": detail``."""
+        parts = [_TITLES[self.type]]
+        if self.bad_value is not _NO_VALUE and self.type not in (
+            FieldErrorType.REQUIRED,
+            FieldErrorType.FORBIDDEN,
+            FieldErrorType.INTERNAL,
+            FieldErrorType.TOO_LONG,
+        ):
+            parts.append(_go_value(self.bad_value))
+        if self.detail:
+            parts.append(self.detail)
+        return ": ".join(parts)
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+    def to_cause(self) -> meta_v1.StatusCause:
+        """The ``details.causes[]`` entry."""
+        return meta_v1.StatusCause(reason=str(self.type), message=self.message, field=self.field)
+
+    @classmethod
+    def required(cls, field: str, detail: str = "") -> FieldError:
+        """A required value is missing."""
+        return cls(FieldErrorType.REQUIRED, field, detail=detail)
+
+    @classmethod
+    def invalid(cls, field: str, value: Any, detail: str) -> FieldError:
+        """A value is malformed."""
+        return cls(FieldErrorType.INVALID, field, value, detail)
+
+    @classmethod
+    def forbidden(cls, field: str, detail: str) -> FieldError:
+        """A value may not be set (here, or by this user)."""
+        return cls(FieldErrorType.FORBIDDEN, field, detail=detail)
+
+    @classmethod
+    def not_supported(cls, field: str, value: Any, valid: Iterable[str]) -> FieldError:
+        """A value outside an enumeration."""
+        options = ", ".join(f'"{v}"' for v in valid)
+        return cls(FieldErrorType.NOT_SUPPORTED, field, value, f"supported values: {options}")
+
+    @classmethod
+    def duplicate(cls, field: str, value: Any) -> FieldError:
+        """A value that must be unique is repeated."""
+        return cls(FieldErrorType.DUPLICATE, field, value)
+
+
+def _go_value(value: Any) -> str:
+    if isinstance(value, str):
+        return msgspec.json.encode(value).decode()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return str(value)
+    return msgspec.json.encode(value).decode() if isinstance(value, list | dict) else str(value)
+
+
+class InvalidError(ValueError):
+    """Raised with the field errors of an object; :meth:`status` gives the 422 body."""
+
+    def __init__(self, kind: str, name: str, errors: Sequence[FieldError], group: str = "") -> None:
+        self.kind, self.name, self.group, self.errors = kind, name, group, list(errors)
+        super().__init__(invalid_status(kind, name, errors, group).message)
+
+    def status(self) -> meta_v1.Status:
+        """The ``Status`` to answer with."""
+        return invalid_status(self.kind, self.name, self.errors, self.group)
+
+
+def invalid_status(
+    kind: str, name: str, errors: Sequence[FieldError], group: str = ""
+) -> meta_v1.Status:
+    """A 422 ``Invalid`` Status naming each field, as the apiserver builds it."""
+    qualified = f"{kind}.{group}" if group else kind
+    joined = ", ".join(str(e) for e in errors)
+    detail = joined if len(errors) == 1 else f"[{joined}]"
+    return meta_v1.Status(
+        kind="Status",
+        api_version="v1",
+        metadata=meta_v1.ListMeta(),
+        status="Failure",
+        message=f'{qualified} "{name}" is invalid: {detail}',
+        reason="Invalid",
+        details=meta_v1.StatusDetails(
+            name=name,
+            group=group or None,
+            kind=kind,
+            causes=[e.to_cause() for e in errors],
+        ),
+        code=422,
+    )
+
+
+# ---- decoding errors -----------------------------------------------------------------
+
+_PATH_RE = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_MISSING_RE = re.compile(r"Object missing required field `(?P<field>[^`]+)`")
+
+
+def error_path(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """Split msgspec's message into (Kubernetes field path, message).
+
+    ``Expected `int`, got `str` - at `$.spec.replicas``` -> ``("spec.replicas",
+    "Expected `int`, got `str`")``.
+    """
+    m = _PATH_RE.match(str(exc))
+    assert m is not None
+    path = (m.group("path") or "").lstrip(".")
+    return path, m.group("msg")
+
+
+def decode_error_field_errors(exc: msgspec.ValidationError) -> list[FieldError]:
+    """A msgspec validation error as field errors (missing field -> Required)."""
+    path, msg = error_path(exc)
+    missing = _MISSING_RE.match(msg)
+    if missing:
+        field = f"{path}.{missing.group('field')}" if path else missing.group("field")
+        return [FieldError.required(field)]
+    return [FieldError(FieldErrorType.TYPE_INVALID, path, detail=msg)]
+
+
+# ---- names, labels, annotations -------------------------------------------------------
+
+_DNS1123_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = _DNS1123_LABEL + r"(\." + _DNS1123_LABEL + ")*"
+_DNS1035_LABEL = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_QUALIFIED_NAME = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_VALUE = "(" + _QUALIFIED_NAME + ")?"
+
+_DNS1123_LABEL_RE = re.compile(_DNS1123_LABEL)
+_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN)
+_DNS1035_LABEL_RE = re.compile(_DNS1035_LABEL)
+_QUALIFIED_NAME_RE = re.compile(_QUALIFIED_NAME)
+_LABEL_VALUE_RE = re.compile(_LABEL_VALUE)
+
+
+def _regex_detail(what: str, regex: str, *examples: str) -> str:
+    shown = ",  or ".join(f"'{e}'" for e in examples)
+    return f"{what} (e.g. {shown}, regex used for validation is '{regex}')"
+
+
+_DNS1123_LABEL_MSG = _regex_detail(
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+    "and must start and end with an alphanumeric character",
+    _DNS1123_LABEL,
+    "my-name",
+    "123-abc",
+)
+_DNS1123_SUBDOMAIN_MSG = _regex_detail(
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' "
+    "or '.', and must start and end with an alphanumeric character",
+    _DNS1123_SUBDOMAIN,
+    "example.com",
+)
+_DNS1035_LABEL_MSG = _regex_detail(
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with "
+    "an alphabetic character, and end with an alphanumeric character",
+    _DNS1035_LABEL,
+    "my-name",
+    "abc-123",
+)
+_QUALIFIED_NAME_MSG = _regex_detail(
+    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
+    "end with an alphanumeric character",
+    _QUALIFIED_NAME,
+    "MyName",
+    "my.name",
+    "123-abc",
+)
+_LABEL_VALUE_MSG = _regex_detail(
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' "
+    "or '.', and must start and end with an alphanumeric character",
+    _LABEL_VALUE,
+    "MyValue",
+    "my_value",
+    "12345",
+)
+
+
+def _max_len(n: int) -> str:
+    return f"must be no more than {n} characters"
+
+
+def validate_dns1123_label(value: str, field: str) -> list[FieldError]:
+    """A DNS-1123 label (namespace names): ``[a-z0-9]([-a-z0-9]*[a-z0-9])?``, <= 63."""
+    errs = []
+    if len(value) > 63:
+        errs.append(FieldError.invalid(field, value, _max_len(63)))
+    if not _DNS1123_LABEL_RE.fullmatch(value):
+        errs.append(FieldError.invalid(field, value, _DNS1123_LABEL_MSG))
+    return errs
+
+
+def validate_dns1123_subdomain(value: str, field: str) -> list[FieldError]:
+    """A DNS-1123 subdomain (most object names): dot-separated labels, <= 253."""
+    errs = []
+    if len(value) > 253:
+        errs.append(FieldError.invalid(field, value, _max_len(253)))
+    if not _DNS1123_SUBDOMAIN_RE.fullmatch(value):
+        errs.append(FieldError.invalid(field, value, _DNS1123_SUBDOMAIN_MSG))
+    return errs
+
+
+def validate_dns1035_label(value: str, field: str) -> list[FieldError]:
+    """A DNS-1035 label (service names): starts with a letter, <= 63."""
+    errs = []
+    if len(value) > 63:
+        errs.append(FieldError.invalid(field, value, _max_len(63)))
+    if not _DNS1035_LABEL_RE.fullmatch(value):
+        errs.append(FieldError.invalid(field, value, _DNS1035_LABEL_MSG))
+    return errs
+
+
+def qualified_name_problems(value: str) -> list[str]:
+    """Why ``value`` is not a qualified name (``[dns-subdomain/]name``); [] if it is."""
+    problems: list[str] = []
+    parts = value.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    elif len(parts) == 2:
+        prefix, name = parts
+        if not prefix:
+            problems.append("prefix part must be non-empty")
+        else:
+            if len(prefix) > 253:
+                problems.append("prefix part " + _max_len(253))
+            if not _DNS1123_SUBDOMAIN_RE.fullmatch(prefix):
+                problems.append("prefix part " + _DNS1123_SUBDOMAIN_MSG)
+    else:
+        return [
+            "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and "
+            "must start and end with an alphanumeric character, with an optional DNS "
+            "subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ]
+    if not name:
+        problems.append("name part must be non-empty")
+    else:
+        if len(name) > 63:
+            problems.append("name part " + _max_len(63))
+        if not _QUALIFIED_NAME_RE.fullmatch(name):
+            problems.append(_QUALIFIED_NAME_MSG)
+    return problems
+
+
+def label_value_problems(value: str) -> list[str]:
+    """Why ``value`` is not a label value (empty is fine); [] if it is."""
+    problems: list[str] = []
+    if len(value) > 63:
+        problems.append(_max_len(63))
+    if not _LABEL_VALUE_RE.fullmatch(value):
+        problems.append(_LABEL_VALUE_MSG)
+    return problems
+
+
+def validate_qualified_name(value: str, field: str) -> list[FieldError]:
+    """A label key, annotation key or finalizer: ``[prefix/]name``."""
+    return [FieldError.invalid(field, value, p) for p in qualified_name_problems(value)]
+
+
+def validate_label_value(value: str, field: str) -> list[FieldError]:
+    """A label value: empty, or <= 63 alphanumerics with ``-_.`` inside."""
+    return [FieldError.invalid(field, value, p) for p in label_value_problems(value)]
+
+
+def validate_labels(labels: Mapping[str, str] | None, field: str) -> list[FieldError]:
+    """Every key and value of ``metadata.labels`` (paths ``labels[key]`` for values)."""
+    errs: list[FieldError] = []
+    for key, value in (labels or {}).items():
+        errs += validate_qualified_name(key, field)
+        if not isinstance(value, str):
+            errs.append(FieldError.invalid(f"{field}[{key}]", value, "must be a string"))
+            continue
+        errs += validate_label_value(value, f"{field}[{key}]")
+    return errs
+
+
+_ANNOTATIONS_MAX_BYTES = 256 * 1024
+
+
+def validate_annotations(annotations: Mapping[str, str] | None, field: str) -> list[FieldError]:
+    """Annotation keys are qualified names (case-insensitively); total size <= 256 KiB."""
+    errs: list[FieldError] = []
+    total = 0
+    for key, value in (annotations or {}).items():
+        errs += validate_qualified_name(key.lower(), field)
+        total += len(key) + len(value if isinstance(value, str) else "")
+    if total > _ANNOTATIONS_MAX_BYTES:
+        errs.append(
+            FieldError(
+                FieldErrorType.TOO_LONG,
+                field,
+                detail=f"may not be more than {_ANNOTATIONS_MAX_BYTES} bytes",
+            )
+        )
+    return errs
+
+
+NameValidator = Callable[[str, str], list[FieldError]]
+
+NAME_VALIDATORS: Mapping[tuple[str, str], NameValidator] = {
+    ("", "namespaces"): validate_dns1123_label,
+    ("", "services"): validate_dns1035_label,
+}
+"""Resources whose names are not DNS-1123 subdomains (the default)."""
+
+
+def validate_object_meta(
+    meta: meta_v1.ObjectMeta | Mapping[str, Any] | None,
+    *,
+    namespaced: bool,
+    name_validator: NameValidator = validate_dns1123_subdomain,
+    field: str = "metadata",
+) -> list[FieldError]:
+    """The checks every object's metadata gets on create and update.
+
+    name (or generateName) is required and must pass ``name_validator``; namespace is
+    required exactly when ``namespaced``; labels, annotations, finalizers and
+    ownerReferences must be well formed.
+    """
+    m: dict[str, Any]
+    if meta is None:
+        m = {}
+    elif isinstance(meta, meta_v1.ObjectMeta):
+        m = msgspec.to_builtins(meta, enc_hook=str)
+    else:
+        m = dict(meta)
+    errs: list[FieldError] = []
+    name, generate = m.get("name"), m.get("generateName")
+    if not name and not generate:
+        errs.append(FieldError.required(f"{field}.name", "name or generateName is required"))
+    if name:
+        errs += name_validator(name, f"{field}.name")
+    if generate and not name:
+        # a prefix may end in '-': validate it as if it did not
+        errs += name_validator(generate.rstrip("-") or generate, f"{field}.generateName")
+    ns = m.get("namespace")
+    if namespaced:
+        if not ns:
+            errs.append(FieldError.required(f"{field}.namespace"))
+        else:
+            errs += validate_dns1123_label(ns, f"{field}.namespace")
+    elif ns:
+        errs.append(FieldError.forbidden(f"{field}.namespace", "not allowed on this type"))
+    errs += validate_labels(m.get("labels"), f"{field}.labels")
+    errs += validate_annotations(m.get("annotations"), f"{field}.annotations")
+    for i, fin in enumerate(m.get("finalizers") or []):
+        errs += validate_qualified_name(fin, f"{field}.finalizers[{i}]")
+    controllers = 0
+    for i, ref in enumerate(m.get("ownerReferences") or []):
+        path = f"{field}.ownerReferences[{i}]"
+        for key in ("apiVersion", "kind", "name", "uid"):
+            if not ref.get(key):
+                errs.append(FieldError.required(f"{path}.{key}"))
+        if ref.get("controller"):
+            controllers += 1
+    if controllers > 1:
+        errs.append(
+            FieldError.invalid(
+                f"{field}.ownerReferences",
+                m.get("ownerReferences"),
+                f"Only one reference can have Controller set to true. Found {controllers}",
+            )
+        )
+    return errs
