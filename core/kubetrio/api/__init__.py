@@ -26,6 +26,13 @@ from .fieldmeta import FieldMeta as FieldMeta
 from .intstr import IntOrString as IntOrString
 from .intstr import scaled_value as scaled_value
 from .model import KubeStruct as KubeStruct
+from .patch import JSONPatchError as JSONPatchError
+from .patch import JSONPatchTestFailed as JSONPatchTestFailed
+from .patch import PatchError as PatchError
+from .patch import StrategicMergePatchError as StrategicMergePatchError
+from .patch import json_merge_patch as json_merge_patch
+from .patch import json_patch as json_patch
+from .patch import strategic_merge_patch as strategic_merge_patch
 from .quantity import Quantity as Quantity
 from .quantity import QuantityFormat as QuantityFormat
 from .quantity import QuantityParseError as QuantityParseError
