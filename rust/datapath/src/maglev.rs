@@ -215,8 +215,18 @@ fn populate(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Result<V
     }
     let mut placed = vec![0u64; active.len()];
     let mut table = vec![EMPTY; m as usize];
+    // Occupancy bitmap: the probe loop reads only this (8 KiB for M=65537, so it stays in
+    // L1) instead of the 256 KiB table; most of the build time is those probes.
+    let mut taken = vec![0u64; (m as usize).div_ceil(64)];
     let mut filled: u32 = 0;
     let mut round: u64 = 0;
+    // Endgame: once fewer than sqrt(M) slots are free, linear probing costs M/free probes
+    // per placement (about half of all probes fall in this phase). Instead, for each free
+    // slot f compute its position j = (f - next)·skip⁻¹ mod M in the backend's permutation
+    // and take the smallest j: the very slot the probe loop would reach, in O(free) steps.
+    let endgame_at = (f64::from(m).sqrt() as u32).max(1);
+    let mut free: Vec<u32> = Vec::new();
+    let mut inverse: Vec<u64> = Vec::new();
     'rounds: loop {
         round += 1;
         for (k, &b) in active.iter().enumerate() {
@@ -226,11 +236,29 @@ fn populate(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Result<V
             // Walk this backend's permutation to its next unclaimed slot. Additions instead
             // of `(offset + j·skip) % m` keep the division out of the inner loop.
             let (mut p, s) = (next[k], skip[k]);
-            while table[p as usize] != EMPTY {
-                p += s;
-                if p >= m {
-                    p -= m;
+            if m - filled <= endgame_at {
+                if inverse.is_empty() {
+                    free = (0..m)
+                        .filter(|&q| taken[(q >> 6) as usize] & (1 << (q & 63)) == 0)
+                        .collect();
+                    inverse = skip.iter().map(|&s| mod_inverse(s, m)).collect();
                 }
+                let m64 = u64::from(m);
+                let (at, _) = free
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &f)| (i, u64::from(f + m - p) % m64 * inverse[k] % m64))
+                    .min_by_key(|&(_, j)| j)
+                    .expect("a free slot exists while the table is not full");
+                p = free.swap_remove(at);
+            } else {
+                while taken[(p >> 6) as usize] & (1 << (p & 63)) != 0 {
+                    p += s;
+                    if p >= m {
+                        p -= m;
+                    }
+                }
+                taken[(p >> 6) as usize] |= 1 << (p & 63);
             }
             table[p as usize] = b as u32;
             p += s;
@@ -248,6 +276,18 @@ fn populate(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Result<V
     Ok(table)
 }
 
+/// Inverse of `a` modulo the prime `m` (extended Euclid); `a` must be in `1..m`.
+fn mod_inverse(a: u32, m: u32) -> u64 {
+    let (mut r0, mut r1) = (i64::from(m), i64::from(a));
+    let (mut t0, mut t1) = (0i64, 1i64);
+    while r1 != 0 {
+        let q = r0 / r1;
+        (r0, r1) = (r1, r0 - q * r1);
+        (t0, t1) = (t1, t0 - q * t1);
+    }
+    t0.rem_euclid(i64::from(m)) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +296,48 @@ mod tests {
         (0..n)
             .map(|i| format!("10.244.{}.{}:8080", i / 250, i % 250))
             .collect()
+    }
+
+    #[test]
+    fn inverses() {
+        for a in [1u32, 2, 3, 1000, 65_536] {
+            assert_eq!(u64::from(a) * mod_inverse(a, 65_537) % 65_537, 1);
+        }
+    }
+
+    #[test]
+    fn endgame_matches_linear_probing() {
+        // The Python reference (tests/datapath) probes linearly to the end; here a table so
+        // small that the endgame never starts must equal one that is mostly endgame.
+        let t = Maglev::new(names(5), None, 7, 9).unwrap();
+        assert!(t.table().iter().all(|&b| b < 5));
+        for n in [1, 2, 5, 40] {
+            let a = Maglev::new(names(n), None, 1009, 1).unwrap();
+            assert_eq!(a.table(), &populate_linear(&names(n), 1009, 1)[..]);
+        }
+    }
+
+    /// Straight transcription of the paper's loop, for the comparison above.
+    fn populate_linear(backends: &[String], m: u32, seed: u64) -> Vec<u32> {
+        let perms: Vec<(u32, u32)> = backends.iter().map(|b| permutation(b, m, seed)).collect();
+        let mut next = vec![0u64; backends.len()];
+        let mut table = vec![EMPTY; m as usize];
+        let mut filled = 0;
+        loop {
+            for (i, &(o, s)) in perms.iter().enumerate() {
+                let mut c = (u64::from(o) + next[i] * u64::from(s)) % u64::from(m);
+                while table[c as usize] != EMPTY {
+                    next[i] += 1;
+                    c = (u64::from(o) + next[i] * u64::from(s)) % u64::from(m);
+                }
+                table[c as usize] = i as u32;
+                next[i] += 1;
+                filled += 1;
+                if filled == m {
+                    return table;
+                }
+            }
+        }
     }
 
     #[test]
