@@ -1,8 +1,8 @@
 """Commands that run cluster processes: ``server``, ``agent``, ``up``, ``down``.
 
-Each command's options are the ones users will rely on; the processes behind them land
-with their issues (API server: #4, node agent: #7, multi-node ``up``: #9). Until a
-component exists its command says so and exits with status 2, instead of pretending.
+``server`` runs the API server over the embedded store (or etcd). The node agent (#7)
+and the multi-node ``up`` (#9) land with their issues; until then their commands say
+so and exit with status 2, instead of pretending.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from rich.console import Console
 err_console = Console(stderr=True)
 
 DEFAULT_DATA_DIR = Path("~/.local/share/kubetrio").expanduser()
+DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
 
 
 def _not_built(component: str, issue: int) -> None:
@@ -32,16 +33,54 @@ def server(
     store: str = typer.Option(
         "", help="Use etcd instead of the embedded store: etcd://host:port,host:port."
     ),
+    host: str = typer.Option("127.0.0.1", help="Address the API server listens on."),
     port: int = typer.Option(6443, help="Port the API server listens on."),
-    kubeconfig: Path | None = typer.Option(
-        None,
-        help="Write the admin kubeconfig here "
-        "(default: merge into ~/.kube/config as context 'kubetrio').",
+    kubeconfig: Path = typer.Option(
+        DEFAULT_KUBECONFIG,
+        help="Merge the admin kubeconfig into this file, as context 'kubetrio'.",
     ),
     no_agent: bool = typer.Option(False, "--no-agent", help="Run only the control plane, no node."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
-    """Run the control plane (API server, controllers, scheduler) and, by default, a node."""
-    _not_built("server", 4)
+    """Run the control plane in the foreground: the Kubernetes API on --port over the store.
+
+    State lives in --data-dir (SQLite) unless --store names etcd. The admin credentials are
+    merged into --kubeconfig, so `kubectl get pods` works at once. Stop with Ctrl-C or SIGTERM.
+    """
+    import logging
+
+    import trio
+    from rich.logging import RichHandler
+
+    from kubetrio.apiserver import run_server
+
+    from ._app import _load_plugins
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
+    if not no_agent:
+        err_console.print(
+            "[yellow]note:[/] the node agent is not part of this build yet (issue #7); "
+            "serving the control plane only."
+        )
+    store_url = store or f"sqlite://{(data_dir / 'state.db').resolve()}"
+    try:
+        trio.run(
+            lambda: run_server(
+                data_dir=data_dir,
+                store_url=store_url,
+                host=host,
+                port=port,
+                kubeconfig=kubeconfig,
+                plugins=_load_plugins(),
+            )
+        )
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=1) from exc
 
 
 def agent(

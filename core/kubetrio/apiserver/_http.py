@@ -1,0 +1,261 @@
+"""A small HTTP/1.1 server on trio and h11.
+
+Why our own and not an ASGI server: the API server has to stream watch responses with a
+flush per event, notice a watcher that went away while no event is due, and (for exec,
+attach and port-forward) take over the raw connection after an ``Upgrade`` — SPDY/3.1
+as well as WebSocket. ASGI has no way to hand over a connection for SPDY, and the
+request/response core is small with h11 doing the parsing.
+
+A handler is ``async def handler(request) -> Response``. A :class:`Response` carries a
+body, or ``chunks`` (an async iterator streamed with chunked encoding), or an
+``upgrade`` callable that receives the raw stream after the status line is sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import h11
+import trio
+
+log = logging.getLogger("kubetrio.apiserver.http")
+
+MAX_BODY_BYTES = 3 * 1024 * 1024
+"""Request bodies larger than this get 413, as kube-apiserver's limit for JSON bodies."""
+MAX_HEADER_BYTES = 64 * 1024
+READ_SIZE = 64 * 1024
+IDLE_TIMEOUT = 120.0
+"""A keep-alive connection with no request for this long is closed."""
+
+
+@dataclasses.dataclass
+class Request:
+    """One HTTP request, body read in full."""
+
+    method: str
+    target: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    """Header names in lower case; repeated headers joined with ``, ``."""
+    body: bytes = b""
+    remote: str = ""
+    http_version: str = "1.1"
+
+    def param(self, name: str, default: str = "") -> str:
+        """The last value of a query parameter, or ``default``."""
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+
+Upgrade = Callable[[trio.abc.Stream, bytes], Awaitable[None]]
+"""Takes over a connection after a 101 answer: (stream, bytes already read past the request)."""
+
+
+@dataclasses.dataclass
+class Response:
+    """What a handler answers."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str | None = "application/json"
+    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    chunks: AsyncIterator[bytes] | None = None
+    """When set, the body is streamed with chunked encoding, one flush per chunk."""
+    upgrade: Upgrade | None = None
+    """When set (with status 101), the connection is handed over after the headers."""
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Connection:
+    """One client connection: a loop of request → handler → response."""
+
+    def __init__(self, stream: trio.abc.Stream, handler: Handler, remote: str) -> None:
+        self.stream = stream
+        self.handler = handler
+        self.remote = remote
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+
+    async def _send(self, event: h11.Event) -> None:
+        data = self.h11.send(event)
+        if data:
+            await self.stream.send_all(data)
+
+    async def _next_event(self) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            with trio.move_on_after(IDLE_TIMEOUT) as idle:
+                data = await self.stream.receive_some(READ_SIZE)
+            if idle.cancelled_caught:
+                data = b""
+            self.h11.receive_data(bytes(data))
+
+    async def serve(self) -> None:
+        try:
+            while await self._one_exchange():
+                self.h11.start_next_cycle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            pass
+        except h11.RemoteProtocolError as exc:
+            await self._refuse(exc.error_status_hint, f"bad HTTP request: {exc}")
+        finally:
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                await self.stream.aclose()
+
+    async def _refuse(self, status: int, message: str) -> None:
+        from ._status import status_body
+
+        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = status_body(status, message)
+        headers = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(body))),
+            ("connection", "close"),
+        ]
+        try:
+            await self._send(h11.Response(status_code=status, headers=headers))
+            await self._send(h11.Data(data=body))
+            await self._send(h11.EndOfMessage())
+        except Exception:  # the client is gone or the state machine is past repair
+            pass
+
+    async def _read_request(self) -> Request | None:
+        event = await self._next_event()
+        if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+            return None
+        if not isinstance(event, h11.Request):
+            return None
+        headers: dict[str, str] = {}
+        for name, value in event.headers:
+            key = name.decode("latin-1")
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        declared = headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise _TooLarge
+        body = bytearray()
+        while True:
+            part = await self._next_event()
+            if isinstance(part, h11.Data):
+                body += part.data
+                if len(body) > MAX_BODY_BYTES:
+                    raise _TooLarge
+            elif isinstance(part, h11.EndOfMessage):
+                break
+            else:
+                return None
+        target = event.target.decode("latin-1")
+        split = urlsplit(target)
+        return Request(
+            method=event.method.decode("ascii"),
+            target=target,
+            path=unquote(split.path),
+            query=parse_qs(split.query, keep_blank_values=True),
+            headers=headers,
+            body=bytes(body),
+            remote=self.remote,
+            http_version=event.http_version.decode("ascii"),
+        )
+
+    async def _one_exchange(self) -> bool:
+        """Serve one request; return whether the connection can carry another."""
+        try:
+            request = await self._read_request()
+        except _TooLarge:
+            await self._refuse(
+                413, f"the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
+            )
+            return False
+        if request is None:
+            return False
+        try:
+            response = await self.handler(request)
+        except Exception:
+            log.exception("handler failed on %s %s", request.method, request.target)
+            from ._status import status_body
+
+            response = Response(status=500, body=status_body(500, "internal error"))
+        await self._respond(request, response)
+        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+
+    async def _respond(self, request: Request, response: Response) -> None:
+        headers = list(response.headers)
+        if response.content_type is not None:
+            headers.append(("content-type", response.content_type))
+        if response.upgrade is not None:
+            await self._send(h11.InformationalResponse(status_code=101, headers=headers))
+            trailing, _ = self.h11.trailing_data
+            await response.upgrade(self.stream, trailing)
+            return
+        if response.chunks is None:
+            headers.append(("content-length", str(len(response.body))))
+            await self._send(h11.Response(status_code=response.status, headers=headers))
+            if request.method != "HEAD" and response.body:
+                await self._send(h11.Data(data=response.body))
+            await self._send(h11.EndOfMessage())
+            return
+        headers.append(("transfer-encoding", "chunked"))
+        await self._send(h11.Response(status_code=response.status, headers=headers))
+        await self._stream_chunks(response.chunks)
+
+    async def _stream_chunks(self, chunks: AsyncIterator[bytes]) -> None:
+        """Send chunks until the iterator ends or the client goes away."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._cancel_when_client_leaves, nursery.cancel_scope)
+            try:
+                async for chunk in chunks:
+                    if chunk:
+                        await self._send(h11.Data(data=chunk))
+                await self._send(h11.EndOfMessage())
+            finally:
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    with trio.CancelScope(shield=True):
+                        await aclose()
+            nursery.cancel_scope.cancel()
+
+    async def _cancel_when_client_leaves(self, scope: trio.CancelScope) -> None:
+        # While streaming, the client sends nothing more (HTTP/1.1 without pipelining);
+        # end of input means it closed the connection, so stop producing.
+        # Bytes that do arrive (a next request sent early) go to h11, which keeps them
+        # for the next cycle.
+        try:
+            while data := await self.stream.receive_some(READ_SIZE):
+                self.h11.receive_data(bytes(data))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            pass
+        scope.cancel()
+
+
+async def serve_http(
+    handler: Handler,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve HTTP/1.1 on ``host:port`` until cancelled; ``task_status`` gets the listeners."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+
+    async def on_connection(stream: trio.SocketStream) -> None:
+        try:
+            peer = stream.socket.getpeername()
+            remote = f"{peer[0]}:{peer[1]}"
+        except OSError:
+            remote = ""
+        await _Connection(stream, handler, remote).serve()
+
+    await trio.serve_listeners(on_connection, listeners, task_status=task_status)

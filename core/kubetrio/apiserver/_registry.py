@@ -1,0 +1,534 @@
+"""The generic REST storage behind every resource: Kubernetes' object semantics on the store.
+
+One :class:`Registry` serves every resource. It owns the key layout
+(``/registry/<group or core>/<resource>/<namespace>/<name>``), server-set metadata
+(uid, creationTimestamp, generation, generateName), resourceVersion preconditions,
+the status and scale subresources, graceful and finalizer-blocked deletion with
+propagation policies, list paging at one revision, and watches with selector-aware
+ADDED/MODIFIED/DELETED translation.
+
+Objects are plain JSON dicts here; typed validation happens before (``_admission``).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from kubetrio import store as kv
+from kubetrio.api.scheme import ResourceInfo
+
+from . import _objects as objects
+from ._status import (
+    ApiError,
+    already_exists,
+    bad_request,
+    conflict,
+    expired,
+    not_found,
+)
+
+KubeObject = dict[str, Any]
+ObjectFilter = Callable[[KubeObject], bool]
+"""Label and field selectors compiled into one predicate."""
+Mutation = Callable[[KubeObject], None]
+"""Changes an object in place (a strategy step: admission, defaults)."""
+
+PAGE_BATCH = 500
+"""Keys fetched from the store per round while filling a filtered page."""
+
+
+def _match_all(obj: KubeObject) -> bool:
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class ListPage:
+    """A page of a list at one revision."""
+
+    items: list[bytes]
+    """Objects as JSON bytes, resourceVersion spliced in."""
+    revision: int
+    continue_token: str = ""
+    remaining: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchEvent:
+    """One event of a watch as it goes to the client."""
+
+    type: str
+    """ADDED, MODIFIED, DELETED, BOOKMARK or ERROR."""
+    object: bytes
+    revision: int
+
+
+def encode_continue(revision: int, key: bytes) -> str:
+    """A continue token: the revision of the list and the last key returned."""
+    raw = json.dumps({"v": "kubetrio/1", "rv": revision, "start": key.decode("utf-8", "replace")})
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_continue(token: str) -> tuple[int, bytes]:
+    """The (revision, last key) of a continue token; 400 when it is not ours."""
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
+        if raw.get("v") != "kubetrio/1":
+            raise ValueError("unknown version")
+        return int(raw["rv"]), str(raw["start"]).encode()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise bad_request(f"continue key is not valid: {exc}") from exc
+
+
+class Registry:
+    """Kubernetes object semantics over a :class:`~kubetrio.store.Store`."""
+
+    def __init__(self, store: kv.Store) -> None:
+        self.store = store
+
+    # --- keys ---------------------------------------------------------------------------
+
+    @staticmethod
+    def key(info: ResourceInfo, namespace: str, name: str) -> str:
+        """The store key of one object."""
+        return f"{Registry.prefix(info, namespace)}{name}"
+
+    @staticmethod
+    def prefix(info: ResourceInfo, namespace: str = "") -> str:
+        """The key prefix of a resource, in one namespace or all of them."""
+        base = f"/registry/{info.group or 'core'}/{info.resource}/"
+        return f"{base}{namespace}/" if info.namespaced and namespace else base
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def get(self, info: ResourceInfo, namespace: str, name: str) -> kv.KeyValue:
+        """The stored version of an object; 404 when absent."""
+        found = await self.store.get(self.key(info, namespace, name))
+        if found is None:
+            raise not_found(info.resource, info.group, name)
+        return found
+
+    async def get_object(self, info: ResourceInfo, namespace: str, name: str) -> KubeObject:
+        """An object as a dict with its resourceVersion."""
+        found = await self.get(info, namespace, name)
+        return objects.decode_stored(found.value, found.mod_revision)
+
+    async def list(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        *,
+        matches: ObjectFilter = _match_all,
+        limit: int = 0,
+        continue_token: str = "",
+        resource_version: str = "",
+        resource_version_match: str = "",
+    ) -> ListPage:
+        """A page of matching objects, all read at one revision.
+
+        resourceVersion semantics: unset → the latest; ``0`` → any (served latest);
+        ``N`` with ``resourceVersionMatch=Exact`` → exactly at N; ``N`` otherwise → not
+        older than N. A continue token carries its own revision.
+        """
+        prefix = self.prefix(info, namespace)
+        revision = 0
+        start: bytes | None = None
+        if continue_token:
+            revision, last_key = decode_continue(continue_token)
+            start = last_key + b"\x00"
+            if not last_key.startswith(prefix.encode()):
+                raise bad_request("continue key does not belong to this list")
+        elif resource_version not in ("", "0"):
+            wanted = _parse_resource_version(resource_version)
+            current = await self.store.current_revision()
+            if resource_version_match == "Exact":
+                revision = wanted
+            elif wanted > current:
+                raise ApiError(
+                    504,
+                    f"Too large resource version: {wanted}, current: {current}",
+                    reason="Timeout",
+                    details={
+                        "causes": [
+                            {
+                                "reason": "ResourceVersionTooLarge",
+                                "message": "Too large resource version",
+                            }
+                        ],
+                        "retryAfterSeconds": 1,
+                    },
+                )
+        items: list[bytes] = []
+        try:
+            while True:
+                batch = PAGE_BATCH if (limit or matches is not _match_all) else 0
+                page = await self.store.list(
+                    prefix, revision=revision, limit=batch, continue_key=start
+                )
+                revision = page.revision
+                for entry in page.kvs:
+                    if matches is not _match_all:
+                        obj = objects.decode_stored(entry.value, entry.mod_revision)
+                        if not matches(obj):
+                            start = entry.key + b"\x00"
+                            continue
+                    items.append(objects.with_resource_version(entry.value, entry.mod_revision))
+                    start = entry.key + b"\x00"
+                    if limit and len(items) >= limit:
+                        more = page.more or entry is not page.kvs[-1]
+                        token = encode_continue(revision, entry.key) if more else ""
+                        return ListPage(items, revision, token)
+                if not page.more:
+                    return ListPage(items, revision)
+        except kv.Compacted as exc:
+            if continue_token:
+                raise ApiError(
+                    410,
+                    "The provided continue parameter is too old to display a consistent list "
+                    "result. You can start a new list without the continue parameter.",
+                    reason="Expired",
+                ) from exc
+            raise expired(revision, exc.compact_revision) from exc
+        except kv.FutureRevision as exc:
+            raise ApiError(
+                504, f"Too large resource version: {revision}", reason="Timeout"
+            ) from exc
+
+    async def current_revision(self) -> int:
+        """The store's latest revision (a list's resourceVersion when it has no items)."""
+        return await self.store.current_revision()
+
+    # --- writes -------------------------------------------------------------------------
+
+    async def create(
+        self, info: ResourceInfo, namespace: str, obj: KubeObject, *, dry_run: bool = False
+    ) -> KubeObject:
+        """Store a new object; server-set metadata is filled in here."""
+        metadata = obj.setdefault("metadata", {})
+        if not metadata.get("name") and metadata.get("generateName"):
+            metadata["name"] = objects.generate_name(metadata["generateName"])
+        name = metadata.get("name", "")
+        metadata["uid"] = objects.new_uid()
+        metadata["creationTimestamp"] = objects.now_rfc3339()
+        metadata["generation"] = 1
+        for server_only in (
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ):
+            metadata.pop(server_only, None)
+        if info.namespaced:
+            metadata["namespace"] = namespace
+        else:
+            metadata.pop("namespace", None)
+        value = objects.encode_for_store(obj)
+        if dry_run:
+            if await self.store.get(self.key(info, namespace, name)) is not None:
+                raise already_exists(info.resource, info.group, name)
+            return obj
+        try:
+            created = await self.store.create(self.key(info, namespace, name), value)
+        except kv.AlreadyExists as exc:
+            raise already_exists(info.resource, info.group, name) from exc
+        metadata["resourceVersion"] = str(created.mod_revision)
+        return obj
+
+    async def update(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        change: Callable[[KubeObject], Awaitable[KubeObject]],
+        *,
+        precondition_from_body: bool = True,
+        dry_run: bool = False,
+        retries: int = 5,
+        server_fields: tuple[str, ...] = (),
+    ) -> KubeObject:
+        """Read-modify-write with compare-and-swap.
+
+        ``change`` gets the current object and returns the new one. When the new object
+        carries a resourceVersion (and ``precondition_from_body``), it must match the
+        stored one or the update fails with 409; without one, a conflicting concurrent
+        write makes the update run ``change`` again on the fresh object. Server-owned
+        metadata is kept from the stored object except ``server_fields``, which the
+        server itself is changing (deletionTimestamp when marking a deletion).
+        """
+        key = self.key(info, namespace, name)
+        for _ in range(retries):
+            current = await self.get(info, namespace, name)
+            old = objects.decode_stored(current.value, current.mod_revision)
+            new = await change(json.loads(json.dumps(old)))
+            wanted_rv = (new.get("metadata") or {}).get("resourceVersion")
+            body_rv_given = precondition_from_body and wanted_rv not in (None, "")
+            if body_rv_given and str(wanted_rv) != str(current.mod_revision):
+                raise conflict(info.resource, info.group, name)
+            _keep_server_metadata(old, new, info, server_fields)
+            if _spec_changed(old, new):
+                new["metadata"]["generation"] = int(old["metadata"].get("generation") or 1) + 1
+            if _finalized(old, new):
+                # The last finalizer went away from an object being deleted: delete it.
+                return await self._delete_now(info, namespace, name, current, dry_run=dry_run)
+            value = objects.encode_for_store(new)
+            if dry_run:
+                return new
+            if value == current.value:  # nothing changed: no new revision, as Kubernetes
+                return old
+            try:
+                updated = await self.store.update(
+                    key, value, expected_revision=current.mod_revision
+                )
+            except kv.Conflict:
+                if precondition_from_body and wanted_rv not in (None, ""):
+                    raise conflict(info.resource, info.group, name) from None
+                continue
+            except kv.NotFound as exc:
+                raise not_found(info.resource, info.group, name) from exc
+            new["metadata"]["resourceVersion"] = str(updated.mod_revision)
+            return new
+        raise conflict(info.resource, info.group, name, "too many concurrent updates")
+
+    async def delete(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        *,
+        options: KubeObject,
+        dry_run: bool = False,
+    ) -> tuple[KubeObject, bool]:
+        """Delete an object; return (its last state, whether it is gone now).
+
+        Objects with finalizers, or deleted with ``Foreground``/``Orphan`` propagation, get
+        a deletionTimestamp and stay until their finalizers are removed. Pods bound to a
+        node with a grace period stay until the node agent confirms they stopped.
+        """
+        current = await self.get(info, namespace, name)
+        obj = objects.decode_stored(current.value, current.mod_revision)
+        metadata = obj["metadata"]
+        preconditions = options.get("preconditions") or {}
+        if preconditions.get("uid") and preconditions["uid"] != metadata.get("uid"):
+            raise conflict(
+                info.resource,
+                info.group,
+                name,
+                f"Precondition failed: UID in precondition: {preconditions['uid']}, "
+                f"UID in object meta: {metadata.get('uid')}",
+            )
+        if preconditions.get("resourceVersion") and str(preconditions["resourceVersion"]) != str(
+            current.mod_revision
+        ):
+            raise conflict(
+                info.resource,
+                info.group,
+                name,
+                "Precondition failed: resourceVersion in precondition: "
+                f"{preconditions['resourceVersion']}, resourceVersion in object meta: "
+                f"{current.mod_revision}",
+            )
+        policy = options.get("propagationPolicy") or ""
+        if options.get("orphanDependents") is True:
+            policy = "Orphan"
+        finalizers = list(metadata.get("finalizers") or [])
+        if policy == "Foreground" and "foregroundDeletion" not in finalizers:
+            finalizers.append("foregroundDeletion")
+        if policy == "Orphan" and "orphan" not in finalizers:
+            finalizers.append("orphan")
+        grace = _grace_period(info, obj, options)
+        if not finalizers and not grace:
+            return await self._delete_now(info, namespace, name, current, dry_run=dry_run), True
+        if metadata.get("deletionTimestamp"):
+            return obj, False  # already being deleted: deleting again changes nothing
+
+        async def mark(latest: KubeObject) -> KubeObject:
+            latest_meta = latest["metadata"]
+            latest_meta["deletionTimestamp"] = objects.now_rfc3339()
+            latest_meta["deletionGracePeriodSeconds"] = grace or 0
+            present = list(latest_meta.get("finalizers") or [])
+            present += [f for f in finalizers if f not in present]
+            if present:
+                latest_meta["finalizers"] = present
+            latest_meta.pop("resourceVersion", None)
+            return latest
+
+        marked = await self.update(
+            info,
+            namespace,
+            name,
+            mark,
+            precondition_from_body=False,
+            dry_run=dry_run,
+            server_fields=("deletionTimestamp", "deletionGracePeriodSeconds"),
+        )
+        return marked, False
+
+    async def _delete_now(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        current: kv.KeyValue,
+        *,
+        dry_run: bool,
+    ) -> KubeObject:
+        obj = objects.decode_stored(current.value, current.mod_revision)
+        if dry_run:
+            return obj
+        try:
+            deleted = await self.store.delete(
+                self.key(info, namespace, name), expected_revision=current.mod_revision
+            )
+        except kv.NotFound as exc:
+            raise not_found(info.resource, info.group, name) from exc
+        except kv.Conflict as exc:
+            raise conflict(info.resource, info.group, name) from exc
+        obj["metadata"]["resourceVersion"] = str(deleted.revision)
+        return obj
+
+    # --- watch --------------------------------------------------------------------------
+
+    async def watch(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        *,
+        matches: ObjectFilter = _match_all,
+        resource_version: str = "",
+    ) -> AsyncIterator[WatchEvent]:
+        """Events of a resource in order, translated through the selectors.
+
+        With resourceVersion unset or ``0`` the watch starts with an ADDED event for each
+        matching object (a list at one revision), then goes on from that revision. With
+        ``N``, every change after ``N``. A compacted ``N`` yields one ERROR event (410
+        Expired) and ends, as kube-apiserver's watch cache does.
+        """
+        prefix = self.prefix(info, namespace)
+        start = 0
+        if resource_version in ("", "0"):
+            page = await self.list(info, namespace, matches=matches)
+            for item in page.items:
+                yield WatchEvent("ADDED", item, page.revision)
+            start = page.revision + 1
+        else:
+            start = _parse_resource_version(resource_version) + 1
+        try:
+            async with self.store.watch(prefix, prefix=True, revision=start) as events:
+                async for event in events:
+                    translated = _translate(event, matches)
+                    if translated is not None:
+                        yield translated
+        except kv.Compacted as exc:
+            yield WatchEvent(
+                "ERROR",
+                objects.encode(expired(start - 1, exc.compact_revision).status()),
+                exc.current_revision,
+            )
+
+
+def _translate(event: kv.Event, matches: ObjectFilter) -> WatchEvent | None:
+    """A store event as a client sees it through its selectors."""
+    revision = event.revision
+    if event.type == kv.EventType.DELETE:
+        if event.prev_kv is None:
+            return None
+        last = objects.decode_stored(event.prev_kv.value, revision)
+        return WatchEvent("DELETED", objects.encode(last), revision) if matches(last) else None
+    now = objects.decode_stored(event.kv.value, revision)
+    now_matches = matches(now)
+    if event.prev_kv is None:
+        return WatchEvent("ADDED", objects.encode(now), revision) if now_matches else None
+    before = objects.decode_stored(event.prev_kv.value, event.prev_kv.mod_revision)
+    before_matches = matches(before)
+    if now_matches:
+        return WatchEvent("MODIFIED" if before_matches else "ADDED", objects.encode(now), revision)
+    if before_matches:  # it left the selection: to this watcher, it is gone
+        return WatchEvent("DELETED", objects.encode(now), revision)
+    return None
+
+
+def _parse_resource_version(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise bad_request(f'invalid resource version "{text}"') from None
+    if value < 0:
+        raise bad_request(f'invalid resource version "{text}"')
+    return value
+
+
+_IMMUTABLE_METADATA = (
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "namespace",
+    "name",
+)
+
+
+def _keep_server_metadata(
+    old: KubeObject, new: KubeObject, info: ResourceInfo, server_fields: tuple[str, ...]
+) -> None:
+    """Server-owned metadata survives any client write; clients can't forge it."""
+    new_meta = new.setdefault("metadata", {})
+    old_meta = old["metadata"]
+    for field in _IMMUTABLE_METADATA:
+        if field in server_fields:
+            continue
+        if field in old_meta:
+            new_meta[field] = old_meta[field]
+        else:
+            new_meta.pop(field, None)
+    new_meta.pop("resourceVersion", None)
+    new["apiVersion"] = old.get("apiVersion", new.get("apiVersion"))
+    new["kind"] = old.get("kind", new.get("kind"))
+    if old_meta.get("deletionTimestamp"):
+        added = set(new_meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+        if added:
+            raise ApiError(
+                422,
+                f'{info.kind} "{old_meta.get("name")}" is invalid: metadata.finalizers: '
+                f"Forbidden: no new finalizers can be added if the object is being deleted, "
+                f"found new finalizers {sorted(added)}",
+                reason="Invalid",
+            )
+
+
+def _spec_changed(old: KubeObject, new: KubeObject) -> bool:
+    """Whether anything but metadata and status changed (what bumps ``generation``)."""
+    ignored = {"metadata", "status", "apiVersion", "kind"}
+    keys = (set(old) | set(new)) - ignored
+    return any(old.get(k) != new.get(k) for k in keys)
+
+
+def _finalized(old: KubeObject, new: KubeObject) -> bool:
+    """Whether a write removed the last finalizer of an object being deleted."""
+    old_meta = old.get("metadata") or {}
+    new_meta = new.get("metadata") or {}
+    return (
+        bool(old_meta.get("deletionTimestamp"))
+        and bool(old_meta.get("finalizers"))
+        and not new_meta.get("finalizers")
+    )
+
+
+def _grace_period(info: ResourceInfo, obj: KubeObject, options: KubeObject) -> int:
+    """Seconds a deletion waits for the workload to stop: only bound, running pods wait."""
+    if info.group != "" or info.resource != "pods":
+        return 0
+    spec = obj.get("spec") or {}
+    phase = (obj.get("status") or {}).get("phase")
+    if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+        return 0  # nothing runs it: gone at once, as Kubernetes does
+    grace = options.get("gracePeriodSeconds")
+    if grace is None:
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+    try:
+        return max(int(grace), 0)
+    except (TypeError, ValueError):
+        raise bad_request("gracePeriodSeconds must be an integer") from None

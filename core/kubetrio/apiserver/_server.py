@@ -1,0 +1,1008 @@
+"""The Kubernetes API server: routes requests to discovery, OpenAPI and resource handlers.
+
+Request path: HTTP (``_http``) → route (``_routes``) → authenticate → authorize (plugin
+hooks) → decode and check the body (``_validation``) → admission hooks → registry
+(``_registry``, over the store) → JSON, Table (``_tables``) or a watch stream.
+
+Every failure leaves as a Kubernetes ``Status`` (``_status``); an unexpected exception is
+a 500 Status and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import trio
+
+import kubetrio
+from kubetrio.api import selectors
+from kubetrio.api.scheme import ResourceInfo, Scheme
+from kubetrio.plugins import PluginManager
+from kubetrio.providers import (
+    AdmissionDenied,
+    AdmissionRequest,
+    AuthorizationAttributes,
+    AuthRequest,
+    UserInfo,
+)
+from kubetrio.store import Store
+
+from . import _objects as objects
+from . import _patch, _tables, _validation
+from ._http import Request, Response
+from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
+from ._routes import ResourcePath, parse_resource_path
+from ._status import ApiError, bad_request, invalid, status_body
+
+log = logging.getLogger("kubetrio.apiserver")
+
+KUBERNETES_VERSION = (1, 31, 0)
+"""The Kubernetes release whose API this server speaks (for /version and client checks)."""
+
+ANONYMOUS = UserInfo(name="system:anonymous", groups=("system:unauthenticated",))
+AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+WATCH_BOOKMARK_INTERVAL = 10.0
+DEFAULT_WATCH_TIMEOUT = (1800, 3600)
+"""Watches without timeoutSeconds end at a random point in this range, as kube-apiserver's."""
+
+
+def json_response(
+    value: Any, status: int = 200, headers: list[tuple[str, str]] | None = None
+) -> Response:
+    """A JSON response."""
+    return Response(status=status, body=objects.encode(value), headers=headers or [])
+
+
+class ApiServer:
+    """Serves the Kubernetes API for one store and scheme.
+
+    :param store: where objects live.
+    :param scheme: the served resources (``Scheme.builtin()`` plus plugins' kinds).
+    :param plugins: the plugin manager whose auth and admission hooks are called; when
+        None, every request is allowed (an embedded, single-user control plane).
+    :param allow_anonymous_admin: when no authorizer decides, allow the request. The
+        default for a local cluster until RBAC is configured.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        scheme: Scheme | None = None,
+        *,
+        plugins: PluginManager | None = None,
+        allow_unauthorized: bool = True,
+        server_address: str = "127.0.0.1:6443",
+    ) -> None:
+        self.scheme = scheme or Scheme.builtin()
+        self.registry = Registry(store)
+        self.plugins = plugins
+        self.allow_unauthorized = allow_unauthorized
+        self.server_address = server_address
+        self.on_namespace_deleted: Callable[[], None] = lambda: None
+        """Called after a namespace is marked Terminating (wakes the finalizer)."""
+
+    # --- entry point --------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one HTTP request (the ``_http`` handler)."""
+        try:
+            return await self._dispatch(request)
+        except ApiError as exc:
+            headers = [("retry-after", "1")] if exc.code in (429, 504) else []
+            return Response(status=exc.code, body=objects.encode(exc.status()), headers=headers)
+
+    async def _dispatch(self, request: Request) -> Response:
+        path = request.path.rstrip("/") or "/"
+        if path in ("/healthz", "/livez", "/readyz"):
+            return Response(body=b"ok", content_type="text/plain; charset=utf-8")
+        user = self._authenticate(request)
+        target = parse_resource_path(self.scheme, path)
+        if target is None:
+            self._authorize(user, AuthorizationAttributes(verb=request.method.lower(), path=path))
+            return self._non_resource(request, path)
+        return await self._resource(request, user, target)
+
+    # --- auth ---------------------------------------------------------------------------
+
+    def _authenticate(self, request: Request) -> UserInfo:
+        if self.plugins is None:
+            return ANONYMOUS
+        user = self.plugins.authenticate(
+            request=AuthRequest(headers=request.headers, remote_address=request.remote)
+        )
+        if user is None and "authorization" in request.headers:
+            raise ApiError(401, "Unauthorized")
+        return user or ANONYMOUS
+
+    def _authorize(self, user: UserInfo, attributes: AuthorizationAttributes) -> None:
+        if self.plugins is None:
+            return
+        decision = self.plugins.authorize(user=user, attributes=attributes)
+        if decision is not None and decision.allowed:
+            return
+        if decision is None and self.allow_unauthorized:
+            return
+        what = (
+            f"{attributes.resource}{'.' + attributes.api_group if attributes.api_group else ''}"
+            if attributes.resource
+            else f'path "{attributes.path}"'
+        )
+        scope = f' in the namespace "{attributes.namespace}"' if attributes.namespace else ""
+        reason = f": {decision.reason}" if decision is not None and decision.reason else ""
+        named = f' "{attributes.name}"' if attributes.name else ""
+        raise ApiError(
+            403,
+            f'{what}{named} is forbidden: User "{user.name}" cannot {attributes.verb} '
+            f"resource{scope}{reason}",
+        )
+
+    # --- non-resource paths -------------------------------------------------------------
+
+    def _non_resource(self, request: Request, path: str) -> Response:
+        accept = request.headers.get("accept", "")
+        if path == "/version":
+            major, minor, patch = KUBERNETES_VERSION
+            return json_response(
+                {
+                    "major": str(major),
+                    "minor": str(minor),
+                    "gitVersion": f"v{major}.{minor}.{patch}+kubetrio-{kubetrio.__version__}",
+                    "gitCommit": "",
+                    "gitTreeState": "clean",
+                    "buildDate": "",
+                    "goVersion": "",
+                    "compiler": "kubetrio",
+                    "platform": "linux/amd64",
+                }
+            )
+        if path in ("/api", "/apis"):
+            core = path == "/api"
+            for media, version in ((AGGREGATED_V2, "v2"), (AGGREGATED_V2BETA1, "v2beta1")):
+                if f"v={version};as=APIGroupDiscoveryList" in accept.replace(" ", ""):
+                    body = self.scheme.aggregated_discovery(core=core, version=version)
+                    return Response(
+                        body=objects.encode(body), content_type=media, headers=[("vary", "Accept")]
+                    )
+            document = (
+                self.scheme.api_versions(self.server_address)
+                if core
+                else self.scheme.api_group_list()
+            )
+            return Response(body=_encode_model(document), headers=[("vary", "Accept")])
+        parts = [p for p in path.split("/") if p]
+        if parts[0] == "api" and len(parts) == 2:
+            found = self.scheme.api_resource_list("", parts[1])
+            if found is not None:
+                return Response(body=_encode_model(found))
+        if parts[0] == "apis" and len(parts) == 2:
+            group = self.scheme.api_group(parts[1])
+            if group is not None:
+                return Response(body=_encode_model(group))
+        if parts[0] == "apis" and len(parts) == 3:
+            found = self.scheme.api_resource_list(parts[1], parts[2])
+            if found is not None:
+                return Response(body=_encode_model(found))
+        if path == "/openapi/v2":
+            # An empty protobuf document is a valid, empty OpenAPI v2 spec: kubectl
+            # 1.27/1.28 then skip client-side validation instead of failing.
+            return Response(body=b"", content_type=OPENAPI_V2_PROTOBUF)
+        raise ApiError(404, "the server could not find the requested resource")
+
+    # --- resources ----------------------------------------------------------------------
+
+    async def _resource(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
+        info = target.info
+        method = request.method
+        watch = request.param("watch") in ("true", "1")
+        if target.name:
+            verb = {
+                "GET": "get",
+                "PUT": "update",
+                "PATCH": "patch",
+                "DELETE": "delete",
+                "POST": "create",
+            }.get(method, "")
+            if watch and method == "GET":
+                verb = "watch"
+        else:
+            verb = {
+                "GET": "watch" if watch else "list",
+                "POST": "create",
+                "DELETE": "deletecollection",
+            }.get(method, "")
+        if not verb:
+            raise ApiError(
+                405,
+                "the server does not allow this method on the requested resource",
+                reason="MethodNotAllowed",
+            )
+        self._authorize(
+            user,
+            AuthorizationAttributes(
+                verb=verb,
+                api_group=info.group,
+                api_version=info.version,
+                resource=info.resource,
+                subresource=target.subresource,
+                namespace=target.namespace,
+                name=target.name,
+            ),
+        )
+        if target.subresource:
+            return await self._subresource(request, user, target, verb)
+        if not info.has_verb(verb):
+            raise ApiError(
+                405,
+                "the server does not allow this method on the requested resource",
+                reason="MethodNotAllowed",
+            )
+        if info.namespaced and not target.namespace and verb not in ("list", "watch"):
+            raise ApiError(404, "the server could not find the requested resource")
+        handler: Callable[[Request, UserInfo, ResourcePath], Awaitable[Response]] = {
+            "get": self._get,
+            "list": self._list,
+            "watch": self._watch,
+            "create": self._create,
+            "update": self._update,
+            "patch": self._patch,
+            "delete": self._delete,
+            "deletecollection": self._delete_collection,
+        }[verb]
+        return await handler(request, user, target)
+
+    async def _get(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
+        found = await self.registry.get(target.info, target.namespace, target.name)
+        body = objects.with_resource_version(found.value, found.mod_revision)
+        if _wants_table(request):
+            obj = objects.decode(body)
+            table = _tables.table(
+                target.info,
+                [obj],
+                str(found.mod_revision),
+                include_object=request.param("includeObject", "Metadata"),
+            )
+            return json_response(table)
+        return Response(body=body)
+
+    def _filter(self, request: Request, info: ResourceInfo, namespace: str) -> ObjectFilter:
+        try:
+            labels = selectors.parse_label_selector(request.param("labelSelector"))
+            fields = selectors.parse_field_selector(request.param("fieldSelector"))
+            fields.check_supported(info.group, info.resource)
+        except ValueError as exc:
+            raise bad_request(str(exc)) from exc
+        if labels.is_empty() and fields.is_empty():
+            return _everything
+        group, resource = info.group, info.resource
+
+        def matches(obj: KubeObject) -> bool:
+            metadata = obj.get("metadata") or {}
+            if not labels.matches(metadata.get("labels") or {}):
+                return False
+            return fields.is_empty() or fields.matches(
+                selectors.object_fields(group, resource, obj)
+            )
+
+        return matches
+
+    async def _list(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
+        info = target.info
+        limit = _int_param(request, "limit", 0)
+        page = await self.registry.list(
+            info,
+            target.namespace,
+            matches=self._filter(request, info, target.namespace),
+            limit=limit,
+            continue_token=request.param("continue"),
+            resource_version=request.param("resourceVersion"),
+            resource_version_match=request.param("resourceVersionMatch"),
+        )
+        if _wants_table(request):
+            items = [objects.decode(item) for item in page.items]
+            table = _tables.table(
+                info,
+                items,
+                str(page.revision),
+                include_object=request.param("includeObject", "Metadata"),
+            )
+            if page.continue_token:
+                table["metadata"]["continue"] = page.continue_token
+            return json_response(table)
+        metadata = f'"resourceVersion":"{page.revision}"'
+        if page.continue_token:
+            metadata += f',"continue":"{page.continue_token}"'
+        body = b"".join(
+            (
+                b'{"kind":"',
+                info.list_kind.encode(),
+                b'","apiVersion":"',
+                info.api_version.encode(),
+                b'","metadata":{',
+                metadata.encode(),
+                b'},"items":[',
+                b",".join(page.items),
+                b"]}",
+            )
+        )
+        return Response(body=body)
+
+    async def _watch(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
+        info = target.info
+        matches = self._filter(request, info, target.namespace)
+        if target.name:
+            name = target.name
+            inner = matches
+            matches = lambda obj: (obj.get("metadata") or {}).get("name") == name and inner(obj)  # noqa: E731
+        timeout = _int_param(request, "timeoutSeconds", 0) or random.randint(*DEFAULT_WATCH_TIMEOUT)
+        bookmarks = request.param("allowWatchBookmarks") in ("true", "1")
+        as_table = _wants_table(request)
+        if request.param("sendInitialEvents") in ("true", "1"):
+            # The streaming-list protocol is off by default in every kubectl 1.27-1.33;
+            # refusing it makes client-go fall back to list-then-watch.
+            raise invalid(
+                info.kind,
+                info.group,
+                "",
+                [
+                    {
+                        "reason": "FieldValueNotSupported",
+                        "field": "sendInitialEvents",
+                        "message": "Unsupported value: sendInitialEvents is not supported "
+                        "by this server",
+                    }
+                ],
+            )
+        events = self.registry.watch(
+            info,
+            target.namespace,
+            matches=matches,
+            resource_version=request.param("resourceVersion"),
+        )
+        chunks = _watch_stream(
+            info, events, timeout=timeout, bookmarks=bookmarks, as_table=as_table
+        )
+        return Response(chunks=chunks)
+
+    async def _create(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
+        info = target.info
+        if target.name:
+            raise ApiError(
+                405,
+                "the server does not allow this method on the requested resource",
+                reason="MethodNotAllowed",
+            )
+        warnings: list[str] = []
+        obj = self._checked_body(request, info, warnings)
+        metadata = obj.setdefault("metadata", {})
+        body_namespace = metadata.get("namespace")
+        if info.namespaced and body_namespace and body_namespace != target.namespace:
+            raise bad_request(
+                "the namespace of the provided object does not match the "
+                "namespace sent on the request"
+            )
+        if info.namespaced:
+            metadata["namespace"] = target.namespace
+        _validation.validate_metadata(obj, info)
+        if info.namespaced:
+            await self._check_namespace_open(target.namespace)
+        self._admit("CREATE", user, info, target, obj, None, request)
+        created = await self.registry.create(info, target.namespace, obj, dry_run=_dry_run(request))
+        return json_response(created, 201, _warning_headers(warnings))
+
+    async def _check_namespace_open(self, namespace: str) -> None:
+        namespaces = self.scheme.resource("", "v1", "namespaces")
+        assert namespaces is not None
+        try:
+            ns = await self.registry.get_object(namespaces, "", namespace)
+        except ApiError as exc:
+            raise ApiError(
+                404,
+                f'namespaces "{namespace}" not found',
+                details={"name": namespace, "kind": "namespaces"},
+            ) from exc
+        if (ns.get("status") or {}).get("phase") == "Terminating" or ns["metadata"].get(
+            "deletionTimestamp"
+        ):
+            raise ApiError(
+                403,
+                f"unable to create new content in namespace {namespace} because it is being "
+                "terminated",
+                details={
+                    "name": namespace,
+                    "kind": "namespaces",
+                    "causes": [
+                        {
+                            "reason": "NamespaceTerminating",
+                            "message": f"namespace {namespace} is being terminated",
+                            "field": "metadata.namespace",
+                        }
+                    ],
+                },
+            )
+
+    def _checked_body(
+        self, request: Request, info: ResourceInfo, warnings: list[str]
+    ) -> KubeObject:
+        obj: KubeObject = _validation.decode_body(request)
+        _validation.check_kind(obj, info)
+        return _validation.typed(obj, info, request.param("fieldValidation"), warnings)
+
+    def _admit(
+        self,
+        operation: str,
+        user: UserInfo,
+        info: ResourceInfo,
+        target: ResourcePath,
+        obj: KubeObject | None,
+        old: KubeObject | None,
+        request: Request,
+    ) -> None:
+        if self.plugins is None:
+            return
+        name = target.name or ((obj or {}).get("metadata") or {}).get("name", "")
+        admission = AdmissionRequest(
+            operation=operation,  # type: ignore[arg-type]
+            user=user,
+            api_group=info.group,
+            api_version=info.version,
+            kind=info.kind,
+            resource=info.resource,
+            subresource=target.subresource,
+            namespace=target.namespace,
+            name=name,
+            object=obj,
+            old_object=old,
+            dry_run=_dry_run(request),
+        )
+        try:
+            self.plugins.admission_mutate(request=admission)
+        except AdmissionDenied as exc:
+            raise _denied(info, name, exc) from exc
+        problems = self.plugins.admission_validate(request=admission)
+        if problems:
+            raise ApiError(
+                403,
+                f'{info.resource} "{name}" is forbidden: ' + "; ".join(problems),
+                details={
+                    "name": name,
+                    "kind": info.resource,
+                    **({"group": info.group} if info.group else {}),
+                },
+            )
+
+    async def _update(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
+        info = target.info
+        warnings: list[str] = []
+        obj = self._checked_body(request, info, warnings)
+        body_name = (obj.get("metadata") or {}).get("name")
+        if body_name and body_name != target.name:
+            raise bad_request(
+                f"the name of the object ({body_name}) does not match the name on "
+                f"the URL ({target.name})"
+            )
+        obj.setdefault("metadata", {})["name"] = target.name
+        if info.namespaced:
+            obj["metadata"]["namespace"] = target.namespace
+        _validation.validate_metadata(obj, info)
+
+        async def replace(current: KubeObject) -> KubeObject:
+            new = copy.deepcopy(obj)
+            if "status" in info.subresources:
+                _keep(new, current, "status")  # status changes go through /status
+            self._admit("UPDATE", user, info, target, new, current, request)
+            return new
+
+        updated = await self.registry.update(
+            info, target.namespace, target.name, replace, dry_run=_dry_run(request)
+        )
+        return json_response(updated, 200, _warning_headers(warnings))
+
+    async def _patch(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
+        info = target.info
+        warnings: list[str] = []
+        kind = _validation.media_type(request)
+        patch_body = _validation.decode_body(
+            request, expect=list if kind == _validation.JSON_PATCH else dict
+        )
+        if kind == _validation.APPLY_PATCH:
+            return await self._apply(request, user, target, patch_body, warnings)
+
+        async def patched(current: KubeObject) -> KubeObject:
+            new = _patch.apply_patch(kind, current, patch_body, info)
+            _validation.check_kind(new, info)
+            new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
+            if "status" in info.subresources:
+                _keep(new, current, "status")
+            _validation.validate_metadata(new, info)
+            self._admit("UPDATE", user, info, target, new, current, request)
+            return new
+
+        updated = await self.registry.update(
+            info, target.namespace, target.name, patched, dry_run=_dry_run(request)
+        )
+        return json_response(updated, 200, _warning_headers(warnings))
+
+    async def _apply(
+        self,
+        request: Request,
+        user: UserInfo,
+        target: ResourcePath,
+        applied: KubeObject,
+        warnings: list[str],
+    ) -> Response:
+        """Server-side apply: create when absent, else merge the applied configuration."""
+        info = target.info
+        if not request.param("fieldManager"):
+            raise bad_request("PATCH with an apply patch requires the fieldManager parameter")
+        try:
+            await self.registry.get(info, target.namespace, target.name)
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+            _validation.check_kind(applied, info)
+            obj = _validation.typed(applied, info, request.param("fieldValidation"), warnings)
+            obj.setdefault("metadata", {})["name"] = target.name
+            if info.namespaced:
+                obj["metadata"]["namespace"] = target.namespace
+            _validation.validate_metadata(obj, info)
+            if info.namespaced:
+                await self._check_namespace_open(target.namespace)
+            self._admit("CREATE", user, info, target, obj, None, request)
+            created = await self.registry.create(
+                info, target.namespace, obj, dry_run=_dry_run(request)
+            )
+            return json_response(created, 201, _warning_headers(warnings))
+
+        async def merged(current: KubeObject) -> KubeObject:
+            new = _patch.apply_patch(_validation.STRATEGIC_PATCH, current, applied, info)
+            _validation.check_kind(new, info)
+            new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
+            if "status" in info.subresources:
+                _keep(new, current, "status")
+            self._admit("UPDATE", user, info, target, new, current, request)
+            new.setdefault("metadata", {}).pop("resourceVersion", None)
+            return new
+
+        updated = await self.registry.update(
+            info, target.namespace, target.name, merged, dry_run=_dry_run(request)
+        )
+        return json_response(updated, 200, _warning_headers(warnings))
+
+    def _delete_options(self, request: Request) -> KubeObject:
+        options: KubeObject = {}
+        if request.body.strip():
+            options = _validation.decode_body(request)
+        for name in ("propagationPolicy", "gracePeriodSeconds", "orphanDependents"):
+            value = request.param(name)
+            if value:
+                options[name] = (
+                    int(value)
+                    if name == "gracePeriodSeconds" and value.lstrip("-").isdigit()
+                    else value
+                )
+        if options.get("orphanDependents") in ("true", "false"):
+            options["orphanDependents"] = options["orphanDependents"] == "true"
+        policy = options.get("propagationPolicy")
+        if policy not in (None, "", "Background", "Foreground", "Orphan"):
+            raise bad_request(
+                f'propagationPolicy must be Background, Foreground or Orphan, not "{policy}"'
+            )
+        return options
+
+    async def _delete(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
+        info = target.info
+        options = self._delete_options(request)
+        if info.group == "" and info.resource == "namespaces":
+            return await self._delete_namespace(request, user, target, options)
+        current = await self.registry.get_object(info, target.namespace, target.name)
+        self._admit("DELETE", user, info, target, None, current, request)
+        obj, _gone = await self.registry.delete(
+            info, target.namespace, target.name, options=options, dry_run=_dry_run(request)
+        )
+        return json_response(obj)
+
+    async def _delete_namespace(
+        self, request: Request, user: UserInfo, target: ResourcePath, options: KubeObject
+    ) -> Response:
+        """Namespaces terminate: phase Terminating now, removed once empty."""
+        info = target.info
+        current = await self.registry.get_object(info, "", target.name)
+        self._admit("DELETE", user, info, target, None, current, request)
+
+        async def terminate(ns: KubeObject) -> KubeObject:
+            ns["metadata"].setdefault("deletionTimestamp", objects.now_rfc3339())
+            ns.setdefault("status", {})["phase"] = "Terminating"
+            return ns
+
+        marked = await self.registry.update(
+            info,
+            "",
+            target.name,
+            terminate,
+            precondition_from_body=False,
+            dry_run=_dry_run(request),
+            server_fields=("deletionTimestamp",),
+        )
+        self.on_namespace_deleted()
+        return json_response(marked)
+
+    async def _delete_collection(
+        self, request: Request, user: UserInfo, target: ResourcePath
+    ) -> Response:
+        info = target.info
+        options = self._delete_options(request)
+        page = await self.registry.list(
+            info, target.namespace, matches=self._filter(request, info, target.namespace)
+        )
+        deleted = []
+        for item in page.items:
+            obj = objects.decode(item)
+            meta = obj["metadata"]
+            try:
+                gone, _ = await self.registry.delete(
+                    info,
+                    meta.get("namespace", ""),
+                    meta["name"],
+                    options=options,
+                    dry_run=_dry_run(request),
+                )
+            except ApiError as exc:
+                if exc.code == 404:
+                    continue
+                raise
+            deleted.append(gone)
+        return json_response(
+            {
+                "kind": info.list_kind,
+                "apiVersion": info.api_version,
+                "metadata": {"resourceVersion": str(page.revision)},
+                "items": deleted,
+            }
+        )
+
+    # --- subresources -------------------------------------------------------------------
+
+    async def _subresource(
+        self, request: Request, user: UserInfo, target: ResourcePath, verb: str
+    ) -> Response:
+        info, sub = target.info, target.subresource
+        if sub == "status":
+            return await self._status(request, user, target, verb)
+        if sub == "scale":
+            return await self._scale(request, user, target, verb)
+        if sub == "binding" and verb == "create":
+            return await self._binding(request, user, target)
+        if sub == "finalize" and verb == "update":
+            return await self._status(request, user, target, verb, field="spec")
+        raise ApiError(
+            404, f"the subresource {sub!r} of {info.resource} is not served yet", reason="NotFound"
+        )
+
+    async def _status(
+        self,
+        request: Request,
+        user: UserInfo,
+        target: ResourcePath,
+        verb: str,
+        *,
+        field: str = "status",
+    ) -> Response:
+        info = target.info
+        if verb == "get":
+            return await self._get(request, user, target)
+        warnings: list[str] = []
+        if verb == "update":
+            body = self._checked_body(request, info, warnings)
+
+            async def change(current: KubeObject) -> KubeObject:
+                new = copy.deepcopy(current)
+                _keep(new, body, field)
+                rv = (body.get("metadata") or {}).get("resourceVersion")
+                new["metadata"]["resourceVersion"] = rv or ""
+                return new
+        elif verb == "patch":
+            kind = _validation.media_type(request)
+            patch_body = _validation.decode_body(
+                request, expect=list if kind == _validation.JSON_PATCH else dict
+            )
+
+            async def change(current: KubeObject) -> KubeObject:
+                new = _patch.apply_patch(kind, current, patch_body, info)
+                new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
+                result = copy.deepcopy(current)
+                _keep(result, new, field)
+                result["metadata"]["resourceVersion"] = new["metadata"].get("resourceVersion", "")
+                return result
+        else:
+            raise ApiError(
+                405,
+                "the server does not allow this method on the requested resource",
+                reason="MethodNotAllowed",
+            )
+        updated = await self.registry.update(
+            info, target.namespace, target.name, change, dry_run=_dry_run(request)
+        )
+        return json_response(updated, 200, _warning_headers(warnings))
+
+    async def _scale(
+        self, request: Request, user: UserInfo, target: ResourcePath, verb: str
+    ) -> Response:
+        info = target.info
+        if verb == "get":
+            obj = await self.registry.get_object(info, target.namespace, target.name)
+            return json_response(_scale_of(obj))
+        if verb not in ("update", "patch"):
+            raise ApiError(
+                405,
+                "the server does not allow this method on the requested resource",
+                reason="MethodNotAllowed",
+            )
+        kind = _validation.media_type(request)
+        body = _validation.decode_body(
+            request, expect=list if kind == _validation.JSON_PATCH else dict
+        )
+
+        async def change(current: KubeObject) -> KubeObject:
+            scale = _scale_of(current)
+            new_scale = body if verb == "update" else _patch.apply_patch(kind, scale, body, None)
+            replicas = (new_scale.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise invalid(
+                    "Scale",
+                    "autoscaling",
+                    target.name,
+                    [
+                        {
+                            "reason": "FieldValueInvalid",
+                            "field": "spec.replicas",
+                            "message": f"Invalid value: {replicas!r}: "
+                            "must be greater than or equal to 0",
+                        }
+                    ],
+                )
+            new = copy.deepcopy(current)
+            new.setdefault("spec", {})["replicas"] = replicas
+            rv = (
+                (new_scale.get("metadata") or {}).get("resourceVersion")
+                if verb == "update"
+                else None
+            )
+            new["metadata"]["resourceVersion"] = rv or ""
+            return new
+
+        updated = await self.registry.update(
+            info, target.namespace, target.name, change, dry_run=_dry_run(request)
+        )
+        return json_response(_scale_of(updated))
+
+    async def _binding(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
+        """``pods/binding``: assign a pod to a node, once."""
+        info = target.info
+        binding = _validation.decode_body(request)
+        node = (binding.get("target") or {}).get("name")
+        if not node:
+            raise invalid(
+                "Binding",
+                "",
+                target.name,
+                [
+                    {
+                        "reason": "FieldValueRequired",
+                        "field": "target.name",
+                        "message": "Required value",
+                    }
+                ],
+            )
+
+        async def bind(pod: KubeObject) -> KubeObject:
+            spec = pod.setdefault("spec", {})
+            if spec.get("nodeName"):
+                raise ApiError(
+                    409,
+                    f'pod {target.name} is already assigned to node "{spec["nodeName"]}"',
+                    reason="Conflict",
+                )
+            if pod["metadata"].get("deletionTimestamp"):
+                raise ApiError(
+                    409,
+                    f"pod {target.name} is being deleted, cannot be assigned to a host",
+                    reason="Conflict",
+                )
+            spec["nodeName"] = node
+            conditions = [
+                c
+                for c in (pod.setdefault("status", {}).get("conditions") or [])
+                if c.get("type") != "PodScheduled"
+            ]
+            conditions.append(
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastTransitionTime": objects.now_rfc3339(),
+                }
+            )
+            pod["status"]["conditions"] = conditions
+            pod["metadata"].pop("resourceVersion", None)
+            return pod
+
+        await self.registry.update(
+            info, target.namespace, target.name, bind, dry_run=_dry_run(request)
+        )
+        return json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "code": 201,
+            },
+            201,
+        )
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _everything(obj: KubeObject) -> bool:
+    return True
+
+
+def _encode_model(model: Any) -> bytes:
+    from kubetrio import api
+
+    return api.encode(model)
+
+
+def _wants_table(request: Request) -> bool:
+    accept = request.headers.get("accept", "").replace(" ", "")
+    return "as=Table" in accept and "g=meta.k8s.io" in accept
+
+
+def _dry_run(request: Request) -> bool:
+    values = request.query.get("dryRun") or []
+    for value in values:
+        if value not in ("All", ""):
+            raise bad_request(f'unsupported dryRun value "{value}": only "All" is supported')
+    return "All" in values
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    value = request.param(name)
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise bad_request(f'{name} must be an integer, not "{value}"') from None
+    if number < 0:
+        raise bad_request(f"{name} must not be negative")
+    return number
+
+
+def _warning_headers(warnings: list[str]) -> list[tuple[str, str]]:
+    return [("warning", f'299 - "{w.replace(chr(34), chr(39))}"') for w in warnings]
+
+
+def _keep(new: KubeObject, source: KubeObject, field: str) -> None:
+    """Set ``new[field]`` to ``source[field]`` (or drop it when absent there)."""
+    if field in source:
+        new[field] = copy.deepcopy(source[field])
+    else:
+        new.pop(field, None)
+
+
+def _denied(info: ResourceInfo, name: str, exc: AdmissionDenied) -> ApiError:
+    if exc.field:
+        return invalid(
+            info.kind,
+            info.group,
+            name,
+            [{"reason": "FieldValueForbidden", "field": exc.field, "message": str(exc)}],
+        )
+    return ApiError(403, f'{info.resource} "{name}" is forbidden: {exc}')
+
+
+def _scale_of(obj: KubeObject) -> KubeObject:
+    """The ``autoscaling/v1`` Scale view of a scalable object."""
+    metadata = obj["metadata"]
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    selector = spec.get("selector") or {}
+    if isinstance(selector, dict) and ("matchLabels" in selector or "matchExpressions" in selector):
+        selector_text = str(selectors.label_selector_from_struct(_selector_struct(selector)))
+    elif isinstance(selector, dict):
+        selector_text = str(selectors.selector_from_set(selector))
+    else:
+        selector_text = ""
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: metadata[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in metadata
+        },
+        "spec": {"replicas": spec.get("replicas", 1)},
+        "status": {"replicas": status.get("replicas", 0), "selector": selector_text},
+    }
+
+
+def _selector_struct(selector: KubeObject) -> Any:
+    from kubetrio import api
+    from kubetrio.api.generated import meta_v1
+
+    return api.from_builtins(selector, meta_v1.LabelSelector)
+
+
+async def _watch_stream(
+    info: ResourceInfo,
+    events: AsyncIterator[WatchEvent],
+    *,
+    timeout: float,
+    bookmarks: bool,
+    as_table: bool,
+) -> AsyncIterator[bytes]:
+    """Watch events as newline-delimited JSON, with bookmarks, ending after ``timeout``."""
+    last_revision = 0
+    first_table = True
+    with trio.move_on_after(timeout):
+        send_channel, receive_channel = trio.open_memory_channel[WatchEvent | None](0)
+
+        async def pump() -> None:
+            async with send_channel:
+                async for event in events:
+                    await send_channel.send(event)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump)
+            while True:
+                with trio.move_on_after(WATCH_BOOKMARK_INTERVAL) as idle:
+                    try:
+                        event = await receive_channel.receive()
+                    except trio.EndOfChannel:
+                        break
+                if idle.cancelled_caught:
+                    if bookmarks and last_revision:
+                        yield _bookmark(info, last_revision)
+                    continue
+                assert event is not None
+                last_revision = max(last_revision, event.revision)
+                if as_table and event.type != "ERROR" and event.type != "BOOKMARK":
+                    obj = objects.decode(event.object)
+                    table = _tables.table(
+                        info,
+                        [obj],
+                        str(event.revision),
+                        include_object="Metadata",
+                        headers=first_table,
+                    )
+                    first_table = False
+                    payload = objects.encode(table)
+                else:
+                    payload = event.object
+                yield b'{"type":"' + event.type.encode() + b'","object":' + payload + b"}\n"
+                if event.type == "ERROR":
+                    break
+            nursery.cancel_scope.cancel()
+
+
+def _bookmark(info: ResourceInfo, revision: int) -> bytes:
+    metadata: dict[str, Any] = {"resourceVersion": str(revision)}
+    return (
+        objects.encode(
+            {
+                "type": "BOOKMARK",
+                "object": {"kind": info.kind, "apiVersion": info.api_version, "metadata": metadata},
+            }
+        )
+        + b"\n"
+    )
+
+
+__all__ = ["ApiServer", "json_response", "status_body"]

@@ -1,0 +1,553 @@
+"""Server-side tables for ``kubectl get``: the columns kubectl users know, per resource.
+
+kubectl asks for ``as=Table`` and prints what the server sends; columns with priority 1
+appear only with ``-o wide``. Each row carries the object's metadata (kubectl reads the
+namespace and labels from it for ``-A``, ``-L`` and ``--show-labels``).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from typing import Any
+
+from kubetrio.api.scheme import ResourceInfo
+
+KubeObject = dict[str, Any]
+Column = tuple[str, str, int, Callable[[KubeObject], Any]]
+"""(name, type, priority, cell function)."""
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as kubectl prints ages (``5s``, ``3m20s``, ``2d4h``, ``3y``)."""
+    if seconds < -1:
+        return "<invalid>"
+    s = int(max(seconds, 0))
+    if s < 120:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 10:
+        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = s // 3600
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    days = hours // 24
+    if hours < 24 * 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    years = days // 365
+    if years < 8:
+        return f"{years}y{days % 365}d" if days % 365 else f"{years}y"
+    return f"{years}y"
+
+
+def _age_of(timestamp: str | None) -> str:
+    if not timestamp:
+        return "<unknown>"
+    try:
+        when = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "<unknown>"
+    return human_duration((datetime.datetime.now(datetime.UTC) - when).total_seconds())
+
+
+def _age(obj: KubeObject) -> str:
+    return _age_of((obj.get("metadata") or {}).get("creationTimestamp"))
+
+
+def _name(obj: KubeObject) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
+
+
+def _path(obj: Any, *parts: str, default: Any = None) -> Any:
+    for part in parts:
+        if not isinstance(obj, dict):
+            return default
+        obj = obj.get(part)
+    return default if obj is None else obj
+
+
+def _none(value: Any) -> str:
+    return "<none>" if value in (None, "", []) else str(value)
+
+
+def _selector_text(selector: Any) -> str:
+    if not isinstance(selector, dict):
+        return "<none>"
+    labels = selector.get("matchLabels", selector if "matchExpressions" not in selector else {})
+    parts = [f"{k}={v}" for k, v in sorted((labels or {}).items()) if isinstance(v, str)]
+    for expr in selector.get("matchExpressions") or []:
+        values = ",".join(expr.get("values") or [])
+        op = expr.get("operator", "")
+        key = expr.get("key", "")
+        if op == "In":
+            parts.append(f"{key} in ({values})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({values})")
+        elif op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts) or "<none>"
+
+
+# --- pods ---------------------------------------------------------------------------------
+
+
+def _pod_ready(pod: KubeObject) -> str:
+    statuses = _path(pod, "status", "containerStatuses", default=[])
+    total = len(_path(pod, "spec", "containers", default=[]))
+    ready = sum(1 for s in statuses if s.get("ready"))
+    return f"{ready}/{total}"
+
+
+def _pod_status(pod: KubeObject) -> str:
+    """The STATUS column as kubectl shows it: a waiting/terminated reason beats the phase."""
+    status = pod.get("status") or {}
+    reason = status.get("reason") or status.get("phase") or "Pending"
+    init_statuses = status.get("initContainerStatuses") or []
+    init_total = len(_path(pod, "spec", "initContainers", default=[]))
+    for i, init in enumerate(init_statuses):
+        state = init.get("state") or {}
+        terminated = state.get("terminated")
+        if terminated and terminated.get("exitCode") == 0:
+            continue
+        if terminated:
+            reason = "Init:" + (
+                terminated.get("reason") or f"ExitCode:{terminated.get('exitCode')}"
+            )
+        elif (state.get("waiting") or {}).get("reason") not in (None, "PodInitializing"):
+            reason = "Init:" + state["waiting"]["reason"]
+        else:
+            reason = f"Init:{i}/{init_total}"
+        break
+    else:
+        for container in reversed(status.get("containerStatuses") or []):
+            state = container.get("state") or {}
+            if (state.get("waiting") or {}).get("reason"):
+                reason = state["waiting"]["reason"]
+            elif (state.get("terminated") or {}).get("reason"):
+                reason = state["terminated"]["reason"]
+            elif state.get("terminated"):
+                terminated = state["terminated"]
+                reason = (
+                    f"Signal:{terminated['signal']}"
+                    if terminated.get("signal")
+                    else f"ExitCode:{terminated.get('exitCode')}"
+                )
+    if _path(pod, "metadata", "deletionTimestamp"):
+        reason = "Terminating"
+    return str(reason)
+
+
+def _pod_restarts(pod: KubeObject) -> str:
+    statuses = _path(pod, "status", "containerStatuses", default=[])
+    restarts = sum(int(s.get("restartCount") or 0) for s in statuses)
+    last = None
+    for s in statuses:
+        finished = _path(s, "lastState", "terminated", "finishedAt")
+        if finished and (last is None or finished > last):
+            last = finished
+    if restarts and last:
+        return f"{restarts} ({_age_of(last)} ago)"
+    return str(restarts)
+
+
+def _readiness_gates(pod: KubeObject) -> str:
+    gates = _path(pod, "spec", "readinessGates", default=[])
+    if not gates:
+        return "<none>"
+    conditions = {
+        c.get("type"): c.get("status") for c in _path(pod, "status", "conditions", default=[])
+    }
+    ready = sum(1 for g in gates if conditions.get(g.get("conditionType")) == "True")
+    return f"{ready}/{len(gates)}"
+
+
+# --- workloads ----------------------------------------------------------------------------
+
+
+def _containers(obj: KubeObject) -> list[KubeObject]:
+    return list(_path(obj, "spec", "template", "spec", "containers", default=[]))
+
+
+def _container_names(obj: KubeObject) -> str:
+    return ",".join(c.get("name", "") for c in _containers(obj)) or "<none>"
+
+
+def _images(obj: KubeObject) -> str:
+    return ",".join(c.get("image", "") for c in _containers(obj)) or "<none>"
+
+
+def _ready_of(obj: KubeObject) -> str:
+    ready = _path(obj, "status", "readyReplicas", default=0)
+    return f"{ready}/{_path(obj, 'spec', 'replicas', default=1)}"
+
+
+# --- services, nodes, misc ----------------------------------------------------------------
+
+
+def _service_ports(svc: KubeObject) -> str:
+    ports = []
+    for port in _path(svc, "spec", "ports", default=[]):
+        text = f"{port.get('port')}"
+        if port.get("nodePort"):
+            text += f":{port['nodePort']}"
+        ports.append(f"{text}/{port.get('protocol', 'TCP')}")
+    return ",".join(ports) or "<none>"
+
+
+def _external_ip(svc: KubeObject) -> str:
+    spec = svc.get("spec") or {}
+    kind = spec.get("type", "ClusterIP")
+    if kind == "ExternalName":
+        return str(spec.get("externalName", "<none>"))
+    ips = list(spec.get("externalIPs") or [])
+    if kind == "LoadBalancer":
+        ingress = _path(svc, "status", "loadBalancer", "ingress", default=[])
+        ips += [i.get("ip") or i.get("hostname") for i in ingress]
+        return ",".join(ips) if ips else "<pending>"
+    return ",".join(ips) or "<none>"
+
+
+def _node_status(node: KubeObject) -> str:
+    conditions = _path(node, "status", "conditions", default=[])
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    text = (
+        "Unknown" if ready is None else ("Ready" if ready.get("status") == "True" else "NotReady")
+    )
+    if _path(node, "spec", "unschedulable"):
+        text += ",SchedulingDisabled"
+    return text
+
+
+def _node_roles(node: KubeObject) -> str:
+    labels = _path(node, "metadata", "labels", default={})
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
+    return ",".join(r for r in roles if r) or "<none>"
+
+
+def _node_address(node: KubeObject, kind: str) -> str:
+    for address in _path(node, "status", "addresses", default=[]):
+        if address.get("type") == kind:
+            return str(address.get("address"))
+    return "<none>"
+
+
+def _claim_of(volume: KubeObject) -> str:
+    claim = _path(volume, "spec", "claimRef")
+    return f"{claim.get('namespace')}/{claim.get('name')}" if claim else ""
+
+
+def _event_object(event: KubeObject) -> str:
+    involved = event.get("involvedObject") or event.get("regarding") or {}
+    return f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
+
+
+def _event_last_seen(event: KubeObject) -> str:
+    return _age_of(
+        event.get("lastTimestamp")
+        or event.get("eventTime")
+        or _path(event, "metadata", "creationTimestamp")
+    )
+
+
+def _job_completions(job: KubeObject) -> str:
+    succeeded = _path(job, "status", "succeeded", default=0)
+    return f"{succeeded}/{_path(job, 'spec', 'completions', default=1)}"
+
+
+def _job_duration(job: KubeObject) -> str:
+    start = _path(job, "status", "startTime")
+    if not start:
+        return ""
+    end = _path(job, "status", "completionTime")
+    started = datetime.datetime.fromisoformat(start.replace("Z", "+00:00"))
+    ended = (
+        datetime.datetime.fromisoformat(end.replace("Z", "+00:00"))
+        if end
+        else datetime.datetime.now(datetime.UTC)
+    )
+    return human_duration((ended - started).total_seconds())
+
+
+COLUMNS: dict[tuple[str, str], list[Column]] = {
+    ("", "pods"): [
+        ("Ready", "string", 0, _pod_ready),
+        ("Status", "string", 0, _pod_status),
+        ("Restarts", "string", 0, _pod_restarts),
+        ("Age", "string", 0, _age),
+        ("IP", "string", 1, lambda p: _none(_path(p, "status", "podIP"))),
+        ("Node", "string", 1, lambda p: _none(_path(p, "spec", "nodeName"))),
+        ("Nominated Node", "string", 1, lambda p: _none(_path(p, "status", "nominatedNodeName"))),
+        ("Readiness Gates", "string", 1, _readiness_gates),
+    ],
+    ("apps", "deployments"): [
+        ("Ready", "string", 0, _ready_of),
+        ("Up-to-date", "integer", 0, lambda d: _path(d, "status", "updatedReplicas", default=0)),
+        ("Available", "integer", 0, lambda d: _path(d, "status", "availableReplicas", default=0)),
+        ("Age", "string", 0, _age),
+        ("Containers", "string", 1, _container_names),
+        ("Images", "string", 1, _images),
+        ("Selector", "string", 1, lambda d: _selector_text(_path(d, "spec", "selector"))),
+    ],
+    ("apps", "replicasets"): [
+        ("Desired", "integer", 0, lambda r: _path(r, "spec", "replicas", default=1)),
+        ("Current", "integer", 0, lambda r: _path(r, "status", "replicas", default=0)),
+        ("Ready", "integer", 0, lambda r: _path(r, "status", "readyReplicas", default=0)),
+        ("Age", "string", 0, _age),
+        ("Containers", "string", 1, _container_names),
+        ("Images", "string", 1, _images),
+        ("Selector", "string", 1, lambda r: _selector_text(_path(r, "spec", "selector"))),
+    ],
+    ("apps", "statefulsets"): [
+        ("Ready", "string", 0, _ready_of),
+        ("Age", "string", 0, _age),
+        ("Containers", "string", 1, _container_names),
+        ("Images", "string", 1, _images),
+    ],
+    ("apps", "daemonsets"): [
+        (
+            "Desired",
+            "integer",
+            0,
+            lambda d: _path(d, "status", "desiredNumberScheduled", default=0),
+        ),
+        (
+            "Current",
+            "integer",
+            0,
+            lambda d: _path(d, "status", "currentNumberScheduled", default=0),
+        ),
+        ("Ready", "integer", 0, lambda d: _path(d, "status", "numberReady", default=0)),
+        (
+            "Up-to-date",
+            "integer",
+            0,
+            lambda d: _path(d, "status", "updatedNumberScheduled", default=0),
+        ),
+        ("Available", "integer", 0, lambda d: _path(d, "status", "numberAvailable", default=0)),
+        (
+            "Node Selector",
+            "string",
+            0,
+            lambda d: _selector_text(
+                _path(d, "spec", "template", "spec", "nodeSelector", default={})
+            ),
+        ),
+        ("Age", "string", 0, _age),
+        ("Containers", "string", 1, _container_names),
+        ("Images", "string", 1, _images),
+    ],
+    ("", "services"): [
+        ("Type", "string", 0, lambda s: _path(s, "spec", "type", default="ClusterIP")),
+        ("Cluster-IP", "string", 0, lambda s: _none(_path(s, "spec", "clusterIP"))),
+        ("External-IP", "string", 0, _external_ip),
+        ("Port(s)", "string", 0, _service_ports),
+        ("Age", "string", 0, _age),
+        ("Selector", "string", 1, lambda s: _selector_text(_path(s, "spec", "selector"))),
+    ],
+    ("", "nodes"): [
+        ("Status", "string", 0, _node_status),
+        ("Roles", "string", 0, _node_roles),
+        ("Age", "string", 0, _age),
+        (
+            "Version",
+            "string",
+            0,
+            lambda n: _path(n, "status", "nodeInfo", "kubeletVersion", default=""),
+        ),
+        ("Internal-IP", "string", 1, lambda n: _node_address(n, "InternalIP")),
+        ("External-IP", "string", 1, lambda n: _node_address(n, "ExternalIP")),
+        ("OS-Image", "string", 1, lambda n: _path(n, "status", "nodeInfo", "osImage", default="")),
+        (
+            "Kernel-Version",
+            "string",
+            1,
+            lambda n: _path(n, "status", "nodeInfo", "kernelVersion", default=""),
+        ),
+        (
+            "Container-Runtime",
+            "string",
+            1,
+            lambda n: _path(n, "status", "nodeInfo", "containerRuntimeVersion", default=""),
+        ),
+    ],
+    ("", "namespaces"): [
+        ("Status", "string", 0, lambda n: _path(n, "status", "phase", default="Active")),
+        ("Age", "string", 0, _age),
+    ],
+    ("", "configmaps"): [
+        ("Data", "integer", 0, lambda c: len(c.get("data") or {}) + len(c.get("binaryData") or {})),
+        ("Age", "string", 0, _age),
+    ],
+    ("", "secrets"): [
+        ("Type", "string", 0, lambda s: s.get("type", "Opaque")),
+        ("Data", "integer", 0, lambda s: len(s.get("data") or {})),
+        ("Age", "string", 0, _age),
+    ],
+    ("", "serviceaccounts"): [
+        ("Secrets", "integer", 0, lambda s: len(s.get("secrets") or [])),
+        ("Age", "string", 0, _age),
+    ],
+    ("", "events"): [
+        ("Last Seen", "string", 0, _event_last_seen),
+        ("Type", "string", 0, lambda e: e.get("type", "")),
+        ("Reason", "string", 0, lambda e: e.get("reason", "")),
+        ("Object", "string", 0, _event_object),
+        ("Message", "string", 0, lambda e: str(e.get("message") or e.get("note") or "").strip()),
+    ],
+    ("", "persistentvolumeclaims"): [
+        ("Status", "string", 0, lambda c: _path(c, "status", "phase", default="Pending")),
+        ("Volume", "string", 0, lambda c: _path(c, "spec", "volumeName", default="")),
+        ("Capacity", "string", 0, lambda c: _path(c, "status", "capacity", "storage", default="")),
+        (
+            "Access Modes",
+            "string",
+            0,
+            lambda c: ",".join(_path(c, "status", "accessModes", default=[])),
+        ),
+        ("StorageClass", "string", 0, lambda c: _path(c, "spec", "storageClassName", default="")),
+        ("Age", "string", 0, _age),
+    ],
+    ("", "persistentvolumes"): [
+        ("Capacity", "string", 0, lambda v: _path(v, "spec", "capacity", "storage", default="")),
+        (
+            "Access Modes",
+            "string",
+            0,
+            lambda v: ",".join(_path(v, "spec", "accessModes", default=[])),
+        ),
+        (
+            "Reclaim Policy",
+            "string",
+            0,
+            lambda v: _path(v, "spec", "persistentVolumeReclaimPolicy", default=""),
+        ),
+        ("Status", "string", 0, lambda v: _path(v, "status", "phase", default="")),
+        (
+            "Claim",
+            "string",
+            0,
+            _claim_of,
+        ),
+        ("StorageClass", "string", 0, lambda v: _path(v, "spec", "storageClassName", default="")),
+        ("Age", "string", 0, _age),
+    ],
+    ("batch", "jobs"): [
+        ("Completions", "string", 0, _job_completions),
+        ("Duration", "string", 0, _job_duration),
+        ("Age", "string", 0, _age),
+        ("Containers", "string", 1, _container_names),
+        ("Images", "string", 1, _images),
+    ],
+    ("batch", "cronjobs"): [
+        ("Schedule", "string", 0, lambda c: _path(c, "spec", "schedule", default="")),
+        ("Suspend", "boolean", 0, lambda c: bool(_path(c, "spec", "suspend", default=False))),
+        ("Active", "integer", 0, lambda c: len(_path(c, "status", "active", default=[]))),
+        (
+            "Last Schedule",
+            "string",
+            0,
+            lambda c: (
+                _age_of(_path(c, "status", "lastScheduleTime"))
+                if _path(c, "status", "lastScheduleTime")
+                else "<none>"
+            ),
+        ),
+        ("Age", "string", 0, _age),
+    ],
+    ("networking.k8s.io", "ingresses"): [
+        ("Class", "string", 0, lambda i: _none(_path(i, "spec", "ingressClassName"))),
+        (
+            "Hosts",
+            "string",
+            0,
+            lambda i: (
+                ",".join(r.get("host", "*") for r in _path(i, "spec", "rules", default=[])) or "*"
+            ),
+        ),
+        (
+            "Address",
+            "string",
+            0,
+            lambda i: ",".join(
+                x.get("ip") or x.get("hostname", "")
+                for x in _path(i, "status", "loadBalancer", "ingress", default=[])
+            ),
+        ),
+        ("Ports", "string", 0, lambda i: "80, 443" if _path(i, "spec", "tls") else "80"),
+        ("Age", "string", 0, _age),
+    ],
+    ("", "endpoints"): [
+        (
+            "Endpoints",
+            "string",
+            0,
+            lambda e: (
+                ",".join(
+                    f"{a.get('ip')}:{p.get('port')}"
+                    for s in e.get("subsets") or []
+                    for a in s.get("addresses") or []
+                    for p in s.get("ports") or [{}]
+                )
+                or "<none>"
+            ),
+        ),
+        ("Age", "string", 0, _age),
+    ],
+}
+
+
+def table(
+    info: ResourceInfo,
+    items: list[KubeObject],
+    resource_version: str,
+    *,
+    include_object: str = "Metadata",
+    headers: bool = True,
+) -> KubeObject:
+    """A ``meta.k8s.io/v1`` Table of ``items`` (objects with kind/metadata)."""
+    columns = COLUMNS.get((info.group, info.resource)) or [("Age", "string", 0, _age)]
+    definitions = [
+        {"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}
+    ] + [
+        {"name": name, "type": kind, "format": "", "description": "", "priority": priority}
+        for name, kind, priority, _ in columns
+    ]
+    rows = []
+    for obj in items:
+        cells = [_name(obj)]
+        for _, _, _, cell in columns:
+            try:
+                cells.append(cell(obj))
+            except Exception:  # a malformed stored object must not break `kubectl get`
+                cells.append("<unknown>")
+        if include_object == "Object":
+            row_object = obj
+        elif include_object == "None":
+            row_object = None
+        else:
+            row_object = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj.get("metadata") or {},
+            }
+        row: KubeObject = {"cells": cells}
+        if row_object is not None:
+            row["object"] = row_object
+        rows.append(row)
+    result: KubeObject = {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+    }
+    if headers:
+        result["columnDefinitions"] = definitions
+    result["rows"] = rows
+    return result

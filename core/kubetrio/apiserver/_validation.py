@@ -1,0 +1,193 @@
+"""Turning request bodies into checked objects, or into clear 400/415/422 answers.
+
+Every body goes through three gates before it reaches the registry:
+
+1. **decoding** by content type (JSON, YAML for apply patches; protobuf from kubectl
+   1.32+) — malformed input is 400 BadRequest, never a 500;
+2. **typing** against the resource's generated model — a wrong type is 400 with the
+   field path; unknown fields follow ``fieldValidation`` (Strict: 400, Warn: a
+   ``Warning`` header, Ignore: dropped silently) and are never stored;
+3. **validation** of names and required fields — 422 Invalid with
+   ``details.causes[].field``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import yaml
+
+from kubetrio import api
+from kubetrio.api import validation
+from kubetrio.api.scheme import ResourceInfo
+
+from ._http import Request
+from ._status import ApiError, bad_request, invalid
+
+KubeObject = dict[str, Any]
+
+JSON = "application/json"
+YAML = "application/yaml"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+_PATH_SEGMENT_FORBIDDEN = ("/", "%")
+
+# RBAC objects may be named with any path segment (``system:controller:x``).
+_PATH_SEGMENT_NAMED = {
+    ("rbac.authorization.k8s.io", r)
+    for r in ("roles", "clusterroles", "rolebindings", "clusterrolebindings")
+}
+
+
+def media_type(request: Request) -> str:
+    """The request body's media type, without parameters."""
+    return request.headers.get("content-type", JSON).split(";")[0].strip().lower() or JSON
+
+
+def decode_body(request: Request, *, expect: type = dict) -> Any:
+    """Decode a request body by its content type; 400/415 on anything malformed."""
+    kind = media_type(request)
+    body = request.body
+    if not body.strip():
+        raise bad_request("the request body is empty")
+    try:
+        if kind in (JSON, MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH, "*/*"):
+            value = msgspec.json.decode(body)
+        elif kind in (YAML, APPLY_PATCH, "application/yaml+json", "text/yaml"):
+            value = yaml.safe_load(body)
+        elif kind == PROTOBUF:
+            from ._protobuf import decode_protobuf_body
+
+            value = decode_protobuf_body(body)
+        else:
+            raise ApiError(
+                415,
+                f"the body of the request was in an unknown format - accepted media types "
+                f"include: {JSON}, {YAML}, {PROTOBUF}",
+                reason="UnsupportedMediaType",
+            )
+    except ApiError:
+        raise
+    except (msgspec.DecodeError, yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+        raise bad_request(f"the request body is not valid {kind}: {exc}") from exc
+    except RecursionError as exc:
+        raise bad_request("the request body is nested too deeply") from exc
+    if not isinstance(value, expect):
+        wanted = "an object" if expect is dict else "a list"
+        raise bad_request(f"the request body must be {wanted}, not {type(value).__name__}")
+    return value
+
+
+def check_kind(
+    obj: KubeObject, info: ResourceInfo, *, kind: str = "", api_version: str = ""
+) -> None:
+    """Fill in or check ``apiVersion`` and ``kind`` against the URL's resource."""
+    kind = kind or info.kind
+    api_version = api_version or info.api_version
+    if "kind" in obj and obj["kind"] not in ("", kind):
+        raise bad_request(
+            f'the kind "{obj["kind"]}" in the body does not match the resource, which '
+            f'serves kind "{kind}"'
+        )
+    if "apiVersion" in obj and obj["apiVersion"] not in ("", api_version):
+        raise bad_request(
+            f'the API version "{obj["apiVersion"]}" in the body does not match the '
+            f'request\'s "{api_version}"'
+        )
+    obj["kind"] = kind
+    obj["apiVersion"] = api_version
+
+
+def typed(
+    obj: KubeObject,
+    info: ResourceInfo,
+    field_validation: str,
+    warnings: list[str],
+    *,
+    model: type | None = None,
+    kind: str = "",
+) -> KubeObject:
+    """The object checked against the resource's model and re-encoded from it.
+
+    Re-encoding drops unknown fields and normalises quantities, so what is stored is
+    exactly what the model can say.
+    """
+    model = model or info.model
+    kind = kind or info.kind
+    if model is None:
+        return obj
+    try:
+        checked: Any = api.from_builtins(obj, model)
+    except (msgspec.ValidationError, ValueError, TypeError) as exc:
+        raise bad_request(
+            f'{kind} in version "{info.version}" cannot be handled as a {kind}: '
+            f"{_with_field_path(str(exc))}"
+        ) from exc
+    unknown = api.unknown_fields(obj, model)
+    if unknown:
+        mode = (field_validation or "Warn").capitalize()
+        messages = [f'unknown field "{path}"' for path in unknown]
+        if mode == "Strict":
+            raise bad_request("strict decoding error: " + ", ".join(messages))
+        if mode == "Warn":
+            warnings.extend(messages)
+        elif mode != "Ignore":
+            raise bad_request(
+                f'fieldValidation must be one of Strict, Warn or Ignore, not "{field_validation}"'
+            )
+    result: KubeObject = api.to_builtins(checked)
+    return result
+
+
+def _with_field_path(message: str) -> str:
+    """msgspec's ``- at `$.spec.x[0]``` → ``spec.x[0]: ...``."""
+    text, sep, path = message.rpartition(" - at `")
+    if not sep:
+        return message
+    field = path.rstrip("`").removeprefix("$").removeprefix(".")
+    return f"{field}: {text}" if field else text
+
+
+def validate_metadata(obj: KubeObject, info: ResourceInfo) -> None:
+    """Names and metadata shapes; 422 Invalid naming each field at fault."""
+    metadata = obj.get("metadata")
+    name = metadata.get("name", "") if isinstance(metadata, dict) else ""
+    if not isinstance(metadata, dict):
+        errors = [validation.FieldError.required("metadata")]
+    else:
+        errors = validation.validate_object_meta(
+            metadata, namespaced=info.namespaced, name_validator=_name_validator(info)
+        )
+    if errors:
+        raise invalid(
+            info.kind,
+            info.group,
+            name,
+            [{"reason": str(e.type), "message": e.message, "field": e.field} for e in errors],
+        )
+
+
+def _name_validator(info: ResourceInfo) -> validation.NameValidator:
+    key = (info.group, info.resource)
+    if key in _PATH_SEGMENT_NAMED:
+        return _validate_path_segment
+    return validation.NAME_VALIDATORS.get(key, validation.validate_dns1123_subdomain)
+
+
+def _validate_path_segment(name: str, field: str) -> list[validation.FieldError]:
+    if name in (".", "..") or any(c in name for c in _PATH_SEGMENT_FORBIDDEN):
+        return [
+            validation.FieldError.invalid(
+                field, name, "may not be '.' or '..' and may not contain '/' or '%'"
+            )
+        ]
+    return []
+
+
+def _cause(field: str, message: str, reason: str = "FieldValueInvalid") -> dict[str, str]:
+    return {"reason": reason, "message": message, "field": field}
