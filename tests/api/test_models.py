@@ -112,8 +112,8 @@ def test_unknown_fields() -> None:
         "metadata": {"labels": {"any": "thing"}},
     }
     assert unknown_fields(data, core_v1.Pod) == [
-        ".spec.containers[0].imagePullPolicyy",
-        ".spec.foo",
+        "spec.containers[0].imagePullPolicyy",
+        "spec.foo",
     ]
 
 

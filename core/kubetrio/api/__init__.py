@@ -12,7 +12,9 @@ This package imports nothing else of kubetrio. Its public surface:
 - selectors: :func:`parse_label_selector`, :func:`label_selector_from_struct`,
   :func:`parse_field_selector`;
 - patches: :func:`json_merge_patch`, :func:`json_patch`, :func:`strategic_merge_patch`;
-- validation: :func:`validate_object_meta`, the DNS-1123 and label checks, :class:`FieldError`.
+- validation: :func:`validate_object_meta`, the DNS-1123 and label checks, :class:`FieldError`;
+- errors: :class:`StatusError` and the ``Status`` builders in :mod:`kubetrio.api.status`;
+- views: :class:`ObjectHeader` / :func:`decode_header` for metadata-only decoding.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from .selectors import object_fields as object_fields
 from .selectors import parse_field_selector as parse_field_selector
 from .selectors import parse_label_selector as parse_label_selector
 from .selectors import selector_from_set as selector_from_set
+from .status import StatusError as StatusError
 from .timestamps import MicroTime as MicroTime
 from .timestamps import Time as Time
 from .validation import FieldError as FieldError
@@ -70,3 +73,5 @@ from .validation import validate_label_value as validate_label_value
 from .validation import validate_labels as validate_labels
 from .validation import validate_object_meta as validate_object_meta
 from .validation import validate_qualified_name as validate_qualified_name
+from .views import ObjectHeader as ObjectHeader
+from .views import decode_header as decode_header

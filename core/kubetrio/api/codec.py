@@ -108,24 +108,22 @@ def unknown_fields(data: Any, tp: type[Any]) -> list[str]:
     """The paths of fields in plain JSON ``data`` that ``tp`` does not declare.
 
     For ``fieldValidation=Strict``: the apiserver answers 400 naming each unknown field
-    (``.spec.foo``). Free-form fields (``dict[str, Any]``, ``Any``) accept anything.
+    (``strict decoding error: unknown field "spec.foo"``). Free-form fields
+    (``dict[str, Any]``, ``Any``) accept anything.
     """
     found: list[str] = []
     _walk_unknown(data, tp, "", found)
-    return found
+    return [f[1:] if f.startswith(".") else f for f in found]
 
 
 @cache
-def _struct_fields(tp: type[msgspec.Struct]) -> dict[str, Any]:
-    hints = msgspec.inspect.type_info(tp)
-    assert isinstance(hints, msgspec.inspect.StructType)
-    return {f.encode_name: f.type for f in hints.fields}
+def _type_info(tp: Any) -> Any:
+    # Inspecting a kind walks its whole type tree; do it once per type.
+    return msgspec.inspect.type_info(tp)
 
 
 def _walk_unknown(data: Any, tp: Any, path: str, found: list[str]) -> None:
-    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
-        tp = msgspec.inspect.type_info(tp)
-    _walk_info(data, tp, path, found)
+    _walk_info(data, _type_info(tp), path, found)
 
 
 def _walk_info(data: Any, info: Any, path: str, found: list[str]) -> None:
