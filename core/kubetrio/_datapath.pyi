@@ -28,6 +28,7 @@ __all__ = [
     "build_udp",
     "checksum_adjust16",
     "checksum_adjust32",
+    "copy_batch",
     "decap_batch",
     "flow_hash",
     "hash64",
@@ -180,6 +181,15 @@ class IpipEncap:
 
 def vxlan_decap(packet: Buffer) -> tuple[int, int, int]: ...
 def ipip_decap(packet: Buffer) -> tuple[int, int, int]: ...
+def copy_batch(
+    src: Buffer,
+    src_stride: int,
+    src_lengths: Buffer,
+    dst: Buffer,
+    dst_stride: int,
+    dst_lengths: Buffer,
+    dst_offset: int = 0,
+) -> tuple[int, int]: ...
 def decap_batch(
     kind: str,
     src: Buffer,

@@ -203,3 +203,15 @@ def test_packet_batch_basics() -> None:
     assert b.packets() == [b"abc", b"de"]
     b.clear()
     assert len(b) == 0
+
+
+def test_copy_into() -> None:
+    batch = PacketBatch.from_packets([b"abc", b"defg", b"x" * 16], stride=16)
+    out = PacketBatch(3, stride=20)
+    stats = batch.copy_into(out, offset=4)
+    assert (stats.ok, stats.dropped) == (3, 0)
+    assert bytes(out.data[24:28]) == b"defg" and list(out.lengths) == [3, 4, 16]
+    stats = batch.copy_into(out, offset=8)
+    assert (stats.ok, stats.dropped) == (2, 1)
+    with pytest.raises(ValueError):
+        batch.copy_into(PacketBatch(1))

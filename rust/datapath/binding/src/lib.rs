@@ -567,6 +567,42 @@ impl IpipEncap {
     }
 }
 
+/// Copies a fixed-stride batch into another (each packet at `dst_offset` in its slot);
+/// returns (ok, dropped). The baseline for encapsulation throughput.
+#[pyfunction]
+#[pyo3(signature = (src, src_stride, src_lengths, dst, dst_stride, dst_lengths, dst_offset = 0))]
+#[allow(clippy::too_many_arguments)]
+fn copy_batch(
+    py: Python<'_>,
+    src: PyBuffer<u8>,
+    src_stride: usize,
+    src_lengths: PyBuffer<u32>,
+    dst: PyBuffer<u8>,
+    dst_stride: usize,
+    dst_lengths: PyBuffer<u32>,
+    dst_offset: usize,
+) -> PyResult<(usize, usize)> {
+    let s = View::of(&src, "src")?;
+    let sl = View::of(&src_lengths, "src_lengths")?;
+    let mut d = View::of_mut(&dst, "dst")?;
+    let mut dl = View::of_mut(&dst_lengths, "dst_lengths")?;
+    check_disjoint(&[&s, &sl, &d, &dl])?;
+    // SAFETY: the four PyBuffers live until this function returns; views are disjoint.
+    let r = release_gil(py, move || unsafe {
+        batch::copy_batch(
+            s.slice(),
+            src_stride,
+            sl.slice(),
+            d.slice_mut(),
+            dst_stride,
+            dl.slice_mut(),
+            dst_offset,
+        )
+    })?;
+    let BatchStats { ok, dropped } = r.map_err(to_py)?;
+    Ok((ok, dropped))
+}
+
 /// Decapsulates one VXLAN packet: (vni, inner offset, inner length).
 #[pyfunction]
 fn vxlan_decap(packet: &Bound<'_, PyAny>) -> PyResult<(u32, usize, usize)> {
@@ -726,6 +762,7 @@ fn _datapath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(vxlan_decap, m)?)?;
     m.add_function(wrap_pyfunction!(ipip_decap, m)?)?;
     m.add_function(wrap_pyfunction!(decap_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(copy_batch, m)?)?;
     m.add_class::<Maglev>()?;
     m.add_class::<Ipv4Header>()?;
     m.add_class::<VxlanEncap>()?;
