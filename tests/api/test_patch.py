@@ -344,6 +344,11 @@ def test_smp_errors() -> None:
         strategic_merge_patch({}, [], POD)  # type: ignore[arg-type]
 
 
+def test_unknown_directives_are_ignored() -> None:
+    out = strategic_merge_patch(_pod(), {"spec": {"$newDirective/containers": [1]}}, POD)
+    assert out == _pod()
+
+
 def test_unknown_definition_behaves_like_merge_patch() -> None:
     orig = {"spec": {"items": [1, 2], "m": {"a": 1}}}
     out = strategic_merge_patch(orig, {"spec": {"items": [3], "m": {"b": 2}}}, None)

@@ -11,7 +11,8 @@
   element; primitive lists with the ``merge`` strategy (``finalizers``) are unioned;
   other lists are replaced. Directives: ``$patch: replace|delete|merge`` on maps and
   list elements, ``$retainKeys``, ``$deleteFromPrimitiveList/<field>`` and
-  ``$setElementOrder/<field>``. The schema facts come from the generated
+  ``$setElementOrder/<field>``; other ``$`` keys are ignored, as the apiserver does,
+  so newer clients' directives degrade gracefully. The schema facts come from the generated
   :data:`~kubetrio.api.generated.fieldmeta.FIELDS` table, keyed by swagger
   definition id (``ResourceInfo.definition``).
 
@@ -336,7 +337,7 @@ def _merge_map(
             orders[key[len(_SET_ORDER) :]] = value
             continue
         if key.startswith("$"):
-            raise StrategicMergePatchError(f"{path}.{key}: unknown directive")
+            continue  # servers ignore directives they do not know (forward compatibility)
         meta = lookup(key)
         child_path = f"{path}.{key}"
         if value is None:
