@@ -88,6 +88,8 @@ class Registry:
 
     def __init__(self, store: kv.Store) -> None:
         self.store = store
+        self.on_deleted: dict[tuple[str, str], Callable[[KubeObject], Awaitable[None]]] = {}
+        """Called with an object's last state once it is gone, by (group, resource)."""
 
     # --- keys ---------------------------------------------------------------------------
 
@@ -213,7 +215,8 @@ class Registry:
         name = metadata.get("name", "")
         metadata["uid"] = objects.new_uid()
         metadata["creationTimestamp"] = objects.now_rfc3339()
-        metadata["generation"] = 1
+        if "spec" in obj:  # only objects with a spec track generations, as Kubernetes
+            metadata["generation"] = 1
         for server_only in (
             "resourceVersion",
             "deletionTimestamp",
@@ -268,8 +271,8 @@ class Registry:
             if body_rv_given and str(wanted_rv) != str(current.mod_revision):
                 raise conflict(info.resource, info.group, name)
             _keep_server_metadata(old, new, info, server_fields)
-            if _spec_changed(old, new):
-                new["metadata"]["generation"] = int(old["metadata"].get("generation") or 1) + 1
+            if "generation" in old["metadata"] and _spec_changed(old, new):
+                new["metadata"]["generation"] = int(old["metadata"]["generation"]) + 1
             if _finalized(old, new):
                 # The last finalizer went away from an object being deleted: delete it.
                 return await self._delete_now(info, namespace, name, current, dry_run=dry_run)
@@ -387,6 +390,9 @@ class Registry:
         except kv.Conflict as exc:
             raise conflict(info.resource, info.group, name) from exc
         obj["metadata"]["resourceVersion"] = str(deleted.revision)
+        hook = self.on_deleted.get((info.group, info.resource))
+        if hook is not None:
+            await hook(obj)
         return obj
 
     # --- watch --------------------------------------------------------------------------

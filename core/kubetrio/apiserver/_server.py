@@ -31,11 +31,12 @@ from kubetrio.providers import (
 )
 from kubetrio.store import Store
 
+from . import _defaults, _patch, _tables, _validation
 from . import _objects as objects
-from . import _patch, _tables, _validation
 from ._http import Request, Response
 from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
 from ._routes import ResourcePath, parse_resource_path
+from ._services import ServiceAllocator
 from ._status import ApiError, bad_request, invalid, status_body
 
 log = logging.getLogger("kubetrio.apiserver")
@@ -81,6 +82,8 @@ class ApiServer:
     ) -> None:
         self.scheme = scheme or Scheme.builtin()
         self.registry = Registry(store)
+        self.services = ServiceAllocator(store)
+        self.registry.on_deleted[("", "services")] = self.services.release
         self.plugins = plugins
         self.allow_unauthorized = allow_unauthorized
         self.server_address = server_address
@@ -379,21 +382,58 @@ class ApiServer:
             )
         warnings: list[str] = []
         obj = self._checked_body(request, info, warnings)
-        metadata = obj.setdefault("metadata", {})
-        body_namespace = metadata.get("namespace")
+        body_namespace = (obj.get("metadata") or {}).get("namespace")
         if info.namespaced and body_namespace and body_namespace != target.namespace:
             raise bad_request(
                 "the namespace of the provided object does not match the "
                 "namespace sent on the request"
             )
+        created = await self._store_new(request, user, target, obj)
+        return json_response(created, 201, _warning_headers(warnings))
+
+    async def _store_new(
+        self, request: Request, user: UserInfo, target: ResourcePath, obj: KubeObject
+    ) -> KubeObject:
+        """The create path shared by POST and server-side apply of a new object."""
+        info = target.info
+        metadata = obj.setdefault("metadata", {})
         if info.namespaced:
             metadata["namespace"] = target.namespace
         _validation.validate_metadata(obj, info)
         if info.namespaced:
             await self._check_namespace_open(target.namespace)
+        _defaults.apply_defaults(info.group, info.resource, obj)
         self._admit("CREATE", user, info, target, obj, None, request)
-        created = await self.registry.create(info, target.namespace, obj, dry_run=_dry_run(request))
-        return json_response(created, 201, _warning_headers(warnings))
+        dry_run = _dry_run(request)
+        is_service = (info.group, info.resource) == ("", "services")
+        if is_service and not dry_run:
+            await self.services.allocate(obj)
+        try:
+            return await self.registry.create(info, target.namespace, obj, dry_run=dry_run)
+        except BaseException:
+            if is_service and not dry_run:
+                with trio.CancelScope(shield=True):
+                    await self.services.release(obj)
+            raise
+
+    def _finish_update(
+        self,
+        request: Request,
+        user: UserInfo,
+        target: ResourcePath,
+        current: KubeObject,
+        new: KubeObject,
+    ) -> KubeObject:
+        """The steps every write of an existing object takes after its change is made."""
+        info = target.info
+        if "status" in info.subresources:
+            _keep(new, current, "status")  # status changes go through /status
+        _defaults.apply_defaults(info.group, info.resource, new)
+        _validation.validate_metadata(new, info)
+        if (info.group, info.resource) == ("", "services"):
+            self.services.keep_allocations(current, new)
+        self._admit("UPDATE", user, info, target, new, current, request)
+        return new
 
     async def _check_namespace_open(self, namespace: str) -> None:
         namespaces = self.scheme.resource("", "v1", "namespaces")
@@ -492,11 +532,7 @@ class ApiServer:
         _validation.validate_metadata(obj, info)
 
         async def replace(current: KubeObject) -> KubeObject:
-            new = copy.deepcopy(obj)
-            if "status" in info.subresources:
-                _keep(new, current, "status")  # status changes go through /status
-            self._admit("UPDATE", user, info, target, new, current, request)
-            return new
+            return self._finish_update(request, user, target, current, copy.deepcopy(obj))
 
         updated = await self.registry.update(
             info, target.namespace, target.name, replace, dry_run=_dry_run(request)
@@ -517,11 +553,7 @@ class ApiServer:
             new = _patch.apply_patch(kind, current, patch_body, info)
             _validation.check_kind(new, info)
             new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
-            if "status" in info.subresources:
-                _keep(new, current, "status")
-            _validation.validate_metadata(new, info)
-            self._admit("UPDATE", user, info, target, new, current, request)
-            return new
+            return self._finish_update(request, user, target, current, new)
 
         updated = await self.registry.update(
             info, target.namespace, target.name, patched, dry_run=_dry_run(request)
@@ -548,26 +580,15 @@ class ApiServer:
             _validation.check_kind(applied, info)
             obj = _validation.typed(applied, info, request.param("fieldValidation"), warnings)
             obj.setdefault("metadata", {})["name"] = target.name
-            if info.namespaced:
-                obj["metadata"]["namespace"] = target.namespace
-            _validation.validate_metadata(obj, info)
-            if info.namespaced:
-                await self._check_namespace_open(target.namespace)
-            self._admit("CREATE", user, info, target, obj, None, request)
-            created = await self.registry.create(
-                info, target.namespace, obj, dry_run=_dry_run(request)
-            )
+            created = await self._store_new(request, user, target, obj)
             return json_response(created, 201, _warning_headers(warnings))
 
         async def merged(current: KubeObject) -> KubeObject:
             new = _patch.apply_patch(_validation.STRATEGIC_PATCH, current, applied, info)
             _validation.check_kind(new, info)
             new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
-            if "status" in info.subresources:
-                _keep(new, current, "status")
-            self._admit("UPDATE", user, info, target, new, current, request)
             new.setdefault("metadata", {}).pop("resourceVersion", None)
-            return new
+            return self._finish_update(request, user, target, current, new)
 
         updated = await self.registry.update(
             info, target.namespace, target.name, merged, dry_run=_dry_run(request)
