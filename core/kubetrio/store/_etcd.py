@@ -203,6 +203,9 @@ class EtcdStore:
                 failure: Exception = exc
             except TransportFailed as exc:
                 if not idempotent:
+                    # A member that broke or stalled an exchange is suspect: the next
+                    # request goes to another one.
+                    self._current += 1
                     raise Unavailable(f"etcd {base}: {exc} (write outcome unknown)") from exc
                 failure = exc
             else:
