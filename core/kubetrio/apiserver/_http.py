@@ -192,7 +192,11 @@ class _Connection:
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
     async def _respond(self, request: Request, response: Response) -> None:
-        headers = list(response.headers)
+        # Header values must be ASCII on the wire; escape what a message carried in.
+        headers = [
+            (name, value.encode("ascii", "backslashreplace").decode("ascii"))
+            for name, value in response.headers
+        ]
         if response.content_type is not None:
             headers.append(("content-type", response.content_type))
         if response.upgrade is not None:
@@ -256,6 +260,10 @@ async def serve_http(
             remote = f"{peer[0]}:{peer[1]}"
         except OSError:
             remote = ""
-        await _Connection(stream, handler, remote).serve()
+        try:
+            await _Connection(stream, handler, remote).serve()
+        except Exception:
+            # One broken exchange must never take the listener (and the server) down.
+            log.exception("connection from %s failed", remote)
 
     await trio.serve_listeners(on_connection, listeners, task_status=task_status)
