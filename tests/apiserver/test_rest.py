@@ -6,7 +6,6 @@ import json
 
 import httpx
 import trio
-
 from kubetrio.apiserver import RunningApiServer
 
 CM = "/api/v1/namespaces/default/configmaps"
@@ -344,14 +343,16 @@ async def _watch_lines(
     apiserver: RunningApiServer, path: str, count: int, params: dict[str, str]
 ) -> list[dict]:
     events: list[dict] = []
-    async with httpx.AsyncClient(base_url=apiserver.url, timeout=10) as client:
-        async with client.stream("GET", path, params={"watch": "true", **params}) as response:
-            assert response.status_code == 200
-            async for line in response.aiter_lines():
-                if line:
-                    events.append(json.loads(line))
-                if len(events) >= count:
-                    break
+    async with (
+        httpx.AsyncClient(base_url=apiserver.url, timeout=10) as client,
+        client.stream("GET", path, params={"watch": "true", **params}) as response,
+    ):
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line:
+                events.append(json.loads(line))
+            if len(events) >= count:
+                break
     return events
 
 
