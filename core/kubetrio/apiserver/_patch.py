@@ -6,7 +6,6 @@ import copy
 from typing import Any
 
 from kubetrio.api import patch as patches
-from kubetrio.api.scheme import ResourceInfo
 
 from . import _validation
 from ._status import ApiError, bad_request
@@ -15,9 +14,12 @@ KubeObject = dict[str, Any]
 
 
 def apply_patch(
-    media_type: str, current: KubeObject, body: Any, info: ResourceInfo | None
+    media_type: str, current: KubeObject, body: Any, definition: str | None
 ) -> KubeObject:
-    """``current`` with the patch applied; 400/415/422 on a patch that can't apply."""
+    """``current`` with the patch applied; 400/415/422 on a patch that can't apply.
+
+    ``definition`` is the swagger id of the object's type (for strategic merge keys).
+    """
     document = copy.deepcopy(current)
     try:
         if media_type == _validation.MERGE_PATCH:
@@ -25,7 +27,7 @@ def apply_patch(
         elif media_type == _validation.JSON_PATCH:
             result = patches.json_patch(document, body)
         elif media_type == _validation.STRATEGIC_PATCH:
-            if info is None or info.definition is None:
+            if definition is None:
                 # Kinds without a schema (custom resources) merge as JSON merge patches,
                 # as kube-apiserver answers for them.
                 raise ApiError(
@@ -34,7 +36,7 @@ def apply_patch(
                     "use application/merge-patch+json",
                     reason="UnsupportedMediaType",
                 )
-            result = patches.strategic_merge_patch(document, body, info.definition)
+            result = patches.strategic_merge_patch(document, body, definition)
         else:
             raise ApiError(
                 415,

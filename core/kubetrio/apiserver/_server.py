@@ -48,6 +48,7 @@ ANONYMOUS = UserInfo(name="system:anonymous", groups=("system:unauthenticated",)
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
 OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+SCALE_DEFINITION = "io.k8s.api.autoscaling.v1.Scale"
 WATCH_BOOKMARK_INTERVAL = 10.0
 DEFAULT_WATCH_TIMEOUT = (1800, 3600)
 """Watches without timeoutSeconds end at a random point in this range, as kube-apiserver's."""
@@ -195,6 +196,13 @@ class ApiServer:
             # An empty protobuf document is a valid, empty OpenAPI v2 spec: kubectl
             # 1.27/1.28 then skip client-side validation instead of failing.
             return Response(body=b"", content_type=OPENAPI_V2_PROTOBUF)
+        if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
+            # Generated from our models, for kubectl 1.29+ explain and field validation.
+            from ._openapi import serve_openapi_v3
+
+            return serve_openapi_v3(
+                self.scheme, request, path, kubernetes_version=KUBERNETES_VERSION
+            )
         raise ApiError(404, "the server could not find the requested resource")
 
     # --- resources ----------------------------------------------------------------------
@@ -550,7 +558,7 @@ class ApiServer:
             return await self._apply(request, user, target, patch_body, warnings)
 
         async def patched(current: KubeObject) -> KubeObject:
-            new = _patch.apply_patch(kind, current, patch_body, info)
+            new = _patch.apply_patch(kind, current, patch_body, info.definition)
             _validation.check_kind(new, info)
             new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
             return self._finish_update(request, user, target, current, new)
@@ -584,7 +592,7 @@ class ApiServer:
             return json_response(created, 201, _warning_headers(warnings))
 
         async def merged(current: KubeObject) -> KubeObject:
-            new = _patch.apply_patch(_validation.STRATEGIC_PATCH, current, applied, info)
+            new = _patch.apply_patch(_validation.STRATEGIC_PATCH, current, applied, info.definition)
             _validation.check_kind(new, info)
             new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
             new.setdefault("metadata", {}).pop("resourceVersion", None)
@@ -734,7 +742,7 @@ class ApiServer:
             )
 
             async def change(current: KubeObject) -> KubeObject:
-                new = _patch.apply_patch(kind, current, patch_body, info)
+                new = _patch.apply_patch(kind, current, patch_body, info.definition)
                 new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
                 result = copy.deepcopy(current)
                 _keep(result, new, field)
@@ -771,7 +779,11 @@ class ApiServer:
 
         async def change(current: KubeObject) -> KubeObject:
             scale = _scale_of(current)
-            new_scale = body if verb == "update" else _patch.apply_patch(kind, scale, body, None)
+            new_scale = (
+                body
+                if verb == "update"
+                else _patch.apply_patch(kind, scale, body, SCALE_DEFINITION)
+            )
             replicas = (new_scale.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise invalid(
