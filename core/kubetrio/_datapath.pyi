@@ -22,6 +22,7 @@ __all__ = [
     "Maglev",
     "MalformedPacketError",
     "PrefixTable",
+    "TunnelEngine",
     "VxlanEncap",
     "__version__",
     "build_tcp",
@@ -210,3 +211,25 @@ class PrefixTable:
     def lookup_batch(self, addrs: Buffer, out: Buffer, miss: int = 4294967295) -> None: ...
     def routes(self) -> list[tuple[int, int, int]]: ...
     def __len__(self) -> int: ...
+
+@final
+class TunnelEngine:
+    def __new__(
+        cls,
+        mode: str,
+        tun_name: str,
+        local: int,
+        *,
+        vni: int = 1,
+        port: int = 4789,
+        netns: str | None = None,
+        batch: int = 64,
+        ttl: int = 64,
+    ) -> TunnelEngine: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    @property
+    def running(self) -> bool: ...
+    def add_route(self, prefix: int, length: int, remote: int) -> int | None: ...
+    def remove_route(self, prefix: int, length: int) -> int | None: ...
+    def stats(self) -> dict[str, int]: ...

@@ -4,6 +4,7 @@
 - :class:`VxlanTunnel`, :class:`IpipTunnel`, :func:`vxlan_decap`, :func:`ipip_decap`,
   :func:`decap_batch` — tunnel encapsulation, per packet or per :class:`PacketBatch`.
 - :class:`RouteTable` — IPv4 longest-prefix match (pod CIDR → node).
+- :class:`TunnelEngine` — TUN ⇄ underlay VXLAN/IPIP tunnel on Rust threads.
 - :func:`parse_udp`, :func:`build_udp`, ... — IPv4/UDP/TCP headers and checksums.
 - :func:`reference_maglev_table` — the pure-Python specification the Rust table must match.
 
@@ -23,6 +24,8 @@ from ._checksum import flow_hash as flow_hash
 from ._checksum import hash64 as hash64
 from ._checksum import internet_checksum as internet_checksum
 from ._checksum import packet_flow_hash as packet_flow_hash
+from ._engine import TunnelEngine as TunnelEngine
+from ._engine import TunnelStats as TunnelStats
 from ._errors import DatapathError as DatapathError
 from ._errors import MalformedPacketError as MalformedPacketError
 from ._headers import PROTO_IPIP as PROTO_IPIP

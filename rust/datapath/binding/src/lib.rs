@@ -7,7 +7,7 @@ mod buffers;
 use buffers::{check_disjoint, release_gil, with_bytes, View};
 use kubetrio_datapath::packet::batch::{self, BatchStats, Encapsulation, TunnelKind};
 use kubetrio_datapath::packet::{ipip, tcp, udp, vxlan, Ipv4Header as RsIpv4Header};
-use kubetrio_datapath::{checksum, hash, lpm, maglev, Error};
+use kubetrio_datapath::{checksum, engine, hash, lpm, maglev, Error};
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
@@ -734,6 +734,98 @@ impl PrefixTable {
     }
 }
 
+// ---------------------------------------------------------------- tunnel engine
+
+/// TUN ⇄ underlay tunnel engine (VXLAN over UDP or IPIP over a raw socket) on Rust threads.
+#[pyclass(module = "kubetrio._datapath")]
+struct TunnelEngine {
+    inner: engine::TunnelEngine,
+}
+
+#[pymethods]
+impl TunnelEngine {
+    #[new]
+    #[pyo3(signature = (mode, tun_name, local, *, vni = 1, port = 4789, netns = None, batch = 64, ttl = 64))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        mode: &str,
+        tun_name: String,
+        local: u32,
+        vni: u32,
+        port: u16,
+        netns: Option<String>,
+        batch: usize,
+        ttl: u8,
+    ) -> PyResult<Self> {
+        let mode = match mode {
+            "vxlan" => engine::TunnelMode::Vxlan { vni, port },
+            "ipip" => engine::TunnelMode::Ipip,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "mode must be 'vxlan' or 'ipip', not {other:?}"
+                )))
+            }
+        };
+        let inner = engine::TunnelEngine::new(engine::EngineConfig {
+            tun_name,
+            mode,
+            local,
+            netns,
+            batch,
+            ttl,
+        })
+        .map_err(to_py)?;
+        Ok(TunnelEngine { inner })
+    }
+
+    /// Opens the TUN device and socket and starts the worker threads.
+    fn start(&mut self, py: Python<'_>) -> PyResult<()> {
+        let e = &mut self.inner;
+        release_gil(py, move || e.start())?.map_err(to_py)
+    }
+
+    /// Stops the threads and closes the descriptors (returns within about 100 ms).
+    fn stop(&mut self, py: Python<'_>) -> PyResult<()> {
+        let e = &mut self.inner;
+        release_gil(py, move || e.stop())
+    }
+
+    /// True while the worker threads run.
+    #[getter]
+    fn running(&self) -> bool {
+        self.inner.is_running()
+    }
+
+    /// Routes `prefix/length` to the node at underlay address `remote`.
+    fn add_route(&self, prefix: u32, length: u8, remote: u32) -> PyResult<Option<u32>> {
+        self.inner.add_route(prefix, length, remote).map_err(to_py)
+    }
+
+    /// Removes the route `prefix/length`.
+    fn remove_route(&self, prefix: u32, length: u8) -> PyResult<Option<u32>> {
+        self.inner.remove_route(prefix, length).map_err(to_py)
+    }
+
+    /// Counters: tx/rx packets, bytes, batches, drops and errors.
+    fn stats(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        let s = self.inner.stats();
+        [
+            ("tx_packets", s.tx_packets),
+            ("tx_bytes", s.tx_bytes),
+            ("tx_batches", s.tx_batches),
+            ("tx_no_route", s.tx_no_route),
+            ("tx_errors", s.tx_errors),
+            ("rx_packets", s.rx_packets),
+            ("rx_bytes", s.rx_bytes),
+            ("rx_batches", s.rx_batches),
+            ("rx_malformed", s.rx_malformed),
+            ("rx_errors", s.rx_errors),
+        ]
+        .into_iter()
+        .collect()
+    }
+}
+
 #[pymodule]
 fn _datapath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -768,5 +860,6 @@ fn _datapath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<VxlanEncap>()?;
     m.add_class::<IpipEncap>()?;
     m.add_class::<PrefixTable>()?;
+    m.add_class::<TunnelEngine>()?;
     Ok(())
 }

@@ -26,22 +26,30 @@ impl IpipEncap {
     /// Writes the outer header and the inner IPv4 `packet` into `out`; returns the length.
     /// The inner header must parse; bytes after its total length are not carried.
     pub fn encap(&self, packet: &[u8], ident: u16, out: &mut [u8]) -> Result<usize> {
-        let inner = Ipv4Header::parse(packet)?;
-        let inner_len = usize::from(inner.total_len);
-        let mut outer = Ipv4Header::new(self.local, self.remote, PROTO_IPIP, inner_len, self.ttl)?;
-        outer.tos = inner.tos;
-        outer.ident = ident;
-        outer.set_dont_fragment(inner.dont_fragment());
-        let total = usize::from(outer.total_len);
+        let inner_len = self.write_outer_header(packet, ident, out)?;
+        let total = IPV4_HEADER_LEN + inner_len;
         if out.len() < total {
             return Err(Error::BufferTooSmall {
                 need: total,
                 have: out.len(),
             });
         }
-        outer.write(out)?;
         out[IPV4_HEADER_LEN..total].copy_from_slice(&packet[..inner_len]);
         Ok(total)
+    }
+
+    /// Writes only the 20-byte outer header for `packet` into `out` and returns the inner
+    /// packet's length, so a caller that already has the packet behind 20 bytes of headroom
+    /// can encapsulate it in place (the tunnel engine does).
+    pub fn write_outer_header(&self, packet: &[u8], ident: u16, out: &mut [u8]) -> Result<usize> {
+        let inner = Ipv4Header::parse(packet)?;
+        let inner_len = usize::from(inner.total_len);
+        let mut outer = Ipv4Header::new(self.local, self.remote, PROTO_IPIP, inner_len, self.ttl)?;
+        outer.tos = inner.tos;
+        outer.ident = ident;
+        outer.set_dont_fragment(inner.dont_fragment());
+        outer.write(out)?;
+        Ok(inner_len)
     }
 }
 

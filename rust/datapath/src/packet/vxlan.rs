@@ -118,11 +118,39 @@ impl VxlanEncap {
             checksum: 0,
         }
         .write(&mut out[IPV4_HEADER_LEN..])?;
-        let v = &mut out[IPV4_HEADER_LEN + UDP_HEADER_LEN..VXLAN_OVERHEAD];
-        v[0..4].copy_from_slice(&[FLAG_I, 0, 0, 0]);
-        v[4..8].copy_from_slice(&(self.vni << 8).to_be_bytes());
+        write_vxlan_header(self.vni, &mut out[IPV4_HEADER_LEN + UDP_HEADER_LEN..])?;
         Ok(VXLAN_OVERHEAD)
     }
+}
+
+/// Writes the 8-byte VXLAN header (I flag, `vni`) into `out`. Used where the kernel adds
+/// the outer IPv4/UDP headers (the tunnel engine sends through a UDP socket).
+pub fn write_vxlan_header(vni: u32, out: &mut [u8]) -> Result<()> {
+    if vni > MAX_VNI {
+        return Err(Error::InvalidArgument(format!("VNI {vni} exceeds 24 bits")));
+    }
+    if out.len() < VXLAN_HEADER_LEN {
+        return Err(Error::BufferTooSmall {
+            need: VXLAN_HEADER_LEN,
+            have: out.len(),
+        });
+    }
+    out[0..4].copy_from_slice(&[FLAG_I, 0, 0, 0]);
+    out[4..8].copy_from_slice(&(vni << 8).to_be_bytes());
+    Ok(())
+}
+
+/// Parses the VXLAN header at the start of a UDP payload; returns the VNI. The I flag
+/// must be set; reserved bits are ignored (RFC 7348 §5).
+pub fn parse_vxlan_header(payload: &[u8]) -> Result<u32> {
+    need("vxlan", payload, VXLAN_HEADER_LEN)?;
+    if payload[0] & FLAG_I == 0 {
+        return Err(Error::Malformed {
+            what: "vxlan",
+            reason: "I flag not set",
+        });
+    }
+    Ok(u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]) >> 8)
 }
 
 /// A decapsulated VXLAN packet: outer headers and where the inner frame lies.
@@ -164,14 +192,7 @@ pub fn vxlan_decap(packet: &[u8]) -> Result<VxlanPacket> {
     let l4 = &l4[..usize::from(udp.length)];
     verify_udp_checksum(outer.src, outer.dst, l4)?;
     let v = &l4[UDP_HEADER_LEN..];
-    need("vxlan", v, VXLAN_HEADER_LEN)?;
-    if v[0] & FLAG_I == 0 {
-        return Err(Error::Malformed {
-            what: "vxlan",
-            reason: "I flag not set",
-        });
-    }
-    let vni = u32::from_be_bytes([v[4], v[5], v[6], v[7]]) >> 8;
+    let vni = parse_vxlan_header(v)?;
     let inner = &v[VXLAN_HEADER_LEN..];
     need("ethernet", inner, ETHERNET_HEADER_LEN)?;
     Ok(VxlanPacket {
@@ -259,6 +280,18 @@ mod tests {
         let d = vxlan_decap(&out[..n]).unwrap();
         assert_eq!(&out[d.inner_offset..n], &f[..]);
         assert_eq!(e.source_port(&f), u16::from_be_bytes([out[20], out[21]]));
+    }
+
+    #[test]
+    fn bare_header_round_trip() {
+        let mut h = [0u8; 8];
+        write_vxlan_header(0xabcdef, &mut h).unwrap();
+        assert_eq!(h, [0x08, 0, 0, 0, 0xab, 0xcd, 0xef, 0]);
+        assert_eq!(parse_vxlan_header(&h).unwrap(), 0xabcdef);
+        assert!(write_vxlan_header(MAX_VNI + 1, &mut h).is_err());
+        assert!(write_vxlan_header(1, &mut h[..7]).is_err());
+        assert!(parse_vxlan_header(&h[..7]).is_err());
+        assert!(parse_vxlan_header(&[0u8; 8]).is_err());
     }
 
     #[test]
