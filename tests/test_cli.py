@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-import kubetrio
 import pytest
-from kubetrio.cli import build_app
 from typer.testing import CliRunner
+
+import kubetrio
+from kubetrio.cli import build_app
 
 runner = CliRunner()
 COMMANDS = ["version", "plugins", "server", "agent", "up", "down"]

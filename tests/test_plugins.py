@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+
 from kubetrio import plugins
 from kubetrio.plugins import PluginError, PluginManager, hookimpl
 from kubetrio.providers import (

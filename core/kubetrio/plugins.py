@@ -166,9 +166,7 @@ class PluginManager:
         for name, plugin in sorted(self._pm.list_name_plugin()):
             if plugin is None:  # blocked
                 continue
-            hooks = tuple(
-                sorted(caller.name for caller in self._pm.get_hookcallers(plugin) or ())
-            )
+            hooks = tuple(sorted(caller.name for caller in self._pm.get_hookcallers(plugin) or ()))
             dist, version = self._dists.get(name, ("", ""))
             infos.append(PluginInfo(name, dist, version, hooks))
         return infos

@@ -150,9 +150,7 @@ class ContainerRuntime(Protocol):
         """Stop every container of the sandbox, then the sandbox; idempotent."""
         ...
 
-    async def start_container(
-        self, sandbox_id: str, pod: KubeObject, container: KubeObject
-    ) -> str:
+    async def start_container(self, sandbox_id: str, pod: KubeObject, container: KubeObject) -> str:
         """Create and start one container in the sandbox; return its id."""
         ...
 

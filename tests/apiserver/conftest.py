@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from kubetrio.apiserver import RunningApiServer, merge_kubeconfig, open_apiserver
 from kubetrio.store import open_store
 

@@ -9,6 +9,7 @@ import httpx
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from kubetrio.apiserver import MAX_BODY_BYTES, RunningApiServer
 
 CM = "/api/v1/namespaces/default/configmaps"

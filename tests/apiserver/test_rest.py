@@ -6,6 +6,7 @@ import json
 
 import httpx
 import trio
+
 from kubetrio.apiserver import RunningApiServer
 
 CM = "/api/v1/namespaces/default/configmaps"

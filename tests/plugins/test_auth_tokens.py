@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from kubetrio_auth.tokens import StaticTokens, TokenFileError
+
 from kubetrio import plugins
 from kubetrio.providers import AuthorizationAttributes, AuthRequest
-from kubetrio_auth.tokens import StaticTokens, TokenFileError
 
 TOKENS = """# token,user,uid,groups
 s3cret,alice,u-1,"system:masters,devs"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
 from kubetrio.providers import PodNetwork
 
 from .ipam import BlockAllocator
