@@ -29,6 +29,7 @@ async def _writes_survive_leader_kill(cluster: EtcdCluster) -> None:
     failed = 0
     killed = trio.Event()
     events: list[Event] = []
+    seen: dict[bytes, int] = {}
 
     # etcd holds a proposal that was lost with a dead leader until its own request timeout
     # (about 6 s); a short client timeout turns that into an ambiguous error that the
@@ -56,27 +57,29 @@ async def _writes_survive_leader_kill(cluster: EtcdCluster) -> None:
                 async for ev in w:
                     events.append(ev)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(watcher)
-            for w in range(8):
-                nursery.start_soon(writer, w)
-            await trio.sleep(1.0)
-            leader = await trio.to_thread.run_sync(cluster.leader)
-            await trio.to_thread.run_sync(cluster.kill, leader)
-            killed.set()
-            await trio.sleep(3.0)
-            nursery.cancel_scope.cancel()
-
-        assert acked_after_kill > 50, "writes must continue after losing the leader"
-        # The watch went on across the failure (its upstream moved to another member),
-        # without gaps or duplicates: every acknowledged create is in it, in order.
+        async with trio.open_nursery() as watching:
+            watching.start_soon(watcher)
+            async with trio.open_nursery() as writing:
+                for w in range(8):
+                    writing.start_soon(writer, w)
+                await trio.sleep(1.0)
+                leader = await trio.to_thread.run_sync(cluster.leader)
+                await trio.to_thread.run_sync(cluster.kill, leader)
+                killed.set()
+                await trio.sleep(3.0)
+                writing.cancel_scope.cancel()
+            assert acked_after_kill > 50, "writes must continue after losing the leader"
+            # The watch goes on across the failure (its upstream moves to another member):
+            # every acknowledged create reaches it.
+            with trio.fail_after(15):
+                while not all(k in seen for k in acked):
+                    await trio.sleep(0.1)
+                    seen = {e.kv.key: e.revision for e in events}
+            watching.cancel_scope.cancel()
+        # ... in order, without gaps or duplicates.
         revs = [e.revision for e in events]
         assert revs == sorted(set(revs))
-        seen = {e.kv.key: e.revision for e in events}
-        with trio.fail_after(10):
-            while not all(seen.get(k) == r for k, r in acked.items()):
-                await trio.sleep(0.1)
-                seen = {e.kv.key: e.revision for e in events}
+        assert all(seen[k] == r for k, r in acked.items())
 
     # Every acknowledged write is on each surviving member.
     for m in cluster.members:
