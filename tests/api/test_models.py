@@ -7,6 +7,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from kubetrio.api.codec import decode, encode, from_builtins, to_builtins, unknown_fields
 from kubetrio.api.generated import apiextensions_v1, apps_v1, core_v1, events_v1, meta_v1
 from kubetrio.api.generated.fieldmeta import ATOMIC_DEFINITIONS, FIELDS

@@ -1,14 +1,17 @@
 """JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge patch."""
 
+import contextlib
 import copy
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kubetrio.api.patch import (
     JSONPatchError,
     JSONPatchTestFailed,
+    PatchError,
     StrategicMergePatchError,
     json_merge_patch,
     json_patch,
@@ -399,3 +402,58 @@ def test_smp_without_lists_equals_merge_patch(
     target: dict[str, Any], patch: dict[str, Any]
 ) -> None:
     assert strategic_merge_patch(target, patch, POD) == json_merge_patch(target, patch)
+
+
+_directive_keys = st.sampled_from(
+    [
+        "$patch",
+        "$retainKeys",
+        "$setElementOrder/containers",
+        "$deleteFromPrimitiveList/args",
+        "name",
+        "containers",
+        "args",
+        "spec",
+        "metadata",
+        "finalizers",
+        "env",
+        "ports",
+        "image",
+    ]
+)
+_wild = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from(["replace", "delete", "merge", "x"]),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(_directive_keys, children, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@given(_wild, _wild)
+def test_patches_raise_only_patch_errors(original: Any, patch: Any) -> None:
+    for apply in (
+        lambda: strategic_merge_patch(original if isinstance(original, dict) else {}, patch, POD),
+        lambda: strategic_merge_patch({"spec": original}, {"spec": patch}, POD),
+        lambda: json_merge_patch(original, patch),
+        lambda: json_patch(original, patch),
+    ):
+        with contextlib.suppress(PatchError):
+            apply()
+
+
+def test_deep_nesting_is_a_patch_error() -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(5000):
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(PatchError):
+        json_merge_patch({}, deep)
+    with pytest.raises(PatchError):
+        strategic_merge_patch({}, deep, POD)
+    with pytest.raises(PatchError):
+        json_patch(deep, [])

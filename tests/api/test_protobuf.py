@@ -7,6 +7,7 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kubetrio.api.codec import from_builtins
 from kubetrio.api.generated import apps_v1, authorization_v1, core_v1
 from kubetrio.api.protobuf import MAGIC, ProtobufDecodeError, decode_message, decode_protobuf

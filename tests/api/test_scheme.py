@@ -1,6 +1,7 @@
 """Scheme: what ``kubectl api-resources`` and discovery need to see."""
 
 import pytest
+
 from kubetrio.api.codec import to_builtins
 from kubetrio.api.generated import apps_v1, autoscaling_v1, core_v1, meta_v1
 from kubetrio.api.scheme import BUILTIN, GroupVersionKind, ResourceInfo, Scheme

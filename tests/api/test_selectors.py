@@ -5,6 +5,7 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kubetrio.api.generated import meta_v1
 from kubetrio.api.selectors import (
     NOTHING,

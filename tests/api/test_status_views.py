@@ -1,6 +1,7 @@
 """Status builders, metadata-only views, IntOrString helpers."""
 
 import pytest
+
 from kubetrio.api import StatusError, decode_header, encode, scaled_value, unknown_fields
 from kubetrio.api.codec import to_builtins
 from kubetrio.api.generated import apiextensions_v1, core_v1, meta_v1

@@ -2,6 +2,7 @@
 
 import msgspec
 import pytest
+
 from kubetrio.api.codec import decode, to_builtins
 from kubetrio.api.generated import core_v1, meta_v1
 from kubetrio.api.validation import (

@@ -78,6 +78,13 @@ class StrategicMergePatchError(PatchError):
 
 def json_merge_patch(target: Any, patch: Any) -> Any:
     """Apply a JSON merge patch (RFC 7386) to ``target`` and return the result."""
+    try:
+        return _merge_patch(target, patch)
+    except RecursionError:
+        raise PatchError("the patch is nested too deeply") from None
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
         return patch
     result = dict(target) if isinstance(target, dict) else {}
@@ -85,7 +92,7 @@ def json_merge_patch(target: Any, patch: Any) -> Any:
         if value is None:
             result.pop(key, None)
         else:
-            result[key] = json_merge_patch(result.get(key), value)
+            result[key] = _merge_patch(result.get(key), value)
     return result
 
 
@@ -204,6 +211,13 @@ def json_patch(doc: Any, operations: Any) -> Any:
     :class:`JSONPatchTestFailed` for a ``test``), nothing is returned and ``doc`` is
     untouched.
     """
+    try:
+        return _json_patch(doc, operations)
+    except RecursionError:
+        raise JSONPatchError("the document or patch is nested too deeply") from None
+
+
+def _json_patch(doc: Any, operations: Any) -> Any:
     if not isinstance(operations, list):
         raise JSONPatchError("a JSON patch must be an array of operations")
     if len(operations) > MAX_JSON_PATCH_OPERATIONS:
@@ -289,7 +303,12 @@ def strategic_merge_patch(
     """
     if not isinstance(patch, Mapping):
         raise StrategicMergePatchError("a strategic merge patch must be a JSON object")
-    result = _merge_map(dict(original), patch, lambda d: _object_lookup(d, fields), definition, "")
+    try:
+        result = _merge_map(
+            dict(original), patch, lambda d: _object_lookup(d, fields), definition, ""
+        )
+    except RecursionError:
+        raise StrategicMergePatchError("the patch is nested too deeply") from None
     return result if result is not None else {}
 
 
