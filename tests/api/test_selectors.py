@@ -1,5 +1,6 @@
 """Label and field selectors, with kubectl-style strings."""
 
+import contextlib
 import re
 
 import pytest
@@ -215,3 +216,54 @@ def test_parser_never_crashes(text: str) -> None:
     except LabelSelectorError:
         return
     assert parse_label_selector(str(sel)) == sel
+
+
+_any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda c: (
+        st.lists(c, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "matchLabels",
+                    "matchExpressions",
+                    "key",
+                    "operator",
+                    "values",
+                    "a",
+                    "status",
+                    "podIPs",
+                    "ip",
+                    "spec",
+                    "nodeName",
+                    "metadata",
+                    "name",
+                ]
+            ),
+            c,
+            max_size=4,
+        )
+    ),
+    max_leaves=15,
+)
+
+
+@given(_any_json)
+def test_struct_selector_rejects_junk_cleanly(data: object) -> None:
+    with contextlib.suppress(LabelSelectorError):
+        label_selector_from_struct(data)  # type: ignore[arg-type]
+
+
+@given(st.dictionaries(st.sampled_from(["metadata", "spec", "status"]), _any_json))
+def test_object_fields_tolerates_any_shape(obj: dict[str, object]) -> None:
+    fields = object_fields("", "pods", obj)
+    assert all(isinstance(v, str) for v in fields.values())
+
+
+@given(st.text(max_size=40))
+def test_field_parser_never_crashes(text: str) -> None:
+    try:
+        sel = parse_field_selector(text)
+    except FieldSelectorError:
+        return
+    assert parse_field_selector(str(sel)) == sel

@@ -106,3 +106,19 @@ def test_decode_errors_become_field_errors() -> None:
         decode(b'{"spec":{"containers":[],"priority":"high"}}', core_v1.Pod)
     (err,) = decode_error_field_errors(info.value)
     assert err.field == "spec.priority" and "Expected `int" in err.detail
+
+
+def test_object_meta_shapes() -> None:
+    errs = validate_object_meta(
+        {"name": 5, "labels": ["x"], "annotations": {"a": 1}, "finalizers": "f"}, namespaced=False
+    )
+    assert {e.field for e in errs} == {
+        "metadata.name",
+        "metadata.labels",
+        "metadata.annotations[a]",
+        "metadata.finalizers",
+    }
+    errs = validate_object_meta(
+        {"name": "x", "finalizers": [1], "ownerReferences": ["x"]}, namespaced=False
+    )
+    assert [e.field for e in errs] == ["metadata.finalizers[0]", "metadata.ownerReferences[0]"]

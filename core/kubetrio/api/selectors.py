@@ -355,11 +355,28 @@ def label_selector_from_struct(
         match_labels: Mapping[str, str] = selector.match_labels or {}
         exprs = [(e.key, e.operator, e.values or []) for e in selector.match_expressions or []]
     else:
+        if not isinstance(selector, Mapping):
+            raise LabelSelectorError("a label selector must be an object")
         match_labels = selector.get("matchLabels") or {}
+        raw_exprs = selector.get("matchExpressions") or []
+        if not isinstance(match_labels, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in match_labels.items()
+        ):
+            raise LabelSelectorError("matchLabels must map strings to strings")
+        if not isinstance(raw_exprs, list) or not all(isinstance(e, Mapping) for e in raw_exprs):
+            raise LabelSelectorError("matchExpressions must be a list of objects")
         exprs = [
-            (e.get("key", ""), e.get("operator", ""), e.get("values") or [])
-            for e in selector.get("matchExpressions") or []
+            (e.get("key", ""), e.get("operator", ""), e.get("values") or []) for e in raw_exprs
         ]
+        for i, (key, _, values) in enumerate(exprs):
+            if (
+                not isinstance(key, str)
+                or not isinstance(values, list)
+                or not all(isinstance(v, str) for v in values)
+            ):
+                raise LabelSelectorError(
+                    f"matchExpressions[{i}]: key must be a string and values a list of strings"
+                )
     reqs = [
         _make_requirement(k, Operator.EQUALS, (v,), -1) for k, v in sorted(match_labels.items())
     ]
@@ -570,8 +587,9 @@ def object_fields(group: str, resource: str, obj: Mapping[str, Any]) -> dict[str
             node = node.get(part) if isinstance(node, Mapping) else None
         out[name] = _field_string(node)
     if (group, resource) == ("", "pods") and not out.get("status.podIP"):
-        ips = (obj.get("status") or {}).get("podIPs") or []
-        if ips and isinstance(ips[0], Mapping):
+        status = obj.get("status")
+        ips = status.get("podIPs") if isinstance(status, Mapping) else None
+        if isinstance(ips, list) and ips and isinstance(ips[0], Mapping):
             out["status.podIP"] = _field_string(ips[0].get("ip"))
     return out
 

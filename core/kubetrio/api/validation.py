@@ -385,6 +385,21 @@ def validate_annotations(annotations: Mapping[str, str] | None, field: str) -> l
     return errs
 
 
+_META_SHAPES: Mapping[str, type | tuple[type, ...]] = {
+    "name": str,
+    "generateName": str,
+    "namespace": str,
+    "labels": Mapping,
+    "annotations": Mapping,
+    "finalizers": list,
+    "ownerReferences": list,
+}
+_SHAPE_NAMES: Mapping[type | tuple[type, ...], str] = {
+    str: "must be a string",
+    Mapping: "must be an object",
+    list: "must be a list",
+}
+
 NameValidator = Callable[[str, str], list[FieldError]]
 
 NAME_VALIDATORS: Mapping[tuple[str, str], NameValidator] = {
@@ -415,6 +430,19 @@ def validate_object_meta(
     else:
         m = dict(meta)
     errs: list[FieldError] = []
+    # Shapes first: a hand-made body can hold anything, and the checks below need
+    # strings, maps and lists where Kubernetes has them.
+    for key, want in _META_SHAPES.items():
+        value = m.get(key)
+        if value is not None and not isinstance(value, want):
+            errs.append(FieldError.invalid(f"{field}.{key}", value, _SHAPE_NAMES[want]))
+            m.pop(key)
+    for key in ("labels", "annotations"):
+        for k, v in (m.get(key) or {}).items():
+            if not isinstance(v, str):
+                errs.append(FieldError.invalid(f"{field}.{key}[{k}]", v, "must be a string"))
+    if errs:
+        return errs
     name, generate = m.get("name"), m.get("generateName")
     if not name and not generate:
         errs.append(FieldError.required(f"{field}.name", "name or generateName is required"))
@@ -434,10 +462,16 @@ def validate_object_meta(
     errs += validate_labels(m.get("labels"), f"{field}.labels")
     errs += validate_annotations(m.get("annotations"), f"{field}.annotations")
     for i, fin in enumerate(m.get("finalizers") or []):
+        if not isinstance(fin, str):
+            errs.append(FieldError.invalid(f"{field}.finalizers[{i}]", fin, "must be a string"))
+            continue
         errs += validate_qualified_name(fin, f"{field}.finalizers[{i}]")
     controllers = 0
     for i, ref in enumerate(m.get("ownerReferences") or []):
         path = f"{field}.ownerReferences[{i}]"
+        if not isinstance(ref, Mapping):
+            errs.append(FieldError.invalid(path, ref, "must be an object"))
+            continue
         for key in ("apiVersion", "kind", "name", "uid"):
             if not ref.get(key):
                 errs.append(FieldError.required(f"{path}.{key}"))
