@@ -91,6 +91,22 @@ def test_invalid(bad: str) -> None:
         Quantity(bad)
 
 
+def test_absurd_sizes_are_parse_errors() -> None:
+    with pytest.raises(QuantityParseError):
+        Quantity("1" * 5000)
+    with pytest.raises(QuantityParseError):
+        Quantity("1e100000")
+
+
+@given(st.text(max_size=12))
+def test_parser_only_raises_parse_errors(text: str) -> None:
+    try:
+        q = Quantity(text)
+    except QuantityParseError:
+        return
+    assert Quantity(q.canonical()) == q
+
+
 def test_error_is_value_error_with_position() -> None:
     with pytest.raises(ValueError, match="position 3"):
         Quantity("100x")

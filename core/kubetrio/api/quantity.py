@@ -256,6 +256,8 @@ def _parse(text: str) -> tuple[int, QuantityFormat]:
     frac = frac or ""
     if not whole and not frac:
         raise QuantityParseError(f"quantity {text!r} must start with a number")
+    if len(whole) + len(frac) > 1000:
+        raise QuantityParseError(f"quantity has too many digits ({len(whole) + len(frac)})")
     digits = int(whole + frac or "0")
     scale = len(frac)  # value = digits * 10**-scale
     if suffix in _DECIMAL_SUFFIXES:
