@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
 from kubetrio.store import Store, open_store
 
 sys.path.insert(0, str(Path(__file__).parent))

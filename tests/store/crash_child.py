@@ -13,6 +13,7 @@ import random
 import sys
 
 import trio
+
 from kubetrio.store import CompactionPolicy, open_sqlite_store
 
 

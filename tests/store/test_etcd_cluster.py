@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 from etcd_cluster import EtcdCluster
+
 from kubetrio.store import Event, StoreError, open_store
 
 pytestmark = [pytest.mark.etcd, pytest.mark.slow]

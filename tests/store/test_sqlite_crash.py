@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import trio
+
 from kubetrio.store import open_sqlite_store
 
 CHILD = Path(__file__).with_name("crash_child.py")

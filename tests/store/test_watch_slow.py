@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
+
 from kubetrio.store import Compacted, Event, Store, open_store
 
 
