@@ -355,6 +355,21 @@ fn set_int_opt(fd: RawFd, level: libc::c_int, opt: libc::c_int, value: libc::c_i
     .map(|_| ())
 }
 
+/// Socket buffers of 4 MiB absorb bursts between batches; the default (about 208 KiB)
+/// overflows under a single TCP stream and costs retransmits. The FORCE variants pass the
+/// `rmem_max` cap with CAP_NET_ADMIN; without it fall back to the capped request.
+fn big_buffers(fd: RawFd) {
+    const SIZE: libc::c_int = 4 << 20;
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        if set_int_opt(fd, libc::SOL_SOCKET, force, SIZE).is_err() {
+            let _ = set_int_opt(fd, libc::SOL_SOCKET, plain, SIZE);
+        }
+    }
+}
+
 fn sockaddr(addr: u32, port: u16) -> libc::sockaddr_in {
     // SAFETY: sockaddr_in is plain data; all-zero is valid.
     let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
@@ -370,9 +385,7 @@ fn udp_socket(local: u32, port: u16) -> Result<OwnedFd> {
         unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) },
         "socket(UDP)",
     )?;
-    // Bigger buffers absorb bursts between batches; failures here are not fatal.
-    let _ = set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
-    let _ = set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
+    big_buffers(fd.as_raw_fd());
     let sa = sockaddr(local, port);
     // SAFETY: bind with a live sockaddr_in and its size.
     check(
@@ -401,8 +414,7 @@ fn ipip_socket() -> Result<OwnedFd> {
         "socket(raw, IPIP)",
     )?;
     set_int_opt(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_HDRINCL, 1)?;
-    let _ = set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4 << 20);
-    let _ = set_int_opt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, 4 << 20);
+    big_buffers(fd.as_raw_fd());
     Ok(fd)
 }
 
