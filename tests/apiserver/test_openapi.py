@@ -152,6 +152,11 @@ def test_resource_paths_follow_the_rest_layout(documents: OpenAPIDocuments) -> N
         "$ref": REF + "io.k8s.api.apps.v1.DeploymentList"
     }
     assert "get" in paths["/apis/apps/v1/deployments"]  # across namespaces
+    patch = item["patch"]["requestBody"]["content"]
+    assert "application/strategic-merge-patch+json" in patch
+    assert patch["application/apply-patch+yaml"]["schema"] == {
+        "$ref": REF + "io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
+    }
     scale = paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["patch"]
     assert scale["x-kubernetes-group-version-kind"]["kind"] == "Scale"
     assert "io.k8s.api.autoscaling.v1.Scale" in doc["components"]["schemas"]
@@ -247,6 +252,12 @@ def test_resources_registered_later_appear(documents: OpenAPIDocuments) -> None:
     ]
     patch = doc["paths"]["/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}"]
     assert any(p["name"] == "fieldValidation" for p in patch["patch"]["parameters"])
+    # no strategic merge for custom resources: kubectl must send a JSON merge patch
+    assert set(patch["patch"]["requestBody"]["content"]) == {
+        "application/json-patch+json",
+        "application/merge-patch+json",
+        "application/apply-patch+yaml",
+    }
     assert docs.document("", "v1") is before  # untouched group/versions stay cached
     assert "apis/stable.example.com/v1" in docs.root().decode()
 
@@ -382,6 +393,31 @@ async def test_kubectl_133_validates_on_the_server(
     code, out = await kubectl(33, kubeconfig, cache, "apply", "-f", str(bad))
     assert code != 0
     assert 'strict decoding error: unknown field "spec.bogus"' in out, out
+
+    # A changed container list: kubectl computes the strategic merge patch from our
+    # schemas' merge keys (it warns when it cannot) and the server merges by name.
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(
+        DEPLOYMENT.format(name="strict", extra="").replace(
+            "image: busybox:1.36", "image: busybox:1.37\n      - name: side\n        image: pause"
+        )
+    )
+    code, out = await kubectl(33, kubeconfig, cache, "apply", "-f", str(changed))
+    assert code == 0, out
+    assert "deployment.apps/strict configured" in out
+    assert "warning" not in out.lower()
+    code, out = await kubectl(
+        33,
+        kubeconfig,
+        cache,
+        "get",
+        "deployment",
+        "strict",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].image}",
+    )
+    assert code == 0, out
+    assert out.split() == ["busybox:1.37", "pause"]
 
 
 @needs_kubectl

@@ -12,6 +12,10 @@ kubectl 1.29+ reads ``GET /openapi/v3`` (a map of ``api/v1``, ``apis/<group>/<ve
   query parameter. If so, kubectl leaves validation to the server (which answers 400
   ``strict decoding error`` for unknown fields). So every PATCH operation of a body-carrying
   kind lists it.
+- kubectl apply (client-side) computes its strategic merge patch from the schemas'
+  ``x-kubernetes-patch-merge-key`` / ``-strategy`` when the kind's PATCH operation accepts
+  ``application/strategic-merge-patch+json``, so those extensions must be right; custom
+  resources do not offer that type and get a JSON merge patch, as upstream.
 
 Everything is derived from our own msgspec models through :mod:`msgspec.inspect` and the
 generated field-metadata table; nothing is copied from upstream documents, and there is no
@@ -85,10 +89,11 @@ CUSTOM_SCALARS: Mapping[type, str] = {Time: TIME, MicroTime: MICRO_TIME, Quantit
 # Free-form JSON (RawExtension, apiextensions JSON): any value, kept as is.
 ANY_VALUE: Schema = {"x-kubernetes-preserve-unknown-fields": True}
 
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 PATCH_CONTENT_TYPES = (
     "application/json-patch+json",
     "application/merge-patch+json",
-    "application/strategic-merge-patch+json",
+    STRATEGIC_MERGE_PATCH,
     "application/apply-patch+yaml",
 )
 # Subresources that stream text or upgrade the connection rather than hold an object.
@@ -419,8 +424,11 @@ class _DocumentBuilder:
             item["get"] = _op("get", gvk, [], _response("200", _ref(body)))
         if info.has_verb("update"):
             item["put"] = _op("put", gvk, WRITE_PARAMS, _created(_ref(body)), request=_ref(body))
+        # Strategic merge needs Go struct tags on the server; custom resources lack them,
+        # and kubectl then computes a JSON merge patch instead.
+        strategic = body in DEFINITIONS
         if info.has_verb("patch"):
-            item["patch"] = _patch_op(gvk, _ref(body))
+            item["patch"] = _patch_op(gvk, _ref(body), strategic=strategic)
         if info.has_verb("delete"):
             item["delete"] = _op(
                 "delete",
@@ -436,9 +444,11 @@ class _DocumentBuilder:
             self._add(f"{self.prefix}/{info.resource}", every_ns, [])
 
         for sub in sorted(info.subresources.values(), key=lambda s: s.name):
-            self._subresource(f"{base}/{{name}}/{sub.name}", sub, name_params)
+            self._subresource(f"{base}/{{name}}/{sub.name}", sub, name_params, strategic=strategic)
 
-    def _subresource(self, path: str, sub: SubresourceInfo, params: list[Schema]) -> None:
+    def _subresource(
+        self, path: str, sub: SubresourceInfo, params: list[Schema], *, strategic: bool
+    ) -> None:
         gvk = _gvk(sub.kind.group, sub.kind.version, sub.kind.kind)
         ops: Schema = {}
         if sub.name in STREAMING_SUBRESOURCES or sub.model is None:
@@ -458,7 +468,7 @@ class _DocumentBuilder:
         if "update" in sub.verbs:
             ops["put"] = _op("put", gvk, WRITE_PARAMS, _created(_ref(body)), request=_ref(body))
         if "patch" in sub.verbs:
-            ops["patch"] = _patch_op(gvk, _ref(body))
+            ops["patch"] = _patch_op(gvk, _ref(body), strategic=strategic)
         if "create" in sub.verbs:
             ops["post"] = _op("post", gvk, WRITE_PARAMS, _created(_ref(body)), request=_ref(body))
         self._add(path, ops, params)
@@ -508,11 +518,14 @@ def _op(
     return op
 
 
-def _patch_op(gvk: dict[str, str], body: Schema) -> Schema:
+def _patch_op(gvk: dict[str, str], body: Schema, *, strategic: bool) -> Schema:
     # fieldValidation is inline here: kubectl only looks at the operation's own list.
-    op = _op("patch", gvk, PATCH_PARAMS, {**_response("200", body), **_created(body)})
+    op = _op("patch", gvk, PATCH_PARAMS, _created(body))
+    # kubectl 1.27+ computes apply's strategic merge patch from these schemas' patch
+    # extensions when the PATCH operation of the kind accepts that content type.
+    media_types = [m for m in PATCH_CONTENT_TYPES if strategic or m != STRATEGIC_MERGE_PATCH]
     op["requestBody"] = {
-        "content": {media: {"schema": _ref(PATCH)} for media in PATCH_CONTENT_TYPES},
+        "content": {media: {"schema": _ref(PATCH)} for media in media_types},
         "required": True,
     }
     return op
