@@ -5,6 +5,7 @@
 """
 
 from ._http import MAX_BODY_BYTES as MAX_BODY_BYTES
+from ._http import ChunkProducer as ChunkProducer
 from ._http import Request as Request
 from ._http import Response as Response
 from ._http import serve_http as serve_http

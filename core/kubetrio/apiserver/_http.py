@@ -7,15 +7,18 @@ as well as WebSocket. ASGI has no way to hand over a connection for SPDY, and th
 request/response core is small with h11 doing the parsing.
 
 A handler is ``async def handler(request) -> Response``. A :class:`Response` carries a
-body, or ``chunks`` (an async iterator streamed with chunked encoding), or an
-``upgrade`` callable that receives the raw stream after the status line is sent.
+body, or a ``stream`` producer (a coroutine function that sends chunks into a channel;
+they go out with chunked encoding, one flush each), or an ``upgrade`` callable that
+receives the raw stream after the status line is sent. Producers rather than async
+generators: a producer runs as its own task, so it may open nurseries and cancel scopes,
+which an async generator must not hold across a ``yield``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
@@ -52,6 +55,8 @@ class Request:
 
 
 Upgrade = Callable[[trio.abc.Stream, bytes], Awaitable[None]]
+ChunkProducer = Callable[[trio.MemorySendChannel[bytes]], Awaitable[None]]
+"""Sends body chunks into the channel; the response ends when it returns."""
 """Takes over a connection after a 101 answer: (stream, bytes already read past the request)."""
 
 
@@ -63,7 +68,7 @@ class Response:
     body: bytes = b""
     content_type: str | None = "application/json"
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    chunks: AsyncIterator[bytes] | None = None
+    stream: ChunkProducer | None = None
     """When set, the body is streamed with chunked encoding, one flush per chunk."""
     upgrade: Upgrade | None = None
     """When set (with status 101), the connection is handed over after the headers."""
@@ -204,7 +209,7 @@ class _Connection:
             trailing, _ = self.h11.trailing_data
             await response.upgrade(self.stream, trailing)
             return
-        if response.chunks is None:
+        if response.stream is None:
             headers.append(("content-length", str(len(response.body))))
             await self._send(h11.Response(status_code=response.status, headers=headers))
             if request.method != "HEAD" and response.body:
@@ -213,22 +218,24 @@ class _Connection:
             return
         headers.append(("transfer-encoding", "chunked"))
         await self._send(h11.Response(status_code=response.status, headers=headers))
-        await self._stream_chunks(response.chunks)
+        await self._stream_chunks(response.stream)
 
-    async def _stream_chunks(self, chunks: AsyncIterator[bytes]) -> None:
-        """Send chunks until the iterator ends or the client goes away."""
+    async def _stream_chunks(self, producer: ChunkProducer) -> None:
+        """Send what the producer makes until it returns or the client goes away."""
+        send, receive = trio.open_memory_channel[bytes](16)
+
+        async def produce() -> None:
+            async with send:
+                await producer(send)
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._cancel_when_client_leaves, nursery.cancel_scope)
-            try:
-                async for chunk in chunks:
+            nursery.start_soon(produce)
+            async with receive:
+                async for chunk in receive:
                     if chunk:
                         await self._send(h11.Data(data=chunk))
-                await self._send(h11.EndOfMessage())
-            finally:
-                aclose = getattr(chunks, "aclose", None)
-                if aclose is not None:
-                    with trio.CancelScope(shield=True):
-                        await aclose()
+            await self._send(h11.EndOfMessage())
             nursery.cancel_scope.cancel()
 
     async def _cancel_when_client_leaves(self, scope: trio.CancelScope) -> None:

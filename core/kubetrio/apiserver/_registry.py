@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from kubetrio import store as kv
@@ -404,7 +404,7 @@ class Registry:
         *,
         matches: ObjectFilter = _match_all,
         resource_version: str = "",
-    ) -> AsyncIterator[WatchEvent]:
+    ) -> AsyncGenerator[WatchEvent, None]:
         """Events of a resource in order, translated through the selectors.
 
         With resourceVersion unset or ``0`` the watch starts with an ADDED event for each

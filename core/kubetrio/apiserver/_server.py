@@ -13,7 +13,9 @@ from __future__ import annotations
 import copy
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from functools import partial
 from typing import Any
 
 import trio
@@ -369,16 +371,23 @@ class ApiServer:
                     }
                 ],
             )
-        events = self.registry.watch(
-            info,
-            target.namespace,
-            matches=matches,
-            resource_version=request.param("resourceVersion"),
+        resource_version = request.param("resourceVersion")
+
+        def events() -> AsyncGenerator[WatchEvent, None]:
+            return self.registry.watch(
+                info, target.namespace, matches=matches, resource_version=resource_version
+            )
+
+        return Response(
+            stream=partial(
+                _watch_stream,
+                info=info,
+                events=events,
+                timeout=timeout,
+                bookmarks=bookmarks,
+                as_table=as_table,
+            )
         )
-        chunks = _watch_stream(
-            info, events, timeout=timeout, bookmarks=bookmarks, as_table=as_table
-        )
-        return Response(chunks=chunks)
 
     async def _create(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
         info = target.info
@@ -974,43 +983,42 @@ def _selector_struct(selector: KubeObject) -> Any:
 
 
 async def _watch_stream(
-    info: ResourceInfo,
-    events: AsyncIterator[WatchEvent],
+    send: trio.MemorySendChannel[bytes],
     *,
+    info: ResourceInfo,
+    events: Callable[[], AsyncGenerator[WatchEvent, None]],
     timeout: float,
     bookmarks: bool,
     as_table: bool,
-) -> AsyncIterator[bytes]:
-    """Watch events as newline-delimited JSON, with bookmarks, ending after ``timeout``."""
+) -> None:
+    """Send watch events as newline-delimited JSON, with bookmarks, until ``timeout``."""
     last_revision = 0
     first_table = True
+    event_send, event_receive = trio.open_memory_channel[WatchEvent](0)
+
+    async def pump() -> None:
+        async with event_send, aclosing(events()) as stream:
+            async for event in stream:
+                await event_send.send(event)
+
     with trio.move_on_after(timeout):
-        send_channel, receive_channel = trio.open_memory_channel[WatchEvent | None](0)
-
-        async def pump() -> None:
-            async with send_channel:
-                async for event in events:
-                    await send_channel.send(event)
-
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pump)
             while True:
                 with trio.move_on_after(WATCH_BOOKMARK_INTERVAL) as idle:
                     try:
-                        event = await receive_channel.receive()
+                        event = await event_receive.receive()
                     except trio.EndOfChannel:
                         break
                 if idle.cancelled_caught:
                     if bookmarks and last_revision:
-                        yield _bookmark(info, last_revision)
+                        await send.send(_bookmark(info, last_revision))
                     continue
-                assert event is not None
                 last_revision = max(last_revision, event.revision)
-                if as_table and event.type != "ERROR" and event.type != "BOOKMARK":
-                    obj = objects.decode(event.object)
+                if as_table and event.type not in ("ERROR", "BOOKMARK"):
                     table = _tables.table(
                         info,
-                        [obj],
+                        [objects.decode(event.object)],
                         str(event.revision),
                         include_object="Metadata",
                         headers=first_table,
@@ -1019,7 +1027,9 @@ async def _watch_stream(
                     payload = objects.encode(table)
                 else:
                     payload = event.object
-                yield b'{"type":"' + event.type.encode() + b'","object":' + payload + b"}\n"
+                await send.send(
+                    b'{"type":"' + event.type.encode() + b'","object":' + payload + b"}\n"
+                )
                 if event.type == "ERROR":
                     break
             nursery.cancel_scope.cancel()

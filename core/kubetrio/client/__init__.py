@@ -1,0 +1,17 @@
+"""The cluster client: how controllers, the node agent and tools talk to the API server.
+
+``Client.in_process(server)`` for an embedded control plane (no HTTP, same semantics),
+``Client.connect(url, token=...)`` over HTTP; :class:`Informer` and
+:class:`SharedInformers` keep local caches current with list + watch.
+"""
+
+from ._client import Client as Client
+from ._client import KubeObject as KubeObject
+from ._client import WatchEvent as WatchEvent
+from ._client import resource_path as resource_path
+from ._errors import ClientError as ClientError
+from ._informer import EventHandler as EventHandler
+from ._informer import FunctionHandler as FunctionHandler
+from ._informer import Informer as Informer
+from ._informer import SharedInformers as SharedInformers
+from ._informer import object_key as object_key
