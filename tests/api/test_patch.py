@@ -13,6 +13,7 @@ from kubetrio.api.patch import (
     JSONPatchTestFailed,
     PatchError,
     StrategicMergePatchError,
+    apply_merge,
     json_merge_patch,
     json_patch,
     strategic_merge_patch,
@@ -457,3 +458,94 @@ def test_deep_nesting_is_a_patch_error() -> None:
         strategic_merge_patch({}, deep, POD)
     with pytest.raises(PatchError):
         json_patch(deep, [])
+
+
+# ---- server-side apply merge ---------------------------------------------------------------
+
+SERVICE = "io.k8s.api.core.v1.Service"
+
+
+def test_apply_merges_associative_lists_by_all_keys() -> None:
+    live = {
+        "spec": {
+            "ports": [
+                {"port": 53, "protocol": "UDP", "name": "dns"},
+                {"port": 53, "protocol": "TCP", "name": "dns-tcp"},
+            ],
+            "selector": {"app": "dns", "tier": "x"},
+        }
+    }
+    applied = {
+        "spec": {
+            "ports": [{"port": 53, "protocol": "TCP", "targetPort": 5353}],
+            "selector": {"app": "dns2"},
+        }
+    }
+    out = apply_merge(live, applied, SERVICE)
+    assert out["spec"]["ports"] == [
+        {"port": 53, "protocol": "UDP", "name": "dns"},
+        {"port": 53, "protocol": "TCP", "name": "dns-tcp", "targetPort": 5353},
+    ]
+    # Service.spec.selector is an atomic map: replaced whole
+    assert out["spec"]["selector"] == {"app": "dns2"}
+
+
+def test_apply_containers_sets_and_atomic_structs() -> None:
+    live = {
+        "metadata": {"labels": {"a": "1"}, "finalizers": ["x"]},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web", "old": "y"}},
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "app", "image": "a:1", "args": ["--x"]},
+                        {"name": "side", "image": "s"},
+                    ],
+                    "tolerations": [{"key": "k"}],
+                }
+            },
+        },
+    }
+    applied = {
+        "metadata": {"labels": {"b": "2"}, "finalizers": ["y", "x"]},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "spec": {
+                    "containers": [{"name": "app", "image": "a:2", "args": ["--y"]}],
+                    "tolerations": [{"key": "j"}],
+                }
+            },
+        },
+    }
+    out = apply_merge(live, applied, DEPLOY)
+    assert out["metadata"] == {"labels": {"a": "1", "b": "2"}, "finalizers": ["x", "y"]}
+    assert out["spec"]["selector"] == {"matchLabels": {"app": "web"}}  # LabelSelector is atomic
+    pod = out["spec"]["template"]["spec"]
+    assert pod["containers"] == [
+        {"name": "app", "image": "a:2", "args": ["--y"]},
+        {"name": "side", "image": "s"},
+    ]
+    assert pod["tolerations"] == [{"key": "j"}]  # atomic list
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "a:1"
+
+
+def test_apply_matches_defaulted_protocol() -> None:
+    live = {"spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}]}}
+    out = apply_merge(live, {"spec": {"ports": [{"port": 80, "name": "http"}]}}, SERVICE)
+    assert out["spec"]["ports"] == [
+        {"port": 80, "protocol": "TCP", "targetPort": 8080, "name": "http"}
+    ]
+
+
+def test_apply_does_not_interpret_directives() -> None:
+    out = apply_merge({"metadata": {}}, {"metadata": {"labels": {"$patch": "replace"}}}, POD)
+    assert out["metadata"]["labels"] == {"$patch": "replace"}
+    with pytest.raises(PatchError):
+        apply_merge({}, [], POD)  # type: ignore[arg-type]
+
+
+@given(_wild, _wild)
+def test_apply_raises_only_patch_errors(live: Any, applied: Any) -> None:
+    with contextlib.suppress(PatchError):
+        apply_merge(live if isinstance(live, dict) else {}, applied, POD)

@@ -11,7 +11,8 @@ This package imports nothing else of kubetrio. Its public surface:
   :class:`GroupVersionResource` — discovery documents and kind/resource/type lookups;
 - selectors: :func:`parse_label_selector`, :func:`label_selector_from_struct`,
   :func:`parse_field_selector`;
-- patches: :func:`json_merge_patch`, :func:`json_patch`, :func:`strategic_merge_patch`;
+- patches: :func:`json_merge_patch`, :func:`json_patch`, :func:`strategic_merge_patch`,
+  :func:`apply_merge` (server-side apply without field ownership);
 - validation: :func:`validate_object_meta`, the DNS-1123 and label checks, :class:`FieldError`;
 - errors: :class:`StatusError` and the ``Status`` builders in :mod:`kubetrio.api.status`;
 - views: :class:`ObjectHeader` / :func:`decode_header` for metadata-only decoding;
@@ -33,6 +34,7 @@ from .patch import JSONPatchError as JSONPatchError
 from .patch import JSONPatchTestFailed as JSONPatchTestFailed
 from .patch import PatchError as PatchError
 from .patch import StrategicMergePatchError as StrategicMergePatchError
+from .patch import apply_merge as apply_merge
 from .patch import json_merge_patch as json_merge_patch
 from .patch import json_patch as json_patch
 from .patch import strategic_merge_patch as strategic_merge_patch

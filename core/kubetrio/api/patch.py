@@ -16,7 +16,14 @@
   :data:`~kubetrio.api.generated.fieldmeta.FIELDS` table, keyed by swagger
   definition id (``ResourceInfo.definition``).
 
-All three work on what ``json.loads`` produces (dicts, lists, str, int, float, bool,
+:func:`apply_merge` is the merge half of server-side apply
+(``application/apply-patch+yaml``): the applied configuration is merged into the live
+object by the structural schema — associative lists by their
+``x-kubernetes-list-map-keys``, sets as unions, ``atomic`` lists, maps and structs
+replaced whole — without field ownership (``managedFields``), so it upserts and never
+removes what an earlier apply set and this one omits.
+
+All of them work on what ``json.loads`` produces (dicts, lists, str, int, float, bool,
 None); decode the result into a model afterwards to validate it. The inputs are never
 modified. The merge-patch results may share untouched sub-trees with the original, so
 copy before mutating them in place; :func:`json_patch` returns a fresh deep copy.
@@ -33,7 +40,7 @@ from typing import Any
 import msgspec
 
 from .fieldmeta import FieldMeta
-from .generated.fieldmeta import FIELDS
+from .generated.fieldmeta import ATOMIC_DEFINITIONS, FIELDS
 
 __all__ = [
     "MAX_JSON_PATCH_OPERATIONS",
@@ -41,6 +48,7 @@ __all__ = [
     "JSONPatchTestFailed",
     "PatchError",
     "StrategicMergePatchError",
+    "apply_merge",
     "json_merge_patch",
     "json_patch",
     "strategic_merge_patch",
@@ -515,4 +523,123 @@ def _strip(
         if key.startswith("$") or value is None:
             continue
         out[key] = _strip_value(value, lookup(key), lookup_for)
+    return out
+
+
+# ---- server-side apply (merge only) ------------------------------------------------------
+
+# Map keys that may be omitted because the apiserver defaults them (ports' protocol):
+# an applied {"containerPort": 80} must match the live {"containerPort": 80,
+# "protocol": "TCP"}, as structured merge fills key defaults in before comparing.
+_LIST_KEY_DEFAULTS: Mapping[str, Any] = {"protocol": "TCP"}
+
+
+def apply_merge(
+    live: Mapping[str, Any],
+    applied: Mapping[str, Any],
+    definition: str | None,
+    *,
+    fields: Mapping[str, Mapping[str, FieldMeta]] = FIELDS,
+    atomic: frozenset[str] = ATOMIC_DEFINITIONS,
+) -> dict[str, Any]:
+    """Merge an applied configuration into the live object (see the module docstring).
+
+    ``null`` in the applied configuration removes the field. Associative-list items
+    are matched on all their map keys. With no ``definition`` maps merge and lists are
+    replaced. Raises :class:`PatchError` if ``applied`` is not an object.
+    """
+    if not isinstance(applied, Mapping):
+        raise PatchError("an apply configuration must be a JSON object")
+    try:
+        return _apply_object(dict(live), applied, definition, fields, atomic)
+    except RecursionError:
+        raise PatchError("the apply configuration is nested too deeply") from None
+
+
+def _apply_object(
+    live: dict[str, Any],
+    applied: Mapping[str, Any],
+    definition: str | None,
+    fields: Mapping[str, Mapping[str, FieldMeta]],
+    atomic: frozenset[str],
+) -> dict[str, Any]:
+    table = fields.get(definition, {}) if definition else {}
+    result = dict(live)
+    for key, value in applied.items():
+        if value is None:
+            result.pop(key, None)
+            continue
+        meta = table.get(key)
+        current = result.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            result[key] = _apply_dict(current, value, meta, fields, atomic)
+        elif isinstance(value, list) and isinstance(current, list):
+            result[key] = _apply_list(current, value, meta, fields, atomic)
+        else:
+            result[key] = value
+    return result
+
+
+def _apply_dict(
+    current: dict[str, Any],
+    value: dict[str, Any],
+    meta: FieldMeta | None,
+    fields: Mapping[str, Mapping[str, FieldMeta]],
+    atomic: frozenset[str],
+) -> Any:
+    if meta is not None and (meta.map_type == "atomic" or meta.ref in atomic):
+        return value
+    if meta is not None and meta.container == "map":
+        merged = dict(current)
+        for k, v in value.items():
+            if v is None:
+                merged.pop(k, None)
+            elif isinstance(v, dict) and isinstance(merged.get(k), dict) and meta.ref:
+                if meta.ref in atomic:
+                    merged[k] = v
+                else:
+                    merged[k] = _apply_object(merged[k], v, meta.ref, fields, atomic)
+            else:
+                merged[k] = v
+        return merged
+    return _apply_object(current, value, meta.ref if meta else None, fields, atomic)
+
+
+def _apply_list(
+    current: list[Any],
+    value: list[Any],
+    meta: FieldMeta | None,
+    fields: Mapping[str, Mapping[str, FieldMeta]],
+    atomic: frozenset[str],
+) -> list[Any]:
+    list_type = meta.list_type if meta is not None else None
+    if list_type == "set":
+        out = list(current)
+        for item in value:
+            if not any(_json_equal(item, o) for o in out):
+                out.append(item)
+        return out
+    if list_type != "map" or meta is None or not meta.list_map_keys:
+        return value
+    keys = meta.list_map_keys
+
+    def identity(item: Any) -> tuple[Any, ...] | None:
+        if not isinstance(item, dict):
+            return None
+        return tuple(msgspec.json.encode(item.get(k, _LIST_KEY_DEFAULTS.get(k))) for k in keys)
+
+    out = list(current)
+    for item in value:
+        ident = identity(item)
+        pos = (
+            None
+            if ident is None
+            else next((i for i, o in enumerate(out) if identity(o) == ident), None)
+        )
+        if pos is None:
+            out.append(item)
+        elif meta.ref in atomic:
+            out[pos] = item
+        else:
+            out[pos] = _apply_object(out[pos], item, meta.ref, fields, atomic)
     return out
