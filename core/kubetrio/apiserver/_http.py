@@ -77,6 +77,12 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def _header_safe(value: str) -> str:
+    """A header value as printable ASCII: user text (warnings) may carry anything."""
+    ascii_text = value.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in ascii_text)
+
+
 class _TooLarge(Exception):
     pass
 
@@ -197,11 +203,7 @@ class _Connection:
         return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
 
     async def _respond(self, request: Request, response: Response) -> None:
-        # Header values must be ASCII on the wire; escape what a message carried in.
-        headers = [
-            (name, value.encode("ascii", "backslashreplace").decode("ascii"))
-            for name, value in response.headers
-        ]
+        headers = [(name, _header_safe(value)) for name, value in response.headers]
         if response.content_type is not None:
             headers.append(("content-type", response.content_type))
         if response.upgrade is not None:
