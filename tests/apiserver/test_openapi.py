@@ -7,12 +7,14 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
 import trio
 
+from kubetrio.api import KubeStruct
+from kubetrio.api.generated import meta_v1
 from kubetrio.api.scheme import ResourceInfo, Scheme
 from kubetrio.apiserver import RunningApiServer
 from kubetrio.apiserver._openapi import OpenAPIDocuments, gv_path
@@ -22,6 +24,23 @@ needs_kubectl = pytest.mark.skipif(
     not (KUBECTL_DIR / "kubectl.1.33").exists(), reason="versioned kubectl binaries not installed"
 )
 REF = "#/components/schemas/"
+
+
+class WidgetSpec(KubeStruct, kw_only=True):
+    """A plugin's own model: not in the generated tables."""
+
+    size: int | str | None = None
+    mode: Literal["fast", "slow"] = "fast"
+    parts: list[str]
+
+
+class Widget(KubeStruct, kw_only=True):
+    """A plugin kind with a model."""
+
+    api_version: str | None = None
+    kind: str | None = None
+    metadata: meta_v1.ObjectMeta | None = None
+    spec: WidgetSpec | None = None
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +279,35 @@ def test_resources_registered_later_appear(documents: OpenAPIDocuments) -> None:
     }
     assert docs.document("", "v1") is before  # untouched group/versions stay cached
     assert "apis/stable.example.com/v1" in docs.root().decode()
+
+
+def test_plugin_kinds_with_models_get_schemas() -> None:
+    scheme = Scheme.builtin()
+    scheme.register(
+        ResourceInfo(
+            group="example.kubetrio.io",
+            version="v1",
+            resource="widgets",
+            kind="Widget",
+            namespaced=True,
+            verbs=("get", "list", "patch"),
+            model=Widget,
+        )
+    )
+    doc = OpenAPIDocuments(scheme).parsed("example.kubetrio.io", "v1")
+    assert doc is not None
+    widget = schema(doc, f"{Widget.__module__}.Widget")
+    assert widget["x-kubernetes-group-version-kind"] == [
+        {"group": "example.kubetrio.io", "version": "v1", "kind": "Widget"}
+    ]
+    spec = schema(doc, f"{WidgetSpec.__module__}.WidgetSpec")
+    assert spec["required"] == ["parts"]
+    assert spec["properties"]["mode"] == {"type": "string", "enum": ["fast", "slow"]}
+    assert spec["properties"]["size"] == {
+        "$ref": REF + "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+    }
+    names = set(doc["components"]["schemas"])
+    assert all(ref.removeprefix(REF) in names for ref in refs_in(doc))
 
 
 # ---- over HTTP ---------------------------------------------------------------------------

@@ -190,8 +190,10 @@ class _SchemaBuilder:
         entry = _gvk(group, version, kind)
         if entry not in entries:
             entries.append(entry)
-            self._structs = {c: s for c, s in self._structs.items() if s.name != name}
-            self._by_name.pop(name, None)
+        # Schemas hold the shared list, so only one built before its first GVK needs it.
+        built = self._by_name.get(name)
+        if built is not None:
+            built.schema["x-kubernetes-group-version-kind"] = entries
 
     def models(self, classes: Iterable[type[KubeStruct]]) -> list[str]:
         """Build (or reuse) the schemas of ``classes`` and what they reach; their names."""
