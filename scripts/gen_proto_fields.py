@@ -35,6 +35,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_K8S = REPO.parent / "shared" / "k8s"
@@ -119,6 +120,18 @@ def omit_zero_fields() -> set[str]:
     }
 
 
+def go_json_name(proto_name: str) -> str:
+    """Without a swagger to ask: k8s JSON names are lowerCamel, proto names mostly are too
+    (``Expression`` is the odd one out), so lower a leading capital."""
+    return proto_name[:1].lower() + proto_name[1:]
+
+
+def group_and_name(message: str) -> tuple[str, str]:
+    """``k8s.io.api.apps.v1beta1.Deployment`` → (``k8s.io.api.apps``, ``Deployment``)."""
+    package, _, name = message.rpartition(".")
+    return package.rpartition(".")[0], name
+
+
 def inlined(message: ProtoMessage | None, properties: dict[str, object]) -> bool:
     """Whether a message field the swagger lacks is Go-inlined: its own fields are there."""
     return message is not None and any(f.name in properties for f in message.fields)
@@ -141,31 +154,41 @@ def build(k8s: Path) -> str:
     newer: list[str] = []
 
     table: dict[str, list[tuple[int, str, str, int]]] = {}
+    # proto field → (JSON name, INLINE flag), for messages the swagger describes: versions
+    # it no longer serves (v1alpha1, v1beta1) take their names from a sibling version.
+    naming: dict[tuple[str, str, str], tuple[str, int]] = {}
     wrappers: list[str] = []
-    for full in sorted(messages):
+    described = sorted(m for m in messages if swagger_name(m) in definitions)
+    for full in described + sorted(m for m in messages if swagger_name(m) not in definitions):
         message = messages[full]
         package = packages[full]
         if "+protobuf.nullable=true" in message.markers and [f.name for f in message.fields] == [
             "items"
         ]:
             wrappers.append(full)
-        definition = definitions.get(swagger_name(full), {})
-        properties: dict[str, object] = definition.get("properties", {})
+        definition = definitions.get(swagger_name(full))
+        properties: dict[str, Any] = (definition or {}).get("properties", {})
         rows = []
         for f in sorted(message.fields, key=lambda f: f.number):
             type_ = resolve(f.type, package)
             flags = (REPEATED if f.repeated else 0) | (MAP if f.map_key else 0)
             json_name = f.name
-            if properties and f.name not in properties:
+            if definition is None:
+                json_name, inline = naming.get((*group_and_name(full), f.name), (f.name, 0))
+                flags |= inline
+                json_name = go_json_name(json_name)
+            elif f.name not in properties:
                 matches = [p for p in properties if p.lower() == f.name.lower()]
                 if len(matches) == 1:
                     json_name = matches[0]
                 elif inlined(messages.get(type_), properties) and not f.repeated:
                     flags |= INLINE
                 else:
-                    # The .proto files are newer than the swagger for a few alpha fields;
-                    # their proto names are their JSON names.
+                    # The .proto files are newer than the swagger for a few alpha fields.
                     newer.append(f"{full}.{f.name}")
+                    json_name = go_json_name(f.name)
+            if definition is not None:
+                naming.setdefault((*group_and_name(full), f.name), (json_name, flags & INLINE))
             if type_ in SCALARS and not f.repeated and not f.map_key:
                 key = f"{full}.{f.name}"
                 if key in omit_zero:
@@ -193,7 +216,7 @@ def build(k8s: Path) -> str:
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
     if newer:
-        print(f"note: {len(newer)} proto fields are not in the swagger; JSON name = proto name")
+        print(f"note: {len(newer)} proto fields are newer than the swagger; named as in Go")
     return render(table, kinds, wrappers)
 
 
@@ -222,7 +245,7 @@ def render(
         "",
         "MESSAGES: Final[dict[str, dict[int, tuple[str, str, int]]]] = {",
     ]
-    for name, rows in table.items():
+    for name, rows in sorted(table.items()):
         if not rows:
             out.append(f'    "{name}": {{}},')
             continue

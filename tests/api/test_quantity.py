@@ -56,6 +56,47 @@ def test_canonical_form(text: str, canonical: str) -> None:
     assert str(Quantity(canonical)) == canonical
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("3.001n", Decimal("4e-9")),
+        ("1.1E-9", Decimal("2e-9")),
+        ("0.0000000005", Decimal("1e-9")),
+        ("0.00000012345", Decimal("124e-9")),
+        ("0.000000000001Ki", Decimal("2e-9")),
+        ("100.035k", 100035),
+        ("0.0005k", Decimal("0.5")),
+        ("1.3E+6", 1_300_000),
+        ("1.53E12", 1_530_000_000_000),
+        ("1.", 1),
+        ("1.G", 10**9),
+        ("12E", 12 * 10**18),
+        ("0.05Gi", Decimal("53687091.2")),
+        ("9Ei", 2**63 - 1),
+        ("9223372036854775807Ki", 2**63 - 1),
+    ],
+)
+def test_parse_rounding_and_saturation(text: str, value: int | Decimal) -> None:
+    assert Quantity(text) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        (".001Ki", "1024m"),
+        (".000001Ki", "1024u"),
+        (".000000001Ki", "1024n"),
+        (".000000000001Ki", "2n"),
+        ("1000M", "1G"),
+        ("80e-3", "80e-3"),
+        ("300e6", "300e6"),
+    ],
+)
+def test_parse_emit(text: str, canonical: str) -> None:
+    assert Quantity(text).canonical() == canonical
+    assert Quantity("-" + text).canonical() == "-" + canonical
+
+
 def test_documented_values() -> None:
     assert Quantity("1Gi") == 1073741824
     assert Quantity("1Mi") == 1048576
@@ -84,7 +125,31 @@ def test_numbers_and_arithmetic() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "abc", "1x", "1K", "1 Gi", " 1", "1..2", "--1", "1e", "Gi", ".", "1Gib", "1e3.5"]
+    "bad",
+    [
+        "",
+        "abc",
+        "1x",
+        "1K",
+        "1 Gi",
+        " 1",
+        "1 ",
+        "1..2",
+        "--1",
+        "1e",
+        "Gi",
+        ".",
+        "1Gib",
+        "1e3.5",
+        "1.1.M",
+        "1+1.0M",
+        "0.1mi",
+        "0.1am",
+        ".5i",
+        "1i",
+        "-3.01i",
+        "-3.01e-",
+    ],
 )
 def test_invalid(bad: str) -> None:
     with pytest.raises(QuantityParseError):

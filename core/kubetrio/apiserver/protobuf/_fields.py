@@ -410,7 +410,7 @@ MESSAGES: Final[dict[str, dict[int, tuple[str, str, int]]]] = {
         3: ("conditions", "k8s.io.apimachinery.pkg.apis.meta.v1.Condition", 1),
     },
     "k8s.io.api.admissionregistration.v1alpha1.Validation": {
-        1: ("Expression", "string", 0),
+        1: ("expression", "string", 0),
         2: ("message", "string", 4),
         3: ("reason", "string", 0),
         4: ("messageExpression", "string", 4),
@@ -498,7 +498,7 @@ MESSAGES: Final[dict[str, dict[int, tuple[str, str, int]]]] = {
     },
     "k8s.io.api.admissionregistration.v1beta1.MutatingWebhookConfiguration": {
         1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", 0),
-        2: ("Webhooks", "k8s.io.api.admissionregistration.v1beta1.MutatingWebhook", 1),
+        2: ("webhooks", "k8s.io.api.admissionregistration.v1beta1.MutatingWebhook", 1),
     },
     "k8s.io.api.admissionregistration.v1beta1.MutatingWebhookConfigurationList": {
         1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta", 0),
@@ -596,14 +596,14 @@ MESSAGES: Final[dict[str, dict[int, tuple[str, str, int]]]] = {
     },
     "k8s.io.api.admissionregistration.v1beta1.ValidatingWebhookConfiguration": {
         1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", 0),
-        2: ("Webhooks", "k8s.io.api.admissionregistration.v1beta1.ValidatingWebhook", 1),
+        2: ("webhooks", "k8s.io.api.admissionregistration.v1beta1.ValidatingWebhook", 1),
     },
     "k8s.io.api.admissionregistration.v1beta1.ValidatingWebhookConfigurationList": {
         1: ("metadata", "k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta", 0),
         2: ("items", "k8s.io.api.admissionregistration.v1beta1.ValidatingWebhookConfiguration", 1),
     },
     "k8s.io.api.admissionregistration.v1beta1.Validation": {
-        1: ("Expression", "string", 0),
+        1: ("expression", "string", 0),
         2: ("message", "string", 4),
         3: ("reason", "string", 0),
         4: ("messageExpression", "string", 4),
@@ -4734,7 +4734,7 @@ MESSAGES: Final[dict[str, dict[int, tuple[str, str, int]]]] = {
         2: ("items", "k8s.io.api.networking.v1beta1.IngressClass", 1),
     },
     "k8s.io.api.networking.v1beta1.IngressClassParametersReference": {
-        1: ("aPIGroup", "string", 0),
+        1: ("apiGroup", "string", 0),
         2: ("kind", "string", 0),
         3: ("name", "string", 0),
         4: ("scope", "string", 0),
@@ -4763,7 +4763,7 @@ MESSAGES: Final[dict[str, dict[int, tuple[str, str, int]]]] = {
     },
     "k8s.io.api.networking.v1beta1.IngressRule": {
         1: ("host", "string", 4),
-        2: ("ingressRuleValue", "k8s.io.api.networking.v1beta1.IngressRuleValue", 0),
+        2: ("ingressRuleValue", "k8s.io.api.networking.v1beta1.IngressRuleValue", 8),
     },
     "k8s.io.api.networking.v1beta1.IngressRuleValue": {
         1: ("http", "k8s.io.api.networking.v1beta1.HTTPIngressRuleValue", 0),
@@ -6736,7 +6736,7 @@ MESSAGES: Final[dict[str, dict[int, tuple[str, str, int]]]] = {
         3: ("values", "string", 1),
     },
     "k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1": {
-        1: ("Raw", "bytes", 0),
+        1: ("raw", "bytes", 0),
     },
     "k8s.io.apimachinery.pkg.apis.meta.v1.GetOptions": {
         1: ("resourceVersion", "string", 4),
