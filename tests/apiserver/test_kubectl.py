@@ -302,3 +302,10 @@ async def test_errors_read_like_kubernetes(kubectl: Kubectl) -> None:
         stdin=b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n",
     )
     assert "Invalid value" in bad_name and "metadata.name" in bad_name
+
+
+async def test_auth_can_i_and_whoami(kubeconfig: Path, tmp_path: Path) -> None:
+    kubectl = Kubectl(31, kubeconfig, tmp_path)
+    assert (await kubectl.run("auth", "can-i", "create", "pods")).strip() == "yes"
+    whoami = await kubectl.run("auth", "whoami")
+    assert "system:anonymous" in whoami

@@ -446,3 +446,50 @@ async def test_table_output(http: httpx.AsyncClient) -> None:
     assert row["cells"][:2] == ["t", "0/3"]
     assert row["object"]["kind"] == "PartialObjectMetadata"
     assert row["object"]["metadata"]["namespace"] == "default"
+
+
+async def test_access_reviews_use_the_authorizers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from kubetrio import plugins
+    from kubetrio.apiserver import open_apiserver
+    from kubetrio.store import open_store
+
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text('admin-token,admin,1,"system:masters"\nuser-token,jane,2,devs\n')
+    manager = plugins.load(only=["auth"])
+    manager.configure(config={"auth": {"token_auth_file": str(tokens)}})
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {
+            "resourceAttributes": {"verb": "delete", "resource": "pods", "namespace": "default"}
+        },
+    }
+    path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    async with (
+        open_store(f"sqlite://{tmp_path}/s.db") as store,
+        open_apiserver(store, plugins=manager) as running,
+        httpx.AsyncClient(base_url=running.url) as http,
+    ):
+        admin = await http.post(path, json=review, headers={"authorization": "Bearer admin-token"})
+        assert admin.status_code == 201 and admin.json()["status"]["allowed"] is True
+        whoami = await http.post(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            headers={"authorization": "Bearer user-token"},
+        )
+        assert whoami.json()["status"]["userInfo"] == {
+            "username": "jane",
+            "uid": "2",
+            "groups": ["devs"],
+        }
+        bad = await http.get("/api/v1/pods", headers={"authorization": "Bearer wrong"})
+        assert bad.status_code == 401 and bad.json()["reason"] == "Unauthorized"
+        token_review = await http.post(
+            "/apis/authentication.k8s.io/v1/tokenreviews",
+            json={
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenReview",
+                "spec": {"token": "user-token"},
+            },
+        )
+        assert token_review.json()["status"]["user"]["username"] == "jane"

@@ -28,12 +28,13 @@ from kubetrio.providers import (
     AdmissionDenied,
     AdmissionRequest,
     AuthorizationAttributes,
+    AuthorizationDecision,
     AuthRequest,
     UserInfo,
 )
 from kubetrio.store import Store
 
-from . import _defaults, _patch, _tables, _validation
+from . import _defaults, _patch, _reviews, _tables, _validation
 from . import _objects as objects
 from ._http import Request, Response
 from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
@@ -126,13 +127,26 @@ class ApiServer:
             raise ApiError(401, "Unauthorized")
         return user or ANONYMOUS
 
+    def _decide(self, user: UserInfo, attributes: AuthorizationAttributes) -> AuthorizationDecision:
+        """The authorizers' decision, with the server's default when none has an opinion."""
+        decision = (
+            self.plugins.authorize(user=user, attributes=attributes) if self.plugins else None
+        )
+        if decision is not None:
+            return decision
+        if self.plugins is None or self.allow_unauthorized:
+            return AuthorizationDecision(
+                allowed=True,
+                reason="no authorizer has an opinion; this server allows such requests",
+            )
+        return AuthorizationDecision(allowed=False)
+
+    def _authenticate_token(self, request: AuthRequest) -> UserInfo | None:
+        return self.plugins.authenticate(request=request) if self.plugins else None
+
     def _authorize(self, user: UserInfo, attributes: AuthorizationAttributes) -> None:
-        if self.plugins is None:
-            return
-        decision = self.plugins.authorize(user=user, attributes=attributes)
-        if decision is not None and decision.allowed:
-            return
-        if decision is None and self.allow_unauthorized:
+        decision = self._decide(user, attributes)
+        if decision.allowed:
             return
         what = (
             f"{attributes.resource}{'.' + attributes.api_group if attributes.api_group else ''}"
@@ -140,7 +154,7 @@ class ApiServer:
             else f'path "{attributes.path}"'
         )
         scope = f' in the namespace "{attributes.namespace}"' if attributes.namespace else ""
-        reason = f": {decision.reason}" if decision is not None and decision.reason else ""
+        reason = f": {decision.reason}" if decision.reason else ""
         named = f' "{attributes.name}"' if attributes.name else ""
         raise ApiError(
             403,
@@ -399,6 +413,16 @@ class ApiServer:
             )
         warnings: list[str] = []
         obj = self._checked_body(request, info, warnings)
+        if (info.group, info.resource) in _reviews.REVIEWS:
+            answered = _reviews.answer_review(
+                info.resource,
+                obj,
+                user=user,
+                namespace=target.namespace,
+                authorize=self._decide,
+                authenticate=self._authenticate_token,
+            )
+            return json_response(answered, 201, _warning_headers(warnings))
         body_namespace = (obj.get("metadata") or {}).get("namespace")
         if info.namespaced and body_namespace and body_namespace != target.namespace:
             raise bad_request(
