@@ -339,6 +339,8 @@ async def test_http_answers_root_documents_caching_and_v2(http: httpx.AsyncClien
         for missing in ("/openapi/v3/apis/nope/v1", "/openapi/v3/apis/apps", "/openapi/v3/x"):
             assert (await http.get(missing)).status_code == 404
 
+        assert (await http.post("/openapi/v3", content=b"{}")).status_code == 405
+
         v2 = await http.get("/openapi/v2")
         assert v2.status_code == 200
         assert v2.content == b""

@@ -618,6 +618,8 @@ class OpenAPIDocuments:
         (``public, immutable``), as kube-apiserver allows; any other value is still
         answered with the current document, just not marked immutable.
         """
+        if request.method not in ("GET", "HEAD"):
+            raise ApiError(405, "the server does not allow this method on the requested resource")
         if path == "/openapi/v3":
             return Response(body=self.root(), headers=[("cache-control", "no-cache, private")])
         parts = path.removeprefix("/openapi/v3/").split("/")
