@@ -48,7 +48,7 @@ from typing import Any
 import msgspec
 from msgspec import inspect as mi
 
-from kubetrio.api import MicroTime, Quantity, Time
+from kubetrio.api import FieldMeta, MicroTime, Quantity, Time
 from kubetrio.api.generated.fieldmeta import ATOMIC_DEFINITIONS, FIELDS
 from kubetrio.api.generated.registry import DEFINITIONS, KINDS
 from kubetrio.api.model import KubeStruct
@@ -332,7 +332,7 @@ def _json_type(value: object) -> str:
     return "string"
 
 
-def _field_extensions(meta: Any) -> Schema:
+def _field_extensions(meta: FieldMeta | None) -> Schema:
     if meta is None:
         return {}
     out: Schema = {}
