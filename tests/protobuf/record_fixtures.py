@@ -46,6 +46,19 @@ COMMANDS: dict[str, list[str]] = {
     ],
     "create_service": ["create", "service", "clusterip", "web", "--tcp=80:8080", "--tcp=443:https"],
     "auth_can_i": ["auth", "can-i", "create", "pods", "--namespace=default"],
+    "auth_whoami": ["auth", "whoami"],
+    "create_job": ["create", "job", "once", "--image=busybox", "--", "echo", "hi"],
+    "create_cronjob": [
+        "create", "cronjob", "tick", "--image=busybox", "--schedule=*/5 * * * *",
+        "--restart=OnFailure",
+    ],
+    "create_role": ["create", "role", "reader", "--verb=get,list", "--resource=pods,configmaps"],
+    "create_quota": ["create", "quota", "q", "--hard=cpu=1500m,memory=1Gi,pods=10"],
+    "create_pdb": ["create", "pdb", "web", "--selector=app=web", "--min-available=50%"],
+    "create_ingress": [
+        "create", "ingress", "site", "--class=nginx", "--rule=example.com/api*=api:8080",
+    ],
+    "create_serviceaccount": ["create", "serviceaccount", "robot"],
 }  # fmt: skip
 
 

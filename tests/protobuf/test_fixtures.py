@@ -30,7 +30,7 @@ def decoded(name: str) -> dict[str, Any]:
 def test_fixtures_come_from_kubectl_133_and_131() -> None:
     assert MANIFEST["protobuf_kubectl"].startswith("v1.33.")
     assert MANIFEST["json_kubectl"].startswith("v1.31.")
-    assert len(NAMES) == 7
+    assert len(NAMES) == 15
     for name in NAMES:
         assert (FIXTURES / f"{name}.bin").read_bytes().startswith(b"k8s\x00")
         assert (FIXTURES / f"{name}.json").read_bytes().startswith(b"{")
@@ -131,3 +131,55 @@ def test_auth_can_i_self_subject_access_review() -> None:
     assert MANIFEST["bodies"]["auth_can_i"]["path"] == (
         "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
     )
+
+
+def test_auth_whoami_self_subject_review() -> None:
+    obj = decoded("auth_whoami")
+    assert (obj["apiVersion"], obj["kind"]) == ("authentication.k8s.io/v1", "SelfSubjectReview")
+    assert obj["status"] == {"userInfo": {}}
+
+
+def test_create_job_and_cronjob() -> None:
+    job = decoded("create_job")
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["echo", "hi"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    cronjob = decoded("create_cronjob")
+    assert cronjob["spec"]["schedule"] == "*/5 * * * *"
+    template = cronjob["spec"]["jobTemplate"]["spec"]["template"]
+    assert template["spec"]["restartPolicy"] == "OnFailure"
+
+
+def test_create_role_rules() -> None:
+    assert decoded("create_role")["rules"] == [
+        {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods", "configmaps"]}
+    ]
+
+
+def test_create_quota_quantities() -> None:
+    assert decoded("create_quota")["spec"]["hard"] == {
+        "cpu": "1500m",
+        "memory": "1Gi",
+        "pods": "10",
+    }
+
+
+def test_create_pdb_percent_int_or_string() -> None:
+    obj = decoded("create_pdb")
+    assert obj["spec"]["minAvailable"] == "50%"
+    # PodDisruptionBudgetStatus counters have no omitempty: Go's JSON keeps the zeros.
+    assert obj["status"]["disruptionsAllowed"] == 0
+
+
+def test_create_ingress_backend() -> None:
+    spec = decoded("create_ingress")["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    [rule] = spec["rules"]
+    assert rule["host"] == "example.com"
+    assert rule["http"]["paths"] == [
+        {
+            "path": "/api",
+            "pathType": "Prefix",
+            "backend": {"service": {"name": "api", "port": {"number": 8080}}},
+        }
+    ]
