@@ -59,6 +59,8 @@ COMMANDS: dict[str, list[str]] = {
         "create", "ingress", "site", "--class=nginx", "--rule=example.com/api*=api:8080",
     ],
     "create_serviceaccount": ["create", "serviceaccount", "robot"],
+    # The server may not serve the token subresource yet; the body is recorded regardless.
+    "create_token": ["create", "token", "robot", "--duration=10m", "--audience=api"],
 }  # fmt: skip
 
 

@@ -44,6 +44,13 @@ def test_time_epoch_and_before() -> None:
     assert decode_value(META + "Time", timestamp(1, -1)) == "1970-01-01T00:00:00Z"
 
 
+def test_time_early_years_are_zero_padded() -> None:
+    assert decode_value(META + "Time", timestamp(-61_000_000_000)) == "0036-12-26T11:33:20Z"
+    assert decode_value(META + "MicroTime", timestamp(-61_000_000_000, 1000)) == (
+        "0036-12-26T11:33:20.000001Z"
+    )
+
+
 def test_time_out_of_range_is_an_error() -> None:
     with pytest.raises(ProtobufError, match="out of range"):
         decode_value(META + "Time", timestamp(2**62))

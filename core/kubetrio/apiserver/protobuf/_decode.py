@@ -325,11 +325,19 @@ def _instant(data: memoryview) -> tuple[dt.datetime, int] | None:
     return instant, nanos
 
 
+def _rfc3339_seconds(instant: dt.datetime) -> str:
+    # By hand: strftime's %Y does not zero-pad years below 1000 on every libc; Go does.
+    return (
+        f"{instant.year:04d}-{instant.month:02d}-{instant.day:02d}"
+        f"T{instant.hour:02d}:{instant.minute:02d}:{instant.second:02d}"
+    )
+
+
 def _time(data: memoryview, depth: int) -> str | None:
     decoded = _instant(data)
     if decoded is None:
         return None
-    return decoded[0].strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _rfc3339_seconds(decoded[0]) + "Z"
 
 
 def _micro_time(data: memoryview, depth: int) -> str | None:
@@ -337,7 +345,7 @@ def _micro_time(data: memoryview, depth: int) -> str | None:
     if decoded is None:
         return None
     instant, nanos = decoded
-    return f"{instant.strftime('%Y-%m-%dT%H:%M:%S')}.{nanos // 1000:06d}Z"
+    return f"{_rfc3339_seconds(instant)}.{nanos // 1000:06d}Z"
 
 
 def go_duration(nanos: int) -> str:
