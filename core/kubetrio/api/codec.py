@@ -122,6 +122,18 @@ def _type_info(tp: Any) -> Any:
     return msgspec.inspect.type_info(tp)
 
 
+_FIELD_TYPES: dict[int, dict[str, Any]] = {}
+
+
+def _field_types(info: Any) -> dict[str, Any]:
+    # Type infos are cached (``_type_info``), so their identity is stable: build each
+    # struct's name -> type map once instead of on every object walked.
+    found = _FIELD_TYPES.get(id(info))
+    if found is None:
+        found = _FIELD_TYPES[id(info)] = {f.encode_name: f.type for f in info.fields}
+    return found
+
+
 def _walk_unknown(data: Any, tp: Any, path: str, found: list[str]) -> None:
     _walk_info(data, _type_info(tp), path, found)
 
@@ -138,7 +150,7 @@ def _walk_info(data: Any, info: Any, path: str, found: list[str]) -> None:
                 return
         return
     if isinstance(info, mi.StructType) and isinstance(data, dict):
-        fields = {f.encode_name: f.type for f in info.fields}
+        fields = _field_types(info)
         for key, value in data.items():
             if key not in fields:
                 found.append(f"{path}.{key}")

@@ -213,10 +213,12 @@ class _Connection:
             return
         if response.stream is None:
             headers.append(("content-length", str(len(response.body))))
-            await self._send(h11.Response(status_code=response.status, headers=headers))
+            # One write for the whole response: fewer syscalls, one TCP segment when small.
+            data = self.h11.send(h11.Response(status_code=response.status, headers=headers)) or b""
             if request.method != "HEAD" and response.body:
-                await self._send(h11.Data(data=response.body))
-            await self._send(h11.EndOfMessage())
+                data += self.h11.send(h11.Data(data=response.body)) or b""
+            data += self.h11.send(h11.EndOfMessage()) or b""
+            await self.stream.send_all(data)
             return
         headers.append(("transfer-encoding", "chunked"))
         await self._send(h11.Response(status_code=response.status, headers=headers))

@@ -37,6 +37,8 @@ ObjectFilter = Callable[[KubeObject], bool]
 Mutation = Callable[[KubeObject], None]
 """Changes an object in place (a strategy step: admission, defaults)."""
 
+GENERATE_NAME_TRIES = 8
+"""Names drawn for a generateName before a collision is reported (as upstream retries)."""
 PAGE_BATCH = 500
 """Keys fetched from the store per round while filling a filtered page."""
 
@@ -233,10 +235,19 @@ class Registry:
             if await self.store.get(self.key(info, namespace, name)) is not None:
                 raise already_exists(info.resource, info.group, name)
             return obj
-        try:
-            created = await self.store.create(self.key(info, namespace, name), value)
-        except kv.AlreadyExists as exc:
-            raise already_exists(info.resource, info.group, name) from exc
+        generated = bool(metadata.get("generateName")) and name.startswith(
+            metadata.get("generateName", "")
+        )
+        for attempt in range(GENERATE_NAME_TRIES if generated else 1):
+            try:
+                created = await self.store.create(self.key(info, namespace, name), value)
+                break
+            except kv.AlreadyExists as exc:
+                if attempt + 1 >= (GENERATE_NAME_TRIES if generated else 1):
+                    raise already_exists(info.resource, info.group, name) from exc
+                # A generated name collided (5 random characters): draw another one.
+                name = metadata["name"] = objects.generate_name(metadata["generateName"])
+                value = objects.encode_for_store(obj)
         metadata["resourceVersion"] = str(created.mod_revision)
         return obj
 

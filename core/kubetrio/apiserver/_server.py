@@ -52,6 +52,7 @@ AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscover
 AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
 OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 SCALE_DEFINITION = "io.k8s.api.autoscaling.v1.Scale"
+NAMESPACE_CACHE_SECONDS = 1.0
 WATCH_BOOKMARK_INTERVAL = 10.0
 DEFAULT_WATCH_TIMEOUT = (1800, 3600)
 """Watches without timeoutSeconds end at a random point in this range, as kube-apiserver's."""
@@ -91,6 +92,7 @@ class ApiServer:
         self.plugins = plugins
         self.allow_unauthorized = allow_unauthorized
         self.server_address = server_address
+        self._open_namespaces: dict[str, float] = {}
         self.on_namespace_deleted: Callable[[], None] = lambda: None
         """Called after a namespace is marked Terminating (wakes the finalizer)."""
 
@@ -477,6 +479,15 @@ class ApiServer:
         return new
 
     async def _check_namespace_open(self, namespace: str) -> None:
+        # Creates are the hot path: remember an open namespace for a second rather than
+        # read it for every object (another API server's deletion shows within that time,
+        # and the namespace finalizer removes anything created meanwhile).
+        if self._open_namespaces.get(namespace, 0.0) > trio.current_time():
+            return
+        await self._read_namespace_open(namespace)
+        self._open_namespaces[namespace] = trio.current_time() + NAMESPACE_CACHE_SECONDS
+
+    async def _read_namespace_open(self, namespace: str) -> None:
         namespaces = self.scheme.resource("", "v1", "namespaces")
         assert namespaces is not None
         try:
@@ -691,6 +702,7 @@ class ApiServer:
             dry_run=_dry_run(request),
             server_fields=("deletionTimestamp",),
         )
+        self._open_namespaces.pop(target.name, None)
         self.on_namespace_deleted()
         return json_response(marked)
 
