@@ -12,7 +12,12 @@ Reads every ``generated.proto`` under ``<k8s>/proto`` (k8s.io/api and apimachine
 
 JSON names come from the swagger: the proto name when the swagger has it, else the one
 swagger property that matches it case-insensitively (``uID`` → ``uid``); a message field
-the swagger lacks is Go's ``json:",inline"`` and is flattened into its parent.
+the swagger lacks, whose own fields the swagger lists in the parent, is Go's
+``json:",inline"`` and is flattened into it. Versions the swagger no longer describes
+(v1alpha1, v1beta1) take names and inlining from the same type in another version of the
+group; fields newer than the swagger get their proto name with a lowered first letter.
+(Checked once against the Go struct tags: all ~4,200 fields agree except
+extensions/v1beta1 ``IngressRule``'s inline, a version no server has served since 1.22.)
 
 Zero scalars: Go's protobuf encoder writes every non-pointer scalar, even ``""``/``0``/
 ``false``, but its JSON encoder drops those whose tag says ``omitempty``; pointer scalars

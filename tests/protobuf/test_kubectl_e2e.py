@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
@@ -138,3 +139,24 @@ async def test_create_quota_and_pdb(kubeconfig: Path) -> None:
     await kubectl(kubeconfig, "create", "pdb", "p", "--selector=app=x", "--min-available=50%")
     pdb = await get_json(kubeconfig, "pdb", "p")
     assert pdb["spec"]["minAvailable"] == "50%"
+
+
+async def test_http_protobuf_bodies(server: RunningApiServer) -> None:
+    fixtures = Path(__file__).parent / "fixtures"
+    headers = {"Content-Type": "application/vnd.kubernetes.protobuf", "Accept": "application/json"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        with trio.fail_after(20):
+            created = await http.post(
+                "/api/v1/namespaces/default/secrets",
+                content=(fixtures / "create_secret.bin").read_bytes(),
+                headers=headers,
+            )
+            assert created.status_code == 201, created.text
+            assert created.json()["data"]["user"] == "YWRtaW4="
+            for junk in (b"k8s\x00\x0a\xff", b"k8s\x00", b"\x00\x01\x02", b""):
+                refused = await http.post(
+                    "/api/v1/namespaces/default/secrets", content=junk, headers=headers
+                )
+                assert refused.status_code == 400, refused.text
+                status = refused.json()
+                assert (status["kind"], status["reason"]) == ("Status", "BadRequest")
