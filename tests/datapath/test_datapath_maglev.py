@@ -3,6 +3,7 @@
 from array import array
 
 import pytest
+
 from kubetrio import _datapath
 from kubetrio.datapath import (
     DEFAULT_TABLE_SIZE,

@@ -6,6 +6,7 @@ from ipaddress import IPv4Address
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kubetrio.datapath import (
     IPIP_OVERHEAD,
     PROTO_IPIP,

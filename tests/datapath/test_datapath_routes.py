@@ -5,6 +5,7 @@ from array import array
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
+
 from kubetrio.datapath import NO_ROUTE, RouteTable
 
 

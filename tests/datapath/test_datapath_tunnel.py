@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 import trio
+
 from kubetrio.datapath import DatapathError, TunnelEngine
 
 pytestmark = [

@@ -49,6 +49,8 @@ class TunnelEngine:
         device and socket in; ``None`` for the current one.
     :param batch: packets per ``recvmmsg``/``sendmmsg``.
     :param ttl: outer TTL for IPIP.
+    :param offload: use TUN offloads (``IFF_VNET_HDR``, TSO): read 64 KiB TCP packets and
+        segment them in Rust, and coalesce received segments into GSO writes.
     """
 
     __slots__ = ("_engine",)
@@ -64,6 +66,7 @@ class TunnelEngine:
         netns: str | None = None,
         batch: int = 64,
         ttl: int = 64,
+        offload: bool = True,
     ) -> None:
         self._engine = _datapath.TunnelEngine(
             mode,
@@ -74,6 +77,7 @@ class TunnelEngine:
             netns=netns,
             batch=batch,
             ttl=ttl,
+            offload=offload,
         )
 
     def add_route(self, network: NetworkLike, remote: IPv4Like) -> IPv4Address | None:

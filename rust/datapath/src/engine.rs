@@ -22,7 +22,12 @@
 //! (`setns` applies per thread); the workers then need no namespace of their own, because
 //! a descriptor stays bound to the namespace it was created in.
 //!
-//! Not done (yet): IFF_VNET_HDR/GSO offloads, multi-queue TUN, a per-flow VXLAN source port.
+//! With `offload` on, the device is opened with `IFF_VNET_HDR` and TSO4/checksum offload:
+//! the TX thread reads up to 64 KiB TCP packets and segments them itself, the RX thread
+//! coalesces consecutive segments of a flow into one GSO write (see [`crate::packet::offload`]).
+//!
+//! Not done (yet): UDP GSO/GRO on the underlay socket, multi-queue TUN, a per-flow VXLAN
+//! source port.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -35,6 +40,10 @@ use std::thread::JoinHandle;
 use crate::error::{Error, Result};
 use crate::lpm::PrefixTable;
 use crate::packet::ipip::{ipip_decap, IpipEncap};
+use crate::packet::offload::{
+    complete_checksum, segment_count, segment_tcpv4, TcpCoalescer, VnetHdr, VNET_F_NEEDS_CSUM,
+    VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN,
+};
 use crate::packet::vxlan::{parse_vxlan_header, write_vxlan_header, VXLAN_HEADER_LEN};
 use crate::packet::{ETHERNET_HEADER_LEN, ETHERTYPE_IPV4};
 
@@ -44,6 +53,10 @@ const HEADROOM: usize = 64;
 const SLOT: usize = HEADROOM + 9216;
 /// How long a worker waits in `poll` before it looks at the stop flag again.
 const POLL_MS: libc::c_int = 100;
+/// Largest TSO packet TUN hands over (an IPv4 packet).
+const MAX_TSO: usize = 65_535;
+/// Smallest MSS a TSO packet is cut into (IPv4 minimum MTU 576 - 40).
+const MIN_MSS: usize = 536;
 /// VXLAN payload in front of the inner IP packet: VXLAN header + inner Ethernet header.
 const VXLAN_PREFIX: usize = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
 /// Locally administered MACs for the inner Ethernet header (the TUN side has no MACs).
@@ -80,6 +93,9 @@ pub struct EngineConfig {
     pub batch: usize,
     /// Outer TTL for IPIP (VXLAN uses the socket default).
     pub ttl: u8,
+    /// Use TUN offloads (`IFF_VNET_HDR`, TSO4 and checksum offload): read 64 KiB TSO
+    /// packets and segment them here, coalesce received TCP segments into GSO writes.
+    pub offload: bool,
 }
 
 /// Counters of a running engine; read with [`TunnelEngine::stats`].
@@ -221,7 +237,7 @@ impl TunnelEngine {
         }
         let cfg = self.config.clone();
         let (tun, sock) = in_netns(cfg.netns.as_deref(), move || {
-            let tun = open_tun(&cfg.tun_name)?;
+            let tun = open_tun(&cfg.tun_name, cfg.offload)?;
             let sock = match cfg.mode {
                 TunnelMode::Vxlan { port, .. } => udp_socket(cfg.local, port)?,
                 TunnelMode::Ipip => ipip_socket()?,
@@ -312,7 +328,7 @@ fn owned(fd: libc::c_int, what: &str) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn open_tun(name: &str) -> Result<OwnedFd> {
+fn open_tun(name: &str, offload: bool) -> Result<OwnedFd> {
     let path = CString::new("/dev/net/tun").expect("no NUL in literal");
     // SAFETY: plain open(2) of a NUL-terminated path.
     let fd = owned(
@@ -329,12 +345,27 @@ fn open_tun(name: &str) -> Result<OwnedFd> {
     for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
         *dst = src as libc::c_char;
     }
-    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    let vnet = if offload { libc::IFF_VNET_HDR } else { 0 };
+    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI | vnet) as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes one ifreq, which lives across the call.
     check(
         unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) },
         "TUNSETIFF",
     )?;
+    if offload {
+        let features = libc::TUN_F_CSUM | libc::TUN_F_TSO4;
+        // SAFETY: TUNSETOFFLOAD takes the feature mask by value.
+        check(
+            unsafe {
+                libc::ioctl(
+                    fd.as_raw_fd(),
+                    libc::TUNSETOFFLOAD,
+                    features as libc::c_ulong,
+                )
+            },
+            "TUNSETOFFLOAD",
+        )?;
+    }
     Ok(fd)
 }
 
@@ -418,6 +449,27 @@ fn ipip_socket() -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The segment size of a UDP GRO message, from its `UDP_GRO` control message.
+fn gro_size(hdr: &libc::msghdr) -> Option<usize> {
+    // SAFETY: walks the control messages the kernel wrote into the buffer `hdr` names,
+    // within `msg_controllen` as the CMSG_* macros guarantee.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                return usize::try_from(v).ok();
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
+}
+
+fn same_peer(a: &libc::sockaddr_in, b: &libc::sockaddr_in) -> bool {
+    a.sin_addr.s_addr == b.sin_addr.s_addr && a.sin_port == b.sin_port
+}
+
 /// Waits up to [`POLL_MS`] for `fd` to become readable.
 fn readable(fd: RawFd) -> bool {
     let mut p = libc::pollfd {
@@ -428,6 +480,48 @@ fn readable(fd: RawFd) -> bool {
     // SAFETY: poll on one live pollfd.
     let n = unsafe { libc::poll(&mut p, 1, POLL_MS) };
     n > 0 && p.revents & libc::POLLIN != 0
+}
+
+/// The TX thread's batch: slots with headroom, lengths, and the `sendmmsg` scaffolding.
+struct TxBatch {
+    buf: Vec<u8>,
+    lens: Vec<usize>,
+    count: usize,
+    spans: Vec<(usize, usize)>,
+    addrs: Vec<libc::sockaddr_in>,
+    iovs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    /// Per message: first span, number of spans, segment size (UDP GSO groups).
+    groups: Vec<(usize, usize, usize)>,
+    /// Control buffers for the UDP_SEGMENT message of each group.
+    controls: Vec<[u64; 4]>,
+    /// Send runs of equal-sized datagrams to one remote as one UDP GSO message.
+    udp_gso: bool,
+    ident: u16,
+}
+
+impl TxBatch {
+    fn new(batch: usize) -> Self {
+        // Room past the batch size for the segments of one TSO packet read last.
+        let cap = batch + MAX_TSO / MIN_MSS + 1;
+        TxBatch {
+            buf: vec![0u8; cap * SLOT],
+            lens: vec![0; cap],
+            count: 0,
+            spans: Vec::with_capacity(cap),
+            addrs: vec![sockaddr(0, 0); cap],
+            iovs: Vec::with_capacity(cap),
+            msgs: Vec::with_capacity(cap),
+            groups: Vec::with_capacity(cap),
+            controls: vec![[0u64; 4]; cap],
+            udp_gso: false,
+            ident: 0,
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.lens.len()
+    }
 }
 
 /// State shared by the two worker threads.
@@ -445,171 +539,301 @@ impl Worker {
     /// TUN → underlay.
     fn transmit(self) {
         let batch = self.config.batch;
-        let mut buf = vec![0u8; batch * SLOT];
-        let mut lens = vec![0usize; batch];
-        let mut addrs = vec![sockaddr(0, 0); batch];
-        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(batch);
-        let mut iovs: Vec<libc::iovec> = Vec::with_capacity(batch);
-        let mut msgs: Vec<libc::mmsghdr> = Vec::with_capacity(batch);
+        let mut tx = TxBatch::new(batch);
+        tx.udp_gso = self.config.offload && matches!(self.config.mode, TunnelMode::Vxlan { .. });
+        // With offloads one read may return a 64 KiB TSO packet; it is cut into segments
+        // in `big`'s place, straight into the batch slots.
+        let mut big = vec![
+            0u8;
+            if self.config.offload {
+                VNET_HDR_LEN + MAX_TSO
+            } else {
+                0
+            }
+        ];
         let tun = self.tun.as_raw_fd();
-        let mut ident: u16 = 0;
         while !self.stop.load(Ordering::Relaxed) {
             if !readable(tun) {
                 continue;
             }
-            // Drain the device into the batch, each packet behind HEADROOM bytes.
-            let mut count = 0;
-            while count < batch {
-                let slot = &mut buf[count * SLOT + HEADROOM..(count + 1) * SLOT];
-                // SAFETY: read into a live slice of exactly the length passed.
-                let n = unsafe { libc::read(tun, slot.as_mut_ptr().cast(), slot.len()) };
-                if n < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        add(&self.counters.tx_errors, 1);
-                    }
+            loop {
+                let more = if self.config.offload {
+                    self.read_offloaded(tun, &mut big, &mut tx)
+                } else {
+                    self.read_plain(tun, &mut tx)
+                };
+                if tx.count >= batch {
+                    self.flush(&mut tx);
+                }
+                if !more {
                     break;
                 }
-                let n = n as usize;
-                if n == 0 || n == slot.len() {
-                    add(&self.counters.tx_errors, 1); // empty or possibly truncated
-                    continue;
+            }
+            if tx.count > 0 {
+                self.flush(&mut tx);
+            }
+        }
+    }
+
+    /// Reads one packet into the next slot; false when the device is empty (or failed).
+    fn read_plain(&self, tun: RawFd, tx: &mut TxBatch) -> bool {
+        let i = tx.count;
+        let slot = &mut tx.buf[i * SLOT + HEADROOM..(i + 1) * SLOT];
+        // SAFETY: read into a live slice of exactly the length passed.
+        let n = unsafe { libc::read(tun, slot.as_mut_ptr().cast(), slot.len()) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
+                add(&self.counters.tx_errors, 1);
+            }
+            return false;
+        }
+        let n = n as usize;
+        if n == 0 || n == slot.len() {
+            add(&self.counters.tx_errors, 1); // empty or possibly truncated
+        } else {
+            tx.lens[i] = n;
+            tx.count += 1;
+        }
+        true
+    }
+
+    /// Reads one virtio-net framed packet, completing its checksum or segmenting it into
+    /// the next slots; false when the device is empty (or failed).
+    fn read_offloaded(&self, tun: RawFd, big: &mut [u8], tx: &mut TxBatch) -> bool {
+        // SAFETY: read into a live slice of exactly the length passed.
+        let n = unsafe { libc::read(tun, big.as_mut_ptr().cast(), big.len()) };
+        if n < 0 {
+            if io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
+                add(&self.counters.tx_errors, 1);
+            }
+            return false;
+        }
+        let n = n as usize;
+        let ok = (|| -> Result<()> {
+            let hdr = VnetHdr::parse(&big[..n])?;
+            let packet = &mut big[VNET_HDR_LEN..n];
+            match hdr.gso_type & !VNET_GSO_ECN {
+                VNET_GSO_NONE => {
+                    if hdr.flags & VNET_F_NEEDS_CSUM != 0 {
+                        complete_checksum(
+                            packet,
+                            usize::from(hdr.csum_start),
+                            usize::from(hdr.csum_offset),
+                        )?;
+                    }
+                    if packet.len() > SLOT - HEADROOM {
+                        return Err(Error::InvalidArgument("packet exceeds slot".into()));
+                    }
+                    let i = tx.count;
+                    tx.buf[i * SLOT + HEADROOM..i * SLOT + HEADROOM + packet.len()]
+                        .copy_from_slice(packet);
+                    tx.lens[i] = packet.len();
+                    tx.count += 1;
                 }
-                lens[count] = n;
-                count += 1;
+                VNET_GSO_TCPV4 => {
+                    let mss = usize::from(hdr.gso_size);
+                    let segs = segment_count(packet, mss)?;
+                    if tx.count + segs > tx.capacity() {
+                        self.flush(tx);
+                    }
+                    if segs > tx.capacity() {
+                        return Err(Error::InvalidArgument("too many segments".into()));
+                    }
+                    for k in 0..segs {
+                        let i = tx.count;
+                        let slot = &mut tx.buf[i * SLOT + HEADROOM..(i + 1) * SLOT];
+                        tx.lens[i] = segment_tcpv4(packet, mss, k, slot)?;
+                        tx.count += 1;
+                    }
+                }
+                _ => {
+                    return Err(Error::Unsupported {
+                        what: "virtio-net header",
+                        reason: "GSO type not enabled",
+                    })
+                }
             }
-            if count == 0 {
-                continue;
-            }
-            // Encapsulate in place and address each packet.
-            spans.clear();
-            let mut ready = 0usize;
-            let mut inner_bytes = 0u64;
-            {
-                let Ok(routes) = self.routes.read() else {
-                    return;
+            Ok(())
+        })();
+        if ok.is_err() {
+            add(&self.counters.tx_errors, 1);
+        }
+        true
+    }
+
+    /// Encapsulates the batch's packets in place and sends them with `sendmmsg`.
+    fn flush(&self, tx: &mut TxBatch) {
+        let count = std::mem::take(&mut tx.count);
+        tx.spans.clear();
+        let mut inner_bytes = 0u64;
+        {
+            let Ok(routes) = self.routes.read() else {
+                return;
+            };
+            for i in 0..count {
+                let slot = &mut tx.buf[i * SLOT..(i + 1) * SLOT];
+                let n = tx.lens[i];
+                let pkt = &slot[HEADROOM..HEADROOM + n];
+                let Some(remote) = crate::packet::Ipv4Header::parse(pkt)
+                    .ok()
+                    .and_then(|h| routes.lookup(h.dst))
+                else {
+                    add(&self.counters.tx_no_route, 1);
+                    continue;
                 };
-                for i in 0..count {
-                    let slot = &mut buf[i * SLOT..(i + 1) * SLOT];
-                    let n = lens[i];
-                    let pkt = &slot[HEADROOM..HEADROOM + n];
-                    let dst = match crate::packet::Ipv4Header::parse(pkt) {
-                        Ok(h) => h.dst,
-                        Err(_) => {
-                            add(&self.counters.tx_no_route, 1);
+                let (start, port) = match self.config.mode {
+                    TunnelMode::Vxlan { vni, port } => {
+                        let start = HEADROOM - VXLAN_PREFIX;
+                        let h = &mut slot[start..HEADROOM];
+                        if write_vxlan_header(vni, h).is_err() {
+                            add(&self.counters.tx_errors, 1);
                             continue;
                         }
-                    };
-                    let Some(remote) = routes.lookup(dst) else {
-                        add(&self.counters.tx_no_route, 1);
-                        continue;
-                    };
-                    let (start, port) = match self.config.mode {
-                        TunnelMode::Vxlan { vni, port } => {
-                            let start = HEADROOM - VXLAN_PREFIX;
-                            let h = &mut slot[start..HEADROOM];
-                            if write_vxlan_header(vni, h).is_err() {
-                                add(&self.counters.tx_errors, 1);
-                                continue;
-                            }
-                            let eth = &mut h[VXLAN_HEADER_LEN..];
-                            eth[0..6].copy_from_slice(&INNER_DST_MAC);
-                            eth[6..12].copy_from_slice(&INNER_SRC_MAC);
-                            eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-                            (start, port)
+                        let eth = &mut h[VXLAN_HEADER_LEN..];
+                        eth[0..6].copy_from_slice(&INNER_DST_MAC);
+                        eth[6..12].copy_from_slice(&INNER_SRC_MAC);
+                        eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+                        (start, port)
+                    }
+                    TunnelMode::Ipip => {
+                        let enc = IpipEncap {
+                            local: self.config.local,
+                            remote,
+                            ttl: self.config.ttl,
+                        };
+                        let start = HEADROOM - crate::packet::ipip::IPIP_OVERHEAD;
+                        let (head, tail) = slot.split_at_mut(HEADROOM);
+                        if enc
+                            .write_outer_header(&tail[..n], tx.ident, &mut head[start..])
+                            .is_err()
+                        {
+                            add(&self.counters.tx_errors, 1);
+                            continue;
                         }
-                        TunnelMode::Ipip => {
-                            let enc = IpipEncap {
-                                local: self.config.local,
-                                remote,
-                                ttl: self.config.ttl,
-                            };
-                            let start = HEADROOM - crate::packet::ipip::IPIP_OVERHEAD;
-                            let (head, tail) = slot.split_at_mut(HEADROOM);
-                            if enc
-                                .write_outer_header(&tail[..n], ident, &mut head[start..])
-                                .is_err()
-                            {
-                                add(&self.counters.tx_errors, 1);
-                                continue;
-                            }
-                            ident = ident.wrapping_add(1);
-                            (start, 0)
-                        }
-                    };
-                    addrs[ready] = sockaddr(remote, port);
-                    spans.push((i * SLOT + start, HEADROOM + n - start));
-                    inner_bytes += n as u64;
-                    ready += 1;
-                }
-            }
-            if ready == 0 {
-                continue;
-            }
-            // Pointers are taken only now, from the Vec's own raw pointer, after the last
-            // slice of `buf` above is dead, so no reference invalidates them.
-            let base = buf.as_mut_ptr();
-            iovs.clear();
-            for &(off, len) in &spans {
-                iovs.push(libc::iovec {
-                    // SAFETY: off + len <= buf.len() by construction of the slots.
-                    iov_base: unsafe { base.add(off) }.cast(),
-                    iov_len: len,
-                });
-            }
-            msgs.clear();
-            for (iov, addr) in iovs.iter_mut().zip(addrs.iter_mut()) {
-                // SAFETY: msghdr is plain data; all-zero is valid before we fill it.
-                let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-                hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
-                hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-                hdr.msg_iov = iov;
-                hdr.msg_iovlen = 1;
-                msgs.push(libc::mmsghdr {
-                    msg_hdr: hdr,
-                    msg_len: 0,
-                });
-            }
-            let mut sent = 0usize;
-            while sent < ready {
-                // SAFETY: msgs[sent..ready] point at iovecs, addresses and buffer bytes
-                // that all outlive the call.
-                let r = unsafe {
-                    libc::sendmmsg(
-                        self.sock.as_raw_fd(),
-                        msgs[sent..].as_mut_ptr(),
-                        (ready - sent) as libc::c_uint,
-                        0,
-                    )
+                        tx.ident = tx.ident.wrapping_add(1);
+                        (start, 0)
+                    }
                 };
-                if r <= 0 {
-                    // Drop the rest of the batch (as a NIC queue would) and move on.
-                    add(&self.counters.tx_errors, (ready - sent) as u64);
-                    break;
-                }
-                sent += r as usize;
+                tx.addrs[tx.spans.len()] = sockaddr(remote, port);
+                tx.spans.push((i * SLOT + start, HEADROOM + n - start));
+                inner_bytes += n as u64;
             }
-            add(&self.counters.tx_batches, 1);
-            add(&self.counters.tx_packets, sent as u64);
-            add(
-                &self.counters.tx_bytes,
-                if sent == ready { inner_bytes } else { 0 },
-            );
         }
+        let ready = tx.spans.len();
+        if ready == 0 {
+            return;
+        }
+        // Pointers are taken only now, from the Vec's own raw pointer, after the last slice
+        // of `buf` above is dead, so no reference invalidates them.
+        let base = tx.buf.as_mut_ptr();
+        tx.iovs.clear();
+        for &(off, len) in &tx.spans {
+            tx.iovs.push(libc::iovec {
+                // SAFETY: off + len <= buf.len() by construction of the slots.
+                iov_base: unsafe { base.add(off) }.cast(),
+                iov_len: len,
+            });
+        }
+        // Group runs for UDP GSO: same remote, full-sized datagrams but possibly the last,
+        // at most 64 segments and 64 KiB (the kernel's limits for one GSO send).
+        tx.groups.clear();
+        let mut j = 0;
+        while j < ready {
+            let (first, size) = (j, tx.spans[j].1);
+            let mut total = size;
+            j += 1;
+            while tx.udp_gso
+                && j < ready
+                && j - first < 64
+                && tx.spans[j - 1].1 == size
+                && tx.spans[j].1 <= size
+                && total + tx.spans[j].1 <= 65_000
+                && same_peer(&tx.addrs[j], &tx.addrs[first])
+            {
+                total += tx.spans[j].1;
+                j += 1;
+            }
+            tx.groups.push((first, j - first, size));
+        }
+        tx.msgs.clear();
+        for (g, &(first, count, size)) in tx.groups.iter().enumerate() {
+            // SAFETY: msghdr is plain data; all-zero is valid before we fill it.
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_name = (&mut tx.addrs[first] as *mut libc::sockaddr_in).cast();
+            hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            hdr.msg_iov = tx.iovs[first..].as_mut_ptr();
+            hdr.msg_iovlen = count as _;
+            if count > 1 {
+                let ctrl = &mut tx.controls[g];
+                hdr.msg_control = ctrl.as_mut_ptr().cast();
+                // SAFETY: CMSG_* only compute sizes and offsets inside `ctrl`, which is
+                // 32 bytes, more than CMSG_SPACE(2) = 24 on 64-bit Linux.
+                unsafe {
+                    hdr.msg_controllen = libc::CMSG_SPACE(2) as _;
+                    let c = libc::CMSG_FIRSTHDR(&hdr);
+                    (*c).cmsg_level = libc::SOL_UDP;
+                    (*c).cmsg_type = libc::UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), size as u16);
+                }
+            }
+            tx.msgs.push(libc::mmsghdr {
+                msg_hdr: hdr,
+                msg_len: 0,
+            });
+        }
+        let groups = tx.msgs.len();
+        let mut sent_groups = 0usize;
+        while sent_groups < groups {
+            // SAFETY: msgs[sent_groups..] point at iovecs, addresses, control buffers and
+            // buffer bytes that all outlive the call.
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.sock.as_raw_fd(),
+                    tx.msgs[sent_groups..].as_mut_ptr(),
+                    (groups - sent_groups) as libc::c_uint,
+                    0,
+                )
+            };
+            if r <= 0 {
+                let e = io::Error::last_os_error().raw_os_error();
+                if tx.udp_gso && matches!(e, Some(libc::EINVAL | libc::EIO | libc::EMSGSIZE)) {
+                    // No UDP GSO here (or a datagram too big for it): send plainly from now on.
+                    tx.udp_gso = false;
+                }
+                break; // drop the rest of the batch, as a full NIC queue would
+            }
+            sent_groups += r as usize;
+        }
+        let sent: usize = tx.groups[..sent_groups].iter().map(|g| g.1).sum();
+        add(&self.counters.tx_errors, (ready - sent) as u64);
+        add(&self.counters.tx_batches, 1);
+        add(&self.counters.tx_packets, sent as u64);
+        add(
+            &self.counters.tx_bytes,
+            if sent == ready { inner_bytes } else { 0 },
+        );
     }
 
     /// Underlay → TUN.
     fn receive(self) {
         let batch = self.config.batch;
-        let mut buf = vec![0u8; batch * SLOT];
-        // The kernel writes and this thread reads the buffer only through `base`, never
-        // through a reference to `buf`, so the pointers in `iovs` stay valid throughout.
+        let gro = self.config.offload
+            && matches!(self.config.mode, TunnelMode::Vxlan { .. })
+            && set_int_opt(self.sock.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
+        // With UDP GRO one message may hold up to 64 KiB of back-to-back datagrams.
+        let slot = if gro { MAX_TSO + 1 } else { SLOT };
+        let mut buf = vec![0u8; batch * slot];
+        let mut controls = vec![[0u64; 4]; batch];
+        // The kernel writes and this thread reads the buffers only through `base` and
+        // `ctrl_base`, never through references, so the pointers stay valid throughout.
         let base = buf.as_mut_ptr();
+        let ctrl_base = controls.as_mut_ptr();
         let mut iovs: Vec<libc::iovec> = (0..batch)
             .map(|i| libc::iovec {
                 // SAFETY: slot i lies inside buf.
-                iov_base: unsafe { base.add(i * SLOT) }.cast(),
-                iov_len: SLOT,
+                iov_base: unsafe { base.add(i * slot) }.cast(),
+                iov_len: slot,
             })
             .collect();
         let mut msgs: Vec<libc::mmsghdr> = iovs
@@ -625,13 +849,21 @@ impl Worker {
                 }
             })
             .collect();
+        let mut coalescer = TcpCoalescer::new();
         let sock = self.sock.as_raw_fd();
         let tun = self.tun.as_raw_fd();
         while !self.stop.load(Ordering::Relaxed) {
             if !readable(sock) {
                 continue;
             }
-            // SAFETY: msgs point at iovecs over `buf`, all alive and unmoved for the call.
+            if gro {
+                for (i, m) in msgs.iter_mut().enumerate() {
+                    // SAFETY: control buffer i lies inside `controls`.
+                    m.msg_hdr.msg_control = unsafe { ctrl_base.add(i) }.cast();
+                    m.msg_hdr.msg_controllen = std::mem::size_of::<[u64; 4]>() as _;
+                }
+            }
+            // SAFETY: msgs point at iovecs and control buffers that are alive and unmoved.
             let n = unsafe {
                 libc::recvmmsg(
                     sock,
@@ -649,31 +881,69 @@ impl Worker {
             }
             add(&self.counters.rx_batches, 1);
             for (i, m) in msgs.iter_mut().take(n as usize).enumerate() {
-                let len = m.msg_len as usize;
+                let len = (m.msg_len as usize).min(slot);
                 let truncated = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
                 m.msg_hdr.msg_flags = 0;
-                // SAFETY: slot i of buf, which the kernel has finished writing.
-                let data = unsafe { std::slice::from_raw_parts(base.add(i * SLOT), len.min(SLOT)) };
-                let inner = if truncated {
-                    None
+                let seg = if gro {
+                    gro_size(&m.msg_hdr).unwrap_or(len)
                 } else {
-                    self.inner_packet(data)
+                    len
                 };
-                let Some(inner) = inner else {
+                // SAFETY: slot i of buf, which the kernel has finished writing.
+                let data = unsafe { std::slice::from_raw_parts(base.add(i * slot), len) };
+                if truncated || seg == 0 {
                     add(&self.counters.rx_malformed, 1);
                     continue;
-                };
-                // SAFETY: write(2) of a live slice.
-                let w = unsafe { libc::write(tun, inner.as_ptr().cast(), inner.len()) };
-                if w < 0 {
-                    add(&self.counters.rx_errors, 1);
-                } else {
-                    add(&self.counters.rx_packets, 1);
-                    add(&self.counters.rx_bytes, inner.len() as u64);
+                }
+                for datagram in data.chunks(seg) {
+                    self.deliver(tun, datagram, &mut coalescer);
                 }
             }
+            if let Some((hdr, pkt)) = coalescer.take() {
+                self.tun_write(tun, Some(&hdr), pkt);
+            }
         }
-        drop(buf); // keep `buf` alive (and unmoved) until here
+        drop(buf); // keep the buffers alive (and unmoved) until here
+        drop(controls);
+    }
+
+    /// Decapsulates one datagram and writes (or coalesces) its inner packet.
+    fn deliver(&self, tun: RawFd, datagram: &[u8], coalescer: &mut TcpCoalescer) {
+        let Some(inner) = self.inner_packet(datagram) else {
+            add(&self.counters.rx_malformed, 1);
+            return;
+        };
+        add(&self.counters.rx_packets, 1);
+        add(&self.counters.rx_bytes, inner.len() as u64);
+        if !self.config.offload {
+            self.tun_write(tun, None, inner);
+        } else if !coalescer.append(inner) {
+            if let Some((hdr, pkt)) = coalescer.take() {
+                self.tun_write(tun, Some(&hdr), pkt);
+            }
+            if !coalescer.start(inner) {
+                self.tun_write(tun, Some(&VnetHdr::default()), inner);
+            }
+        }
+    }
+
+    /// Writes one packet (behind a virtio-net header when offloads are on) to the device.
+    fn tun_write(&self, tun: RawFd, hdr: Option<&VnetHdr>, packet: &[u8]) {
+        let h = hdr.map(VnetHdr::to_bytes).unwrap_or_default();
+        let iov = [
+            libc::iovec {
+                iov_base: h.as_ptr() as *mut libc::c_void,
+                iov_len: if hdr.is_some() { VNET_HDR_LEN } else { 0 },
+            },
+            libc::iovec {
+                iov_base: packet.as_ptr() as *mut libc::c_void,
+                iov_len: packet.len(),
+            },
+        ];
+        // SAFETY: writev(2) only reads the two live buffers described by `iov`.
+        if unsafe { libc::writev(tun, iov.as_ptr(), 2) } < 0 {
+            add(&self.counters.rx_errors, 1);
+        }
     }
 
     /// The inner IPv4 packet of a received datagram, or `None` to drop it.
@@ -710,6 +980,7 @@ mod tests {
             netns: None,
             batch: 32,
             ttl: 64,
+            offload: true,
         }
     }
 

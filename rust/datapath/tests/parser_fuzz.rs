@@ -162,3 +162,31 @@ proptest! {
         prop_assert_eq!(internet_checksum(&bytes(&words)), 0);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn offload_paths_never_panic(
+        data in proptest::collection::vec(any::<u8>(), 0..300),
+        mss in 0usize..2000,
+        k in 0usize..8,
+        start in any::<u16>(),
+        offset in any::<u16>(),
+    ) {
+        use kubetrio_datapath::packet::offload::{
+            complete_checksum, segment_count, segment_tcpv4, TcpCoalescer, VnetHdr,
+        };
+        let _ = VnetHdr::parse(&data);
+        let _ = segment_count(&data, mss);
+        let mut out = vec![0u8; 2100];
+        let _ = segment_tcpv4(&data, mss, k, &mut out);
+        let mut m = data.clone();
+        let _ = complete_checksum(&mut m, usize::from(start), usize::from(offset));
+        let mut c = TcpCoalescer::new();
+        if c.start(&data) {
+            let _ = c.append(&data);
+        }
+        let _ = c.take();
+    }
+}

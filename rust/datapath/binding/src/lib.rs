@@ -745,7 +745,7 @@ struct TunnelEngine {
 #[pymethods]
 impl TunnelEngine {
     #[new]
-    #[pyo3(signature = (mode, tun_name, local, *, vni = 1, port = 4789, netns = None, batch = 64, ttl = 64))]
+    #[pyo3(signature = (mode, tun_name, local, *, vni = 1, port = 4789, netns = None, batch = 64, ttl = 64, offload = true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         mode: &str,
@@ -756,6 +756,7 @@ impl TunnelEngine {
         netns: Option<String>,
         batch: usize,
         ttl: u8,
+        offload: bool,
     ) -> PyResult<Self> {
         let mode = match mode {
             "vxlan" => engine::TunnelMode::Vxlan { vni, port },
@@ -773,6 +774,7 @@ impl TunnelEngine {
             netns,
             batch,
             ttl,
+            offload,
         })
         .map_err(to_py)?;
         Ok(TunnelEngine { inner })

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod ipip;
 pub mod ipv4;
+pub mod offload;
 pub mod tcp;
 pub mod udp;
 pub mod vxlan;
