@@ -19,8 +19,9 @@ connection the next one is tried (always safe: nothing was sent). A read is also
 after a broken or timed-out exchange or a "no leader" answer; a write is not — its outcome is
 unknown, so it raises :class:`Unavailable` and the caller decides (re-read, then retry).
 
-**Watches.** One upstream watch on the whole keyspace (``prev_kv`` on) feeds a
-:class:`WatchHub`, so a thousand watchers cost one stream and one decode per event. The hub's
+**Watches.** One upstream watch on the whole keyspace (``prev_kv`` on), opened at the first
+watch, feeds a :class:`WatchHub`, so a thousand watchers cost one stream and one decode per
+event. The hub's
 ring serves watchers that start at or after the store opened (or fall behind, within the
 ring); a watcher that needs older history switches to its own upstream watch from the exact
 revision it has reached, so it still gets every event, and etcd reports compaction to it.
@@ -186,6 +187,8 @@ class EtcdStore:
         self._watch_ring = watch_ring
         self._watch_max_pending = watch_max_pending
         self.hub: WatchHub | None = None
+        self._upstream_wanted = trio.Event()
+        self._hub_ready = trio.Event()
         self._closed = False
 
     # -- transport --------------------------------------------------------------------------
@@ -437,10 +440,18 @@ class EtcdStore:
             yield _WatchResults(lines)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Feed the watch hub from one whole-keyspace watch (reopened where it broke).
+        """Serve the store: check etcd answers, then feed the watch hub once it is needed.
 
-        Calls ``task_status.started()`` once the upstream watch is established.
+        The upstream watch opens at the first :meth:`watch` (a store nobody watches costs
+        etcd no event stream) and is reopened where it broke. ``task_status.started()`` is
+        called once etcd has answered.
         """
+        await self.current_revision()
+        task_status.started()
+        await self._upstream_wanted.wait()
+        await self._upstream()
+
+    async def _upstream(self) -> None:
         start_rev = await self.current_revision()
         hub = self.hub = WatchHub(
             live_revision=start_rev,
@@ -463,7 +474,7 @@ class EtcdStore:
                             raise Unavailable(f"etcd watch canceled: {result.cancel_reason}")
                         if not started and result.created:
                             started = True
-                            task_status.started()
+                            self._hub_ready.set()
                         if result.events:
                             hub.publish([_to_event(e) for e in result.events])
                         delay = 0.05
@@ -477,8 +488,12 @@ class EtcdStore:
         self, key: Key, *, prefix: bool = False, revision: int = 0
     ) -> AsyncIterator[AsyncIterator[Event]]:
         """See :meth:`Store.watch`."""
-        if self.hub is None or self._closed:
-            raise WatchClosed("store is not running")
+        if self._closed:
+            raise WatchClosed("store is closed")
+        if not self._hub_ready.is_set():
+            self._upstream_wanted.set()
+            await self._hub_ready.wait()
+        assert self.hub is not None
         start = as_key(key)
         end = prefix_end(start) if prefix else start + b"\x00"
         if revision <= 0:
