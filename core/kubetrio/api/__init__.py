@@ -16,7 +16,6 @@ This package imports nothing else of kubetrio. Its public surface:
 - validation: :func:`validate_object_meta`, the DNS-1123 and label checks, :class:`FieldError`;
 - errors: :class:`StatusError` and the ``Status`` builders in :mod:`kubetrio.api.status`;
 - views: :class:`ObjectHeader` / :func:`decode_header` for metadata-only decoding;
-- protobuf: :func:`decode_protobuf` turns kubectl 1.32+ protobuf bodies into JSON dicts.
 """
 
 from __future__ import annotations
@@ -38,8 +37,6 @@ from .patch import apply_merge as apply_merge
 from .patch import json_merge_patch as json_merge_patch
 from .patch import json_patch as json_patch
 from .patch import strategic_merge_patch as strategic_merge_patch
-from .protobuf import ProtobufDecodeError as ProtobufDecodeError
-from .protobuf import decode_protobuf as decode_protobuf
 from .quantity import Quantity as Quantity
 from .quantity import QuantityFormat as QuantityFormat
 from .quantity import QuantityParseError as QuantityParseError
