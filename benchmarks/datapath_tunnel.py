@@ -1,9 +1,10 @@
 """Tunnel throughput with iperf3 between two network namespaces (needs root).
 
 Runs one TCP stream of iperf3 through, in the same run and on the same veth underlay:
-kernel VXLAN (the baseline, set up as in PLATFORM.md), the Rust TUN engine in VXLAN mode
-and the Rust TUN engine in IPIP mode. Prints Gbit/s, retransmits and each engine's ratio
-to kernel VXLAN, then one JSON line. The namespaces are created here and always removed.
+kernel VXLAN (the baseline, set up as in PLATFORM.md), the Rust TUN engine in VXLAN mode,
+in IPIP mode, and in VXLAN mode without offloads (to show what TSO/GSO/GRO buy). Prints
+Gbit/s, retransmits and each engine's ratio to kernel VXLAN, then one JSON line. The
+namespaces are created here and always removed.
 Goal from the issue: >= 50% of kernel VXLAN (a Python TUN tunnel gets about 5%).
 
 Run: ``sudo python benchmarks/datapath_tunnel.py [seconds]`` (extension built ``--release``).
@@ -97,12 +98,19 @@ def kernel_vxlan(a: str, b: str) -> dict[str, Any]:
             ip("-n", ns, "link", "del", "vxlan0")
 
 
-def rust_tunnel(a: str, b: str, mode: str) -> dict[str, Any]:
+def rust_tunnel(a: str, b: str, mode: str, offload: bool = True) -> dict[str, Any]:
     mtu = "1450" if mode == "vxlan" else "1480"
     engines = []
     try:
         for n, other, ns in ((1, 2, a), (2, 1, b)):
-            engine = TunnelEngine(mode, "kt0", UNDERLAY.format(n), vni=4096, netns=ns)  # type: ignore[arg-type]
+            engine = TunnelEngine(
+                mode,  # type: ignore[arg-type]
+                "kt0",
+                UNDERLAY.format(n),
+                vni=4096,
+                netns=ns,
+                offload=offload,
+            )
             engine.add_route(f"10.250.{other}.0/24", UNDERLAY.format(other))
             engine.start()
             engines.append(engine)
@@ -151,6 +159,13 @@ def main() -> None:
             result[f"rust_{mode}_gbps"] = round(r["gbps"], 3)
             result[f"rust_{mode}_retransmits"] = r["retransmits"]
             result[f"{mode}_ratio_vs_kernel"] = round(ratio, 3)
+        # The same VXLAN engine without TUN/UDP offloads: what batching alone gives.
+        plain = rust_tunnel(a, b, "vxlan", offload=False)
+        print(
+            f"rust vxlan, no offloads: {plain['gbps']:6.2f} Gbit/s"
+            f"  {plain['gbps'] / kernel['gbps']:.0%} of kernel VXLAN"
+        )
+        result["rust_vxlan_no_offload_gbps"] = round(plain["gbps"], 3)
         print(json.dumps(result))
     finally:
         for ns in (a, b):

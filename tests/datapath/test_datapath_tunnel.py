@@ -73,11 +73,18 @@ def namespaces() -> Iterator[tuple[str, str]]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
 
 
-def start_engines(mode: str, a: str, b: str) -> list[TunnelEngine]:
+def start_engines(mode: str, a: str, b: str, offload: bool = True) -> list[TunnelEngine]:
     mtu = "1450" if mode == "vxlan" else "1480"
     engines = []
     for n, other, ns in ((1, 2, a), (2, 1, b)):
-        engine = TunnelEngine(mode, "kt0", UNDERLAY.format(n), vni=42, netns=ns)  # type: ignore[arg-type]
+        engine = TunnelEngine(
+            mode,  # type: ignore[arg-type]
+            "kt0",
+            UNDERLAY.format(n),
+            vni=42,
+            netns=ns,
+            offload=offload,
+        )  # type: ignore[arg-type]
         engine.add_route(f"10.250.{other}.0/24", UNDERLAY.format(other))
         engine.start()
         engines.append(engine)
@@ -87,10 +94,13 @@ def start_engines(mode: str, a: str, b: str) -> list[TunnelEngine]:
     return engines
 
 
+@pytest.mark.parametrize("offload", [True, False], ids=["offload", "plain"])
 @pytest.mark.parametrize("mode", ["vxlan", "ipip"])
-def test_ping_and_tcp_through_the_tunnel(namespaces: tuple[str, str], mode: str) -> None:
+def test_ping_and_tcp_through_the_tunnel(
+    namespaces: tuple[str, str], mode: str, offload: bool
+) -> None:
     a, b = namespaces
-    engines = start_engines(mode, a, b)
+    engines = start_engines(mode, a, b, offload)
     server = None
     try:
         ping = subprocess.run(
