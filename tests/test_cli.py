@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -50,6 +54,42 @@ def test_plugins_block_option(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unbuilt_components_say_so_and_fail() -> None:
-    result = runner.invoke(build_app(), ["up"])
+    result = runner.invoke(build_app(), ["agent", "--server", "http://x", "--token", "t"])
     assert result.exit_code == 2
     assert "not part of this build" in result.output
+
+
+def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
+    """`kubetrio up` starts a server that kubectl can use; `down` stops it."""
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("KUBETRIO_PLUGINS", None)
+    kubetrio = [sys.executable, "-m", "kubetrio"]
+    port = "16702"
+    try:
+        up = subprocess.run(
+            [*kubetrio, "up", "--port", port], env=env, capture_output=True, text=True, timeout=90
+        )
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "is up at http://127.0.0.1:16702" in up.stdout
+        again = subprocess.run(
+            [*kubetrio, "up", "--port", port], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert "already running" in again.stdout
+        namespaces = subprocess.run(
+            ["kubectl", "get", "ns", "-o", "name"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "namespace/default" in namespaces.stdout, namespaces.stderr
+    finally:
+        down = subprocess.run(
+            [*kubetrio, "down", "--delete-data"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert "stopped" in down.stdout, down.stdout + down.stderr
+    assert not (tmp_path / ".local/share/kubetrio/clusters/kubetrio").exists()

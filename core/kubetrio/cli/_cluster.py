@@ -1,8 +1,8 @@
 """Commands that run cluster processes: ``server``, ``agent``, ``up``, ``down``.
 
-``server`` runs the API server over the embedded store (or etcd). The node agent (#7)
-and the multi-node ``up`` (#9) land with their issues; until then their commands say
-so and exit with status 2, instead of pretending.
+``server`` runs the control plane over the embedded store (or etcd); ``up``/``down``
+run one in the background (``_local``). The node agent (#7) lands with its issue; until
+then ``agent`` says so and exits with status 2, instead of pretending.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+
+from ._local import down, up
 
 err_console = Console(stderr=True)
 
@@ -90,21 +92,6 @@ def agent(
 ) -> None:
     """Run a node agent (kubelet, service proxy, network plugin) that joins a server."""
     _not_built("agent", 7)
-
-
-def up(
-    nodes: int = typer.Option(2, min=1, help="Number of nodes, each in its own network namespace."),
-    name: str = typer.Option("kubetrio", help="Cluster name, used for the kubeconfig context."),
-) -> None:
-    """Start a local multi-node cluster with a local OCI registry, and point kubectl at it."""
-    _not_built("up", 9)
-
-
-def down(
-    name: str = typer.Option("kubetrio", help="Cluster name given to `kubetrio up`."),
-) -> None:
-    """Stop the local cluster started by `kubetrio up` and remove what it created."""
-    _not_built("down", 9)
 
 
 def register_cluster_commands(app: typer.Typer) -> None:
