@@ -58,21 +58,31 @@ async def test_watch_from_before_the_store_opened(store_url: str, prefix: str) -
         assert got == written + more
 
 
-async def test_slow_consumer_behind_compaction_ends_with_error(
-    tiny_store: Store, prefix: str
+async def test_slow_consumer_behind_compaction_gets_all_or_an_error(
+    tiny_store: Store, store_url: str, prefix: str
 ) -> None:
     store = tiny_store
     with trio.fail_after(60):
         first = await store.create(prefix + "0", b"x")
         written = [first]
         got: list[Event] = []
+        ended_with: Exception | None = None
         async with store.watch(prefix, prefix=True, revision=first.mod_revision) as watch:
             got.append(await watch.__anext__())
             for i in range(1, 200):
                 written.append(await store.create(f"{prefix}{i}", b"x"))
             await store.compact(written[-1].mod_revision)
-            with pytest.raises(Compacted):
+            try:
                 async for ev in watch:
                     got.append(ev)
-        # Whatever arrived before the error is a gap-free prefix of what was written.
+                    if len(got) == len(written):
+                        break
+            except Compacted as exc:
+                ended_with = exc
+        # Whatever arrived is a gap-free prefix of what was written; if it is not all of
+        # it, the watch ended with Compacted (SQLite: the history it needed was deleted).
+        # etcd keeps streaming to a watcher that was already in sync, so it may get all.
         assert [e.kv for e in got] == written[: len(got)]
+        assert len(got) == len(written) or ended_with is not None
+        if store_url.startswith("sqlite"):
+            assert isinstance(ended_with, Compacted)
