@@ -48,7 +48,7 @@ from ._errors import (
     Unavailable,
     WatchClosed,
 )
-from ._http import ConnectFailed, GatewayClient, TransportFailed
+from ._http import ConnectFailed, GatewayClient, Lines, TransportFailed
 from ._protocol import Deleted, Event, EventType, Key, KeyValue, ListResult, as_key, prefix_end
 from ._watch import HistoryUnavailable, Subscription, WatchHub
 
@@ -140,19 +140,29 @@ def _to_event(e: _WatchEvent) -> Event:
 class _WatchResults:
     """Decoded results of one upstream watch stream."""
 
-    def __init__(self, lines: AsyncIterator[bytes]) -> None:
+    def __init__(self, lines: Lines) -> None:
         self._lines = lines
 
     def __aiter__(self) -> _WatchResults:
         return self
 
+    @staticmethod
+    def _decode(line: bytes) -> _WatchResult | None:
+        msg = _watch_decoder.decode(line)
+        if msg.error is not None:
+            raise Unavailable(f"etcd watch: {msg.error}")
+        return msg.result
+
     async def __anext__(self) -> _WatchResult:
         while True:
-            msg = _watch_decoder.decode(await self._lines.__anext__())
-            if msg.error is not None:
-                raise Unavailable(f"etcd watch: {msg.error}")
-            if msg.result is not None:
-                return msg.result
+            result = self._decode(await self._lines.__anext__())
+            if result is not None:
+                return result
+
+    def drain_nowait(self) -> list[_WatchResult]:
+        """The results already received, without waiting (to publish them as one batch)."""
+        results = [self._decode(line) for line in self._lines.drain_nowait()]
+        return [r for r in results if r is not None]
 
 
 class _EtcdError(StoreError):
@@ -424,7 +434,7 @@ class EtcdStore:
     @asynccontextmanager
     async def _stream(
         self, start: bytes, end: bytes | None, from_revision: int
-    ) -> AsyncIterator[AsyncIterator[_WatchResult]]:
+    ) -> AsyncIterator[_WatchResults]:
         """One upstream watch (on the current endpoint), as an iterator of results."""
         create: dict[str, Any] = {
             "key": _b(start),
@@ -463,20 +473,27 @@ class EtcdStore:
         while True:
             try:
                 async with self._stream(b"\x00", None, hub.live_revision + 1) as results:
-                    async for result in results:
-                        if result.canceled:
-                            if result.compact_revision:
-                                # Our own resume point was compacted away: the hub cannot
-                                # continue without a gap, so every watcher ends with an error.
-                                err = Compacted(result.compact_revision, result.header.revision)
-                                hub.close(err)
-                                raise err
-                            raise Unavailable(f"etcd watch canceled: {result.cancel_reason}")
-                        if not started and result.created:
-                            started = True
-                            self._hub_ready.set()
-                        if result.events:
-                            hub.publish([_to_event(e) for e in result.events])
+                    async for first in results:
+                        # Everything already received goes to the hub as one batch: one
+                        # wake-up per watcher per batch, not per event.
+                        events: list[Event] = []
+                        for result in [first, *results.drain_nowait()]:
+                            if result.canceled:
+                                if result.compact_revision:
+                                    # Our resume point was compacted away: the hub cannot go
+                                    # on without a gap, so every watcher ends with an error.
+                                    err = Compacted(result.compact_revision, result.header.revision)
+                                    if events:
+                                        hub.publish(events)
+                                    hub.close(err)
+                                    raise err
+                                raise Unavailable(f"etcd watch canceled: {result.cancel_reason}")
+                            if not started and result.created:
+                                started = True
+                                self._hub_ready.set()
+                            events.extend(_to_event(e) for e in result.events)
+                        if events:
+                            hub.publish(events)
                         delay = 0.05
             except (ConnectFailed, TransportFailed, Unavailable):
                 self._current += 1

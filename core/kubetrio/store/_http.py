@@ -77,6 +77,22 @@ class _Connection:
                 return line
             await self._fill()
 
+    def chunk_nowait(self) -> bytes | None:
+        """A complete, non-final chunk already buffered (no I/O), or ``None``."""
+        i = self.buf.find(b"\r\n")
+        if i < 0:
+            return None
+        try:
+            size = int(bytes(self.buf[:i]).split(b";")[0], 16)
+        except ValueError as exc:
+            raise TransportFailed("bad chunk header") from exc
+        end = i + 2 + size + 2
+        if size == 0 or len(self.buf) < end:
+            return None  # the last chunk, or an incomplete one: the async path handles it
+        data = bytes(self.buf[i + 2 : i + 2 + size])
+        del self.buf[:end]
+        return data
+
     async def next_chunk(self) -> bytes | None:
         """The next chunk of a ``Transfer-Encoding: chunked`` body; ``None`` after the last."""
         try:
@@ -92,7 +108,7 @@ class _Connection:
         return data
 
 
-class _Lines:
+class Lines:
     """The newline-separated messages of a chunked streaming body (etcd's watch stream)."""
 
     def __init__(self, conn: _Connection, where: str) -> None:
@@ -101,7 +117,7 @@ class _Lines:
         self._pending = b""
         self._lines: list[bytes] = []
 
-    def __aiter__(self) -> _Lines:
+    def __aiter__(self) -> Lines:
         return self
 
     async def __anext__(self) -> bytes:
@@ -112,10 +128,22 @@ class _Lines:
                 raise TransportFailed(f"{self._where}: {exc!r}") from exc
             if chunk is None:
                 raise TransportFailed(f"{self._where}: stream ended")
-            *complete, self._pending = (self._pending + chunk).split(b"\n")
-            self._lines = [line for line in complete if line.strip()]
-            self._lines.reverse()
+            self._add(chunk)
         return self._lines.pop()
+
+    def _add(self, chunk: bytes) -> None:
+        *complete, self._pending = (self._pending + chunk).split(b"\n")
+        new = [line for line in complete if line.strip()]
+        new.reverse()
+        self._lines[:0] = new  # _lines is kept newest-first, popped from the end
+
+    def drain_nowait(self) -> list[bytes]:
+        """Every complete line already received, oldest first, without waiting for more."""
+        while (chunk := self._conn.chunk_nowait()) is not None:
+            self._add(chunk)
+        lines = self._lines[::-1]
+        self._lines = []
+        return lines
 
 
 class GatewayClient:
@@ -180,9 +208,7 @@ class GatewayClient:
                 conn.stream.socket.close()
 
     @asynccontextmanager
-    async def stream_lines(
-        self, base: str, path: str, body: bytes
-    ) -> AsyncIterator[AsyncIterator[bytes]]:
+    async def stream_lines(self, base: str, path: str, body: bytes) -> AsyncIterator[Lines]:
         """POST ``body`` on a fresh connection and iterate the response's lines (a stream)."""
         conn = await self._connect(base)
         try:
@@ -193,7 +219,7 @@ class GatewayClient:
                 raise TransportFailed(f"{base}{path}: {exc!r}") from exc
             if status != 200:
                 raise TransportFailed(f"{base}{path}: HTTP {status}")
-            yield _Lines(conn, base + path)
+            yield Lines(conn, base + path)
         finally:
             conn.stream.socket.close()
 
