@@ -1,0 +1,73 @@
+"""A local registry on loopback: Debian's ``docker-registry`` started and stopped by PID.
+
+Tests, ``kubetrio up`` and the benchmarks use it to pull images with no network. The
+registry is a child process whose PID is recorded; stopping it sends SIGTERM, waits, then
+SIGKILL, so nothing outlives the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def local_registry(storage: str | Path, *, port: int = 0) -> Iterator[str]:
+    """Run ``docker-registry serve`` with storage under ``storage``; yield ``127.0.0.1:PORT``."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise FileNotFoundError("docker-registry is not installed (Debian: docker-registry)")
+    storage = Path(storage)
+    storage.mkdir(parents=True, exist_ok=True)
+    port = port or free_loopback_port()
+    config = storage / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog: {level: error}\n"
+        f"storage: {{filesystem: {{rootdirectory: {storage / 'data'}}}, "
+        "delete: {enabled: true}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+    )
+    log = open(storage / "registry.log", "wb")  # noqa: SIM115  # lives as long as the child
+    process = subprocess.Popen(
+        [binary, "serve", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"docker-registry did not start: {(storage / 'registry.log').read_text()}"
+                    ) from None
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
