@@ -136,39 +136,358 @@ class Controller(Protocol):
         ...
 
 
+# --- node: container runtime ------------------------------------------------------------------
+#
+# The node agent drives a runtime through the calls below, in this order for a pod:
+#
+#   run_pod_sandbox → pull_image (per image) → create_container → start_container
+#   → wait_container / container_status / exec_sync (probes)
+#   → stop_container → remove_container (per container) → stop_pod_sandbox
+#
+# Container processes outlive nothing the agent does not know about: ``stop_pod_sandbox``
+# stops whatever containers of the sandbox are left and releases the network namespace,
+# cgroups and mounts.
+
+
+class ContainerConfigError(Exception):
+    """A container cannot be created as specified (Kubernetes: ``CreateContainerConfigError``).
+
+    The message is what Kubernetes shows in the container's waiting state, for instance
+    ``container has runAsNonRoot and image will run as root (pod: "p_ns(uid)", container: c)``.
+    """
+
+
+class ImagePullError(Exception):
+    """An image could not be pulled (Kubernetes: ``ErrImagePull``, then ``ImagePullBackOff``)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PodSandboxStatus:
+    """A pod's sandbox: its id, network namespace and addresses."""
+
+    id: str
+    netns_path: str
+    ips: Sequence[str] = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VolumeMount:
+    """A host path the runtime bind-mounts into a container (volumes are prepared by the agent)."""
+
+    container_path: str
+    host_path: str
+    read_only: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ContainerConfig:
+    """What the agent resolved for one container run, beyond the pod and container specs.
+
+    ``env`` is the final environment (``env``/``envFrom`` resolved, ``$(VAR)`` expanded);
+    the runtime adds the image's variables under it. ``attempt`` is the restart count.
+    """
+
+    env: Sequence[tuple[str, str]] = ()
+    mounts: Sequence[VolumeMount] = ()
+    log_path: str = ""
+    """Where this run's CRI-format log goes (``/var/log/pods/<ns>_<pod>_<uid>/<c>/<n>.log``)."""
+    attempt: int = 0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ContainerState:
+    """A container as the runtime sees it; times are UNIX seconds (0: not yet)."""
+
+    id: str
+    state: Literal["created", "running", "exited", "unknown"]
+    exit_code: int | None = None
+    reason: str = ""
+    """For exited containers: ``Completed``, ``Error`` or ``OOMKilled``."""
+    message: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    image_id: str = ""
+    """The image's config digest, reported as ``imageID``."""
+    pid: int = 0
+
+
 @runtime_checkable
 class ContainerRuntime(Protocol):
-    """Runs pod sandboxes and containers on a node (runc, a simulated runtime, …)."""
+    """Runs pod sandboxes and containers on a node (runc, a simulated runtime, …).
+
+    ``run`` holds the runtime's background tasks (log copying, exit watching) for the
+    agent's life and follows trio's start protocol. Every method is idempotent where a
+    retry after a failure could repeat it.
+    """
 
     name: str
 
-    async def run_pod_sandbox(self, pod: KubeObject) -> str:
-        """Create the pod's sandbox (network namespace, pause process); return its id."""
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the runtime's background tasks until cancelled; ``started`` once ready."""
+        ...
+
+    async def pull_image(
+        self, image: str, *, credentials: Mapping[str, tuple[str, str]] | None = None
+    ) -> str:
+        """Pull ``image`` (credentials by registry); return its image id. Raises ImagePullError."""
+        ...
+
+    def image_present(self, image: str) -> bool:
+        """Whether ``image`` is already on the node (for ``imagePullPolicy: IfNotPresent``)."""
+        ...
+
+    async def run_pod_sandbox(self, pod: KubeObject) -> PodSandboxStatus:
+        """Create the pod's sandbox (network namespace wired by the network plugin)."""
         ...
 
     async def stop_pod_sandbox(self, sandbox_id: str, *, grace_period: float) -> None:
-        """Stop every container of the sandbox, then the sandbox; idempotent."""
+        """Stop every container of the sandbox, then release the sandbox; idempotent."""
         ...
 
-    async def start_container(self, sandbox_id: str, pod: KubeObject, container: KubeObject) -> str:
-        """Create and start one container in the sandbox; return its id."""
+    async def create_container(
+        self, sandbox_id: str, pod: KubeObject, container: KubeObject, config: ContainerConfig
+    ) -> str:
+        """Create one container in the sandbox (not yet started); return its id.
+
+        Raises :class:`ContainerConfigError` when the spec cannot run (runAsNonRoot, …).
+        """
         ...
 
-    async def container_status(self, container_id: str) -> Mapping[str, Any]:
-        """Return the container's state (running/exited, exit code, started/finished at)."""
+    async def start_container(self, container_id: str) -> None:
+        """Start a created container."""
+        ...
+
+    async def wait_container(self, container_id: str) -> ContainerState:
+        """Wait until the container exits; return its final state."""
+        ...
+
+    async def container_status(self, container_id: str) -> ContainerState:
+        """The container's current state."""
+        ...
+
+    async def exec_sync(
+        self, container_id: str, command: Sequence[str], *, timeout: float
+    ) -> tuple[int, bytes]:
+        """Run a command in the container (exec probes); return (exit code, output)."""
+        ...
+
+    async def stop_container(self, container_id: str, *, grace_period: float) -> None:
+        """SIGTERM, wait up to ``grace_period`` seconds, then SIGKILL; idempotent."""
+        ...
+
+    async def remove_container(self, container_id: str) -> None:
+        """Delete a stopped container and its root filesystem; idempotent."""
         ...
 
 
 # --- scheduling -------------------------------------------------------------------------------
+#
+# The scheduler keeps a cache of every node with the pods assigned to it; a scheduling cycle
+# takes one pending pod and asks the enabled plugins, stage by stage, as kube-scheduler's
+# framework does:
+#
+#   pre_filter (once) → filter (per node, until enough feasible nodes are found)
+#   → pre_score (once) → score (per feasible node) → normalize_scores (once per plugin)
+#   → reserve (on the chosen node) → bind (async, off the cycle)
+#
+# Every stage is optional. Stages other than ``bind`` are synchronous and run over the
+# in-memory snapshot thousands of times per pod: they must not do I/O or block.
+
+SKIP: Any = "__skip__"
+"""Returned by ``pre_filter``/``pre_score`` to say "nothing to check for this pod": the
+cycle then does not call that plugin's ``filter``/``score`` for the pod (kube-scheduler's
+``Skip`` status), which keeps the per-node loop short."""
+
+
+class PodInfo:
+    """A pod with the figures the scheduler computes once per pod version.
+
+    ``requests`` maps resource names to integers: ``cpu`` in millicores, ``memory`` and
+    other byte resources in bytes, extended resources as counts. They follow Kubernetes'
+    rule: the sum over containers and sidecars, or the largest init container if more,
+    plus ``spec.overhead``. ``non_zero_cpu``/``non_zero_memory`` are the same with the
+    defaults kube-scheduler uses for scoring (100m, 200Mi) for containers without requests.
+    ``memo`` is scratch space where plugins keep what they parsed from the pod (affinity
+    terms, selectors), so existing pods are parsed once, not once per cycle.
+    """
+
+    __slots__ = (
+        "key",
+        "labels",
+        "memo",
+        "name",
+        "namespace",
+        "node_name",
+        "non_zero_cpu",
+        "non_zero_memory",
+        "pod",
+        "priority",
+        "requests",
+    )
+
+    def __init__(
+        self,
+        pod: KubeObject,
+        *,
+        requests: dict[str, int],
+        non_zero_cpu: int,
+        non_zero_memory: int,
+    ) -> None:
+        metadata = pod.get("metadata") or {}
+        spec = pod.get("spec") or {}
+        self.pod = pod
+        self.namespace: str = metadata.get("namespace") or ""
+        self.name: str = metadata.get("name") or ""
+        self.key = f"{self.namespace}/{self.name}"
+        self.labels: dict[str, str] = metadata.get("labels") or {}
+        self.node_name: str = spec.get("nodeName") or ""
+        self.priority: int = spec.get("priority") or 0
+        self.requests = requests
+        self.non_zero_cpu = non_zero_cpu
+        self.non_zero_memory = non_zero_memory
+        self.memo: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"PodInfo({self.key!r})"
+
+
+class NodeInfo(dict[str, Any]):
+    """A node as the scheduler sees it: the Node object itself (this dict, so a plugin
+    can read ``node["metadata"]["labels"]`` as JSON) plus the aggregates of the pods on it.
+
+    Attributes: ``name``, ``labels``, ``taints`` (``spec.taints``), ``allocatable`` (same
+    units as :attr:`PodInfo.requests`, ``pods`` is the pod count), ``requested`` (sum of
+    the pods' requests, ``pods`` counts them), ``non_zero_requested`` (``cpu``/``memory``
+    for scoring), ``pods`` (key → :class:`PodInfo`, including pods the scheduler assumed
+    but has not seen bound yet), ``pods_with_affinity`` / ``pods_with_required_anti_affinity``
+    (the subsets InterPodAffinity walks), ``images`` (image name → size in bytes, from
+    ``status.images``) and ``generation`` (bumped on every change).
+    A NodeInfo is owned by the scheduler's cache: plugins read it, never change it.
+    """
+
+    __slots__ = (
+        "allocatable",
+        "generation",
+        "images",
+        "labels",
+        "name",
+        "non_zero_requested",
+        "pods",
+        "pods_with_affinity",
+        "pods_with_required_anti_affinity",
+        "requested",
+        "taints",
+    )
+
+    def __init__(self, node: KubeObject) -> None:
+        super().__init__(node)
+        self.name: str = node["metadata"]["name"]
+        self.labels: dict[str, str] = node["metadata"].get("labels") or {}
+        self.taints: list[dict[str, Any]] = (node.get("spec") or {}).get("taints") or []
+        self.allocatable: dict[str, int] = {}
+        self.requested: dict[str, int] = {"cpu": 0, "memory": 0, "pods": 0}
+        self.non_zero_requested: dict[str, int] = {"cpu": 0, "memory": 0}
+        self.pods: dict[str, PodInfo] = {}
+        self.pods_with_affinity: dict[str, PodInfo] = {}
+        self.pods_with_required_anti_affinity: dict[str, PodInfo] = {}
+        self.images: dict[str, int] = {}
+        self.generation = 0
+
+    def __repr__(self) -> str:
+        return f"NodeInfo({self.name!r}, pods={len(self.pods)})"
+
+    __hash__ = object.__hash__  # type: ignore[assignment]  # identity: one per node
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+@runtime_checkable
+class NodeSnapshot(Protocol):
+    """Every node of the cluster at the start of a scheduling cycle."""
+
+    @property
+    def nodes(self) -> Sequence[NodeInfo]:
+        """All nodes, in the scheduler's order."""
+        ...
+
+    def get(self, name: str) -> NodeInfo | None:
+        """The node called ``name``, or None."""
+        ...
+
+    def nodes_with_affinity_pods(self) -> Sequence[NodeInfo]:
+        """The nodes holding at least one pod with (anti-)affinity terms."""
+        ...
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        """The labels of a namespace (for ``namespaceSelector``), empty if unknown."""
+        ...
+
+
+class CycleState(dict[str, Any]):
+    """Per-pod scratch space of one scheduling cycle, shared by the stages of a plugin.
+
+    A plugin stores what its ``pre_filter`` computed under its own name
+    (``state[self.name] = ...``) and reads it back in ``filter``. ``pod_info`` is the
+    pod being scheduled, ``snapshot`` the :class:`NodeSnapshot` of the cycle and
+    ``profile`` the scheduler name of the profile running the cycle.
+    """
+
+    __slots__ = ("pod_info", "profile", "snapshot")
+
+    def __init__(self, pod_info: PodInfo, snapshot: NodeSnapshot, profile: str) -> None:
+        super().__init__()
+        self.pod_info = pod_info
+        self.snapshot = snapshot
+        self.profile = profile
+
+
+class Unresolvable(str):
+    """A filter reason that no preemption can cure (a taint, a node selector): return
+    ``Unresolvable("node(s) ...")`` instead of a plain string, as kube-scheduler's
+    ``UnschedulableAndUnresolvable`` status. It reads as the same text in events."""
+
+    __slots__ = ()
+
+
+FilterResult = str | Sequence[str] | None
+"""What ``filter`` returns: None when the node fits, else the reason(s) it does not,
+worded as kube-scheduler words them (``"Insufficient cpu"``), because the
+``FailedScheduling`` event counts nodes per reason."""
 
 
 @runtime_checkable
 class SchedulerPlugin(Protocol):
-    """A scheduler plugin. Only ``name`` is required; the cycle calls the optional stages
-    (``pre_filter``, ``filter``, ``score``, ``normalize_scores``, ``reserve``, ``bind``) that
-    the object has. Stages are synchronous: they run over the scheduler's in-memory
-    snapshot, thousands of times per pod, and must not do I/O (``bind`` is the exception:
-    it is ``async`` and only the first plugin that returns True binds)."""
+    """A scheduler plugin. Only ``name`` is required; the cycle calls the stages it has.
+
+    Optional attributes and methods (signatures as the cycle calls them):
+
+    ``weight: int``
+        Default weight of its scores (a profile's configuration may override it).
+    ``pre_filter(state: CycleState, pod: PodInfo) -> FilterResult | SKIP``
+        Once per cycle, before the node loop: compute what ``filter`` needs into
+        ``state``; return :data:`SKIP` when the pod needs nothing of this plugin, or a
+        reason when no node can fit (the reason then counts for every node).
+    ``filter(pod, node)`` or ``filter(pod, node, state)`` → :data:`FilterResult`
+        Per node. ``pod`` is the Pod object (a dict; ``state.pod_info`` has the
+        :class:`PodInfo`), ``node`` the :class:`NodeInfo` (which *is* the Node dict). The
+        two-argument form suits plugins that look at the objects alone (the README's
+        example); the cycle tells the forms apart by the number of parameters.
+    ``pre_score(state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> None | SKIP``
+        Once, with the feasible nodes.
+    ``score(pod, node)`` or ``score(pod, node, state)`` → ``float``
+        Per feasible node: 0..100, or any number when ``normalize_scores`` maps them.
+    ``normalize_scores(state: CycleState, pod: PodInfo, scores: dict[str, float]) -> None``
+        Rewrite the per-node scores (node name → score) in place into 0..100.
+    ``reserve(state: CycleState, pod: PodInfo, node: NodeInfo) -> str | None`` and
+    ``unreserve(state: CycleState, pod: PodInfo, node: NodeInfo) -> None``
+        The chosen node is about to be bound; a reason refuses it (the pod is retried).
+    ``async bind(client, pod: KubeObject, node_name: str) -> bool``
+        Bind the pod; return False to let the next binder (finally the default
+        ``pods/binding`` call) do it. The only stage that may do I/O.
+    ``configured(args: Mapping[str, Any]) -> SchedulerPlugin``
+        Return a copy set up with a profile's ``pluginConfig`` ``args``.
+    """
 
     name: str
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubetrio.providers import SKIP, CycleState, PodInfo, Unresolvable
+
 UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
 
 
@@ -15,9 +17,15 @@ class NodeName:
     """Keeps only the node a pod names in ``spec.nodeName``, when it names one."""
 
     name = "NodeName"
-    reason = "node(s) didn't match the requested node name"
+    reason = Unresolvable("node(s) didn't match the requested node name")
 
-    def filter(self, pod: dict[str, Any], node: dict[str, Any]) -> str | None:
+    def pre_filter(self, state: CycleState, pod: PodInfo) -> Any:
+        """Nothing to check for pods that name no node (nearly all of them)."""
+        return None if (pod.pod.get("spec") or {}).get("nodeName") else SKIP
+
+    def filter(
+        self, pod: dict[str, Any], node: dict[str, Any], state: CycleState | None = None
+    ) -> str | None:
         """Return a reason when the pod asks for another node, else None."""
         wanted = (pod.get("spec") or {}).get("nodeName")
         if wanted and wanted != node["metadata"]["name"]:
@@ -29,11 +37,14 @@ class NodeUnschedulable:
     """Refuses cordoned nodes (``spec.unschedulable``) unless the pod tolerates the taint."""
 
     name = "NodeUnschedulable"
-    reason = "node(s) were unschedulable"
+    reason = Unresolvable("node(s) were unschedulable")
 
-    def filter(self, pod: dict[str, Any], node: dict[str, Any]) -> str | None:
+    def filter(
+        self, pod: dict[str, Any], node: dict[str, Any], state: CycleState | None = None
+    ) -> str | None:
         """Return a reason when the node is cordoned and the pod does not tolerate it."""
-        if not (node.get("spec") or {}).get("unschedulable"):
+        spec = node.get("spec")
+        if not spec or not spec.get("unschedulable"):
             return None
         for toleration in (pod.get("spec") or {}).get("tolerations") or ():
             key = toleration.get("key", "")

@@ -7,11 +7,24 @@ from collections.abc import Callable
 from kubetrio.plugins import hookimpl
 from kubetrio.providers import SchedulerPlugin
 
+from .image_locality import ImageLocality
+from .interpod_affinity import InterPodAffinity
+from .node_affinity import NodeAffinity
 from .node_filters import NodeName, NodeUnschedulable
+from .resources import NodeResourcesBalancedAllocation, NodeResourcesFit
+from .taints import TaintToleration
+from .topology_spread import PodTopologySpread
 
 
 @hookimpl
 def kubetrio_register_scheduler_plugins(register: Callable[[SchedulerPlugin], None]) -> None:
-    """Register the built-in filter and score plugins."""
+    """Register the built-in filter and score plugins (kube-scheduler's default profile)."""
     register(NodeName())
     register(NodeUnschedulable())
+    register(TaintToleration())
+    register(NodeAffinity())
+    register(NodeResourcesFit())
+    register(PodTopologySpread())
+    register(InterPodAffinity())
+    register(NodeResourcesBalancedAllocation())
+    register(ImageLocality())

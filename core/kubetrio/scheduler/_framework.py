@@ -1,0 +1,336 @@
+"""The scheduling framework: one profile's plugins, called stage by stage for one pod.
+
+:class:`Framework` is built once per profile from the registered plugins and the
+profile's configuration. :meth:`Framework.schedule` is one scheduling cycle minus the
+binding: pre-filter, filter (over a rotating window of nodes, stopping once enough
+feasible nodes are found — ``percentageOfNodesToScore``), pre-score, score, normalize,
+pick the best node (ties broken at random), reserve. It is synchronous: it only reads
+the in-memory cache.
+
+A failed cycle yields a :class:`FitError` whose message is worded as kube-scheduler's
+(``0/3 nodes are available: 1 node(s) had untolerated taint {k: v}, 2 Insufficient
+cpu. preemption: ...``), counting nodes per reason, reasons sorted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from kubetrio.providers import (
+    SKIP,
+    CycleState,
+    NodeInfo,
+    NodeSnapshot,
+    PodInfo,
+    SchedulerPlugin,
+    Unresolvable,
+)
+
+from ._config import STAGES, ConfigError, Profile
+
+MIN_FEASIBLE_NODES_TO_FIND = 100
+"""kube-scheduler's floor on how many feasible nodes a cycle looks for."""
+MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
+"""kube-scheduler's floor on the adaptive percentage of nodes to score."""
+MAX_NODE_SCORE = 100
+
+_METHODS = {
+    "preFilter": "pre_filter",
+    "filter": "filter",
+    "preScore": "pre_score",
+    "score": "score",
+    "reserve": "reserve",
+    "bind": "bind",
+}
+
+NodeCall = Callable[[Any, NodeInfo, CycleState], Any]
+
+
+def _with_state(method: Callable[..., Any]) -> NodeCall:
+    """Call a per-node stage uniformly as ``f(pod, node, state)``."""
+    try:
+        params = [
+            p
+            for p in inspect.signature(method).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) >= 3:
+        return method
+    return lambda pod, node, state: method(pod, node)
+
+
+class FitError(Exception):
+    """No node fits the pod; ``str()`` is the ``FailedScheduling`` event message."""
+
+    def __init__(
+        self,
+        *,
+        num_all_nodes: int,
+        node_reasons: Mapping[str, Sequence[str]],
+        pre_filter_message: str = "",
+        post_filter_message: str = "",
+    ) -> None:
+        self.num_all_nodes = num_all_nodes
+        self.node_reasons = node_reasons
+        self.pre_filter_message = pre_filter_message
+        self.post_filter_message = post_filter_message
+        self.plugins: set[str] = set()
+        """The plugins that rejected some node (the queue keeps them with the pod)."""
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        """The event message, as kube-scheduler's ``FitError.Error()`` builds it."""
+        if self.num_all_nodes == 0:
+            return "no nodes available to schedule pods"
+        text = f"0/{self.num_all_nodes} nodes are available:"
+        if self.pre_filter_message:
+            text += f" {self.pre_filter_message}."
+        else:
+            counts: dict[str, int] = {}
+            for reasons in self.node_reasons.values():
+                for reason in reasons:
+                    counts[reason] = counts.get(reason, 0) + 1
+            if counts:
+                text += " " + ", ".join(sorted(f"{n} {r}" for r, n in counts.items())) + "."
+        if self.post_filter_message:
+            text += f" {self.post_filter_message}."
+        return text
+
+
+@dataclasses.dataclass
+class _Stage:
+    plugin: SchedulerPlugin
+    name: str
+    call: Any
+    weight: int = 1
+    normalize: Any = None
+
+
+def _as_reasons(result: Any) -> tuple[str, ...]:
+    if isinstance(result, str):
+        return (result,)
+    return tuple(result)
+
+
+class Framework:
+    """The plugins of one profile, in registration order, per stage."""
+
+    def __init__(
+        self,
+        plugins: Sequence[SchedulerPlugin],
+        profile: Profile | None = None,
+        *,
+        percentage_of_nodes_to_score: int = 0,
+        rng: random.Random | None = None,
+    ) -> None:
+        profile = profile or Profile()
+        self.profile = profile
+        self.scheduler_name = profile.scheduler_name
+        pct = profile.percentage_of_nodes_to_score
+        self.percentage_of_nodes_to_score = percentage_of_nodes_to_score if pct is None else pct
+        self.rng = rng or random.Random()
+        self._next_start = 0
+        by_name: dict[str, SchedulerPlugin] = {}
+        for plugin in plugins:
+            args = profile.plugin_config.get(plugin.name)
+            configured = getattr(plugin, "configured", None)
+            if args is not None and callable(configured):
+                plugin = configured(args)
+            by_name[plugin.name] = plugin
+        for name in profile.plugin_config:
+            if name not in by_name:
+                raise ConfigError(f"pluginConfig: no plugin called {name!r} is registered")
+        self.plugins = by_name
+        self.stages: dict[str, list[_Stage]] = {}
+        multi = profile.plugins.get("multiPoint")
+        for stage in STAGES:
+            self.stages[stage] = self._stage_plugins(stage, by_name, multi)
+        self._filters = [(s.name, _with_state(s.call)) for s in self.stages["filter"]]
+        self._scores = [
+            (s.name, _with_state(s.call), s.weight, s.normalize) for s in self.stages["score"]
+        ]
+
+    def _stage_plugins(
+        self, stage: str, by_name: Mapping[str, SchedulerPlugin], multi: Any
+    ) -> list[_Stage]:
+        method = _METHODS[stage]
+        chosen: dict[str, int | None] = {}
+        disabled: set[str] = set()
+        for plugin_set in (multi, self.profile.plugins.get(stage)):
+            if plugin_set is None:
+                continue
+            disabled.update(plugin_set.disabled)
+            for name, weight in plugin_set.enabled:
+                if name not in by_name:
+                    raise ConfigError(f"plugins.{stage}: no plugin called {name!r} is registered")
+                chosen[name] = weight if weight is not None else chosen.get(name)
+        names = [] if "*" in disabled else [n for n in by_name if n not in disabled]
+        names += [n for n in chosen if n not in names]
+        stages = []
+        for name in names:
+            plugin = by_name[name]
+            call = getattr(plugin, method, None)
+            if call is None:
+                continue
+            weight = chosen.get(name)
+            if weight is None:
+                weight = int(getattr(plugin, "weight", 1))
+            if stage == "score" and weight == 0:
+                continue
+            stages.append(
+                _Stage(plugin, name, call, weight, getattr(plugin, "normalize_scores", None))
+            )
+        return stages
+
+    def num_feasible_nodes_to_find(self, num_all_nodes: int) -> int:
+        """How many feasible nodes a cycle looks for before it stops filtering."""
+        pct = self.percentage_of_nodes_to_score
+        if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND or pct >= 100:
+            return num_all_nodes
+        if pct <= 0:
+            pct = max(50 - num_all_nodes // 125, MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND)
+        return max(num_all_nodes * pct // 100, MIN_FEASIBLE_NODES_TO_FIND)
+
+    # --- the cycle --------------------------------------------------------------------------
+
+    def schedule(self, pod_info: PodInfo, snapshot: NodeSnapshot) -> tuple[NodeInfo, CycleState]:
+        """Choose a node for the pod and reserve it; raise :class:`FitError` if none fits."""
+        nodes = snapshot.nodes
+        state = CycleState(pod_info, snapshot, self.scheduler_name)
+        if not nodes:
+            raise FitError(num_all_nodes=0, node_reasons={})
+        pod = pod_info.pod
+        skipped: set[str] = set()
+        for stage in self.stages["preFilter"]:
+            result = stage.call(state, pod_info)
+            if result is SKIP:
+                skipped.add(stage.name)
+            elif result is not None:
+                reasons = _as_reasons(result)
+                error = FitError(
+                    num_all_nodes=len(nodes),
+                    node_reasons={n.name: reasons for n in nodes},
+                    pre_filter_message=", ".join(reasons),
+                    post_filter_message=self._post_filter_message(
+                        pod_info, {n.name: reasons for n in nodes}, snapshot
+                    ),
+                )
+                error.plugins.add(stage.name)
+                raise error
+        feasible, failed, rejecting = self._find_feasible(state, pod, nodes, skipped)
+        if not feasible:
+            error = FitError(
+                num_all_nodes=len(nodes),
+                node_reasons=failed,
+                post_filter_message=self._post_filter_message(pod_info, failed, snapshot),
+            )
+            error.plugins = rejecting
+            raise error
+        chosen = feasible[0] if len(feasible) == 1 else self._best(state, pod_info, feasible)
+        for index, stage in enumerate(self.stages["reserve"]):
+            refused = stage.call(state, pod_info, chosen)
+            if refused is not None:
+                for undo in reversed(self.stages["reserve"][:index]):
+                    unreserve = getattr(undo.plugin, "unreserve", None)
+                    if unreserve is not None:
+                        unreserve(state, pod_info, chosen)
+                error = FitError(
+                    num_all_nodes=len(nodes), node_reasons={chosen.name: _as_reasons(refused)}
+                )
+                error.plugins.add(stage.name)
+                raise error
+        return chosen, state
+
+    def unreserve(self, state: CycleState, pod_info: PodInfo, node: NodeInfo) -> None:
+        """Undo every reserve (the binding failed)."""
+        for stage in reversed(self.stages["reserve"]):
+            unreserve = getattr(stage.plugin, "unreserve", None)
+            if unreserve is not None:
+                unreserve(state, pod_info, node)
+
+    def _find_feasible(
+        self, state: CycleState, pod: Any, nodes: Sequence[NodeInfo], skipped: set[str]
+    ) -> tuple[list[NodeInfo], dict[str, tuple[str, ...]], set[str]]:
+        filters = [call for name, call in self._filters if name not in skipped]
+        names = [name for name, _ in self._filters if name not in skipped]
+        count = len(nodes)
+        to_find = self.num_feasible_nodes_to_find(count)
+        start = self._next_start % count
+        ordered = [*nodes[start:], *nodes[:start]] if start else nodes
+        feasible: list[NodeInfo] = []
+        failed: dict[str, tuple[str, ...]] = {}
+        rejecting: set[str] = set()
+        processed = 0
+        for node in ordered:
+            processed += 1
+            for index, check in enumerate(filters):
+                result = check(pod, node, state)
+                if result is not None:
+                    failed[node.name] = _as_reasons(result)
+                    rejecting.add(names[index])
+                    break
+            else:
+                feasible.append(node)
+                if len(feasible) >= to_find:
+                    break
+        # The next pod starts where this one stopped, so every node gets its turn.
+        self._next_start = (start + processed) % count
+        return feasible, failed, rejecting
+
+    def _best(self, state: CycleState, pod_info: PodInfo, feasible: list[NodeInfo]) -> NodeInfo:
+        pod = pod_info.pod
+        skipped: set[str] = set()
+        for stage in self.stages["preScore"]:
+            if stage.call(state, pod_info, feasible) is SKIP:
+                skipped.add(stage.name)
+        totals = [0.0] * len(feasible)
+        for name, call, weight, normalize in self._scores:
+            if name in skipped:
+                continue
+            if normalize is None:
+                for i, node in enumerate(feasible):
+                    totals[i] += call(pod, node, state) * weight
+            else:
+                scores = {node.name: float(call(pod, node, state)) for node in feasible}
+                normalize(state, pod_info, scores)
+                for i, node in enumerate(feasible):
+                    totals[i] += scores[node.name] * weight
+        best = max(totals)
+        # Ties are broken at random, as kube-scheduler's selectHost does.
+        ties = [i for i, total in enumerate(totals) if total == best]
+        return feasible[ties[0] if len(ties) == 1 else self.rng.choice(ties)]
+
+    def _post_filter_message(
+        self,
+        pod_info: PodInfo,
+        failed: Mapping[str, Sequence[str]],
+        snapshot: NodeSnapshot,
+    ) -> str:
+        """What kube-scheduler's DefaultPreemption reports when it finds no victims.
+
+        kubetrio does not preempt; the message says why preemption would not help:
+        nodes rejected for unresolvable reasons (taints, selectors) are "not helpful",
+        the others had no pod of lower priority to evict.
+        """
+        spec = pod_info.pod.get("spec") or {}
+        if spec.get("preemptionPolicy") == "Never":
+            return "preemption: not eligible due to preemptionPolicy=Never"
+        not_helpful = no_victims = 0
+        for reasons in failed.values():
+            if any(isinstance(r, Unresolvable) for r in reasons):
+                not_helpful += 1
+            else:
+                no_victims += 1
+        parts = []
+        if no_victims:
+            parts.append(f"{no_victims} No preemption victims found for incoming pod")
+        if not_helpful:
+            parts.append(f"{not_helpful} Preemption is not helpful for scheduling")
+        total = len(snapshot.nodes)
+        return f"preemption: 0/{total} nodes are available: {', '.join(sorted(parts))}"

@@ -1,0 +1,385 @@
+"""The scheduler service: informers → cache and queue → cycles → bindings and events.
+
+One trio task pops pods and runs the synchronous cycle of the pod's profile
+(:class:`~kubetrio.scheduler.Framework`); the chosen node is *assumed* in the cache at
+once and the binding (a ``pods/binding`` POST, or a plugin's ``bind``) runs in its own
+task, so the next cycle does not wait for the API round trip — kube-scheduler's
+scheduling cycle / binding cycle split. A failed binding forgets the assumption and
+puts the pod back with backoff.
+
+A pod no node fits gets a ``FailedScheduling`` event and the ``PodScheduled=False``
+condition (reason ``Unschedulable``) and waits in the queue's unschedulable pool until
+the cluster changes: a node added or updated, a pod deleted or bound elsewhere.
+
+Pods whose ``spec.schedulerName`` names none of the profiles are someone else's: ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from kubetrio.client import Client, ClientError, Informer, KubeObject
+from kubetrio.plugins import PluginManager
+from kubetrio.providers import SchedulerPlugin
+
+from ._cache import SchedulerCache
+from ._config import SchedulerConfig
+from ._framework import FitError, Framework
+from ._queue import QueuedPod, SchedulingQueue
+from ._resources import pod_info
+
+log = logging.getLogger("kubetrio.scheduler")
+
+COMPONENT = "default-scheduler"
+"""The ``source.component`` of the scheduler's events, as kube-scheduler's."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now_micro() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Scheduler:
+    """Assigns pending pods to nodes. Start with ``await nursery.start(scheduler.run)``.
+
+    :param client: the cluster client (in-process or HTTP); the only way to the cluster.
+    :param plugins: where the scheduler plugins come from (``PluginManager.scheduler_plugins``);
+        None loads the installed plugins (``kubetrio.plugins.load()``).
+    :param config: profiles, plugin weights, backoff (:class:`SchedulerConfig`); a path to a
+        ``KubeSchedulerConfiguration`` YAML file also works.
+    :param extra_plugins: plugin objects to use beside the registered ones (tests, embedding).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        plugins: PluginManager | None = None,
+        config: SchedulerConfig | str | os.PathLike[str] | None = None,
+        extra_plugins: Sequence[SchedulerPlugin] = (),
+    ) -> None:
+        self.client = client
+        if config is None:
+            config = SchedulerConfig()
+        elif not isinstance(config, SchedulerConfig):
+            config = SchedulerConfig.load(os.fspath(config))
+        self.config = config
+        if plugins is None:
+            from kubetrio import plugins as plugin_loader
+
+            plugins = plugin_loader.load()
+        providers = [r.provider for r in plugins.scheduler_plugins()] + list(extra_plugins)
+        self.frameworks = {
+            profile.scheduler_name: Framework(
+                providers,
+                profile,
+                percentage_of_nodes_to_score=config.percentage_of_nodes_to_score,
+            )
+            for profile in config.profiles
+        }
+        self.cache = SchedulerCache()
+        self.queue = SchedulingQueue(
+            initial_backoff=config.pod_initial_backoff_seconds,
+            max_backoff=config.pod_max_backoff_seconds,
+            max_unschedulable=config.pod_max_in_unschedulable_seconds,
+        )
+        self.nodes = Informer(client, "v1", "nodes")
+        self.pods = Informer(client, "v1", "pods")
+        self.namespaces = Informer(client, "v1", "namespaces")
+        self.scheduled = 0
+        """Pods bound so far (for benchmarks and metrics)."""
+        self.failed_attempts = 0
+        """Cycles that found no node."""
+        self._binds = trio.CapacityLimiter(config.parallel_binds)
+        self._events_send, self._events_receive = trio.open_memory_channel[KubeObject](10_000)
+        self._nursery: trio.Nursery | None = None
+        self.nodes.add_handler(_NodeHandler(self))
+        self.pods.add_handler(_PodHandler(self))
+        self.namespaces.add_handler(_NamespaceHandler(self))
+
+    # --- service ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Watch the cluster and schedule pods until cancelled; ``started`` once synced."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await nursery.start(self.namespaces.run)
+            await nursery.start(self.nodes.run)
+            await nursery.start(self.pods.run)
+            for _ in range(4):
+                nursery.start_soon(self._send_events)
+            task_status.started()
+            while True:
+                entry = await self.queue.pop()
+                self.schedule_one(entry)
+                # Let informers and binders run between cycles even when the queue is full.
+                await trio.lowlevel.checkpoint()
+
+    def responsible_for(self, pod: KubeObject) -> bool:
+        """Whether one of our profiles schedules this pod."""
+        name = (pod.get("spec") or {}).get("schedulerName") or "default-scheduler"
+        return name in self.frameworks
+
+    # --- one cycle -------------------------------------------------------------------------
+
+    def schedule_one(self, entry: QueuedPod) -> None:
+        """Run the scheduling cycle of one popped pod; start its binding if it fits."""
+        info = entry.info
+        pod = info.pod
+        framework = self.frameworks[(pod.get("spec") or {}).get("schedulerName") or COMPONENT]
+        if self.cache.pod_node(info.key) is not None:
+            self.queue.done(info.key)  # bound meanwhile (informer saw it): nothing to do
+            return
+        try:
+            node, state = framework.schedule(info, self.cache)
+        except FitError as error:
+            self.failed_attempts += 1
+            self.queue.add_unschedulable(entry, plugins=error.plugins)
+            self._record_failure(pod, str(error))
+            return
+        except Exception as exc:  # a faulty plugin must not stop the scheduler
+            log.exception("scheduling %s failed", info.key)
+            self.queue.add_unschedulable(entry, plugins=None)
+            self._record_failure(pod, f"running the scheduling cycle: {exc}", reason="Error")
+            return
+        self.cache.assume(info, node.name)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._bind, entry, framework, node, state)
+
+    async def _bind(self, entry: QueuedPod, framework: Framework, node: Any, state: Any) -> None:
+        info = entry.info
+        pod = info.pod
+        metadata = pod["metadata"]
+        try:
+            async with self._binds:
+                for stage in framework.stages["bind"]:
+                    if await stage.call(self.client, pod, node.name):
+                        break
+                else:
+                    await self.client.create(
+                        "v1",
+                        "pods",
+                        {
+                            "apiVersion": "v1",
+                            "kind": "Binding",
+                            "metadata": {"name": metadata["name"], "uid": metadata.get("uid")},
+                            "target": {"apiVersion": "v1", "kind": "Node", "name": node.name},
+                        },
+                        namespace=info.namespace,
+                        subresource="binding",
+                        name=metadata["name"],
+                    )
+        except Exception as exc:
+            self.cache.forget(info.key)
+            framework.unreserve(state, info, node)
+            if isinstance(exc, ClientError) and (exc.not_found or exc.conflict):
+                # Deleted, or bound by someone else: the informer will tell; drop it.
+                self.queue.delete(info.key)
+                return
+            log.warning("binding %s to %s failed: %s", info.key, node.name, exc)
+            self.queue.add_unschedulable(entry, plugins=None)
+            self._record_failure(pod, f"binding rejected: {exc}", reason="FailedScheduling")
+            return
+        self.scheduled += 1
+        self.queue.done(info.key)
+        self._event(
+            pod,
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {info.namespace}/{info.name} to {node.name}",
+        )
+
+    # --- failures and events -----------------------------------------------------------------
+
+    def _record_failure(self, pod: KubeObject, message: str, *, reason: str = "") -> None:
+        self._event(pod, "Warning", "FailedScheduling", message)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._set_unschedulable, pod, message, reason or "Unschedulable")
+
+    async def _set_unschedulable(self, pod: KubeObject, message: str, reason: str) -> None:
+        """Set ``PodScheduled=False`` with the reason, as kube-scheduler does."""
+        conditions = [
+            c
+            for c in (pod.get("status") or {}).get("conditions") or []
+            if c.get("type") != "PodScheduled"
+        ]
+        old = next(
+            (
+                c
+                for c in (pod.get("status") or {}).get("conditions") or []
+                if c.get("type") == "PodScheduled"
+            ),
+            None,
+        )
+        if old and old.get("reason") == reason and old.get("message") == message:
+            return  # nothing new to say
+        conditions.append(
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": reason,
+                "message": message,
+                "lastProbeTime": None,
+                "lastTransitionTime": _now(),
+            }
+        )
+        metadata = pod["metadata"]
+        try:
+            await self.client.patch(
+                "v1",
+                "pods",
+                metadata["name"],
+                {"status": {"conditions": conditions}},
+                namespace=metadata.get("namespace", ""),
+                subresource="status",
+            )
+        except ClientError as exc:
+            if not exc.not_found:
+                log.warning("setting PodScheduled on %s: %s", metadata["name"], exc)
+
+    def _event(self, pod: KubeObject, kind: str, reason: str, message: str) -> None:
+        """Queue an event about a pod; events are best effort and dropped under overload."""
+        metadata = pod["metadata"]
+        namespace = metadata.get("namespace") or "default"
+        now = _now()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            # Named as client-go's recorder names events: <object>.<unix nanos in hex>.
+            "metadata": {"name": f"{metadata['name']}.{time.time_ns():x}", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": metadata["name"],
+                "namespace": namespace,
+                "uid": metadata.get("uid", ""),
+                "resourceVersion": metadata.get("resourceVersion", ""),
+            },
+            "reason": reason,
+            "message": message,
+            "type": kind,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": COMPONENT,
+            "action": "Binding" if reason == "Scheduled" else "Scheduling",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "eventTime": _now_micro(),
+            "count": 1,
+        }
+        with contextlib.suppress(trio.WouldBlock):
+            self._events_send.send_nowait(event)
+
+    async def _send_events(self) -> None:
+        async for event in self._events_receive:
+            try:
+                await self.client.create(
+                    "v1", "events", event, namespace=event["metadata"]["namespace"]
+                )
+            except ClientError as exc:
+                log.warning("event not recorded: %s", exc)
+
+    # --- informer callbacks --------------------------------------------------------------------
+
+    def cluster_changed(self) -> None:
+        """Give unschedulable pods another chance (a node or a pod changed)."""
+        self.queue.move_all_to_active_or_backoff()
+
+
+class _NamespaceHandler:
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    def on_add(self, obj: KubeObject) -> None:
+        self.scheduler.cache.namespaces[obj["metadata"]["name"]] = dict(
+            obj["metadata"].get("labels") or {}
+        )
+
+    def on_update(self, old: KubeObject, new: KubeObject) -> None:
+        self.on_add(new)
+        if old["metadata"].get("labels") != new["metadata"].get("labels"):
+            self.scheduler.cluster_changed()  # namespaceSelector terms may match now
+
+    def on_delete(self, obj: KubeObject) -> None:
+        self.scheduler.cache.namespaces.pop(obj["metadata"]["name"], None)
+
+
+class _NodeHandler:
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    def on_add(self, obj: KubeObject) -> None:
+        self.scheduler.cache.set_node(obj)
+        self.scheduler.cluster_changed()
+
+    def on_update(self, old: KubeObject, new: KubeObject) -> None:
+        self.scheduler.cache.set_node(new)
+        # Status heartbeats change nothing the filters read: don't wake every pod for them.
+        if (
+            old.get("spec") != new.get("spec")
+            or old["metadata"].get("labels") != new["metadata"].get("labels")
+            or (old.get("status") or {}).get("allocatable")
+            != (new.get("status") or {}).get("allocatable")
+        ):
+            self.scheduler.cluster_changed()
+
+    def on_delete(self, obj: KubeObject) -> None:
+        self.scheduler.cache.remove_node(obj["metadata"]["name"])
+
+
+def _key(pod: KubeObject) -> str:
+    metadata = pod["metadata"]
+    return f"{metadata.get('namespace') or ''}/{metadata['name']}"
+
+
+class _PodHandler:
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+    def _pending(self, pod: KubeObject) -> bool:
+        return (
+            not (pod.get("spec") or {}).get("nodeName")
+            and not pod["metadata"].get("deletionTimestamp")
+            and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+            and self.scheduler.responsible_for(pod)
+        )
+
+    def on_add(self, obj: KubeObject) -> None:
+        if (obj.get("spec") or {}).get("nodeName"):
+            self.scheduler.cache.set_pod(obj)
+            self.scheduler.cluster_changed()
+        elif self._pending(obj):
+            self.scheduler.queue.add(pod_info(obj))
+
+    def on_update(self, old: KubeObject, new: KubeObject) -> None:
+        scheduler = self.scheduler
+        if (new.get("spec") or {}).get("nodeName"):
+            key = _key(new)
+            newly_bound = not (old.get("spec") or {}).get("nodeName")
+            was_ours = scheduler.cache.is_assumed(key)
+            scheduler.queue.delete(key) if not was_ours else None
+            scheduler.cache.set_pod(new)
+            if newly_bound and not was_ours:
+                scheduler.cluster_changed()
+        elif self._pending(new):
+            scheduler.queue.add(pod_info(new))
+        else:
+            scheduler.queue.delete(_key(new))
+
+    def on_delete(self, obj: KubeObject) -> None:
+        key = _key(obj)
+        self.scheduler.queue.delete(key)
+        if self.scheduler.cache.pod_node(key) is not None:
+            self.scheduler.cache.remove_pod(key)
+            self.scheduler.cluster_changed()
