@@ -1,0 +1,37 @@
+"""The controller manager of kubetrio and the framework its controllers are written in.
+
+Start everything with :class:`ControllerManager` (``await nursery.start(manager.run)``).
+The pieces, each in its own module:
+
+* :class:`WorkQueue` — de-duplicating, delaying, per-key backoff queue (``_queue``);
+* :class:`QueueController`, :class:`Result`, :class:`TemporaryError`,
+  :class:`PermanentError` — the level-based reconcile loop (``_reconcile``);
+* :class:`EventRecorder` — core/v1 Events with count aggregation (``_events``);
+* :class:`LeaderElector`, :class:`LeaderGuardedTransport` — the Lease and the write
+  guard (``_leader``);
+* the controllers: ReplicaSet, Deployment, garbage collector, ServiceAccount,
+  Endpoints/EndpointSlice.
+"""
+
+from ._deployment import DeploymentController as DeploymentController
+from ._deployment import template_hash as template_hash
+from ._endpoints import EndpointsController as EndpointsController
+from ._events import EventRecorder as EventRecorder
+from ._expectations import Expectations as Expectations
+from ._gc import DEFAULT_MONITORED as DEFAULT_MONITORED
+from ._gc import GarbageCollector as GarbageCollector
+from ._gc import MonitoredResource as MonitoredResource
+from ._leader import LeaderElector as LeaderElector
+from ._leader import LeaderGuardedTransport as LeaderGuardedTransport
+from ._leader import NotLeaderError as NotLeaderError
+from ._leader import guarded_client as guarded_client
+from ._manager import BUILT_IN as BUILT_IN
+from ._manager import ControllerManager as ControllerManager
+from ._queue import WorkQueue as WorkQueue
+from ._reconcile import ControllerContext as ControllerContext
+from ._reconcile import PermanentError as PermanentError
+from ._reconcile import QueueController as QueueController
+from ._reconcile import Result as Result
+from ._reconcile import TemporaryError as TemporaryError
+from ._replicaset import ReplicaSetController as ReplicaSetController
+from ._serviceaccount import ServiceAccountController as ServiceAccountController

@@ -1,0 +1,148 @@
+"""The controller manager: shared informers, leader election and every controller.
+
+Start it beside the API server::
+
+    manager = ControllerManager(client, plugins=plugin_manager, identity="node-a")
+    await nursery.start(manager.run)
+
+``run`` returns from ``nursery.start`` once the informer caches are filled and the
+manager campaigns for the ``kube-system/kubetrio-controller-manager`` Lease. The caches
+are kept warm while standing by, so a standby that wins the Lease starts reconciling at
+once. While leading, each built-in controller runs its workers and each plugin
+controller (``kubetrio_register_controllers``) runs ``provider.run(client)`` in the same
+nursery; losing the Lease cancels all of them. Controllers only ever see a client whose
+writes are refused unless this manager holds the Lease (see :mod:`._leader`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from kubetrio.client import Client, SharedInformers
+
+from ._deployment import DeploymentController
+from ._endpoints import EndpointsController
+from ._events import EventRecorder
+from ._gc import GarbageCollector
+from ._leader import (
+    LEASE_DURATION,
+    RENEW_DEADLINE,
+    RETRY_PERIOD,
+    LeaderElector,
+    default_identity,
+    guarded_client,
+)
+from ._reconcile import ControllerContext, QueueController
+from ._replicaset import ReplicaSetController
+from ._serviceaccount import ServiceAccountController
+
+if TYPE_CHECKING:
+    from kubetrio.plugins import PluginManager
+
+log = logging.getLogger("kubetrio.controllers.manager")
+
+BUILT_IN: dict[str, type[QueueController]] = {
+    "replicaset": ReplicaSetController,
+    "deployment": DeploymentController,
+    "garbagecollector": GarbageCollector,
+    "serviceaccount": ServiceAccountController,
+    "endpoints": EndpointsController,
+}
+"""The built-in controllers by name (what ``controllers=`` selects from)."""
+
+COMPONENT = "kubetrio-controller-manager"
+
+
+class ControllerManager:
+    """Runs the built-in and the plugins' controllers under one leader Lease.
+
+    :param client: any :class:`~kubetrio.client.Client` (in-process or HTTP).
+    :param plugins: a :class:`~kubetrio.plugins.PluginManager` whose controllers run too.
+    :param identity: this instance's name in the Lease (default: hostname + random).
+    :param controllers: names from :data:`BUILT_IN` to run (default: all).
+    :param leader_election: campaign for the Lease (False: act at once, alone).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        plugins: PluginManager | None = None,
+        identity: str | None = None,
+        controllers: Iterable[str] | None = None,
+        leader_election: bool = True,
+        lease_name: str = "kubetrio-controller-manager",
+        lease_namespace: str = "kube-system",
+        lease_duration: float = LEASE_DURATION,
+        renew_deadline: float = RENEW_DEADLINE,
+        retry_period: float = RETRY_PERIOD,
+    ) -> None:
+        self.client = client
+        self.plugins = plugins
+        self.identity = identity or default_identity()
+        names = list(BUILT_IN) if controllers is None else list(controllers)
+        unknown = [n for n in names if n not in BUILT_IN]
+        if unknown:
+            raise ValueError(f"unknown controllers {unknown}; known: {sorted(BUILT_IN)}")
+        self.controllers: list[QueueController] = [BUILT_IN[n]() for n in names]
+        self.leader_election = leader_election
+        self.elector = LeaderElector(
+            client,
+            identity=self.identity,
+            name=lease_name,
+            namespace=lease_namespace,
+            lease_duration=lease_duration,
+            renew_deadline=renew_deadline,
+            retry_period=retry_period,
+        )
+        self.informers = SharedInformers(client)
+        self.leading = trio.Event()
+        """Set while this manager leads (replaced with a fresh Event on losing the Lease)."""
+
+    def controller(self, name: str) -> QueueController:
+        """The running built-in controller called ``name``."""
+        for controller in self.controllers:
+            if controller.name == name:
+                return controller
+        raise KeyError(name)
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this manager may write now."""
+        return not self.leader_election or self.elector.is_leader()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Sync caches, then campaign and lead until cancelled."""
+        client = guarded_client(self.client, self.elector) if self.leader_election else self.client
+        events = EventRecorder(client, COMPONENT, host=self.identity)
+        ctx = ControllerContext(client=client, informers=self.informers, events=events)
+        for controller in self.controllers:
+            controller.setup(ctx)
+        plugin_controllers: Sequence[Any] = (
+            [r.provider for r in self.plugins.controllers()] if self.plugins is not None else []
+        )
+
+        async def lead() -> None:
+            try:
+                async with trio.open_nursery() as nursery:
+                    for controller in self.controllers:
+                        await nursery.start(controller.run)
+                    for provider in plugin_controllers:
+                        await nursery.start(provider.run, client)
+                    self.leading.set()
+                    log.info("%s: %d controllers running", self.identity, len(self.controllers))
+            finally:
+                self.leading = trio.Event()
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.informers.run)
+            nursery.start_soon(events.run)
+            if self.leader_election:
+                await nursery.start(self.elector.run, lead)
+            else:
+                nursery.start_soon(lead)
+            task_status.started()
