@@ -226,6 +226,7 @@ fn populate(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Result<V
     // and take the smallest j: the very slot the probe loop would reach, in O(free) steps.
     let endgame_at = (f64::from(m).sqrt() as u32).max(1);
     let mut free: Vec<u32> = Vec::new();
+    let reduce = Barrett::new(m);
     let mut inverse: Vec<u64> = Vec::new();
     'rounds: loop {
         round += 1;
@@ -243,11 +244,14 @@ fn populate(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Result<V
                         .collect();
                     inverse = skip.iter().map(|&s| mod_inverse(s, m)).collect();
                 }
-                let m64 = u64::from(m);
+                let inv = inverse[k];
                 let (at, _) = free
                     .iter()
                     .enumerate()
-                    .map(|(i, &f)| (i, u64::from(f + m - p) % m64 * inverse[k] % m64))
+                    .map(|(i, &f)| {
+                        let d = if f >= p { f - p } else { f + m - p };
+                        (i, reduce.rem(u64::from(d) * inv))
+                    })
                     .min_by_key(|&(_, j)| j)
                     .expect("a free slot exists while the table is not full");
                 p = free.swap_remove(at);
@@ -276,6 +280,34 @@ fn populate(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Result<V
     Ok(table)
 }
 
+/// `x mod m` by multiplication (Barrett reduction) for `x < 2^52`: the endgame computes
+/// tens of thousands of these, and a 64-bit division costs several times more.
+struct Barrett {
+    m: u64,
+    mu: u128,
+}
+
+impl Barrett {
+    fn new(m: u32) -> Self {
+        Barrett {
+            m: u64::from(m),
+            mu: (1u128 << 64) / u128::from(m),
+        }
+    }
+
+    #[inline]
+    fn rem(&self, x: u64) -> u64 {
+        // q is floor(x/m) or one less, so one conditional subtraction finishes the job.
+        let q = ((u128::from(x) * self.mu) >> 64) as u64;
+        let r = x - q * self.m;
+        if r >= self.m {
+            r - self.m
+        } else {
+            r
+        }
+    }
+}
+
 /// Inverse of `a` modulo the prime `m` (extended Euclid); `a` must be in `1..m`.
 fn mod_inverse(a: u32, m: u32) -> u64 {
     let (mut r0, mut r1) = (i64::from(m), i64::from(a));
@@ -296,6 +328,20 @@ mod tests {
         (0..n)
             .map(|i| format!("10.244.{}.{}:8080", i / 250, i % 250))
             .collect()
+    }
+
+    #[test]
+    fn barrett_matches_division() {
+        for m in [2u32, 7, 251, 65_537, MAX_TABLE_SIZE - 5] {
+            let b = Barrett::new(m);
+            let mut x = 1u64;
+            for _ in 0..10_000 {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1) >> 12; // < 2^52
+                assert_eq!(b.rem(x), x % u64::from(m));
+            }
+            assert_eq!(b.rem(0), 0);
+            assert_eq!(b.rem(u64::from(m)), 0);
+        }
     }
 
     #[test]
