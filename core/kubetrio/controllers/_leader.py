@@ -141,6 +141,7 @@ class LeaderElector:
 
                     nursery.start_soon(lead_then_hold)
                     await self._renew_until_lost()
+                    self._leading = False  # refuse writes before the cancellation lands
                     nursery.cancel_scope.cancel()
             finally:
                 self._leading = False
@@ -198,7 +199,7 @@ class LeaderElector:
             return _Attempt.OTHER
         if holder != self.identity:
             spec["acquireTime"] = stamp
-            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (1 if holder else 0)
+            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
         spec["holderIdentity"] = self.identity
         spec["leaseDurationSeconds"] = int(self.lease_duration)
         spec["renewTime"] = stamp
