@@ -1,0 +1,78 @@
+"""Container logs in the CRI format that kubelet and ``kubectl logs`` read.
+
+Each line is ``<RFC3339Nano timestamp> <stream> <tag> <content>``: the stream is
+``stdout`` or ``stderr``, the tag ``F`` for a full line and ``P`` for a part of a line
+longer than the 16 KiB buffer (the rest follows on the next record). The agent copies a
+container's pipes into the file as data arrives, so ``kubectl logs -f`` sees lines at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import IO
+
+import trio
+
+MAX_LINE = 16 * 1024
+
+
+def timestamp(ns: int | None = None) -> str:
+    """RFC 3339 with nanoseconds in UTC, as containerd writes it."""
+    ns = time.time_ns() if ns is None else ns
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+
+
+def format_records(stream: str, data: bytes, *, final: bool) -> tuple[bytes, bytes]:
+    """Turn buffered output into log records; return (records, unfinished rest).
+
+    ``final`` flushes an unterminated last line as a full line (the stream ended).
+    """
+    out = bytearray()
+    now = timestamp().encode()
+    prefix_full = now + b" " + stream.encode() + b" F "
+    prefix_part = now + b" " + stream.encode() + b" P "
+    while True:
+        newline = data.find(b"\n")
+        if newline < 0:
+            break
+        line, data = data[:newline], data[newline + 1 :]
+        while len(line) > MAX_LINE:
+            out += prefix_part + line[:MAX_LINE] + b"\n"
+            line = line[MAX_LINE:]
+        out += prefix_full + line + b"\n"
+    while len(data) > MAX_LINE:
+        out += prefix_part + data[:MAX_LINE] + b"\n"
+        data = data[MAX_LINE:]
+    if final and data:
+        out += prefix_full + data + b"\n"
+        data = b""
+    return bytes(out), data
+
+
+async def copy_to_log(source: trio.abc.ReceiveStream, stream: str, log: IO[bytes]) -> None:
+    """Copy a pipe into the log file until the writer closes it."""
+    rest = b""
+    async with source:
+        while True:
+            try:
+                chunk = await source.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                chunk = b""
+            records, rest = format_records(stream, rest + chunk, final=not chunk)
+            if records:
+                log.write(records)
+                log.flush()
+            if not chunk:
+                return
+
+
+def parse_record(line: bytes) -> tuple[str, str, bool, bytes] | None:
+    """Split a log record into (timestamp, stream, full?, content); None when malformed."""
+    parts = line.rstrip(b"\n").split(b" ", 3)
+    if len(parts) < 3:
+        return None
+    content = parts[3] if len(parts) == 4 else b""
+    return parts[0].decode(), parts[1].decode(), parts[2] == b"F", content

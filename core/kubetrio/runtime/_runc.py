@@ -1,0 +1,609 @@
+"""The runc container runtime: pod sandboxes as network namespaces, containers under runc.
+
+A **pod sandbox** is a network namespace bound at ``/var/run/netns/kubetrio-<pod uid>``
+(``ip netns add``) plus an IPC and a UTS namespace bound into the sandbox directory
+(``unshare --ipc=F --uts=F hostname <pod>``): namespaces held by bind mounts, not by a
+pause process, so a sandbox costs no process at all. The network plugin wires the netns.
+
+A **container** is a runc bundle: an overlayfs root (image layers as lower dirs, a
+private upper dir) and a generated ``config.json`` that joins the sandbox's namespaces.
+It is made with ``runc create`` and started with ``runc start``; its stdout and stderr are
+pipes the runtime copies into the CRI log file.
+
+Exit codes: this process makes itself a *child subreaper*, so when ``runc create``
+exits the container's init process becomes our child. A pidfd per container tells
+trio when it exits, and ``waitpid`` on that one pid gives the status without stealing
+any other child's. OOM kills are read from the container's ``memory.oom_control``
+before ``runc delete`` removes the cgroup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import trio
+
+from kubetrio.images import Image, ImageStore, RegistryError
+from kubetrio.providers import (
+    ContainerConfig,
+    ContainerConfigError,
+    ContainerState,
+    ImagePullError,
+    KubeObject,
+    NetworkPlugin,
+    PodSandboxStatus,
+    VolumeMount,
+)
+
+from . import _cgroups
+from ._logs import copy_to_log
+from ._spec import build_spec, read_group, read_passwd, resolve_user
+
+log = logging.getLogger(__name__)
+
+NETNS_DIR = Path("/var/run/netns")
+PR_SET_CHILD_SUBREAPER = 36
+MS_RDONLY = 1
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def _mount_overlay(lower: Sequence[Path], upper: Path, work: Path, target: Path) -> None:
+    options = f"lowerdir={':'.join(str(p) for p in lower)},upperdir={upper},workdir={work}"
+    if _libc.mount(b"overlay", str(target).encode(), b"overlay", 0, options.encode()) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"mounting overlay on {target}: {os.strerror(errno)}")
+
+
+def _umount(target: Path) -> None:
+    if _libc.umount2(str(target).encode(), MNT_DETACH) != 0:
+        errno = ctypes.get_errno()
+        if errno not in (22, 2):  # EINVAL: not a mount point; ENOENT: gone
+            raise OSError(errno, f"unmounting {target}: {os.strerror(errno)}")
+
+
+def make_subreaper() -> None:
+    """Make this process adopt orphaned descendants (the containers' init processes)."""
+    if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed")
+
+
+class RuntimeFailure(RuntimeError):
+    """runc or a namespace command failed; the message has its error output."""
+
+
+@dataclasses.dataclass
+class _Sandbox:
+    id: str
+    pod: KubeObject
+    netns_path: str
+    dir: Path
+    ips: list[str] = dataclasses.field(default_factory=list)
+    containers: set[str] = dataclasses.field(default_factory=set)
+
+
+@dataclasses.dataclass
+class _Container:
+    id: str
+    sandbox_id: str
+    bundle: Path
+    cgroups_path: str
+    image_id: str
+    pid: int = 0
+    pidfd: int = -1
+    state: str = "created"
+    exit_code: int | None = None
+    reason: str = ""
+    message: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    exited: trio.Event = dataclasses.field(default_factory=trio.Event)
+    log_file: IO[bytes] | None = None
+    logs_done: trio.Event = dataclasses.field(default_factory=trio.Event)
+
+    def snapshot(self) -> ContainerState:
+        state: Any = self.state
+        return ContainerState(
+            id=self.id,
+            state=state,
+            exit_code=self.exit_code,
+            reason=self.reason,
+            message=self.message,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            image_id=self.image_id,
+            pid=self.pid,
+        )
+
+
+class RuncRuntime:
+    """A :class:`~kubetrio.providers.ContainerRuntime` running containers with runc.
+
+    :param root_dir: state of sandboxes and container bundles (``/var/lib/kubetrio``).
+    :param images: the node's image store (pulls go through it).
+    :param network: the network plugin that wires sandboxes; None leaves pods with
+        loopback only.
+    :param cgroup_parent: absolute cgroup directory that holds ``<pod uid>/<container>``.
+    :param runc_root: runc's state directory (``runc --root``).
+    :param pids_limit: the pids cgroup limit of each container (0: none).
+    """
+
+    name = "runc"
+
+    def __init__(
+        self,
+        *,
+        root_dir: str | Path,
+        images: ImageStore,
+        network: NetworkPlugin | None = None,
+        cgroup_parent: str = "/kubetrio",
+        runc_root: str | Path | None = None,
+        runc: str = "runc",
+        pids_limit: int = 4096,
+        netns_prefix: str = "kubetrio-",
+    ) -> None:
+        self.root_dir = Path(root_dir)
+        self.images = images
+        self.network = network
+        self.cgroup_parent = "/" + cgroup_parent.strip("/")
+        self.runc_root = Path(runc_root) if runc_root else self.root_dir / "runc"
+        self.runc = runc
+        self.pids_limit = pids_limit
+        self.netns_prefix = netns_prefix
+        self._sandboxes: dict[str, _Sandbox] = {}
+        self._containers: dict[str, _Container] = {}
+        self._nursery: trio.Nursery | None = None
+        self._sandbox_locks: dict[str, trio.Lock] = {}
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Hold the log copiers and exit watchers; ``started`` once ready."""
+        make_subreaper()
+        for path in (self.root_dir / "sandboxes", self.root_dir / "containers", self.runc_root):
+            path.mkdir(parents=True, exist_ok=True)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    def _require_nursery(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise RuntimeError("RuncRuntime.run() is not running")
+        return self._nursery
+
+    async def _runc(
+        self, *args: str, check: bool = True, **kwargs: Any
+    ) -> subprocess.CompletedProcess[bytes]:
+        command = [self.runc, "--root", str(self.runc_root), *args]
+        options: dict[str, Any] = {"capture_stdout": True, "capture_stderr": True, "stdin": b""}
+        options.update(kwargs)
+        result = await trio.run_process(command, check=False, **options)
+        if check and result.returncode != 0:
+            raise RuntimeFailure(
+                f"runc {' '.join(args[:3])} failed: "
+                + (result.stderr or b"").decode(errors="replace").strip()
+            )
+        return result
+
+    # --- images -------------------------------------------------------------------------
+
+    async def pull_image(
+        self, image: str, *, credentials: Mapping[str, tuple[str, str]] | None = None
+    ) -> str:
+        """Pull into the image store; return the image's config digest."""
+        try:
+            pulled = await self.images.pull(image, credentials=credentials)
+        except (RegistryError, ValueError, OSError) as exc:
+            raise ImagePullError(str(exc)) from exc
+        return pulled.image_id
+
+    def image_present(self, image: str) -> bool:
+        """Whether the image store has the image."""
+        try:
+            return self.images.get(image) is not None
+        except ValueError:
+            return False
+
+    # --- sandboxes ----------------------------------------------------------------------
+
+    def netns_path(self, sandbox_id: str) -> str:
+        """Where the sandbox's network namespace is bound."""
+        return str(NETNS_DIR / f"{self.netns_prefix}{sandbox_id}")
+
+    def _sandbox_dir(self, sandbox_id: str) -> Path:
+        return self.root_dir / "sandboxes" / sandbox_id
+
+    async def run_pod_sandbox(self, pod: KubeObject) -> PodSandboxStatus:
+        """Create the namespaces, wire the network, write hosts/hostname/resolv.conf."""
+        meta = pod["metadata"]
+        sandbox_id = str(meta["uid"])
+        async with self._sandbox_locks.setdefault(sandbox_id, trio.Lock()):
+            known = self._sandboxes.get(sandbox_id)
+            if known is not None:
+                return PodSandboxStatus(id=known.id, netns_path=known.netns_path, ips=known.ips)
+            netns = self.netns_path(sandbox_id)
+            directory = self._sandbox_dir(sandbox_id)
+            sandbox = _Sandbox(id=sandbox_id, pod=pod, netns_path=netns, dir=directory)
+            hostname = ((pod.get("spec") or {}).get("hostname") or meta["name"])[:63]
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                if not os.path.exists(netns):
+                    await _command("ip", "netns", "add", os.path.basename(netns))
+                for name in ("ipc", "uts"):
+                    (directory / name).touch()
+                await _command(
+                    "unshare",
+                    f"--ipc={directory / 'ipc'}",
+                    f"--uts={directory / 'uts'}",
+                    "hostname",
+                    hostname,
+                )
+                if self.network is not None:
+                    result = await self.network.add(
+                        pod=pod, netns_path=netns, container_id=sandbox_id
+                    )
+                    sandbox.ips = list(result.ips)
+                else:
+                    await _command("ip", "-n", os.path.basename(netns), "link", "set", "lo", "up")
+                await trio.to_thread.run_sync(_write_pod_files, directory, hostname, sandbox.ips)
+            except BaseException:
+                with trio.CancelScope(shield=True):
+                    await self._teardown_sandbox(sandbox_id, pod)
+                raise
+            self._sandboxes[sandbox_id] = sandbox
+            return PodSandboxStatus(id=sandbox_id, netns_path=netns, ips=sandbox.ips)
+
+    async def stop_pod_sandbox(self, sandbox_id: str, *, grace_period: float) -> None:
+        """Stop and remove the sandbox's containers, then release every sandbox resource."""
+        sandbox = self._sandboxes.get(sandbox_id)
+        ids = sorted(sandbox.containers) if sandbox else []
+        ids += [c.id for c in self._containers.values() if c.sandbox_id == sandbox_id]
+        async with trio.open_nursery() as nursery:
+            for cid in set(ids):
+                nursery.start_soon(self._stop_and_remove, cid, grace_period)
+        async with self._sandbox_locks.setdefault(sandbox_id, trio.Lock()):
+            await self._teardown_sandbox(sandbox_id, sandbox.pod if sandbox else {})
+            self._sandboxes.pop(sandbox_id, None)
+        self._sandbox_locks.pop(sandbox_id, None)
+
+    async def _stop_and_remove(self, container_id: str, grace_period: float) -> None:
+        await self.stop_container(container_id, grace_period=grace_period)
+        await self.remove_container(container_id)
+
+    async def _teardown_sandbox(self, sandbox_id: str, pod: KubeObject) -> None:
+        netns = self.netns_path(sandbox_id)
+        directory = self._sandbox_dir(sandbox_id)
+        if self.network is not None:
+            try:
+                await self.network.delete(pod=pod, netns_path=netns, container_id=sandbox_id)
+            except Exception as exc:
+                log.warning("network delete of sandbox %s: %s", sandbox_id, exc)
+        for name in ("ipc", "uts"):
+            await trio.to_thread.run_sync(_umount, directory / name)
+        if os.path.exists(netns):
+            await _command("ip", "netns", "del", os.path.basename(netns), check=False)
+        await trio.to_thread.run_sync(_cgroups.remove_tree, f"{self.cgroup_parent}/{sandbox_id}")
+        await trio.to_thread.run_sync(lambda: shutil.rmtree(directory, ignore_errors=True))
+
+    def sandbox_ips(self, sandbox_id: str) -> list[str]:
+        """The sandbox's pod IPs (empty when unknown)."""
+        sandbox = self._sandboxes.get(sandbox_id)
+        return list(sandbox.ips) if sandbox else []
+
+    # --- containers ---------------------------------------------------------------------
+
+    def _image(self, name: str) -> Image:
+        image = self.images.get(name)
+        if image is None:
+            raise ContainerConfigError(f"image {name!r} is not present on the node")
+        return image
+
+    async def create_container(
+        self, sandbox_id: str, pod: KubeObject, container: KubeObject, config: ContainerConfig
+    ) -> str:
+        """Mount the root, write the spec, ``runc create``; return the container id."""
+        sandbox = self._sandboxes.get(sandbox_id)
+        if sandbox is None:
+            raise RuntimeFailure(f"sandbox {sandbox_id} does not exist")
+        name = container["name"]
+        container_id = f"{sandbox_id}-{name}-{config.attempt}"
+        if container_id in self._containers:
+            await self._stop_and_remove(container_id, 0)
+        image = self._image(container["image"])
+        bundle = self.root_dir / "containers" / container_id
+        rootfs = bundle / "rootfs"
+        cgroups_path = f"{self.cgroup_parent}/{sandbox_id}/{name}"
+        entry = _Container(
+            id=container_id,
+            sandbox_id=sandbox_id,
+            bundle=bundle,
+            cgroups_path=cgroups_path,
+            image_id=image.image_id,
+        )
+        self._containers[container_id] = entry
+        sandbox.containers.add(container_id)
+        nursery = self._require_nursery()
+        try:
+            await trio.to_thread.run_sync(_prepare_bundle, bundle, image)
+            passwd, groups = await trio.to_thread.run_sync(_image_users, rootfs)
+            user = resolve_user(pod, container, image.config.get("config") or {}, passwd, groups)
+            mounts = list(config.mounts)
+            for file_name, target in (
+                ("hosts", "/etc/hosts"),
+                ("hostname", "/etc/hostname"),
+                ("resolv.conf", "/etc/resolv.conf"),
+            ):
+                if not any(m.container_path == target for m in mounts):
+                    mounts.append(
+                        VolumeMount(
+                            container_path=target,
+                            host_path=str(sandbox.dir / file_name),
+                            read_only=False,
+                        )
+                    )
+            spec = build_spec(
+                pod=pod,
+                container=container,
+                image_config=image.config,
+                env=config.env,
+                rootfs=str(rootfs),
+                netns_path=sandbox.netns_path,
+                ipc_path=str(sandbox.dir / "ipc"),
+                uts_path=str(sandbox.dir / "uts"),
+                cgroups_path=cgroups_path,
+                user=user,
+                mounts=mounts,
+                pids_limit=self.pids_limit,
+            )
+            (bundle / "config.json").write_text(json.dumps(spec))
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            try:
+                await self._runc(
+                    "--log",
+                    str(bundle / "runc.log"),
+                    "--log-format",
+                    "json",
+                    "create",
+                    "--bundle",
+                    str(bundle),
+                    "--pid-file",
+                    str(bundle / "pid"),
+                    container_id,
+                    stdout=out_w,
+                    stderr=err_w,
+                    capture_stdout=False,
+                    capture_stderr=False,
+                )
+            except BaseException:
+                for fd in (out_r, err_r):
+                    os.close(fd)
+                raise
+            finally:
+                os.close(out_w)
+                os.close(err_w)
+            entry.pid = int((bundle / "pid").read_text())
+            entry.pidfd = os.pidfd_open(entry.pid)
+        except RuntimeFailure as exc:
+            detail = _runc_log_error(bundle / "runc.log") or str(exc)
+            if os.environ.get("KUBETRIO_KEEP_FAILED"):
+                raise
+            await self.remove_container(container_id)
+            raise RuntimeFailure(detail) from None
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.remove_container(container_id)
+            raise
+        if config.log_path:
+            Path(config.log_path).parent.mkdir(parents=True, exist_ok=True)
+            entry.log_file = open(config.log_path, "ab")  # noqa: SIM115  # closed when logs end
+        nursery.start_soon(self._copy_logs, entry, out_r, err_r)
+        nursery.start_soon(self._watch_exit, entry)
+        return container_id
+
+    async def _copy_logs(self, entry: _Container, out_r: int, err_r: int) -> None:
+        try:
+            if entry.log_file is None:
+                for fd in (out_r, err_r):
+                    os.close(fd)
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    copy_to_log, trio.lowlevel.FdStream(out_r), "stdout", entry.log_file
+                )
+                nursery.start_soon(
+                    copy_to_log, trio.lowlevel.FdStream(err_r), "stderr", entry.log_file
+                )
+        finally:
+            if entry.log_file is not None:
+                entry.log_file.close()
+            entry.logs_done.set()
+
+    async def _watch_exit(self, entry: _Container) -> None:
+        await trio.lowlevel.wait_readable(entry.pidfd)
+        exit_code = 255
+        try:
+            _, status = os.waitpid(entry.pid, 0)
+            exit_code = os.waitstatus_to_exitcode(status)
+            if exit_code < 0:
+                exit_code = 128 - exit_code  # killed by a signal: the shell's convention
+        except ChildProcessError:
+            log.warning("container %s: exit status not available (not our child)", entry.id)
+        entry.finished_at = time.time()
+        entry.exit_code = exit_code
+        if exit_code == 137 and _cgroups.oom_killed(entry.cgroups_path):
+            entry.reason = "OOMKilled"
+        elif exit_code == 0:
+            entry.reason = "Completed"
+        else:
+            entry.reason = "Error"
+        entry.state = "exited"
+        entry.exited.set()
+
+    async def start_container(self, container_id: str) -> None:
+        """``runc start``: the process runs from here."""
+        entry = self._containers[container_id]
+        entry.started_at = time.time()
+        await self._runc("start", container_id)
+        if entry.state == "created":
+            entry.state = "running"
+
+    async def wait_container(self, container_id: str) -> ContainerState:
+        """Wait for the container's exit; return its final state."""
+        entry = self._containers[container_id]
+        await entry.exited.wait()
+        await entry.logs_done.wait()
+        return entry.snapshot()
+
+    async def container_status(self, container_id: str) -> ContainerState:
+        """The container's current state (``unknown`` for an id this runtime never ran)."""
+        entry = self._containers.get(container_id)
+        if entry is None:
+            return ContainerState(id=container_id, state="unknown")
+        return entry.snapshot()
+
+    async def exec_sync(
+        self, container_id: str, command: Sequence[str], *, timeout: float
+    ) -> tuple[int, bytes]:
+        """``runc exec`` with a deadline; a timeout gives exit code -1."""
+        with trio.move_on_after(timeout):
+            result = await self._runc(
+                "exec",
+                container_id,
+                *command,
+                check=False,
+                stderr=subprocess.STDOUT,
+                capture_stderr=False,
+            )
+            output: bytes = result.stdout or b""
+            return result.returncode, output
+        return -1, b"command timed out"
+
+    async def stop_container(self, container_id: str, *, grace_period: float) -> None:
+        """SIGTERM, wait ``grace_period`` seconds, then SIGKILL and wait for the exit."""
+        entry = self._containers.get(container_id)
+        if entry is None or entry.exited.is_set():
+            return
+        if entry.pid == 0:
+            return
+        if entry.state == "running" and grace_period > 0:
+            await self._runc("kill", container_id, "TERM", check=False)
+            with trio.move_on_after(grace_period):
+                await entry.exited.wait()
+        if not entry.exited.is_set():
+            # A created-but-never-started container's init waits on runc's exec fifo:
+            # SIGKILL ends it just the same.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(entry.pid, signal.SIGKILL)
+            with trio.move_on_after(10):
+                await entry.exited.wait()
+
+    async def remove_container(self, container_id: str) -> None:
+        """``runc delete -f``, unmount the root, remove the bundle; idempotent."""
+        entry = self._containers.get(container_id)
+        await self._runc("delete", "-f", container_id, check=False)
+        if entry is not None:
+            if not entry.exited.is_set() and entry.pidfd >= 0:
+                with trio.move_on_after(5):
+                    await entry.exited.wait()
+            if entry.pidfd >= 0:
+                os.close(entry.pidfd)
+                entry.pidfd = -1
+            bundle = entry.bundle
+            sandbox = self._sandboxes.get(entry.sandbox_id)
+            if sandbox is not None:
+                sandbox.containers.discard(container_id)
+            self._containers.pop(container_id, None)
+            await trio.to_thread.run_sync(_cgroups.remove_tree, entry.cgroups_path)
+        else:
+            bundle = self.root_dir / "containers" / container_id
+        await trio.to_thread.run_sync(_remove_bundle, bundle)
+
+    async def cleanup(self) -> None:
+        """Stop everything this runtime knows of and remove its cgroup parent (tests, shutdown)."""
+        for sandbox_id in list(self._sandboxes):
+            await self.stop_pod_sandbox(sandbox_id, grace_period=0)
+        for container_id in list(self._containers):
+            await self._stop_and_remove(container_id, 0)
+        await trio.to_thread.run_sync(_cgroups.remove_if_empty, self.cgroup_parent)
+
+
+async def _command(*args: str, check: bool = True) -> None:
+    result = await trio.run_process(
+        list(args), check=False, capture_stdout=True, capture_stderr=True, stdin=b""
+    )
+    if check and result.returncode != 0:
+        raise RuntimeFailure(f"{' '.join(args)}: {result.stderr.decode(errors='replace').strip()}")
+
+
+def _prepare_bundle(bundle: Path, image: Image) -> None:
+    for sub in ("upper", "work", "rootfs"):
+        (bundle / sub).mkdir(parents=True, exist_ok=True)
+    _mount_overlay(
+        list(reversed(image.layers)), bundle / "upper", bundle / "work", bundle / "rootfs"
+    )
+
+
+def _remove_bundle(bundle: Path) -> None:
+    if not bundle.exists():
+        return
+    _umount(bundle / "rootfs")
+    shutil.rmtree(bundle, ignore_errors=True)
+
+
+def _image_users(rootfs: Path) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+    def read(name: str) -> str:
+        path = rootfs / "etc" / name
+        try:
+            # The image's /etc/passwd may be a symlink: never follow it out of the rootfs.
+            if path.is_symlink():
+                return ""
+            return path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    return read_passwd(read("passwd")), read_group(read("group"))
+
+
+def _write_pod_files(directory: Path, hostname: str, ips: Sequence[str]) -> None:
+    hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    for ip in ips:
+        hosts += f"{ip}\t{hostname}\n"
+    (directory / "hosts").write_text(hosts)
+    (directory / "hostname").write_text(hostname + "\n")
+    try:
+        resolv = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        resolv = ""
+    (directory / "resolv.conf").write_text(resolv)
+
+
+def _runc_log_error(path: Path) -> str:
+    """The last error runc wrote into its JSON log, if any."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if record.get("level") in ("error", "fatal"):
+                return str(record.get("msg", ""))
+    return " | ".join(lines[-3:])

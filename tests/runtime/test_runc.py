@@ -1,0 +1,164 @@
+"""The runc runtime against real runc, overlayfs, cgroups and network namespaces (root)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from kubetrio.providers import ContainerConfig, ContainerConfigError, VolumeMount
+from kubetrio.runtime import RuncRuntime, cgroup_exists, parse_log_record
+
+pytestmark = [pytest.mark.root, pytest.mark.runc]
+
+
+def pod(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "default", "uid": str(uuid.uuid4())},
+        "spec": spec,
+    }
+
+
+async def test_httpd_in_pod_netns_serves_a_mounted_dir(
+    runtime: RuncRuntime, tmp_path: Path
+) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("hello from the pod\n")
+    p = pod("web")
+    sandbox = await runtime.pull_image("busybox") and await runtime.run_pod_sandbox(p)
+    [ip] = sandbox.ips
+    container = {
+        "name": "httpd",
+        "image": "busybox",
+        "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
+        "securityContext": {"runAsUser": 65534, "readOnlyRootFilesystem": True},
+        "resources": {"limits": {"memory": "32Mi", "cpu": "200m"}},
+    }
+    log_path = tmp_path / "logs" / "httpd" / "0.log"
+    cid = await runtime.create_container(
+        sandbox.id,
+        p,
+        container,
+        ContainerConfig(
+            mounts=[VolumeMount(container_path="/www", host_path=str(www), read_only=True)],
+            log_path=str(log_path),
+        ),
+    )
+    await runtime.start_container(cid)
+    body = b""
+    with trio.fail_after(10):
+        while not body:
+            try:
+                stream = await trio.open_tcp_stream(ip, 80)
+            except OSError:
+                await trio.sleep(0.05)
+                continue
+            async with stream:
+                await stream.send_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+                while chunk := await stream.receive_some():
+                    body += chunk
+    assert body.endswith(b"hello from the pod\n")
+    code, out = await runtime.exec_sync(cid, ["id", "-u"], timeout=5)
+    assert (code, out.strip()) == (0, b"65534")
+    code, out = await runtime.exec_sync(cid, ["touch", "/x"], timeout=5)
+    assert code != 0 and b"Read-only file system" in out
+    code, out = await runtime.exec_sync(cid, ["hostname"], timeout=5)
+    assert out.strip() == b"web"
+    cgroup = f"{runtime.cgroup_parent}/{sandbox.id}/httpd"
+    limit = Path(f"/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes").read_text()
+    assert int(limit) == 32 * 1024 * 1024
+    assert Path(f"/sys/fs/cgroup/cpu{cgroup}/cpu.cfs_quota_us").read_text().strip() == "20000"
+    # sleep-like PID 1 without a TERM handler: the grace period ends with SIGKILL.
+    with trio.fail_after(10):
+        await runtime.stop_container(cid, grace_period=0.5)
+    state = await runtime.container_status(cid)
+    assert state.state == "exited" and state.exit_code == 137 and state.reason == "Error"
+    await runtime.remove_container(cid)
+    assert not cgroup_exists(cgroup)
+    await runtime.stop_pod_sandbox(sandbox.id, grace_period=0)
+    assert not os.path.exists(sandbox.netns_path)
+    assert not cgroup_exists(f"{runtime.cgroup_parent}/{sandbox.id}")
+
+
+async def _run_to_exit(
+    runtime: RuncRuntime, p: dict[str, Any], container: dict[str, Any], tmp_path: Path
+) -> tuple[Any, list[bytes]]:
+    sandbox = await runtime.run_pod_sandbox(p)
+    log_path = tmp_path / f"{container['name']}.log"
+    cid = await runtime.create_container(
+        sandbox.id, p, container, ContainerConfig(log_path=str(log_path), env=[("WHO", "you")])
+    )
+    await runtime.start_container(cid)
+    with trio.fail_after(20):
+        state = await runtime.wait_container(cid)
+    await runtime.stop_pod_sandbox(sandbox.id, grace_period=0)
+    return state, log_path.read_bytes().splitlines()
+
+
+async def test_exit_codes_env_and_cri_logs(runtime: RuncRuntime, tmp_path: Path) -> None:
+    await runtime.pull_image("busybox")
+    ok, lines = await _run_to_exit(
+        runtime,
+        pod("job"),
+        {
+            "name": "main",
+            "image": "busybox",
+            "command": ["sh", "-c"],
+            "args": ["echo hi $(WHO); echo oops >&2; exit 0"],
+        },
+        tmp_path,
+    )
+    assert (ok.exit_code, ok.reason) == (0, "Completed")
+    records = [parse_log_record(line) for line in lines]
+    assert [(r[1], r[2], r[3]) for r in records if r] == [
+        ("stdout", True, b"hi you"),
+        ("stderr", True, b"oops"),
+    ]
+    failed, _ = await _run_to_exit(
+        runtime,
+        pod("fail"),
+        {"name": "main", "image": "busybox", "command": ["sh", "-c", "exit 3"]},
+        tmp_path,
+    )
+    assert (failed.exit_code, failed.reason) == (3, "Error")
+
+
+async def test_memory_limit_oom_kills(runtime: RuncRuntime, tmp_path: Path) -> None:
+    await runtime.pull_image("busybox")
+    state, _ = await _run_to_exit(
+        runtime,
+        pod("oom"),
+        {
+            "name": "hog",
+            "image": "busybox",
+            "command": ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1"],
+            "resources": {"limits": {"memory": "16Mi"}},
+        },
+        tmp_path,
+    )
+    assert (state.exit_code, state.reason) == (137, "OOMKilled")
+
+
+async def test_run_as_non_root_refuses_root(runtime: RuncRuntime) -> None:
+    await runtime.pull_image("busybox")
+    p = pod("nonroot", securityContext={"runAsNonRoot": True})
+    sandbox = await runtime.run_pod_sandbox(p)
+    with pytest.raises(
+        ContainerConfigError, match="container has runAsNonRoot and image will run as root"
+    ):
+        await runtime.create_container(
+            sandbox.id, p, {"name": "c", "image": "busybox"}, ContainerConfig()
+        )
+    with pytest.raises(ContainerConfigError, match="container's runAsUser breaks non-root policy"):
+        await runtime.create_container(
+            sandbox.id,
+            p,
+            {"name": "c", "image": "busybox", "securityContext": {"runAsUser": 0}},
+            ContainerConfig(),
+        )
+    await runtime.stop_pod_sandbox(sandbox.id, grace_period=0)
