@@ -218,6 +218,12 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
         finally:
             conn.execute("PRAGMA cache_size=-2000")
+        # Flush it now, or the first acknowledged write would wait for all of it.
+        fd = os.open(wal, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     # -- service ----------------------------------------------------------------------------
 
