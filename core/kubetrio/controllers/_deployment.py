@@ -77,8 +77,19 @@ _SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 # --- templates and hashes -------------------------------------------------------------------
 
 
+def _pruned(value: Any) -> Any:
+    """Drop empty maps, lists and nulls, recursively: Go's typed objects cannot tell
+    ``resources: {}`` from no resources (kubectl's ``rollout undo`` sends the former)."""
+    if isinstance(value, dict):
+        pruned = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
 def _without_hash(template: KubeObject) -> KubeObject:
-    template = copy.deepcopy(template or {})
+    template = _pruned(copy.deepcopy(template or {}))
     labels = (template.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
         labels.pop(HASH_LABEL, None)
