@@ -11,12 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
 import trio
 
-from kubetrio.datapath import DatapathError, TunnelEngine
+from kubetrio.datapath import DatapathError, TunnelEngine, TunnelKind
 
 pytestmark = [
     pytest.mark.root,
@@ -73,18 +74,18 @@ def namespaces() -> Iterator[tuple[str, str]]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
 
 
-def start_engines(mode: str, a: str, b: str, offload: bool = True) -> list[TunnelEngine]:
+def start_engines(mode: TunnelKind, a: str, b: str, offload: bool = True) -> list[TunnelEngine]:
     mtu = "1450" if mode == "vxlan" else "1480"
     engines = []
     for n, other, ns in ((1, 2, a), (2, 1, b)):
         engine = TunnelEngine(
-            mode,  # type: ignore[arg-type]
+            mode,
             "kt0",
             UNDERLAY.format(n),
             vni=42,
             netns=ns,
             offload=offload,
-        )  # type: ignore[arg-type]
+        )
         engine.add_route(f"10.250.{other}.0/24", UNDERLAY.format(other))
         engine.start()
         engines.append(engine)
@@ -97,7 +98,7 @@ def start_engines(mode: str, a: str, b: str, offload: bool = True) -> list[Tunne
 @pytest.mark.parametrize("offload", [True, False], ids=["offload", "plain"])
 @pytest.mark.parametrize("mode", ["vxlan", "ipip"])
 def test_ping_and_tcp_through_the_tunnel(
-    namespaces: tuple[str, str], mode: str, offload: bool
+    namespaces: tuple[str, str], mode: TunnelKind, offload: bool
 ) -> None:
     a, b = namespaces
     engines = start_engines(mode, a, b, offload)
@@ -177,3 +178,22 @@ async def test_run_under_a_nursery(namespaces: tuple[str, str]) -> None:
             assert started is engine and engine.running
             nursery.cancel_scope.cancel()
     assert not engine.running
+
+
+def test_stats_and_routes_while_another_thread_stops(namespaces: tuple[str, str]) -> None:
+    a, _ = namespaces
+    engine = TunnelEngine("vxlan", "kt0", UNDERLAY.format(1), netns=a)
+    engine.start()
+    stopper = threading.Thread(target=engine.stop)
+    stopper.start()
+    calls = 0
+    while stopper.is_alive() or calls == 0:
+        engine.stats()
+        engine.add_route("10.250.7.0/24", UNDERLAY.format(2))
+        calls += 1
+    stopper.join()
+    assert not engine.running
+    with pytest.raises(DatapathError, match="already running"):
+        engine.start()
+        engine.start()
+    engine.stop()

@@ -34,7 +34,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
@@ -161,12 +161,17 @@ fn add(c: &AtomicU64, n: u64) {
 }
 
 /// A TUN ⇄ underlay tunnel; see the module documentation.
+///
+/// Every method takes `&self`, so one engine can be shared between threads: start and stop
+/// serialise on a lock, while routes, counters and [`TunnelEngine::is_running`] never wait
+/// for a stop in progress.
 pub struct TunnelEngine {
     config: EngineConfig,
     routes: Arc<RwLock<PrefixTable>>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    running: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for TunnelEngine {
@@ -199,7 +204,8 @@ impl TunnelEngine {
             routes: Arc::new(RwLock::new(PrefixTable::new())),
             counters: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
-            threads: Vec::new(),
+            running: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
         })
     }
 
@@ -222,7 +228,7 @@ impl TunnelEngine {
 
     /// True between [`TunnelEngine::start`] and [`TunnelEngine::stop`].
     pub fn is_running(&self) -> bool {
-        !self.threads.is_empty()
+        self.running.load(Ordering::SeqCst)
     }
 
     /// Current counters.
@@ -231,8 +237,12 @@ impl TunnelEngine {
     }
 
     /// Opens the TUN device and the underlay socket and starts both threads.
-    pub fn start(&mut self) -> Result<()> {
-        if self.is_running() {
+    pub fn start(&self) -> Result<()> {
+        let mut threads = self
+            .threads
+            .lock()
+            .map_err(|_| Error::Io("engine lock poisoned".into()))?;
+        if !threads.is_empty() {
             return Err(Error::InvalidArgument("engine already running".into()));
         }
         let cfg = self.config.clone();
@@ -255,26 +265,33 @@ impl TunnelEngine {
             stop: self.stop.clone(),
         };
         let rx = Worker { ..tx.clone() };
-        self.threads
-            .push(spawn("kubetrio-tun-tx", move || tx.transmit())?);
+        threads.push(spawn("kubetrio-tun-tx", move || tx.transmit())?);
         match spawn("kubetrio-tun-rx", move || rx.receive()) {
-            Ok(h) => self.threads.push(h),
+            Ok(h) => threads.push(h),
             Err(e) => {
-                self.stop();
+                self.join(&mut threads);
                 return Err(e);
             }
         }
+        self.running.store(true, Ordering::SeqCst);
         Ok(())
     }
 
     /// Stops both threads and closes the device and socket. Idempotent.
-    pub fn stop(&mut self) {
+    pub fn stop(&self) {
+        // A poisoned lock only means a start panicked; the handles are still valid.
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        self.join(&mut threads);
+    }
+
+    fn join(&self, threads: &mut Vec<JoinHandle<()>>) {
         self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads.drain(..) {
+        for t in threads.drain(..) {
             // A worker that panicked has nothing left to clean up; the descriptors close
             // when the last Arc drops.
             let _ = t.join();
         }
+        self.running.store(false, Ordering::SeqCst);
     }
 }
 
@@ -1015,7 +1032,7 @@ mod tests {
     fn missing_netns_is_an_error() {
         let mut c = config(TunnelMode::Ipip);
         c.netns = Some("kubetrio-no-such-netns".into());
-        let mut e = TunnelEngine::new(c).unwrap();
+        let e = TunnelEngine::new(c).unwrap();
         assert!(matches!(e.start(), Err(Error::Io(_))));
         assert!(!e.is_running());
     }

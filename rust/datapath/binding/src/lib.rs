@@ -737,7 +737,9 @@ impl PrefixTable {
 // ---------------------------------------------------------------- tunnel engine
 
 /// TUN ⇄ underlay tunnel engine (VXLAN over UDP or IPIP over a raw socket) on Rust threads.
-#[pyclass(module = "kubetrio._datapath")]
+/// Frozen and `Sync`: stats and routes may be used from any thread while another starts
+/// or stops the engine.
+#[pyclass(module = "kubetrio._datapath", frozen)]
 struct TunnelEngine {
     inner: engine::TunnelEngine,
 }
@@ -781,14 +783,14 @@ impl TunnelEngine {
     }
 
     /// Opens the TUN device and socket and starts the worker threads.
-    fn start(&mut self, py: Python<'_>) -> PyResult<()> {
-        let e = &mut self.inner;
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        let e = &self.inner;
         release_gil(py, move || e.start())?.map_err(to_py)
     }
 
     /// Stops the threads and closes the descriptors (returns within about 100 ms).
-    fn stop(&mut self, py: Python<'_>) -> PyResult<()> {
-        let e = &mut self.inner;
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        let e = &self.inner;
         release_gil(py, move || e.stop())
     }
 
