@@ -65,6 +65,7 @@ class ControllerManager:
     :param identity: this instance's name in the Lease (default: hostname + random).
     :param controllers: names from :data:`BUILT_IN` to run (default: all).
     :param leader_election: campaign for the Lease (False: act at once, alone).
+    :param release_on_cancel: give the Lease up on a clean stop (False: let it expire).
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class ControllerManager:
         lease_duration: float = LEASE_DURATION,
         renew_deadline: float = RENEW_DEADLINE,
         retry_period: float = RETRY_PERIOD,
+        release_on_cancel: bool = True,
     ) -> None:
         self.client = client
         self.plugins = plugins
@@ -98,6 +100,7 @@ class ControllerManager:
             lease_duration=lease_duration,
             renew_deadline=renew_deadline,
             retry_period=retry_period,
+            release_on_cancel=release_on_cancel,
         )
         self.informers = SharedInformers(client)
         self.leading = trio.Event()
