@@ -462,13 +462,26 @@ class EtcdStore:
         await self._upstream()
 
     async def _upstream(self) -> None:
-        start_rev = await self.current_revision()
-        hub = self.hub = WatchHub(
-            live_revision=start_rev,
-            ring_size=self._watch_ring,
-            max_pending=self._watch_max_pending,
-        )
-        started = False
+        delay = 0.05
+        while True:  # one hub per unbroken history
+            try:
+                start_rev = await self.current_revision()
+            except Unavailable:
+                await trio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            hub = WatchHub(
+                live_revision=start_rev,
+                ring_size=self._watch_ring,
+                max_pending=self._watch_max_pending,
+            )
+            if self.hub is not None:
+                hub.compact_revision = self.hub.compact_revision
+            self.hub = hub
+            await self._feed(hub)
+
+    async def _feed(self, hub: WatchHub) -> None:
+        """Feed ``hub`` until its history breaks (compacted while we were disconnected)."""
         delay = 0.05
         while True:
             try:
@@ -480,16 +493,17 @@ class EtcdStore:
                         for result in [first, *results.drain_nowait()]:
                             if result.canceled:
                                 if result.compact_revision:
-                                    # Our resume point was compacted away: the hub cannot go
-                                    # on without a gap, so every watcher ends with an error.
-                                    err = Compacted(result.compact_revision, result.header.revision)
+                                    # Our resume point was compacted away: this hub cannot
+                                    # go on without a gap, so its watchers end with an
+                                    # error, and a new hub starts from now.
                                     if events:
                                         hub.publish(events)
-                                    hub.close(err)
-                                    raise err
+                                    hub.close(
+                                        Compacted(result.compact_revision, result.header.revision)
+                                    )
+                                    return
                                 raise Unavailable(f"etcd watch canceled: {result.cancel_reason}")
-                            if not started and result.created:
-                                started = True
+                            if result.created:
                                 self._hub_ready.set()
                             events.extend(_to_event(e) for e in result.events)
                         if events:

@@ -288,9 +288,17 @@ class SQLiteStore:
                 await self._queue_wakeup.wait()
             ops = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
-            events = await trio.to_thread.run_sync(
-                self._apply_batch, ops, limiter=self._writer_limiter
-            )
+            try:
+                events = await trio.to_thread.run_sync(
+                    self._apply_batch, ops, limiter=self._writer_limiter
+                )
+            except BaseException as exc:
+                # Not an SQLite error (those fail the batch's ops inside): a bug. The
+                # callers wait shielded, so they must hear of it before it propagates.
+                for op in ops:
+                    op.error = StoreError(f"store writer failed: {exc!r}")
+                    op.done.set()
+                raise
             # Committed and fsynced: publish first, so anyone woken below who then starts a
             # watch "from now" can't see an event they already caused.
             if events:
