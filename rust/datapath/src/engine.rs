@@ -26,6 +26,11 @@
 //! the TX thread reads up to 64 KiB TCP packets and segments them itself, the RX thread
 //! coalesces consecutive segments of a flow into one GSO write (see [`crate::packet::offload`]).
 //!
+//! Interoperates with the kernel's VXLAN device (tested). One caveat on veth underlays: a
+//! kernel VXLAN sender leaves the inner TCP checksum to "hardware" and veth never computes
+//! it, so a userspace receiver sees only the pseudo-header sum; on a real NIC, or with TX
+//! checksum offload off on the sender's VXLAN device, the checksum arrives complete.
+//!
 //! Not done (yet): UDP GSO/GRO on the underlay socket, multi-queue TUN, a per-flow VXLAN
 //! source port.
 
