@@ -33,10 +33,19 @@ class TransportFailed(Exception):
 class _Connection:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
+        # The bare trio socket: one connection is only ever used by one task at a time,
+        # so SocketStream's conflict detection and wrapping are pure overhead here.
+        self.sock = stream.socket
         self.buf = bytearray()
 
+    async def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            sent = await self.sock.send(view)
+            view = view[sent:]
+
     async def _fill(self) -> None:
-        data = await self.stream.receive_some(65536)
+        data = await self.sock.recv(65536)
         if not data:
             raise TransportFailed("connection closed by peer")
         self.buf += data
@@ -185,7 +194,7 @@ class GatewayClient:
         scope = trio.CancelScope(deadline=trio.current_time() + timeout)
         try:
             with scope:
-                await conn.stream.send_all(self._request(base, path, body))
+                await conn.send(self._request(base, path, body))
                 status, headers = await conn.read_head()
                 if b"content-length" in headers:
                     data = await conn.read_exact(int(headers[b"content-length"]))
@@ -213,7 +222,7 @@ class GatewayClient:
         conn = await self._connect(base)
         try:
             try:
-                await conn.stream.send_all(self._request(base, path, body))
+                await conn.send(self._request(base, path, body))
                 status, _ = await conn.read_head()
             except (OSError, trio.BrokenResourceError) as exc:
                 raise TransportFailed(f"{base}{path}: {exc!r}") from exc
