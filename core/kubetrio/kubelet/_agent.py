@@ -1,0 +1,378 @@
+"""The node agent: registers the node, heartbeats, and runs a worker per bound pod.
+
+``NodeAgent.run`` follows trio's start protocol. It starts the container runtime and
+the network plugin's node services, registers the Node (or takes it over), starts the
+Lease heartbeat and the periodic status update, and watches the pods bound to this node
+(``fieldSelector=spec.nodeName=<node>``). Each pod gets a
+:class:`~kubetrio.kubelet._worker.PodWorker`; a deleted pod's worker stops its
+containers within the grace period and then deletes the pod with
+``gracePeriodSeconds=0``, which is what lets the API server drop it.
+
+The agent reaches the cluster only through its :class:`~kubetrio.client.Client`, so the
+same code runs in ``kubetrio server`` (in-process client) and ``kubetrio agent`` (HTTP).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from kubetrio.client import Client, ClientError, Informer
+from kubetrio.images import (
+    ImageStore,
+    RegistryClient,
+    RegistryConfig,
+    credentials_from_secrets,
+)
+from kubetrio.plugins import PluginManager
+from kubetrio.providers import ContainerRuntime, KubeObject, NetworkPlugin
+
+from ._logs_reader import read_log
+from ._node import LeaseKeeper, default_address, node_object, node_status, register_node
+from ._worker import PodWorker
+
+log = logging.getLogger(__name__)
+
+
+def _runc_version() -> str:
+    try:
+        out = subprocess.run(["runc", "--version"], capture_output=True, text=True, timeout=5)
+        return "runc://" + out.stdout.split()[2]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "runc://unknown"
+
+
+class NodeAgent:
+    """The kubelet of kubetrio. See the module docstring.
+
+    :param client: how the agent reaches the API server.
+    :param node_name: the Node's name.
+    :param plugins: loaded plugins: network plugins (by ``network`` name) and container
+        runtimes (by ``runtime`` name) come from them.
+    :param runtime: a :class:`~kubetrio.providers.ContainerRuntime`, the name of one a
+        plugin registered, or ``"runc"`` (the built-in :class:`~kubetrio.runtime.RuncRuntime`).
+    :param root_dir: the agent's state: images, sandboxes, container bundles, volumes.
+    :param log_dir: container logs (``<ns>_<pod>_<uid>/<container>/<n>.log``);
+        default ``<root_dir>/logs``.
+    :param registries: registry mirrors (k3s ``registries.yaml`` shape) for image pulls.
+    :param network: the network plugin's name; None runs pods with loopback only.
+    :param address: the node's InternalIP (default: this host's first non-loopback IPv4).
+    :param backoff_base, backoff_max: container restart back-off (kubelet: 10 s, 300 s).
+    :param sync_period: how often ConfigMap/Secret volumes are refreshed.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        node_name: str,
+        plugins: PluginManager | None = None,
+        runtime: ContainerRuntime | str = "runc",
+        root_dir: str | Path = "/var/lib/kubetrio/agent",
+        log_dir: str | Path | None = None,
+        registries: RegistryConfig | Mapping[str, Any] | None = None,
+        network: str | None = "calico",
+        address: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        taints: Sequence[KubeObject] = (),
+        backoff_base: float = 10.0,
+        backoff_max: float = 300.0,
+        sync_period: float = 10.0,
+        lease_duration: int = 40,
+        status_interval: float = 60.0,
+        cgroup_parent: str = "/kubetrio",
+        netns_prefix: str = "kubetrio-",
+    ) -> None:
+        self.client = client
+        self.node_name = node_name
+        self.plugins = plugins
+        self.root_dir = Path(root_dir)
+        self.pods_dir = self.root_dir / "pods"
+        self.log_dir = Path(log_dir) if log_dir else self.root_dir / "logs"
+        if isinstance(registries, Mapping):
+            registries = RegistryConfig.from_dict(registries)
+        self.registries = registries or RegistryConfig()
+        self.address = address or default_address()
+        self.labels = dict(labels or {})
+        self.taints = list(taints)
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.sync_period = sync_period
+        self.lease_duration = lease_duration
+        self.status_interval = status_interval
+        self.network = self._find_network(network)
+        self._registry_client: RegistryClient | None = None
+        self.images: ImageStore | None = None
+        self.runtime = self._make_runtime(runtime, cgroup_parent, netns_prefix)
+        self.workers: dict[str, PodWorker] = {}
+        self.pods: Informer | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # --- construction -------------------------------------------------------------------
+
+    def _find_network(self, name: str | None) -> NetworkPlugin | None:
+        if name is None or self.plugins is None:
+            return None
+        for registered in self.plugins.network_plugins():
+            if registered.provider.name == name:
+                return registered.provider
+        raise ValueError(f"no network plugin named {name!r} is loaded")
+
+    def _make_runtime(
+        self, runtime: ContainerRuntime | str, cgroup_parent: str, netns_prefix: str
+    ) -> ContainerRuntime:
+        if not isinstance(runtime, str):
+            return runtime
+        if runtime != "runc":
+            if self.plugins is not None:
+                for registered in self.plugins.container_runtimes():
+                    if registered.provider.name == runtime:
+                        return registered.provider
+            raise ValueError(f"no container runtime named {runtime!r}")
+        from kubetrio.runtime import RuncRuntime
+
+        self._registry_client = RegistryClient(self.registries)
+        self.images = ImageStore(self.root_dir / "images", self._registry_client)
+        return RuncRuntime(
+            root_dir=self.root_dir,
+            images=self.images,
+            network=self.network,
+            cgroup_parent=cgroup_parent,
+            netns_prefix=netns_prefix,
+        )
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        """The agent's nursery (background work of workers)."""
+        if self._nursery is None:
+            raise RuntimeError("NodeAgent.run() is not running")
+        return self._nursery
+
+    # --- run ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the node until cancelled; ``started`` once registered and pods are listed.
+
+        Cancelling leaves running containers running (as stopping kubelet does); call
+        :meth:`shutdown` first to stop every pod of this node.
+        """
+        for path in (self.root_dir, self.pods_dir, self.log_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self.runtime.run)
+                if self.network is not None:
+                    await nursery.start(self.network.run_node_services, self.client, self.node_name)
+                node = await register_node(
+                    self.client,
+                    node_object(self.node_name, labels=self.labels, taints=self.taints),
+                )
+                lease = LeaseKeeper(self.client, self.node_name, duration=self.lease_duration)
+                lease.node_uid = node["metadata"].get("uid", "")
+                await lease.renew()
+                await self.post_status()
+                nursery.start_soon(self._heartbeat, lease)
+                nursery.start_soon(self._status_loop)
+                self.pods = Informer(
+                    self.client, "v1", "pods", field_selector=f"spec.nodeName={self.node_name}"
+                )
+                self.pods.add_handler(_PodEvents(self))
+                await nursery.start(self.pods.run)
+                task_status.started()
+        finally:
+            self._nursery = None
+            if self._registry_client is not None:
+                with trio.CancelScope(shield=True):
+                    await self._registry_client.aclose()
+
+    async def _heartbeat(self, lease: LeaseKeeper) -> None:
+        while True:
+            await trio.sleep(self.lease_duration / 4)
+            try:
+                await lease.renew()
+            except Exception as exc:
+                log.warning("renewing the node lease: %s", exc)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await trio.sleep(self.status_interval)
+            try:
+                await self.post_status()
+            except Exception as exc:
+                log.warning("posting node status: %s", exc)
+
+    async def post_status(self) -> None:
+        """Write the Node's status (capacity, conditions, addresses, images)."""
+        images: list[KubeObject] = []
+        if self.images is not None:
+            for image in self.images.list():
+                images.append(
+                    {"names": [image.repo_digest, image.reference], "sizeBytes": image.size}
+                )
+        runtime_version = _runc_version() if self.runtime.name == "runc" else self.runtime.name
+        status = await trio.to_thread.run_sync(
+            lambda: node_status(
+                self.node_name,
+                address=self.address,
+                root_dir=self.root_dir,
+                runtime_version=runtime_version,
+                images=images,
+            )
+        )
+        await self.client.patch(
+            "v1", "nodes", self.node_name, {"status": status}, subresource="status"
+        )
+
+    async def shutdown(self, *, grace_period: float | None = None) -> None:
+        """Stop every pod worker of this node (containers, sandboxes, volumes)."""
+        for worker in list(self.workers.values()):
+            worker._delete_from_api = False
+            if grace_period is not None:
+                worker._grace = grace_period
+            worker._terminate.set()
+        for worker in list(self.workers.values()):
+            await worker.done.wait()
+
+    # --- pods ---------------------------------------------------------------------------
+
+    def pod_changed(self, pod: KubeObject) -> None:
+        """Start or update the worker of a pod bound to this node."""
+        uid = pod["metadata"].get("uid", "")
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.update(pod)
+            return
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp"):
+            return  # finished before this agent started: nothing runs
+        worker = PodWorker(self, pod)
+        self.workers[uid] = worker
+        self.nursery.start_soon(self._run_worker, worker)
+
+    def pod_deleted(self, pod: KubeObject) -> None:
+        """The pod left the API: its worker releases everything at once."""
+        worker = self.workers.get(pod["metadata"].get("uid", ""))
+        if worker is not None:
+            worker.deleted()
+
+    async def _run_worker(self, worker: PodWorker) -> None:
+        try:
+            await worker.run()
+        finally:
+            self.workers.pop(worker.uid, None)
+
+    async def pull_credentials(self, pod: KubeObject) -> dict[str, tuple[str, str]]:
+        """Registry credentials from the pod's ``imagePullSecrets``."""
+        secrets = []
+        namespace = pod["metadata"].get("namespace") or "default"
+        for ref in (pod.get("spec") or {}).get("imagePullSecrets") or []:
+            try:
+                secrets.append(
+                    await self.client.get("v1", "secrets", ref["name"], namespace=namespace)
+                )
+            except ClientError as exc:
+                if not exc.not_found:
+                    raise
+        return credentials_from_secrets(secrets)
+
+    async def services_for(self, pod: KubeObject) -> list[KubeObject]:
+        """The Services whose variables go into the pod's containers (enableServiceLinks)."""
+        if (pod.get("spec") or {}).get("enableServiceLinks") is False:
+            return []
+        namespace = pod["metadata"].get("namespace") or "default"
+        try:
+            listed = await self.client.list("v1", "services", namespace=namespace)
+        except ClientError:
+            return []
+        items: list[KubeObject] = listed.get("items") or []
+        return items
+
+    # --- logs ---------------------------------------------------------------------------
+
+    def log_path(self, pod: KubeObject, container: str, attempt: int) -> Path:
+        """Where a container run's CRI log is written."""
+        meta = pod["metadata"]
+        directory = f"{meta.get('namespace') or 'default'}_{meta['name']}_{meta['uid']}"
+        return self.log_dir / directory / container / f"{attempt}.log"
+
+    async def read_logs(
+        self,
+        namespace: str,
+        name: str,
+        container: str = "",
+        *,
+        follow: bool = False,
+        previous: bool = False,
+        tail_lines: int | None = None,
+        since_seconds: int | None = None,
+        timestamps: bool = False,
+        limit_bytes: int | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The ``pods/log`` body of a container on this node, as chunks.
+
+        Raises ``LookupError`` (404) for an unknown pod or container, ``ValueError`` (400)
+        when ``container`` is needed or ``previous`` has no earlier run.
+        """
+        worker = next(
+            (w for w in self.workers.values() if w.name == name and w.namespace == namespace),
+            None,
+        )
+        if worker is None:
+            raise LookupError(f'pods "{name}" not found')
+        records = worker.records + worker.init_records
+        if not container:
+            if len(worker.records) != 1:
+                names = " ".join(r.name for r in worker.records)
+                raise ValueError(
+                    f"a container name must be specified for pod {name}, choose one of: [{names}]"
+                )
+            container = worker.records[0].name
+        record = next((r for r in records if r.name == container), None)
+        if record is None:
+            raise LookupError(f"container {container} is not valid for pod {name}")
+        attempt = record.restart_count - 1 if previous else record.restart_count
+        if attempt < 0:
+            raise ValueError(
+                f'previous terminated container "{container}" in pod "{name}" not found'
+            )
+        path = self.log_path(worker.pod, container, attempt)
+
+        def running() -> bool:
+            return (
+                worker.uid in self.workers
+                and record.restart_count == attempt
+                and "running" in record.state
+            )
+
+        async for chunk in read_log(
+            path,
+            follow=follow and not previous,
+            still_running=running,
+            tail_lines=tail_lines,
+            since_seconds=since_seconds,
+            timestamps=timestamps,
+            limit_bytes=limit_bytes,
+        ):
+            yield chunk
+
+
+class _PodEvents:
+    """Informer handler that forwards pod events to the agent."""
+
+    def __init__(self, agent: NodeAgent) -> None:
+        self.agent = agent
+
+    def on_add(self, obj: KubeObject) -> None:
+        self.agent.pod_changed(obj)
+
+    def on_update(self, old: KubeObject, new: KubeObject) -> None:
+        self.agent.pod_changed(new)
+
+    def on_delete(self, obj: KubeObject) -> None:
+        self.agent.pod_deleted(obj)

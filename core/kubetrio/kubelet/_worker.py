@@ -1,0 +1,654 @@
+"""One pod on this node, from sandbox to deletion: the pod worker.
+
+A worker is a trio task per pod (keyed by uid) that owns everything the pod has on the
+node. Its life, in order:
+
+1. sandbox (network namespace wired by the network plugin) and volumes, retried until
+   they succeed; the pod stays Pending with ``ContainerCreating``;
+2. init containers one after the other, each to a successful exit (failures restart
+   with back-off, or fail the pod under ``restartPolicy: Never``);
+3. one task per app container: pull (``imagePullPolicy``), create, start, probe, wait
+   for the exit, restart by ``restartPolicy`` with kubelet's back-off (10 s doubling to
+   5 min, ``CrashLoopBackOff`` while waiting), until no container will run again;
+4. on deletion (``deletionTimestamp``) every task is cancelled, the containers get
+   SIGTERM and the grace period, the sandbox and volumes are released, and the pod is
+   deleted with ``gracePeriodSeconds=0``.
+
+The worker keeps the Kubernetes-shaped status of each container in memory and a
+publisher task writes the pod's status (phase, conditions, container statuses, IPs)
+through the ``status`` subresource whenever it changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from kubetrio.client import ClientError
+from kubetrio.providers import (
+    ContainerConfig,
+    ContainerConfigError,
+    ContainerState,
+    ImagePullError,
+    KubeObject,
+    PodSandboxStatus,
+)
+
+from ._env import EnvResolver
+from ._probes import probe_loop, run_probe
+from ._volumes import PodVolumes, VolumeError
+
+if TYPE_CHECKING:
+    from ._agent import NodeAgent
+
+log = logging.getLogger(__name__)
+
+
+def rfc3339(seconds: float | None = None) -> str:
+    """UNIX seconds (default now) as ``metav1.Time``."""
+    moment = datetime.datetime.fromtimestamp(
+        time.time() if seconds is None else seconds, tz=datetime.UTC
+    )
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pull_policy(container: KubeObject) -> str:
+    """``imagePullPolicy`` with Kubernetes' default (Always for ``:latest`` or no tag)."""
+    policy = container.get("imagePullPolicy")
+    if policy:
+        return str(policy)
+    image = str(container.get("image", ""))
+    last = image.rsplit("/", 1)[-1]
+    if "@" in last:
+        return "IfNotPresent"
+    return "Always" if ":" not in last or last.endswith(":latest") else "IfNotPresent"
+
+
+def qos_class(pod: KubeObject) -> str:
+    """Guaranteed, Burstable or BestEffort, from the containers' requests and limits."""
+    containers = list((pod.get("spec") or {}).get("containers") or [])
+    containers += (pod.get("spec") or {}).get("initContainers") or []
+    any_set = False
+    guaranteed = True
+    for container in containers:
+        resources = container.get("resources") or {}
+        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+        if requests or limits:
+            any_set = True
+        for name in ("cpu", "memory"):
+            if name not in limits or requests.get(name, limits[name]) != limits[name]:
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+@dataclasses.dataclass
+class ContainerRecord:
+    """What the worker knows of one container, in the shape of a ContainerStatus."""
+
+    name: str
+    image: str
+    init: bool = False
+    container_id: str = ""
+    restart_count: int = 0
+    state: KubeObject = dataclasses.field(default_factory=dict)
+    last_state: KubeObject = dataclasses.field(default_factory=dict)
+    ready: bool = False
+    started: bool = False
+    image_id: str = ""
+
+    def status(self) -> KubeObject:
+        """The ``containerStatuses`` entry."""
+        result: KubeObject = {
+            "name": self.name,
+            "state": self.state or {"waiting": {"reason": "ContainerCreating"}},
+            "lastState": self.last_state,
+            "ready": self.ready,
+            "restartCount": self.restart_count,
+            "image": self.image,
+            "imageID": self.image_id,
+            "started": self.started,
+        }
+        if self.container_id:
+            result["containerID"] = f"runc://{self.container_id}"
+        return result
+
+
+class BackOff:
+    """kubelet's restart back-off: none for the first restart, then base doubling to max.
+
+    A container that ran for twice the maximum before exiting starts over.
+    """
+
+    def __init__(self, base: float, maximum: float) -> None:
+        self.base = base
+        self.maximum = maximum
+        self.current = 0.0
+
+    def next(self, ran_for: float) -> float:
+        """The delay before the next restart, given how long the last run lasted."""
+        if ran_for > 2 * self.maximum:
+            self.current = 0.0
+        delay = self.current
+        self.current = self.base if not self.current else min(self.current * 2, self.maximum)
+        return delay
+
+
+class PodWorker:
+    """Runs one pod; see the module docstring."""
+
+    def __init__(self, agent: NodeAgent, pod: KubeObject) -> None:
+        self.agent = agent
+        self.pod = pod
+        meta = pod["metadata"]
+        self.uid: str = meta["uid"]
+        self.name: str = meta["name"]
+        self.namespace: str = meta.get("namespace") or "default"
+        spec = pod.get("spec") or {}
+        self.restart_policy: str = spec.get("restartPolicy") or "Always"
+        self.init_records = [
+            ContainerRecord(
+                name=c["name"],
+                image=c.get("image", ""),
+                init=True,
+                state={"waiting": {"reason": "PodInitializing"}},
+            )
+            for c in spec.get("initContainers") or []
+        ]
+        self.records = [
+            ContainerRecord(
+                name=c["name"],
+                image=c.get("image", ""),
+                state={
+                    "waiting": {
+                        "reason": "PodInitializing" if self.init_records else "ContainerCreating"
+                    }
+                },
+            )
+            for c in spec.get("containers") or []
+        ]
+        self.sandbox: PodSandboxStatus | None = None
+        self.volumes = PodVolumes(agent.client, pod, agent.pods_dir / self.uid)
+        self.start_time = ""
+        self.initialized = not self.init_records
+        self.final_phase = ""
+        self.final_reason = ""
+        self.final_message = ""
+        self._conditions: dict[str, tuple[str, str]] = {}
+        self._changed = trio.Event()
+        self._terminate = trio.Event()
+        self._grace: float = 30.0
+        self._delete_from_api = True
+        self._last_sent: KubeObject | None = None
+        self.done = trio.Event()
+
+    # --- requests from the agent --------------------------------------------------------
+
+    def update(self, pod: KubeObject) -> None:
+        """A newer version of the pod arrived from the informer."""
+        self.pod = pod
+        self.volumes.pod = pod
+        meta = pod["metadata"]
+        if meta.get("deletionTimestamp") and not self._terminate.is_set():
+            grace = meta.get("deletionGracePeriodSeconds")
+            self._grace = float(grace if grace is not None else 30)
+            self._terminate.set()
+
+    def deleted(self) -> None:
+        """The pod is gone from the API (deleted with grace 0 or while terminal)."""
+        self._delete_from_api = False
+        self._grace = 0.0
+        self._terminate.set()
+
+    def changed(self) -> None:
+        """Ask the publisher to write the status."""
+        self._changed.set()
+
+    # --- main ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the pod until it is deleted, then release everything it had."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._publisher)
+                if not self.pod["metadata"].get("deletionTimestamp"):
+                    nursery.start_soon(self._lifecycle)
+                else:
+                    self.update(self.pod)
+                await self._terminate.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._teardown(self._grace)
+                if self._delete_from_api:
+                    try:
+                        await self.agent.client.delete(
+                            "v1",
+                            "pods",
+                            self.name,
+                            namespace=self.namespace,
+                            grace_period_seconds=0,
+                            preconditions={"uid": self.uid},
+                        )
+                    except ClientError as exc:
+                        if not (exc.not_found or exc.conflict):
+                            log.warning("deleting pod %s/%s: %s", self.namespace, self.name, exc)
+                self.done.set()
+
+    async def _teardown(self, grace: float) -> None:
+        try:
+            await self.agent.runtime.stop_pod_sandbox(self.uid, grace_period=grace)
+        except Exception as exc:
+            log.warning("stopping sandbox of %s/%s: %s", self.namespace, self.name, exc)
+        try:
+            await self.volumes.teardown()
+        except Exception as exc:
+            log.warning("removing volumes of %s/%s: %s", self.namespace, self.name, exc)
+
+    async def _lifecycle(self) -> None:
+        self.start_time = rfc3339()
+        self.changed()
+        backoff = BackOff(1.0, 10.0)
+        while self.sandbox is None:
+            try:
+                self.sandbox = await self.agent.runtime.run_pod_sandbox(self.pod)
+            except Exception as exc:
+                log.warning("sandbox for %s/%s: %s", self.namespace, self.name, exc)
+                await trio.sleep(backoff.next(0) or 0.5)
+        self.changed()
+        while True:
+            try:
+                await self.volumes.setup()
+                break
+            except (VolumeError, ClientError) as exc:
+                log.info("volumes of %s/%s not ready: %s", self.namespace, self.name, exc)
+                await trio.sleep(backoff.next(0) or 0.5)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._refresh_volumes)
+            spec = self.pod.get("spec") or {}
+            for container, record in zip(
+                spec.get("initContainers") or [], self.init_records, strict=True
+            ):
+                exit_code = await self._container_loop(container, record)
+                if exit_code != 0:
+                    self._finish("Failed")
+                    nursery.cancel_scope.cancel()
+                    return
+            self.initialized = True
+            for record in self.records:
+                if record.state.get("waiting", {}).get("reason") == "PodInitializing":
+                    record.state = {"waiting": {"reason": "ContainerCreating"}}
+            self.changed()
+            async with trio.open_nursery() as containers:
+                for container, record in zip(
+                    spec.get("containers") or [], self.records, strict=True
+                ):
+                    containers.start_soon(self._container_loop, container, record)
+            failed = any(
+                (r.state.get("terminated") or {}).get("exitCode", 0) != 0 for r in self.records
+            )
+            self._finish("Failed" if failed else "Succeeded")
+            nursery.cancel_scope.cancel()
+
+    def _finish(self, phase: str) -> None:
+        self.final_phase = phase
+        self.changed()
+        # A finished pod keeps nothing running: release the sandbox now (after the
+        # status is written), as kubelet does; the worker then waits for deletion.
+        self.agent.nursery.start_soon(self._release_after_finish)
+
+    async def _release_after_finish(self) -> None:
+        with trio.move_on_after(10):
+            while self._last_sent is None or self._last_sent.get("phase") != self.final_phase:
+                await trio.sleep(0.05)
+        await self.agent.runtime.stop_pod_sandbox(self.uid, grace_period=0)
+
+    async def _refresh_volumes(self) -> None:
+        while True:
+            await trio.sleep(self.agent.sync_period)
+            try:
+                await self.volumes.refresh()
+            except Exception as exc:
+                log.warning("refreshing volumes of %s/%s: %s", self.namespace, self.name, exc)
+
+    # --- one container ------------------------------------------------------------------
+
+    def _who(self) -> str:
+        return f"{self.name}_{self.namespace}({self.uid})"
+
+    async def _ensure_image(
+        self, container: KubeObject, record: ContainerRecord, backoff: BackOff
+    ) -> None:
+        image = str(container.get("image", ""))
+        runtime = self.agent.runtime
+        while True:
+            policy = pull_policy(container)
+            present = runtime.image_present(image)
+            if policy == "Never" and not present:
+                record.state = {
+                    "waiting": {
+                        "reason": "ErrImageNeverPull",
+                        "message": f'Container image "{image}" is not present '
+                        "with pull policy of Never",
+                    }
+                }
+                self.changed()
+                await trio.sleep(backoff.next(0) or 1)
+                continue
+            if policy == "Never" or (policy == "IfNotPresent" and present):
+                return
+            try:
+                credentials = await self.agent.pull_credentials(self.pod)
+                record.image_id = await runtime.pull_image(image, credentials=credentials)
+                return
+            except ImagePullError as exc:
+                record.state = {"waiting": {"reason": "ErrImagePull", "message": str(exc)}}
+                self.changed()
+                delay = backoff.next(0)
+                if delay:
+                    record.state = {
+                        "waiting": {
+                            "reason": "ImagePullBackOff",
+                            "message": f'Back-off pulling image "{image}"',
+                        }
+                    }
+                    self.changed()
+                await trio.sleep(delay or 1)
+
+    async def _container_loop(self, container: KubeObject, record: ContainerRecord) -> int:
+        """Run one container until it will not be restarted; return its last exit code."""
+        runtime = self.agent.runtime
+        agent = self.agent
+        restart_backoff = BackOff(agent.backoff_base, agent.backoff_max)
+        pull_backoff = BackOff(agent.backoff_base, agent.backoff_max)
+        assert self.sandbox is not None
+        while True:
+            await self._ensure_image(container, record, pull_backoff)
+            try:
+                services = await agent.services_for(self.pod)
+                pod = self._pod_with_ips()
+                env = await EnvResolver(agent.client, pod).resolve(container, services=services)
+                mounts = self.volumes.mounts_for(container)
+                log_path = agent.log_path(self.pod, record.name, record.restart_count)
+                container_id = await runtime.create_container(
+                    self.sandbox.id,
+                    pod,
+                    container,
+                    ContainerConfig(
+                        env=env, mounts=mounts, log_path=str(log_path), attempt=record.restart_count
+                    ),
+                )
+            except (ContainerConfigError, VolumeError) as exc:
+                record.state = {
+                    "waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}
+                }
+                self.changed()
+                await trio.sleep(restart_backoff.next(0) or 1)
+                continue
+            except Exception as exc:
+                log.warning("creating %s in %s: %s", record.name, self._who(), exc)
+                record.state = {"waiting": {"reason": "CreateContainerError", "message": str(exc)}}
+                self.changed()
+                await trio.sleep(restart_backoff.next(0) or 1)
+                continue
+            record.container_id = container_id
+            try:
+                await runtime.start_container(container_id)
+            except Exception as exc:
+                log.warning("starting %s in %s: %s", record.name, self._who(), exc)
+            status = await runtime.container_status(container_id)
+            record.image_id = status.image_id or record.image_id
+            started_at = rfc3339(status.started_at or None)
+            if status.state != "exited":
+                record.state = {"running": {"startedAt": started_at}}
+                has_startup = bool(container.get("startupProbe")) and not record.init
+                record.started = not has_startup
+                record.ready = (
+                    not record.init and not container.get("readinessProbe") and not has_startup
+                )
+                self.changed()
+            final = await self._watch_running(container, record, container_id)
+            ran_for = (final.finished_at or time.time()) - (final.started_at or time.time())
+            terminated: KubeObject = {
+                "exitCode": final.exit_code if final.exit_code is not None else 255,
+                "reason": final.reason or "Error",
+                "startedAt": started_at,
+                "finishedAt": rfc3339(final.finished_at or None),
+                "containerID": f"runc://{container_id}",
+            }
+            if final.message:
+                terminated["message"] = final.message
+            exit_code = int(terminated["exitCode"])
+            record.ready = record.init and exit_code == 0
+            record.started = False
+            record.state = {"terminated": terminated}
+            self.changed()
+            policy = self.restart_policy
+            if record.init and policy == "Always":
+                policy = "OnFailure"  # init containers never restart after success
+            restart = policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+            if not restart:
+                return exit_code
+            delay = restart_backoff.next(ran_for)
+            record.last_state = {"terminated": terminated}
+            if delay > 0:
+                record.state = {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off {_duration(delay)} restarting failed "
+                        f"container={record.name} pod={self._who()}",
+                    }
+                }
+                self.changed()
+                await trio.sleep(delay)
+            await runtime.remove_container(container_id)
+            record.restart_count += 1
+
+    async def _watch_running(
+        self, container: KubeObject, record: ContainerRecord, container_id: str
+    ) -> ContainerState:
+        """Probe the container until it exits; a failed liveness/startup probe kills it."""
+        runtime = self.agent.runtime
+        pod_ip = self.sandbox.ips[0] if self.sandbox and self.sandbox.ips else "127.0.0.1"
+        message = ""
+        async with trio.open_nursery() as probes:
+
+            def prober(probe: KubeObject) -> Any:
+                async def attempt() -> bool:
+                    try:
+                        return await run_probe(
+                            probe,
+                            container=container,
+                            container_id=container_id,
+                            pod_ip=pod_ip,
+                            runtime=runtime,
+                        )
+                    except Exception:
+                        return False
+
+                return attempt
+
+            def kill(kind: str) -> None:
+                nonlocal message
+                message = f"Container {record.name} failed {kind} probe, will be restarted"
+                log.info("%s in %s", message, self._who())
+                grace = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                probes.start_soon(
+                    lambda: runtime.stop_container(container_id, grace_period=float(grace))
+                )
+
+            def start_main_probes() -> None:
+                liveness = container.get("livenessProbe")
+                readiness = container.get("readinessProbe")
+                if liveness:
+                    probes.start_soon(
+                        lambda: probe_loop(
+                            liveness,
+                            prober(liveness),
+                            lambda ok: None if ok else kill("liveness"),
+                            initial=True,
+                        )
+                    )
+                if readiness:
+
+                    def ready(ok: bool) -> None:
+                        record.ready = ok
+                        self.changed()
+
+                    probes.start_soon(
+                        lambda: probe_loop(readiness, prober(readiness), ready, initial=False)
+                    )
+                elif not record.init:
+                    record.ready = True
+                    self.changed()
+
+            startup = container.get("startupProbe")
+            if not record.init:
+                if startup:
+                    startup_scope = trio.CancelScope()
+
+                    def started(ok: bool) -> None:
+                        if ok:
+                            record.started = True
+                            self.changed()
+                            startup_scope.cancel()
+                            start_main_probes()
+                        else:
+                            kill("startup")
+                            startup_scope.cancel()
+
+                    async def run_startup() -> None:
+                        with startup_scope:
+                            await probe_loop(startup, prober(startup), started, initial=False)
+
+                    probes.start_soon(run_startup)
+                else:
+                    start_main_probes()
+            final = await runtime.wait_container(container_id)
+            probes.cancel_scope.cancel()
+        if message and not final.message:
+            final = dataclasses.replace(final, message=message)
+        return final
+
+    def _pod_with_ips(self) -> KubeObject:
+        pod = dict(self.pod)
+        status = dict(pod.get("status") or {})
+        status.update(self._network_status())
+        pod["status"] = status
+        return pod
+
+    def _network_status(self) -> KubeObject:
+        result: KubeObject = {"hostIP": self.agent.address, "hostIPs": [{"ip": self.agent.address}]}
+        if self.sandbox and self.sandbox.ips:
+            result["podIP"] = self.sandbox.ips[0]
+            result["podIPs"] = [{"ip": ip} for ip in self.sandbox.ips]
+        return result
+
+    # --- status -------------------------------------------------------------------------
+
+    def _condition(
+        self, type_: str, value: bool, reason: str = "", message: str = ""
+    ) -> KubeObject:
+        status = "True" if value else "False"
+        previous = self._conditions.get(type_)
+        if previous is None or previous[0] != status:
+            self._conditions[type_] = (status, rfc3339())
+        condition: KubeObject = {
+            "type": type_,
+            "status": status,
+            "lastProbeTime": None,
+            "lastTransitionTime": self._conditions[type_][1],
+        }
+        if reason and not value:
+            condition["reason"] = reason
+        if message and not value:
+            condition["message"] = message
+        return condition
+
+    def build_status(self) -> KubeObject:
+        """The pod status as the API should show it now."""
+        phase = self.final_phase
+        if not phase:
+            running = any(
+                "running" in r.state or "terminated" in r.state or r.restart_count
+                for r in self.records
+            )
+            phase = "Running" if self.initialized and running else "Pending"
+        finished = phase in ("Succeeded", "Failed")
+        not_ready = [r.name for r in self.records if not r.ready]
+        incomplete = [r.name for r in self.init_records if not r.ready]
+        ready_reason = "PodCompleted" if finished else "ContainersNotReady"
+        unready_message = f"containers with unready status: [{' '.join(not_ready)}]"
+        conditions = [
+            self._condition("PodReadyToStartContainers", self.sandbox is not None),
+            self._condition(
+                "Initialized",
+                self.initialized,
+                "ContainersNotInitialized",
+                f"containers with incomplete status: [{' '.join(incomplete)}]",
+            ),
+            self._condition("Ready", not not_ready and not finished, ready_reason, unready_message),
+            self._condition(
+                "ContainersReady", not not_ready and not finished, ready_reason, unready_message
+            ),
+            self._condition("PodScheduled", True),
+        ]
+        if finished and self.initialized:
+            for condition in conditions[1:2]:
+                condition["reason"] = "PodCompleted"
+        status: KubeObject = {
+            "phase": phase,
+            "conditions": conditions,
+            "qosClass": qos_class(self.pod),
+            "containerStatuses": [r.status() for r in self.records],
+        }
+        if self.init_records:
+            status["initContainerStatuses"] = [r.status() for r in self.init_records]
+        if self.start_time:
+            status["startTime"] = self.start_time
+        status.update(self._network_status())
+        return status
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed = trio.Event()
+            status = self.build_status()
+            if status == self._last_sent:
+                continue
+            try:
+                await self.agent.client.patch(
+                    "v1",
+                    "pods",
+                    self.name,
+                    {"status": status},
+                    namespace=self.namespace,
+                    subresource="status",
+                )
+                self._last_sent = status
+            except ClientError as exc:
+                if exc.not_found:
+                    self.deleted()
+                    return
+                log.warning("status of %s: %s", self._who(), exc)
+                await trio.sleep(1)
+                self.changed()
+            except Exception as exc:
+                log.warning("status of %s: %s", self._who(), exc)
+                await trio.sleep(1)
+                self.changed()
+
+
+def _duration(seconds: float) -> str:
+    """Go's time.Duration text for whole or fractional seconds (``10s``, ``2m40s``)."""
+    whole = int(seconds)
+    if whole != seconds:
+        return f"{seconds:g}s"
+    minutes, secs = divmod(whole, 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"

@@ -1,0 +1,247 @@
+"""The node agent end to end: API server + agent + runc + local registry (root)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+import trio
+
+from kubetrio.client import Client
+from kubetrio.kubelet import BackOff, NodeAgent
+from kubetrio.runtime import cgroup_exists
+
+from .conftest import NODE, make_pod, wait_for
+
+pytestmark = [pytest.mark.root, pytest.mark.runc]
+
+
+def test_backoff_doubles_to_the_maximum_and_resets() -> None:
+    backoff = BackOff(10, 300)
+    assert [backoff.next(1) for _ in range(7)] == [0, 10, 20, 40, 80, 160, 300]
+    assert backoff.next(601) == 0
+
+
+def ctr_state(pod: dict[str, Any], index: int = 0) -> dict[str, Any]:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
+    return statuses[index] if index < len(statuses) else {}
+
+
+def condition(pod: dict[str, Any], kind: str) -> str:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond["type"] == kind:
+            return str(cond["status"])
+    return ""
+
+
+async def http_get(ip: str, path: str) -> bytes:
+    stream = await trio.open_tcp_stream(ip, 80)
+    async with stream:
+        await stream.send_all(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        body = b""
+        while chunk := await stream.receive_some():
+            body += chunk
+    return body.split(b"\r\n\r\n", 1)[1]
+
+
+async def test_node_registered_with_lease(agent: NodeAgent, client: Client) -> None:
+    node = await client.get("v1", "nodes", NODE)
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == NODE
+    assert int(node["status"]["capacity"]["cpu"]) == os.cpu_count()
+    assert {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"] == "True"
+    assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("runc://")
+    lease = await client.get("coordination.k8s.io/v1", "leases", NODE, namespace="kube-node-lease")
+    assert lease["spec"]["holderIdentity"] == NODE
+
+
+async def test_httpd_serves_configmap_updates_and_deletion_cleans_up(
+    agent: NodeAgent, client: Client
+) -> None:
+    await client.create(
+        "v1",
+        "configmaps",
+        {"metadata": {"name": "site"}, "data": {"index.html": "version 1\n"}},
+        namespace="default",
+    )
+    pod = make_pod(
+        "web",
+        [
+            {
+                "name": "httpd",
+                "image": "busybox",
+                "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
+                "volumeMounts": [{"name": "site", "mountPath": "/www"}],
+                "readinessProbe": {
+                    "httpGet": {"path": "/index.html", "port": 80},
+                    "periodSeconds": 1,
+                },
+                "securityContext": {"runAsUser": 65534},
+            }
+        ],
+        volumes=[{"name": "site", "configMap": {"name": "site"}}],
+        terminationGracePeriodSeconds=1,
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(60):
+        running = await wait_for(client, "web", lambda p: condition(p, "Ready") == "True")
+        status = running["status"]
+        assert status["phase"] == "Running"
+        assert status["hostIP"] == "127.0.0.1" and status["startTime"]
+        assert ctr_state(running)["state"]["running"]["startedAt"]
+        ip = status["podIP"]
+        assert await http_get(ip, "/index.html") == b"version 1\n"
+        await client.patch(
+            "v1", "configmaps", "site", {"data": {"index.html": "version 2\n"}}, namespace="default"
+        )
+        while await http_get(ip, "/index.html") != b"version 2\n":
+            await trio.sleep(0.2)
+        uid = running["metadata"]["uid"]
+        netns = agent.runtime.netns_path(uid)  # type: ignore[attr-defined]
+        assert os.path.exists(netns)
+        await client.delete("v1", "pods", "web", namespace="default")
+        await wait_for(client, "web", lambda p: not p)
+    assert not os.path.exists(netns)
+    assert not cgroup_exists(f"{agent.runtime.cgroup_parent}/{uid}")  # type: ignore[attr-defined]
+    assert not (agent.pods_dir / uid).exists()
+
+
+async def test_job_like_pod_completes_and_logs(agent: NodeAgent, client: Client) -> None:
+    await client.create(
+        "v1",
+        "configmaps",
+        {"metadata": {"name": "env"}, "data": {"who": "world"}},
+        namespace="default",
+    )
+    pod = make_pod(
+        "job",
+        [
+            {
+                "name": "main",
+                "image": "busybox",
+                "command": ["sh", "-c", "echo hello $WHO $(POD)"],
+                "env": [
+                    {
+                        "name": "WHO",
+                        "valueFrom": {"configMapKeyRef": {"name": "env", "key": "who"}},
+                    },
+                    {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                ],
+            }
+        ],
+        restartPolicy="Never",
+        initContainers=[{"name": "init", "image": "busybox", "command": ["true"]}],
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(30):
+        done = await wait_for(
+            client, "job", lambda p: p.get("status", {}).get("phase") == "Succeeded"
+        )
+    terminated = ctr_state(done)["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (0, "Completed")
+    assert (
+        done["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    )
+    assert condition(done, "Initialized") == "True"
+    chunks = [c async for c in agent.read_logs("default", "job", "main")]
+    assert b"".join(chunks) == b"hello world job\n"
+
+
+async def test_failing_container_restarts_with_backoff(agent: NodeAgent, client: Client) -> None:
+    pod = make_pod(
+        "crash",
+        [{"name": "main", "image": "busybox", "command": ["sh", "-c", "exit 1"]}],
+        restartPolicy="OnFailure",
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    seen_backoff = False
+
+    def check(p: dict[str, Any]) -> bool:
+        nonlocal seen_backoff
+        state = ctr_state(p)
+        if state.get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff":
+            seen_backoff = True
+        return seen_backoff and state.get("restartCount", 0) >= 3
+
+    with trio.fail_after(30):
+        crashed = await wait_for(client, "crash", check)
+    last = ctr_state(crashed)["lastState"]["terminated"]
+    assert (last["exitCode"], last["reason"]) == (1, "Error")
+    assert crashed["status"]["phase"] == "Running"
+
+
+async def test_run_as_non_root_refuses_uid_0(agent: NodeAgent, client: Client) -> None:
+    pod = make_pod(
+        "root",
+        [
+            {
+                "name": "main",
+                "image": "busybox",
+                "command": ["sleep", "60"],
+                "securityContext": {"runAsNonRoot": True},
+            }
+        ],
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(20):
+        refused = await wait_for(
+            client,
+            "root",
+            lambda p: (
+                ctr_state(p).get("state", {}).get("waiting", {}).get("reason")
+                == "CreateContainerConfigError"
+            ),
+        )
+    message = ctr_state(refused)["state"]["waiting"]["message"]
+    assert message.startswith(
+        'container has runAsNonRoot and image will run as root (pod: "root_default('
+    )
+
+
+async def test_memory_limit_oom_killed(agent: NodeAgent, client: Client) -> None:
+    pod = make_pod(
+        "oom",
+        [
+            {
+                "name": "hog",
+                "image": "busybox",
+                "command": ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1"],
+                "resources": {"limits": {"memory": "16Mi"}},
+            }
+        ],
+        restartPolicy="Never",
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(30):
+        failed = await wait_for(
+            client, "oom", lambda p: p.get("status", {}).get("phase") == "Failed"
+        )
+    terminated = ctr_state(failed)["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (137, "OOMKilled")
+
+
+async def test_liveness_failure_restarts(agent: NodeAgent, client: Client) -> None:
+    pod = make_pod(
+        "live",
+        [
+            {
+                "name": "main",
+                "image": "busybox",
+                "command": ["sleep", "3600"],
+                "livenessProbe": {
+                    "exec": {"command": ["false"]},
+                    "periodSeconds": 1,
+                    "failureThreshold": 1,
+                },
+            }
+        ],
+        terminationGracePeriodSeconds=1,
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(30):
+        restarted = await wait_for(
+            client, "live", lambda p: ctr_state(p).get("restartCount", 0) >= 1
+        )
+    last = ctr_state(restarted)["lastState"]["terminated"]
+    assert last["exitCode"] == 137
+    assert "failed liveness probe" in last.get("message", "")
