@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -87,6 +88,7 @@ async def fan_out(store: Store, tag: str, watchers: int, n_events: int) -> dict[
 
 
 async def main(n_events: int, watchers: int) -> dict[str, object]:
+    load_start = os.getloadavg()[0]
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="kubetrio-bench-") as tmp:
         async with open_store(f"sqlite://{tmp}/watch.db") as store:
@@ -107,6 +109,8 @@ async def main(n_events: int, watchers: int) -> dict[str, object]:
             f"{r['writes_per_s_with_watchers']:>10.0f}{r['writes_per_s_no_watchers']:>15.0f}"
         )
     summary: dict[str, object] = {"bench": "store_watch", "watchers": watchers, "events": n_events}
+    # The machine may be shared: record how busy it was, to read the figures against.
+    summary["loadavg_1m_start_end"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
     for name, r in results.items():
         for k, v in r.items():
             summary[f"{name}_{k}"] = round(v, 3 if k == "elapsed_s" else 1)

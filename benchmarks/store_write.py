@@ -28,6 +28,7 @@ import argparse
 import base64
 import http.client
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -148,6 +149,7 @@ def run_raw(endpoint: str, writers: int, duration: float, txn: bool) -> dict[str
 
 
 async def main(duration: float, repeats: int) -> dict[str, object]:
+    load_start = os.getloadavg()[0]
     runs: dict[str, dict[int, list[dict[str, float]]]] = {
         name: {n: [] for n in CONCURRENCY}
         for name in ("sqlite", "raw_etcd", "raw_etcd_txn", "etcd")
@@ -191,6 +193,8 @@ async def main(duration: float, repeats: int) -> dict[str, object]:
                 f"{name:<10}{n:>8}{r['writes_per_s']:>12.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
             )
     summary: dict[str, object] = {"bench": "store_write", "value_bytes": len(VALUE)}
+    # The machine may be shared: record how busy it was, to read the figures against.
+    summary["loadavg_1m_start_end"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
     for name, by_n in results.items():
         for n, r in by_n.items():
             summary[f"{name}_{n}_writes_per_s"] = round(r["writes_per_s"], 1)
