@@ -370,6 +370,7 @@ class NodeInfo(dict[str, Any]):
         "generation",
         "images",
         "labels",
+        "memo",
         "name",
         "non_zero_requested",
         "pods",
@@ -392,6 +393,9 @@ class NodeInfo(dict[str, Any]):
         self.pods_with_required_anti_affinity: dict[str, PodInfo] = {}
         self.images: dict[str, int] = {}
         self.generation = 0
+        self.memo: dict[Any, Any] = {}
+        """The framework's results of node-local plugins on this node (see
+        ``node_local``); the cache empties it whenever the node or its pods change."""
 
     def __repr__(self) -> str:
         return f"NodeInfo({self.name!r}, pods={len(self.pods)})"
@@ -417,6 +421,10 @@ class NodeSnapshot(Protocol):
 
     def nodes_with_affinity_pods(self) -> Sequence[NodeInfo]:
         """The nodes holding at least one pod with (anti-)affinity terms."""
+        ...
+
+    def image_node_count(self, image: str) -> int:
+        """How many nodes report having ``image`` (a name from ``status.images``)."""
         ...
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str]:
@@ -478,7 +486,9 @@ class SchedulerPlugin(Protocol):
     ``score(pod, node)`` or ``score(pod, node, state)`` → ``float``
         Per feasible node: 0..100, or any number when ``normalize_scores`` maps them.
     ``normalize_scores(state: CycleState, pod: PodInfo, scores: dict[str, float]) -> None``
-        Rewrite the per-node scores (node name → score) in place into 0..100.
+        Rewrite the per-node scores (node name → score) in place into 0..100. Equal
+        scores must stay equal: when every node scored the same the cycle skips the
+        call (the result could not change which node wins).
     ``reserve(state: CycleState, pod: PodInfo, node: NodeInfo) -> str | None`` and
     ``unreserve(state: CycleState, pod: PodInfo, node: NodeInfo) -> None``
         The chosen node is about to be bound; a reason refuses it (the pod is retried).
@@ -487,6 +497,14 @@ class SchedulerPlugin(Protocol):
         ``pods/binding`` call) do it. The only stage that may do I/O.
     ``configured(args: Mapping[str, Any]) -> SchedulerPlugin``
         Return a copy set up with a profile's ``pluginConfig`` ``args``.
+    ``node_local: bool``
+        True promises that ``filter`` and ``score`` depend only on the pod's spec,
+        labels and namespace and on that node's :class:`NodeInfo` (not on other nodes,
+        time, or state other plugins wrote), and that ``pre_filter``/``pre_score``
+        decide to :data:`SKIP` from the pod alone. The cycle then remembers the results
+        per node and *pod class* (pods with equal spec, labels and namespace, such as a
+        Deployment's replicas) until the node changes (:attr:`NodeInfo.generation`), so
+        the next replica costs a lookup per node instead of the plugin calls.
     """
 
     name: str

@@ -53,6 +53,7 @@ class SchedulerCache:
         self._assumed: set[str] = set()
         self._orphans: dict[str, dict[str, PodInfo]] = {}
         self._with_affinity: dict[str, NodeInfo] = {}
+        self._image_nodes: dict[str, int] = {}
 
     # --- NodeSnapshot -----------------------------------------------------------------
 
@@ -60,6 +61,18 @@ class SchedulerCache:
     def nodes(self) -> list[NodeInfo]:
         """All nodes in the order they were added (the cycle walks them round-robin)."""
         return self._order
+
+    def image_node_count(self, image: str) -> int:
+        """How many nodes report having ``image`` in ``status.images``."""
+        return self._image_nodes.get(image, 0)
+
+    def _count_images(self, info: NodeInfo, delta: int) -> None:
+        for image in info.images:
+            count = self._image_nodes.get(image, 0) + delta
+            if count > 0:
+                self._image_nodes[image] = count
+            else:
+                self._image_nodes.pop(image, None)
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
         """The labels of a namespace, empty if unknown."""
@@ -82,7 +95,9 @@ class SchedulerCache:
         info.allocatable = node_allocatable(node)
         info.images = _image_sizes(node)
         old = self._nodes.get(name)
+        self._count_images(info, +1)
         if old is not None:
+            self._count_images(old, -1)
             info.requested = old.requested
             info.non_zero_requested = old.non_zero_requested
             info.pods = old.pods
@@ -105,6 +120,7 @@ class SchedulerCache:
         if info is None:
             return
         self._order.remove(info)
+        self._count_images(info, -1)
         self._with_affinity.pop(name, None)
         if info.pods:
             self._orphans[name] = dict(info.pods)
@@ -126,6 +142,7 @@ class SchedulerCache:
         if required_anti:
             node.pods_with_required_anti_affinity[pod.key] = pod
         node.generation += 1
+        node.memo.clear()  # memoised plugin results were about the node before this pod
 
     def _remove_from_node(self, node: NodeInfo, key: str) -> None:
         pod = node.pods.pop(key, None)
@@ -142,6 +159,7 @@ class SchedulerCache:
         if not node.pods_with_affinity:
             self._with_affinity.pop(node.name, None)
         node.generation += 1
+        node.memo.clear()
 
     def _place(self, info: PodInfo, node_name: str) -> None:
         node = self._nodes.get(node_name)

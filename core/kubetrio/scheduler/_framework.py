@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -112,6 +113,10 @@ class _Stage:
     normalize: Any = None
 
 
+def _node_local(plugin: SchedulerPlugin) -> bool:
+    return bool(getattr(plugin, "node_local", False))
+
+
 def _as_reasons(result: Any) -> tuple[str, ...]:
     if isinstance(result, str):
         return (result,)
@@ -151,10 +156,15 @@ class Framework:
         multi = profile.plugins.get("multiPoint")
         for stage in STAGES:
             self.stages[stage] = self._stage_plugins(stage, by_name, multi)
-        self._filters = [(s.name, _with_state(s.call)) for s in self.stages["filter"]]
-        self._scores = [
-            (s.name, _with_state(s.call), s.weight, s.normalize) for s in self.stages["score"]
+        self._filters = [
+            (s.name, _with_state(s.call), _node_local(s.plugin)) for s in self.stages["filter"]
         ]
+        self._scores = [
+            (s.name, _with_state(s.call), s.weight, s.normalize, _node_local(s.plugin))
+            for s in self.stages["score"]
+        ]
+        self._classes: dict[str, int] = {}
+        self._class_base = 0
 
     def _stage_plugins(
         self, stage: str, by_name: Mapping[str, SchedulerPlugin], multi: Any
@@ -223,7 +233,7 @@ class Framework:
                 )
                 error.plugins.add(stage.name)
                 raise error
-        feasible, failed, rejecting = self._find_feasible(state, pod, nodes, skipped)
+        feasible, entries, failed, rejecting = self._find_feasible(state, pod, nodes, skipped)
         if not feasible:
             error = FitError(
                 num_all_nodes=len(nodes),
@@ -232,7 +242,9 @@ class Framework:
             )
             error.plugins = rejecting
             raise error
-        chosen = feasible[0] if len(feasible) == 1 else self._best(state, pod_info, feasible)
+        chosen = (
+            feasible[0] if len(feasible) == 1 else self._best(state, pod_info, feasible, entries)
+        )
         for index, stage in enumerate(self.stages["reserve"]):
             refused = stage.call(state, pod_info, chosen)
             if refused is not None:
@@ -254,57 +266,165 @@ class Framework:
             if unreserve is not None:
                 unreserve(state, pod_info, node)
 
+    def _pod_class(self, pod_info: PodInfo) -> int:
+        """A small integer shared by pods that node-local plugins cannot tell apart."""
+        memo = pod_info.memo
+        found: int | None = memo.get("framework.class")
+        if found is None:
+            spec = dict(pod_info.pod.get("spec") or {})
+            spec.pop("nodeName", None)
+            text = json.dumps(
+                [pod_info.namespace, pod_info.labels, spec], sort_keys=True, default=str
+            )
+            if len(self._classes) > 100_000:  # bound the table; stale memos just miss
+                self._classes.clear()
+                self._class_base += 100_001
+            found = self._classes.setdefault(text, self._class_base + len(self._classes))
+            memo["framework.class"] = found
+        return found
+
     def _find_feasible(
         self, state: CycleState, pod: Any, nodes: Sequence[NodeInfo], skipped: set[str]
-    ) -> tuple[list[NodeInfo], dict[str, tuple[str, ...]], set[str]]:
-        filters = [call for name, call in self._filters if name not in skipped]
-        names = [name for name, _ in self._filters if name not in skipped]
+    ) -> tuple[list[NodeInfo], list[Any] | None, dict[str, tuple[str, ...]], set[str]]:
+        """The feasible nodes (with their memo entries when node-local filters ran), the
+        reasons of the others, and the plugins that rejected some node."""
+        local = [(n, c) for n, c, is_local in self._filters if is_local and n not in skipped]
+        others = [(n, c) for n, c, is_local in self._filters if not is_local and n not in skipped]
         count = len(nodes)
         to_find = self.num_feasible_nodes_to_find(count)
         start = self._next_start % count
         ordered = [*nodes[start:], *nodes[:start]] if start else nodes
         feasible: list[NodeInfo] = []
+        feasible_entries: list[Any] = []
         failed: dict[str, tuple[str, ...]] = {}
         rejecting: set[str] = set()
         processed = 0
-        for node in ordered:
-            processed += 1
-            for index, check in enumerate(filters):
-                result = check(pod, node, state)
-                if result is not None:
-                    failed[node.name] = _as_reasons(result)
-                    rejecting.add(names[index])
-                    break
+        pod_class = self._pod_class(state.pod_info) if local else None
+        # Nodes are examined in chunks of as many as are still needed, so that the common
+        # case (memo hits, node fits) runs in list comprehensions rather than a Python
+        # loop with branches per node; a node is never examined past the last one needed.
+        while len(feasible) < to_find and processed < count:
+            chunk = ordered[processed : processed + to_find - len(feasible)]
+            processed += len(chunk)
+            if local:
+                entries: list[Any] = [node.memo.get(pod_class) for node in chunk]
+                if None in entries:
+                    for i, entry in enumerate(entries):
+                        if entry is None:
+                            entries[i] = self._local_verdict(state, pod, chunk[i], local, pod_class)
+                if all(entry[0] is None for entry in entries):
+                    passed, passed_entries = chunk, entries
+                else:
+                    pairs = [p for p in zip(chunk, entries, strict=True) if p[1][0] is None]
+                    passed = [node for node, _ in pairs]
+                    passed_entries = [entry for _, entry in pairs]
+                    for node, entry in zip(chunk, entries, strict=True):
+                        verdict = entry[0]
+                        if verdict is not None:
+                            failed[node.name] = verdict[1]
+                            rejecting.add(verdict[0])
             else:
-                feasible.append(node)
-                if len(feasible) >= to_find:
-                    break
+                passed, passed_entries = chunk, [None] * len(chunk)
+            if others:
+                for node, entry in zip(passed, passed_entries, strict=True):
+                    for name, check in others:
+                        result = check(pod, node, state)
+                        if result is not None:
+                            failed[node.name] = _as_reasons(result)
+                            rejecting.add(name)
+                            break
+                    else:
+                        feasible.append(node)
+                        feasible_entries.append(entry)
+            else:
+                feasible.extend(passed)
+                feasible_entries.extend(passed_entries)
         # The next pod starts where this one stopped, so every node gets its turn.
         self._next_start = (start + processed) % count
-        return feasible, failed, rejecting
+        return feasible, feasible_entries if local else None, failed, rejecting
 
-    def _best(self, state: CycleState, pod_info: PodInfo, feasible: list[NodeInfo]) -> NodeInfo:
+    @staticmethod
+    def _local_verdict(
+        state: CycleState,
+        pod: Any,
+        node: NodeInfo,
+        local: list[tuple[str, NodeCall]],
+        pod_class: Any,
+    ) -> list[Any]:
+        verdict = None
+        for name, check in local:
+            result = check(pod, node, state)
+            if result is not None:
+                verdict = (name, _as_reasons(result))
+                break
+        memo = node.memo
+        if len(memo) > 32:  # a node sees few pod classes at a time
+            memo.clear()
+        entry = memo[pod_class] = [verdict, None]
+        return entry
+
+    def _best(
+        self,
+        state: CycleState,
+        pod_info: PodInfo,
+        feasible: list[NodeInfo],
+        entries: list[Any] | None,
+    ) -> NodeInfo:
         pod = pod_info.pod
         skipped: set[str] = set()
         for stage in self.stages["preScore"]:
             if stage.call(state, pod_info, feasible) is SKIP:
                 skipped.add(stage.name)
+        scores = [s for s in self._scores if s[0] not in skipped]
+        local_plain = [(c, w) for n, c, w, norm, is_local in scores if is_local and norm is None]
+        local_norm = [(n, c) for n, c, w, norm, is_local in scores if is_local and norm]
         totals = [0.0] * len(feasible)
-        for name, call, weight, normalize in self._scores:
-            if name in skipped:
+        if local_plain or local_norm:
+            # Node-local scores come from the memo the filter pass filled.
+            pod_class = self._pod_class(pod_info)
+            cached: list[Any] = (
+                entries if entries is not None else [n.memo.get(pod_class) for n in feasible]
+            )
+            missing = [i for i, entry in enumerate(cached) if entry is None or entry[1] is None]
+            for i in missing:
+                entry = cached[i]
+                if entry is None:
+                    entry = cached[i] = feasible[i].memo[pod_class] = [None, None]
+                node = feasible[i]
+                plain = 0.0
+                for call, weight in local_plain:
+                    plain += call(pod, node, state) * weight
+                entry[1] = (plain, [float(c(pod, node, state)) for _, c in local_norm])
+            totals = [entry[1][0] for entry in cached]
+            by_name = {n: (w, norm) for n, _, w, norm, _ in scores}
+            for j, (name, _) in enumerate(local_norm):
+                raw = [entry[1][1][j] for entry in cached]
+                if min(raw) == max(raw):
+                    continue  # equal scores stay equal: no node gains over another
+                weight, normalize = by_name[name]
+                normalized = {node.name: raw[i] for i, node in enumerate(feasible)}
+                normalize(state, pod_info, normalized)
+                values = list(normalized.values())  # dicts keep insertion order
+                totals = [t + v * weight for t, v in zip(totals, values, strict=True)]
+        for _, call, weight, normalize, is_local in scores:
+            if is_local:
                 continue
             if normalize is None:
                 for i, node in enumerate(feasible):
                     totals[i] += call(pod, node, state) * weight
             else:
-                scores = {node.name: float(call(pod, node, state)) for node in feasible}
-                normalize(state, pod_info, scores)
+                by_node = {node.name: float(call(pod, node, state)) for node in feasible}
+                if min(by_node.values()) == max(by_node.values()):
+                    continue  # equal scores stay equal: no node gains over another
+                normalize(state, pod_info, by_node)
                 for i, node in enumerate(feasible):
-                    totals[i] += scores[node.name] * weight
+                    totals[i] += by_node[node.name] * weight
         best = max(totals)
+        if totals.count(best) == 1:
+            return feasible[totals.index(best)]
         # Ties are broken at random, as kube-scheduler's selectHost does.
         ties = [i for i, total in enumerate(totals) if total == best]
-        return feasible[ties[0] if len(ties) == 1 else self.rng.choice(ties)]
+        return feasible[self.rng.choice(ties)]
 
     def _post_filter_message(
         self,

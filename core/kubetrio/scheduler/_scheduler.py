@@ -42,8 +42,16 @@ COMPONENT = "default-scheduler"
 """The ``source.component`` of the scheduler's events, as kube-scheduler's."""
 
 
+_stamp: tuple[int, str] = (0, "")
+
+
 def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 at second precision; formatted once per second (events come in bursts)."""
+    global _stamp
+    second = int(time.time())
+    if _stamp[0] != second:
+        _stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _stamp[1]
 
 
 def _now_micro() -> str:

@@ -37,13 +37,12 @@ class ImageLocality:
         spec = pod.pod.get("spec") or {}
         containers = [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]
         images = {normalized_image(str(c.get("image") or "")) for c in containers}
-        if not any(node.images for node in nodes):
-            return SKIP
-        all_nodes = state.snapshot.nodes
-        spread = {
-            image: sum(1 for node in all_nodes if image in node.images) / max(len(all_nodes), 1)
-            for image in images
-        }
+        snapshot = state.snapshot
+        total = max(len(snapshot.nodes), 1)
+        spread = {image: snapshot.image_node_count(image) / total for image in images}
+        spread = {image: share for image, share in spread.items() if share}
+        if not spread:
+            return SKIP  # no node has any of the images: every node would score 0
         state[self.name] = (spread, len(containers) or 1)
         return None
 

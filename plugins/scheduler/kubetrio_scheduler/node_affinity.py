@@ -99,6 +99,7 @@ class NodeAffinity:
     """Filters by ``nodeSelector`` and required node affinity; scores preferred terms."""
 
     name = "NodeAffinity"
+    node_local = True  # results depend on the pod and this node only (memoised)
     weight = 2
     reason = Unresolvable("node(s) didn't match Pod's node affinity/selector")
 

@@ -17,6 +17,7 @@ class NodeName:
     """Keeps only the node a pod names in ``spec.nodeName``, when it names one."""
 
     name = "NodeName"
+    node_local = True  # results depend on the pod and this node only (memoised)
     reason = Unresolvable("node(s) didn't match the requested node name")
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Any:
@@ -37,6 +38,7 @@ class NodeUnschedulable:
     """Refuses cordoned nodes (``spec.unschedulable``) unless the pod tolerates the taint."""
 
     name = "NodeUnschedulable"
+    node_local = True  # results depend on the pod and this node only (memoised)
     reason = Unresolvable("node(s) were unschedulable")
 
     def filter(

@@ -27,6 +27,7 @@ class NodeResourcesFit:
     """
 
     name = "NodeResourcesFit"
+    node_local = True  # results depend on the pod and this node only (memoised)
     weight = 1
 
     def __init__(
@@ -94,6 +95,7 @@ class NodeResourcesBalancedAllocation:
     pod: score = (1 - standard deviation of the used fractions) * 100."""
 
     name = "NodeResourcesBalancedAllocation"
+    node_local = True  # results depend on the pod and this node only (memoised)
     weight = 1
 
     def __init__(self, resources: Sequence[str] = ("cpu", "memory")) -> None:

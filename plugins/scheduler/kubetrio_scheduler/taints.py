@@ -53,6 +53,7 @@ class TaintToleration:
     nodes with untolerated PreferNoSchedule taints."""
 
     name = "TaintToleration"
+    node_local = True  # results depend on the pod and this node only (memoised)
     weight = 3
 
     def filter(self, pod: dict[str, Any], node: NodeInfo, state: CycleState) -> str | None:
