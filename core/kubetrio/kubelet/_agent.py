@@ -64,6 +64,8 @@ class NodeAgent:
     :param address: the node's InternalIP (default: this host's first non-loopback IPv4).
     :param backoff_base, backoff_max: container restart back-off (kubelet: 10 s, 300 s).
     :param sync_period: how often ConfigMap/Secret volumes are refreshed.
+    :param startup_concurrency: how many pods are brought up at once; the rest queue in
+        arrival order, so a burst's first pods are Running early instead of all at the end.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class NodeAgent:
         status_interval: float = 60.0,
         cgroup_parent: str = "/kubetrio",
         netns_prefix: str = "kubetrio-",
+        startup_concurrency: int = 4,
     ) -> None:
         self.client = client
         self.node_name = node_name
@@ -110,6 +113,8 @@ class NodeAgent:
         self.images: ImageStore | None = None
         self.runtime = self._make_runtime(runtime, cgroup_parent, netns_prefix)
         self.workers: dict[str, PodWorker] = {}
+        self.startup_limiter = trio.CapacityLimiter(startup_concurrency)
+        """Pods being brought up at once (sandbox to first container start), FIFO."""
         self.pods: Informer | None = None
         self._nursery: trio.Nursery | None = None
 

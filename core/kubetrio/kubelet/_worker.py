@@ -186,6 +186,7 @@ class PodWorker:
         self._grace: float = 30.0
         self._delete_from_api = True
         self._last_sent: KubeObject | None = None
+        self._holds_slot = False
         self.done = trio.Event()
 
     # --- requests from the agent --------------------------------------------------------
@@ -255,13 +256,27 @@ class PodWorker:
         self.start_time = rfc3339()
         self.changed()
         backoff = BackOff(1.0, 10.0)
+        # Pods start in arrival order through a small number of slots: with every pod
+        # interleaved, a burst of 100 pods would all become Running at the very end.
+        await self.agent.startup_limiter.acquire_on_behalf_of(self)
+        self._holds_slot = True
+        try:
+            await self._start_pod(backoff)
+        finally:
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        if self._holds_slot:
+            self._holds_slot = False
+            self.agent.startup_limiter.release_on_behalf_of(self)
+
+    async def _start_pod(self, backoff: BackOff) -> None:
         while self.sandbox is None:
             try:
                 self.sandbox = await self.agent.runtime.run_pod_sandbox(self.pod)
             except Exception as exc:
                 log.warning("sandbox for %s/%s: %s", self.namespace, self.name, exc)
                 await trio.sleep(backoff.next(0) or 0.5)
-        self.changed()
         while True:
             try:
                 await self.volumes.setup()
@@ -348,6 +363,7 @@ class PodWorker:
                 record.image_id = await runtime.pull_image(image, credentials=credentials)
                 return
             except ImagePullError as exc:
+                self._release_slot()
                 record.state = {"waiting": {"reason": "ErrImagePull", "message": str(exc)}}
                 self.changed()
                 delay = backoff.next(0)
@@ -388,12 +404,14 @@ class PodWorker:
                 record.state = {
                     "waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}
                 }
+                self._release_slot()
                 self.changed()
                 await trio.sleep(restart_backoff.next(0) or 1)
                 continue
             except Exception as exc:
                 log.warning("creating %s in %s: %s", record.name, self._who(), exc)
                 record.state = {"waiting": {"reason": "CreateContainerError", "message": str(exc)}}
+                self._release_slot()
                 self.changed()
                 await trio.sleep(restart_backoff.next(0) or 1)
                 continue
@@ -402,6 +420,8 @@ class PodWorker:
                 await runtime.start_container(container_id)
             except Exception as exc:
                 log.warning("starting %s in %s: %s", record.name, self._who(), exc)
+            if record.init or all(r.container_id for r in self.records):
+                self._release_slot()
             status = await runtime.container_status(container_id)
             record.image_id = status.image_id or record.image_id
             started_at = rfc3339(status.started_at or None)

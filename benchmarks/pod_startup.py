@@ -1,0 +1,227 @@
+"""Pod startup latency on one real node: created → Running and Ready, image cached.
+
+Starts an in-process API server (SQLite), a local ``docker-registry`` with a busybox
+image, and the node agent with the runc runtime and the ``calico`` network plugin, in
+this process. The image is pulled once before timing (Kubernetes' pod startup SLO
+excludes image pulls). Then N pods (``sleep``, no probes, so Ready follows Running)
+are created, either all at once (a burst) or paced at R pods/s, and a pod watch records
+when each pod is first seen Running and first seen Ready.
+
+Figures: p50/p99 of created → Running and created → Ready for both runs, pod
+deletion time, and the process RSS (API server + agent) idle and with N pods running;
+containers themselves are separate processes and not counted. The baseline is
+Kubernetes' SLO (p99 ≤ 5 s for stateless pods with cached images); the goal is
+p99 ≤ 1 s. The last line is one JSON object with the figures and the SLO ratios.
+
+Needs root, runc, docker-registry, busybox-static.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from kubetrio import plugins
+from kubetrio.apiserver import open_apiserver
+from kubetrio.client import Client
+from kubetrio.images import RegistryConfig, build_image, local_registry
+from kubetrio.kubelet import NodeAgent
+from kubetrio.store import open_store
+
+SLO_P99_S = 5.0
+GOAL_P99_S = 1.0
+NODE = "bench-node"
+BLOCK = "10.244.252.0/24"
+
+
+def rss_mib() -> float:
+    """This process's resident set size in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) by nearest rank."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": "bench"}},
+        "spec": {
+            "nodeName": NODE,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "busybox",
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["sleep", "3600"],
+                    "resources": {"limits": {"memory": "16Mi", "cpu": "100m"}},
+                }
+            ],
+        },
+    }
+
+
+async def run_wave(client: Client, count: int, rate: float, prefix: str) -> dict[str, Any]:
+    """Create ``count`` pods (rate 0: all at once); return latencies in seconds."""
+    created: dict[str, float] = {}
+    running: dict[str, float] = {}
+    ready: dict[str, float] = {}
+    listed = await client.list("v1", "pods", namespace="default")
+    rv = listed["metadata"]["resourceVersion"]
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            async with client.watch("v1", "pods", namespace="default", resource_version=rv) as ev:
+                async for event in ev:
+                    name = event.object["metadata"]["name"]
+                    if not name.startswith(prefix):
+                        continue
+                    status = event.object.get("status") or {}
+                    now = time.monotonic()
+                    if status.get("phase") == "Running":
+                        running.setdefault(name, now)
+                    for cond in status.get("conditions") or []:
+                        if cond["type"] == "Ready" and cond["status"] == "True":
+                            ready.setdefault(name, now)
+                    if len(ready) == count:
+                        nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+
+        async def create(name: str) -> None:
+            created[name] = time.monotonic()
+            await client.create("v1", "pods", pod(name), namespace="default")
+
+        start = trio.current_time()  # sleep_until uses trio's clock, not time.monotonic
+        for i in range(count):
+            name = f"{prefix}{i:03d}"
+            if rate:
+                await trio.sleep_until(start + i / rate)
+                nursery.start_soon(create, name)
+            else:
+                nursery.start_soon(create, name)
+        with trio.fail_after(300):
+            await trio.sleep_forever()
+    to_running = [running[n] - created[n] for n in created]
+    to_ready = [ready[n] - created[n] for n in created]
+    return {"running": to_running, "ready": to_ready}
+
+
+async def delete_all(client: Client, agent: NodeAgent) -> float:
+    start = time.monotonic()
+    listed = await client.list("v1", "pods", namespace="default")
+    async with trio.open_nursery() as nursery:
+        for item in listed["items"]:
+            nursery.start_soon(
+                lambda n=item["metadata"]["name"]: client.delete(
+                    "v1", "pods", n, namespace="default"
+                )
+            )
+    with trio.fail_after(120):
+        while (await client.list("v1", "pods", namespace="default"))["items"] or agent.workers:
+            await trio.sleep(0.05)
+    return time.monotonic() - start
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "p50_s": round(statistics.median(values), 3),
+        "p99_s": round(percentile(values, 0.99), 3),
+        "max_s": round(max(values), 3),
+    }
+
+
+async def main_async(count: int, rate: float, tmp: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {"pods": count, "paced_rate_per_s": rate}
+    tag = uuid.uuid4().hex[:6]
+    with local_registry(tmp / "registry") as registry:
+        mirrors = {"mirrors": {"docker.io": {"endpoint": [f"http://{registry}"]}}}
+        await build_image("busybox:latest", None, registries=RegistryConfig.from_dict(mirrors))
+        manager = plugins.load(only=["cni_calico"])
+        manager.configure(config={"network": {"block": BLOCK}})
+        async with (
+            open_store(f"sqlite://{tmp}/s.db") as store,
+            open_apiserver(store) as running,
+            Client.in_process(running.api) as client,
+        ):
+            agent = NodeAgent(
+                client,
+                node_name=NODE,
+                plugins=manager,
+                root_dir=tmp / "agent",
+                registries=mirrors,
+                cgroup_parent=f"/kubetrio-bench-{tag}",
+                netns_prefix=f"ktb{tag}-",
+                address="127.0.0.1",
+            )
+            async with trio.open_nursery() as nursery:
+                await nursery.start(agent.run)
+                try:
+                    await agent.runtime.pull_image("busybox")
+                    results["rss_idle_mib"] = round(rss_mib(), 1)
+                    burst = await run_wave(client, count, 0, "burst-")
+                    results["rss_with_pods_mib"] = round(rss_mib(), 1)
+                    results["burst_running"] = summary(burst["running"])
+                    results["burst_ready"] = summary(burst["ready"])
+                    print(
+                        f"burst of {count}: running {results['burst_running']}, "
+                        f"ready {results['burst_ready']}",
+                        file=sys.stderr,
+                    )
+                    results["delete_all_s"] = round(await delete_all(client, agent), 3)
+                    paced = await run_wave(client, count, rate, "paced-")
+                    results["paced_running"] = summary(paced["running"])
+                    results["paced_ready"] = summary(paced["ready"])
+                    print(
+                        f"{count} paced at {rate}/s: running {results['paced_running']}, "
+                        f"ready {results['paced_ready']}",
+                        file=sys.stderr,
+                    )
+                    await delete_all(client, agent)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await agent.shutdown(grace_period=0)
+                        await agent.runtime.cleanup()  # type: ignore[attr-defined]
+                    nursery.cancel_scope.cancel()
+    for wave in ("burst", "paced"):
+        p99 = results[f"{wave}_ready"]["p99_s"]
+        results[f"{wave}_ratio_slo_over_p99"] = round(SLO_P99_S / p99, 2)
+        results[f"{wave}_meets_goal_1s"] = p99 <= GOAL_P99_S
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=10.0, help="pods/s of the paced wave")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print(json.dumps({"skipped": "needs root (runc, netns, cgroups)"}))
+        return
+    with tempfile.TemporaryDirectory(prefix="kubetrio-bench-") as tmp:
+        results = trio.run(main_async, args.pods, args.rate, Path(tmp))
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
