@@ -174,7 +174,7 @@ class EndpointsController(QueueController):
                     for n, p, proto in ports
                 ]
             subsets.append(subset)
-        labels = labels_of(service)
+        labels = dict(labels_of(service))
         if (service.get("spec") or {}).get("clusterIP") == "None":
             labels["service.kubernetes.io/headless"] = ""
         existing = self.endpoints.get(metadata["name"], metadata["namespace"])

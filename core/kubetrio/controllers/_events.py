@@ -5,7 +5,9 @@ channel (dropping it, with a log line, if the channel is full — events are adv
 state) and :meth:`EventRecorder.run` writes them as ``core/v1`` Events. Repeats of the
 same (object, type, reason, message) are aggregated the way Kubernetes' recorder does:
 the existing Event's ``count`` goes up and ``lastTimestamp`` moves, instead of a new
-object per occurrence.
+object per occurrence. Like client-go's spam filter, each object gets a token bucket
+(burst :data:`SPAM_BURST`, one more token every :data:`SPAM_REFILL` seconds), so a
+ReplicaSet creating a thousand pods writes 25 events, not a thousand.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ log = logging.getLogger("kubetrio.controllers.events")
 NORMAL = "Normal"
 WARNING = "Warning"
 _BACKLOG = 4096
+SPAM_BURST = 25
+"""Events one object may get in a burst."""
+SPAM_REFILL = 300.0
+"""Seconds per further event once the burst is spent."""
 _MAX_REMEMBERED = 20000
 
 
@@ -52,9 +58,24 @@ class EventRecorder:
         )
         # (uid, type, reason, message) -> (namespace, event name, count)
         self._seen: dict[tuple[str, str, str, str], tuple[str, str, int]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # uid -> (tokens, at)
+
+    def _allowed(self, uid: str) -> bool:
+        now = trio.current_time()
+        tokens, at = self._buckets.get(uid, (float(SPAM_BURST), now))
+        tokens = min(float(SPAM_BURST), tokens + (now - at) / SPAM_REFILL)
+        if tokens < 1:
+            self._buckets[uid] = (tokens, now)
+            return False
+        if len(self._buckets) >= _MAX_REMEMBERED:
+            self._buckets.clear()
+        self._buckets[uid] = (tokens - 1, now)
+        return True
 
     def record(self, obj: KubeObject, type_: str, reason: str, message: str) -> None:
         """Queue an event about ``obj`` (never blocks; drops when the backlog is full)."""
+        if not self._allowed(str((obj.get("metadata") or {}).get("uid") or "")):
+            return
         try:
             self._send.send_nowait((obj, type_, reason, message))
         except trio.WouldBlock:

@@ -11,10 +11,10 @@ from kubetrio.client import KubeObject
 
 
 def controller_ref(obj: KubeObject) -> KubeObject | None:
-    """The ownerReference with ``controller: true``, if any."""
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+    """The ownerReference with ``controller: true``, if any (not a copy: don't modify)."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
         if ref.get("controller"):
-            return dict(ref)
+            return ref  # type: ignore[no-any-return]
     return None
 
 
@@ -36,9 +36,14 @@ def selector_of(obj: KubeObject) -> Selector:
     return label_selector_from_struct((obj.get("spec") or {}).get("selector"))
 
 
+_NO_LABELS: dict[str, str] = {}
+
+
 def labels_of(obj: KubeObject) -> dict[str, str]:
-    """The object's labels (an empty dict if none)."""
-    return dict((obj.get("metadata") or {}).get("labels") or {})
+    """The object's labels (not a copy: don't modify; an empty dict if none)."""
+    metadata: KubeObject = obj.get("metadata") or {}
+    labels: dict[str, str] = metadata.get("labels") or _NO_LABELS
+    return labels
 
 
 def is_deleting(obj: KubeObject) -> bool:
@@ -54,9 +59,9 @@ def is_active_pod(pod: KubeObject) -> bool:
 
 def pod_condition(pod: KubeObject, type_: str) -> KubeObject | None:
     """The pod's status condition of ``type_``."""
-    for condition in (pod.get("status") or {}).get("conditions") or []:
+    for condition in (pod.get("status") or {}).get("conditions") or ():
         if condition.get("type") == type_:
-            return dict(condition)
+            return condition  # type: ignore[no-any-return]
     return None
 
 

@@ -60,6 +60,11 @@ class ReplicaSetController(QueueController):
     def __init__(self) -> None:
         super().__init__()
         self.expectations = Expectations()
+        # Pods by controller uid, and controller-less pods by namespace: a reconcile then
+        # looks at its own pods and the adoption candidates, not at every pod.
+        self.pods_by_owner: dict[str, dict[str, KubeObject]] = {}
+        self.orphans: dict[str, dict[str, KubeObject]] = {}
+        self._indexed: dict[str, tuple[str, str]] = {}  # pod key -> (owner uid | "", ns)
 
     def setup(self, ctx: ControllerContext) -> None:
         """Watch ReplicaSets and pods."""
@@ -78,7 +83,37 @@ class ReplicaSetController(QueueController):
         self.expectations.clear()
         super().started_leading()
 
-    # --- mapping pod events to owners ---------------------------------------------------
+    # --- the pod index and mapping pod events to owners ----------------------------------
+
+    def index_pod(self, pod: KubeObject, *, gone: bool = False) -> None:
+        """Keep :attr:`pods_by_owner` and :attr:`orphans` current."""
+        key = object_key(pod)
+        previous = self._indexed.pop(key, None)
+        if previous is not None:
+            owner_uid, namespace = previous
+            bucket = self.pods_by_owner if owner_uid else self.orphans
+            entries = bucket.get(owner_uid or namespace, {})
+            entries.pop(key, None)
+            if not entries:
+                bucket.pop(owner_uid or namespace, None)
+        if gone:
+            return
+        ref = controller_ref(pod)
+        namespace = pod["metadata"].get("namespace", "")
+        owner_uid = str(ref.get("uid", "")) if ref is not None else ""
+        if ref is not None and not owner_uid:
+            return
+        bucket = self.pods_by_owner if owner_uid else self.orphans
+        bucket.setdefault(owner_uid or namespace, {})[key] = pod
+        self._indexed[key] = (owner_uid, namespace)
+
+    def candidate_pods(self, owner: KubeObject) -> list[KubeObject]:
+        """Pods this owner controls, and pods without a controller in its namespace."""
+        metadata = owner["metadata"]
+        return [
+            *self.pods_by_owner.get(metadata["uid"], {}).values(),
+            *self.orphans.get(metadata.get("namespace", ""), {}).values(),
+        ]
 
     def owner_key(self, pod: KubeObject) -> str | None:
         """The key of the pod's controlling object of our kind, if any."""
@@ -106,7 +141,7 @@ class ReplicaSetController(QueueController):
         if owner is None:
             self.expectations.forget(key)
             return None
-        pods = await self.claim_pods(owner, self.pods.list(namespace))
+        pods = await self.claim_pods(owner, self.candidate_pods(owner))
         active = [p for p in pods if is_active_pod(p)]
         failure: Exception | None = None
         if self.expectations.satisfied(key) and not is_deleting(owner):
@@ -282,9 +317,7 @@ class ReplicaSetController(QueueController):
         status: KubeObject = {
             "replicas": len(active),
             "fullyLabeledReplicas": sum(
-                1
-                for p in active
-                if all(labels_of(p).get(k) == v for k, v in template_labels.items())
+                1 for p in active if template_labels.items() <= labels_of(p).items()
             ),
             "readyReplicas": len(ready),
             "availableReplicas": len(available),
@@ -335,6 +368,7 @@ class _PodHandler:
 
     def on_add(self, pod: KubeObject) -> None:
         controller = self.controller
+        controller.index_pod(pod)
         key = controller.owner_key(pod)
         if key is None:
             if controller_ref(pod) is None:
@@ -348,6 +382,7 @@ class _PodHandler:
 
     def on_update(self, old: KubeObject, new: KubeObject) -> None:
         controller = self.controller
+        controller.index_pod(new)
         old_key = controller.owner_key(old)
         key = controller.owner_key(new)
         if is_deleting(new) and not is_deleting(old) and key is not None:
@@ -363,6 +398,7 @@ class _PodHandler:
 
     def on_delete(self, pod: KubeObject) -> None:
         controller = self.controller
+        controller.index_pod(pod, gone=True)
         key = controller.owner_key(pod)
         if key is not None:
             controller.expectations.deletion_observed(key, pod["metadata"]["uid"])
