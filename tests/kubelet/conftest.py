@@ -81,6 +81,8 @@ async def agent(tmp_path: Path, registry: str, client: Client) -> AsyncIterator[
         cgroup_parent=cgroup_parent,
         netns_prefix=prefix,
         address="127.0.0.1",
+        kubelet_port=0,
+        kubelet_token="secret-token",
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(made.run)

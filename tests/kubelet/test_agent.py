@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
@@ -245,3 +246,50 @@ async def test_liveness_failure_restarts(agent: NodeAgent, client: Client) -> No
     last = ctr_state(restarted)["lastState"]["terminated"]
     assert last["exitCode"] == 137
     assert "failed liveness probe" in last.get("message", "")
+
+
+async def test_logs_over_the_kubelet_endpoint(agent: NodeAgent, client: Client) -> None:
+    script = "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"
+    await client.create(
+        "v1",
+        "pods",
+        make_pod("talker", [{"name": "main", "image": "busybox", "command": ["sh", "-c", script]}]),
+        namespace="default",
+    )
+    await client.create(
+        "v1",
+        "pods",
+        make_pod(
+            "crasher",
+            [{"name": "c", "image": "busybox", "command": ["sh", "-c", "echo run; exit 1"]}],
+            restartPolicy="OnFailure",
+        ),
+        namespace="default",
+    )
+    node = await client.get("v1", "nodes", NODE)
+    port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    assert port == agent.kubelet_port
+    base = f"http://127.0.0.1:{port}/containerLogs/default"
+    auth = {"Authorization": "Bearer secret-token"}
+    with trio.fail_after(30):
+        await wait_for(client, "talker", lambda p: p.get("status", {}).get("phase") == "Running")
+        async with httpx.AsyncClient(timeout=10) as http:
+            assert (await http.get(f"{base}/talker/main")).status_code == 401
+            missing = await http.get(f"{base}/nope/main", headers=auth)
+            assert missing.status_code == 404
+            await trio.sleep(0.5)
+            tail = await http.get(f"{base}/talker/main?tailLines=1", headers=auth)
+            assert tail.status_code == 200 and tail.text.count("\n") == 1
+            seen = ""
+            async with http.stream(
+                "GET", f"{base}/talker/main?follow=true&timestamps=true", headers=auth
+            ) as response:
+                async for text in response.aiter_text():
+                    seen += text
+                    if "line 8" in seen:
+                        break
+            first = seen.splitlines()[0]
+            assert first.split(" ", 1)[1] == "line 0" and first[:4].isdigit()
+            await wait_for(client, "crasher", lambda p: ctr_state(p).get("restartCount", 0) >= 1)
+            previous = await http.get(f"{base}/crasher/c?previous=true", headers=auth)
+            assert previous.text == "run\n"

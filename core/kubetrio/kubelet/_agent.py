@@ -34,6 +34,7 @@ from kubetrio.providers import ContainerRuntime, KubeObject, NetworkPlugin
 
 from ._logs_reader import read_log
 from ._node import LeaseKeeper, default_address, node_object, node_status, register_node
+from ._server import KubeletServer
 from ._worker import PodWorker
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ class NodeAgent:
     :param address: the node's InternalIP (default: this host's first non-loopback IPv4).
     :param backoff_base, backoff_max: container restart back-off (kubelet: 10 s, 300 s).
     :param sync_period: how often ConfigMap/Secret volumes are refreshed.
+    :param kubelet_port: serve container logs on this port (0: any free port; None: no
+        server); advertised in the Node's ``daemonEndpoints``. ``kubelet_host`` is the
+        address to bind (default: the node address), ``kubelet_token`` the Bearer token
+        the API server must send.
     :param startup_concurrency: how many pods are brought up at once; the rest queue in
         arrival order, so a burst's first pods are Running early instead of all at the end.
     """
@@ -90,6 +95,9 @@ class NodeAgent:
         cgroup_parent: str = "/kubetrio",
         netns_prefix: str = "kubetrio-",
         startup_concurrency: int = 4,
+        kubelet_port: int | None = None,
+        kubelet_host: str | None = None,
+        kubelet_token: str = "",
     ) -> None:
         self.client = client
         self.node_name = node_name
@@ -117,6 +125,9 @@ class NodeAgent:
         """Pods being brought up at once (sandbox to first container start), FIFO."""
         self.pods: Informer | None = None
         self._nursery: trio.Nursery | None = None
+        self.kubelet_port = kubelet_port
+        self.kubelet_host = kubelet_host
+        self.kubelet_token = kubelet_token
 
     # --- construction -------------------------------------------------------------------
 
@@ -174,6 +185,14 @@ class NodeAgent:
                 await nursery.start(self.runtime.run)
                 if self.network is not None:
                     await nursery.start(self.network.run_node_services, self.client, self.node_name)
+                if self.kubelet_port is not None:
+                    server = KubeletServer(
+                        self,
+                        host=self.kubelet_host or self.address,
+                        port=self.kubelet_port,
+                        token=self.kubelet_token,
+                    )
+                    self.kubelet_port = await nursery.start(server.run)
                 node = await register_node(
                     self.client,
                     node_object(self.node_name, labels=self.labels, taints=self.taints),
@@ -228,6 +247,7 @@ class NodeAgent:
                 root_dir=self.root_dir,
                 runtime_version=runtime_version,
                 images=images,
+                kubelet_port=self.kubelet_port or 0,
             )
         )
         await self.client.patch(

@@ -1,0 +1,162 @@
+"""The agent's own HTTP endpoint (kubelet's port 10250 role): container logs, health.
+
+The API server answers ``pods/log`` by asking the agent of the pod's node, found
+through the Node's ``status.addresses`` (InternalIP) and
+``status.daemonEndpoints.kubeletEndpoint.Port``:
+
+``GET /containerLogs/<namespace>/<pod>/<container>?<options>``
+    options as ``pods/log``: ``follow``, ``previous``, ``tailLines``, ``sinceSeconds``,
+    ``timestamps``, ``limitBytes``. The log comes as ``text/plain``, chunked (a chunk
+    per batch of lines when following); 404 for unknown pods or containers, 400 for
+    a missing container name or a missing previous run.
+``GET /healthz``
+    ``ok``.
+
+Requests must carry ``Authorization: Bearer <token>`` when the agent has a token.
+The server is plain HTTP on the address it is given; bind it to a private address.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import h11
+import trio
+
+if TYPE_CHECKING:
+    from ._agent import NodeAgent
+
+log = logging.getLogger(__name__)
+
+
+def _flag(query: dict[str, list[str]], name: str) -> bool:
+    return (query.get(name) or ["false"])[-1].lower() in ("true", "1")
+
+
+def _int(query: dict[str, list[str]], name: str) -> int | None:
+    values = query.get(name)
+    if not values or not values[-1]:
+        return None
+    return int(values[-1])
+
+
+class KubeletServer:
+    """Serves :meth:`NodeAgent.read_logs` over HTTP; ``run`` follows the start protocol."""
+
+    def __init__(
+        self, agent: NodeAgent, *, host: str = "127.0.0.1", port: int = 0, token: str = ""
+    ) -> None:
+        self.agent = agent
+        self.host = host
+        self.port = port
+        self.token = token
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen; ``started`` with the bound port."""
+        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started(self.port)
+        await trio.serve_listeners(self._connection, listeners)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        async with stream:
+            try:
+                while True:
+                    event = conn.next_event()
+                    if event is h11.NEED_DATA:
+                        data = await stream.receive_some(65536)
+                        conn.receive_data(data)
+                        if not data:
+                            return
+                        continue
+                    if isinstance(event, h11.Request):
+                        await self._handle(conn, stream, event)
+                        return  # one request per connection keeps this small
+                    if isinstance(event, h11.ConnectionClosed):
+                        return
+            except (h11.RemoteProtocolError, trio.BrokenResourceError, OSError) as exc:
+                log.debug("kubelet connection: %s", exc)
+
+    async def _send(
+        self,
+        conn: h11.Connection,
+        stream: trio.SocketStream,
+        status: int,
+        body: bytes,
+        content_type: str = "text/plain",
+    ) -> None:
+        headers = [
+            ("content-type", content_type),
+            ("content-length", str(len(body))),
+            ("connection", "close"),
+        ]
+        await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)))
+        await stream.send_all(conn.send(h11.Data(data=body)))
+        await stream.send_all(conn.send(h11.EndOfMessage()))
+
+    async def _handle(
+        self, conn: h11.Connection, stream: trio.SocketStream, request: h11.Request
+    ) -> None:
+        headers = {k.decode().lower(): v.decode() for k, v in request.headers}
+        if self.token:
+            given = headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+                await self._send(conn, stream, 401, b"Unauthorized\n")
+                return
+        url = urlsplit(request.target.decode())
+        parts = [unquote(p) for p in url.path.strip("/").split("/")]
+        query = parse_qs(url.query)
+        if parts == ["healthz"]:
+            await self._send(conn, stream, 200, b"ok")
+            return
+        if len(parts) not in (3, 4) or parts[0] != "containerLogs" or request.method != b"GET":
+            await self._send(conn, stream, 404, b"404 page not found\n")
+            return
+        namespace, pod = parts[1], parts[2]
+        container = parts[3] if len(parts) == 4 else ""
+        try:
+            chunks = self.agent.read_logs(
+                namespace,
+                pod,
+                container,
+                follow=_flag(query, "follow"),
+                previous=_flag(query, "previous"),
+                tail_lines=_int(query, "tailLines"),
+                since_seconds=_int(query, "sinceSeconds"),
+                timestamps=_flag(query, "timestamps"),
+                limit_bytes=_int(query, "limitBytes"),
+            )
+            first = await _first(chunks)
+        except LookupError as exc:
+            await self._send(conn, stream, 404, f"{exc.args[0]}\n".encode())
+            return
+        except ValueError as exc:
+            await self._send(conn, stream, 400, f"{exc}\n".encode())
+            return
+        response = h11.Response(
+            status_code=200,
+            headers=[
+                ("content-type", "text/plain"),
+                ("transfer-encoding", "chunked"),
+                ("connection", "close"),
+            ],
+        )
+        await stream.send_all(conn.send(response))
+        if first:
+            await stream.send_all(conn.send(h11.Data(data=first)))
+        async for chunk in chunks:
+            await stream.send_all(conn.send(h11.Data(data=chunk)))
+        await stream.send_all(conn.send(h11.EndOfMessage()))
+
+
+async def _first(chunks: AsyncIterator[bytes]) -> bytes:
+    """Run the generator to its first chunk, so lookup errors surface before the 200."""
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return b""
