@@ -209,6 +209,10 @@ class ContainerState:
     image_id: str = ""
     """The image's config digest, reported as ``imageID``."""
     pid: int = 0
+    name: str = ""
+    """The container's name in the pod."""
+    attempt: int = 0
+    """Which run of that container this is (the restart count when it was created)."""
 
 
 @runtime_checkable
@@ -237,7 +241,19 @@ class ContainerRuntime(Protocol):
         ...
 
     async def run_pod_sandbox(self, pod: KubeObject) -> PodSandboxStatus:
-        """Create the pod's sandbox (network namespace wired by the network plugin)."""
+        """Create the pod's sandbox (network namespace wired by the network plugin).
+
+        Idempotent: for a sandbox that exists (also one found again after an agent
+        restart) it returns the existing one.
+        """
+        ...
+
+    def list_sandboxes(self) -> Sequence[str]:
+        """Ids of every sandbox on the node (pod uids), including ones from before a restart."""
+        ...
+
+    def list_containers(self, sandbox_id: str) -> Sequence[ContainerState]:
+        """Every container of a sandbox the runtime knows, so an agent can adopt them."""
         ...
 
     async def stop_pod_sandbox(self, sandbox_id: str, *, grace_period: float) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import json
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,9 @@ MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 """kube-scheduler's floor on the adaptive percentage of nodes to score."""
 MAX_NODE_SCORE = 100
+
+_CLASS_IDS = itertools.count()
+"""Pod class ids, unique in the process (see ``Framework._pod_class``)."""
 
 _METHODS = {
     "preFilter": "pre_filter",
@@ -164,7 +168,6 @@ class Framework:
             for s in self.stages["score"]
         ]
         self._classes: dict[str, int] = {}
-        self._class_base = 0
 
     def _stage_plugins(
         self, stage: str, by_name: Mapping[str, SchedulerPlugin], multi: Any
@@ -276,10 +279,12 @@ class Framework:
             text = json.dumps(
                 [pod_info.namespace, pod_info.labels, spec], sort_keys=True, default=str
             )
-            if len(self._classes) > 100_000:  # bound the table; stale memos just miss
-                self._classes.clear()
-                self._class_base += 100_001
-            found = self._classes.setdefault(text, self._class_base + len(self._classes))
+            found = self._classes.get(text)
+            if found is None:
+                if len(self._classes) > 100_000:  # bound the table; stale memos just miss
+                    self._classes.clear()
+                # Ids are unique across frameworks: profiles share the nodes' memos.
+                found = self._classes[text] = next(_CLASS_IDS)
             memo["framework.class"] = found
         return found
 

@@ -178,14 +178,12 @@ class InterPodAffinity:
         return None
 
     def filter(self, pod: dict[str, Any], node: NodeInfo, state: CycleState) -> str | None:
-        """The first rule the node breaks, or None."""
+        """The first rule the node breaks (in kube-scheduler's order: the pod's affinity,
+        its anti-affinity, then existing pods' anti-affinity), or None."""
         found: _FilterState | None = state.get(self.name)
         if found is None:
             return None
         labels = node.labels
-        for key, values in found.existing_anti.items():
-            if labels.get(key) in values:
-                return self.existing_reason
         for term in found.terms.affinity:
             value = labels.get(term.topology_key)
             if value is None:
@@ -199,6 +197,9 @@ class InterPodAffinity:
             value = labels.get(term.topology_key)
             if value is not None and found.anti_counts.get((term.topology_key, value), 0):
                 return self.anti_affinity_reason
+        for key, values in found.existing_anti.items():
+            if labels.get(key) in values:
+                return self.existing_reason
         return None
 
     # --- score ----------------------------------------------------------------------------
