@@ -10,9 +10,11 @@ The pieces, each in its own module:
 * :class:`LeaderElector`, :class:`LeaderGuardedTransport` — the Lease and the write
   guard (``_leader``);
 * the controllers: ReplicaSet, Deployment, garbage collector, ServiceAccount,
-  Endpoints/EndpointSlice.
+  Endpoints/EndpointSlice, Job, CronJob.
 """
 
+from ._cronjob import CronJobController as CronJobController
+from ._cronjob import CronSchedule as CronSchedule
 from ._deployment import DeploymentController as DeploymentController
 from ._deployment import template_hash as template_hash
 from ._endpoints import EndpointsController as EndpointsController
@@ -21,6 +23,9 @@ from ._expectations import Expectations as Expectations
 from ._gc import DEFAULT_MONITORED as DEFAULT_MONITORED
 from ._gc import GarbageCollector as GarbageCollector
 from ._gc import MonitoredResource as MonitoredResource
+from ._index import NodeIndex as NodeIndex
+from ._index import OwnerIndex as OwnerIndex
+from ._job import JobController as JobController
 from ._leader import LeaderElector as LeaderElector
 from ._leader import LeaderGuardedTransport as LeaderGuardedTransport
 from ._leader import NotLeaderError as NotLeaderError

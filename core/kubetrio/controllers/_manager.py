@@ -24,10 +24,12 @@ import trio
 
 from kubetrio.client import Client, SharedInformers
 
+from ._cronjob import CronJobController
 from ._deployment import DeploymentController
 from ._endpoints import EndpointsController
 from ._events import EventRecorder
 from ._gc import GarbageCollector
+from ._job import JobController
 from ._leader import (
     LEASE_DURATION,
     RENEW_DEADLINE,
@@ -51,6 +53,8 @@ BUILT_IN: dict[str, type[QueueController]] = {
     "garbagecollector": GarbageCollector,
     "serviceaccount": ServiceAccountController,
     "endpoints": EndpointsController,
+    "job": JobController,
+    "cronjob": CronJobController,
 }
 """The built-in controllers by name (what ``controllers=`` selects from)."""
 

@@ -16,6 +16,11 @@ ordinary client:
   one of these nodes becomes Running with Initialized/ContainersReady/Ready conditions,
   a podIP from the node's podCIDR and running container statuses; a pod marked for
   deletion is deleted with ``gracePeriodSeconds=0`` (there is nothing to stop).
+* **Run to completion.** Pods with ``restartPolicy`` Never or OnFailure (Jobs) finish
+  after ``kubetrio.io/sim-run-seconds`` (annotation; default
+  :data:`DEFAULT_RUN_SECONDS`) with exit code ``kubetrio.io/sim-exit-code`` (default 0):
+  phase Succeeded, or Failed for a non-zero code. ``restartPolicy: Always`` pods run
+  until deleted.
 * **Binding (opt-in).** With ``bind_unscheduled=True`` unscheduled pods are bound
   round-robin through ``pods/binding``; leave it off when a scheduler runs.
 """
@@ -36,6 +41,9 @@ from kubetrio.controllers import WorkQueue
 log = logging.getLogger("kubetrio.simnode")
 
 SIMULATED_LABEL = "kubetrio.io/simulated"
+RUN_SECONDS = "kubetrio.io/sim-run-seconds"
+EXIT_CODE = "kubetrio.io/sim-exit-code"
+DEFAULT_RUN_SECONDS = 0.5
 KUBELET_VERSION = "v1.33.0-kubetrio-sim"
 
 
@@ -127,6 +135,7 @@ class SimulatedNodes:
         self.pods.add_handler(_PodHandler(self))
         self._round_robin = itertools.count()
         self._started: set[str] = set()  # pod UIDs already made Running (the cache lags)
+        self._finish_at: dict[str, float] = {}  # pod UID -> when its containers "exit"
         self._nursery: trio.Nursery | None = None
 
     # --- nodes --------------------------------------------------------------------------
@@ -355,7 +364,10 @@ class SimulatedNodes:
         if deleting:
             return True
         status = pod.get("status") or {}
-        if pod["metadata"].get("uid") in self._started:
+        uid = pod["metadata"].get("uid")
+        if uid in self._finish_at and status.get("phase") == "Running":
+            return True
+        if uid in self._started:
             return False
         return status.get("phase") == "Pending" or not status.get("podIP")
 
@@ -393,8 +405,77 @@ class SimulatedNodes:
                 grace_period_seconds=0,
                 preconditions={"uid": metadata["uid"]},
             )
+        elif metadata.get("uid") in self._finish_at:
+            if trio.current_time() >= self._finish_at[metadata["uid"]]:
+                await self._finish(pod)
+            else:
+                self.queue.add_after(key, self._finish_at[metadata["uid"]] - trio.current_time())
         else:
             await self._start(pod, self.nodes[node_name])
+            if spec_restart(pod) != "Always":
+                annotations = metadata.get("annotations") or {}
+                try:
+                    seconds = float(annotations.get(RUN_SECONDS, DEFAULT_RUN_SECONDS))
+                except ValueError:
+                    seconds = DEFAULT_RUN_SECONDS
+                self._finish_at[metadata["uid"]] = trio.current_time() + seconds
+                self.queue.add_after(key, seconds)
+
+    async def _finish(self, pod: KubeObject) -> None:
+        """The pod's containers exit: Succeeded, or Failed with a non-zero exit code."""
+        metadata = pod["metadata"]
+        annotations = metadata.get("annotations") or {}
+        try:
+            code = int(annotations.get(EXIT_CODE, "0"))
+        except ValueError:
+            code = 1
+        now = _now()
+        status = dict(pod.get("status") or {})
+        conditions = []
+        for condition in status.get("conditions") or []:
+            if condition.get("type") in ("Ready", "ContainersReady"):
+                condition = {
+                    **condition,
+                    "status": "False",
+                    "reason": "PodCompleted",
+                    "lastTransitionTime": now,
+                }
+            conditions.append(condition)
+        reason = "Completed" if code == 0 else "Error"
+        container_statuses = []
+        for container in status.get("containerStatuses") or []:
+            started = ((container.get("state") or {}).get("running") or {}).get("startedAt", now)
+            container_statuses.append(
+                {
+                    **container,
+                    "ready": False,
+                    "started": False,
+                    "state": {
+                        "terminated": {
+                            "exitCode": code,
+                            "reason": reason,
+                            "startedAt": started,
+                            "finishedAt": now,
+                            "containerID": container.get("containerID", ""),
+                        }
+                    },
+                }
+            )
+        await self.client.patch(
+            "v1",
+            "pods",
+            metadata["name"],
+            {
+                "status": {
+                    "phase": "Succeeded" if code == 0 else "Failed",
+                    "conditions": conditions,
+                    "containerStatuses": container_statuses,
+                }
+            },
+            namespace=metadata["namespace"],
+            subresource="status",
+        )
+        self._finish_at.pop(metadata["uid"], None)
 
     async def _bind(self, pod: KubeObject) -> None:
         names = [n for n, node in self.nodes.items() if node.heartbeat]
@@ -473,6 +554,11 @@ class SimulatedNodes:
             raise
 
 
+def spec_restart(pod: KubeObject) -> str:
+    """The pod's restartPolicy (Always when unset)."""
+    return str((pod.get("spec") or {}).get("restartPolicy") or "Always")
+
+
 class _PodHandler:
     """Enqueues the pods the simulated kubelets must act on."""
 
@@ -489,3 +575,4 @@ class _PodHandler:
 
     def on_delete(self, pod: KubeObject) -> None:
         self.nodes._started.discard(pod["metadata"].get("uid", ""))
+        self.nodes._finish_at.pop(pod["metadata"].get("uid", ""), None)
