@@ -31,3 +31,27 @@ def test_readme_plugin_example_filters_nodes() -> None:
     assert guard.filter(pod, node_a) is None  # type: ignore[attr-defined]
     assert guard.filter(pod, node_b) == "node(s) not in zone a"  # type: ignore[attr-defined]
     assert guard.filter({"metadata": {"name": "q"}}, node_b) is None  # type: ignore[attr-defined]
+
+
+def test_readme_plugin_example_takes_part_in_a_scheduling_cycle() -> None:
+    from kubetrio.scheduler import FitError, Framework, SchedulerCache, pod_info
+
+    module = types.ModuleType("kubetrio_zone_guard")
+    exec(compile(readme_example(), "README.md", "exec"), module.__dict__)
+    manager = PluginManager()
+    manager.register(module, name="zone_guard")
+    framework = Framework([r.provider for r in manager.scheduler_plugins()])
+    cache = SchedulerCache()
+    for name, zone in (("n1", "a"), ("n2", "b"), ("n3", "b")):
+        labels = {"topology.kubernetes.io/zone": zone}
+        cache.set_node({"metadata": {"name": name, "labels": labels}, "status": {}})
+    pod = {"metadata": {"name": "p", "namespace": "default", "labels": {"zone": "a"}}, "spec": {}}
+    node, _ = framework.schedule(pod_info(pod), cache)
+    assert node.name == "n1"
+    lost = {"metadata": {"name": "q", "namespace": "default", "labels": {"zone": "c"}}, "spec": {}}
+    try:
+        framework.schedule(pod_info(lost), cache)
+    except FitError as error:
+        assert str(error).startswith("0/3 nodes are available: 3 node(s) not in zone c.")
+    else:
+        raise AssertionError("a pod of zone c found a node")
