@@ -180,7 +180,8 @@ async def test_cronjob_fires_with_test_clock(cluster: Cluster) -> None:
         for fired in range(1, 5):
             clock[0] += datetime.timedelta(minutes=10)
             cron.queue.add("default/tick")
-            await wait_for(lambda: jobs_done(min(fired, 2)))
+            wanted = min(fired, 2)
+            await wait_for(lambda n=wanted: jobs_done(n))  # type: ignore[misc]
             await trio.sleep(0.3)
         items = (await client.list("batch/v1", "jobs", namespace="default"))["items"]
         assert len(items) == 2  # history limit
