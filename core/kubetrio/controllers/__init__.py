@@ -10,11 +10,12 @@ The pieces, each in its own module:
 * :class:`LeaderElector`, :class:`LeaderGuardedTransport` — the Lease and the write
   guard (``_leader``);
 * the controllers: ReplicaSet, Deployment, garbage collector, ServiceAccount,
-  Endpoints/EndpointSlice, Job, CronJob.
+  Endpoints/EndpointSlice, Job, CronJob, DaemonSet.
 """
 
 from ._cronjob import CronJobController as CronJobController
 from ._cronjob import CronSchedule as CronSchedule
+from ._daemonset import DaemonSetController as DaemonSetController
 from ._deployment import DeploymentController as DeploymentController
 from ._deployment import template_hash as template_hash
 from ._endpoints import EndpointsController as EndpointsController

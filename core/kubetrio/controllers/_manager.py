@@ -25,6 +25,7 @@ import trio
 from kubetrio.client import Client, SharedInformers
 
 from ._cronjob import CronJobController
+from ._daemonset import DaemonSetController
 from ._deployment import DeploymentController
 from ._endpoints import EndpointsController
 from ._events import EventRecorder
@@ -55,6 +56,7 @@ BUILT_IN: dict[str, type[QueueController]] = {
     "endpoints": EndpointsController,
     "job": JobController,
     "cronjob": CronJobController,
+    "daemonset": DaemonSetController,
 }
 """The built-in controllers by name (what ``controllers=`` selects from)."""
 
