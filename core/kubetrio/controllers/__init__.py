@@ -10,7 +10,7 @@ The pieces, each in its own module:
 * :class:`LeaderElector`, :class:`LeaderGuardedTransport` — the Lease and the write
   guard (``_leader``);
 * the controllers: ReplicaSet, Deployment, garbage collector, ServiceAccount,
-  Endpoints/EndpointSlice, Job, CronJob, DaemonSet.
+  Endpoints/EndpointSlice, Job, CronJob, DaemonSet, StatefulSet.
 """
 
 from ._cronjob import CronJobController as CronJobController
@@ -41,3 +41,4 @@ from ._reconcile import Result as Result
 from ._reconcile import TemporaryError as TemporaryError
 from ._replicaset import ReplicaSetController as ReplicaSetController
 from ._serviceaccount import ServiceAccountController as ServiceAccountController
+from ._statefulset import StatefulSetController as StatefulSetController

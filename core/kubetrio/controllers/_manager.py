@@ -42,6 +42,7 @@ from ._leader import (
 from ._reconcile import ControllerContext, QueueController
 from ._replicaset import ReplicaSetController
 from ._serviceaccount import ServiceAccountController
+from ._statefulset import StatefulSetController
 
 if TYPE_CHECKING:
     from kubetrio.plugins import PluginManager
@@ -57,6 +58,7 @@ BUILT_IN: dict[str, type[QueueController]] = {
     "job": JobController,
     "cronjob": CronJobController,
     "daemonset": DaemonSetController,
+    "statefulset": StatefulSetController,
 }
 """The built-in controllers by name (what ``controllers=`` selects from)."""
 
