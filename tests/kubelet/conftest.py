@@ -60,30 +60,60 @@ def leftovers(prefix: str, root: Path, cgroup_parent: str) -> list[str]:
     return found
 
 
+AgentFactory = Callable[[], NodeAgent]
+
+
 @pytest.fixture
-async def agent(tmp_path: Path, registry: str, client: Client) -> AsyncIterator[NodeAgent]:
+async def agent_factory(
+    tmp_path: Path, registry: str, client: Client
+) -> AsyncIterator[AgentFactory]:
+    """Makes agents of one node (same state directory); checks host cleanup at the end."""
     tag = uuid.uuid4().hex[:6]
     prefix = f"kt{tag}-"
     cgroup_parent = f"/kubetrio-test-{tag}"
     mirrors = {"mirrors": {"docker.io": {"endpoint": [f"http://{registry}"]}}}
     await build_image("busybox:latest", None, registries=RegistryConfig.from_dict(mirrors))
-    manager = plugins.load(only=["cni_calico"])
-    manager.configure(config={"network": {"block": TEST_BLOCK}})
-    made = NodeAgent(
-        client,
-        node_name=NODE,
-        plugins=manager,
-        root_dir=tmp_path / "agent",
-        registries=mirrors,
-        backoff_base=0.2,
-        backoff_max=1.0,
-        sync_period=0.3,
-        cgroup_parent=cgroup_parent,
-        netns_prefix=prefix,
-        address="127.0.0.1",
-        kubelet_port=0,
-        kubelet_token="secret-token",
-    )
+    made: list[NodeAgent] = []
+
+    def factory() -> NodeAgent:
+        manager = plugins.load(only=["cni_calico"])
+        manager.configure(config={"network": {"block": TEST_BLOCK}})
+        agent = NodeAgent(
+            client,
+            node_name=NODE,
+            plugins=manager,
+            root_dir=tmp_path / "agent",
+            registries=mirrors,
+            backoff_base=0.2,
+            backoff_max=1.0,
+            sync_period=0.3,
+            cgroup_parent=cgroup_parent,
+            netns_prefix=prefix,
+            address="127.0.0.1",
+            kubelet_port=0,
+            kubelet_token="secret-token",
+        )
+        made.append(agent)
+        return agent
+
+    try:
+        yield factory
+    finally:
+        if made:
+            # A last agent adopts whatever is left and stops it.
+            last = factory()
+            with trio.CancelScope(shield=True), trio.move_on_after(30):
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(last.run)
+                    await last.shutdown(grace_period=0)
+                    await last.runtime.cleanup()  # type: ignore[attr-defined]
+                    nursery.cancel_scope.cancel()
+    assert leftovers(prefix, tmp_path, cgroup_parent) == []
+
+
+@pytest.fixture
+async def agent(agent_factory: AgentFactory) -> AsyncIterator[NodeAgent]:
+    made = agent_factory()
     async with trio.open_nursery() as nursery:
         await nursery.start(made.run)
         try:
@@ -91,9 +121,7 @@ async def agent(tmp_path: Path, registry: str, client: Client) -> AsyncIterator[
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(30):
                 await made.shutdown(grace_period=0)
-                await made.runtime.cleanup()  # type: ignore[attr-defined]
             nursery.cancel_scope.cancel()
-    assert leftovers(prefix, tmp_path, cgroup_parent) == []
 
 
 def make_pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:

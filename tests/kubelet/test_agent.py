@@ -13,7 +13,7 @@ from kubetrio.client import Client
 from kubetrio.kubelet import BackOff, NodeAgent
 from kubetrio.runtime import cgroup_exists
 
-from .conftest import NODE, make_pod, wait_for
+from .conftest import NODE, AgentFactory, make_pod, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.runc]
 
@@ -293,3 +293,45 @@ async def test_logs_over_the_kubelet_endpoint(agent: NodeAgent, client: Client) 
             await wait_for(client, "crasher", lambda p: ctr_state(p).get("restartCount", 0) >= 1)
             previous = await http.get(f"{base}/crasher/c?previous=true", headers=auth)
             assert previous.text == "run\n"
+
+
+async def test_restarted_agent_adopts_running_containers(
+    agent_factory: AgentFactory, client: Client
+) -> None:
+    script = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"
+    pod = make_pod(
+        "keeper",
+        [
+            {
+                "name": "main",
+                "image": "busybox",
+                "command": ["sh", "-c", script],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+            }
+        ],
+        volumes=[{"name": "scratch", "emptyDir": {"medium": "Memory"}}],
+        terminationGracePeriodSeconds=1,
+    )
+    first = agent_factory()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(first.run)
+            await client.create("v1", "pods", pod, namespace="default")
+            before = await wait_for(client, "keeper", lambda p: condition(p, "Ready") == "True")
+            nursery.cancel_scope.cancel()  # the agent stops; its containers keep running
+        await trio.sleep(1)  # output piles up in the FIFO meanwhile
+        second = agent_factory()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(second.run)
+            await trio.sleep(1)
+            after = await client.get("v1", "pods", "keeper", namespace="default")
+            assert ctr_state(after)["containerID"] == ctr_state(before)["containerID"]
+            assert ctr_state(after)["restartCount"] == 0
+            assert condition(after, "Ready") == "True"
+            assert after["status"]["podIP"] == before["status"]["podIP"]
+            text = b"".join([c async for c in second.read_logs("default", "keeper")]).decode()
+            ticks = [int(line.split()[1]) for line in text.splitlines()]
+            assert ticks == list(range(len(ticks))) and len(ticks) > 12  # none lost
+            await client.delete("v1", "pods", "keeper", namespace="default")
+            await wait_for(client, "keeper", lambda p: not p)
+            nursery.cancel_scope.cancel()

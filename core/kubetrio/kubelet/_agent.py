@@ -15,6 +15,7 @@ same code runs in ``kubetrio server`` (in-process client) and ``kubetrio agent``
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -208,12 +209,26 @@ class NodeAgent:
                 )
                 self.pods.add_handler(_PodEvents(self))
                 await nursery.start(self.pods.run)
+                # Sandboxes left by an earlier run whose pods are gone: release them.
+                for sandbox_id in self.runtime.list_sandboxes():
+                    if sandbox_id not in self.workers:
+                        nursery.start_soon(self._remove_orphan, sandbox_id)
                 task_status.started()
         finally:
             self._nursery = None
             if self._registry_client is not None:
                 with trio.CancelScope(shield=True):
                     await self._registry_client.aclose()
+
+    async def _remove_orphan(self, sandbox_id: str) -> None:
+        log.info("removing sandbox %s: its pod is gone", sandbox_id)
+        try:
+            await self.runtime.stop_pod_sandbox(sandbox_id, grace_period=0)
+        except Exception as exc:
+            log.warning("removing orphaned sandbox %s: %s", sandbox_id, exc)
+        await trio.to_thread.run_sync(
+            lambda: shutil.rmtree(self.pods_dir / sandbox_id, ignore_errors=True)
+        )
 
     async def _heartbeat(self, lease: LeaseKeeper) -> None:
         while True:

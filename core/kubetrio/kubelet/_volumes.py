@@ -210,7 +210,8 @@ class PodVolumes:
                 if empty.get("medium") == "Memory":
                     size = empty.get("sizeLimit")
                     options = f"mode=1777,size={Quantity(size).value()}" if size else "mode=1777"
-                    await trio.to_thread.run_sync(_mount_tmpfs, path, options)
+                    if not os.path.ismount(path):  # mounted already: adopted after a restart
+                        await trio.to_thread.run_sync(_mount_tmpfs, path, options)
                     self._tmpfs.append(path)
                 self.paths[name] = path
                 continue

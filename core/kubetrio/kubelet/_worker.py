@@ -214,7 +214,11 @@ class PodWorker:
     # --- main ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run the pod until it is deleted, then release everything it had."""
+        """Run the pod until it is deleted, then release everything it had.
+
+        Cancelled without a termination request (the agent stops), it leaves the pod's
+        containers running for the next agent to adopt, as kubelet does.
+        """
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._publisher)
@@ -224,23 +228,26 @@ class PodWorker:
                     self.update(self.pod)
                 await self._terminate.wait()
                 nursery.cancel_scope.cancel()
-        finally:
             with trio.CancelScope(shield=True):
                 await self._teardown(self._grace)
                 if self._delete_from_api:
-                    try:
-                        await self.agent.client.delete(
-                            "v1",
-                            "pods",
-                            self.name,
-                            namespace=self.namespace,
-                            grace_period_seconds=0,
-                            preconditions={"uid": self.uid},
-                        )
-                    except ClientError as exc:
-                        if not (exc.not_found or exc.conflict):
-                            log.warning("deleting pod %s/%s: %s", self.namespace, self.name, exc)
-                self.done.set()
+                    await self._delete_pod()
+        finally:
+            self.done.set()
+
+    async def _delete_pod(self) -> None:
+        try:
+            await self.agent.client.delete(
+                "v1",
+                "pods",
+                self.name,
+                namespace=self.namespace,
+                grace_period_seconds=0,
+                preconditions={"uid": self.uid},
+            )
+        except ClientError as exc:
+            if not (exc.not_found or exc.conflict):
+                log.warning("deleting pod %s/%s: %s", self.namespace, self.name, exc)
 
     async def _teardown(self, grace: float) -> None:
         try:
@@ -287,8 +294,27 @@ class PodWorker:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._refresh_volumes)
             spec = self.pod.get("spec") or {}
+            app_names = {r.name for r in self.records}
+            adopting = any(
+                c.name in app_names for c in self.agent.runtime.list_containers(self.sandbox.id)
+            )
+            if adopting:
+                # The app containers run already (agent restart): init containers are done.
+                previous = {
+                    s.get("name"): s
+                    for s in (self.pod.get("status") or {}).get("initContainerStatuses") or []
+                }
+                for record in self.init_records:
+                    old = previous.get(record.name) or {}
+                    record.state = old.get("state") or {
+                        "terminated": {"exitCode": 0, "reason": "Completed"}
+                    }
+                    record.ready = True
+                    record.restart_count = int(old.get("restartCount") or 0)
             for container, record in zip(
-                spec.get("initContainers") or [], self.init_records, strict=True
+                [] if adopting else spec.get("initContainers") or [],
+                self.init_records,
+                strict=False,
             ):
                 exit_code = await self._container_loop(container, record)
                 if exit_code != 0:
@@ -384,44 +410,15 @@ class PodWorker:
         restart_backoff = BackOff(agent.backoff_base, agent.backoff_max)
         pull_backoff = BackOff(agent.backoff_base, agent.backoff_max)
         assert self.sandbox is not None
+        adopted = self._adopt(record)
         while True:
-            await self._ensure_image(container, record, pull_backoff)
-            try:
-                services = await agent.services_for(self.pod)
-                pod = self._pod_with_ips()
-                env = await EnvResolver(agent.client, pod).resolve(container, services=services)
-                mounts = self.volumes.mounts_for(container)
-                log_path = agent.log_path(self.pod, record.name, record.restart_count)
-                container_id = await runtime.create_container(
-                    self.sandbox.id,
-                    pod,
-                    container,
-                    ContainerConfig(
-                        env=env, mounts=mounts, log_path=str(log_path), attempt=record.restart_count
-                    ),
+            if adopted is not None:
+                container_id, adopted = adopted, None
+                self._release_slot()
+            else:
+                container_id = await self._create_and_start(
+                    container, record, pull_backoff, restart_backoff
                 )
-            except (ContainerConfigError, VolumeError) as exc:
-                record.state = {
-                    "waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}
-                }
-                self._release_slot()
-                self.changed()
-                await trio.sleep(restart_backoff.next(0) or 1)
-                continue
-            except Exception as exc:
-                log.warning("creating %s in %s: %s", record.name, self._who(), exc)
-                record.state = {"waiting": {"reason": "CreateContainerError", "message": str(exc)}}
-                self._release_slot()
-                self.changed()
-                await trio.sleep(restart_backoff.next(0) or 1)
-                continue
-            record.container_id = container_id
-            try:
-                await runtime.start_container(container_id)
-            except Exception as exc:
-                log.warning("starting %s in %s: %s", record.name, self._who(), exc)
-            if record.init or all(r.container_id for r in self.records):
-                self._release_slot()
             status = await runtime.container_status(container_id)
             record.image_id = status.image_id or record.image_id
             started_at = rfc3339(status.started_at or None)
@@ -469,6 +466,78 @@ class PodWorker:
                 await trio.sleep(delay)
             await runtime.remove_container(container_id)
             record.restart_count += 1
+
+    async def _create_and_start(
+        self,
+        container: KubeObject,
+        record: ContainerRecord,
+        pull_backoff: BackOff,
+        restart_backoff: BackOff,
+    ) -> str:
+        """Pull, create and start a new run of the container; retry config errors."""
+        runtime = self.agent.runtime
+        agent = self.agent
+        assert self.sandbox is not None
+        while True:
+            await self._ensure_image(container, record, pull_backoff)
+            try:
+                services = await agent.services_for(self.pod)
+                pod = self._pod_with_ips()
+                env = await EnvResolver(agent.client, pod).resolve(container, services=services)
+                mounts = self.volumes.mounts_for(container)
+                log_path = agent.log_path(self.pod, record.name, record.restart_count)
+                container_id = await runtime.create_container(
+                    self.sandbox.id,
+                    pod,
+                    container,
+                    ContainerConfig(
+                        env=env, mounts=mounts, log_path=str(log_path), attempt=record.restart_count
+                    ),
+                )
+            except (ContainerConfigError, VolumeError) as exc:
+                record.state = {
+                    "waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}
+                }
+                self._release_slot()
+                self.changed()
+                await trio.sleep(restart_backoff.next(0) or 1)
+                continue
+            except Exception as exc:
+                log.warning("creating %s in %s: %s", record.name, self._who(), exc)
+                record.state = {"waiting": {"reason": "CreateContainerError", "message": str(exc)}}
+                self._release_slot()
+                self.changed()
+                await trio.sleep(restart_backoff.next(0) or 1)
+                continue
+            record.container_id = container_id
+            try:
+                await runtime.start_container(container_id)
+            except Exception as exc:
+                log.warning("starting %s in %s: %s", record.name, self._who(), exc)
+            if record.init or all(r.container_id for r in self.records):
+                self._release_slot()
+            return container_id
+
+    def _adopt(self, record: ContainerRecord) -> str | None:
+        """The id of this container's latest run if the runtime still has one (restart)."""
+        assert self.sandbox is not None
+        runs = [
+            c for c in self.agent.runtime.list_containers(self.sandbox.id) if c.name == record.name
+        ]
+        if not runs:
+            return None
+        latest = max(runs, key=lambda c: c.attempt)
+        record.container_id = latest.id
+        record.restart_count = latest.attempt
+        record.image_id = latest.image_id
+        statuses = (self.pod.get("status") or {}).get(
+            "initContainerStatuses" if record.init else "containerStatuses"
+        ) or []
+        for previous in statuses:
+            if previous.get("name") == record.name:
+                record.last_state = previous.get("lastState") or {}
+        log.info("adopting container %s of %s", latest.id, self._who())
+        return latest.id
 
     async def _watch_running(
         self, container: KubeObject, record: ContainerRecord, container_id: str

@@ -111,6 +111,9 @@ class _Container:
     started_at: float = 0.0
     finished_at: float = 0.0
     exited: trio.Event = dataclasses.field(default_factory=trio.Event)
+    name: str = ""
+    attempt: int = 0
+    log_path: str = ""
     log_file: IO[bytes] | None = None
     logs_done: trio.Event = dataclasses.field(default_factory=trio.Event)
 
@@ -126,6 +129,8 @@ class _Container:
             finished_at=self.finished_at,
             image_id=self.image_id,
             pid=self.pid,
+            name=self.name,
+            attempt=self.attempt,
         )
 
 
@@ -171,17 +176,82 @@ class RuncRuntime:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Hold the log copiers and exit watchers; ``started`` once ready."""
+        """Hold the log copiers and exit watchers; ``started`` once ready.
+
+        Sandboxes and containers left by an earlier agent process are found again first
+        (see :meth:`_recover`), so a restarted agent adopts running pods.
+        """
         make_subreaper()
         for path in (self.root_dir / "sandboxes", self.root_dir / "containers", self.runc_root):
             path.mkdir(parents=True, exist_ok=True)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                await self._recover()
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self._nursery = None
+
+    async def _recover(self) -> None:
+        """Rebuild the in-memory state from sandbox and container records on disk."""
+        for directory in sorted((self.root_dir / "sandboxes").iterdir()):
+            try:
+                record = json.loads((directory / "sandbox.json").read_text())
+            except (OSError, ValueError):
+                continue  # never finished: the pod's worker recreates or removes it
+            self._sandboxes[record["id"]] = _Sandbox(
+                id=record["id"],
+                pod={},
+                netns_path=record["netnsPath"],
+                dir=directory,
+                ips=list(record.get("ips") or []),
+            )
+        for bundle in sorted((self.root_dir / "containers").iterdir()):
+            try:
+                record = json.loads((bundle / "kubetrio.json").read_text())
+            except (OSError, ValueError):
+                await self.remove_container(bundle.name)
+                continue
+            result = await self._runc("state", record["id"], check=False)
+            if result.returncode != 0 or record["sandboxId"] not in self._sandboxes:
+                await self.remove_container(record["id"])
+                continue
+            state = json.loads(result.stdout)
+            entry = _Container(
+                id=record["id"],
+                sandbox_id=record["sandboxId"],
+                bundle=bundle,
+                cgroups_path=record["cgroupsPath"],
+                image_id=record.get("imageId", ""),
+                name=record.get("name", ""),
+                attempt=int(record.get("attempt", 0)),
+                log_path=record.get("logPath", ""),
+                started_at=float(record.get("startedAt", 0.0)),
+            )
+            entry.pid = int(state.get("pid") or 0)
+            status = state.get("status")
+            self._containers[entry.id] = entry
+            self._sandboxes[entry.sandbox_id].containers.add(entry.id)
+            try:
+                entry.pidfd = os.pidfd_open(entry.pid) if status != "stopped" else -1
+            except (ProcessLookupError, OSError):
+                entry.pidfd = -1
+            if entry.pidfd < 0:
+                entry.state = "exited"
+                entry.finished_at = time.time()
+                oom = _cgroups.oom_killed(entry.cgroups_path)
+                entry.exit_code = 137 if oom else 255
+                entry.reason = "OOMKilled" if oom else "Error"
+                entry.message = "exit status unavailable: the container exited while no agent ran"
+                entry.exited.set()
+                entry.logs_done.set()
+                continue
+            entry.state = "running" if status == "running" else "created"
+            readers, writers = _open_stdio_fifos(bundle)
+            for fd in writers:
+                os.close(fd)
+            self._watch(entry, readers)
 
     def _require_nursery(self) -> trio.Nursery:
         if self._nursery is None:
@@ -263,6 +333,9 @@ class RuncRuntime:
                 else:
                     await _command("ip", "-n", os.path.basename(netns), "link", "set", "lo", "up")
                 await trio.to_thread.run_sync(_write_pod_files, directory, hostname, sandbox.ips)
+                (directory / "sandbox.json").write_text(
+                    json.dumps({"id": sandbox_id, "netnsPath": netns, "ips": sandbox.ips})
+                )
             except BaseException:
                 with trio.CancelScope(shield=True):
                     await self._teardown_sandbox(sandbox_id, pod)
@@ -302,6 +375,15 @@ class RuncRuntime:
         await trio.to_thread.run_sync(_cgroups.remove_tree, f"{self.cgroup_parent}/{sandbox_id}")
         await trio.to_thread.run_sync(lambda: shutil.rmtree(directory, ignore_errors=True))
 
+    def list_sandboxes(self) -> list[str]:
+        """Ids of the sandboxes this runtime holds."""
+        return list(self._sandboxes)
+
+    def list_containers(self, sandbox_id: str) -> list[ContainerState]:
+        """The containers of a sandbox, oldest attempt first."""
+        found = [c.snapshot() for c in self._containers.values() if c.sandbox_id == sandbox_id]
+        return sorted(found, key=lambda c: (c.name, c.attempt))
+
     def sandbox_ips(self, sandbox_id: str) -> list[str]:
         """The sandbox's pod IPs (empty when unknown)."""
         sandbox = self._sandboxes.get(sandbox_id)
@@ -339,7 +421,7 @@ class RuncRuntime:
         )
         self._containers[container_id] = entry
         sandbox.containers.add(container_id)
-        nursery = self._require_nursery()
+        self._require_nursery()  # fail before touching anything if not running
         try:
             await trio.to_thread.run_sync(_prepare_bundle, bundle, image)
             passwd, groups = await trio.to_thread.run_sync(_image_users, rootfs)
@@ -373,8 +455,10 @@ class RuncRuntime:
                 pids_limit=self.pids_limit,
             )
             (bundle / "config.json").write_text(json.dumps(spec))
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
+            # FIFOs rather than pipes: the container holds its end open read-write, so
+            # it never gets SIGPIPE while no agent reads (an agent restart); output then
+            # waits in the FIFO until the next agent adopts the container.
+            readers, writers = _open_stdio_fifos(bundle)
             try:
                 await self._runc(
                     "--log",
@@ -387,20 +471,24 @@ class RuncRuntime:
                     "--pid-file",
                     str(bundle / "pid"),
                     container_id,
-                    stdout=out_w,
-                    stderr=err_w,
+                    stdout=writers[0],
+                    stderr=writers[1],
                     capture_stdout=False,
                     capture_stderr=False,
                 )
             except BaseException:
-                for fd in (out_r, err_r):
+                for fd in readers:
                     os.close(fd)
                 raise
             finally:
-                os.close(out_w)
-                os.close(err_w)
+                for fd in writers:
+                    os.close(fd)
             entry.pid = int((bundle / "pid").read_text())
             entry.pidfd = os.pidfd_open(entry.pid)
+            entry.name = name
+            entry.attempt = config.attempt
+            entry.log_path = config.log_path
+            _save_container(entry)
         except RuntimeFailure as exc:
             detail = _runc_log_error(bundle / "runc.log") or str(exc)
             if os.environ.get("KUBETRIO_KEEP_FAILED"):
@@ -411,29 +499,27 @@ class RuncRuntime:
             with trio.CancelScope(shield=True):
                 await self.remove_container(container_id)
             raise
-        if config.log_path:
-            Path(config.log_path).parent.mkdir(parents=True, exist_ok=True)
-            entry.log_file = open(config.log_path, "ab")  # noqa: SIM115  # closed when logs end
-        nursery.start_soon(self._copy_logs, entry, out_r, err_r)
-        nursery.start_soon(self._watch_exit, entry)
+        self._watch(entry, readers)
         return container_id
 
+    def _watch(self, entry: _Container, readers: tuple[int, int]) -> None:
+        """Start copying the container's output and watching for its exit."""
+        nursery = self._require_nursery()
+        if entry.log_path:
+            Path(entry.log_path).parent.mkdir(parents=True, exist_ok=True)
+            entry.log_file = open(entry.log_path, "ab")  # noqa: SIM115  # closed when logs end
+        nursery.start_soon(self._copy_logs, entry, readers[0], readers[1])
+        nursery.start_soon(self._watch_exit, entry)
+
     async def _copy_logs(self, entry: _Container, out_r: int, err_r: int) -> None:
+        # Always drain the FIFOs, even without a log file: a full FIFO blocks the writer.
+        sink: IO[bytes] = entry.log_file or open(os.devnull, "wb")  # noqa: SIM115
         try:
-            if entry.log_file is None:
-                for fd in (out_r, err_r):
-                    os.close(fd)
-                return
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(
-                    copy_to_log, trio.lowlevel.FdStream(out_r), "stdout", entry.log_file
-                )
-                nursery.start_soon(
-                    copy_to_log, trio.lowlevel.FdStream(err_r), "stderr", entry.log_file
-                )
+                nursery.start_soon(copy_to_log, trio.lowlevel.FdStream(out_r), "stdout", sink)
+                nursery.start_soon(copy_to_log, trio.lowlevel.FdStream(err_r), "stderr", sink)
         finally:
-            if entry.log_file is not None:
-                entry.log_file.close()
+            sink.close()
             entry.logs_done.set()
 
     async def _watch_exit(self, entry: _Container) -> None:
@@ -445,7 +531,10 @@ class RuncRuntime:
             if exit_code < 0:
                 exit_code = 128 - exit_code  # killed by a signal: the shell's convention
         except ChildProcessError:
-            log.warning("container %s: exit status not available (not our child)", entry.id)
+            # Adopted after an agent restart: the process is not our child, its status
+            # went to whoever inherited it. Only an OOM kill can still be told.
+            entry.message = "exit status unavailable: the container exited after an agent restart"
+            exit_code = 137 if _cgroups.oom_killed(entry.cgroups_path) else 255
         entry.finished_at = time.time()
         entry.exit_code = exit_code
         if exit_code == 137 and _cgroups.oom_killed(entry.cgroups_path):
@@ -464,6 +553,7 @@ class RuncRuntime:
         await self._runc("start", container_id)
         if entry.state == "created":
             entry.state = "running"
+        await trio.to_thread.run_sync(_save_container, entry)
 
     async def wait_container(self, container_id: str) -> ContainerState:
         """Wait for the container's exit; return its final state."""
@@ -607,3 +697,32 @@ def _runc_log_error(path: Path) -> str:
             if record.get("level") in ("error", "fatal"):
                 return str(record.get("msg", ""))
     return " | ".join(lines[-3:])
+
+
+def _open_stdio_fifos(bundle: Path) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Make stdout/stderr FIFOs; return (agent read ends, container read-write ends)."""
+    readers: list[int] = []
+    writers: list[int] = []
+    for name in ("stdout", "stderr"):
+        path = bundle / f"{name}.fifo"
+        if not path.exists():
+            os.mkfifo(path, 0o600)
+        writers.append(os.open(path, os.O_RDWR | os.O_CLOEXEC))
+        readers.append(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+    return (readers[0], readers[1]), (writers[0], writers[1])
+
+
+def _save_container(entry: _Container) -> None:
+    record = {
+        "id": entry.id,
+        "sandboxId": entry.sandbox_id,
+        "name": entry.name,
+        "attempt": entry.attempt,
+        "cgroupsPath": entry.cgroups_path,
+        "imageId": entry.image_id,
+        "logPath": entry.log_path,
+        "startedAt": entry.started_at,
+    }
+    tmp = entry.bundle / "kubetrio.json.tmp"
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, entry.bundle / "kubetrio.json")
