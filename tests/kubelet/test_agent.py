@@ -335,3 +335,129 @@ async def test_restarted_agent_adopts_running_containers(
             await client.delete("v1", "pods", "keeper", namespace="default")
             await wait_for(client, "keeper", lambda p: not p)
             nursery.cancel_scope.cancel()
+
+
+async def test_secret_downward_volumes_env_from_and_service_links(
+    agent: NodeAgent, client: Client
+) -> None:
+    import base64
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    await client.create(
+        "v1",
+        "secrets",
+        {"metadata": {"name": "creds"}, "data": {"user": b64("alice"), "pass": b64("s3cret")}},
+        namespace="default",
+    )
+    await client.create(
+        "v1",
+        "configmaps",
+        {"metadata": {"name": "settings"}, "data": {"MODE": "fast"}},
+        namespace="default",
+    )
+    await client.create(
+        "v1",
+        "services",
+        {
+            "metadata": {"name": "web-front"},
+            "spec": {"ports": [{"name": "http", "port": 8080}], "selector": {"app": "x"}},
+        },
+        namespace="default",
+    )
+    script = (
+        "cat /creds/login; echo; stat -c %a /creds/..data/login; ls /creds; cat /info/name; echo;"
+        " echo mode=$CFG_MODE pass=$PASS host=$WEB_FRONT_SERVICE_HOST"
+        " port=$WEB_FRONT_SERVICE_PORT_HTTP; touch /creds/x 2>/dev/null || echo read-only"
+    )
+    pod = make_pod(
+        "volumes",
+        [
+            {
+                "name": "main",
+                "image": "busybox",
+                "command": ["sh", "-c", script],
+                "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}],
+                "env": [
+                    {
+                        "name": "PASS",
+                        "valueFrom": {"secretKeyRef": {"name": "creds", "key": "pass"}},
+                    }
+                ],
+                "volumeMounts": [
+                    {"name": "creds", "mountPath": "/creds"},
+                    {"name": "info", "mountPath": "/info"},
+                ],
+            }
+        ],
+        restartPolicy="Never",
+        volumes=[
+            {
+                "name": "creds",
+                "secret": {
+                    "secretName": "creds",
+                    "items": [{"key": "user", "path": "login", "mode": 0o400}],
+                },
+            },
+            {
+                "name": "info",
+                "downwardAPI": {
+                    "items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]
+                },
+            },
+        ],
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(30):
+        await wait_for(client, "volumes", lambda p: p.get("status", {}).get("phase") == "Succeeded")
+    service = await client.get("v1", "services", "web-front", namespace="default")
+    output = b"".join([c async for c in agent.read_logs("default", "volumes")]).decode()
+    assert output.splitlines() == [
+        "alice",
+        "400",
+        "login",
+        "volumes",
+        f"mode=fast pass=s3cret host={service['spec']['clusterIP']} port=8080",
+        "read-only",
+    ]
+
+
+async def test_missing_image_backs_off_and_init_failure_fails_pod(
+    agent: NodeAgent, client: Client
+) -> None:
+    await client.create(
+        "v1",
+        "pods",
+        make_pod("noimage", [{"name": "main", "image": "does-not-exist:1"}]),
+        namespace="default",
+    )
+    await client.create(
+        "v1",
+        "pods",
+        make_pod(
+            "badinit",
+            [{"name": "main", "image": "busybox", "command": ["true"]}],
+            restartPolicy="Never",
+            initContainers=[
+                {"name": "init", "image": "busybox", "command": ["sh", "-c", "exit 2"]}
+            ],
+        ),
+        namespace="default",
+    )
+    with trio.fail_after(30):
+        pulled = await wait_for(
+            client,
+            "noimage",
+            lambda p: (
+                ctr_state(p).get("state", {}).get("waiting", {}).get("reason") == "ImagePullBackOff"
+            ),
+        )
+        failed = await wait_for(
+            client, "badinit", lambda p: p.get("status", {}).get("phase") == "Failed"
+        )
+    assert pulled["status"]["phase"] == "Pending"
+    init = failed["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    assert (init["exitCode"], init["reason"]) == (2, "Error")
+    assert condition(failed, "Initialized") == "False"
+    assert "running" not in ctr_state(failed).get("state", {})
