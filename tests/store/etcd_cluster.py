@@ -137,6 +137,17 @@ class EtcdCluster:
                 return m
         raise RuntimeError("no leader")
 
+    def make_leader(self, target: Member, timeout: float = 10.0) -> None:
+        """Move raft leadership to ``target`` (etcd's transfer-leadership call)."""
+        header = target.post("/v3/maintenance/status", {})["header"]
+        assert isinstance(header, dict)
+        deadline = time.monotonic() + timeout
+        while (leader := self.leader()) is not target:
+            leader.post("/v3/maintenance/transfer-leadership", {"targetID": header["member_id"]})
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{target.name} did not become leader")
+            time.sleep(0.1)
+
     def kill(self, m: Member, sig: int = signal.SIGKILL) -> None:
         if m.proc is not None and m.proc.poll() is None:
             m.proc.send_signal(sig)
