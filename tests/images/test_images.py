@@ -21,6 +21,7 @@ from kubetrio.images import (
     UnsafeLayer,
     build_image,
     credentials_from_secrets,
+    import_image,
     local_registry,
     make_layer,
     push_image,
@@ -177,3 +178,37 @@ async def test_build_push_pull_and_mirror(tmp_path: Path, registry: str) -> None
         await store.remove(f"{registry}/web@{built.digest}")
         removed = await store.collect_garbage()
         assert removed >= 1 and image.layers[0].is_dir()  # still used by site:2
+
+
+@pytest.mark.root
+async def test_import_oci_layout_and_docker_archive(tmp_path: Path, registry: str) -> None:
+    import subprocess
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc/motd").write_text("imported\n")
+    layout = tmp_path / "layout"
+    for command in (
+        ["umoci", "init", "--layout", str(layout)],
+        ["umoci", "new", "--image", f"{layout}:v1"],
+        ["umoci", "insert", "--image", f"{layout}:v1", str(rootfs), "/"],
+        ["umoci", "config", "--image", f"{layout}:v1", "--config.cmd", "cat"],
+    ):
+        subprocess.run(command, check=True, capture_output=True)
+    archive = tmp_path / "image.tar"
+    subprocess.run(
+        ["skopeo", "copy", f"oci:{layout}:v1", f"docker-archive:{archive}:saved/motd:2"],
+        check=True,
+        capture_output=True,
+    )
+    assert await import_image(layout, f"{registry}/motd:1") == [f"{registry}/motd:1"]
+    mirrors = RegistryConfig.from_dict(
+        {"mirrors": {"docker.io": {"endpoint": [f"http://{registry}"]}}}
+    )
+    async with RegistryClient(mirrors) as client:
+        assert await import_image(archive, client=client) == ["docker.io/saved/motd:2"]
+        store = ImageStore(tmp_path / "store", client)
+        for name in (f"{registry}/motd:1", "saved/motd:2"):
+            image = await store.pull(name)
+            assert image.config["config"]["Cmd"] == ["cat"]
+            assert (image.layers[-1] / "etc/motd").read_text() == "imported\n"

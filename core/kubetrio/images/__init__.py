@@ -4,7 +4,8 @@
 * :class:`RegistryClient` — the distribution API (pull, push, token and Basic auth);
 * :class:`ImageStore` — content-addressed blobs, layers unpacked once in overlay form;
 * :func:`build_image` — a busybox-based image from a directory, pushed to a registry
-  (what ``kubetrio image build`` runs).
+  (what ``kubetrio image build`` runs);
+* :func:`import_image` — push an OCI layout or a docker-archive (``kubetrio image import``).
 """
 
 from ._build import BuiltImage as BuiltImage
@@ -14,6 +15,8 @@ from ._build import push_image as push_image
 from ._distribution import RegistryClient as RegistryClient
 from ._distribution import RegistryError as RegistryError
 from ._distribution import credentials_from_secrets as credentials_from_secrets
+from ._import import ImageImportError as ImageImportError
+from ._import import import_image as import_image
 from ._local_registry import free_loopback_port as free_loopback_port
 from ._local_registry import local_registry as local_registry
 from ._reference import ImageReference as ImageReference
@@ -27,6 +30,7 @@ from ._unpack import unpack_layer as unpack_layer
 __all__ = [
     "BuiltImage",
     "Image",
+    "ImageImportError",
     "ImageReference",
     "ImageStore",
     "InvalidReference",
@@ -37,6 +41,7 @@ __all__ = [
     "build_image",
     "credentials_from_secrets",
     "free_loopback_port",
+    "import_image",
     "local_registry",
     "make_layer",
     "push_image",

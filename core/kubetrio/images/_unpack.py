@@ -79,8 +79,21 @@ def unpack_layer(fileobj: IO[bytes], target: Path, *, lower_layers: Sequence[Pat
     """
     target.mkdir(parents=True, exist_ok=True)
     directories: list[tuple[Path, tarfile.TarInfo]] = []
+    seen = False
     with tarfile.open(fileobj=fileobj, mode="r|*") as archive:
-        for member in archive:
+        members = iter(archive)
+        while True:
+            try:
+                member = next(members)
+            except StopIteration:
+                break
+            except tarfile.ReadError:
+                # Some writers (umoci) end a layer without the end-of-archive blocks or
+                # the last padding; the blob's digest was checked, so this is its end.
+                if directories or seen:
+                    break
+                raise
+            seen = True
             relative = _clean_name(member.name)
             if not relative:
                 continue  # the root directory entry itself
