@@ -175,8 +175,15 @@ class _EtcdError(StoreError):
 class EtcdStore:
     """The :class:`~kubetrio.store.Store` on an etcd 3.4 cluster; open with :func:`open_etcd_store`.
 
+    Run it with ``async with open_etcd_store(endpoints) as store``, or in your own nursery
+    with ``await nursery.start(store.run)``.
+
     :param endpoints: ``host:port`` (or ``http://host:port``) client URLs of the members.
-    :param request_timeout: seconds before a unary request is given up (reads are retried).
+    :param request_timeout: seconds before a request is given up (reads are retried on
+        other members within it; a write that times out raises :class:`Unavailable`).
+    :param watch_ring: recent events kept in memory for watch replay.
+    :param watch_max_pending: events buffered per watcher before it resyncs.
+    :param max_connections: idle keep-alive connections kept per member.
     """
 
     def __init__(

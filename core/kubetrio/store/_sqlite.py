@@ -144,7 +144,17 @@ def _check_revision(revision: int, current: int, compacted: int) -> int:
 class SQLiteStore:
     """The :class:`~kubetrio.store.Store` on one SQLite file (see :func:`open_sqlite_store`).
 
+    Two ways to run it: ``async with open_sqlite_store(path) as store`` (owns its tasks), or
+    construct it (blocking I/O: do it in ``trio.to_thread``), ``await nursery.start(store.run)``
+    in your nursery, and call :meth:`close` after ``run`` has ended.
+
     :param path: the database file, created if missing (a real file: readers share it).
+    :param compaction: the automatic compaction policy (default: keep 5 min and 1000 revisions).
+    :param readers: concurrent read transactions (each in a worker thread).
+    :param max_batch: most writes committed in one transaction.
+    :param watch_ring: recent events kept in memory for watch replay.
+    :param watch_max_pending: events buffered per watcher before it resyncs from the log.
+    :param wal_preallocate: bytes to grow the WAL to at open (see :meth:`_preallocate_wal`).
     """
 
     def __init__(
