@@ -176,7 +176,7 @@ class EtcdStore:
     """The :class:`~kubetrio.store.Store` on an etcd 3.4 cluster; open with :func:`open_etcd_store`.
 
     Run it with ``async with open_etcd_store(endpoints) as store``, or in your own nursery
-    with ``await nursery.start(store.run)``.
+    with ``await nursery.start(store.run)`` and :meth:`aclose` afterwards.
 
     :param endpoints: ``host:port`` (or ``http://host:port``) client URLs of the members.
     :param request_timeout: seconds before a request is given up (reads are retried on
@@ -207,6 +207,13 @@ class EtcdStore:
         self._upstream_wanted = trio.Event()
         self._hub_ready = trio.Event()
         self._closed = False
+
+    async def aclose(self) -> None:
+        """End the watches and close the connections (after :meth:`run` has been cancelled)."""
+        self._closed = True
+        if self.hub is not None:
+            self.hub.close()
+        await self._client.aclose()
 
     # -- transport --------------------------------------------------------------------------
 
@@ -624,9 +631,6 @@ async def open_etcd_store(endpoints: Sequence[str], **options: Any) -> AsyncIter
             try:
                 yield store
             finally:
-                store._closed = True
-                if store.hub is not None:
-                    store.hub.close()
                 nursery.cancel_scope.cancel()
     finally:
-        await store._client.aclose()
+        await store.aclose()
