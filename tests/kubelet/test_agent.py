@@ -246,6 +246,21 @@ async def test_liveness_failure_restarts(agent: NodeAgent, client: Client) -> No
     last = ctr_state(restarted)["lastState"]["terminated"]
     assert last["exitCode"] == 137
     assert "failed liveness probe" in last.get("message", "")
+    with trio.fail_after(10):
+        while True:
+            events = await client.list(
+                "v1",
+                "events",
+                namespace="default",
+                field_selector=f"involvedObject.uid={restarted['metadata']['uid']}",
+            )
+            reasons = {e["reason"]: e for e in events["items"]}
+            if {"Pulled", "Created", "Started", "Unhealthy", "Killing"} <= set(reasons):
+                break
+            await trio.sleep(0.1)
+    assert reasons["Unhealthy"]["type"] == "Warning"
+    assert reasons["Unhealthy"]["message"].startswith("Liveness probe failed")
+    assert reasons["Started"]["source"] == {"component": "kubelet", "host": NODE}
 
 
 async def test_logs_over_the_kubelet_endpoint(agent: NodeAgent, client: Client) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import trio
 
 from kubetrio.client import Client, ClientError, Informer
+from kubetrio.controllers import EventRecorder
 from kubetrio.images import (
     ImageStore,
     RegistryClient,
@@ -122,6 +123,8 @@ class NodeAgent:
         self.images: ImageStore | None = None
         self.runtime = self._make_runtime(runtime, cgroup_parent, netns_prefix)
         self.workers: dict[str, PodWorker] = {}
+        self.events = EventRecorder(client, "kubelet", host=node_name)
+        """Pod events (Pulled, Created, Started, Killing, BackOff, Unhealthy, …)."""
         self.startup_limiter = trio.CapacityLimiter(startup_concurrency)
         """Pods being brought up at once (sandbox to first container start), FIFO."""
         self.pods: Informer | None = None
@@ -184,6 +187,7 @@ class NodeAgent:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await nursery.start(self.runtime.run)
+                await nursery.start(self.events.run)
                 if self.network is not None:
                     await nursery.start(self.network.run_node_services, self.client, self.node_name)
                 if self.kubelet_port is not None:

@@ -31,16 +31,20 @@ def _port(value: Any, container: KubeObject) -> int:
     raise ValueError(f"port {text!r} is not a named port of the container")
 
 
-async def tcp_check(host: str, port: int, timeout: float) -> bool:
+Result = tuple[bool, str]
+"""A probe attempt: success, and kubelet's text for a failure."""
+
+
+async def tcp_check(host: str, port: int, timeout: float) -> Result:
     """Whether a TCP connection to host:port opens within ``timeout``."""
     with trio.move_on_after(timeout):
         try:
             stream = await trio.open_tcp_stream(host, port)
-        except OSError:
-            return False
+        except OSError as exc:
+            return False, f"dial tcp {host}:{port}: connect: {exc.strerror or exc}".lower()
         await stream.aclose()
-        return True
-    return False
+        return True, ""
+    return False, f"dial tcp {host}:{port}: i/o timeout"
 
 
 async def http_check(
@@ -51,10 +55,11 @@ async def http_check(
     *,
     scheme: str = "HTTP",
     headers: Sequence[KubeObject] = (),
-) -> bool:
-    """An HTTP GET: success when the status is 200-399 (HTTPS is not verified)."""
+) -> Result:
+    """An HTTP GET: success when the status is 200-399 (HTTPS: connection check only)."""
     if scheme.upper() == "HTTPS":
-        return await tcp_check(host, port, timeout)  # TLS probes: connection check only
+        return await tcp_check(host, port, timeout)
+    url = f"http://{host}:{port}{path or '/'}"
     request = (
         f"GET {path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: {USER_AGENT}\r\n"
         "Accept: */*\r\nConnection: close\r\n"
@@ -65,8 +70,9 @@ async def http_check(
     with trio.move_on_after(timeout):
         try:
             stream = await trio.open_tcp_stream(host, port)
-        except OSError:
-            return False
+        except OSError as exc:
+            reason = f"dial tcp {host}:{port}: connect: {exc.strerror or exc}".lower()
+            return False, f'Get "{url}": {reason}'
         async with stream:
             try:
                 await stream.send_all(request.encode())
@@ -76,13 +82,16 @@ async def http_check(
                     if not chunk:
                         break
                     head += chunk
-            except (trio.BrokenResourceError, OSError):
-                return False
+            except (trio.BrokenResourceError, OSError) as exc:
+                return False, f'Get "{url}": {exc}'
         parts = head.split(b" ", 2)
         if len(parts) < 2 or not parts[1].isdigit():
-            return False
-        return 200 <= int(parts[1]) < 400
-    return False
+            return False, f'Get "{url}": malformed HTTP response'
+        code = int(parts[1])
+        if 200 <= code < 400:
+            return True, ""
+        return False, f"HTTP probe failed with statuscode: {code}"
+    return False, f'Get "{url}": context deadline exceeded (Client.Timeout exceeded)'
 
 
 async def run_probe(
@@ -92,13 +101,18 @@ async def run_probe(
     container_id: str,
     pod_ip: str,
     runtime: ContainerRuntime,
-) -> bool:
+) -> Result:
     """One probe attempt."""
     timeout = float(probe.get("timeoutSeconds") or 1)
     if "exec" in probe:
         command = list(probe["exec"].get("command") or [])
-        code, _ = await runtime.exec_sync(container_id, command, timeout=timeout)
-        return code == 0
+        code, output = await runtime.exec_sync(container_id, command, timeout=timeout)
+        if code == 0:
+            return True, ""
+        text = output.decode(errors="replace").strip()
+        if code == -1:
+            return False, f"command {command!r} timed out"
+        return False, text or f"command {command!r} exited with {code}"
     if "tcpSocket" in probe:
         spec = probe["tcpSocket"]
         return await tcp_check(spec.get("host") or pod_ip, _port(spec["port"], container), timeout)
@@ -112,7 +126,7 @@ async def run_probe(
             scheme=spec.get("scheme", "HTTP"),
             headers=spec.get("httpHeaders") or (),
         )
-    return True  # grpc and unknown handlers: not checked
+    return True, ""  # grpc and unknown handlers: not checked
 
 
 async def probe_loop(

@@ -228,6 +228,9 @@ class PodWorker:
                     self.update(self.pod)
                 await self._terminate.wait()
                 nursery.cancel_scope.cancel()
+            for record in self.records + self.init_records:
+                if "running" in record.state and self._delete_from_api:
+                    self._event("Normal", "Killing", f"Stopping container {record.name}")
             with trio.CancelScope(shield=True):
                 await self._teardown(self._grace)
                 if self._delete_from_api:
@@ -283,6 +286,9 @@ class PodWorker:
                 self.sandbox = await self.agent.runtime.run_pod_sandbox(self.pod)
             except Exception as exc:
                 log.warning("sandbox for %s/%s: %s", self.namespace, self.name, exc)
+                self._event(
+                    "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}"
+                )
                 await trio.sleep(backoff.next(0) or 0.5)
         while True:
             try:
@@ -290,6 +296,7 @@ class PodWorker:
                 break
             except (VolumeError, ClientError) as exc:
                 log.info("volumes of %s/%s not ready: %s", self.namespace, self.name, exc)
+                self._event("Warning", "FailedMount", f"MountVolume.SetUp failed: {exc}")
                 await trio.sleep(backoff.next(0) or 0.5)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._refresh_volumes)
@@ -363,6 +370,13 @@ class PodWorker:
     def _who(self) -> str:
         return f"{self.name}_{self.namespace}({self.uid})"
 
+    def _event(self, kind: str, reason: str, message: str) -> None:
+        ref = {"apiVersion": "v1", "kind": "Pod", "metadata": self.pod["metadata"]}
+        if kind == "Warning":
+            self.agent.events.warning(ref, reason, message)
+        else:
+            self.agent.events.normal(ref, reason, message)
+
     async def _ensure_image(
         self, container: KubeObject, record: ContainerRecord, backoff: BackOff
     ) -> None:
@@ -383,12 +397,21 @@ class PodWorker:
                 await trio.sleep(backoff.next(0) or 1)
                 continue
             if policy == "Never" or (policy == "IfNotPresent" and present):
+                self._event(
+                    "Normal", "Pulled", f'Container image "{image}" already present on machine'
+                )
                 return
             try:
                 credentials = await self.agent.pull_credentials(self.pod)
+                self._event("Normal", "Pulling", f'Pulling image "{image}"')
+                began = time.monotonic()
                 record.image_id = await runtime.pull_image(image, credentials=credentials)
+                took = f"{(time.monotonic() - began) * 1000:.0f}ms"
+                self._event("Normal", "Pulled", f'Successfully pulled image "{image}" in {took}')
                 return
             except ImagePullError as exc:
+                self._event("Warning", "Failed", f'Failed to pull image "{image}": {exc}')
+                self._event("Warning", "Failed", "Error: ErrImagePull")
                 self._release_slot()
                 record.state = {"waiting": {"reason": "ErrImagePull", "message": str(exc)}}
                 self.changed()
@@ -455,6 +478,11 @@ class PodWorker:
             delay = restart_backoff.next(ran_for)
             record.last_state = {"terminated": terminated}
             if delay > 0:
+                self._event(
+                    "Warning",
+                    "BackOff",
+                    f"Back-off restarting failed container {record.name} in pod {self._who()}",
+                )
                 record.state = {
                     "waiting": {
                         "reason": "CrashLoopBackOff",
@@ -498,6 +526,7 @@ class PodWorker:
                 record.state = {
                     "waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}
                 }
+                self._event("Warning", "Failed", f"Error: {exc}")
                 self._release_slot()
                 self.changed()
                 await trio.sleep(restart_backoff.next(0) or 1)
@@ -505,15 +534,19 @@ class PodWorker:
             except Exception as exc:
                 log.warning("creating %s in %s: %s", record.name, self._who(), exc)
                 record.state = {"waiting": {"reason": "CreateContainerError", "message": str(exc)}}
+                self._event("Warning", "Failed", f"Error: {exc}")
                 self._release_slot()
                 self.changed()
                 await trio.sleep(restart_backoff.next(0) or 1)
                 continue
             record.container_id = container_id
+            self._event("Normal", "Created", f"Created container: {record.name}")
             try:
                 await runtime.start_container(container_id)
+                self._event("Normal", "Started", f"Started container {record.name}")
             except Exception as exc:
                 log.warning("starting %s in %s: %s", record.name, self._who(), exc)
+                self._event("Warning", "Failed", f"Error: {exc}")
             if record.init or all(r.container_id for r in self.records):
                 self._release_slot()
             return container_id
@@ -548,18 +581,21 @@ class PodWorker:
         message = ""
         async with trio.open_nursery() as probes:
 
-            def prober(probe: KubeObject) -> Any:
+            def prober(probe: KubeObject, kind: str) -> Any:
                 async def attempt() -> bool:
                     try:
-                        return await run_probe(
+                        ok, detail = await run_probe(
                             probe,
                             container=container,
                             container_id=container_id,
                             pod_ip=pod_ip,
                             runtime=runtime,
                         )
-                    except Exception:
-                        return False
+                    except Exception as exc:
+                        ok, detail = False, str(exc)
+                    if not ok:
+                        self._event("Warning", "Unhealthy", f"{kind} probe failed: {detail}")
+                    return ok
 
                 return attempt
 
@@ -567,6 +603,7 @@ class PodWorker:
                 nonlocal message
                 message = f"Container {record.name} failed {kind} probe, will be restarted"
                 log.info("%s in %s", message, self._who())
+                self._event("Normal", "Killing", message)
                 grace = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
                 probes.start_soon(
                     lambda: runtime.stop_container(container_id, grace_period=float(grace))
@@ -579,7 +616,7 @@ class PodWorker:
                     probes.start_soon(
                         lambda: probe_loop(
                             liveness,
-                            prober(liveness),
+                            prober(liveness, "Liveness"),
                             lambda ok: None if ok else kill("liveness"),
                             initial=True,
                         )
@@ -591,7 +628,9 @@ class PodWorker:
                         self.changed()
 
                     probes.start_soon(
-                        lambda: probe_loop(readiness, prober(readiness), ready, initial=False)
+                        lambda: probe_loop(
+                            readiness, prober(readiness, "Readiness"), ready, initial=False
+                        )
                     )
                 elif not record.init:
                     record.ready = True
@@ -614,7 +653,9 @@ class PodWorker:
 
                     async def run_startup() -> None:
                         with startup_scope:
-                            await probe_loop(startup, prober(startup), started, initial=False)
+                            await probe_loop(
+                                startup, prober(startup, "Startup"), started, initial=False
+                            )
 
                     probes.start_soon(run_startup)
                 else:
