@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,11 @@ from etcd_cluster import EtcdCluster
 
 from kubetrio.store import Event, StoreError, open_store
 
-pytestmark = [pytest.mark.etcd, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.etcd,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed"),
+]
 
 
 async def test_kill_leader_during_writes(tmp_path: Path) -> None:
