@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +35,33 @@ async def apiserver(tmp_path: Path) -> AsyncIterator[RunningApiServer]:
         yield running
 
 
-@pytest.fixture
-async def cluster(apiserver: RunningApiServer) -> AsyncIterator[Cluster]:
-    client = Client.in_process(apiserver.api)
+@asynccontextmanager
+async def open_cluster(
+    server: RunningApiServer,
+    *,
+    nodes: int = 3,
+    heartbeat: float = 10.0,
+    configure: Callable[[ControllerManager], None] | None = None,
+) -> AsyncIterator[Cluster]:
+    """Simulated nodes and a controller manager (``configure`` runs before it starts)."""
+    client = Client.in_process(server.api)
     async with trio.open_nursery() as nursery:
-        nodes = SimulatedNodes(client, count=3, bind_unscheduled=True)
-        await nursery.start(nodes.run)
+        sim = SimulatedNodes(client, count=nodes, bind_unscheduled=True, heartbeat=heartbeat)
+        await nursery.start(sim.run)
         manager = ControllerManager(client, identity="test-manager")
+        if configure is not None:
+            configure(manager)
         await nursery.start(manager.run)
         with trio.fail_after(10):
             await manager.leading.wait()
-        yield Cluster(apiserver, client, manager, nodes, nursery)
+        yield Cluster(server, client, manager, sim, nursery)
         nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def cluster(apiserver: RunningApiServer) -> AsyncIterator[Cluster]:
+    async with open_cluster(apiserver) as made:
+        yield made
 
 
 async def wait_for(

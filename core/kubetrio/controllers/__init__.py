@@ -10,7 +10,7 @@ The pieces, each in its own module:
 * :class:`LeaderElector`, :class:`LeaderGuardedTransport` — the Lease and the write
   guard (``_leader``);
 * the controllers: ReplicaSet, Deployment, garbage collector, ServiceAccount,
-  Endpoints/EndpointSlice, Job, CronJob, DaemonSet, StatefulSet.
+  Endpoints/EndpointSlice, Job, CronJob, DaemonSet, StatefulSet, node lifecycle.
 """
 
 from ._cronjob import CronJobController as CronJobController
@@ -33,6 +33,7 @@ from ._leader import NotLeaderError as NotLeaderError
 from ._leader import guarded_client as guarded_client
 from ._manager import BUILT_IN as BUILT_IN
 from ._manager import ControllerManager as ControllerManager
+from ._nodelifecycle import NodeLifecycleController as NodeLifecycleController
 from ._queue import WorkQueue as WorkQueue
 from ._reconcile import ControllerContext as ControllerContext
 from ._reconcile import PermanentError as PermanentError

@@ -39,6 +39,7 @@ from ._leader import (
     default_identity,
     guarded_client,
 )
+from ._nodelifecycle import NodeLifecycleController
 from ._reconcile import ControllerContext, QueueController
 from ._replicaset import ReplicaSetController
 from ._serviceaccount import ServiceAccountController
@@ -59,6 +60,7 @@ BUILT_IN: dict[str, type[QueueController]] = {
     "cronjob": CronJobController,
     "daemonset": DaemonSetController,
     "statefulset": StatefulSetController,
+    "nodelifecycle": NodeLifecycleController,
 }
 """The built-in controllers by name (what ``controllers=`` selects from)."""
 

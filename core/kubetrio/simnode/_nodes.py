@@ -62,6 +62,7 @@ class SimulatedNode:
     name: str
     index: int
     heartbeat: bool = True
+    status_due: bool = False
     next_ip: int = 2
     lease: KubeObject | None = None
 
@@ -303,8 +304,9 @@ class SimulatedNodes:
         self.nodes[name].heartbeat = False
 
     def resume_heartbeat(self, name: str) -> None:
-        """Contact is back: heartbeats resume at the next round."""
+        """Contact is back: Lease and status (Ready again) at the next heartbeat."""
         self.nodes[name].heartbeat = True
+        self.nodes[name].status_due = True
 
     # --- running ------------------------------------------------------------------------
 
@@ -330,6 +332,9 @@ class SimulatedNodes:
                 try:
                     if action == "lease":
                         await self.renew_lease(node)
+                        if node.status_due:
+                            node.status_due = False
+                            await self.post_status(node)
                     else:
                         await self.post_status(node)
                 except ClientError as exc:
