@@ -410,8 +410,9 @@ class NodeInfo(dict[str, Any]):
         self.images: dict[str, int] = {}
         self.generation = 0
         self.memo: dict[Any, Any] = {}
-        """The framework's results of node-local plugins on this node (see
-        ``node_local``); the cache empties it whenever the node or its pods change."""
+        """Results computed from this node, emptied whenever the node or its pods change:
+        the framework keeps node-local plugins' results here under integer keys; a
+        plugin may keep its own under string keys that start with its name."""
 
     def __repr__(self) -> str:
         return f"NodeInfo({self.name!r}, pods={len(self.pods)})"
@@ -441,6 +442,12 @@ class NodeSnapshot(Protocol):
 
     def image_node_count(self, image: str) -> int:
         """How many nodes report having ``image`` (a name from ``status.images``)."""
+        ...
+
+    def changed_since(self, mark: int) -> tuple[int, Sequence[str] | None]:
+        """``(current mark, names of the nodes changed after mark)``, for plugins that
+        keep counts across cycles and update only what changed; the names are None when
+        ``mark`` is too old to answer (count from scratch). Start with mark ``-1``."""
         ...
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str]:

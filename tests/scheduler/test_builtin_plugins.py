@@ -437,3 +437,40 @@ def test_image_locality(snapshot: Factory, node: Factory, pod: Factory) -> None:
     other["spec"]["containers"][0]["image"] = "elsewhere:2"
     other_state = snap.state(other)
     assert il.pre_score(other_state, other_state.pod_info, nodes) is SKIP
+
+
+# --- counts kept across cycles ----------------------------------------------------------------
+
+
+def test_counts_follow_the_cluster_between_cycles(
+    snapshot: Factory, node: Factory, pod: Factory
+) -> None:
+    snap = snapshot(zones(node))
+    pts = PodTopologySpread()
+    ipa = InterPodAffinity()
+    spread_pod = pod("w", labels={"app": "web"}, topologySpreadConstraints=[spread(1)])
+    lonely = pod("l", labels={"app": "web"}, affinity=anti({"app": "web"}, "zone"))
+    assert run_filter(pts, snap, spread_pod, "a1") is None
+    assert run_filter(ipa, snap, lonely, "a1") is None
+    snap.assume(pod_info(pod("w0", labels={"app": "web"})), "a1")
+    snap.assume(pod_info(pod("w1", labels={"app": "web"})), "a2")
+    assert run_filter(pts, snap, spread_pod, "a1") is not None  # zone a: 2, zone b: 0
+    assert run_filter(pts, snap, spread_pod, "b1") is None
+    assert run_filter(ipa, snap, lonely, "a1") is not None
+    assert run_filter(ipa, snap, lonely, "b1") is None
+    snap.forget("default/w0")
+    snap.remove_pod("default/w1")
+    assert run_filter(pts, snap, spread_pod, "a1") is None
+    assert run_filter(ipa, snap, lonely, "a1") is None
+
+
+def test_namespace_label_changes_are_seen(snapshot: Factory, node: Factory, pod: Factory) -> None:
+    snap = snapshot(
+        zones(node), [pod("w", namespace="team", labels={"app": "web"}, node_name="a1")]
+    )
+    snap.set_namespace_labels("team", {"tier": "x"})
+    ipa = InterPodAffinity()
+    p = pod("p", affinity=anti({"app": "web"}, namespaceSelector={"matchLabels": {"tier": "y"}}))
+    assert run_filter(ipa, snap, p, "a1") is None
+    snap.set_namespace_labels("team", {"tier": "y"})
+    assert run_filter(ipa, snap, p, "a1") is not None

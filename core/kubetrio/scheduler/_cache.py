@@ -54,6 +54,9 @@ class SchedulerCache:
         self._orphans: dict[str, dict[str, PodInfo]] = {}
         self._with_affinity: dict[str, NodeInfo] = {}
         self._image_nodes: dict[str, int] = {}
+        self._changes: list[str] = []
+        self._changes_base = 0
+        """Names of changed nodes, in order; entry i has mark ``_changes_base + i + 1``."""
 
     # --- NodeSnapshot -----------------------------------------------------------------
 
@@ -61,6 +64,33 @@ class SchedulerCache:
     def nodes(self) -> list[NodeInfo]:
         """All nodes in the order they were added (the cycle walks them round-robin)."""
         return self._order
+
+    def changed_since(self, mark: int) -> tuple[int, list[str] | None]:
+        """The current change mark and the names of the nodes that changed (pods added or
+        removed, node replaced, added or deleted) after ``mark``; None instead of names
+        when ``mark`` is too old (the caller then recounts from scratch)."""
+        current = self._changes_base + len(self._changes)
+        if mark < self._changes_base:
+            return current, None
+        return current, self._changes[mark - self._changes_base :]
+
+    def _changed(self, name: str) -> None:
+        if len(self._changes) >= 100_000:  # forget old history; laggards recount
+            self._changes_base += len(self._changes)
+            self._changes = []
+        self._changes.append(name)
+
+    def set_namespace_labels(self, name: str, labels: dict[str, str] | None) -> None:
+        """Record a namespace's labels (None: deleted). A change makes every counter that
+        plugins keep recount (``namespaceSelector`` terms may select other pods now)."""
+        old = self.namespaces.get(name)
+        if labels is None:
+            self.namespaces.pop(name, None)
+        else:
+            self.namespaces[name] = labels
+        if old != labels and old is not None:
+            self._changes_base += len(self._changes) + 1
+            self._changes = []
 
     def image_node_count(self, image: str) -> int:
         """How many nodes report having ``image`` in ``status.images``."""
@@ -109,6 +139,7 @@ class SchedulerCache:
                 self._with_affinity[name] = info
         else:
             self._order.append(info)
+        self._changed(name)
         self._nodes[name] = info
         for pod in self._orphans.pop(name, {}).values():
             self._add_to_node(info, pod)
@@ -120,6 +151,7 @@ class SchedulerCache:
         if info is None:
             return
         self._order.remove(info)
+        self._changed(name)
         self._count_images(info, -1)
         self._with_affinity.pop(name, None)
         if info.pods:
@@ -143,6 +175,7 @@ class SchedulerCache:
             node.pods_with_required_anti_affinity[pod.key] = pod
         node.generation += 1
         node.memo.clear()  # memoised plugin results were about the node before this pod
+        self._changed(node.name)
 
     def _remove_from_node(self, node: NodeInfo, key: str) -> None:
         pod = node.pods.pop(key, None)
@@ -160,6 +193,7 @@ class SchedulerCache:
             self._with_affinity.pop(node.name, None)
         node.generation += 1
         node.memo.clear()
+        self._changed(node.name)
 
     def _place(self, info: PodInfo, node_name: str) -> None:
         node = self._nodes.get(node_name)

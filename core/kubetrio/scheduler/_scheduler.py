@@ -310,8 +310,8 @@ class _NamespaceHandler:
         self.scheduler = scheduler
 
     def on_add(self, obj: KubeObject) -> None:
-        self.scheduler.cache.namespaces[obj["metadata"]["name"]] = dict(
-            obj["metadata"].get("labels") or {}
+        self.scheduler.cache.set_namespace_labels(
+            obj["metadata"]["name"], dict(obj["metadata"].get("labels") or {})
         )
 
     def on_update(self, old: KubeObject, new: KubeObject) -> None:
@@ -320,7 +320,7 @@ class _NamespaceHandler:
             self.scheduler.cluster_changed()  # namespaceSelector terms may match now
 
     def on_delete(self, obj: KubeObject) -> None:
-        self.scheduler.cache.namespaces.pop(obj["metadata"]["name"], None)
+        self.scheduler.cache.set_namespace_labels(obj["metadata"]["name"], None)
 
 
 class _NodeHandler:

@@ -30,6 +30,8 @@ from typing import Any
 from kubetrio.api.selectors import LabelSelectorError, Selector, label_selector_from_struct
 from kubetrio.providers import SKIP, CycleState, NodeInfo, NodeSnapshot, PodInfo, Unresolvable
 
+from ._counting import counter
+
 MAX_NODE_SCORE = 100
 REQUIRED = "requiredDuringSchedulingIgnoredDuringExecution"
 PREFERRED = "preferredDuringSchedulingIgnoredDuringExecution"
@@ -112,6 +114,74 @@ def pod_terms(pod: PodInfo) -> PodTerms:
     return found
 
 
+def _existing_anti(node: NodeInfo, pod: PodInfo, snapshot: NodeSnapshot) -> dict[Any, int]:
+    """The node's topology values that its pods' required anti-affinity forbids to ``pod``."""
+    found: dict[Any, int] = {}
+    for other in node.pods_with_required_anti_affinity.values():
+        for term in pod_terms(other).anti_affinity:
+            value = node.labels.get(term.topology_key)
+            if value is not None and term.matches(pod, snapshot):
+                pair = (term.topology_key, value)
+                found[pair] = found.get(pair, 0) + 1
+    return found
+
+
+def _term_counts(node: NodeInfo, terms: PodTerms, snapshot: NodeSnapshot) -> dict[Any, int]:
+    """The node's pods matching the terms: ``("a", key, value)`` for pods matching every
+    affinity term, ``("x", key, value)`` per anti-affinity term."""
+    found: dict[Any, int] = {}
+    labels = node.labels
+    for other in node.pods.values():
+        if terms.affinity and all(t.matches(other, snapshot) for t in terms.affinity):
+            for t in terms.affinity:
+                value = labels.get(t.topology_key)
+                if value is not None:
+                    key = ("a", t.topology_key, value)
+                    found[key] = found.get(key, 0) + 1
+        for t in terms.anti_affinity:
+            value = labels.get(t.topology_key)
+            if value is not None and t.matches(other, snapshot):
+                key = ("x", t.topology_key, value)
+                found[key] = found.get(key, 0) + 1
+    return found
+
+
+def _score_weights(
+    node: NodeInfo, pod: PodInfo, terms: PodTerms, hard: int, snapshot: NodeSnapshot
+) -> dict[Any, int]:
+    """The weights the node's pods add to (or take from) their topology values for ``pod``:
+    its preferred terms matching them, and their terms matching it."""
+    found: dict[Any, int] = {}
+    labels = node.labels
+
+    def add(key: str, amount: int) -> None:
+        value = labels.get(key)
+        if value is not None and amount:
+            found[(key, value)] = found.get((key, value), 0) + amount
+
+    has_preferences = bool(terms.preferred_affinity or terms.preferred_anti_affinity)
+    others = node.pods if has_preferences else node.pods_with_affinity
+    for other in others.values():
+        for t in terms.preferred_affinity:
+            if t.matches(other, snapshot):
+                add(t.topology_key, t.weight)
+        for t in terms.preferred_anti_affinity:
+            if t.matches(other, snapshot):
+                add(t.topology_key, -t.weight)
+        theirs = pod_terms(other)
+        if hard:
+            for t in theirs.affinity:
+                if t.matches(pod, snapshot):
+                    add(t.topology_key, hard)
+        for t in theirs.preferred_affinity:
+            if t.matches(pod, snapshot):
+                add(t.topology_key, t.weight)
+        for t in theirs.preferred_anti_affinity:
+            if t.matches(pod, snapshot):
+                add(t.topology_key, -t.weight)
+    return found
+
+
 @dataclass
 class _FilterState:
     existing_anti: dict[str, set[str]]
@@ -140,37 +210,35 @@ class InterPodAffinity:
     # --- filter -------------------------------------------------------------------------
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Any:
-        """Count matching pods per topology value; skip when no term is involved."""
+        """Count matching pods per topology value; skip when no term is involved.
+
+        The counts live in counters kept across cycles (see ``_counting``): a cycle only
+        recounts the nodes that changed since the last pod of the same shape asked.
+        """
         snapshot = state.snapshot
         terms = pod_terms(pod)
-        existing_anti: dict[str, set[str]] = {}
-        for node in snapshot.nodes_with_affinity_pods():
-            for other in node.pods_with_required_anti_affinity.values():
-                for term in pod_terms(other).anti_affinity:
-                    value = node.labels.get(term.topology_key)
-                    if value is not None and term.matches(pod, snapshot):
-                        existing_anti.setdefault(term.topology_key, set()).add(value)
-        if not terms.affinity and not terms.anti_affinity and not existing_anti:
+        existing: dict[Any, int] = {}
+        if snapshot.nodes_with_affinity_pods():
+            existing = counter(
+                snapshot,
+                ("InterPodAffinity.existing", pod.namespace, frozenset(pod.labels.items())),
+                lambda node: _existing_anti(node, pod, snapshot),
+            ).refresh(snapshot)
+        if not terms.affinity and not terms.anti_affinity and not existing:
             return SKIP
+        existing_anti: dict[str, set[str]] = {}
+        for key, value in existing:
+            existing_anti.setdefault(key, set()).add(value)
         affinity_counts: dict[tuple[str, str], int] = {}
         anti_counts: dict[tuple[str, str], int] = {}
         if terms.affinity or terms.anti_affinity:
-            for node in snapshot.nodes:
-                labels = node.labels
-                for other in node.pods.values():
-                    if other.key == pod.key:
-                        continue
-                    if terms.affinity and all(t.matches(other, snapshot) for t in terms.affinity):
-                        for t in terms.affinity:
-                            value = labels.get(t.topology_key)
-                            if value is not None:
-                                pair = (t.topology_key, value)
-                                affinity_counts[pair] = affinity_counts.get(pair, 0) + 1
-                    for t in terms.anti_affinity:
-                        value = labels.get(t.topology_key)
-                        if value is not None and t.matches(other, snapshot):
-                            pair = (t.topology_key, value)
-                            anti_counts[pair] = anti_counts.get(pair, 0) + 1
+            totals = counter(
+                snapshot,
+                ("InterPodAffinity.terms", terms.affinity, terms.anti_affinity),
+                lambda node: _term_counts(node, terms, snapshot),
+            ).refresh(snapshot)
+            for (kind, key, value), count in totals.items():
+                (affinity_counts if kind == "a" else anti_counts)[(key, value)] = count
         self_match = all(t.matches(pod, snapshot) for t in terms.affinity)
         state[self.name] = _FilterState(
             existing_anti, affinity_counts, anti_counts, terms, self_match
@@ -205,46 +273,33 @@ class InterPodAffinity:
     # --- score ----------------------------------------------------------------------------
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo]) -> Any:
-        """Sum the weights per topology value; skip when no preference is involved."""
+        """Sum the weights per topology value; skip when no preference is involved.
+
+        Like the filter's counts, the sums are kept across cycles per pod shape and only
+        the nodes that changed are walked again.
+        """
         snapshot = state.snapshot
         terms = pod_terms(pod)
         has_preferences = bool(terms.preferred_affinity or terms.preferred_anti_affinity)
-        candidates = snapshot.nodes if has_preferences else snapshot.nodes_with_affinity_pods()
-        if not candidates:
+        if not has_preferences and not snapshot.nodes_with_affinity_pods():
+            return SKIP
+        hard = self.hard_pod_affinity_weight
+        signature = (
+            "InterPodAffinity.score",
+            pod.namespace,
+            frozenset(pod.labels.items()),
+            terms.preferred_affinity,
+            terms.preferred_anti_affinity,
+            hard,
+        )
+        totals = counter(
+            snapshot, signature, lambda node: _score_weights(node, pod, terms, hard, snapshot)
+        ).refresh(snapshot)
+        if not totals:
             return SKIP
         by_key: dict[str, dict[str, float]] = {}
-
-        def add(key: str, value: str | None, amount: float) -> None:
-            if value is not None and amount:
-                values = by_key.setdefault(key, {})
-                values[value] = values.get(value, 0) + amount
-
-        hard = self.hard_pod_affinity_weight
-        for node in candidates:
-            labels = node.labels
-            others = node.pods if has_preferences else node.pods_with_affinity
-            for other in others.values():
-                if other.key == pod.key:
-                    continue
-                for t in terms.preferred_affinity:
-                    if t.matches(other, snapshot):
-                        add(t.topology_key, labels.get(t.topology_key), t.weight)
-                for t in terms.preferred_anti_affinity:
-                    if t.matches(other, snapshot):
-                        add(t.topology_key, labels.get(t.topology_key), -t.weight)
-                theirs = pod_terms(other)
-                if hard:
-                    for t in theirs.affinity:
-                        if t.matches(pod, snapshot):
-                            add(t.topology_key, labels.get(t.topology_key), hard)
-                for t in theirs.preferred_affinity:
-                    if t.matches(pod, snapshot):
-                        add(t.topology_key, labels.get(t.topology_key), t.weight)
-                for t in theirs.preferred_anti_affinity:
-                    if t.matches(pod, snapshot):
-                        add(t.topology_key, labels.get(t.topology_key), -t.weight)
-        if not by_key:
-            return SKIP
+        for (key, value), amount in totals.items():
+            by_key.setdefault(key, {})[value] = amount
         state[self.name + ".score"] = by_key
         return None
 

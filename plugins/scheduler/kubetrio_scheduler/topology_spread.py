@@ -25,6 +25,7 @@ from typing import Any
 from kubetrio.api.selectors import LabelSelectorError, Selector, label_selector_from_struct
 from kubetrio.providers import SKIP, CycleState, NodeInfo, PodInfo, Unresolvable
 
+from ._counting import counter
 from .node_affinity import required_matcher
 from .taints import untolerated
 
@@ -119,12 +120,49 @@ def _counts(
     return result
 
 
+NODE_BITS = 20
+"""Incremental totals pack ``pods << NODE_BITS | eligible nodes`` per domain, so the
+smallest domain is ``min(totals.values()) >> NODE_BITS`` (domains always have a node)."""
+
+
+def _incremental_counts(
+    state: CycleState, pod: PodInfo, constraints: Sequence[Constraint]
+) -> list[dict[str, int]]:
+    """Per constraint: domain → packed (pods, nodes), from counters kept across cycles."""
+    keys = tuple(c.topology_key for c in constraints)
+    result = []
+    for constraint in constraints:
+        namespace, selector, key = pod.namespace, constraint.selector, constraint.topology_key
+
+        def contribution(
+            node: NodeInfo, namespace: str = namespace, selector: Any = selector, key: str = key
+        ) -> dict[str, int]:
+            labels = node.labels
+            if any(k not in labels for k in keys):
+                return {}
+            count = 0
+            for other in node.pods.values():
+                if (
+                    other.namespace == namespace
+                    and selector.matches(other.labels)
+                    and not other.pod["metadata"].get("deletionTimestamp")
+                ):
+                    count += 1
+            return {labels[key]: count << NODE_BITS | 1}
+
+        signature = ("PodTopologySpread", namespace, selector, key, keys)
+        result.append(counter(state.snapshot, signature, contribution).refresh(state.snapshot))
+    return result
+
+
 @dataclass
 class _SpreadState:
     constraints: tuple[Constraint, ...]
     counts: list[dict[str, int]]
     minimum: list[int]
     self_match: list[int]
+    shift: int = 0
+    """``counts`` values are ``pods << shift`` (plus a node count below) when set."""
 
 
 class PodTopologySpread:
@@ -141,12 +179,21 @@ class PodTopologySpread:
         constraints = tuple(c for c in constraints_of(pod) if c.hard == hard)
         if not constraints:
             return None
+        self_match = [int(c.selector.matches(pod.labels)) for c in constraints]
+        simple = required_matcher(pod.pod) is None or not any(c.honor_affinity for c in constraints)
+        if simple and not any(c.honor_taints for c in constraints):
+            # Eligibility depends on the nodes alone: keep the counts across cycles.
+            packed = _incremental_counts(state, pod, constraints)
+            minimum = [
+                0 if len(domains) < c.min_domains else min(domains.values(), default=0) >> NODE_BITS
+                for c, domains in zip(constraints, packed, strict=True)
+            ]
+            return _SpreadState(constraints, packed, minimum, self_match, NODE_BITS)
         counts = _counts(pod, constraints, state.snapshot.nodes)
         minimum = [
             0 if len(domains) < c.min_domains else min(domains.values(), default=0)
             for c, domains in zip(constraints, counts, strict=True)
         ]
-        self_match = [int(c.selector.matches(pod.labels)) for c in constraints]
         return _SpreadState(constraints, counts, minimum, self_match)
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Any:
@@ -167,7 +214,7 @@ class PodTopologySpread:
             domain = labels.get(constraint.topology_key)
             if domain is None:
                 return self.missing_label_reason
-            count = found.counts[index].get(domain, 0)
+            count = found.counts[index].get(domain, 0) >> found.shift
             skew = count + found.self_match[index] - found.minimum[index]
             if skew > constraint.max_skew:
                 return self.reason
@@ -190,7 +237,7 @@ class PodTopologySpread:
             if domain is None:
                 total += 1e9  # nodes outside every domain come last
             else:
-                total += found.counts[index].get(domain, 0)
+                total += found.counts[index].get(domain, 0) >> found.shift
         return total
 
     def normalize_scores(self, state: CycleState, pod: PodInfo, scores: dict[str, float]) -> None:

@@ -1,0 +1,89 @@
+"""Counts over every node that survive from one scheduling cycle to the next.
+
+InterPodAffinity and PodTopologySpread need, for every cycle, totals over the whole
+cluster (matching pods per topology value). Recounting walks every pod on every node;
+instead a :class:`NodeCounts` keeps each node's contribution and, at the next cycle,
+recomputes only the nodes the snapshot reports changed (``changed_since``) — usually the
+one node the previous pod was placed on.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Generic, TypeVar
+
+from kubetrio.providers import NodeInfo, NodeSnapshot
+
+K = TypeVar("K", bound=Hashable)
+
+MAX_COUNTERS = 64
+"""Counters kept per snapshot (one per distinct pod shape asking); more → start over."""
+
+
+class NodeCounts(Generic[K]):
+    """Totals of per-node contributions (``key → count``), kept current incrementally."""
+
+    def __init__(self, contribution: Callable[[NodeInfo], dict[K, int]]) -> None:
+        self.contribution = contribution
+        self.mark = -1
+        self.per_node: dict[str, dict[K, int]] = {}
+        self.totals: dict[K, int] = {}
+
+    def _add(self, values: dict[K, int], sign: int) -> None:
+        totals = self.totals
+        for key, value in values.items():
+            total = totals.get(key, 0) + sign * value
+            if total:
+                totals[key] = total
+            else:
+                totals.pop(key, None)
+
+    def refresh(self, snapshot: NodeSnapshot) -> dict[K, int]:
+        """The totals over the snapshot's nodes as they are now."""
+        mark, changed = snapshot.changed_since(self.mark)
+        if changed is None:
+            self.per_node.clear()
+            self.totals.clear()
+            names: Iterable[str] = [node.name for node in snapshot.nodes]
+        else:
+            names = set(changed)
+        for name in names:
+            old = self.per_node.pop(name, None)
+            if old:
+                self._add(old, -1)
+            node = snapshot.get(name)
+            if node is not None:
+                new = self.contribution(node)
+                if new:
+                    self.per_node[name] = new
+                    self._add(new, +1)
+        self.mark = mark
+        return self.totals
+
+
+_COUNTERS: weakref.WeakKeyDictionary[NodeSnapshot, dict[Hashable, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def counter(
+    snapshot: NodeSnapshot,
+    signature: Hashable,
+    contribution: Callable[[NodeInfo], dict[K, int]],
+) -> NodeCounts[K]:
+    """The counter of ``signature`` (what is counted) over ``snapshot``, made on first use.
+
+    ``contribution`` must depend only on the node, its pods and ``signature``.
+    """
+    try:
+        counters = _COUNTERS[snapshot]
+    except KeyError:
+        counters = _COUNTERS[snapshot] = {}
+    found = counters.get(signature)
+    if found is None:
+        if len(counters) >= MAX_COUNTERS:
+            counters.clear()
+        found = counters[signature] = NodeCounts(contribution)
+    result: NodeCounts[K] = found
+    return result
