@@ -133,3 +133,60 @@ async def test_rollout_status_reports_deadline_exceeded(cluster: Cluster, kubect
         await kubectl("apply", "-f", "-", stdin=stuck.encode())
         out = await kubectl("rollout", "status", "deployment/stuck", "--timeout=30s", check=False)
         assert "exceeded its progress deadline" in out
+
+
+SETS = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  replicas: 2
+  serviceName: db
+  selector:
+    matchLabels: {app: db}
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      containers:
+      - name: db
+        image: db:1
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+spec:
+  selector:
+    matchLabels: {app: agent}
+  template:
+    metadata:
+      labels: {app: agent}
+    spec:
+      containers:
+      - name: agent
+        image: agent:1
+"""
+
+
+async def test_rollout_of_statefulset_and_daemonset(cluster: Cluster, kubectl: Kubectl) -> None:
+    with trio.fail_after(120):
+        await kubectl("apply", "-f", "-", stdin=SETS.encode())
+        for target in ("statefulset/db", "daemonset/agent"):
+            out = await kubectl("rollout", "status", target, "--timeout=60s")
+            assert "complete" in out or "successfully" in out, out
+        await kubectl("set", "image", "statefulset/db", "db=db:2")
+        await kubectl("set", "image", "daemonset/agent", "agent=agent:2")
+        for target in ("statefulset/db", "daemonset/agent"):
+            out = await kubectl("rollout", "status", target, "--timeout=60s")
+            assert "complete" in out or "successfully" in out, out
+        history = await kubectl("rollout", "history", "statefulset/db")
+        assert [line.split()[0] for line in history.splitlines() if line[:1].isdigit()] == [
+            "1",
+            "2",
+        ]
+        images = await kubectl(
+            "get", "pods", "-l", "app=db", "-o", "jsonpath={.items[*].spec.containers[0].image}"
+        )
+        assert images.split() == ["db:2", "db:2"]
