@@ -221,6 +221,37 @@ async def test_memory_limit_oom_killed(agent: NodeAgent, client: Client) -> None
     assert (terminated["exitCode"], terminated["reason"]) == (137, "OOMKilled")
 
 
+async def test_termination_messages(agent: NodeAgent, client: Client) -> None:
+    await client.create(
+        "v1",
+        "pods",
+        make_pod(
+            "lastwords",
+            [
+                {
+                    "name": "a",
+                    "image": "busybox",
+                    "command": ["sh", "-c", "echo bye > /dev/termination-log; exit 4"],
+                },
+                {
+                    "name": "b",
+                    "image": "busybox",
+                    "command": ["sh", "-c", "echo oops; exit 5"],
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                },
+            ],
+            restartPolicy="Never",
+        ),
+        namespace="default",
+    )
+    with trio.fail_after(30):
+        words = await wait_for(
+            client, "lastwords", lambda p: p.get("status", {}).get("phase") == "Failed"
+        )
+    assert ctr_state(words, 0)["state"]["terminated"]["message"] == "bye\n"
+    assert ctr_state(words, 1)["state"]["terminated"]["message"] == "oops\n"
+
+
 async def test_liveness_failure_restarts(agent: NodeAgent, client: Client) -> None:
     pod = make_pod(
         "live",
@@ -476,3 +507,37 @@ async def test_missing_image_backs_off_and_init_failure_fails_pod(
     assert (init["exitCode"], init["reason"]) == (2, "Error")
     assert condition(failed, "Initialized") == "False"
     assert "running" not in ctr_state(failed).get("state", {})
+
+
+async def test_host_network_pod_and_readiness_gate(agent: NodeAgent, client: Client) -> None:
+    pod = make_pod(
+        "hostnet",
+        [
+            {
+                "name": "main",
+                "image": "busybox",
+                "command": ["sleep", "3600"],
+                "readinessProbe": {
+                    "exec": {"command": ["test", "-f", "/tmp/ready"]},
+                    "periodSeconds": 1,
+                },
+            }
+        ],
+        hostNetwork=True,
+        terminationGracePeriodSeconds=0,
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(30):
+        running = await wait_for(
+            client, "hostnet", lambda p: p.get("status", {}).get("phase") == "Running"
+        )
+        await trio.sleep(1.5)
+        current = await client.get("v1", "pods", "hostnet", namespace="default")
+        assert condition(current, "Ready") == "False"
+        assert running["status"]["podIP"] == agent.address
+        cid = ctr_state(running)["containerID"].removeprefix("runc://")
+        code, out = await agent.runtime.exec_sync(cid, ["hostname"], timeout=5)
+        assert out.decode().strip() == os.uname().nodename
+        code, _ = await agent.runtime.exec_sync(cid, ["touch", "/tmp/ready"], timeout=5)
+        assert code == 0
+        await wait_for(client, "hostnet", lambda p: condition(p, "Ready") == "True")

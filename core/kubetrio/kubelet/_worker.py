@@ -464,6 +464,13 @@ class PodWorker:
             }
             if final.message:
                 terminated["message"] = final.message
+            elif (
+                container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+                and final.exit_code != 0
+            ):
+                tail = await self._log_tail(record)
+                if tail:
+                    terminated["message"] = tail
             exit_code = int(terminated["exitCode"])
             record.ready = record.init and exit_code == 0
             record.started = False
@@ -572,12 +579,22 @@ class PodWorker:
         log.info("adopting container %s of %s", latest.id, self._who())
         return latest.id
 
+    async def _log_tail(self, record: ContainerRecord) -> str:
+        """The last 80 lines (at most 2 KiB) of this run's log, as kubelet's fallback."""
+        chunks = [
+            chunk
+            async for chunk in self.agent.read_logs(
+                self.namespace, self.name, record.name, tail_lines=80
+            )
+        ]
+        return b"".join(chunks)[-2048:].decode(errors="replace")
+
     async def _watch_running(
         self, container: KubeObject, record: ContainerRecord, container_id: str
     ) -> ContainerState:
         """Probe the container until it exits; a failed liveness/startup probe kills it."""
         runtime = self.agent.runtime
-        pod_ip = self.sandbox.ips[0] if self.sandbox and self.sandbox.ips else "127.0.0.1"
+        pod_ip = self._network_status().get("podIP") or "127.0.0.1"
         message = ""
         async with trio.open_nursery() as probes:
 
@@ -675,9 +692,12 @@ class PodWorker:
 
     def _network_status(self) -> KubeObject:
         result: KubeObject = {"hostIP": self.agent.address, "hostIPs": [{"ip": self.agent.address}]}
-        if self.sandbox and self.sandbox.ips:
-            result["podIP"] = self.sandbox.ips[0]
-            result["podIPs"] = [{"ip": ip} for ip in self.sandbox.ips]
+        ips = list(self.sandbox.ips) if self.sandbox else []
+        if self.sandbox and (self.pod.get("spec") or {}).get("hostNetwork"):
+            ips = [self.agent.address]
+        if ips:
+            result["podIP"] = ips[0]
+            result["podIPs"] = [{"ip": ip} for ip in ips]
         return result
 
     # --- status -------------------------------------------------------------------------

@@ -93,6 +93,10 @@ class _Sandbox:
     dir: Path
     ips: list[str] = dataclasses.field(default_factory=list)
     containers: set[str] = dataclasses.field(default_factory=set)
+    ipc_path: str = ""
+    """The IPC namespace bind mount; empty: the host's (``hostIPC``)."""
+    uts_path: str = ""
+    """The UTS namespace bind mount; empty: the host's (``hostNetwork``)."""
 
 
 @dataclasses.dataclass
@@ -206,6 +210,8 @@ class RuncRuntime:
                 netns_path=record["netnsPath"],
                 dir=directory,
                 ips=list(record.get("ips") or []),
+                ipc_path=record.get("ipcPath", str(directory / "ipc")),
+                uts_path=record.get("utsPath", str(directory / "uts")),
             )
         for bundle in sorted((self.root_dir / "containers").iterdir()):
             try:
@@ -308,33 +314,54 @@ class RuncRuntime:
             known = self._sandboxes.get(sandbox_id)
             if known is not None:
                 return PodSandboxStatus(id=known.id, netns_path=known.netns_path, ips=known.ips)
-            netns = self.netns_path(sandbox_id)
+            spec = pod.get("spec") or {}
+            host_network = bool(spec.get("hostNetwork"))
+            host_ipc = bool(spec.get("hostIPC"))
+            # hostNetwork pods share the node's network and UTS namespaces, as in Kubernetes.
+            netns = "" if host_network else self.netns_path(sandbox_id)
             directory = self._sandbox_dir(sandbox_id)
-            sandbox = _Sandbox(id=sandbox_id, pod=pod, netns_path=netns, dir=directory)
-            hostname = ((pod.get("spec") or {}).get("hostname") or meta["name"])[:63]
+            sandbox = _Sandbox(
+                id=sandbox_id,
+                pod=pod,
+                netns_path=netns,
+                dir=directory,
+                ipc_path="" if host_ipc else str(directory / "ipc"),
+                uts_path="" if host_network else str(directory / "uts"),
+            )
+            hostname = (spec.get("hostname") or meta["name"])[:63]
+            if host_network:
+                hostname = os.uname().nodename
             try:
                 directory.mkdir(parents=True, exist_ok=True)
-                if not os.path.exists(netns):
+                if netns and not os.path.exists(netns):
                     await _command("ip", "netns", "add", os.path.basename(netns))
-                for name in ("ipc", "uts"):
-                    (directory / name).touch()
-                await _command(
-                    "unshare",
-                    f"--ipc={directory / 'ipc'}",
-                    f"--uts={directory / 'uts'}",
-                    "hostname",
-                    hostname,
-                )
-                if self.network is not None:
+                unshare = ["unshare"]
+                for path, flag in ((sandbox.ipc_path, "--ipc"), (sandbox.uts_path, "--uts")):
+                    if path:
+                        Path(path).touch()
+                        unshare.append(f"{flag}={path}")
+                if len(unshare) > 1:
+                    await _command(*unshare, "hostname", hostname)
+                if netns and self.network is not None:
                     result = await self.network.add(
                         pod=pod, netns_path=netns, container_id=sandbox_id
                     )
                     sandbox.ips = list(result.ips)
-                else:
+                elif netns:
                     await _command("ip", "-n", os.path.basename(netns), "link", "set", "lo", "up")
-                await trio.to_thread.run_sync(_write_pod_files, directory, hostname, sandbox.ips)
+                await trio.to_thread.run_sync(
+                    _write_pod_files, directory, hostname, sandbox.ips, host_network
+                )
                 (directory / "sandbox.json").write_text(
-                    json.dumps({"id": sandbox_id, "netnsPath": netns, "ips": sandbox.ips})
+                    json.dumps(
+                        {
+                            "id": sandbox_id,
+                            "netnsPath": netns,
+                            "ipcPath": sandbox.ipc_path,
+                            "utsPath": sandbox.uts_path,
+                            "ips": sandbox.ips,
+                        }
+                    )
                 )
             except BaseException:
                 with trio.CancelScope(shield=True):
@@ -427,6 +454,18 @@ class RuncRuntime:
             passwd, groups = await trio.to_thread.run_sync(_image_users, rootfs)
             user = resolve_user(pod, container, image.config.get("config") or {}, passwd, groups)
             mounts = list(config.mounts)
+            # terminationMessagePath: a file of this run the process may write its last
+            # words into; read back when it exits.
+            termination = bundle / "termination-log"
+            termination.touch()
+            os.chmod(termination, 0o666)
+            mounts.append(
+                VolumeMount(
+                    container_path=container.get("terminationMessagePath")
+                    or "/dev/termination-log",
+                    host_path=str(termination),
+                )
+            )
             for file_name, target in (
                 ("hosts", "/etc/hosts"),
                 ("hostname", "/etc/hostname"),
@@ -447,8 +486,8 @@ class RuncRuntime:
                 env=config.env,
                 rootfs=str(rootfs),
                 netns_path=sandbox.netns_path,
-                ipc_path=str(sandbox.dir / "ipc"),
-                uts_path=str(sandbox.dir / "uts"),
+                ipc_path=sandbox.ipc_path,
+                uts_path=sandbox.uts_path,
                 cgroups_path=cgroups_path,
                 user=user,
                 mounts=mounts,
@@ -537,6 +576,11 @@ class RuncRuntime:
             exit_code = 137 if _cgroups.oom_killed(entry.cgroups_path) else 255
         entry.finished_at = time.time()
         entry.exit_code = exit_code
+        with contextlib.suppress(OSError):
+            with open(entry.bundle / "termination-log", "rb") as f:
+                written = f.read(4096).decode(errors="replace")
+            if written:
+                entry.message = written
         if exit_code == 137 and _cgroups.oom_killed(entry.cgroups_path):
             entry.reason = "OOMKilled"
         elif exit_code == 0:
@@ -672,10 +716,15 @@ def _image_users(rootfs: Path) -> tuple[dict[str, tuple[int, int]], dict[str, in
     return read_passwd(read("passwd")), read_group(read("group"))
 
 
-def _write_pod_files(directory: Path, hostname: str, ips: Sequence[str]) -> None:
+def _write_pod_files(
+    directory: Path, hostname: str, ips: Sequence[str], host_network: bool = False
+) -> None:
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     for ip in ips:
         hosts += f"{ip}\t{hostname}\n"
+    if host_network:
+        with contextlib.suppress(OSError):
+            hosts = Path("/etc/hosts").read_text()
     (directory / "hosts").write_text(hosts)
     (directory / "hostname").write_text(hostname + "\n")
     try:

@@ -348,19 +348,21 @@ def build_spec(
                 "options": ["rbind", "rprivate", "ro" if mount.read_only else "rw"],
             }
         )
+    # An empty path shares the host's namespace (hostNetwork, hostIPC); hostPID drops the
+    # PID namespace.
+    namespaces: list[dict[str, str]] = [{"type": "mount"}]
+    if not (pod.get("spec") or {}).get("hostPID"):
+        namespaces.append({"type": "pid"})
+    for kind, path in (("network", netns_path), ("ipc", ipc_path), ("uts", uts_path)):
+        if path:
+            namespaces.append({"type": kind, "path": path})
     linux: dict[str, Any] = {
-        "namespaces": [
-            {"type": "pid"},
-            {"type": "mount"},
-            {"type": "network", "path": netns_path},
-            {"type": "ipc", "path": ipc_path},
-            {"type": "uts", "path": uts_path},
-        ],
+        "namespaces": namespaces,
         "cgroupsPath": cgroups_path,
         "resources": resources(container, pids_limit=pids_limit),
         # Unprivileged ports from 0, as containerd sets in pod network namespaces, so a
         # non-root web server can listen on :80.
-        "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0"},
+        "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0"} if netns_path else {},
     }
     sysctls = {s["name"]: str(s["value"]) for s in pod_sc.get("sysctls") or [] if "name" in s}
     linux["sysctl"].update(sysctls)
