@@ -64,6 +64,7 @@ DEFAULT_MONITORED = (
     MonitoredResource("v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
     MonitoredResource("v1", "replicationcontrollers", "ReplicationController"),
     MonitoredResource("v1", "nodes", "Node", namespaced=False),
+    MonitoredResource("coordination.k8s.io/v1", "leases", "Lease"),
 )
 """What the collector watches by default (plugins' kinds can be added)."""
 
