@@ -162,3 +162,16 @@ async def test_run_as_non_root_refuses_root(runtime: RuncRuntime) -> None:
             ContainerConfig(),
         )
     await runtime.stop_pod_sandbox(sandbox.id, grace_period=0)
+
+
+def test_log_rotation_keeps_a_bounded_number_of_files(tmp_path: Path) -> None:
+    from kubetrio.runtime._logs import RotatingLog
+
+    log = RotatingLog(tmp_path / "0.log", max_bytes=100, max_files=3)
+    for i in range(20):
+        log.write(f"2026-01-01T00:00:00.000000000Z stdout F line {i:02d}\n".encode())
+    log.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 3 and "0.log" in files
+    assert (tmp_path / "0.log").read_bytes().endswith(b"line 19\n")
+    assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())

@@ -71,6 +71,8 @@ class NodeAgent:
         server); advertised in the Node's ``daemonEndpoints``. ``kubelet_host`` is the
         address to bind (default: the node address), ``kubelet_token`` the Bearer token
         the API server must send.
+    :param container_log_max_size, container_log_max_files: log rotation (kubelet's
+        ``containerLogMaxSize``/``containerLogMaxFiles``).
     :param startup_concurrency: how many pods are brought up at once; the rest queue in
         arrival order, so a burst's first pods are Running early instead of all at the end.
     """
@@ -100,6 +102,8 @@ class NodeAgent:
         kubelet_port: int | None = None,
         kubelet_host: str | None = None,
         kubelet_token: str = "",
+        container_log_max_size: int = 10 * 1024 * 1024,
+        container_log_max_files: int = 5,
     ) -> None:
         self.client = client
         self.node_name = node_name
@@ -121,6 +125,8 @@ class NodeAgent:
         self.network = self._find_network(network)
         self._registry_client: RegistryClient | None = None
         self.images: ImageStore | None = None
+        self.container_log_max_size = container_log_max_size
+        self.container_log_max_files = container_log_max_files
         self.runtime = self._make_runtime(runtime, cgroup_parent, netns_prefix)
         self.workers: dict[str, PodWorker] = {}
         self.events = EventRecorder(client, "kubelet", host=node_name)
@@ -164,6 +170,8 @@ class NodeAgent:
             network=self.network,
             cgroup_parent=cgroup_parent,
             netns_prefix=netns_prefix,
+            log_max_bytes=self.container_log_max_size,
+            log_max_files=self.container_log_max_files,
         )
 
     @property

@@ -66,6 +66,8 @@ async def read_log(
         return
     while True:
         size = os.path.getsize(path) if path.exists() else 0
+        if size < position:
+            position, rest = 0, b""  # rotated: the new file starts from empty
         if size > position:
             with open(path, "rb") as f:
                 f.seek(position)

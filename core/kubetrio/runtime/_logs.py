@@ -9,8 +9,10 @@ container's pipes into the file as data arrives, so ``kubectl logs -f`` sees lin
 from __future__ import annotations
 
 import datetime
+import os
 import time
-from typing import IO
+from pathlib import Path
+from typing import Protocol
 
 import trio
 
@@ -52,7 +54,62 @@ def format_records(stream: str, data: bytes, *, final: bool) -> tuple[bytes, byt
     return bytes(out), data
 
 
-async def copy_to_log(source: trio.abc.ReceiveStream, stream: str, log: IO[bytes]) -> None:
+class LogSink(Protocol):
+    """Where log records go (a binary file or a :class:`RotatingLog`)."""
+
+    def write(self, data: bytes, /) -> int:
+        """Append records."""
+        ...
+
+    def flush(self) -> None:
+        """Make written records visible to readers."""
+        ...
+
+
+class RotatingLog:
+    """A CRI log file rotated by size, keeping at most ``max_files`` files in all.
+
+    Rotation renames ``N.log`` to ``N.log.<UTC timestamp>`` and starts a new file, as
+    kubelet's ``containerLogMaxSize``/``containerLogMaxFiles`` do; followers notice the
+    file shrank and start from its beginning.
+    """
+
+    def __init__(self, path: str | Path, *, max_bytes: int, max_files: int) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.max_files = max(1, max_files)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "ab")  # noqa: SIM115  # closed by close()
+        self._size = self._file.tell()
+
+    def write(self, data: bytes, /) -> int:
+        """Append records, rotating first when they would pass the size limit."""
+        if self.max_bytes and self._size and self._size + len(data) > self.max_bytes:
+            self._rotate()
+        written = self._file.write(data)
+        self._size += written
+        return written
+
+    def flush(self) -> None:
+        """Flush to the file."""
+        self._file.flush()
+
+    def close(self) -> None:
+        """Close the current file."""
+        self._file.close()
+
+    def _rotate(self) -> None:
+        self._file.close()
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S.%f")
+        os.rename(self.path, f"{self.path}.{stamp}")
+        rotated = sorted(self.path.parent.glob(self.path.name + ".*"))
+        for old in rotated[: max(0, len(rotated) - (self.max_files - 1))]:
+            old.unlink(missing_ok=True)
+        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._size = 0
+
+
+async def copy_to_log(source: trio.abc.ReceiveStream, stream: str, log: LogSink) -> None:
     """Copy a pipe into the log file until the writer closes it."""
     rest = b""
     async with source:

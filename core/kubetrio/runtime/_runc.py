@@ -31,7 +31,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import trio
 
@@ -48,7 +48,7 @@ from kubetrio.providers import (
 )
 
 from . import _cgroups
-from ._logs import copy_to_log
+from ._logs import RotatingLog, copy_to_log
 from ._spec import build_spec, read_group, read_passwd, resolve_user
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class _Container:
     name: str = ""
     attempt: int = 0
     log_path: str = ""
-    log_file: IO[bytes] | None = None
+    log_file: RotatingLog | None = None
     logs_done: trio.Event = dataclasses.field(default_factory=trio.Event)
 
     def snapshot(self) -> ContainerState:
@@ -148,6 +148,7 @@ class RuncRuntime:
     :param cgroup_parent: absolute cgroup directory that holds ``<pod uid>/<container>``.
     :param runc_root: runc's state directory (``runc --root``).
     :param pids_limit: the pids cgroup limit of each container (0: none).
+    :param log_max_bytes, log_max_files: CRI log rotation (kubelet: 10 MiB, 5 files).
     """
 
     name = "runc"
@@ -163,8 +164,12 @@ class RuncRuntime:
         runc: str = "runc",
         pids_limit: int = 4096,
         netns_prefix: str = "kubetrio-",
+        log_max_bytes: int = 10 * 1024 * 1024,
+        log_max_files: int = 5,
     ) -> None:
         self.root_dir = Path(root_dir)
+        self.log_max_bytes = log_max_bytes
+        self.log_max_files = log_max_files
         self.images = images
         self.network = network
         self.cgroup_parent = "/" + cgroup_parent.strip("/")
@@ -545,14 +550,15 @@ class RuncRuntime:
         """Start copying the container's output and watching for its exit."""
         nursery = self._require_nursery()
         if entry.log_path:
-            Path(entry.log_path).parent.mkdir(parents=True, exist_ok=True)
-            entry.log_file = open(entry.log_path, "ab")  # noqa: SIM115  # closed when logs end
+            entry.log_file = RotatingLog(
+                entry.log_path, max_bytes=self.log_max_bytes, max_files=self.log_max_files
+            )
         nursery.start_soon(self._copy_logs, entry, readers[0], readers[1])
         nursery.start_soon(self._watch_exit, entry)
 
     async def _copy_logs(self, entry: _Container, out_r: int, err_r: int) -> None:
         # Always drain the FIFOs, even without a log file: a full FIFO blocks the writer.
-        sink: IO[bytes] = entry.log_file or open(os.devnull, "wb")  # noqa: SIM115
+        sink = entry.log_file or RotatingLog(os.devnull, max_bytes=0, max_files=1)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(copy_to_log, trio.lowlevel.FdStream(out_r), "stdout", sink)
