@@ -520,6 +520,11 @@ class SchedulerPlugin(Protocol):
         ``pods/binding`` call) do it. The only stage that may do I/O.
     ``configured(args: Mapping[str, Any]) -> SchedulerPlugin``
         Return a copy set up with a profile's ``pluginConfig`` ``args``.
+    ``requeue_on: frozenset[str]``
+        The cluster changes after which a pod this plugin rejected may fit:
+        ``NodeAdd``, ``NodeUpdate``, ``PodAdd`` (a pod bound), ``PodUpdate`` (labels),
+        ``PodDelete`` (deleted or finished), ``NamespaceUpdate`` (labels). Without it,
+        every change retries the pod (kube-scheduler's ``EventsToRegister``).
     ``node_local: bool``
         True promises that ``filter`` and ``score`` depend only on the pod's spec,
         labels and namespace and on that node's :class:`NodeInfo` (not on other nodes,

@@ -280,3 +280,23 @@ async def test_deleted_pods_leave_the_queue() -> None:
     assert len(queue) == 1  # b is in flight until done
     queue.done("default/b")
     assert len(queue) == 0
+
+
+async def test_cluster_events_move_only_the_pods_they_may_help() -> None:
+    queue = SchedulingQueue(initial_backoff=0, max_backoff=0)
+    for name in ("short-of-cpu", "wants-affinity"):
+        queue.add(info(name))
+    cpu, affinity = await queue.pop(), await queue.pop()
+    queue.scheduling_cycle += 1  # no change happened during these cycles
+    queue.add_unschedulable(cpu, plugins={"NodeResourcesFit"})
+    queue.add_unschedulable(affinity, plugins={"InterPodAffinity"})
+    wants = {"NodeResourcesFit": {"NodeAdd", "PodDelete"}, "InterPodAffinity": {"PodAdd"}}
+
+    def interested(plugins: set[str], event: str) -> bool:
+        return any(event in wants[p] for p in plugins)
+
+    queue.move_all_to_active_or_backoff("PodAdd", interested)
+    assert (await queue.pop()).info.name == "wants-affinity"
+    assert queue.counts()["unschedulable"] == 1
+    queue.move_all_to_active_or_backoff("PodDelete", interested)
+    assert (await queue.pop()).info.name == "short-of-cpu"

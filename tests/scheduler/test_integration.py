@@ -261,3 +261,22 @@ async def _wait_bound(client: Client, name: str) -> str:
             if pod["spec"].get("nodeName"):
                 return str(pod["spec"]["nodeName"])
             await trio.sleep(0.02)
+
+
+async def test_a_pod_waiting_for_affinity_follows_its_target(cluster: Any) -> None:
+    await cluster.add_node("n1", labels={"zone": "a"})
+    await cluster.add_node("n2", labels={"zone": "b"})
+    near_db = {
+        "podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}
+            ]
+        }
+    }
+    await cluster.add_pod("web", affinity=near_db)
+    message = await cluster.wait_event("web", "FailedScheduling")
+    assert message.startswith("0/2 nodes are available: 2 node(s) didn't match pod affinity rules.")
+    # The scheduler binding "db" (a PodAdd) is what lets "web" be retried.
+    await cluster.add_pod("db", labels={"app": "db"}, nodeSelector={"zone": "b"})
+    assert await cluster.wait_bound("db") == "n2"
+    assert await cluster.wait_bound("web") == "n2"

@@ -22,11 +22,17 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
 from kubetrio.providers import PodInfo
+
+CLUSTER_EVENTS = frozenset(
+    {"NodeAdd", "NodeUpdate", "PodAdd", "PodUpdate", "PodDelete", "NamespaceUpdate"}
+)
+"""The changes that can make an unschedulable pod fit (a plugin's ``requeue_on``)."""
 
 
 @dataclass(eq=False)
@@ -145,12 +151,30 @@ class SchedulingQueue:
         self._where[key] = ("unschedulable", entry)
         self._unschedulable[key] = entry
 
-    def move_all_to_active_or_backoff(self) -> None:
-        """The cluster changed: every unschedulable pod gets another chance."""
+    def move_all_to_active_or_backoff(
+        self, event: str = "", interested: Callable[[set[str], str], bool] | None = None
+    ) -> None:
+        """The cluster changed: unschedulable pods get another chance.
+
+        :param event: what changed (``NodeAdd``, ``PodDelete``, …; see
+            :data:`CLUSTER_EVENTS`); with ``interested`` it picks the pods to move.
+        :param interested: ``interested(plugins, event)`` tells whether a pod rejected by
+            ``plugins`` may fit after ``event`` (kube-scheduler's queueing hints, by
+            event kind); None moves every pod.
+        """
         self._move_request_cycle = self.scheduling_cycle
-        pods = list(self._unschedulable.values())
-        self._unschedulable.clear()
+        if not self._unschedulable:
+            return
+        if interested is None or not event:
+            pods = list(self._unschedulable.values())
+        else:
+            pods = [
+                e
+                for e in self._unschedulable.values()
+                if interested(e.unschedulable_plugins, event)
+            ]
         for entry in pods:
+            del self._unschedulable[entry.info.key]
             self._requeue(entry)
 
     # --- popping --------------------------------------------------------------------------

@@ -96,6 +96,11 @@ class Scheduler:
             )
             for profile in config.profiles
         }
+        self._requeue_on: dict[str, frozenset[str] | None] = {}
+        for framework in self.frameworks.values():
+            for name, plugin in framework.plugins.items():
+                wanted = getattr(plugin, "requeue_on", None)
+                self._requeue_on[name] = None if wanted is None else frozenset(wanted)
         self.cache = SchedulerCache()
         self.queue = SchedulingQueue(
             initial_backoff=config.pod_initial_backoff_seconds,
@@ -300,9 +305,21 @@ class Scheduler:
 
     # --- informer callbacks --------------------------------------------------------------------
 
-    def cluster_changed(self) -> None:
-        """Give unschedulable pods another chance (a node or a pod changed)."""
-        self.queue.move_all_to_active_or_backoff()
+    def cluster_changed(self, event: str) -> None:
+        """Give the unschedulable pods that ``event`` may help another chance."""
+        self.queue.move_all_to_active_or_backoff(event, self._interested)
+
+    def _interested(self, plugins: set[str], event: str) -> bool:
+        """Whether a pod rejected by ``plugins`` may fit after ``event``: a plugin that
+        declares ``requeue_on`` is asked; one that does not (or a pod rejected before
+        any plugin was named) is assumed to care about every change."""
+        if not plugins:
+            return True
+        for name in plugins:
+            wanted = self._requeue_on.get(name)
+            if wanted is None or event in wanted:
+                return True
+        return False
 
 
 class _NamespaceHandler:
@@ -317,7 +334,7 @@ class _NamespaceHandler:
     def on_update(self, old: KubeObject, new: KubeObject) -> None:
         self.on_add(new)
         if old["metadata"].get("labels") != new["metadata"].get("labels"):
-            self.scheduler.cluster_changed()  # namespaceSelector terms may match now
+            self.scheduler.cluster_changed("NamespaceUpdate")  # namespaceSelector terms
 
     def on_delete(self, obj: KubeObject) -> None:
         self.scheduler.cache.set_namespace_labels(obj["metadata"]["name"], None)
@@ -329,7 +346,7 @@ class _NodeHandler:
 
     def on_add(self, obj: KubeObject) -> None:
         self.scheduler.cache.set_node(obj)
-        self.scheduler.cluster_changed()
+        self.scheduler.cluster_changed("NodeAdd")
 
     def on_update(self, old: KubeObject, new: KubeObject) -> None:
         self.scheduler.cache.set_node(new)
@@ -340,7 +357,7 @@ class _NodeHandler:
             or (old.get("status") or {}).get("allocatable")
             != (new.get("status") or {}).get("allocatable")
         ):
-            self.scheduler.cluster_changed()
+            self.scheduler.cluster_changed("NodeUpdate")
 
     def on_delete(self, obj: KubeObject) -> None:
         self.scheduler.cache.remove_node(obj["metadata"]["name"])
@@ -366,7 +383,7 @@ class _PodHandler:
     def on_add(self, obj: KubeObject) -> None:
         if (obj.get("spec") or {}).get("nodeName"):
             self.scheduler.cache.set_pod(obj)
-            self.scheduler.cluster_changed()
+            self.scheduler.cluster_changed("PodAdd")
         elif self._pending(obj):
             self.scheduler.queue.add(pod_info(obj))
 
@@ -376,10 +393,16 @@ class _PodHandler:
             key = _key(new)
             newly_bound = not (old.get("spec") or {}).get("nodeName")
             was_ours = scheduler.cache.is_assumed(key)
-            scheduler.queue.delete(key) if not was_ours else None
+            if not was_ours:
+                scheduler.queue.delete(key)  # bound by someone else while it waited
             scheduler.cache.set_pod(new)
-            if newly_bound and not was_ours:
-                scheduler.cluster_changed()
+            if (new.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                scheduler.cluster_changed("PodDelete")  # a finished pod frees its node
+            elif newly_bound:
+                # Also for our own bindings: pods waiting for affinity with this one.
+                scheduler.cluster_changed("PodAdd")
+            elif old["metadata"].get("labels") != new["metadata"].get("labels"):
+                scheduler.cluster_changed("PodUpdate")
         elif self._pending(new):
             scheduler.queue.add(pod_info(new))
         else:
@@ -390,4 +413,4 @@ class _PodHandler:
         self.scheduler.queue.delete(key)
         if self.scheduler.cache.pod_node(key) is not None:
             self.scheduler.cache.remove_pod(key)
-            self.scheduler.cluster_changed()
+            self.scheduler.cluster_changed("PodDelete")

@@ -195,6 +195,10 @@ class InterPodAffinity:
     """Required and preferred pod affinity and anti-affinity, with topology keys."""
 
     name = "InterPodAffinity"
+    requeue_on = frozenset(
+        {"NodeAdd", "NodeUpdate", "PodAdd", "PodUpdate", "PodDelete", "NamespaceUpdate"}
+    )
+    """The cluster changes that may let a pod this plugin rejected fit."""
     weight = 2
     existing_reason = "node(s) didn't satisfy existing pods anti-affinity rules"
     affinity_reason = Unresolvable("node(s) didn't match pod affinity rules")

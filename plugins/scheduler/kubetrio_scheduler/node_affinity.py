@@ -99,6 +99,8 @@ class NodeAffinity:
     """Filters by ``nodeSelector`` and required node affinity; scores preferred terms."""
 
     name = "NodeAffinity"
+    requeue_on = frozenset({"NodeAdd", "NodeUpdate"})
+    """The cluster changes that may let a pod this plugin rejected fit."""
     node_local = True  # results depend on the pod and this node only (memoised)
     weight = 2
     reason = Unresolvable("node(s) didn't match Pod's node affinity/selector")

@@ -17,6 +17,8 @@ class NodeName:
     """Keeps only the node a pod names in ``spec.nodeName``, when it names one."""
 
     name = "NodeName"
+    requeue_on = frozenset({"NodeAdd"})
+    """The cluster changes that may let a pod this plugin rejected fit."""
     node_local = True  # results depend on the pod and this node only (memoised)
     reason = Unresolvable("node(s) didn't match the requested node name")
 
@@ -38,6 +40,8 @@ class NodeUnschedulable:
     """Refuses cordoned nodes (``spec.unschedulable``) unless the pod tolerates the taint."""
 
     name = "NodeUnschedulable"
+    requeue_on = frozenset({"NodeAdd", "NodeUpdate"})
+    """The cluster changes that may let a pod this plugin rejected fit."""
     node_local = True  # results depend on the pod and this node only (memoised)
     reason = Unresolvable("node(s) were unschedulable")
 

@@ -27,6 +27,8 @@ class NodeResourcesFit:
     """
 
     name = "NodeResourcesFit"
+    requeue_on = frozenset({"NodeAdd", "NodeUpdate", "PodDelete"})
+    """The cluster changes that may let a pod this plugin rejected fit."""
     node_local = True  # results depend on the pod and this node only (memoised)
     weight = 1
 

@@ -53,6 +53,8 @@ class TaintToleration:
     nodes with untolerated PreferNoSchedule taints."""
 
     name = "TaintToleration"
+    requeue_on = frozenset({"NodeAdd", "NodeUpdate"})
+    """The cluster changes that may let a pod this plugin rejected fit."""
     node_local = True  # results depend on the pod and this node only (memoised)
     weight = 3
 

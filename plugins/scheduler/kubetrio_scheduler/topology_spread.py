@@ -169,6 +169,8 @@ class PodTopologySpread:
     """``topologySpreadConstraints``: a filter for DoNotSchedule, a score for ScheduleAnyway."""
 
     name = "PodTopologySpread"
+    requeue_on = frozenset({"NodeAdd", "NodeUpdate", "PodAdd", "PodUpdate", "PodDelete"})
+    """The cluster changes that may let a pod this plugin rejected fit."""
     weight = 2
     reason = "node(s) didn't match pod topology spread constraints"
     missing_label_reason = Unresolvable(
