@@ -541,3 +541,25 @@ async def test_host_network_pod_and_readiness_gate(agent: NodeAgent, client: Cli
         code, _ = await agent.runtime.exec_sync(cid, ["touch", "/tmp/ready"], timeout=5)
         assert code == 0
         await wait_for(client, "hostnet", lambda p: condition(p, "Ready") == "True")
+
+
+async def test_image_garbage_collection_keeps_images_in_use(
+    agent: NodeAgent, client: Client, registry: str
+) -> None:
+    from kubetrio.images import build_image
+
+    pod = make_pod(
+        "user",
+        [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}],
+        terminationGracePeriodSeconds=0,
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(30):
+        await wait_for(client, "user", lambda p: p.get("status", {}).get("phase") == "Running")
+    await build_image(f"{registry}/extra:1", None, cmd=["true"], env={"X": "1"})
+    await agent.runtime.pull_image(f"{registry}/extra:1")
+    assert agent.runtime.image_present(f"{registry}/extra:1")
+    assert await agent.collect_images() == []  # the disk is not full
+    assert await agent.collect_images(force=True) == [f"{registry}/extra:1"]
+    assert not agent.runtime.image_present(f"{registry}/extra:1")
+    assert agent.runtime.image_present("busybox")

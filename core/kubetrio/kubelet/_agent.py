@@ -73,6 +73,9 @@ class NodeAgent:
         the API server must send.
     :param container_log_max_size, container_log_max_files: log rotation (kubelet's
         ``containerLogMaxSize``/``containerLogMaxFiles``).
+    :param image_gc_high_percent, image_gc_low_percent: when the image disk is fuller
+        than the high mark, unused images are removed until it is below the low mark
+        (checked every ``image_gc_interval`` seconds), as kubelet's image GC.
     :param startup_concurrency: how many pods are brought up at once; the rest queue in
         arrival order, so a burst's first pods are Running early instead of all at the end.
     """
@@ -104,6 +107,9 @@ class NodeAgent:
         kubelet_token: str = "",
         container_log_max_size: int = 10 * 1024 * 1024,
         container_log_max_files: int = 5,
+        image_gc_high_percent: float = 85.0,
+        image_gc_low_percent: float = 80.0,
+        image_gc_interval: float = 300.0,
     ) -> None:
         self.client = client
         self.node_name = node_name
@@ -125,6 +131,9 @@ class NodeAgent:
         self.network = self._find_network(network)
         self._registry_client: RegistryClient | None = None
         self.images: ImageStore | None = None
+        self.image_gc_high_percent = image_gc_high_percent
+        self.image_gc_low_percent = image_gc_low_percent
+        self.image_gc_interval = image_gc_interval
         self.container_log_max_size = container_log_max_size
         self.container_log_max_files = container_log_max_files
         self.runtime = self._make_runtime(runtime, cgroup_parent, netns_prefix)
@@ -216,6 +225,7 @@ class NodeAgent:
                 await self.post_status()
                 nursery.start_soon(self._heartbeat, lease)
                 nursery.start_soon(self._status_loop)
+                nursery.start_soon(self._image_gc_loop)
                 self.pods = Informer(
                     self.client, "v1", "pods", field_selector=f"spec.nodeName={self.node_name}"
                 )
@@ -257,6 +267,45 @@ class NodeAgent:
                 await self.post_status()
             except Exception as exc:
                 log.warning("posting node status: %s", exc)
+
+    async def _image_gc_loop(self) -> None:
+        while True:
+            await trio.sleep(self.image_gc_interval)
+            try:
+                await self.collect_images()
+            except Exception as exc:
+                log.warning("image garbage collection: %s", exc)
+
+    def _disk_percent(self) -> float:
+        usage = shutil.disk_usage(self.root_dir)
+        return 100.0 * usage.used / usage.total if usage.total else 0.0
+
+    async def collect_images(self, *, force: bool = False) -> list[str]:
+        """Remove images no container uses while the disk is above the high mark.
+
+        ``force`` removes every unused image whatever the disk usage. Returns the
+        references removed.
+        """
+        if self.images is None:
+            return []
+        if not force and self._disk_percent() < self.image_gc_high_percent:
+            return []
+        in_use = set()
+        for sandbox_id in self.runtime.list_sandboxes():
+            for container in self.runtime.list_containers(sandbox_id):
+                in_use.add(container.image_id)
+        removed = []
+        for image in self.images.list():
+            if image.image_id in in_use:
+                continue
+            await self.images.remove(image.reference)
+            removed.append(image.reference)
+            await self.images.collect_garbage()
+            if not force and self._disk_percent() < self.image_gc_low_percent:
+                break
+        if removed:
+            log.info("image garbage collection removed %s", ", ".join(removed))
+        return removed
 
     async def post_status(self) -> None:
         """Write the Node's status (capacity, conditions, addresses, images)."""
