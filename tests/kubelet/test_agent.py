@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -563,3 +564,36 @@ async def test_image_garbage_collection_keeps_images_in_use(
     assert await agent.collect_images(force=True) == [f"{registry}/extra:1"]
     assert not agent.runtime.image_present(f"{registry}/extra:1")
     assert agent.runtime.image_present("busybox")
+
+
+async def test_post_start_and_pre_stop_hooks(
+    agent: NodeAgent, client: Client, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    pod = make_pod(
+        "hooks",
+        [
+            {
+                "name": "main",
+                "image": "busybox",
+                "command": ["sleep", "3600"],
+                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+                "lifecycle": {
+                    "postStart": {"exec": {"command": ["sh", "-c", "echo started > /shared/post"]}},
+                    "preStop": {"exec": {"command": ["sh", "-c", "echo stopping > /shared/pre"]}},
+                },
+            }
+        ],
+        volumes=[
+            {"name": "shared", "hostPath": {"path": str(shared), "type": "DirectoryOrCreate"}}
+        ],
+        terminationGracePeriodSeconds=2,
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(30):
+        await wait_for(client, "hooks", lambda p: p.get("status", {}).get("phase") == "Running")
+        assert (shared / "post").read_text() == "started\n"
+        assert not (shared / "pre").exists()
+        await client.delete("v1", "pods", "hooks", namespace="default")
+        await wait_for(client, "hooks", lambda p: not p)
+    assert (shared / "pre").read_text() == "stopping\n"

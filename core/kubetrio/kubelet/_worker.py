@@ -253,6 +253,17 @@ class PodWorker:
                 log.warning("deleting pod %s/%s: %s", self.namespace, self.name, exc)
 
     async def _teardown(self, grace: float) -> None:
+        began = trio.current_time()
+        if grace > 0:
+            spec = self.pod.get("spec") or {}
+            with trio.move_on_after(grace):
+                async with trio.open_nursery() as hooks:
+                    for container, record in zip(
+                        spec.get("containers") or [], self.records, strict=False
+                    ):
+                        if "running" in record.state:
+                            hooks.start_soon(self._pre_stop, container, record)
+            grace = max(grace - (trio.current_time() - began), 0.0)
         try:
             await self.agent.runtime.stop_pod_sandbox(self.uid, grace_period=grace)
         except Exception as exc:
@@ -556,7 +567,46 @@ class PodWorker:
                 self._event("Warning", "Failed", f"Error: {exc}")
             if record.init or all(r.container_id for r in self.records):
                 self._release_slot()
+            post_start = (container.get("lifecycle") or {}).get("postStart")
+            if post_start and not record.init:
+                ok, detail = await self._hook(post_start, container, container_id)
+                if not ok:
+                    # kubelet kills a container whose postStart hook failed.
+                    self._event("Warning", "FailedPostStartHook", f"PostStartHook failed: {detail}")
+                    await runtime.stop_container(container_id, grace_period=self._grace_period())
             return container_id
+
+    def _grace_period(self) -> float:
+        return float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+
+    async def _hook(
+        self, handler: KubeObject, container: KubeObject, container_id: str
+    ) -> tuple[bool, str]:
+        """Run a lifecycle handler (exec, httpGet, tcpSocket, sleep) to completion."""
+        if "sleep" in handler:
+            await trio.sleep(float((handler["sleep"] or {}).get("seconds", 0)))
+            return True, ""
+        pod_ip = self._network_status().get("podIP") or "127.0.0.1"
+        timeout = self._grace_period() or 30.0
+        try:
+            return await run_probe(
+                {**handler, "timeoutSeconds": timeout},
+                container=container,
+                container_id=container_id,
+                pod_ip=pod_ip,
+                runtime=self.agent.runtime,
+            )
+        except Exception as exc:
+            return False, str(exc)
+
+    async def _pre_stop(self, container: KubeObject, record: ContainerRecord) -> None:
+        """Run the container's preStop hook, if any, before it gets SIGTERM."""
+        pre_stop = (container.get("lifecycle") or {}).get("preStop")
+        if not pre_stop or not record.container_id:
+            return
+        ok, detail = await self._hook(pre_stop, container, record.container_id)
+        if not ok:
+            self._event("Warning", "FailedPreStopHook", f"PreStopHook failed: {detail}")
 
     def _adopt(self, record: ContainerRecord) -> str | None:
         """The id of this container's latest run if the runtime still has one (restart)."""
@@ -621,10 +671,13 @@ class PodWorker:
                 message = f"Container {record.name} failed {kind} probe, will be restarted"
                 log.info("%s in %s", message, self._who())
                 self._event("Normal", "Killing", message)
-                grace = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
-                probes.start_soon(
-                    lambda: runtime.stop_container(container_id, grace_period=float(grace))
-                )
+
+                async def stop() -> None:
+                    with trio.move_on_after(self._grace_period()):
+                        await self._pre_stop(container, record)
+                    await runtime.stop_container(container_id, grace_period=self._grace_period())
+
+                probes.start_soon(stop)
 
             def start_main_probes() -> None:
                 liveness = container.get("livenessProbe")
