@@ -14,6 +14,13 @@ Each reconcile of a ReplicaSet:
    not-ready, then recently-ready, then newest pods.
 3. **Writes status** (replicas, fullyLabeled, ready, available after ``minReadySeconds``,
    observedGeneration, the ReplicaFailure condition) when it changed.
+
+A reconcile reads every pod of its ReplicaSet, so with thousands of pods reacting to
+each pod's status change on its own would cost O(pods²). Events that only change a pod's
+status therefore enqueue the ReplicaSet :attr:`ReplicaSetController.status_batch` seconds
+later (the queue keeps the earliest deadline, so a stream of them yields one reconcile
+per batch); creations, deletions and label or owner changes still enqueue at once when
+they complete the expectations, which is what the next step waits for.
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ class ReplicaSetController(QueueController):
     resource = "replicasets"
     kind = "ReplicaSet"
     workers = 5
+    status_batch = 0.1
+    """Seconds by which reconciles for pod status changes are batched."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -152,6 +161,9 @@ class ReplicaSetController(QueueController):
         result = await self.update_status(owner, active, failure)
         if failure is not None:
             raise failure
+        if result is None and not self.expectations.satisfied(key):
+            # Look again when the expectations would time out (a lost event).
+            result = Result(requeue_after=self.expectations.timeout)
         return result
 
     async def claim_pods(self, owner: KubeObject, pods: list[KubeObject]) -> list[KubeObject]:
@@ -366,6 +378,13 @@ class _PodHandler:
     def __init__(self, controller: ReplicaSetController) -> None:
         self.controller = controller
 
+    def _enqueue(self, key: str) -> None:
+        controller = self.controller
+        if controller.expectations.satisfied(key):
+            controller.queue.add(key)
+        else:  # the reconcile could not act yet anyway: batch
+            controller.queue.add_after(key, controller.status_batch)
+
     def on_add(self, pod: KubeObject) -> None:
         controller = self.controller
         controller.index_pod(pod)
@@ -378,19 +397,23 @@ class _PodHandler:
             controller.expectations.deletion_observed(key, pod["metadata"]["uid"])
         else:
             controller.expectations.creation_observed(key)
-        controller.queue.add(key)
+        self._enqueue(key)
 
     def on_update(self, old: KubeObject, new: KubeObject) -> None:
         controller = self.controller
         controller.index_pod(new)
         old_key = controller.owner_key(old)
         key = controller.owner_key(new)
-        if is_deleting(new) and not is_deleting(old) and key is not None:
+        newly_deleting = is_deleting(new) and not is_deleting(old)
+        if newly_deleting and key is not None:
             controller.expectations.deletion_observed(key, new["metadata"]["uid"])
         if old_key is not None and old_key != key:
             controller.queue.add(old_key)
         if key is not None:
-            controller.queue.add(key)
+            if old_key != key or labels_of(old) != labels_of(new) or newly_deleting:
+                self._enqueue(key)
+            else:
+                controller.queue.add_after(key, controller.status_batch)
         elif controller_ref(new) is None and (
             labels_of(old) != labels_of(new) or controller_ref(old) is not None
         ):
@@ -402,4 +425,4 @@ class _PodHandler:
         key = controller.owner_key(pod)
         if key is not None:
             controller.expectations.deletion_observed(key, pod["metadata"]["uid"])
-            controller.queue.add(key)
+            self._enqueue(key)
