@@ -81,22 +81,43 @@ async def run_server(
     kubeconfig: Path,
     plugins: PluginManager,
     context_name: str = "kubetrio",
+    agent: bool = True,
+    simulated_nodes: int = 0,
     ready: trio.Event | None = None,
 ) -> None:
-    """Run the control plane in the foreground until SIGTERM or SIGINT."""
+    """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT."""
+    from kubetrio.cluster import agent_can_run, open_cluster  # the composition root
+
     data_dir.mkdir(parents=True, exist_ok=True)
     token = admin_token(data_dir)
     token_file = data_dir / "tokens.csv"
     token_file.write_text(f'{token},admin,admin,"system:masters"\n')
     token_file.chmod(0o600)
     plugins.configure(config={"auth": {"token_auth_file": str(token_file)}})
+    if agent and (why := agent_can_run()) is not None:
+        log.warning("not running a node agent: %s", why)
+        agent = False
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with (
             kv.open_store(store_url) as store,
-            open_apiserver(store, host=host, port=port, plugins=plugins) as running,
+            open_cluster(
+                store,
+                host=host,
+                port=port,
+                plugins=plugins,
+                token=token,
+                agent=agent,
+                agent_dir=data_dir / "agent",
+                simulated_nodes=simulated_nodes,
+            ) as cluster,
         ):
-            merge_kubeconfig(kubeconfig, name=context_name, server=running.url, token=token)
-            log.info("API server listening on %s (store %s)", running.url, store_url)
+            merge_kubeconfig(kubeconfig, name=context_name, server=cluster.url, token=token)
+            log.info("API server listening on %s (store %s)", cluster.url, store_url)
+            log.info(
+                "controllers and scheduler running%s%s",
+                "; node agent running" if agent else "",
+                f"; {simulated_nodes} simulated nodes" if simulated_nodes else "",
+            )
             log.info("kubeconfig: %s, context %r", kubeconfig, context_name)
             if ready is not None:
                 ready.set()

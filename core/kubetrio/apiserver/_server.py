@@ -34,7 +34,7 @@ from kubetrio.providers import (
 )
 from kubetrio.store import Store
 
-from . import _defaults, _patch, _reviews, _tables, _validation
+from . import _defaults, _nodeproxy, _patch, _reviews, _tables, _validation
 from . import _objects as objects
 from ._http import Request, Response
 from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
@@ -93,6 +93,8 @@ class ApiServer:
         self.allow_unauthorized = allow_unauthorized
         self.server_address = server_address
         self._open_namespaces: dict[str, float] = {}
+        self.kubelet_token = ""
+        """Bearer token the server presents to node agents (pods/log)."""
         self.on_namespace_deleted: Callable[[], None] = lambda: None
         """Called after a namespace is marked Terminating (wakes the finalizer)."""
 
@@ -752,6 +754,8 @@ class ApiServer:
             return await self._scale(request, user, target, verb)
         if sub == "binding" and verb == "create":
             return await self._binding(request, user, target)
+        if sub == "log" and verb == "get" and (info.group, info.resource) == ("", "pods"):
+            return await self._pod_log(request, target)
         if sub == "finalize" and verb == "update":
             return await self._status(request, user, target, verb, field="spec")
         raise ApiError(
@@ -858,6 +862,34 @@ class ApiServer:
             info, target.namespace, target.name, change, dry_run=_dry_run(request)
         )
         return json_response(_scale_of(updated))
+
+    async def _pod_log(self, request: Request, target: ResourcePath) -> Response:
+        """``pods/log``: read from the node agent that runs the pod."""
+        pod = await self.registry.get_object(target.info, target.namespace, target.name)
+        container = _nodeproxy.pick_container(pod, request.param("container"))
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            raise bad_request(f"pod {target.name} does not have a host assigned")
+        nodes = self.scheme.resource("", "v1", "nodes")
+        assert nodes is not None
+        node = await self.registry.get_object(nodes, "", node_name)
+        url = (
+            f"http://{_nodeproxy.agent_endpoint(node)}/containerLogs/"
+            f"{target.namespace}/{target.name}/{container}"
+        )
+        params = {k: request.param(k) for k in _nodeproxy.LOG_OPTIONS if request.param(k)}
+        if request.param("follow") not in ("true", "1"):
+            status, content_type, body = await _nodeproxy.fetch_log(
+                url=url, params=params, token=self.kubelet_token
+            )
+            if status >= 400:
+                raise ApiError(status, body.decode(errors="replace").strip() or "log unavailable")
+            return Response(body=body, content_type=content_type)
+        # Following: the answer is streamed as it comes (an agent error becomes text).
+        return Response(
+            content_type="text/plain",
+            stream=partial(_nodeproxy.stream_log, url=url, params=params, token=self.kubelet_token),
+        )
 
     async def _binding(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
         """``pods/binding``: assign a pod to a node, once."""

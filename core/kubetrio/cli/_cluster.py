@@ -42,12 +42,17 @@ def server(
         help="Merge the admin kubeconfig into this file, as context 'kubetrio'.",
     ),
     no_agent: bool = typer.Option(False, "--no-agent", help="Run only the control plane, no node."),
+    simulated_nodes: int = typer.Option(
+        0, min=0, help="Also run this many simulated nodes (status only, no processes)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
-    """Run the control plane in the foreground: the Kubernetes API on --port over the store.
+    """Run a cluster in the foreground: API server, controllers, scheduler and this node.
 
-    State lives in --data-dir (SQLite) unless --store names etcd. The admin credentials are
-    merged into --kubeconfig, so `kubectl get pods` works at once. Stop with Ctrl-C or SIGTERM.
+    State lives in --data-dir (SQLite) unless --store names etcd. This host joins as a
+    node running pods under runc (root needed; --no-agent to skip); --simulated-nodes
+    adds status-only nodes for trying things at scale. The admin credentials are merged
+    into --kubeconfig, so `kubectl get pods` works at once. Stop with Ctrl-C or SIGTERM.
     """
     import logging
 
@@ -63,11 +68,6 @@ def server(
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
-    if not no_agent:
-        err_console.print(
-            "[yellow]note:[/] the node agent is not part of this build yet (issue #7); "
-            "serving the control plane only."
-        )
     store_url = store or f"sqlite://{(data_dir / 'state.db').resolve()}"
     try:
         trio.run(
@@ -78,6 +78,8 @@ def server(
                 port=port,
                 kubeconfig=kubeconfig,
                 plugins=_load_plugins(),
+                agent=not no_agent,
+                simulated_nodes=simulated_nodes,
             )
         )
     except OSError as exc:

@@ -1,0 +1,103 @@
+"""Subresources served by the node agent that runs the pod: ``pods/log``.
+
+The API server finds the agent through the Node object — ``status.addresses``
+(InternalIP, else Hostname) and ``status.daemonEndpoints.kubeletEndpoint.Port`` — and
+streams the agent's answer back to the client unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import trio
+
+from ._status import ApiError, bad_request
+
+KubeObject = dict[str, Any]
+
+LOG_OPTIONS = (
+    "follow",
+    "previous",
+    "tailLines",
+    "sinceSeconds",
+    "timestamps",
+    "limitBytes",
+    "sinceTime",
+)
+
+
+def pick_container(pod: KubeObject, requested: str) -> str:
+    """The container a log request means, as kube-apiserver picks it."""
+    name = pod["metadata"]["name"]
+    spec = pod.get("spec") or {}
+    containers: list[str] = [str(c["name"]) for c in spec.get("containers") or []]
+    init: list[str] = [str(c["name"]) for c in spec.get("initContainers") or []]
+    if requested:
+        if requested not in containers + init:
+            raise bad_request(f"container {requested} is not valid for pod {name}")
+        return requested
+    default = (pod["metadata"].get("annotations") or {}).get(
+        "kubectl.kubernetes.io/default-container"
+    )
+    if default in containers:
+        return str(default)
+    if len(containers) == 1:
+        return containers[0]
+    raise bad_request(
+        f"a container name must be specified for pod {name}, choose one of: "
+        f"[{' '.join(containers)}]"
+        + (f" or one of the init containers: [{' '.join(init)}]" if init else "")
+    )
+
+
+def agent_endpoint(node: KubeObject) -> str:
+    """``host:port`` of the agent of a node; 503 when the node advertises none."""
+    status = node.get("status") or {}
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+    host = addresses.get("InternalIP") or addresses.get("Hostname")
+    if not port or not host:
+        raise ApiError(
+            503,
+            f'node "{node["metadata"]["name"]}" does not advertise a node agent endpoint',
+            reason="ServiceUnavailable",
+        )
+    return f"{host}:{port}"
+
+
+async def fetch_log(*, url: str, params: dict[str, str], token: str) -> tuple[int, str, bytes]:
+    """The whole log (not following): (status, content type, body)."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with httpx.AsyncClient(timeout=60) as client:
+            response = await client.get(url, params=params, headers=headers)
+    except httpx.HTTPError as exc:
+        raise ApiError(
+            502, f"the node agent could not be reached: {exc}", reason="ServiceUnavailable"
+        ) from exc
+    return (
+        response.status_code,
+        response.headers.get("content-type", "text/plain"),
+        response.content,
+    )
+
+
+async def stream_log(
+    send: trio.MemorySendChannel[bytes], *, url: str, params: dict[str, str], token: str
+) -> None:
+    """Copy the agent's followed log into ``send`` until either side ends."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    timeout = httpx.Timeout(30.0, read=None)  # a followed log may be quiet for long
+    try:
+        async with (
+            httpx.AsyncClient(timeout=timeout) as client,
+            client.stream("GET", url, params=params, headers=headers) as response,
+        ):
+            if response.status_code >= 400:
+                await send.send(await response.aread())
+                return
+            async for chunk in response.aiter_raw():
+                await send.send(chunk)
+    except httpx.HTTPError as exc:
+        await send.send(f"error: the node agent could not be reached: {exc}\n".encode())
