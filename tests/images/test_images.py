@@ -19,11 +19,13 @@ from kubetrio.images import (
     RegistryClient,
     RegistryConfig,
     UnsafeLayer,
+    build_from_file,
     build_image,
     credentials_from_secrets,
     import_image,
     local_registry,
     make_layer,
+    parse_buildfile,
     push_image,
     unpack_layer,
 )
@@ -212,3 +214,33 @@ async def test_import_oci_layout_and_docker_archive(tmp_path: Path, registry: st
             image = await store.pull(name)
             assert image.config["config"]["Cmd"] == ["cat"]
             assert (image.layers[-1] / "etc/motd").read_text() == "imported\n"
+
+
+def test_parse_buildfile() -> None:
+    spec = parse_buildfile(
+        '# a comment\nFROM busybox\nCOPY www /www/\nENV A=1 B="two words"\nENV C 3\n'
+        'WORKDIR /www\nUSER 65534\nCMD ["httpd", "-f", \\\n "-p", "8080"]\n'
+    )
+    assert spec["base"] and spec["copies"] == [("www", "/www/")]
+    assert spec["env"] == {"A": "1", "B": "two words", "C": "3"}
+    assert spec["cmd"] == ["httpd", "-f", "-p", "8080"] and spec["user"] == "65534"
+    assert parse_buildfile("FROM scratch\nCMD echo hi\n")["cmd"] == ["/bin/sh", "-c", "echo hi"]
+    with pytest.raises(ValueError):
+        parse_buildfile("FROM debian\n")
+    with pytest.raises(ValueError):
+        parse_buildfile("RUN make\n")
+
+
+@pytest.mark.root
+async def test_build_from_file(tmp_path: Path, registry: str) -> None:
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www/index.html").write_text("hi\n")
+    (tmp_path / "Buildfile").write_text(
+        'FROM busybox\nCOPY www /srv/www\nCMD ["cat", "/srv/www/index.html"]\n'
+    )
+    built = await build_from_file(f"{registry}/site:1", tmp_path / "Buildfile")
+    async with RegistryClient() as client:
+        image = await ImageStore(tmp_path / "store", client).pull(built.reference)
+    assert image.config["config"]["Cmd"] == ["cat", "/srv/www/index.html"]
+    assert (image.layers[0] / "srv/www/index.html").read_text() == "hi\n"
+    assert (image.layers[0] / "bin/busybox").exists()

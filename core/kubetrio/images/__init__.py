@@ -4,13 +4,16 @@
 * :class:`RegistryClient` — the distribution API (pull, push, token and Basic auth);
 * :class:`ImageStore` — content-addressed blobs, layers unpacked once in overlay form;
 * :func:`build_image` — a busybox-based image from a directory, pushed to a registry
-  (what ``kubetrio image build`` runs);
+  (what ``kubetrio image build`` runs), or :func:`build_from_file` from a small
+  Dockerfile-like file;
 * :func:`import_image` — push an OCI layout or a docker-archive (``kubetrio image import``).
 """
 
 from ._build import BuiltImage as BuiltImage
+from ._build import build_from_file as build_from_file
 from ._build import build_image as build_image
 from ._build import make_layer as make_layer
+from ._build import parse_buildfile as parse_buildfile
 from ._build import push_image as push_image
 from ._distribution import RegistryClient as RegistryClient
 from ._distribution import RegistryError as RegistryError
@@ -38,12 +41,14 @@ __all__ = [
     "RegistryConfig",
     "RegistryError",
     "UnsafeLayer",
+    "build_from_file",
     "build_image",
     "credentials_from_secrets",
     "free_loopback_port",
     "import_image",
     "local_registry",
     "make_layer",
+    "parse_buildfile",
     "push_image",
     "unpack_layer",
 ]

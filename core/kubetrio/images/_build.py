@@ -16,11 +16,14 @@ import hashlib
 import io
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -245,6 +248,100 @@ async def build_image(
         env=env,
         working_dir=working_dir,
         user=user,
+        registries=registries,
+        client=client,
+    )
+
+
+def parse_buildfile(text: str) -> dict[str, Any]:
+    """Read a small Dockerfile subset into :func:`build_image` arguments.
+
+    Supported: ``FROM busybox`` (or ``scratch`` for no base), ``COPY src dest`` (paths in
+    the context), ``ENV k=v`` / ``ENV k v``, ``CMD``/``ENTRYPOINT`` (JSON or shell form),
+    ``WORKDIR``, ``USER``, comments and ``\\`` line continuations. Anything else is an
+    error rather than silently ignored.
+    """
+    joined = re.sub(r"\\\n", " ", text)
+    result: dict[str, Any] = {"base": True, "copies": [], "env": {}}
+    for raw in joined.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        word, rest = word.upper(), rest.strip()
+        if word == "FROM":
+            if rest not in ("busybox", "busybox:latest", "scratch"):
+                raise ValueError(f"FROM {rest}: only busybox or scratch bases are built")
+            result["base"] = rest != "scratch"
+        elif word == "COPY":
+            parts = shlex.split(rest)
+            if len(parts) != 2:
+                raise ValueError(f"COPY needs a source and a destination: {line}")
+            result["copies"].append((parts[0], parts[1]))
+        elif word == "ENV":
+            if "=" in rest.split(" ", 1)[0]:
+                for item in shlex.split(rest):
+                    key, _, value = item.partition("=")
+                    result["env"][key] = value
+            else:
+                key, _, value = rest.partition(" ")
+                result["env"][key] = value.strip()
+        elif word in ("CMD", "ENTRYPOINT"):
+            argv = json.loads(rest) if rest.startswith("[") else ["/bin/sh", "-c", rest]
+            result["cmd" if word == "CMD" else "entrypoint"] = argv
+        elif word == "WORKDIR":
+            result["working_dir"] = rest
+        elif word == "USER":
+            result["user"] = rest
+        else:
+            raise ValueError(f"unsupported instruction {word}")
+    return result
+
+
+async def build_from_file(
+    reference: str,
+    buildfile: str | Path,
+    context: str | Path | None = None,
+    *,
+    registries: RegistryConfig | None = None,
+    client: RegistryClient | None = None,
+) -> BuiltImage:
+    """Build from a Dockerfile-like file (see :func:`parse_buildfile`) and push it.
+
+    ``COPY`` sources are relative to ``context`` (default: the file's directory).
+    """
+    path = Path(buildfile)
+    spec = parse_buildfile(path.read_text())
+    root = Path(context) if context is not None else path.parent
+
+    def layer() -> tuple[bytes, str]:
+        extra: dict[str, bytes] = {}
+        for source, dest in spec["copies"]:
+            src = (root / source).resolve()
+            if not src.is_relative_to(root.resolve()):
+                raise ValueError(f"COPY {source}: outside the build context")
+            target = dest.lstrip("/")
+            if src.is_dir():
+                for item in sorted(src.rglob("*")):
+                    name = f"{target.rstrip('/')}/{item.relative_to(src).as_posix()}"
+                    extra[name + ("/" if item.is_dir() else "")] = (
+                        b"" if item.is_dir() else item.read_bytes()
+                    )
+            else:
+                if dest.endswith("/"):
+                    target += src.name
+                extra[target] = src.read_bytes()
+        return make_layer(None, base=spec["base"], extra=extra)
+
+    built = await trio.to_thread.run_sync(layer)
+    return await push_image(
+        reference,
+        [built],
+        cmd=spec.get("cmd", ("sh",)),
+        entrypoint=spec.get("entrypoint", ()),
+        env=spec["env"],
+        working_dir=spec.get("working_dir", ""),
+        user=spec.get("user", ""),
         registries=registries,
         client=client,
     )
