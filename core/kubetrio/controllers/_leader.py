@@ -21,7 +21,10 @@ refused with :class:`NotLeaderError` unless this elector holds the Lease *now*, 
 last successful conditional renewal — a compare-and-swap on the Lease's
 resourceVersion — is younger than ``renew_deadline``. Controllers only ever receive a
 client over this transport, so a deposed leader's in-flight reconciles cannot act even
-in the instant before their tasks are cancelled.
+in the instant before their tasks are cancelled. It also bounds the controllers' writes
+in flight (:data:`MAX_INFLIGHT_WRITES`, like client-go's client-side rate limit): a
+ReplicaSet creating 500 pods at once must not queue so many writes ahead of the Lease
+renewal — which goes through the unguarded client — that it misses its renew deadline.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ log = logging.getLogger("kubetrio.controllers.leader")
 LEASE_DURATION = 15.0
 RENEW_DEADLINE = 10.0
 RETRY_PERIOD = 2.0
+MAX_INFLIGHT_WRITES = 32
+"""Controller writes in flight at once through one guarded transport."""
 
 
 def default_identity() -> str:
@@ -272,9 +277,12 @@ class LeaderElector:
 class LeaderGuardedTransport:
     """A :class:`Transport` that refuses writes unless ``elector`` holds the Lease now."""
 
-    def __init__(self, inner: Transport, elector: LeaderElector) -> None:
+    def __init__(
+        self, inner: Transport, elector: LeaderElector, *, max_inflight: int = MAX_INFLIGHT_WRITES
+    ) -> None:
         self.inner = inner
         self.elector = elector
+        self.writes = trio.CapacityLimiter(max_inflight)
 
     async def request(
         self,
@@ -285,12 +293,19 @@ class LeaderGuardedTransport:
         body: bytes,
         content_type: str,
     ) -> RawResponse:
-        """Forward reads; forward writes only while leading."""
-        if method != "GET" and not self.elector.is_leader():
+        """Forward reads; forward writes only while leading (checked again after waiting)."""
+        if method == "GET":
+            return await self.inner.request(
+                method, path, query=query, body=body, content_type=content_type
+            )
+        if not self.elector.is_leader():
             raise NotLeaderError(self.elector.identity)
-        return await self.inner.request(
-            method, path, query=query, body=body, content_type=content_type
-        )
+        async with self.writes:
+            if not self.elector.is_leader():
+                raise NotLeaderError(self.elector.identity)
+            return await self.inner.request(
+                method, path, query=query, body=body, content_type=content_type
+            )
 
     def stream(
         self, method: str, path: str, *, query: Mapping[str, str]
