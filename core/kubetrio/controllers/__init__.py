@@ -1,6 +1,17 @@
 """The controller manager of kubetrio and the framework its controllers are written in.
 
-Start everything with :class:`ControllerManager` (``await nursery.start(manager.run)``).
+Start everything with :class:`ControllerManager`::
+
+    client = Client.in_process(running.api)          # or Client.connect(url, token=...)
+    manager = ControllerManager(client, plugins=plugin_manager, identity="node-a")
+    await nursery.start(manager.run)                  # caches synced, campaigning
+
+``run`` returns from ``nursery.start`` once the informer caches are filled; the manager
+then campaigns for the ``kube-system/kubetrio-controller-manager`` Lease and runs every
+controller (``BUILT_IN`` and the plugins' ``kubetrio_register_controllers``) while it
+holds it. ``manager.leading`` is an Event set while leading. Cancelling the nursery
+stops everything and releases the Lease.
+
 The pieces, each in its own module:
 
 * :class:`WorkQueue` — de-duplicating, delaying, per-key backoff queue (``_queue``);
