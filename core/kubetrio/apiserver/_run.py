@@ -17,6 +17,7 @@ from kubetrio import store as kv
 from kubetrio.api.scheme import Scheme
 from kubetrio.plugins import PluginManager
 
+from ._crds import CustomResources, info_of_definition
 from ._http import serve_http
 from ._kubeconfig import merge_kubeconfig
 from ._namespaces import NamespaceFinalizer, ensure_system_namespaces
@@ -48,10 +49,14 @@ async def open_apiserver(
     ``port=0`` picks a free port (tests); the URL is in the yielded value.
     """
     api = ApiServer(store, scheme, plugins=plugins, server_address=f"{host}:{port}")
+    if plugins is not None:
+        for registered in plugins.resources():
+            api.scheme.register(info_of_definition(registered.provider))
     await ensure_system_namespaces(api.registry, api.scheme)
     finalizer = NamespaceFinalizer(api.registry, api.scheme)
     api.on_namespace_deleted = finalizer.poke
     async with trio.open_nursery() as nursery:
+        await nursery.start(CustomResources(api.registry, api.scheme).run)
         await nursery.start(finalizer.run)
         listeners = await nursery.start(partial(serve_http, api.handle, host=host, port=port))
         bound = listeners[0].socket.getsockname()[1]
