@@ -597,3 +597,19 @@ async def test_post_start_and_pre_stop_hooks(
         await client.delete("v1", "pods", "hooks", namespace="default")
         await wait_for(client, "hooks", lambda p: not p)
     assert (shared / "pre").read_text() == "stopping\n"
+
+
+async def test_active_deadline_fails_the_pod(agent: NodeAgent, client: Client) -> None:
+    pod = make_pod(
+        "deadline",
+        [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}],
+        activeDeadlineSeconds=2,
+        terminationGracePeriodSeconds=0,
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(30):
+        failed = await wait_for(
+            client, "deadline", lambda p: p.get("status", {}).get("phase") == "Failed"
+        )
+    assert failed["status"]["reason"] == "DeadlineExceeded"
+    assert ctr_state(failed)["state"]["terminated"]["exitCode"] == 137

@@ -279,12 +279,45 @@ class PodWorker:
         backoff = BackOff(1.0, 10.0)
         # Pods start in arrival order through a small number of slots: with every pod
         # interleaved, a burst of 100 pods would all become Running at the very end.
-        await self.agent.startup_limiter.acquire_on_behalf_of(self)
-        self._holds_slot = True
-        try:
-            await self._start_pod(backoff)
-        finally:
-            self._release_slot()
+        deadline = (self.pod.get("spec") or {}).get("activeDeadlineSeconds")
+        async with trio.open_nursery() as nursery:
+            if deadline is not None:
+                nursery.start_soon(self._deadline, float(deadline), nursery.cancel_scope)
+            await self.agent.startup_limiter.acquire_on_behalf_of(self)
+            self._holds_slot = True
+            try:
+                await self._start_pod(backoff)
+            finally:
+                self._release_slot()
+            nursery.cancel_scope.cancel()
+
+    async def _deadline(self, seconds: float, scope: trio.CancelScope) -> None:
+        """``activeDeadlineSeconds``: past it, stop every container and fail the pod."""
+        await trio.sleep(seconds)
+        scope.cancel()  # no more starts or restarts
+        self.final_reason = "DeadlineExceeded"
+        self.final_message = "Pod was active on the node longer than the specified deadline"
+        self._event("Normal", "DeadlineExceeded", self.final_message)
+        runtime = self.agent.runtime
+        with trio.CancelScope(shield=True):
+            for record in self.records + self.init_records:
+                if not record.container_id or "terminated" in record.state:
+                    if "waiting" in record.state:
+                        record.state = {"terminated": {"exitCode": 137, "reason": "Error"}}
+                    continue
+                await runtime.stop_container(record.container_id, grace_period=self._grace_period())
+                final = await runtime.container_status(record.container_id)
+                record.ready = False
+                record.state = {
+                    "terminated": {
+                        "exitCode": final.exit_code if final.exit_code is not None else 137,
+                        "reason": final.reason or "Error",
+                        "startedAt": rfc3339(final.started_at or None),
+                        "finishedAt": rfc3339(final.finished_at or None),
+                        "containerID": f"runc://{record.container_id}",
+                    }
+                }
+            self._finish("Failed")
 
     def _release_slot(self) -> None:
         if self._holds_slot:
@@ -811,6 +844,9 @@ class PodWorker:
             "qosClass": qos_class(self.pod),
             "containerStatuses": [r.status() for r in self.records],
         }
+        if self.final_reason:
+            status["reason"] = self.final_reason
+            status["message"] = self.final_message
         if self.init_records:
             status["initContainerStatuses"] = [r.status() for r in self.init_records]
         if self.start_time:
