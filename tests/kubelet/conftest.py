@@ -33,6 +33,7 @@ def registry(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 async def apiserver(tmp_path: Path) -> AsyncIterator[RunningApiServer]:
     async with open_store(f"sqlite://{tmp_path}/s.db") as store, open_apiserver(store) as running:
+        running.api.kubelet_token = "secret-token"  # what pods/log presents to the agent
         yield running
 
 

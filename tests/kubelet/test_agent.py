@@ -10,6 +10,7 @@ import httpx
 import pytest
 import trio
 
+from kubetrio.apiserver import RunningApiServer
 from kubetrio.client import Client
 from kubetrio.kubelet import BackOff, NodeAgent
 from kubetrio.runtime import cgroup_exists
@@ -108,7 +109,9 @@ async def test_httpd_serves_configmap_updates_and_deletion_cleans_up(
     assert not (agent.pods_dir / uid).exists()
 
 
-async def test_job_like_pod_completes_and_logs(agent: NodeAgent, client: Client) -> None:
+async def test_job_like_pod_completes_and_logs(
+    agent: NodeAgent, client: Client, apiserver: RunningApiServer
+) -> None:
     await client.create(
         "v1",
         "configmaps",
@@ -147,6 +150,12 @@ async def test_job_like_pod_completes_and_logs(agent: NodeAgent, client: Client)
     assert condition(done, "Initialized") == "True"
     chunks = [c async for c in agent.read_logs("default", "job", "main")]
     assert b"".join(chunks) == b"hello world job\n"
+    # The same through the API server's pods/log, which asks this agent over HTTP.
+    async with httpx.AsyncClient(base_url=apiserver.url, timeout=10) as http:
+        response = await http.get("/api/v1/namespaces/default/pods/job/log")
+        assert (response.status_code, response.text) == (200, "hello world job\n")
+        init = await http.get("/api/v1/namespaces/default/pods/job/log?container=init")
+        assert (init.status_code, init.text) == (200, "")
 
 
 async def test_failing_container_restarts_with_backoff(agent: NodeAgent, client: Client) -> None:
@@ -613,3 +622,29 @@ async def test_active_deadline_fails_the_pod(agent: NodeAgent, client: Client) -
         )
     assert failed["status"]["reason"] == "DeadlineExceeded"
     assert ctr_state(failed)["state"]["terminated"]["exitCode"] == 137
+
+
+async def test_logs_of_a_finished_pod_after_agent_restart(
+    agent_factory: AgentFactory, client: Client
+) -> None:
+    pod = make_pod(
+        "done",
+        [{"name": "main", "image": "busybox", "command": ["echo", "finished"]}],
+        restartPolicy="Never",
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(agent_factory().run)
+            await client.create("v1", "pods", pod, namespace="default")
+            await wait_for(
+                client, "done", lambda p: p.get("status", {}).get("phase") == "Succeeded"
+            )
+            nursery.cancel_scope.cancel()
+        second = agent_factory()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(second.run)
+            text = b"".join([c async for c in second.read_logs("default", "done")])
+            assert text == b"finished\n"
+            with pytest.raises(ValueError, match="previous terminated container"):
+                [c async for c in second.read_logs("default", "done", previous=True)]
+            nursery.cancel_scope.cancel()

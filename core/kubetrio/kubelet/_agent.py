@@ -412,6 +412,7 @@ class NodeAgent:
         previous: bool = False,
         tail_lines: int | None = None,
         since_seconds: int | None = None,
+        since_time: str = "",
         timestamps: bool = False,
         limit_bytes: int | None = None,
     ) -> AsyncIterator[bytes]:
@@ -425,7 +426,20 @@ class NodeAgent:
             None,
         )
         if worker is None:
-            raise LookupError(f'pods "{name}" not found')
+            # A pod that finished before this agent started: its files are still here.
+            async for chunk in self._read_finished_logs(
+                namespace,
+                name,
+                container,
+                previous=previous,
+                tail_lines=tail_lines,
+                since_seconds=since_seconds,
+                since_time=since_time,
+                timestamps=timestamps,
+                limit_bytes=limit_bytes,
+            ):
+                yield chunk
+            return
         records = worker.records + worker.init_records
         if not container:
             if len(worker.records) != 1:
@@ -457,9 +471,38 @@ class NodeAgent:
             still_running=running,
             tail_lines=tail_lines,
             since_seconds=since_seconds,
+            since_time=since_time,
             timestamps=timestamps,
             limit_bytes=limit_bytes,
         ):
+            yield chunk
+
+    async def _read_finished_logs(
+        self, namespace: str, name: str, container: str, *, previous: bool, **options: Any
+    ) -> AsyncIterator[bytes]:
+        pod = self.pods.get(name, namespace) if self.pods is not None else None
+        if pod is None:
+            raise LookupError(f'pods "{name}" not found')
+        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        if not container:
+            if len(containers) != 1:
+                raise ValueError(
+                    f"a container name must be specified for pod {name}, "
+                    f"choose one of: [{' '.join(containers)}]"
+                )
+            container = containers[0]
+        directory = self.log_path(pod, container, 0).parent
+        runs = sorted(
+            (int(p.stem) for p in directory.glob("*.log") if p.stem.isdigit()), reverse=True
+        )
+        index = 1 if previous else 0
+        if len(runs) <= index:
+            if previous:
+                raise ValueError(
+                    f'previous terminated container "{container}" in pod "{name}" not found'
+                )
+            raise LookupError(f"container {container} of pod {name} has no log on this node")
+        async for chunk in read_log(directory / f"{runs[index]}.log", **options):
             yield chunk
 
 

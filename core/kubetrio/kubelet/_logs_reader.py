@@ -13,11 +13,17 @@ import trio
 from kubetrio.runtime import parse_log_record
 
 
-def _since_cutoff(since_seconds: int | None) -> str:
-    if since_seconds is None:
+def _since_cutoff(since_seconds: int | None, since_time: str = "") -> str:
+    """The earliest record timestamp to show, in the records' own (sortable) format."""
+    moment: datetime.datetime | None = None
+    if since_seconds is not None:
+        moment = datetime.datetime.fromtimestamp(time.time() - since_seconds, tz=datetime.UTC)
+    elif since_time:
+        moment = datetime.datetime.fromisoformat(since_time.replace("Z", "+00:00"))
+        moment = moment.astimezone(datetime.UTC)
+    if moment is None:
         return ""
-    moment = datetime.datetime.fromtimestamp(time.time() - since_seconds, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "000Z"
 
 
 def _render(line: bytes, *, timestamps: bool, cutoff: str) -> bytes:
@@ -38,12 +44,13 @@ async def read_log(
     still_running: Callable[[], bool] = lambda: False,
     tail_lines: int | None = None,
     since_seconds: int | None = None,
+    since_time: str = "",
     timestamps: bool = False,
     limit_bytes: int | None = None,
     poll_interval: float = 0.1,
 ) -> AsyncIterator[bytes]:
     """Yield a container log's content; with ``follow``, keep going while it runs."""
-    cutoff = _since_cutoff(since_seconds)
+    cutoff = _since_cutoff(since_seconds, since_time)
     sent = 0
     try:
         data = await trio.to_thread.run_sync(path.read_bytes)

@@ -6,7 +6,7 @@ through the Node's ``status.addresses`` (InternalIP) and
 
 ``GET /containerLogs/<namespace>/<pod>/<container>?<options>``
     options as ``pods/log``: ``follow``, ``previous``, ``tailLines``, ``sinceSeconds``,
-    ``timestamps``, ``limitBytes``. The log comes as ``text/plain``, chunked (a chunk
+    ``sinceTime``, ``timestamps``, ``limitBytes``. The log comes as ``text/plain``, chunked (a chunk
     per batch of lines when following); 404 for unknown pods or containers, 400 for
     a missing container name or a missing previous run.
 ``GET /healthz``
@@ -128,6 +128,7 @@ class KubeletServer:
                 previous=_flag(query, "previous"),
                 tail_lines=_int(query, "tailLines"),
                 since_seconds=_int(query, "sinceSeconds"),
+                since_time=(query.get("sinceTime") or [""])[-1],
                 timestamps=_flag(query, "timestamps"),
                 limit_bytes=_int(query, "limitBytes"),
             )
