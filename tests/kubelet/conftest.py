@@ -38,8 +38,15 @@ async def apiserver(tmp_path: Path) -> AsyncIterator[RunningApiServer]:
 
 
 @pytest.fixture
-async def client(apiserver: RunningApiServer) -> AsyncIterator[Client]:
-    async with Client.in_process(apiserver.api) as made:
+async def client(
+    request: pytest.FixtureRequest, apiserver: RunningApiServer
+) -> AsyncIterator[Client]:
+    """In-process by default; ``parametrize("client", ["http"], indirect=True)`` for HTTP."""
+    mode = getattr(request, "param", "in-process")
+    made = (
+        Client.in_process(apiserver.api) if mode == "in-process" else Client.connect(apiserver.url)
+    )
+    async with made:
         yield made
 
 

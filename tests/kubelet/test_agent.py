@@ -58,6 +58,7 @@ async def test_node_registered_with_lease(agent: NodeAgent, client: Client) -> N
     assert lease["spec"]["holderIdentity"] == NODE
 
 
+@pytest.mark.parametrize("client", ["in-process", "http"], indirect=True)
 async def test_httpd_serves_configmap_updates_and_deletion_cleans_up(
     agent: NodeAgent, client: Client
 ) -> None:
