@@ -15,7 +15,7 @@ import kubetrio
 from kubetrio.cli import build_app
 
 runner = CliRunner()
-COMMANDS = ["version", "plugins", "server", "agent", "up", "down"]
+COMMANDS = ["version", "plugins", "server", "agent", "up", "down", "image"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
@@ -93,3 +93,34 @@ def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
         )
     assert "stopped" in down.stdout, down.stdout + down.stderr
     assert not (tmp_path / ".local/share/kubetrio/clusters/kubetrio").exists()
+
+
+@pytest.mark.root
+def test_image_build_pushes_to_a_registry(tmp_path: Path) -> None:
+    """`kubetrio image build` makes a busybox image a registry then serves."""
+    import httpx
+
+    from kubetrio.images import local_registry
+
+    context = tmp_path / "site"
+    context.mkdir()
+    (context / "index.html").write_text("hello")
+    with local_registry(tmp_path / "registry") as host:
+        result = runner.invoke(
+            build_app(),
+            [
+                "image",
+                "build",
+                str(context),
+                "--tag",
+                f"{host}/site:1",
+                "--cmd",
+                "httpd",
+                "--cmd",
+                "-f",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert f"pushed {host}/site:1" in result.output
+        tags = httpx.get(f"http://{host}/v2/site/tags/list").json()
+    assert tags["tags"] == ["1"]

@@ -13,6 +13,7 @@ import kubetrio
 from kubetrio import plugins as plugin_loading
 
 from ._cluster import register_cluster_commands
+from ._image import image_app
 
 console = Console()
 err_console = Console(stderr=True)
@@ -87,6 +88,7 @@ def build_app(manager: plugin_loading.PluginManager | None = None) -> typer.Type
     app.command()(version)
     app.command("plugins")(list_plugins)
     register_cluster_commands(app)
+    app.add_typer(image_app)
     (manager or _load_plugins()).add_commands(cli=app)
     return app
 
