@@ -84,8 +84,10 @@ async def agent_factory(
     made: list[NodeAgent] = []
 
     def factory() -> NodeAgent:
-        manager = plugins.load(only=["cni_calico"])
-        manager.configure(config={"network": {"block": TEST_BLOCK}})
+        manager = plugins.load(only=["cni_calico", "storage"])
+        manager.configure(
+            config={"network": {"block": TEST_BLOCK}, "storage": {"root": str(tmp_path / "pvs")}}
+        )
         agent = NodeAgent(
             client,
             node_name=NODE,

@@ -649,3 +649,63 @@ async def test_logs_of_a_finished_pod_after_agent_restart(
             with pytest.raises(ValueError, match="previous terminated container"):
                 [c async for c in second.read_logs("default", "done", previous=True)]
             nursery.cancel_scope.cancel()
+
+
+async def test_persistent_volume_claim_published_by_the_storage_driver(
+    agent: NodeAgent, client: Client, tmp_path: Path
+) -> None:
+    (tmp_path / "pvs" / "pvc-data").mkdir(parents=True)
+    await client.create(
+        "v1",
+        "persistentvolumes",
+        {
+            "metadata": {"name": "pv-data"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "csi": {"driver": "kubetrio.io/local", "volumeHandle": "pvc-data"},
+            },
+        },
+    )
+    await client.create(
+        "v1",
+        "persistentvolumeclaims",
+        {
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "volumeName": "pv-data",
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+        namespace="default",
+    )
+    await client.patch(
+        "v1",
+        "persistentvolumeclaims",
+        "data",
+        {"status": {"phase": "Bound"}},
+        namespace="default",
+        subresource="status",
+    )
+    pod = make_pod(
+        "writer",
+        [
+            {
+                "name": "main",
+                "image": "busybox",
+                "command": ["sh", "-c", "echo kept > /data/file"],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            }
+        ],
+        volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+        restartPolicy="Never",
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(30):
+        await wait_for(client, "writer", lambda p: p.get("status", {}).get("phase") == "Succeeded")
+        await client.delete("v1", "pods", "writer", namespace="default")
+        await wait_for(client, "writer", lambda p: not p)
+        while agent.workers:
+            await trio.sleep(0.05)
+    assert (tmp_path / "pvs" / "pvc-data" / "file").read_text() == "kept\n"

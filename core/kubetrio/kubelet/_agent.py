@@ -32,7 +32,7 @@ from kubetrio.images import (
     credentials_from_secrets,
 )
 from kubetrio.plugins import PluginManager
-from kubetrio.providers import ContainerRuntime, KubeObject, NetworkPlugin
+from kubetrio.providers import ContainerRuntime, KubeObject, NetworkPlugin, StorageDriver
 
 from ._logs_reader import read_log
 from ._node import LeaseKeeper, default_address, node_object, node_status, register_node
@@ -129,6 +129,11 @@ class NodeAgent:
         self.lease_duration = lease_duration
         self.status_interval = status_interval
         self.network = self._find_network(network)
+        self.storage_drivers: dict[str, StorageDriver] = {}
+        """Storage drivers from the plugins, by name (PersistentVolume ``spec.csi.driver``)."""
+        if plugins is not None:
+            for registered in plugins.storage_drivers():
+                self.storage_drivers[registered.provider.name] = registered.provider
         self._registry_client: RegistryClient | None = None
         self.images: ImageStore | None = None
         self.image_gc_high_percent = image_gc_high_percent

@@ -1,4 +1,5 @@
-"""Pod volumes on the node: emptyDir, hostPath, configMap, secret, downwardAPI, projected.
+"""Pod volumes on the node: emptyDir, hostPath, configMap, secret, downwardAPI, projected,
+and persistentVolumeClaim (published by the storage driver named in the PV's ``spec.csi``).
 
 Each pod has ``<root>/pods/<uid>/volumes/<name>``. Volumes whose content comes from the
 API (configMap, secret, downwardAPI, projected) are written the way kubelet's atomic
@@ -29,7 +30,7 @@ import trio
 
 from kubetrio.api.quantity import Quantity
 from kubetrio.client import Client, ClientError
-from kubetrio.providers import KubeObject, VolumeMount
+from kubetrio.providers import KubeObject, StorageDriver, VolumeMount
 
 from ._env import field_value, resource_value
 
@@ -104,13 +105,23 @@ def _items_payload(
 class PodVolumes:
     """The volumes of one pod on this node."""
 
-    def __init__(self, client: Client, pod: KubeObject, root: Path) -> None:
+    def __init__(
+        self,
+        client: Client,
+        pod: KubeObject,
+        root: Path,
+        *,
+        drivers: Mapping[str, StorageDriver] | None = None,
+    ) -> None:
         self.client = client
         self.pod = pod
         self.root = root
+        self.drivers = dict(drivers or {})
+        """Storage drivers by name, for PersistentVolumes with a ``spec.csi`` source."""
         self.paths: dict[str, Path] = {}
         self._written: dict[str, Payload] = {}
         self._tmpfs: list[Path] = []
+        self._published: list[tuple[StorageDriver, KubeObject, Path]] = []
 
     @property
     def namespace(self) -> str:
@@ -215,6 +226,9 @@ class PodVolumes:
                     self._tmpfs.append(path)
                 self.paths[name] = path
                 continue
+            if "persistentVolumeClaim" in volume:
+                self.paths[name] = await self._claim(volume["persistentVolumeClaim"], path)
+                continue
             payload = await self._payload(volume)
             if payload is None:
                 kinds = [k for k in volume if k != "name"]
@@ -222,6 +236,35 @@ class PodVolumes:
             await trio.to_thread.run_sync(write_payload, path, payload)
             self._written[name] = payload
             self.paths[name] = path
+
+    async def _claim(self, source: KubeObject, target: Path) -> Path:
+        """Where a PersistentVolumeClaim's volume is on this node, publishing it if needed."""
+        claim_name = str(source.get("claimName", ""))
+        try:
+            claim = await self.client.get(
+                "v1", "persistentvolumeclaims", claim_name, namespace=self.namespace
+            )
+        except ClientError as exc:
+            if exc.not_found:
+                raise VolumeError(f'persistentvolumeclaim "{claim_name}" not found') from None
+            raise
+        volume_name = (claim.get("spec") or {}).get("volumeName")
+        if not volume_name or (claim.get("status") or {}).get("phase") != "Bound":
+            raise VolumeError(f'persistentvolumeclaim "{claim_name}" is not bound')
+        volume = await self.client.get("v1", "persistentvolumes", volume_name)
+        spec = volume.get("spec") or {}
+        if "hostPath" in spec:
+            return await trio.to_thread.run_sync(_host_path, spec["hostPath"])
+        if "local" in spec:
+            return Path(spec["local"]["path"])
+        driver_name = (spec.get("csi") or {}).get("driver", "")
+        driver = self.drivers.get(driver_name)
+        if driver is None:
+            raise VolumeError(f"volume {volume_name}: no storage driver {driver_name!r} here")
+        read_only = bool(source.get("readOnly")) or bool((spec.get("csi") or {}).get("readOnly"))
+        await driver.publish(volume=volume, target_path=str(target), read_only=read_only)
+        self._published.append((driver, volume, target))
+        return target
 
     async def refresh(self) -> None:
         """Re-read API-backed volumes and swap in changed content."""
@@ -259,7 +302,10 @@ class PodVolumes:
         return mounts
 
     async def teardown(self) -> None:
-        """Unmount memory-backed emptyDirs and remove the pod's volume directories."""
+        """Unpublish claimed volumes, unmount memory-backed emptyDirs, remove the rest."""
+        for driver, volume, target in self._published:
+            await driver.unpublish(volume=volume, target_path=str(target))
+        self._published.clear()
         for path in self._tmpfs:
             await trio.to_thread.run_sync(_umount, path)
         self._tmpfs.clear()

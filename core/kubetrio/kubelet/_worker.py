@@ -174,7 +174,9 @@ class PodWorker:
             for c in spec.get("containers") or []
         ]
         self.sandbox: PodSandboxStatus | None = None
-        self.volumes = PodVolumes(agent.client, pod, agent.pods_dir / self.uid)
+        self.volumes = PodVolumes(
+            agent.client, pod, agent.pods_dir / self.uid, drivers=agent.storage_drivers
+        )
         self.start_time = ""
         self.initialized = not self.init_records
         self.final_phase = ""
