@@ -235,24 +235,34 @@ class PodWorker:
                     self._event("Normal", "Killing", f"Stopping container {record.name}")
             with trio.CancelScope(shield=True):
                 await self._teardown(self._grace)
-                if self._delete_from_api:
-                    await self._delete_pod()
+            if self._delete_from_api:
+                # Not shielded: an agent stopping now leaves the pod to its successor.
+                await self._delete_pod()
         finally:
             self.done.set()
 
     async def _delete_pod(self) -> None:
-        try:
-            await self.agent.client.delete(
-                "v1",
-                "pods",
-                self.name,
-                namespace=self.namespace,
-                grace_period_seconds=0,
-                preconditions={"uid": self.uid},
-            )
-        except ClientError as exc:
-            if not (exc.not_found or exc.conflict):
+        """Confirm the pod stopped (delete with grace 0), retrying while the API is away."""
+        delay = 0.5
+        while True:
+            try:
+                await self.agent.client.delete(
+                    "v1",
+                    "pods",
+                    self.name,
+                    namespace=self.namespace,
+                    grace_period_seconds=0,
+                    preconditions={"uid": self.uid},
+                )
+                return
+            except ClientError as exc:
+                if exc.not_found or exc.conflict:
+                    return  # gone already, or a new pod of the same name
                 log.warning("deleting pod %s/%s: %s", self.namespace, self.name, exc)
+            except Exception as exc:
+                log.warning("deleting pod %s/%s: %s", self.namespace, self.name, exc)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def _teardown(self, grace: float) -> None:
         began = trio.current_time()
