@@ -146,7 +146,9 @@ class Controller(Protocol):
 #
 # Container processes outlive nothing the agent does not know about: ``stop_pod_sandbox``
 # stops whatever containers of the sandbox are left and releases the network namespace,
-# cgroups and mounts.
+# cgroups and mounts. They do outlive the agent process: a restarted agent finds its
+# sandboxes and containers again (``list_sandboxes``, ``list_containers``) and adopts
+# them, so restarting the agent restarts no pod.
 
 
 class ContainerConfigError(Exception):
@@ -167,6 +169,7 @@ class PodSandboxStatus:
 
     id: str
     netns_path: str
+    """The bound network namespace; empty for ``hostNetwork`` pods."""
     ips: Sequence[str] = ()
 
 
