@@ -107,6 +107,9 @@ async def open_cluster(
                     node_name=node_name or socket.gethostname(),
                     plugins=plugins,
                     root_dir=agent_dir or Path("/var/lib/kubetrio/agent"),
+                    registries=registries,
+                    kubelet_port=0,  # any free port, advertised in the Node's status
+                    kubelet_token=token,
                 )
                 await nursery.start(node_agent.run)
             try:

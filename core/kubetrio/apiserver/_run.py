@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -88,6 +89,7 @@ async def run_server(
     context_name: str = "kubetrio",
     agent: bool = True,
     simulated_nodes: int = 0,
+    registries: dict[str, Any] | None = None,
     ready: trio.Event | None = None,
 ) -> None:
     """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT."""
@@ -114,6 +116,7 @@ async def run_server(
                 agent=agent,
                 agent_dir=data_dir / "agent",
                 simulated_nodes=simulated_nodes,
+                registries=registries,
             ) as cluster,
         ):
             merge_kubeconfig(kubeconfig, name=context_name, server=cluster.url, token=token)

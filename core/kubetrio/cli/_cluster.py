@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+import yaml
 from rich.console import Console
 
 from ._local import down, up
@@ -44,6 +45,13 @@ def server(
     no_agent: bool = typer.Option(False, "--no-agent", help="Run only the control plane, no node."),
     simulated_nodes: int = typer.Option(
         0, min=0, help="Also run this many simulated nodes (status only, no processes)."
+    ),
+    registries: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="Registry mirrors for image pulls, in k3s' registries.yaml shape "
+        "(mirrors: {docker.io: {endpoint: [http://127.0.0.1:5000]}}).",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
@@ -80,6 +88,7 @@ def server(
                 plugins=_load_plugins(),
                 agent=not no_agent,
                 simulated_nodes=simulated_nodes,
+                registries=yaml.safe_load(registries.read_text()) if registries else None,
             )
         )
     except OSError as exc:
