@@ -709,3 +709,32 @@ async def test_persistent_volume_claim_published_by_the_storage_driver(
         while agent.workers:
             await trio.sleep(0.05)
     assert (tmp_path / "pvs" / "pvc-data" / "file").read_text() == "kept\n"
+
+
+async def test_startup_probe_holds_readiness_then_tcp_readiness(
+    agent: NodeAgent, client: Client
+) -> None:
+    pod = make_pod(
+        "slow",
+        [
+            {
+                "name": "main",
+                "image": "busybox",
+                "command": ["sh", "-c", "sleep 1; touch /tmp/up; exec httpd -f -p 8080"],
+                "ports": [{"name": "web", "containerPort": 8080}],
+                "startupProbe": {
+                    "exec": {"command": ["test", "-f", "/tmp/up"]},
+                    "periodSeconds": 1,
+                    "failureThreshold": 30,
+                },
+                "readinessProbe": {"tcpSocket": {"port": "web"}, "periodSeconds": 1},
+            }
+        ],
+        terminationGracePeriodSeconds=0,
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(30):
+        early = await wait_for(client, "slow", lambda p: "running" in ctr_state(p).get("state", {}))
+        assert ctr_state(early)["started"] is False and ctr_state(early)["ready"] is False
+        ready = await wait_for(client, "slow", lambda p: condition(p, "Ready") == "True")
+    assert ctr_state(ready)["started"] is True and ctr_state(ready)["restartCount"] == 0
