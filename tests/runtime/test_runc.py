@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -175,3 +176,46 @@ def test_log_rotation_keeps_a_bounded_number_of_files(tmp_path: Path) -> None:
     assert len(files) == 3 and "0.log" in files
     assert (tmp_path / "0.log").read_bytes().endswith(b"line 19\n")
     assert all(p.stat().st_size <= 100 for p in tmp_path.iterdir())
+
+
+async def test_recovery_drops_sandboxes_whose_namespaces_are_gone(
+    runtime: RuncRuntime, tmp_path: Path
+) -> None:
+    await runtime.pull_image("busybox")
+    p = pod("survivor")
+    sandbox = await runtime.run_pod_sandbox(p)
+    cid = await runtime.create_container(
+        sandbox.id,
+        p,
+        {"name": "c", "image": "busybox", "command": ["sleep", "60"]},
+        ContainerConfig(log_path=str(tmp_path / "c.log")),
+    )
+    await runtime.start_container(cid)
+    second = RuncRuntime(
+        root_dir=runtime.root_dir,
+        images=runtime.images,
+        network=runtime.network,
+        cgroup_parent=runtime.cgroup_parent,
+        netns_prefix=runtime.netns_prefix,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(second.run)  # a restart: everything is found again
+        assert second.list_sandboxes() == [sandbox.id]
+        [found] = second.list_containers(sandbox.id)
+        assert (found.id, found.state, found.name) == (cid, "running", "c")
+        nursery.cancel_scope.cancel()
+    # As after a reboot: the container and the namespaces are gone.
+    await runtime.stop_container(cid, grace_period=0)
+    subprocess.run(["ip", "netns", "del", os.path.basename(sandbox.netns_path)], check=True)
+    third = RuncRuntime(
+        root_dir=runtime.root_dir,
+        images=runtime.images,
+        network=runtime.network,
+        cgroup_parent=runtime.cgroup_parent,
+        netns_prefix=runtime.netns_prefix,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(third.run)
+        assert third.list_sandboxes() == []
+        assert not (runtime.root_dir / "containers" / cid).exists()
+        nursery.cancel_scope.cancel()

@@ -209,6 +209,10 @@ class RuncRuntime:
                 record = json.loads((directory / "sandbox.json").read_text())
             except (OSError, ValueError):
                 continue  # never finished: the pod's worker recreates or removes it
+            if record["netnsPath"] and not os.path.exists(record["netnsPath"]):
+                # The namespaces died with the host (a reboot): the pod gets a new sandbox.
+                await self._teardown_sandbox(record["id"], {})
+                continue
             self._sandboxes[record["id"]] = _Sandbox(
                 id=record["id"],
                 pod={},
