@@ -1,0 +1,36 @@
+"""The service proxy: Services and EndpointSlices programmed into nftables on each node.
+
+:class:`ServiceProxy` watches Services and EndpointSlices through the cluster client and
+keeps one table, ``table ip kubetrio``, in the node's network namespace, shaped like
+kube-proxy's nftables mode (verdict maps keyed by address . protocol . port, a chain per
+service port and per endpoint, masquerade marks, hairpin, ClusterIP, NodePort, external
+IPs, session affinity, Local traffic policies, rejects for services without endpoints).
+``mode="maglev"`` replaces the random backend choice with Maglev consistent hashing of
+the flow: a table from :class:`kubetrio.datapath.MaglevTable` becomes an nftables map
+from ``jhash(flow) mod M`` to endpoint chains, updated slot by slot.
+
+Start one per node::
+
+    proxy = ServiceProxy(client, node_name="node1", netns="node1")
+    await nursery.start(proxy.run)
+
+Nodes need a route to the service CIDR for their own connections to ClusterIPs (the
+NAT hook runs after routing); the network plugin's node services set that up.
+"""
+
+from ._model import Endpoint as Endpoint
+from ._model import ServicePort as ServicePort
+from ._model import service_ports as service_ports
+from ._nft import Nft as Nft
+from ._nft import NftError as NftError
+from ._nft import in_netns as in_netns
+from ._proxy import ServiceProxy as ServiceProxy
+from ._proxy import SyncStats as SyncStats
+from ._proxy import describe as describe
+from ._rules import MAGLEV_SLOTS as MAGLEV_SLOTS
+from ._rules import TABLE as TABLE
+from ._rules import Fragment as Fragment
+from ._rules import Renderer as Renderer
+from ._rules import base_ruleset as base_ruleset
+from ._rules import diff_script as diff_script
+from ._rules import full_script as full_script

@@ -1,0 +1,94 @@
+"""Running nft transactions inside a network namespace, off the trio thread.
+
+libnftables (Debian's ``nftables`` Python binding, a ctypes wrapper) talks netlink in the
+network namespace of the *calling thread*. :class:`Nft` therefore runs each script in a
+worker thread that enters the target namespace with ``setns(2)`` (Python 3.11 has no
+``os.setns``), creates a fresh libnftables context there, runs the whole script as one
+``nft -f`` buffer — one kernel transaction, all or nothing — and returns the thread to
+its own namespace before the thread goes back to trio's pool.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import trio
+
+CLONE_NEWNET = 0x40000000
+NETNS_DIR = "/var/run/netns"
+T = TypeVar("T")
+
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+class NftError(RuntimeError):
+    """nft refused a transaction; nothing of it was applied."""
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def in_netns(netns: str | None, fn: Callable[[], T]) -> T:
+    """Call ``fn`` in the calling thread with network namespace ``netns`` (a name under
+    ``/var/run/netns`` or a path; None = stay), then return the thread to its own."""
+    if netns is None:
+        return fn()
+    path = netns if "/" in netns else os.path.join(NETNS_DIR, netns)
+    own = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(path, os.O_RDONLY)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            return fn()
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+
+
+class Nft:
+    """nft scripts for one network namespace, one transaction per call.
+
+    :param netns: a name under ``/var/run/netns``, a path to a namespace file, or None
+        for the caller's own namespace.
+    """
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self._lock = trio.Lock()  # one transaction at a time keeps the kernel's view ordered
+
+    def run_sync(self, script: str | Iterable[str]) -> str:
+        """Apply ``script`` (text, or commands one per item) in the namespace; blocking."""
+        text = script if isinstance(script, str) else "\n".join(script)
+        if not text.endswith("\n"):
+            text += "\n"
+
+        def call() -> tuple[int, str, str]:
+            import nftables  # type: ignore[import-untyped,import-not-found,unused-ignore]  # Debian's binding, no stubs
+
+            nft: Any = nftables.Nftables()
+            try:
+                rc, out, err = nft.cmd(text)
+            finally:
+                del nft
+            return int(rc), str(out), str(err)
+
+        rc, out, err = in_netns(self.netns, call)
+        if rc != 0:
+            raise NftError(err.strip() or f"nft failed with status {rc}")
+        return out
+
+    async def run(self, script: str | Iterable[str]) -> str:
+        """Apply ``script`` as one transaction in a worker thread; raises :class:`NftError`."""
+        async with self._lock:
+            return await trio.to_thread.run_sync(self.run_sync, script)
