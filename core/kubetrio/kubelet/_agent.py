@@ -76,6 +76,9 @@ class NodeAgent:
     :param image_gc_high_percent, image_gc_low_percent: when the image disk is fuller
         than the high mark, unused images are removed until it is below the low mark
         (checked every ``image_gc_interval`` seconds), as kubelet's image GC.
+    :param cluster_dns, cluster_domain: the cluster DNS servers and domain that
+        ``dnsPolicy: ClusterFirst`` pods resolve with (kubelet's ``--cluster-dns``); with
+        no servers, pods use the node's resolv.conf.
     :param startup_concurrency: how many pods are brought up at once; the rest queue in
         arrival order, so a burst's first pods are Running early instead of all at the end.
     """
@@ -110,6 +113,8 @@ class NodeAgent:
         image_gc_high_percent: float = 85.0,
         image_gc_low_percent: float = 80.0,
         image_gc_interval: float = 300.0,
+        cluster_dns: Sequence[str] = (),
+        cluster_domain: str = "cluster.local",
     ) -> None:
         self.client = client
         self.node_name = node_name
@@ -136,6 +141,8 @@ class NodeAgent:
                 self.storage_drivers[registered.provider.name] = registered.provider
         self._registry_client: RegistryClient | None = None
         self.images: ImageStore | None = None
+        self.cluster_dns = list(cluster_dns)
+        self.cluster_domain = cluster_domain
         self.image_gc_high_percent = image_gc_high_percent
         self.image_gc_low_percent = image_gc_low_percent
         self.image_gc_interval = image_gc_interval

@@ -25,6 +25,8 @@ import dataclasses
 import datetime
 import logging
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -37,6 +39,7 @@ from kubetrio.providers import (
     ImagePullError,
     KubeObject,
     PodSandboxStatus,
+    VolumeMount,
 )
 
 from ._env import EnvResolver
@@ -575,7 +578,7 @@ class PodWorker:
                 services = await agent.services_for(self.pod)
                 pod = self._pod_with_ips()
                 env = await EnvResolver(agent.client, pod).resolve(container, services=services)
-                mounts = self.volumes.mounts_for(container)
+                mounts = self.volumes.mounts_for(container) + await self._dns_mounts()
                 log_path = agent.log_path(self.pod, record.name, record.restart_count)
                 container_id = await runtime.create_container(
                     self.sandbox.id,
@@ -620,6 +623,18 @@ class PodWorker:
                     self._event("Warning", "FailedPostStartHook", f"PostStartHook failed: {detail}")
                     await runtime.stop_container(container_id, grace_period=self._grace_period())
             return container_id
+
+    async def _dns_mounts(self) -> list[VolumeMount]:
+        """The pod's /etc/resolv.conf by ``dnsPolicy`` and ``dnsConfig``, as kubelet writes it."""
+        path = self.agent.pods_dir / self.uid / "resolv.conf"
+        content = resolv_conf(
+            self.pod,
+            cluster_dns=self.agent.cluster_dns,
+            cluster_domain=self.agent.cluster_domain,
+            host=await trio.to_thread.run_sync(_host_resolv_conf),
+        )
+        await trio.to_thread.run_sync(_write_file, path, content)
+        return [VolumeMount(container_path="/etc/resolv.conf", host_path=str(path))]
 
     def _grace_period(self) -> float:
         return float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
@@ -903,3 +918,61 @@ def _duration(seconds: float) -> str:
         return f"{seconds:g}s"
     minutes, secs = divmod(whole, 60)
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def _host_resolv_conf() -> str:
+    try:
+        with open("/etc/resolv.conf") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _write_file(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(content)
+    tmp.replace(path)
+
+
+def resolv_conf(
+    pod: KubeObject, *, cluster_dns: Sequence[str], cluster_domain: str, host: str
+) -> str:
+    """A pod's resolv.conf: ``dnsPolicy`` (ClusterFirst, ClusterFirstWithHostNet, Default,
+    None) applied to the cluster DNS servers or the host's file, then ``dnsConfig``."""
+    spec = pod.get("spec") or {}
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    if policy == "ClusterFirst" and spec.get("hostNetwork"):
+        policy = "Default"  # as kubelet: host-network pods use the node's DNS unless asked
+    namespace = (pod.get("metadata") or {}).get("namespace") or "default"
+    servers: list[str] = []
+    searches: list[str] = []
+    options: list[str] = []
+    if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and cluster_dns:
+        servers = list(cluster_dns)
+        searches = [f"{namespace}.svc.{cluster_domain}", f"svc.{cluster_domain}", cluster_domain]
+        options = ["ndots:5"]
+    elif policy != "None":
+        for line in host.splitlines():
+            fields = line.split()
+            if not fields or fields[0].startswith(("#", ";")):
+                continue
+            if fields[0] == "nameserver":
+                servers += fields[1:2]
+            elif fields[0] in ("search", "domain"):
+                searches += fields[1:]
+            elif fields[0] == "options":
+                options += fields[1:]
+    config = spec.get("dnsConfig") or {}
+    servers += [s for s in config.get("nameservers") or [] if s not in servers]
+    searches += [s for s in config.get("searches") or [] if s not in searches]
+    for option in config.get("options") or []:
+        name = option.get("name", "")
+        options = [o for o in options if o.split(":")[0] != name]
+        options.append(f"{name}:{option['value']}" if option.get("value") else name)
+    lines = [f"nameserver {server}" for server in servers[:3]]
+    if searches:
+        lines.append("search " + " ".join(searches[:32]))
+    if options:
+        lines.append("options " + " ".join(options))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,107 @@
+"""Pure parts of the agent: DNS config, env resolution helpers, pull policy, QoS, logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubetrio.kubelet._env import service_env
+from kubetrio.kubelet._logs_reader import read_log
+from kubetrio.kubelet._worker import pull_policy, qos_class, resolv_conf
+from kubetrio.runtime import resolve_args
+from kubetrio.runtime._spec import expand
+
+HOST = "# host\nnameserver 10.0.0.2\nsearch corp.example\noptions edns0\n"
+
+
+def pod(**spec: object) -> dict:
+    return {"metadata": {"name": "p", "namespace": "team"}, "spec": spec}
+
+
+def test_resolv_conf_by_dns_policy() -> None:
+    cluster = resolv_conf(
+        pod(), cluster_dns=["10.96.0.10"], cluster_domain="cluster.local", host=HOST
+    )
+    assert cluster == (
+        "nameserver 10.96.0.10\n"
+        "search team.svc.cluster.local svc.cluster.local cluster.local\n"
+        "options ndots:5\n"
+    )
+    assert resolv_conf(pod(), cluster_dns=[], cluster_domain="cluster.local", host=HOST) == (
+        "nameserver 10.0.0.2\nsearch corp.example\noptions edns0\n"
+    )
+    host_net = resolv_conf(
+        pod(hostNetwork=True), cluster_dns=["10.96.0.10"], cluster_domain="cluster.local", host=HOST
+    )
+    assert host_net.startswith("nameserver 10.0.0.2")
+    custom = resolv_conf(
+        pod(
+            dnsPolicy="None",
+            dnsConfig={
+                "nameservers": ["1.1.1.1"],
+                "searches": ["a.b"],
+                "options": [{"name": "ndots", "value": "2"}],
+            },
+        ),
+        cluster_dns=["10.96.0.10"],
+        cluster_domain="cluster.local",
+        host=HOST,
+    )
+    assert custom == "nameserver 1.1.1.1\nsearch a.b\noptions ndots:2\n"
+
+
+def test_pull_policy_defaults() -> None:
+    assert pull_policy({"image": "busybox"}) == "Always"
+    assert pull_policy({"image": "busybox:latest"}) == "Always"
+    assert pull_policy({"image": "busybox:1.36"}) == "IfNotPresent"
+    assert pull_policy({"image": "127.0.0.1:5000/app"}) == "Always"
+    assert pull_policy({"image": "app@sha256:" + "a" * 64}) == "IfNotPresent"
+    assert pull_policy({"image": "busybox", "imagePullPolicy": "Never"}) == "Never"
+
+
+def test_qos_classes() -> None:
+    def with_resources(resources: dict) -> dict:
+        return {"spec": {"containers": [{"name": "c", "resources": resources}]}}
+
+    assert qos_class(with_resources({})) == "BestEffort"
+    limits = {"cpu": "1", "memory": "1Gi"}
+    assert qos_class(with_resources({"limits": limits})) == "Guaranteed"
+    assert qos_class(with_resources({"requests": {"cpu": "100m"}})) == "Burstable"
+
+
+def test_command_args_and_expansion() -> None:
+    image = {"Entrypoint": ["/entry"], "Cmd": ["default"]}
+    env = {"A": "1"}
+    assert resolve_args({}, image, env) == ["/entry", "default"]
+    assert resolve_args({"args": ["x", "$(A)"]}, image, env) == ["/entry", "x", "1"]
+    assert resolve_args({"command": ["run"]}, image, env) == ["run"]
+    assert expand("$(A) $$(A) $(B)", env) == "1 $(A) $(B)"
+
+
+def test_service_env_is_docker_link_style() -> None:
+    service = {
+        "metadata": {"name": "my-db"},
+        "spec": {"clusterIP": "10.96.0.5", "ports": [{"name": "sql", "port": 5432}]},
+    }
+    env = dict(service_env([service]))
+    assert env["MY_DB_SERVICE_HOST"] == "10.96.0.5"
+    assert env["MY_DB_SERVICE_PORT"] == "5432" and env["MY_DB_SERVICE_PORT_SQL"] == "5432"
+    assert env["MY_DB_PORT"] == "tcp://10.96.0.5:5432"
+    assert env["MY_DB_PORT_5432_TCP_ADDR"] == "10.96.0.5"
+
+
+async def test_log_reader_tail_since_and_partial_lines(tmp_path: Path) -> None:
+    log = tmp_path / "0.log"
+    log.write_bytes(
+        b"2026-01-01T00:00:00.000000001Z stdout F one\n"
+        b"2026-01-01T00:00:01.000000000Z stderr P par\n"
+        b"2026-01-01T00:00:01.000000000Z stderr F tial\n"
+        b"2030-01-01T00:00:00.000000000Z stdout F late\n"
+    )
+    whole = b"".join([c async for c in read_log(log)])
+    assert whole == b"one\npartial\nlate\n"
+    tail = b"".join([c async for c in read_log(log, tail_lines=1, timestamps=True)])
+    assert tail == b"2030-01-01T00:00:00.000000000Z late\n"
+    since = b"".join([c async for c in read_log(log, since_time="2026-01-01T00:00:01Z")])
+    assert since == b"partial\nlate\n"
+    limited = b"".join([c async for c in read_log(log, limit_bytes=5)])
+    assert limited == b"one\np"
