@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -83,6 +85,9 @@ def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
             timeout=30,
         )
         assert "namespace/default" in namespaces.stdout, namespaces.stderr
+        if shutil.which("docker-registry"):  # the local registry holds busybox
+            tags = httpx.get("http://127.0.0.1:15702/v2/library/busybox/tags/list").json()
+            assert tags["tags"] == ["latest"]
     finally:
         down = subprocess.run(
             [*kubetrio, "down", "--delete-data"],

@@ -1,13 +1,17 @@
 """``kubetrio up`` / ``kubetrio down``: a local cluster running in the background.
 
-``up`` starts ``kubetrio server`` as a detached process whose state lives under
-``~/.local/share/kubetrio/clusters/<name>/`` (data, log, pid file), waits until it
-answers ``/readyz`` and points kubectl at it. ``down`` stops it by its pid file.
+``up`` starts a local OCI registry (Debian's docker-registry) holding a busybox image,
+mirrors ``docker.io`` to it — so ``image: busybox`` works offline — and then
+``kubetrio server`` as a detached process. State lives under
+``~/.local/share/kubetrio/clusters/<name>/`` (data, logs, pid files). ``up`` waits until
+the server answers ``/readyz`` and points kubectl at it; ``down`` stops both by their
+pid files.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,10 +59,13 @@ def up(
     store: str = typer.Option(
         "", help="Use etcd instead of the embedded store: etcd://host:port,..."
     ),
+    registry_port: int = typer.Option(5000, help="Port of the local OCI registry."),
 ) -> None:
     """Start a local cluster in the background and point kubectl at it.
 
-    State (SQLite store, log, pid file) lives in ~/.local/share/kubetrio/clusters/NAME.
+    A local OCI registry with busybox starts too, and docker.io is mirrored to it, so
+    `kubectl create deployment web --image=busybox -- httpd -f` works offline. State
+    (SQLite store, logs, pid files) lives in ~/.local/share/kubetrio/clusters/NAME.
     Run it again to see where the running cluster is; `kubetrio down` stops it.
     """
     home = CLUSTERS_DIR / name
@@ -84,6 +91,9 @@ def up(
     ]
     if store:
         command += ["--store", store]
+    mirrors = _start_registry(home, registry_port)
+    if mirrors is not None:
+        command += ["--registries", str(mirrors)]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
@@ -118,6 +128,79 @@ def up(
     console.print("stop it with: kubetrio down" + ("" if name == "kubetrio" else f" --name {name}"))
 
 
+def _start_registry(home: Path, port: int) -> Path | None:
+    """Run the local registry with a busybox image; return the mirrors file (None: no registry)."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        err_console.print(
+            "[yellow]note:[/] docker-registry is not installed: no local registry "
+            "(images must come from registries this machine reaches)"
+        )
+        return None
+    storage = home / "registry"
+    storage.mkdir(exist_ok=True)
+    config = storage / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog: {level: error}\n"
+        f"storage: {{filesystem: {{rootdirectory: {storage / 'data'}}}, "
+        "delete: {enabled: true}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+    )
+    pid_file = home / "registry.pid"
+    if _read_pid(pid_file) is None:
+        with open(storage / "registry.log", "ab") as log:
+            process = subprocess.Popen(
+                [binary, "serve", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        pid_file.write_text(f"{process.pid}\n")
+    endpoint = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    with console.status(f"starting the local registry at {endpoint}"):
+        while True:
+            try:
+                httpx.get(f"http://{endpoint}/v2/", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    err_console.print(
+                        f"[bold red]error:[/] the registry did not start; see "
+                        f"{storage / 'registry.log'}"
+                    )
+                    raise typer.Exit(code=1) from None
+                time.sleep(0.1)
+        tags = httpx.get(f"http://{endpoint}/v2/library/busybox/tags/list", timeout=5)
+        if tags.status_code != 200 or "latest" not in (tags.json().get("tags") or []):
+            import trio
+
+            from kubetrio.images import build_image
+
+            trio.run(lambda: build_image(f"{endpoint}/library/busybox:latest"))
+    mirrors = home / "registries.yaml"
+    mirrors.write_text(f'mirrors:\n  docker.io:\n    endpoint: ["http://{endpoint}"]\n')
+    console.print(
+        f"local registry at {endpoint} (docker.io is mirrored there; "
+        "busybox is preloaded; push more with `kubetrio image build`)"
+    )
+    return mirrors
+
+
+def _stop(pid_file: Path, what: str) -> None:
+    pid = _read_pid(pid_file)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        with console.status(f"stopping {what} (pid {pid})"):
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+
+
 def down(
     name: str = typer.Option("kubetrio", help="Cluster name given to `kubetrio up`."),
     delete_data: bool = typer.Option(
@@ -126,22 +209,12 @@ def down(
 ) -> None:
     """Stop the local cluster started by `kubetrio up` (SIGTERM, then SIGKILL after 15 s)."""
     home = CLUSTERS_DIR / name
-    pid_file = home / "server.pid"
-    pid = _read_pid(pid_file)
-    if pid is None:
+    if _read_pid(home / "server.pid") is None:
         console.print(f"cluster [bold]{name}[/] is not running")
     else:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        with console.status(f"stopping cluster [bold]{name}[/] (pid {pid})"):
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        _stop(home / "server.pid", f"cluster {name}")
         console.print(f"cluster [bold]{name}[/] stopped")
-    pid_file.unlink(missing_ok=True)
+    _stop(home / "registry.pid", "the local registry")
     if delete_data and home.exists():
-        import shutil
-
         shutil.rmtree(home)
         console.print(f"removed {home}")
