@@ -197,10 +197,29 @@ class RuncRuntime:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 await self._recover()
+                nursery.start_soon(self._reap_orphans)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self._nursery = None
+
+    async def _reap_orphans(self, interval: float = 30.0) -> None:
+        """Reap zombies this subreaper adopted that nobody waits for.
+
+        Being a subreaper, the agent also inherits strays, such as the process a timed-out
+        ``runc exec`` left behind. A zombie child that is not a container this runtime
+        watches and was already a zombie one interval ago is such a stray (trio reaps its
+        own subprocesses within milliseconds), so it is reaped here.
+        """
+        previous: set[int] = set()
+        while True:
+            await trio.sleep(interval)
+            watched = {c.pid for c in self._containers.values()}
+            zombies = await trio.to_thread.run_sync(_zombie_children)
+            for pid in (zombies & previous) - watched:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+            previous = zombies
 
     async def _recover(self) -> None:
         """Rebuild the in-memory state from sandbox and container records on disk."""
@@ -704,6 +723,25 @@ async def _command(*args: str, check: bool = True) -> None:
     )
     if check and result.returncode != 0:
         raise RuntimeFailure(f"{' '.join(args)}: {result.stderr.decode(errors='replace').strip()}")
+
+
+def _zombie_children() -> set[int]:
+    """Pids of this process's children that are zombies."""
+    me = os.getpid()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command may contain spaces and parentheses: parse after the last ')'.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1 and fields[0] == "Z" and int(fields[1]) == me:
+            found.add(int(entry))
+    return found
 
 
 def _netns_dir_ready() -> bool:
