@@ -738,3 +738,67 @@ async def test_startup_probe_holds_readiness_then_tcp_readiness(
         assert ctr_state(early)["started"] is False and ctr_state(early)["ready"] is False
         ready = await wait_for(client, "slow", lambda p: condition(p, "Ready") == "True")
     assert ctr_state(ready)["started"] is True and ctr_state(ready)["restartCount"] == 0
+
+
+async def test_image_pull_secrets_for_a_registry_with_basic_auth(
+    agent: NodeAgent, client: Client, tmp_path: Path
+) -> None:
+    import base64
+    import json
+
+    from kubetrio.images import build_image, local_registry
+
+    with local_registry(tmp_path / "private", users={"alice": "s3cret"}) as private:
+        await build_image(
+            f"{private}/app:1", None, cmd=["echo", "private hello"], credentials=("alice", "s3cret")
+        )
+        config = {"auths": {private: {"auth": base64.b64encode(b"alice:s3cret").decode()}}}
+        await client.create(
+            "v1",
+            "secrets",
+            {
+                "metadata": {"name": "regcred"},
+                "type": "kubernetes.io/dockerconfigjson",
+                "data": {
+                    ".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()
+                },
+            },
+            namespace="default",
+        )
+        image = f"{private}/app:1"
+        await client.create(
+            "v1",
+            "pods",
+            make_pod("anonymous", [{"name": "main", "image": image}]),
+            namespace="default",
+        )
+        await client.create(
+            "v1",
+            "pods",
+            make_pod(
+                "authorized",
+                [{"name": "main", "image": image}],
+                restartPolicy="Never",
+                imagePullSecrets=[{"name": "regcred"}],
+            ),
+            namespace="default",
+        )
+        with trio.fail_after(30):
+            refused = await wait_for(
+                client,
+                "anonymous",
+                lambda p: (
+                    ctr_state(p).get("state", {}).get("waiting", {}).get("reason")
+                    in ("ErrImagePull", "ImagePullBackOff")
+                ),
+            )
+            await wait_for(
+                client, "authorized", lambda p: p.get("status", {}).get("phase") == "Succeeded"
+            )
+        assert refused["status"]["phase"] == "Pending"
+        output = b"".join([c async for c in agent.read_logs("default", "authorized")])
+        assert output == b"private hello\n"
+        # Stop pulling from the registry before it goes away.
+        await client.delete("v1", "pods", "anonymous", namespace="default")
+        with trio.fail_after(30):
+            await wait_for(client, "anonymous", lambda p: not p)

@@ -164,8 +164,12 @@ async def push_image(
     user: str = "",
     registries: RegistryConfig | None = None,
     client: RegistryClient | None = None,
+    credentials: tuple[str, str] | None = None,
 ) -> BuiltImage:
-    """Push layers (bottom first, from :func:`make_layer`) with an image config."""
+    """Push layers (bottom first, from :func:`make_layer`) with an image config.
+
+    ``credentials`` (user, password) are used when the registry asks for them.
+    """
     ref = ImageReference.parse(reference)
     os_name, arch = machine_platform()
     environment = {"PATH": DEFAULT_PATH, **(env or {})}
@@ -193,10 +197,12 @@ async def push_image(
         layer_digests = []
         descriptors = []
         for blob, _ in layers:
-            digest = await own.push_blob(endpoint, ref.repository, blob)
+            digest = await own.push_blob(endpoint, ref.repository, blob, credentials=credentials)
             layer_digests.append(digest)
             descriptors.append({"mediaType": OCI_LAYER_GZIP, "digest": digest, "size": len(blob)})
-        config_digest = await own.push_blob(endpoint, ref.repository, config_bytes)
+        config_digest = await own.push_blob(
+            endpoint, ref.repository, config_bytes, credentials=credentials
+        )
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -208,6 +214,7 @@ async def push_image(
             ref.repository,
             ref.tag or "latest",
             json.dumps(manifest, sort_keys=True).encode(),
+            credentials=credentials,
         )
     finally:
         if client is None:
@@ -228,6 +235,7 @@ async def build_image(
     user: str = "",
     registries: RegistryConfig | None = None,
     client: RegistryClient | None = None,
+    credentials: tuple[str, str] | None = None,
 ) -> BuiltImage:
     """Build a busybox-based image from a directory and push it (``kubetrio image build``).
 
@@ -250,6 +258,7 @@ async def build_image(
         user=user,
         registries=registries,
         client=client,
+        credentials=credentials,
     )
 
 

@@ -8,13 +8,16 @@ SIGKILL, so nothing outlives the caller.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 
@@ -26,9 +29,27 @@ def free_loopback_port() -> int:
         return port
 
 
+def _bcrypt(password: str) -> str:
+    """A bcrypt hash for htpasswd, from the system's libcrypt (no Python dependency)."""
+    libcrypt = ctypes.CDLL(ctypes.util.find_library("crypt") or "libcrypt.so.1")
+    libcrypt.crypt.restype = ctypes.c_char_p
+    libcrypt.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    alphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    salt = "$2b$05$" + "".join(secrets.choice(alphabet) for _ in range(22))
+    hashed = libcrypt.crypt(password.encode(), salt.encode())
+    if not hashed or not hashed.startswith(b"$2"):
+        raise RuntimeError("libcrypt has no bcrypt support")
+    return str(hashed.decode())
+
+
 @contextlib.contextmanager
-def local_registry(storage: str | Path, *, port: int = 0) -> Iterator[str]:
-    """Run ``docker-registry serve`` with storage under ``storage``; yield ``127.0.0.1:PORT``."""
+def local_registry(
+    storage: str | Path, *, port: int = 0, users: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Run ``docker-registry serve`` with storage under ``storage``; yield ``127.0.0.1:PORT``.
+
+    ``users`` (name → password) turns on htpasswd Basic authentication.
+    """
     binary = shutil.which("docker-registry")
     if binary is None:
         raise FileNotFoundError("docker-registry is not installed (Debian: docker-registry)")
@@ -36,11 +57,16 @@ def local_registry(storage: str | Path, *, port: int = 0) -> Iterator[str]:
     storage.mkdir(parents=True, exist_ok=True)
     port = port or free_loopback_port()
     config = storage / "config.yml"
+    auth = ""
+    if users:
+        htpasswd = storage / "htpasswd"
+        htpasswd.write_text("".join(f"{u}:{_bcrypt(p)}\n" for u, p in users.items()))
+        auth = f"auth: {{htpasswd: {{realm: kubetrio, path: {htpasswd}}}}}\n"
     config.write_text(
         "version: 0.1\nlog: {level: error}\n"
         f"storage: {{filesystem: {{rootdirectory: {storage / 'data'}}}, "
         "delete: {enabled: true}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n" + auth
     )
     log = open(storage / "registry.log", "wb")  # noqa: SIM115  # lives as long as the child
     process = subprocess.Popen(
