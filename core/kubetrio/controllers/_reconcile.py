@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from kubetrio.client import ClientError, Informer, KubeObject, SharedInformers
+from kubetrio.client import ClientError, Informer, KubeObject
 
 from ._queue import WorkQueue
 
@@ -60,12 +60,28 @@ class PermanentError(Exception):
     """A failure retrying will not fix (bad spec); the key waits for the next change."""
 
 
+class InformerFactory(Protocol):
+    """Hands out shared informers (:class:`~._informers.ControllerInformers`)."""
+
+    def informer(
+        self,
+        api_version: str,
+        resource: str,
+        *,
+        namespace: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> Informer:
+        """The shared informer of a resource."""
+        ...
+
+
 @dataclasses.dataclass
 class ControllerContext:
     """What a controller is given: the (leader-guarded) client, shared informers, events."""
 
     client: Client
-    informers: SharedInformers
+    informers: InformerFactory
     events: EventRecorder
 
 
