@@ -244,3 +244,65 @@ async def test_build_from_file(tmp_path: Path, registry: str) -> None:
     assert image.config["config"]["Cmd"] == ["cat", "/srv/www/index.html"]
     assert (image.layers[0] / "srv/www/index.html").read_text() == "hi\n"
     assert (image.layers[0] / "bin/busybox").exists()
+
+
+async def test_bearer_token_flow_and_platform_index() -> None:
+    import hashlib
+
+    import httpx
+
+    manifest = json.dumps(
+        {"schemaVersion": 2, "config": {"digest": "sha256:" + "c" * 64}, "layers": []}
+    ).encode()
+    manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    index = json.dumps(
+        {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {
+                    "digest": "sha256:" + "0" * 64,
+                    "platform": {"os": "linux", "architecture": "s390x"},
+                },
+                {"digest": manifest_digest, "platform": {"os": "linux", "architecture": "amd64"}},
+            ],
+        }
+    ).encode()
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.url.host}{request.url.path}")
+        if request.url.host == "auth.example":
+            assert request.headers["authorization"] == "Basic " + base64.b64encode(b"u:p").decode()
+            assert request.url.params["scope"] == "repository:team/app:pull"
+            return httpx.Response(200, json={"token": "t0k"})
+        if request.headers.get("authorization") != "Bearer t0k":
+            return httpx.Response(
+                401,
+                headers={
+                    "www-authenticate": (
+                        'Bearer realm="https://auth.example/token",service="reg",'
+                        'scope="repository:team/app:pull"'
+                    )
+                },
+            )
+        if request.url.path.endswith("/manifests/v1"):
+            return httpx.Response(
+                200,
+                content=index,
+                headers={"content-type": "application/vnd.oci.image.index.v1+json"},
+            )
+        if request.url.path.endswith(f"/manifests/{manifest_digest}"):
+            return httpx.Response(
+                200,
+                content=manifest,
+                headers={"content-type": "application/vnd.oci.image.manifest.v1+json"},
+            )
+        return httpx.Response(404)
+
+    async with RegistryClient(transport=httpx.MockTransport(handler)) as client:
+        endpoint, digest, got, _ = await client.resolve(
+            ImageReference.parse("reg.example/team/app:v1"), credentials=("u", "p")
+        )
+    assert endpoint == "https://reg.example" and digest == manifest_digest
+    assert got["config"]["digest"] == "sha256:" + "c" * 64
+    assert seen.count("auth.example/token") == 1  # the token is reused
