@@ -69,12 +69,20 @@ def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
     port = "16702"
     try:
         up = subprocess.run(
-            [*kubetrio, "up", "--port", port], env=env, capture_output=True, text=True, timeout=90
+            [*kubetrio, "up", "--port", port, "--registry-port", "15702"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert up.returncode == 0, up.stdout + up.stderr
         assert "is up at http://127.0.0.1:16702" in up.stdout
         again = subprocess.run(
-            [*kubetrio, "up", "--port", port], env=env, capture_output=True, text=True, timeout=30
+            [*kubetrio, "up", "--port", port, "--registry-port", "15702"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert "already running" in again.stdout
         namespaces = subprocess.run(
