@@ -25,6 +25,7 @@ import dataclasses
 import json
 import logging
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -191,6 +192,10 @@ class RuncRuntime:
         (see :meth:`_recover`), so a restarted agent adopts running pods.
         """
         make_subreaper()
+        # Each container holds a pidfd, two FIFO ends and a log file in this process.
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         for path in (self.root_dir / "sandboxes", self.root_dir / "containers", self.runc_root):
             path.mkdir(parents=True, exist_ok=True)
         try:
