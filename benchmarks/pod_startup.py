@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -51,6 +52,13 @@ def rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its reaped children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -179,7 +187,17 @@ async def main_async(count: int, rate: float, tmp: Path) -> dict[str, Any]:
                 try:
                     await agent.runtime.pull_image("busybox")
                     results["rss_idle_mib"] = round(rss_mib(), 1)
+                    before = cpu_seconds()
                     burst = await run_wave(client, count, 0, "burst-")
+                    after = cpu_seconds()
+                    # Where the burst's CPU went: this process (API server + agent) versus
+                    # its children (runc, ip, unshare): per pod, in milliseconds.
+                    results["burst_cpu_ms_per_pod_process"] = round(
+                        (after[0] - before[0]) / count * 1000, 1
+                    )
+                    results["burst_cpu_ms_per_pod_children"] = round(
+                        (after[1] - before[1]) / count * 1000, 1
+                    )
                     results["rss_with_pods_mib"] = round(rss_mib(), 1)
                     results["burst_running"] = summary(burst["running"])
                     results["burst_ready"] = summary(burst["ready"])

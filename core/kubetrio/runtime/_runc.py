@@ -749,13 +749,23 @@ def _zombie_children() -> set[int]:
     return found
 
 
+_NETNS_DIR_READY = False
+
+
 def _netns_dir_ready() -> bool:
-    """Whether /var/run/netns is the shared bind mount ``ip netns add`` makes."""
+    """Whether /var/run/netns is the shared bind mount ``ip netns add`` makes.
+
+    Once it is, it stays so: the answer is remembered (the mount table grows with pods).
+    """
+    global _NETNS_DIR_READY
+    if _NETNS_DIR_READY:
+        return True
     try:
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 fields = line.split()
                 if fields[4] in ("/run/netns", "/var/run/netns") and "shared:" in line:
+                    _NETNS_DIR_READY = True
                     return True
     except OSError:
         pass
