@@ -264,6 +264,8 @@ class BoundCounter:
     def __init__(self) -> None:
         self.bound: set[tuple[str, str]] = set()
         self.counts: dict[tuple[str, str], int] = {}
+        self.marks: list[tuple[str, int, float]] = []
+        """(prefix, bound count, time) at every 1000th bound pod of a group."""
         self.changed = trio.Event()
 
     def _seen(self, obj: dict[str, Any]) -> None:
@@ -273,7 +275,9 @@ class BoundCounter:
             if key not in self.bound:
                 self.bound.add(key)
                 group = (metadata["namespace"], metadata["name"].split("-", 1)[0] + "-")
-                self.counts[group] = self.counts.get(group, 0) + 1
+                count = self.counts[group] = self.counts.get(group, 0) + 1
+                if count % 1000 == 0:
+                    self.marks.append((group[1], count, time.perf_counter()))
                 self.changed.set()
 
     def on_add(self, obj: dict[str, Any]) -> None:
@@ -483,6 +487,13 @@ async def measure(
             )
             elapsed = time.perf_counter() - started
             failed = scheduler.failed_attempts if scheduler else 0
+            marks = [(n, t) for prefix, n, t in counter.marks if prefix == "measure-"]
+            if len(marks) > 2:
+                steps = [
+                    f"{1000 / (t - t0):.0f}"
+                    for (_, t0), (_, t) in itertools.pairwise([(0, started), *marks])
+                ]
+                print(f"  [{mode}] pods/s per 1000 measured pods: {' '.join(steps)}")
             nursery.cancel_scope.cancel()
     return measure_pods / elapsed, failed
 

@@ -71,8 +71,11 @@ class SchedulerConfig:
     pod_initial_backoff_seconds: float = 1.0
     pod_max_backoff_seconds: float = 10.0
     pod_max_in_unschedulable_seconds: float = 300.0
-    parallel_binds: int = 64
+    parallel_binds: int = 256
     """How many bindings may be in flight at once (kube-scheduler binds in goroutines)."""
+    cycle_slice_seconds: float = 0.02
+    """How long the scheduler runs cycles back to back before letting other tasks of the
+    process (informers, bindings, the API server when embedded) take their turn."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SchedulerConfig:

@@ -18,6 +18,7 @@ import dataclasses
 import inspect
 import itertools
 import json
+import operator
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -39,6 +40,11 @@ MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 """kube-scheduler's floor on the adaptive percentage of nodes to score."""
 MAX_NODE_SCORE = 100
+
+_MEMO = operator.attrgetter("memo")
+_VERDICT = operator.itemgetter(0)
+_PLAIN = operator.itemgetter(1)
+_NORMALISING = operator.itemgetter(2)
 
 _CLASS_IDS = itertools.count()
 """Pod class ids, unique in the process (see ``Framework._pod_class``)."""
@@ -305,6 +311,7 @@ class Framework:
         rejecting: set[str] = set()
         processed = 0
         pod_class = self._pod_class(state.pod_info) if local else None
+        memo_get = operator.methodcaller("get", pod_class)
         # Nodes are examined in chunks of as many as are still needed, so that the common
         # case (memo hits, node fits) runs in list comprehensions rather than a Python
         # loop with branches per node; a node is never examined past the last one needed.
@@ -312,12 +319,14 @@ class Framework:
             chunk = ordered[processed : processed + to_find - len(feasible)]
             processed += len(chunk)
             if local:
-                entries: list[Any] = [node.memo.get(pod_class) for node in chunk]
+                # map/itemgetter pipelines run in C: no bytecode per node on memo hits.
+                entries: list[Any] = list(map(memo_get, map(_MEMO, chunk)))
                 if None in entries:
                     for i, entry in enumerate(entries):
                         if entry is None:
                             entries[i] = self._local_verdict(state, pod, chunk[i], local, pod_class)
-                if all(entry[0] is None for entry in entries):
+                verdicts = list(map(_VERDICT, entries))
+                if verdicts.count(None) == len(verdicts):
                     passed, passed_entries = chunk, entries
                 else:
                     pairs = [p for p in zip(chunk, entries, strict=True) if p[1][0] is None]
@@ -365,7 +374,7 @@ class Framework:
         memo = node.memo
         if len(memo) > 32:  # a node sees few pod classes at a time
             memo.clear()
-        entry = memo[pod_class] = [verdict, None]
+        entry = memo[pod_class] = [verdict, None, None]
         return entry
 
     def _best(
@@ -387,23 +396,31 @@ class Framework:
         if local_plain or local_norm:
             # Node-local scores come from the memo the filter pass filled.
             pod_class = self._pod_class(pod_info)
+            # A memo entry is [filter verdict, weighted sum of the plain scores, the raw
+            # scores of the normalising plugins]; the sums are filled on first use.
             cached: list[Any] = (
-                entries if entries is not None else [n.memo.get(pod_class) for n in feasible]
+                entries
+                if entries is not None
+                else list(map(operator.methodcaller("get", pod_class), map(_MEMO, feasible)))
             )
-            missing = [i for i, entry in enumerate(cached) if entry is None or entry[1] is None]
-            for i in missing:
-                entry = cached[i]
-                if entry is None:
-                    entry = cached[i] = feasible[i].memo[pod_class] = [None, None]
-                node = feasible[i]
-                plain = 0.0
-                for call, weight in local_plain:
-                    plain += call(pod, node, state) * weight
-                entry[1] = (plain, [float(c(pod, node, state)) for _, c in local_norm])
-            totals = [entry[1][0] for entry in cached]
+            if None in cached:
+                for i, entry in enumerate(cached):
+                    if entry is None:
+                        cached[i] = feasible[i].memo[pod_class] = [None, None, None]
+            totals = list(map(_PLAIN, cached))
+            if None in totals:
+                for i, entry in enumerate(cached):
+                    if entry[1] is None:
+                        node = feasible[i]
+                        plain = 0.0
+                        for call, weight in local_plain:
+                            plain += call(pod, node, state) * weight
+                        entry[1] = totals[i] = plain
+                        entry[2] = [float(c(pod, node, state)) for _, c in local_norm]
             by_name = {n: (w, norm) for n, _, w, norm, _ in scores}
+            normalising = list(map(_NORMALISING, cached)) if local_norm else []
             for j, (name, _) in enumerate(local_norm):
-                raw = [entry[1][1][j] for entry in cached]
+                raw = list(map(operator.itemgetter(j), normalising))
                 if min(raw) == max(raw):
                     continue  # equal scores stay equal: no node gains over another
                 weight, normalize = by_name[name]

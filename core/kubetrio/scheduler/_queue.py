@@ -202,19 +202,27 @@ class SchedulingQueue:
             next_due = min(next_due, oldest + self.max_unschedulable)
         return next_due
 
+    def pop_nowait(self) -> QueuedPod | None:
+        """The next pod if one is ready now, else None (it is in-flight until put back)."""
+        self._flush(trio.current_time())
+        while self._active:
+            _, _, _, entry = heapq.heappop(self._active)
+            found = self._where.get(entry.info.key)
+            if found is None or found[1] is not entry or found[0] != "active":
+                continue  # stale heap entry
+            self.scheduling_cycle += 1
+            entry.cycle = self.scheduling_cycle
+            self._where[entry.info.key] = ("in-flight", entry)
+            return entry
+        return None
+
     async def pop(self) -> QueuedPod:
         """The next pod to schedule (waits for one); it is in-flight until put back."""
         while True:
-            next_due = self._flush(trio.current_time())
-            while self._active:
-                _, _, _, entry = heapq.heappop(self._active)
-                found = self._where.get(entry.info.key)
-                if found is None or found[1] is not entry or found[0] != "active":
-                    continue  # stale heap entry
-                self.scheduling_cycle += 1
-                entry.cycle = self.scheduling_cycle
-                self._where[entry.info.key] = ("in-flight", entry)
+            entry = self.pop_nowait()
+            if entry is not None:
                 return entry
+            next_due = self._flush(trio.current_time())
             self._wakeup = trio.Event()
             with trio.move_on_at(next_due):
                 await self._wakeup.wait()

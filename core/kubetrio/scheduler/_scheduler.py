@@ -134,9 +134,17 @@ class Scheduler:
                 nursery.start_soon(self._send_events)
             task_status.started()
             while True:
-                entry = await self.queue.pop()
-                self.schedule_one(entry)
-                # Let informers and binders run between cycles even when the queue is full.
+                entry: QueuedPod | None = await self.queue.pop()
+                # Run cycles for up to a time slice before yielding: trio gives each
+                # runnable task one step per round, and with dozens of API writers
+                # runnable, one cycle per round would starve the scheduler (kube-scheduler
+                # has its own goroutine and cores; here it shares one thread).
+                deadline = time.perf_counter() + self.config.cycle_slice_seconds
+                while entry is not None:
+                    self.schedule_one(entry)
+                    if time.perf_counter() >= deadline:
+                        break
+                    entry = self.queue.pop_nowait()
                 await trio.lowlevel.checkpoint()
 
     def responsible_for(self, pod: KubeObject) -> bool:
