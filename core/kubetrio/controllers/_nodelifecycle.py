@@ -42,10 +42,11 @@ _OURS = (UNREACHABLE, NOT_READY)
 
 
 def _ready_status(node: KubeObject) -> str:
+    """The Ready condition's status; "" when the node never posted one."""
     for condition in (node.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":
             return str(condition.get("status") or "Unknown")
-    return "Unknown"
+    return ""
 
 
 class NodeLifecycleController(QueueController):
@@ -135,6 +136,7 @@ class NodeLifecycleController(QueueController):
         if silent > self.grace_period and _ready_status(node) != "Unknown":
             node = await self._mark_unknown(node)
         ready = _ready_status(node)
+        # A node that has not posted a status yet is starting up, not unreachable.
         wanted = UNREACHABLE if ready == "Unknown" else NOT_READY if ready == "False" else None
         node = await self._set_taints(node, wanted)
         if wanted is None:

@@ -219,9 +219,20 @@ class SimulatedNodes:
 
     async def post_status(self, node: SimulatedNode) -> None:
         """Write the node's status (the kubelet's node status update)."""
-        await self.client.patch(
-            "v1", "nodes", node.name, {"status": self.node_status(node)}, subresource="status"
-        )
+        for attempt in range(5):
+            try:
+                await self.client.patch(
+                    "v1",
+                    "nodes",
+                    node.name,
+                    {"status": self.node_status(node)},
+                    subresource="status",
+                )
+                return
+            except ClientError as exc:
+                if not exc.conflict or attempt == 4:
+                    raise
+                await trio.sleep(0.01 * 2**attempt)  # a concurrent writer (taints): try again
 
     async def renew_lease(self, node: SimulatedNode, node_obj: KubeObject | None = None) -> None:
         """Create or renew the node's Lease in ``kube-node-lease``."""
