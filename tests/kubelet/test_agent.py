@@ -426,7 +426,8 @@ async def test_secret_downward_volumes_env_from_and_service_links(
     script = (
         "cat /creds/login; echo; stat -c %a /creds/..data/login; ls /creds; cat /info/name; echo;"
         " echo mode=$CFG_MODE pass=$PASS host=$WEB_FRONT_SERVICE_HOST"
-        " port=$WEB_FRONT_SERVICE_PORT_HTTP; touch /creds/x 2>/dev/null || echo read-only"
+        " port=$WEB_FRONT_SERVICE_PORT_HTTP; touch /creds/x 2>/dev/null || echo read-only;"
+        " grep db.local /etc/hosts | cut -f1; grep volumes /etc/hosts | cut -f1"
     )
     pod = make_pod(
         "volumes",
@@ -449,6 +450,7 @@ async def test_secret_downward_volumes_env_from_and_service_links(
             }
         ],
         restartPolicy="Never",
+        hostAliases=[{"ip": "10.1.2.3", "hostnames": ["db.local"]}],
         volumes=[
             {
                 "name": "creds",
@@ -467,7 +469,10 @@ async def test_secret_downward_volumes_env_from_and_service_links(
     )
     await client.create("v1", "pods", pod, namespace="default")
     with trio.fail_after(30):
-        await wait_for(client, "volumes", lambda p: p.get("status", {}).get("phase") == "Succeeded")
+        done = await wait_for(
+            client, "volumes", lambda p: p.get("status", {}).get("phase") == "Succeeded"
+        )
+    pod_ip = done["status"]["podIP"]
     service = await client.get("v1", "services", "web-front", namespace="default")
     output = b"".join([c async for c in agent.read_logs("default", "volumes")]).decode()
     assert output.splitlines() == [
@@ -477,6 +482,8 @@ async def test_secret_downward_volumes_env_from_and_service_links(
         "volumes",
         f"mode=fast pass=s3cret host={service['spec']['clusterIP']} port=8080",
         "read-only",
+        "10.1.2.3",
+        pod_ip,
     ]
 
 

@@ -105,3 +105,22 @@ async def test_log_reader_tail_since_and_partial_lines(tmp_path: Path) -> None:
     assert since == b"partial\nlate\n"
     limited = b"".join([c async for c in read_log(log, limit_bytes=5)])
     assert limited == b"one\np"
+
+
+def test_etc_hosts_with_fqdn_and_aliases() -> None:
+    from kubetrio.kubelet._worker import etc_hosts
+
+    pod = {
+        "metadata": {"name": "web-0", "namespace": "shop"},
+        "spec": {
+            "hostname": "web-0",
+            "subdomain": "web",
+            "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["db", "db.local"]}],
+        },
+    }
+    text = etc_hosts(pod, ips=["10.244.0.7"], cluster_domain="cluster.local")
+    assert "127.0.0.1\tlocalhost\n" in text
+    assert "10.244.0.7\tweb-0.web.shop.svc.cluster.local\tweb-0\n" in text
+    assert text.endswith("# Entries added by HostAliases.\n10.1.2.3\tdb\tdb.local\n")
+    host = etc_hosts(pod, ips=["192.0.2.1"], cluster_domain="cluster.local", base="127.0.0.1 me")
+    assert host.startswith("127.0.0.1 me\n") and "192.0.2.1" not in host

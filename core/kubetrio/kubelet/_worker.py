@@ -634,7 +634,23 @@ class PodWorker:
             host=await trio.to_thread.run_sync(_host_resolv_conf),
         )
         await trio.to_thread.run_sync(_write_file, path, content)
-        return [VolumeMount(container_path="/etc/resolv.conf", host_path=str(path))]
+        hosts_path = self.agent.pods_dir / self.uid / "etc-hosts"
+        spec = self.pod.get("spec") or {}
+        if spec.get("hostNetwork"):
+            base = await trio.to_thread.run_sync(_read_text, "/etc/hosts")
+        else:
+            base = ""
+        hosts = etc_hosts(
+            self.pod,
+            ips=[i["ip"] for i in self._network_status().get("podIPs") or []],
+            cluster_domain=self.agent.cluster_domain,
+            base=base,
+        )
+        await trio.to_thread.run_sync(_write_file, hosts_path, hosts)
+        return [
+            VolumeMount(container_path="/etc/resolv.conf", host_path=str(path)),
+            VolumeMount(container_path="/etc/hosts", host_path=str(hosts_path)),
+        ]
 
     def _grace_period(self) -> float:
         return float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
@@ -921,11 +937,44 @@ def _duration(seconds: float) -> str:
 
 
 def _host_resolv_conf() -> str:
+    return _read_text("/etc/resolv.conf")
+
+
+def _read_text(path: str) -> str:
     try:
-        with open("/etc/resolv.conf") as f:
+        with open(path) as f:
             return f.read()
     except OSError:
         return ""
+
+
+def etc_hosts(pod: KubeObject, *, ips: Sequence[str], cluster_domain: str, base: str = "") -> str:
+    """A pod's /etc/hosts as kubelet writes it: localhost, the pod's own names (with the
+    FQDN when it has a ``subdomain``) and ``hostAliases``; ``base`` (the node's file, for
+    host-network pods) replaces the first part."""
+    spec = pod.get("spec") or {}
+    meta = pod.get("metadata") or {}
+    if base:
+        text = base if base.endswith("\n") else base + "\n"
+    else:
+        text = (
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"
+            "::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+            "fe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
+        )
+        hostname = str(spec.get("hostname") or meta.get("name", ""))[:63]
+        names = [hostname]
+        if spec.get("subdomain"):
+            namespace = meta.get("namespace") or "default"
+            names.insert(0, f"{hostname}.{spec['subdomain']}.{namespace}.svc.{cluster_domain}")
+        for ip in ips:
+            text += f"{ip}\t" + "\t".join(names) + "\n"
+    aliases = spec.get("hostAliases") or []
+    if aliases:
+        text += "\n# Entries added by HostAliases.\n"
+        for alias in aliases:
+            text += f"{alias.get('ip', '')}\t" + "\t".join(alias.get("hostnames") or []) + "\n"
+    return text
 
 
 def _write_file(path: Path, content: str) -> None:
