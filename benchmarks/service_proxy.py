@@ -1,0 +1,273 @@
+"""Service proxy: nftables sync time and first-packet latency at 1k / 10k / 30k Services.
+
+For each size, every Service has one ClusterIP port and ``--endpoints`` endpoints. The
+benchmark drives the proxy's own code path (``Renderer`` → ``full_script`` /
+``diff_script`` → ``Nft``, what ``ServiceProxy.sync_once`` runs) without the API server,
+so that 30k Services don't measure the control plane:
+
+* **full sync** — render every Service and load the whole table in one transaction;
+* **incremental sync** — one Service loses an endpoint, then gets it back (median of
+  ``--updates`` changes): render, diff, one transaction;
+* **first-packet latency** — TCP connect() time (SYN → SYN-ACK, each a new conntrack
+  entry, so every packet walks the NAT rules) from a client pod to one ClusterIP, and
+  in the same run to the backend's own address (the baseline without the proxy).
+
+Topology: a node netns (the table), a client pod netns and a backend pod netns holding
+the ten endpoint addresses of the measured Service, with a listening socket (backlog 4096);
+the other Services' endpoints are unrouted addresses that are never contacted.
+Everything is removed at the end. Needs root. The last line is one JSON object.
+
+Run: ``sudo .venv/bin/python benchmarks/service_proxy.py [--sizes 1000,10000,30000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from kubetrio.proxy import (
+    Fragment,
+    Nft,
+    Renderer,
+    diff_script,
+    full_script,
+    in_netns,
+    service_ports,
+)
+
+MEASURED = 0  # index of the Service whose ClusterIP the latency probe connects to
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+def cluster_ip(i: int) -> str:
+    n = (10 << 24 | 96 << 16) + 1 + i
+    return socket.inet_ntoa(struct.pack("!I", n))
+
+
+def endpoint_ips(i: int, count: int) -> list[str]:
+    if i == MEASURED:
+        return [f"10.244.253.{10 + k}" for k in range(count)]
+    base = (10 << 24 | 200 << 16) + i * count
+    return [socket.inet_ntoa(struct.pack("!I", base + k)) for k in range(count)]
+
+
+def service(i: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"svc-{i}", "namespace": "bench"},
+        "spec": {"clusterIP": cluster_ip(i), "ports": [{"name": "http", "port": 80}]},
+    }
+
+
+def endpoint_slice(i: int, ips: list[str]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"svc-{i}-a", "namespace": "bench"},
+        "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips],
+    }
+
+
+class Topology:
+    """node netns + client pod + backend pod (10 addresses, one listener)."""
+
+    def __init__(self, endpoints: int) -> None:
+        suffix = secrets.token_hex(2)
+        self.node, self.client, self.backend = (f"ktsp{k}{suffix}" for k in "ncb")
+        self.endpoints = endpoints
+        self.listener: socket.socket | None = None
+        self.acceptor: threading.Thread | None = None
+        self.stopping = threading.Event()
+
+    def __enter__(self) -> Topology:
+        try:
+            for ns in (self.node, self.client, self.backend):
+                sh("ip", "netns", "add", ns)
+                sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "netns", "exec", self.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            # A dummy default route out of a spare veth: proxy ARP needs one to answer.
+            sh("ip", "-n", self.node, "link", "add", "up0", "type", "veth", "peer", "name", "up1")
+            sh("ip", "-n", self.node, "addr", "add", "172.31.255.1/30", "dev", "up0")
+            for link in ("up0", "up1"):
+                sh("ip", "-n", self.node, "link", "set", link, "up")
+            sh("ip", "-n", self.node, "route", "add", "default", "via", "172.31.255.2")
+            pods = [(self.client, "10.244.253.2", ["10.244.253.2"], "kbc")]
+            backend_ips = [f"10.244.253.{10 + k}" for k in range(self.endpoints)]
+            pods.append((self.backend, backend_ips[0], backend_ips, "kbb"))
+            for ns, _, ips, host in pods:
+                sh("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name",
+                   host, "netns", self.node)  # fmt: skip
+                sh("ip", "-n", ns, "link", "set", "eth0", "up")
+                sh("ip", "-n", self.node, "link", "set", host, "up")
+                for ip in ips:
+                    sh("ip", "-n", ns, "addr", "add", f"{ip}/32", "dev", "eth0")
+                    sh("ip", "-n", self.node, "route", "add", f"{ip}/32", "dev", host)
+                sh("ip", "-n", ns, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+                sh("ip", "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+                for setting in (f"net.ipv4.conf.{host}.proxy_arp=1",
+                                f"net.ipv4.neigh.{host}.proxy_delay=0"):  # fmt: skip
+                    sh("ip", "netns", "exec", self.node, "sysctl", "-qw", setting)
+            # An acceptor with a deep backlog: a forking httpd falls behind a connect loop,
+            # and the SYNs it drops would measure its accept rate (1 s retransmits).
+            self.listener = in_netns(
+                self.backend, lambda: socket.create_server(("", 80), backlog=4096)
+            )
+            self.listener.settimeout(0.2)
+            self.acceptor = threading.Thread(target=self._accept, daemon=True)
+            self.acceptor.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            conn.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        if self.acceptor is not None:
+            self.acceptor.join()
+        if self.listener is not None:
+            self.listener.close()
+        for ns in (self.node, self.client, self.backend):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def connect_times(netns: str, ip: str, samples: int) -> list[float]:
+    """Seconds per TCP connect() to ip:80 from netns (new flow each time, RST on close)."""
+
+    def run() -> list[float]:
+        times = []
+        for _ in range(samples + 20):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.settimeout(2)
+            t0 = time.perf_counter()
+            sock.connect((ip, 80))
+            times.append(time.perf_counter() - t0)
+            sock.close()
+        return times[20:]  # the first few warm ARP and caches
+
+    return in_netns(netns, run)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_size(
+    topo: Topology, size: int, endpoints: int, samples: int, updates: int
+) -> dict[str, Any]:
+    renderer = Renderer(node_name="bench-node", cluster_cidr="10.244.0.0/16")
+    nft = Nft(topo.node)
+    t0 = time.perf_counter()
+    fragments: dict[str, Fragment] = {
+        f"bench/svc-{i}": renderer.render(
+            service_ports(service(i), [endpoint_slice(i, endpoint_ips(i, endpoints))])
+        )
+        for i in range(size)
+    }
+    render_s = time.perf_counter() - t0
+    script = full_script(fragments.values())
+    t1 = time.perf_counter()
+    nft.run_sync(script)
+    load_s = time.perf_counter() - t1
+    full_s = time.perf_counter() - t0
+    del script
+    print(
+        f"  {size} services: full sync {full_s:.2f} s "
+        f"(render {render_s:.2f} s, nft {load_s:.2f} s)",
+        flush=True,
+    )
+
+    incremental = []
+    target = size // 2  # a Service in the middle
+    key = f"bench/svc-{target}"
+    ips = endpoint_ips(target, endpoints)
+    for n in range(updates):
+        t = time.perf_counter()
+        wanted = ips[:-1] if n % 2 == 0 else ips
+        new = renderer.render(service_ports(service(target), [endpoint_slice(target, wanted)]))
+        nft.run_sync(diff_script({key: fragments[key]}, {key: new}))
+        fragments[key] = new
+        incremental.append(time.perf_counter() - t)
+    inc_ms = statistics.median(incremental) * 1e3
+    print(f"    incremental sync: median {inc_ms:.1f} ms, min {min(incremental) * 1e3:.1f} ms",
+          flush=True)  # fmt: skip
+
+    service_t = connect_times(topo.client, cluster_ip(MEASURED), samples)
+    direct_t = connect_times(topo.client, endpoint_ips(MEASURED, endpoints)[0], samples)
+    result = {
+        "services": size,
+        "chains": sum(len(f.chains) for f in fragments.values()),
+        "full_sync_s": round(full_s, 3),
+        "full_sync_nft_s": round(load_s, 3),
+        "incremental_sync_ms": round(inc_ms, 2),
+        "incremental_sync_min_ms": round(min(incremental) * 1e3, 2),
+        "clusterip_p50_ms": round(percentile(service_t, 0.5) * 1e3, 4),
+        "clusterip_p99_ms": round(percentile(service_t, 0.99) * 1e3, 4),
+        "direct_p50_ms": round(percentile(direct_t, 0.5) * 1e3, 4),
+        "direct_p99_ms": round(percentile(direct_t, 0.99) * 1e3, 4),
+    }
+    print(f"    first packet: ClusterIP p50 {result['clusterip_p50_ms']} ms p99 "
+          f"{result['clusterip_p99_ms']} ms; direct p50 {result['direct_p50_ms']} ms "
+          f"p99 {result['direct_p99_ms']} ms", flush=True)  # fmt: skip
+    nft.run_sync(["add table ip kubetrio", "delete table ip kubetrio"])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,30000")
+    parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--updates", type=int, default=10)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root (network namespaces, nftables)")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"service proxy (nftables mode), {args.endpoints} endpoints per service")
+    results = []
+    with Topology(args.endpoints) as topo:
+        for size in sizes:
+            results.append(run_size(topo, size, args.endpoints, args.samples, args.updates))
+    first, last = results[0], results[-1]
+    summary: dict[str, Any] = {
+        "bench": "service_proxy",
+        "mode": "nftables",
+        "endpoints_per_service": args.endpoints,
+        "sizes": sizes,
+        "results": results,
+        f"p99_ratio_{last['services']}_vs_{first['services']}": round(
+            last["clusterip_p99_ms"] / first["clusterip_p99_ms"], 3
+        ),
+        f"p50_ratio_{last['services']}_vs_{first['services']}": round(
+            last["clusterip_p50_ms"] / first["clusterip_p50_ms"], 3
+        ),
+        "clusterip_vs_direct_p99_at_largest": round(
+            last["clusterip_p99_ms"] / last["direct_p99_ms"], 3
+        ),
+        "incremental_sync_ms_at_largest": last["incremental_sync_ms"],
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
