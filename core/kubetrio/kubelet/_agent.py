@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from kubetrio.client import Client, ClientError, Informer
@@ -227,14 +228,7 @@ class NodeAgent:
                         token=self.kubelet_token,
                     )
                     self.kubelet_port = await nursery.start(server.run)
-                node = await register_node(
-                    self.client,
-                    node_object(self.node_name, labels=self.labels, taints=self.taints),
-                )
-                lease = LeaseKeeper(self.client, self.node_name, duration=self.lease_duration)
-                lease.node_uid = node["metadata"].get("uid", "")
-                await lease.renew()
-                await self.post_status()
+                lease = await self._register()
                 nursery.start_soon(self._heartbeat, lease)
                 nursery.start_soon(self._status_loop)
                 nursery.start_soon(self._image_gc_loop)
@@ -253,6 +247,27 @@ class NodeAgent:
             if self._registry_client is not None:
                 with trio.CancelScope(shield=True):
                     await self._registry_client.aclose()
+
+    async def _register(self) -> LeaseKeeper:
+        """Register the node, take its Lease and post its status; retry until the API answers."""
+        delay = 0.5
+        while True:
+            try:
+                node = await register_node(
+                    self.client,
+                    node_object(self.node_name, labels=self.labels, taints=self.taints),
+                )
+                lease = LeaseKeeper(self.client, self.node_name, duration=self.lease_duration)
+                lease.node_uid = node["metadata"].get("uid", "")
+                await lease.renew()
+                await self.post_status()
+                return lease
+            except (ClientError, httpx.HTTPError, OSError) as exc:
+                if isinstance(exc, ClientError) and exc.code in (401, 403):
+                    raise  # wrong credentials: retrying will not help
+                log.warning("registering node %s: %s (retrying)", self.node_name, exc)
+            await trio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     async def _remove_orphan(self, sandbox_id: str) -> None:
         log.info("removing sandbox %s: its pod is gone", sandbox_id)
@@ -323,7 +338,8 @@ class NodeAgent:
         """Write the Node's status (capacity, conditions, addresses, images)."""
         images: list[KubeObject] = []
         if self.images is not None:
-            for image in self.images.list():
+            for image in sorted(self.images.list(), key=lambda i: -i.size)[:50]:
+                # kubelet reports the 50 largest images (nodeStatusMaxImages).
                 images.append(
                     {"names": [image.repo_digest, image.reference], "sizeBytes": image.size}
                 )

@@ -50,6 +50,13 @@ def _memory_kib() -> int:
     return 0
 
 
+def _memory_available_kib() -> int:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    return 1 << 30
+
+
 def _os_image() -> str:
     for line in _read("/etc/os-release").splitlines():
         if line.startswith("PRETTY_NAME="):
@@ -133,17 +140,35 @@ def node_status(
             "lastTransitionTime": now,
         }
 
+    # kubelet's default hard eviction thresholds: memory.available < 100Mi,
+    # nodefs.available < 10%. (Only reported here; the agent does not evict.)
+    memory_pressure = _memory_available_kib() < 100 * 1024
+    disk_pressure = False
+    try:
+        usage = shutil.disk_usage(root_dir if root_dir.exists() else "/")
+        disk_pressure = usage.free < usage.total * 0.10
+    except OSError:
+        pass
     status: KubeObject = {
         "capacity": capacity,
         "allocatable": dict(capacity),
         "conditions": [
             condition(
                 "MemoryPressure",
+                "True",
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            )
+            if memory_pressure
+            else condition(
+                "MemoryPressure",
                 "False",
                 "KubeletHasSufficientMemory",
                 "kubelet has sufficient memory available",
             ),
-            condition(
+            condition("DiskPressure", "True", "KubeletHasDiskPressure", "kubelet has disk pressure")
+            if disk_pressure
+            else condition(
                 "DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"
             ),
             condition(
