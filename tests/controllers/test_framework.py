@@ -338,6 +338,7 @@ async def test_leader_that_cannot_renew_steps_down_before_lease_ends(
                 raise OSError("network down")
 
             leases.get = unreachable  # type: ignore[method-assign]
+            leases.update = unreachable  # type: ignore[method-assign]
             cut_at = trio.current_time()
             while not stopped_at:
                 await trio.sleep(0.1)

@@ -180,6 +180,12 @@ class LeaderElector:
     async def _try_acquire_or_renew(self) -> _Attempt:
         started = trio.current_time()
         stamp = now_micro()
+        if self._leading and self._lease is not None and self.holder == self.identity:
+            # Renewing: one conditional write on the version we wrote last. A conflict
+            # means someone else wrote the Lease: read it to see who holds it now.
+            renewed = await self._renew_cached(started, stamp)
+            if renewed is not None:
+                return renewed
         try:
             lease = await self.client.get(
                 "coordination.k8s.io/v1", "leases", self.name, namespace=self.namespace
@@ -221,6 +227,32 @@ class LeaderElector:
         except Exception as exc:
             log.info("updating lease: %s", exc)
             return _Attempt.FAILED
+        self._held(updated, started)
+        return _Attempt.HELD
+
+    async def _renew_cached(self, started: float, stamp: str) -> _Attempt | None:
+        assert self._lease is not None
+        lease = dict(self._lease)
+        lease["spec"] = {
+            **(lease.get("spec") or {}),
+            "renewTime": stamp,
+            "leaseDurationSeconds": int(self.lease_duration),
+        }
+        try:
+            updated = await self.client.update(
+                "coordination.k8s.io/v1", "leases", lease, namespace=self.namespace
+            )
+        except ClientError as exc:
+            if exc.conflict or exc.not_found:
+                return None
+            log.info("renewing lease: %s", exc)
+            return _Attempt.FAILED
+        except Exception as exc:
+            log.info("renewing lease: %s", exc)
+            return _Attempt.FAILED
+        took = trio.current_time() - started
+        if took > self.retry_period:
+            log.warning("%s: renewing the lease took %.1f s", self.identity, took)
         self._held(updated, started)
         return _Attempt.HELD
 
