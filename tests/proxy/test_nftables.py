@@ -260,3 +260,73 @@ async def test_external_traffic_policy_local(topology: Topology, cluster: Any) -
             inside = await http_get_many(topology.pods[0], "10.96.0.14", count=20)
             assert set(inside) == {topology.pods[1], topology.pods[2]}
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.root
+async def test_endpoints_from_pods_through_the_controller(topology: Topology, cluster: Any) -> None:
+    """Pods with podIP and Ready set through ``status`` → EndpointSlice controller → rules."""
+    client: Client = cluster.client
+    with trio.fail_after(40):
+        selector_service = service("app", "10.96.0.15", selector={"app": "app"})
+        await client.create("v1", "services", selector_service, namespace="default")
+        for index in (1, 2, 3):
+            name = f"app-{index}"
+            await client.create(
+                "v1",
+                "pods",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": name, "labels": {"app": "app"}},
+                    "spec": {
+                        "nodeName": NODE,
+                        "containers": [
+                            {"name": "c", "image": "busybox", "ports": [{"containerPort": 80}]}
+                        ],
+                    },
+                },
+                namespace="default",
+            )
+            ready = "True" if index != 3 else "False"  # app-3 runs but is not ready
+            await client.patch(
+                "v1",
+                "pods",
+                name,
+                {
+                    "status": {
+                        "phase": "Running",
+                        "podIP": topology.pod_ips[index],
+                        "podIPs": [{"ip": topology.pod_ips[index]}],
+                        "conditions": [{"type": "Ready", "status": ready}],
+                    }
+                },
+                namespace="default",
+                subresource="status",
+            )
+        async with trio.open_nursery() as nursery:
+            proxy = ServiceProxy(client, node_name=NODE, netns=topology.node)
+            await nursery.start(proxy.run)
+
+            async def two_backends() -> set[str]:
+                got = set(await http_get_many(topology.pods[0], "10.96.0.15", count=16))
+                return got if got == {topology.pods[1], topology.pods[2]} else set()
+
+            await eventually(two_backends)
+            # app-3 becomes ready: it joins within the time the controller and proxy take.
+            started = time.perf_counter()
+            await client.patch(
+                "v1",
+                "pods",
+                "app-3",
+                {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+                namespace="default",
+                subresource="status",
+            )
+
+            async def three_backends() -> bool:
+                got = set(await http_get_many(topology.pods[0], "10.96.0.15", count=16))
+                return len(got) == 3
+
+            await eventually(three_backends)
+            print(f"pod ready → traffic in {(time.perf_counter() - started) * 1000:.0f} ms")
+            nursery.cancel_scope.cancel()
