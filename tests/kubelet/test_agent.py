@@ -809,3 +809,37 @@ async def test_image_pull_secrets_for_a_registry_with_basic_auth(
         await client.delete("v1", "pods", "anonymous", namespace="default")
         with trio.fail_after(30):
             await wait_for(client, "anonymous", lambda p: not p)
+
+
+async def test_changed_image_restarts_the_container(
+    agent: NodeAgent, client: Client, registry: str
+) -> None:
+    from kubetrio.images import build_image
+
+    await build_image(f"{registry}/greeter:2", None, cmd=["sh"], env={"VERSION": "2"})
+    script = "echo version=${VERSION:-1}; exec sleep 3600"
+    pod = make_pod(
+        "greeter",
+        [{"name": "main", "image": "busybox", "command": ["sh", "-c", script]}],
+        terminationGracePeriodSeconds=0,
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(30):
+        first = await wait_for(client, "greeter", lambda p: condition(p, "Ready") == "True")
+        await client.patch(
+            "v1",
+            "pods",
+            "greeter",
+            {"spec": {"containers": [{"name": "main", "image": f"{registry}/greeter:2"}]}},
+            namespace="default",
+            patch_type="strategic",
+        )
+        second = await wait_for(
+            client,
+            "greeter",
+            lambda p: ctr_state(p).get("restartCount") == 1 and condition(p, "Ready") == "True",
+        )
+    assert ctr_state(second)["image"] == f"{registry}/greeter:2"
+    assert ctr_state(second)["imageID"] != ctr_state(first)["imageID"]
+    logs = b"".join([c async for c in agent.read_logs("default", "greeter")])
+    assert logs == b"version=2\n"

@@ -105,6 +105,8 @@ class ContainerRecord:
     ready: bool = False
     started: bool = False
     image_id: str = ""
+    spec_changed: bool = False
+    """The container's image changed in the pod spec: restart it with the new one."""
 
     def status(self) -> KubeObject:
         """The ``containerStatuses`` entry."""
@@ -197,14 +199,36 @@ class PodWorker:
     # --- requests from the agent --------------------------------------------------------
 
     def update(self, pod: KubeObject) -> None:
-        """A newer version of the pod arrived from the informer."""
+        """A newer version of the pod arrived from the informer.
+
+        A changed container ``image`` (the one mutable field of a container) restarts
+        that container with the new image, as kubelet does for a changed spec hash.
+        """
+        previous = self.pod
         self.pod = pod
         self.volumes.pod = pod
+        old_images = _images(previous)
+        for name, image in _images(pod).items():
+            if old_images.get(name, image) == image:
+                continue
+            record = next((r for r in self.records + self.init_records if r.name == name), None)
+            if record is None:
+                continue
+            record.image = image
+            if "running" in record.state and record.container_id:
+                record.spec_changed = True
+                self._event(
+                    "Normal", "Killing", f"Container {name} definition changed, will be restarted"
+                )
+                self.agent.nursery.start_soon(self._stop_for_change, record.container_id)
         meta = pod["metadata"]
         if meta.get("deletionTimestamp") and not self._terminate.is_set():
             grace = meta.get("deletionGracePeriodSeconds")
             self._grace = float(grace if grace is not None else 30)
             self._terminate.set()
+
+    async def _stop_for_change(self, container_id: str) -> None:
+        await self.agent.runtime.stop_container(container_id, grace_period=self._grace_period())
 
     def deleted(self) -> None:
         """The pod is gone from the API (deleted with grace 0 or while terminal)."""
@@ -494,6 +518,7 @@ class PodWorker:
         assert self.sandbox is not None
         adopted = self._adopt(record)
         while True:
+            container = self._latest_spec(record, container)
             if adopted is not None:
                 container_id, adopted = adopted, None
                 self._release_slot()
@@ -539,9 +564,10 @@ class PodWorker:
             if record.init and policy == "Always":
                 policy = "OnFailure"  # init containers never restart after success
             restart = policy == "Always" or (policy == "OnFailure" and exit_code != 0)
-            if not restart:
+            changed, record.spec_changed = record.spec_changed, False
+            if not (restart or changed):
                 return exit_code
-            delay = restart_backoff.next(ran_for)
+            delay = 0.0 if changed else restart_backoff.next(ran_for)
             record.last_state = {"terminated": terminated}
             if delay > 0:
                 self._event(
@@ -683,6 +709,15 @@ class PodWorker:
         ok, detail = await self._hook(pre_stop, container, record.container_id)
         if not ok:
             self._event("Warning", "FailedPreStopHook", f"PreStopHook failed: {detail}")
+
+    def _latest_spec(self, record: ContainerRecord, fallback: KubeObject) -> KubeObject:
+        """The container's spec in the newest pod version (its image may have changed)."""
+        spec = self.pod.get("spec") or {}
+        field = "initContainers" if record.init else "containers"
+        for container in spec.get(field) or []:
+            if container.get("name") == record.name:
+                return dict(container)
+        return fallback
 
     def _adopt(self, record: ContainerRecord) -> str | None:
         """The id of this container's latest run if the runtime still has one (restart)."""
@@ -934,6 +969,12 @@ def _duration(seconds: float) -> str:
         return f"{seconds:g}s"
     minutes, secs = divmod(whole, 60)
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def _images(pod: KubeObject) -> dict[str, str]:
+    spec = pod.get("spec") or {}
+    containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
+    return {c["name"]: str(c.get("image", "")) for c in containers}
 
 
 def _host_resolv_conf() -> str:
