@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import trio
 
+from ._netlink import NetlinkSocket, Unsupported, encode_commands
+
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/var/run/netns"
 T = TypeVar("T")
@@ -63,12 +65,41 @@ class Nft:
         for the caller's own namespace.
     """
 
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(self, netns: str | None = None, *, netlink: bool = True) -> None:
         self.netns = netns
+        self.netlink = netlink
+        """Send command lists :mod:`._netlink` can encode as raw batches (no nft cache)."""
+        self._socket: NetlinkSocket | None = None
         self._lock = trio.Lock()  # one transaction at a time keeps the kernel's view ordered
 
+    def close(self) -> None:
+        """Close the netlink socket (a later call opens a new one)."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
     def run_sync(self, script: str | Iterable[str]) -> str:
-        """Apply ``script`` (text, or commands one per item) in the namespace; blocking."""
+        """Apply ``script`` (text, or commands one per item) in the namespace; blocking.
+
+        A list of commands goes out as a raw netlink batch when every command is one
+        of the shapes :mod:`._netlink` encodes, else (and for text) through libnftables.
+        Either way it is one transaction.
+        """
+        if not isinstance(script, str):
+            script = list(script)
+            if self.netlink:
+                try:
+                    batch = encode_commands(script)
+                except Unsupported:
+                    pass
+                else:
+                    if self._socket is None:
+                        self._socket = in_netns(self.netns, NetlinkSocket)
+                    try:
+                        self._socket.apply(batch)
+                    except OSError as exc:
+                        raise NftError(f"netlink transaction refused: {exc}") from exc
+                    return ""
         text = script if isinstance(script, str) else "\n".join(script)
         if not text.endswith("\n"):
             text += "\n"

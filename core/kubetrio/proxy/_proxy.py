@@ -254,6 +254,7 @@ class ServiceProxy:
         finally:
             with trio.CancelScope(shield=True):
                 await self.remove_table()
+                self.nft.close()
 
     async def remove_table(self) -> None:
         """Delete the proxy's table (idempotent)."""
