@@ -34,6 +34,9 @@ def _run_and_kill(db: Path, seed: int, delay: float) -> list[list[str]]:
         stdout = proc.stdout
         ready = stdout.readline()
         assert ready == b"R\n", proc.stderr.read() if proc.stderr else ready
+        # Wait for the first acknowledgement, so the random delay counts from writes that
+        # really happen (on a loaded machine the child may take a while to get going).
+        chunks.append(stdout.readline())
         # Drain stdout while the child runs, so it never blocks on a full pipe and the
         # kill lands while it is really writing.
         reader = threading.Thread(target=lambda: chunks.append(stdout.read()))
