@@ -312,7 +312,15 @@ class ContainerRuntime(Protocol):
 # Every stage is optional. Stages other than ``bind`` are synchronous and run over the
 # in-memory snapshot thousands of times per pod: they must not do I/O or block.
 
-SKIP: Any = "__skip__"
+
+class _Skip:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SKIP"
+
+
+SKIP: Any = _Skip()
 """Returned by ``pre_filter``/``pre_score`` to say "nothing to check for this pod": the
 cycle then does not call that plugin's ``filter``/``score`` for the pod (kube-scheduler's
 ``Skip`` status), which keeps the per-node loop short."""
