@@ -1,8 +1,7 @@
 """Commands that run cluster processes: ``server``, ``agent``, ``up``, ``down``.
 
-``server`` runs the control plane over the embedded store (or etcd); ``up``/``down``
-run one in the background (``_local``). The node agent (#7) lands with its issue; until
-then ``agent`` says so and exits with status 2, instead of pretending.
+``server`` runs a whole cluster over the embedded store (or etcd); ``up``/``down`` run
+one in the background (``_local``); ``agent`` joins this host to a server as a node.
 """
 
 from __future__ import annotations
@@ -19,14 +18,6 @@ err_console = Console(stderr=True)
 
 DEFAULT_DATA_DIR = Path("~/.local/share/kubetrio").expanduser()
 DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
-
-
-def _not_built(component: str, issue: int) -> None:
-    err_console.print(
-        f"[bold yellow]kubetrio {component}[/] is not part of this build yet "
-        f"(tracked in issue #{issue}); nothing was started."
-    )
-    raise typer.Exit(code=2)
 
 
 def server(
@@ -76,6 +67,8 @@ def server(
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False)],
     )
+    if not verbose:  # one line per HTTP request is noise, not progress
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     store_url = store or f"sqlite://{(data_dir / 'state.db').resolve()}"
     try:
         trio.run(
@@ -98,11 +91,70 @@ def server(
 
 def agent(
     server_url: str = typer.Option(..., "--server", help="URL of the API server to join."),
-    token: str = typer.Option(..., help="Join token printed by `kubetrio server`."),
+    token: str = typer.Option(
+        ..., help="The cluster's admin token (the admin-token file in the server's --data-dir)."
+    ),
     node_name: str = typer.Option("", help="Node name (default: the host name)."),
+    data_dir: Path = typer.Option(
+        Path("/var/lib/kubetrio/agent"), help="The agent's state: images, pods, logs."
+    ),
+    registries: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="Registry mirrors (k3s registries.yaml shape)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
-    """Run a node agent (kubelet, service proxy, network plugin) that joins a server."""
-    _not_built("agent", 7)
+    """Run a node agent that joins a server: this host runs pods under runc (needs root)."""
+    import logging
+    import signal
+    import socket
+
+    import trio
+    from rich.logging import RichHandler
+
+    from kubetrio.client import Client
+    from kubetrio.cluster import agent_can_run
+
+    from ._app import _load_plugins
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+    )
+    if not verbose:  # one line per HTTP request is noise, not progress
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    why = agent_can_run()
+    if why is not None:
+        err_console.print(f"[bold red]error:[/] {why}")
+        raise typer.Exit(code=1)
+    mirrors = yaml.safe_load(registries.read_text()) if registries else None
+    plugins = _load_plugins()
+    plugins.configure(config={})
+
+    async def run() -> None:
+        from kubetrio.kubelet import NodeAgent
+
+        async with Client.connect(server_url, token=token) as client:
+            node = NodeAgent(
+                client,
+                node_name=node_name or socket.gethostname(),
+                plugins=plugins,
+                root_dir=data_dir,
+                registries=mirrors,
+                kubelet_port=0,
+                kubelet_token=token,
+            )
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(node.run)
+                    logging.getLogger("kubetrio").info(
+                        "node %s joined %s", node.node_name, server_url
+                    )
+                    async for _ in signals:
+                        break
+                    nursery.cancel_scope.cancel()
+
+    trio.run(run)
 
 
 def register_cluster_commands(app: typer.Typer) -> None:
