@@ -40,7 +40,6 @@ from kubetrio.proxy import (
     Nft,
     Renderer,
     diff_script,
-    full_script,
     in_netns,
     service_ports,
 )
@@ -185,12 +184,10 @@ def run_size(
         for i in range(size)
     }
     render_s = time.perf_counter() - t0
-    script = full_script(fragments.values())
     t1 = time.perf_counter()
-    nft.run_sync(script)
+    nft.replace_sync(fragments.values())  # what ServiceProxy's full sync runs
     load_s = time.perf_counter() - t1
     full_s = time.perf_counter() - t0
-    del script
     print(
         f"  {size} services: full sync {full_s:.2f} s "
         f"(render {render_s:.2f} s, nft {load_s:.2f} s)",
@@ -198,6 +195,7 @@ def run_size(
     )
 
     incremental = []
+    incremental_nft = []
     target = size // 2  # a Service in the middle
     key = f"bench/svc-{target}"
     ips = endpoint_ips(target, endpoints)
@@ -205,7 +203,10 @@ def run_size(
         t = time.perf_counter()
         wanted = ips[:-1] if n % 2 == 0 else ips
         new = renderer.render(service_ports(service(target), [endpoint_slice(target, wanted)]))
-        nft.run_sync(diff_script({key: fragments[key]}, {key: new}))
+        commands = diff_script({key: fragments[key]}, {key: new})
+        t_nft = time.perf_counter()
+        nft.run_sync(commands)
+        incremental_nft.append(time.perf_counter() - t_nft)
         fragments[key] = new
         incremental.append(time.perf_counter() - t)
     inc_ms = statistics.median(incremental) * 1e3
@@ -221,6 +222,7 @@ def run_size(
         "full_sync_nft_s": round(load_s, 3),
         "incremental_sync_ms": round(inc_ms, 2),
         "incremental_sync_min_ms": round(min(incremental) * 1e3, 2),
+        "incremental_sync_kernel_ms": round(statistics.median(incremental_nft) * 1e3, 2),
         "clusterip_p50_ms": round(percentile(service_t, 0.5) * 1e3, 4),
         "clusterip_p99_ms": round(percentile(service_t, 0.99) * 1e3, 4),
         "direct_p50_ms": round(percentile(direct_t, 0.5) * 1e3, 4),

@@ -6,7 +6,15 @@ import re
 
 import pytest
 
-from kubetrio.proxy import MAGLEV_SLOTS, Nft, Renderer, diff_script, full_script, service_ports
+from kubetrio.proxy import (
+    MAGLEV_SLOTS,
+    Nft,
+    NftError,
+    Renderer,
+    diff_script,
+    full_script,
+    service_ports,
+)
 from kubetrio.proxy._netlink import Unsupported, encode_commands
 
 from .conftest import Topology
@@ -60,3 +68,43 @@ def test_same_ruleset_as_libnftables(topology: Topology, mode: str) -> None:
         "type mark : verdict", f"typeof numgen random mod {MAGLEV_SLOTS} : verdict"
     )
     assert normalized == by_lib
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", ["nftables", "maglev"])
+def test_full_sync_same_as_libnftables(topology: Topology, mode: str) -> None:
+    fragments = list(_fragments(mode).values())
+    listings = []
+    for netlink in (False, True):
+        nft = Nft(topology.node, netlink=netlink)
+        try:
+            nft.replace_sync(fragments)  # type: ignore[arg-type]
+            listings.append(nft.run_sync("list table ip kubetrio"))
+        finally:
+            nft.close()
+    by_lib, by_netlink = listings
+    normalized = re.sub(r"0x([0-9a-f]{8}) :", lambda m: f"{int(m[1], 16)} :", by_netlink).replace(
+        "type mark : verdict", f"typeof numgen random mod {MAGLEV_SLOTS} : verdict"
+    )
+    assert normalized == by_lib
+
+
+@pytest.mark.root
+def test_failed_netlink_batch_changes_nothing(topology: Topology) -> None:
+    nft = Nft(topology.node)
+    try:
+        nft.replace_sync(list(_fragments("nftables").values()))  # type: ignore[arg-type]
+        before = nft.run_sync("list table ip kubetrio")
+        with pytest.raises(NftError):
+            # A chain is created, then an element points at a chain that does not exist.
+            nft.run_sync(
+                [
+                    "add chain ip kubetrio half-done",
+                    "add element ip kubetrio service-ips { 10.96.9.9 . tcp . 80 : goto missing }",
+                ]
+            )
+        assert nft.run_sync("list table ip kubetrio") == before
+        nft.run_sync(["add chain ip kubetrio fine"])  # the socket still works afterwards
+    finally:
+        nft.run_sync(["add table ip kubetrio", "delete table ip kubetrio"])
+        nft.close()

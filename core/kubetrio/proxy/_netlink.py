@@ -26,6 +26,8 @@ import socket
 import struct
 from collections.abc import Iterable
 
+from ._rules import MASQUERADE_MARK, TABLE, Fragment
+
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFNL_MSG_BATCH_BEGIN = 0x10
@@ -35,13 +37,19 @@ NLMSG_ERROR = 2
 NLA_F_NESTED = 0x8000
 NFPROTO_IPV4 = 2
 
+MSG_NEWTABLE, MSG_DELTABLE = 0, 2
 MSG_NEWCHAIN, MSG_DELCHAIN, MSG_NEWRULE, MSG_DELRULE = 3, 5, 6, 8
 MSG_NEWSET, MSG_DELSET, MSG_NEWSETELEM, MSG_DELSETELEM = 9, 11, 12, 14
 
-NFT_JUMP, NFT_GOTO = -3, -4
+NFT_JUMP, NFT_GOTO, NFT_RETURN = -3, -4, -5
 NFT_DATA_VERDICT = 0xFFFFFF00
 SET_F_MAP, SET_F_TIMEOUT, SET_F_EVAL = 0x8, 0x10, 0x20
-TYPE_IPADDR, TYPE_MARK = 7, 19
+TYPE_IPADDR, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK = 7, 12, 13, 19
+CONCAT_SERVICE = (TYPE_IPADDR << 12) | (TYPE_INET_PROTOCOL << 6) | TYPE_INET_SERVICE
+CONCAT_NODEPORT = (TYPE_INET_PROTOCOL << 6) | TYPE_INET_SERVICE
+META_MARK, META_L4PROTO = 3, 16
+HOOKS = {"prerouting": 0, "input": 1, "forward": 2, "output": 3, "postrouting": 4}
+ELEMENTS_PER_MESSAGE = 256
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}
 
 REG_VERDICT, REG_1, REG_2, REG32_05 = 0, 1, 2, 13
@@ -75,9 +83,10 @@ def _data(kind: int, value: bytes) -> bytes:
     return _nest(kind, _attr(1, value))  # NFTA_DATA_VALUE
 
 
-def _verdict_data(kind: int, verdict: str, chain: str) -> bytes:
-    code = {"jump": NFT_JUMP, "goto": NFT_GOTO}[verdict]
-    return _nest(kind, _nest(2, _u32(1, code), _str(2, chain)))  # DATA_VERDICT{CODE, CHAIN}
+def _verdict_data(kind: int, verdict: str, chain: str = "") -> bytes:
+    code = {"jump": NFT_JUMP, "goto": NFT_GOTO, "drop": 0, "return": NFT_RETURN}[verdict]
+    target = _str(2, chain) if chain else b""
+    return _nest(kind, _nest(2, _u32(1, code), target))  # DATA_VERDICT{CODE, CHAIN}
 
 
 def _expr(name: str, *attrs: bytes) -> bytes:
@@ -96,12 +105,51 @@ def _cmp(op: int, value: bytes, sreg: int = REG_1) -> bytes:
     return _expr("cmp", _u32(1, sreg), _u32(2, op), _data(3, value))
 
 
-def _verdict(verdict: str, chain: str) -> bytes:
+def _verdict(verdict: str, chain: str = "") -> bytes:
     return _expr("immediate", _u32(1, REG_VERDICT), _verdict_data(2, verdict, chain))
 
 
 def _ip(text: str) -> bytes:
     return ipaddress.IPv4Address(text).packed
+
+
+def _meta(key: int, dreg: int = REG_1) -> bytes:
+    return _expr("meta", _u32(1, dreg), _u32(2, key))
+
+
+def _meta_set(key: int, sreg: int = REG_1) -> bytes:
+    return _expr("meta", _u32(2, key), _u32(3, sreg))
+
+
+def _bitwise(mask: int, xor: int) -> bytes:
+    return _expr(
+        "bitwise",
+        _u32(1, REG_1),
+        _u32(2, REG_1),
+        _u32(3, 4),
+        _data(4, struct.pack("=I", mask & 0xFFFFFFFF)),
+        _data(5, struct.pack("=I", xor)),
+    )
+
+
+def _dispatch(map_name: str, with_address: bool) -> list[bytes]:
+    """``[fib daddr type local ip daddr != 127/8] [ip daddr .] meta l4proto . th dport vmap``."""
+    if with_address:
+        return [
+            _payload(1, 16, 4, REG_1),  # ip daddr
+            _meta(META_L4PROTO, 9),  # REG32_01
+            _payload(2, 2, 2, 10),  # th dport → REG32_02
+            _expr("lookup", _str(1, map_name), _u32(2, REG_1), _u32(3, REG_VERDICT)),
+        ]
+    return [
+        _expr("fib", _u32(1, REG_1), _u32(2, 3), _u32(3, 2)),  # fib daddr type
+        _cmp(0, struct.pack("=I", 2)),  # local (RTN_LOCAL)
+        _payload(1, 16, 1, REG_1),
+        _cmp(1, b"\x7f"),  # ip daddr != 127.0.0.0/8
+        _meta(META_L4PROTO),
+        _payload(2, 2, 2, 9),
+        _expr("lookup", _str(1, map_name), _u32(2, REG_1), _u32(3, REG_VERDICT)),
+    ]
 
 
 # --- the rule shapes _rules.py emits -----------------------------------------------------
@@ -332,6 +380,110 @@ class Batch:
             return
         raise Unsupported(f"command not encodable: {text}")
 
+    def base(self) -> None:
+        """Replace the table with the fixed part of :func:`._rules.base_ruleset`."""
+        head = _str(1, TABLE)
+        self._add(MSG_NEWTABLE, NLM_F_CREATE, head)
+        self._add(MSG_DELTABLE, 0, head)
+        self._add(MSG_NEWTABLE, NLM_F_CREATE, head)
+        for name, key_type, key_len in (
+            ("service-ips", CONCAT_SERVICE, 12),
+            ("service-nodeports", CONCAT_NODEPORT, 8),
+            ("no-endpoint-services", CONCAT_SERVICE, 12),
+            ("no-endpoint-nodeports", CONCAT_NODEPORT, 8),
+        ):
+            self._set_id += 1
+            self._add(
+                MSG_NEWSET,
+                NLM_F_CREATE,
+                head
+                + _str(2, name)
+                + _u32(3, SET_F_MAP)
+                + _u32(4, key_type)
+                + _u32(5, key_len)
+                + _u32(6, NFT_DATA_VERDICT)
+                + _u32(7, 0)
+                + _u32(10, self._set_id),
+            )
+        for name, kind, hook, priority in (
+            ("nat-prerouting", "nat", "prerouting", -100),
+            ("nat-output", "nat", "output", -100),
+            ("nat-postrouting", "nat", "postrouting", 100),
+            ("filter-input", "filter", "input", -110),
+            ("filter-forward", "filter", "forward", -110),
+            ("filter-output", "filter", "output", -110),
+        ):
+            self._add(
+                MSG_NEWCHAIN,
+                NLM_F_CREATE,
+                head
+                + _str(3, name)
+                + _nest(4, _u32(1, HOOKS[hook]), _u32(2, priority))
+                + _u32(5, 1)  # policy accept
+                + _str(7, kind),
+            )
+        regular = ("endpoints-check", "reject-chain", "drop-chain", "mark-for-masquerade")
+        for name in (*regular, "masquerading", "services"):
+            self._add(MSG_NEWCHAIN, NLM_F_CREATE, head + _str(3, name))
+        mark = MASQUERADE_MARK
+        ct_new = [
+            _expr("ct", _u32(1, REG_1), _u32(2, 0)),  # ct state
+            _bitwise(0x8, 0),  # new
+            _cmp(1, struct.pack("=I", 0)),
+            _verdict("jump", "endpoints-check"),
+        ]
+        rules: list[tuple[str, list[bytes]]] = [
+            ("nat-prerouting", [_verdict("jump", "services")]),
+            ("nat-output", [_verdict("jump", "services")]),
+            ("nat-postrouting", [_verdict("jump", "masquerading")]),
+            ("filter-input", ct_new),
+            ("filter-forward", ct_new),
+            ("filter-output", ct_new),
+            ("endpoints-check", _dispatch("no-endpoint-services", True)),
+            ("endpoints-check", _dispatch("no-endpoint-nodeports", False)),
+            ("reject-chain", [_expr("reject", _u32(1, 0), _attr(2, b"\x03"))]),
+            ("drop-chain", [_verdict("drop")]),
+            (
+                "mark-for-masquerade",
+                [_meta(META_MARK), _bitwise(~mark, mark), _meta_set(META_MARK)],
+            ),
+            (
+                "masquerading",
+                [
+                    _meta(META_MARK),
+                    _bitwise(mark, 0),
+                    _cmp(0, struct.pack("=I", 0)),
+                    _verdict("return"),
+                ],
+            ),
+            ("masquerading", [_meta(META_MARK), _bitwise(0xFFFFFFFF, mark), _meta_set(META_MARK)]),
+            ("masquerading", [_expr("masq", _u32(1, 0x10))]),  # fully-random
+            ("services", _dispatch("service-ips", True)),
+            ("services", _dispatch("service-nodeports", False)),
+        ]
+        for chain, exprs in rules:
+            self._add(
+                MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, head + _str(2, chain) + _nest(4, *exprs)
+            )
+
+    def elements(self, map_name: str, items: list[tuple[str, str]]) -> None:
+        """Add ``(key, "goto chain")`` elements, many per message."""
+        head = _str(1, TABLE) + _str(2, map_name)
+        for start in range(0, len(items), ELEMENTS_PER_MESSAGE):
+            elems = []
+            for key, value in items[start : start + ELEMENTS_PER_MESSAGE]:
+                verdict, _, chain = value.partition(" ")
+                if verdict not in ("goto", "jump"):
+                    raise Unsupported(f"element value not encodable: {value}")
+                elems.append(
+                    _nest(
+                        1,
+                        _nest(1, _attr(1, element_key(map_name, key))),
+                        _verdict_data(2, verdict, chain),
+                    )
+                )
+            self._add(MSG_NEWSETELEM, NLM_F_CREATE, head + _nest(3, *elems))
+
     def encode(self, first_seq: int) -> tuple[bytes, list[int]]:
         """The batch bytes and the sequence numbers that will be acknowledged."""
         out = []
@@ -344,13 +496,38 @@ class Batch:
             return struct.pack("=IHHII", 16 + len(payload), kind, flags, seq, 0) + payload
 
         out.append(message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, b"", NFNL_SUBSYS_NFTABLES))
-        for kind, flags, body in self.messages:
+        for index, (kind, flags, body) in enumerate(self.messages):
             seq += 1
             seqs.append(seq)
-            out.append(message(kind, flags | NLM_F_REQUEST | NLM_F_ACK, body))
+            # Only the last message asks for an ack (the kernel reports every error
+            # anyway): a 30k-Service batch would otherwise queue 600k acks.
+            ack = NLM_F_ACK if index == len(self.messages) - 1 else 0
+            out.append(message(kind, flags | NLM_F_REQUEST | ack, body))
         seq += 1
         out.append(message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, b"", NFNL_SUBSYS_NFTABLES))
         return b"".join(out), seqs
+
+
+def full_batch(fragments: Iterable[Fragment]) -> Batch:
+    """One batch that replaces the whole table (what :func:`._rules.full_script` says)."""
+    fragments = list(fragments)
+    batch = Batch()
+    batch.base()
+    for fragment in fragments:
+        for name, body in fragment.sets.items():
+            batch.command(f"add {fragment.set_kinds[name]} ip {TABLE} {name} {{ {body} }}")
+        for name in fragment.chains:
+            batch.command(f"add chain ip {TABLE} {name}")
+    elements: dict[str, list[tuple[str, str]]] = {}
+    for fragment in fragments:
+        for name, rules in fragment.chains.items():
+            for rule in rules:
+                batch.command(f"add rule ip {TABLE} {name} {rule}")
+        for (map_name, key), value in fragment.elements.items():
+            elements.setdefault(map_name, []).append((key, value))
+    for map_name, items in elements.items():
+        batch.elements(map_name, items)
+    return batch
 
 
 def encode_commands(commands: Iterable[str]) -> Batch:
@@ -370,6 +547,7 @@ class NetlinkSocket:
             self.sock.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE: acks
         except OSError:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+        self.sock.setsockopt(270, 10, 1)  # SOL_NETLINK, NETLINK_CAP_ACK: short error messages
         self.sock.bind((0, 0))
         self.seq = int.from_bytes(os.urandom(3), "little")
 
@@ -386,23 +564,37 @@ class NetlinkSocket:
             return
         data, seqs = batch.encode(self.seq)
         self.seq = seqs[-1] + 2
-        self.sock.sendall(data)
-        pending = set(seqs)
+        self.sock.setsockopt(socket.SOL_SOCKET, 32, max(len(data) * 2, 1 << 20))  # SNDBUFFORCE
+        self.sock.sendall(data)  # one sendmsg: the kernel takes a batch from one skb
+        last = seqs[-1]
+        mine = set(seqs)
         error: OSError | None = None
-        self.sock.settimeout(10.0)  # a kernel that stops answering must not hang the proxy
-        while pending:
+        self.sock.settimeout(60.0)  # a kernel that stops answering must not hang the proxy
+        done = False
+        while not done:
             reply = self.sock.recv(1 << 20)
             offset = 0
             while offset + 16 <= len(reply):
                 start = offset
                 length, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", reply, offset)
                 offset += max(length + (-length % 4), 16)
-                if kind != NLMSG_ERROR or seq not in pending:
-                    continue  # not ours (a late ack of an earlier, failed batch)
-                pending.discard(seq)
+                if kind != NLMSG_ERROR or seq not in mine:
+                    continue  # not ours (a late message of an earlier batch)
                 (code,) = struct.unpack_from("=i", reply, start + 16)
                 if code != 0 and error is None:
-                    # The kernel undoes the whole batch; it still acks every message.
+                    # The kernel undoes the whole batch.
                     error = OSError(-code, f"{os.strerror(-code)} (command {seqs.index(seq)})")
+                if seq == last or error is not None:
+                    done = True
         if error is not None:
+            self._drain()
             raise error
+
+    def _drain(self) -> None:
+        """Read what the kernel still reports about a failed batch."""
+        self.sock.settimeout(0.05)
+        try:
+            while self.sock.recv(1 << 20):
+                pass
+        except OSError:
+            pass

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 import trio
 
-from ._netlink import NetlinkSocket, Unsupported, encode_commands
+from ._netlink import NetlinkSocket, Unsupported, encode_commands, full_batch
+from ._rules import Fragment, full_script
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/var/run/netns"
@@ -78,6 +79,32 @@ class Nft:
             self._socket.close()
             self._socket = None
 
+    def _apply(self, batch: Any) -> None:
+        if self._socket is None:
+            self._socket = in_netns(self.netns, NetlinkSocket)
+        try:
+            self._socket.apply(batch)
+        except OSError as exc:
+            raise NftError(f"netlink transaction refused: {exc}") from exc
+
+    def replace_sync(self, fragments: Iterable[Fragment]) -> None:
+        """Rewrite the whole table from ``fragments`` in one transaction; blocking."""
+        fragments = list(fragments)
+        if self.netlink:
+            try:
+                batch = full_batch(fragments)
+            except Unsupported:
+                pass
+            else:
+                self._apply(batch)
+                return
+        self.run_sync(full_script(fragments))
+
+    async def replace(self, fragments: Iterable[Fragment]) -> None:
+        """:meth:`replace_sync` in a worker thread."""
+        async with self._lock:
+            await trio.to_thread.run_sync(self.replace_sync, list(fragments))
+
     def run_sync(self, script: str | Iterable[str]) -> str:
         """Apply ``script`` (text, or commands one per item) in the namespace; blocking.
 
@@ -93,12 +120,7 @@ class Nft:
                 except Unsupported:
                     pass
                 else:
-                    if self._socket is None:
-                        self._socket = in_netns(self.netns, NetlinkSocket)
-                    try:
-                        self._socket.apply(batch)
-                    except OSError as exc:
-                        raise NftError(f"netlink transaction refused: {exc}") from exc
+                    self._apply(batch)
                     return ""
         text = script if isinstance(script, str) else "\n".join(script)
         if not text.endswith("\n"):

@@ -23,7 +23,7 @@ from kubetrio.client import Client, FunctionHandler, Informer, KubeObject, objec
 
 from ._model import SERVICE_NAME_LABEL, service_ports
 from ._nft import Nft, NftError
-from ._rules import TABLE, Fragment, NeedsFullSync, Renderer, diff_script, full_script
+from ._rules import TABLE, Fragment, NeedsFullSync, Renderer, diff_script
 
 log = logging.getLogger("kubetrio.proxy")
 
@@ -177,8 +177,8 @@ class ServiceProxy:
         if self._full:
             self._dirty.clear()
             fragments = self._all_fragments()
-            commands = full_script(fragments.values())
-            await self.nft.run(commands)
+            await self.nft.replace(fragments.values())
+            commands = []
             self._applied = fragments
             self._full = False
             self.stats.full_syncs += 1
@@ -210,7 +210,7 @@ class ServiceProxy:
                     self._applied.pop(key, None)
             self.stats.incremental_syncs += 1
         self.stats.last_sync_seconds = time.perf_counter() - started
-        self.stats.last_commands = len(commands)
+        self.stats.last_commands = len(commands)  # 0 for a full sync
         async with self._applied_changed:
             self._applied_generation = max(self._applied_generation, generation)
             self._applied_changed.notify_all()
