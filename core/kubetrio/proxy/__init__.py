@@ -9,7 +9,9 @@ IPs, session affinity, Local traffic policies, rejects for services without endp
 the flow: a table from :class:`kubetrio.datapath.MaglevTable` becomes an nftables map
 from ``jhash(flow) mod M`` to endpoint chains, updated slot by slot.
 
-Start one per node::
+Transactions go to the kernel as raw nf_tables netlink batches (:mod:`._netlink`; nft
+1.0.6's libnftables re-reads the whole table before each one), with libnftables as the
+fallback and for listing. Start one per node::
 
     proxy = ServiceProxy(client, node_name="node1", netns="node1")
     await nursery.start(proxy.run)
