@@ -108,6 +108,24 @@ def test_not_ready_and_terminating_fallback() -> None:
     assert len(usable_endpoints(port.endpoints)) == 3  # only terminating ones: use them
 
 
+def test_internal_traffic_policy_local() -> None:
+    renderer = Renderer(node_name=NODE)
+    svc = service("web", "10.96.0.10", internalTrafficPolicy="Local")
+    body = endpoint_slice("web", ["10.244.252.2", "10.244.252.3"])
+    body["endpoints"][1]["nodeName"] = "elsewhere"
+    fragment = renderer.render(service_ports(svc, [body]))
+    (service_chain,) = [
+        rules for name, rules in fragment.chains.items() if name.startswith("service-")
+    ]
+    assert service_chain[-1].startswith("goto endpoint-") and "10.244.252.2" in service_chain[-1]
+    assert not any("10.244.252.3" in name for name in fragment.chains)
+    # No local endpoint at all: the ClusterIP is rejected rather than sent elsewhere.
+    body["endpoints"][0]["nodeName"] = "elsewhere"
+    fragment = renderer.render(service_ports(svc, [body]))
+    assert ("no-endpoint-services", "10.96.0.10 . tcp . 80") in fragment.elements
+    assert not any(name.startswith("service-") for name in fragment.chains)
+
+
 def test_maglev_diff_moves_about_one_nth() -> None:
     renderer = Renderer(node_name=NODE, mode="maglev")
     svc, slice5 = _svc_and_slice(5)
