@@ -18,6 +18,7 @@ from kubetrio.images import (
     ImageStore,
     RegistryClient,
     RegistryConfig,
+    RegistryError,
     UnsafeLayer,
     build_from_file,
     build_image,
@@ -272,7 +273,8 @@ async def test_bearer_token_flow_and_platform_index() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(f"{request.url.host}{request.url.path}")
         if request.url.host == "auth.example":
-            assert request.headers["authorization"] == "Basic " + base64.b64encode(b"u:p").decode()
+            if request.headers.get("authorization") != "Basic " + base64.b64encode(b"u:p").decode():
+                return httpx.Response(401)
             assert request.url.params["scope"] == "repository:team/app:pull"
             return httpx.Response(200, json={"token": "t0k"})
         if request.headers.get("authorization") != "Bearer t0k":
@@ -303,6 +305,14 @@ async def test_bearer_token_flow_and_platform_index() -> None:
         endpoint, digest, got, _ = await client.resolve(
             ImageReference.parse("reg.example/team/app:v1"), credentials=("u", "p")
         )
+        await client.resolve(
+            ImageReference.parse("reg.example/team/app:v1"), credentials=("u", "p")
+        )
+        assert seen.count("auth.example/token") == 2
+        # The token earned with credentials is not lent to a pull without them.
+        with pytest.raises(RegistryError) as refused:
+            await client.resolve(ImageReference.parse("reg.example/team/app:v1"))
+        assert refused.value.unauthorized
     assert endpoint == "https://reg.example" and digest == manifest_digest
     assert got["config"]["digest"] == "sha256:" + "c" * 64
-    assert seen.count("auth.example/token") == 1  # the token is reused
+    assert seen.count("auth.example/token") == 2

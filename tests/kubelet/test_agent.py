@@ -776,7 +776,8 @@ async def test_image_pull_secrets_for_a_registry_with_basic_auth(
         await client.create(
             "v1",
             "pods",
-            make_pod("anonymous", [{"name": "main", "image": image}]),
+            # Always: a cached copy pulled with the other pod's secret must not be used.
+            make_pod("anonymous", [{"name": "main", "image": image, "imagePullPolicy": "Always"}]),
             namespace="default",
         )
         await client.create(

@@ -117,7 +117,9 @@ class RegistryClient:
     ) -> None:
         self.config = config or RegistryConfig()
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=True)
-        self._tokens: dict[tuple[str, str], str] = {}
+        # Keyed by the credentials too: a token one pod's pull secret earned must never
+        # authorize another pod's pull made without (or with other) credentials.
+        self._tokens: dict[tuple[str, str, str], str] = {}
 
     async def aclose(self) -> None:
         """Close pooled connections."""
@@ -145,9 +147,10 @@ class RegistryClient:
     ) -> httpx.Response:
         scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
         base = url.split("/v2/")[0]
+        who = hashlib.sha256(":".join(credentials).encode()).hexdigest() if credentials else ""
         for attempt in range(2):
             all_headers = dict(headers or {})
-            token = self._tokens.get((base, scope))
+            token = self._tokens.get((base, scope, who))
             if token:
                 all_headers["Authorization"] = token
             request = self._http.build_request(method, url, headers=all_headers, content=content)
@@ -156,7 +159,7 @@ class RegistryClient:
                 return response
             challenge = response.headers.get("www-authenticate", "")
             await response.aclose()
-            self._tokens[(base, scope)] = await self._authorize(challenge, scope, credentials)
+            self._tokens[(base, scope, who)] = await self._authorize(challenge, scope, credentials)
         raise AssertionError("unreachable")
 
     async def _authorize(self, challenge: str, scope: str, credentials: Credentials | None) -> str:
