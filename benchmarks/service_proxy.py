@@ -172,9 +172,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_size(
-    topo: Topology, size: int, endpoints: int, samples: int, updates: int
+    topo: Topology, size: int, endpoints: int, samples: int, updates: int, mode: str
 ) -> dict[str, Any]:
-    renderer = Renderer(node_name="bench-node", cluster_cidr="10.244.0.0/16")
+    renderer = Renderer(node_name="bench-node", cluster_cidr="10.244.0.0/16", mode=mode)
     nft = Nft(topo.node)
     t0 = time.perf_counter()
     fragments: dict[str, Fragment] = {
@@ -241,19 +241,22 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--updates", type=int, default=10)
+    parser.add_argument("--mode", choices=["nftables", "maglev"], default="nftables")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces, nftables)")
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"service proxy (nftables mode), {args.endpoints} endpoints per service")
+    print(f"service proxy ({args.mode} mode), {args.endpoints} endpoints per service")
     results = []
     with Topology(args.endpoints) as topo:
         for size in sizes:
-            results.append(run_size(topo, size, args.endpoints, args.samples, args.updates))
+            results.append(
+                run_size(topo, size, args.endpoints, args.samples, args.updates, args.mode)
+            )
     first, last = results[0], results[-1]
     summary: dict[str, Any] = {
         "bench": "service_proxy",
-        "mode": "nftables",
+        "mode": args.mode,
         "endpoints_per_service": args.endpoints,
         "sizes": sizes,
         "results": results,
