@@ -447,6 +447,15 @@ class NodeSnapshot(Protocol):
         """The node called ``name``, or None."""
         ...
 
+    @property
+    def order_version(self) -> int:
+        """Changes whenever nodes are added or removed (positions in ``nodes`` move)."""
+        ...
+
+    def index_of(self, name: str) -> int | None:
+        """The position of the node called ``name`` in ``nodes``, or None."""
+        ...
+
     def nodes_with_affinity_pods(self) -> Sequence[NodeInfo]:
         """The nodes holding at least one pod with (anti-)affinity terms."""
         ...

@@ -54,6 +54,9 @@ class SchedulerCache:
         self._orphans: dict[str, dict[str, PodInfo]] = {}
         self._with_affinity: dict[str, NodeInfo] = {}
         self._image_nodes: dict[str, int] = {}
+        self._index: dict[str, int] = {}
+        self.order_version = 0
+        """Bumped when nodes are added or removed (positions in ``nodes`` move)."""
         self._changes: list[str] = []
         self._changes_base = 0
         """Names of changed nodes, in order; entry i has mark ``_changes_base + i + 1``."""
@@ -64,6 +67,10 @@ class SchedulerCache:
     def nodes(self) -> list[NodeInfo]:
         """All nodes in the order they were added (the cycle walks them round-robin)."""
         return self._order
+
+    def index_of(self, name: str) -> int | None:
+        """The position of a node in :attr:`nodes`, or None."""
+        return self._index.get(name)
 
     def changed_since(self, mark: int) -> tuple[int, list[str] | None]:
         """The current change mark and the names of the nodes that changed (pods added or
@@ -134,11 +141,13 @@ class SchedulerCache:
             info.pods_with_affinity = old.pods_with_affinity
             info.pods_with_required_anti_affinity = old.pods_with_required_anti_affinity
             info.generation = old.generation + 1
-            self._order[self._order.index(old)] = info
+            self._order[self._index[name]] = info
             if name in self._with_affinity:
                 self._with_affinity[name] = info
         else:
+            self._index[name] = len(self._order)
             self._order.append(info)
+            self.order_version += 1
         self._changed(name)
         self._nodes[name] = info
         for pod in self._orphans.pop(name, {}).values():
@@ -151,6 +160,8 @@ class SchedulerCache:
         if info is None:
             return
         self._order.remove(info)
+        self._index = {node.name: i for i, node in enumerate(self._order)}
+        self.order_version += 1
         self._changed(name)
         self._count_images(info, -1)
         self._with_affinity.pop(name, None)

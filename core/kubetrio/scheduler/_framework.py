@@ -41,8 +41,6 @@ MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 """kube-scheduler's floor on the adaptive percentage of nodes to score."""
 MAX_NODE_SCORE = 100
 
-_MEMO = operator.attrgetter("memo")
-_VERDICT = operator.itemgetter(0)
 _PLAIN = operator.itemgetter(1)
 _NORMALISING = operator.itemgetter(2)
 
@@ -114,6 +112,24 @@ class FitError(Exception):
         return text
 
 
+UNKNOWN, PASSED, REJECTED = 0, 1, 2
+"""Node states in a ``_ClassState``: not examined since it changed, fits, does not."""
+MAX_CLASS_STATES = 256
+"""Pod classes remembered per framework (each holds two arrays as long as the nodes)."""
+
+
+@dataclasses.dataclass
+class _ClassState:
+    """What node-local filters and scores said about one pod class, by node position:
+    ``status`` (UNKNOWN/PASSED/REJECTED) and ``entries`` ([verdict, weighted sum of the
+    plain scores, raw scores of the normalising plugins])."""
+
+    mark: int
+    order_version: int
+    status: bytearray
+    entries: list[Any]
+
+
 @dataclasses.dataclass
 class _Stage:
     plugin: SchedulerPlugin
@@ -174,6 +190,7 @@ class Framework:
             for s in self.stages["score"]
         ]
         self._classes: dict[str, int] = {}
+        self._class_states: dict[int, _ClassState] = {}
 
     def _stage_plugins(
         self, stage: str, by_name: Mapping[str, SchedulerPlugin], multi: Any
@@ -289,54 +306,82 @@ class Framework:
             if found is None:
                 if len(self._classes) > 100_000:  # bound the table; stale memos just miss
                     self._classes.clear()
-                # Ids are unique across frameworks: profiles share the nodes' memos.
+                # Ids are unique in the process, whichever profile asks.
                 found = self._classes[text] = next(_CLASS_IDS)
             memo["framework.class"] = found
+        return found
+
+    def _class_state(self, pod_class: int, snapshot: NodeSnapshot) -> _ClassState:
+        """The remembered node-local verdicts of a pod class, brought up to date."""
+        count = len(snapshot.nodes)
+        found = self._class_states.get(pod_class)
+        mark, changed = snapshot.changed_since(found.mark if found else -1)
+        if found is None or changed is None or found.order_version != snapshot.order_version:
+            if len(self._class_states) >= MAX_CLASS_STATES:
+                self._class_states.clear()
+            found = self._class_states[pod_class] = _ClassState(
+                mark, snapshot.order_version, bytearray(count), [None] * count
+            )
+            return found
+        for name in set(changed):
+            index = snapshot.index_of(name)
+            if index is not None:
+                found.status[index] = UNKNOWN
+                found.entries[index] = None
+        found.mark = mark
         return found
 
     def _find_feasible(
         self, state: CycleState, pod: Any, nodes: Sequence[NodeInfo], skipped: set[str]
     ) -> tuple[list[NodeInfo], list[Any] | None, dict[str, tuple[str, ...]], set[str]]:
-        """The feasible nodes (with their memo entries when node-local filters ran), the
-        reasons of the others, and the plugins that rejected some node."""
+        """The feasible nodes (with their entries when node-local filters ran), the
+        reasons of the others, and the plugins that rejected some node.
+
+        Node-local verdicts are remembered per pod class in arrays aligned with the
+        snapshot's nodes (``_ClassState``) and reset for the nodes the snapshot reports
+        changed; a window of nodes that all passed before is taken as a slice, so a
+        Deployment's next replica costs no per-node Python work at all.
+        """
         local = [(n, c) for n, c, is_local in self._filters if is_local and n not in skipped]
         others = [(n, c) for n, c, is_local in self._filters if not is_local and n not in skipped]
         count = len(nodes)
         to_find = self.num_feasible_nodes_to_find(count)
         start = self._next_start % count
-        ordered = [*nodes[start:], *nodes[:start]] if start else nodes
         feasible: list[NodeInfo] = []
         feasible_entries: list[Any] = []
         failed: dict[str, tuple[str, ...]] = {}
         rejecting: set[str] = set()
         processed = 0
-        pod_class = self._pod_class(state.pod_info) if local else None
-        memo_get = operator.methodcaller("get", pod_class)
-        # Nodes are examined in chunks of as many as are still needed, so that the common
-        # case (memo hits, node fits) runs in list comprehensions rather than a Python
-        # loop with branches per node; a node is never examined past the last one needed.
+        cs = self._class_state(self._pod_class(state.pod_info), state.snapshot) if local else None
         while len(feasible) < to_find and processed < count:
-            chunk = ordered[processed : processed + to_find - len(feasible)]
-            processed += len(chunk)
-            if local:
-                # map/itemgetter pipelines run in C: no bytecode per node on memo hits.
-                entries: list[Any] = list(map(memo_get, map(_MEMO, chunk)))
-                if None in entries:
-                    for i, entry in enumerate(entries):
-                        if entry is None:
-                            entries[i] = self._local_verdict(state, pod, chunk[i], local, pod_class)
-                verdicts = list(map(_VERDICT, entries))
-                if verdicts.count(None) == len(verdicts):
-                    passed, passed_entries = chunk, entries
+            begin = (start + processed) % count
+            end = min(count, begin + to_find - len(feasible))
+            chunk = nodes[begin:end]
+            processed += end - begin
+            if cs is not None:
+                status = cs.status
+                if status.count(PASSED, begin, end) == end - begin:
+                    passed, passed_entries = chunk, cs.entries[begin:end]
                 else:
-                    pairs = [p for p in zip(chunk, entries, strict=True) if p[1][0] is None]
-                    passed = [node for node, _ in pairs]
-                    passed_entries = [entry for _, entry in pairs]
-                    for node, entry in zip(chunk, entries, strict=True):
-                        verdict = entry[0]
-                        if verdict is not None:
-                            failed[node.name] = verdict[1]
-                            rejecting.add(verdict[0])
+                    passed, passed_entries = [], []
+                    for index in range(begin, end):
+                        node = nodes[index]
+                        if status[index] == UNKNOWN:
+                            verdict = None
+                            for name, check in local:
+                                result = check(pod, node, state)
+                                if result is not None:
+                                    verdict = (name, _as_reasons(result))
+                                    break
+                            cs.entries[index] = [verdict, None, None]
+                            status[index] = PASSED if verdict is None else REJECTED
+                        entry = cs.entries[index]
+                        if status[index] == PASSED:
+                            passed.append(node)
+                            passed_entries.append(entry)
+                        else:
+                            failed[node.name] = entry[0][1]
+                            rejecting.add(entry[0][0])
             else:
                 passed, passed_entries = chunk, [None] * len(chunk)
             if others:
@@ -355,27 +400,7 @@ class Framework:
                 feasible_entries.extend(passed_entries)
         # The next pod starts where this one stopped, so every node gets its turn.
         self._next_start = (start + processed) % count
-        return feasible, feasible_entries if local else None, failed, rejecting
-
-    @staticmethod
-    def _local_verdict(
-        state: CycleState,
-        pod: Any,
-        node: NodeInfo,
-        local: list[tuple[str, NodeCall]],
-        pod_class: Any,
-    ) -> list[Any]:
-        verdict = None
-        for name, check in local:
-            result = check(pod, node, state)
-            if result is not None:
-                verdict = (name, _as_reasons(result))
-                break
-        memo = node.memo
-        if len(memo) > 32:  # a node sees few pod classes at a time
-            memo.clear()
-        entry = memo[pod_class] = [verdict, None, None]
-        return entry
+        return feasible, feasible_entries if cs is not None else None, failed, rejecting
 
     def _best(
         self,
@@ -394,19 +419,13 @@ class Framework:
         local_norm = [(n, c) for n, c, w, norm, is_local in scores if is_local and norm]
         totals = [0.0] * len(feasible)
         if local_plain or local_norm:
-            # Node-local scores come from the memo the filter pass filled.
-            pod_class = self._pod_class(pod_info)
+            # Node-local scores are remembered in the entries of the filter pass.
             # A memo entry is [filter verdict, weighted sum of the plain scores, the raw
             # scores of the normalising plugins]; the sums are filled on first use.
+            # Without node-local filters there is nothing remembered: score afresh.
             cached: list[Any] = (
-                entries
-                if entries is not None
-                else list(map(operator.methodcaller("get", pod_class), map(_MEMO, feasible)))
+                entries if entries is not None else [[None, None, None] for _ in feasible]
             )
-            if None in cached:
-                for i, entry in enumerate(cached):
-                    if entry is None:
-                        cached[i] = feasible[i].memo[pod_class] = [None, None, None]
             totals = list(map(_PLAIN, cached))
             if None in totals:
                 for i, entry in enumerate(cached):
