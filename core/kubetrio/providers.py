@@ -421,9 +421,8 @@ class NodeInfo(dict[str, Any]):
         self.images: dict[str, int] = {}
         self.generation = 0
         self.memo: dict[Any, Any] = {}
-        """Results computed from this node, emptied whenever the node or its pods change:
-        the framework keeps node-local plugins' results here under integer keys; a
-        plugin may keep its own under string keys that start with its name."""
+        """Scratch space for results computed from this node, emptied whenever the node
+        or its pods change; a plugin keys its entries with its own name."""
 
     def __repr__(self) -> str:
         return f"NodeInfo({self.name!r}, pods={len(self.pods)})"
@@ -551,8 +550,8 @@ class SchedulerPlugin(Protocol):
         time, or state other plugins wrote), and that ``pre_filter``/``pre_score``
         decide to :data:`SKIP` from the pod alone. The cycle then remembers the results
         per node and *pod class* (pods with equal spec, labels and namespace, such as a
-        Deployment's replicas) until the node changes (:attr:`NodeInfo.generation`), so
-        the next replica costs a lookup per node instead of the plugin calls.
+        Deployment's replicas) until the node or its pods change, so the next replica
+        costs no plugin call on the nodes that did not change.
     """
 
     name: str
