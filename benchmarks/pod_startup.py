@@ -159,8 +159,12 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-async def main_async(count: int, rate: float, tmp: Path) -> dict[str, Any]:
-    results: dict[str, Any] = {"pods": count, "paced_rate_per_s": rate}
+async def main_async(count: int, rate: float, tmp: Path, concurrency: int) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "pods": count,
+        "paced_rate_per_s": rate,
+        "startup_concurrency": concurrency,
+    }
     tag = uuid.uuid4().hex[:6]
     with local_registry(tmp / "registry") as registry:
         mirrors = {"mirrors": {"docker.io": {"endpoint": [f"http://{registry}"]}}}
@@ -181,6 +185,7 @@ async def main_async(count: int, rate: float, tmp: Path) -> dict[str, Any]:
                 cgroup_parent=f"/kubetrio-bench-{tag}",
                 netns_prefix=f"ktb{tag}-",
                 address="127.0.0.1",
+                startup_concurrency=concurrency,
             )
             async with trio.open_nursery() as nursery:
                 await nursery.start(agent.run)
@@ -231,13 +236,16 @@ async def main_async(count: int, rate: float, tmp: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=100)
-    parser.add_argument("--rate", type=float, default=10.0, help="pods/s of the paced wave")
+    parser.add_argument("--rate", type=float, default=5.0, help="pods/s of the paced wave")
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="pods the agent brings up at once"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print(json.dumps({"skipped": "needs root (runc, netns, cgroups)"}))
         return
     with tempfile.TemporaryDirectory(prefix="kubetrio-bench-") as tmp:
-        results = trio.run(main_async, args.pods, args.rate, Path(tmp))
+        results = trio.run(main_async, args.pods, args.rate, Path(tmp), args.concurrency)
     print(json.dumps(results))
 
 
