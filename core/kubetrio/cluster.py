@@ -75,6 +75,7 @@ async def open_cluster(
     agent_dir: Path | None = None,
     node_name: str | None = None,
     registries: dict[str, Any] | None = None,
+    proxy: bool = True,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -85,6 +86,7 @@ async def open_cluster(
     :param simulated_nodes: how many KWOK-style nodes to run (no processes).
     :param agent: run a real node agent (runc containers) for this host.
     :param registries: registry mirrors for the agent's image pulls (k3s registries.yaml shape).
+    :param proxy: with ``agent``, also run the nftables service proxy for this node.
     """
     async with open_apiserver(store, host=host, port=port, plugins=plugins) as running:
         client = Client.in_process(running.api, token=token)
@@ -112,6 +114,10 @@ async def open_cluster(
                     kubelet_token=token,
                 )
                 await nursery.start(node_agent.run)
+                if proxy:
+                    from kubetrio.proxy import ServiceProxy
+
+                    await nursery.start(ServiceProxy(client, node_name=node_agent.node_name).run)
             try:
                 yield Cluster(url=running.url, client=client, api=running.api)
             finally:
