@@ -844,3 +844,46 @@ async def test_changed_image_restarts_the_container(
     assert ctr_state(second)["imageID"] != ctr_state(first)["imageID"]
     logs = b"".join([c async for c in agent.read_logs("default", "greeter")])
     assert logs == b"version=2\n"
+
+
+async def test_native_sidecar_runs_beside_the_app_and_stops_after_it(
+    agent: NodeAgent, client: Client
+) -> None:
+    pod = make_pod(
+        "sidecar",
+        [
+            {
+                "name": "app",
+                "image": "busybox",
+                "command": [
+                    "sh",
+                    "-c",
+                    "while [ ! -f /shared/side ]; do sleep 0.1; done; cat /shared/side",
+                ],
+                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+            }
+        ],
+        initContainers=[
+            {
+                "name": "side",
+                "image": "busybox",
+                "restartPolicy": "Always",
+                "command": ["sh", "-c", "echo from-sidecar > /shared/side; exec sleep 3600"],
+                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}],
+            },
+            {"name": "after", "image": "busybox", "command": ["true"]},
+        ],
+        volumes=[{"name": "shared", "emptyDir": {}}],
+        restartPolicy="Never",
+        terminationGracePeriodSeconds=1,
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    with trio.fail_after(30):
+        done = await wait_for(
+            client, "sidecar", lambda p: p.get("status", {}).get("phase") == "Succeeded"
+        )
+    side, after = done["status"]["initContainerStatuses"]
+    assert "terminated" in side["state"] and side["restartCount"] == 0
+    assert after["state"]["terminated"]["reason"] == "Completed"
+    logs = b"".join([c async for c in agent.read_logs("default", "sidecar", "app")])
+    assert logs == b"from-sidecar\n"

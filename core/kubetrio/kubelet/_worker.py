@@ -107,6 +107,11 @@ class ContainerRecord:
     image_id: str = ""
     spec_changed: bool = False
     """The container's image changed in the pod spec: restart it with the new one."""
+    sidecar: bool = False
+    """An init container with ``restartPolicy: Always`` (a native sidecar)."""
+    started_event: trio.Event = dataclasses.field(default_factory=trio.Event)
+    """Set once the container has started (and passed its startup probe)."""
+    loop_done: trio.Event = dataclasses.field(default_factory=trio.Event)
 
     def status(self) -> KubeObject:
         """The ``containerStatuses`` entry."""
@@ -162,6 +167,7 @@ class PodWorker:
                 name=c["name"],
                 image=c.get("image", ""),
                 init=True,
+                sidecar=c.get("restartPolicy") == "Always",
                 state={"waiting": {"reason": "PodInitializing"}},
             )
             for c in spec.get("initContainers") or []
@@ -194,6 +200,7 @@ class PodWorker:
         self._delete_from_api = True
         self._last_sent: KubeObject | None = None
         self._holds_slot = False
+        self._sidecars_stopping = False
         self.done = trio.Event()
 
     # --- requests from the agent --------------------------------------------------------
@@ -394,7 +401,12 @@ class PodWorker:
                     s.get("name"): s
                     for s in (self.pod.get("status") or {}).get("initContainerStatuses") or []
                 }
-                for record in self.init_records:
+                for container, record in zip(
+                    spec.get("initContainers") or [], self.init_records, strict=False
+                ):
+                    if record.sidecar:  # sidecars keep running: adopt them too
+                        nursery.start_soon(self._container_loop, container, record)
+                        continue
                     old = previous.get(record.name) or {}
                     record.state = old.get("state") or {
                         "terminated": {"exitCode": 0, "reason": "Completed"}
@@ -406,6 +418,12 @@ class PodWorker:
                 self.init_records,
                 strict=False,
             ):
+                if record.sidecar:
+                    # A native sidecar starts, and the next init container waits only for
+                    # it to have started; it then runs beside the app containers.
+                    nursery.start_soon(self._container_loop, container, record)
+                    await record.started_event.wait()
+                    continue
                 exit_code = await self._container_loop(container, record)
                 if exit_code != 0:
                     self._finish("Failed")
@@ -424,8 +442,20 @@ class PodWorker:
             failed = any(
                 (r.state.get("terminated") or {}).get("exitCode", 0) != 0 for r in self.records
             )
+            await self._stop_sidecars()
             self._finish("Failed" if failed else "Succeeded")
             nursery.cancel_scope.cancel()
+
+    async def _stop_sidecars(self) -> None:
+        """The app containers are done: stop the sidecars, last started first."""
+        self._sidecars_stopping = True
+        for record in reversed([r for r in self.init_records if r.sidecar]):
+            if record.container_id and "running" in record.state:
+                await self.agent.runtime.stop_container(
+                    record.container_id, grace_period=self._grace_period()
+                )
+            with trio.move_on_after(10):
+                await record.loop_done.wait()
 
     def _finish(self, phase: str) -> None:
         self.final_phase = phase
@@ -511,6 +541,12 @@ class PodWorker:
 
     async def _container_loop(self, container: KubeObject, record: ContainerRecord) -> int:
         """Run one container until it will not be restarted; return its last exit code."""
+        try:
+            return await self._run_container(container, record)
+        finally:
+            record.loop_done.set()
+
+    async def _run_container(self, container: KubeObject, record: ContainerRecord) -> int:
         runtime = self.agent.runtime
         agent = self.agent
         restart_backoff = BackOff(agent.backoff_base, agent.backoff_max)
@@ -531,11 +567,12 @@ class PodWorker:
             started_at = rfc3339(status.started_at or None)
             if status.state != "exited":
                 record.state = {"running": {"startedAt": started_at}}
-                has_startup = bool(container.get("startupProbe")) and not record.init
+                probed = not record.init or record.sidecar
+                has_startup = bool(container.get("startupProbe")) and probed
                 record.started = not has_startup
-                record.ready = (
-                    not record.init and not container.get("readinessProbe") and not has_startup
-                )
+                if record.started:
+                    record.started_event.set()
+                record.ready = probed and not container.get("readinessProbe") and not has_startup
                 self.changed()
             final = await self._watch_running(container, record, container_id)
             ran_for = (final.finished_at or time.time()) - (final.started_at or time.time())
@@ -556,13 +593,15 @@ class PodWorker:
                 if tail:
                     terminated["message"] = tail
             exit_code = int(terminated["exitCode"])
-            record.ready = record.init and exit_code == 0
+            record.ready = record.init and not record.sidecar and exit_code == 0
             record.started = False
             record.state = {"terminated": terminated}
             self.changed()
             policy = self.restart_policy
             if record.init and policy == "Always":
                 policy = "OnFailure"  # init containers never restart after success
+            if record.sidecar:
+                policy = "Never" if self._sidecars_stopping else "Always"
             restart = policy == "Always" or (policy == "OnFailure" and exit_code != 0)
             changed, record.spec_changed = record.spec_changed, False
             if not (restart or changed):
@@ -813,18 +852,20 @@ class PodWorker:
                             readiness, prober(readiness, "Readiness"), ready, initial=False
                         )
                     )
-                elif not record.init:
+                elif probed:
                     record.ready = True
                     self.changed()
 
+            probed = not record.init or record.sidecar
             startup = container.get("startupProbe")
-            if not record.init:
+            if probed:
                 if startup:
                     startup_scope = trio.CancelScope()
 
                     def started(ok: bool) -> None:
                         if ok:
                             record.started = True
+                            record.started_event.set()
                             self.changed()
                             startup_scope.cancel()
                             start_main_probes()
@@ -895,8 +936,9 @@ class PodWorker:
             )
             phase = "Running" if self.initialized and running else "Pending"
         finished = phase in ("Succeeded", "Failed")
-        not_ready = [r.name for r in self.records if not r.ready]
-        incomplete = [r.name for r in self.init_records if not r.ready]
+        sidecars = [r for r in self.init_records if r.sidecar]
+        not_ready = [r.name for r in sidecars + self.records if not r.ready]
+        incomplete = [r.name for r in self.init_records if not (r.ready or r.started)]
         ready_reason = "PodCompleted" if finished else "ContainersNotReady"
         unready_message = f"containers with unready status: [{' '.join(not_ready)}]"
         conditions = [
