@@ -1,13 +1,21 @@
 """The node agent (kubelet): node registration, Lease heartbeats, pod workers, status.
 
-Start one with::
+Start one in a nursery (it follows trio's start protocol)::
 
-    agent = NodeAgent(client, node_name="node-1", plugins=plugins.load(),
-                      root_dir="/var/lib/kubetrio/agent",
-                      registries={"mirrors": {"docker.io": {"endpoint": ["http://127.0.0.1:5000"]}}})
+    agent = NodeAgent(
+        client,                                  # in-process or Client.connect(url, token=...)
+        node_name="node-1",
+        plugins=plugins.load(),                  # the "calico" network plugin, storage drivers
+        root_dir="/var/lib/kubetrio/agent",
+        registries={"mirrors": {"docker.io": {"endpoint": ["http://127.0.0.1:5000"]}}},
+        kubelet_port=10250,                      # pods/log: the API server asks this port
+        kubelet_token=token,                     # ... with this Bearer token
+    )
     await nursery.start(agent.run)
 
-``NodeAgent.read_logs`` serves ``pods/log`` for pods of this node.
+Cancelling ``run`` leaves the pods' containers running (a restarted agent adopts
+them); ``await agent.shutdown()`` first stops every pod of the node.
+``NodeAgent.read_logs`` serves ``pods/log`` in-process too.
 """
 
 from ._agent import NodeAgent as NodeAgent
