@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import uuid
@@ -23,6 +24,17 @@ def test_block_allocator_reuses_and_releases() -> None:
     assert ipam.release("c1") == a
     assert ipam.allocate("c3") == a
     assert ipam.release("unknown") is None
+
+
+def test_block_allocator_adopts_addresses_in_use() -> None:
+    ipam = BlockAllocator("10.244.3.0/29")
+    ipam.adopt("cali0", ipaddress.IPv4Address("10.244.3.1"))
+    ipam.adopt("cali9", ipaddress.IPv4Address("10.9.9.9"))  # not ours: ignored
+    assert ipam.allocate("new") == ipaddress.IPv4Address("10.244.3.2")
+    assert ipam.in_use() == {
+        "cali0": ipaddress.IPv4Address("10.244.3.1"),
+        "new": ipaddress.IPv4Address("10.244.3.2"),
+    }
 
 
 def test_host_veth_name_fits_the_kernel_limit() -> None:
@@ -72,3 +84,26 @@ async def test_pod_gets_routed_address_reachable_from_host(netns: str) -> None:
     links = subprocess.run(["ip", "link", "show", host_veth_name(container)], capture_output=True)
     assert links.returncode != 0
     assert network.ipam.in_use() == {}
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+async def test_restarted_plugin_does_not_reuse_live_addresses(netns: str) -> None:
+    first = CalicoNetwork("10.244.250.8/29")
+    container = uuid.uuid4().hex
+    wired = await first.add(pod={}, netns_path=netns, container_id=container)
+    try:
+        restarted = CalicoNetwork("10.244.250.8/29")  # an agent restart: memory is empty
+        other = f"/var/run/netns/kt-other-{uuid.uuid4().hex[:6]}"
+        subprocess.run(["ip", "netns", "add", os.path.basename(other)], check=True)
+        try:
+            second = await restarted.add(pod={}, netns_path=other, container_id="c2")
+            assert second.ips != wired.ips
+            await restarted.delete(pod={}, netns_path=other, container_id="c2")
+        finally:
+            subprocess.run(["ip", "netns", "del", os.path.basename(other)], check=False)
+        # The adopted pod is released by the restarted plugin too.
+        await restarted.delete(pod={}, netns_path=netns, container_id=container)
+        assert restarted.ipam.in_use() == {}
+    finally:
+        await first.delete(pod={}, netns_path=netns, container_id=container)

@@ -32,6 +32,11 @@ class BlockAllocator:
                 return address
         raise BlockExhausted(f"no free address left in {self.block}")
 
+    def adopt(self, owner: str, address: ipaddress.IPv4Address) -> None:
+        """Record an address already in use (found after a restart); ignore foreign ones."""
+        if address in self.block and address not in self._by_owner.values():
+            self._by_owner[owner] = address
+
     def release(self, owner: str) -> ipaddress.IPv4Address | None:
         """Free the owner's address; return it, or None when it had none."""
         return self._by_owner.pop(owner, None)

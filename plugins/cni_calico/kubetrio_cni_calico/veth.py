@@ -10,7 +10,10 @@ on it, and lets an address move between nodes without any L2 state.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import ipaddress
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -51,12 +54,36 @@ class CalicoNetwork:
     def __init__(self, block: str, *, mtu: int = 1500) -> None:
         self.ipam = BlockAllocator(block)
         self.mtu = mtu
+        self._adopted = False
+
+    async def _adopt_existing(self) -> None:
+        """Re-learn the addresses of pods wired before a restart, from the host's routes.
+
+        Allocations live in memory; an agent that restarts keeps its running pods, whose
+        /32 routes point at their ``cali*`` interfaces. Each becomes an allocation again,
+        owned by its interface name — the same owner ``add``/``delete`` use.
+        """
+        result = await trio.run_process(
+            ["ip", "-j", "-4", "route", "show", "table", "main"],
+            capture_stdout=True,
+            check=False,
+        )
+        routes = json.loads(result.stdout or b"[]") if result.returncode == 0 else []
+        for route in routes:
+            device = str(route.get("dev", ""))
+            destination = str(route.get("dst", ""))
+            if device.startswith("cali") and "/" not in destination:
+                with contextlib.suppress(ValueError):
+                    self.ipam.adopt(device, ipaddress.IPv4Address(destination))
+        self._adopted = True
 
     async def add(self, *, pod: dict[str, Any], netns_path: str, container_id: str) -> PodNetwork:
         """Create the veth pair, give the pod its address and routes. Idempotent."""
         ns = netns_name(netns_path)
         host = host_veth_name(container_id)
-        address = self.ipam.allocate(container_id)
+        if not self._adopted:
+            await self._adopt_existing()
+        address = self.ipam.allocate(host)
         # Start from a clean slate so a retried add after a partial failure converges.
         await _ip("link", "del", host, check=False)
         await _ip("-n", ns, "link", "del", "eth0", check=False)
@@ -89,8 +116,9 @@ class CalicoNetwork:
 
     async def delete(self, *, pod: dict[str, Any], netns_path: str, container_id: str) -> None:
         """Remove the veth pair (its route goes with it) and release the address."""
-        await _ip("link", "del", host_veth_name(container_id), check=False)
-        self.ipam.release(container_id)
+        host = host_veth_name(container_id)
+        await _ip("link", "del", host, check=False)
+        self.ipam.release(host)
 
     async def run_node_services(
         self, client: Any, node_name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED
