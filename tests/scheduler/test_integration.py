@@ -280,3 +280,14 @@ async def test_a_pod_waiting_for_affinity_follows_its_target(cluster: Any) -> No
     await cluster.add_pod("db", labels={"app": "db"}, nodeSelector={"zone": "b"})
     assert await cluster.wait_bound("db") == "n2"
     assert await cluster.wait_bound("web") == "n2"
+
+
+async def test_gated_pods_wait_for_their_gates(cluster: Any) -> None:
+    await cluster.add_node("n1")
+    await cluster.add_pod("gated", schedulingGates=[{"name": "example.com/quota"}])
+    await cluster.settle()
+    assert not (await cluster.pod("gated"))["spec"].get("nodeName")
+    await cluster.client.patch(
+        "v1", "pods", "gated", {"spec": {"schedulingGates": None}}, namespace="default"
+    )
+    assert await cluster.wait_bound("gated") == "n1"

@@ -381,8 +381,11 @@ class _PodHandler:
         self.scheduler = scheduler
 
     def _pending(self, pod: KubeObject) -> bool:
+        spec = pod.get("spec") or {}
         return (
-            not (pod.get("spec") or {}).get("nodeName")
+            not spec.get("nodeName")
+            # Gated pods wait outside the queue until their last gate is removed.
+            and not spec.get("schedulingGates")
             and not pod["metadata"].get("deletionTimestamp")
             and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
             and self.scheduler.responsible_for(pod)
