@@ -25,7 +25,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -40,6 +40,14 @@ from kubetrio.store import Store
 log = logging.getLogger("kubetrio.cluster")
 
 
+class NodeAgentLike(Protocol):
+    """What the cluster needs of its node agent."""
+
+    async def shutdown(self, *, grace_period: float | None = None) -> None:
+        """Stop every pod of the node."""
+        ...
+
+
 @dataclasses.dataclass
 class Cluster:
     """A running in-process cluster."""
@@ -49,6 +57,17 @@ class Cluster:
     client: Client
     """An in-process client with the admin identity."""
     api: ApiServer
+    agent: NodeAgentLike | None = None
+    """The real node agent, when the cluster runs one."""
+
+    async def stop_pods(self, *, grace_period: float | None = 5.0) -> None:
+        """Stop every pod this process's node agent runs (``kubetrio down``).
+
+        Stopping the server alone leaves pods running, so a restarted agent adopts them;
+        this is for taking the whole cluster down.
+        """
+        if self.agent is not None:
+            await self.agent.shutdown(grace_period=grace_period)
 
 
 def agent_can_run() -> str | None:
@@ -91,6 +110,7 @@ async def open_cluster(
     async with open_apiserver(store, host=host, port=port, plugins=plugins) as running:
         client = Client.in_process(running.api, token=token)
         running.api.kubelet_token = token
+        cluster = Cluster(url=running.url, client=client, api=running.api)
         async with trio.open_nursery() as nursery:
             if controllers:
                 manager = ControllerManager(
@@ -114,11 +134,12 @@ async def open_cluster(
                     kubelet_token=token,
                 )
                 await nursery.start(node_agent.run)
+                cluster.agent = node_agent
                 if proxy:
                     from kubetrio.proxy import ServiceProxy
 
                     await nursery.start(ServiceProxy(client, node_name=node_agent.node_name).run)
             try:
-                yield Cluster(url=running.url, client=client, api=running.api)
+                yield cluster
             finally:
                 nursery.cancel_scope.cancel()

@@ -104,7 +104,9 @@ async def run_server(
     if agent and (why := agent_can_run()) is not None:
         log.warning("not running a node agent: %s", why)
         agent = False
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    # SIGTERM/SIGINT stop the processes of the cluster and leave pods running (a restarted
+    # agent adopts them); SIGUSR1 (``kubetrio down``) stops the pods first.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
         async with (
             kv.open_store(store_url) as store,
             open_cluster(
@@ -131,4 +133,7 @@ async def run_server(
                 ready.set()
             async for signum in signals:
                 log.info("received %s, stopping", signal.Signals(signum).name)
+                if signum == signal.SIGUSR1:
+                    with trio.move_on_after(60):
+                        await cluster.stop_pods()
                 break

@@ -188,11 +188,11 @@ def _start_registry(home: Path, port: int) -> Path | None:
     return mirrors
 
 
-def _stop(pid_file: Path, what: str) -> None:
+def _stop(pid_file: Path, what: str, *, sig: int = signal.SIGTERM, wait: float = 15) -> None:
     pid = _read_pid(pid_file)
     if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        os.kill(pid, sig)
+        deadline = time.monotonic() + wait
         with console.status(f"stopping {what} (pid {pid})"):
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -207,12 +207,13 @@ def down(
         False, "--delete-data", help="Also remove the cluster's state."
     ),
 ) -> None:
-    """Stop the local cluster started by `kubetrio up` (SIGTERM, then SIGKILL after 15 s)."""
+    """Stop the local cluster started by `kubetrio up`: its pods, the server, the registry."""
     home = CLUSTERS_DIR / name
     if _read_pid(home / "server.pid") is None:
         console.print(f"cluster [bold]{name}[/] is not running")
     else:
-        _stop(home / "server.pid", f"cluster {name}")
+        # SIGUSR1: the server stops its pods before it exits.
+        _stop(home / "server.pid", f"cluster {name}", sig=signal.SIGUSR1, wait=75)
         console.print(f"cluster [bold]{name}[/] stopped")
     _stop(home / "registry.pid", "the local registry")
     if delete_data and home.exists():
