@@ -8,10 +8,11 @@ plural ``resource`` (``pods``, ``deployments``). Objects are JSON dicts. Errors 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
+
+import msgspec
 
 from kubetrio.apiserver import ApiServer
 
@@ -19,6 +20,9 @@ from ._errors import ClientError
 from ._transport import HttpTransport, InProcessTransport, Transport
 
 KubeObject = dict[str, Any]
+
+_DECODER = msgspec.json.Decoder()
+_ENCODER = msgspec.json.Encoder()
 
 PATCH_TYPES = {
     "merge": "application/merge-patch+json",
@@ -56,8 +60,8 @@ def resource_path(
 
 def _decode(data: bytes) -> Any:
     try:
-        return json.loads(data)
-    except ValueError as exc:
+        return _DECODER.decode(data)
+    except (msgspec.DecodeError, ValueError) as exc:
         raise ClientError(
             {
                 "code": 500,
@@ -105,7 +109,7 @@ class Client:
         body: Any = None,
         content_type: str = "application/json",
     ) -> KubeObject:
-        raw = b"" if body is None else json.dumps(body).encode()
+        raw = b"" if body is None else _ENCODER.encode(body)
         response = await self.transport.request(
             method,
             path,
