@@ -18,6 +18,7 @@ The components are started in dependency order (API server, then the others with
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -95,6 +96,7 @@ async def open_cluster(
     node_name: str | None = None,
     registries: dict[str, Any] | None = None,
     proxy: bool = True,
+    dns: bool = True,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -106,6 +108,7 @@ async def open_cluster(
     :param agent: run a real node agent (runc containers) for this host.
     :param registries: registry mirrors for the agent's image pulls (k3s registries.yaml shape).
     :param proxy: with ``agent``, also run the nftables service proxy for this node.
+    :param dns: with ``agent``, also run the cluster DNS behind the ``kube-dns`` Service.
     """
     async with open_apiserver(store, host=host, port=port, plugins=plugins) as running:
         client = Client.in_process(running.api, token=token)
@@ -122,6 +125,7 @@ async def open_cluster(
             if simulated_nodes:
                 await nursery.start(SimulatedNodes(client, count=simulated_nodes).run)
             if agent:
+                from kubetrio.dns import DNS_SERVICE_IP
                 from kubetrio.kubelet import NodeAgent  # only a real node needs the runtime
 
                 node_agent = NodeAgent(
@@ -132,6 +136,7 @@ async def open_cluster(
                     registries=registries,
                     kubelet_port=0,  # any free port, advertised in the Node's status
                     kubelet_token=token,
+                    cluster_dns=[DNS_SERVICE_IP] if dns else [],
                 )
                 await nursery.start(node_agent.run)
                 cluster.agent = node_agent
@@ -139,7 +144,42 @@ async def open_cluster(
                     from kubetrio.proxy import ServiceProxy
 
                     await nursery.start(ServiceProxy(client, node_name=node_agent.node_name).run)
+                if dns:
+                    address = await _pod_reachable_address()
+                    if address is None:
+                        log.warning("no global IPv4 address on this host: no cluster DNS")
+                    else:
+                        await nursery.start(_run_cluster_dns, client, address)
             try:
                 yield cluster
             finally:
                 nursery.cancel_scope.cancel()
+
+
+async def _run_cluster_dns(
+    client: Client, address: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve cluster DNS on the node's address and publish it as ``kube-dns``."""
+    from kubetrio.dns import ClusterDNS, publish_dns_service
+
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(ClusterDNS(client, listen=(address, 53)).run)
+        await publish_dns_service(client, address=host, port=port)
+        task_status.started()
+
+
+async def _pod_reachable_address() -> str | None:
+    """A global IPv4 address of this host that pods can reach (not loopback, not a pod veth)."""
+    result = await trio.run_process(
+        ["ip", "-j", "-4", "addr", "show", "scope", "global"], capture_stdout=True, check=False
+    )
+    if result.returncode != 0:
+        return None
+    for link in json.loads(result.stdout or b"[]"):
+        name = str(link.get("ifname", ""))
+        if name == "lo" or name.startswith(("cali", "kube", "veth")):
+            continue
+        for info in link.get("addr_info") or []:
+            if info.get("family") == "inet" and info.get("local"):
+                return str(info["local"])
+    return None

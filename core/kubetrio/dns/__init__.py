@@ -17,3 +17,5 @@ from ._records import ClusterZone as ClusterZone
 from ._records import respond as respond
 from ._server import ClusterDNS as ClusterDNS
 from ._server import resolv_conf as resolv_conf
+from ._service import DNS_SERVICE_IP as DNS_SERVICE_IP
+from ._service import publish_dns_service as publish_dns_service
