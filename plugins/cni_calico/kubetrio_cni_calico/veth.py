@@ -22,6 +22,7 @@ import trio
 
 from kubetrio.providers import PodNetwork
 
+from .felix import PolicyAgent
 from .ipam import BlockAllocator
 
 GATEWAY = "169.254.1.1"
@@ -123,10 +124,15 @@ class CalicoNetwork:
     async def run_node_services(
         self, client: Any, node_name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Enable forwarding, then idle: route and policy agents join with issue #9."""
+        """Enable forwarding, then enforce NetworkPolicy on this node's pods until cancelled.
+
+        Without a client (a node agent with no cluster) there is no policy to enforce.
+        """
         await trio.to_thread.run_sync(_write_sysctl, "net/ipv4/ip_forward", "1")
-        task_status.started()
-        await trio.sleep_forever()
+        if client is None:
+            task_status.started()
+            await trio.sleep_forever()
+        await PolicyAgent(client, node_name).run(task_status=task_status)
 
 
 def _write_sysctl(name: str, value: str) -> None:

@@ -1,0 +1,195 @@
+"""Pods as network namespaces wired by the calico plugin, and an API server to watch.
+
+Each pod is a netns wired by ``CalicoNetwork.add`` in this (the host's) namespace from
+the test-only block 10.244.254.0/26, serving its own name with ``busybox httpd``.
+Everything made here — namespaces, veths, processes, the policy table — is removed
+afterwards, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trio
+from kubetrio_cni_calico.nft import PolicyTable
+from kubetrio_cni_calico.veth import CalicoNetwork
+
+from kubetrio.apiserver import open_apiserver
+from kubetrio.client import Client
+from kubetrio.proxy import in_netns
+from kubetrio.store import open_store
+
+TEST_BLOCK = "10.244.254.0/26"
+NODE = "policy-node"
+
+
+def root_or_skip() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, nftables)")
+    if shutil.which("busybox") is None:
+        pytest.skip("busybox is not installed")
+
+
+@dataclass
+class Pod:
+    name: str
+    namespace: str
+    netns: str
+    ip: str
+    container_id: str
+
+
+@dataclass
+class PodLab:
+    """Pods in network namespaces plus the cluster objects that describe them."""
+
+    client: Client
+    network: CalicoNetwork
+    www: Path
+    suffix: str = field(default_factory=lambda: secrets.token_hex(3))
+    pods: dict[str, Pod] = field(default_factory=dict)
+    table: PolicyTable = field(init=False)
+
+    def __post_init__(self) -> None:
+        # A table of its own: a node agent of another test in this namespace may write
+        # ``kubetrio-policy`` meanwhile. Every table's forward hook sees each packet.
+        self.table = PolicyTable(f"kubetrio-policy-test{self.suffix}")
+
+    servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    async def add_pod(
+        self, name: str, namespace: str, labels: dict[str, str], *, node: str = NODE
+    ) -> Pod:
+        """Wire a netns, start httpd in it, create its Pod with status.podIP."""
+        netns = f"ktnp{self.suffix}{len(self.pods)}"
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        container_id = f"{netns}-sandbox"
+        pod = Pod(name, namespace, netns, "", container_id)
+        self.pods[name] = pod
+        wired = await self.network.add(
+            pod={}, netns_path=f"/var/run/netns/{netns}", container_id=container_id
+        )
+        pod.ip = wired.ips[0]
+        root = self.www / name
+        root.mkdir()
+        (root / "index.html").write_text(name)
+        self.servers.append(
+            subprocess.Popen(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    netns,
+                    "busybox",
+                    "httpd",
+                    "-f",
+                    "-p",
+                    "80",
+                    "-h",
+                    str(root),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        await self.client.create(
+            "v1",
+            "pods",
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "labels": labels},
+                "spec": {
+                    "nodeName": node,
+                    "containers": [
+                        {
+                            "name": "httpd",
+                            "image": "busybox",
+                            "ports": [{"name": "http", "containerPort": 80}],
+                        }
+                    ],
+                },
+            },
+            namespace=namespace,
+        )
+        await self.client.patch(
+            "v1",
+            "pods",
+            name,
+            {"status": {"phase": "Running", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}]}},
+            namespace=namespace,
+            subresource="status",
+        )
+        return pod
+
+    async def get(self, source: str, target: str, *, timeout: float = 0.5) -> str:
+        """GET / of ``target`` from inside ``source``: its body, or ``!error``."""
+        return await trio.to_thread.run_sync(
+            http_get_sync, self.pods[source].netns, self.pods[target].ip, timeout
+        )
+
+    async def close(self) -> None:
+        for server in self.servers:
+            server.kill()
+            server.wait()
+        for pod in self.pods.values():
+            await self.network.delete(
+                pod={}, netns_path=f"/var/run/netns/{pod.netns}", container_id=pod.container_id
+            )
+            subprocess.run(["ip", "netns", "del", pod.netns], check=False, capture_output=True)
+        subprocess.run(
+            ["nft", "delete", "table", "inet", self.table.name], check=False, capture_output=True
+        )
+        shutil.rmtree(self.www, ignore_errors=True)
+
+
+def http_get_sync(netns: str, ip: str, timeout: float) -> str:
+    """GET / from inside ``netns`` (a worker thread enters it)."""
+
+    def call() -> str:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.connect((ip, 80))
+            sock.sendall(f"GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+        except OSError as exc:
+            return f"!{type(exc).__name__}"
+        finally:
+            sock.close()
+        return data.partition(b"\r\n\r\n")[2].decode(errors="replace").strip()
+
+    return in_netns(netns, call)
+
+
+@pytest.fixture
+async def lab(tmp_path: Path) -> AsyncIterator[PodLab]:
+    """An API server, a client, and a plugin wiring pods from the test block."""
+    root_or_skip()
+    async with (
+        open_store(f"sqlite://{tmp_path}/store.db") as store,
+        open_apiserver(store) as running,
+    ):
+        client = Client.in_process(running.api)
+        pods = PodLab(
+            client, CalicoNetwork(TEST_BLOCK), Path(tempfile.mkdtemp(prefix="kubetrio-netpol-"))
+        )
+        try:
+            yield pods
+        finally:
+            with trio.CancelScope(shield=True):
+                await pods.close()
