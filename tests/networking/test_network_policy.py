@@ -7,6 +7,7 @@ sees every pod-to-pod packet (veth → host routing → veth).
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import trio
 from kubetrio_cni_calico.felix import PolicyAgent
 
-from .conftest import NODE, PodLab
+from .conftest import NODE, PodLab, http_get_sync
 
 pytestmark = pytest.mark.root
 
@@ -209,3 +210,57 @@ async def test_combined_selectors_and_new_pods(lab: PodLab) -> None:
         await check(lab, [("d-api-2", "db", True)])
         assert agent.applied >= 2
         nursery.cancel_scope.cancel()
+
+
+async def test_policy_sees_service_traffic_after_dnat(lab: PodLab) -> None:
+    """A Service address DNATed in prerouting (as the service proxy does) meets the
+    backend's ingress policy with the backend's own address."""
+    await create_namespace(lab, "np-e", {})
+    web = await lab.add_pod("svc-web", "np-e", {"app": "web"})
+    await lab.add_pod("svc-friend", "np-e", {"app": "friend"})
+    await lab.add_pod("svc-stranger", "np-e", {"app": "stranger"})
+    service_ip = "10.96.254.1"
+    nat_table = f"kubetrio-svc-test{lab.suffix}"
+    script = "\n".join(
+        [
+            f"table ip {nat_table} {{",
+            "  chain prerouting {",
+            "    type nat hook prerouting priority dstnat;",
+            f"    ip daddr {service_ip} tcp dport 80 dnat to {web.ip}:80",
+            "  }",
+            "}",
+            "",
+        ]
+    )
+    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
+    try:
+        async with trio.open_nursery() as nursery:
+            await run_agent(lab, nursery)
+            await lab.client.create(
+                NETPOL,
+                "networkpolicies",
+                policy(
+                    "web-from-friends",
+                    {
+                        "podSelector": {"matchLabels": {"app": "web"}},
+                        "ingress": [
+                            {"from": [{"podSelector": {"matchLabels": {"app": "friend"}}}]}
+                        ],
+                    },
+                ),
+                namespace="np-e",
+            )
+
+            async def through_service(source: str) -> str:
+                return await trio.to_thread.run_sync(
+                    http_get_sync, lab.pods[source].netns, service_ip, 0.5
+                )
+
+            with trio.fail_after(15):
+                while await through_service("svc-stranger") == "svc-web":
+                    await trio.sleep(0.05)
+            assert await through_service("svc-friend") == "svc-web"
+            assert await through_service("svc-stranger") != "svc-web"
+            nursery.cancel_scope.cancel()
+    finally:
+        subprocess.run(["nft", "delete", "table", "ip", nat_table], check=False)
