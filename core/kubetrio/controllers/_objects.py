@@ -97,6 +97,8 @@ def ready_for(pod: KubeObject, now: float) -> float:
 
 def is_pod_available(pod: KubeObject, min_ready_seconds: int, now: float) -> bool:
     """Ready for at least ``min_ready_seconds``."""
+    if min_ready_seconds <= 0:
+        return is_pod_ready(pod)
     ready = ready_for(pod, now)
     return ready >= 0 and (min_ready_seconds <= 0 or ready >= min_ready_seconds)
 

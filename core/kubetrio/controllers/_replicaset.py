@@ -74,6 +74,10 @@ class ReplicaSetController(QueueController):
         self.pods_by_owner: dict[str, dict[str, KubeObject]] = {}
         self.orphans: dict[str, dict[str, KubeObject]] = {}
         self._indexed: dict[str, tuple[str, str]] = {}  # pod key -> (owner uid | "", ns)
+        # pod key -> (the labels dict seen, selector text, matched): pods that did not
+        # change since the last reconcile are not matched again. Keeping the dict keeps
+        # its id from being reused, so ``is`` identifies the very same labels.
+        self._matched: dict[str, tuple[object, str, bool]] = {}
 
     def setup(self, ctx: ControllerContext) -> None:
         """Watch ReplicaSets and pods."""
@@ -106,6 +110,7 @@ class ReplicaSetController(QueueController):
             if not entries:
                 bucket.pop(owner_uid or namespace, None)
         if gone:
+            self._matched.pop(key, None)
             return
         ref = controller_ref(pod)
         namespace = pod["metadata"].get("namespace", "")
@@ -170,10 +175,18 @@ class ReplicaSetController(QueueController):
         """The pods this owner controls after adopting matching orphans, releasing others."""
         uid = owner["metadata"]["uid"]
         selector = selector_of(owner)
+        selector_text = str(selector)
         owned: list[KubeObject] = []
         for pod in pods:
             ref = controller_ref(pod)
-            matches = selector.matches(labels_of(pod))
+            labels = labels_of(pod)
+            key = object_key(pod)
+            memo = self._matched.get(key)
+            if memo is not None and memo[0] is labels and memo[1] == selector_text:
+                matches = memo[2]
+            else:
+                matches = selector.matches(labels)
+                self._matched[key] = (labels, selector_text, matches)
             if ref is not None:
                 if ref.get("uid") != uid:
                     continue
