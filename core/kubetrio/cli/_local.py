@@ -31,13 +31,20 @@ READY_TIMEOUT = 60.0
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A zombie does not: it exited and only awaits its reaper,
+    which for a detached server may be a subreaper that never waits (a node agent is one)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def _read_pid(path: Path) -> int | None:
