@@ -1,8 +1,8 @@
 """Address allocation from the node's block of the pod CIDR.
 
 This is the node-local half of Calico-style IPAM: a node owns one block (a /26 by
-default) and hands out its addresses. Claiming blocks through API objects, so that two
-nodes never share one, comes with the networking issue (#9).
+default) and hands out its addresses. Claiming the block through an API object, so
+that two nodes never share one, and keeping the allocations in it is :mod:`.blocks`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from kubetrio.plugins import hookimpl
-from kubetrio.providers import NetworkPlugin
+from kubetrio.providers import NetworkPlugin, ResourceDefinition
 
+from .blocks import DEFAULT_BLOCK_SIZE, DEFAULT_POOL, IPAM_BLOCK
 from .veth import CalicoNetwork
 
 DEFAULT_BLOCK = "10.244.0.0/26"
@@ -17,14 +18,33 @@ _settings: dict[str, Any] = {}
 
 @hookimpl
 def kubetrio_configure(config: dict[str, Any]) -> None:
-    """Take the node's block and MTU from ``config["network"]`` (``block``, ``mtu``)."""
+    """Read ``config["network"]``: ``block`` or ``pool``/``blockSize``, and ``mtu``."""
     _settings.clear()
     _settings.update(config.get("network") or {})
 
 
 @hookimpl
+def kubetrio_register_resources(register: Callable[[ResourceDefinition], None]) -> None:
+    """Serve ``ipamblocks.crd.kubetrio.io``: the per-node blocks of the pod CIDR."""
+    register(IPAM_BLOCK)
+
+
+@hookimpl
 def kubetrio_register_network_plugins(register: Callable[[NetworkPlugin], None]) -> None:
-    """Register the ``calico`` network plugin for this node's block."""
-    register(
-        CalicoNetwork(_settings.get("block", DEFAULT_BLOCK), mtu=int(_settings.get("mtu", 1500)))
-    )
+    """Register the ``calico`` network plugin.
+
+    With ``network.block`` configured the node claims that block; otherwise it claims
+    the first free ``network.blockSize`` block (/26) of ``network.pool`` (10.244.0.0/16).
+    """
+    mtu = int(_settings.get("mtu", 1500))
+    if "block" in _settings:
+        register(CalicoNetwork(str(_settings["block"]), mtu=mtu))
+    else:
+        register(
+            CalicoNetwork(
+                DEFAULT_BLOCK,
+                mtu=mtu,
+                pool=str(_settings.get("pool", DEFAULT_POOL)),
+                block_size=int(_settings.get("blockSize", DEFAULT_BLOCK_SIZE)),
+            )
+        )

@@ -14,17 +14,21 @@ import contextlib
 import hashlib
 import ipaddress
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from kubetrio.client import Client, ClientError
 from kubetrio.providers import PodNetwork
 
+from .blocks import DEFAULT_BLOCK_SIZE, DEFAULT_POOL, BlockClaims
 from .felix import PolicyAgent
 from .ipam import BlockAllocator
 
+log = logging.getLogger("kubetrio.cni_calico")
 GATEWAY = "169.254.1.1"
 NETNS_DIR = Path("/var/run/netns")
 
@@ -52,10 +56,67 @@ class CalicoNetwork:
 
     name = "calico"
 
-    def __init__(self, block: str, *, mtu: int = 1500) -> None:
+    def __init__(
+        self,
+        block: str,
+        *,
+        mtu: int = 1500,
+        pool: str | None = None,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+    ) -> None:
+        """``block``: the node's block, or with ``pool`` the fallback when no API
+        server serves ``ipamblocks``; ``pool``: claim the first free block of it."""
         self.ipam = BlockAllocator(block)
         self.mtu = mtu
+        self.pool = pool
+        self.block_size = block_size
+        self.claims: BlockClaims | None = None
+        """Set once the block is claimed through the API; allocations are then saved."""
         self._adopted = False
+        self._save_lock = trio.Lock()
+
+    async def claim_block(self, client: Client, node_name: str) -> None:
+        """Claim this node's block through an ``IPAMBlock`` and load its allocations.
+
+        The configured block is claimed as is; with a pool, the block this node holds
+        already or else the first free one. Allocations recorded in the object whose
+        interface no longer exists (an agent that died between allocating and wiring)
+        are dropped; addresses of live pods found in the routes are added.
+        """
+        claims = BlockClaims(
+            client, node_name, pool=self.pool or DEFAULT_POOL, block_size=self.block_size
+        )
+        try:
+            block = await claims.claim(None if self.pool else str(self.ipam.block))
+        except ClientError as exc:
+            if not exc.not_found:
+                raise
+            log.warning("ipamblocks are not served: using block %s unclaimed", self.ipam.block)
+            return
+        spec = block.get("spec") or {}
+        allocator = BlockAllocator(str(spec["cidr"]))
+        links = await _host_links()
+        for address, owner in (spec.get("allocations") or {}).items():
+            if owner in links:
+                with contextlib.suppress(ValueError):
+                    allocator.adopt(str(owner), ipaddress.IPv4Address(address))
+        for owner, address in self.ipam.in_use().items():  # wired before the claim
+            allocator.adopt(owner, address)
+        self.ipam = allocator
+        self.claims = claims
+        await self._adopt_existing()
+        await self._save()
+
+    async def _save(self) -> None:
+        if self.claims is None:
+            return
+        async with self._save_lock:
+            try:
+                await self.claims.save({str(a): o for o, a in self.ipam.in_use().items()})
+            except Exception as exc:
+                # The block is this node's alone, so handing out its addresses stays safe
+                # while the API is away; the next save writes the whole map again.
+                log.warning("saving the allocations of block %s failed: %s", self.ipam.block, exc)
 
     async def _adopt_existing(self) -> None:
         """Re-learn the addresses of pods wired before a restart, from the host's routes.
@@ -85,6 +146,7 @@ class CalicoNetwork:
         if not self._adopted:
             await self._adopt_existing()
         address = self.ipam.allocate(host)
+        await self._save()  # before wiring: a crash after this leaves no unrecorded address
         # Start from a clean slate so a retried add after a partial failure converges.
         await _ip("link", "del", host, check=False)
         await _ip("-n", ns, "link", "del", "eth0", check=False)
@@ -119,12 +181,14 @@ class CalicoNetwork:
         """Remove the veth pair (its route goes with it) and release the address."""
         host = host_veth_name(container_id)
         await _ip("link", "del", host, check=False)
-        self.ipam.release(host)
+        if self.ipam.release(host) is not None:
+            await self._save()
 
     async def run_node_services(
         self, client: Any, node_name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Enable forwarding, then enforce NetworkPolicy on this node's pods until cancelled.
+        """Enable forwarding, claim the node's block, then enforce NetworkPolicy on this
+        node's pods until cancelled.
 
         Without a client (a node agent with no cluster) there is no policy to enforce.
         """
@@ -132,7 +196,15 @@ class CalicoNetwork:
         if client is None:
             task_status.started()
             await trio.sleep_forever()
+        await self.claim_block(client, node_name)
         await PolicyAgent(client, node_name).run(task_status=task_status)
+
+
+async def _host_links() -> set[str]:
+    """Names of the interfaces in this network namespace."""
+    result = await trio.run_process(["ip", "-j", "link", "show"], capture_stdout=True, check=False)
+    links = json.loads(result.stdout or b"[]") if result.returncode == 0 else []
+    return {str(link.get("ifname", "")) for link in links}
 
 
 def _write_sysctl(name: str, value: str) -> None:

@@ -1,0 +1,183 @@
+"""Per-node blocks claimed through IPAMBlock objects; allocations kept in them."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+from kubetrio_cni_calico.blocks import API_VERSION, PLURAL, BlockClaims, BlockTaken, PoolExhausted
+from kubetrio_cni_calico.veth import CalicoNetwork, host_veth_name
+
+from kubetrio import plugins
+from kubetrio.apiserver import open_apiserver
+from kubetrio.client import Client
+from kubetrio.store import open_store
+
+POOL = "10.244.254.64/26"  # test-only: four /28 blocks
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[Client]:
+    """An in-process API server that serves the plugin's kinds."""
+    manager = plugins.load(only=["cni_calico"])
+    async with (
+        open_store(f"sqlite://{tmp_path}/store.db") as store,
+        open_apiserver(store, plugins=manager) as running,
+    ):
+        yield Client.in_process(running.api)
+
+
+async def test_racing_nodes_claim_distinct_blocks(client: Client) -> None:
+    claimed: dict[str, str] = {}
+
+    async def claim(node: str) -> None:
+        block = await BlockClaims(client, node, pool=POOL, block_size=28).claim()
+        claimed[node] = block["spec"]["cidr"]
+
+    async with trio.open_nursery() as nursery:
+        for index in range(4):
+            nursery.start_soon(claim, f"node-{index}")
+    assert sorted(claimed.values()) == [
+        "10.244.254.112/28",
+        "10.244.254.64/28",
+        "10.244.254.80/28",
+        "10.244.254.96/28",
+    ]
+    # A node asking again gets the block it holds; a fifth finds the pool full.
+    again = await BlockClaims(client, "node-2", pool=POOL, block_size=28).claim()
+    assert again["spec"]["cidr"] == claimed["node-2"]
+    with pytest.raises(PoolExhausted):
+        await BlockClaims(client, "node-9", pool=POOL, block_size=28).claim()
+    with pytest.raises(BlockTaken):
+        await BlockClaims(client, "node-9").claim(claimed["node-0"])
+    listed = await client.list(API_VERSION, PLURAL)
+    assert {item["spec"]["node"] for item in listed["items"]} == set(claimed)
+
+
+async def test_allocations_are_saved_in_the_block(client: Client) -> None:
+    claims = BlockClaims(client, "node-a", pool=POOL, block_size=28)
+    block = await claims.claim()
+    await claims.save({"10.244.254.65": "cali1"})
+    # An older copy (another writer in between) is re-read, not overwritten blindly.
+    stale = dict(block)
+    await claims.save({"10.244.254.65": "cali1", "10.244.254.66": "cali2"})
+    claims.block = stale
+    await claims.save({"10.244.254.66": "cali2"})
+    stored = await client.get(API_VERSION, PLURAL, block["metadata"]["name"])
+    assert stored["spec"]["allocations"] == {"10.244.254.66": "cali2"}
+
+
+def _root_or_skip() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+
+
+def _links() -> set[str]:
+    out = subprocess.run(["ip", "-j", "link", "show"], capture_output=True, check=True).stdout
+    return {link["ifname"] for link in json.loads(out)}
+
+
+def _routes_in(cidr: str) -> list[str]:
+    out = subprocess.run(["ip", "-j", "-4", "route"], capture_output=True, check=True).stdout
+    net = ipaddress.IPv4Network(cidr)
+    found = []
+    for route in json.loads(out):
+        try:
+            if ipaddress.IPv4Network(route["dst"], strict=False).subnet_of(net):
+                found.append(route["dst"])
+        except ValueError:
+            continue  # "default"
+    return found
+
+
+@pytest.mark.root
+async def test_restart_keeps_allocations_and_drops_stale_ones(client: Client) -> None:
+    _root_or_skip()
+    tag = secrets.token_hex(3)
+    spaces = [f"ktipam{tag}a", f"ktipam{tag}b"]
+    for netns in spaces:
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+    first = CalicoNetwork("10.0.0.0/30", pool=POOL, block_size=28)
+    restarted = CalicoNetwork("10.0.0.0/30", pool=POOL, block_size=28)
+    try:
+        await first.claim_block(client, "node-r")
+        assert str(first.ipam.block) == "10.244.254.64/28"
+        wired = await first.add(
+            pod={}, netns_path=f"/var/run/netns/{spaces[0]}", container_id=f"live-{tag}"
+        )
+        # An allocation recorded by an agent that died before wiring its pod.
+        assert first.claims is not None
+        in_use = {str(a): o for o, a in first.ipam.in_use().items()}
+        await first.claims.save({**in_use, "10.244.254.77": "cali-gone"})
+
+        await restarted.claim_block(client, "node-r")
+        assert str(restarted.ipam.block) == "10.244.254.64/28"
+        assert {str(a) for a in restarted.ipam.in_use().values()} == set(wired.ips)
+        other = await restarted.add(
+            pod={}, netns_path=f"/var/run/netns/{spaces[1]}", container_id=f"other-{tag}"
+        )
+        assert other.ips != wired.ips
+        await restarted.delete(pod={}, netns_path="", container_id=f"other-{tag}")
+        await restarted.delete(pod={}, netns_path="", container_id=f"live-{tag}")
+    finally:
+        for container in (f"live-{tag}", f"other-{tag}"):
+            subprocess.run(["ip", "link", "del", host_veth_name(container)], capture_output=True)
+        for netns in spaces:
+            subprocess.run(["ip", "netns", "del", netns], check=False)
+    assert restarted.claims is not None and restarted.claims.block is not None
+    stored = await client.get(API_VERSION, PLURAL, restarted.claims.block["metadata"]["name"])
+    assert stored["spec"]["allocations"] == {}
+    assert _routes_in(POOL) == []
+
+
+@pytest.mark.root
+async def test_churn_leaks_no_addresses_or_links(client: Client) -> None:
+    """200 pod create/delete cycles, four at a time, through a claimed block."""
+    _root_or_skip()
+    network = CalicoNetwork("10.0.0.0/30", pool=POOL, block_size=28)
+    await network.claim_block(client, "node-churn")
+    tag = secrets.token_hex(3)
+    made: list[str] = []
+
+    async def cycle(worker: int, round_: int) -> None:
+        netns = f"ktch{tag}{worker}"
+        container = f"churn-{tag}-{worker}-{round_}"
+        made.append(container)
+        await trio.run_process(["ip", "netns", "add", netns])
+        try:
+            wired = await network.add(
+                pod={}, netns_path=f"/var/run/netns/{netns}", container_id=container
+            )
+            assert ipaddress.IPv4Address(wired.ips[0]) in network.ipam.block
+            await network.delete(
+                pod={}, netns_path=f"/var/run/netns/{netns}", container_id=container
+            )
+        finally:
+            await trio.run_process(["ip", "netns", "del", netns], check=False)
+
+    async def worker(index: int) -> None:
+        for round_ in range(50):
+            await cycle(index, round_)
+
+    try:
+        with trio.fail_after(240):
+            async with trio.open_nursery() as nursery:
+                for index in range(4):
+                    nursery.start_soon(worker, index)
+    finally:
+        for container in made:
+            subprocess.run(["ip", "link", "del", host_veth_name(container)], capture_output=True)
+    assert len(made) == 200
+    assert network.ipam.in_use() == {}
+    assert network.claims is not None and network.claims.block is not None
+    stored = await client.get(API_VERSION, PLURAL, network.claims.block["metadata"]["name"])
+    assert stored["spec"]["allocations"] == {}
+    assert not {host_veth_name(c) for c in made} & _links()
+    assert _routes_in(str(network.ipam.block)) == []
