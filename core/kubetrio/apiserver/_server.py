@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 import kubetrio
+from kubetrio import streams
 from kubetrio.api import selectors
 from kubetrio.api.scheme import ResourceInfo, Scheme
 from kubetrio.plugins import PluginManager
@@ -756,6 +757,8 @@ class ApiServer:
             return await self._binding(request, user, target)
         if sub == "log" and verb == "get" and (info.group, info.resource) == ("", "pods"):
             return await self._pod_log(request, target)
+        if sub in ("exec", "portforward") and (info.group, info.resource) == ("", "pods"):
+            return await self._pod_stream(request, target, sub)
         if sub == "finalize" and verb == "update":
             return await self._status(request, user, target, verb, field="spec")
         raise ApiError(
@@ -890,6 +893,39 @@ class ApiServer:
             content_type="text/plain",
             stream=partial(_nodeproxy.stream_log, url=url, params=params, token=self.kubelet_token),
         )
+
+    async def _pod_stream(self, request: Request, target: ResourcePath, sub: str) -> Response:
+        """``pods/exec`` and ``pods/portforward``: upgrade and relay to the pod's agent."""
+        pod = await self.registry.get_object(target.info, target.namespace, target.name)
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            raise bad_request(f"pod {target.name} does not have a host assigned")
+        nodes = self.scheme.resource("", "v1", "nodes")
+        assert nodes is not None
+        endpoint = _nodeproxy.agent_endpoint(await self.registry.get_object(nodes, "", node_name))
+        try:
+            if sub == "exec":
+                container = _nodeproxy.pick_container(pod, request.param("container"))
+                path = f"/exec/{target.namespace}/{target.name}/{container}"
+                headers, relay = await streams.exec_upgrade(
+                    request.headers,
+                    request.query,
+                    endpoint=endpoint,
+                    path=path,
+                    token=self.kubelet_token,
+                )
+            else:
+                path = f"/portForward/{target.namespace}/{target.name}"
+                headers, relay = await streams.port_forward_upgrade(
+                    request.headers,
+                    request.query,
+                    endpoint=endpoint,
+                    path=path,
+                    token=self.kubelet_token,
+                )
+        except streams.StreamRefused as exc:
+            raise ApiError(exc.status, exc.message) from exc
+        return Response(status=101, headers=headers, content_type=None, upgrade=relay)
 
     async def _binding(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
         """``pods/binding``: assign a pod to a node, once."""

@@ -9,6 +9,9 @@ through the Node's ``status.addresses`` (InternalIP) and
     ``sinceTime``, ``timestamps``, ``limitBytes``. The log comes as ``text/plain``, chunked (a chunk
     per batch of lines when following); 404 for unknown pods or containers, 400 for
     a missing container name or a missing previous run.
+``POST /exec/…``, ``POST /portForward/…``
+    upgrades for ``pods/exec`` and ``pods/portforward`` (see
+    :mod:`kubetrio.streams._agentwire`).
 ``GET /healthz``
     ``ok``.
 
@@ -26,6 +29,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 import trio
+
+from ._exec import serve_exec
+from ._portforward import serve_port_forward
 
 if TYPE_CHECKING:
     from ._agent import NodeAgent
@@ -113,6 +119,15 @@ class KubeletServer:
         query = parse_qs(url.query)
         if parts == ["healthz"]:
             await self._send(conn, stream, 200, b"ok")
+            return
+        if request.method == b"POST" and parts[0] == "exec" and len(parts) in (3, 4):
+            initial, _ = conn.trailing_data
+            container = parts[3] if len(parts) == 4 else ""
+            await serve_exec(self.agent, stream, initial, parts[1], parts[2], container, query)
+            return
+        if request.method == b"POST" and parts[0] == "portForward" and len(parts) == 3:
+            initial, _ = conn.trailing_data
+            await serve_port_forward(self.agent, stream, initial, parts[1], parts[2], query)
             return
         if len(parts) not in (3, 4) or parts[0] != "containerLogs" or request.method != b"GET":
             await self._send(conn, stream, 404, b"404 page not found\n")

@@ -673,6 +673,22 @@ class RuncRuntime:
             return result.returncode, output
         return -1, b"command timed out"
 
+    def exec_command(self, container_id: str, command: Sequence[str], *, tty: bool) -> list[str]:
+        """The ``runc exec`` argv of an interactive exec (``pods/exec``).
+
+        With ``tty`` runc must get a terminal as its stdio: it makes it raw, copies it to
+        the container's console and, on SIGWINCH, copies its size in.
+        """
+        return [
+            self.runc,
+            "--root",
+            str(self.runc_root),
+            "exec",
+            *(["--tty"] if tty else []),
+            container_id,
+            *command,
+        ]
+
     async def stop_container(self, container_id: str, *, grace_period: float) -> None:
         """SIGTERM, wait ``grace_period`` seconds, then SIGKILL and wait for the exit."""
         entry = self._containers.get(container_id)

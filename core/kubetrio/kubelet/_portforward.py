@@ -1,0 +1,117 @@
+"""The agent's end of ``pods/portforward``: a TCP connection inside the pod's netns.
+
+``setns`` changes the namespace of the calling thread only, so a fresh thread (never a
+pooled one, which would stay in the pod's namespace) joins the pod's network namespace
+and creates the socket there; a socket keeps the namespace it was made in, so trio
+connects and relays it as usual.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import threading
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._exec import SWITCHING, find_pod, http_error
+
+if TYPE_CHECKING:
+    from ._agent import NodeAgent
+
+CLONE_NEWNET = 0x40000000
+
+
+def _socket_in_netns(path: str) -> socket.socket:
+    """A TCP socket created inside the network namespace bound at ``path``."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, os.strerror(err))
+            finally:
+                os.close(fd)
+            result["socket"] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        except BaseException as exc:  # handed to the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="netns-socket", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    sock: socket.socket = result["socket"]
+    return sock
+
+
+async def connect_in_pod(netns: str, port: int) -> trio.SocketStream:
+    """Connect to ``localhost:port`` in the pod's network namespace."""
+    sock = await trio.to_thread.run_sync(_socket_in_netns, netns)
+    tsock = trio.socket.from_stdlib_socket(sock)
+    try:
+        await tsock.connect(("127.0.0.1", port))
+    except BaseException:
+        tsock.close()
+        raise
+    return trio.SocketStream(tsock)
+
+
+async def relay(a: trio.SocketStream, b: trio.SocketStream, initial: bytes = b"") -> None:
+    """Copy both ways until both directions ended; EOF is passed on as a half-close."""
+
+    async def one_way(src: trio.SocketStream, dst: trio.SocketStream, first: bytes) -> None:
+        try:
+            if first:
+                await dst.send_all(first)
+            while data := await src.receive_some(65536):
+                await dst.send_all(data)
+            await dst.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one_way, a, b, initial)
+        nursery.start_soon(one_way, b, a, b"")
+
+
+async def serve_port_forward(
+    agent: NodeAgent,
+    stream: trio.SocketStream,
+    initial: bytes,
+    namespace: str,
+    pod: str,
+    query: dict[str, list[str]],
+) -> None:
+    """Answer one port-forward upgrade: connect first, 101 only when connected."""
+    try:
+        port = int((query.get("port") or [""])[-1])
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        await stream.send_all(http_error(400, "a valid port is required"))
+        return
+    try:
+        worker = find_pod(agent, namespace, pod)
+    except LookupError as exc:
+        await stream.send_all(http_error(404, str(exc.args[0])))
+        return
+    runtime: Any = agent.runtime
+    try:
+        target = await connect_in_pod(runtime.netns_path(worker.uid), port)
+    except OSError as exc:
+        message = (
+            f"error forwarding port {port} to pod {worker.uid}: "
+            f"failed to connect to localhost:{port}: {exc.strerror or exc}"
+        )
+        await stream.send_all(http_error(502, message))
+        return
+    async with target:
+        await stream.send_all(SWITCHING)
+        await relay(stream, target, initial)

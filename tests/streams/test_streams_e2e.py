@@ -1,0 +1,235 @@
+"""exec and port-forward end to end: real runc pods, real kubectl binaries, the Python client.
+
+One cluster per test (a node agent with a busybox pod); kubectl runs as a subprocess
+against a kubeconfig for the in-process API server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from kubetrio import plugins
+from kubetrio.apiserver import merge_kubeconfig
+from kubetrio.cluster import Cluster, open_cluster
+from kubetrio.images import build_image, local_registry
+from kubetrio.store import open_store
+
+KD = Path(os.path.realpath(shutil.which("kubectl") or "/nonexistent")).parent
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.runc,
+    pytest.mark.skipif(
+        os.geteuid() != 0
+        or not shutil.which("runc")
+        or not shutil.which("docker-registry")
+        or not (KD / "kubectl.1.27").exists(),
+        reason="needs root, runc, docker-registry and the kubectl binaries",
+    ),
+]
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "box"},
+    "spec": {
+        "terminationGracePeriodSeconds": 1,
+        "containers": [
+            {
+                "name": "box",
+                "image": "busybox",
+                "command": [
+                    "sh",
+                    "-c",
+                    "echo hello-from-pod > /tmp/index.html; exec httpd -f -p 8080 -h /tmp",
+                ],
+            }
+        ],
+    },
+}
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Cluster, Path]]:
+    manager = plugins.load(only=["cni_calico", "scheduler"])
+    manager.configure(config={"network": {"block": "10.244.253.128/26"}})
+    with local_registry(tmp_path / "registry") as registry:
+        await build_image(f"{registry}/library/busybox:latest")
+        mirrors = {"mirrors": {"docker.io": {"endpoint": [f"http://{registry}"]}}}
+        async with (
+            open_store(f"sqlite://{tmp_path}/s.db") as store,
+            open_cluster(
+                store,
+                plugins=manager,
+                agent=True,
+                agent_dir=tmp_path / "agent",
+                registries=mirrors,
+                node_name="streams-node",
+                proxy=False,
+                dns=False,
+            ) as running,
+        ):
+            try:
+                await running.client.create("v1", "pods", POD, namespace="default")
+                with trio.fail_after(60):
+                    while True:
+                        pod = await running.client.get("v1", "pods", "box", namespace="default")
+                        if (pod.get("status") or {}).get("phase") == "Running":
+                            break
+                        await trio.sleep(0.2)
+                kubeconfig = tmp_path / "kubeconfig"
+                merge_kubeconfig(kubeconfig, name="t", server=running.url, token="x")
+                yield running, kubeconfig
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(60):
+                    await running.stop_pods(grace_period=1)
+
+
+async def kubectl(
+    version: str,
+    kubeconfig: Path,
+    *args: str,
+    stdin: bytes = b"",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process(
+        [str(KD / f"kubectl.{version}"), "--kubeconfig", str(kubeconfig), *args],
+        stdin=stdin,
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("version", ["1.27", "1.33"])
+async def test_kubectl_exec(cluster: tuple[Cluster, Path], version: str) -> None:
+    _, kubeconfig = cluster
+    with trio.fail_after(60):
+        done = await kubectl(version, kubeconfig, "exec", "box", "--", "echo", "hi")
+        assert (done.returncode, done.stdout) == (0, b"hi\n"), done.stderr
+        done = await kubectl(version, kubeconfig, "exec", "-i", "box", "--", "cat", stdin=b"hi\n")
+        assert (done.returncode, done.stdout) == (0, b"hi\n"), done.stderr
+        big = os.urandom(300_000).hex().encode()
+        done = await kubectl(version, kubeconfig, "exec", "-i", "box", "--", "cat", stdin=big)
+        assert done.stdout == big
+        done = await kubectl(
+            version, kubeconfig, "exec", "box", "--", "sh", "-c", "echo e >&2; exit 3"
+        )
+        assert done.returncode == 3, done.stderr
+        assert b"e\n" in done.stderr
+        # -it under a pseudo-terminal: the container sees the size kubectl sent. script's
+        # stdin stays open (a closed one makes script type an EOF into the terminal).
+        script = (
+            f"stty cols 91 rows 17; {KD}/kubectl.{version} --kubeconfig {kubeconfig} "
+            "exec -it box -- sh -c 'stty -a | head -1; exit 4'"
+        )
+        done = await trio.run_process(
+            ["sh", "-c", f'sleep 20 | script -qec "{script}" /dev/null'],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert b"rows 17; columns 91" in done.stdout, done.stdout + done.stderr
+        assert done.returncode == 4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("version", ["1.27", "1.33"])
+async def test_kubectl_port_forward(cluster: tuple[Cluster, Path], version: str) -> None:
+    _, kubeconfig = cluster
+    port = _free_port()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            process = await nursery.start(
+                lambda task_status=trio.TASK_STATUS_IGNORED: trio.run_process(
+                    [
+                        str(KD / f"kubectl.{version}"),
+                        "--kubeconfig",
+                        str(kubeconfig),
+                        "port-forward",
+                        "pod/box",
+                        f"{port}:8080",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    check=False,
+                    task_status=task_status,
+                )
+            )
+            try:
+                async with httpx.AsyncClient(timeout=5) as http:
+                    for _ in range(100):
+                        try:
+                            answer = await http.get(f"http://127.0.0.1:{port}/")
+                            break
+                        except httpx.TransportError:
+                            await trio.sleep(0.1)
+                    assert answer.text == "hello-from-pod\n"
+                    results: list[str] = []
+
+                    async def one() -> None:
+                        async with httpx.AsyncClient(timeout=5) as c:
+                            results.append((await c.get(f"http://127.0.0.1:{port}/")).text)
+
+                    async with trio.open_nursery() as both:
+                        both.start_soon(one)
+                        both.start_soon(one)
+                    assert results == ["hello-from-pod\n"] * 2
+            finally:
+                process.terminate()
+
+
+def _python_client(url: str) -> Any:
+    from kubernetes import client as k8s
+    from kubernetes.stream import portforward, stream
+
+    configuration = k8s.Configuration()
+    configuration.host = url
+    api = k8s.CoreV1Api(k8s.ApiClient(configuration))
+    out = stream(
+        api.connect_get_namespaced_pod_exec,
+        "box",
+        "default",
+        command=["sh", "-c", "echo py-exec"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+    )
+    forward = portforward(
+        api.connect_get_namespaced_pod_portforward, "box", "default", ports="8080"
+    )
+    sock = forward.socket(8080)
+    sock.settimeout(5)
+    sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    answer = b""
+    while chunk := sock.recv(4096):
+        answer += chunk
+    sock.close()
+    forward.close()
+    return out, answer
+
+
+async def test_python_client(cluster: tuple[Cluster, Path]) -> None:
+    running, _ = cluster
+    with trio.fail_after(60):
+        out, answer = await trio.to_thread.run_sync(_python_client, running.url)
+    assert out == "py-exec\n"
+    assert answer.endswith(b"hello-from-pod\n")
