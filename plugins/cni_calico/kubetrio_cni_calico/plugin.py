@@ -10,6 +10,7 @@ from kubetrio.providers import NetworkPlugin, ResourceDefinition
 
 from .blocks import DEFAULT_BLOCK_SIZE, DEFAULT_POOL, IPAM_BLOCK
 from .veth import CalicoNetwork
+from .vxlan import MTU as VXLAN_MTU
 
 DEFAULT_BLOCK = "10.244.0.0/26"
 
@@ -18,7 +19,7 @@ _settings: dict[str, Any] = {}
 
 @hookimpl
 def kubetrio_configure(config: dict[str, Any]) -> None:
-    """Read ``config["network"]``: ``block`` or ``pool``/``blockSize``, and ``mtu``."""
+    """Read ``config["network"]``: ``block`` or ``pool``/``blockSize``, ``mode``, ``mtu``."""
     _settings.clear()
     _settings.update(config.get("network") or {})
 
@@ -35,10 +36,14 @@ def kubetrio_register_network_plugins(register: Callable[[NetworkPlugin], None])
 
     With ``network.block`` configured the node claims that block; otherwise it claims
     the first free ``network.blockSize`` block (/26) of ``network.pool`` (10.244.0.0/16).
+    ``network.mode: vxlan`` adds routes to other nodes' blocks over kernel VXLAN (pod
+    MTU 1450 unless ``mtu`` is set; ``underlayAddress`` else the Node's InternalIP).
     """
-    mtu = int(_settings.get("mtu", 1500))
+    mode = str(_settings.get("mode", ""))
+    mtu = int(_settings.get("mtu", VXLAN_MTU if mode == "vxlan" else 1500))
+    routing: dict[str, Any] = {"mode": mode, "underlay_ip": _settings.get("underlayAddress")}
     if "block" in _settings:
-        register(CalicoNetwork(str(_settings["block"]), mtu=mtu))
+        register(CalicoNetwork(str(_settings["block"]), mtu=mtu, **routing))
     else:
         register(
             CalicoNetwork(
@@ -46,5 +51,6 @@ def kubetrio_register_network_plugins(register: Callable[[NetworkPlugin], None])
                 mtu=mtu,
                 pool=str(_settings.get("pool", DEFAULT_POOL)),
                 block_size=int(_settings.get("blockSize", DEFAULT_BLOCK_SIZE)),
+                **routing,
             )
         )

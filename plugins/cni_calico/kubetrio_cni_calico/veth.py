@@ -27,6 +27,7 @@ from kubetrio.providers import PodNetwork
 from .blocks import DEFAULT_BLOCK_SIZE, DEFAULT_POOL, BlockClaims
 from .felix import PolicyAgent
 from .ipam import BlockAllocator
+from .vxlan import VxlanRoutes
 
 log = logging.getLogger("kubetrio.cni_calico")
 GATEWAY = "169.254.1.1"
@@ -63,11 +64,19 @@ class CalicoNetwork:
         mtu: int = 1500,
         pool: str | None = None,
         block_size: int = DEFAULT_BLOCK_SIZE,
+        mode: str = "",
+        underlay_ip: str | None = None,
     ) -> None:
         """``block``: the node's block, or with ``pool`` the fallback when no API
-        server serves ``ipamblocks``; ``pool``: claim the first free block of it."""
+        server serves ``ipamblocks``; ``pool``: claim the first free block of it;
+        ``mode``: ``vxlan`` routes to other nodes' blocks over the kernel VXLAN device
+        (from ``underlay_ip``, else the Node's InternalIP); "" leaves routing alone."""
+        if mode not in ("", "vxlan"):
+            raise ValueError(f"network mode {mode!r} is not supported (use vxlan or none)")
         self.ipam = BlockAllocator(block)
         self.mtu = mtu
+        self.mode = mode
+        self.underlay_ip = underlay_ip
         self.pool = pool
         self.block_size = block_size
         self.claims: BlockClaims | None = None
@@ -188,7 +197,7 @@ class CalicoNetwork:
         self, client: Any, node_name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Enable forwarding, claim the node's block, then enforce NetworkPolicy on this
-        node's pods until cancelled.
+        node's pods (and in ``vxlan`` mode program routes to other nodes) until cancelled.
 
         Without a client (a node agent with no cluster) there is no policy to enforce.
         """
@@ -197,7 +206,16 @@ class CalicoNetwork:
             task_status.started()
             await trio.sleep_forever()
         await self.claim_block(client, node_name)
-        await PolicyAgent(client, node_name).run(task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            if self.mode == "vxlan":
+                routes = VxlanRoutes(
+                    client, node_name, block=str(self.ipam.block), underlay_ip=self.underlay_ip
+                )
+                # Not awaited: without an underlay address it waits for the Node the
+                # agent registers only after node services have started.
+                nursery.start_soon(routes.run)
+            await nursery.start(PolicyAgent(client, node_name).run)
+            task_status.started()
 
 
 async def _host_links() -> set[str]:
