@@ -1,0 +1,232 @@
+"""Pod-to-pod throughput across two nodes: routed, kernel VXLAN, userspace IPIP (root).
+
+Two "node" network namespaces on an underlay bridge, one pod on each wired as the
+calico plugin wires pods (a /32 on a veth, gateway 169.254.1.1 by proxy ARP, a host
+route per pod). One iperf3 TCP stream pod1 → pod2 for each way of carrying the other
+node's block, in one run on the same topology:
+
+- routed: a plain route to the other node's block via its underlay address (what BGP
+  programs), pod MTU 1500;
+- vxlan: the plugin's :class:`VxlanRoutes` (kernel vxlan device, routes, neighbours and
+  FDB entries from Node annotations), pod MTU 1450;
+- ipip: the Rust userspace tunnel (:class:`kubetrio.datapath.TunnelEngine`, TUN device,
+  outer IPv4 protocol 4; this kernel has no ipip device), pod MTU 1480.
+
+Prints Gbit/s, retransmits and the ratio to routed, then one JSON line. Everything is
+created here and removed afterwards. Reference on this machine (issue #9): routed about
+15 Gbit/s, kernel VXLAN about 12.5; goal for userspace IPIP: at least 50% of VXLAN.
+
+Run: ``sudo .venv/bin/python benchmarks/pod_network.py [seconds]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+from kubetrio_cni_calico.vxlan import VxlanRoutes
+
+from kubetrio.apiserver import open_apiserver
+from kubetrio.client import Client
+from kubetrio.datapath import TunnelEngine
+from kubetrio.store import open_store
+
+SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+NODES = {
+    "bench-1": ("172.31.253.1", "10.244.254.192/28", "10.244.254.193"),
+    "bench-2": ("172.31.253.2", "10.244.254.208/28", "10.244.254.209"),
+}
+
+
+def sh(*args: str) -> str:
+    return subprocess.run(args, check=True, capture_output=True, text=True, timeout=20).stdout
+
+
+class Topology:
+    """The underlay, two nodes and a pod on each (see the module docstring)."""
+
+    def __init__(self) -> None:
+        tag = secrets.token_hex(2)
+        self.underlay = f"kbu{tag}"
+        self.nodes = {name: f"kbn{tag}{i}" for i, name in enumerate(NODES)}
+        self.pods = {name: f"kbp{tag}{i}" for i, name in enumerate(NODES)}
+
+    def build(self) -> None:
+        sh("ip", "netns", "add", self.underlay)
+        sh("ip", "-n", self.underlay, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", self.underlay, "link", "set", "br0", "up")
+        for index, (name, (node_ip, _, pod_ip)) in enumerate(NODES.items()):
+            node, pod = self.nodes[name], self.pods[name]
+            sh("ip", "netns", "add", node)
+            sh("ip", "netns", "add", pod)
+            sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            for ns in (node, pod):
+                sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "link", "add", "eth0", "netns", node, "type", "veth", "peer", "name",
+               f"u{index}", "netns", self.underlay)  # fmt: skip
+            sh("ip", "-n", self.underlay, "link", "set", f"u{index}", "master", "br0", "up")
+            sh("ip", "-n", node, "addr", "add", f"{node_ip}/24", "dev", "eth0")
+            sh("ip", "-n", node, "link", "set", "eth0", "up")
+            sh("ip", "-n", node, "route", "add", "default", "dev", "eth0")
+            sh("ip", "link", "add", "eth0", "netns", pod, "type", "veth", "peer", "name",
+               "cali0", "netns", node)  # fmt: skip
+            sh("ip", "-n", pod, "addr", "add", f"{pod_ip}/32", "dev", "eth0")
+            sh("ip", "-n", pod, "link", "set", "eth0", "up")
+            sh("ip", "-n", pod, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+            sh("ip", "-n", pod, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+            sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.conf.cali0.proxy_arp=1")
+            sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.neigh.cali0.proxy_delay=0")
+            sh("ip", "-n", node, "link", "set", "cali0", "up")
+            sh("ip", "-n", node, "route", "add", f"{pod_ip}/32", "dev", "cali0")
+
+    def set_pod_mtu(self, mtu: int) -> None:
+        for name in NODES:
+            sh("ip", "-n", self.pods[name], "link", "set", "eth0", "mtu", str(mtu))
+            sh("ip", "-n", self.nodes[name], "link", "set", "cali0", "mtu", str(mtu))
+
+    def remove(self) -> None:
+        for ns in [*self.pods.values(), *self.nodes.values(), self.underlay]:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+
+
+def iperf(topology: Topology) -> dict[str, Any]:
+    target = NODES["bench-2"][2]
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", topology.pods["bench-2"], "iperf3", "-s", "-1", "-B", target],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        for _ in range(50):  # the path is up once a ping gets through
+            ping = subprocess.run(
+                ["ip", "netns", "exec", topology.pods["bench-1"], "ping", "-c1", "-W1", target],
+                capture_output=True,
+            )
+            if ping.returncode == 0:
+                break
+        out = subprocess.run(
+            ["ip", "netns", "exec", topology.pods["bench-1"], "iperf3", "-c", target,
+             "-t", str(SECONDS), "-J"],
+            capture_output=True, text=True, timeout=SECONDS + 30,
+        )  # fmt: skip
+        end = json.loads(out.stdout)["end"]
+        return {
+            "gbps": end["sum_received"]["bits_per_second"] / 1e9,
+            "retransmits": end["sum_sent"].get("retransmits", 0),
+        }
+    finally:
+        server.kill()
+        server.wait()
+
+
+def routed(topology: Topology) -> dict[str, Any]:
+    topology.set_pod_mtu(1500)
+    pairs = [("bench-1", "bench-2"), ("bench-2", "bench-1")]
+    for name, other in pairs:
+        sh("ip", "-n", topology.nodes[name], "route", "add", NODES[other][1], "via",
+           NODES[other][0])  # fmt: skip
+    try:
+        return iperf(topology)
+    finally:
+        for name, other in pairs:
+            sh("ip", "-n", topology.nodes[name], "route", "del", NODES[other][1])
+
+
+def vxlan(topology: Topology) -> dict[str, Any]:
+    topology.set_pod_mtu(1450)
+
+    async def run() -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as state:
+            async with (
+                open_store(f"sqlite://{state}/store.db") as store,
+                open_apiserver(store) as running,
+            ):
+                client = Client.in_process(running.api)
+                agents = []
+                async with trio.open_nursery() as nursery:
+                    for name, (node_ip, block, _) in NODES.items():
+                        await client.create(
+                            "v1", "nodes", {"apiVersion": "v1", "kind": "Node",
+                                            "metadata": {"name": name}},
+                        )  # fmt: skip
+                        agent = VxlanRoutes(
+                            client, name, block=block, underlay_ip=node_ip,
+                            netns=topology.nodes[name],
+                        )  # fmt: skip
+                        agents.append(agent)
+                        await nursery.start(agent.run)
+                    with trio.fail_after(10):
+                        while not all(len(agent.peers) == 1 for agent in agents):
+                            await trio.sleep(0.05)
+                    result = await trio.to_thread.run_sync(iperf, topology)
+                    nursery.cancel_scope.cancel()
+                for agent in agents:
+                    await agent.remove()
+                return result
+
+    return trio.run(run)
+
+
+def ipip(topology: Topology) -> dict[str, Any]:
+    topology.set_pod_mtu(1480)
+    engines = []
+    try:
+        for name, other in (("bench-1", "bench-2"), ("bench-2", "bench-1")):
+            node = topology.nodes[name]
+            engine = TunnelEngine("ipip", "kt0", NODES[name][0], netns=node)
+            engine.add_route(NODES[other][1], NODES[other][0])
+            engine.start()
+            engines.append(engine)
+            sh("ip", "-n", node, "link", "set", "kt0", "mtu", "1480", "up")
+            sh("ip", "-n", node, "route", "add", NODES[other][1], "dev", "kt0")
+        return iperf(topology)
+    finally:
+        for engine in engines:
+            engine.stop()
+
+
+def main() -> None:
+    missing = [tool for tool in ("ip", "iperf3", "bridge", "ping") if shutil.which(tool) is None]
+    if os.geteuid() != 0 or missing:
+        reason = "needs root" if os.geteuid() != 0 else f"missing {', '.join(missing)}"
+        print(f"pod_network skipped: {reason}")
+        print(json.dumps({"bench": "pod_network", "skipped": reason}))
+        return
+    topology = Topology()
+    modes: dict[str, Callable[[Topology], dict[str, Any]]] = {
+        "routed": routed,
+        "vxlan": vxlan,
+        "ipip": ipip,
+    }
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        topology.build()
+        for mode, measure in modes.items():
+            results[mode] = measure(topology)
+    finally:
+        topology.remove()
+    base = results["routed"]["gbps"] or 1e-9
+    print(f"pod → pod across nodes, iperf3 TCP, 1 stream, {SECONDS} s")
+    for mode, result in results.items():
+        result["ratio_to_routed"] = result["gbps"] / base
+        print(
+            f"  {mode:7s} {result['gbps']:6.2f} Gbit/s  retransmits {result['retransmits']:5d}"
+            f"  x{result['ratio_to_routed']:.2f} of routed"
+        )
+    ipip_vs_vxlan = results["ipip"]["gbps"] / (results["vxlan"]["gbps"] or 1e-9)
+    print(f"  userspace IPIP / kernel VXLAN: {ipip_vs_vxlan:.2f} (goal ≥ 0.50)")
+    print(json.dumps({"bench": "pod_network", "seconds": SECONDS, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
