@@ -13,23 +13,34 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import trio
+from kubetrio_cni_calico.felix import PolicyAgent
+from kubetrio_cni_calico.nft import PolicyTable
 from kubetrio_cni_calico.vxlan import MAC, MTU, VxlanRoutes
 
 from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client
 from kubetrio.store import open_store
 
+from .conftest import http_get_sync
+
 pytestmark = pytest.mark.root
 
 NODES = {
-    "vx-1": ("172.31.254.1", "10.244.254.128/28", "10.244.254.129"),
-    "vx-2": ("172.31.254.2", "10.244.254.144/28", "10.244.254.145"),
+    "vx-1": ("172.31.254.1", "10.244.254.128/28"),
+    "vx-2": ("172.31.254.2", "10.244.254.144/28"),
+}
+PODS = {  # pod → (node, address, labels)
+    "client": ("vx-1", "10.244.254.129", {"app": "client"}),
+    "web": ("vx-2", "10.244.254.145", {"app": "web"}),
+    "other": ("vx-2", "10.244.254.146", {"app": "other"}),
 }
 
 
@@ -37,28 +48,33 @@ def sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
+@dataclass
+class Topology:
+    nodes: dict[str, str] = field(default_factory=dict)
+    """node name → its netns"""
+    pods: dict[str, str] = field(default_factory=dict)
+    """pod name → its netns"""
+    servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+
 @pytest.fixture
-def topology() -> Iterator[dict[str, tuple[str, str]]]:
-    """node name → (node netns, pod netns)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
+def topology(tmp_path: Path) -> Iterator[Topology]:
+    if os.geteuid() != 0 or shutil.which("busybox") is None:
+        pytest.skip("needs root (network namespaces) and busybox")
     tag = secrets.token_hex(2)
     underlay = f"ktvu{tag}"
     made = [underlay]
-    spaces: dict[str, tuple[str, str]] = {}
+    topo = Topology()
     try:
         sh("ip", "netns", "add", underlay)
         sh("ip", "-n", underlay, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", underlay, "link", "set", "br0", "up")
-        for index, (name, (node_ip, _, pod_ip)) in enumerate(NODES.items()):
-            node, pod = f"ktvn{tag}{index}", f"ktvp{tag}{index}"
-            made += [node, pod]
-            spaces[name] = (node, pod)
+        for index, (name, (node_ip, _)) in enumerate(NODES.items()):
+            node = topo.nodes[name] = f"ktvn{tag}{index}"
+            made.append(node)
             sh("ip", "netns", "add", node)
-            sh("ip", "netns", "add", pod)
             sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             sh("ip", "-n", node, "link", "set", "lo", "up")
-            sh("ip", "-n", pod, "link", "set", "lo", "up")
             sh("ip", "link", "add", "eth0", "netns", node, "type", "veth", "peer", "name",
                f"u{index}", "netns", underlay)  # fmt: skip
             sh("ip", "-n", underlay, "link", "set", f"u{index}", "master", "br0", "up")
@@ -66,18 +82,39 @@ def topology() -> Iterator[dict[str, tuple[str, str]]]:
             sh("ip", "-n", node, "link", "set", "eth0", "up")
             # Proxy ARP answers for the pods' gateway only if it routes out elsewhere.
             sh("ip", "-n", node, "route", "add", "default", "dev", "eth0")
-            # The pod, wired as the calico plugin does it, with the VXLAN MTU.
+        for index, (name, (node_name, pod_ip, _)) in enumerate(PODS.items()):
+            node, pod, host = topo.nodes[node_name], f"ktvp{tag}{index}", f"cali{index}"
+            made.append(pod)
+            topo.pods[name] = pod
+            sh("ip", "netns", "add", pod)
+            sh("ip", "-n", pod, "link", "set", "lo", "up")
+            # Wired as the calico plugin does it, with the VXLAN MTU.
             sh("ip", "link", "add", "eth0", "netns", pod, "mtu", str(MTU), "type", "veth",
-               "peer", "name", "cali0", "netns", node, "mtu", str(MTU))  # fmt: skip
+               "peer", "name", host, "netns", node, "mtu", str(MTU))  # fmt: skip
             sh("ip", "-n", pod, "addr", "add", f"{pod_ip}/32", "dev", "eth0")
             sh("ip", "-n", pod, "link", "set", "eth0", "up")
             sh("ip", "-n", pod, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
             sh("ip", "-n", pod, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
-            sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.conf.cali0.proxy_arp=1")
-            sh("ip", "-n", node, "link", "set", "cali0", "up")
-            sh("ip", "-n", node, "route", "add", f"{pod_ip}/32", "dev", "cali0")
-        yield spaces
+            sh("ip", "netns", "exec", node, "sysctl", "-qw", f"net.ipv4.conf.{host}.proxy_arp=1")
+            sh("ip", "-n", node, "link", "set", host, "up")
+            sh("ip", "-n", node, "route", "add", f"{pod_ip}/32", "dev", host)
+            root = tmp_path / name
+            root.mkdir()
+            (root / "index.html").write_text(name)
+            httpd = ["busybox", "httpd", "-f", "-p", "80", "-h", str(root)]
+            topo.servers.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", pod, *httpd],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        yield topo
     finally:
+        for server in topo.servers:
+            server.kill()
+            server.wait()
         for name in made:
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
@@ -105,33 +142,92 @@ async def routes(netns: str) -> str:
     return result.stdout.decode()
 
 
-async def test_pods_on_two_nodes_reach_each_other(
-    topology: dict[str, tuple[str, str]], client: Client
-) -> None:
-    for name in NODES:
+async def start_routes(
+    client: Client, topology: Topology, nursery: trio.Nursery
+) -> dict[str, VxlanRoutes]:
+    agents = {}
+    for name, (node_ip, block) in NODES.items():
         await client.create(
             "v1", "nodes", {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
         )
+        agents[name] = VxlanRoutes(
+            client, name, block=block, underlay_ip=node_ip, netns=topology.nodes[name]
+        )
+        await nursery.start(agents[name].run)
+    return agents
+
+
+async def test_pods_on_two_nodes_reach_each_other(topology: Topology, client: Client) -> None:
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            agents = {}
-            for name, (node_ip, block, _) in NODES.items():
-                agents[name] = VxlanRoutes(
-                    client, name, block=block, underlay_ip=node_ip, netns=topology[name][0]
-                )
-                await nursery.start(agents[name].run)
-            pod1, pod2 = topology["vx-1"][1], topology["vx-2"][1]
-            while not await ping(pod1, NODES["vx-2"][2]):
+            agents = await start_routes(client, topology, nursery)
+            while not await ping(topology.pods["client"], PODS["web"][1]):
                 await trio.sleep(0.1)
-            assert await ping(pod2, NODES["vx-1"][2])
+            assert await ping(topology.pods["web"], PODS["client"][1])
             node2 = await client.get("v1", "nodes", "vx-2")
             assert node2["metadata"]["annotations"][MAC]
-            assert "10.244.254.144/28 via 10.244.254.144 dev vxlan.calico onlink" in await routes(
-                topology["vx-1"][0]
-            )
+            node1_routes = await routes(topology.nodes["vx-1"])
+            assert "10.244.254.144/28 via 10.244.254.144 dev vxlan.calico onlink" in node1_routes
             # A node that leaves takes its route with it on the other nodes.
             await client.delete("v1", "nodes", "vx-2")
-            while "10.244.254.144/28" in await routes(topology["vx-1"][0]):
+            while agents["vx-1"].peers:
                 await trio.sleep(0.05)
-            assert agents["vx-1"].peers == {}
+            assert "10.244.254.144/28" not in await routes(topology.nodes["vx-1"])
+            nursery.cancel_scope.cancel()
+
+
+async def test_policy_across_nodes(topology: Topology, client: Client) -> None:
+    """Each node enforces policy on its own pods, for peers on any node."""
+    for name, (node, pod_ip, labels) in PODS.items():
+        await client.create(
+            "v1",
+            "pods",
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "labels": labels},
+                "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
+            },
+            namespace="default",
+        )
+        await client.patch(
+            "v1", "pods", name, {"status": {"phase": "Running", "podIP": pod_ip}},
+            namespace="default", subresource="status",
+        )  # fmt: skip
+
+    async def get(source: str, target: str) -> bool:
+        body = await trio.to_thread.run_sync(
+            http_get_sync, topology.pods[source], PODS[target][1], 0.5
+        )
+        return body == target
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await start_routes(client, topology, nursery)
+            for name, netns in topology.nodes.items():
+                table = PolicyTable(f"kubetrio-policy-{secrets.token_hex(2)}", netns=netns)
+                agent = PolicyAgent(client, name, table=table, keep_table_on_exit=False)
+                await nursery.start(agent.run)
+            while not (await get("client", "web") and await get("other", "web")):
+                await trio.sleep(0.1)
+            await client.create(
+                "networking.k8s.io/v1",
+                "networkpolicies",
+                {
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "NetworkPolicy",
+                    "metadata": {"name": "web-from-client"},
+                    "spec": {
+                        "podSelector": {"matchLabels": {"app": "web"}},
+                        "ingress": [
+                            {"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}
+                        ],
+                    },
+                },
+                namespace="default",
+            )
+            while await get("other", "web"):  # same node as web: now blocked
+                await trio.sleep(0.1)
+            assert await get("client", "web")  # across the VXLAN tunnel: allowed
+            assert await get("client", "other") and await get("web", "other")
             nursery.cancel_scope.cancel()

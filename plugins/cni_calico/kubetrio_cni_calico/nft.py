@@ -7,13 +7,18 @@ changed chains are flushed and refilled, changed sets flushed and refilled, and 
 disappeared is deleted once nothing refers to it any more. Either way the kernel applies
 the batch atomically, so a packet meets the old policy or the new one, never a mix.
 
-libnftables acts in the network namespace of the calling thread; the agent runs in the
-node's namespace, so commands run in a worker thread of that same process.
+libnftables acts in the network namespace of the calling thread. The node agent runs in
+the node's namespace, so by default commands run in a worker thread as they are; with
+``netns`` (several nodes in one process, as in tests) the worker thread enters that
+namespace for the transaction and returns to its own afterwards.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import subprocess
+import threading
 from typing import Any
 
 import trio
@@ -25,6 +30,37 @@ TABLE = "kubetrio-policy"
 
 class NftError(RuntimeError):
     """nft refused a transaction; nothing of it was applied."""
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _run_in_netns(netns: str | None, script: str) -> None:
+    """:func:`_run_script` with the calling thread in ``netns`` (a name under
+    /var/run/netns), then back in its own namespace (Python 3.11 has no os.setns)."""
+    if netns is None:
+        _run_script(script)
+        return
+    own = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(os.path.join("/var/run/netns", netns), os.O_RDONLY)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            _run_script(script)
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
 
 
 def _run_script(script: str) -> None:
@@ -49,8 +85,10 @@ def _elements(entry: NftSet) -> str:
 class PolicyTable:
     """The ``inet`` policy table of this network namespace, kept equal to a ruleset."""
 
-    def __init__(self, name: str = TABLE) -> None:
+    def __init__(self, name: str = TABLE, *, netns: str | None = None) -> None:
+        """``netns``: a network namespace name to write the table in (None: our own)."""
         self.name = name
+        self.netns = netns
         self.current: Ruleset | None = None
         """The ruleset last written, or None when the table must be written whole."""
         self._lock = trio.Lock()
@@ -143,19 +181,18 @@ class PolicyTable:
                 if not script:
                     return
                 try:
-                    await trio.to_thread.run_sync(_run_script, script)
+                    await trio.to_thread.run_sync(_run_in_netns, self.netns, script)
                 except NftError:
                     self.current = None  # someone changed the table under us: rewrite it
                 else:
                     self.current = ruleset
                     return
-            await trio.to_thread.run_sync(_run_script, self.full_script(ruleset))
+            await trio.to_thread.run_sync(_run_in_netns, self.netns, self.full_script(ruleset))
             self.current = ruleset
 
     async def remove(self) -> None:
         """Delete the table (no error when it is absent)."""
         async with self._lock:
-            await trio.to_thread.run_sync(
-                _run_script, f"add table inet {self.name}\ndelete table inet {self.name}\n"
-            )
+            script = f"add table inet {self.name}\ndelete table inet {self.name}\n"
+            await trio.to_thread.run_sync(_run_in_netns, self.netns, script)
             self.current = None
