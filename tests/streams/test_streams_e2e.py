@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -128,18 +129,31 @@ async def test_kubectl_exec(cluster: tuple[Cluster, Path], version: str) -> None
         )
         assert done.returncode == 3, done.stderr
         assert b"e\n" in done.stderr
-        # -it under a pseudo-terminal: the container sees the size kubectl sent. script's
-        # stdin stays open (a closed one makes script type an EOF into the terminal).
+        # -it under a pseudo-terminal: the container sees the size kubectl sent (which
+        # may land just after the start, hence the sleep). script's stdin stays open: a
+        # closed one makes script type an EOF into the terminal.
         script = (
             f"stty cols 91 rows 17; {KD}/kubectl.{version} --kubeconfig {kubeconfig} "
-            "exec -it box -- sh -c 'stty -a | head -1; exit 4'"
+            "exec -it box -- sh -c 'sleep 0.5; stty -a | head -1; exit 4'"
         )
-        done = await trio.run_process(
-            ["sh", "-c", f'sleep 20 | script -qec "{script}" /dev/null'],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
+        process = await trio.lowlevel.open_process(
+            ["script", "-qec", script, "/dev/null"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
+        assert process.stdout is not None and process.stdin is not None
+        output = b""
+        try:
+            while chunk := await process.stdout.receive_some(65536):
+                output += chunk
+            await process.wait()
+        finally:
+            await process.stdin.aclose()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        done = subprocess.CompletedProcess(process.args, process.returncode, output)
         assert b"rows 17; columns 91" in done.stdout, done.stdout + done.stderr
         assert done.returncode == 4
 
@@ -158,7 +172,8 @@ async def test_kubectl_port_forward(cluster: tuple[Cluster, Path], version: str)
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             process = await nursery.start(
-                lambda task_status=trio.TASK_STATUS_IGNORED: trio.run_process(
+                partial(
+                    trio.run_process,
                     [
                         str(KD / f"kubectl.{version}"),
                         "--kubeconfig",
@@ -170,7 +185,6 @@ async def test_kubectl_port_forward(cluster: tuple[Cluster, Path], version: str)
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                     check=False,
-                    task_status=task_status,
                 )
             )
             try:
