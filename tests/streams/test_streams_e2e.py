@@ -247,3 +247,35 @@ async def test_python_client(cluster: tuple[Cluster, Path]) -> None:
         out, answer = await trio.to_thread.run_sync(_python_client, running.url)
     assert out == "py-exec\n"
     assert answer.endswith(b"hello-from-pod\n")
+
+
+@pytest.mark.parametrize("version", ["1.27", "1.33"])
+async def test_kubectl_attach(cluster: tuple[Cluster, Path], version: str) -> None:
+    running, kubeconfig = cluster
+    name = f"talker-{version.replace('.', '-')}"
+    talker = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "talker",
+                    "image": "busybox",
+                    "command": ["sh", "-c", "for i in 1 2 3 4; do sleep 1; echo tick $i; done"],
+                }
+            ],
+        },
+    }
+    with trio.fail_after(60):
+        await running.client.create("v1", "pods", talker, namespace="default")
+        while True:
+            pod = await running.client.get("v1", "pods", name, namespace="default")
+            if (pod.get("status") or {}).get("phase") == "Running":
+                break
+            await trio.sleep(0.1)
+        done = await kubectl(version, kubeconfig, "attach", name)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.endswith(b"tick 4\n"), done.stdout

@@ -757,7 +757,7 @@ class ApiServer:
             return await self._binding(request, user, target)
         if sub == "log" and verb == "get" and (info.group, info.resource) == ("", "pods"):
             return await self._pod_log(request, target)
-        if sub in ("exec", "portforward") and (info.group, info.resource) == ("", "pods"):
+        if sub in ("exec", "attach", "portforward") and (info.group, info.resource) == ("", "pods"):
             return await self._pod_stream(request, target, sub)
         if sub == "finalize" and verb == "update":
             return await self._status(request, user, target, verb, field="spec")
@@ -895,7 +895,7 @@ class ApiServer:
         )
 
     async def _pod_stream(self, request: Request, target: ResourcePath, sub: str) -> Response:
-        """``pods/exec`` and ``pods/portforward``: upgrade and relay to the pod's agent."""
+        """``pods/exec``, ``attach``, ``portforward``: upgrade and relay to the pod's agent."""
         pod = await self.registry.get_object(target.info, target.namespace, target.name)
         node_name = (pod.get("spec") or {}).get("nodeName")
         if not node_name:
@@ -904,9 +904,9 @@ class ApiServer:
         assert nodes is not None
         endpoint = _nodeproxy.agent_endpoint(await self.registry.get_object(nodes, "", node_name))
         try:
-            if sub == "exec":
+            if sub in ("exec", "attach"):
                 container = _nodeproxy.pick_container(pod, request.param("container"))
-                path = f"/exec/{target.namespace}/{target.name}/{container}"
+                path = f"/{sub}/{target.namespace}/{target.name}/{container}"
                 headers, relay = await streams.exec_upgrade(
                     request.headers,
                     request.query,

@@ -180,3 +180,48 @@ async def serve_exec(
                 await process.wait()
             if terminal is not None:
                 await terminal.aclose()
+
+
+async def serve_attach(
+    agent: NodeAgent,
+    stream: trio.SocketStream,
+    initial: bytes,
+    namespace: str,
+    pod: str,
+    container: str,
+) -> None:
+    """Answer one attach upgrade with the container's output from now on.
+
+    Containers run without a stdin here, so what the client types is read and dropped;
+    the output comes from the container's log (stdout and stderr merged, both on
+    stdout) and ends, with success, when the container exits.
+    """
+    try:
+        running_container(agent, namespace, pod, container)
+        chunks = agent.read_logs(namespace, pod, container, follow=True, tail_lines=0)
+    except LookupError as exc:
+        await stream.send_all(http_error(404, str(exc.args[0])))
+        return
+    except ValueError as exc:
+        await stream.send_all(http_error(400, str(exc)))
+        return
+    await stream.send_all(SWITCHING)
+    lock = trio.Lock()
+
+    async def send(channel: int, payload: bytes) -> None:
+        async with lock:
+            await stream.send_all(frame(channel, payload))
+
+    async with trio.open_nursery() as nursery:
+
+        async def from_api() -> None:
+            reader = FrameReader(stream, initial)
+            while await reader.next() is not None:
+                pass
+            nursery.cancel_scope.cancel()  # the API server went away
+
+        nursery.start_soon(from_api)
+        async for chunk in chunks:
+            await send(STDOUT, chunk)
+        await send(STATUS, json.dumps({"exitCode": 0}).encode())
+        nursery.cancel_scope.cancel()

@@ -9,8 +9,8 @@ through the Node's ``status.addresses`` (InternalIP) and
     ``sinceTime``, ``timestamps``, ``limitBytes``. The log comes as ``text/plain``, chunked (a chunk
     per batch of lines when following); 404 for unknown pods or containers, 400 for
     a missing container name or a missing previous run.
-``POST /exec/…``, ``POST /portForward/…``
-    upgrades for ``pods/exec`` and ``pods/portforward`` (see
+``POST /exec/…``, ``POST /attach/…``, ``POST /portForward/…``
+    upgrades for ``pods/exec``, ``pods/attach`` and ``pods/portforward`` (see
     :mod:`kubetrio.streams._agentwire`).
 ``GET /healthz``
     ``ok``.
@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h11
 import trio
 
-from ._exec import serve_exec
+from ._exec import serve_attach, serve_exec
 from ._portforward import serve_port_forward
 
 if TYPE_CHECKING:
@@ -124,6 +124,10 @@ class KubeletServer:
             initial, _ = conn.trailing_data
             container = parts[3] if len(parts) == 4 else ""
             await serve_exec(self.agent, stream, initial, parts[1], parts[2], container, query)
+            return
+        if request.method == b"POST" and parts[0] == "attach" and len(parts) == 4:
+            initial, _ = conn.trailing_data
+            await serve_attach(self.agent, stream, initial, parts[1], parts[2], parts[3])
             return
         if request.method == b"POST" and parts[0] == "portForward" and len(parts) == 3:
             initial, _ = conn.trailing_data
