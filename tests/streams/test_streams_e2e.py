@@ -6,6 +6,7 @@ against a kubeconfig for the in-process API server.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -279,3 +280,74 @@ async def test_kubectl_attach(cluster: tuple[Cluster, Path], version: str) -> No
         done = await kubectl(version, kubeconfig, "attach", name)
         assert done.returncode == 0, done.stderr
         assert done.stdout.endswith(b"tick 4\n"), done.stdout
+
+
+async def _ws_open(url: str, path: str, protocols: list[str]) -> tuple[Any, Any, str]:
+    """A minimal WebSocket client (wsproto) as lightkube/kr8s would open one."""
+    from wsproto import WSConnection
+    from wsproto.connection import ConnectionType
+    from wsproto.events import AcceptConnection, Request
+
+    host, port = url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    ws = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(ws.send(Request(host=host, target=path, subprotocols=protocols)))
+    while True:
+        ws.receive_data(await stream.receive_some(65536))
+        for event in ws.events():
+            if isinstance(event, AcceptConnection):
+                return stream, ws, event.subprotocol or ""
+            raise AssertionError(f"upgrade refused: {event}")
+
+
+async def _ws_messages(stream: Any, ws: Any, until: Any) -> list[bytes]:
+    """Binary messages until ``until(messages)`` holds or the server closes."""
+    from wsproto.events import BytesMessage, CloseConnection
+
+    messages: list[bytes] = []
+    while not until(messages):
+        data = await stream.receive_some(65536)
+        if not data:
+            break
+        ws.receive_data(data)
+        for event in ws.events():
+            if isinstance(event, BytesMessage):
+                messages.append(bytes(event.data))
+            elif isinstance(event, CloseConnection):
+                await stream.send_all(ws.send(event.response()))
+                return messages
+    return messages
+
+
+async def test_websocket_v4_exec_and_kr8s_port_forward(cluster: tuple[Cluster, Path]) -> None:
+    from wsproto.events import BytesMessage
+
+    running, _ = cluster
+    base = "/api/v1/namespaces/default/pods/box"
+    with trio.fail_after(30):
+        # v4 only (kr8s): output channels, then the NonZeroExitCode Status on channel 3.
+        stream, ws, chosen = await _ws_open(
+            running.url,
+            f"{base}/exec?command=sh&command=-c&command=echo+out;echo+err>%262;exit+5"
+            "&stdout=true&stderr=true",
+            ["v4.channel.k8s.io"],
+        )
+        assert chosen == "v4.channel.k8s.io"
+        messages = await _ws_messages(stream, ws, lambda m: False)
+        await stream.aclose()
+        by_channel: dict[int, bytes] = {}
+        for message in messages:
+            by_channel[message[0]] = by_channel.get(message[0], b"") + message[1:]
+        assert by_channel[1] == b"out\n" and by_channel[2] == b"err\n"
+        status = json.loads(by_channel[3])
+        assert status["reason"] == "NonZeroExitCode"
+        assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "5"}]
+        # Port-forward with no subprotocol (kr8s): the two port frames, then data.
+        stream, ws, chosen = await _ws_open(running.url, f"{base}/portforward?ports=8080", [])
+        assert chosen == ""
+        first = await _ws_messages(stream, ws, lambda m: len(m) >= 2)
+        assert first[:2] == [b"\x00\x90\x1f", b"\x01\x90\x1f"]
+        await stream.send_all(ws.send(BytesMessage(b"\x00GET / HTTP/1.0\r\n\r\n")))
+        answer = await _ws_messages(stream, ws, lambda m: b"".join(m).endswith(b"pod\n"))
+        assert b"".join(m[1:] for m in answer).endswith(b"hello-from-pod\n")
+        await stream.aclose()
