@@ -139,7 +139,7 @@ async def test_restart_keeps_allocations_and_drops_stale_ones(client: Client) ->
 
 @pytest.mark.root
 async def test_churn_leaks_no_addresses_or_links(client: Client) -> None:
-    """200 pod create/delete cycles, four at a time, through a claimed block."""
+    """500 pod create/delete cycles (the issue's bar), four at a time, in a claimed block."""
     _root_or_skip()
     network = CalicoNetwork("10.0.0.0/30", pool=POOL, block_size=28)
     await network.claim_block(client, "node-churn")
@@ -163,7 +163,7 @@ async def test_churn_leaks_no_addresses_or_links(client: Client) -> None:
             await trio.run_process(["ip", "netns", "del", netns], check=False)
 
     async def worker(index: int) -> None:
-        for round_ in range(50):
+        for round_ in range(125):
             await cycle(index, round_)
 
     try:
@@ -174,7 +174,7 @@ async def test_churn_leaks_no_addresses_or_links(client: Client) -> None:
     finally:
         for container in made:
             subprocess.run(["ip", "link", "del", host_veth_name(container)], capture_output=True)
-    assert len(made) == 200
+    assert len(made) == 500
     assert network.ipam.in_use() == {}
     assert network.claims is not None and network.claims.block is not None
     stored = await client.get(API_VERSION, PLURAL, network.claims.block["metadata"]["name"])
