@@ -109,3 +109,24 @@ async def test_shared_informers_are_shared(client: Client) -> None:
             await late.synced.wait()
         nursery.cancel_scope.cancel()
     assert a.synced.is_set()
+
+
+async def test_expired_watch_raises_client_error_on_both_transports(
+    client: Client, apiserver: RunningApiServer
+) -> None:
+    """A 410 mid-watch reaches the caller as ClientError (not wrapped), so informers relist."""
+    first = await client.create("v1", "configmaps", cm("x"), namespace="default")
+    for i in range(3):
+        await client.patch("v1", "configmaps", "x", {"data": {"v": str(i)}}, namespace="default")
+    store = apiserver.api.registry.store
+    await store.compact(await store.current_revision())
+    with trio.fail_after(10), pytest.raises(ClientError) as expired:
+        async with client.watch(
+            "v1",
+            "configmaps",
+            namespace="default",
+            resource_version=first["metadata"]["resourceVersion"],
+        ) as events:
+            async for _ in events:
+                pass
+    assert expired.value.expired

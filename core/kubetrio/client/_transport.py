@@ -115,14 +115,35 @@ class InProcessTransport:
             yield response.status, whole()
             return
         send, receive = trio.open_memory_channel[bytes](16)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_produce, response.stream, send)
-            async with receive:
-                yield response.status, receive.__aiter__()
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_produce, response.stream, send)
+                async with receive:
+                    yield response.status, receive.__aiter__()
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The consumer's own error (a ClientError for an ERROR event, say) crossed the
+            # producer's nursery and came out grouped; callers expect it as it was raised,
+            # exactly as over HTTP.
+            raise _sole_error(group) from None
 
     async def aclose(self) -> None:
         return None
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception a group carries (however nested), or the group itself."""
+    leaves: list[BaseException] = []
+
+    def collect(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                collect(inner)
+        else:
+            leaves.append(error)
+
+    collect(group)
+    return leaves[0] if len(leaves) == 1 else group
 
 
 async def _produce(producer: ChunkProducer, send: trio.MemorySendChannel[bytes]) -> None:
