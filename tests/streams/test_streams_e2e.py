@@ -130,12 +130,12 @@ async def test_kubectl_exec(cluster: tuple[Cluster, Path], version: str) -> None
         )
         assert done.returncode == 3, done.stderr
         assert b"e\n" in done.stderr
-        # -it under a pseudo-terminal: the container sees the size kubectl sent (which
-        # may land just after the start, hence the sleep). script's stdin stays open: a
-        # closed one makes script type an EOF into the terminal.
+        # -it under a pseudo-terminal: the process starts with the size kubectl sent.
+        # script's stdin stays open: a closed one makes script type an EOF into the
+        # terminal.
         script = (
             f"stty cols 91 rows 17; {KD}/kubectl.{version} --kubeconfig {kubeconfig} "
-            "exec -it box -- sh -c 'sleep 0.5; stty -a | head -1; exit 4'"
+            "exec -it box -- sh -c 'stty -a | head -1; exit 4'"
         )
         process = await trio.lowlevel.open_process(
             ["script", "-qec", script, "/dev/null"],

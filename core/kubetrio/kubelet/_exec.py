@@ -16,6 +16,7 @@ import signal
 import struct
 import subprocess
 import termios
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -105,9 +106,18 @@ async def serve_exec(
         async with lock:
             await stream.send_all(frame(channel, payload))
 
-    master = -1
+    reader = FrameReader(stream, initial)
+    early: list[tuple[int, bytes]] = []
     if tty:
         master, slave = os.openpty()
+        # kubectl sends the terminal size right after the upgrade; starting the process
+        # with it (rather than 0x0 and a resize a moment later) matters to full-screen
+        # programs. Anything else arriving meanwhile is replayed afterwards.
+        with trio.move_on_after(1):
+            while (item := await reader.next()) is not None:
+                if item[0] == RESIZE and _set_size(master, item[1]):
+                    break
+                early.append(item)
         try:
             process = await trio.lowlevel.open_process(
                 argv, stdin=slave, stdout=slave, stderr=slave
@@ -136,10 +146,14 @@ async def serve_exec(
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # a pty master reads EIO once the last slave holder exited
 
-    async def from_api() -> None:
-        reader = FrameReader(stream, initial)
+    async def incoming() -> AsyncIterator[tuple[int, bytes]]:
+        for buffered in early:
+            yield buffered
         while (item := await reader.next()) is not None:
-            channel, payload = item
+            yield item
+
+    async def from_api() -> None:
+        async for channel, payload in incoming():
             try:
                 if channel == STDIN:
                     if terminal is not None:
