@@ -214,3 +214,54 @@ def apply_defaults(group: str, resource: str, obj: KubeObject) -> None:
     defaulter = DEFAULTERS.get((group, resource))
     if defaulter is not None:
         defaulter(obj)
+
+
+# --- defaults that exist only at creation --------------------------------------------------
+
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+DEFAULT_TOLERATION_SECONDS = 300
+
+
+def _pod_tolerations(spec: KubeObject) -> None:
+    """DefaultTolerationSeconds: pods ride out a not-ready/unreachable node for 5 minutes."""
+    tolerations = spec.setdefault("tolerations", [])
+    present = {(t.get("key"), t.get("effect")) for t in tolerations if isinstance(t, dict)}
+    for key in (NOT_READY_TAINT, UNREACHABLE_TAINT):
+        if (key, "NoExecute") not in present and not any(
+            t.get("operator") == "Exists" and not t.get("key") for t in tolerations
+        ):
+            tolerations.append(
+                {
+                    "key": key,
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": DEFAULT_TOLERATION_SECONDS,
+                }
+            )
+
+
+def _job_selector(job: KubeObject) -> None:
+    """A Job selects its pods by its own uid, and labels its template so (as upstream)."""
+    uid = job["metadata"]["uid"]
+    name = job["metadata"].get("name", "")
+    spec = job.setdefault("spec", {})
+    if spec.get("manualSelector"):
+        return
+    labels = {
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    }
+    spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    template = spec.setdefault("template", {})
+    template.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
+
+
+def default_on_create(group: str, resource: str, obj: KubeObject) -> None:
+    """Defaults that need the new object's uid or apply only when it is created."""
+    if (group, resource) == ("", "pods") and isinstance(obj.get("spec"), dict):
+        _pod_tolerations(obj["spec"])
+    elif (group, resource) == ("batch", "jobs") and obj.get("metadata", {}).get("name"):
+        _job_selector(obj)

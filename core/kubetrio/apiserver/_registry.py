@@ -215,7 +215,9 @@ class Registry:
         if not metadata.get("name") and metadata.get("generateName"):
             metadata["name"] = objects.generate_name(metadata["generateName"])
         name = metadata.get("name", "")
-        metadata["uid"] = objects.new_uid()
+        # The server may have drawn the uid already (defaults that name it, like a Job's
+        # selector); anything a client sent was dropped before this point.
+        metadata["uid"] = metadata.get("uid") or objects.new_uid()
         metadata["creationTimestamp"] = objects.now_rfc3339()
         if "spec" in obj:  # only objects with a spec track generations, as Kubernetes
             metadata["generation"] = 1

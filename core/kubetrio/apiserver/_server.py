@@ -448,7 +448,9 @@ class ApiServer:
         _validation.validate_metadata(obj, info)
         if info.namespaced:
             await self._check_namespace_open(target.namespace)
+        metadata["uid"] = objects.new_uid()  # server-set: a client's uid is never kept
         _defaults.apply_defaults(info.group, info.resource, obj)
+        _defaults.default_on_create(info.group, info.resource, obj)
         self._admit("CREATE", user, info, target, obj, None, request)
         dry_run = _dry_run(request)
         is_service = (info.group, info.resource) == ("", "services")
