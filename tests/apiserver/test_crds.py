@@ -62,12 +62,18 @@ async def test_crd_lifecycle_over_rest(http: httpx.AsyncClient) -> None:
     await _wait_served(http)
     resources = (await http.get("/apis/example.com/v1")).json()["resources"]
     assert {r["name"] for r in resources} == {"widgets", "widgets/status"}
-    crd = (
-        await http.get(
-            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com"
-        )
-    ).json()
-    assert {c["type"]: c["status"] for c in crd["status"]["conditions"]}["Established"] == "True"
+    with trio.fail_after(10):  # the server marks the CRD established just after serving it
+        while True:
+            crd = (
+                await http.get(
+                    "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com"
+                )
+            ).json()
+            conditions = (crd.get("status") or {}).get("conditions") or []
+            if {c["type"]: c["status"] for c in conditions}.get("Established") == "True":
+                break
+            await trio.sleep(0.05)
+    assert crd["status"]["acceptedNames"]["kind"] == "Widget"
     widget = {
         "apiVersion": "example.com/v1",
         "kind": "Widget",
