@@ -37,7 +37,24 @@ async def _node(client: Client, name: str) -> dict[str, Any]:
 async def test_node_loss_evicts_and_replaces(cluster: Cluster) -> None:
     client = cluster.client
     with trio.fail_after(60):
-        await client.create("apps/v1", "deployments", deployment("app", 3), namespace="default")
+        app = deployment("app", 3)
+        # The API server gives every pod 300 s of tolerance for an unreachable node
+        # (DefaultTolerationSeconds); these pods ask for one second instead.
+        app["spec"]["template"]["spec"]["tolerations"] = [
+            {
+                "key": "node.kubernetes.io/unreachable",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 1,
+            },
+            {
+                "key": "node.kubernetes.io/not-ready",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 1,
+            },
+        ]
+        await client.create("apps/v1", "deployments", app, namespace="default")
         tolerant = {
             "apiVersion": "v1",
             "kind": "Pod",
