@@ -184,6 +184,7 @@ def main() -> None:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         baseline = trio.run(direct, Path(tmp) / "d.db", args.replicas, args.nodes, args.scheduler)
     results = {
+        "bench": "controllers_deployment",
         "replicas": args.replicas,
         "nodes": args.nodes,
         "available_s": round(measured["available_s"], 2),
