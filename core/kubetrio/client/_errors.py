@@ -29,3 +29,11 @@ class ClientError(Exception):
     def expired(self) -> bool:
         """A resourceVersion older than the server's history (watch or list again)."""
         return self.code == 410 or self.reason in ("Expired", "Gone")
+
+
+def leaf_errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions a group carries, however deeply nested."""
+    found: list[BaseException] = []
+    for error in group.exceptions:
+        found.extend(leaf_errors(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return found

@@ -22,13 +22,16 @@ import httpx
 import trio
 
 from ._client import Client, KubeObject
-from ._errors import ClientError
+from ._errors import ClientError, leaf_errors
 
 log = logging.getLogger("kubetrio.client.informer")
 
 WATCH_TIMEOUT = (300, 600)
 """Seconds a watch asks the server to keep it open, picked at random (spreads relists)."""
 BACKOFF = (0.2, 5.0)
+
+
+_CONNECTION_ERRORS = (httpx.HTTPError, OSError, trio.BrokenResourceError)
 
 
 class EventHandler(Protocol):
@@ -126,9 +129,23 @@ class Informer:
                 if not exc.expired:
                     log.warning("%s %s: %s", self.api_version, self.resource, exc)
                     failures += 1
-            except (httpx.HTTPError, OSError, trio.BrokenResourceError) as exc:
+            except _CONNECTION_ERRORS as exc:
                 log.warning("%s %s: connection problem: %s", self.api_version, self.resource, exc)
                 failures += 1
+            except BaseExceptionGroup as group:
+                # A transport or client that streams through a nursery may hand these
+                # same errors over grouped; they mean the same thing. Anything else
+                # still propagates.
+                expected, rest = group.split((ClientError, *_CONNECTION_ERRORS))
+                if rest is not None:
+                    raise rest from None
+                assert expected is not None
+                leaves = leaf_errors(expected)
+                if not all(isinstance(e, ClientError) and e.expired for e in leaves):
+                    log.warning(
+                        "%s %s: watch failed: %s", self.api_version, self.resource, leaves[0]
+                    )
+                    failures += 1
             if failures:
                 delay = min(BACKOFF[1], BACKOFF[0] * 2 ** min(failures, 10))
                 await trio.sleep(delay * random.uniform(0.5, 1.0))

@@ -20,6 +20,8 @@ import trio
 
 from kubetrio.apiserver import ApiServer, ChunkProducer, Request
 
+from ._errors import leaf_errors
+
 
 @dataclasses.dataclass
 class RawResponse:
@@ -133,16 +135,7 @@ class InProcessTransport:
 
 def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The one exception a group carries (however nested), or the group itself."""
-    leaves: list[BaseException] = []
-
-    def collect(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                collect(inner)
-        else:
-            leaves.append(error)
-
-    collect(group)
+    leaves = leaf_errors(group)
     return leaves[0] if len(leaves) == 1 else group
 
 

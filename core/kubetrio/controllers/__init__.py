@@ -37,8 +37,6 @@ from ._gc import GarbageCollector as GarbageCollector
 from ._gc import MonitoredResource as MonitoredResource
 from ._index import NodeIndex as NodeIndex
 from ._index import OwnerIndex as OwnerIndex
-from ._informers import ControllerInformers as ControllerInformers
-from ._informers import ResilientInformer as ResilientInformer
 from ._job import JobController as JobController
 from ._leader import LeaderElector as LeaderElector
 from ._leader import LeaderGuardedTransport as LeaderGuardedTransport

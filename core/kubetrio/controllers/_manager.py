@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from kubetrio.client import Client
+from kubetrio.client import Client, SharedInformers
 
 from ._cronjob import CronJobController
 from ._daemonset import DaemonSetController
@@ -30,7 +30,6 @@ from ._deployment import DeploymentController
 from ._endpoints import EndpointsController
 from ._events import EventRecorder
 from ._gc import GarbageCollector
-from ._informers import ControllerInformers
 from ._job import JobController
 from ._leader import (
     LEASE_DURATION,
@@ -113,7 +112,7 @@ class ControllerManager:
             retry_period=retry_period,
             release_on_cancel=release_on_cancel,
         )
-        self.informers = ControllerInformers(client)
+        self.informers = SharedInformers(client)
         self.leading = trio.Event()
         """Set while this manager leads (replaced with a fresh Event on losing the Lease)."""
 

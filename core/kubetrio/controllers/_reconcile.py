@@ -61,7 +61,7 @@ class PermanentError(Exception):
 
 
 class InformerFactory(Protocol):
-    """Hands out shared informers (:class:`~._informers.ControllerInformers`)."""
+    """Hands out shared informers (:class:`~kubetrio.client.SharedInformers`)."""
 
     def informer(
         self,

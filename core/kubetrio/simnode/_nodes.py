@@ -36,7 +36,7 @@ import uuid
 import trio
 
 from kubetrio.client import Client, ClientError, Informer, KubeObject
-from kubetrio.controllers import ResilientInformer, WorkQueue
+from kubetrio.controllers import WorkQueue
 
 log = logging.getLogger("kubetrio.simnode")
 
@@ -132,7 +132,7 @@ class SimulatedNodes:
         for name in names or [f"{prefix}-{i}" for i in range(count)]:
             self.nodes[name] = SimulatedNode(name, next(self._indexes))
         self.queue = WorkQueue()
-        self.pods: Informer = ResilientInformer(client, "v1", "pods")
+        self.pods: Informer = Informer(client, "v1", "pods")
         self.pods.add_handler(_PodHandler(self))
         self._round_robin = itertools.count()
         self._started: set[str] = set()  # pod UIDs already made Running (the cache lags)

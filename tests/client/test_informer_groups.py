@@ -1,4 +1,4 @@
-"""Resilient informers: a 410 raised inside a streaming watch (an ExceptionGroup) relists."""
+"""Informers relist when a 410 reaches them inside an ExceptionGroup (a streaming nursery)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Any
 
 import trio
 
-from kubetrio.client import ClientError, FunctionHandler
-from kubetrio.controllers import ControllerInformers
+from kubetrio.client import ClientError, FunctionHandler, SharedInformers
 
 
 class _FlakyClient:
@@ -40,7 +39,7 @@ class _FlakyClient:
 
 async def test_expired_watch_in_exception_group_relists() -> None:
     client = _FlakyClient()
-    informers = ControllerInformers(client)  # type: ignore[arg-type]
+    informers = SharedInformers(client)  # type: ignore[arg-type]
     informer = informers.informer("v1", "configmaps")
     seen: list[str] = []
     informer.add_handler(FunctionHandler(lambda o: seen.append(o["metadata"]["name"])))
