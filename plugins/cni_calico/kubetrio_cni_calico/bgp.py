@@ -1,0 +1,326 @@
+"""Cross-node pod routes over BGP: bird2 per node, configured from API objects.
+
+This is Calico's BGP mode in one class. The confd role: informers on Nodes and
+IPAMBlocks, and after every change the node's ``bird.conf`` rendered again
+(:func:`.bird.render_config`: a full iBGP mesh to every other Node's InternalIP, this
+node's blocks announced). The BIRD role: ``bird -f`` as a child process in the node's
+network namespace, restarted with back-off if it dies, told about a new file with
+``birdc configure`` (sessions whose peer did not change stay up), stopped when the
+service is cancelled. bird installs what it learns into the kernel's main table: a
+route per other node's block via that node's underlay address.
+
+Files live in a runtime directory per node (``/run/kubetrio/bird/<node>/``):
+``bird.conf``, the control socket ``bird.ctl`` and the pid file ``bird.pid``, which is
+how a bird left behind by an agent that was killed is found and stopped.
+
+The state is level-based: the file is derived from the caches alone, rendered
+deterministically, and written (and bird reloaded) only when it differs from what bird
+runs. Every node's underlay address must be its Node's InternalIP (that is where the
+other nodes connect to it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from kubetrio.client import Client, FunctionHandler, Informer
+
+from .bird import DEFAULT_ASN, render_config
+from .blocks import API_VERSION, PLURAL
+
+log = logging.getLogger("kubetrio.cni_calico.bgp")
+
+RUN_DIR = Path("/run/kubetrio/bird")
+DEBOUNCE = 0.05
+"""Seconds to let a burst of events settle before rendering."""
+RESTART_BACKOFF = (0.5, 30.0)
+"""First and longest wait before bird is started again after it died."""
+HEALTHY_AFTER = 30.0
+"""A bird that ran this long resets the back-off."""
+READY_TIMEOUT = 10.0
+STOP_GRACE = 5.0
+"""Seconds bird gets to say goodbye to its peers before it is killed."""
+
+
+class BirdFailed(RuntimeError):
+    """bird exited before it was ready, or refused a command."""
+
+
+def internal_ip(node: dict[str, Any] | None) -> str | None:
+    """The Node's InternalIP from ``status.addresses``, or None."""
+    for address in ((node or {}).get("status") or {}).get("addresses") or []:
+        if address.get("type") == "InternalIP" and address.get("address"):
+            return str(address["address"])
+    return None
+
+
+def runtime_dir(node_name: str) -> Path:
+    """``/run/kubetrio/bird/<node>``; a hash of long names keeps the socket path short
+    enough for a unix socket (108 bytes)."""
+    if len(node_name) > 48:
+        node_name = hashlib.sha1(node_name.encode()).hexdigest()[:16]
+    return RUN_DIR / node_name
+
+
+class BgpRoutes:
+    """Runs bird for ``node_name`` and keeps its configuration in step with the cluster.
+
+    :param underlay_ip: router id and BGP source address; None for the Node's
+        InternalIP (:meth:`run` then waits until the Node is registered).
+    :param netns: run bird in this named network namespace (tests put several nodes
+        in one process); None for the caller's own.
+    :param asn: the AS of the whole mesh.
+    :param run_dir: where the config, socket and pid file go (default per node).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        node_name: str,
+        *,
+        underlay_ip: str | None,
+        netns: str | None = None,
+        asn: int = DEFAULT_ASN,
+        run_dir: Path | None = None,
+    ) -> None:
+        self.client = client
+        self.node_name = node_name
+        self.underlay_ip = underlay_ip
+        self.netns = netns
+        self.asn = asn
+        self.dir = run_dir or runtime_dir(node_name)
+        self.config_path = self.dir / "bird.conf"
+        self.socket = self.dir / "bird.ctl"
+        self.pid_file = self.dir / "bird.pid"
+        self.nodes = Informer(client, "v1", "nodes")
+        self.blocks = Informer(client, API_VERSION, PLURAL)
+        self.applied: str | None = None
+        """The configuration the running bird has loaded; None while none runs."""
+        self.reloads = 0
+        """How many times a new configuration was loaded into a running bird."""
+        self._process: trio.Process | None = None
+        self._removing = False
+        self._changed = trio.Event()
+
+    def _poke(self, _obj: Any) -> None:
+        self._changed.set()
+
+    def render(self) -> str | None:
+        """The bird.conf the caches call for; None until the router id is known."""
+        router_id = self.underlay_ip or internal_ip(self.nodes.get(self.node_name))
+        if router_id is None:
+            return None
+        peers = {}
+        for node in self.nodes.list():
+            name = str(node["metadata"]["name"])
+            address = internal_ip(node)
+            if name != self.node_name and address is not None:
+                peers[name] = address
+        blocks = []
+        for block in self.blocks.list():
+            spec = block.get("spec") or {}
+            if spec.get("node") == self.node_name and spec.get("cidr"):
+                blocks.append(str(spec["cidr"]))
+        return render_config(router_id=router_id, blocks=blocks, peers=peers, asn=self.asn)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start bird, report started, then follow Nodes and IPAMBlocks until cancelled
+        (then stop bird; the routes it installed stay, see :meth:`remove`).
+
+        Raises :class:`BirdFailed` if the first bird exits before it answers.
+        """
+        self._removing = False
+        handler = FunctionHandler(self._poke)
+        self.nodes.add_handler(handler)
+        self.blocks.add_handler(handler)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.nodes.run)
+            await nursery.start(self.blocks.run)
+            while self.render() is None:  # the node agent registers the Node after us
+                self._changed = trio.Event()
+                if self.render() is None:
+                    await self._changed.wait()
+            await nursery.start(self._supervise)
+            task_status.started()
+            await self._follow()
+
+    async def _follow(self) -> None:
+        failures = 0
+        while True:
+            await self._changed.wait()
+            await trio.sleep(DEBOUNCE)
+            self._changed = trio.Event()
+            config = self.render()
+            if config is None or self.applied is None or config == self.applied:
+                continue  # nothing new, or bird is not up: it reads the file when it starts
+            try:
+                await self._reload(config)
+            except (BirdFailed, OSError) as exc:
+                failures += 1
+                log.warning("reloading bird of node %s failed: %s", self.node_name, exc)
+                await trio.sleep(min(RESTART_BACKOFF[1], RESTART_BACKOFF[0] * 2**failures))
+                self._changed.set()
+            else:
+                failures = 0
+
+    async def _reload(self, config: str) -> None:
+        await trio.to_thread.run_sync(_write_atomically, self.config_path, config)
+        await self.birdc("configure")
+        self.applied = config
+        self.reloads += 1
+        log.info("bird of node %s reconfigured", self.node_name)
+
+    async def birdc(self, *command: str) -> str:
+        """Run a command on this node's bird; its output. Raises :class:`BirdFailed`."""
+        result = await trio.run_process(
+            ["birdc", "-s", str(self.socket), *command],
+            check=False,
+            capture_stdout=True,
+            stderr=subprocess.STDOUT,
+        )
+        output = result.stdout.decode(errors="replace")
+        if result.returncode != 0:
+            raise BirdFailed(f"birdc {' '.join(command)}: {output.strip()}")
+        return output
+
+    async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """Keep one bird running: the first must come up, later ones restart with back-off."""
+        failures = 0
+        ready: Callable[[], None] | None = task_status.started
+        while not self._removing:
+            began = trio.current_time()
+            try:
+                await self._run_bird(ready)
+                reason = "exited"
+            except (BirdFailed, OSError) as exc:
+                if ready is not None:
+                    raise  # bird cannot start at all: say so to whoever starts us
+                reason = str(exc)
+            ready = None
+            if self._removing:
+                return
+            failures = 1 if trio.current_time() - began > HEALTHY_AFTER else failures + 1
+            delay = min(RESTART_BACKOFF[1], RESTART_BACKOFF[0] * 2 ** (failures - 1))
+            log.warning("bird of node %s %s; restarting in %.1f s", self.node_name, reason, delay)
+            await trio.sleep(delay)
+
+    async def _run_bird(self, ready: Callable[[], None] | None) -> None:
+        """Start bird with the current configuration, wait until it answers, then until
+        it exits. Cancelled, it stops bird (and waits for it)."""
+        config = self.render()
+        assert config is not None  # run() starts bird only once the router id is known
+        await trio.to_thread.run_sync(self.dir.mkdir, 0o755, True, True)
+        await self._stop_stale()
+        await trio.to_thread.run_sync(_write_atomically, self.config_path, config)
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        command = [*prefix, "bird", "-f", "-c", str(self.config_path), "-s", str(self.socket)]
+        process = await trio.lowlevel.open_process(
+            [*command, "-P", str(self.pid_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._process = process
+        try:
+            async with trio.open_nursery() as nursery:
+                if process.stderr is not None:
+                    nursery.start_soon(self._forward_log, process.stderr)
+                await self._wait_ready(process)
+                self.applied = config
+                self._changed.set()  # the caches may have moved on while bird started
+                if ready is not None:
+                    ready()
+                await process.wait()
+        finally:
+            self._process = None
+            self.applied = None
+            with trio.CancelScope(shield=True):
+                await _stop(process)
+                if process.stderr is not None:
+                    await process.stderr.aclose()
+
+    async def _wait_ready(self, process: trio.Process) -> None:
+        with trio.move_on_after(READY_TIMEOUT):
+            while process.returncode is None:
+                with contextlib.suppress(BirdFailed):
+                    await self.birdc("show", "status")
+                    return
+                await trio.sleep(0.05)
+        await _stop(process)
+        raise BirdFailed(f"bird of node {self.node_name} did not come up ({process.returncode})")
+
+    async def _forward_log(self, stream: trio.abc.ReceiveStream) -> None:
+        """bird's log lines (``<date> <time> <LEVEL> text``) into ours."""
+        buffer = b""
+        async for chunk in stream:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                text = line.decode(errors="replace")
+                important = any(f"<{level}>" in text for level in ("WARN", "ERR", "FATAL", "BUG"))
+                log.log(
+                    logging.WARNING if important else logging.DEBUG,
+                    "bird %s: %s",
+                    self.node_name,
+                    text,
+                )
+
+    async def _stop_stale(self) -> None:
+        """Stop a bird of this node left running by an earlier agent (found by pid file)."""
+        try:
+            pid = int(await trio.to_thread.run_sync(self.pid_file.read_text))
+            cmdline = await trio.to_thread.run_sync(Path(f"/proc/{pid}/cmdline").read_bytes)
+        except (OSError, ValueError):
+            return
+        if str(self.socket).encode() not in cmdline.split(b"\0"):
+            return  # the pid was reused by something else
+        log.warning("stopping bird %d of node %s left by an earlier agent", pid, self.node_name)
+        for sig, patience in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, 1.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            with trio.move_on_after(patience):
+                while Path(f"/proc/{pid}").exists():
+                    await trio.sleep(0.05)
+                return
+
+    async def remove(self) -> None:
+        """Stop bird, remove the routes it installed and its runtime directory."""
+        self._removing = True
+        if self._process is not None:
+            with trio.CancelScope(shield=True):
+                await _stop(self._process)
+        await self._stop_stale()
+        netns = ["-n", self.netns] if self.netns else []
+        await trio.run_process(["ip", *netns, "route", "flush", "proto", "bird"], check=False)
+        for path in (self.config_path, self.socket, self.pid_file):
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()
+
+
+async def _stop(process: trio.Process) -> None:
+    """SIGTERM (bird tells its peers it is going), SIGKILL after a grace period."""
+    if process.returncode is None:
+        process.terminate()
+        with trio.move_on_after(STOP_GRACE):
+            await process.wait()
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` by a complete new file: bird never reads half of one."""
+    partial = path.with_name(path.name + ".new")
+    partial.write_text(text)
+    os.replace(partial, path)
