@@ -94,6 +94,7 @@ async def open_cluster(
     agent: bool = False,
     agent_dir: Path | None = None,
     node_name: str | None = None,
+    node_ip: str | None = None,
     registries: dict[str, Any] | None = None,
     proxy: bool = True,
     dns: bool = True,
@@ -106,6 +107,8 @@ async def open_cluster(
         the auth plugin is configured).
     :param simulated_nodes: how many KWOK-style nodes to run (no processes).
     :param agent: run a real node agent (runc containers) for this host.
+    :param node_ip: the node's InternalIP, where cluster DNS listens too (default: this
+        host's first global IPv4 address).
     :param registries: registry mirrors for the agent's image pulls (k3s registries.yaml shape).
     :param proxy: with ``agent``, also run the nftables service proxy for this node.
     :param dns: with ``agent``, also run the cluster DNS behind the ``kube-dns`` Service.
@@ -134,6 +137,7 @@ async def open_cluster(
                     plugins=plugins,
                     root_dir=agent_dir or Path("/var/lib/kubetrio/agent"),
                     registries=registries,
+                    address=node_ip,
                     kubelet_port=0,  # any free port, advertised in the Node's status
                     kubelet_token=token,
                     cluster_dns=[DNS_SERVICE_IP] if dns else [],
@@ -145,7 +149,7 @@ async def open_cluster(
 
                     await nursery.start(ServiceProxy(client, node_name=node_agent.node_name).run)
                 if dns:
-                    address = await _pod_reachable_address()
+                    address = node_ip or await _pod_reachable_address()
                     if address is None:
                         log.warning("no global IPv4 address on this host: no cluster DNS")
                     else:

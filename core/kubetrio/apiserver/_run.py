@@ -90,6 +90,9 @@ async def run_server(
     agent: bool = True,
     simulated_nodes: int = 0,
     registries: dict[str, Any] | None = None,
+    node_name: str | None = None,
+    node_ip: str | None = None,
+    network: dict[str, Any] | None = None,
     ready: trio.Event | None = None,
 ) -> None:
     """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT."""
@@ -100,7 +103,9 @@ async def run_server(
     token_file = data_dir / "tokens.csv"
     token_file.write_text(f'{token},admin,admin,"system:masters"\n')
     token_file.chmod(0o600)
-    plugins.configure(config={"auth": {"token_auth_file": str(token_file)}})
+    plugins.configure(
+        config={"auth": {"token_auth_file": str(token_file)}, "network": network or {}}
+    )
     if agent and (why := agent_can_run()) is not None:
         log.warning("not running a node agent: %s", why)
         agent = False
@@ -119,6 +124,8 @@ async def run_server(
                 agent_dir=data_dir / "agent",
                 simulated_nodes=simulated_nodes,
                 registries=registries,
+                node_name=node_name,
+                node_ip=node_ip,
             ) as cluster,
         ):
             merge_kubeconfig(kubeconfig, name=context_name, server=cluster.url, token=token)

@@ -18,6 +18,29 @@ err_console = Console(stderr=True)
 
 DEFAULT_DATA_DIR = Path("~/.local/share/kubetrio").expanduser()
 DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
+NETWORK_MODES = ("vxlan", "ipip", "bgp")
+
+
+def _network_config(mode: str, pod_cidr: str) -> dict[str, str]:
+    """The network plugin's settings from the command line (empty: the plugin's defaults)."""
+    if mode and mode not in NETWORK_MODES:
+        raise typer.BadParameter(f"{mode!r} is not one of {', '.join(NETWORK_MODES)}")
+    settings = {"mode": mode} if mode else {}
+    if pod_cidr:
+        settings["pool"] = pod_cidr
+    return settings
+
+
+# Options both `server` and `agent` take (one definition, one help text).
+NODE_IP_OPTION = typer.Option(
+    "", help="The node's InternalIP (default: this host's first global IPv4 address)."
+)
+NETWORK_MODE_OPTION = typer.Option(
+    "",
+    "--network-mode",
+    help="How pod traffic crosses nodes, for the cluster's default IP pool: "
+    "vxlan (kernel VXLAN), ipip (the userspace IPIP tunnel) or bgp (routes via bird).",
+)
 
 
 def server(
@@ -37,6 +60,10 @@ def server(
     simulated_nodes: int = typer.Option(
         0, min=0, help="Also run this many simulated nodes (status only, no processes)."
     ),
+    node_name: str = typer.Option("", help="This node's name (default: the host name)."),
+    node_ip: str = NODE_IP_OPTION,
+    network_mode: str = NETWORK_MODE_OPTION,
+    pod_cidr: str = typer.Option("", help="The pod network (default 10.244.0.0/16)."),
     registries: Path | None = typer.Option(
         None,
         exists=True,
@@ -82,6 +109,9 @@ def server(
                 agent=not no_agent,
                 simulated_nodes=simulated_nodes,
                 registries=yaml.safe_load(registries.read_text()) if registries else None,
+                node_name=node_name or None,
+                node_ip=node_ip or None,
+                network=_network_config(network_mode, pod_cidr),
             )
         )
     except OSError as exc:
@@ -92,7 +122,9 @@ def server(
 def agent(
     server_url: str = typer.Option(..., "--server", help="URL of the API server to join."),
     token: str = typer.Option(
-        ..., help="The cluster's admin token (the admin-token file in the server's --data-dir)."
+        ...,
+        envvar="KUBETRIO_TOKEN",
+        help="The cluster's admin token (the admin-token file in the server's --data-dir).",
     ),
     node_name: str = typer.Option("", help="Node name (default: the host name)."),
     data_dir: Path = typer.Option(
@@ -101,9 +133,17 @@ def agent(
     registries: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="Registry mirrors (k3s registries.yaml shape)."
     ),
+    node_ip: str = NODE_IP_OPTION,
+    network_mode: str = NETWORK_MODE_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
-    """Run a node agent that joins a server: this host runs pods under runc (needs root)."""
+    """Run a node agent that joins a server: this host runs pods under runc (needs root).
+
+    The node runs its pods, the nftables service proxy and the network plugin's node
+    services (routes, policy). --network-mode matters only if no node created the
+    cluster's IP pool yet. SIGTERM/Ctrl-C stop the agent and leave the pods running (a
+    restarted agent adopts them); SIGUSR1 stops the pods first.
+    """
     import logging
     import signal
     import socket
@@ -129,10 +169,12 @@ def agent(
         raise typer.Exit(code=1)
     mirrors = yaml.safe_load(registries.read_text()) if registries else None
     plugins = _load_plugins()
-    plugins.configure(config={})
+    plugins.configure(config={"network": _network_config(network_mode, "")})
 
     async def run() -> None:
+        from kubetrio.dns import DNS_SERVICE_IP
         from kubetrio.kubelet import NodeAgent
+        from kubetrio.proxy import ServiceProxy
 
         async with Client.connect(server_url, token=token) as client:
             node = NodeAgent(
@@ -141,16 +183,23 @@ def agent(
                 plugins=plugins,
                 root_dir=data_dir,
                 registries=mirrors,
+                address=node_ip or None,
                 kubelet_port=0,
                 kubelet_token=token,
+                cluster_dns=[DNS_SERVICE_IP],
             )
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            stop_signals = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+            with trio.open_signal_receiver(*stop_signals) as signals:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(node.run)
-                    logging.getLogger("kubetrio").info(
-                        "node %s joined %s", node.node_name, server_url
-                    )
-                    async for _ in signals:
+                    await nursery.start(ServiceProxy(client, node_name=node.node_name).run)
+                    log = logging.getLogger("kubetrio")
+                    log.info("node %s joined %s", node.node_name, server_url)
+                    async for signum in signals:
+                        log.info("received %s, stopping", signal.Signals(signum).name)
+                        if signum == signal.SIGUSR1:
+                            with trio.move_on_after(60):
+                                await node.shutdown(grace_period=5.0)
                         break
                     nursery.cancel_scope.cancel()
 

@@ -6,6 +6,11 @@ mirrors ``docker.io`` to it — so ``image: busybox`` works offline — and then
 ``~/.local/share/kubetrio/clusters/<name>/`` (data, logs, pid files). ``up`` waits until
 the server answers ``/readyz`` and points kubectl at it; ``down`` stops both by their
 pid files.
+
+With ``--nodes N`` (N > 1) every node gets a network namespace on an underlay bridge
+(:mod:`._nodes`): the server and its node in the first, a ``kubetrio agent`` in each
+other; ``up`` returns when all N nodes are Ready, and ``down`` stops the agents (and
+their pods), the server and the registry, then removes the namespaces and the bridge.
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ import httpx
 import typer
 from rich.console import Console
 
+from ._nodes import DEFAULT_UNDERLAY, Topology
+
 console = Console()
 err_console = Console(stderr=True)
 
 CLUSTERS_DIR = Path("~/.local/share/kubetrio/clusters").expanduser()
 DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
 READY_TIMEOUT = 60.0
+TOPOLOGY = "topology.json"
 
 
 def _alive(pid: int) -> bool:
@@ -67,75 +75,201 @@ def up(
         "", help="Use etcd instead of the embedded store: etcd://host:port,..."
     ),
     registry_port: int = typer.Option(5000, help="Port of the local OCI registry."),
+    nodes: int = typer.Option(
+        1,
+        min=1,
+        help="Number of nodes. With more than one, each node runs in its own network "
+        "namespace on an underlay bridge (the server with the first node).",
+    ),
+    network_mode: str = typer.Option(
+        "",
+        "--network-mode",
+        "--mode",
+        help="How pod traffic crosses nodes: vxlan (default), ipip or bgp.",
+    ),
+    underlay: str = typer.Option(
+        DEFAULT_UNDERLAY, help="The node network of a multi-node cluster (a free /24 or larger)."
+    ),
 ) -> None:
     """Start a local cluster in the background and point kubectl at it.
 
     A local OCI registry with busybox starts too, and docker.io is mirrored to it, so
     `kubectl create deployment web --image=busybox -- httpd -f` works offline. State
     (SQLite store, logs, pid files) lives in ~/.local/share/kubetrio/clusters/NAME.
-    Run it again to see where the running cluster is; `kubetrio down` stops it.
+    With --nodes N, N nodes run in network namespaces on the --underlay bridge; the
+    command returns once all are Ready. Run it again to see where the running cluster
+    is; `kubetrio down` stops it and removes what it made.
     """
     home = CLUSTERS_DIR / name
     pid_file = home / "server.pid"
-    url = f"http://127.0.0.1:{port}"
     running = _read_pid(pid_file)
     if running is not None:
-        console.print(f"cluster [bold]{name}[/] is already running (pid {running}) at {url}")
+        console.print(f"cluster [bold]{name}[/] is already running (pid {running})")
         return
     home.mkdir(parents=True, exist_ok=True)
-    log_path = home / "server.log"
     command = [
-        sys.executable,
-        "-m",
-        "kubetrio",
-        "server",
-        "--data-dir",
-        str(home / "data"),
-        "--port",
-        str(port),
-        "--kubeconfig",
-        str(kubeconfig),
-    ]
+        sys.executable, "-m", "kubetrio", "server", "--data-dir", str(home / "data"),
+        "--port", str(port), "--kubeconfig", str(kubeconfig),
+    ]  # fmt: skip
     if store:
         command += ["--store", store]
-    mirrors = _start_registry(home, registry_port)
-    if mirrors is not None:
-        command += ["--registries", str(mirrors)]
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
-    pid_file.write_text(f"{process.pid}\n")
-    deadline = time.monotonic() + READY_TIMEOUT
-    with console.status(f"starting cluster [bold]{name}[/] (log: {log_path})"):
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pid_file.unlink(missing_ok=True)
-                tail = log_path.read_text(errors="replace").splitlines()[-15:]
-                err_console.print(
-                    f"[bold red]error:[/] the server exited with status "
-                    f"{process.returncode}:\n" + "\n".join(tail)
-                )
-                raise typer.Exit(code=1)
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).text == "ok":
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            err_console.print(
-                f"[bold red]error:[/] not ready after {READY_TIMEOUT:.0f} s; see {log_path}"
-            )
-            raise typer.Exit(code=1)
-    console.print(f"cluster [bold]{name}[/] is up at {url} (pid {process.pid})")
+    if network_mode:
+        command += ["--network-mode", network_mode]
+    if nodes == 1:
+        url = f"http://127.0.0.1:{port}"
+        mirrors = _start_registry(home, registry_port)
+        if mirrors is not None:
+            command += ["--registries", str(mirrors)]
+        _spawn(command, home / "server.log", pid_file, url=url, what=f"cluster [bold]{name}[/]")
+    else:
+        url = _up_nodes(home, name, command, nodes, underlay, network_mode, port, registry_port)
+    console.print(f"cluster [bold]{name}[/] is up at {url} (pid {_read_pid(pid_file)})")
     console.print(f"kubectl context [bold]kubetrio[/] written to {kubeconfig}; try:")
     hint = "" if kubeconfig == DEFAULT_KUBECONFIG else f"KUBECONFIG={kubeconfig} "
-    console.print(f"  {hint}kubectl get namespaces")
+    console.print(f"  {hint}kubectl get {'nodes -o wide' if nodes > 1 else 'namespaces'}")
     console.print("stop it with: kubetrio down" + ("" if name == "kubetrio" else f" --name {name}"))
 
 
-def _start_registry(home: Path, port: int) -> Path | None:
+def _spawn(
+    command: list[str],
+    log_path: Path,
+    pid_file: Path,
+    *,
+    url: str | None = None,
+    what: str = "",
+    env: dict[str, str] | None = None,
+) -> None:
+    """Start ``command`` detached, logging to ``log_path``; with ``url``, wait for /readyz."""
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    pid_file.write_text(f"{process.pid}\n")
+    if url is None:
+        return
+    deadline = time.monotonic() + READY_TIMEOUT
+    with console.status(f"starting {what} (log: {log_path})"):
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pid_file.unlink(missing_ok=True)
+                _exit_with_log(f"the server exited with status {process.returncode}", log_path)
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).text == "ok":
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+    _exit_with_log(f"not ready after {READY_TIMEOUT:.0f} s", log_path)
+
+
+def _exit_with_log(message: str, log_path: Path) -> None:
+    tail = log_path.read_text(errors="replace").splitlines()[-15:]
+    err_console.print(f"[bold red]error:[/] {message}; the end of {log_path}:\n" + "\n".join(tail))
+    raise typer.Exit(code=1)
+
+
+def _up_nodes(
+    home: Path,
+    name: str,
+    server_command: list[str],
+    count: int,
+    underlay: str,
+    network_mode: str,
+    port: int,
+    registry_port: int,
+) -> str:
+    """Start a cluster of ``count`` node namespaces; return the API server's URL."""
+    if os.geteuid() != 0:
+        err_console.print("[bold red]error:[/] --nodes needs root (network namespaces)")
+        raise typer.Exit(code=1)
+    try:
+        topology = Topology.plan(name, count, underlay)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--underlay") from exc
+    old = Topology.load(home / TOPOLOGY)
+    if old is not None:  # the leftovers of a cluster that died without `down`
+        _stop_processes(home)
+        old.remove()
+    try:
+        topology.create()
+    except RuntimeError as exc:
+        topology.remove()
+        err_console.print(f"[bold red]error:[/] making the node network failed: {exc}")
+        raise typer.Exit(code=1) from exc
+    topology.save(home / TOPOLOGY)
+    first, *others = topology.nodes
+    url = f"http://{first.address}:{port}"
+    command = [*server_command, "--host", first.address, "--node-name", first.name]
+    command += ["--node-ip", first.address]
+    mirrors = _start_registry(home, registry_port, host=topology.gateway)
+    if mirrors is not None:
+        command += ["--registries", str(mirrors)]
+    what = f"cluster [bold]{name}[/] and node {first.name}"
+    _spawn(
+        topology.command_in(first, command),
+        home / "server.log",
+        home / "server.pid",
+        url=url,
+        what=what,
+    )
+    token = (home / "data" / "admin-token").read_text().strip()
+    for node in others:
+        agent = [
+            sys.executable, "-m", "kubetrio", "agent", "--server", url,
+            "--node-name", node.name, "--node-ip", node.address,
+            "--data-dir", str(home / "nodes" / node.name),
+        ]  # fmt: skip
+        if mirrors is not None:
+            agent += ["--registries", str(mirrors)]
+        if network_mode:
+            agent += ["--network-mode", network_mode]
+        _spawn(
+            topology.command_in(node, agent),
+            home / f"agent-{node.name}.log",
+            home / f"agent-{node.name}.pid",
+            env={"KUBETRIO_TOKEN": token},  # not on the command line, where `ps` shows it
+        )
+    _wait_nodes_ready(home, url, token, [node.name for node in topology.nodes])
+    return url
+
+
+def _wait_nodes_ready(home: Path, url: str, token: str, names: list[str]) -> None:
+    """Wait until every node reports Ready; fail with the log of one that does not."""
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + READY_TIMEOUT + 30
+    ready: set[str] = set()
+    with console.status(f"waiting for {len(names)} nodes to be Ready") as status:
+        while time.monotonic() < deadline:
+            try:
+                listed = httpx.get(f"{url}/api/v1/nodes", headers=headers, timeout=5).json()
+            except (httpx.HTTPError, ValueError):
+                listed = {}
+            ready = {
+                node["metadata"]["name"]
+                for node in listed.get("items") or []
+                if any(
+                    c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in (node.get("status") or {}).get("conditions") or []
+                )
+            }
+            status.update(f"waiting for nodes to be Ready: {len(ready & set(names))}/{len(names)}")
+            if set(names) <= ready:
+                return
+            for name in names[1:]:
+                if name not in ready and _read_pid(home / f"agent-{name}.pid") is None:
+                    _exit_with_log(f"the agent of node {name} exited", home / f"agent-{name}.log")
+            time.sleep(0.5)
+    missing = sorted(set(names) - ready)
+    err_console.print(f"[bold red]error:[/] nodes not Ready in time: {', '.join(missing)}")
+    raise typer.Exit(code=1)
+
+
+def _start_registry(home: Path, port: int, *, host: str = "127.0.0.1") -> Path | None:
     """Run the local registry with a busybox image; return the mirrors file (None: no registry)."""
     binary = shutil.which("docker-registry")
     if binary is None:
@@ -151,7 +285,7 @@ def _start_registry(home: Path, port: int) -> Path | None:
         "version: 0.1\nlog: {level: error}\n"
         f"storage: {{filesystem: {{rootdirectory: {storage / 'data'}}}, "
         "delete: {enabled: true}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
+        f"http: {{addr: {host}:{port}}}\n"
     )
     pid_file = home / "registry.pid"
     if _read_pid(pid_file) is None:
@@ -164,7 +298,7 @@ def _start_registry(home: Path, port: int) -> Path | None:
                 start_new_session=True,
             )
         pid_file.write_text(f"{process.pid}\n")
-    endpoint = f"127.0.0.1:{port}"
+    endpoint = f"{host}:{port}"
     deadline = time.monotonic() + 15
     with console.status(f"starting the local registry at {endpoint}"):
         while True:
@@ -183,11 +317,16 @@ def _start_registry(home: Path, port: int) -> Path | None:
         if tags.status_code != 200 or "latest" not in (tags.json().get("tags") or []):
             import trio
 
-            from kubetrio.images import build_image
+            from kubetrio.images import RegistryConfig, build_image
 
-            trio.run(lambda: build_image(f"{endpoint}/library/busybox:latest"))
+            plain_http = RegistryConfig(insecure=[endpoint])  # off loopback with --nodes
+            trio.run(
+                lambda: build_image(f"{endpoint}/library/busybox:latest", registries=plain_http)
+            )
     mirrors = home / "registries.yaml"
-    mirrors.write_text(f'mirrors:\n  docker.io:\n    endpoint: ["http://{endpoint}"]\n')
+    mirrors.write_text(
+        f'mirrors:\n  docker.io:\n    endpoint: ["http://{endpoint}"]\ninsecure: ["{endpoint}"]\n'
+    )
     console.print(
         f"local registry at {endpoint} (docker.io is mirrored there; "
         "busybox is preloaded; push more with `kubetrio image build`)"
@@ -195,17 +334,30 @@ def _start_registry(home: Path, port: int) -> Path | None:
     return mirrors
 
 
-def _stop(pid_file: Path, what: str, *, sig: int = signal.SIGTERM, wait: float = 15) -> None:
-    pid = _read_pid(pid_file)
-    if pid is not None:
+def _stop(pid_files: list[Path], what: str, *, sig: int = signal.SIGTERM, wait: float = 15) -> None:
+    """Signal every process of ``pid_files`` at once, wait for all, SIGKILL the stragglers."""
+    pids = [pid for pid in map(_read_pid, pid_files) if pid is not None]
+    for pid in pids:
         os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        with console.status(f"stopping {what} (pid {pid})"):
-            while _alive(pid) and time.monotonic() < deadline:
+    deadline = time.monotonic() + wait
+    if pids:
+        with console.status(f"stopping {what} (pid {', '.join(map(str, pids))})"):
+            while any(map(_alive, pids)) and time.monotonic() < deadline:
                 time.sleep(0.1)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
+    for pid in filter(_alive, pids):
+        os.kill(pid, signal.SIGKILL)
+    for path in pid_files:
+        path.unlink(missing_ok=True)
+
+
+def _stop_processes(home: Path) -> None:
+    """Stop the node agents (their pods first), then the server (its pods first), then
+    the registry: agents release their pods' addresses through the server."""
+    agents = sorted(home.glob("agent-*.pid"))
+    _stop(agents, "the node agents and their pods", sig=signal.SIGUSR1, wait=75)
+    # SIGUSR1: the server stops its node's pods before it exits.
+    _stop([home / "server.pid"], "the server and its pods", sig=signal.SIGUSR1, wait=75)
+    _stop([home / "registry.pid"], "the local registry")
 
 
 def down(
@@ -214,15 +366,19 @@ def down(
         False, "--delete-data", help="Also remove the cluster's state."
     ),
 ) -> None:
-    """Stop the local cluster started by `kubetrio up`: its pods, the server, the registry."""
+    """Stop the local cluster started by `kubetrio up`: its pods, agents, server, registry.
+
+    A multi-node cluster's node namespaces and underlay bridge are removed too.
+    """
     home = CLUSTERS_DIR / name
-    if _read_pid(home / "server.pid") is None:
-        console.print(f"cluster [bold]{name}[/] is not running")
-    else:
-        # SIGUSR1: the server stops its pods before it exits.
-        _stop(home / "server.pid", f"cluster {name}", sig=signal.SIGUSR1, wait=75)
-        console.print(f"cluster [bold]{name}[/] stopped")
-    _stop(home / "registry.pid", "the local registry")
+    running = _read_pid(home / "server.pid") is not None
+    _stop_processes(home)
+    topology = Topology.load(home / TOPOLOGY)
+    if topology is not None:
+        with console.status("removing the node namespaces and the underlay bridge"):
+            topology.remove()
+        (home / TOPOLOGY).unlink()
+    console.print(f"cluster [bold]{name}[/] " + ("stopped" if running else "is not running"))
     if delete_data and home.exists():
         shutil.rmtree(home)
         console.print(f"removed {home}")
