@@ -1,0 +1,65 @@
+"""An in-process API server on SQLite and helpers to run the ServiceLB allocator on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from kubetrio.apiserver import RunningApiServer, open_apiserver
+from kubetrio.client import Client
+from kubetrio.controllers import ControllerManager
+from kubetrio.store import open_store
+
+
+@pytest.fixture
+async def apiserver(tmp_path: Path) -> AsyncIterator[RunningApiServer]:
+    async with open_store(f"sqlite://{tmp_path}/s.db") as store, open_apiserver(store) as running:
+        yield running
+
+
+@pytest.fixture
+def client(apiserver: RunningApiServer) -> Client:
+    return Client.in_process(apiserver.api)
+
+
+@asynccontextmanager
+async def running_manager(
+    client: Client, lb_pool: str | None, *, controllers: tuple[str, ...] = ()
+) -> AsyncIterator[ControllerManager]:
+    """A controller manager with the allocator (and ``controllers``), leading."""
+    async with trio.open_nursery() as nursery:
+        manager = ControllerManager(
+            client, identity="servicelb-test", controllers=controllers, lb_pool=lb_pool
+        )
+        await nursery.start(manager.run)
+        with trio.fail_after(10):
+            await manager.leading.wait()
+        yield manager
+        nursery.cancel_scope.cancel()
+
+
+def lb_service(name: str, **spec: Any) -> dict[str, Any]:
+    """A selector-less ``type: LoadBalancer`` Service on port 80."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}], **spec},
+    }
+
+
+async def wait_for(
+    check: Callable[[], Awaitable[Any]], *, timeout: float = 20, interval: float = 0.05
+) -> Any:
+    """Poll ``check`` until it returns something truthy."""
+    with trio.fail_after(timeout):
+        while True:
+            value = await check()
+            if value:
+                return value
+            await trio.sleep(interval)
