@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 from kubetrio_cni_calico.blocks import API_VERSION, PLURAL, BlockClaims, BlockTaken, PoolExhausted
+from kubetrio_cni_calico.pools import Pool
 from kubetrio_cni_calico.veth import CalicoNetwork, host_veth_name
 
 from kubetrio import plugins
@@ -68,7 +69,7 @@ async def test_allocations_are_saved_in_the_block(client: Client) -> None:
     # An older copy (another writer in between) is re-read, not overwritten blindly.
     stale = dict(block)
     await claims.save({"10.244.254.65": "cali1", "10.244.254.66": "cali2"})
-    claims.block = stale
+    claims.blocks[block["metadata"]["name"]] = stale
     await claims.save({"10.244.254.66": "cali2"})
     stored = await client.get(API_VERSION, PLURAL, block["metadata"]["name"])
     assert stored["spec"]["allocations"] == {"10.244.254.66": "cali2"}
@@ -104,8 +105,8 @@ async def test_restart_keeps_allocations_and_drops_stale_ones(client: Client) ->
     spaces = [f"ktipam{tag}a", f"ktipam{tag}b"]
     for netns in spaces:
         subprocess.run(["ip", "netns", "add", netns], check=True)
-    first = CalicoNetwork("10.0.0.0/30", pool=POOL, block_size=28)
-    restarted = CalicoNetwork("10.0.0.0/30", pool=POOL, block_size=28)
+    first = CalicoNetwork("10.0.0.0/30", pool=Pool(POOL, block_size=28))
+    restarted = CalicoNetwork("10.0.0.0/30", pool=Pool(POOL, block_size=28))
     try:
         await first.claim_block(client, "node-r")
         assert str(first.ipam.block) == "10.244.254.64/28"
@@ -141,7 +142,7 @@ async def test_restart_keeps_allocations_and_drops_stale_ones(client: Client) ->
 async def test_churn_leaks_no_addresses_or_links(client: Client) -> None:
     """500 pod create/delete cycles (the issue's bar), four at a time, in a claimed block."""
     _root_or_skip()
-    network = CalicoNetwork("10.0.0.0/30", pool=POOL, block_size=28)
+    network = CalicoNetwork("10.0.0.0/30", pool=Pool(POOL, block_size=28))
     await network.claim_block(client, "node-churn")
     tag = secrets.token_hex(3)
     made: list[str] = []

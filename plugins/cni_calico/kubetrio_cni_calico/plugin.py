@@ -8,9 +8,9 @@ from typing import Any
 from kubetrio.plugins import hookimpl
 from kubetrio.providers import NetworkPlugin, ResourceDefinition
 
-from .blocks import DEFAULT_BLOCK_SIZE, DEFAULT_POOL, IPAM_BLOCK
+from .blocks import IPAM_BLOCK
+from .pools import IP_POOL, Pool
 from .veth import CalicoNetwork
-from .vxlan import MTU as VXLAN_MTU
 
 DEFAULT_BLOCK = "10.244.0.0/26"
 
@@ -19,14 +19,17 @@ _settings: dict[str, Any] = {}
 
 @hookimpl
 def kubetrio_configure(config: dict[str, Any]) -> None:
-    """Read ``config["network"]``: ``block`` or ``pool``/``blockSize``, ``mode``, ``mtu``."""
+    """Read ``config["network"]``: ``pool``, ``blockSize``, ``mode``, ``mtu``,
+    ``underlayAddress``, or ``block`` for a hand-placed node."""
     _settings.clear()
     _settings.update(config.get("network") or {})
 
 
 @hookimpl
 def kubetrio_register_resources(register: Callable[[ResourceDefinition], None]) -> None:
-    """Serve ``ipamblocks.crd.kubetrio.io``: the per-node blocks of the pod CIDR."""
+    """Serve ``ippools.crd.kubetrio.io`` (address pools) and ``ipamblocks.crd.kubetrio.io``
+    (the per-node blocks of a pool)."""
+    register(IP_POOL)
     register(IPAM_BLOCK)
 
 
@@ -34,23 +37,25 @@ def kubetrio_register_resources(register: Callable[[ResourceDefinition], None]) 
 def kubetrio_register_network_plugins(register: Callable[[NetworkPlugin], None]) -> None:
     """Register the ``calico`` network plugin.
 
-    With ``network.block`` configured the node claims that block; otherwise it claims
-    the first free ``network.blockSize`` block (/26) of ``network.pool`` (10.244.0.0/16).
-    ``network.mode: vxlan`` adds routes to other nodes' blocks over kernel VXLAN (pod
-    MTU 1450 unless ``mtu`` is set; ``underlayAddress`` else the Node's InternalIP).
+    Normally the settings describe the cluster's default pool (``pool`` 10.244.0.0/16,
+    ``blockSize`` 26, ``mode`` vxlan, ``mtu`` the mode's): the first node creates the
+    ``IPPool`` from them and every node follows the stored pool, claiming blocks of it.
+    With ``block`` the node is hand-placed: it claims exactly that block and routes the
+    way ``mode`` says (none when unset), with no pool involved. ``underlayAddress`` is
+    the node's tunnel source (else its Node's InternalIP).
     """
-    mode = str(_settings.get("mode", ""))
-    mtu = int(_settings.get("mtu", VXLAN_MTU if mode == "vxlan" else 1500))
-    routing: dict[str, Any] = {"mode": mode, "underlay_ip": _settings.get("underlayAddress")}
+    underlay = _settings.get("underlayAddress")
+    underlay_ip = str(underlay) if underlay else None
     if "block" in _settings:
-        register(CalicoNetwork(str(_settings["block"]), mtu=mtu, **routing))
-    else:
-        register(
-            CalicoNetwork(
-                DEFAULT_BLOCK,
-                mtu=mtu,
-                pool=str(_settings.get("pool", DEFAULT_POOL)),
-                block_size=int(_settings.get("blockSize", DEFAULT_BLOCK_SIZE)),
-                **routing,
-            )
+        mtu = _settings.get("mtu")
+        network = CalicoNetwork(
+            str(_settings["block"]),
+            mode=str(_settings.get("mode") or ""),
+            mtu=int(mtu) if mtu else None,
+            underlay_ip=underlay_ip,
         )
+    else:
+        network = CalicoNetwork(
+            DEFAULT_BLOCK, pool=Pool.from_settings(_settings), underlay_ip=underlay_ip
+        )
+    register(network)
