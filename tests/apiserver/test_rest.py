@@ -173,6 +173,38 @@ async def test_all_patch_types(http: httpx.AsyncClient) -> None:
     assert new.status_code == 201
 
 
+async def test_concurrent_merge_patches_retry_instead_of_conflicting(
+    http: httpx.AsyncClient,
+) -> None:
+    """Merge patches without a resourceVersion are re-applied on a racing write, as
+    kube-apiserver does; one naming a stale resourceVersion still gets 409."""
+    await http.post(DEPLOY, json=deployment("racy"))
+    statuses: list[int] = []
+
+    async def label(i: int) -> None:
+        patch = {"metadata": {"labels": {f"k{i}": "v"}}}
+        response = await http.patch(
+            f"{DEPLOY}/racy",
+            content=json.dumps(patch),
+            headers={"content-type": "application/merge-patch+json"},
+        )
+        statuses.append(response.status_code)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(12):
+            nursery.start_soon(label, i)
+    assert statuses == [200] * 12
+    labels = (await http.get(f"{DEPLOY}/racy")).json()["metadata"]["labels"]
+    assert {f"k{i}" for i in range(12)} <= set(labels)
+    stale = {"metadata": {"resourceVersion": "1", "labels": {"late": "v"}}}
+    response = await http.patch(
+        f"{DEPLOY}/racy",
+        content=json.dumps(stale),
+        headers={"content-type": "application/merge-patch+json"},
+    )
+    assert response.status_code == 409
+
+
 async def test_scale_subresource(http: httpx.AsyncClient) -> None:
     await http.post(DEPLOY, json=deployment("s", replicas=2))
     scale = (await http.get(f"{DEPLOY}/s/scale")).json()

@@ -262,7 +262,7 @@ class Registry:
         *,
         precondition_from_body: bool = True,
         dry_run: bool = False,
-        retries: int = 5,
+        retries: int = 20,
         server_fields: tuple[str, ...] = (),
     ) -> KubeObject:
         """Read-modify-write with compare-and-swap.

@@ -607,6 +607,10 @@ class ApiServer:
             return await self._apply(request, user, target, patch_body, warnings)
 
         async def patched(current: KubeObject) -> KubeObject:
+            if kind != _validation.JSON_PATCH:
+                # A merge patch is a precondition only when it names a resourceVersion;
+                # otherwise a concurrent write makes the registry re-apply it (no 409).
+                current.get("metadata", {}).pop("resourceVersion", None)
             new = _patch.apply_patch(kind, current, patch_body, info.definition)
             _validation.check_kind(new, info)
             new = _validation.typed(new, info, request.param("fieldValidation"), warnings)

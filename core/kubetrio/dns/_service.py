@@ -38,10 +38,19 @@ async def publish_dns_service(
         },
     }
     try:
-        await client.create("v1", "services", service, namespace=NAMESPACE)
+        await client.get("v1", "services", NAME, namespace=NAMESPACE)
     except ClientError as exc:
-        if not exc.conflict:
+        if not exc.not_found:
             raise
+        await client.create("v1", "services", service, namespace=NAMESPACE)
+    else:  # kept from an earlier run of the cluster: the DNS port may have changed
+        await client.patch(
+            "v1",
+            "services",
+            NAME,
+            {"spec": {"ports": service["spec"]["ports"]}},
+            namespace=NAMESPACE,
+        )
     slice_: dict[str, Any] = {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",

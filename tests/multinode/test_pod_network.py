@@ -1,0 +1,85 @@
+"""Pod networking across a real 3-node cluster in each mode: VXLAN, IPIP and BGP.
+
+Per mode, one ``kubetrio up --nodes 3 --mode MODE`` cluster (see conftest): pods on
+every node, then traffic pod↔pod on one node and across nodes, node→pod and pod→node,
+and every pod's address from the IPAM block its node claimed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from .conftest import LocalCluster, running_cluster
+
+pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.slow]
+
+PODS = {"a1": 1, "a2": 1, "b": 2, "c": 3}
+"""Pod name → node index: two pods share node 1."""
+
+
+@pytest.fixture(scope="module", params=["vxlan", "ipip", "bgp"])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
+    with running_cluster(request.param, tmp_path_factory.mktemp(request.param)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def pods(cluster: LocalCluster) -> dict[str, str]:
+    return cluster.run_pods(PODS)
+
+
+def test_pods_get_addresses_from_their_nodes_blocks(
+    cluster: LocalCluster, pods: dict[str, str]
+) -> None:
+    blocks = cluster.get("ipamblocks")["items"]
+    by_node: dict[str, list[ipaddress.IPv4Network]] = {}
+    for block in blocks:
+        by_node.setdefault(block["spec"]["node"], []).append(
+            ipaddress.IPv4Network(block["spec"]["cidr"])
+        )
+    assert set(by_node) == {cluster.node(i) for i in (1, 2, 3)}
+    for pod, index in PODS.items():
+        address = ipaddress.IPv4Address(pods[pod])
+        assert any(address in block for block in by_node[cluster.node(index)]), (pod, address)
+    pool = cluster.get("ippools")["items"]
+    assert [p["spec"]["mode"] for p in pool] == [cluster.mode]
+
+
+@pytest.mark.parametrize(
+    ("client", "server"),
+    [("a1", "a2"), ("a1", "b"), ("b", "c"), ("c", "a1")],
+    ids=["same-node", "node1-to-node2", "node2-to-node3", "node3-to-node1"],
+)
+def test_pod_to_pod(cluster: LocalCluster, pods: dict[str, str], client: str, server: str) -> None:
+    assert cluster.fetch_from_pod(client, f"http://{pods[server]}:8080/") == server
+
+
+def test_node_to_pod(cluster: LocalCluster, pods: dict[str, str]) -> None:
+    # Node 2 reaches a pod on node 3 and one on node 1 (across), and its own pod.
+    for pod in ("c", "a1", "b"):
+        assert cluster.fetch_from_node(2, f"http://{pods[pod]}:8080/") == pod
+
+
+def test_pod_to_node(
+    cluster: LocalCluster, pods: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # A server on node 3's own address (outside any pod), fetched from pods on nodes 1 and 3.
+    root = tmp_path_factory.mktemp("node-www")
+    (root / "index.html").write_text("node-3\n")
+    netns = cluster.topology.nodes[2].netns
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", netns, "busybox", "httpd", "-f", "-p", "18080", "-h", str(root)]
+    )
+    try:
+        for pod in ("a1", "c"):
+            url = f"http://{cluster.node_ip(3)}:18080/"
+            assert cluster.fetch_from_pod(pod, url) == "node-3"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
