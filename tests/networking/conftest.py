@@ -176,6 +176,70 @@ def http_get_sync(netns: str, ip: str, timeout: float) -> str:
     return in_netns(netns, call)
 
 
+def sh(*args: str) -> None:
+    """Run a command; its output is kept for the error when it fails."""
+    subprocess.run(args, check=True, capture_output=True)
+
+
+@dataclass
+class Underlay:
+    """Node network namespaces on one underlay bridge, as nodes of a cluster are.
+
+    ``nodes`` maps node name → underlay address; :meth:`build` makes a netns per node
+    (``eth0`` on the bridge with that /24 address, a default route out of it, forwarding
+    on) and :meth:`remove` deletes every namespace it made, including ones added later
+    with :meth:`add_netns` (pods).
+    """
+
+    nodes: dict[str, str]
+    tag: str = field(default_factory=lambda: secrets.token_hex(2))
+    netns: dict[str, str] = field(default_factory=dict)
+    """node name → its network namespace"""
+    made: list[str] = field(default_factory=list)
+
+    def add_netns(self, name: str) -> str:
+        """Create a namespace (deleted by :meth:`remove`) with loopback up."""
+        self.made.append(name)
+        sh("ip", "netns", "add", name)
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+        return name
+
+    def build(self) -> None:
+        underlay = self.add_netns(f"ktu{self.tag}")
+        sh("ip", "-n", underlay, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", underlay, "link", "set", "br0", "up")
+        for index, (name, node_ip) in enumerate(self.nodes.items()):
+            node = self.netns[name] = self.add_netns(f"ktn{self.tag}{index}")
+            sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            sh("ip", "link", "add", "eth0", "netns", node, "type", "veth", "peer", "name",
+               f"u{index}", "netns", underlay)  # fmt: skip
+            sh("ip", "-n", underlay, "link", "set", f"u{index}", "master", "br0", "up")
+            sh("ip", "-n", node, "addr", "add", f"{node_ip}/24", "dev", "eth0")
+            sh("ip", "-n", node, "link", "set", "eth0", "up")
+            # Proxy ARP answers for the pods' gateway only if it routes out elsewhere.
+            sh("ip", "-n", node, "route", "add", "default", "dev", "eth0")
+
+    def remove(self) -> None:
+        for name in reversed(self.made):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+async def ping(netns: str, address: str) -> bool:
+    """One ping from inside ``netns``, answered within a second."""
+    result = await trio.run_process(
+        ["ip", "netns", "exec", netns, "ping", "-c", "1", "-W", "1", address],
+        check=False,
+        capture_stdout=True,
+    )
+    return result.returncode == 0
+
+
+async def routes(netns: str) -> str:
+    """``ip route`` of a namespace."""
+    result = await trio.run_process(["ip", "-n", netns, "route"], capture_stdout=True)
+    return result.stdout.decode()
+
+
 @pytest.fixture
 async def lab(tmp_path: Path) -> AsyncIterator[PodLab]:
     """An API server, a client, and a plugin wiring pods from the test block."""

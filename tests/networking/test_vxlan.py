@@ -29,7 +29,7 @@ from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client
 from kubetrio.store import open_store
 
-from .conftest import http_get_sync
+from .conftest import Underlay, http_get_sync, ping, routes, sh
 
 pytestmark = pytest.mark.root
 
@@ -42,10 +42,6 @@ PODS = {  # pod → (node, address, labels)
     "web": ("vx-2", "10.244.254.145", {"app": "web"}),
     "other": ("vx-2", "10.244.254.146", {"app": "other"}),
 }
-
-
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True)
 
 
 @dataclass
@@ -61,33 +57,13 @@ class Topology:
 def topology(tmp_path: Path) -> Iterator[Topology]:
     if os.geteuid() != 0 or shutil.which("busybox") is None:
         pytest.skip("needs root (network namespaces) and busybox")
-    tag = secrets.token_hex(2)
-    underlay = f"ktvu{tag}"
-    made = [underlay]
-    topo = Topology()
+    underlay = Underlay({name: node_ip for name, (node_ip, _) in NODES.items()})
+    topo = Topology(nodes=underlay.netns)
     try:
-        sh("ip", "netns", "add", underlay)
-        sh("ip", "-n", underlay, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", underlay, "link", "set", "br0", "up")
-        for index, (name, (node_ip, _)) in enumerate(NODES.items()):
-            node = topo.nodes[name] = f"ktvn{tag}{index}"
-            made.append(node)
-            sh("ip", "netns", "add", node)
-            sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-            sh("ip", "-n", node, "link", "set", "lo", "up")
-            sh("ip", "link", "add", "eth0", "netns", node, "type", "veth", "peer", "name",
-               f"u{index}", "netns", underlay)  # fmt: skip
-            sh("ip", "-n", underlay, "link", "set", f"u{index}", "master", "br0", "up")
-            sh("ip", "-n", node, "addr", "add", f"{node_ip}/24", "dev", "eth0")
-            sh("ip", "-n", node, "link", "set", "eth0", "up")
-            # Proxy ARP answers for the pods' gateway only if it routes out elsewhere.
-            sh("ip", "-n", node, "route", "add", "default", "dev", "eth0")
+        underlay.build()
         for index, (name, (node_name, pod_ip, _)) in enumerate(PODS.items()):
-            node, pod, host = topo.nodes[node_name], f"ktvp{tag}{index}", f"cali{index}"
-            made.append(pod)
-            topo.pods[name] = pod
-            sh("ip", "netns", "add", pod)
-            sh("ip", "-n", pod, "link", "set", "lo", "up")
+            node, host = topo.nodes[node_name], f"cali{index}"
+            pod = topo.pods[name] = underlay.add_netns(f"ktvp{underlay.tag}{index}")
             # Wired as the calico plugin does it, with the VXLAN MTU.
             sh("ip", "link", "add", "eth0", "netns", pod, "mtu", str(MTU), "type", "veth",
                "peer", "name", host, "netns", node, "mtu", str(MTU))  # fmt: skip
@@ -115,8 +91,7 @@ def topology(tmp_path: Path) -> Iterator[Topology]:
         for server in topo.servers:
             server.kill()
             server.wait()
-        for name in made:
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        underlay.remove()
 
 
 @pytest.fixture
@@ -126,20 +101,6 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
         open_apiserver(store) as running,
     ):
         yield Client.in_process(running.api)
-
-
-async def ping(netns: str, address: str) -> bool:
-    result = await trio.run_process(
-        ["ip", "netns", "exec", netns, "ping", "-c", "1", "-W", "1", address],
-        check=False,
-        capture_stdout=True,
-    )
-    return result.returncode == 0
-
-
-async def routes(netns: str) -> str:
-    result = await trio.run_process(["ip", "-n", netns, "route"], capture_stdout=True)
-    return result.stdout.decode()
 
 
 async def start_routes(
