@@ -92,12 +92,13 @@ class LocalCluster:
 
     def fetch_from_pod(self, pod: str, url: str, *, timeout: int = 5) -> str:
         """What ``pod`` gets for ``url`` (busybox wget inside the pod, via kubectl exec)."""
-        script = f"wget -q -T {timeout} -O /tmp/fetched {url} && cat /tmp/fetched"
+        # busybox wget's own -T option crashes (Debian's busybox 1.35): use timeout(1).
+        script = f"timeout {timeout} wget -q -O /tmp/fetched {url} && cat /tmp/fetched"
         return self.kubectl("exec", pod, "--", "sh", "-c", script).strip()
 
     def fetch_from_node(self, index: int, url: str) -> str:
         """What node ``index`` itself gets for ``url``."""
-        result = self.in_node(index, "busybox", "wget", "-q", "-T", "5", "-O", "-", url)
+        result = self.in_node(index, "busybox", "wget", "-q", "-O", "-", url)
         assert result.returncode == 0, f"node {index} → {url}: {result.stderr}"
         return result.stdout.strip()
 
