@@ -132,8 +132,6 @@ class ServiceLBAnnouncer:
         self.slices = Informer(client, "discovery.k8s.io/v1", "endpointslices")
         self.announced: set[str] = set()
         """The addresses this node holds now."""
-        self.passes = 0
-        """Completed passes (tests wait on it)."""
         self._found_interface: str | None = None
         self._changed = trio.Event()
         for informer in (self.services, self.nodes, self.slices):
@@ -160,14 +158,17 @@ class ServiceLBAnnouncer:
                     await self._pass(check=timer.cancelled_caught)
         finally:
             with trio.CancelScope(shield=True):
-                await self.remove()
+                try:
+                    await self.remove()
+                except (OSError, subprocess.CalledProcessError) as exc:
+                    # The namespace may be gone already; never mask why we stopped.
+                    log.warning("%s: removing announced addresses failed: %s", self.node_name, exc)
 
     async def _pass(self, *, check: bool) -> None:
         try:
             await self.sync(check=check)
         except (OSError, subprocess.CalledProcessError) as exc:
             log.warning("%s: announcing failed: %s", self.node_name, exc)
-        self.passes += 1
 
     async def sync(self, *, check: bool = True) -> None:
         """Add and remove addresses so this node holds exactly :meth:`wanted`.
@@ -186,14 +187,22 @@ class ServiceLBAnnouncer:
         for ip in sorted(present - wanted):
             await self._ip("addr", "del", f"{ip}/32", "dev", interface, check=False)
             log.info("%s: stopped announcing %s", self.node_name, ip)
+        self.announced = present & wanted
+        label = _label(interface)
         for ip in sorted(wanted - present):
-            label = _label(interface)
-            await self._ip(
-                "addr", "add", f"{ip}/32", "dev", interface, *(["label", label] if label else [])
-            )
+            added = await trio.run_process(
+                [*self._prefix(), "addr", "add", f"{ip}/32", "dev", interface,
+                 *(["label", label] if label else [])],
+                check=False, capture_stderr=True,
+            )  # fmt: skip
+            if added.returncode != 0:
+                # E.g. somebody configured the address by hand: not ours to take over.
+                # It stays out of announced, so the next change tries again.
+                log.warning("%s: cannot announce %s: %s", self.node_name, ip, added.stderr.decode())
+                continue
+            self.announced.add(ip)
             await send_garp(interface, ip, netns=self.netns)
             log.info("%s: announcing %s on %s", self.node_name, ip, interface)
-        self.announced = wanted
 
     async def remove(self) -> None:
         """Remove every address this announcer added (also ones left by an earlier run)."""
@@ -204,10 +213,12 @@ class ServiceLBAnnouncer:
             await self._ip("addr", "del", f"{ip}/32", "dev", interface, check=False)
         self.announced = set()
 
+    def _prefix(self) -> list[str]:
+        return ["ip", "-n", self.netns] if self.netns else ["ip"]
+
     async def _ip(self, *args: str, check: bool = True) -> bytes:
-        prefix = ["ip", "-n", self.netns] if self.netns else ["ip"]
         result = await trio.run_process(
-            [*prefix, *args], check=check, capture_stdout=True, capture_stderr=True
+            [*self._prefix(), *args], check=check, capture_stdout=True, capture_stderr=True
         )
         return bytes(result.stdout)
 
