@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 import trio
-from kubetrio_cni_calico.blocks import API_VERSION, PLURAL, BlockClaims, BlockTaken, PoolExhausted
+from kubetrio_cni_calico.blocks import (
+    API_VERSION,
+    PLURAL,
+    BlockClaims,
+    BlockGC,
+    BlockTaken,
+    PoolExhausted,
+)
 from kubetrio_cni_calico.pools import Pool
 from kubetrio_cni_calico.veth import CalicoNetwork, host_veth_name
 
@@ -73,6 +80,70 @@ async def test_allocations_are_saved_in_the_block(client: Client) -> None:
     await claims.save({"10.244.254.66": "cali2"})
     stored = await client.get(API_VERSION, PLURAL, block["metadata"]["name"])
     assert stored["spec"]["allocations"] == {"10.244.254.66": "cali2"}
+
+
+async def test_a_full_node_claims_extra_blocks(client: Client) -> None:
+    claims = BlockClaims(client, "node-a", pool=POOL, block_size=28)
+    first = await claims.claim()
+    rival = await BlockClaims(client, "node-b", pool=POOL, block_size=28).claim()
+    extra = await claims.claim_extra()  # skips the rival's block
+    assert (first["spec"]["cidr"], rival["spec"]["cidr"], extra["spec"]["cidr"]) == (
+        "10.244.254.64/28",
+        "10.244.254.80/28",
+        "10.244.254.96/28",
+    )
+    assert extra["spec"]["extra"] is True and "extra" not in first["spec"]
+    # Each block object keeps the allocations of its own addresses.
+    await claims.save({"10.244.254.65": "cali1", "10.244.254.97": "cali2"})
+    stored = {
+        b["spec"]["cidr"]: b["spec"]["allocations"]
+        for b in (await client.list(API_VERSION, PLURAL))["items"]
+    }
+    assert stored["10.244.254.64/28"] == {"10.244.254.65": "cali1"}
+    assert stored["10.244.254.96/28"] == {"10.244.254.97": "cali2"}
+    # A restarted agent gets its first block back and knows the extra one.
+    restarted = BlockClaims(client, "node-a", pool=POOL, block_size=28)
+    assert (await restarted.claim())["spec"]["cidr"] == "10.244.254.64/28"
+    assert [str(c) for c in restarted.cidrs()] == ["10.244.254.64/28", "10.244.254.96/28"]
+    await restarted.claim_extra()
+    with pytest.raises(PoolExhausted):
+        await restarted.claim_extra()
+
+
+async def test_orphaned_blocks_are_released_after_the_grace_period(client: Client) -> None:
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "alive"}}
+    await client.create("v1", "nodes", node)
+    kept = await BlockClaims(client, "alive", pool=POOL, block_size=28).claim()
+    gone = await BlockClaims(client, "gone", pool=POOL, block_size=28).claim()
+    busy = BlockClaims(client, "busy-but-unregistered", pool=POOL, block_size=28)
+    await busy.claim()
+    collectors = [BlockGC(client, grace=10), BlockGC(client, grace=10)]
+    for gc in collectors:
+        assert await gc.collect(0) == []
+    assert await collectors[0].collect(9) == []
+    await busy.save({"10.244.254.97": "cali1"})  # its agent is alive after all: new grace
+    # Two collectors racing: one deletes, the other finds the block gone.
+    assert await collectors[0].collect(10) == [gone["metadata"]["name"]]
+    assert await collectors[1].collect(10) == []
+    names = {b["metadata"]["name"] for b in (await client.list(API_VERSION, PLURAL))["items"]}
+    assert names == {kept["metadata"]["name"], "10-244-254-96-28"}
+    assert await collectors[0].collect(19) == []
+    assert await collectors[0].collect(20) == ["10-244-254-96-28"]
+
+
+async def test_a_block_released_while_away_is_taken_back(client: Client) -> None:
+    claims = BlockClaims(client, "node-away", pool=POOL, block_size=28)
+    block = await claims.claim()
+    await client.delete(API_VERSION, PLURAL, block["metadata"]["name"])
+    await claims.save({"10.244.254.65": "cali1"})
+    stored = await client.get(API_VERSION, PLURAL, block["metadata"]["name"])
+    assert stored["spec"]["node"] == "node-away"
+    assert stored["spec"]["allocations"] == {"10.244.254.65": "cali1"}
+    # Unless another node claimed it in between.
+    await client.delete(API_VERSION, PLURAL, block["metadata"]["name"])
+    await BlockClaims(client, "thief", pool=POOL, block_size=28).claim()
+    with pytest.raises(BlockTaken):
+        await claims.save({"10.244.254.66": "cali2"})
 
 
 def _root_or_skip() -> None:

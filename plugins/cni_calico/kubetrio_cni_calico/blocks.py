@@ -217,7 +217,10 @@ class BlockClaims:
                 if not exc.conflict:
                     raise
                 # Someone (a previous agent of this node) wrote in between: read, redo.
-                self.blocks[name] = await self.client.get(API_VERSION, PLURAL, name)
+                latest = await self.client.get(API_VERSION, PLURAL, name)
+                if (latest.get("spec") or {}).get("node") != self.node_name:
+                    raise BlockTaken(f"block {_cidr(block)} now belongs to another node") from exc
+                self.blocks[name] = latest
         raise RuntimeError("the block object kept changing under us")
 
     async def _reclaim(self, block: dict[str, Any], allocations: Mapping[str, str]) -> None:
