@@ -72,15 +72,15 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     if os.geteuid() != 0 or shutil.which("busybox") is None:
         pytest.skip("needs root (network namespaces, nftables) and busybox")
     tag = secrets.token_hex(2)
-    underlay = f"ktlu{tag}"
-    topo = Lab(client=f"ktlc{tag}")
+    underlay = f"ktslu{tag}"
+    topo = Lab(client=f"ktslc{tag}")
     made = [underlay]
     try:
         sh("ip", "netns", "add", underlay)
         sh("ip", "-n", underlay, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", underlay, "link", "set", "br0", "up")
         hosts = {
-            name: (f"ktln{tag}{i}", address) for i, (name, (address, _)) in enumerate(NODES.items())
+            name: (f"ktsln{tag}{i}", address) for i, (name, (address, _)) in enumerate(NODES.items())
         }
         hosts["client"] = (topo.client, CLIENT_IP)
         for index, (name, (netns, address)) in enumerate(hosts.items()):
@@ -95,7 +95,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             if name != "client":
                 topo.nodes[name] = netns
         for index, (name, (_, pod_ip)) in enumerate(NODES.items()):
-            node, pod = topo.nodes[name], f"ktlp{tag}{index}"
+            node, pod = topo.nodes[name], f"ktslp{tag}{index}"
             made.append(pod)
             sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             # Proxy ARP answers for the pods' gateway only if it routes out elsewhere.
