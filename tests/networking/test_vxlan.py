@@ -6,7 +6,8 @@ Topology (root; every namespace gets a random suffix and is deleted afterwards):
       ├─ veth ── node1 netns  eth0 172.31.254.1/24, vxlan.calico, block 10.244.254.128/28
       │            └─ veth (proxy ARP) ── pod1 10.244.254.129/32
       └─ veth ── node2 netns  eth0 172.31.254.2/24, vxlan.calico, block 10.244.254.144/28
-                   └─ veth (proxy ARP) ── pod2 10.244.254.145/32
+                   └─ veth (proxy ARP) ── pod2 10.244.254.145/32 (and .146, and .161
+                                          in its second block 10.244.254.160/28)
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from pathlib import Path
 
 import pytest
 import trio
+from kubetrio_cni_calico.blocks import BlockClaims
 from kubetrio_cni_calico.felix import PolicyAgent
 from kubetrio_cni_calico.nft import PolicyTable
 from kubetrio_cni_calico.vxlan import MAC, MTU, VxlanRoutes
 
+from kubetrio import plugins
 from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client
 from kubetrio.store import open_store
@@ -41,7 +44,9 @@ PODS = {  # pod → (node, address, labels)
     "client": ("vx-1", "10.244.254.129", {"app": "client"}),
     "web": ("vx-2", "10.244.254.145", {"app": "web"}),
     "other": ("vx-2", "10.244.254.146", {"app": "other"}),
+    "extra": ("vx-2", "10.244.254.161", {"app": "extra"}),  # in vx-2's second block
 }
+POOL = "10.244.254.128/26"  # /28 blocks: vx-1 .128, vx-2 .144 and then .160
 
 
 @dataclass
@@ -192,3 +197,38 @@ async def test_policy_across_nodes(topology: Topology, client: Client) -> None:
             assert await get("client", "web")  # across the VXLAN tunnel: allowed
             assert await get("client", "other") and await get("web", "other")
             nursery.cancel_scope.cancel()
+
+
+async def test_routes_cover_every_block_of_a_peer(topology: Topology, tmp_path: Path) -> None:
+    """With IPAMBlocks served, a peer's second block is routed through its tunnel too."""
+    manager = plugins.load(only=["cni_calico"])
+    async with (
+        open_store(f"sqlite://{tmp_path}/blocks.db") as store,
+        open_apiserver(store, plugins=manager) as running,
+    ):
+        client = Client.in_process(running.api)
+        claims = {name: BlockClaims(client, name, pool=POOL, block_size=28) for name in NODES}
+        for name, (_, block) in NODES.items():
+            await claims[name].claim(block)
+        node1 = topology.nodes["vx-1"]
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                agents = await start_routes(client, topology, nursery)
+                while not await ping(topology.pods["client"], PODS["web"][1]):
+                    await trio.sleep(0.1)
+                assert "10.244.254.160/28" not in await routes(node1)
+                assert not await ping(topology.pods["client"], PODS["extra"][1])
+                extra = await claims["vx-2"].claim_extra()
+                assert extra["spec"]["cidr"] == "10.244.254.160/28"
+                while not await ping(topology.pods["client"], PODS["extra"][1]):
+                    await trio.sleep(0.1)
+                assert "10.244.254.160/28 via 10.244.254.144 dev vxlan.calico onlink" in (
+                    await routes(node1)
+                )
+                # Released: the route goes; the peer's first block stays routed.
+                assert await claims["vx-2"].release(extra["metadata"]["name"])
+                while "10.244.254.160/28" in agents["vx-1"].peers:
+                    await trio.sleep(0.05)
+                assert "10.244.254.160/28" not in await routes(node1)
+                assert await ping(topology.pods["client"], PODS["web"][1])
+                nursery.cancel_scope.cancel()
