@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import trio
 
 from kubetrio.client import Client
 from kubetrio.servicelb import AddressPool, ingress_ips
@@ -165,3 +166,32 @@ async def test_no_pool_leaves_services_pending(client: Client) -> None:
             )
         )
         assert await ips(client, "pending") == []
+
+
+async def test_concurrent_creates_never_share(client: Client) -> None:
+    """Forty Services created at once for a pool of 32: 32 distinct addresses, 8 pending."""
+    pool = "10.77.1.0/27"
+    async with running_manager(client, pool):
+        async with trio.open_nursery() as nursery:
+            for index in range(40):
+                nursery.start_soon(create, client, f"s{index}")
+
+        async def settled() -> list[str] | None:
+            items = (await client.list("v1", "services", namespace="default"))["items"]
+            found = [ip for item in items for ip in ingress_ips(item)]
+            return found if len(found) >= 32 else None
+
+        found = await wait_for(settled)
+        assert sorted(found) == sorted(AddressPool(pool))  # each address exactly once
+
+        async def eight_pending() -> set[str] | None:
+            events = (await client.list("v1", "events", namespace="default"))["items"]
+            names = {
+                e["involvedObject"]["name"] for e in events if e["reason"] == "AllocationFailed"
+            }
+            return names if len(names) >= 8 else None
+
+        pending = await wait_for(eight_pending)
+        assert len(pending) == 8
+        for name in pending:
+            assert await ips(client, name) == []

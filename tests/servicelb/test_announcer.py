@@ -80,7 +80,8 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         sh("ip", "-n", underlay, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", underlay, "link", "set", "br0", "up")
         hosts = {
-            name: (f"ktsln{tag}{i}", address) for i, (name, (address, _)) in enumerate(NODES.items())
+            name: (f"ktsln{tag}{i}", address)
+            for i, (name, (address, _)) in enumerate(NODES.items())
         }
         hosts["client"] = (topo.client, CLIENT_IP)
         for index, (name, (netns, address)) in enumerate(hosts.items()):
