@@ -98,6 +98,7 @@ async def open_cluster(
     registries: dict[str, Any] | None = None,
     proxy: bool = True,
     dns: bool = True,
+    lb_pool: str | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -112,6 +113,8 @@ async def open_cluster(
     :param registries: registry mirrors for the agent's image pulls (k3s registries.yaml shape).
     :param proxy: with ``agent``, also run the nftables service proxy for this node.
     :param dns: with ``agent``, also run the cluster DNS behind the ``kube-dns`` Service.
+    :param lb_pool: addresses for LoadBalancer Services (``CIDR`` or ``first-last``,
+        comma-joined); None leaves them pending, as Kubernetes without a cloud does.
     """
     async with open_apiserver(store, host=host, port=port, plugins=plugins) as running:
         client = Client.in_process(running.api, token=token)
@@ -120,7 +123,10 @@ async def open_cluster(
         async with trio.open_nursery() as nursery:
             if controllers:
                 manager = ControllerManager(
-                    client, plugins=plugins, identity=f"{socket.gethostname()}-{os.getpid()}"
+                    client,
+                    plugins=plugins,
+                    identity=f"{socket.gethostname()}-{os.getpid()}",
+                    lb_pool=lb_pool,
                 )
                 await nursery.start(manager.run)
             if scheduler:
@@ -145,9 +151,7 @@ async def open_cluster(
                 await nursery.start(node_agent.run)
                 cluster.agent = node_agent
                 if proxy:
-                    from kubetrio.proxy import ServiceProxy
-
-                    await nursery.start(ServiceProxy(client, node_name=node_agent.node_name).run)
+                    await start_service_datapath(nursery, client, node_agent.node_name)
                 if dns:
                     address = node_ip or await _pod_reachable_address()
                     if address is None:
@@ -158,6 +162,15 @@ async def open_cluster(
                 yield cluster
             finally:
                 nursery.cancel_scope.cancel()
+
+
+async def start_service_datapath(nursery: trio.Nursery, client: Client, node_name: str) -> None:
+    """Start a node's part of Services: the nftables proxy and the LoadBalancer announcer."""
+    from kubetrio.proxy import ServiceProxy
+    from kubetrio.servicelb import ServiceLBAnnouncer
+
+    await nursery.start(ServiceProxy(client, node_name=node_name).run)
+    await nursery.start(ServiceLBAnnouncer(client, node_name).run)
 
 
 async def _run_cluster_dns(

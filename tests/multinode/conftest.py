@@ -96,6 +96,21 @@ class LocalCluster:
         script = f"timeout {timeout} wget -q -O /tmp/fetched {url} && cat /tmp/fetched"
         return self.kubectl("exec", pod, "--", "sh", "-c", script).strip()
 
+    def fetch_many(self, pod: str, url: str, count: int) -> list[str]:
+        """``count`` fetches of ``url`` from ``pod``, each a new connection; the bodies."""
+        script = f"for i in $(seq {count}); do timeout 5 wget -q -O - {url}; done"
+        return self.kubectl("exec", pod, "--", "sh", "-c", script).split()
+
+    def apply(self, *manifests: dict[str, Any]) -> None:
+        """``kubectl apply`` the manifests."""
+        subprocess.run(
+            ["kubectl", f"--kubeconfig={self.kubeconfig}", "apply", "-f", "-"],
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(manifests)}),
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+
     def fetch_from_node(self, index: int, url: str) -> str:
         """What node ``index`` itself gets for ``url``."""
         result = self.in_node(index, "busybox", "wget", "-q", "-O", "-", url)
@@ -118,20 +133,15 @@ class LocalCluster:
                     "containers": [{
                         "name": "web",
                         "image": "busybox",
+                        # Ready while /tmp/ready exists: a test removes it to fail the probe.
                         "command": ["sh", "-c", "echo $HOSTNAME > /tmp/index.html; "
-                                    "exec httpd -f -p 8080 -h /tmp"],
-                        "readinessProbe": {"httpGet": {"path": "/", "port": 8080},
-                                           "periodSeconds": 1},
+                                    "echo ok > /tmp/ready; exec httpd -f -p 8080 -h /tmp"],
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080},
+                                           "periodSeconds": 1, "failureThreshold": 1},
                     }],
                 },
             }  # fmt: skip
-            subprocess.run(
-                ["kubectl", f"--kubeconfig={self.kubeconfig}", "apply", "-f", "-"],
-                input=json.dumps(manifest),
-                text=True,
-                check=True,
-                capture_output=True,
-            )
+            self.apply(manifest)
         self.kubectl("wait", "--for=condition=Ready", "--timeout=90s", *(f"pod/{p}" for p in pods))
         return {
             item["metadata"]["name"]: item["status"]["podIP"]

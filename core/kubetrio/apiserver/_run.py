@@ -93,6 +93,7 @@ async def run_server(
     node_name: str | None = None,
     node_ip: str | None = None,
     network: dict[str, Any] | None = None,
+    lb_pool: str | None = None,
     ready: trio.Event | None = None,
 ) -> None:
     """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT."""
@@ -126,6 +127,7 @@ async def run_server(
                 registries=registries,
                 node_name=node_name,
                 node_ip=node_ip,
+                lb_pool=lb_pool,
             ) as cluster,
         ):
             merge_kubeconfig(kubeconfig, name=context_name, server=cluster.url, token=token)

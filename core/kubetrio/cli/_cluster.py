@@ -64,6 +64,11 @@ def server(
     node_ip: str = NODE_IP_OPTION,
     network_mode: str = NETWORK_MODE_OPTION,
     pod_cidr: str = typer.Option("", help="The pod network (default 10.244.0.0/16)."),
+    lb_pool: str = typer.Option(
+        "",
+        help="Addresses for LoadBalancer Services, announced on the node network: a CIDR "
+        "or first-last range, comma-joined (default: none, such Services stay pending).",
+    ),
     registries: Path | None = typer.Option(
         None,
         exists=True,
@@ -112,6 +117,7 @@ def server(
                 node_name=node_name or None,
                 node_ip=node_ip or None,
                 network=_network_config(network_mode, pod_cidr),
+                lb_pool=lb_pool or None,
             )
         )
     except OSError as exc:
@@ -172,9 +178,9 @@ def agent(
     plugins.configure(config={"network": _network_config(network_mode, "")})
 
     async def run() -> None:
+        from kubetrio.cluster import start_service_datapath
         from kubetrio.dns import DNS_SERVICE_IP
         from kubetrio.kubelet import NodeAgent
-        from kubetrio.proxy import ServiceProxy
 
         async with Client.connect(server_url, token=token) as client:
             node = NodeAgent(
@@ -192,7 +198,7 @@ def agent(
             with trio.open_signal_receiver(*stop_signals) as signals:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(node.run)
-                    await nursery.start(ServiceProxy(client, node_name=node.node_name).run)
+                    await start_service_datapath(nursery, client, node.node_name)
                     log = logging.getLogger("kubetrio")
                     log.info("node %s joined %s", node.node_name, server_url)
                     async for signum in signals:

@@ -90,6 +90,11 @@ def up(
     underlay: str = typer.Option(
         DEFAULT_UNDERLAY, help="The node network of a multi-node cluster (a free /24 or larger)."
     ),
+    lb_pool: str = typer.Option(
+        "",
+        help="Addresses for LoadBalancer Services (CIDR or first-last). Default with "
+        "--nodes: the 16 underlay addresses below the bridge's; else none.",
+    ),
 ) -> None:
     """Start a local cluster in the background and point kubectl at it.
 
@@ -115,6 +120,8 @@ def up(
         command += ["--store", store]
     if network_mode:
         command += ["--network-mode", network_mode]
+    if lb_pool:
+        command += ["--lb-pool", lb_pool]
     if nodes == 1:
         url = f"http://127.0.0.1:{port}"
         mirrors = _start_registry(home, registry_port)
@@ -206,6 +213,8 @@ def _up_nodes(
     url = f"http://{first.address}:{port}"
     command = [*server_command, "--host", first.address, "--node-name", first.name]
     command += ["--node-ip", first.address]
+    if "--lb-pool" not in command and (addresses := topology.lb_range()) is not None:
+        command += ["--lb-pool", addresses]
     mirrors = _start_registry(home, registry_port, host=topology.gateway)
     if mirrors is not None:
         command += ["--registries", str(mirrors)]

@@ -31,6 +31,7 @@ from pathlib import Path
 
 NETNS_DIR = Path("/run/netns")
 DEFAULT_UNDERLAY = "172.30.0.0/24"
+LB_ADDRESSES = 16
 
 
 @dataclasses.dataclass
@@ -79,6 +80,15 @@ class Topology:
         return cls(
             bridge=f"kt{tag}br", gateway=str(hosts[-1]), prefix=network.prefixlen, nodes=nodes
         )
+
+    def lb_range(self) -> str | None:
+        """The default LoadBalancer pool: the 16 addresses below the gateway, when the
+        underlay has room for them beside the nodes (None otherwise)."""
+        network = ipaddress.IPv4Network(f"{self.gateway}/{self.prefix}", strict=False)
+        hosts = list(network.hosts())
+        if len(hosts) < len(self.nodes) + 1 + LB_ADDRESSES:
+            return None
+        return f"{hosts[-1 - LB_ADDRESSES]}-{hosts[-2]}"
 
     def save(self, path: Path) -> None:
         """Write the layout as JSON (what ``down`` reads)."""

@@ -1,0 +1,263 @@
+"""Services on a real 3-node cluster: the nftables proxy on every node, LoadBalancer
+addresses on the underlay, and cluster DNS, all exercised from pods through kubectl.
+
+One VXLAN cluster for the module (``kubetrio up --nodes 3``); a backend pod and a client
+pod on every node. Each test sends real connections and checks who answered.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .conftest import LocalCluster, running_cluster
+
+pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.slow]
+
+BACKENDS = {"web-1": 1, "web-2": 2, "web-3": 3}
+CLIENTS = {"client-1": 1, "client-2": 2, "client-3": 3}
+REQUESTS = 30
+"""Connections per check: with three backends picked at random, the chance that one of
+them sees none of 30 is 3 * (2/3)^30, about 1.5e-5."""
+
+
+def service(name: str, **spec: Any) -> dict[str, Any]:
+    """A Service selecting the ``web`` backends on port 80 (→ 8080), named port ``http``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"app": "web"},
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+            **spec,
+        },
+    }
+
+
+def wait_for(what: str, check: Any, timeout: float = 30) -> Any:
+    """Poll ``check()`` until it returns something truthy; fail with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with running_cluster("vxlan", tmp_path_factory.mktemp("services")) as running:
+        running.run_pods(BACKENDS, labels={"app": "web"})
+        running.run_pods(CLIENTS, labels={"app": "client"})
+        yield running
+
+
+@pytest.fixture(scope="module")
+def cluster_ip(cluster: LocalCluster) -> str:
+    cluster.apply(service("web"))
+    return str(cluster.get("service", "web")["spec"]["clusterIP"])
+
+
+def ready_endpoints(cluster: LocalCluster, name: str) -> set[str]:
+    slices = cluster.get("endpointslices", "-l", f"kubernetes.io/service-name={name}")
+    return {
+        endpoint["targetRef"]["name"]
+        for item in slices["items"]
+        for endpoint in item.get("endpoints") or []
+        if (endpoint.get("conditions") or {}).get("ready")
+    }
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_cluster_ip_spreads_over_all_backends_from_every_node(
+    cluster: LocalCluster, cluster_ip: str, client: str
+) -> None:
+    answers = cluster.fetch_many(client, f"http://{cluster_ip}/", REQUESTS)
+    assert len(answers) == REQUESTS
+    assert set(answers) == set(BACKENDS)
+
+
+def test_node_port_from_another_node_and_the_underlay(cluster: LocalCluster) -> None:
+    cluster.apply(service("web-np", type="NodePort"))
+    port = cluster.get("service", "web-np")["spec"]["ports"][0]["nodePort"]
+    # Node 2 connects to node 3's address; the host (on the underlay bridge) to node 1's.
+    seen = {
+        cluster.fetch_from_node(2, f"http://{cluster.node_ip(3)}:{port}/") for _ in range(REQUESTS)
+    }
+    assert seen == set(BACKENDS)
+    from_host = subprocess.run(
+        ["busybox", "wget", "-q", "-O", "-", f"http://{cluster.node_ip(1)}:{port}/"],
+        capture_output=True, text=True, timeout=10,
+    )  # fmt: skip
+    assert from_host.stdout.strip() in BACKENDS
+
+
+def test_load_balancer_address_from_the_underlay(cluster: LocalCluster) -> None:
+    cluster.apply(service("web-lb", type="LoadBalancer"))
+
+    def address() -> str | None:
+        ingress = (cluster.get("service", "web-lb").get("status") or {}).get("loadBalancer") or {}
+        ips = [i.get("ip") for i in ingress.get("ingress") or []]
+        return ips[0] if ips else None
+
+    lb_ip = wait_for("a LoadBalancer address", address)
+    pool = cluster.topology.lb_range()
+    assert pool is not None
+    first, last = (tuple(map(int, a.split("."))) for a in pool.split("-"))
+    assert first <= tuple(map(int, lb_ip.split("."))) <= last
+    # The host sits on the underlay: it resolves the address by ARP, the announcing node
+    # answers, and that node's proxy sends the connection to a backend.
+    seen = set()
+    for _ in range(REQUESTS):
+        fetched = subprocess.run(
+            ["busybox", "wget", "-q", "-O", "-", f"http://{lb_ip}/"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        assert fetched.returncode == 0, fetched.stderr
+        seen.add(fetched.stdout.strip())
+    assert seen == set(BACKENDS)
+    announced = [
+        i
+        for i in (1, 2, 3)
+        if f" {lb_ip}/32 " in cluster.in_node(i, "ip", "-o", "-4", "addr").stdout
+    ]
+    assert len(announced) == 1, announced
+
+
+def test_not_ready_backend_gets_no_traffic(cluster: LocalCluster, cluster_ip: str) -> None:
+    cluster.kubectl("exec", "web-2", "--", "rm", "/tmp/ready")
+    try:
+        wait_for(
+            "web-2 to leave the ready endpoints",
+            lambda: "web-2" not in ready_endpoints(cluster, "web"),
+        )
+        answers = cluster.fetch_many("client-1", f"http://{cluster_ip}/", REQUESTS)
+        assert len(answers) == REQUESTS
+        assert set(answers) == {"web-1", "web-3"}
+    finally:
+        cluster.kubectl("exec", "web-2", "--", "sh", "-c", "echo ok > /tmp/ready")
+    wait_for("web-2 to be ready again", lambda: "web-2" in ready_endpoints(cluster, "web"))
+    time.sleep(1)  # the proxies follow the EndpointSlice
+    assert "web-2" in cluster.fetch_many("client-1", f"http://{cluster_ip}/", REQUESTS)
+
+
+def test_session_affinity_holds_a_client(cluster: LocalCluster) -> None:
+    cluster.apply(service("web-sticky", sessionAffinity="ClientIP"))
+    sticky_ip = cluster.get("service", "web-sticky")["spec"]["clusterIP"]
+    for client in ("client-1", "client-3"):
+        answers = cluster.fetch_many(client, f"http://{sticky_ip}/", 15)
+        assert len(answers) == 15 and len(set(answers)) == 1, (client, answers)
+
+
+def test_scaling_a_deployment_updates_every_node(cluster: LocalCluster) -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "scaled"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "scaled"}},
+            "template": {
+                "metadata": {"labels": {"app": "scaled"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "web", "image": "busybox",
+                        "command": ["sh", "-c", "echo $HOSTNAME > /tmp/index.html; "
+                                    "exec httpd -f -p 8080 -h /tmp"],
+                        "readinessProbe": {"httpGet": {"path": "/", "port": 8080},
+                                           "periodSeconds": 1},
+                    }],
+                },
+            },
+        },
+    }  # fmt: skip
+    scaled = service("scaled")
+    scaled["spec"]["selector"] = {"app": "scaled"}
+    cluster.apply(deployment, scaled)
+    cluster.kubectl("rollout", "status", "deployment/scaled", "--timeout=90s")
+    ip = cluster.get("service", "scaled")["spec"]["clusterIP"]
+    cluster.kubectl("scale", "deployment/scaled", "--replicas=3")
+    cluster.kubectl("rollout", "status", "deployment/scaled", "--timeout=90s")
+    pods = {p["metadata"]["name"] for p in cluster.get("pods", "-l", "app=scaled")["items"]}
+    assert len(pods) == 3
+    # From a client on each node, every new replica answers soon after it is ready.
+    for client in ("client-2", "client-3"):
+        wait_for(
+            f"all replicas through {client}",
+            lambda c=client: set(cluster.fetch_many(c, f"http://{ip}/", REQUESTS)) == pods,
+        )
+    cluster.kubectl("scale", "deployment/scaled", "--replicas=1")
+    wait_for(
+        "two replicas gone", lambda: len(cluster.get("pods", "-l", "app=scaled")["items"]) == 1
+    )
+    [left] = [p["metadata"]["name"] for p in cluster.get("pods", "-l", "app=scaled")["items"]]
+    assert set(cluster.fetch_many("client-1", f"http://{ip}/", 10)) == {left}
+
+
+def nslookup(cluster: LocalCluster, pod: str, *args: str) -> str:
+    """busybox nslookup in ``pod``; its output (it exits 1 when a search name fails)."""
+    return cluster.kubectl("exec", pod, "--", "nslookup", *args, check=False)
+
+
+def test_dns_from_pods_on_every_node(cluster: LocalCluster, cluster_ip: str) -> None:
+    headless = service("web-headless", clusterIP="None")
+    external = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "outside"},
+        "spec": {"type": "ExternalName", "externalName": "db.example.org"},
+    }
+    cluster.apply(headless, external)
+    backend_ips = {p["status"]["podIP"] for p in cluster.get("pods", "-l", "app=web")["items"]}
+    fqdn = "web.default.svc.cluster.local"
+    for client in sorted(CLIENTS):
+        # The short name through the search path in the pod's resolv.conf.
+        assert f"Address: {cluster_ip}" in nslookup(cluster, client, "web"), client
+        srv = nslookup(cluster, client, "-type=SRV", f"_http._tcp.{fqdn}")
+        assert f"0 100 80 {fqdn}" in srv or (fqdn in srv and " 80 " in srv), srv
+    answer = nslookup(cluster, "client-2", "web-headless.default.svc.cluster.local")
+    assert {
+        line.split()[-1] for line in answer.splitlines() if line.startswith("Address:")
+    } >= backend_ips
+    cname = nslookup(cluster, "client-3", "-type=CNAME", "outside.default.svc.cluster.local")
+    assert "db.example.org" in cname, cname
+    ptr = nslookup(cluster, "client-1", cluster_ip)
+    assert fqdn in ptr, ptr
+    missing = nslookup(cluster, "client-1", "nothing-here.default.svc.cluster.local")
+    assert "NXDOMAIN" in missing, missing
+
+
+def test_statefulset_pod_names_resolve(cluster: LocalCluster) -> None:
+    governing = service("db", clusterIP="None")
+    governing["spec"]["selector"] = {"app": "db"}
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db"},
+        "spec": {
+            "serviceName": "db",
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {"name": "db", "image": "busybox", "command": ["sleep", "3600"]}
+                    ],
+                },
+            },
+        },
+    }
+    cluster.apply(governing, statefulset)
+    cluster.kubectl("rollout", "status", "statefulset/db", "--timeout=90s")
+    pod_ip = cluster.get("pod", "db-0")["status"]["podIP"]
+    answer = nslookup(cluster, "client-3", "db-0.db.default.svc.cluster.local")
+    assert f"Address: {pod_ip}" in answer, answer
