@@ -36,6 +36,11 @@ CLUSTERS_DIR = Path("~/.local/share/kubetrio/clusters").expanduser()
 DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
 READY_TIMEOUT = 60.0
 TOPOLOGY = "topology.json"
+DATA_DIR_OPTION = typer.Option(
+    None,
+    help="The cluster's folder: store, node data, logs, pid files "
+    "(default: ~/.local/share/kubetrio/clusters/NAME); give `down` the same.",
+)
 
 
 def _alive(pid: int) -> bool:
@@ -75,6 +80,7 @@ def up(
         "", help="Use etcd instead of the embedded store: etcd://host:port,..."
     ),
     registry_port: int = typer.Option(5000, help="Port of the local OCI registry."),
+    data_dir: Path | None = DATA_DIR_OPTION,
     nodes: int = typer.Option(
         1,
         min=1,
@@ -105,7 +111,7 @@ def up(
     command returns once all are Ready. Run it again to see where the running cluster
     is; `kubetrio down` stops it and removes what it made.
     """
-    home = CLUSTERS_DIR / name
+    home = data_dir or CLUSTERS_DIR / name
     pid_file = home / "server.pid"
     running = _read_pid(pid_file)
     if running is not None:
@@ -244,6 +250,10 @@ def _up_nodes(
             env={"KUBETRIO_TOKEN": token},  # not on the command line, where `ps` shows it
         )
     _wait_nodes_ready(home, url, token, [node.name for node in topology.nodes])
+    for node in topology.nodes:
+        role = "server and node" if node is first else "node"
+        console.print(f"  {node.name}  {node.address}  {role} in netns {node.netns}")
+    console.print(f"  underlay bridge {topology.bridge} {topology.gateway}/{topology.prefix}")
     return url
 
 
@@ -371,6 +381,7 @@ def _stop_processes(home: Path) -> None:
 
 def down(
     name: str = typer.Option("kubetrio", help="Cluster name given to `kubetrio up`."),
+    data_dir: Path | None = DATA_DIR_OPTION,
     delete_data: bool = typer.Option(
         False, "--delete-data", help="Also remove the cluster's state."
     ),
@@ -379,7 +390,7 @@ def down(
 
     A multi-node cluster's node namespaces and underlay bridge are removed too.
     """
-    home = CLUSTERS_DIR / name
+    home = data_dir or CLUSTERS_DIR / name
     running = _read_pid(home / "server.pid") is not None
     _stop_processes(home)
     topology = Topology.load(home / TOPOLOGY)
