@@ -325,3 +325,32 @@ async def test_remove_clears_leftovers(lab: Lab, client: Client) -> None:
             nursery.cancel_scope.cancel()
     shown = sh("ip", "-n", netns, "-4", "addr", "show", "eth0")
     assert "172.31.253.246/32" in shown and "172.31.253.247" not in shown
+
+
+@pytest.mark.root
+async def test_given_interface_with_a_name_too_long_for_a_label(lab: Lab, client: Client) -> None:
+    """``interface=`` wins over the InternalIP's; ``<name>:lb`` does not fit: tracked in memory."""
+    netns, long = lab.nodes["node-a"], "underlay-long0"
+    sh("ip", "-n", netns, "link", "add", long, "type", "veth", "peer", "name", "ulpeer")
+    sh("ip", "-n", netns, "link", "set", long, "up")
+    sh("ip", "-n", netns, "addr", "add", "172.31.253.246/32", "dev", long)  # not ours
+    await create_nodes(client)
+    await set_ready(client, "node-b", False)  # node-a is the only candidate
+
+    def on_long() -> set[str]:
+        [link] = json.loads(sh("ip", "-n", netns, "-j", "-4", "addr", "show", long))
+        return {a["local"] for a in link["addr_info"]}
+
+    with trio.fail_after(30):
+        async with running_manager(client, POOL), trio.open_nursery() as nursery:
+            announcer = ServiceLBAnnouncer(client, "node-a", interface=long, netns=netns)
+            await nursery.start(announcer.run)
+            ip = await load_balancer(client, "web", ["node-a"])
+            await wait_for(lambda: trio.to_thread.run_sync(lambda: ip in on_long()))
+            assert lab.holds("node-a") == set()  # nothing on the InternalIP's interface
+            await client.delete("v1", "services", "web", namespace="default")
+            await wait_for(lambda: trio.to_thread.run_sync(lambda: ip not in on_long()))
+            second = await load_balancer(client, "again", ["node-a"])
+            await wait_for(lambda: trio.to_thread.run_sync(lambda: second in on_long()))
+            nursery.cancel_scope.cancel()
+    assert on_long() == {"172.31.253.246"}  # ours removed on stop, the other one kept
