@@ -16,6 +16,7 @@ from kubetrio.proxy import (
     NftError,
     Renderer,
     ServiceProxy,
+    describe,
     diff_script,
     service_ports,
 )
@@ -87,12 +88,54 @@ def test_incremental_diff_touches_only_changes() -> None:
     _, slice4 = _svc_and_slice(4)
     old = renderer.render(service_ports(svc, [slice3]))
     new = renderer.render(service_ports(svc, [slice4]))
-    commands = diff_script({"default/web": old}, {"default/web": new})
-    assert sum(c.startswith("add chain") for c in commands) == 1  # the new endpoint's chain
-    assert not any("service-ips" in c for c in commands)  # the ClusterIP element stays
+    assert set(old.shared_chains) == {"lb-cluster-ip-3"}
+    commands = diff_script({"default/web": old}, {"default/web": new}, set(old.shared_chains))
+    # The one new chain is the shared chain for four endpoints; nothing else is a chain.
+    assert [c for c in commands if c.startswith("add chain")] == [
+        f"add chain ip {TABLE} lb-cluster-ip-4"
+    ]
+    slot = "10.96.0.10 . tcp . 80 . 3 : 10.244.252.5 . 80"
+    assert f"add element ip {TABLE} service-endpoints {{ {slot} }}" in commands
+    assert f"add element ip {TABLE} hairpin {{ 10.244.252.5 . 10.244.252.5 }}" in commands
+    # Once that chain exists, the same change is one verdict and a slot.
+    again = diff_script({"k": old}, {"k": new}, {"lb-cluster-ip-3", "lb-cluster-ip-4"})
+    assert not any(" chain " in c or " rule " in c for c in again)
     assert diff_script({"default/web": new}, {"default/web": new}) == []
     removal = diff_script({"default/web": new}, {})
     assert any(c.startswith("delete element") and "service-ips" in c for c in removal)
+    assert not any("hairpin" in c or " chain " in c for c in removal)  # shared parts stay
+
+
+def test_endpoint_replaced_writes_only_data_elements() -> None:
+    """A pod replaced (same count) changes data-map slots only: no rule, chain or verdict,
+    so the kernel has no jump graph to re-validate at commit."""
+    renderer = Renderer(node_name=NODE)
+    svc, before = _svc_and_slice(3)
+    after = endpoint_slice("web", ["10.244.252.2", "10.244.252.3", "10.244.252.9"])
+    old = renderer.render(service_ports(svc, [before]))
+    new = renderer.render(service_ports(svc, [after]))
+    commands = diff_script({"k": old}, {"k": new}, set(old.shared_chains))
+    key = "10.96.0.10 . tcp . 80"
+    assert commands == [
+        f"delete element ip {TABLE} service-endpoints {{ {key} . 2 }}",
+        f"add element ip {TABLE} service-endpoints {{ {key} . 2 : 10.244.252.9 . 80 }}",
+        f"add element ip {TABLE} hairpin {{ 10.244.252.9 . 10.244.252.9 }}",
+    ]
+
+
+def test_lb_chains_are_shared_across_services() -> None:
+    renderer = Renderer(node_name=NODE)
+    fragments = [
+        renderer.render(
+            service_ports(
+                service(f"s{i}", f"10.96.1.{i}"),
+                [endpoint_slice(f"s{i}", [f"10.244.{i}.{k}" for k in range(1, 11)])],
+            )
+        )
+        for i in range(1, 50)
+    ]
+    assert describe(fragments)["chains"] == 1  # one lb-cluster-ip-10 for all of them
+    assert all(not f.chains for f in fragments)
 
 
 def test_not_ready_and_terminating_fallback() -> None:
@@ -114,16 +157,14 @@ def test_internal_traffic_policy_local() -> None:
     body = endpoint_slice("web", ["10.244.252.2", "10.244.252.3"])
     body["endpoints"][1]["nodeName"] = "elsewhere"
     fragment = renderer.render(service_ports(svc, [body]))
-    (service_chain,) = [
-        rules for name, rules in fragment.chains.items() if name.startswith("service-")
-    ]
-    assert service_chain[-1].startswith("goto endpoint-") and "10.244.252.2" in service_chain[-1]
-    assert not any("10.244.252.3" in name for name in fragment.chains)
+    assert fragment.elements[("service-ips", "10.96.0.10 . tcp . 80")] == "goto lb-cluster-ip-1"
+    slots = {k: v for k, v in fragment.elements.items() if k[0] == "service-endpoints"}
+    assert slots == {("service-endpoints", "10.96.0.10 . tcp . 80 . 0"): "10.244.252.2 . 80"}
     # No local endpoint at all: the ClusterIP is rejected rather than sent elsewhere.
     body["endpoints"][0]["nodeName"] = "elsewhere"
     fragment = renderer.render(service_ports(svc, [body]))
     assert ("no-endpoint-services", "10.96.0.10 . tcp . 80") in fragment.elements
-    assert not any(name.startswith("service-") for name in fragment.chains)
+    assert not any(k[0] in ("service-ips", "service-endpoints") for k in fragment.elements)
 
 
 def test_maglev_diff_moves_about_one_nth() -> None:
@@ -132,10 +173,12 @@ def test_maglev_diff_moves_about_one_nth() -> None:
     _, slice4 = _svc_and_slice(4)
     old = renderer.render(service_ports(svc, [slice5]))
     new = renderer.render(service_ports(svc, [slice4]))
-    commands = diff_script({"k": old}, {"k": new})
-    changed = sum(c.startswith("add element") and "maglev-" in c for c in commands)
+    commands = diff_script({"k": old}, {"k": new}, set(old.shared_chains))
+    changed = sum(c.startswith("add element") and "service-endpoints" in c for c in commands)
     # The removed backend held ~1/5 of 251 slots; Maglev moves little more than those.
     assert 40 <= changed <= 70, changed
+    # The slot count does not depend on the backends: only data elements change.
+    assert not any(" chain " in c or " rule " in c or "service-ips" in c for c in commands)
 
 
 # --- real traffic ------------------------------------------------------------------------
@@ -248,8 +291,11 @@ async def test_failed_transaction_changes_nothing_and_resync_repairs(
                 )
             assert await nft.run(f"list table ip {TABLE}") == before
 
-            # Drift: somebody empties the dispatch map; a full resync puts it back.
-            await nft.run(f"flush map ip {TABLE} service-ips")
+            # Drift: somebody empties the dispatch and endpoint maps; a full resync puts
+            # them back.
+            await nft.run(
+                f"flush map ip {TABLE} service-ips; flush map ip {TABLE} service-endpoints"
+            )
             assert (await http_get_many(topology.pods[0], "10.96.0.10"))[0].startswith("!")
             proxy.resync()
             await proxy.wait_applied()

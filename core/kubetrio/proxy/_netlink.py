@@ -32,7 +32,15 @@ import socket
 import struct
 from collections.abc import Iterable
 
-from ._rules import MASQUERADE_MARK, TABLE, Fragment
+from ._rules import (
+    HAIRPIN,
+    MASQUERADE_MARK,
+    NODEPORT_ENDPOINTS,
+    SERVICE_ENDPOINTS,
+    TABLE,
+    Fragment,
+    shared_parts,
+)
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
@@ -53,12 +61,56 @@ SET_F_MAP, SET_F_TIMEOUT, SET_F_EVAL = 0x8, 0x10, 0x20
 TYPE_IPADDR, TYPE_INET_PROTOCOL, TYPE_INET_SERVICE, TYPE_MARK = 7, 12, 13, 19
 CONCAT_SERVICE = (TYPE_IPADDR << 12) | (TYPE_INET_PROTOCOL << 6) | TYPE_INET_SERVICE
 CONCAT_NODEPORT = (TYPE_INET_PROTOCOL << 6) | TYPE_INET_SERVICE
+CONCAT_ENDPOINT = (TYPE_IPADDR << 6) | TYPE_INET_SERVICE
+TYPE_INTEGER = 4
+# The endpoint maps and the hairpin set of the base table, as nft 1.0.6 declares them:
+# (name, flags, key type, key length, data length, nft's set userdata). The userdata
+# (copied from what nft writes for the same declarations) carries the ``typeof``
+# expressions, so that `nft list` prints the slot as a number and the value as ``ip . port``.
+DATA_SETS = (
+    (
+        SERVICE_ENDPOINTS,
+        SET_F_MAP,
+        (CONCAT_SERVICE << 6) | TYPE_INTEGER,
+        16,
+        8,
+        bytes.fromhex(
+            "000400000000010400000000036000040d00000001580014000407000000010c00040c0000000104"
+            "0c000000010e00040900000001060004100000000214000407000000010c00040b00000001040200"
+            "0000031a0004170000000112000401000000010401000000020400000000043400040d000000012c"
+            "0014000407000000010c00040c00000001040c0000000114000407000000010c00040b0000000104"
+            "02000000060400000000"
+        ),
+    ),
+    (
+        NODEPORT_ENDPOINTS,
+        SET_F_MAP,
+        (CONCAT_NODEPORT << 6) | TYPE_INTEGER,
+        12,
+        8,
+        bytes.fromhex(
+            "000400000000010400000000034a00040d0000000142000e00040900000001060004100000000114"
+            "000407000000010c00040b000000010402000000021a000417000000011200040100000001040100"
+            "0000020400000000043400040d000000012c0014000407000000010c00040c00000001040c000000"
+            "0114000407000000010c00040b000000010402000000060400000000"
+        ),
+    ),
+    (
+        HAIRPIN,
+        0,
+        (TYPE_IPADDR << 6) | TYPE_IPADDR,
+        8,
+        0,
+        bytes.fromhex("000400000000030800040d0000000100"),
+    ),
+)
 META_MARK, META_L4PROTO = 3, 16
 HOOKS = {"prerouting": 0, "input": 1, "forward": 2, "output": 3, "postrouting": 4}
 ELEMENTS_PER_MESSAGE = 256
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132}
 
-REG_VERDICT, REG_1, REG_2, REG32_05 = 0, 1, 2, 13
+REG_VERDICT, REG_1, REG_2, REG_3 = 0, 1, 2, 3
+REG32_01, REG32_07, REG32_09 = 9, 15, 17
 
 
 class Unsupported(ValueError):
@@ -158,11 +210,58 @@ def _dispatch(map_name: str, with_address: bool) -> list[bytes]:
     ]
 
 
+def _dnat_map(g: dict[str, str]) -> list[bytes]:
+    """``dnat ip to [ip daddr .] meta l4proto . th dport . <numgen|jhash> map @m``.
+
+    Registers as nft 1.0.6 allocates them: the key is a concatenation in 32-bit
+    registers from REG_1 (address, protocol, port, slot), the map's value (address .
+    port) lands in REG_1 and REG32_01 for the nat expression.
+    """
+    exprs = []
+    key = [REG_1, REG32_01, REG32_01 + 1, REG32_01 + 2]  # the key's 32-bit registers
+    if g["addr"]:
+        exprs.append(_payload(1, 16, 4, key.pop(0)))  # ip daddr
+    exprs += [_meta(META_L4PROTO, key[0]), _payload(2, 2, 2, key[1])]  # l4proto . th dport
+    slot = key[2]
+    if g["mod"] is not None:
+        exprs.append(_expr("numgen", _u32(1, slot), _u32(2, int(g["mod"])), _u32(3, 1)))
+    else:
+        # The flow goes to free registers past the key (REG_3, or REG32_07 for nodeports).
+        flow = REG_3 if g["addr"] else REG32_07
+        exprs.append(_saddr(flow))
+        length = 4
+        if g["sport"]:
+            exprs.append(_payload(2, 0, 2, REG32_09 if g["addr"] else REG_3))  # th sport
+            length = 8
+        exprs.append(
+            _expr(
+                "hash",
+                _u32(1, flow),
+                _u32(2, slot),
+                _u32(3, length),
+                _u32(4, int(g["hmod"])),
+                _u32(5, int(g["seed"], 16)),
+                _u32(7, 0),  # jenkins
+            )
+        )
+    exprs += [
+        _expr("lookup", _str(1, g["map"]), _u32(2, REG_1), _u32(3, REG_1)),
+        _expr(
+            "nat",
+            _u32(1, 1),  # dnat
+            _u32(2, NFPROTO_IPV4),
+            _u32(3, REG_1),
+            _u32(5, REG32_01),
+            _u32(7, 0x3),  # NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED
+        ),
+    ]
+    return exprs
+
+
 # --- the rule shapes _rules.py emits -----------------------------------------------------
 
 NAME = r"[A-Za-z0-9_./\-]+"
 RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(rf"ip saddr (?P<ip>[0-9.]+) (?P<v>jump|goto) (?P<chain>{NAME})$"), "saddr_eq"),
     (re.compile(rf"ip saddr != (?P<net>[0-9./]+) (?P<v>jump|goto) (?P<chain>{NAME})$"), "saddr_ne"),
     (re.compile(rf"ip saddr @(?P<set>{NAME}) (?P<v>jump|goto) (?P<chain>{NAME})$"), "saddr_in"),
     (re.compile(rf"update @(?P<set>{NAME}) {{ ip saddr }}$"), "update"),
@@ -176,10 +275,11 @@ RULES: list[tuple[re.Pattern[str], str]] = [
     ),
     (
         re.compile(
-            rf"jhash ip saddr(?P<sport> \. th sport)? mod (?P<mod>\d+) seed (?P<seed>0x[0-9a-f]+)"
-            rf" vmap @(?P<map>{NAME})$"
+            r"dnat ip to (?P<addr>ip daddr \. )?meta l4proto \. th dport \. "
+            r"(?:numgen random mod (?P<mod>\d+)|jhash ip saddr(?P<sport> \. th sport)? "
+            rf"mod (?P<hmod>\d+) seed (?P<seed>0x[0-9a-f]+)) map @(?P<map>{NAME})$"
         ),
-        "jhash",
+        "dnat_map",
     ),
     (re.compile(rf"(?P<v>jump|goto) (?P<chain>{NAME})$"), "verdict"),
 ]
@@ -192,9 +292,7 @@ def rule_expressions(rule: str) -> bytes:
         if m is None:
             continue
         g = m.groupdict()
-        if shape == "saddr_eq":
-            exprs = [_saddr(), _cmp(0, _ip(g["ip"])), _verdict(g["v"], g["chain"])]
-        elif shape == "saddr_ne":
+        if shape == "saddr_ne":
             net = ipaddress.IPv4Network(g["net"], strict=False)
             if net.prefixlen % 8 == 0:  # nft loads just the prefix bytes
                 size = net.prefixlen // 8
@@ -245,25 +343,8 @@ def rule_expressions(rule: str) -> bytes:
                 _cmp(0, struct.pack("=I", int(g["value"]))),
                 _verdict("goto", g["chain"]),
             ]
-        elif shape == "jhash":
-            exprs = [_saddr(REG_2)]
-            length = 4
-            if g["sport"]:
-                exprs.append(_payload(2, 0, 2, REG32_05))  # th sport, next to saddr
-                length = 8
-            exprs += [
-                _expr(
-                    "hash",
-                    _u32(1, REG_2),
-                    _u32(2, REG_1),
-                    _u32(3, length),
-                    _u32(4, int(g["mod"])),
-                    _u32(5, int(g["seed"], 16)),
-                    _u32(6, 0),
-                    _u32(7, 0),  # jenkins
-                ),
-                _expr("lookup", _str(1, g["map"]), _u32(2, REG_1), _u32(3, REG_VERDICT)),
-            ]
+        elif shape == "dnat_map":
+            exprs = _dnat_map(g)
         else:
             exprs = [_verdict(g["v"], g["chain"])]
         return _nest(4, *exprs)
@@ -273,20 +354,40 @@ def rule_expressions(rule: str) -> bytes:
 # --- element keys ------------------------------------------------------------------------
 
 
+def _port(text: str) -> bytes:
+    return struct.pack("!H", int(text)) + b"\0\0"  # a 2-byte field in a 4-byte register
+
+
+ADDRESS_KEYED = ("service-ips", "no-endpoint-services", SERVICE_ENDPOINTS)
+NODEPORT_KEYED = ("service-nodeports", "no-endpoint-nodeports", NODEPORT_ENDPOINTS)
+
+
 def element_key(map_name: str, key: str) -> bytes:
     """Key bytes of one element of the proxy's maps."""
     parts = [p.strip() for p in key.split(" . ")]
-    if map_name in ("service-ips", "no-endpoint-services") and len(parts) == 3:
-        ip, proto, port = parts
-        return (
-            _ip(ip) + bytes([PROTOCOLS[proto]]) + b"\0\0\0" + struct.pack("!H", int(port)) + b"\0\0"
-        )
-    if map_name in ("service-nodeports", "no-endpoint-nodeports") and len(parts) == 2:
+    address = b""
+    if map_name in ADDRESS_KEYED and parts:
+        address = _ip(parts.pop(0))
+    elif map_name == HAIRPIN and len(parts) == 2:
+        return _ip(parts[0]) + _ip(parts[1])
+    slot = b""
+    if map_name in (SERVICE_ENDPOINTS, NODEPORT_ENDPOINTS) and parts:
+        slot = struct.pack("=I", int(parts.pop()))  # a register value: host byte order
+    if len(parts) == 2 and (map_name in ADDRESS_KEYED or map_name in NODEPORT_KEYED):
         proto, port = parts
-        return bytes([PROTOCOLS[proto]]) + b"\0\0\0" + struct.pack("!H", int(port)) + b"\0\0"
-    if map_name.startswith("maglev-") and len(parts) == 1:
-        return struct.pack("=I", int(parts[0]))  # a register value: host byte order
+        return address + bytes([PROTOCOLS[proto]]) + b"\0\0\0" + _port(port) + slot
     raise Unsupported(f"element key not encodable: {map_name} {key}")
+
+
+def element_value(value: str) -> bytes:
+    """NFTA_SET_ELEM_DATA of a verdict (``goto chain``) or an endpoint (``ip . port``)."""
+    verdict, _, chain = value.partition(" ")
+    if verdict in ("goto", "jump"):
+        return _verdict_data(2, verdict, chain)
+    parts = value.split(" . ")
+    if len(parts) == 2:
+        return _data(2, _ip(parts[0]) + _port(parts[1]))
+    raise Unsupported(f"element value not encodable: {value}")
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -297,8 +398,7 @@ COMMAND = re.compile(
     re.S,
 )
 AFFINITY = re.compile(r"type ipv4_addr; flags dynamic,timeout; timeout (?P<t>\d+)s;$")
-MAGLEV = re.compile(r"typeof numgen random mod (?P<m>\d+) : verdict;$")
-ELEMENT = re.compile(rf"{{ (?P<key>[^:}}]+?)(?: : (?P<v>jump|goto) (?P<chain>{NAME}))? }}$")
+ELEMENT = re.compile(r"{ (?P<key>[^:}]+?)(?: : (?P<value>[^}]+?))? }$")
 
 
 class Batch:
@@ -349,18 +449,6 @@ class Batch:
                     + _u32(10, self._set_id)
                     + _nest(9, _u32(1, 65535))  # DESC{SIZE}, as nft sets for dynamic sets
                 )
-            elif MAGLEV.match(body) is not None:
-                attrs += (
-                    _u32(3, SET_F_MAP)
-                    + _u32(4, TYPE_MARK)
-                    + _u32(5, 4)
-                    + _u32(6, NFT_DATA_VERDICT)
-                    + _u32(7, 0)
-                    + _u32(10, self._set_id)
-                    # nft's set userdata: key byte order = host, so `nft list` prints the
-                    # slots as numbers (the hash result sits in a register in host order).
-                    + _attr(13, bytes([0, 4]) + struct.pack("=I", 1))
-                )
             else:
                 raise Unsupported(f"set declaration not encodable: {body}")
             self._add(MSG_NEWSET, NLM_F_CREATE, attrs)
@@ -371,9 +459,8 @@ class Batch:
                 raise Unsupported(f"element not encodable: {rest}")
             elem = _nest(1, _attr(1, element_key(name, e["key"])))  # KEY{DATA_VALUE}
             if verb == "add":
-                if e["v"] is None:
-                    raise Unsupported("set elements without data are not used")
-                elem += _verdict_data(2, e["v"], e["chain"])
+                if e["value"] is not None:
+                    elem += element_value(e["value"])
                 msg = MSG_NEWSETELEM
             else:
                 msg = MSG_DELSETELEM
@@ -411,6 +498,13 @@ class Batch:
                 + _u32(7, 0)
                 + _u32(10, self._set_id),
             )
+        for name, flags, key_type, key_len, data_len, userdata in DATA_SETS:
+            self._set_id += 1
+            attrs = head + _str(2, name) + _u32(3, flags) + _u32(4, key_type) + _u32(5, key_len)
+            if data_len:
+                attrs += _u32(6, CONCAT_ENDPOINT) + _u32(7, data_len)
+            attrs += _u32(10, self._set_id) + _attr(13, userdata)
+            self._add(MSG_NEWSET, NLM_F_CREATE, attrs)
         for name, kind, hook, priority in (
             ("nat-prerouting", "nat", "prerouting", -100),
             ("nat-output", "nat", "output", -100),
@@ -438,6 +532,12 @@ class Batch:
             _cmp(1, struct.pack("=I", 0)),
             _verdict("jump", "endpoints-check"),
         ]
+        hairpin = [
+            _saddr(),
+            _payload(1, 16, 4, REG32_01),  # ip daddr
+            _expr("lookup", _str(1, HAIRPIN), _u32(2, REG_1)),
+            _verdict("jump", "mark-for-masquerade"),
+        ]
         rules: list[tuple[str, list[bytes]]] = [
             ("nat-prerouting", [_verdict("jump", "services")]),
             ("nat-output", [_verdict("jump", "services")]),
@@ -453,6 +553,7 @@ class Batch:
                 "mark-for-masquerade",
                 [_meta(META_MARK), _bitwise(~mark, mark), _meta_set(META_MARK)],
             ),
+            ("masquerading", hairpin),
             (
                 "masquerading",
                 [
@@ -472,22 +573,16 @@ class Batch:
                 MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, head + _str(2, chain) + _nest(4, *exprs)
             )
 
-    def elements(self, map_name: str, items: list[tuple[str, str]]) -> None:
-        """Add ``(key, "goto chain")`` elements, many per message."""
+    def elements(self, map_name: str, items: list[tuple[str, str | None]]) -> None:
+        """Add ``(key, value)`` elements (value None in a set), many per message."""
         head = _str(1, TABLE) + _str(2, map_name)
         for start in range(0, len(items), ELEMENTS_PER_MESSAGE):
             elems = []
             for key, value in items[start : start + ELEMENTS_PER_MESSAGE]:
-                verdict, _, chain = value.partition(" ")
-                if verdict not in ("goto", "jump"):
-                    raise Unsupported(f"element value not encodable: {value}")
-                elems.append(
-                    _nest(
-                        1,
-                        _nest(1, _attr(1, element_key(map_name, key))),
-                        _verdict_data(2, verdict, chain),
-                    )
-                )
+                elem = _nest(1, _attr(1, element_key(map_name, key)))
+                if value is not None:
+                    elem += element_value(value)
+                elems.append(_nest(1, elem))
             self._add(MSG_NEWSETELEM, NLM_F_CREATE, head + _nest(3, *elems))
 
     def encode(self, first_seq: int) -> tuple[bytes, list[int]]:
@@ -519,18 +614,23 @@ def full_batch(fragments: Iterable[Fragment]) -> Batch:
     fragments = list(fragments)
     batch = Batch()
     batch.base()
+    shared_chains, shared_elements = shared_parts(fragments)
+    chains = list(shared_chains.items())
     for fragment in fragments:
         for name, body in fragment.sets.items():
             batch.command(f"add {fragment.set_kinds[name]} ip {TABLE} {name} {{ {body} }}")
-        for name in fragment.chains:
-            batch.command(f"add chain ip {TABLE} {name}")
-    elements: dict[str, list[tuple[str, str]]] = {}
+        chains.extend(fragment.chains.items())
+    for name, _ in chains:
+        batch.command(f"add chain ip {TABLE} {name}")
+    elements: dict[str, list[tuple[str, str | None]]] = {}
+    for name, rules in chains:
+        for rule in rules:
+            batch.command(f"add rule ip {TABLE} {name} {rule}")
     for fragment in fragments:
-        for name, rules in fragment.chains.items():
-            for rule in rules:
-                batch.command(f"add rule ip {TABLE} {name} {rule}")
         for (map_name, key), value in fragment.elements.items():
             elements.setdefault(map_name, []).append((key, value))
+    for set_name, key in sorted(shared_elements):
+        elements.setdefault(set_name, []).append((key, None))
     for map_name, items in elements.items():
         batch.elements(map_name, items)
     return batch

@@ -23,7 +23,7 @@ from kubetrio.client import Client, FunctionHandler, Informer, KubeObject, objec
 
 from ._model import SERVICE_NAME_LABEL, service_ports
 from ._nft import Nft, NftError
-from ._rules import TABLE, Fragment, NeedsFullSync, Renderer, diff_script
+from ._rules import TABLE, Fragment, NeedsFullSync, Renderer, diff_script, shared_parts
 
 log = logging.getLogger("kubetrio.proxy")
 
@@ -93,6 +93,8 @@ class ServiceProxy:
         self.synced = trio.Event()
         """Set after the first full sync."""
         self._applied: dict[str, Fragment] = {}
+        self._shared_chains: set[str] = set()
+        """The shared ``lb-`` chains in the kernel (kept until the next full sync)."""
         self._slices_of: dict[str, set[str]] = {}
         self._slice_owner: dict[str, str] = {}
         self._dirty: set[str] = set()
@@ -180,6 +182,7 @@ class ServiceProxy:
             await self.nft.replace(fragments.values())
             commands = []
             self._applied = fragments
+            self._shared_chains = set(shared_parts(fragments.values())[0])
             self._full = False
             self.stats.full_syncs += 1
             self.stats.last_full_sync_seconds = time.perf_counter() - started
@@ -192,7 +195,7 @@ class ServiceProxy:
                     new[key] = fragment
             old = {k: self._applied[k] for k in dirty if k in self._applied}
             try:
-                commands = diff_script(old, new)
+                commands = diff_script(old, new, self._shared_chains)
             except NeedsFullSync:
                 self._full = True
                 await self.sync_once()
@@ -203,6 +206,8 @@ class ServiceProxy:
                 except BaseException:
                     self._dirty |= dirty
                     raise
+            for fragment in new.values():
+                self._shared_chains.update(fragment.shared_chains)
             for key in dirty:
                 if key in new:
                     self._applied[key] = new[key]
@@ -266,7 +271,11 @@ class ServiceProxy:
 
 def describe(fragments: Iterable[Fragment]) -> dict[str, int]:
     """Counts of chains, sets and map elements (for logs and benchmarks)."""
-    chains = sets = elements = 0
+    fragments = list(fragments)
+    shared_chains, shared_elements = shared_parts(fragments)
+    chains = len(shared_chains)
+    sets = 0
+    elements = len(shared_elements)
     for fragment in fragments:
         chains += len(fragment.chains)
         sets += len(fragment.sets)
