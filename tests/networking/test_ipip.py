@@ -92,11 +92,13 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster]:
+    """Nodes on an underlay and an API server; ``indirect`` param False: one that serves
+    none of the plugin's kinds."""
     if os.geteuid() != 0 or shutil.which("busybox") is None:
         pytest.skip("needs root (network namespaces) and busybox")
     underlay = Underlay(NODES)
-    manager = plugins.load(only=["cni_calico"])
+    manager = plugins.load(only=["cni_calico"]) if getattr(request, "param", True) else None
     www = tmp_path / "www"
     www.mkdir()
     async with (
@@ -194,3 +196,23 @@ async def test_pods_across_nodes_over_ipip(cluster: Cluster) -> None:
                 ["ip", "-n", netns, "link"], capture_output=True, text=True, check=True
             ).stdout
         )
+
+
+@pytest.mark.parametrize("cluster", [False], indirect=True)
+async def test_hand_placed_nodes_without_ipamblocks(cluster: Cluster) -> None:
+    """No pool or block kinds served: configured blocks, peers from Node annotations."""
+    blocks = {"ipip-1": "10.244.254.240/29", "ipip-2": "10.244.254.248/29"}
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for name, node_ip in NODES.items():
+                netns = cluster.underlay.netns[name]
+                network = CalicoNetwork(blocks[name], mode="ipip", underlay_ip=node_ip, netns=netns)
+                cluster.networks[name] = network
+                await nursery.start(network.run_node_services, cluster.client, name)
+                assert network.claims is None and network.mtu == MTU
+            await cluster.add_pod("a", "ipip-1")
+            await cluster.add_pod("b", "ipip-2")
+            while await cluster.get("a", "b") != "b":
+                await trio.sleep(0.1)
+            assert await cluster.get("b", "a") == "a"
+            nursery.cancel_scope.cancel()

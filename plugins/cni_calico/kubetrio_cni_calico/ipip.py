@@ -9,9 +9,9 @@ their blocks) the node has a kernel route ``block dev tunl.calico`` and the engi
 
 The device gets the node's first block's network address (never a pod's), so traffic the
 node itself sends to remote pods has a source the peers route back through the tunnel.
-The node publishes ``ipip.kubetrio.io/underlay-ip``. Pods get MTU 1480 (20 bytes of outer
-header). The engine's threads live in the agent process: stopping the agent stops the
-tunnel, and the engine removes the device it created.
+The node publishes ``ipip.kubetrio.io/underlay-ip`` and ``ipip.kubetrio.io/block``. Pods
+get MTU 1480 (20 bytes of outer header). The engine's threads live in the agent process:
+stopping the agent stops the tunnel, and the engine removes the device it created.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import trio
 from kubetrio.client import Client
 from kubetrio.datapath import TunnelEngine
 
-from .peers import PeerRoutes
+from .peers import BLOCK, PeerRoutes
 
 log = logging.getLogger("kubetrio.cni_calico.ipip")
 
@@ -72,7 +72,8 @@ class IpipRoutes(PeerRoutes):
             tunnel = f"{own.network_address}/32"
             await self._cmd("ip", "addr", "replace", tunnel, "dev", self.device)
         await self._cmd("ip", "link", "set", self.device, "mtu", str(MTU), "up")
-        return {}
+        # The first block, for peers whose API server does not serve ipamblocks.
+        return {BLOCK: str(own)} if own is not None else {}
 
     def desired_peers(self) -> dict[str, str]:
         """block → underlay address, every block of every peer with a known underlay."""
