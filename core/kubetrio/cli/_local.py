@@ -290,6 +290,8 @@ def _wait_nodes_ready(home: Path, url: str, token: str, names: list[str]) -> Non
 
 def _start_registry(home: Path, port: int, *, host: str = "127.0.0.1") -> Path | None:
     """Run the local registry with a busybox image; return the mirrors file (None: no registry)."""
+    from kubetrio.images import write_registry_config
+
     binary = shutil.which("docker-registry")
     if binary is None:
         err_console.print(
@@ -299,13 +301,7 @@ def _start_registry(home: Path, port: int, *, host: str = "127.0.0.1") -> Path |
         return None
     storage = home / "registry"
     storage.mkdir(exist_ok=True)
-    config = storage / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog: {level: error}\n"
-        f"storage: {{filesystem: {{rootdirectory: {storage / 'data'}}}, "
-        "delete: {enabled: true}}\n"
-        f"http: {{addr: {host}:{port}}}\n"
-    )
+    config = write_registry_config(storage, f"{host}:{port}")
     pid_file = home / "registry.pid"
     if _read_pid(pid_file) is None:
         with open(storage / "registry.log", "ab") as log:

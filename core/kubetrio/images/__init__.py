@@ -20,8 +20,10 @@ from ._distribution import RegistryError as RegistryError
 from ._distribution import credentials_from_secrets as credentials_from_secrets
 from ._import import ImageImportError as ImageImportError
 from ._import import import_image as import_image
+from ._local_registry import busybox_registry as busybox_registry
 from ._local_registry import free_loopback_port as free_loopback_port
 from ._local_registry import local_registry as local_registry
+from ._local_registry import write_registry_config as write_registry_config
 from ._reference import ImageReference as ImageReference
 from ._reference import InvalidReference as InvalidReference
 from ._reference import RegistryConfig as RegistryConfig
@@ -43,6 +45,7 @@ __all__ = [
     "UnsafeLayer",
     "build_from_file",
     "build_image",
+    "busybox_registry",
     "credentials_from_secrets",
     "free_loopback_port",
     "import_image",
@@ -51,4 +54,5 @@ __all__ = [
     "parse_buildfile",
     "push_image",
     "unpack_layer",
+    "write_registry_config",
 ]

@@ -17,8 +17,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
+
+from ._build import build_image
 
 
 def free_loopback_port() -> int:
@@ -42,6 +45,19 @@ def _bcrypt(password: str) -> str:
     return str(hashed.decode())
 
 
+def write_registry_config(storage: Path, address: str, *, auth: str = "") -> Path:
+    """Write docker-registry's config (filesystem storage under ``storage``, deletes on,
+    errors-only log, listening on ``address``); return its path."""
+    config = storage / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog: {level: error}\n"
+        f"storage: {{filesystem: {{rootdirectory: {storage / 'data'}}}, "
+        "delete: {enabled: true}}\n"
+        f"http: {{addr: {address}}}\n" + auth
+    )
+    return config
+
+
 @contextlib.contextmanager
 def local_registry(
     storage: str | Path, *, port: int = 0, users: Mapping[str, str] | None = None
@@ -56,18 +72,12 @@ def local_registry(
     storage = Path(storage)
     storage.mkdir(parents=True, exist_ok=True)
     port = port or free_loopback_port()
-    config = storage / "config.yml"
     auth = ""
     if users:
         htpasswd = storage / "htpasswd"
         htpasswd.write_text("".join(f"{u}:{_bcrypt(p)}\n" for u, p in users.items()))
         auth = f"auth: {{htpasswd: {{realm: kubetrio, path: {htpasswd}}}}}\n"
-    config.write_text(
-        "version: 0.1\nlog: {level: error}\n"
-        f"storage: {{filesystem: {{rootdirectory: {storage / 'data'}}}, "
-        "delete: {enabled: true}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n" + auth
-    )
+    config = write_registry_config(storage, f"127.0.0.1:{port}", auth=auth)
     log = open(storage / "registry.log", "wb")  # noqa: SIM115  # lives as long as the child
     process = subprocess.Popen(
         [binary, "serve", str(config)],
@@ -97,3 +107,15 @@ def local_registry(
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
         log.close()
+
+
+@contextlib.asynccontextmanager
+async def busybox_registry(storage: str | Path) -> AsyncIterator[dict[str, Any]]:
+    """A :func:`local_registry` holding busybox; yield registry mirrors (k3s
+    ``registries.yaml`` shape) sending docker.io to it, so ``image: busybox`` pulls offline.
+
+    What tests and benchmarks of real nodes start with.
+    """
+    with local_registry(storage) as registry:
+        await build_image(f"{registry}/library/busybox:latest")
+        yield {"mirrors": {"docker.io": {"endpoint": [f"http://{registry}"]}}}
