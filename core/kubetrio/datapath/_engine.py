@@ -36,6 +36,10 @@ class TunnelStats:
     rx_batches: int
     rx_malformed: int
     rx_errors: int
+    tx_aggregates: int = 0
+    """TSO packets sent whole as one outer-fragmented IPIP packet (one ``tx_packets`` each)."""
+    rx_aggregates: int = 0
+    """Reassembled IPIP aggregates written back to the device (one ``rx_packets`` each)."""
 
 
 class TunnelEngine:
@@ -51,6 +55,10 @@ class TunnelEngine:
     :param ttl: outer TTL for IPIP.
     :param offload: use TUN offloads (``IFF_VNET_HDR``, TSO): read 64 KiB TCP packets and
         segment them in Rust, and coalesce received segments into GSO writes.
+    :param outer_fragments: IPIP with ``offload``: send each 64 KiB TCP packet whole as one
+        IPIP packet that the kernel fragments on the underlay and the receiving engine
+        writes back as one GSO packet (peers must be TunnelEngines, in any mode); ``False``
+        segments it here into plain RFC 2003 packets, for kernel IPIP peers.
     """
 
     __slots__ = ("_engine",)
@@ -67,6 +75,7 @@ class TunnelEngine:
         batch: int = 64,
         ttl: int = 64,
         offload: bool = True,
+        outer_fragments: bool = True,
     ) -> None:
         self._engine = _datapath.TunnelEngine(
             mode,
@@ -78,6 +87,7 @@ class TunnelEngine:
             batch=batch,
             ttl=ttl,
             offload=offload,
+            outer_fragments=outer_fragments,
         )
 
     def add_route(self, network: NetworkLike, remote: IPv4Like) -> IPv4Address | None:

@@ -44,10 +44,11 @@ use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::lpm::PrefixTable;
-use crate::packet::ipip::{ipip_decap, IpipEncap};
+use crate::packet::ipip::{ipip_decap, mss_option, MSS_OPTION_LEN};
+use crate::packet::ipv4::{Ipv4Header, IPV4_HEADER_LEN};
 use crate::packet::offload::{
-    complete_checksum, segment_count, segment_tcpv4, TcpCoalescer, VnetHdr, VNET_F_NEEDS_CSUM,
-    VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN,
+    complete_checksum, finish_tcpv4, gso_tcpv4_header, segment_count, segment_tcpv4, TcpCoalescer,
+    VnetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN,
 };
 use crate::packet::vxlan::{parse_vxlan_header, write_vxlan_header, VXLAN_HEADER_LEN};
 use crate::packet::{ETHERNET_HEADER_LEN, ETHERTYPE_IPV4};
@@ -62,6 +63,11 @@ const POLL_MS: libc::c_int = 100;
 const MAX_TSO: usize = 65_535;
 /// Smallest MSS a TSO packet is cut into (IPv4 minimum MTU 576 - 40).
 const MIN_MSS: usize = 536;
+/// Largest inner packet of an IPIP aggregate: what fits behind the outer header and its
+/// segment-size option in one IPv4 packet.
+const MAX_AGGREGATE: usize = MAX_TSO - IPV4_HEADER_LEN - MSS_OPTION_LEN;
+/// Upper bound of an IPv4 + TCP header (both with the most options).
+const MAX_TCPIP_HEADER: usize = 120;
 /// VXLAN payload in front of the inner IP packet: VXLAN header + inner Ethernet header.
 const VXLAN_PREFIX: usize = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
 /// Locally administered MACs for the inner Ethernet header (the TUN side has no MACs).
@@ -101,6 +107,11 @@ pub struct EngineConfig {
     /// Use TUN offloads (`IFF_VNET_HDR`, TSO4 and checksum offload): read 64 KiB TSO
     /// packets and segment them here, coalesce received TCP segments into GSO writes.
     pub offload: bool,
+    /// IPIP with `offload`: send each TSO packet whole, as one IPIP packet the kernel
+    /// fragments on the underlay, instead of segmenting it here (see the module
+    /// documentation). Receivers must be engines (any mode); `false` puts only plain
+    /// RFC 2003 packets on the wire, for kernel IPIP peers.
+    pub outer_fragments: bool,
 }
 
 /// Counters of a running engine; read with [`TunnelEngine::stats`].
@@ -111,11 +122,13 @@ struct Counters {
     tx_batches: AtomicU64,
     tx_no_route: AtomicU64,
     tx_errors: AtomicU64,
+    tx_aggregates: AtomicU64,
     rx_packets: AtomicU64,
     rx_bytes: AtomicU64,
     rx_batches: AtomicU64,
     rx_malformed: AtomicU64,
     rx_errors: AtomicU64,
+    rx_aggregates: AtomicU64,
 }
 
 /// A snapshot of the engine's counters.
@@ -131,6 +144,9 @@ pub struct EngineStats {
     pub tx_no_route: u64,
     /// Read or send failures.
     pub tx_errors: u64,
+    /// TSO packets sent whole as one outer-fragmented IPIP packet (counted once in
+    /// `tx_packets` each).
+    pub tx_aggregates: u64,
     /// Packets received, decapsulated and written to TUN.
     pub rx_packets: u64,
     /// Inner bytes of those packets.
@@ -141,6 +157,8 @@ pub struct EngineStats {
     pub rx_malformed: u64,
     /// Receive or TUN write failures.
     pub rx_errors: u64,
+    /// Reassembled IPIP aggregates written back to TUN (counted once in `rx_packets` each).
+    pub rx_aggregates: u64,
 }
 
 impl Counters {
@@ -152,11 +170,13 @@ impl Counters {
             tx_batches: g(&self.tx_batches),
             tx_no_route: g(&self.tx_no_route),
             tx_errors: g(&self.tx_errors),
+            tx_aggregates: g(&self.tx_aggregates),
             rx_packets: g(&self.rx_packets),
             rx_bytes: g(&self.rx_bytes),
             rx_batches: g(&self.rx_batches),
             rx_malformed: g(&self.rx_malformed),
             rx_errors: g(&self.rx_errors),
+            rx_aggregates: g(&self.rx_aggregates),
         }
     }
 }
@@ -255,7 +275,7 @@ impl TunnelEngine {
             let tun = open_tun(&cfg.tun_name, cfg.offload)?;
             let sock = match cfg.mode {
                 TunnelMode::Vxlan { port, .. } => udp_socket(cfg.local, port)?,
-                TunnelMode::Ipip => ipip_socket()?,
+                TunnelMode::Ipip => ipip_socket(cfg.local, cfg.ttl)?,
             };
             Ok((tun, sock))
         })?;
@@ -432,13 +452,7 @@ fn sockaddr(addr: u32, port: u16) -> libc::sockaddr_in {
     sa
 }
 
-fn udp_socket(local: u32, port: u16) -> Result<OwnedFd> {
-    // SAFETY: socket(2) with constant arguments.
-    let fd = owned(
-        unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) },
-        "socket(UDP)",
-    )?;
-    big_buffers(fd.as_raw_fd());
+fn bind(fd: &OwnedFd, local: u32, port: u16, what: &str) -> Result<()> {
     let sa = sockaddr(local, port);
     // SAFETY: bind with a live sockaddr_in and its size.
     check(
@@ -449,12 +463,26 @@ fn udp_socket(local: u32, port: u16) -> Result<OwnedFd> {
                 std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
             )
         },
-        "bind(UDP)",
+        what,
+    )
+    .map(|_| ())
+}
+
+fn udp_socket(local: u32, port: u16) -> Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments.
+    let fd = owned(
+        unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) },
+        "socket(UDP)",
     )?;
+    big_buffers(fd.as_raw_fd());
+    bind(&fd, local, port, "bind(UDP)")?;
     Ok(fd)
 }
 
-fn ipip_socket() -> Result<OwnedFd> {
+/// The raw protocol-4 socket. The kernel writes the outer header (source: the bound
+/// address, `ttl`, TOS from each message) and, with DF never set, fragments what exceeds
+/// the underlay MTU; binding also limits reception to packets for `local`.
+fn ipip_socket(local: u32, ttl: u8) -> Result<OwnedFd> {
     // SAFETY: socket(2) with constant arguments.
     let fd = owned(
         unsafe {
@@ -466,9 +494,44 @@ fn ipip_socket() -> Result<OwnedFd> {
         },
         "socket(raw, IPIP)",
     )?;
-    set_int_opt(fd.as_raw_fd(), libc::IPPROTO_IP, libc::IP_HDRINCL, 1)?;
-    big_buffers(fd.as_raw_fd());
+    let raw = fd.as_raw_fd();
+    set_int_opt(raw, libc::IPPROTO_IP, libc::IP_TTL, ttl.into())?;
+    set_int_opt(
+        raw,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DONT,
+    )?;
+    big_buffers(raw);
+    bind(&fd, local, 0, "bind(raw, IPIP)")?;
     Ok(fd)
+}
+
+/// Writes control messages `(level, type, data)` one after another into `buf`; returns
+/// the `msg_controllen` that goes with it.
+fn write_cmsgs(buf: &mut [u64], items: &[(libc::c_int, libc::c_int, &[u8])]) -> usize {
+    let base = buf.as_mut_ptr().cast::<u8>();
+    let mut off = 0usize;
+    for &(level, kind, data) in items {
+        let n = data.len() as libc::c_uint;
+        // SAFETY: CMSG_SPACE and CMSG_LEN only compute sizes.
+        let (space, len) = unsafe { (libc::CMSG_SPACE(n) as usize, libc::CMSG_LEN(n)) };
+        assert!(
+            off + space <= std::mem::size_of_val(buf),
+            "control buffer too small"
+        );
+        // SAFETY: the header and data lie inside `buf` (checked above); `off` is a multiple
+        // of CMSG_SPACE's alignment and `buf` is u64-aligned, so the header is aligned.
+        unsafe {
+            let c = base.add(off).cast::<libc::cmsghdr>();
+            (*c).cmsg_level = level;
+            (*c).cmsg_type = kind;
+            (*c).cmsg_len = len as _;
+            std::ptr::copy_nonoverlapping(data.as_ptr(), libc::CMSG_DATA(c), data.len());
+        }
+        off += space;
+    }
+    off
 }
 
 /// The segment size of a UDP GRO message, from its `UDP_GRO` control message.
@@ -515,11 +578,12 @@ struct TxBatch {
     msgs: Vec<libc::mmsghdr>,
     /// Per message: first span, number of spans, segment size (UDP GSO groups).
     groups: Vec<(usize, usize, usize)>,
-    /// Control buffers for the UDP_SEGMENT message of each group.
+    /// Control buffers for each message: UDP_SEGMENT of a group, IP_TOS of an IPIP packet.
     controls: Vec<[u64; 4]>,
     /// Send runs of equal-sized datagrams to one remote as one UDP GSO message.
     udp_gso: bool,
-    ident: u16,
+    /// Room for one aggregate cut in two (see [`Worker::send_aggregate`]); allocated on use.
+    scratch: Vec<u8>,
 }
 
 impl TxBatch {
@@ -537,7 +601,7 @@ impl TxBatch {
             groups: Vec::with_capacity(cap),
             controls: vec![[0u64; 4]; cap],
             udp_gso: false,
-            ident: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -652,6 +716,9 @@ impl Worker {
                     tx.lens[i] = packet.len();
                     tx.count += 1;
                 }
+                VNET_GSO_TCPV4 if self.sends_aggregates() => {
+                    self.send_aggregate(packet, usize::from(hdr.gso_size), tx)?;
+                }
                 VNET_GSO_TCPV4 => {
                     let mss = usize::from(hdr.gso_size);
                     let segs = segment_count(packet, mss)?;
@@ -683,6 +750,91 @@ impl Worker {
         true
     }
 
+    /// True when TSO packets go out whole as IPIP aggregates.
+    fn sends_aggregates(&self) -> bool {
+        self.config.offload && self.config.outer_fragments && self.config.mode == TunnelMode::Ipip
+    }
+
+    /// The remote node for an IPv4 packet, or `None` (counted) without a route.
+    fn remote_for(&self, routes: &PrefixTable, packet: &[u8]) -> Option<u32> {
+        let remote = Ipv4Header::parse(packet)
+            .ok()
+            .and_then(|h| routes.lookup(h.dst));
+        if remote.is_none() {
+            add(&self.counters.tx_no_route, 1);
+        }
+        remote
+    }
+
+    /// Sends a TCP TSO packet whole, as one IPIP packet marked with its segment size, that
+    /// the kernel fragments (the packets batched before it go first, to keep the order).
+    /// One too long for an outer header (only a GRO packet forwarded into TUN can be) goes
+    /// as two aggregates of whole segments.
+    fn send_aggregate(&self, packet: &mut [u8], mss: usize, tx: &mut TxBatch) -> Result<()> {
+        let routes = self
+            .routes
+            .read()
+            .map_err(|_| Error::Io("route table lock poisoned".into()))?;
+        let Some(remote) = self.remote_for(&routes, packet) else {
+            return Ok(());
+        };
+        drop(routes);
+        if tx.count > 0 {
+            self.flush(tx);
+        }
+        let opt = mss_option(
+            u16::try_from(mss).map_err(|_| Error::InvalidArgument("MSS above 65535".into()))?,
+        );
+        if packet.len() <= MAX_AGGREGATE {
+            finish_tcpv4(packet)?;
+            return self.send_whole(packet, remote, &opt);
+        }
+        let chunk = (MAX_AGGREGATE - MAX_TCPIP_HEADER) / mss.max(1) * mss;
+        tx.scratch.resize(MAX_TSO, 0);
+        for k in 0..segment_count(packet, chunk)? {
+            let n = segment_tcpv4(packet, chunk, k, &mut tx.scratch)?;
+            self.send_whole(&tx.scratch[..n], remote, &opt)?;
+        }
+        Ok(())
+    }
+
+    /// One `sendmsg` of an aggregate with its TOS and segment-size option.
+    fn send_whole(&self, packet: &[u8], remote: u32, opt: &[u8]) -> Result<()> {
+        let mut addr = sockaddr(remote, 0);
+        let mut iov = libc::iovec {
+            iov_base: packet.as_ptr() as *mut libc::c_void,
+            iov_len: packet.len(),
+        };
+        let mut control = [0u64; 8];
+        let controllen = write_cmsgs(
+            &mut control,
+            &[
+                (libc::IPPROTO_IP, libc::IP_TOS, &packet[1..2]),
+                (libc::IPPROTO_IP, libc::IP_RETOPTS, opt),
+            ],
+        );
+        // SAFETY: msghdr is plain data; all-zero is valid before we fill it.
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
+        hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = control.as_mut_ptr().cast();
+        hdr.msg_controllen = controllen as _;
+        // SAFETY: the message points at the live address, iovec, control buffer and packet.
+        if unsafe { libc::sendmsg(self.sock.as_raw_fd(), &hdr, 0) } < 0 {
+            return Err(Error::Io(format!(
+                "sendmsg: {}",
+                io::Error::last_os_error()
+            )));
+        }
+        add(&self.counters.tx_batches, 1);
+        add(&self.counters.tx_packets, 1);
+        add(&self.counters.tx_aggregates, 1);
+        add(&self.counters.tx_bytes, packet.len() as u64);
+        Ok(())
+    }
+
     /// Encapsulates the batch's packets in place and sends them with `sendmmsg`.
     fn flush(&self, tx: &mut TxBatch) {
         let count = std::mem::take(&mut tx.count);
@@ -696,11 +848,7 @@ impl Worker {
                 let slot = &mut tx.buf[i * SLOT..(i + 1) * SLOT];
                 let n = tx.lens[i];
                 let pkt = &slot[HEADROOM..HEADROOM + n];
-                let Some(remote) = crate::packet::Ipv4Header::parse(pkt)
-                    .ok()
-                    .and_then(|h| routes.lookup(h.dst))
-                else {
-                    add(&self.counters.tx_no_route, 1);
+                let Some(remote) = self.remote_for(&routes, pkt) else {
                     continue;
                 };
                 let (start, port) = match self.config.mode {
@@ -717,24 +865,8 @@ impl Worker {
                         eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
                         (start, port)
                     }
-                    TunnelMode::Ipip => {
-                        let enc = IpipEncap {
-                            local: self.config.local,
-                            remote,
-                            ttl: self.config.ttl,
-                        };
-                        let start = HEADROOM - crate::packet::ipip::IPIP_OVERHEAD;
-                        let (head, tail) = slot.split_at_mut(HEADROOM);
-                        if enc
-                            .write_outer_header(&tail[..n], tx.ident, &mut head[start..])
-                            .is_err()
-                        {
-                            add(&self.counters.tx_errors, 1);
-                            continue;
-                        }
-                        tx.ident = tx.ident.wrapping_add(1);
-                        (start, 0)
-                    }
+                    // The kernel writes the outer header (see `ipip_socket`).
+                    TunnelMode::Ipip => (HEADROOM, 0),
                 };
                 tx.addrs[tx.spans.len()] = sockaddr(remote, port);
                 tx.spans.push((i * SLOT + start, HEADROOM + n - start));
@@ -785,19 +917,20 @@ impl Worker {
             hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
             hdr.msg_iov = tx.iovs[first..].as_mut_ptr();
             hdr.msg_iovlen = count as _;
-            if count > 1 {
-                let ctrl = &mut tx.controls[g];
+            let ctrl = &mut tx.controls[g];
+            let controllen = if count > 1 {
+                let size = (size as u16).to_ne_bytes();
+                write_cmsgs(ctrl, &[(libc::SOL_UDP, libc::UDP_SEGMENT, &size)])
+            } else if self.config.mode == TunnelMode::Ipip {
+                // RFC 2003: the outer TOS is the inner one (byte 1 of the inner header).
+                let tos = [tx.buf[tx.spans[first].0 + 1]];
+                write_cmsgs(ctrl, &[(libc::IPPROTO_IP, libc::IP_TOS, &tos)])
+            } else {
+                0
+            };
+            if controllen > 0 {
                 hdr.msg_control = ctrl.as_mut_ptr().cast();
-                // SAFETY: CMSG_* only compute sizes and offsets inside `ctrl`, which is
-                // 32 bytes, more than CMSG_SPACE(2) = 24 on 64-bit Linux.
-                unsafe {
-                    hdr.msg_controllen = libc::CMSG_SPACE(2) as _;
-                    let c = libc::CMSG_FIRSTHDR(&hdr);
-                    (*c).cmsg_level = libc::SOL_UDP;
-                    (*c).cmsg_type = libc::UDP_SEGMENT;
-                    (*c).cmsg_len = libc::CMSG_LEN(2) as _;
-                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), size as u16);
-                }
+                hdr.msg_controllen = controllen as _;
             }
             tx.msgs.push(libc::mmsghdr {
                 msg_hdr: hdr,
@@ -843,8 +976,13 @@ impl Worker {
         let gro = self.config.offload
             && matches!(self.config.mode, TunnelMode::Vxlan { .. })
             && set_int_opt(self.sock.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
-        // With UDP GRO one message may hold up to 64 KiB of back-to-back datagrams.
-        let slot = if gro { MAX_TSO + 1 } else { SLOT };
+        // With UDP GRO one message may hold up to 64 KiB of back-to-back datagrams; an IPIP
+        // packet may be a reassembled aggregate of up to 64 KiB.
+        let slot = if gro || self.config.mode == TunnelMode::Ipip {
+            MAX_TSO + 1
+        } else {
+            SLOT
+        };
         let mut buf = vec![0u8; batch * slot];
         let mut controls = vec![[0u64; 4]; batch];
         // The kernel writes and this thread reads the buffers only through `base` and
@@ -872,6 +1010,7 @@ impl Worker {
             })
             .collect();
         let mut coalescer = TcpCoalescer::new();
+        let mut segment = vec![0u8; SLOT]; // one segment of an aggregate, without offloads
         let sock = self.sock.as_raw_fd();
         let tun = self.tun.as_raw_fd();
         while !self.stop.load(Ordering::Relaxed) {
@@ -918,7 +1057,7 @@ impl Worker {
                     continue;
                 }
                 for datagram in data.chunks(seg) {
-                    self.deliver(tun, datagram, &mut coalescer);
+                    self.deliver(tun, datagram, &mut coalescer, &mut segment);
                 }
             }
             if let Some((hdr, pkt)) = coalescer.take() {
@@ -930,11 +1069,29 @@ impl Worker {
     }
 
     /// Decapsulates one datagram and writes (or coalesces) its inner packet.
-    fn deliver(&self, tun: RawFd, datagram: &[u8], coalescer: &mut TcpCoalescer) {
-        let Some(inner) = self.inner_packet(datagram) else {
+    fn deliver(
+        &self,
+        tun: RawFd,
+        datagram: &[u8],
+        coalescer: &mut TcpCoalescer,
+        segment: &mut [u8],
+    ) {
+        let Some((inner, gso_size)) = self.inner_packet(datagram) else {
             add(&self.counters.rx_malformed, 1);
             return;
         };
+        if let Some(mss) = gso_size {
+            if let Some((hdr, pkt)) = coalescer.take() {
+                self.tun_write(tun, Some(&hdr), pkt);
+            }
+            if self
+                .write_aggregate(tun, inner, usize::from(mss), segment)
+                .is_err()
+            {
+                add(&self.counters.rx_malformed, 1);
+            }
+            return;
+        }
         add(&self.counters.rx_packets, 1);
         add(&self.counters.rx_bytes, inner.len() as u64);
         if !self.config.offload {
@@ -947,6 +1104,30 @@ impl Worker {
                 self.tun_write(tun, Some(&VnetHdr::default()), inner);
             }
         }
+    }
+
+    /// Writes a reassembled IPIP aggregate to the device: as one GSO packet with offloads,
+    /// else cut into its segments.
+    fn write_aggregate(
+        &self,
+        tun: RawFd,
+        inner: &[u8],
+        mss: usize,
+        segment: &mut [u8],
+    ) -> Result<()> {
+        if self.config.offload {
+            let hdr = gso_tcpv4_header(inner, mss)?;
+            self.tun_write(tun, Some(&hdr), inner);
+        } else {
+            for k in 0..segment_count(inner, mss)? {
+                let n = segment_tcpv4(inner, mss, k, segment)?;
+                self.tun_write(tun, None, &segment[..n]);
+            }
+        }
+        add(&self.counters.rx_packets, 1);
+        add(&self.counters.rx_aggregates, 1);
+        add(&self.counters.rx_bytes, inner.len() as u64);
+        Ok(())
     }
 
     /// Writes one packet (behind a virtio-net header when offloads are on) to the device.
@@ -968,8 +1149,9 @@ impl Worker {
         }
     }
 
-    /// The inner IPv4 packet of a received datagram, or `None` to drop it.
-    fn inner_packet<'a>(&self, data: &'a [u8]) -> Option<&'a [u8]> {
+    /// The inner IPv4 packet of a received datagram, with the segment size of an IPIP
+    /// aggregate, or `None` to drop it.
+    fn inner_packet<'a>(&self, data: &'a [u8]) -> Option<(&'a [u8], Option<u16>)> {
         match self.config.mode {
             TunnelMode::Vxlan { vni, .. } => {
                 if parse_vxlan_header(data).ok()? != vni {
@@ -980,11 +1162,12 @@ impl Worker {
                 if u16::from_be_bytes([eth_type[0], eth_type[1]]) != ETHERTYPE_IPV4 {
                     return None;
                 }
-                frame.get(ETHERNET_HEADER_LEN..)
+                Some((frame.get(ETHERNET_HEADER_LEN..)?, None))
             }
             TunnelMode::Ipip => {
                 let d = ipip_decap(data).ok()?;
-                data.get(d.inner_offset..d.inner_offset + d.inner_len)
+                let inner = data.get(d.inner_offset..d.inner_offset + d.inner_len)?;
+                Some((inner, d.gso_size))
             }
         }
     }
@@ -1003,6 +1186,7 @@ mod tests {
             batch: 32,
             ttl: 64,
             offload: true,
+            outer_fragments: true,
         }
     }
 
@@ -1055,7 +1239,7 @@ mod tests {
         let mut d = vec![0u8; 8 + 14 + 20];
         write_vxlan_header(5, &mut d).unwrap();
         d[8 + 12] = 0x08;
-        assert_eq!(w.inner_packet(&d).map(<[u8]>::len), Some(20));
+        assert_eq!(w.inner_packet(&d).map(|(p, _)| p.len()), Some(20));
         write_vxlan_header(6, &mut d).unwrap();
         assert!(w.inner_packet(&d).is_none());
         write_vxlan_header(5, &mut d).unwrap();

@@ -747,7 +747,7 @@ struct TunnelEngine {
 #[pymethods]
 impl TunnelEngine {
     #[new]
-    #[pyo3(signature = (mode, tun_name, local, *, vni = 1, port = 4789, netns = None, batch = 64, ttl = 64, offload = true))]
+    #[pyo3(signature = (mode, tun_name, local, *, vni = 1, port = 4789, netns = None, batch = 64, ttl = 64, offload = true, outer_fragments = true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         mode: &str,
@@ -759,6 +759,7 @@ impl TunnelEngine {
         batch: usize,
         ttl: u8,
         offload: bool,
+        outer_fragments: bool,
     ) -> PyResult<Self> {
         let mode = match mode {
             "vxlan" => engine::TunnelMode::Vxlan { vni, port },
@@ -777,6 +778,7 @@ impl TunnelEngine {
             batch,
             ttl,
             offload,
+            outer_fragments,
         })
         .map_err(to_py)?;
         Ok(TunnelEngine { inner })
@@ -819,11 +821,13 @@ impl TunnelEngine {
             ("tx_batches", s.tx_batches),
             ("tx_no_route", s.tx_no_route),
             ("tx_errors", s.tx_errors),
+            ("tx_aggregates", s.tx_aggregates),
             ("rx_packets", s.rx_packets),
             ("rx_bytes", s.rx_bytes),
             ("rx_batches", s.rx_batches),
             ("rx_malformed", s.rx_malformed),
             ("rx_errors", s.rx_errors),
+            ("rx_aggregates", s.rx_aggregates),
         ]
         .into_iter()
         .collect()

@@ -3,6 +3,15 @@
 //! The kernel here has no `ipip` device (PLATFORM.md), so kubetrio's IPIP mode is this
 //! codec plus the userspace tunnel engine. Per RFC 2003 §3.1 the outer TOS is copied from
 //! the inner header and DF is set when the inner packet has DF set.
+//!
+//! **Aggregates.** The tunnel engine may send a whole TCP TSO packet (up to 64 KiB) as one
+//! IPIP packet without DF and let the kernel fragment the outer packet (RFC 2003 §5.1
+//! allows outer fragmentation); the receiving kernel reassembles it. To write it back into
+//! the receiver's stack as a GSO packet the receiver needs the sender's segment size, which
+//! the fragments do not tell, so the outer header carries it in a 4-byte IP option of the
+//! experimental type 30 (RFC 4727; not copied into later fragments, ignored by other
+//! receivers): `[30, 4, mss_hi, mss_lo]`. [`mss_option`] builds it and [`ipip_decap`]
+//! reports it as [`IpipPacket::gso_size`].
 
 use super::ipv4::{Ipv4Header, IPV4_HEADER_LEN};
 use super::PROTO_IPIP;
@@ -10,6 +19,37 @@ use crate::error::{Error, Result};
 
 /// Bytes added in front of the inner packet.
 pub const IPIP_OVERHEAD: usize = IPV4_HEADER_LEN;
+/// IP option type of the segment-size option of an aggregate: experimental option 30
+/// (RFC 4727: copy 0, class 0, number 30).
+pub const MSS_OPTION: u8 = 30;
+/// Length of the segment-size option.
+pub const MSS_OPTION_LEN: usize = 4;
+
+/// The outer-header IP option that marks an aggregate of `mss`-byte TCP segments.
+pub fn mss_option(mss: u16) -> [u8; MSS_OPTION_LEN] {
+    let [hi, lo] = mss.to_be_bytes();
+    [MSS_OPTION, MSS_OPTION_LEN as u8, hi, lo]
+}
+
+/// The segment size in IPv4 `options` (the bytes between the fixed header and the
+/// payload), if they hold a well-formed [`MSS_OPTION`]; malformed options yield `None`.
+fn find_mss_option(mut options: &[u8]) -> Option<u16> {
+    while let Some(&kind) = options.first() {
+        match kind {
+            0 => return None, // end of options
+            1 => options = &options[1..],
+            _ => {
+                let len = usize::from(*options.get(1)?);
+                let opt = options.get(..len).filter(|_| len >= 2)?;
+                if kind == MSS_OPTION && len == MSS_OPTION_LEN {
+                    return Some(u16::from_be_bytes([opt[2], opt[3]])).filter(|&m| m > 0);
+                }
+                options = &options[len..];
+            }
+        }
+    }
+    None
+}
 
 /// Parameters of one IPIP tunnel endpoint pair; encapsulates packets towards `remote`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +104,9 @@ pub struct IpipPacket {
     pub inner_offset: usize,
     /// Length of the inner packet (its total length).
     pub inner_len: usize,
+    /// For an aggregate (a TCP packet of several segments, see the module documentation):
+    /// the sender's segment size, from the outer header's [`MSS_OPTION`].
+    pub gso_size: Option<u16>,
 }
 
 /// Parses an IPIP packet: the outer header must verify, carry protocol 4 and not be a
@@ -89,6 +132,7 @@ pub fn ipip_decap(packet: &[u8]) -> Result<IpipPacket> {
         inner,
         inner_offset: hl,
         inner_len: usize::from(inner.total_len),
+        gso_size: find_mss_option(&packet[IPV4_HEADER_LEN..hl]),
     })
 }
 
@@ -163,5 +207,42 @@ mod tests {
         let mut frag = [0u8; 100];
         let m = build_udp_datagram(1, 2, 3, 4, &good[20..], 64, &mut frag).unwrap();
         assert!(ipip_decap(&frag[..m]).is_err()); // protocol 17, not 4
+    }
+
+    /// An outer header with `options` in front of `inner`, as the kernel builds it.
+    fn with_options(options: &[u8], inner: &[u8]) -> Vec<u8> {
+        let hl = IPV4_HEADER_LEN + options.len();
+        let mut out = vec![0u8; hl + inner.len()];
+        let mut h = Ipv4Header::new(1, 2, PROTO_IPIP, options.len() + inner.len(), 9).unwrap();
+        h.write(&mut out).unwrap();
+        out[0] = 0x40 | (hl / 4) as u8;
+        out[IPV4_HEADER_LEN..hl].copy_from_slice(options);
+        out[hl..].copy_from_slice(inner);
+        out[10..12].copy_from_slice(&[0, 0]);
+        let c = crate::checksum::internet_checksum(&out[..hl]);
+        out[10..12].copy_from_slice(&c.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn segment_size_option() {
+        assert_eq!(mss_option(1428), [30, 4, 0x05, 0x94]);
+        let p = inner();
+        let agg = with_options(&mss_option(1428), &p);
+        let d = ipip_decap(&agg).unwrap();
+        assert_eq!((d.inner_offset, d.inner_len), (24, p.len()));
+        assert_eq!(d.gso_size, Some(1428));
+        assert_eq!(&agg[24..], &p[..]);
+        // After no-ops (how later fragments blank it) or another option; not after EOL.
+        let found = |opts: &[u8]| ipip_decap(&with_options(opts, &p)).unwrap().gso_size;
+        assert_eq!(found(&[1, 1, 1, 1, 30, 4, 0, 200, 0, 0, 0, 0]), Some(200));
+        assert_eq!(found(&[0x94, 4, 0, 0, 30, 4, 1, 0]), Some(256));
+        assert_eq!(found(&[0, 0, 0, 0, 30, 4, 1, 0]), None);
+        assert_eq!(found(&[1, 1, 1, 1]), None);
+        assert_eq!(found(&[30, 4, 0, 0]), None, "size 0");
+        assert_eq!(found(&[30, 8, 0, 1, 0, 0, 0, 0]), None, "wrong length");
+        assert_eq!(found(&[0x94, 0, 30, 4]), None, "length below 2");
+        assert_eq!(found(&[0x94, 9, 30, 4]), None, "past the header");
+        assert_eq!(ipip_decap(&with_options(&[], &p)).unwrap().gso_size, None);
     }
 }

@@ -158,9 +158,6 @@ pub fn segment_tcpv4(packet: &[u8], mss: usize, k: usize, out: &mut [u8]) -> Res
     let ihl = h.ip.header_len();
     out[2..4].copy_from_slice(&(total as u16).to_be_bytes());
     out[4..6].copy_from_slice(&h.ip.ident.wrapping_add(k as u16).to_be_bytes());
-    out[10..12].copy_from_slice(&[0, 0]);
-    let ipc = finish(sum(&out[..ihl], 0));
-    out[10..12].copy_from_slice(&ipc.to_be_bytes());
     let t = &mut out[ihl..total];
     let seq = h.tcp.seq.wrapping_add((k * mss) as u32);
     t[4..8].copy_from_slice(&seq.to_be_bytes());
@@ -172,11 +169,55 @@ pub fn segment_tcpv4(packet: &[u8], mss: usize, k: usize, out: &mut [u8]) -> Res
         flags &= !TCP_CWR;
     }
     t[13] = flags;
+    write_checksums(&mut out[..total], ihl, h.ip.src, h.ip.dst);
+    Ok(total)
+}
+
+/// Fills in both checksums of a TCP/IPv4 packet of any length, e.g. a TSO packet that is
+/// sent whole instead of segmented: the IPv4 header checksum and the full TCP checksum
+/// (whatever the TCP checksum field held, such as a partial sum, is replaced).
+pub fn finish_tcpv4(packet: &mut [u8]) -> Result<()> {
+    let h = tcp_ip(packet)?;
+    write_checksums(&mut packet[..h.end], h.ip.header_len(), h.ip.src, h.ip.dst);
+    Ok(())
+}
+
+/// Writes the IPv4 header checksum and the full TCP checksum of `packet` (exactly one
+/// TCP/IPv4 packet with an `ihl`-byte IP header).
+fn write_checksums(packet: &mut [u8], ihl: usize, src: u32, dst: u32) {
+    packet[10..12].copy_from_slice(&[0, 0]);
+    let ipc = finish(sum(&packet[..ihl], 0));
+    packet[10..12].copy_from_slice(&ipc.to_be_bytes());
+    let t = &mut packet[ihl..];
     t[16..18].copy_from_slice(&[0, 0]);
-    let ps = pseudo_header_sum(h.ip.src, h.ip.dst, PROTO_TCP, t.len() as u16);
+    let ps = pseudo_header_sum(src, dst, PROTO_TCP, t.len() as u16);
     let c = finish(sum(t, ps));
     t[16..18].copy_from_slice(&c.to_be_bytes());
-    Ok(total)
+}
+
+/// The virtio-net header that hands `packet`, a TCP/IPv4 packet with complete checksums
+/// carrying more than one `mss`-sized segment, to TUN as one GSO packet; the kernel verifies
+/// the checksum once and cuts the packet at `mss` only if it must (an all-zero header when
+/// the payload fits one segment). This is how a reassembled outer-fragmented IPIP packet
+/// (see [`crate::packet::ipip`]) goes back into the stack.
+pub fn gso_tcpv4_header(packet: &[u8], mss: usize) -> Result<VnetHdr> {
+    let h = tcp_ip(packet)?;
+    if mss == 0 || h.end - h.hdr_len <= mss {
+        return Ok(VnetHdr::default());
+    }
+    let ecn = if h.tcp.flags & TCP_CWR != 0 {
+        VNET_GSO_ECN
+    } else {
+        0
+    };
+    Ok(VnetHdr {
+        flags: 0,
+        gso_type: VNET_GSO_TCPV4 | ecn,
+        hdr_len: h.hdr_len as u16,
+        gso_size: mss as u16, // below the payload length, so it fits
+        csum_start: 0,
+        csum_offset: 0,
+    })
 }
 
 /// Glues consecutive TCP/IPv4 segments of one flow into one GSO packet.
@@ -421,6 +462,46 @@ mod tests {
         complete_checksum(&mut full, 20, 16).unwrap();
         assert!(parse_tcp_segment(&full).is_ok());
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn whole_tso_packet_gets_both_checksums() {
+        let payload: Vec<u8> = (0..60_000u32).map(|i| (i * 13) as u8).collect();
+        let mut big = tcp(77, 0x18, &payload);
+        big[10] ^= 0xff; // a stale IP checksum
+        let ps = pseudo_header_sum(0x0a00_0001, 0x0a00_0002, PROTO_TCP, (big.len() - 20) as u16);
+        big[36..38].copy_from_slice(&(!finish(ps)).to_be_bytes()); // partial, as TUN has it
+        finish_tcpv4(&mut big).unwrap();
+        let s = parse_tcp_segment(&big).unwrap(); // both checksums verify
+        assert_eq!((s.tcp.seq, s.payload_len), (77, 60_000));
+        let mut udp = [0u8; 40];
+        let n = crate::packet::udp::build_udp_datagram(1, 2, 3, 4, b"x", 64, &mut udp).unwrap();
+        assert!(finish_tcpv4(&mut udp[..n]).is_err());
+    }
+
+    #[test]
+    fn gso_header_of_an_aggregate() {
+        let payload = vec![7u8; 4000];
+        let h = gso_tcpv4_header(&tcp(1, 0x10, &payload), 1448).unwrap();
+        assert_eq!(
+            h,
+            VnetHdr {
+                flags: 0, // the checksum is complete: the kernel verifies it
+                gso_type: VNET_GSO_TCPV4,
+                hdr_len: 40,
+                gso_size: 1448,
+                csum_start: 0,
+                csum_offset: 0,
+            }
+        );
+        let cwr = gso_tcpv4_header(&tcp(1, 0x10 | TCP_CWR, &payload), 1448).unwrap();
+        assert_eq!(cwr.gso_type, VNET_GSO_TCPV4 | VNET_GSO_ECN);
+        // One segment or less is a plain packet.
+        let one = gso_tcpv4_header(&tcp(1, 0x10, &payload[..1448]), 1448).unwrap();
+        assert_eq!(one, VnetHdr::default());
+        assert!(gso_tcpv4_header(&[0x45; 30], 1448).is_err());
+        let huge = gso_tcpv4_header(&tcp(1, 0x10, &payload), 70_000).unwrap();
+        assert_eq!(huge, VnetHdr::default());
     }
 
     #[test]
