@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import queue
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,15 +33,16 @@ import pytest
 import trio
 from kubetrio_cni_calico.blocks import API_VERSION, PLURAL
 from kubetrio_cni_calico.ipip import DEVICE, MTU, UNDERLAY_IP, IpipRoutes
-from kubetrio_cni_calico.pools import Pool
+from kubetrio_cni_calico.pools import Pool, ensure_pool
 from kubetrio_cni_calico.veth import CalicoNetwork
 
 from kubetrio import plugins
 from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client
+from kubetrio.proxy import in_netns
 from kubetrio.store import open_store
 
-from .conftest import Underlay, http_get_sync, ping, routes
+from .conftest import Underlay, http_get_sync, ping, routes, sh
 
 pytestmark = pytest.mark.root
 
@@ -216,3 +220,115 @@ async def test_hand_placed_nodes_without_ipamblocks(cluster: Cluster) -> None:
                 await trio.sleep(0.1)
             assert await cluster.get("b", "a") == "a"
             nursery.cancel_scope.cancel()
+
+
+NODE_AGENT = """
+import sys, trio
+from kubetrio.client import Client
+from kubetrio_cni_calico.pools import Pool
+from kubetrio_cni_calico.veth import CalicoNetwork
+
+async def main(url, node, pod):
+    network = CalicoNetwork("10.0.0.0/30", pool=Pool())  # follows the stored pool
+    client = Client.connect(url)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(network.run_node_services, client, node)
+        wired = await network.add(pod={}, netns_path="/var/run/netns/" + pod, container_id=pod)
+        print(network.mode, wired.ips[0], flush=True)
+
+trio.run(main, *sys.argv[1:])
+"""
+"""A node agent's network part, run by a process that lives in its node's namespace."""
+
+
+@pytest.fixture
+def api_on_underlay(tmp_path: Path) -> Iterator[tuple[Underlay, str]]:
+    """Nodes on an underlay, and an API server listening on the underlay bridge (in a
+    thread of its own that entered the underlay namespace) with an IPIP pool and the
+    Nodes (InternalIP = underlay address) stored."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    underlay = Underlay(NODES)
+    ready: queue.Queue[str | BaseException] = queue.Queue()
+    stop = threading.Event()
+    server_ip = "172.31.252.254"
+
+    async def serve() -> None:
+        manager = plugins.load(only=["cni_calico"])
+        async with (
+            open_store(f"sqlite://{tmp_path}/store.db") as store,
+            open_apiserver(store, host=server_ip, plugins=manager) as running,
+        ):
+            client = Client.in_process(running.api)
+            await ensure_pool(client, Pool(POOL, block_size=30, mode="ipip"))
+            for name, node_ip in NODES.items():
+                node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
+                await client.create("v1", "nodes", node)
+                address = {"addresses": [{"type": "InternalIP", "address": node_ip}]}
+                await client.patch("v1", "nodes", name, {"status": address}, subresource="status")
+            ready.put(running.url)
+            await trio.to_thread.run_sync(stop.wait, abandon_on_cancel=True)
+
+    def thread() -> None:
+        try:
+            in_netns(f"ktu{underlay.tag}", lambda: trio.run(serve))
+        except BaseException as exc:
+            ready.put(exc)
+
+    server = threading.Thread(target=thread)
+    try:
+        underlay.build()
+        sh("ip", "-n", f"ktu{underlay.tag}", "addr", "add", f"{server_ip}/24", "dev", "br0")
+        server.start()
+        url = ready.get(timeout=30)
+        if isinstance(url, BaseException):
+            raise url
+        yield underlay, url
+    finally:
+        stop.set()
+        if server.is_alive():
+            server.join()
+        underlay.remove()
+
+
+async def test_node_agents_inside_their_namespaces(api_on_underlay: tuple[Underlay, str]) -> None:
+    """Each node's network services in a process entered into its node namespace (as
+    ``kubetrio up --nodes`` starts agents): ``ip`` without ``-n``, the tunnel device and
+    the policy table all land in that namespace; the API is reached over the underlay."""
+    underlay, url = api_on_underlay
+    agents: list[subprocess.Popen[str]] = []
+    addresses = {}
+    try:
+        for name in NODES:
+            pod = underlay.add_netns(f"ktia{underlay.tag}{len(agents)}")
+            agent = subprocess.Popen(
+                ["ip", "netns", "exec", underlay.netns[name], sys.executable, "-c", NODE_AGENT,
+                 url, name, pod],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+            agents.append(agent)
+            assert agent.stdout is not None
+            with trio.fail_after(30):
+                line = await trio.to_thread.run_sync(agent.stdout.readline, abandon_on_cancel=True)
+            mode, address = line.split()
+            assert mode == "ipip"
+            addresses[pod] = address
+        [(pod1, ip1), (pod2, ip2)] = addresses.items()
+        with trio.fail_after(30):
+            while not await ping(pod1, ip2):
+                await trio.sleep(0.1)
+        assert await ping(pod2, ip1)
+        for netns in underlay.netns.values():
+            links = subprocess.run(
+                ["ip", "-n", netns, "link"], capture_output=True, text=True, check=True
+            ).stdout
+            assert DEVICE in links
+            tables = subprocess.run(
+                ["ip", "netns", "exec", netns, "nft", "list", "tables"],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+            assert "kubetrio-policy" in tables
+    finally:
+        for agent in agents:
+            agent.kill()
+            agent.wait()
