@@ -5,9 +5,14 @@ IPAMBlocks, and after every change the node's ``bird.conf`` rendered again
 (:func:`.bird.render_config`: a full iBGP mesh to every other Node's InternalIP, this
 node's blocks announced). The BIRD role: ``bird -f`` as a child process in the node's
 network namespace, restarted with back-off if it dies, told about a new file with
-``birdc configure`` (sessions whose peer did not change stay up), stopped when the
-service is cancelled. bird installs what it learns into the kernel's main table: a
-route per other node's block via that node's underlay address.
+``birdc configure`` (sessions whose peer did not change stay up). bird installs what it
+learns into the kernel's main table: a route per other node's block via that node's
+underlay address.
+
+Cancelled, the service stops bird for a graceful restart (see :mod:`.bird`): routes stay
+in this node's table and in its peers', so pods keep talking while the agent restarts.
+:meth:`BgpRoutes.remove` is for good: bird says goodbye (peers withdraw at once) and
+the routes it installed here are flushed.
 
 Files live in a runtime directory per node (``/run/kubetrio/bird/<node>/``):
 ``bird.conf``, the control socket ``bird.ctl`` and the pid file ``bird.pid``, which is
@@ -108,6 +113,8 @@ class BgpRoutes:
         """The configuration the running bird has loaded; None while none runs."""
         self.reloads = 0
         """How many times a new configuration was loaded into a running bird."""
+        self.syncs = 0
+        """How many changes of the caches were handled (a reload, or none needed)."""
         self._process: trio.Process | None = None
         self._removing = False
         self._changed = trio.Event()
@@ -135,7 +142,7 @@ class BgpRoutes:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start bird, report started, then follow Nodes and IPAMBlocks until cancelled
-        (then stop bird; the routes it installed stay, see :meth:`remove`).
+        (then stop bird for a graceful restart: the routes stay, see :meth:`remove`).
 
         Raises :class:`BirdFailed` if the first bird exits before it answers.
         """
@@ -161,17 +168,18 @@ class BgpRoutes:
             await trio.sleep(DEBOUNCE)
             self._changed = trio.Event()
             config = self.render()
-            if config is None or self.applied is None or config == self.applied:
-                continue  # nothing new, or bird is not up: it reads the file when it starts
-            try:
-                await self._reload(config)
-            except (BirdFailed, OSError) as exc:
-                failures += 1
-                log.warning("reloading bird of node %s failed: %s", self.node_name, exc)
-                await trio.sleep(min(RESTART_BACKOFF[1], RESTART_BACKOFF[0] * 2**failures))
-                self._changed.set()
-            else:
+            # Nothing new, or bird is not up: it reads the file when it starts.
+            if config is not None and self.applied is not None and config != self.applied:
+                try:
+                    await self._reload(config)
+                except (BirdFailed, OSError) as exc:
+                    failures += 1
+                    log.warning("reloading bird of node %s failed: %s", self.node_name, exc)
+                    await trio.sleep(min(RESTART_BACKOFF[1], RESTART_BACKOFF[0] * 2**failures))
+                    self._changed.set()
+                    continue
                 failures = 0
+            self.syncs += 1
 
     async def _reload(self, config: str) -> None:
         await trio.to_thread.run_sync(_write_atomically, self.config_path, config)
@@ -223,7 +231,8 @@ class BgpRoutes:
         await self._stop_stale()
         await trio.to_thread.run_sync(_write_atomically, self.config_path, config)
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
-        command = [*prefix, "bird", "-f", "-c", str(self.config_path), "-s", str(self.socket)]
+        # -R: recover from a graceful restart, if the last bird stopped that way.
+        command = [*prefix, "bird", "-f", "-R", "-c", str(self.config_path), "-s", str(self.socket)]
         process = await trio.lowlevel.open_process(
             [*command, "-P", str(self.pid_file)],
             stdin=subprocess.DEVNULL,
@@ -245,9 +254,20 @@ class BgpRoutes:
             self._process = None
             self.applied = None
             with trio.CancelScope(shield=True):
+                if not self._removing:
+                    await self._stop_for_restart(process)
                 await _stop(process)
                 if process.stderr is not None:
                     await process.stderr.aclose()
+
+    async def _stop_for_restart(self, process: trio.Process) -> None:
+        """``birdc graceful restart``: bird exits leaving the routes to the next one."""
+        if process.returncode is not None:
+            return
+        with contextlib.suppress(BirdFailed):
+            await self.birdc("graceful", "restart")
+            with trio.move_on_after(STOP_GRACE):
+                await process.wait()
 
     async def _wait_ready(self, process: trio.Process) -> None:
         with trio.move_on_after(READY_TIMEOUT):
@@ -294,7 +314,12 @@ class BgpRoutes:
                 return
 
     async def remove(self) -> None:
-        """Stop bird, remove the routes it installed and its runtime directory."""
+        """Stop bird and remove the routes it installed here and its runtime directory.
+
+        A running bird says goodbye, so its peers withdraw its routes at once; after a
+        graceful stop (a cancelled :meth:`run`) they keep them until the restart time
+        runs out or the Node is deleted.
+        """
         self._removing = True
         if self._process is not None:
             with trio.CancelScope(shield=True):

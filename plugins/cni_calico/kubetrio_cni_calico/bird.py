@@ -8,12 +8,16 @@ What a node's bird does, section by section of the rendered file:
   specific) carry the traffic; addresses of the block that no pod holds are dropped
   here instead of following the default route back out.
 - ``protocol kernel``: writes the routes learned over BGP, and the blackholes, into the
-  main table (``proto bird``); ``persist`` keeps them when bird stops, so pod traffic
-  survives an agent restart (the next bird prunes what it no longer exports).
+  main table (``proto bird``); ``persist`` keeps them when bird stops.
 - ``protocol bgp mesh_<address>``: one iBGP session per other node (all in one AS),
   ``direct`` because peers share the underlay L2, so a learned route's next hop is the
   peer's underlay address itself. Only the blocks are exported (iBGP never re-exports
   what it learned, so a full mesh is needed, and is what this renders).
+
+Graceful restart (RFC 4724) makes an agent restart hitless: bird stopped with ``birdc
+graceful restart`` leaves its kernel routes in place and its peers keep its routes
+(stale, up to 120 s); the next bird, started with ``-R``, holds back pruning the kernel
+table until its sessions are back (or ``graceful restart wait`` runs out).
 
 The output depends only on the set of blocks and peers, sorted, so equal inputs give
 byte-equal files and the caller can skip a reload when nothing changed.
@@ -60,6 +64,7 @@ def render_config(
     lines = [
         "# Rendered by kubetrio-cni-calico (bird.py); rewritten on every change.",
         f"router id {local};",
+        "graceful restart wait 10;",  # a peer that is down must not hold routes back long
         "log stderr { info, remote, warning, error, auth, fatal, bug };",
         "",
         "protocol device { scan time 10; }",
@@ -71,12 +76,14 @@ def render_config(
         "",
         "protocol kernel {",
         "  persist;",
+        "  graceful restart on;",
         "  ipv4 { import none; export where source ~ [ RTS_BGP, RTS_STATIC ]; };",
         "}",
         "",
         "template bgp mesh {",
         f"  local {local} as {asn};",
         "  direct;",
+        "  graceful restart on;",
         # Short timers: a node that dies without a goodbye is noticed within 9 s, and a
         # new peer is tried a second after it appears rather than bird's default 5 s.
         "  hold time 9; keepalive time 3;",
