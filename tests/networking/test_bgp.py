@@ -18,7 +18,7 @@ import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,13 +135,13 @@ def via(table: list[dict[str, Any]], dst: str) -> str | None:
     return None
 
 
-async def routed(lab: NodeLab, node: str, expected: dict[str, str | None]) -> bool:
+async def routed(lab: NodeLab, node: str, expected: Mapping[str, str | None]) -> bool:
     """Whether bird's routes in ``node``'s table go where ``expected`` says (None: absent)."""
     table = await routes(lab.nodes[node])
     return all(via(table, dst) == target for dst, target in expected.items())
 
 
-async def wait_routes(lab: NodeLab, node: str, expected: dict[str, str | None]) -> None:
+async def wait_routes(lab: NodeLab, node: str, expected: Mapping[str, str | None]) -> None:
     """Until :func:`routed`."""
     while not await routed(lab, node, expected):
         await trio.sleep(0.1)
@@ -263,3 +263,43 @@ async def test_mesh_routes_pods_across_nodes(
     for name in NODES:
         assert [r for r in await routes(lab.nodes[name]) if r.get("protocol") == "bird"] == []
         assert not runtime_dir(name).exists()
+
+
+@pytest.mark.root
+async def test_a_bird_left_behind_is_stopped(client: Client, lab: NodeLab) -> None:
+    """An agent that was killed leaves its bird running; the next one stops it first."""
+    address = NODES[N1][0]
+    agent = BgpRoutes(client, N1, underlay_ip=address, netns=lab.nodes[N1])
+    agent.dir.mkdir(parents=True, exist_ok=True)
+    agent.config_path.write_text(render_config(router_id=address, blocks=[], peers={}))
+    bird = ["bird", "-f", "-c", str(agent.config_path), "-s", str(agent.socket)]
+    left = subprocess.Popen(
+        ["ip", "netns", "exec", lab.nodes[N1], *bird, "-P", str(agent.pid_file)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with trio.fail_after(30):
+            while not agent.pid_file.exists():
+                await trio.sleep(0.05)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(agent.run)
+                assert left.poll() is not None  # stopped before ours started
+                assert birds_running(N1) == [str(int(agent.pid_file.read_text()))]
+                nursery.cancel_scope.cancel()
+    finally:
+        left.kill()
+        left.wait()
+
+
+@pytest.mark.root
+async def test_a_bird_that_cannot_start_is_reported(client: Client) -> None:
+    agent = BgpRoutes(client, N2, underlay_ip=NODES[N2][0], netns=f"ktb-missing-{TAG}")
+    with trio.fail_after(30):
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(agent.run)
+        except* BirdFailed:
+            pass
+        else:
+            pytest.fail("run() started without a bird")
+    await agent.remove()

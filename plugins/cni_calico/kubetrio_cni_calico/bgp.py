@@ -299,19 +299,27 @@ class BgpRoutes:
         """Stop a bird of this node left running by an earlier agent (found by pid file)."""
         try:
             pid = int(await trio.to_thread.run_sync(self.pid_file.read_text))
-            cmdline = await trio.to_thread.run_sync(Path(f"/proc/{pid}/cmdline").read_bytes)
         except (OSError, ValueError):
             return
-        if str(self.socket).encode() not in cmdline.split(b"\0"):
-            return  # the pid was reused by something else
+        if not self._is_our_bird(pid):
+            return  # gone, or the pid was reused by something else
         log.warning("stopping bird %d of node %s left by an earlier agent", pid, self.node_name)
         for sig, patience in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, 1.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
             with trio.move_on_after(patience):
-                while Path(f"/proc/{pid}").exists():
+                while self._is_our_bird(pid):
                     await trio.sleep(0.05)
                 return
+
+    def _is_our_bird(self, pid: int) -> bool:
+        """Whether ``pid`` is a live process naming this node's socket (a zombie has no
+        command line)."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return str(self.socket).encode() in cmdline.split(b"\0")
 
     async def remove(self) -> None:
         """Stop bird and remove the routes it installed here and its runtime directory.
