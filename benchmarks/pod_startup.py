@@ -35,7 +35,7 @@ import trio
 from kubetrio import plugins
 from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client
-from kubetrio.images import RegistryConfig, build_image, local_registry
+from kubetrio.images import busybox_registry
 from kubetrio.kubelet import NodeAgent
 from kubetrio.store import open_store
 
@@ -166,9 +166,7 @@ async def main_async(count: int, rate: float, tmp: Path, concurrency: int) -> di
         "startup_concurrency": concurrency,
     }
     tag = uuid.uuid4().hex[:6]
-    with local_registry(tmp / "registry") as registry:
-        mirrors = {"mirrors": {"docker.io": {"endpoint": [f"http://{registry}"]}}}
-        await build_image("busybox:latest", None, registries=RegistryConfig.from_dict(mirrors))
+    async with busybox_registry(tmp / "registry") as mirrors:
         manager = plugins.load(only=["cni_calico"])
         manager.configure(config={"network": {"block": BLOCK}})
         async with (

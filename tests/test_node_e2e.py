@@ -19,7 +19,7 @@ import trio
 from kubetrio import plugins
 from kubetrio.client import Client
 from kubetrio.cluster import open_cluster
-from kubetrio.images import build_image, local_registry
+from kubetrio.images import busybox_registry
 from kubetrio.store import open_store
 
 pytestmark = [
@@ -92,9 +92,7 @@ async def test_service_and_dns_on_a_real_node(tmp_path: Path) -> None:
     manager = plugins.load(only=["cni_calico", "scheduler"])
     manager.configure(config={"network": {"block": "10.244.253.0/26"}})
     before = _our_netns()
-    with local_registry(tmp_path / "registry") as registry:
-        await build_image(f"{registry}/library/busybox:latest")
-        mirrors = {"mirrors": {"docker.io": {"endpoint": [f"http://{registry}"]}}}
+    async with busybox_registry(tmp_path / "registry") as mirrors:
         with trio.fail_after(150):
             async with (
                 open_store(f"sqlite://{tmp_path}/s.db") as store,
