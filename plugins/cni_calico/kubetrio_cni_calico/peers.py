@@ -219,10 +219,19 @@ class PeerRoutes:
         raise NotImplementedError
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Set up and publish this node's tunnel, then follow the peers until cancelled."""
+        """Follow the peers until cancelled; ``started`` once their table is read.
+
+        The tunnel is set up (and published) when the first peer appears: a lone node —
+        a one-node cluster in the host's own namespace — gets no device. Without
+        ``ipamblocks`` peers show only through what they publish, so then at once.
+        """
         underlay = await node_underlay(self.client, self.node_name, self.underlay_ip)
         async with trio.open_nursery() as nursery:
             await nursery.start(self.table.run)
+            task_status.started()
+            while self.table.blocks is not None and not self.table.peers():
+                self.table.changed = trio.Event()
+                await self.table.changed.wait()
             annotations = await self.setup(underlay)
             annotations[UNDERLAY_IP] = underlay
             nursery.start_soon(
@@ -231,7 +240,6 @@ class PeerRoutes:
                 self.node_name,
                 {self.prefix + key: value for key, value in annotations.items()},
             )
-            task_status.started()
             while True:
                 self.table.changed = trio.Event()
                 try:
