@@ -39,9 +39,11 @@ from kubetrio.proxy import (
     Fragment,
     Nft,
     Renderer,
+    describe,
     diff_script,
     in_netns,
     service_ports,
+    shared_parts,
 )
 
 MEASURED = 0  # index of the Service whose ClusterIP the latency probe connects to
@@ -185,7 +187,9 @@ def run_size(
     }
     render_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    nft.replace_sync(fragments.values())  # what ServiceProxy's full sync runs
+    # What ServiceProxy's full sync runs (with the spare lb- chains).
+    spare = Fragment(shared_chains=renderer.spare_chains(shared_parts(fragments.values())[0]))
+    nft.replace_sync([*fragments.values(), spare])
     load_s = time.perf_counter() - t1
     full_s = time.perf_counter() - t0
     print(
@@ -194,35 +198,75 @@ def run_size(
         flush=True,
     )
 
-    incremental = []
-    incremental_nft = []
+    # The shared lb- chains in the kernel, tracked as ServiceProxy.sync_once does.
+    shared: set[str] = {*shared_parts(fragments.values())[0], *spare.shared_chains}
+
+    def update(key: str, service_body: dict[str, Any] | None, ips: list[str]) -> float:
+        """Render, diff and apply one Service change; returns the nft seconds."""
+        index = int(key.rpartition("-")[2])
+        new = {}
+        if service_body is not None:
+            slices = [endpoint_slice(index, ips)]
+            new[key] = renderer.render(service_ports(service_body, slices))
+        old = {key: fragments[key]} if key in fragments else {}
+        commands = diff_script(old, new, shared)
+        t_nft = time.perf_counter()
+        nft.run_sync(commands)
+        spent = time.perf_counter() - t_nft
+        for fragment in new.values():
+            shared.update(fragment.shared_chains)
+        fragments.pop(key, None)
+        fragments.update(new)
+        return spent
+
+    def timed(changes: list[tuple[str, dict[str, Any] | None, list[str]]]) -> dict[str, float]:
+        total, kernel = [], []
+        for change in changes:
+            t = time.perf_counter()
+            kernel.append(update(*change))
+            total.append(time.perf_counter() - t)
+        return {
+            "ms": round(statistics.median(total) * 1e3, 2),
+            "min_ms": round(min(total) * 1e3, 2),
+            "kernel_ms": round(statistics.median(kernel) * 1e3, 2),
+        }
+
     target = size // 2  # a Service in the middle
     key = f"bench/svc-{target}"
     ips = endpoint_ips(target, endpoints)
-    for n in range(updates):
-        t = time.perf_counter()
-        wanted = ips[:-1] if n % 2 == 0 else ips
-        new = renderer.render(service_ports(service(target), [endpoint_slice(target, wanted)]))
-        commands = diff_script({key: fragments[key]}, {key: new})
-        t_nft = time.perf_counter()
-        nft.run_sync(commands)
-        incremental_nft.append(time.perf_counter() - t_nft)
-        fragments[key] = new
-        incremental.append(time.perf_counter() - t)
-    inc_ms = statistics.median(incremental) * 1e3
-    print(f"    incremental sync: median {inc_ms:.1f} ms, min {min(incremental) * 1e3:.1f} ms",
-          flush=True)  # fmt: skip
+    # One endpoint goes and comes back: the endpoint count changes each time.
+    scale = timed([(key, service(target), ips[:-1] if n % 2 == 0 else ips) for n in range(updates)])
+    # One endpoint replaced by another address (a pod rescheduled): the count stays.
+    spare = socket.inet_ntoa(struct.pack("!I", (10 << 24 | 201 << 16) + target))
+    replace = timed(
+        [(key, service(target), [*ips[:-1], spare if n % 2 == 0 else ips[-1]])
+         for n in range(updates)]
+    )  # fmt: skip
+    # A new Service with its endpoints appears, then goes.
+    extra = size + 1
+    extra_ips = [socket.inet_ntoa(struct.pack("!I", (10 << 24 | 202 << 16) + k))
+                 for k in range(endpoints)]  # fmt: skip
+    create = timed(
+        [(f"bench/svc-{extra}", service(extra) if n % 2 == 0 else None, extra_ips)
+         for n in range(updates)]
+    )  # fmt: skip
+    inc_ms = scale["ms"]
+    print(f"    incremental sync: endpoint removed/added median {inc_ms:.1f} ms "
+          f"(min {scale['min_ms']:.1f}); endpoint replaced {replace['ms']:.1f} ms; "
+          f"service added/removed {create['ms']:.1f} ms", flush=True)  # fmt: skip
 
     service_t = connect_times(topo.client, cluster_ip(MEASURED), samples)
     direct_t = connect_times(topo.client, endpoint_ips(MEASURED, endpoints)[0], samples)
     result = {
         "services": size,
-        "chains": sum(len(f.chains) for f in fragments.values()),
+        **{f"table_{k}": v for k, v in describe(fragments.values()).items()},
         "full_sync_s": round(full_s, 3),
         "full_sync_nft_s": round(load_s, 3),
-        "incremental_sync_ms": round(inc_ms, 2),
-        "incremental_sync_min_ms": round(min(incremental) * 1e3, 2),
-        "incremental_sync_kernel_ms": round(statistics.median(incremental_nft) * 1e3, 2),
+        "incremental_sync_ms": inc_ms,
+        "incremental_sync_min_ms": scale["min_ms"],
+        "incremental_sync_kernel_ms": scale["kernel_ms"],
+        "endpoint_replaced_ms": replace["ms"],
+        "service_added_removed_ms": create["ms"],
         "clusterip_p50_ms": round(percentile(service_t, 0.5) * 1e3, 4),
         "clusterip_p99_ms": round(percentile(service_t, 0.99) * 1e3, 4),
         "direct_p50_ms": round(percentile(direct_t, 0.5) * 1e3, 4),
@@ -270,6 +314,9 @@ def main() -> None:
             last["clusterip_p99_ms"] / last["direct_p99_ms"], 3
         ),
         "incremental_sync_ms_at_largest": last["incremental_sync_ms"],
+        f"incremental_sync_ratio_{last['services']}_vs_{first['services']}": round(
+            last["incremental_sync_ms"] / first["incremental_sync_ms"], 3
+        ),
     }
     print(json.dumps(summary))
 

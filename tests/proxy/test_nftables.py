@@ -138,6 +138,18 @@ def test_lb_chains_are_shared_across_services() -> None:
     assert all(not f.chains for f in fragments)
 
 
+def test_spare_chains_cover_the_next_counts() -> None:
+    renderer = Renderer(node_name=NODE)
+    spare = renderer.spare_chains(["lb-cluster-ip-20", "lb-local-nodeport-3"])
+    assert set(spare) == {
+        *(f"lb-cluster-ip-{n}" for n in [*range(1, 17), 21]),
+        *(f"lb-local-nodeport-{n}" for n in range(1, 17)),
+    }
+    name, rules = renderer._lb_chain("service-ips", "cluster", 5, False)
+    assert spare[name] == rules
+    assert Renderer(node_name=NODE, mode="maglev").spare_chains(["lb-cluster-ip-maglev"]) == {}
+
+
 def test_not_ready_and_terminating_fallback() -> None:
     svc, body = _svc_and_slice(3)
     body["endpoints"][0]["conditions"] = {"ready": False}

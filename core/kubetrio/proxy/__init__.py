@@ -36,3 +36,4 @@ from ._rules import Renderer as Renderer
 from ._rules import base_ruleset as base_ruleset
 from ._rules import diff_script as diff_script
 from ._rules import full_script as full_script
+from ._rules import shared_parts as shared_parts

@@ -179,10 +179,12 @@ class ServiceProxy:
         if self._full:
             self._dirty.clear()
             fragments = self._all_fragments()
-            await self.nft.replace(fragments.values())
+            in_use = shared_parts(fragments.values())[0]
+            spare = Fragment(shared_chains=self.renderer.spare_chains(in_use))
+            await self.nft.replace([*fragments.values(), spare])
             commands = []
             self._applied = fragments
-            self._shared_chains = set(shared_parts(fragments.values())[0])
+            self._shared_chains = {*in_use, *spare.shared_chains}
             self._full = False
             self.stats.full_syncs += 1
             self.stats.last_full_sync_seconds = time.perf_counter() - started

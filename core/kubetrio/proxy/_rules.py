@@ -68,6 +68,10 @@ per service key in the kernel and in every full sync; 251 keeps a 10k-service ru
 reach and still moves only the removed backend's slots (≈1/N of flows) on a change."""
 
 MODES = ("nftables", "maglev")
+SPARE_COUNTS = 16
+"""A full sync also creates the ``lb-`` chains for 1..16 endpoints of each policy in use
+(nftables mode): the first rule that looks up an endpoint map makes the kernel walk all
+its elements (``nf_tables_bind_set``, ~0.1 s at 300k), a new count should not pay that."""
 
 
 def _hash(key: str) -> str:
@@ -300,6 +304,27 @@ class Renderer:
             f"dnat ip to {fields} . {pick} map @{ENDPOINT_MAPS[map_name]}",
         ]
         return name, tuple(rules)
+
+    def spare_chains(self, in_use: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """``lb-`` chains for the endpoint counts a Service may move to next: 1 to
+        :data:`SPARE_COUNTS`, and one more than each count in use, for the policies and
+        entries of the chains ``in_use`` (nothing in Maglev mode: counts don't matter)."""
+        if self.mode == "maglev":
+            return {}
+        wanted: dict[tuple[str, str], set[int]] = {}
+        entries = {entry: map_name for map_name, (entry, _) in KEY_FIELDS.items()}
+        for name in in_use:
+            prefix, _, used = name.rpartition("-")
+            policy, _, entry = prefix.removeprefix("lb-").partition("-")
+            if entry in entries and used.isdigit():
+                counts = wanted.setdefault((policy, entry), set(range(1, SPARE_COUNTS + 1)))
+                counts.add(int(used) + 1)
+        spare = {}
+        for (policy, entry), counts in wanted.items():
+            for count in counts:
+                name, rules = self._lb_chain(entries[entry], policy, count, False)
+                spare[name] = rules
+        return spare
 
     def _affinity_chain(
         self, sp: ServicePort, endpoints: list[Endpoint], policy: str, out: Fragment
