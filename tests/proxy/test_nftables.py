@@ -339,6 +339,42 @@ async def test_external_traffic_policy_local(topology: Topology, cluster: Any) -
 
 
 @pytest.mark.root
+async def test_external_and_load_balancer_ips(topology: Topology, cluster: Any) -> None:
+    """``spec.externalIPs`` and ``status.loadBalancer.ingress`` IPs are DNATed like the
+    NodePort: from outside the node, to every ready endpoint (masqueraded, Cluster policy)."""
+    client: Client = cluster.client
+    external_ip, ingress_ip = "172.30.0.100", "172.30.0.101"
+    with trio.fail_after(40):
+        svc = service("lb", "10.96.0.16", type="LoadBalancer", externalIPs=[external_ip])
+        svc["spec"]["ports"][0]["nodePort"] = 30082
+        await client.create("v1", "services", svc, namespace="default")
+        await client.patch(
+            "v1",
+            "services",
+            "lb",
+            {"status": {"loadBalancer": {"ingress": [{"ip": ingress_ip}]}}},
+            namespace="default",
+            subresource="status",
+        )
+        await put_slice(client, endpoint_slice("lb", topology.pod_ips[1:3]))
+        # The outside host sends both addresses to the node (as an L2 announcer would).
+        for ip in (external_ip, ingress_ip):
+            sh("ip", "-n", topology.ext, "route", "add", f"{ip}/32", "via", topology.node_ip)
+        async with trio.open_nursery() as nursery:
+            proxy = ServiceProxy(client, node_name=NODE, netns=topology.node)
+            await nursery.start(proxy.run)
+            backends = {topology.pods[1], topology.pods[2]}
+            for ip, port in ((external_ip, 80), (ingress_ip, 80), (topology.node_ip, 30082)):
+
+                async def both(ip: str = ip, port: int = port) -> set[str]:
+                    got = set(await http_get_many(topology.ext, ip, port, count=16))
+                    return got if got == backends else set()
+
+                await eventually(both)
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.root
 async def test_endpoints_from_pods_through_the_controller(topology: Topology, cluster: Any) -> None:
     """Pods with podIP and Ready set through ``status`` → EndpointSlice controller → rules."""
     client: Client = cluster.client
