@@ -2,12 +2,15 @@
 
 :class:`ServiceProxy` watches Services and EndpointSlices through the cluster client and
 keeps one table, ``table ip kubetrio``, in the node's network namespace, shaped like
-kube-proxy's nftables mode (verdict maps keyed by address . protocol . port, a chain per
-service port and per endpoint, masquerade marks, hairpin, ClusterIP, NodePort, external
-IPs, session affinity, Local traffic policies, rejects for services without endpoints).
-``mode="maglev"`` replaces the random backend choice with Maglev consistent hashing of
-the flow: a table from :class:`kubetrio.datapath.MaglevTable` becomes an nftables map
-from ``jhash(flow) mod M`` to endpoint chains, updated slot by slot.
+kube-proxy's nftables mode (verdict maps keyed by address . protocol . port, masquerade
+marks, hairpin, ClusterIP, NodePort, external and LoadBalancer IPs, session affinity,
+Local traffic policies, rejects for services without endpoints), except that endpoints
+are chosen through data maps — ``dnat ip to <service key> . numgen random mod N map
+@service-endpoints`` in a few chains shared by all Services — so that an endpoint change
+writes map elements only and no commit re-validates a chain per Service (see
+:mod:`._rules`). ``mode="maglev"`` replaces the random choice with Maglev consistent
+hashing of the flow: ``jhash(flow) mod M`` picks one of M slots per service key, filled
+from :class:`kubetrio.datapath.MaglevTable` and updated slot by slot.
 
 Transactions go to the kernel as raw nf_tables netlink batches (:mod:`._netlink`; nft
 1.0.6's libnftables re-reads the whole table before each one), with libnftables as the

@@ -11,13 +11,19 @@ transaction, all or nothing, exactly as ``nft -f`` would send it, with chains an
 referred to by name. Rule bytecode mirrors what nft 1.0.6 generates for the same text
 (checked against ``nft --debug=netlink``; the tests compare ``nft list`` of both paths).
 
-What remains is the kernel's own cost: a transaction that adds a jump/goto (any rule or
-verdict-map element that points at a chain) makes nf_tables re-validate the whole table
-graph from its base chains at commit (``nft_chain_validate`` in a perf profile), so even
-a one-element change costs time proportional to the table: ~20 ms at 1k Services with 10
-endpoints, ~250 ms at 10k on this machine. Splitting Services over several tables would
-bound it (each transaction validates only the tables it touches) at the price of more
-base chains on every packet's path; that is left as a measured trade-off.
+What remains is the kernel's own cost, which the layout of :mod:`._rules` keeps small:
+a transaction that adds a jump/goto (a rule, or a verdict-map element that points at a
+chain) makes nf_tables re-validate every chain reachable from the base chains at commit
+(``nft_chain_validate``), and a new rule that looks up a map makes it walk that map's
+elements (``nf_tables_bind_set``). With chains per service port and endpoint the first was
+O(table) for any change (~650 ms at 30k Services with ten endpoints); now it walks the
+dispatch maps into a few shared chains (~3 ms at 30k), data-map changes validate nothing,
+and rules are only added for a new ``lb-`` chain.
+
+nft 1.0.6 itself cannot add a rule that uses the endpoint maps once it reads them back
+from the kernel (evaluating their ``typeof ... : ip daddr . th dport`` fails with
+"conflicting protocols specified: ip vs. th"); a whole table in one ``nft -f`` works, so
+only this encoder adds such rules incrementally.
 
 Anything outside the known shapes raises :class:`Unsupported`, and the caller sends that
 transaction through libnftables instead.

@@ -2,11 +2,14 @@
 
 Two informers (Services, EndpointSlices) feed a set of *dirty* Service keys; one sync
 task renders the dirty Services to fragments, diffs them against what the kernel holds,
-and applies the difference as one nft transaction. Many events between two syncs
-collapse into one transaction. A transaction that fails changes nothing (nft is all or
-nothing), the proxy then rewrites the whole table from its caches — the same full sync
-that runs at start-up and every ``resync_interval`` seconds to repair drift (somebody
-flushing or editing the table). The table is deleted when the proxy stops.
+and applies the difference as one nft transaction: only the changed Services are
+rendered and diffed, so the Python side of an update does not grow with the table. Many
+events between two syncs collapse into one transaction. A transaction that fails changes
+nothing (nft is all or nothing), the proxy then rewrites the whole table from its caches
+— the same full sync that runs at start-up and every ``resync_interval`` seconds to
+repair drift (somebody flushing or editing the table), and that drops shared ``lb-``
+chains and hairpin pairs nobody uses any more while creating spare ones
+(:meth:`Renderer.spare_chains`). The table is deleted when the proxy stops.
 """
 
 from __future__ import annotations
