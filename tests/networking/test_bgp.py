@@ -24,9 +24,10 @@ from typing import Any
 
 import pytest
 import trio
-from kubetrio_cni_calico.bgp import BgpRoutes, BirdFailed, runtime_dir
+from kubetrio_cni_calico.bgp import PREFIX, BgpRoutes, BirdFailed, runtime_dir
 from kubetrio_cni_calico.bird import peer_protocol, render_config
 from kubetrio_cni_calico.blocks import API_VERSION, KIND, PLURAL, block_name
+from kubetrio_cni_calico.peers import UNDERLAY_IP
 
 from kubetrio.client import Client
 
@@ -196,6 +197,8 @@ async def test_mesh_routes_pods_across_nodes(
                 await register_node(client, N3)
                 for name in NODES:
                     await wait_routes(lab, name, everywhere[name])
+                node3 = await client.get("v1", "nodes", N3)  # where peers reach it
+                assert node3["metadata"]["annotations"][PREFIX + UNDERLAY_IP] == NODES[N3][0]
 
                 pod1 = await lab.add_pod("pod1", N1, blocks[N1])
                 pod3 = await lab.add_pod("pod3", N3, blocks[N3])

@@ -1,13 +1,13 @@
 """Cross-node pod routes over BGP: bird2 per node, configured from API objects.
 
-This is Calico's BGP mode in one class. The confd role: informers on Nodes and
-IPAMBlocks, and after every change the node's ``bird.conf`` rendered again
-(:func:`.bird.render_config`: a full iBGP mesh to every other Node's InternalIP, this
-node's blocks announced). The BIRD role: ``bird -f`` as a child process in the node's
-network namespace, restarted with back-off if it dies, told about a new file with
-``birdc configure`` (sessions whose peer did not change stay up). bird installs what it
-learns into the kernel's main table: a route per other node's block via that node's
-underlay address.
+This is Calico's BGP mode in one class. The confd role: the peer table of
+:mod:`.peers` (Nodes and IPAMBlocks), and after every change the node's ``bird.conf``
+rendered again (:func:`.bird.render_config`: a full iBGP mesh to every other node that
+holds a block, at its underlay address; this node's blocks announced). The BIRD role:
+``bird -f`` as a child process in the node's network namespace, restarted with back-off
+if it dies, told about a new file with ``birdc configure`` (sessions whose peer did not
+change stay up). bird installs what it learns into the kernel's main table: a route
+per other node's block via that node's underlay address.
 
 Cancelled, the service stops bird for a graceful restart (see :mod:`.bird`): routes stay
 in this node's table and in its peers', so pods keep talking while the agent restarts.
@@ -20,8 +20,8 @@ how a bird left behind by an agent that was killed is found and stopped.
 
 The state is level-based: the file is derived from the caches alone, rendered
 deterministically, and written (and bird reloaded) only when it differs from what bird
-runs. Every node's underlay address must be its Node's InternalIP (that is where the
-other nodes connect to it).
+runs. A node's underlay address (its router id, where peers connect) is published as
+``bgp.kubetrio.io/underlay-ip`` on its Node; peers fall back to the InternalIP.
 """
 
 from __future__ import annotations
@@ -34,16 +34,17 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import trio
 
-from kubetrio.client import Client, FunctionHandler, Informer
+from kubetrio.client import Client
 
 from .bird import DEFAULT_ASN, render_config
-from .blocks import API_VERSION, PLURAL
+from .peers import UNDERLAY_IP, PeerTable, internal_ip, publish
 
 log = logging.getLogger("kubetrio.cni_calico.bgp")
+
+PREFIX = "bgp.kubetrio.io/"
 
 RUN_DIR = Path("/run/kubetrio/bird")
 DEBOUNCE = 0.05
@@ -59,14 +60,6 @@ STOP_GRACE = 5.0
 
 class BirdFailed(RuntimeError):
     """bird exited before it was ready, or refused a command."""
-
-
-def internal_ip(node: dict[str, Any] | None) -> str | None:
-    """The Node's InternalIP from ``status.addresses``, or None."""
-    for address in ((node or {}).get("status") or {}).get("addresses") or []:
-        if address.get("type") == "InternalIP" and address.get("address"):
-            return str(address["address"])
-    return None
 
 
 def runtime_dir(node_name: str) -> Path:
@@ -107,8 +100,7 @@ class BgpRoutes:
         self.config_path = self.dir / "bird.conf"
         self.socket = self.dir / "bird.ctl"
         self.pid_file = self.dir / "bird.pid"
-        self.nodes = Informer(client, "v1", "nodes")
-        self.blocks = Informer(client, API_VERSION, PLURAL)
+        self.table = PeerTable(client, node_name, prefix=PREFIX)
         self.applied: str | None = None
         """The configuration the running bird has loaded; None while none runs."""
         self.reloads = 0
@@ -117,28 +109,20 @@ class BgpRoutes:
         """How many changes of the caches were handled (a reload, or none needed)."""
         self._process: trio.Process | None = None
         self._removing = False
-        self._changed = trio.Event()
-
-    def _poke(self, _obj: Any) -> None:
-        self._changed.set()
 
     def render(self) -> str | None:
         """The bird.conf the caches call for; None until the router id is known."""
-        router_id = self.underlay_ip or internal_ip(self.nodes.get(self.node_name))
+        router_id = self.router_id()
         if router_id is None:
             return None
-        peers = {}
-        for node in self.nodes.list():
-            name = str(node["metadata"]["name"])
-            address = internal_ip(node)
-            if name != self.node_name and address is not None:
-                peers[name] = address
-        blocks = []
-        for block in self.blocks.list():
-            spec = block.get("spec") or {}
-            if spec.get("node") == self.node_name and spec.get("cidr"):
-                blocks.append(str(spec["cidr"]))
+        peers = {name: peer.underlay for name, peer in self.table.peers().items() if peer.underlay}
+        blocks = self.table.own_blocks()
         return render_config(router_id=router_id, blocks=blocks, peers=peers, asn=self.asn)
+
+    def router_id(self) -> str | None:
+        """``underlay_ip``, else this Node's InternalIP; None until it is registered."""
+        own = self.table.nodes.get(self.node_name)
+        return self.underlay_ip or (internal_ip(own) if own is not None else None)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start bird, report started, then follow Nodes and IPAMBlocks until cancelled
@@ -147,26 +131,25 @@ class BgpRoutes:
         Raises :class:`BirdFailed` if the first bird exits before it answers.
         """
         self._removing = False
-        handler = FunctionHandler(self._poke)
-        self.nodes.add_handler(handler)
-        self.blocks.add_handler(handler)
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.nodes.run)
-            await nursery.start(self.blocks.run)
-            while self.render() is None:  # the node agent registers the Node after us
-                self._changed = trio.Event()
-                if self.render() is None:
-                    await self._changed.wait()
+            await nursery.start(self.table.run)
+            while (router_id := self.router_id()) is None:  # registered after we start
+                self.table.changed = trio.Event()
+                if self.router_id() is None:
+                    await self.table.changed.wait()
             await nursery.start(self._supervise)
+            nursery.start_soon(
+                publish, self.client, self.node_name, {PREFIX + UNDERLAY_IP: router_id}
+            )
             task_status.started()
             await self._follow()
 
     async def _follow(self) -> None:
         failures = 0
         while True:
-            await self._changed.wait()
+            await self.table.changed.wait()
             await trio.sleep(DEBOUNCE)
-            self._changed = trio.Event()
+            self.table.changed = trio.Event()
             config = self.render()
             # Nothing new, or bird is not up: it reads the file when it starts.
             if config is not None and self.applied is not None and config != self.applied:
@@ -176,7 +159,7 @@ class BgpRoutes:
                     failures += 1
                     log.warning("reloading bird of node %s failed: %s", self.node_name, exc)
                     await trio.sleep(min(RESTART_BACKOFF[1], RESTART_BACKOFF[0] * 2**failures))
-                    self._changed.set()
+                    self.table.changed.set()
                     continue
                 failures = 0
             self.syncs += 1
@@ -246,7 +229,7 @@ class BgpRoutes:
                     nursery.start_soon(self._forward_log, process.stderr)
                 await self._wait_ready(process)
                 self.applied = config
-                self._changed.set()  # the caches may have moved on while bird started
+                self.table.changed.set()  # the caches may have moved on while bird started
                 if ready is not None:
                     ready()
                 await process.wait()
