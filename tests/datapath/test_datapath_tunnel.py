@@ -1,12 +1,15 @@
 """The Rust TUN tunnel engine carrying ping and TCP between two network namespaces.
 
-Topology (created here, always removed): namespaces A and B joined by a veth pair
-(underlay 172.31.250.1/.2); in each a TUN device ``kt0`` run by a TunnelEngine, with pod
-addresses 10.250.1.1 (A) and 10.250.2.1 (B) and a route to the other's /24 into ``kt0``.
+Topology (:mod:`kubetrio.datapath._lab`, created here, always removed): namespaces A and B
+joined by a veth pair (underlay 172.31.250.1/.2); in each a TUN device ``kt0`` run by a
+TunnelEngine, with pod addresses 10.250.1.1 (A) and 10.250.2.1 (B) and a route to the
+other's /24 into ``kt0``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -18,6 +21,7 @@ import pytest
 import trio
 
 from kubetrio.datapath import DatapathError, TunnelEngine, TunnelKind
+from kubetrio.datapath._lab import ip, start_tunnel, veth_nodes
 
 pytestmark = [
     pytest.mark.root,
@@ -63,47 +67,45 @@ fcntl.ioctl(sock.fileno(), 0x8946, ifreq)  # SIOCETHTOOL
 """
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=10)
-
-
 @pytest.fixture
 def namespaces() -> Iterator[tuple[str, str]]:
-    tag = os.getpid() % 100000
-    a, b = f"ktA{tag}", f"ktB{tag}"
-    try:
-        ip("netns", "add", a)
-        ip("netns", "add", b)
-        ip("link", "add", "veth0", "netns", a, "type", "veth", "peer", "name", "veth0", "netns", b)
-        for n, ns in ((1, a), (2, b)):
-            ip("-n", ns, "link", "set", "lo", "up")
-            ip("-n", ns, "addr", "add", f"{UNDERLAY.format(n)}/24", "dev", "veth0")
-            ip("-n", ns, "link", "set", "veth0", "up")
-        yield a, b
-    finally:
-        for ns in (a, b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+    with veth_nodes(UNDERLAY) as pair:
+        yield pair
 
 
 def start_engines(mode: TunnelKind, a: str, b: str, offload: bool = True) -> list[TunnelEngine]:
-    mtu = "1450" if mode == "vxlan" else "1480"
-    engines = []
-    for n, other, ns in ((1, 2, a), (2, 1, b)):
-        engine = TunnelEngine(
-            mode,
-            "kt0",
-            UNDERLAY.format(n),
-            vni=42,
-            netns=ns,
-            offload=offload,
-        )
-        engine.add_route(f"10.250.{other}.0/24", UNDERLAY.format(other))
-        engine.start()
-        engines.append(engine)
-        ip("-n", ns, "addr", "add", f"10.250.{n}.1/24", "dev", "kt0")
-        ip("-n", ns, "link", "set", "kt0", "mtu", mtu, "up")
-        ip("-n", ns, "route", "add", f"10.250.{other}.0/24", "dev", "kt0")
+    engines = [start_tunnel(mode, a, 1, UNDERLAY, offload=offload)]
+    try:
+        engines.append(start_tunnel(mode, b, 2, UNDERLAY, offload=offload))
+    except BaseException:
+        engines[0].stop()
+        raise
     return engines
+
+
+def transfer(a: str, b: str, port: int, size: int = 4 << 20) -> None:
+    """Send ``size`` random bytes over TCP from A to B's pod address; B checks the digest."""
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", b, sys.executable, "-c", SERVER, "10.250.2.1", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "listening"
+        client = subprocess.run(
+            ["ip", "netns", "exec", a, sys.executable, "-c", CLIENT, "10.250.2.1", str(port),
+             str(size)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert client.stdout.strip() == "True", client.stdout + client.stderr
+        server.wait(timeout=10)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
 
 
 @pytest.mark.parametrize("offload", [True, False], ids=["offload", "plain"])
@@ -113,7 +115,6 @@ def test_ping_and_tcp_through_the_tunnel(
 ) -> None:
     a, b = namespaces
     engines = start_engines(mode, a, b, offload)
-    server = None
     try:
         ping = subprocess.run(
             ["ip", "netns", "exec", a, "ping", "-c", "3", "-i", "0.2", "-W", "2", "10.250.2.1"],
@@ -122,39 +123,177 @@ def test_ping_and_tcp_through_the_tunnel(
             timeout=20,
         )
         assert ping.returncode == 0, ping.stdout + ping.stderr
-
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", b, sys.executable, "-c", SERVER, "10.250.2.1", "5555"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == "listening"
-        size = str(4 << 20)
-        client = subprocess.run(
-            ["ip", "netns", "exec", a, sys.executable, "-c", CLIENT, "10.250.2.1", "5555", size],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert client.stdout.strip() == "True", client.stdout + client.stderr
-        server.wait(timeout=10)
+        transfer(a, b, 5555)
 
         for engine in engines:
             stats = engine.stats()
             assert stats.tx_packets > 0 and stats.rx_packets > 0, stats
             assert stats.rx_malformed == 0 and stats.tx_errors == 0, stats
-        assert engines[0].stats().tx_bytes > 4 << 20
+        sender, receiver = (e.stats() for e in engines)
+        assert sender.tx_bytes > 4 << 20
+        # IPIP with offloads carries the stream as outer-fragmented aggregates (TSO packets
+        # sent whole), which the receiver writes back as GSO packets.
+        aggregates = mode == "ipip" and offload
+        assert (sender.tx_aggregates > 0) == aggregates, sender
+        assert (receiver.rx_aggregates > 0) == aggregates, receiver
     finally:
-        if server is not None and server.poll() is None:
-            server.kill()
-            server.wait()
         for engine in engines:
             engine.stop()
     assert not any(e.running for e in engines)
     # The engine created kt0, so it is gone with the engine.
     gone = subprocess.run(["ip", "-n", a, "link", "show", "kt0"], capture_output=True)
     assert gone.returncode != 0
+
+
+# Counts the IPIP packets a node receives (every raw protocol-4 socket gets a copy, so
+# this runs beside the engine; it may miss some under load): packets, the largest, and how
+# many carry the engine's segment-size option (type 30). Prints a JSON summary once
+# nothing came for 1 s.
+SNIFFER = """
+import json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE: miss little
+s.bind((sys.argv[1], 0))
+print("ready", flush=True)
+s.settimeout(10)
+count = largest = marked = 0
+try:
+    while True:
+        data = s.recv(70000)
+        s.settimeout(1)
+        count += 1
+        largest = max(largest, len(data))
+        marked += (data[0] & 15) > 5 and 30 in data[20:(data[0] & 15) * 4]
+except TimeoutError:
+    pass
+print(json.dumps({"count": count, "largest": largest, "marked": marked}), flush=True)
+"""
+
+
+@pytest.mark.parametrize(
+    ("sender", "receiver"),
+    [
+        ({"offload": True, "outer_fragments": True}, {"offload": False}),
+        ({"offload": True, "outer_fragments": False}, {"offload": True}),
+        ({"offload": False}, {"offload": True}),
+    ],
+    ids=["aggregates-to-plain", "segments-to-offload", "plain-to-offload"],
+)
+def test_ipip_engines_with_different_settings(
+    namespaces: tuple[str, str], sender: dict[str, bool], receiver: dict[str, bool]
+) -> None:
+    """Any IPIP engine receives from any other; only `outer_fragments` makes aggregates.
+
+    A sniffer in B checks the wire: aggregates are single reassembled packets larger than
+    the underlay MTU with the segment-size option; otherwise every packet fits the 1500-byte
+    underlay unmarked, as RFC 2003 receivers (a kernel ipip device) expect.
+    """
+    a, b = namespaces
+    engines = [start_tunnel("ipip", a, 1, UNDERLAY, **sender)]
+    sniffer = None
+    try:
+        engines.append(start_tunnel("ipip", b, 2, UNDERLAY, **receiver))
+        sniffer = subprocess.Popen(
+            ["ip", "netns", "exec", b, sys.executable, "-c", SNIFFER, UNDERLAY.format(2)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert sniffer.stdout is not None
+        assert sniffer.stdout.readline().strip() == "ready"
+        transfer(a, b, 5557)
+        wire = json.loads(sniffer.stdout.readline())
+        sent, received = engines[0].stats(), engines[1].stats()
+    finally:
+        if sniffer is not None and sniffer.poll() is None:
+            sniffer.kill()
+            sniffer.wait()
+        for engine in engines:
+            engine.stop()
+    aggregates = sender["offload"] and sender.get("outer_fragments", False)
+    assert (sent.tx_aggregates > 0) == aggregates, sent
+    assert received.rx_aggregates == sent.tx_aggregates, received
+    assert received.rx_malformed == 0 and received.rx_errors == 0, received
+    assert wire["count"] > 0 and received.rx_packets > 0, wire
+    if aggregates:
+        assert wire["marked"] > 0 and wire["largest"] > 1500, wire
+    else:
+        assert wire["marked"] == 0 and wire["largest"] <= 1500, wire
+
+
+# A non-engine IPIP sender, as another RFC 2003 implementation would send: a plain packet
+# with DF through IP_HDRINCL, then a datagram too big for the underlay through a socket
+# that lets the kernel fragment the outer packet. Both carry UDP to B's pod address.
+FOREIGN_SENDER = """
+import socket, struct, sys
+local, remote, src, dst = sys.argv[1:5]
+
+def checksum(data):
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+def ipv4(src, dst, proto, payload, df):
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, 0x4000 if df else 0,
+                         64, proto, 0, socket.inet_aton(src), socket.inet_aton(dst))
+    return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + payload
+
+def udp(payload):  # checksum 0: none, allowed for UDP over IPv4
+    return struct.pack("!HHHH", 4000, 5558, 8 + len(payload), 0) + payload
+
+plain = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+plain.sendto(ipv4(local, remote, 4, ipv4(src, dst, 17, udp(b"small" * 10), True), True),
+             (remote, 0))
+fragmenting = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+fragmenting.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER: IP_PMTUDISC_DONT
+fragmenting.bind((local, 0))
+fragmenting.sendto(ipv4(src, dst, 17, udp(bytes(range(256)) * 16), False), (remote, 0))
+"""
+
+RECEIVER = """
+import hashlib, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 5558))
+s.settimeout(10)
+print("ready", flush=True)
+for _ in range(2):
+    data = s.recv(65536)
+    print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
+"""
+
+
+def test_ipip_receives_from_other_senders(namespaces: tuple[str, str]) -> None:
+    """Plain and kernel-fragmented IPIP from a non-engine sender reach B's pods intact."""
+    a, b = namespaces
+    engine = start_tunnel("ipip", b, 2, UNDERLAY)
+    try:
+        receiver = subprocess.Popen(
+            ["ip", "netns", "exec", b, sys.executable, "-c", RECEIVER, "10.250.2.1"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert receiver.stdout is not None
+            assert receiver.stdout.readline().strip() == "ready"
+            subprocess.run(
+                ["ip", "netns", "exec", a, sys.executable, "-c", FOREIGN_SENDER,
+                 UNDERLAY.format(1), UNDERLAY.format(2), "10.250.1.1", "10.250.2.1"],
+                check=True,
+                timeout=10,
+            )  # fmt: skip
+            got = [receiver.stdout.readline().split() for _ in range(2)]
+        finally:
+            receiver.kill()
+            receiver.wait()
+        stats = engine.stats()
+    finally:
+        engine.stop()
+    big = bytes(range(256)) * 16
+    assert got == [
+        ["50", hashlib.sha256(b"small" * 10).hexdigest()],
+        [str(len(big)), hashlib.sha256(big).hexdigest()],
+    ]
+    assert stats.rx_packets == 2 and stats.rx_aggregates == 0 and stats.rx_malformed == 0
 
 
 def test_packets_without_a_route_are_counted(namespaces: tuple[str, str]) -> None:
@@ -216,14 +355,8 @@ def test_vxlan_engine_talks_to_kernel_vxlan(namespaces: tuple[str, str], offload
     """RFC 7348 on the wire: the engine in A, the kernel's VXLAN device in B."""
     a, b = namespaces
     engine_mac, kernel_mac = "02:6b:74:00:00:01", "02:6b:74:00:00:02"  # the engine's MACs
-    engine = TunnelEngine("vxlan", "kt0", UNDERLAY.format(1), vni=4096, netns=a, offload=offload)
-    engine.add_route("10.250.2.0/24", UNDERLAY.format(2))
-    server = None
+    engine = start_tunnel("vxlan", a, 1, UNDERLAY, offload=offload)
     try:
-        engine.start()
-        ip("-n", a, "addr", "add", "10.250.1.1/24", "dev", "kt0")
-        ip("-n", a, "link", "set", "kt0", "mtu", "1450", "up")
-        ip("-n", a, "route", "add", "10.250.2.0/24", "dev", "kt0")
         ip(
             "-n", b, "link", "add", "vxlan0", "address", kernel_mac, "type", "vxlan",
             "id", "4096", "dstport", "4789", "local", UNDERLAY.format(2), "dev", "veth0",
@@ -255,25 +388,8 @@ def test_vxlan_engine_talks_to_kernel_vxlan(namespaces: tuple[str, str], offload
             timeout=20,
         )
         assert ping.returncode == 0, ping.stdout + ping.stderr
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", b, sys.executable, "-c", SERVER, "10.250.2.1", "5556"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout is not None
-        assert server.stdout.readline().strip() == "listening"
-        client = subprocess.run(
-            ["ip", "netns", "exec", a, sys.executable, "-c", CLIENT, "10.250.2.1", "5556",
-             str(4 << 20)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )  # fmt: skip
-        assert client.stdout.strip() == "True", client.stdout + client.stderr
+        transfer(a, b, 5556)
         stats = engine.stats()
         assert stats.rx_packets > 0 and stats.rx_malformed == 0, stats
     finally:
-        if server is not None and server.poll() is None:
-            server.kill()
-            server.wait()
         engine.stop()
