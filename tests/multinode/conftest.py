@@ -96,6 +96,16 @@ class LocalCluster:
         script = f"timeout {timeout} wget -q -O /tmp/fetched {url} && cat /tmp/fetched"
         return self.kubectl("exec", pod, "--", "sh", "-c", script).strip()
 
+    def reaches(self, pod: str, url: str, *, timeout: int = 3) -> bool:
+        """Whether ``pod`` gets an answer from ``url`` within ``timeout`` seconds."""
+        script = f"timeout {timeout} wget -q -O /dev/null {url}"
+        result = subprocess.run(
+            ["kubectl", f"--kubeconfig={self.kubeconfig}", "exec", pod, "--", "sh", "-c", script],
+            capture_output=True,
+            timeout=timeout + 30,
+        )
+        return result.returncode == 0
+
     def fetch_many(self, pod: str, url: str, count: int) -> list[str]:
         """``count`` fetches of ``url`` from ``pod``, each a new connection; the bodies."""
         script = f"for i in $(seq {count}); do timeout 5 wget -q -O - {url}; done"

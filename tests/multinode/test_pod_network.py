@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -83,3 +84,32 @@ def test_pod_to_node(
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_network_policy_across_nodes(cluster: LocalCluster, pods: dict[str, str]) -> None:
+    # Pod c (node 3) admits only pods labelled app=b (node 2); a1 (node 1) is refused.
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "c-from-b"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "c"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "b"}}}]}],
+        },
+    }
+    url = f"http://{pods['c']}:8080/"
+    assert cluster.reaches("a1", url)
+    cluster.apply(policy)
+    try:
+        deadline = time.monotonic() + 15
+        while cluster.reaches("a1", url) and time.monotonic() < deadline:
+            time.sleep(0.5)  # the nodes' policy agents follow the new object
+        assert not cluster.reaches("a1", url)
+        assert cluster.reaches("b", url)
+    finally:
+        cluster.kubectl("delete", "networkpolicy", "c-from-b")
+    deadline = time.monotonic() + 15
+    while not cluster.reaches("a1", url) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert cluster.reaches("a1", url)
