@@ -297,12 +297,8 @@ async def test_a_bird_left_behind_is_stopped(client: Client, lab: NodeLab) -> No
 @pytest.mark.root
 async def test_a_bird_that_cannot_start_is_reported(client: Client) -> None:
     agent = BgpRoutes(client, N2, underlay_ip=NODES[N2][0], netns=f"ktb-missing-{TAG}")
-    with trio.fail_after(30):
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(agent.run)
-        except* BirdFailed:
-            pass
-        else:
-            pytest.fail("run() started without a bird")
+    why = pytest.RaisesExc(BirdFailed, match="Cannot open network namespace")
+    with trio.fail_after(30), pytest.RaisesGroup(why, flatten_subgroups=True):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(agent.run)
     await agent.remove()

@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable
@@ -56,6 +57,10 @@ HEALTHY_AFTER = 30.0
 READY_TIMEOUT = 10.0
 STOP_GRACE = 5.0
 """Seconds bird gets to say goodbye to its peers before it is killed."""
+
+
+_IMPORTANT = re.compile(r"<(WARN|ERR|BUG)>|<FATAL> (?!Shutdown completed)")
+"""bird's log lines worth a warning (every stop ends with "<FATAL> Shutdown completed")."""
 
 
 class BirdFailed(RuntimeError):
@@ -109,6 +114,9 @@ class BgpRoutes:
         """How many changes of the caches were handled (a reload, or none needed)."""
         self._process: trio.Process | None = None
         self._removing = False
+        self._last_words = ""
+        """bird's last line of output: why it did not come up."""
+        self._log_ended = trio.Event()
 
     def render(self) -> str | None:
         """The bird.conf the caches call for; None until the router id is known."""
@@ -223,6 +231,7 @@ class BgpRoutes:
             stderr=subprocess.PIPE,
         )
         self._process = process
+        self._log_ended = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
                 if process.stderr is not None:
@@ -260,7 +269,12 @@ class BgpRoutes:
                     return
                 await trio.sleep(0.05)
         await _stop(process)
-        raise BirdFailed(f"bird of node {self.node_name} did not come up ({process.returncode})")
+        with trio.move_on_after(1.0):
+            await self._log_ended.wait()  # its last words say why
+        raise BirdFailed(
+            f"bird of node {self.node_name} did not come up (exit {process.returncode}): "
+            + self._last_words
+        )
 
     async def _forward_log(self, stream: trio.abc.ReceiveStream) -> None:
         """bird's log lines (``<date> <time> <LEVEL> text``) into ours."""
@@ -270,13 +284,10 @@ class BgpRoutes:
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 text = line.decode(errors="replace")
-                important = any(f"<{level}>" in text for level in ("WARN", "ERR", "FATAL", "BUG"))
-                log.log(
-                    logging.WARNING if important else logging.DEBUG,
-                    "bird %s: %s",
-                    self.node_name,
-                    text,
-                )
+                level = logging.WARNING if _IMPORTANT.search(text) else logging.DEBUG
+                log.log(level, "bird %s: %s", self.node_name, text)
+                self._last_words = text
+        self._log_ended.set()
 
     async def _stop_stale(self) -> None:
         """Stop a bird of this node left running by an earlier agent (found by pid file)."""
