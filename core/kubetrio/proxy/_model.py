@@ -15,7 +15,7 @@ API reaches the rule renderer. Endpoint selection follows kube-proxy:
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,11 +80,15 @@ def local_endpoints(endpoints: Iterable[Endpoint], node_name: str) -> list[Endpo
 
 
 def _ipv4(value: Any) -> str | None:
+    """The dotted quad of an IPv4 address, None for anything else (IPv6 included).
+
+    ``inet_pton`` is as strict as :mod:`ipaddress` (no leading zeros, four octets) and
+    an order of magnitude faster, which counts at 300k endpoints per full sync.
+    """
     try:
-        address = ipaddress.ip_address(str(value))
-    except ValueError:
+        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, str(value)))
+    except OSError:
         return None
-    return str(address) if address.version == 4 else None
 
 
 def service_ports(

@@ -471,7 +471,7 @@ def full_script(fragments: Iterable[Fragment]) -> list[str]:
         chains.extend(fragment.chains.items())
         for (map_name, key), value in fragment.elements.items():
             elements.setdefault(map_name, []).append(f"{key} : {value}")
-    for set_name, key in sorted(shared_elements):
+    for set_name, key in shared_elements:
         elements.setdefault(set_name, []).append(key)
     commands.extend(f"add chain ip {TABLE} {name}" for name, _ in chains)
     commands.extend(
