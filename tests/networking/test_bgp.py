@@ -149,11 +149,12 @@ async def wait_routes(lab: NodeLab, node: str, expected: Mapping[str, str | None
 
 
 async def session(agent: BgpRoutes, peer: str) -> tuple[str, str]:
-    """The state of the agent's session to ``peer`` and since when (bird's columns)."""
+    """The agent's session to ``peer``: its state (``Established``, ``Active ...``) and
+    since when, from bird's columns Name Proto Table State Since Info."""
     output = await agent.birdc("show", "protocols", peer_protocol(NODES[peer][0]))
     [line] = [row for row in output.splitlines() if row.startswith("mesh_")]
-    _, _, _, _, *since, info = line.split()
-    return info, " ".join(since)
+    _, _, _, _, since, *info = line.split()
+    return " ".join(info), since
 
 
 async def bird_routes(agent: BgpRoutes, dst: str, *, via: str) -> bool:
