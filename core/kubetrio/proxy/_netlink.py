@@ -542,6 +542,9 @@ class Batch:
             _verdict("jump", "endpoints-check"),
         ]
         hairpin = [
+            _expr("ct", _u32(1, REG_1), _u32(2, 2)),  # ct status
+            _bitwise(0x20, 0),  # IPS_DST_NAT
+            _cmp(1, struct.pack("=I", 0)),
             _saddr(),
             _payload(1, 16, 4, REG32_01),  # ip daddr
             _expr("lookup", _str(1, HAIRPIN), _u32(2, REG_1)),

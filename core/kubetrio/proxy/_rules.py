@@ -17,8 +17,9 @@ endpoint change never touches it::
     service-endpoints  ClusterIP/external IP . proto . port . slot : endpoint ip . port
     nodeport-endpoints proto . nodePort . slot                       : endpoint ip . port
     no-endpoint-services / no-endpoint-nodeports   (filter hooks) reject what has no endpoint
-    nat-postrouting ─▶ masquerading: hairpin (ip saddr . ip daddr in @hairpin, i.e. a pod
-                     sent to itself) sets the 0x4000 mark; marked packets are masqueraded
+    nat-postrouting ─▶ masquerading: hairpin (a DNATed connection with ip saddr . ip
+                     daddr in @hairpin: an endpoint sent to itself) sets the 0x4000
+                     mark; marked packets are masqueraded
 
 Why data maps: a transaction that adds a jump or goto (a rule, or a verdict-map element)
 makes the kernel re-validate every chain reachable from the base chains at commit
@@ -178,7 +179,7 @@ def base_ruleset() -> str:
   chain drop-chain {{ drop; }}
   chain mark-for-masquerade {{ meta mark set meta mark | {mark}; }}
   chain masquerading {{
-    ip saddr . ip daddr @{HAIRPIN} jump mark-for-masquerade
+    ct status dnat ip saddr . ip daddr @{HAIRPIN} jump mark-for-masquerade
     meta mark & {mark} == 0 return
     meta mark set meta mark ^ {mark}
     masquerade fully-random
