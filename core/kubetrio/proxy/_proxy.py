@@ -59,7 +59,7 @@ class ServiceProxy:
     :param mode: ``"nftables"`` (random backend per connection, as kube-proxy) or
         ``"maglev"`` (Maglev consistent hashing of the flow, tables from the Rust datapath).
     :param cluster_cidr: the pod network; ClusterIP traffic from outside it is masqueraded.
-    :param maglev_slots: slots of each Maglev map (prime).
+    :param maglev_slots: Maglev slots per service key (prime).
     :param maglev_seed: Maglev permutation seed (equal on every node).
     :param resync_interval: seconds between full rewrites that repair drift.
     :param min_sync_interval: least seconds between two transactions (batches bursts).
