@@ -293,13 +293,19 @@ async def test_a_bird_left_behind_is_stopped(client: Client, lab: NodeLab) -> No
     finally:
         left.kill()
         left.wait()
+        with trio.CancelScope(shield=True):
+            await agent.remove()
+    assert not agent.dir.exists()
 
 
 @pytest.mark.root
 async def test_a_bird_that_cannot_start_is_reported(client: Client) -> None:
     agent = BgpRoutes(client, N2, underlay_ip=NODES[N2][0], netns=f"ktb-missing-{TAG}")
     why = pytest.RaisesExc(BirdFailed, match="Cannot open network namespace")
-    with trio.fail_after(30), pytest.RaisesGroup(why, flatten_subgroups=True):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(agent.run)
-    await agent.remove()
+    try:
+        with trio.fail_after(30), pytest.RaisesGroup(why, flatten_subgroups=True):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(agent.run)
+    finally:
+        await agent.remove()
+    assert not agent.dir.exists()
