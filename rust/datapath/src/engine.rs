@@ -12,9 +12,10 @@
 //! VXLAN goes through a UDP socket bound to the VXLAN port: the kernel writes the outer
 //! IPv4/UDP headers, the engine the VXLAN header and an inner Ethernet header (so the
 //! format is RFC 7348 on the wire). Its UDP source port is therefore the bound port, not a
-//! per-flow hash. IPIP goes through a raw IPv4 socket of protocol 4 with `IP_HDRINCL`: the
-//! engine writes the outer header itself (TOS and DF copied, RFC 2003) and receives whole
-//! outer packets, which [`ipip_decap`] checks.
+//! per-flow hash. IPIP goes through a raw IPv4 socket of protocol 4 bound to the local
+//! address: the kernel writes the outer header (TTL from the configuration, TOS copied from
+//! the inner header per message, RFC 2003) and the engine receives whole outer packets,
+//! reassembled by the kernel when they came in fragments, which [`ipip_decap`] checks.
 //!
 //! Both threads poll with a short timeout and watch a stop flag, so [`TunnelEngine::stop`]
 //! returns within about 100 ms and closes every descriptor. With `netns` set, the device
@@ -22,17 +23,43 @@
 //! (`setns` applies per thread); the workers then need no namespace of their own, because
 //! a descriptor stays bound to the namespace it was created in.
 //!
-//! With `offload` on, the device is opened with `IFF_VNET_HDR` and TSO4/checksum offload:
-//! the TX thread reads up to 64 KiB TCP packets and segments them itself, the RX thread
-//! coalesces consecutive segments of a flow into one GSO write (see [`crate::packet::offload`]).
+//! With `offload` on, the device is opened with `IFF_VNET_HDR` and TSO4/checksum offload,
+//! so the TX thread reads TCP packets of up to 64 KiB (see [`crate::packet::offload`]):
+//!
+//! - **VXLAN** segments them and sends runs of equal-sized datagrams as one UDP GSO message
+//!   (`UDP_SEGMENT`); the receiver asks for UDP GRO and coalesces the segments of a flow into
+//!   one GSO write to TUN. GSO skbs cross the underlay whole, as with the kernel's VXLAN.
+//! - **IPIP** (with `outer_fragments`, the default) sends each TSO packet *whole*, with full
+//!   checksums, as one IPIP packet; the raw socket never sets DF, so the kernel fragments
+//!   the outer packet at the underlay MTU (RFC 2003 §5.1 allows it) and the receiving
+//!   kernel reassembles it. An outer-header IP option carries the sender's segment size
+//!   ([`crate::packet::ipip`]), so the receiving engine writes the packet back to TUN as one
+//!   GSO packet of the same MSS (an engine without offloads cuts it into segments). A raw
+//!   socket has no GSO, and a GSO packet from userspace (TUN or packet socket) cannot be
+//!   IPIP: the kernel segments IPIP only as `SKB_GSO_IPXIP4`, which only its own tunnels
+//!   set. So the wire sees about 44 packets per 64 KiB at MTU 1500 either way; this path
+//!   saves the engine cutting, checksumming and sending each segment and the receiver
+//!   gluing them back: every `sendmsg`/`recv` moves 64 KiB. The kernel's per-fragment work
+//!   (output, veth, reassembly) is what remains, and it dominates on a veth underlay.
+//!   Plain IPIP packets (any other sender) are handled as before, so engines interoperate
+//!   whatever their settings (tested).
+//!
+//! Outer DF is never set, in either IPIP path: a packet too big for the underlay is
+//! fragmented rather than dropped without an ICMP error (with `IP_HDRINCL` the kernel
+//! refused it). Inner DF is not copied to the outer header, a deviation from RFC 2003
+//! §3.1 that matters only when the underlay MTU is below the TUN MTU + 20. A lost fragment
+//! loses the whole aggregate (up to 44 segments), which TCP recovers like a burst loss;
+//! on a lossy underlay, or towards kernel IPIP peers that cannot handle 64 KiB inner
+//! packets, set `outer_fragments` off to send plain per-segment RFC 2003 packets.
 //!
 //! Interoperates with the kernel's VXLAN device (tested). One caveat on veth underlays: a
 //! kernel VXLAN sender leaves the inner TCP checksum to "hardware" and veth never computes
 //! it, so a userspace receiver sees only the pseudo-header sum; on a real NIC, or with TX
 //! checksum offload off on the sender's VXLAN device, the checksum arrives complete.
 //!
-//! Not done (yet): UDP GSO/GRO on the underlay socket, multi-queue TUN, a per-flow VXLAN
-//! source port.
+//! Not done (yet): multi-queue TUN with a TX/RX thread pair per queue (it would spread
+//! many flows over cores; one TCP flow stays on one queue, and this host has two cores),
+//! outer DF for plain IPIP packets whose inner packet has DF, a per-flow VXLAN source port.
 
 use std::ffi::CString;
 use std::fs::File;
