@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.root, pytest.mark.runc]
 
 KUBETRIO = [sys.executable, "-m", "kubetrio"]
 NODES = 3
+BIRD_RUN_DIR = Path("/run/kubetrio/bird")
 UNDERLAYS = {"vxlan": "172.31.210.0/24", "ipip": "172.31.211.0/24", "bgp": "172.31.212.0/24"}
 """One underlay per mode, so a cluster's leftovers could never meet the next one's."""
 
@@ -167,6 +168,8 @@ def _leftovers(topology: Topology) -> list[str]:
     found += [
         name for name in [topology.bridge] + [n.veth for n in topology.nodes] if f" {name}" in links
     ]
+    # BGP mode's bird keeps its config and socket here while it runs.
+    found += [str(path) for n in topology.nodes if (path := BIRD_RUN_DIR / n.name).exists()]
     return found
 
 

@@ -281,23 +281,32 @@ class CalicoNetwork:
         the pool's mode says, and release blocks nobody needs any more.
 
         Without a client (a node agent with no cluster) there is no policy to enforce.
+        When cancelled with no pod left on the node (``kubetrio down`` stops the pods
+        first), the route agent removes what it made — tunnel device, bird and its
+        routes; with pods still running (an agent restart) everything stays, so their
+        traffic keeps flowing and the next agent takes over.
         """
         await self._sysctl("net/ipv4/ip_forward", "1")
         if client is None:
             task_status.started()
             await trio.sleep_forever()
         await self.claim_block(client, node_name)
-        async with trio.open_nursery() as nursery:
-            self.routes = self.route_agent(client, node_name)
-            if self.routes is not None:
-                # Not awaited: without an underlay address it waits for the Node the
-                # agent registers only after node services have started.
-                nursery.start_soon(self.routes.run)
-            if self.claims is not None:
-                nursery.start_soon(self._collect_blocks, client)
-            policy = PolicyAgent(client, node_name, table=PolicyTable(netns=self.netns))
-            await nursery.start(policy.run)
-            task_status.started()
+        try:
+            async with trio.open_nursery() as nursery:
+                self.routes = self.route_agent(client, node_name)
+                if self.routes is not None:
+                    # Not awaited: without an underlay address it waits for the Node the
+                    # agent registers only after node services have started.
+                    nursery.start_soon(self.routes.run)
+                if self.claims is not None:
+                    nursery.start_soon(self._collect_blocks, client)
+                policy = PolicyAgent(client, node_name, table=PolicyTable(netns=self.netns))
+                await nursery.start(policy.run)
+                task_status.started()
+        finally:
+            if self.routes is not None and not self.ipam.in_use():
+                with trio.CancelScope(shield=True), trio.move_on_after(15):
+                    await self.routes.remove()
 
     def route_agent(self, client: Client, node_name: str) -> RouteAgent | None:
         """The route agent of the mode: VXLAN, IPIP, BGP, or None (routing left alone)."""
@@ -311,7 +320,7 @@ class CalicoNetwork:
                 client, node_name, underlay_ip=self.underlay_ip, netns=self.netns, block=block
             )
         if self.mode == "bgp":
-            from .bgp import BgpRoutes  # type: ignore[import-not-found, unused-ignore]
+            from .bgp import BgpRoutes
 
             bgp: RouteAgent = BgpRoutes(
                 client, node_name, underlay_ip=self.underlay_ip, netns=self.netns
