@@ -508,7 +508,8 @@ fn udp_socket(local: u32, port: u16) -> Result<OwnedFd> {
 
 /// The raw protocol-4 socket. The kernel writes the outer header (source: the bound
 /// address, `ttl`, TOS from each message) and, with DF never set, fragments what exceeds
-/// the underlay MTU; binding also limits reception to packets for `local`.
+/// the underlay MTU; binding also limits reception to packets for `local`, which need not
+/// be configured yet (`IP_FREEBIND`), so the engine may start before the node's address.
 fn ipip_socket(local: u32, ttl: u8) -> Result<OwnedFd> {
     // SAFETY: socket(2) with constant arguments.
     let fd = owned(
@@ -529,6 +530,7 @@ fn ipip_socket(local: u32, ttl: u8) -> Result<OwnedFd> {
         libc::IP_MTU_DISCOVER,
         libc::IP_PMTUDISC_DONT,
     )?;
+    set_int_opt(raw, libc::IPPROTO_IP, libc::IP_FREEBIND, 1)?;
     big_buffers(raw);
     bind(&fd, local, 0, "bind(raw, IPIP)")?;
     Ok(fd)
