@@ -28,11 +28,8 @@ from typing import Any
 import httpx
 import trio
 
-from kubetrio import plugins
 from kubetrio.apiserver import merge_kubeconfig
-from kubetrio.cluster import open_cluster
-from kubetrio.images import busybox_registry
-from kubetrio.store import open_store
+from kubetrio.cluster import open_local_node
 
 KD = Path(os.path.realpath(shutil.which("kubectl") or "/nonexistent")).parent
 SIZE_MB = 64
@@ -91,75 +88,56 @@ async def timed(argv: list[str], runs: int) -> float:
 
 async def measure(tmp: Path) -> dict[str, Any]:
     """Bring up the node and the pod, then take every figure."""
-    manager = plugins.load(only=["cni_calico", "scheduler"])
-    manager.configure(config={"network": {"block": "10.244.252.192/26"}})
     results: dict[str, Any] = {}
-    async with (
-        busybox_registry(tmp / "registry") as mirrors,
-        open_store(f"sqlite://{tmp}/s.db") as store,
-        open_cluster(
-            store,
-            plugins=manager,
-            agent=True,
-            agent_dir=tmp / "agent",
-            registries=mirrors,
-            node_name="bench-node",
-            proxy=False,
-            dns=False,
-        ) as cluster,
-    ):
-        try:
-            await cluster.client.create("v1", "pods", POD, namespace="default")
-            with trio.fail_after(90):
-                while True:
-                    pod = await cluster.client.get("v1", "pods", "box", namespace="default")
-                    if (pod.get("status") or {}).get("phase") == "Running":
-                        break
-                    await trio.sleep(0.2)
-            pod_ip = pod["status"]["podIP"]
-            kubeconfig = tmp / "kubeconfig"
-            merge_kubeconfig(kubeconfig, name="t", server=cluster.url, token="x")
-            direct = f"http://{pod_ip}:8080/big"
-            for _ in range(100):  # the file is written before httpd starts
-                try:
-                    results["direct_mb_s"] = await download(direct)
+    async with open_local_node(
+        tmp, node_name="bench-node", block="10.244.252.192/26", proxy=False, dns=False
+    ) as cluster:
+        await cluster.client.create("v1", "pods", POD, namespace="default")
+        with trio.fail_after(90):
+            while True:
+                pod = await cluster.client.get("v1", "pods", "box", namespace="default")
+                if (pod.get("status") or {}).get("phase") == "Running":
                     break
-                except (httpx.HTTPError, AssertionError):
-                    await trio.sleep(0.2)
-            results["direct_mb_s"] = max(results["direct_mb_s"], await download(direct))
-            for version in ("1.27", "1.33"):
-                kubectl = [str(KD / f"kubectl.{version}"), "--kubeconfig", str(kubeconfig)]
-                port = free_port()
-                async with trio.open_nursery() as nursery:
-                    process = await nursery.start(
-                        partial(
-                            trio.run_process,
-                            [*kubectl, "port-forward", "pod/box", f"{port}:8080"],
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
-                            check=False,
-                        )
+                await trio.sleep(0.2)
+        pod_ip = pod["status"]["podIP"]
+        kubeconfig = tmp / "kubeconfig"
+        merge_kubeconfig(kubeconfig, name="t", server=cluster.url, token="x")
+        direct = f"http://{pod_ip}:8080/big"
+        for _ in range(100):  # the file is written before httpd starts
+            try:
+                results["direct_mb_s"] = await download(direct)
+                break
+            except (httpx.HTTPError, AssertionError):
+                await trio.sleep(0.2)
+        results["direct_mb_s"] = max(results["direct_mb_s"], await download(direct))
+        for version in ("1.27", "1.33"):
+            kubectl = [str(KD / f"kubectl.{version}"), "--kubeconfig", str(kubeconfig)]
+            port = free_port()
+            async with trio.open_nursery() as nursery:
+                process = await nursery.start(
+                    partial(
+                        trio.run_process,
+                        [*kubectl, "port-forward", "pod/box", f"{port}:8080"],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        check=False,
                     )
-                    url = f"http://127.0.0.1:{port}/big"
-                    for _ in range(100):
-                        try:
-                            await download(url)
-                            break
-                        except httpx.TransportError:
-                            await trio.sleep(0.1)
-                    results[f"portforward_{version}_mb_s"] = max(
-                        [await download(url) for _ in range(3)]
-                    )
-                    process.terminate()
-                results[f"exec_{version}_ms"] = await timed(
-                    [*kubectl, "exec", "box", "--", "true"], 10
                 )
-                results[f"kubectl_{version}_startup_ms"] = await timed(
-                    [*kubectl, "version", "--client"], 10
+                url = f"http://127.0.0.1:{port}/big"
+                for _ in range(100):
+                    try:
+                        await download(url)
+                        break
+                    except httpx.TransportError:
+                        await trio.sleep(0.1)
+                results[f"portforward_{version}_mb_s"] = max(
+                    [await download(url) for _ in range(3)]
                 )
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(60):
-                await cluster.stop_pods(grace_period=1)
+                process.terminate()
+            results[f"exec_{version}_ms"] = await timed([*kubectl, "exec", "box", "--", "true"], 10)
+            results[f"kubectl_{version}_startup_ms"] = await timed(
+                [*kubectl, "version", "--client"], 10
+            )
     for version in ("1.27", "1.33"):
         results[f"portforward_{version}_vs_direct"] = round(
             results[f"portforward_{version}_mb_s"] / results["direct_mb_s"], 3

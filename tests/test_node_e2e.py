@@ -16,11 +16,8 @@ import httpx
 import pytest
 import trio
 
-from kubetrio import plugins
 from kubetrio.client import Client
-from kubetrio.cluster import open_cluster
-from kubetrio.images import busybox_registry
-from kubetrio.store import open_store
+from kubetrio.cluster import open_local_node
 
 pytestmark = [
     pytest.mark.root,
@@ -89,77 +86,62 @@ def _our_netns() -> set[str]:
 
 
 async def test_service_and_dns_on_a_real_node(tmp_path: Path) -> None:
-    manager = plugins.load(only=["cni_calico", "scheduler"])
-    manager.configure(config={"network": {"block": "10.244.253.0/26"}})
     before = _our_netns()
-    async with busybox_registry(tmp_path / "registry") as mirrors:
-        with trio.fail_after(150):
-            async with (
-                open_store(f"sqlite://{tmp_path}/s.db") as store,
-                open_cluster(
-                    store,
-                    plugins=manager,
-                    agent=True,
-                    agent_dir=tmp_path / "agent",
-                    registries=mirrors,
-                    node_name="e2e-node",
-                ) as cluster,
-            ):
-                client = cluster.client
-                try:
-                    await client.create("apps/v1", "deployments", WEB, namespace="default")
-                    service = await client.create("v1", "services", SERVICE, namespace="default")
-                    cluster_ip = service["spec"]["clusterIP"]
-                    await _wait(
-                        client,
-                        "apps/v1",
-                        "deployments",
-                        "web",
-                        lambda d: (d.get("status") or {}).get("availableReplicas") == 2,
-                    )
-                    # From the node, through the nftables table, to both pods.
-                    answers = set()
-                    async with httpx.AsyncClient(timeout=3) as http:
-                        for _ in range(40):
-                            try:
-                                answers.add((await http.get(f"http://{cluster_ip}/")).text.strip())
-                            except httpx.HTTPError:
-                                await trio.sleep(0.2)
-                            if len(answers) == 2:
-                                break
-                    pods = await client.list("v1", "pods", namespace="default")
-                    names = {p["metadata"]["name"] for p in pods["items"]}
-                    assert answers == {f"hello-{n}" for n in names}
-                    # From a pod, by the Service's short name, through kube-dns.
-                    lookup = LOOKUP | {
-                        "spec": LOOKUP["spec"]
-                        | {
-                            "containers": [
-                                {
-                                    "name": "lookup",
-                                    "image": "busybox",
-                                    "command": [
-                                        "sh",
-                                        "-c",
-                                        f"nslookup web | tee /dev/stderr | grep -qF {cluster_ip}",
-                                    ],
-                                }
-                            ]
+    with trio.fail_after(150):
+        async with open_local_node(
+            tmp_path, node_name="e2e-node", block="10.244.253.0/26"
+        ) as cluster:
+            client = cluster.client
+            await client.create("apps/v1", "deployments", WEB, namespace="default")
+            service = await client.create("v1", "services", SERVICE, namespace="default")
+            cluster_ip = service["spec"]["clusterIP"]
+            await _wait(
+                client,
+                "apps/v1",
+                "deployments",
+                "web",
+                lambda d: (d.get("status") or {}).get("availableReplicas") == 2,
+            )
+            # From the node, through the nftables table, to both pods.
+            answers = set()
+            async with httpx.AsyncClient(timeout=3) as http:
+                for _ in range(40):
+                    try:
+                        answers.add((await http.get(f"http://{cluster_ip}/")).text.strip())
+                    except httpx.HTTPError:
+                        await trio.sleep(0.2)
+                    if len(answers) == 2:
+                        break
+            pods = await client.list("v1", "pods", namespace="default")
+            names = {p["metadata"]["name"] for p in pods["items"]}
+            assert answers == {f"hello-{n}" for n in names}
+            # From a pod, by the Service's short name, through kube-dns.
+            lookup = LOOKUP | {
+                "spec": LOOKUP["spec"]
+                | {
+                    "containers": [
+                        {
+                            "name": "lookup",
+                            "image": "busybox",
+                            "command": [
+                                "sh",
+                                "-c",
+                                f"nslookup web | tee /dev/stderr | grep -qF {cluster_ip}",
+                            ],
                         }
-                    }
-                    await client.create("v1", "pods", lookup, namespace="default")
-                    done = await _wait(
-                        client,
-                        "v1",
-                        "pods",
-                        "lookup",
-                        lambda p: (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"),
-                    )
-                    async with httpx.AsyncClient(base_url=cluster.url) as http:
-                        log = (await http.get("/api/v1/namespaces/default/pods/lookup/log")).text
-                    assert done["status"]["phase"] == "Succeeded", log
-                    assert cluster_ip in log
-                finally:
-                    with trio.move_on_after(60):
-                        await cluster.stop_pods(grace_period=1)
+                    ]
+                }
+            }
+            await client.create("v1", "pods", lookup, namespace="default")
+            done = await _wait(
+                client,
+                "v1",
+                "pods",
+                "lookup",
+                lambda p: (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"),
+            )
+            async with httpx.AsyncClient(base_url=cluster.url) as http:
+                log = (await http.get("/api/v1/namespaces/default/pods/lookup/log")).text
+            assert done["status"]["phase"] == "Succeeded", log
+            assert cluster_ip in log
     assert _our_netns() <= before

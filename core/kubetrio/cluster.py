@@ -34,6 +34,7 @@ from kubetrio.apiserver import ApiServer, open_apiserver
 from kubetrio.client import Client
 from kubetrio.controllers import ControllerManager
 from kubetrio.plugins import PluginManager
+from kubetrio.plugins import load as load_plugins
 from kubetrio.scheduler import Scheduler
 from kubetrio.simnode import SimulatedNodes
 from kubetrio.store import Store
@@ -162,6 +163,48 @@ async def open_cluster(
                 yield cluster
             finally:
                 nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def open_local_node(
+    work_dir: Path,
+    *,
+    node_name: str,
+    block: str,
+    proxy: bool = True,
+    dns: bool = True,
+) -> AsyncIterator[Cluster]:
+    """One real node with everything local, for tests, benchmarks and trying things.
+
+    A registry holding busybox (docker.io mirrored to it, so ``image: busybox`` pulls
+    offline), a SQLite store under ``work_dir``, the calico and scheduler plugins with
+    ``block`` as the node's pod block, and a node agent (root and runc needed). The
+    node's pods are stopped when the block ends, so nothing of them outlives it.
+    """
+    from kubetrio.images import busybox_registry
+    from kubetrio.store import open_store
+
+    manager = load_plugins(only=["cni_calico", "scheduler"])
+    manager.configure(config={"network": {"block": block}})
+    async with (
+        busybox_registry(work_dir / "registry") as mirrors,
+        open_store(f"sqlite://{work_dir}/state.db") as store,
+        open_cluster(
+            store,
+            plugins=manager,
+            agent=True,
+            agent_dir=work_dir / "agent",
+            registries=mirrors,
+            node_name=node_name,
+            proxy=proxy,
+            dns=dns,
+        ) as cluster,
+    ):
+        try:
+            yield cluster
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(60):
+                await cluster.stop_pods(grace_period=1)
 
 
 async def start_service_datapath(nursery: trio.Nursery, client: Client, node_name: str) -> None:

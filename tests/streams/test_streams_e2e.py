@@ -20,11 +20,8 @@ import httpx
 import pytest
 import trio
 
-from kubetrio import plugins
 from kubetrio.apiserver import merge_kubeconfig
-from kubetrio.cluster import Cluster, open_cluster
-from kubetrio.images import busybox_registry
-from kubetrio.store import open_store
+from kubetrio.cluster import Cluster, open_local_node
 
 KD = Path(os.path.realpath(shutil.which("kubectl") or "/nonexistent")).parent
 
@@ -63,36 +60,19 @@ POD = {
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Cluster, Path]]:
-    manager = plugins.load(only=["cni_calico", "scheduler"])
-    manager.configure(config={"network": {"block": "10.244.253.128/26"}})
-    async with (
-        busybox_registry(tmp_path / "registry") as mirrors,
-        open_store(f"sqlite://{tmp_path}/s.db") as store,
-        open_cluster(
-            store,
-            plugins=manager,
-            agent=True,
-            agent_dir=tmp_path / "agent",
-            registries=mirrors,
-            node_name="streams-node",
-            proxy=False,
-            dns=False,
-        ) as running,
-    ):
-        try:
-            await running.client.create("v1", "pods", POD, namespace="default")
-            with trio.fail_after(60):
-                while True:
-                    pod = await running.client.get("v1", "pods", "box", namespace="default")
-                    if (pod.get("status") or {}).get("phase") == "Running":
-                        break
-                    await trio.sleep(0.2)
-            kubeconfig = tmp_path / "kubeconfig"
-            merge_kubeconfig(kubeconfig, name="t", server=running.url, token="x")
-            yield running, kubeconfig
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(60):
-                await running.stop_pods(grace_period=1)
+    async with open_local_node(
+        tmp_path, node_name="streams-node", block="10.244.253.128/26", proxy=False, dns=False
+    ) as running:
+        await running.client.create("v1", "pods", POD, namespace="default")
+        with trio.fail_after(60):
+            while True:
+                pod = await running.client.get("v1", "pods", "box", namespace="default")
+                if (pod.get("status") or {}).get("phase") == "Running":
+                    break
+                await trio.sleep(0.2)
+        kubeconfig = tmp_path / "kubeconfig"
+        merge_kubeconfig(kubeconfig, name="t", server=running.url, token="x")
+        yield running, kubeconfig
 
 
 async def kubectl(
