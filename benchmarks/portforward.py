@@ -151,7 +151,7 @@ def main() -> None:
         results = trio.run(measure, Path(tmp))
     for key, value in results.items():
         print(f"{key:32} {value}")
-    print(json.dumps(results))
+    print(json.dumps({"bench": "portforward", **results}))
 
 
 if __name__ == "__main__":
