@@ -165,7 +165,7 @@ pub struct EngineStats {
     pub tx_packets: u64,
     /// Inner bytes of those packets.
     pub tx_bytes: u64,
-    /// `sendmmsg` calls.
+    /// Send calls: `sendmmsg` of a batch, or `sendmsg` of an IPIP aggregate.
     pub tx_batches: u64,
     /// Packets dropped because no route matched their destination (or not IPv4).
     pub tx_no_route: u64,
@@ -746,7 +746,7 @@ impl Worker {
                     tx.count += 1;
                 }
                 VNET_GSO_TCPV4 if self.sends_aggregates() => {
-                    self.send_aggregate(packet, usize::from(hdr.gso_size), tx)?;
+                    self.send_aggregate(packet, hdr.gso_size, tx)?;
                 }
                 VNET_GSO_TCPV4 => {
                     let mss = usize::from(hdr.gso_size);
@@ -799,7 +799,13 @@ impl Worker {
     /// the kernel fragments (the packets batched before it go first, to keep the order).
     /// One too long for an outer header (only a GRO packet forwarded into TUN can be) goes
     /// as two aggregates of whole segments.
-    fn send_aggregate(&self, packet: &mut [u8], mss: usize, tx: &mut TxBatch) -> Result<()> {
+    fn send_aggregate(&self, packet: &mut [u8], mss: u16, tx: &mut TxBatch) -> Result<()> {
+        if mss == 0 {
+            return Err(Error::Malformed {
+                what: "virtio-net header",
+                reason: "GSO size 0",
+            });
+        }
         let routes = self
             .routes
             .read()
@@ -811,14 +817,13 @@ impl Worker {
         if tx.count > 0 {
             self.flush(tx);
         }
-        let opt = mss_option(
-            u16::try_from(mss).map_err(|_| Error::InvalidArgument("MSS above 65535".into()))?,
-        );
+        let opt = mss_option(mss);
         if packet.len() <= MAX_AGGREGATE {
             finish_tcpv4(packet)?;
             return self.send_whole(packet, remote, &opt);
         }
-        let chunk = (MAX_AGGREGATE - MAX_TCPIP_HEADER) / mss.max(1) * mss;
+        let mss = usize::from(mss);
+        let chunk = (MAX_AGGREGATE - MAX_TCPIP_HEADER) / mss * mss;
         tx.scratch.resize(MAX_TSO, 0);
         for k in 0..segment_count(packet, chunk)? {
             let n = segment_tcpv4(packet, chunk, k, &mut tx.scratch)?;
@@ -1089,9 +1094,7 @@ impl Worker {
                     self.deliver(tun, datagram, &mut coalescer, &mut segment);
                 }
             }
-            if let Some((hdr, pkt)) = coalescer.take() {
-                self.tun_write(tun, Some(&hdr), pkt);
-            }
+            self.flush_coalescer(tun, &mut coalescer);
         }
         drop(buf); // keep the buffers alive (and unmoved) until here
         drop(controls);
@@ -1110,9 +1113,7 @@ impl Worker {
             return;
         };
         if let Some(mss) = gso_size {
-            if let Some((hdr, pkt)) = coalescer.take() {
-                self.tun_write(tun, Some(&hdr), pkt);
-            }
+            self.flush_coalescer(tun, coalescer);
             if self
                 .write_aggregate(tun, inner, usize::from(mss), segment)
                 .is_err()
@@ -1126,12 +1127,17 @@ impl Worker {
         if !self.config.offload {
             self.tun_write(tun, None, inner);
         } else if !coalescer.append(inner) {
-            if let Some((hdr, pkt)) = coalescer.take() {
-                self.tun_write(tun, Some(&hdr), pkt);
-            }
+            self.flush_coalescer(tun, coalescer);
             if !coalescer.start(inner) {
                 self.tun_write(tun, Some(&VnetHdr::default()), inner);
             }
+        }
+    }
+
+    /// Writes what the coalescer holds, if anything, to the device.
+    fn flush_coalescer(&self, tun: RawFd, coalescer: &mut TcpCoalescer) {
+        if let Some((hdr, pkt)) = coalescer.take() {
+            self.tun_write(tun, Some(&hdr), pkt);
         }
     }
 
