@@ -25,7 +25,11 @@ Reference on this machine (2 cores shared with other jobs, 5 s runs; issue #9): 
 VXLAN and routed traffic cross as one GSO packet. ``datapath_tunnel.py`` (no bridge)
 measures the engine alone.
 
-Run: ``sudo .venv/bin/python benchmarks/pod_network.py [seconds]``.
+With a 9000-byte underlay (the pods' MTUs unchanged; an outer-fragmenting tunnel needs no
+pod MTU change to use jumbo frames) an aggregate is 8 fragments: IPIP 7.3 Gbit/s against
+VXLAN 12.9 in the same run, 0.56.
+
+Run: ``sudo .venv/bin/python benchmarks/pod_network.py [seconds] [underlay MTU]``.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from kubetrio.datapath import TunnelEngine
 from kubetrio.store import open_store
 
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+UNDERLAY_MTU = int(sys.argv[2]) if len(sys.argv) > 2 else 1500
 NODES = {
     "bench-1": ("172.31.253.1", "10.244.254.192/28", "10.244.254.193"),
     "bench-2": ("172.31.253.2", "10.244.254.208/28", "10.244.254.209"),
@@ -90,7 +95,9 @@ class Topology:
                 sh("ip", "-n", ns, "link", "set", "lo", "up")
             sh("ip", "link", "add", "eth0", "netns", node, "type", "veth", "peer", "name",
                f"u{index}", "netns", self.underlay)  # fmt: skip
-            sh("ip", "-n", self.underlay, "link", "set", f"u{index}", "master", "br0", "up")
+            sh("ip", "-n", self.underlay, "link", "set", f"u{index}", "master", "br0",
+               "mtu", str(UNDERLAY_MTU), "up")  # fmt: skip
+            sh("ip", "-n", node, "link", "set", "eth0", "mtu", str(UNDERLAY_MTU))
             sh("ip", "-n", node, "addr", "add", f"{node_ip}/24", "dev", "eth0")
             sh("ip", "-n", node, "link", "set", "eth0", "up")
             sh("ip", "-n", node, "route", "add", "default", "dev", "eth0")
@@ -236,7 +243,7 @@ def main() -> None:
     finally:
         topology.remove()
     base = results["routed"]["gbps"] or 1e-9
-    print(f"pod → pod across nodes, iperf3 TCP, 1 stream, {SECONDS} s")
+    print(f"pod → pod across nodes, iperf3 TCP, 1 stream, {SECONDS} s, underlay MTU {UNDERLAY_MTU}")
     for mode, result in results.items():
         result["ratio_to_routed"] = result["gbps"] / base
         print(
@@ -250,6 +257,7 @@ def main() -> None:
             {
                 "bench": "pod_network",
                 "seconds": SECONDS,
+                "underlay_mtu": UNDERLAY_MTU,
                 "results": results,
                 "ipip_vs_vxlan": round(ipip_vs_vxlan, 3),
             }
