@@ -175,7 +175,8 @@ proptest! {
         offset in any::<u16>(),
     ) {
         use kubetrio_datapath::packet::offload::{
-            complete_checksum, segment_count, segment_tcpv4, TcpCoalescer, VnetHdr,
+            complete_checksum, finish_tcpv4, gso_tcpv4_header, segment_count, segment_tcpv4,
+            TcpCoalescer, VnetHdr,
         };
         let _ = VnetHdr::parse(&data);
         let _ = segment_count(&data, mss);
@@ -183,6 +184,8 @@ proptest! {
         let _ = segment_tcpv4(&data, mss, k, &mut out);
         let mut m = data.clone();
         let _ = complete_checksum(&mut m, usize::from(start), usize::from(offset));
+        let _ = finish_tcpv4(&mut m);
+        let _ = gso_tcpv4_header(&data, mss);
         let mut c = TcpCoalescer::new();
         if c.start(&data) {
             let _ = c.append(&data);
