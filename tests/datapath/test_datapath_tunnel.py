@@ -49,6 +49,7 @@ CLIENT = """
 import hashlib, os, socket, sys
 data = os.urandom(int(sys.argv[3]))
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+c.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, int(sys.argv[4]))
 c.sendall(data)
 c.shutdown(socket.SHUT_WR)
 reply = c.recv(100).decode()
@@ -83,8 +84,11 @@ def start_engines(mode: TunnelKind, a: str, b: str, offload: bool = True) -> lis
     return engines
 
 
-def transfer(a: str, b: str, port: int, size: int = 4 << 20) -> None:
-    """Send ``size`` random bytes over TCP from A to B's pod address; B checks the digest."""
+def transfer(a: str, b: str, port: int, size: int = 4 << 20, tos: int = 0) -> None:
+    """Send ``size`` random bytes over TCP from A to B's pod address; B checks the digest.
+
+    ``tos`` is the TOS byte of the data packets.
+    """
     server = subprocess.Popen(
         ["ip", "netns", "exec", b, sys.executable, "-c", SERVER, "10.250.2.1", str(port)],
         stdout=subprocess.PIPE,
@@ -95,7 +99,7 @@ def transfer(a: str, b: str, port: int, size: int = 4 << 20) -> None:
         assert server.stdout.readline().strip() == "listening"
         client = subprocess.run(
             ["ip", "netns", "exec", a, sys.executable, "-c", CLIENT, "10.250.2.1", str(port),
-             str(size)],
+             str(size), str(tos)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -146,9 +150,9 @@ def test_ping_and_tcp_through_the_tunnel(
 
 
 # Counts the IPIP packets a node receives (every raw protocol-4 socket gets a copy, so
-# this runs beside the engine; it may miss some under load): packets, the largest, and how
-# many carry the engine's segment-size option (type 30). Prints a JSON summary once
-# nothing came for 1 s.
+# this runs beside the engine; it may miss some under load): packets, the largest, the
+# outer TOS values, and how many carry the engine's segment-size option (type 30), with
+# their TOS values. Prints a JSON summary once nothing came for 1 s.
 SNIFFER = """
 import json, socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
@@ -157,16 +161,21 @@ s.bind((sys.argv[1], 0))
 print("ready", flush=True)
 s.settimeout(10)
 count = largest = marked = 0
+tos, marked_tos = set(), set()
 try:
     while True:
         data = s.recv(70000)
         s.settimeout(1)
         count += 1
         largest = max(largest, len(data))
-        marked += (data[0] & 15) > 5 and 30 in data[20:(data[0] & 15) * 4]
+        tos.add(data[1])
+        if (data[0] & 15) > 5 and 30 in data[20:(data[0] & 15) * 4]:
+            marked += 1
+            marked_tos.add(data[1])
 except TimeoutError:
     pass
-print(json.dumps({"count": count, "largest": largest, "marked": marked}), flush=True)
+print(json.dumps({"count": count, "largest": largest, "tos": sorted(tos), "marked": marked,
+                  "marked_tos": sorted(marked_tos)}), flush=True)
 """
 
 
@@ -186,7 +195,8 @@ def test_ipip_engines_with_different_settings(
 
     A sniffer in B checks the wire: aggregates are single reassembled packets larger than
     the underlay MTU with the segment-size option; otherwise every packet fits the 1500-byte
-    underlay unmarked, as RFC 2003 receivers (a kernel ipip device) expect.
+    underlay unmarked, as RFC 2003 receivers (a kernel ipip device) expect. Either way the
+    outer TOS is the inner one (DSCP AF11 on the data).
     """
     a, b = namespaces
     engines = [start_tunnel("ipip", a, 1, UNDERLAY, **sender)]
@@ -200,7 +210,7 @@ def test_ipip_engines_with_different_settings(
         )
         assert sniffer.stdout is not None
         assert sniffer.stdout.readline().strip() == "ready"
-        transfer(a, b, 5557)
+        transfer(a, b, 5557, tos=0x28)
         wire = json.loads(sniffer.stdout.readline())
         sent, received = engines[0].stats(), engines[1].stats()
     finally:
@@ -214,8 +224,10 @@ def test_ipip_engines_with_different_settings(
     assert received.rx_aggregates == sent.tx_aggregates, received
     assert received.rx_malformed == 0 and received.rx_errors == 0, received
     assert wire["count"] > 0 and received.rx_packets > 0, wire
+    assert 0x28 in wire["tos"], wire
     if aggregates:
         assert wire["marked"] > 0 and wire["largest"] > 1500, wire
+        assert wire["marked_tos"] == [0x28], wire
     else:
         assert wire["marked"] == 0 and wire["largest"] <= 1500, wire
 

@@ -840,13 +840,11 @@ impl Worker {
             iov_len: packet.len(),
         };
         let mut control = [0u64; 8];
-        let controllen = write_cmsgs(
-            &mut control,
-            &[
-                (libc::IPPROTO_IP, libc::IP_TOS, &packet[1..2]),
-                (libc::IPPROTO_IP, libc::IP_RETOPTS, opt),
-            ],
-        );
+        let items = [
+            (libc::IPPROTO_IP, libc::IP_RETOPTS, opt),
+            (libc::IPPROTO_IP, libc::IP_TOS, &packet[1..2]), // as in `flush`
+        ];
+        let controllen = write_cmsgs(&mut control, &items[..1 + usize::from(packet[1] != 0)]);
         // SAFETY: msghdr is plain data; all-zero is valid before we fill it.
         let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
         hdr.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
@@ -956,9 +954,11 @@ impl Worker {
                 let size = (size as u16).to_ne_bytes();
                 write_cmsgs(ctrl, &[(libc::SOL_UDP, libc::UDP_SEGMENT, &size)])
             } else if self.config.mode == TunnelMode::Ipip {
-                // RFC 2003: the outer TOS is the inner one (byte 1 of the inner header).
+                // RFC 2003: the outer TOS is the inner one (byte 1 of the inner header);
+                // the socket's own TOS is 0.
                 let tos = [tx.buf[tx.spans[first].0 + 1]];
-                write_cmsgs(ctrl, &[(libc::IPPROTO_IP, libc::IP_TOS, &tos)])
+                let items = [(libc::IPPROTO_IP, libc::IP_TOS, &tos[..])];
+                write_cmsgs(ctrl, &items[..usize::from(tos[0] != 0)])
             } else {
                 0
             };
