@@ -3,9 +3,13 @@
 The engine owns a TUN device on the node. Packets the kernel routes into the device are
 looked up in the engine's route table (pod CIDR → remote node), encapsulated and sent with
 ``sendmmsg``; packets from the underlay arrive through ``recvmmsg``, are decapsulated and
-written back to the device. Python only starts, stops, routes and reads counters; no packet
-passes through the interpreter. The caller configures the device (address, MTU, up, routes
-into it) after :meth:`TunnelEngine.start`, since the engine creates it when it is missing.
+written back to the device. With offloads the device hands over TCP packets of up to
+64 KiB: VXLAN sends them as UDP GSO messages, IPIP sends each whole as one IPIP packet that
+the kernel fragments on the underlay and the receiving engine writes back as one GSO packet
+(the Rust module ``engine.rs`` explains the trade-offs). Python only starts, stops, routes
+and reads counters; no packet passes through the interpreter. The caller configures the
+device (address, MTU, up, routes into it) after :meth:`TunnelEngine.start`, since the
+engine creates it when it is missing.
 """
 
 from __future__ import annotations
