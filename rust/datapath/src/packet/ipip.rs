@@ -1,8 +1,9 @@
 //! IP in IP (RFC 2003): an IPv4 packet inside an outer IPv4 header with protocol 4.
 //!
 //! The kernel here has no `ipip` device (PLATFORM.md), so kubetrio's IPIP mode is this
-//! codec plus the userspace tunnel engine. Per RFC 2003 §3.1 the outer TOS is copied from
-//! the inner header and DF is set when the inner packet has DF set.
+//! codec plus the userspace tunnel engine. [`IpipEncap`] follows RFC 2003 §3.1: the outer
+//! TOS is copied from the inner header and DF is set when the inner packet has DF set (the
+//! engine lets the kernel write the outer header instead; see [`crate::engine`]).
 //!
 //! **Aggregates.** The tunnel engine may send a whole TCP TSO packet (up to 64 KiB) as one
 //! IPIP packet without DF and let the kernel fragment the outer packet (RFC 2003 §5.1
