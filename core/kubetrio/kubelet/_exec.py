@@ -112,8 +112,9 @@ async def serve_exec(
         master, slave = os.openpty()
         # kubectl sends the terminal size right after the upgrade; starting the process
         # with it (rather than 0x0 and a resize a moment later) matters to full-screen
-        # programs. Anything else arriving meanwhile is replayed afterwards.
-        with trio.move_on_after(1):
+        # programs. Anything else arriving meanwhile is replayed afterwards. The wait is
+        # generous because a loaded machine delays kubectl (1 s was seen to be too short).
+        with trio.move_on_after(3):
             while (item := await reader.next()) is not None:
                 if item[0] == RESIZE and _set_size(master, item[1]):
                     break
