@@ -7,7 +7,9 @@ offloads buy: IPIP with TSO packets cut into segments in userspace instead of se
 and outer-fragmented (``outer_fragments=False``), and VXLAN without any offloads. Prints
 Gbit/s, retransmits and each engine's ratio to kernel VXLAN, then one JSON line. The
 namespaces are created here and always removed.
-Goal from the issue: >= 50% of kernel VXLAN (a Python TUN tunnel gets about 5%).
+Goal from the issue: >= 50% of kernel VXLAN (a Python TUN tunnel gets about 5%). On this
+machine (2 shared cores, 4-5 s runs): kernel VXLAN 13-15 Gbit/s, Rust VXLAN 0.58-0.67 of
+it, Rust IPIP 0.32-0.42 (4.8-5.6 Gbit/s), 2.1-2.2 times IPIP segmented in userspace.
 
 Run: ``sudo python benchmarks/datapath_tunnel.py [seconds]`` (extension built ``--release``).
 """

@@ -18,16 +18,17 @@ Prints Gbit/s, retransmits and the ratio to routed, then one JSON line with the 
 and the IPIP/VXLAN ratio. Everything is created here and removed afterwards.
 
 Reference on this machine (2 cores shared with other jobs, 5 s runs; issue #9): routed
-10.5-14.8 Gbit/s, kernel VXLAN 10-12.3, userspace IPIP 2.8-3.5, so IPIP/VXLAN 0.27-0.34
-(the goal is 0.5; segmenting in userspace, before outer fragmentation, gave 1.2-2.1 and
-0.11-0.18). What is left is the kernel's per-packet work: on a 1500-byte underlay a
-64 KiB aggregate is 44 fragments, each crossing veth, bridge, veth and reassembly, where
-VXLAN and routed traffic cross as one GSO packet. ``datapath_tunnel.py`` (no bridge)
-measures the engine alone.
+11-17 Gbit/s, kernel VXLAN 10.4-14.8, userspace IPIP 3.1-4.8, so IPIP/VXLAN 0.22-0.38.
+The goal is 0.5; the engine that segmented in userspace gave IPIP 1.4-2.1 and 0.10-0.20
+in the same sessions. What is left is the kernel's per-packet work:
+on a 1500-byte underlay a 64 KiB aggregate is 44 fragments, each crossing veth, bridge,
+veth and reassembly, where VXLAN and routed traffic cross as one GSO packet (the sending
+engine thread spends two thirds of its time there). ``datapath_tunnel.py`` (no bridge)
+measures the engines alone.
 
-With a 9000-byte underlay (the pods' MTUs unchanged; an outer-fragmenting tunnel needs no
-pod MTU change to use jumbo frames) an aggregate is 8 fragments: IPIP 7.3 Gbit/s against
-VXLAN 12.9 in the same run, 0.56.
+With a 9000-byte underlay (the pods' MTUs unchanged: an outer-fragmenting tunnel uses
+jumbo frames without a pod MTU change) an aggregate is 8 fragments: IPIP 5.2-7.3 Gbit/s,
+IPIP/VXLAN 0.39-0.65 (segmenting in userspace: 1.7-2.4, 0.13-0.16).
 
 Run: ``sudo .venv/bin/python benchmarks/pod_network.py [seconds] [underlay MTU]``.
 """
