@@ -50,7 +50,11 @@
 //! §3.1 that matters only when the underlay MTU is below the TUN MTU + 20. A lost fragment
 //! loses the whole aggregate (up to 44 segments), which TCP recovers like a burst loss;
 //! on a lossy underlay, or towards kernel IPIP peers that cannot handle 64 KiB inner
-//! packets, set `outer_fragments` off to send plain per-segment RFC 2003 packets.
+//! packets, set `outer_fragments` off to send plain per-segment RFC 2003 packets. The
+//! 16-bit IP identification wraps every few seconds at 10 Gbit/s; the kernel drops
+//! reassembly queues left behind by a loss once 64 later fragments came from that sender
+//! (`ipfrag_max_dist`), and the aggregate's TCP checksum, complete and verified by the
+//! receiving kernel (the GSO write does not mark it as checked), catches what slips by.
 //!
 //! Interoperates with the kernel's VXLAN device (tested). One caveat on veth underlays: a
 //! kernel VXLAN sender leaves the inner TCP checksum to "hardware" and veth never computes
