@@ -600,6 +600,13 @@ fn readable(fd: RawFd) -> bool {
     n > 0 && p.revents & libc::POLLIN != 0
 }
 
+/// Payload bytes of each part when a TSO packet too long for one aggregate is cut: whole
+/// segments of `mss`, as many as fit with the largest headers into [`MAX_AGGREGATE`].
+fn aggregate_payload(mss: u16) -> usize {
+    let mss = usize::from(mss);
+    (MAX_AGGREGATE - MAX_TCPIP_HEADER) / mss * mss
+}
+
 /// The TX thread's batch: slots with headroom, lengths, and the `sendmmsg` scaffolding.
 struct TxBatch {
     buf: Vec<u8>,
@@ -826,8 +833,7 @@ impl Worker {
             finish_tcpv4(packet)?;
             return self.send_whole(packet, remote, &opt);
         }
-        let mss = usize::from(mss);
-        let chunk = (MAX_AGGREGATE - MAX_TCPIP_HEADER) / mss * mss;
+        let chunk = aggregate_payload(mss);
         tx.scratch.resize(MAX_TSO, 0);
         for k in 0..segment_count(packet, chunk)? {
             let n = segment_tcpv4(packet, chunk, k, &mut tx.scratch)?;
@@ -1263,6 +1269,39 @@ mod tests {
         let e = TunnelEngine::new(c).unwrap();
         assert!(matches!(e.start(), Err(Error::Io(_))));
         assert!(!e.is_running());
+    }
+
+    #[test]
+    fn long_tso_packets_are_cut_into_aggregates_that_fit() {
+        use crate::packet::tcp::{build_tcp_segment, parse_tcp_segment, TcpHeader};
+        let h = TcpHeader {
+            src_port: 1,
+            dst_port: 2,
+            seq: 9,
+            ack: 0,
+            data_offset: 5,
+            flags: 0x10,
+            window: 1,
+            checksum: 0,
+            urgent: 0,
+        };
+        let payload: Vec<u8> = (0..MAX_TSO - 40).map(|i| i as u8).collect();
+        let mut big = vec![0u8; MAX_TSO];
+        build_tcp_segment(1, 2, &h, &payload, 64, &mut big).unwrap();
+        assert!(big.len() > MAX_AGGREGATE);
+        for mss in [536u16, 1428, 1448, 8948] {
+            let chunk = aggregate_payload(mss);
+            assert_eq!(chunk % usize::from(mss), 0);
+            let mut out = vec![0u8; MAX_TSO];
+            let mut stream = Vec::new();
+            for k in 0..segment_count(&big, chunk).unwrap() {
+                let n = segment_tcpv4(&big, chunk, k, &mut out).unwrap();
+                assert!(n <= MAX_AGGREGATE, "mss {mss}: part of {n} bytes");
+                let s = parse_tcp_segment(&out[..n]).unwrap();
+                stream.extend_from_slice(&out[s.payload_offset..n]);
+            }
+            assert_eq!(stream, payload);
+        }
     }
 
     #[test]
