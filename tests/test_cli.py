@@ -61,6 +61,23 @@ def test_agent_needs_a_server(tmp_path: Path) -> None:
     assert "--server" in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mode", "gre"], "'gre' is not one of vxlan, ipip, bgp"),
+        (["--nodes", "3", "--underlay", "10.99.0.0/30"], "no room for 3 nodes"),
+        (["--nodes", "0"], "--nodes"),
+    ],
+)
+def test_up_refuses_bad_options_before_starting_anything(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = runner.invoke(build_app(), ["up", "--data-dir", str(tmp_path / "c"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())  # rich wraps long lines
+    assert not (tmp_path / "c" / "server.pid").exists()
+
+
 def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
     """`kubetrio up` starts a server that kubectl can use; `down` stops it."""
     env = {**os.environ, "HOME": str(tmp_path)}

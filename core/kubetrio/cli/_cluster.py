@@ -13,12 +13,12 @@ import yaml
 from rich.console import Console
 
 from ._local import down, up
+from ._nodes import NETWORK_MODES
 
 err_console = Console(stderr=True)
 
 DEFAULT_DATA_DIR = Path("~/.local/share/kubetrio").expanduser()
 DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
-NETWORK_MODES = ("vxlan", "ipip", "bgp")
 
 
 def _network_config(mode: str, pod_cidr: str) -> dict[str, str]:

@@ -27,7 +27,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from ._nodes import DEFAULT_UNDERLAY, Topology
+from ._nodes import DEFAULT_UNDERLAY, NETWORK_MODES, Topology
 
 console = Console()
 err_console = Console(stderr=True)
@@ -111,6 +111,10 @@ def up(
     command returns once all are Ready. Run it again to see where the running cluster
     is; `kubetrio down` stops it and removes what it made.
     """
+    if network_mode and network_mode not in NETWORK_MODES:
+        raise typer.BadParameter(
+            f"{network_mode!r} is not one of {', '.join(NETWORK_MODES)}", param_hint="--mode"
+        )
     home = data_dir or CLUSTERS_DIR / name
     pid_file = home / "server.pid"
     running = _read_pid(pid_file)
@@ -197,13 +201,13 @@ def _up_nodes(
     registry_port: int,
 ) -> str:
     """Start a cluster of ``count`` node namespaces; return the API server's URL."""
-    if os.geteuid() != 0:
-        err_console.print("[bold red]error:[/] --nodes needs root (network namespaces)")
-        raise typer.Exit(code=1)
     try:
         topology = Topology.plan(name, count, underlay)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--underlay") from exc
+    if os.geteuid() != 0:
+        err_console.print("[bold red]error:[/] --nodes needs root (network namespaces)")
+        raise typer.Exit(code=1)
     old = Topology.load(home / TOPOLOGY)
     if old is not None:  # the leftovers of a cluster that died without `down`
         _stop_processes(home)
