@@ -261,3 +261,23 @@ def test_statefulset_pod_names_resolve(cluster: LocalCluster) -> None:
     pod_ip = cluster.get("pod", "db-0")["status"]["podIP"]
     answer = nslookup(cluster, "client-3", "db-0.db.default.svc.cluster.local")
     assert f"Address: {pod_ip}" in answer, answer
+
+
+def test_local_traffic_policies_keep_traffic_on_nodes_with_endpoints(
+    cluster: LocalCluster,
+) -> None:
+    # One backend, on node 2: Local policies must not send traffic to another node.
+    cluster.run_pods({"solo": 2}, labels={"app": "solo"})
+    external = service("solo-np", type="NodePort", externalTrafficPolicy="Local")
+    internal = service("solo-internal", internalTrafficPolicy="Local")
+    for svc in (external, internal):
+        svc["spec"]["selector"] = {"app": "solo"}
+    cluster.apply(external, internal)
+    port = cluster.get("service", "solo-np")["spec"]["ports"][0]["nodePort"]
+    assert cluster.fetch_from_node(1, f"http://{cluster.node_ip(2)}:{port}/") == "solo"
+    refused = cluster.in_node(1, "busybox", "timeout", "3", "wget", "-q", "-O", "-",
+                              f"http://{cluster.node_ip(3)}:{port}/")  # fmt: skip
+    assert refused.returncode != 0 and not refused.stdout
+    ip = cluster.get("service", "solo-internal")["spec"]["clusterIP"]
+    assert cluster.fetch_many("client-2", f"http://{ip}/", 3) == ["solo"] * 3
+    assert not cluster.reaches("client-1", f"http://{ip}/")
