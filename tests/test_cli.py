@@ -55,6 +55,21 @@ def test_plugins_block_option(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "auth" not in {p["name"] for p in json.loads(result.output)}
 
 
+def _unwrapped(output: str) -> str:
+    """Rich's error box as one line of words (it wraps long messages inside borders)."""
+    return " ".join(output.replace("│", " ").split())
+
+
+def test_server_refuses_a_bad_pool_or_mode(tmp_path: Path) -> None:
+    for args, message in (
+        (["--lb-pool", "nonsense"], "--lb-pool"),
+        (["--network-mode", "x"], "'x'"),
+    ):
+        result = runner.invoke(build_app(), ["server", "--data-dir", str(tmp_path), *args])
+        assert result.exit_code == 2, result.output
+        assert message in _unwrapped(result.output)
+
+
 def test_agent_needs_a_server(tmp_path: Path) -> None:
     result = runner.invoke(build_app(), ["agent", "--token", "t"])
     assert result.exit_code == 2
@@ -67,6 +82,7 @@ def test_agent_needs_a_server(tmp_path: Path) -> None:
         (["--mode", "gre"], "'gre' is not one of vxlan, ipip, bgp"),
         (["--nodes", "3", "--underlay", "10.99.0.0/30"], "no room for 3 nodes"),
         (["--nodes", "0"], "--nodes"),
+        (["--lb-pool", "10.0.0.9-10.0.0.1"], "runs backwards"),
     ],
 )
 def test_up_refuses_bad_options_before_starting_anything(
@@ -74,7 +90,7 @@ def test_up_refuses_bad_options_before_starting_anything(
 ) -> None:
     result = runner.invoke(build_app(), ["up", "--data-dir", str(tmp_path / "c"), *args])
     assert result.exit_code == 2, result.output
-    assert message in " ".join(result.output.split())  # rich wraps long lines
+    assert message in _unwrapped(result.output)
     assert not (tmp_path / "c" / "server.pid").exists()
 
 

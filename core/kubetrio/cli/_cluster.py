@@ -12,8 +12,8 @@ import typer
 import yaml
 from rich.console import Console
 
+from ._checks import checked_lb_pool, checked_network_mode
 from ._local import down, up
-from ._nodes import NETWORK_MODES
 
 err_console = Console(stderr=True)
 
@@ -23,9 +23,7 @@ DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
 
 def _network_config(mode: str, pod_cidr: str) -> dict[str, str]:
     """The network plugin's settings from the command line (empty: the plugin's defaults)."""
-    if mode and mode not in NETWORK_MODES:
-        raise typer.BadParameter(f"{mode!r} is not one of {', '.join(NETWORK_MODES)}")
-    settings = {"mode": mode} if mode else {}
+    settings = {"mode": mode} if checked_network_mode(mode) else {}
     if pod_cidr:
         settings["pool"] = pod_cidr
     return settings
@@ -102,6 +100,8 @@ def server(
     if not verbose:  # one line per HTTP request is noise, not progress
         logging.getLogger("httpx").setLevel(logging.WARNING)
     store_url = store or f"sqlite://{(data_dir / 'state.db').resolve()}"
+    network = _network_config(network_mode, pod_cidr)
+    pool = checked_lb_pool(lb_pool)
     try:
         trio.run(
             lambda: run_server(
@@ -116,8 +116,8 @@ def server(
                 registries=yaml.safe_load(registries.read_text()) if registries else None,
                 node_name=node_name or None,
                 node_ip=node_ip or None,
-                network=_network_config(network_mode, pod_cidr),
-                lb_pool=lb_pool or None,
+                network=network,
+                lb_pool=pool,
             )
         )
     except OSError as exc:

@@ -27,7 +27,8 @@ import httpx
 import typer
 from rich.console import Console
 
-from ._nodes import DEFAULT_UNDERLAY, NETWORK_MODES, Topology
+from ._checks import checked_lb_pool, checked_network_mode
+from ._nodes import DEFAULT_UNDERLAY, Topology
 
 console = Console()
 err_console = Console(stderr=True)
@@ -111,10 +112,7 @@ def up(
     command returns once all are Ready. Run it again to see where the running cluster
     is; `kubetrio down` stops it and removes what it made.
     """
-    if network_mode and network_mode not in NETWORK_MODES:
-        raise typer.BadParameter(
-            f"{network_mode!r} is not one of {', '.join(NETWORK_MODES)}", param_hint="--mode"
-        )
+    checked_network_mode(network_mode, option="--mode")
     home = data_dir or CLUSTERS_DIR / name
     pid_file = home / "server.pid"
     running = _read_pid(pid_file)
@@ -130,7 +128,7 @@ def up(
         command += ["--store", store]
     if network_mode:
         command += ["--network-mode", network_mode]
-    if lb_pool:
+    if checked_lb_pool(lb_pool):
         command += ["--lb-pool", lb_pool]
     if nodes == 1:
         url = f"http://127.0.0.1:{port}"

@@ -31,8 +31,6 @@ from pathlib import Path
 
 NETNS_DIR = Path("/run/netns")
 DEFAULT_UNDERLAY = "172.30.0.0/24"
-NETWORK_MODES = ("vxlan", "ipip", "bgp")
-"""How pod traffic crosses nodes (the calico plugin's IP pool modes)."""
 LB_ADDRESSES = 16
 
 
