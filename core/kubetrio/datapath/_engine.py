@@ -63,6 +63,10 @@ class TunnelEngine:
         IPIP packet that the kernel fragments on the underlay and the receiving engine
         writes back as one GSO packet (peers must be TunnelEngines, in any mode); ``False``
         segments it here into plain RFC 2003 packets, for kernel IPIP peers.
+    :param gro_send: IPIP with ``offload``: segment here, but write the segments through a
+        second TUN device in NAPI mode (``<tun_name>g``) whose GRO merges them, so each
+        64 KiB TCP packet crosses the underlay as one GSO packet of plain RFC 2003 packets;
+        the engine falls back to ``outer_fragments`` when that device cannot be set up.
     """
 
     __slots__ = ("_engine",)
@@ -80,6 +84,7 @@ class TunnelEngine:
         ttl: int = 64,
         offload: bool = True,
         outer_fragments: bool = True,
+        gro_send: bool = False,
     ) -> None:
         self._engine = _datapath.TunnelEngine(
             mode,
@@ -92,6 +97,7 @@ class TunnelEngine:
             ttl=ttl,
             offload=offload,
             outer_fragments=outer_fragments,
+            gro_send=gro_send,
         )
 
     def add_route(self, network: NetworkLike, remote: IPv4Like) -> IPv4Address | None:

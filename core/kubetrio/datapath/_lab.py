@@ -63,6 +63,7 @@ def start_tunnel(
     *,
     offload: bool = True,
     outer_fragments: bool = True,
+    gro_send: bool = False,
 ) -> TunnelEngine:
     """Start node ``node``'s (1 or 2) engine in ``netns`` and wire ``kt0`` as described above.
 
@@ -77,6 +78,7 @@ def start_tunnel(
         netns=netns,
         offload=offload,
         outer_fragments=outer_fragments,
+        gro_send=gro_send,
     )
     engine.add_route(f"10.250.{other}.0/24", underlay.format(other))
     engine.start()

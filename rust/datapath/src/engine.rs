@@ -78,11 +78,12 @@ use crate::lpm::PrefixTable;
 use crate::packet::ipip::{ipip_decap, mss_option, MSS_OPTION_LEN};
 use crate::packet::ipv4::{Ipv4Header, IPV4_HEADER_LEN};
 use crate::packet::offload::{
-    complete_checksum, finish_tcpv4, gso_tcpv4_header, segment_count, segment_tcpv4, TcpCoalescer,
-    VnetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE, VNET_GSO_TCPV4, VNET_HDR_LEN,
+    complete_checksum, finish_tcpv4, gro_tcpv4_header, gso_tcpv4_header, segment_count,
+    segment_tcpv4, TcpCoalescer, VnetHdr, VNET_F_NEEDS_CSUM, VNET_GSO_ECN, VNET_GSO_NONE,
+    VNET_GSO_TCPV4, VNET_HDR_LEN,
 };
 use crate::packet::vxlan::{parse_vxlan_header, write_vxlan_header, VXLAN_HEADER_LEN};
-use crate::packet::{ETHERNET_HEADER_LEN, ETHERTYPE_IPV4};
+use crate::packet::{ETHERNET_HEADER_LEN, ETHERTYPE_IPV4, PROTO_IPIP};
 
 /// Bytes reserved in front of each packet read from TUN, for headers written in place.
 const HEADROOM: usize = 64;
@@ -104,6 +105,13 @@ const VXLAN_PREFIX: usize = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
 /// Locally administered MACs for the inner Ethernet header (the TUN side has no MACs).
 const INNER_SRC_MAC: [u8; 6] = [0x02, 0x6b, 0x74, 0x00, 0x00, 0x01];
 const INNER_DST_MAC: [u8; 6] = [0x02, 0x6b, 0x74, 0x00, 0x00, 0x02];
+/// How long the GRO device holds merged segments waiting for more (`gro_flush_timeout`):
+/// without it the kernel flushes after every write, so nothing would ever merge.
+const GRO_FLUSH_NS: u32 = 50_000;
+/// Settings of the GRO device, as files under its sysfs directory: the flush timeout, and
+/// threaded NAPI, so a kernel thread (on the other core when there is one) runs GRO and
+/// forwarding while the TX thread writes, instead of both taking turns on one core.
+const GRO_SYSFS: [(&str, u32); 2] = [("gro_flush_timeout", GRO_FLUSH_NS), ("threaded", 1)];
 
 /// Which encapsulation the engine speaks on the underlay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +151,10 @@ pub struct EngineConfig {
     /// documentation). Receivers must be engines (any mode); `false` puts only plain
     /// RFC 2003 packets on the wire, for kernel IPIP peers.
     pub outer_fragments: bool,
+    /// IPIP with `offload`: put plain per-segment packets on the wire but let the kernel's
+    /// GRO merge them into one GSO packet before they leave (see the module documentation);
+    /// falls back to `outer_fragments` when the GRO device cannot be set up.
+    pub gro_send: bool,
 }
 
 /// Counters of a running engine; read with [`TunnelEngine::stats`].
@@ -302,20 +314,29 @@ impl TunnelEngine {
             return Err(Error::InvalidArgument("engine already running".into()));
         }
         let cfg = self.config.clone();
-        let (tun, sock) = in_netns(cfg.netns.as_deref(), move || {
+        let gro_name = self.gro_device();
+        let (tun, sock, gro) = in_netns(cfg.netns.as_deref(), move || {
             let tun = open_tun(&cfg.tun_name, cfg.offload)?;
             let sock = match cfg.mode {
                 TunnelMode::Vxlan { port, .. } => udp_socket(cfg.local, port)?,
                 TunnelMode::Ipip => ipip_socket(cfg.local, cfg.ttl)?,
             };
-            Ok((tun, sock))
+            // Without the GRO device the engine still works, sending fragments.
+            let gro =
+                gro_name.and_then(|name| open_gro_tun(&name, &sock).ok().map(|fd| (fd, name)));
+            Ok((tun, sock, gro))
         })?;
+        let gro = gro.and_then(|(fd, name)| {
+            tune_gro_device(self.config.netns.as_deref(), &name).ok()?;
+            Some(Arc::new(fd))
+        });
         let (tun, sock) = (Arc::new(tun), Arc::new(sock));
         self.stop.store(false, Ordering::SeqCst);
         let tx = Worker {
             config: self.config.clone(),
             tun: tun.clone(),
             sock: sock.clone(),
+            gro,
             routes: self.routes.clone(),
             counters: self.counters.clone(),
             stop: self.stop.clone(),
@@ -331,6 +352,14 @@ impl TunnelEngine {
         }
         self.running.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The name of the GRO device for [`EngineConfig::gro_send`]: the TUN name with a `g`
+    /// appended, or `None` when not asked for or the name would be too long.
+    fn gro_device(&self) -> Option<String> {
+        let c = &self.config;
+        let wanted = c.offload && c.gro_send && c.mode == TunnelMode::Ipip;
+        (wanted && c.tun_name.len() + 1 < libc::IFNAMSIZ).then(|| format!("{}g", c.tun_name))
     }
 
     /// Stops both threads and closes the device and socket. Idempotent.
@@ -413,11 +442,7 @@ fn open_tun(name: &str, offload: bool) -> Result<OwnedFd> {
         },
         "open /dev/net/tun",
     )?;
-    // SAFETY: ifreq is plain data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
-        *dst = src as libc::c_char;
-    }
+    let mut req = ifreq(name);
     let vnet = if offload { libc::IFF_VNET_HDR } else { 0 };
     req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI | vnet) as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes one ifreq, which lives across the call.
@@ -440,6 +465,124 @@ fn open_tun(name: &str, offload: bool) -> Result<OwnedFd> {
         )?;
     }
     Ok(fd)
+}
+
+/// An `ifreq` naming interface `name` (shorter than `IFNAMSIZ`, checked by the callers).
+fn ifreq(name: &str) -> libc::ifreq {
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *dst = src as libc::c_char;
+    }
+    req
+}
+
+/// The MTU of interface `name`, asked through `sock` (any socket of its namespace).
+fn if_mtu(sock: RawFd, name: &str) -> Option<usize> {
+    let mut req = ifreq(name);
+    // SAFETY: SIOCGIFMTU reads and writes one ifreq, which lives across the call.
+    if unsafe { libc::ioctl(sock, libc::SIOCGIFMTU, &mut req) } < 0 {
+        return None;
+    }
+    // SAFETY: SIOCGIFMTU filled in the MTU member of the union.
+    usize::try_from(unsafe { req.ifr_ifru.ifru_mtu }).ok()
+}
+
+/// The GRO device of [`EngineConfig::gro_send`]: a TUN device in NAPI mode, so what the
+/// TX thread writes into it goes through GRO like packets from a NIC, then the node
+/// forwards it to the remote. It is up, accepts packets from the node's own address
+/// (`accept_local`, which also needs `rp_filter` off) and closes with the descriptor.
+/// Must run in the engine's namespace; `sock` is one of its sockets.
+fn open_gro_tun(name: &str, sock: &OwnedFd) -> Result<OwnedFd> {
+    let path = CString::new("/dev/net/tun").expect("no NUL in literal");
+    // SAFETY: plain open(2) of a NUL-terminated path.
+    let fd = owned(
+        unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) },
+        "open /dev/net/tun",
+    )?;
+    let mut req = ifreq(name);
+    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_NAPI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes one ifreq, which lives across the call.
+    check(
+        unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) },
+        "TUNSETIFF (GRO)",
+    )?;
+    // /proc/sys/net shows the namespace of the thread that opens it.
+    for (key, value) in [("accept_local", "1"), ("rp_filter", "0")] {
+        let path = format!("/proc/sys/net/ipv4/conf/{name}/{key}");
+        std::fs::write(&path, value).map_err(|e| Error::Io(format!("{path}: {e}")))?;
+    }
+    let mut req = ifreq(name);
+    req.ifr_ifru.ifru_flags = libc::IFF_UP as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads one ifreq, which lives across the call.
+    check(
+        unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) },
+        "SIOCSIFFLAGS (GRO)",
+    )?;
+    Ok(fd)
+}
+
+/// Writes [`GRO_SYSFS`] for device `name` of namespace `netns`. Only sysfs has these
+/// knobs, and sysfs shows the devices of the namespace it was mounted in, so for another
+/// namespace a child process joins it and mounts its own sysfs (as `ip netns exec` does).
+fn tune_gro_device(netns: Option<&str>, name: &str) -> Result<()> {
+    let dir = format!("/sys/class/net/{name}");
+    let Some(netns) = netns else {
+        for (file, value) in GRO_SYSFS {
+            let path = format!("{dir}/{file}");
+            std::fs::write(&path, value.to_string())
+                .map_err(|e| Error::Io(format!("{path}: {e}")))?;
+        }
+        return Ok(());
+    };
+    use std::os::unix::process::CommandExt;
+    let path = if netns.contains('/') {
+        netns.to_string()
+    } else {
+        format!("/var/run/netns/{netns}")
+    };
+    let ns = File::open(&path).map_err(|e| Error::Io(format!("{path}: {e}")))?;
+    let (root, sys, sysfs) = (c"/", c"/sys", c"sysfs");
+    let mut cmd = std::process::Command::new("/bin/sh");
+    let script: Vec<String> = GRO_SYSFS
+        .iter()
+        .map(|(file, value)| format!("echo {value} > {dir}/{file}"))
+        .collect();
+    cmd.args(["-c", &script.join(" && ")]);
+    let fd = ns.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and makes only system calls
+    // on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let ok = libc::setns(fd, libc::CLONE_NEWNET) == 0
+                && libc::unshare(libc::CLONE_NEWNS) == 0
+                && libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_SLAVE,
+                    std::ptr::null(),
+                ) == 0
+                && libc::umount2(sys.as_ptr(), libc::MNT_DETACH) == 0
+                && libc::mount(
+                    sysfs.as_ptr(),
+                    sys.as_ptr(),
+                    sysfs.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                ) == 0;
+            if ok {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
+    let status = cmd.status().map_err(|e| Error::Io(format!("{dir}: {e}")))?;
+    if !status.success() {
+        return Err(Error::Io(format!("{dir}: {status}")));
+    }
+    Ok(())
 }
 
 fn set_int_opt(fd: RawFd, level: libc::c_int, opt: libc::c_int, value: libc::c_int) -> Result<()> {
@@ -624,6 +767,9 @@ struct TxBatch {
     udp_gso: bool,
     /// Room for one aggregate cut in two (see [`Worker::send_aggregate`]); allocated on use.
     scratch: Vec<u8>,
+    /// Outer IP identification of the next packet written to the GRO device: GRO merges
+    /// packets without DF only when it goes up by one from packet to packet.
+    ident: u16,
 }
 
 impl TxBatch {
@@ -642,6 +788,7 @@ impl TxBatch {
             controls: vec![[0u64; 4]; cap],
             udp_gso: false,
             scratch: Vec::new(),
+            ident: 0,
         }
     }
 
@@ -650,12 +797,23 @@ impl TxBatch {
     }
 }
 
+/// The RX thread's working state.
+struct RxState {
+    coalescer: TcpCoalescer,
+    /// One segment of an aggregate, for an engine without offloads.
+    segment: Vec<u8>,
+    /// The TUN device's MTU as last asked (see [`Worker::merged_mss`]).
+    tun_mtu: usize,
+}
+
 /// State shared by the two worker threads.
 #[derive(Clone)]
 struct Worker {
     config: EngineConfig,
     tun: Arc<OwnedFd>,
     sock: Arc<OwnedFd>,
+    /// The GRO device of [`EngineConfig::gro_send`], when it is in use.
+    gro: Option<Arc<OwnedFd>>,
     routes: Arc<RwLock<PrefixTable>>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
@@ -792,7 +950,10 @@ impl Worker {
 
     /// True when TSO packets go out whole as IPIP aggregates.
     fn sends_aggregates(&self) -> bool {
-        self.config.offload && self.config.outer_fragments && self.config.mode == TunnelMode::Ipip
+        self.config.offload
+            && self.config.outer_fragments
+            && self.config.mode == TunnelMode::Ipip
+            && self.gro.is_none()
     }
 
     /// The remote node for an IPv4 packet, or `None` (counted) without a route.
@@ -907,6 +1068,21 @@ impl Worker {
                         eth[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
                         (start, port)
                     }
+                    // Into the GRO device: the engine writes the outer header, without DF
+                    // (as the raw socket sends it) and with the identification GRO wants.
+                    TunnelMode::Ipip if self.gro.is_some() => {
+                        let start = HEADROOM - IPV4_HEADER_LEN;
+                        let (head, pkt) = slot.split_at_mut(HEADROOM);
+                        if self
+                            .outer_header(pkt, remote, tx.ident, &mut head[start..])
+                            .is_err()
+                        {
+                            add(&self.counters.tx_errors, 1);
+                            continue;
+                        }
+                        tx.ident = tx.ident.wrapping_add(1);
+                        (start, 0)
+                    }
                     // The kernel writes the outer header (see `ipip_socket`).
                     TunnelMode::Ipip => (HEADROOM, 0),
                 };
@@ -918,6 +1094,9 @@ impl Worker {
         let ready = tx.spans.len();
         if ready == 0 {
             return;
+        }
+        if let Some(gro) = &self.gro {
+            return self.write_gro(gro.as_raw_fd(), tx, inner_bytes);
         }
         // Pointers are taken only now, from the Vec's own raw pointer, after the last slice
         // of `buf` above is dead, so no reference invalidates them.
@@ -1014,6 +1193,36 @@ impl Worker {
         );
     }
 
+    /// Writes the outer header of an IPIP packet for the GRO device: the TOS copied from the
+    /// inner header (RFC 2003) and no DF, as the kernel writes it for the raw socket.
+    fn outer_header(&self, inner: &[u8], remote: u32, ident: u16, out: &mut [u8]) -> Result<()> {
+        let h = Ipv4Header::parse(inner)?;
+        let len = usize::from(h.total_len);
+        let mut outer =
+            Ipv4Header::new(self.config.local, remote, PROTO_IPIP, len, self.config.ttl)?;
+        outer.tos = h.tos;
+        outer.ident = ident;
+        outer.write(out).map(|_| ())
+    }
+
+    /// Writes the batch's encapsulated packets one by one into the GRO device.
+    fn write_gro(&self, gro: RawFd, tx: &TxBatch, inner_bytes: u64) {
+        let mut sent = 0u64;
+        for &(off, len) in &tx.spans {
+            let pkt = &tx.buf[off..off + len];
+            // SAFETY: write(2) only reads the live slice it is given.
+            if unsafe { libc::write(gro, pkt.as_ptr().cast(), pkt.len()) } < 0 {
+                add(&self.counters.tx_errors, 1);
+            } else {
+                sent += 1;
+            }
+        }
+        add(&self.counters.tx_batches, 1);
+        add(&self.counters.tx_packets, sent);
+        let all = sent == tx.spans.len() as u64;
+        add(&self.counters.tx_bytes, if all { inner_bytes } else { 0 });
+    }
+
     /// Underlay → TUN.
     fn receive(self) {
         let batch = self.config.batch;
@@ -1053,8 +1262,11 @@ impl Worker {
                 }
             })
             .collect();
-        let mut coalescer = TcpCoalescer::new();
-        let mut segment = vec![0u8; SLOT]; // one segment of an aggregate, without offloads
+        let mut rx = RxState {
+            coalescer: TcpCoalescer::new(),
+            segment: vec![0u8; SLOT],
+            tun_mtu: 0,
+        };
         let sock = self.sock.as_raw_fd();
         let tun = self.tun.as_raw_fd();
         while !self.stop.load(Ordering::Relaxed) {
@@ -1094,44 +1306,46 @@ impl Worker {
                 } else {
                     len
                 };
-                // SAFETY: slot i of buf, which the kernel has finished writing.
-                let data = unsafe { std::slice::from_raw_parts(base.add(i * slot), len) };
+                // SAFETY: slot i of buf, which the kernel has finished writing and nothing
+                // else refers to until the next recvmmsg.
+                let data = unsafe { std::slice::from_raw_parts_mut(base.add(i * slot), len) };
                 if truncated || seg == 0 {
                     add(&self.counters.rx_malformed, 1);
                     continue;
                 }
-                for datagram in data.chunks(seg) {
-                    self.deliver(tun, datagram, &mut coalescer, &mut segment);
+                for datagram in data.chunks_mut(seg) {
+                    self.deliver(tun, datagram, &mut rx);
                 }
             }
-            self.flush_coalescer(tun, &mut coalescer);
+            self.flush_coalescer(tun, &mut rx.coalescer);
         }
         drop(buf); // keep the buffers alive (and unmoved) until here
         drop(controls);
     }
 
     /// Decapsulates one datagram and writes (or coalesces) its inner packet.
-    fn deliver(
-        &self,
-        tun: RawFd,
-        datagram: &[u8],
-        coalescer: &mut TcpCoalescer,
-        segment: &mut [u8],
-    ) {
-        let Some((inner, gso_size)) = self.inner_packet(datagram) else {
+    fn deliver(&self, tun: RawFd, datagram: &mut [u8], rx: &mut RxState) {
+        let Some((range, gso_size)) = self.inner_packet(datagram) else {
             add(&self.counters.rx_malformed, 1);
             return;
         };
-        if let Some(mss) = gso_size {
+        let inner = &mut datagram[range];
+        let aggregate = match gso_size {
+            Some(mss) => Some((usize::from(mss), false)),
+            None => self.merged_mss(inner, rx).map(|mss| (mss, true)),
+        };
+        if let Some((mss, merged)) = aggregate {
+            let coalescer = &mut rx.coalescer;
             self.flush_coalescer(tun, coalescer);
             if self
-                .write_aggregate(tun, inner, usize::from(mss), segment)
+                .write_aggregate(tun, inner, mss, merged, &mut rx.segment)
                 .is_err()
             {
                 add(&self.counters.rx_malformed, 1);
             }
             return;
         }
+        let coalescer = &mut rx.coalescer;
         add(&self.counters.rx_packets, 1);
         add(&self.counters.rx_bytes, inner.len() as u64);
         if !self.config.offload {
@@ -1151,17 +1365,41 @@ impl Worker {
         }
     }
 
-    /// Writes a reassembled IPIP aggregate to the device: as one GSO packet with offloads,
-    /// else cut into its segments.
+    /// The segment size of `inner` when it is a TCP packet that GRO merged on the way (an
+    /// IPIP packet without the segment-size option whose inner packet exceeds the TUN
+    /// MTU): the largest that fits the TUN MTU, which is what the sending TCP used when
+    /// both ends have the same MTU (a smaller guess is harmless, the packet is valid with
+    /// either). The MTU is asked again whenever a packet exceeds the one known.
+    fn merged_mss(&self, inner: &[u8], rx: &mut RxState) -> Option<usize> {
+        if self.config.mode != TunnelMode::Ipip || inner.len() <= rx.tun_mtu {
+            return None;
+        }
+        rx.tun_mtu = if_mtu(self.sock.as_raw_fd(), &self.config.tun_name)?;
+        if inner.len() <= rx.tun_mtu {
+            return None;
+        }
+        let ip = Ipv4Header::parse(inner).ok()?;
+        let tcp_offset = usize::from(*inner.get(ip.header_len() + 12)? >> 4) * 4;
+        let mss = rx.tun_mtu.checked_sub(ip.header_len() + tcp_offset)?;
+        (ip.protocol == crate::packet::PROTO_TCP && mss >= MIN_MSS).then_some(mss)
+    }
+
+    /// Writes an IPIP aggregate (reassembled, or `merged` by GRO) to the device: as one
+    /// GSO packet with offloads, else cut into its segments.
     fn write_aggregate(
         &self,
         tun: RawFd,
-        inner: &[u8],
+        inner: &mut [u8],
         mss: usize,
+        merged: bool,
         segment: &mut [u8],
     ) -> Result<()> {
         if self.config.offload {
-            let hdr = gso_tcpv4_header(inner, mss)?;
+            let hdr = if merged {
+                gro_tcpv4_header(inner, mss)?
+            } else {
+                gso_tcpv4_header(inner, mss)?
+            };
             self.tun_write(tun, Some(&hdr), inner);
         } else {
             for k in 0..segment_count(inner, mss)? {
@@ -1194,25 +1432,25 @@ impl Worker {
         }
     }
 
-    /// The inner IPv4 packet of a received datagram, with the segment size of an IPIP
-    /// aggregate, or `None` to drop it.
-    fn inner_packet<'a>(&self, data: &'a [u8]) -> Option<(&'a [u8], Option<u16>)> {
+    /// Where the inner IPv4 packet of a received datagram lies, with the segment size of an
+    /// IPIP aggregate, or `None` to drop it.
+    fn inner_packet(&self, data: &[u8]) -> Option<(std::ops::Range<usize>, Option<u16>)> {
         match self.config.mode {
             TunnelMode::Vxlan { vni, .. } => {
                 if parse_vxlan_header(data).ok()? != vni {
                     return None;
                 }
-                let frame = data.get(VXLAN_HEADER_LEN..)?;
-                let eth_type = frame.get(12..14)?;
+                let eth_type = data.get(VXLAN_HEADER_LEN + 12..VXLAN_HEADER_LEN + 14)?;
                 if u16::from_be_bytes([eth_type[0], eth_type[1]]) != ETHERTYPE_IPV4 {
                     return None;
                 }
-                Some((frame.get(ETHERNET_HEADER_LEN..)?, None))
+                Some((VXLAN_PREFIX..data.len(), None))
             }
             TunnelMode::Ipip => {
                 let d = ipip_decap(data).ok()?;
-                let inner = data.get(d.inner_offset..d.inner_offset + d.inner_len)?;
-                Some((inner, d.gso_size))
+                let range = d.inner_offset..d.inner_offset + d.inner_len;
+                data.get(range.clone())?;
+                Some((range, d.gso_size))
             }
         }
     }
@@ -1232,6 +1470,7 @@ mod tests {
             ttl: 64,
             offload: true,
             outer_fragments: true,
+            gro_send: true,
         }
     }
 
@@ -1310,6 +1549,7 @@ mod tests {
             config: config(TunnelMode::Vxlan { vni: 5, port: 4789 }),
             tun: Arc::new(File::open("/dev/null").unwrap().into()),
             sock: Arc::new(File::open("/dev/null").unwrap().into()),
+            gro: None,
             routes: Arc::default(),
             counters: Arc::default(),
             stop: Arc::default(),

@@ -747,7 +747,7 @@ struct TunnelEngine {
 #[pymethods]
 impl TunnelEngine {
     #[new]
-    #[pyo3(signature = (mode, tun_name, local, *, vni = 1, port = 4789, netns = None, batch = 64, ttl = 64, offload = true, outer_fragments = true))]
+    #[pyo3(signature = (mode, tun_name, local, *, vni = 1, port = 4789, netns = None, batch = 64, ttl = 64, offload = true, outer_fragments = true, gro_send = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         mode: &str,
@@ -760,6 +760,7 @@ impl TunnelEngine {
         ttl: u8,
         offload: bool,
         outer_fragments: bool,
+        gro_send: bool,
     ) -> PyResult<Self> {
         let mode = match mode {
             "vxlan" => engine::TunnelMode::Vxlan { vni, port },
@@ -779,6 +780,7 @@ impl TunnelEngine {
             ttl,
             offload,
             outer_fragments,
+            gro_send,
         })
         .map_err(to_py)?;
         Ok(TunnelEngine { inner })

@@ -220,6 +220,25 @@ pub fn gso_tcpv4_header(packet: &[u8], mss: usize) -> Result<VnetHdr> {
     })
 }
 
+/// The virtio-net header for `packet`, a TCP/IPv4 packet that the kernel's GRO merged from
+/// segments of `mss` payload bytes (what a raw IPIP socket receives behind an underlay with
+/// GRO): such a packet carries only the pseudo-header sum in its TCP checksum field, so the
+/// header asks the kernel to finish the checksum (`NEEDS_CSUM`), which it treats as
+/// verified. The pseudo-header sum is written here, so the result does not depend on what
+/// the field held. A GSO header when the payload exceeds `mss`.
+pub fn gro_tcpv4_header(packet: &mut [u8], mss: usize) -> Result<VnetHdr> {
+    let h = tcp_ip(packet)?;
+    let ihl = h.ip.header_len();
+    let tcp_len = (h.end - ihl) as u16; // below the u16 total length
+    let ps = !finish(pseudo_header_sum(h.ip.src, h.ip.dst, PROTO_TCP, tcp_len));
+    packet[ihl + 16..ihl + 18].copy_from_slice(&ps.to_be_bytes());
+    let mut hdr = gso_tcpv4_header(packet, mss)?;
+    hdr.flags = VNET_F_NEEDS_CSUM;
+    hdr.csum_start = ihl as u16;
+    hdr.csum_offset = 16;
+    Ok(hdr)
+}
+
 /// Glues consecutive TCP/IPv4 segments of one flow into one GSO packet.
 ///
 /// Segments join while they continue the sequence exactly, carry the same addresses,
@@ -398,6 +417,27 @@ mod tests {
         };
         assert_eq!(VnetHdr::parse(&h.to_bytes()).unwrap(), h);
         assert!(VnetHdr::parse(&[0; 9]).is_err());
+    }
+
+    #[test]
+    fn gro_header_lets_the_kernel_finish_the_checksum() {
+        let payload: Vec<u8> = (0..4000u32).map(|i| (i * 13) as u8).collect();
+        let full = tcp(7, 0x18, &payload); // built with a complete checksum
+        for garbage in [[0u8, 0], [0xde, 0xad]] {
+            // Whatever the field held (GRO leaves the pseudo-header sum there) ...
+            let mut merged = full.clone();
+            merged[36..38].copy_from_slice(&garbage);
+            let h = gro_tcpv4_header(&mut merged, 1400).unwrap();
+            assert_eq!(h.flags, VNET_F_NEEDS_CSUM);
+            assert_eq!((h.gso_type, h.gso_size, h.hdr_len), (VNET_GSO_TCPV4, 1400, 40));
+            assert_eq!((h.csum_start, h.csum_offset), (20, 16));
+            // ... finishing as the kernel does gives the complete checksum.
+            let (start, offset) = (usize::from(h.csum_start), usize::from(h.csum_offset));
+            complete_checksum(&mut merged, start, offset).unwrap();
+            assert_eq!(merged, full);
+        }
+        let mut one = tcp(7, 0x10, &payload[..1000]);
+        assert_eq!(gro_tcpv4_header(&mut one, 1400).unwrap().gso_type, VNET_GSO_NONE);
     }
 
     #[test]
