@@ -429,7 +429,10 @@ mod tests {
             merged[36..38].copy_from_slice(&garbage);
             let h = gro_tcpv4_header(&mut merged, 1400).unwrap();
             assert_eq!(h.flags, VNET_F_NEEDS_CSUM);
-            assert_eq!((h.gso_type, h.gso_size, h.hdr_len), (VNET_GSO_TCPV4, 1400, 40));
+            assert_eq!(
+                (h.gso_type, h.gso_size, h.hdr_len),
+                (VNET_GSO_TCPV4, 1400, 40)
+            );
             assert_eq!((h.csum_start, h.csum_offset), (20, 16));
             // ... finishing as the kernel does gives the complete checksum.
             let (start, offset) = (usize::from(h.csum_start), usize::from(h.csum_offset));
@@ -437,7 +440,10 @@ mod tests {
             assert_eq!(merged, full);
         }
         let mut one = tcp(7, 0x10, &payload[..1000]);
-        assert_eq!(gro_tcpv4_header(&mut one, 1400).unwrap().gso_type, VNET_GSO_NONE);
+        assert_eq!(
+            gro_tcpv4_header(&mut one, 1400).unwrap().gso_type,
+            VNET_GSO_NONE
+        );
     }
 
     #[test]
