@@ -12,10 +12,13 @@ node's block, in one run on the same topology:
 - ipip: the Rust userspace tunnel (:class:`kubetrio.datapath.TunnelEngine`, TUN device,
   outer IPv4 protocol 4; this kernel has no ipip device), pod MTU 1480. Each 64 KiB TSO
   packet goes out whole as one IPIP packet that the kernel fragments on the underlay and
-  reassembles at the other node (the engine's module documentation explains why).
+  reassembles at the other node (the engine's module documentation explains why);
+- ipip_gro: the same engine with ``gro_send``: the segments go through a NAPI TUN device
+  whose GRO merges them, so the underlay carries one GSO packet of plain RFC 2003 packets
+  (``rx_aggregates``: merged packets the receiving engine got).
 
 Prints Gbit/s, retransmits and the ratio to routed, then one JSON line with the figures
-and the IPIP/VXLAN ratio. Everything is created here and removed afterwards.
+and the IPIP/VXLAN ratios. Everything is created here and removed afterwards.
 
 Reference on this machine (2 cores shared with other jobs, 5 s runs; issue #9): routed
 11-17 Gbit/s, kernel VXLAN 10.4-14.8, userspace IPIP 3.1-4.8, so IPIP/VXLAN 0.22-0.38.
@@ -24,7 +27,12 @@ in the same sessions. What is left is the kernel's per-packet work:
 on a 1500-byte underlay a 64 KiB aggregate is 44 fragments, each crossing veth, bridge,
 veth and reassembly, where VXLAN and routed traffic cross as one GSO packet (the sending
 engine thread spends two thirds of its time there). ``datapath_tunnel.py`` (no bridge)
-measures the engines alone.
+measures the engines alone. A GSO IPIP packet sent from userspace (packet socket with a
+virtio-net header) is dropped by the first veth, which cannot segment it; GRO can make
+one, and ipip_gro crosses as one packet of 35-55 KiB, but writing each segment into the
+GRO device costs about what a fragment does: in three runs of one session (routed
+14.0-16.1, VXLAN 10.5-13.5) ipip gave 3.2-3.6 Gbit/s (0.27-0.34 of VXLAN) and ipip_gro
+3.1-3.5 (0.26-0.30), 0.85-0.96 of ipip.
 
 With a 9000-byte underlay (the pods' MTUs unchanged: an outer-fragmenting tunnel uses
 jumbo frames without a pod MTU change) an aggregate is 8 fragments: IPIP 5.2-7.3 Gbit/s,

@@ -35,16 +35,44 @@
 //!   kernel reassembles it. An outer-header IP option carries the sender's segment size
 //!   ([`crate::packet::ipip`]), so the receiving engine writes the packet back to TUN as one
 //!   GSO packet of the same MSS (an engine without offloads cuts it into segments). A raw
-//!   socket has no GSO, and a GSO packet from userspace (TUN or packet socket) cannot be
-//!   IPIP: the kernel segments IPIP only as `SKB_GSO_IPXIP4`, which only its own tunnels
-//!   set. So the wire sees about 44 packets per 64 KiB at MTU 1500 either way; this path
+//!   socket has no GSO, and a GSO packet from userspace cannot be IPIP (tried on 6.18: a
+//!   packet socket with `PACKET_VNET_HDR` sending Ethernet + outer IPv4 + TCP/IPv4 as GSO
+//!   TCPV4): the kernel marks it `SKB_GSO_DODGY`, veth lacks `NETIF_F_GSO_ROBUST`, so the
+//!   first veth segments it in software, and `ipip_gso_segment` refuses anything without
+//!   `SKB_GSO_IPXIP4`, which only the kernel's own tunnels and GRO set: the frame is
+//!   dropped (`ENOMEM` from `sendmsg`, `tx_dropped` on the device), while a plain TCP GSO
+//!   frame from the same socket crosses veth, bridge and veth whole. TUN with a vnet header
+//!   makes the same DODGY packets, and GRO passes DODGY packets through untouched. So the
+//!   wire sees about 44 packets per 64 KiB at MTU 1500 either way; this path
 //!   saves the engine cutting, checksumming and sending each segment and the receiver
 //!   gluing them back: every `sendmsg`/`recv` moves 64 KiB. The kernel's per-fragment work
 //!   (output, veth, reassembly) is what remains, and it dominates on a veth underlay.
-//!   Plain IPIP packets (any other sender) are handled as before, so engines interoperate
-//!   whatever their settings (tested).
+//! - **IPIP with `gro_send`** gets the one-GSO-packet crossing through GRO instead: the TX
+//!   thread cuts TSO packets into plain RFC 2003 packets (outer header written here, no DF,
+//!   identification +1 per packet) and writes them one by one into a second TUN device,
+//!   `<tun_name>g`, opened with `IFF_NAPI`. Its NAPI runs GRO, which merges the segments
+//!   of a flow into one `SKB_GSO_IPXIP4 | SKB_GSO_TCPV4` packet that the node forwards
+//!   to the underlay, where veth carries it whole (on a NIC, TSO or the kernel's GSO cuts
+//!   it into the same plain packets, so any RFC 2003 receiver can take it). Two sysfs
+//!   settings make GRO merge across writes: `gro_flush_timeout` (without it every write
+//!   ends a NAPI poll and flushes) and threaded NAPI (GRO and forwarding on a kernel
+//!   thread beside the TX thread); sysfs shows only its mounter's namespace, so a child
+//!   process joins the engine's namespace and mounts its own. The device also needs
+//!   `accept_local` (its packets come from the node's own address). The receiving engine
+//!   recognises a merged packet as an IPIP packet without the segment-size option whose
+//!   inner TCP packet exceeds its TUN MTU, guesses the segment size from that MTU, and
+//!   writes it back as GSO with `NEEDS_CSUM` (GRO leaves only the pseudo-header sum in
+//!   the TCP checksum; the kernel verified each segment's checksum when merging). When the
+//!   device cannot be set up the engine falls back to outer fragments. It works (tested:
+//!   the underlay sees 35-55 KiB packets) but is not faster: each segment still costs a
+//!   `write` and a trip through the TUN device's receive path, about what a fragment
+//!   costs, and `pod_network.py` measures it at 0.85-0.96 of the outer-fragment path, so
+//!   it is off by default.
 //!
-//! Outer DF is never set, in either IPIP path: a packet too big for the underlay is
+//! Plain IPIP packets (any other sender) are handled as before, so engines interoperate
+//! whatever their settings (tested).
+//!
+//! Outer DF is never set, in any IPIP path: a packet too big for the underlay is
 //! fragmented rather than dropped without an ICMP error (with `IP_HDRINCL` the kernel
 //! refused it). Inner DF is not copied to the outer header, a deviation from RFC 2003
 //! §3.1 that matters only when the underlay MTU is below the TUN MTU + 20. A lost fragment
