@@ -30,9 +30,9 @@ engine thread spends two thirds of its time there). ``datapath_tunnel.py`` (no b
 measures the engines alone. A GSO IPIP packet sent from userspace (packet socket with a
 virtio-net header) is dropped by the first veth, which cannot segment it; GRO can make
 one, and ipip_gro crosses as one packet of 35-55 KiB, but writing each segment into the
-GRO device costs about what a fragment does: in three runs of one session (routed
-14.0-16.1, VXLAN 10.5-13.5) ipip gave 3.2-3.6 Gbit/s (0.27-0.34 of VXLAN) and ipip_gro
-3.1-3.5 (0.26-0.30), 0.85-0.96 of ipip.
+GRO device costs about what a fragment does: in five runs of one session (routed
+14.0-17.5, VXLAN 10.5-14.3) ipip gave 3.2-4.2 Gbit/s (0.27-0.34 of VXLAN) and ipip_gro
+3.1-4.3 (0.26-0.35), 0.89-1.05 of ipip in the same run.
 
 With a 9000-byte underlay (the pods' MTUs unchanged: an outer-fragmenting tunnel uses
 jumbo frames without a pod MTU change) an aggregate is 8 fragments: IPIP 5.2-7.3 Gbit/s,
