@@ -43,7 +43,8 @@ class TunnelStats:
     tx_aggregates: int = 0
     """TSO packets sent whole as one outer-fragmented IPIP packet (one ``tx_packets`` each)."""
     rx_aggregates: int = 0
-    """Reassembled IPIP aggregates written back to the device (one ``rx_packets`` each)."""
+    """Reassembled IPIP aggregates, or IPIP packets merged by GRO on the way (``gro_send``),
+    written back to the device (one ``rx_packets`` each)."""
 
 
 class TunnelEngine:

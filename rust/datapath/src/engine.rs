@@ -230,7 +230,8 @@ pub struct EngineStats {
     pub rx_malformed: u64,
     /// Receive or TUN write failures.
     pub rx_errors: u64,
-    /// Reassembled IPIP aggregates written back to TUN (counted once in `rx_packets` each).
+    /// Reassembled IPIP aggregates, or IPIP packets merged by GRO on the way (`gro_send`),
+    /// written back to TUN (counted once in `rx_packets` each).
     pub rx_aggregates: u64,
 }
 
