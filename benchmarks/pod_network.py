@@ -226,7 +226,10 @@ async def learned_by_bird(netns: str, block: str, gateway: str) -> bool:
 
 
 async def routed(topology: Topology, client: Client, run_dir: Path) -> dict[str, Any]:
+    """The stream over the routes bird learned over BGP (``run_dir``: bird's files)."""
     topology.set_pod_mtu(1500)
+    # bird's files in this run's own directory rather than /run/kubetrio/bird/<node>:
+    # two runs at once (or a cluster node called bench-1) must not share a socket.
     agents = [
         BgpRoutes(client, name, underlay_ip=ip, netns=topology.nodes[name], run_dir=run_dir / name)
         for name, (ip, _, _) in NODES.items()
@@ -244,6 +247,7 @@ async def routed(topology: Topology, client: Client, run_dir: Path) -> dict[str,
 
 
 async def vxlan(topology: Topology, client: Client) -> dict[str, Any]:
+    """The stream through the kernel VXLAN devices the plugin's agents set up."""
     topology.set_pod_mtu(1450)
     agents = [
         VxlanRoutes(client, name, block=block, underlay_ip=node_ip, netns=topology.nodes[name])
