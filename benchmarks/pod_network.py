@@ -47,7 +47,7 @@ IPIP/VXLAN 0.39-0.65 (segmenting in userspace: 1.7-2.4, 0.13-0.16).
 
 Routed through BGP, bird's route is the kernel route the hand-made one of earlier
 versions was (same figures): in four runs of one session routed 13.8-17.1 Gbit/s, VXLAN
-0.63-0.92 of it, bird's routes reached both kernels 1-3 s after the agents started.
+0.63-0.92 of it, bird's routes reached both kernels 1.1-3.3 s after the agents started.
 
 Run: ``sudo .venv/bin/python benchmarks/pod_network.py [seconds] [underlay MTU]``.
 """
