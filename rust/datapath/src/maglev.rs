@@ -21,7 +21,6 @@ pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
 pub const MAX_TABLE_SIZE: u32 = 1 << 26;
 /// Added to the seed for the `skip` hash so offset and skip are independent.
 const SKIP_SEED_DELTA: u64 = 0x9e37_79b9_7f4a_7c15;
-const EMPTY: u32 = u32::MAX;
 
 /// True if `n` is prime (trial division; `n` is at most [`MAX_TABLE_SIZE`]).
 pub fn is_prime(n: u32) -> bool {
@@ -196,88 +195,261 @@ impl Maglev {
     }
 }
 
-fn populate(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Result<Vec<u32>> {
-    let active: Vec<usize> = (0..backends.len()).filter(|&i| weights[i] > 0).collect();
-    if active.is_empty() {
-        return Err(Error::InvalidArgument(
-            "no backend with a positive weight".into(),
-        ));
+/// Probes per step of [`probe_window`].
+const WINDOW: usize = 4;
+/// `steps[i] = i·skip mod M` for `i` in `0..=WINDOW`: a backend's step and its multiples.
+type Steps = [u32; WINDOW + 1];
+
+/// `(a + b) mod m` for `a, b < m`.
+#[inline(always)]
+fn add_mod(a: u32, b: u32, m: u32) -> u32 {
+    let t = a + b;
+    if t >= m {
+        t - m
+    } else {
+        t
     }
-    let max_w = u64::from(active.iter().map(|&i| weights[i]).max().unwrap_or(1));
-    let uniform = active.iter().all(|&i| u64::from(weights[i]) == max_w);
-    // Per active backend: next position in its permutation, skip, slots placed so far.
-    let mut next: Vec<u32> = Vec::with_capacity(active.len());
-    let mut skip: Vec<u32> = Vec::with_capacity(active.len());
-    for &i in &active {
-        let (o, s) = permutation(&backends[i], m, seed);
-        next.push(o);
-        skip.push(s);
-    }
-    let mut placed = vec![0u64; active.len()];
-    let mut table = vec![EMPTY; m as usize];
-    // Occupancy bitmap: the probe loop reads only this (8 KiB for M=65537, so it stays in
-    // L1) instead of the 256 KiB table; most of the build time is those probes.
-    let mut taken = vec![0u64; (m as usize).div_ceil(64)];
-    let mut filled: u32 = 0;
-    let mut round: u64 = 0;
-    // Endgame: once fewer than sqrt(M) slots are free, linear probing costs M/free probes
-    // per placement (about half of all probes fall in this phase). Instead, for each free
-    // slot f compute its position j = (f - next)·skip⁻¹ mod M in the backend's permutation
-    // and take the smallest j: the very slot the probe loop would reach, in O(free) steps.
-    let endgame_at = (f64::from(m).sqrt() as u32).max(1);
-    let mut free: Vec<u32> = Vec::new();
-    let reduce = Barrett::new(m);
-    let mut inverse: Vec<u64> = Vec::new();
-    'rounds: loop {
-        round += 1;
-        for (k, &b) in active.iter().enumerate() {
-            if !uniform && placed[k] >= round * u64::from(weights[b]) / max_w {
-                continue;
+}
+
+#[inline(always)]
+fn is_taken(taken: &[u64], q: u32) -> bool {
+    taken[(q >> 6) as usize] & (1 << (q & 63)) != 0
+}
+
+/// Claims slot `q` in the occupancy bitmap.
+#[inline(always)]
+fn take(taken: &mut [u64], q: u32) {
+    taken[(q >> 6) as usize] |= 1 << (q & 63);
+}
+
+/// Whose turn it is: the active backends in order, round after round (rounds count from 1).
+/// With unequal weights a backend sits a round out once it holds its share (module docs).
+struct Turns {
+    n: usize,
+    next: usize,
+    round: u64,
+    quota: Option<Quota>,
+}
+
+/// Weights of the active backends, the largest one, and the slots each has placed.
+struct Quota {
+    weights: Vec<u64>,
+    max: u64,
+    placed: Vec<u64>,
+}
+
+impl Turns {
+    /// The active backend that places the next slot. Some backend always has a turn left
+    /// in a round (the heaviest takes every one), so this returns.
+    #[inline(always)]
+    fn next(&mut self) -> usize {
+        loop {
+            if self.next == self.n {
+                self.next = 0;
+                self.round += 1;
             }
-            // Walk this backend's permutation to its next unclaimed slot. Additions instead
-            // of `(offset + j·skip) % m` keep the division out of the inner loop.
-            let (mut p, s) = (next[k], skip[k]);
-            if m - filled <= endgame_at {
-                if inverse.is_empty() {
-                    free = (0..m)
-                        .filter(|&q| taken[(q >> 6) as usize] & (1 << (q & 63)) == 0)
-                        .collect();
-                    inverse = skip.iter().map(|&s| mod_inverse(s, m)).collect();
+            let k = self.next;
+            self.next += 1;
+            match &mut self.quota {
+                None => return k,
+                Some(q) if q.placed[k] < self.round * q.weights[k] / q.max => {
+                    q.placed[k] += 1;
+                    return k;
                 }
-                let inv = inverse[k];
-                let (at, _) = free
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &f)| {
-                        let d = if f >= p { f - p } else { f + m - p };
-                        (i, reduce.rem(u64::from(d) * inv))
-                    })
-                    .min_by_key(|&(_, j)| j)
-                    .expect("a free slot exists while the table is not full");
-                p = free.swap_remove(at);
-            } else {
-                while taken[(p >> 6) as usize] & (1 << (p & 63)) != 0 {
-                    p += s;
-                    if p >= m {
-                        p -= m;
-                    }
-                }
-                taken[(p >> 6) as usize] |= 1 << (p & 63);
-            }
-            table[p as usize] = b as u32;
-            p += s;
-            if p >= m {
-                p -= m;
-            }
-            next[k] = p;
-            placed[k] += 1;
-            filled += 1;
-            if filled == m {
-                break 'rounds;
+                Some(_) => {}
             }
         }
     }
-    Ok(table)
+}
+
+/// The table under construction, with per active backend (structure of arrays) its index,
+/// the next position of its permutation to probe, and its [`Steps`].
+struct Fill {
+    m: u32,
+    ids: Vec<u32>,
+    next: Vec<u32>,
+    steps: Vec<Steps>,
+    turns: Turns,
+    /// Occupancy bitmap. The probe loops read only this (8 KiB for M=65537, so it stays in
+    /// L1) instead of the 256 KiB table. From [`Fill::mirror`] on, bits `m..2m` repeat bits
+    /// `0..m`, so a window `p + steps[i]` (below 2m) is probed without reducing mod m.
+    taken: Vec<u64>,
+    table: Vec<u32>,
+    filled: u32,
+}
+
+impl Fill {
+    fn new(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Result<Self> {
+        let ids: Vec<u32> = (0..backends.len() as u32)
+            .filter(|&i| weights[i as usize] > 0)
+            .collect();
+        if ids.is_empty() {
+            return Err(Error::InvalidArgument(
+                "no backend with a positive weight".into(),
+            ));
+        }
+        let active: Vec<u64> = ids
+            .iter()
+            .map(|&i| u64::from(weights[i as usize]))
+            .collect();
+        let max = active.iter().copied().max().unwrap_or(1);
+        let quota = (active.iter().any(|&w| w != max)).then(|| Quota {
+            placed: vec![0; active.len()],
+            weights: active,
+            max,
+        });
+        let (mut next, mut steps) = (Vec::with_capacity(ids.len()), Vec::with_capacity(ids.len()));
+        for &i in &ids {
+            let (offset, skip) = permutation(&backends[i as usize], m, seed);
+            next.push(offset);
+            let mut s = [0; WINDOW + 1];
+            for j in 1..=WINDOW {
+                s[j] = add_mod(s[j - 1], skip, m);
+            }
+            steps.push(s);
+        }
+        Ok(Fill {
+            m,
+            turns: Turns {
+                n: ids.len(),
+                next: 0,
+                round: 1,
+                quota,
+            },
+            ids,
+            next,
+            steps,
+            taken: vec![0; (2 * m as usize).div_ceil(64)],
+            // Every slot gets written; zeros come from calloc, cheaper than a fill.
+            table: vec![0; m as usize],
+            filled: 0,
+        })
+    }
+
+    /// Gives turns until `limit` slots are filled; `probe(taken, p, steps, m)` returns the
+    /// first free slot of the backend's permutation from `p`, and where to probe next time.
+    /// `MIRRORED` keeps bits `m..2m` of the bitmap up to date (see [`Fill::mirror`]).
+    #[inline(always)]
+    fn run<const MIRRORED: bool>(
+        &mut self,
+        limit: u32,
+        probe: impl Fn(&[u64], u32, &Steps, u32) -> (u32, u32),
+    ) {
+        // Locals, not fields, in the loop: they stay in registers.
+        let (m, mut filled) = (self.m, self.filled);
+        let (taken, table, next) = (&mut self.taken[..], &mut self.table[..], &mut self.next[..]);
+        while filled < limit {
+            let k = self.turns.next();
+            let (slot, resume) = probe(taken, next[k], &self.steps[k], m);
+            take(taken, slot);
+            if MIRRORED {
+                take(taken, slot + m);
+            }
+            table[slot as usize] = self.ids[k];
+            next[k] = resume;
+            filled += 1;
+        }
+        self.filled = filled;
+    }
+
+    /// Copies bits `0..m` of the bitmap to `m..2m`, a word at a time.
+    fn mirror(&mut self) {
+        let m = self.m as usize;
+        let (words, shift) = (m / 64, m % 64);
+        for w in 0..m.div_ceil(64) {
+            let word = self.taken[w];
+            self.taken[w + words] |= word << shift;
+            // `m` is prime, so `shift` is never 0 except for the tiny tables where the high
+            // word may not exist.
+            if shift != 0 && w + words + 1 < self.taken.len() {
+                self.taken[w + words + 1] |= word >> (64 - shift);
+            }
+        }
+    }
+
+    /// Fills the last slots. Once few slots are free, probing costs M/free steps per
+    /// placement; instead, for each free slot f compute its position j = (f - next)·skip⁻¹
+    /// mod M in the backend's permutation and take the smallest j: the very slot the probe
+    /// loop would reach, in O(free) steps.
+    fn endgame(&mut self) {
+        let m = self.m;
+        let mut free: Vec<u32> = Vec::with_capacity((m - self.filled) as usize);
+        for (w, &word) in self.taken[..(m as usize).div_ceil(64)].iter().enumerate() {
+            let mut bits = !word;
+            while bits != 0 {
+                let q = (w as u32) << 6 | bits.trailing_zeros();
+                if q >= m {
+                    break;
+                }
+                free.push(q);
+                bits &= bits - 1;
+            }
+        }
+        let reduce = Barrett::new(m);
+        // Computed when a backend first takes a turn here (0 is never an inverse).
+        let mut inverse = vec![0u64; self.ids.len()];
+        while self.filled < m {
+            let k = self.turns.next();
+            if inverse[k] == 0 {
+                inverse[k] = mod_inverse(self.steps[k][1], m);
+            }
+            let (p, inv) = (self.next[k], inverse[k]);
+            // Smallest (j, index) packed in one word: j < 2^26, index < 2^32.
+            let mut best = u64::MAX;
+            for (i, &f) in free.iter().enumerate() {
+                let d = if f >= p { f - p } else { f + m - p };
+                best = best.min(reduce.rem(u64::from(d) * inv) << 32 | i as u64);
+            }
+            let slot = free.swap_remove(best as u32 as usize);
+            self.table[slot as usize] = self.ids[k];
+            self.next[k] = add_mod(slot, self.steps[k][1], m);
+            self.filled += 1;
+        }
+    }
+}
+
+/// First free slot from `p`, probing one position at a time, and the position after it.
+/// Cheapest while most slots are free.
+#[inline(always)]
+fn probe_one(taken: &[u64], mut p: u32, steps: &Steps, m: u32) -> (u32, u32) {
+    while is_taken(taken, p) {
+        p = add_mod(p, steps[1], m);
+    }
+    (p, add_mod(p, steps[1], m))
+}
+
+/// First free slot from `p`, probing [`WINDOW`] positions per step with one branch (the
+/// exit branch mispredicts about once per placement, so fewer, wider steps pay once the
+/// table is half full), and where to resume: the next free position seen in the same
+/// window, or the first position after it, skipping the ones already known taken. Needs
+/// the mirrored bitmap.
+#[inline(always)]
+fn probe_window(taken: &[u64], mut p: u32, steps: &Steps, m: u32) -> (u32, u32) {
+    loop {
+        let mut free = 0u32;
+        for (i, &s) in steps[..WINDOW].iter().enumerate() {
+            free |= u32::from(!is_taken(taken, p + s)) << i;
+        }
+        if free != 0 {
+            let first = free.trailing_zeros() as usize;
+            let then = (free & (free - 1) | 1 << WINDOW).trailing_zeros() as usize;
+            return (add_mod(p, steps[first], m), add_mod(p, steps[then], m));
+        }
+        p = add_mod(p, steps[WINDOW], m);
+    }
+}
+
+fn populate(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Result<Vec<u32>> {
+    let mut fill = Fill::new(backends, weights, m, seed)?;
+    // Phase boundaries, measured (benchmarks/datapath_maglev.py): single probes up to half
+    // full, windows until about sqrt(M)/2 slots are free, then the endgame.
+    let endgame_at = ((f64::from(m).sqrt() / 2.0) as u32).max(1);
+    let windows_until = m - endgame_at;
+    fill.run::<false>((m / 2).min(windows_until), probe_one);
+    fill.mirror();
+    fill.run::<true>(windows_until, probe_window);
+    fill.endgame();
+    Ok(fill.table)
 }
 
 /// `x mod m` by multiplication (Barrett reduction) for `x < 2^52`: the endgame computes
@@ -352,25 +524,47 @@ mod tests {
     }
 
     #[test]
-    fn endgame_matches_linear_probing() {
-        // The Python reference (tests/datapath) probes linearly to the end; here a table so
-        // small that the endgame never starts must equal one that is mostly endgame.
+    fn matches_linear_probing() {
+        // The Python reference (tests/datapath) probes linearly to the end, like
+        // `populate_linear`; the phases (single probes, windows, endgame) must not change a
+        // slot, for prime sizes from tiny (mostly endgame) to large, weighted or not.
         let t = Maglev::new(names(5), None, 7, 9).unwrap();
         assert!(t.table().iter().all(|&b| b < 5));
-        for n in [1, 2, 5, 40] {
-            let a = Maglev::new(names(n), None, 1009, 1).unwrap();
-            assert_eq!(a.table(), &populate_linear(&names(n), 1009, 1)[..]);
+        for m in [2u32, 3, 7, 67, 251, 1009, 16_381, DEFAULT_TABLE_SIZE] {
+            for n in [1usize, 2, 5, 40, 100, 1000] {
+                if n > m as usize {
+                    continue;
+                }
+                for seed in [0u64, 1, 0xdead_beef] {
+                    let a = Maglev::new(names(n), None, m, seed).unwrap();
+                    let w1 = vec![1; n];
+                    assert_eq!(a.table(), &populate_linear(&names(n), &w1, m, seed)[..]);
+                    // Weights 0..=3, at least one positive.
+                    let w: Vec<u32> = (0..n as u32).map(|i| (i + seed as u32 + 1) % 4).collect();
+                    if w.iter().any(|&x| x > 0) {
+                        let b = Maglev::new(names(n), Some(w.clone()), m, seed).unwrap();
+                        assert_eq!(b.table(), &populate_linear(&names(n), &w, m, seed)[..]);
+                    }
+                }
+            }
         }
     }
 
-    /// Straight transcription of the paper's loop, for the comparison above.
-    fn populate_linear(backends: &[String], m: u32, seed: u64) -> Vec<u32> {
+    /// Straight transcription of the paper's loop with the weighted turns of the module
+    /// docs, for the comparison above.
+    fn populate_linear(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Vec<u32> {
+        const EMPTY: u32 = u32::MAX;
         let perms: Vec<(u32, u32)> = backends.iter().map(|b| permutation(b, m, seed)).collect();
+        let max_w = u64::from(*weights.iter().max().unwrap());
         let mut next = vec![0u64; backends.len()];
+        let mut placed = vec![0u64; backends.len()];
         let mut table = vec![EMPTY; m as usize];
         let mut filled = 0;
-        loop {
+        for round in 1u64.. {
             for (i, &(o, s)) in perms.iter().enumerate() {
+                if weights[i] == 0 || placed[i] >= round * u64::from(weights[i]) / max_w {
+                    continue;
+                }
                 let mut c = (u64::from(o) + next[i] * u64::from(s)) % u64::from(m);
                 while table[c as usize] != EMPTY {
                     next[i] += 1;
@@ -378,12 +572,14 @@ mod tests {
                 }
                 table[c as usize] = i as u32;
                 next[i] += 1;
+                placed[i] += 1;
                 filled += 1;
                 if filled == m {
                     return table;
                 }
             }
         }
+        unreachable!("every round places at least one slot")
     }
 
     #[test]
