@@ -222,20 +222,21 @@ fn take(taken: &mut [u64], q: u32) {
     taken[(q >> 6) as usize] |= 1 << (q & 63);
 }
 
-/// Whose turn it is: the active backends in order, round after round (rounds count from 1).
-/// With unequal weights a backend sits a round out once it holds its share (module docs).
+/// Whose turn it is: the active backends in order, round after round. With unequal weights
+/// a backend sits a round out once it holds its share (module docs).
 struct Turns {
     n: usize,
     next: usize,
-    round: u64,
     quota: Option<Quota>,
 }
 
-/// Weights of the active backends, the largest one, and the slots each has placed.
+/// Weights of the active backends, the largest one, and per backend `r·w - placed·max`
+/// after its visit in round `r`. "Placed fewer than ⌊r·w / max⌋" is then `balance ≥ max`,
+/// kept by additions instead of a division per turn.
 struct Quota {
     weights: Vec<u64>,
     max: u64,
-    placed: Vec<u64>,
+    balance: Vec<u64>,
 }
 
 impl Turns {
@@ -246,17 +247,16 @@ impl Turns {
         loop {
             if self.next == self.n {
                 self.next = 0;
-                self.round += 1;
             }
             let k = self.next;
             self.next += 1;
-            match &mut self.quota {
-                None => return k,
-                Some(q) if q.placed[k] < self.round * q.weights[k] / q.max => {
-                    q.placed[k] += 1;
-                    return k;
-                }
-                Some(_) => {}
+            let Some(q) = &mut self.quota else {
+                return k;
+            };
+            q.balance[k] += q.weights[k];
+            if q.balance[k] >= q.max {
+                q.balance[k] -= q.max;
+                return k;
             }
         }
     }
@@ -294,7 +294,7 @@ impl Fill {
             .collect();
         let max = active.iter().copied().max().unwrap_or(1);
         let quota = (active.iter().any(|&w| w != max)).then(|| Quota {
-            placed: vec![0; active.len()],
+            balance: vec![0; active.len()],
             weights: active,
             max,
         });
@@ -313,7 +313,6 @@ impl Fill {
             turns: Turns {
                 n: ids.len(),
                 next: 0,
-                round: 1,
                 quota,
             },
             ids,
