@@ -35,6 +35,23 @@ def test_matches_python_reference_weighted() -> None:
     assert counts[names(12)[3]] > counts[names(12)[1]]
 
 
+@pytest.mark.parametrize("size", [2, 7, 251, 16381, DEFAULT_TABLE_SIZE])
+def test_matches_python_reference_across_sizes(size: int) -> None:
+    # The Rust build switches strategy as the table fills (single probes, probe windows,
+    # the endgame); the reference probes one slot at a time all the way, so every table
+    # size and weighting must still give the same slots.
+    for n in (1, 2, 40, 100):
+        if n > size:
+            continue
+        backends = names(n)
+        assert MaglevTable(backends, size=size, seed=5).table() == reference_maglev_table(
+            backends, None, size, 5
+        )
+        weights = [1 + i % 3 for i in range(n)]
+        weighted = MaglevTable(dict(zip(backends, weights, strict=True)), size=size, seed=5)
+        assert weighted.table() == reference_maglev_table(backends, weights, size, 5)
+
+
 def test_every_slot_filled_and_balanced() -> None:
     table = MaglevTable(names(100))
     assert len(table.table()) == DEFAULT_TABLE_SIZE
