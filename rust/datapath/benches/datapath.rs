@@ -25,6 +25,11 @@ fn maglev(c: &mut Criterion) {
             b.iter(|| Maglev::new(backends.clone(), None, DEFAULT_TABLE_SIZE, 0).unwrap())
         });
     }
+    // Unequal weights take the turn-skipping path.
+    let weights: Vec<u32> = (0..100).map(|i| 1 + i % 4).collect();
+    g.bench_function("100_weighted", |b| {
+        b.iter(|| Maglev::new(names(100), Some(weights.clone()), DEFAULT_TABLE_SIZE, 0).unwrap())
+    });
     g.finish();
     let table = Maglev::new(names(100), None, DEFAULT_TABLE_SIZE, 0).unwrap();
     let hashes: Vec<u64> = (0..1024u64)
