@@ -11,6 +11,11 @@
 //! backend in the list (its index stays stable) without giving it slots.
 //!
 //! The same names, weights, size and seed give the same table on every node.
+//!
+//! Build (same slots as the plain loop, faster; see `populate`): turns probe an occupancy
+//! bitmap that stays in L1, one position at a time while the table is under half full,
+//! then a few positions per branch, and the last ~√M/2 slots are placed by modular
+//! inverse instead of probing. About 0.75 ms for M = 65537 and 100 backends.
 
 use crate::error::{Error, Result};
 use crate::hash::hash64;
@@ -440,8 +445,9 @@ fn probe_window(taken: &[u64], mut p: u32, steps: &Steps, m: u32) -> (u32, u32) 
 
 fn populate(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Result<Vec<u32>> {
     let mut fill = Fill::new(backends, weights, m, seed)?;
-    // Phase boundaries, measured (benchmarks/datapath_maglev.py): single probes up to half
-    // full, windows until about sqrt(M)/2 slots are free, then the endgame.
+    // Phase boundaries, measured (benchmarks/datapath_maglev.py, examples/maglev_build):
+    // single probes up to half full, windows until about sqrt(M)/2 slots are free (a wider
+    // endgame costs more than the probes it saves), then the endgame.
     let endgame_at = ((f64::from(m).sqrt() / 2.0) as u32).max(1);
     let windows_until = m - endgame_at;
     fill.run::<false>((m / 2).min(windows_until), probe_one);
@@ -452,7 +458,7 @@ fn populate(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Result<V
 }
 
 /// `x mod m` by multiplication (Barrett reduction) for `x < 2^52`: the endgame computes
-/// tens of thousands of these, and a 64-bit division costs several times more.
+/// thousands of these, and a 64-bit division costs several times more.
 struct Barrett {
     m: u64,
     mu: u128,
