@@ -13,7 +13,7 @@
 //! The same names, weights, size and seed give the same table on every node.
 //!
 //! Build (same slots as the plain loop, faster; see `populate`): turns probe an occupancy
-//! bitmap that stays in L1, one position at a time while the table is under half full,
+//! bitmap that stays in L1, one position at a time while the table is under a third full,
 //! then a few positions per branch, and the last ~√M/2 slots are placed by modular
 //! inverse instead of probing. About 0.75 ms for M = 65537 and 100 backends.
 
@@ -424,7 +424,7 @@ fn probe_one(taken: &[u64], mut p: u32, steps: &Steps, m: u32) -> (u32, u32) {
 
 /// First free slot from `p`, probing [`WINDOW`] positions per step with one branch (the
 /// exit branch mispredicts about once per placement, so fewer, wider steps pay once the
-/// table is half full), and where to resume: the next free position seen in the same
+/// table is a third full), and where to resume: the next free position seen in the same
 /// window, or the first position after it, skipping the ones already known taken. Needs
 /// the mirrored bitmap.
 #[inline(always)]
@@ -446,11 +446,11 @@ fn probe_window(taken: &[u64], mut p: u32, steps: &Steps, m: u32) -> (u32, u32) 
 fn populate(backends: &[String], weights: &[u32], m: u32, seed: u64) -> Result<Vec<u32>> {
     let mut fill = Fill::new(backends, weights, m, seed)?;
     // Phase boundaries, measured (benchmarks/datapath_maglev.py, examples/maglev_build):
-    // single probes up to half full, windows until about sqrt(M)/2 slots are free (a wider
+    // single probes up to a third full, windows until about sqrt(M)/2 slots are free (a wider
     // endgame costs more than the probes it saves), then the endgame.
     let endgame_at = ((f64::from(m).sqrt() / 2.0) as u32).max(1);
     let windows_until = m - endgame_at;
-    fill.run::<false>((m / 2).min(windows_until), probe_one);
+    fill.run::<false>((m / 3).min(windows_until), probe_one);
     fill.mirror();
     fill.run::<true>(windows_until, probe_window);
     fill.endgame();
