@@ -69,7 +69,8 @@ def main() -> None:
         result[f"python_build_ms_{n}_backends"] = round(py_s * 1e3, 2)
         if n == 100:
             ratio_100 = ratio
-    small = best_seconds(lambda: MaglevTable(names(100), size=16381), 31)
+    hundred = names(100)
+    small = best_seconds(lambda: MaglevTable(hundred, size=16381), 31)
     # Weighted build (weights 1..4): the turns skip backends that hold their share.
     weighted = {name: 1 + i % 4 for i, name in enumerate(names(100))}
     weighted_s = best_seconds(lambda: MaglevTable(weighted, size=M, seed=SEED), 31)
