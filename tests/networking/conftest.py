@@ -187,8 +187,8 @@ class Underlay:
 
     ``nodes`` maps node name → underlay address; :meth:`build` makes a netns per node
     (``eth0`` on the bridge with that /24 address, a default route out of it, forwarding
-    on) and :meth:`remove` deletes every namespace it made, including ones added later
-    with :meth:`add_netns` (pods).
+    on); :meth:`add_node` adds one more; :meth:`remove` deletes every namespace it made,
+    including ones added later with :meth:`add_netns` (pods).
     """
 
     nodes: dict[str, str]
@@ -204,20 +204,37 @@ class Underlay:
         sh("ip", "-n", name, "link", "set", "lo", "up")
         return name
 
+    @property
+    def bridge_netns(self) -> str:
+        """The namespace holding the bridge ``br0`` (the underlay switch)."""
+        return f"ktu{self.tag}"
+
     def build(self) -> None:
-        underlay = self.add_netns(f"ktu{self.tag}")
+        """The bridge, then every node of :attr:`nodes` on it."""
+        self.build_bridge()
+        for name, node_ip in list(self.nodes.items()):
+            self.add_node(name, node_ip)
+
+    def build_bridge(self) -> None:
+        """The underlay namespace and its bridge."""
+        underlay = self.add_netns(self.bridge_netns)
         sh("ip", "-n", underlay, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", underlay, "link", "set", "br0", "up")
-        for index, (name, node_ip) in enumerate(self.nodes.items()):
-            node = self.netns[name] = self.add_netns(f"ktn{self.tag}{index}")
-            sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-            sh("ip", "link", "add", "eth0", "netns", node, "type", "veth", "peer", "name",
-               f"u{index}", "netns", underlay)  # fmt: skip
-            sh("ip", "-n", underlay, "link", "set", f"u{index}", "master", "br0", "up")
-            sh("ip", "-n", node, "addr", "add", f"{node_ip}/24", "dev", "eth0")
-            sh("ip", "-n", node, "link", "set", "eth0", "up")
-            # Proxy ARP answers for the pods' gateway only if it routes out elsewhere.
-            sh("ip", "-n", node, "route", "add", "default", "dev", "eth0")
+
+    def add_node(self, name: str, node_ip: str) -> str:
+        """A node namespace with ``node_ip``/24 on the bridge; its netns name."""
+        index = len(self.netns)
+        self.nodes[name] = node_ip
+        node = self.netns[name] = self.add_netns(f"ktn{self.tag}{index}")
+        sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        sh("ip", "link", "add", "eth0", "netns", node, "type", "veth", "peer", "name",
+           f"u{index}", "netns", self.bridge_netns)  # fmt: skip
+        sh("ip", "-n", self.bridge_netns, "link", "set", f"u{index}", "master", "br0", "up")
+        sh("ip", "-n", node, "addr", "add", f"{node_ip}/24", "dev", "eth0")
+        sh("ip", "-n", node, "link", "set", "eth0", "up")
+        # Proxy ARP answers for the pods' gateway only if it routes out elsewhere.
+        sh("ip", "-n", node, "route", "add", "default", "dev", "eth0")
+        return node
 
     def remove(self) -> None:
         for name in reversed(self.made):

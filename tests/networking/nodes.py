@@ -16,7 +16,6 @@ Every namespace and process made here carries the lab's random tag and is remove
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +31,8 @@ from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client
 from kubetrio.store import open_store
 
+from .conftest import Underlay
+
 _WIRE = """
 import sys, trio
 from kubetrio_cni_calico.veth import CalicoNetwork
@@ -40,11 +41,6 @@ wired = trio.run(lambda: CalicoNetwork(block).add(
     pod={}, netns_path=f"/var/run/netns/{netns}", container_id=netns))
 print(wired.ips[0])
 """
-
-
-def sh(*args: str) -> str:
-    """Run a command; its stdout. Raises on failure."""
-    return subprocess.run(args, check=True, capture_output=True, text=True, timeout=30).stdout
 
 
 @dataclass
@@ -57,55 +53,19 @@ class Pod:
 
 
 @dataclass
-class NodeLab:
-    """An underlay bridge with node namespaces on it, and pods on the nodes."""
+class NodeLab(Underlay):
+    """:class:`~.conftest.Underlay` nodes added one by one, and pods on the nodes."""
 
-    tag: str = field(default_factory=lambda: secrets.token_hex(2))
     nodes: dict[str, str] = field(default_factory=dict)
-    """node name → its netns"""
-    addresses: dict[str, str] = field(default_factory=dict)
     """node name → its underlay address"""
     pods: dict[str, Pod] = field(default_factory=dict)
-    namespaces: list[str] = field(default_factory=list)
     servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    @property
-    def underlay(self) -> str:
-        """The namespace holding the bridge."""
-        return f"ktbu{self.tag}"
-
-    def _netns(self, name: str) -> str:
-        sh("ip", "netns", "add", name)
-        self.namespaces.append(name)
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        return name
-
-    def build_underlay(self) -> None:
-        """The underlay namespace and its bridge."""
-        self._netns(self.underlay)
-        sh("ip", "-n", self.underlay, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", self.underlay, "link", "set", "br0", "up")
-
-    def add_node(self, name: str, address: str) -> str:
-        """A node namespace with ``address``/24 on the bridge; its netns name."""
-        index = len(self.nodes)
-        node = self.nodes[name] = self._netns(f"ktbn{self.tag}{index}")
-        self.addresses[name] = address
-        sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        sh("ip", "link", "add", "eth0", "netns", node, "type", "veth", "peer", "name",
-           f"u{index}", "netns", self.underlay)  # fmt: skip
-        sh("ip", "-n", self.underlay, "link", "set", f"u{index}", "master", "br0", "up")
-        sh("ip", "-n", node, "addr", "add", f"{address}/24", "dev", "eth0")
-        sh("ip", "-n", node, "link", "set", "eth0", "up")
-        # Proxy ARP answers for the pods' gateway only if it routes out elsewhere.
-        sh("ip", "-n", node, "route", "add", "default", "dev", "eth0")
-        return node
 
     async def add_pod(self, name: str, node: str, block: str) -> Pod:
         """A pod on ``node`` wired by ``CalicoNetwork(block).add`` in the node's netns."""
-        netns = self._netns(f"ktbp{self.tag}{len(self.pods)}")
+        netns = self.add_netns(f"ktp{self.tag}{len(self.pods)}")
         result = await trio.run_process(
-            ["ip", "netns", "exec", self.nodes[node], sys.executable, "-c", _WIRE, block, netns],
+            ["ip", "netns", "exec", self.netns[node], sys.executable, "-c", _WIRE, block, netns],
             capture_stdout=True,
             capture_stderr=True,
         )
@@ -129,8 +89,7 @@ class NodeLab:
         for server in self.servers:
             server.kill()
             server.wait()
-        for name in reversed(self.namespaces):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        self.remove()
 
 
 @contextmanager
@@ -138,7 +97,7 @@ def node_lab() -> Iterator[NodeLab]:
     """A :class:`NodeLab` with its underlay built; everything removed on exit."""
     lab = NodeLab()
     try:
-        lab.build_underlay()
+        lab.build_bridge()
         yield lab
     finally:
         lab.close()
@@ -153,16 +112,6 @@ async def calico_api(tmp_path: Path) -> AsyncIterator[Client]:
         open_apiserver(store, plugins=manager) as running,
     ):
         yield Client.in_process(running.api)
-
-
-async def ping(netns: str, address: str) -> bool:
-    """One ICMP echo from ``netns``; whether it was answered within a second."""
-    result = await trio.run_process(
-        ["ip", "netns", "exec", netns, "ping", "-c", "1", "-W", "1", address],
-        check=False,
-        capture_stdout=True,
-    )
-    return result.returncode == 0
 
 
 async def wget(netns: str, address: str) -> str:

@@ -31,7 +31,8 @@ from kubetrio_cni_calico.peers import UNDERLAY_IP
 
 from kubetrio.client import Client
 
-from .nodes import NodeLab, calico_api, node_lab, ping, routes, wget
+from .conftest import ping
+from .nodes import NodeLab, calico_api, node_lab, routes, wget
 
 TAG = secrets.token_hex(2)
 NODES = {  # node → (underlay address, block)
@@ -98,7 +99,7 @@ def lab() -> Iterator[NodeLab]:
 async def agents(client: Client, lab: NodeLab) -> AsyncIterator[dict[str, BgpRoutes]]:
     """A BgpRoutes per node (not started); removed afterwards, and no bird may be left."""
     made = {
-        name: BgpRoutes(client, name, underlay_ip=None, netns=lab.nodes[name]) for name in NODES
+        name: BgpRoutes(client, name, underlay_ip=None, netns=lab.netns[name]) for name in NODES
     }
     try:
         yield made
@@ -138,7 +139,7 @@ def via(table: list[dict[str, Any]], dst: str) -> str | None:
 
 async def routed(lab: NodeLab, node: str, expected: Mapping[str, str | None]) -> bool:
     """Whether bird's routes in ``node``'s table go where ``expected`` says (None: absent)."""
-    table = await routes(lab.nodes[node])
+    table = await routes(lab.netns[node])
     return all(via(table, dst) == target for dst, target in expected.items())
 
 
@@ -210,8 +211,8 @@ async def test_mesh_routes_pods_across_nodes(
                 while (body := await wget(pod1.netns, pod3.ip)) == "!error":  # httpd starting
                     await trio.sleep(0.1)
                 assert body == "pod3"
-                assert await ping(lab.nodes[N1], pod3.ip)  # node → pod on another node
-                assert await ping(pod1.netns, lab.addresses[N3])  # pod → another node
+                assert await ping(lab.netns[N1], pod3.ip)  # node → pod on another node
+                assert await ping(pod1.netns, lab.nodes[N3])  # pod → another node
 
                 # A change that leaves the file as it is does not reload bird.
                 reloads, syncs = agents[N1].reloads, agents[N1].syncs
@@ -248,7 +249,7 @@ async def test_mesh_routes_pods_across_nodes(
             assert await ping(pod1.netns, pod3.ip)
             assert await routed(lab, N1, everywhere[N1])
             assert await routed(lab, N3, everywhere[N3])
-            agents[N1] = BgpRoutes(client, N1, underlay_ip=None, netns=lab.nodes[N1])
+            agents[N1] = BgpRoutes(client, N1, underlay_ip=None, netns=lab.netns[N1])
             await nursery.start(agents[N1].run)
             while (await session(agents[N3], N1))[0] != "Established":
                 await trio.sleep(0.1)
@@ -261,11 +262,11 @@ async def test_mesh_routes_pods_across_nodes(
 
     # All stopped: no bird runs, the routes stay until remove() takes them away.
     assert birds_running() == []
-    assert via(await routes(lab.nodes[N1]), blocks[N2]) == NODES[N2][0]
+    assert via(await routes(lab.netns[N1]), blocks[N2]) == NODES[N2][0]
     for agent in agents.values():
         await agent.remove()
     for name in NODES:
-        assert [r for r in await routes(lab.nodes[name]) if r.get("protocol") == "bird"] == []
+        assert [r for r in await routes(lab.netns[name]) if r.get("protocol") == "bird"] == []
         assert not runtime_dir(name).exists()
 
 
@@ -273,12 +274,12 @@ async def test_mesh_routes_pods_across_nodes(
 async def test_a_bird_left_behind_is_stopped(client: Client, lab: NodeLab) -> None:
     """An agent that was killed leaves its bird running; the next one stops it first."""
     address = NODES[N1][0]
-    agent = BgpRoutes(client, N1, underlay_ip=address, netns=lab.nodes[N1])
+    agent = BgpRoutes(client, N1, underlay_ip=address, netns=lab.netns[N1])
     agent.dir.mkdir(parents=True, exist_ok=True)
     agent.config_path.write_text(render_config(router_id=address, blocks=[], peers={}))
     bird = ["bird", "-f", "-c", str(agent.config_path), "-s", str(agent.socket)]
     left = subprocess.Popen(
-        ["ip", "netns", "exec", lab.nodes[N1], *bird, "-P", str(agent.pid_file)],
+        ["ip", "netns", "exec", lab.netns[N1], *bird, "-P", str(agent.pid_file)],
         stderr=subprocess.DEVNULL,
     )
     try:

@@ -276,14 +276,14 @@ def api_on_underlay(tmp_path: Path) -> Iterator[tuple[Underlay, str]]:
 
     def thread() -> None:
         try:
-            in_netns(f"ktu{underlay.tag}", lambda: trio.run(serve))
+            in_netns(underlay.bridge_netns, lambda: trio.run(serve))
         except BaseException as exc:
             ready.put(exc)
 
     server = threading.Thread(target=thread)
     try:
         underlay.build()
-        sh("ip", "-n", f"ktu{underlay.tag}", "addr", "add", f"{server_ip}/24", "dev", "br0")
+        sh("ip", "-n", underlay.bridge_netns, "addr", "add", f"{server_ip}/24", "dev", "br0")
         server.start()
         url = ready.get(timeout=30)
         if isinstance(url, BaseException):
