@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 
 from kubetrio.cli._nodes import Topology
+from kubetrio.images import free_loopback_port
 
 pytestmark = [pytest.mark.root, pytest.mark.runc]
 
@@ -40,12 +40,6 @@ def needs_root() -> None:
         pytest.skip("needs root, runc and docker-registry")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class LocalCluster:
     """A running ``kubetrio up --nodes 3`` cluster and ways to reach into it."""
@@ -56,14 +50,21 @@ class LocalCluster:
     kubeconfig: Path
     topology: Topology
 
-    def kubectl(self, *args: str, timeout: float = 90, check: bool = True) -> str:
-        """Run kubectl against the cluster; return stdout (raise with stderr on failure)."""
-        result = subprocess.run(
+    def run_kubectl(
+        self, *args: str, timeout: float = 90, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against the cluster; whatever its exit status."""
+        return subprocess.run(
             ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=timeout,
         )
+
+    def kubectl(self, *args: str, timeout: float = 90, check: bool = True) -> str:
+        """Run kubectl against the cluster; return stdout (raise with stderr on failure)."""
+        result = self.run_kubectl(*args, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr}{result.stdout}")
         return result.stdout
@@ -100,11 +101,7 @@ class LocalCluster:
     def reaches(self, pod: str, url: str, *, timeout: int = 3) -> bool:
         """Whether ``pod`` gets an answer from ``url`` within ``timeout`` seconds."""
         script = f"timeout {timeout} wget -q -O /dev/null {url}"
-        result = subprocess.run(
-            ["kubectl", f"--kubeconfig={self.kubeconfig}", "exec", pod, "--", "sh", "-c", script],
-            capture_output=True,
-            timeout=timeout + 30,
-        )
+        result = self.run_kubectl("exec", pod, "--", "sh", "-c", script, timeout=timeout + 30)
         return result.returncode == 0
 
     def fetch_many(self, pod: str, url: str, count: int) -> list[str]:
@@ -114,13 +111,9 @@ class LocalCluster:
 
     def apply(self, *manifests: dict[str, Any]) -> None:
         """``kubectl apply`` the manifests."""
-        subprocess.run(
-            ["kubectl", f"--kubeconfig={self.kubeconfig}", "apply", "-f", "-"],
-            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(manifests)}),
-            text=True,
-            check=True,
-            capture_output=True,
-        )
+        listed = {"apiVersion": "v1", "kind": "List", "items": list(manifests)}
+        result = self.run_kubectl("apply", "-f", "-", stdin=json.dumps(listed))
+        assert result.returncode == 0, result.stderr
 
     def fetch_from_node(self, index: int, url: str) -> str:
         """What node ``index`` itself gets for ``url``."""
@@ -185,7 +178,7 @@ def running_cluster(mode: str, home: Path) -> Iterator[LocalCluster]:
     try:
         up = subprocess.run(
             [*KUBETRIO, "up", "--name", name, "--nodes", str(NODES), "--mode", mode,
-             "--underlay", UNDERLAYS[mode], "--registry-port", str(free_port()),
+             "--underlay", UNDERLAYS[mode], "--registry-port", str(free_loopback_port()),
              "--kubeconfig", str(kubeconfig)],
             env=env, capture_output=True, text=True, timeout=240,
         )  # fmt: skip

@@ -137,7 +137,9 @@ def up(
             command += ["--registries", str(mirrors)]
         _spawn(command, home / "server.log", pid_file, url=url, what=f"cluster [bold]{name}[/]")
     else:
-        url = _up_nodes(home, name, command, nodes, underlay, network_mode, port, registry_port)
+        url = _up_nodes(
+            home, name, command, nodes, underlay, network_mode, lb_pool, port, registry_port
+        )
     console.print(f"cluster [bold]{name}[/] is up at {url} (pid {_read_pid(pid_file)})")
     console.print(f"kubectl context [bold]kubetrio[/] written to {kubeconfig}; try:")
     hint = "" if kubeconfig == DEFAULT_KUBECONFIG else f"KUBECONFIG={kubeconfig} "
@@ -195,10 +197,15 @@ def _up_nodes(
     count: int,
     underlay: str,
     network_mode: str,
+    lb_pool: str,
     port: int,
     registry_port: int,
 ) -> str:
-    """Start a cluster of ``count`` node namespaces; return the API server's URL."""
+    """Start a cluster of ``count`` node namespaces; return the API server's URL.
+
+    ``server_command`` carries the options common to both kinds of cluster (with
+    ``--lb-pool`` when one was given); the underlay's default pool is added otherwise.
+    """
     try:
         topology = Topology.plan(name, count, underlay)
     except ValueError as exc:
@@ -221,7 +228,7 @@ def _up_nodes(
     url = f"http://{first.address}:{port}"
     command = [*server_command, "--host", first.address, "--node-name", first.name]
     command += ["--node-ip", first.address]
-    if "--lb-pool" not in command and (addresses := topology.lb_range()) is not None:
+    if not lb_pool and (addresses := topology.lb_range()) is not None:
         command += ["--lb-pool", addresses]
     mirrors = _start_registry(home, registry_port, host=topology.gateway)
     if mirrors is not None:
