@@ -33,7 +33,7 @@ from collections.abc import Callable
 from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject
 
 from ._index import OwnerIndex
-from ._objects import is_deleting, owner_reference, parse_time
+from ._objects import delete_exact, is_deleting, owner_reference, parse_time
 from ._reconcile import (
     ControllerContext,
     PermanentError,
@@ -328,18 +328,7 @@ class CronJobController(QueueController):
         return created
 
     async def _delete_job(self, job: KubeObject) -> None:
-        try:
-            await self.client.delete(
-                "batch/v1",
-                "jobs",
-                job["metadata"]["name"],
-                namespace=job["metadata"]["namespace"],
-                propagation_policy="Background",
-                preconditions={"uid": job["metadata"]["uid"]},
-            )
-        except ClientError as exc:
-            if not exc.not_found:
-                raise
+        await delete_exact(self.client, "batch/v1", "jobs", job, propagation_policy="Background")
 
     async def _trim_history(self, spec: KubeObject, jobs: list[KubeObject]) -> None:
         for kind, field, default in (

@@ -38,6 +38,7 @@ from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject
 from ._events import now_rfc3339
 from ._objects import (
     controller_ref,
+    delete_exact,
     is_deleting,
     labels_of,
     owner_reference,
@@ -677,17 +678,7 @@ class DeploymentController(QueueController):
         ]
         excess = len(cleanable) - int(limit)
         for rs in sorted(cleanable, key=revision_of)[: max(excess, 0)]:
-            try:
-                await self.client.delete(
-                    "apps/v1",
-                    "replicasets",
-                    rs["metadata"]["name"],
-                    namespace=rs["metadata"]["namespace"],
-                    preconditions={"uid": rs["metadata"]["uid"]},
-                )
-            except ClientError as exc:
-                if not exc.not_found:
-                    raise
+            await delete_exact(self.client, "apps/v1", "replicasets", rs)
 
     # --- status -------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from ._events import now_rfc3339
 from ._expectations import Expectations
 from ._index import OwnerIndex
 from ._objects import (
+    delete_exact,
     is_deleting,
     is_pod_ready,
     owner_reference,
@@ -264,18 +265,7 @@ class JobController(QueueController):
         left = at + int(ttl) - now
         if left > 0:
             return Result(requeue_after=left)
-        try:
-            await self.client.delete(
-                "batch/v1",
-                "jobs",
-                job["metadata"]["name"],
-                namespace=job["metadata"]["namespace"],
-                propagation_policy="Foreground",
-                preconditions={"uid": job["metadata"]["uid"]},
-            )
-        except ClientError as exc:
-            if not exc.not_found:
-                raise
+        await delete_exact(self.client, "batch/v1", "jobs", job, propagation_policy="Foreground")
         return None
 
     def pod_for(self, job: KubeObject, index: int | None) -> KubeObject:

@@ -33,7 +33,7 @@ from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject
 
 from ._events import now_rfc3339
 from ._index import NodeIndex
-from ._objects import is_deleting, parse_time, wall_now
+from ._objects import delete_exact, is_deleting, parse_time, wall_now
 from ._reconcile import ControllerContext, QueueController, Result
 
 UNREACHABLE = "node.kubernetes.io/unreachable"
@@ -233,17 +233,7 @@ class NodeLifecycleController(QueueController):
                 left = evict_at - wall
                 next_check = left if next_check is None else min(next_check, left)
                 continue
-            try:
-                await self.client.delete(
-                    "v1",
-                    "pods",
-                    pod["metadata"]["name"],
-                    namespace=pod["metadata"]["namespace"],
-                    preconditions={"uid": pod["metadata"]["uid"]},
-                )
-            except ClientError as exc:
-                if not exc.not_found:
-                    raise
+            await delete_exact(self.client, "v1", "pods", pod)
             self.ctx.events.normal(
                 pod,
                 "TaintManagerEviction",

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from kubetrio.api.selectors import Selector, label_selector_from_struct
-from kubetrio.client import KubeObject
+from kubetrio.client import Client, ClientError, KubeObject
 
 
 def controller_ref(obj: KubeObject) -> KubeObject | None:
@@ -119,3 +119,25 @@ def scaled_value(value: Any, total: int, *, round_up: bool) -> int:
 def creation_time(obj: KubeObject) -> str:
     """The creationTimestamp string (sorts chronologically)."""
     return str((obj.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+async def delete_exact(
+    client: Client, api_version: str, resource: str, obj: KubeObject, **options: Any
+) -> bool:
+    """Delete exactly ``obj`` (its uid as precondition, so a namesake made since is left
+    alone); False when it is gone already. ``options`` go to :meth:`Client.delete`."""
+    metadata = obj["metadata"]
+    try:
+        await client.delete(
+            api_version,
+            resource,
+            metadata["name"],
+            namespace=metadata.get("namespace", ""),
+            preconditions={"uid": metadata["uid"]},
+            **options,
+        )
+    except ClientError as exc:
+        if exc.not_found:
+            return False
+        raise
+    return True

@@ -35,6 +35,7 @@ from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject
 
 from ._index import OwnerIndex
 from ._objects import (
+    delete_exact,
     is_deleting,
     is_pod_available,
     is_pod_ready,
@@ -236,17 +237,7 @@ class StatefulSetController(QueueController):
         )
 
     async def _delete(self, sts: KubeObject, pod: KubeObject) -> None:
-        try:
-            await self.client.delete(
-                "v1",
-                "pods",
-                pod["metadata"]["name"],
-                namespace=pod["metadata"]["namespace"],
-                preconditions={"uid": pod["metadata"]["uid"]},
-            )
-        except ClientError as exc:
-            if not exc.not_found:
-                raise
+        await delete_exact(self.client, "v1", "pods", pod)
         self.ctx.events.normal(
             sts,
             "SuccessfulDelete",
