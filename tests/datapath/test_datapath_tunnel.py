@@ -16,11 +16,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import trio
 
-from kubetrio.datapath import DatapathError, TunnelEngine, TunnelKind
+from kubetrio.datapath import DatapathError, TunnelEngine, TunnelKind, TunnelStats
 from kubetrio.datapath._lab import ip, start_tunnel, veth_nodes
 
 pytestmark = [
@@ -200,23 +201,10 @@ def test_ipip_engines_with_different_settings(
     """
     a, b = namespaces
     engines = [start_tunnel("ipip", a, 1, UNDERLAY, **sender)]
-    sniffer = None
     try:
         engines.append(start_tunnel("ipip", b, 2, UNDERLAY, **receiver))
-        sniffer = subprocess.Popen(
-            ["ip", "netns", "exec", b, sys.executable, "-c", SNIFFER, UNDERLAY.format(2)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert sniffer.stdout is not None
-        assert sniffer.stdout.readline().strip() == "ready"
-        transfer(a, b, 5557, tos=0x28)
-        wire = json.loads(sniffer.stdout.readline())
-        sent, received = engines[0].stats(), engines[1].stats()
+        wire, sent, received = sniffed_transfer(a, b, 5557, engines)
     finally:
-        if sniffer is not None and sniffer.poll() is None:
-            sniffer.kill()
-            sniffer.wait()
         for engine in engines:
             engine.stop()
     aggregates = sender["offload"] and sender.get("outer_fragments", False)
@@ -230,6 +218,28 @@ def test_ipip_engines_with_different_settings(
         assert wire["marked_tos"] == [0x28], wire
     else:
         assert wire["marked"] == 0 and wire["largest"] <= 1500, wire
+
+
+def sniffed_transfer(
+    a: str, b: str, port: int, engines: list[TunnelEngine]
+) -> tuple[dict[str, Any], TunnelStats, TunnelStats]:
+    """A hashed transfer a → b (TOS 0x28) while a sniffer in ``b`` watches the underlay;
+    what it saw on the wire, then the sending and receiving engines' stats."""
+    sniffer = subprocess.Popen(
+        ["ip", "netns", "exec", b, sys.executable, "-c", SNIFFER, UNDERLAY.format(2)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sniffer.stdout is not None
+        assert sniffer.stdout.readline().strip() == "ready"
+        transfer(a, b, port, tos=0x28)
+        wire: dict[str, Any] = json.loads(sniffer.stdout.readline())
+        return wire, engines[0].stats(), engines[1].stats()
+    finally:
+        if sniffer.poll() is None:
+            sniffer.kill()
+            sniffer.wait()
 
 
 def sysfs(netns: str, path: str) -> str:
@@ -250,25 +260,12 @@ def test_ipip_gro_send_crosses_the_underlay_whole(
     """
     a, b = namespaces
     engines = [start_tunnel("ipip", a, 1, UNDERLAY, gro_send=True)]
-    sniffer = None
     try:
         engines.append(start_tunnel("ipip", b, 2, UNDERLAY, offload=offload))
         assert sysfs(a, "kt0g/gro_flush_timeout") == "50000"
         assert sysfs(a, "kt0g/threaded") in ("1", "enabled")
-        sniffer = subprocess.Popen(
-            ["ip", "netns", "exec", b, sys.executable, "-c", SNIFFER, UNDERLAY.format(2)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert sniffer.stdout is not None
-        assert sniffer.stdout.readline().strip() == "ready"
-        transfer(a, b, 5559, tos=0x28)
-        wire = json.loads(sniffer.stdout.readline())
-        sent, received = engines[0].stats(), engines[1].stats()
+        wire, sent, received = sniffed_transfer(a, b, 5559, engines)
     finally:
-        if sniffer is not None and sniffer.poll() is None:
-            sniffer.kill()
-            sniffer.wait()
         for engine in engines:
             engine.stop()
     assert sent.tx_aggregates == 0 and sent.tx_errors == 0 and sent.tx_packets > 0, sent
