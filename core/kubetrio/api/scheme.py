@@ -180,6 +180,8 @@ class ResourceInfo:
     model: type[KubeStruct] | None = None
     list_model: type[KubeStruct] | None = None
     definition: str | None = None
+    schema: Mapping[str, Any] | None = None
+    """A custom resource's OpenAPI v3 schema (built-ins have a ``model`` instead)."""
 
     @property
     def api_version(self) -> str:

@@ -117,6 +117,11 @@ class FieldError:
         return cls(FieldErrorType.INVALID, field, value, detail)
 
     @classmethod
+    def type_invalid(cls, field: str, value: Any, detail: str) -> FieldError:
+        """A value of the wrong type."""
+        return cls(FieldErrorType.TYPE_INVALID, field, value, detail)
+
+    @classmethod
     def forbidden(cls, field: str, detail: str) -> FieldError:
         """A value may not be set (here, or by this user)."""
         return cls(FieldErrorType.FORBIDDEN, field, detail=detail)
@@ -486,3 +491,57 @@ def validate_object_meta(
             )
         )
     return errs
+
+
+_SCHEMA_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+def schema_errors(value: Any, schema: Mapping[str, Any], field: str = "") -> list[FieldError]:
+    """Where ``value`` breaks an OpenAPI v3 (structural) ``schema``: types, ``enum``,
+    ``required``, recursing through ``properties``, ``items`` and ``additionalProperties``.
+
+    What kube-apiserver checks of a custom resource before it stores it (``field`` is the
+    path so far, as in ``spec.blockSize``). Fields the schema does not name are left to
+    the caller; ``x-kubernetes-int-or-string`` accepts either.
+    """
+    if value is None:
+        if schema.get("nullable") or not field:
+            return []
+        return [FieldError.invalid(field, None, "must not be null")]
+    expected = schema.get("type")
+    if schema.get("x-kubernetes-int-or-string"):
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            return [FieldError.type_invalid(field, value, "must be integer or string")]
+        return []
+    allowed = _SCHEMA_TYPES.get(expected) if isinstance(expected, str) else None
+    # bool is an int in Python, JSON keeps them apart.
+    if allowed is not None and (
+        not isinstance(value, allowed) or (isinstance(value, bool) and expected != "boolean")
+    ):
+        return [FieldError.type_invalid(field, value, f"must be of type {expected}")]
+    if "enum" in schema and value not in schema["enum"]:
+        return [FieldError.not_supported(field, value, [str(v) for v in schema["enum"]])]
+    errors: list[FieldError] = []
+    prefix = f"{field}." if field else ""
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        for name in schema.get("required") or ():
+            if name not in value:
+                errors.append(FieldError.required(f"{prefix}{name}"))
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            if key in properties:
+                errors += schema_errors(item, properties[key], f"{prefix}{key}")
+            elif isinstance(extra, Mapping):
+                errors += schema_errors(item, extra, f"{prefix}{key}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for index, item in enumerate(value):
+            errors += schema_errors(item, schema["items"], f"{field}[{index}]")
+    return errors

@@ -8,14 +8,16 @@ unregisters it and deletes its objects. Every API server of a cluster runs this 
 so all of them serve the same kinds.
 
 Plugins' kinds (``kubetrio_register_resources``) are registered at start-up the same way.
-Custom objects have no generated model: they are stored as sent (metadata checked),
-without schema validation yet.
+Custom objects have no generated model: they are checked against their schema's types,
+enums and required fields (:func:`kubetrio.api.validation.schema_errors`, 422 naming each
+field) and stored as sent — fields the schema does not name are kept, not pruned.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -47,6 +49,7 @@ def _info(
     short_names: tuple[str, ...],
     categories: tuple[str, ...],
     subresources: tuple[str, ...],
+    schema: Mapping[str, Any] | None,
 ) -> ResourceInfo:
     subs: dict[str, SubresourceInfo] = {}
     if "status" in subresources:
@@ -68,6 +71,7 @@ def _info(
         short_names=short_names,
         categories=categories,
         subresources=subs,
+        schema=schema,
     )
 
 
@@ -91,6 +95,7 @@ def infos_of_crd(crd: KubeObject) -> list[ResourceInfo]:
                 short_names=tuple(names.get("shortNames") or ()),
                 categories=tuple(names.get("categories") or ()),
                 subresources=subresources,
+                schema=(version.get("schema") or {}).get("openAPIV3Schema"),
             )
         )
     return infos
@@ -108,6 +113,7 @@ def info_of_definition(definition: ResourceDefinition) -> ResourceInfo:
         short_names=definition.short_names,
         categories=definition.categories,
         subresources=tuple(definition.subresources),
+        schema=definition.schema,
     )
 
 

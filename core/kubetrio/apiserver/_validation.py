@@ -120,6 +120,10 @@ def typed(
     model = model or info.model
     kind = kind or info.kind
     if model is None:
+        if info.schema:  # a custom resource: its schema's types, as kube-apiserver checks
+            errors = validation.schema_errors(obj, info.schema)
+            if errors:
+                raise _invalid(info, (obj.get("metadata") or {}).get("name", ""), errors)
         return obj
     try:
         checked: Any = api.from_builtins(obj, model)
@@ -164,12 +168,13 @@ def validate_metadata(obj: KubeObject, info: ResourceInfo) -> None:
             metadata, namespaced=info.namespaced, name_validator=_name_validator(info)
         )
     if errors:
-        raise invalid(
-            info.kind,
-            info.group,
-            name,
-            [{"reason": str(e.type), "message": e.message, "field": e.field} for e in errors],
-        )
+        raise _invalid(info, name, errors)
+
+
+def _invalid(info: ResourceInfo, name: str, errors: list[validation.FieldError]) -> ApiError:
+    """422 Invalid with a cause per field error."""
+    causes = [{"reason": str(e.type), "message": e.message, "field": e.field} for e in errors]
+    return invalid(info.kind, info.group, name, causes)
 
 
 def _name_validator(info: ResourceInfo) -> validation.NameValidator:
