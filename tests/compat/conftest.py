@@ -1,0 +1,117 @@
+"""Fixtures of the client compatibility suite: one real cluster, a namespace per test.
+
+The helpers live in ``kit.py`` (imported by the tests as ``from kit import ...``; this
+folder is put on ``sys.path`` here because pytest's importlib mode does not do it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from kit import KUBETRIO, CompatCluster, free_port, needs, wait_for
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test here runs against a real runc node: mark them root and runc."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.root)
+            item.add_marker(pytest.mark.runc)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatCluster]:
+    """``kubetrio up`` in a temporary folder; ``kubetrio down --delete-data`` afterwards."""
+    reason = needs()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("compat")
+    name = f"compat-{os.getpid()}"
+    port = free_port()
+    running = CompatCluster(
+        name=name,
+        data_dir=base / "data",
+        kubeconfig=base / "kubeconfig",
+        server=f"http://127.0.0.1:{port}",
+        cache_dir=base / "kube-cache",
+    )
+    running.env = {**os.environ, "KUBECONFIG": str(running.kubeconfig), "HOME": str(base)}
+    up = subprocess.run(
+        [
+            str(KUBETRIO),
+            "up",
+            "--name",
+            name,
+            "--port",
+            str(port),
+            "--registry-port",
+            str(free_port()),
+            "--data-dir",
+            str(running.data_dir),
+            "--kubeconfig",
+            str(running.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if up.returncode != 0:
+        raise AssertionError(f"kubetrio up failed:\n{up.stdout}\n{up.stderr}")
+    try:
+        wait_for(
+            lambda: (
+                "Ready" in running.kubectl("get", "nodes", check=False).stdout
+                and " Ready" in running.kubectl("get", "nodes", check=False).stdout
+            ),
+            timeout=60,
+            what="the node to be Ready",
+        )
+        wait_for(
+            lambda: (
+                running.kubectl("get", "serviceaccount", "default", check=False).returncode == 0
+            ),
+            timeout=30,
+            what="the default ServiceAccount",
+        )
+        yield running
+    finally:
+        subprocess.run(
+            [
+                str(KUBETRIO),
+                "down",
+                "--name",
+                name,
+                "--data-dir",
+                str(running.data_dir),
+                "--delete-data",
+            ],
+            capture_output=True,
+            timeout=120,
+        )
+
+
+@pytest.fixture
+def namespace(cluster: CompatCluster) -> Iterator[str]:
+    """A namespace of the test's own, deleted (without waiting) afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    wait_for(
+        lambda: (
+            cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
+            == 0
+        ),
+        timeout=30,
+        what=f"the default ServiceAccount in {name}",
+    )
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -1,0 +1,116 @@
+"""Helpers of the client compatibility suite: the running cluster, kubectl, polling.
+
+The cluster itself is started by ``conftest.py``.
+
+``kubetrio up`` runs in a temporary folder on free ports (API server, local registry with
+busybox) with this host as a runc node; the clients under test — kubectl 1.27 and 1.33, the
+official ``kubernetes`` client, lightkube, kr8s, kopf — reach it only through the kubeconfig
+it writes, exactly as a user's programs do. One cluster serves the whole session (starting
+one takes seconds, not minutes); each test gets a namespace of its own.
+
+Only one real node can run on a host at a time (the service proxy's nftables table and the
+DNS port are host-wide), so the suite needs root and nothing else holding a node.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+KUBETRIO = BIN / "kubetrio"
+KUBECTL_DIR = Path(os.path.realpath(shutil.which("kubectl") or "/nonexistent")).parent
+KUBECTL_VERSIONS = ("1.27", "1.33")
+
+
+def needs() -> str | None:
+    """Why the suite cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root (a real runc node)"
+    for tool in ("runc", "docker-registry"):
+        if not shutil.which(tool):
+            return f"needs {tool}"
+    for version in KUBECTL_VERSIONS:
+        if not (KUBECTL_DIR / f"kubectl.{version}").exists():
+            return f"needs kubectl.{version} beside kubectl"
+    return None
+
+
+def free_port() -> int:
+    """A TCP port on loopback nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class CompatCluster:
+    """A running ``kubetrio up`` cluster and how to reach it."""
+
+    name: str
+    data_dir: Path
+    kubeconfig: Path
+    server: str
+    cache_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def kubectl(
+        self,
+        *args: str,
+        version: str = "1.33",
+        check: bool = True,
+        input: str | bytes | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a real kubectl binary against the cluster; text output."""
+        command = [
+            str(KUBECTL_DIR / f"kubectl.{version}"),
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--cache-dir",
+            str(self.cache_dir / version),
+            *args,
+        ]
+        result = subprocess.run(
+            command,
+            input=input.decode() if isinstance(input, bytes) else input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} (kubectl {version}) exited {result.returncode}:\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.2, what: str = ""
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception as exc:  # the condition may raise until it holds
+            last_error = exc
+        else:
+            if value:
+                return value
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or predicate}: {last_error}"
+    )
