@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_K8S = REPO.parent / "shared" / "k8s"
+DEFAULT_K8S = REPO / "third_party" / "kubernetes"
 DEFAULT_OUT = REPO / "core" / "kubetrio" / "apiserver" / "protobuf" / "_fields.py"
 
 SCALARS = ("string", "bytes", "bool", "int32", "int64", "uint32", "uint64", "sint32", "sint64")

@@ -16,7 +16,7 @@ from kubetrio.api.quantity import Quantity
 from kubetrio.api.timestamps import MicroTime, Time
 
 REPO = Path(__file__).resolve().parents[2]
-SWAGGER = REPO.parent / "shared" / "k8s" / "swagger.json"
+SWAGGER = REPO / "third_party" / "kubernetes" / "swagger.json"
 
 KUBECTL_CREATE_DEPLOYMENT = b"""{"kind":"Deployment","apiVersion":"apps/v1",
 "metadata":{"name":"web","creationTimestamp":null,"labels":{"app":"web"}},
