@@ -29,7 +29,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.runc)
 
 
-@pytest.fixture(scope="session")
+# Package scope (this folder is a package for it): the cluster is gone before the tests
+# after this folder start their own real nodes.
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatCluster]:
     """``kubetrio up`` in a temporary folder; ``kubetrio down --delete-data`` afterwards."""
     reason = needs()

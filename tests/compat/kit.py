@@ -5,7 +5,7 @@ The cluster itself is started by ``conftest.py``.
 ``kubetrio up`` runs in a temporary folder on free ports (API server, local registry with
 busybox) with this host as a runc node; the clients under test — kubectl 1.27 and 1.33, the
 official ``kubernetes`` client, lightkube, kr8s, kopf — reach it only through the kubeconfig
-it writes, exactly as a user's programs do. One cluster serves the whole session (starting
+it writes, exactly as a user's programs do. One cluster serves the whole folder (starting
 one takes seconds, not minutes); each test gets a namespace of its own.
 
 Only one real node can run on a host at a time (the service proxy's nftables table and the
