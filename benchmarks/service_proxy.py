@@ -48,13 +48,13 @@ import threading
 import time
 from typing import Any
 
+from kubetrio.netns import in_netns
 from kubetrio.proxy import (
     Fragment,
     Nft,
     Renderer,
     describe,
     diff_script,
-    in_netns,
     service_ports,
     shared_parts,
 )

@@ -39,7 +39,7 @@ import trio
 from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client, FunctionHandler, Informer
 from kubetrio.controllers import ControllerManager
-from kubetrio.proxy import in_netns
+from kubetrio.netns import in_netns
 from kubetrio.servicelb import ServiceLBAnnouncer, choose_node, ingress_ips
 from kubetrio.servicelb._garp import ETH_P_ARP
 from kubetrio.store import open_store

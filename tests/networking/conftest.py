@@ -26,7 +26,7 @@ from kubetrio_cni_calico.veth import CalicoNetwork
 
 from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client
-from kubetrio.proxy import in_netns
+from kubetrio.netns import in_netns
 from kubetrio.store import open_store
 
 TEST_BLOCK = "10.244.254.0/26"

@@ -39,7 +39,7 @@ from kubetrio_cni_calico.veth import CalicoNetwork
 from kubetrio import plugins
 from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client
-from kubetrio.proxy import in_netns
+from kubetrio.netns import in_netns
 from kubetrio.store import open_store
 
 from .conftest import Underlay, http_get_sync, ping, routes, sh

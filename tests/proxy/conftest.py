@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import trio
 
-from kubetrio.proxy import in_netns
+from kubetrio.netns import in_netns
 
 POD_PREFIX = "10.244.252."
 

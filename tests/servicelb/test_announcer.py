@@ -30,7 +30,8 @@ import pytest
 import trio
 
 from kubetrio.client import Client
-from kubetrio.proxy import ServiceProxy, in_netns
+from kubetrio.netns import in_netns
+from kubetrio.proxy import ServiceProxy
 from kubetrio.servicelb import AddressPool, ServiceLBAnnouncer, choose_node, garp_frame
 
 from .conftest import lb_service, running_manager, wait_for

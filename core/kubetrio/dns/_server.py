@@ -21,7 +21,7 @@ import dns.rcode
 import trio
 
 from kubetrio.client import Client, FunctionHandler, Informer, KubeObject, object_key
-from kubetrio.proxy import in_netns
+from kubetrio.netns import in_netns
 
 from ._records import ClusterZone, respond
 

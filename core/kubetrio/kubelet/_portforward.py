@@ -1,59 +1,27 @@
 """The agent's end of ``pods/portforward``: a TCP connection inside the pod's netns.
 
-``setns`` changes the namespace of the calling thread only, so a fresh thread (never a
-pooled one, which would stay in the pod's namespace) joins the pod's network namespace
-and creates the socket there; a socket keeps the namespace it was made in, so trio
-connects and relays it as usual.
+The socket is created inside the pod's network namespace (:func:`kubetrio.netns.socket_in_netns`,
+in a worker thread that returns to its own namespace afterwards); a socket keeps the
+namespace it was made in, so trio connects and relays it as usual.
 """
 
 from __future__ import annotations
 
-import ctypes
-import os
-import socket
-import threading
 from typing import TYPE_CHECKING, Any
 
 import trio
+
+from kubetrio.netns import socket_in_netns
 
 from ._exec import SWITCHING, find_pod, http_error
 
 if TYPE_CHECKING:
     from ._agent import NodeAgent
 
-CLONE_NEWNET = 0x40000000
-
-
-def _socket_in_netns(path: str) -> socket.socket:
-    """A TCP socket created inside the network namespace bound at ``path``."""
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, os.strerror(err))
-            finally:
-                os.close(fd)
-            result["socket"] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        except BaseException as exc:  # handed to the caller's thread
-            result["error"] = exc
-
-    thread = threading.Thread(target=target, name="netns-socket", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    sock: socket.socket = result["socket"]
-    return sock
-
 
 async def connect_in_pod(netns: str, port: int) -> trio.SocketStream:
     """Connect to ``localhost:port`` in the pod's network namespace."""
-    sock = await trio.to_thread.run_sync(_socket_in_netns, netns)
+    sock = await trio.to_thread.run_sync(socket_in_netns, netns)
     tsock = trio.socket.from_stdlib_socket(sock)
     try:
         await tsock.connect(("127.0.0.1", port))

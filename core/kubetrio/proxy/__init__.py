@@ -28,7 +28,6 @@ from ._model import ServicePort as ServicePort
 from ._model import service_ports as service_ports
 from ._nft import Nft as Nft
 from ._nft import NftError as NftError
-from ._nft import in_netns as in_netns
 from ._proxy import ServiceProxy as ServiceProxy
 from ._proxy import SyncStats as SyncStats
 from ._proxy import describe as describe

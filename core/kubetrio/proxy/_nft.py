@@ -10,53 +10,19 @@ its own namespace before the thread goes back to trio's pool.
 
 from __future__ import annotations
 
-import ctypes
-import os
-import threading
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 import trio
+
+from kubetrio.netns import in_netns
 
 from ._netlink import NetlinkSocket, Unsupported, encode_commands, full_batch
 from ._rules import Fragment, full_script
 
-CLONE_NEWNET = 0x40000000
-NETNS_DIR = "/var/run/netns"
-T = TypeVar("T")
-
-_libc = ctypes.CDLL("libc.so.6", use_errno=True)
-
 
 class NftError(RuntimeError):
     """nft refused a transaction; nothing of it was applied."""
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def in_netns(netns: str | None, fn: Callable[[], T]) -> T:
-    """Call ``fn`` in the calling thread with network namespace ``netns`` (a name under
-    ``/var/run/netns`` or a path; None = stay), then return the thread to its own."""
-    if netns is None:
-        return fn()
-    path = netns if "/" in netns else os.path.join(NETNS_DIR, netns)
-    own = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(path, os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            return fn()
-        finally:
-            _setns(own)
-    finally:
-        os.close(own)
 
 
 class Nft:

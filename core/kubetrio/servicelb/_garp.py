@@ -15,7 +15,7 @@ import struct
 
 import trio
 
-from kubetrio.proxy import in_netns
+from kubetrio.netns import in_netns
 
 ETH_P_ARP = 0x0806
 BROADCAST = b"\xff" * 6

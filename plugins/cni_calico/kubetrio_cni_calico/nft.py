@@ -15,13 +15,13 @@ namespace for the transaction and returns to its own afterwards.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import subprocess
-import threading
+from functools import partial
 from typing import Any
 
 import trio
+
+from kubetrio.netns import in_netns
 
 from .policy import EGRESS_MAP, INGRESS_MAP, NftSet, Ruleset
 
@@ -30,37 +30,6 @@ TABLE = "kubetrio-policy"
 
 class NftError(RuntimeError):
     """nft refused a transaction; nothing of it was applied."""
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def _run_in_netns(netns: str | None, script: str) -> None:
-    """:func:`_run_script` with the calling thread in ``netns`` (a name under
-    /var/run/netns), then back in its own namespace (Python 3.11 has no os.setns)."""
-    if netns is None:
-        _run_script(script)
-        return
-    own = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(os.path.join("/var/run/netns", netns), os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            _run_script(script)
-        finally:
-            _setns(own)
-    finally:
-        os.close(own)
 
 
 def _run_script(script: str) -> None:
@@ -181,18 +150,22 @@ class PolicyTable:
                 if not script:
                     return
                 try:
-                    await trio.to_thread.run_sync(_run_in_netns, self.netns, script)
+                    await trio.to_thread.run_sync(
+                        in_netns, self.netns, partial(_run_script, script)
+                    )
                 except NftError:
                     self.current = None  # someone changed the table under us: rewrite it
                 else:
                     self.current = ruleset
                     return
-            await trio.to_thread.run_sync(_run_in_netns, self.netns, self.full_script(ruleset))
+            await trio.to_thread.run_sync(
+                in_netns, self.netns, partial(_run_script, self.full_script(ruleset))
+            )
             self.current = ruleset
 
     async def remove(self) -> None:
         """Delete the table (no error when it is absent)."""
         async with self._lock:
             script = f"add table inet {self.name}\ndelete table inet {self.name}\n"
-            await trio.to_thread.run_sync(_run_in_netns, self.netns, script)
+            await trio.to_thread.run_sync(in_netns, self.netns, partial(_run_script, script))
             self.current = None

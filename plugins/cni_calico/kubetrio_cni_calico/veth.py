@@ -28,8 +28,8 @@ from typing import Any
 import trio
 
 from kubetrio.client import Client, ClientError
+from kubetrio.netns import in_netns
 from kubetrio.providers import PodNetwork
-from kubetrio.proxy import in_netns
 
 from .blocks import DEFAULT_POOL, BlockClaims, BlockGC, is_extra
 from .felix import PolicyAgent
