@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from kubetrio.apiserver import RunningApiServer
-from kubetrio.client import Client
+from kubetrio.client import Client, WorkQueue
 from kubetrio.controllers import (
     LeaderElector,
     NotLeaderError,
@@ -17,7 +17,6 @@ from kubetrio.controllers import (
     QueueController,
     Result,
     TemporaryError,
-    WorkQueue,
     guarded_client,
 )
 

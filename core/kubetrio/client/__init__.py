@@ -2,7 +2,9 @@
 
 ``Client.in_process(server)`` for an embedded control plane (no HTTP, same semantics),
 ``Client.connect(url, token=...)`` over HTTP; :class:`Informer` and
-:class:`SharedInformers` keep local caches current with list + watch.
+:class:`SharedInformers` keep local caches current with list + watch; :class:`WorkQueue`
+(de-duplicating, per-key backoff) and :class:`EventRecorder` (aggregated Events) are the
+parts client-go keeps beside them, used by controllers, the scheduler and the node agent.
 """
 
 from ._client import Client as Client
@@ -10,8 +12,14 @@ from ._client import KubeObject as KubeObject
 from ._client import WatchEvent as WatchEvent
 from ._client import resource_path as resource_path
 from ._errors import ClientError as ClientError
+from ._events import NORMAL as NORMAL
+from ._events import WARNING as WARNING
+from ._events import EventRecorder as EventRecorder
+from ._events import now_micro as now_micro
+from ._events import now_rfc3339 as now_rfc3339
 from ._informer import EventHandler as EventHandler
 from ._informer import FunctionHandler as FunctionHandler
 from ._informer import Informer as Informer
 from ._informer import SharedInformers as SharedInformers
 from ._informer import object_key as object_key
+from ._workqueue import WorkQueue as WorkQueue

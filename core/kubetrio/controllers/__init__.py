@@ -30,7 +30,6 @@ from ._daemonset import DaemonSetController as DaemonSetController
 from ._deployment import DeploymentController as DeploymentController
 from ._deployment import template_hash as template_hash
 from ._endpoints import EndpointsController as EndpointsController
-from ._events import EventRecorder as EventRecorder
 from ._expectations import Expectations as Expectations
 from ._gc import DEFAULT_MONITORED as DEFAULT_MONITORED
 from ._gc import GarbageCollector as GarbageCollector
@@ -45,7 +44,6 @@ from ._leader import guarded_client as guarded_client
 from ._manager import BUILT_IN as BUILT_IN
 from ._manager import ControllerManager as ControllerManager
 from ._nodelifecycle import NodeLifecycleController as NodeLifecycleController
-from ._queue import WorkQueue as WorkQueue
 from ._reconcile import ControllerContext as ControllerContext
 from ._reconcile import PermanentError as PermanentError
 from ._reconcile import QueueController as QueueController

@@ -33,9 +33,8 @@ import json
 import logging
 from typing import Any
 
-from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject
+from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject, now_rfc3339
 
-from ._events import now_rfc3339
 from ._objects import (
     controller_ref,
     delete_exact,

@@ -28,9 +28,8 @@ from typing import Any
 
 import trio
 
-from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject
+from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject, now_rfc3339
 
-from ._events import now_rfc3339
 from ._expectations import Expectations
 from ._index import OwnerIndex
 from ._objects import (

@@ -38,10 +38,8 @@ from contextlib import AbstractAsyncContextManager
 
 import trio
 
-from kubetrio.client import Client, ClientError, KubeObject
+from kubetrio.client import Client, ClientError, KubeObject, now_micro
 from kubetrio.client._transport import RawResponse, Transport
-
-from ._events import now_micro
 
 log = logging.getLogger("kubetrio.controllers.leader")
 

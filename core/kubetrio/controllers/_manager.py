@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from kubetrio.client import Client, SharedInformers
+from kubetrio.client import Client, EventRecorder, SharedInformers
 
 from ._cronjob import CronJobController
 from ._daemonset import DaemonSetController
 from ._deployment import DeploymentController
 from ._endpoints import EndpointsController
-from ._events import EventRecorder
 from ._gc import GarbageCollector
 from ._job import JobController
 from ._leader import (

@@ -29,9 +29,8 @@ from typing import Any
 
 import trio
 
-from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject
+from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject, now_rfc3339
 
-from ._events import now_rfc3339
 from ._index import NodeIndex
 from ._objects import delete_exact, is_deleting, parse_time, wall_now
 from ._reconcile import ControllerContext, QueueController, Result

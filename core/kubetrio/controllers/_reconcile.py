@@ -2,7 +2,7 @@
 
 A controller is level-based: informer handlers map each change to the key of the
 object that must be looked at again (its own key, or its owner's) and put that key on
-a :class:`~._queue.WorkQueue`; workers take keys and call
+a :class:`~kubetrio.client.WorkQueue`; workers take keys and call
 :meth:`QueueController.reconcile`, which reads the *current* state from the informer
 caches and acts to make the world match the spec. Nothing depends on seeing every
 event, so missed or merged events are harmless.
@@ -28,14 +28,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from kubetrio.client import ClientError, Informer, KubeObject
-
-from ._queue import WorkQueue
+from kubetrio.client import ClientError, Informer, KubeObject, WorkQueue
 
 if TYPE_CHECKING:
-    from kubetrio.client import Client
-
-    from ._events import EventRecorder
+    from kubetrio.client import Client, EventRecorder
 
 log = logging.getLogger("kubetrio.controllers")
 

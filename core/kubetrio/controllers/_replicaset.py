@@ -30,9 +30,8 @@ from typing import Any
 
 import trio
 
-from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject
+from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject, now_rfc3339
 
-from ._events import now_rfc3339
 from ._expectations import Expectations
 from ._objects import (
     controller_ref,

@@ -24,8 +24,7 @@ from typing import Any
 import httpx
 import trio
 
-from kubetrio.client import Client, ClientError, Informer
-from kubetrio.controllers import EventRecorder
+from kubetrio.client import Client, ClientError, EventRecorder, Informer
 from kubetrio.images import (
     ImageStore,
     RegistryClient,

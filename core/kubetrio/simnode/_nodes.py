@@ -35,8 +35,7 @@ import uuid
 
 import trio
 
-from kubetrio.client import Client, ClientError, Informer, KubeObject
-from kubetrio.controllers import WorkQueue
+from kubetrio.client import Client, ClientError, Informer, KubeObject, WorkQueue
 
 log = logging.getLogger("kubetrio.simnode")
 

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from kubetrio.client import ClientError, KubeObject
+from ._client import KubeObject
+from ._errors import ClientError
 
 if TYPE_CHECKING:
-    from kubetrio.client import Client
+    from ._client import Client
 
-log = logging.getLogger("kubetrio.controllers.events")
+log = logging.getLogger("kubetrio.client.events")
 
 NORMAL = "Normal"
 WARNING = "Warning"
