@@ -1,7 +1,8 @@
 """ServiceLB: address allocation throughput and L2 failover time.
 
 * **allocation** — ``--services`` LoadBalancer Services created by 16 concurrent writers
-  with the allocator running (``ControllerManager(lb_pool=...)``, in-process API server on
+  with the allocator running (``ControllerManager(extra=[ServiceLBController(pool)])``,
+  in-process API server on
   SQLite): seconds until every one shows its address, and how long after the last create
   the last address appeared. Baseline, in the same run on a fresh store: the same creates
   without an allocator (the API work allocation cannot avoid); ``ratio_alloc_vs_create``
@@ -40,7 +41,7 @@ from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client, FunctionHandler, Informer
 from kubetrio.controllers import ControllerManager
 from kubetrio.netns import in_netns
-from kubetrio.servicelb import ServiceLBAnnouncer, choose_node, ingress_ips
+from kubetrio.servicelb import ServiceLBAnnouncer, ServiceLBController, choose_node, ingress_ips
 from kubetrio.servicelb._garp import ETH_P_ARP
 from kubetrio.store import open_store
 
@@ -71,7 +72,9 @@ async def allocation(db: Path, count: int, pool: str | None) -> dict[str, float]
     async with open_store(f"sqlite://{db}") as store, open_apiserver(store) as running:
         client = Client.in_process(running.api)
         async with trio.open_nursery() as nursery:
-            manager = ControllerManager(client, controllers=(), lb_pool=pool, identity="bench")
+            manager = ControllerManager(
+                client, controllers=(), extra=[ServiceLBController(pool)], identity="bench"
+            )
             await nursery.start(manager.run)
             await manager.leading.wait()
             # Addresses are counted as a watch delivers them (polling lists would compete).
@@ -188,7 +191,9 @@ async def failover(rounds: int) -> dict[str, Any]:
             svc = lb_service("web")
             svc["spec"]["loadBalancerIP"] = ip
             async with trio.open_nursery() as nursery:
-                manager = ControllerManager(client, controllers=(), lb_pool=f"{ip}/32")
+                manager = ControllerManager(
+                    client, controllers=(), extra=[ServiceLBController(f"{ip}/32")]
+                )
                 await nursery.start(manager.run)
                 for node, netns in lab.nodes.items():
                     await nursery.start(ServiceLBAnnouncer(client, node, netns=netns).run)

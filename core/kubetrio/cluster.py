@@ -36,6 +36,7 @@ from kubetrio.controllers import ControllerManager
 from kubetrio.plugins import PluginManager
 from kubetrio.plugins import load as load_plugins
 from kubetrio.scheduler import Scheduler
+from kubetrio.servicelb import ServiceLBController
 from kubetrio.simnode import SimulatedNodes
 from kubetrio.store import Store
 
@@ -127,7 +128,7 @@ async def open_cluster(
                     client,
                     plugins=plugins,
                     identity=f"{socket.gethostname()}-{os.getpid()}",
-                    lb_pool=lb_pool,
+                    extra=[ServiceLBController(lb_pool)] if lb_pool is not None else [],
                 )
                 await nursery.start(manager.run)
             if scheduler:

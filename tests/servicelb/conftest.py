@@ -13,6 +13,7 @@ import trio
 from kubetrio.apiserver import RunningApiServer, open_apiserver
 from kubetrio.client import Client
 from kubetrio.controllers import ControllerManager
+from kubetrio.servicelb import ServiceLBController
 from kubetrio.store import open_store
 
 
@@ -34,7 +35,10 @@ async def running_manager(
     """A controller manager with the allocator (and ``controllers``), leading."""
     async with trio.open_nursery() as nursery:
         manager = ControllerManager(
-            client, identity="servicelb-test", controllers=controllers, lb_pool=lb_pool
+            client,
+            identity="servicelb-test",
+            controllers=controllers,
+            extra=[ServiceLBController(lb_pool)] if lb_pool is not None else [],
         )
         await nursery.start(manager.run)
         with trio.fail_after(10):

@@ -75,8 +75,9 @@ class ControllerManager:
     :param controllers: names from :data:`BUILT_IN` to run (default: all).
     :param leader_election: campaign for the Lease (False: act at once, alone).
     :param release_on_cancel: give the Lease up on a clean stop (False: let it expire).
-    :param lb_pool: addresses for LoadBalancer Services (``CIDR`` or ``a-b``, comma-joined);
-        adds the ServiceLB allocator (:mod:`kubetrio.servicelb`). None: they stay pending.
+    :param extra: more controllers to run under the same Lease, e.g. the ServiceLB
+        allocator (:mod:`kubetrio.servicelb`, built on this package) that the composition
+        root adds when it has an address pool.
     """
 
     def __init__(
@@ -93,7 +94,7 @@ class ControllerManager:
         renew_deadline: float = RENEW_DEADLINE,
         retry_period: float = RETRY_PERIOD,
         release_on_cancel: bool = True,
-        lb_pool: str | None = None,
+        extra: Iterable[QueueController] = (),
     ) -> None:
         self.client = client
         self.plugins = plugins
@@ -103,11 +104,7 @@ class ControllerManager:
         if unknown:
             raise ValueError(f"unknown controllers {unknown}; known: {sorted(BUILT_IN)}")
         self.controllers: list[QueueController] = [BUILT_IN[n]() for n in names]
-        if lb_pool is not None:
-            # Imported here: kubetrio.servicelb is built on this package.
-            from kubetrio.servicelb import ServiceLBController
-
-            self.controllers.append(ServiceLBController(lb_pool))
+        self.controllers.extend(extra)
         self.leader_election = leader_election
         self.elector = LeaderElector(
             client,
