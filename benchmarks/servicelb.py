@@ -2,8 +2,7 @@
 
 * **allocation** — ``--services`` LoadBalancer Services created by 16 concurrent writers
   with the allocator running (``ControllerManager(extra=[ServiceLBController(pool)])``,
-  in-process API server on
-  SQLite): seconds until every one shows its address, and how long after the last create
+  in-process API server on SQLite): seconds until every one shows its address, and how long after the last create
   the last address appeared. Baseline, in the same run on a fresh store: the same creates
   without an allocator (the API work allocation cannot avoid); ``ratio_alloc_vs_create``
   = allocation time / baseline time.

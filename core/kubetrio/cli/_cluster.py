@@ -88,9 +88,8 @@ def server(
     import trio
     from rich.logging import RichHandler
 
-    from kubetrio.apiserver import run_server
-
     from ._app import _load_plugins
+    from ._serve import run_server
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
