@@ -6,25 +6,14 @@ import json
 import sys
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 import kubetrio
 from kubetrio import plugins as plugin_loading
 
 from ._cluster import register_cluster_commands
+from ._console import console, load_plugins_or_exit
 from ._image import image_app
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _load_plugins(block: list[str] | None = None) -> plugin_loading.PluginManager:
-    try:
-        return plugin_loading.load(block=block or ())
-    except plugin_loading.PluginError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=1) from exc
 
 
 def version() -> None:
@@ -54,7 +43,7 @@ def list_plugins(
     Set KUBETRIO_PLUGINS=a,b to load only those plugins, KUBETRIO_BLOCKED_PLUGINS=a,b to
     leave some out.
     """
-    infos = _load_plugins(block).plugins()
+    infos = load_plugins_or_exit(block).plugins()
     if as_json:
         console.print_json(
             json.dumps([info.__dict__ | {"hooks": list(info.hooks)} for info in infos])
@@ -89,7 +78,7 @@ def build_app(manager: plugin_loading.PluginManager | None = None) -> typer.Type
     app.command("plugins")(list_plugins)
     register_cluster_commands(app)
     app.add_typer(image_app)
-    (manager or _load_plugins()).add_commands(cli=app)
+    (manager or load_plugins_or_exit()).add_commands(cli=app)
     return app
 
 

@@ -10,12 +10,10 @@ from pathlib import Path
 
 import typer
 import yaml
-from rich.console import Console
 
 from ._checks import checked_lb_pool, checked_network_mode
+from ._console import err_console, load_plugins_or_exit
 from ._local import down, up
-
-err_console = Console(stderr=True)
 
 DEFAULT_DATA_DIR = Path("~/.local/share/kubetrio").expanduser()
 DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
@@ -88,7 +86,6 @@ def server(
     import trio
     from rich.logging import RichHandler
 
-    from ._app import _load_plugins
     from ._serve import run_server
 
     logging.basicConfig(
@@ -109,7 +106,7 @@ def server(
                 host=host,
                 port=port,
                 kubeconfig=kubeconfig,
-                plugins=_load_plugins(),
+                plugins=load_plugins_or_exit(),
                 agent=not no_agent,
                 simulated_nodes=simulated_nodes,
                 registries=yaml.safe_load(registries.read_text()) if registries else None,
@@ -159,8 +156,6 @@ def agent(
     from kubetrio.client import Client
     from kubetrio.cluster import agent_can_run
 
-    from ._app import _load_plugins
-
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
@@ -173,7 +168,7 @@ def agent(
         err_console.print(f"[bold red]error:[/] {why}")
         raise typer.Exit(code=1)
     mirrors = yaml.safe_load(registries.read_text()) if registries else None
-    plugins = _load_plugins()
+    plugins = load_plugins_or_exit()
     plugins.configure(config={"network": _network_config(network_mode, "")})
 
     async def run() -> None:

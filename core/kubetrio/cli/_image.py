@@ -9,10 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+from ._console import console, err_console
 
 image_app = typer.Typer(
     name="image",

@@ -25,13 +25,10 @@ from pathlib import Path
 
 import httpx
 import typer
-from rich.console import Console
 
 from ._checks import checked_lb_pool, checked_network_mode
+from ._console import console, err_console
 from ._nodes import DEFAULT_UNDERLAY, Topology
-
-console = Console()
-err_console = Console(stderr=True)
 
 CLUSTERS_DIR = Path("~/.local/share/kubetrio/clusters").expanduser()
 DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
