@@ -6,9 +6,6 @@ command line.
 """
 
 from ._http import MAX_BODY_BYTES as MAX_BODY_BYTES
-from ._http import ChunkProducer as ChunkProducer
-from ._http import Request as Request
-from ._http import Response as Response
 from ._http import serve_http as serve_http
 from ._kubeconfig import merge_kubeconfig as merge_kubeconfig
 from ._run import RunningApiServer as RunningApiServer

@@ -16,13 +16,13 @@ which an async generator must not hold across a ``yield``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 import trio
+
+from kubetrio.handler import ChunkProducer, Handler, Request, Response
 
 log = logging.getLogger("kubetrio.apiserver.http")
 
@@ -32,49 +32,6 @@ MAX_HEADER_BYTES = 64 * 1024
 READ_SIZE = 64 * 1024
 IDLE_TIMEOUT = 120.0
 """A keep-alive connection with no request for this long is closed."""
-
-
-@dataclasses.dataclass
-class Request:
-    """One HTTP request, body read in full."""
-
-    method: str
-    target: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    """Header names in lower case; repeated headers joined with ``, ``."""
-    body: bytes = b""
-    remote: str = ""
-    http_version: str = "1.1"
-
-    def param(self, name: str, default: str = "") -> str:
-        """The last value of a query parameter, or ``default``."""
-        values = self.query.get(name)
-        return values[-1] if values else default
-
-
-Upgrade = Callable[[trio.abc.Stream, bytes], Awaitable[None]]
-ChunkProducer = Callable[[trio.MemorySendChannel[bytes]], Awaitable[None]]
-"""Sends body chunks into the channel; the response ends when it returns."""
-"""Takes over a connection after a 101 answer: (stream, bytes already read past the request)."""
-
-
-@dataclasses.dataclass
-class Response:
-    """What a handler answers."""
-
-    status: int = 200
-    body: bytes = b""
-    content_type: str | None = "application/json"
-    headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-    stream: ChunkProducer | None = None
-    """When set, the body is streamed with chunked encoding, one flush per chunk."""
-    upgrade: Upgrade | None = None
-    """When set (with status 101), the connection is handed over after the headers."""
-
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _header_safe(value: str) -> str:

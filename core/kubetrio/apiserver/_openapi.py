@@ -53,8 +53,8 @@ from kubetrio.api.generated.fieldmeta import ATOMIC_DEFINITIONS, FIELDS
 from kubetrio.api.generated.registry import DEFINITIONS, KINDS
 from kubetrio.api.model import KubeStruct
 from kubetrio.api.scheme import ResourceInfo, Scheme, SubresourceInfo
+from kubetrio.handler import Request, Response
 
-from ._http import Request, Response
 from ._status import ApiError
 
 __all__ = ["EncodedDocument", "OpenAPIDocuments", "serve_openapi_v3"]

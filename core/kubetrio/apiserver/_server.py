@@ -24,6 +24,7 @@ import kubetrio
 from kubetrio import streams
 from kubetrio.api import selectors
 from kubetrio.api.scheme import ResourceInfo, Scheme
+from kubetrio.handler import Request, Response
 from kubetrio.plugins import PluginManager
 from kubetrio.providers import (
     AdmissionDenied,
@@ -37,7 +38,6 @@ from kubetrio.store import Store
 
 from . import _defaults, _nodeproxy, _patch, _reviews, _tables, _validation
 from . import _objects as objects
-from ._http import Request, Response
 from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator

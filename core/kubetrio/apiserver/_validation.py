@@ -21,8 +21,8 @@ import yaml
 from kubetrio import api
 from kubetrio.api import validation
 from kubetrio.api.scheme import ResourceInfo
+from kubetrio.handler import Request
 
-from ._http import Request
 from ._status import ApiError, bad_request, invalid
 
 KubeObject = dict[str, Any]

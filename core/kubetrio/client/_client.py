@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from kubetrio.apiserver import ApiServer
+from kubetrio.handler import RequestHandler
 
 from ._errors import ClientError
 from ._transport import HttpTransport, InProcessTransport, Transport
@@ -81,7 +81,7 @@ class Client:
         self.transport = transport
 
     @classmethod
-    def in_process(cls, server: ApiServer, *, token: str = "") -> Client:
+    def in_process(cls, server: RequestHandler, *, token: str = "") -> Client:
         """A client calling ``server`` directly, without HTTP."""
         return cls(InProcessTransport(server, token=token))
 

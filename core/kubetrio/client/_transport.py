@@ -2,7 +2,8 @@
 
 Both transports take the same request shape and give back status, headers and either a
 body or a stream of body chunks, so everything above them (paths, errors, watches) is
-written once. The in-process transport calls :meth:`ApiServer.handle` directly: the
+written once. The in-process transport calls the server's handler directly (a
+:class:`~kubetrio.handler.RequestHandler`, such as the API server): the
 request goes through the very same authentication, admission and validation as over
 HTTP, without a socket.
 """
@@ -18,7 +19,7 @@ from urllib.parse import urlencode
 import httpx
 import trio
 
-from kubetrio.apiserver import ApiServer, ChunkProducer, Request
+from kubetrio.handler import ChunkProducer, Request, RequestHandler
 
 from ._errors import leaf_errors
 
@@ -61,7 +62,7 @@ class Transport(Protocol):
 class InProcessTransport:
     """Calls the API server's handler directly: no sockets, same semantics."""
 
-    def __init__(self, server: ApiServer, *, token: str = "") -> None:
+    def __init__(self, server: RequestHandler, *, token: str = "") -> None:
         self.server = server
         self.headers = {"authorization": f"Bearer {token}"} if token else {}
 
