@@ -51,12 +51,13 @@ down:  ## stop the local cluster
 test: setup  ## run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: setup  ## ruff, mypy, stubtest, rustfmt, clippy
+lint: setup  ## ruff, mypy, stubtest, import layers, rustfmt, clippy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy --strict $(foreach p,$(PLUGINS),$(p)/kubetrio_$(notdir $(p)))
 	$(BIN)/python -m mypy.stubtest kubetrio._datapath
+	$(BIN)/lint-imports --no-cache
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
