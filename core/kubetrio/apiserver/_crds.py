@@ -23,7 +23,15 @@ from typing import Any
 
 import trio
 
-from kubetrio.api.scheme import GroupVersionKind, ResourceInfo, Scheme, SubresourceInfo
+from kubetrio.api.scheme import (
+    BUILTIN,
+    CustomVersion,
+    GroupVersionKind,
+    ResourceInfo,
+    Scheme,
+    SubresourceInfo,
+)
+from kubetrio.api.structural import kube_version_key
 from kubetrio.providers import ResourceDefinition
 from kubetrio.store import StoreError
 
@@ -38,6 +46,14 @@ VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update
 SUB_VERBS = ("get", "patch", "update")
 
 
+AGE_COLUMN: Mapping[str, Any] = {
+    "name": "Age",
+    "type": "date",
+    "jsonPath": ".metadata.creationTimestamp",
+}
+"""The column a CRD version without ``additionalPrinterColumns`` gets (as upstream)."""
+
+
 def _info(
     group: str,
     version: str,
@@ -50,6 +66,7 @@ def _info(
     categories: tuple[str, ...],
     subresources: tuple[str, ...],
     schema: Mapping[str, Any] | None,
+    custom: CustomVersion | None = None,
 ) -> ResourceInfo:
     subs: dict[str, SubresourceInfo] = {}
     if "status" in subresources:
@@ -58,7 +75,10 @@ def _info(
         )
     if "scale" in subresources:
         subs["scale"] = SubresourceInfo(
-            "scale", GroupVersionKind("autoscaling", "v1", "Scale"), SUB_VERBS
+            "scale",
+            GroupVersionKind("autoscaling", "v1", "Scale"),
+            SUB_VERBS,
+            model=BUILTIN.type_for(GroupVersionKind("autoscaling", "v1", "Scale")),
         )
     return ResourceInfo(
         group=group,
@@ -72,18 +92,49 @@ def _info(
         categories=categories,
         subresources=subs,
         schema=schema,
+        custom=custom,
     )
 
 
+def deprecation_warning(spec: Mapping[str, Any], version: Mapping[str, Any]) -> str:
+    """The Warning for requests to a deprecated version: the CRD's own text, else
+    upstream's ``<group>/<version> <Kind> is deprecated; use <group>/<newer> <Kind>``."""
+    if not version.get("deprecated"):
+        return ""
+    if version.get("deprecationWarning"):
+        return str(version["deprecationWarning"])
+    group, kind, name = spec["group"], spec["names"]["kind"], version["name"]
+    message = f"{group}/{name} {kind} is deprecated"
+    newer = sorted(
+        (
+            v["name"]
+            for v in spec.get("versions") or []
+            if v.get("served")
+            and not v.get("deprecated")
+            and kube_version_key(v["name"]) < kube_version_key(name)
+        ),
+        key=kube_version_key,
+    )
+    return f"{message}; use {group}/{newer[0]} {kind}" if newer else message
+
+
 def infos_of_crd(crd: KubeObject) -> list[ResourceInfo]:
-    """The resources a CRD serves: one per served version."""
+    """The resources a CRD serves: one per served version, highest priority first."""
     spec = crd.get("spec") or {}
     names = spec.get("names") or {}
     infos = []
-    for version in spec.get("versions") or []:
+    for version in sorted(spec.get("versions") or [], key=lambda v: kube_version_key(v["name"])):
         if not version.get("served", True):
             continue
-        subresources = tuple((version.get("subresources") or {}).keys())
+        subresources = version.get("subresources") or {}
+        custom = CustomVersion(
+            crd=crd["metadata"]["name"],
+            storage=bool(version.get("storage")),
+            deprecated=bool(version.get("deprecated")),
+            deprecation_warning=deprecation_warning(spec, version),
+            printer_columns=tuple(version.get("additionalPrinterColumns") or (AGE_COLUMN,)),
+            scale=subresources.get("scale"),
+        )
         infos.append(
             _info(
                 spec["group"],
@@ -94,8 +145,9 @@ def infos_of_crd(crd: KubeObject) -> list[ResourceInfo]:
                 singular=names.get("singular", ""),
                 short_names=tuple(names.get("shortNames") or ()),
                 categories=tuple(names.get("categories") or ()),
-                subresources=subresources,
+                subresources=tuple(subresources.keys()),
                 schema=(version.get("schema") or {}).get("openAPIV3Schema"),
+                custom=custom,
             )
         )
     return infos
@@ -169,15 +221,34 @@ class CustomResources:
         except (KeyError, TypeError) as exc:
             log.warning("CustomResourceDefinition %s is not servable: %s", name, exc)
             return
+        conflict = self._name_conflict(name, crd)
+        if conflict is not None:
+            await self._set_status(crd, conflict)
+            return
+        # Unregister first, then register in priority order: the group's preferred
+        # version stays the highest served one (all in one step, no await between).
         for old in self.served.get(name, []):
-            if (old.group, old.version, old.resource) not in {
-                (i.group, i.version, i.resource) for i in infos
-            }:
-                self.scheme.unregister(old.group, old.version, old.resource)
+            self.scheme.unregister(old.group, old.version, old.resource)
         for info in infos:
             self.scheme.register(info)
         self.served[name] = infos
-        await self._mark_established(crd)
+        await self._set_status(crd, None)
+
+    def _name_conflict(self, name: str, crd: KubeObject) -> tuple[str, str] | None:
+        """``(reason, message)`` when another CRD already serves this plural or kind."""
+        spec = crd["spec"]
+        names = spec.get("names") or {}
+        for other, infos in self.served.items():
+            if other == name:
+                continue
+            for info in infos:
+                if info.group != spec["group"]:
+                    continue
+                if info.resource == names.get("plural"):
+                    return "PluralConflict", f'"{info.resource}" is already in use'
+                if info.kind == names.get("kind"):
+                    return "KindConflict", f'"{info.kind}" is already in use'
+        return None
 
     async def remove(self, crd: KubeObject) -> None:
         """Stop serving a CRD and delete its objects."""
@@ -190,44 +261,129 @@ class CustomResources:
                 with contextlib.suppress(StoreError):  # deleted meanwhile
                     await self.registry.store.delete(kv.key)
 
-    async def _mark_established(self, crd: KubeObject) -> None:
+    async def _set_status(self, crd: KubeObject, conflict: tuple[str, str] | None) -> None:
+        """``acceptedNames``, ``storedVersions`` and the NamesAccepted / Established
+        conditions, as apiextensions-apiserver's controllers keep them."""
         status = crd.get("status") or {}
-        conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-        names = (crd.get("spec") or {}).get("names") or {}
-        if conditions.get("Established") == "True" and status.get("acceptedNames") == names:
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        storage = [v["name"] for v in spec.get("versions") or [] if v.get("storage")]
+        stored = list(status.get("storedVersions") or [])
+        stored += [v for v in storage if v not in stored]
+        if conflict is None:
+            wanted = {
+                "NamesAccepted": ("True", "NoConflicts", "no conflicts found"),
+                "Established": (
+                    "True",
+                    "InitialNamesAccepted",
+                    "the initial names have been accepted",
+                ),
+            }
+        else:
+            reason, message = conflict
+            wanted = {
+                "NamesAccepted": ("False", reason, message),
+                "Established": ("False", "NotAccepted", "not all names are accepted"),
+            }
+        accepted = names if conflict is None else status.get("acceptedNames") or {}
+        unchanged = (
+            status.get("acceptedNames") == accepted
+            and status.get("storedVersions") == stored
+            and all(
+                (conditions.get(t) or {}).get("status") == v[0]
+                and (conditions.get(t) or {}).get("reason") == v[1]
+                for t, v in wanted.items()
+            )
+        )
+        if unchanged:
             return
 
-        async def establish(current: KubeObject) -> KubeObject:
+        async def update(current: KubeObject) -> KubeObject:
             now = objects.now_rfc3339()
+            old = {c.get("type"): c for c in (current.get("status") or {}).get("conditions") or []}
+            new_conditions = []
+            for kind, (state, reason, message) in wanted.items():
+                since = (old.get(kind) or {}).get("lastTransitionTime")
+                if (old.get(kind) or {}).get("status") != state or not since:
+                    since = now
+                new_conditions.append(
+                    {
+                        "type": kind,
+                        "status": state,
+                        "reason": reason,
+                        "message": message,
+                        "lastTransitionTime": since,
+                    }
+                )
+            current_stored = list((current.get("status") or {}).get("storedVersions") or [])
+            current_stored += [v for v in stored if v not in current_stored]
             current["status"] = {
-                "acceptedNames": names,
-                "storedVersions": [
-                    v["name"] for v in current["spec"].get("versions") or [] if v.get("storage")
-                ],
-                "conditions": [
-                    {
-                        "type": "NamesAccepted",
-                        "status": "True",
-                        "reason": "NoConflicts",
-                        "message": "no conflicts found",
-                        "lastTransitionTime": now,
-                    },
-                    {
-                        "type": "Established",
-                        "status": "True",
-                        "reason": "InitialNamesAccepted",
-                        "message": "the initial names have been accepted",
-                        "lastTransitionTime": now,
-                    },
-                ],
+                "acceptedNames": accepted,
+                "storedVersions": current_stored,
+                "conditions": new_conditions,
             }
             current["metadata"].pop("resourceVersion", None)
             return current
 
         try:
             await self.registry.update(
-                self.crd_info, "", crd["metadata"]["name"], establish, precondition_from_body=False
+                self.crd_info, "", crd["metadata"]["name"], update, precondition_from_body=False
             )
         except ApiError as exc:
             if exc.code != 404:
                 raise
+
+
+# --- the scale subresource ------------------------------------------------------------
+
+
+def _path_steps(json_path: str) -> list[str]:
+    """``.spec.replicas`` → ``["spec", "replicas"]`` (CRDs allow only such simple paths)."""
+    return [step for step in json_path.split(".") if step]
+
+
+def _nested(obj: Any, json_path: str) -> Any:
+    for step in _path_steps(json_path):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(step)
+    return obj
+
+
+def custom_scale(info: ResourceInfo, obj: KubeObject) -> KubeObject:
+    """The ``autoscaling/v1`` Scale of a custom resource, read through the CRD's
+    ``specReplicasPath``, ``statusReplicasPath`` and ``labelSelectorPath`` (absent
+    replicas read as 0, as upstream)."""
+    paths = (info.custom.scale if info.custom else None) or {}
+    spec = _nested(obj, paths.get("specReplicasPath", ".spec.replicas"))
+    status = _nested(obj, paths.get("statusReplicasPath", ".status.replicas"))
+    selector = _nested(obj, paths["labelSelectorPath"]) if paths.get("labelSelectorPath") else None
+    metadata = obj["metadata"]
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: metadata[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in metadata
+        },
+        "spec": {"replicas": spec if isinstance(spec, int) else 0},
+        "status": {
+            "replicas": status if isinstance(status, int) else 0,
+            **({"selector": selector} if isinstance(selector, str) and selector else {}),
+        },
+    }
+
+
+def set_custom_replicas(info: ResourceInfo, obj: KubeObject, replicas: int) -> None:
+    """Write a Scale's ``spec.replicas`` to the custom resource's ``specReplicasPath``."""
+    paths = (info.custom.scale if info.custom else None) or {}
+    steps = _path_steps(paths.get("specReplicasPath", ".spec.replicas"))
+    node = obj
+    for step in steps[:-1]:
+        child = node.get(step)
+        if not isinstance(child, dict):
+            child = node[step] = {}
+        node = child
+    node[steps[-1]] = replicas

@@ -18,6 +18,8 @@ import json
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from kubetrio import store as kv
 from kubetrio.api.scheme import ResourceInfo
 
@@ -113,6 +115,10 @@ class Registry:
         found = await self.store.get(self.key(info, namespace, name))
         if found is None:
             raise not_found(info.resource, info.group, name)
+        if info.custom is not None:  # one storage, served in each of the CRD's versions
+            found = msgspec.structs.replace(
+                found, value=objects.with_api_version(found.value, info.api_version)
+            )
         return found
 
     async def get_object(self, info: ResourceInfo, namespace: str, name: str) -> KubeObject:
@@ -179,7 +185,10 @@ class Registry:
                         if not matches(obj):
                             start = entry.key + b"\x00"
                             continue
-                    items.append(objects.with_resource_version(entry.value, entry.mod_revision))
+                    value = entry.value
+                    if info.custom is not None:
+                        value = objects.with_api_version(value, info.api_version)
+                    items.append(objects.with_resource_version(value, entry.mod_revision))
                     start = entry.key + b"\x00"
                     if limit and len(items) >= limit:
                         more = page.more or entry is not page.kvs[-1]
@@ -219,7 +228,8 @@ class Registry:
         # selector); anything a client sent was dropped before this point.
         metadata["uid"] = metadata.get("uid") or objects.new_uid()
         metadata["creationTimestamp"] = objects.now_rfc3339()
-        if "spec" in obj:  # only objects with a spec track generations, as Kubernetes
+        # Only objects with a spec track generations, as Kubernetes; custom ones all do.
+        if "spec" in obj or info.custom is not None:
             metadata["generation"] = 1
         for server_only in (
             "resourceVersion",
@@ -439,6 +449,12 @@ class Registry:
                 async for event in events:
                     translated = _translate(event, matches)
                     if translated is not None:
+                        if info.custom is not None:
+                            translated = WatchEvent(
+                                translated.type,
+                                objects.with_api_version(translated.object, info.api_version),
+                                translated.revision,
+                            )
                         yield translated
         except kv.Compacted as exc:
             yield WatchEvent(

@@ -35,7 +35,7 @@ from kubetrio.providers import (
 )
 from kubetrio.store import Store
 
-from . import _defaults, _nodeproxy, _patch, _reviews, _tables, _validation
+from . import _crds, _defaults, _nodeproxy, _patch, _reviews, _tables, _validation
 from . import _objects as objects
 from ._http import Request, Response
 from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
@@ -266,6 +266,17 @@ class ApiServer:
                 name=target.name,
             ),
         )
+        if info.custom is not None and info.custom.deprecation_warning:
+            # Every request to a deprecated CRD version carries the warning.
+            response = await self._versioned(request, user, target, verb)
+            response.headers.extend(_warning_headers([info.custom.deprecation_warning]))
+            return response
+        return await self._versioned(request, user, target, verb)
+
+    async def _versioned(
+        self, request: Request, user: UserInfo, target: ResourcePath, verb: str
+    ) -> Response:
+        info = target.info
         if target.subresource:
             return await self._subresource(request, user, target, verb)
         if not info.has_verb(verb):
@@ -821,9 +832,10 @@ class ApiServer:
         self, request: Request, user: UserInfo, target: ResourcePath, verb: str
     ) -> Response:
         info = target.info
+        scale_of = partial(_crds.custom_scale, info) if info.custom else _scale_of
         if verb == "get":
             obj = await self.registry.get_object(info, target.namespace, target.name)
-            return json_response(_scale_of(obj))
+            return json_response(scale_of(obj))
         if verb not in ("update", "patch"):
             raise ApiError(
                 405,
@@ -836,7 +848,7 @@ class ApiServer:
         )
 
         async def change(current: KubeObject) -> KubeObject:
-            scale = _scale_of(current)
+            scale = scale_of(current)
             new_scale = (
                 body
                 if verb == "update"
@@ -858,7 +870,10 @@ class ApiServer:
                     ],
                 )
             new = copy.deepcopy(current)
-            new.setdefault("spec", {})["replicas"] = replicas
+            if info.custom:
+                _crds.set_custom_replicas(info, new, replicas)
+            else:
+                new.setdefault("spec", {})["replicas"] = replicas
             rv = (
                 (new_scale.get("metadata") or {}).get("resourceVersion")
                 if verb == "update"
@@ -870,7 +885,7 @@ class ApiServer:
         updated = await self.registry.update(
             info, target.namespace, target.name, change, dry_run=_dry_run(request)
         )
-        return json_response(_scale_of(updated))
+        return json_response(scale_of(updated))
 
     async def _pod_log(self, request: Request, target: ResourcePath) -> Response:
         """``pods/log``: read from the node agent that runs the pod."""
