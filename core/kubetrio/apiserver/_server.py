@@ -460,6 +460,8 @@ class ApiServer:
         if info.namespaced:
             await self._check_namespace_open(target.namespace)
         metadata["uid"] = objects.new_uid()  # server-set: a client's uid is never kept
+        if info.custom is not None and "status" in info.subresources:
+            obj.pop("status", None)  # written through /status only, as upstream
         _defaults.apply_defaults(info.group, info.resource, obj)
         _defaults.default_on_create(info.group, info.resource, obj)
         self._admit("CREATE", user, info, target, obj, None, request)
@@ -1053,7 +1055,10 @@ def _int_param(request: Request, name: str, default: int) -> int:
 
 
 def _warning_headers(warnings: list[str]) -> list[tuple[str, str]]:
-    return [("warning", f'299 - "{w.replace(chr(34), chr(39))}"') for w in warnings]
+    # An HTTP quoted-string, as kube-apiserver writes it; clients unescape it.
+    return [
+        ("warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"') for w in warnings
+    ]
 
 
 def _keep(new: KubeObject, source: KubeObject, field: str) -> None:
