@@ -544,3 +544,62 @@ async def test_openapi_v3_publishes_the_crd_schema(http: httpx.AsyncClient) -> N
     doc = (await http.get(root["apis/example.com/v1"]["serverRelativeURL"])).json()
     spec = doc["components"]["schemas"]["com.example.v1.Gadget"]["properties"]["spec"]
     assert "colour" in spec["properties"]
+
+
+async def test_defaults_on_read_and_schema_bounds(http: httpx.AsyncClient) -> None:
+    """A default added to the CRD later shows on objects stored before it (upstream
+    defaults on read from storage too); bounds are checked with kube-openapi's words."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "size": {"type": "integer", "minimum": 1, "maximum": 5},
+                    "name": {"type": "string", "maxLength": 3, "pattern": "^[a-z]+$"},
+                    "tags": {
+                        "type": "array",
+                        "maxItems": 2,
+                        "x-kubernetes-list-type": "set",
+                        "items": {"type": "string"},
+                    },
+                },
+            }
+        },
+    }
+    crd = gadget_crd(
+        [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}]
+    )
+    await _install_gadgets(http, crd)
+    url = GADGETS.format(v="v1")
+    body = {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "old"}}
+    assert (await http.post(url, json={**body, "spec": {"size": 2}})).status_code == 201
+    bad = await http.post(
+        url,
+        json={
+            **body,
+            "metadata": {"name": "bad"},
+            "spec": {"size": 0, "name": "ABCD", "tags": ["a", "a", "b"]},
+        },
+    )
+    assert bad.status_code == 422
+    messages = {c["field"]: c["message"] for c in bad.json()["details"]["causes"]}
+    assert messages["spec.size"] == (
+        "Invalid value: 0: spec.size in body should be greater than or equal to 1"
+    )
+    assert messages["spec.name"] in (
+        "Too long: may not be more than 3 bytes",
+        "Invalid value: \"ABCD\": spec.name in body should match '^[a-z]+$'",
+    )
+    assert messages["spec.tags"] == "Too many: 3: must have at most 2 items"
+    assert messages["spec.tags[1]"] == 'Duplicate value: "a"'
+    crd_url = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com"
+    current = (await http.get(crd_url)).json()
+    props = current["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    props["spec"]["properties"]["colour"] = {"type": "string", "default": "red"}
+    assert (await http.put(crd_url, json=current)).status_code == 200
+    with trio.fail_after(10):
+        while (await http.get(f"{url}/old")).json()["spec"].get("colour") != "red":
+            await trio.sleep(0.05)
+    listed = (await http.get(url)).json()["items"]
+    assert listed[0]["spec"] == {"size": 2, "colour": "red"}

@@ -39,6 +39,7 @@ __all__ = [
     "OBJECT_META_FIELDS",
     "crd_errors",
     "default",
+    "has_defaults",
     "kube_version_key",
     "prune",
     "schema_for_path",
@@ -127,6 +128,19 @@ def default(value: Any, schema: Schema | None) -> None:
                 if "default" in items and _non_nullable_null(item, items):
                     value[index] = copy.deepcopy(items["default"])
                 default(value[index], items)
+
+
+def has_defaults(schema: Any) -> bool:
+    """Whether a schema holds a ``default`` anywhere below its root."""
+    if isinstance(schema, Mapping):
+        return any(
+            key == "default" or has_defaults(value)
+            for key, value in schema.items()
+            if key not in ("enum", "example")
+        )
+    if isinstance(schema, list):
+        return any(has_defaults(item) for item in schema)
+    return False
 
 
 def _non_nullable_null(value: Any, schema: Schema) -> bool:

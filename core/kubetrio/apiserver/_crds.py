@@ -31,7 +31,7 @@ from kubetrio.api.scheme import (
     Scheme,
     SubresourceInfo,
 )
-from kubetrio.api.structural import kube_version_key
+from kubetrio.api.structural import has_defaults, kube_version_key
 from kubetrio.providers import ResourceDefinition
 from kubetrio.store import StoreError
 
@@ -133,6 +133,7 @@ def infos_of_crd(crd: KubeObject) -> list[ResourceInfo]:
             deprecated=bool(version.get("deprecated")),
             deprecation_warning=deprecation_warning(spec, version),
             printer_columns=tuple(version.get("additionalPrinterColumns") or (AGE_COLUMN,)),
+            defaulted=has_defaults((version.get("schema") or {}).get("openAPIV3Schema")),
             scale=subresources.get("scale"),
         )
         infos.append(

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from kubetrio import store as kv
+from kubetrio.api import structural
 from kubetrio.api.scheme import ResourceInfo
 
 from . import _objects as objects
@@ -116,9 +117,7 @@ class Registry:
         if found is None:
             raise not_found(info.resource, info.group, name)
         if info.custom is not None:  # one storage, served in each of the CRD's versions
-            found = msgspec.structs.replace(
-                found, value=objects.with_api_version(found.value, info.api_version)
-            )
+            found = msgspec.structs.replace(found, value=_served(info, found.value))
         return found
 
     async def get_object(self, info: ResourceInfo, namespace: str, name: str) -> KubeObject:
@@ -187,7 +186,7 @@ class Registry:
                             continue
                     value = entry.value
                     if info.custom is not None:
-                        value = objects.with_api_version(value, info.api_version)
+                        value = _served(info, value)
                     items.append(objects.with_resource_version(value, entry.mod_revision))
                     start = entry.key + b"\x00"
                     if limit and len(items) >= limit:
@@ -452,7 +451,7 @@ class Registry:
                         if info.custom is not None:
                             translated = WatchEvent(
                                 translated.type,
-                                objects.with_api_version(translated.object, info.api_version),
+                                _served(info, translated.object),
                                 translated.revision,
                             )
                         yield translated
@@ -462,6 +461,18 @@ class Registry:
                 objects.encode(expired(start - 1, exc.compact_revision).status()),
                 exc.current_revision,
             )
+
+
+def _served(info: ResourceInfo, data: bytes) -> bytes:
+    """A custom resource as one of its CRD's versions serves it: that version's
+    ``apiVersion`` (conversion None) and, when its schema has defaults, those filled in,
+    as apiextensions-apiserver also defaults objects read from storage."""
+    data = objects.with_api_version(data, info.api_version)
+    if info.custom is not None and info.custom.defaulted and info.schema is not None:
+        obj = objects.decode(data)
+        structural.default(obj, info.schema)
+        data = objects.encode(obj)
+    return data
 
 
 def _translate(event: kv.Event, matches: ObjectFilter) -> WatchEvent | None:
