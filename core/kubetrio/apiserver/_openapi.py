@@ -57,7 +57,7 @@ from kubetrio.api.scheme import ResourceInfo, Scheme, SubresourceInfo
 from ._http import Request, Response
 from ._status import ApiError
 
-__all__ = ["EncodedDocument", "OpenAPIDocuments", "serve_openapi_v3"]
+__all__ = ["EncodedDocument", "OpenAPIDocuments", "documents_of", "serve_openapi_v3"]
 
 Schema = dict[str, Any]
 
@@ -719,13 +719,18 @@ class OpenAPIDocuments:
 _BY_SCHEME: weakref.WeakKeyDictionary[Scheme, OpenAPIDocuments] = weakref.WeakKeyDictionary()
 
 
-def serve_openapi_v3(
-    scheme: Scheme, request: Request, path: str, *, kubernetes_version: tuple[int, int, int]
-) -> Response:
-    """Answer an ``/openapi/v3`` request from the (lazily made) documents of ``scheme``."""
+def documents_of(scheme: Scheme, *, kubernetes_version: tuple[int, int, int]) -> OpenAPIDocuments:
+    """The (lazily made, then kept) OpenAPI documents of ``scheme``."""
     documents = _BY_SCHEME.get(scheme)
     if documents is None:
         major, minor, patch = kubernetes_version
         documents = OpenAPIDocuments(scheme, version=f"v{major}.{minor}.{patch}")
         _BY_SCHEME[scheme] = documents
-    return documents.respond(request, path)
+    return documents
+
+
+def serve_openapi_v3(
+    scheme: Scheme, request: Request, path: str, *, kubernetes_version: tuple[int, int, int]
+) -> Response:
+    """Answer an ``/openapi/v3`` request from the (lazily made) documents of ``scheme``."""
+    return documents_of(scheme, kubernetes_version=kubernetes_version).respond(request, path)

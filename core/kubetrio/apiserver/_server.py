@@ -214,9 +214,13 @@ class ApiServer:
             if found is not None:
                 return Response(body=_encode_model(found))
         if path == "/openapi/v2":
-            # An empty protobuf document is a valid, empty OpenAPI v2 spec: kubectl
-            # 1.27/1.28 then skip client-side validation instead of failing.
-            return Response(body=b"", content_type=OPENAPI_V2_PROTOBUF)
+            # The v3 documents as one Swagger 2.0 protobuf (explain's openapiv2 output,
+            # kubectl 1.27/1.28's eager fetch); see _openapi_v2.
+            from ._openapi import documents_of
+            from ._openapi_v2 import openapi_v2_protobuf
+
+            documents = documents_of(self.scheme, kubernetes_version=KUBERNETES_VERSION)
+            return Response(body=openapi_v2_protobuf(documents), content_type=OPENAPI_V2_PROTOBUF)
         if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
             # Generated from our models, for kubectl 1.29+ explain and field validation.
             from ._openapi import serve_openapi_v3
