@@ -476,6 +476,14 @@ async def test_default_age_column_and_broken_crds(http: httpx.AsyncClient) -> No
         )
     ).json()
     assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Age"]
+    # without a status subresource, status is an ordinary field: it bumps generation
+    current = (await http.get(f"{GADGETS.format(v='v1')}/a")).json()
+    assert current["metadata"]["generation"] == 1
+    updated = await http.put(
+        f"{GADGETS.format(v='v1')}/a", json={**current, "status": {"replicas": 1}}
+    )
+    assert updated.json()["status"] == {"replicas": 1}
+    assert updated.json()["metadata"]["generation"] == 2
     broken = gadget_crd(
         [
             {

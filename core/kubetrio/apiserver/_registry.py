@@ -293,7 +293,7 @@ class Registry:
             if body_rv_given and str(wanted_rv) != str(current.mod_revision):
                 raise conflict(info.resource, info.group, name)
             _keep_server_metadata(old, new, info, server_fields)
-            if "generation" in old["metadata"] and _spec_changed(old, new):
+            if "generation" in old["metadata"] and _spec_changed(old, new, info):
                 new["metadata"]["generation"] = int(old["metadata"]["generation"]) + 1
             if _finalized(old, new):
                 # The last finalizer went away from an object being deleted: delete it.
@@ -545,9 +545,12 @@ def _keep_server_metadata(
             )
 
 
-def _spec_changed(old: KubeObject, new: KubeObject) -> bool:
-    """Whether anything but metadata and status changed (what bumps ``generation``)."""
+def _spec_changed(old: KubeObject, new: KubeObject, info: ResourceInfo | None = None) -> bool:
+    """Whether anything but metadata and status changed (what bumps ``generation``); a
+    custom resource without a status subresource counts its status too, as upstream."""
     ignored = {"metadata", "status", "apiVersion", "kind"}
+    if info is not None and info.custom is not None and "status" not in info.subresources:
+        ignored.discard("status")
     keys = (set(old) | set(new)) - ignored
     return any(old.get(k) != new.get(k) for k in keys)
 
