@@ -611,3 +611,35 @@ async def test_defaults_on_read_and_schema_bounds(http: httpx.AsyncClient) -> No
             await trio.sleep(0.05)
     listed = (await http.get(url)).json()["items"]
     assert listed[0]["spec"] == {"size": 2, "colour": "red"}
+
+
+async def test_name_conflicts_are_reported(http: httpx.AsyncClient) -> None:
+    """A CRD whose kind another CRD of the group serves is NamesAccepted=False and not
+    served; it is served once the other one is gone."""
+    await _install_gadgets(http)
+    rival = gadget_crd()
+    rival["metadata"]["name"] = "gizmos.example.com"
+    rival["spec"]["names"] = {"plural": "gizmos", "singular": "gizmo", "kind": "Gadget"}
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    assert (await http.post(crds, json=rival)).status_code == 201
+
+    async def conditions() -> dict[str, tuple[str, str]]:
+        crd = (await http.get(f"{crds}/gizmos.example.com")).json()
+        return {
+            c["type"]: (c["status"], c["reason"])
+            for c in (crd.get("status") or {}).get("conditions") or []
+        }
+
+    with trio.fail_after(10):
+        while not await conditions():
+            await trio.sleep(0.05)
+    assert await conditions() == {
+        "NamesAccepted": ("False", "KindConflict"),
+        "Established": ("False", "NotAccepted"),
+    }
+    assert (await http.get("/apis/example.com/v1/namespaces/default/gizmos")).status_code == 404
+    await http.delete(f"{crds}/gadgets.example.com")
+    with trio.fail_after(10):
+        while (await conditions()).get("Established") != ("True", "InitialNamesAccepted"):
+            await trio.sleep(0.05)
+    assert (await http.get("/apis/example.com/v1/namespaces/default/gizmos")).status_code == 200

@@ -178,6 +178,8 @@ class CustomResources:
         self.scheme = scheme
         self.served: dict[str, list[ResourceInfo]] = {}
         """CRD name -> the resources registered for it."""
+        self.pending: dict[str, KubeObject] = {}
+        """CRDs not served because another CRD holds their plural or kind."""
 
     @property
     def crd_info(self) -> ResourceInfo:
@@ -224,8 +226,13 @@ class CustomResources:
             return
         conflict = self._name_conflict(name, crd)
         if conflict is not None:
+            # Not served (its objects stay stored) until the other CRD goes away.
+            for old in self.served.pop(name, []):
+                self.scheme.unregister(old.group, old.version, old.resource)
+            self.pending[name] = crd
             await self._set_status(crd, conflict)
             return
+        self.pending.pop(name, None)
         # Unregister first, then register in priority order: the group's preferred
         # version stays the highest served one (all in one step, no await between).
         for old in self.served.get(name, []):
@@ -254,6 +261,7 @@ class CustomResources:
     async def remove(self, crd: KubeObject) -> None:
         """Stop serving a CRD and delete its objects."""
         name = crd["metadata"]["name"]
+        self.pending.pop(name, None)
         for info in self.served.pop(name, []):
             self.scheme.unregister(info.group, info.version, info.resource)
             prefix = self.registry.prefix(info)
@@ -261,6 +269,9 @@ class CustomResources:
             for kv in page.kvs:
                 with contextlib.suppress(StoreError):  # deleted meanwhile
                     await self.registry.store.delete(kv.key)
+        # A CRD refused for a name this one held may be served now.
+        for waiting in list(self.pending.values()):
+            await self.apply(waiting)
 
     async def _set_status(self, crd: KubeObject, conflict: tuple[str, str] | None) -> None:
         """``acceptedNames``, ``storedVersions`` and the NamesAccepted / Established
