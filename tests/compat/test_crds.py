@@ -146,6 +146,11 @@ def test_kubectl_explain_crd_fields(cluster: CompatCluster, gadgets: str, versio
     assert "metadata\t<ObjectMeta>" in out
     bad = cluster.kubectl("explain", "gadget.spec.bogus", version=version, check=False)
     assert bad.returncode != 0 and 'field "bogus" does not exist' in bad.stderr
+    # the Swagger 2.0 output reads the protobuf /openapi/v2
+    out = cluster.kubectl(
+        "explain", "gadget.spec", "--output=plaintext-openapiv2", version=version
+    ).stdout
+    assert f"VERSION:  {GROUP}/v1" in out and "The message the gadget prints." in out, out
 
 
 @pytest.mark.parametrize("version", KUBECTL)
@@ -165,9 +170,19 @@ def test_kubectl_apply_validates_unknown_fields(
     )
     assert 'Warning: unknown field "spec.bogus"' in warned.stderr, warned.stderr
     assert "gadget.compat.example.com/v created" in warned.stdout
+    changed = cluster.kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=gadget_yaml("v", "  message: changed\n"),
+        version=version,
+    )
+    assert "gadget.compat.example.com/v configured" in changed.stdout
     stored = get_json(cluster, "gadget", "v", "-n", namespace)
     assert stored["spec"] == {
-        "message": "hi",
+        "message": "changed",
         "replicas": 1,
         "mode": "fast",
         "limits": {"depth": 3},
