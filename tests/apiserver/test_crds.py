@@ -359,6 +359,15 @@ async def test_unknown_fields_are_pruned_or_refused(http: httpx.AsyncClient) -> 
     assert spec["items"] == [{"name": "a"}]
     # defaults, at every depth, before validation
     assert spec["replicas"] == 1 and spec["mode"] == "fast" and spec["nested"] == {"depth": 3}
+    headless = await http.post(
+        url,
+        json={**body, "metadata": {"name": "h"}, "spec": {"template": {"metadata": {}}}},
+    )
+    assert headless.status_code == 422
+    assert {c["field"] for c in headless.json()["details"]["causes"]} == {
+        "spec.template.apiVersion",
+        "spec.template.kind",
+    }
     patched = await http.patch(
         f"{url}/g",
         params={"fieldValidation": "Strict"},

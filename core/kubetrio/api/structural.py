@@ -230,6 +230,15 @@ def crd_errors(crd: Mapping[str, Any]) -> list[FieldError]:
         errors.append(
             FieldError.invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group')
         )
+    if spec.get("preserveUnknownFields"):
+        errors.append(
+            FieldError.invalid(
+                "spec.preserveUnknownFields",
+                True,
+                "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in "
+                "spec.versions[*].schema instead",
+            )
+        )
     scope = spec.get("scope")
     if scope not in _SCOPES:
         errors.append(

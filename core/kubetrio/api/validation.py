@@ -532,6 +532,8 @@ def schema_errors(value: Any, schema: Mapping[str, Any], field: str = "") -> lis
         return [FieldError.not_supported(field, value, [str(v) for v in schema["enum"]])]
     errors: list[FieldError] = _constraint_errors(value, schema, field)
     prefix = f"{field}." if field else ""
+    if isinstance(value, dict) and schema.get("x-kubernetes-embedded-resource"):
+        errors += _embedded_resource_errors(value, prefix)
     if isinstance(value, dict):
         properties = schema.get("properties") or {}
         for name in schema.get("required") or ():
@@ -546,6 +548,19 @@ def schema_errors(value: Any, schema: Mapping[str, Any], field: str = "") -> lis
     elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
         for index, item in enumerate(value):
             errors += schema_errors(item, schema["items"], f"{field}[{index}]")
+    return errors
+
+
+def _embedded_resource_errors(value: Mapping[str, Any], prefix: str) -> list[FieldError]:
+    """An embedded resource names its ``apiVersion`` and ``kind``, as upstream requires."""
+    errors: list[FieldError] = []
+    for key in ("apiVersion", "kind"):
+        if key not in value:
+            errors.append(FieldError.required(f"{prefix}{key}", "must not be empty"))
+        elif not isinstance(value[key], str):
+            errors.append(FieldError.type_invalid(f"{prefix}{key}", value[key], "must be a string"))
+        elif not value[key]:
+            errors.append(FieldError.invalid(f"{prefix}{key}", value[key], "must not be empty"))
     return errors
 
 
