@@ -221,6 +221,8 @@ def test_kubectl_get_columns_names_and_scale(
     wide = cluster.kubectl("get", "gadgets", "-o", "wide", "-n", namespace, version=version).stdout
     assert wide.splitlines()[0].split() == ["NAME", "REPLICAS", "MESSAGE", "AGE"], wide
     assert "hello" in wide
+    crds = cluster.kubectl("get", "crd", CRD_NAME, version=version).stdout
+    assert crds.splitlines()[0].split() == ["NAME", "CREATED", "AT"], crds
     everything = cluster.kubectl("get", "all", "-n", namespace, version=version).stdout
     assert "gadget.compat.example.com/g1" in everything, everything
     scaled = cluster.kubectl(

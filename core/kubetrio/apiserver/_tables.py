@@ -279,6 +279,10 @@ def _job_duration(job: KubeObject) -> str:
 
 
 COLUMNS: dict[tuple[str, str], list[Column]] = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): [
+        # kube-apiserver prints the creation time itself here, not an age
+        ("Created At", "date", 0, lambda crd: _path(crd, "metadata", "creationTimestamp")),
+    ],
     ("", "pods"): [
         ("Ready", "string", 0, _pod_ready),
         ("Status", "string", 0, _pod_status),
