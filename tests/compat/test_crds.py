@@ -397,7 +397,11 @@ def test_python_client_custom_objects(cluster: CompatCluster, gadgets: str, name
 
 def test_lightkube_generic_resources(cluster: CompatCluster, gadgets: str, namespace: str) -> None:
     from lightkube import Client, KubeConfig, codecs
-    from lightkube.generic_resource import create_namespaced_resource
+    from lightkube.generic_resource import (
+        create_namespaced_resource,
+        get_generic_resource,
+        load_in_cluster_generic_resources,
+    )
     from lightkube.models.meta_v1 import ObjectMeta
     from lightkube.types import PatchType
 
@@ -426,6 +430,11 @@ def test_lightkube_generic_resources(cluster: CompatCluster, gadgets: str, names
         Gadget.Scale(metadata=ObjectMeta(name="lk", namespace=namespace), spec={"replicas": 3})
     )
     assert kube.get(Gadget, "lk").spec["replicas"] == 3
+    # lightkube can also learn the kinds from the served CRDs themselves
+    load_in_cluster_generic_resources(kube)
+    learned = get_generic_resource(f"{GROUP}/v1", "Gadget")
+    assert learned is not None
+    assert kube.get(learned, "lk2").spec["message"] == "two"
 
 
 # --- kr8s --------------------------------------------------------------------------------------
