@@ -390,6 +390,21 @@ def test_python_client_custom_objects(cluster: CompatCluster, gadgets: str, name
     assert refused.value.status == 422
     causes = json.loads(refused.value.body)["details"]["causes"]
     assert causes[0]["field"] == "spec.replicas"
+    # the DynamicClient finds the kind, its versions and subresources through discovery
+    from kubernetes.dynamic import DynamicClient
+
+    dynamic = DynamicClient(config.new_client_from_config(str(cluster.kubeconfig)))
+    gadgets_v1 = dynamic.resources.get(api_version=f"{GROUP}/v1", kind="Gadget")
+    found = gadgets_v1.get(name="py", namespace=namespace)
+    assert found.spec.replicas == 2
+    gadgets_v1.status.patch(
+        name="py",
+        namespace=namespace,
+        body={"status": {"phase": "Dynamic"}},
+        content_type="application/merge-patch+json",
+    )
+    old = dynamic.resources.get(api_version=f"{GROUP}/v1beta1", kind="Gadget")
+    assert old.get(name="py", namespace=namespace).status.phase == "Dynamic"
 
 
 # --- lightkube -----------------------------------------------------------------------------
