@@ -652,3 +652,37 @@ async def test_name_conflicts_are_reported(http: httpx.AsyncClient) -> None:
         while (await conditions()).get("Established") != ("True", "InitialNamesAccepted"):
             await trio.sleep(0.05)
     assert (await http.get("/apis/example.com/v1/namespaces/default/gizmos")).status_code == 200
+
+
+async def test_crd_deletion_waits_for_its_objects_finalizers(http: httpx.AsyncClient) -> None:
+    """Deleting a CRD marks it Terminating and deletes its objects through the API, so
+    their finalizers hold it (as an operator's would); creates are refused meanwhile."""
+    await _install_gadgets(http)
+    url = GADGETS.format(v="v1")
+    body = {"apiVersion": "example.com/v1", "kind": "Gadget"}
+    held = {**body, "metadata": {"name": "held", "finalizers": ["example.com/cleanup"]}}
+    assert (await http.post(url, json=held)).status_code == 201
+    crd_url = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com"
+    deleted = await http.delete(crd_url)
+    assert deleted.status_code == 200
+    assert "customresourcecleanup.apiextensions.k8s.io" in deleted.json()["metadata"]["finalizers"]
+    with trio.fail_after(10):
+        while not (await http.get(f"{url}/held")).json()["metadata"].get("deletionTimestamp"):
+            await trio.sleep(0.05)
+    crd = (await http.get(crd_url)).json()
+    conditions = {c["type"]: c["reason"] for c in crd["status"]["conditions"]}
+    assert conditions["Terminating"] == "InstanceDeletionInProgress"
+    refused = await http.post(url, json={**body, "metadata": {"name": "late"}})
+    assert refused.status_code == 405
+    assert "terminating" in refused.json()["message"]
+    released = await http.patch(
+        f"{url}/held",
+        content=b'{"metadata":{"finalizers":null}}',
+        headers={"content-type": "application/merge-patch+json"},
+    )
+    assert released.status_code == 200
+    with trio.fail_after(10):
+        while (await http.get(crd_url)).status_code != 404:
+            await trio.sleep(0.05)
+        while (await http.get("/apis/example.com/v1")).status_code != 404:
+            await trio.sleep(0.05)

@@ -177,6 +177,8 @@ class CustomVersion:
     """The ``Warning`` every request to this version gets (empty when not deprecated)."""
     printer_columns: tuple[Mapping[str, Any], ...] = ()
     """``additionalPrinterColumns`` (an ``Age`` column when the CRD declares none)."""
+    terminating: bool = False
+    """The CRD is being deleted: objects may be read and deleted, not created."""
     defaulted: bool = False
     """Whether the schema has ``default`` values (then objects are defaulted on read too)."""
     scale: Mapping[str, Any] | None = None

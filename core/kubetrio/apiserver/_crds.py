@@ -46,6 +46,9 @@ VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update
 SUB_VERBS = ("get", "patch", "update")
 
 
+CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
+"""Held by a CRD being deleted until its objects are gone (added by the delete itself)."""
+
 AGE_COLUMN: Mapping[str, Any] = {
     "name": "Age",
     "type": "date",
@@ -118,7 +121,7 @@ def deprecation_warning(spec: Mapping[str, Any], version: Mapping[str, Any]) -> 
     return f"{message}; use {group}/{newer[0]} {kind}" if newer else message
 
 
-def infos_of_crd(crd: KubeObject) -> list[ResourceInfo]:
+def infos_of_crd(crd: KubeObject, *, terminating: bool = False) -> list[ResourceInfo]:
     """The resources a CRD serves: one per served version, highest priority first."""
     spec = crd.get("spec") or {}
     names = spec.get("names") or {}
@@ -135,6 +138,7 @@ def infos_of_crd(crd: KubeObject) -> list[ResourceInfo]:
             printer_columns=tuple(version.get("additionalPrinterColumns") or (AGE_COLUMN,)),
             defaulted=has_defaults((version.get("schema") or {}).get("openAPIV3Schema")),
             scale=subresources.get("scale"),
+            terminating=terminating,
         )
         infos.append(
             _info(
@@ -180,6 +184,9 @@ class CustomResources:
         """CRD name -> the resources registered for it."""
         self.pending: dict[str, KubeObject] = {}
         """CRDs not served because another CRD holds their plural or kind."""
+        self.finalizing: set[str] = set()
+        """Terminating CRDs whose objects are being deleted."""
+        self._nursery: trio.Nursery | None = None
 
     @property
     def crd_info(self) -> ResourceInfo:
@@ -189,6 +196,11 @@ class CustomResources:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the stored CRDs, then follow their changes until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._follow(task_status)
+
+    async def _follow(self, task_status: trio.TaskStatus[None]) -> None:
         page = await self.registry.list(self.crd_info, "")
         for raw in page.items:
             await self.apply(objects.decode(raw))
@@ -216,13 +228,25 @@ class CustomResources:
     async def apply(self, crd: KubeObject) -> None:
         """Serve (or re-serve) a CRD's versions and mark it established."""
         name = crd["metadata"]["name"]
-        if crd["metadata"].get("deletionTimestamp"):
+        terminating = bool(crd["metadata"].get("deletionTimestamp"))
+        if terminating and CLEANUP_FINALIZER not in crd["metadata"].get("finalizers", []):
             await self.remove(crd)
             return
         try:
-            infos = infos_of_crd(crd)
+            infos = infos_of_crd(crd, terminating=terminating)
         except (KeyError, TypeError) as exc:
             log.warning("CustomResourceDefinition %s is not servable: %s", name, exc)
+            return
+        if terminating:
+            # Still served for reads and deletes while its objects go, as upstream.
+            for old in self.served.get(name, []):
+                self.scheme.unregister(old.group, old.version, old.resource)
+            for info in infos:
+                self.scheme.register(info)
+            self.served[name] = infos
+            if name not in self.finalizing and self._nursery is not None and infos:
+                self.finalizing.add(name)
+                self._nursery.start_soon(self._finalize, name, infos[0])
             return
         conflict = self._name_conflict(name, crd)
         if conflict is not None:
@@ -272,6 +296,64 @@ class CustomResources:
         # A CRD refused for a name this one held may be served now.
         for waiting in list(self.pending.values()):
             await self.apply(waiting)
+
+    async def _finalize(self, name: str, info: ResourceInfo) -> None:
+        """Delete a terminating CRD's objects (their finalizers honoured), then drop the
+        cleanup finalizer so the CRD itself goes."""
+        try:
+            await self._set_terminating(name)
+            while True:
+                page = await self.registry.list(info, "")
+                for raw in page.items:
+                    meta = objects.decode(raw)["metadata"]
+                    if meta.get("deletionTimestamp"):
+                        continue  # waiting for its own finalizers
+                    with contextlib.suppress(ApiError):  # gone meanwhile
+                        await self.registry.delete(
+                            info, meta.get("namespace", ""), meta["name"], options={}
+                        )
+                if not (await self.registry.list(info, "", limit=1)).items:
+                    break
+                await trio.sleep(1)
+
+            async def release(current: KubeObject) -> KubeObject:
+                finalizers = current["metadata"].get("finalizers") or []
+                current["metadata"]["finalizers"] = [
+                    f for f in finalizers if f != CLEANUP_FINALIZER
+                ]
+                current["metadata"].pop("resourceVersion", None)
+                return current
+
+            with contextlib.suppress(ApiError):  # another API server finished first
+                await self.registry.update(
+                    self.crd_info, "", name, release, precondition_from_body=False
+                )
+        except Exception:
+            log.exception("deleting the objects of CustomResourceDefinition %s failed", name)
+        finally:
+            self.finalizing.discard(name)
+
+    async def _set_terminating(self, name: str) -> None:
+        async def mark(current: KubeObject) -> KubeObject:
+            status = current.setdefault("status", {})
+            conditions = [
+                c for c in status.get("conditions") or [] if c.get("type") != "Terminating"
+            ]
+            conditions.append(
+                {
+                    "type": "Terminating",
+                    "status": "True",
+                    "reason": "InstanceDeletionInProgress",
+                    "message": "CustomResource deletion is in progress",
+                    "lastTransitionTime": objects.now_rfc3339(),
+                }
+            )
+            status["conditions"] = conditions
+            current["metadata"].pop("resourceVersion", None)
+            return current
+
+        with contextlib.suppress(ApiError):
+            await self.registry.update(self.crd_info, "", name, mark, precondition_from_body=False)
 
     async def _set_status(self, crd: KubeObject, conflict: tuple[str, str] | None) -> None:
         """``acceptedNames``, ``storedVersions`` and the NamesAccepted / Established
@@ -399,3 +481,27 @@ def set_custom_replicas(info: ResourceInfo, obj: KubeObject, replicas: int) -> N
             child = node[step] = {}
         node = child
     node[steps[-1]] = replicas
+
+
+async def add_cleanup_finalizer(registry: Registry, info: ResourceInfo, name: str) -> None:
+    """Before a CRD is deleted: hold it with the cleanup finalizer so it stays, Terminating,
+    until its objects are deleted (kube-apiserver's CRD storage does this on delete)."""
+
+    async def hold(current: KubeObject) -> KubeObject:
+        finalizers = current["metadata"].setdefault("finalizers", [])
+        if CLEANUP_FINALIZER not in finalizers and not current["metadata"].get("deletionTimestamp"):
+            finalizers.append(CLEANUP_FINALIZER)
+        current["metadata"].pop("resourceVersion", None)
+        return current
+
+    await registry.update(info, "", name, hold, precondition_from_body=False)
+
+
+def refuse_create_while_terminating(info: ResourceInfo) -> None:
+    """Creating objects of a terminating CRD is refused (405), as upstream."""
+    if info.custom is not None and info.custom.terminating:
+        raise ApiError(
+            405,
+            "create not allowed while custom resource definition is terminating",
+            reason="MethodNotAllowed",
+        )

@@ -463,6 +463,7 @@ class ApiServer:
         _validation.validate_metadata(obj, info)
         if info.namespaced:
             await self._check_namespace_open(target.namespace)
+        _crds.refuse_create_while_terminating(info)
         metadata["uid"] = objects.new_uid()  # server-set: a client's uid is never kept
         if info.custom is not None and "status" in info.subresources:
             obj.pop("status", None)  # written through /status only, as upstream
@@ -701,6 +702,8 @@ class ApiServer:
             return await self._delete_namespace(request, user, target, options)
         current = await self.registry.get_object(info, target.namespace, target.name)
         self._admit("DELETE", user, info, target, None, current, request)
+        if (info.group, info.resource) == _validation.CRDS and not _dry_run(request):
+            await _crds.add_cleanup_finalizer(self.registry, info, target.name)
         obj, _gone = await self.registry.delete(
             info, target.namespace, target.name, options=options, dry_run=_dry_run(request)
         )
