@@ -748,6 +748,8 @@ class ApiServer:
             obj = objects.decode(item)
             meta = obj["metadata"]
             try:
+                if (info.group, info.resource) == _validation.CRDS and not _dry_run(request):
+                    await _crds.add_cleanup_finalizer(self.registry, info, meta["name"])
                 gone, _ = await self.registry.delete(
                     info,
                     meta.get("namespace", ""),
