@@ -359,6 +359,13 @@ async def test_unknown_fields_are_pruned_or_refused(http: httpx.AsyncClient) -> 
     assert spec["items"] == [{"name": "a"}]
     # defaults, at every depth, before validation
     assert spec["replicas"] == 1 and spec["mode"] == "fast" and spec["nested"] == {"depth": 3}
+    # a null the schema does not allow means "unset": defaulted when it can be, else dropped
+    nulls = await http.post(
+        url,
+        json={**body, "metadata": {"name": "n"}, "spec": {"mode": None, "message": None}},
+    )
+    assert nulls.status_code == 201, nulls.text
+    assert nulls.json()["spec"]["mode"] == "fast" and "message" not in nulls.json()["spec"]
     headless = await http.post(
         url,
         json={**body, "metadata": {"name": "h"}, "spec": {"template": {"metadata": {}}}},

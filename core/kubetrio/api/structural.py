@@ -10,7 +10,8 @@ What kube-apiserver (apiextensions-apiserver) does with a CustomResourceDefiniti
   (``spec.x``, ``spec.items[0].y``), which ``fieldValidation=Strict`` refuses and ``Warn``
   reports as ``unknown field "spec.x"``.
 - :func:`default` fills in ``default:`` values where a field is absent (or null and not
-  nullable), at any depth, before validation.
+  nullable), at any depth, before validation; :func:`drop_nulls` then removes the nulls
+  left where the schema allows none.
 - :func:`schema_for_path` finds the schema of a field (``x-kubernetes-list-type`` and
   ``x-kubernetes-list-map-keys`` for server-side apply's merge of lists).
 - :func:`crd_errors` checks a CRD is servable: names, versions, one storage version and
@@ -39,6 +40,7 @@ __all__ = [
     "OBJECT_META_FIELDS",
     "crd_errors",
     "default",
+    "drop_nulls",
     "has_defaults",
     "kube_version_key",
     "prune",
@@ -128,6 +130,27 @@ def default(value: Any, schema: Schema | None) -> None:
                 if "default" in items and _non_nullable_null(item, items):
                     value[index] = copy.deepcopy(items["default"])
                 default(value[index], items)
+
+
+def drop_nulls(value: Any, schema: Schema | None) -> None:
+    """Remove ``null`` fields the schema neither allows (``nullable``) nor defaults, in
+    place — after :func:`default`, as upstream (``PruneNonNullableNullsWithoutDefaults``):
+    a null where an object is expected means "not set", not an error."""
+    if schema is None:
+        return
+    if isinstance(value, dict):
+        properties: Mapping[str, Any] = schema.get("properties") or {}
+        for key in list(value):
+            prop = properties.get(key)
+            if prop is None:
+                continue
+            if value[key] is None and "default" not in prop and not prop.get("nullable"):
+                del value[key]
+            else:
+                drop_nulls(value[key], prop)
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for item in value:
+            drop_nulls(item, schema["items"])
 
 
 def has_defaults(schema: Any) -> bool:

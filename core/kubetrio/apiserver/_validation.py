@@ -179,6 +179,7 @@ def _custom_typed(
         if mode == "Warn":
             warnings.extend(messages)
     structural.default(obj, schema)
+    structural.drop_nulls(obj, schema)
     structural.prune(obj, schema)  # defaults may hold fields the schema does not name
     errors = validation.schema_errors(obj, schema)
     if errors:
