@@ -343,8 +343,12 @@ async def test_http_answers_root_documents_caching_and_v2(http: httpx.AsyncClien
 
         v2 = await http.get("/openapi/v2")
         assert v2.status_code == 200
-        assert v2.content == b""
-        assert v2.headers["content-type"].startswith("application/com.github.proto-openapi")
+        # gnostic Document: field 1 "2.0" (swagger), then info, paths and definitions
+        assert v2.content.startswith(b"\x0a\x032.0")
+        assert b"io.k8s.api.apps.v1.Deployment" in v2.content
+        assert v2.headers["content-type"] == (
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+        )
 
 
 # ---- kubectl --------------------------------------------------------------------------------
@@ -471,7 +475,24 @@ async def test_kubectl_133_validates_on_the_server(
 
 
 @needs_kubectl
-async def test_kubectl_127_applies_through_the_empty_v2(
+@pytest.mark.parametrize("minor", [27, 33])
+async def test_kubectl_explain_openapiv2_output(
+    apiserver: RunningApiServer, kubeconfig: Path, tmp_path: Path, minor: int
+) -> None:
+    """``--output=plaintext-openapiv2`` reads the protobuf /openapi/v2 document."""
+    cache = tmp_path / "cache"
+    args = ("explain", "--output=plaintext-openapiv2")
+    code, out = await kubectl(minor, kubeconfig, cache, *args, "deployment.spec.strategy")
+    assert code == 0, out
+    assert "KIND:     Deployment" in out
+    assert "rollingUpdate\t<Object>" in out and "type\t<string>" in out
+    code, out = await kubectl(minor, kubeconfig, cache, *args, "pods.spec.containers")
+    assert code == 0, out
+    assert "name\t<string> -required-" in out
+
+
+@needs_kubectl
+async def test_kubectl_127_applies_with_the_v2_document(
     apiserver: RunningApiServer, kubeconfig: Path, tmp_path: Path
 ) -> None:
     good = tmp_path / "good.yaml"

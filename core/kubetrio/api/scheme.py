@@ -27,9 +27,11 @@ from .generated import meta_v1
 from .generated.registry import DEFINITIONS, KINDS
 from .generated.resources import RESOURCES, RawResource
 from .model import KubeStruct
+from .structural import kube_version_key
 
 __all__ = [
     "BUILTIN",
+    "CustomVersion",
     "GroupVersionKind",
     "GroupVersionResource",
     "ResourceInfo",
@@ -164,6 +166,27 @@ class SubresourceInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomVersion:
+    """What a CustomResourceDefinition says of one served version beyond its schema."""
+
+    crd: str
+    """The CRD's name (``widgets.example.com``)."""
+    storage: bool = False
+    deprecated: bool = False
+    deprecation_warning: str = ""
+    """The ``Warning`` every request to this version gets (empty when not deprecated)."""
+    printer_columns: tuple[Mapping[str, Any], ...] = ()
+    """``additionalPrinterColumns`` (an ``Age`` column when the CRD declares none)."""
+    terminating: bool = False
+    """The CRD is being deleted: objects may be read and deleted, not created."""
+    defaulted: bool = False
+    """Whether the schema has ``default`` values (then objects are defaulted on read too)."""
+    scale: Mapping[str, Any] | None = None
+    """``subresources.scale``: ``specReplicasPath``, ``statusReplicasPath``,
+    ``labelSelectorPath``."""
+
+
+@dataclass(frozen=True, slots=True)
 class ResourceInfo:
     """Everything about one served resource; see the module docstring."""
 
@@ -182,6 +205,8 @@ class ResourceInfo:
     definition: str | None = None
     schema: Mapping[str, Any] | None = None
     """A custom resource's OpenAPI v3 schema (built-ins have a ``model`` instead)."""
+    custom: CustomVersion | None = None
+    """Set for resources served from a CustomResourceDefinition (pruned, defaulted)."""
 
     @property
     def api_version(self) -> str:
@@ -291,6 +316,10 @@ class Scheme:
         versions = self._versions.setdefault(info.group, [])
         if info.version not in versions:
             versions.append(info.version)
+            if info.custom is not None:
+                # A custom group's preferred version is its highest-priority one, as
+                # kube-apiserver orders them (v2 > v1 > v1beta1 > v1alpha1).
+                versions.sort(key=kube_version_key)
         if info.model is not None:
             self._types[(info.group, info.version, info.kind)] = info.model
         if info.list_model is not None:

@@ -505,7 +505,9 @@ _SCHEMA_TYPES: dict[str, tuple[type, ...]] = {
 
 def schema_errors(value: Any, schema: Mapping[str, Any], field: str = "") -> list[FieldError]:
     """Where ``value`` breaks an OpenAPI v3 (structural) ``schema``: types, ``enum``,
-    ``required``, recursing through ``properties``, ``items`` and ``additionalProperties``.
+    ``required``, bounds (``minimum``, ``maxLength``, ``pattern``, ``maxItems``,
+    ``uniqueItems``, ``x-kubernetes-list-type: set/map`` ...), recursing through
+    ``properties``, ``items`` and ``additionalProperties``.
 
     What kube-apiserver checks of a custom resource before it stores it (``field`` is the
     path so far, as in ``spec.blockSize``). Fields the schema does not name are left to
@@ -528,8 +530,10 @@ def schema_errors(value: Any, schema: Mapping[str, Any], field: str = "") -> lis
         return [FieldError.type_invalid(field, value, f"must be of type {expected}")]
     if "enum" in schema and value not in schema["enum"]:
         return [FieldError.not_supported(field, value, [str(v) for v in schema["enum"]])]
-    errors: list[FieldError] = []
+    errors: list[FieldError] = _constraint_errors(value, schema, field)
     prefix = f"{field}." if field else ""
+    if isinstance(value, dict) and schema.get("x-kubernetes-embedded-resource"):
+        errors += _embedded_resource_errors(value, prefix)
     if isinstance(value, dict):
         properties = schema.get("properties") or {}
         for name in schema.get("required") or ():
@@ -544,4 +548,112 @@ def schema_errors(value: Any, schema: Mapping[str, Any], field: str = "") -> lis
     elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
         for index, item in enumerate(value):
             errors += schema_errors(item, schema["items"], f"{field}[{index}]")
+    return errors
+
+
+def _embedded_resource_errors(value: Mapping[str, Any], prefix: str) -> list[FieldError]:
+    """An embedded resource names its ``apiVersion`` and ``kind``, as upstream requires."""
+    errors: list[FieldError] = []
+    for key in ("apiVersion", "kind"):
+        if key not in value:
+            errors.append(FieldError.required(f"{prefix}{key}", "must not be empty"))
+        elif not isinstance(value[key], str):
+            errors.append(FieldError.type_invalid(f"{prefix}{key}", value[key], "must be a string"))
+        elif not value[key]:
+            errors.append(FieldError.invalid(f"{prefix}{key}", value[key], "must not be empty"))
+    return errors
+
+
+def _go_number(value: float) -> str:
+    """A bound as Go's ``%v`` prints a float64 (``1``, not ``1.0``)."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _in_body(field: str, detail: str) -> str:
+    return f"{field or 'body'} in body {detail}"
+
+
+def _constraint_errors(value: Any, schema: Mapping[str, Any], field: str) -> list[FieldError]:
+    """Bounds of numbers, strings, arrays and objects, in kube-openapi's wording."""
+    errors: list[FieldError] = []
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        maximum, minimum = schema.get("maximum"), schema.get("minimum")
+        if isinstance(maximum, int | float):
+            if schema.get("exclusiveMaximum") and value >= maximum:
+                detail = f"should be less than {_go_number(maximum)}"
+                errors.append(FieldError.invalid(field, value, _in_body(field, detail)))
+            elif value > maximum:
+                detail = f"should be less than or equal to {_go_number(maximum)}"
+                errors.append(FieldError.invalid(field, value, _in_body(field, detail)))
+        if isinstance(minimum, int | float):
+            if schema.get("exclusiveMinimum") and value <= minimum:
+                detail = f"should be greater than {_go_number(minimum)}"
+                errors.append(FieldError.invalid(field, value, _in_body(field, detail)))
+            elif value < minimum:
+                detail = f"should be greater than or equal to {_go_number(minimum)}"
+                errors.append(FieldError.invalid(field, value, _in_body(field, detail)))
+        step = schema.get("multipleOf")
+        if isinstance(step, int | float) and step > 0 and (value / step) % 1:
+            detail = f"should be a multiple of {_go_number(step)}"
+            errors.append(FieldError.invalid(field, value, _in_body(field, detail)))
+    elif isinstance(value, str):
+        longest, shortest = schema.get("maxLength"), schema.get("minLength")
+        if isinstance(longest, int) and len(value) > longest:
+            errors.append(
+                FieldError(
+                    FieldErrorType.TOO_LONG, field, value, f"may not be more than {longest} bytes"
+                )
+            )
+        if isinstance(shortest, int) and len(value) < shortest:
+            detail = f"should be at least {shortest} chars long"
+            errors.append(FieldError.invalid(field, value, _in_body(field, detail)))
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str):
+            try:
+                matched = re.search(pattern, value) is not None
+            except re.error:
+                matched = True  # an expression Python cannot read: not ours to refuse
+            if not matched:
+                detail = f"should match '{pattern}'"
+                errors.append(FieldError.invalid(field, value, _in_body(field, detail)))
+    elif isinstance(value, list):
+        most, least = schema.get("maxItems"), schema.get("minItems")
+        if isinstance(most, int) and len(value) > most:
+            errors.append(
+                FieldError(
+                    FieldErrorType.TOO_MANY, field, len(value), f"must have at most {most} items"
+                )
+            )
+        if isinstance(least, int) and len(value) < least:
+            detail = f"should have at least {least} items"
+            errors.append(FieldError.invalid(field, len(value), _in_body(field, detail)))
+        list_type = schema.get("x-kubernetes-list-type")
+        if schema.get("uniqueItems") or list_type == "set":
+            seen: list[Any] = []
+            for index, item in enumerate(value):
+                if item in seen:
+                    errors.append(FieldError.duplicate(f"{field}[{index}]", item))
+                seen.append(item)
+        elif list_type == "map":
+            keys = schema.get("x-kubernetes-list-map-keys") or []
+            seen_keys: list[tuple[Any, ...]] = []
+            for index, item in enumerate(value):
+                if not isinstance(item, Mapping):
+                    continue
+                key = tuple(item.get(k) for k in keys)
+                if key in seen_keys:
+                    shown = {k: item.get(k) for k in keys}
+                    errors.append(FieldError.duplicate(f"{field}[{index}]", shown))
+                seen_keys.append(key)
+    elif isinstance(value, dict):
+        most, least = schema.get("maxProperties"), schema.get("minProperties")
+        if isinstance(most, int) and len(value) > most:
+            errors.append(
+                FieldError(
+                    FieldErrorType.TOO_MANY, field, len(value), f"must have at most {most} items"
+                )
+            )
+        if isinstance(least, int) and len(value) < least:
+            detail = f"should have at least {least} properties"
+            errors.append(FieldError.invalid(field, len(value), _in_body(field, detail)))
     return errors

@@ -52,6 +52,25 @@ def with_resource_version(stored: bytes, revision: int) -> bytes:
     )
 
 
+_API_VERSION = b'{"apiVersion":"'
+
+
+def with_api_version(data: bytes, api_version: str) -> bytes:
+    """An encoded object with its ``apiVersion`` replaced (a custom resource read through
+    another of its CRD's versions: ``conversion: None`` changes nothing else)."""
+    wanted = api_version.encode()
+    if data.startswith(_API_VERSION):
+        end = data.find(b'"', len(_API_VERSION))
+        if data[len(_API_VERSION) : end] == wanted:
+            return data
+        return _API_VERSION + wanted + data[end:]
+    obj = _decoder.decode(data)
+    if obj.get("apiVersion") == api_version:
+        return data
+    obj["apiVersion"] = api_version
+    return _encoder.encode(obj)
+
+
 def decode_stored(stored: bytes, revision: int) -> KubeObject:
     """Decode a stored object and set its resourceVersion."""
     obj: KubeObject = _decoder.decode(stored)

@@ -57,7 +57,7 @@ from kubetrio.handler import Request, Response
 
 from ._status import ApiError
 
-__all__ = ["EncodedDocument", "OpenAPIDocuments", "serve_openapi_v3"]
+__all__ = ["EncodedDocument", "OpenAPIDocuments", "documents_of", "serve_openapi_v3"]
 
 Schema = dict[str, Any]
 
@@ -70,6 +70,7 @@ PATCH = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
 STATUS = "io.k8s.apimachinery.pkg.apis.meta.v1.Status"
 DELETE_OPTIONS = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+LIST_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"
 
 # Named scalar components, in the forms Kubernetes publishes them.
 SCALARS: Mapping[str, Schema] = {
@@ -226,6 +227,28 @@ class _SchemaBuilder:
             todo.extend(built.refs)
         return out
 
+    def custom(self, name: str, schema: Mapping[str, Any], list_name: str) -> None:
+        """A custom resource's kind from its CRD schema (rebuilt each time: the CRD may
+        have changed), and its list kind, as apiextensions-apiserver publishes them."""
+        self.models([DEFINITIONS[OBJECT_META], DEFINITIONS[LIST_META]])
+        body = _custom_schema(schema, root=True)
+        if name in self._gvks:
+            body["x-kubernetes-group-version-kind"] = self._gvks[name]
+        self._by_name[name] = _StructSchema(name, body, frozenset({OBJECT_META}))
+        listed: Schema = {
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "apiVersion": {"type": "string"},
+                "items": {"type": "array", "items": _ref(name)},
+                "kind": {"type": "string"},
+                "metadata": {"allOf": [_ref(LIST_META)]},
+            },
+        }
+        if list_name in self._gvks:
+            listed["x-kubernetes-group-version-kind"] = self._gvks[list_name]
+        self._by_name[list_name] = _StructSchema(list_name, listed, frozenset({name, LIST_META}))
+
     def free_form(self, name: str) -> None:
         """A kind without a model (a custom resource): apiVersion, kind, metadata, anything."""
         if name in self._by_name:
@@ -349,6 +372,31 @@ def _field_extensions(meta: FieldMeta | None) -> Schema:
     return out
 
 
+def _custom_schema(schema: Mapping[str, Any], *, root: bool = False) -> Schema:
+    """A CRD schema node as published: ``apiVersion``, ``kind`` and ``metadata``
+    (ObjectMeta) at the root and in embedded resources, the rest as the CRD says."""
+    out: Schema = dict(schema)
+    properties = schema.get("properties")
+    if isinstance(properties, Mapping):
+        out["properties"] = {k: _custom_schema(v) for k, v in properties.items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), Mapping):
+            out[key] = _custom_schema(schema[key])
+    for key in ("allOf", "anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            out[key] = [_custom_schema(s) if isinstance(s, Mapping) else s for s in schema[key]]
+    if isinstance(schema.get("not"), Mapping):
+        out["not"] = _custom_schema(schema["not"])
+    if root or schema.get("x-kubernetes-embedded-resource"):
+        props = dict(out.get("properties") or {})
+        props["apiVersion"] = {"type": "string"}
+        props["kind"] = {"type": "string"}
+        props["metadata"] = {"allOf": [_ref(OBJECT_META)]}
+        out["properties"] = dict(sorted(props.items()))
+        out["type"] = "object"
+    return out
+
+
 def _custom_definition(group: str, version: str, kind: str) -> str:
     # Upstream's naming for custom resources: reversed group, version, kind.
     return ".".join([*reversed(group.split(".")), version, kind]) if group else f"{version}.{kind}"
@@ -395,10 +443,20 @@ class _DocumentBuilder:
     def resource(self, info: ResourceInfo) -> None:
         """Paths and operations of one resource and its subresources."""
         gvk = _gvk(info.group, info.version, info.kind)
-        body = self.kind_schema(info.model, info.group, info.version, info.kind)
         list_body = None
-        if info.has_verb("list"):
-            list_body = self.kind_schema(info.list_model, info.group, info.version, info.list_kind)
+        if info.model is None and info.schema is not None:
+            body = _custom_definition(info.group, info.version, info.kind)
+            list_body = _custom_definition(info.group, info.version, info.list_kind)
+            self.schemas.add_gvk(body, info.group, info.version, info.kind)
+            self.schemas.add_gvk(list_body, info.group, info.version, info.list_kind)
+            self.schemas.custom(body, info.schema, list_body)
+            self.roots.update((body, list_body))
+        else:
+            body = self.kind_schema(info.model, info.group, info.version, info.kind)
+            if info.has_verb("list"):
+                list_body = self.kind_schema(
+                    info.list_model, info.group, info.version, info.list_kind
+                )
         scope = "/namespaces/{namespace}" if info.namespaced else ""
         base = f"{self.prefix}{scope}/{info.resource}"
         scope_params = [_path_param("namespace")] if info.namespaced else []
@@ -446,14 +504,27 @@ class _DocumentBuilder:
             self._add(f"{self.prefix}/{info.resource}", every_ns, [])
 
         for sub in sorted(info.subresources.values(), key=lambda s: s.name):
-            self._subresource(f"{base}/{{name}}/{sub.name}", sub, name_params, strategic=strategic)
+            own_kind = sub.kind == info.gvk and sub.model is None  # a custom /status
+            self._subresource(
+                f"{base}/{{name}}/{sub.name}",
+                sub,
+                name_params,
+                strategic=strategic,
+                body=body if own_kind else None,
+            )
 
     def _subresource(
-        self, path: str, sub: SubresourceInfo, params: list[Schema], *, strategic: bool
+        self,
+        path: str,
+        sub: SubresourceInfo,
+        params: list[Schema],
+        *,
+        strategic: bool,
+        body: str | None = None,
     ) -> None:
         gvk = _gvk(sub.kind.group, sub.kind.version, sub.kind.kind)
         ops: Schema = {}
-        if sub.name in STREAMING_SUBRESOURCES or sub.model is None:
+        if body is None and (sub.name in STREAMING_SUBRESOURCES or sub.model is None):
             text = {
                 "200": {"description": "OK", "content": {"*/*": {"schema": {"type": "string"}}}}
             }
@@ -464,7 +535,8 @@ class _DocumentBuilder:
                     ops[method] = _op(action, gvk, [], text)
             self._add(path, ops, params)
             return
-        body = self.kind_schema(sub.model, sub.kind.group, sub.kind.version, sub.kind.kind)
+        if body is None:
+            body = self.kind_schema(sub.model, sub.kind.group, sub.kind.version, sub.kind.kind)
         if "get" in sub.verbs:
             ops["get"] = _op("get", gvk, [], _response("200", _ref(body)))
         if "update" in sub.verbs:
@@ -545,6 +617,8 @@ def _fingerprint(resources: list[ResourceInfo]) -> tuple[object, ...]:
             i.kind,
             i.namespaced,
             i.verbs,
+            i.schema,  # a changed CRD schema (compared by value) makes a new document
+            i.custom,
             id(i.model),
             id(i.list_model),
             tuple(
@@ -645,13 +719,18 @@ class OpenAPIDocuments:
 _BY_SCHEME: weakref.WeakKeyDictionary[Scheme, OpenAPIDocuments] = weakref.WeakKeyDictionary()
 
 
-def serve_openapi_v3(
-    scheme: Scheme, request: Request, path: str, *, kubernetes_version: tuple[int, int, int]
-) -> Response:
-    """Answer an ``/openapi/v3`` request from the (lazily made) documents of ``scheme``."""
+def documents_of(scheme: Scheme, *, kubernetes_version: tuple[int, int, int]) -> OpenAPIDocuments:
+    """The (lazily made, then kept) OpenAPI documents of ``scheme``."""
     documents = _BY_SCHEME.get(scheme)
     if documents is None:
         major, minor, patch = kubernetes_version
         documents = OpenAPIDocuments(scheme, version=f"v{major}.{minor}.{patch}")
         _BY_SCHEME[scheme] = documents
-    return documents.respond(request, path)
+    return documents
+
+
+def serve_openapi_v3(
+    scheme: Scheme, request: Request, path: str, *, kubernetes_version: tuple[int, int, int]
+) -> Response:
+    """Answer an ``/openapi/v3`` request from the (lazily made) documents of ``scheme``."""
+    return documents_of(scheme, kubernetes_version=kubernetes_version).respond(request, path)

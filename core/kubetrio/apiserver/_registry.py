@@ -18,7 +18,10 @@ import json
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
+import msgspec
+
 from kubetrio import store as kv
+from kubetrio.api import structural
 from kubetrio.api.scheme import ResourceInfo
 
 from . import _objects as objects
@@ -113,6 +116,8 @@ class Registry:
         found = await self.store.get(self.key(info, namespace, name))
         if found is None:
             raise not_found(info.resource, info.group, name)
+        if info.custom is not None:  # one storage, served in each of the CRD's versions
+            found = msgspec.structs.replace(found, value=_served(info, found.value))
         return found
 
     async def get_object(self, info: ResourceInfo, namespace: str, name: str) -> KubeObject:
@@ -179,7 +184,10 @@ class Registry:
                         if not matches(obj):
                             start = entry.key + b"\x00"
                             continue
-                    items.append(objects.with_resource_version(entry.value, entry.mod_revision))
+                    value = entry.value
+                    if info.custom is not None:
+                        value = _served(info, value)
+                    items.append(objects.with_resource_version(value, entry.mod_revision))
                     start = entry.key + b"\x00"
                     if limit and len(items) >= limit:
                         more = page.more or entry is not page.kvs[-1]
@@ -219,7 +227,8 @@ class Registry:
         # selector); anything a client sent was dropped before this point.
         metadata["uid"] = metadata.get("uid") or objects.new_uid()
         metadata["creationTimestamp"] = objects.now_rfc3339()
-        if "spec" in obj:  # only objects with a spec track generations, as Kubernetes
+        # Only objects with a spec track generations, as Kubernetes; custom ones all do.
+        if "spec" in obj or info.custom is not None:
             metadata["generation"] = 1
         for server_only in (
             "resourceVersion",
@@ -284,7 +293,7 @@ class Registry:
             if body_rv_given and str(wanted_rv) != str(current.mod_revision):
                 raise conflict(info.resource, info.group, name)
             _keep_server_metadata(old, new, info, server_fields)
-            if "generation" in old["metadata"] and _spec_changed(old, new):
+            if "generation" in old["metadata"] and _spec_changed(old, new, info):
                 new["metadata"]["generation"] = int(old["metadata"]["generation"]) + 1
             if _finalized(old, new):
                 # The last finalizer went away from an object being deleted: delete it.
@@ -439,6 +448,12 @@ class Registry:
                 async for event in events:
                     translated = _translate(event, matches)
                     if translated is not None:
+                        if info.custom is not None:
+                            translated = WatchEvent(
+                                translated.type,
+                                _served(info, translated.object),
+                                translated.revision,
+                            )
                         yield translated
         except kv.Compacted as exc:
             yield WatchEvent(
@@ -446,6 +461,18 @@ class Registry:
                 objects.encode(expired(start - 1, exc.compact_revision).status()),
                 exc.current_revision,
             )
+
+
+def _served(info: ResourceInfo, data: bytes) -> bytes:
+    """A custom resource as one of its CRD's versions serves it: that version's
+    ``apiVersion`` (conversion None) and, when its schema has defaults, those filled in,
+    as apiextensions-apiserver also defaults objects read from storage."""
+    data = objects.with_api_version(data, info.api_version)
+    if info.custom is not None and info.custom.defaulted and info.schema is not None:
+        obj = objects.decode(data)
+        structural.default(obj, info.schema)
+        data = objects.encode(obj)
+    return data
 
 
 def _translate(event: kv.Event, matches: ObjectFilter) -> WatchEvent | None:
@@ -518,9 +545,12 @@ def _keep_server_metadata(
             )
 
 
-def _spec_changed(old: KubeObject, new: KubeObject) -> bool:
-    """Whether anything but metadata and status changed (what bumps ``generation``)."""
+def _spec_changed(old: KubeObject, new: KubeObject, info: ResourceInfo | None = None) -> bool:
+    """Whether anything but metadata and status changed (what bumps ``generation``); a
+    custom resource without a status subresource counts its status too, as upstream."""
     ignored = {"metadata", "status", "apiVersion", "kind"}
+    if info is not None and info.custom is not None and "status" not in info.subresources:
+        ignored.discard("status")
     keys = (set(old) | set(new)) - ignored
     return any(old.get(k) != new.get(k) for k in keys)
 

@@ -36,7 +36,7 @@ from kubetrio.providers import (
 )
 from kubetrio.store import Store
 
-from . import _defaults, _nodeproxy, _patch, _reviews, _tables, _validation
+from . import _crds, _defaults, _nodeproxy, _patch, _reviews, _tables, _validation
 from . import _objects as objects
 from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
 from ._routes import ResourcePath, parse_resource_path
@@ -214,9 +214,13 @@ class ApiServer:
             if found is not None:
                 return Response(body=_encode_model(found))
         if path == "/openapi/v2":
-            # An empty protobuf document is a valid, empty OpenAPI v2 spec: kubectl
-            # 1.27/1.28 then skip client-side validation instead of failing.
-            return Response(body=b"", content_type=OPENAPI_V2_PROTOBUF)
+            # The v3 documents as one Swagger 2.0 protobuf (explain's openapiv2 output,
+            # kubectl 1.27/1.28's eager fetch); see _openapi_v2.
+            from ._openapi import documents_of
+            from ._openapi_v2 import openapi_v2_protobuf
+
+            documents = documents_of(self.scheme, kubernetes_version=KUBERNETES_VERSION)
+            return Response(body=openapi_v2_protobuf(documents), content_type=OPENAPI_V2_PROTOBUF)
         if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
             # Generated from our models, for kubectl 1.29+ explain and field validation.
             from ._openapi import serve_openapi_v3
@@ -266,6 +270,17 @@ class ApiServer:
                 name=target.name,
             ),
         )
+        if info.custom is not None and info.custom.deprecation_warning:
+            # Every request to a deprecated CRD version carries the warning.
+            response = await self._versioned(request, user, target, verb)
+            response.headers.extend(_warning_headers([info.custom.deprecation_warning]))
+            return response
+        return await self._versioned(request, user, target, verb)
+
+    async def _versioned(
+        self, request: Request, user: UserInfo, target: ResourcePath, verb: str
+    ) -> Response:
+        info = target.info
         if target.subresource:
             return await self._subresource(request, user, target, verb)
         if not info.has_verb(verb):
@@ -448,7 +463,10 @@ class ApiServer:
         _validation.validate_metadata(obj, info)
         if info.namespaced:
             await self._check_namespace_open(target.namespace)
+        _crds.refuse_create_while_terminating(info)
         metadata["uid"] = objects.new_uid()  # server-set: a client's uid is never kept
+        if info.custom is not None and "status" in info.subresources:
+            obj.pop("status", None)  # written through /status only, as upstream
         _defaults.apply_defaults(info.group, info.resource, obj)
         _defaults.default_on_create(info.group, info.resource, obj)
         self._admit("CREATE", user, info, target, obj, None, request)
@@ -684,6 +702,8 @@ class ApiServer:
             return await self._delete_namespace(request, user, target, options)
         current = await self.registry.get_object(info, target.namespace, target.name)
         self._admit("DELETE", user, info, target, None, current, request)
+        if (info.group, info.resource) == _validation.CRDS and not _dry_run(request):
+            await _crds.add_cleanup_finalizer(self.registry, info, target.name)
         obj, _gone = await self.registry.delete(
             info, target.namespace, target.name, options=options, dry_run=_dry_run(request)
         )
@@ -728,6 +748,8 @@ class ApiServer:
             obj = objects.decode(item)
             meta = obj["metadata"]
             try:
+                if (info.group, info.resource) == _validation.CRDS and not _dry_run(request):
+                    await _crds.add_cleanup_finalizer(self.registry, info, meta["name"])
                 gone, _ = await self.registry.delete(
                     info,
                     meta.get("namespace", ""),
@@ -821,9 +843,10 @@ class ApiServer:
         self, request: Request, user: UserInfo, target: ResourcePath, verb: str
     ) -> Response:
         info = target.info
+        scale_of = partial(_crds.custom_scale, info) if info.custom else _scale_of
         if verb == "get":
             obj = await self.registry.get_object(info, target.namespace, target.name)
-            return json_response(_scale_of(obj))
+            return json_response(scale_of(obj))
         if verb not in ("update", "patch"):
             raise ApiError(
                 405,
@@ -836,7 +859,7 @@ class ApiServer:
         )
 
         async def change(current: KubeObject) -> KubeObject:
-            scale = _scale_of(current)
+            scale = scale_of(current)
             new_scale = (
                 body
                 if verb == "update"
@@ -858,7 +881,10 @@ class ApiServer:
                     ],
                 )
             new = copy.deepcopy(current)
-            new.setdefault("spec", {})["replicas"] = replicas
+            if info.custom:
+                _crds.set_custom_replicas(info, new, replicas)
+            else:
+                new.setdefault("spec", {})["replicas"] = replicas
             rv = (
                 (new_scale.get("metadata") or {}).get("resourceVersion")
                 if verb == "update"
@@ -870,7 +896,7 @@ class ApiServer:
         updated = await self.registry.update(
             info, target.namespace, target.name, change, dry_run=_dry_run(request)
         )
-        return json_response(_scale_of(updated))
+        return json_response(scale_of(updated))
 
     async def _pod_log(self, request: Request, target: ResourcePath) -> Response:
         """``pods/log``: read from the node agent that runs the pod."""
@@ -1038,7 +1064,10 @@ def _int_param(request: Request, name: str, default: int) -> int:
 
 
 def _warning_headers(warnings: list[str]) -> list[tuple[str, str]]:
-    return [("warning", f'299 - "{w.replace(chr(34), chr(39))}"') for w in warnings]
+    # An HTTP quoted-string, as kube-apiserver writes it; clients unescape it.
+    return [
+        ("warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"') for w in warnings
+    ]
 
 
 def _keep(new: KubeObject, source: KubeObject, field: str) -> None:

@@ -8,6 +8,8 @@ namespace and labels from it for ``-A``, ``-L`` and ``--show-labels``).
 from __future__ import annotations
 
 import datetime
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -277,6 +279,10 @@ def _job_duration(job: KubeObject) -> str:
 
 
 COLUMNS: dict[tuple[str, str], list[Column]] = {
+    ("apiextensions.k8s.io", "customresourcedefinitions"): [
+        # kube-apiserver prints the creation time itself here, not an age
+        ("Created At", "date", 0, lambda crd: _path(crd, "metadata", "creationTimestamp")),
+    ],
     ("", "pods"): [
         ("Ready", "string", 0, _pod_ready),
         ("Status", "string", 0, _pod_status),
@@ -504,6 +510,117 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
 }
 
 
+_JSONPATH_STEP = re.compile(r"\.([^.\[\]]+)|\[(\*|-?\d+|'[^']*'|\"[^\"]*\")\]")
+
+
+def json_path_values(obj: Any, json_path: str) -> list[Any]:
+    """The values a CRD printer column's ``jsonPath`` selects (``.spec.replicas``,
+    ``.status.conditions[0].type``, ``.spec.items[*].name``, ``.metadata.labels['a.b/c']``);
+    empty when nothing is there."""
+    path = json_path.strip()
+    if path.startswith("{") and path.endswith("}"):
+        path = path[1:-1]
+    values = [obj]
+    at = 0
+    while at < len(path):
+        step = _JSONPATH_STEP.match(path, at)
+        if step is None:
+            return []
+        at = step.end()
+        key, index = step.group(1), step.group(2)
+        found: list[Any] = []
+        for value in values:
+            if key is not None or (index and index[0] in "'\""):
+                name = key if key is not None else index[1:-1]
+                if isinstance(value, dict) and name in value:
+                    found.append(value[name])
+            elif index == "*":
+                if isinstance(value, list):
+                    found.extend(value)
+                elif isinstance(value, dict):
+                    found.extend(value.values())
+            elif isinstance(value, list):
+                position = int(index)
+                if -len(value) <= position < len(value):
+                    found.append(value[position])
+        values = found
+    return values
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _custom_cell(kind: str, json_path: str) -> Callable[[KubeObject], Any]:
+    """A cell as apiextensions-apiserver's table convertor fills it: the first value at
+    ``json_path`` typed by the column (``date`` becomes an age), None when absent."""
+
+    def cell(obj: KubeObject) -> Any:
+        values = json_path_values(obj, json_path)
+        if not values or values[0] is None:
+            return None
+        value = values[0]
+        if kind == "string":
+            return _text(value)
+        if kind == "integer":
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+        if kind == "number":
+            return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if kind == "boolean":
+            return value if isinstance(value, bool) else None
+        if kind == "date":
+            return _age_of(value) if isinstance(value, str) else None
+        return _text(value)
+
+    return cell
+
+
+def _custom_table(info: ResourceInfo) -> tuple[list[KubeObject], list[Column]]:
+    """Column definitions and cells of a CRD version's ``additionalPrinterColumns``."""
+    assert info.custom is not None
+    definitions = [
+        {
+            "name": "Name",
+            "type": "string",
+            "format": "name",
+            "description": NAME_DESCRIPTION,
+            "priority": 0,
+        }
+    ]
+    columns: list[Column] = []
+    for column in info.custom.printer_columns:
+        kind = str(column.get("type", "string"))
+        definitions.append(
+            {
+                "name": str(column.get("name", "")),
+                "type": kind,
+                "format": str(column.get("format", "")),
+                "description": str(column.get("description", "")),
+                "priority": int(column.get("priority", 0)),
+            }
+        )
+        columns.append(
+            (
+                str(column.get("name", "")),
+                kind,
+                int(column.get("priority", 0)),
+                _custom_cell(kind, str(column.get("jsonPath", ""))),
+            )
+        )
+    return definitions, columns
+
+
+NAME_DESCRIPTION = (
+    "Name must be unique within a namespace. Is required when creating resources, although "
+    "some resources may allow a client to request the generation of an appropriate name "
+    "automatically. Name is primarily intended for creation idempotence and configuration "
+    "definition. Cannot be updated. More info: "
+    "https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"
+)
+
+
 def table(
     info: ResourceInfo,
     items: list[KubeObject],
@@ -513,13 +630,16 @@ def table(
     headers: bool = True,
 ) -> KubeObject:
     """A ``meta.k8s.io/v1`` Table of ``items`` (objects with kind/metadata)."""
-    columns = COLUMNS.get((info.group, info.resource)) or [("Age", "string", 0, _age)]
-    definitions = [
-        {"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}
-    ] + [
-        {"name": name, "type": kind, "format": "", "description": "", "priority": priority}
-        for name, kind, priority, _ in columns
-    ]
+    if info.custom is not None:
+        definitions, columns = _custom_table(info)
+    else:
+        columns = COLUMNS.get((info.group, info.resource)) or [("Age", "string", 0, _age)]
+        definitions = [
+            {"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}
+        ] + [
+            {"name": name, "type": kind, "format": "", "description": "", "priority": priority}
+            for name, kind, priority, _ in columns
+        ]
     rows = []
     for obj in items:
         cells = [_name(obj)]

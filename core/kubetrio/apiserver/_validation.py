@@ -19,7 +19,7 @@ import msgspec
 import yaml
 
 from kubetrio import api
-from kubetrio.api import validation
+from kubetrio.api import structural, validation
 from kubetrio.api.scheme import ResourceInfo
 from kubetrio.handler import Request
 
@@ -36,6 +36,7 @@ STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 
 _PATH_SEGMENT_FORBIDDEN = ("/", "%")
+CRDS = ("apiextensions.k8s.io", "customresourcedefinitions")
 
 # RBAC objects may be named with any path segment (``system:controller:x``).
 _PATH_SEGMENT_NAMED = {
@@ -119,8 +120,10 @@ def typed(
     """
     model = model or info.model
     kind = kind or info.kind
+    if model is None and info.custom is not None:
+        return _custom_typed(obj, info, field_validation, warnings)
     if model is None:
-        if info.schema:  # a custom resource: its schema's types, as kube-apiserver checks
+        if info.schema:  # a plugin's kind: its schema's types, as kube-apiserver checks
             errors = validation.schema_errors(obj, info.schema)
             if errors:
                 raise _invalid(info, (obj.get("metadata") or {}).get("name", ""), errors)
@@ -148,6 +151,42 @@ def typed(
     return result
 
 
+def _field_validation_mode(field_validation: str) -> str:
+    mode = (field_validation or "Warn").capitalize()
+    if mode not in ("Strict", "Warn", "Ignore"):
+        raise bad_request(
+            f'fieldValidation must be one of Strict, Warn or Ignore, not "{field_validation}"'
+        )
+    return mode
+
+
+def _custom_typed(
+    obj: KubeObject, info: ResourceInfo, field_validation: str, warnings: list[str]
+) -> KubeObject:
+    """A CRD-served object as apiextensions-apiserver decodes it: unknown fields pruned
+    (Strict: 400 naming them, Warn: a warning each), then the schema's defaults, then
+    its types, enums and required fields (422)."""
+    mode = _field_validation_mode(field_validation)
+    schema = info.schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    unknown = structural.prune(obj, schema)
+    if unknown:
+        messages = [f'unknown field "{path}"' for path in unknown]
+        if mode == "Strict":
+            raise bad_request(
+                f'{info.kind} in version "{info.version}" cannot be handled as a {info.kind}: '
+                "strict decoding error: " + ", ".join(messages)
+            )
+        if mode == "Warn":
+            warnings.extend(messages)
+    structural.default(obj, schema)
+    structural.drop_nulls(obj, schema)
+    structural.prune(obj, schema)  # defaults may hold fields the schema does not name
+    errors = validation.schema_errors(obj, schema)
+    if errors:
+        raise _invalid(info, (obj.get("metadata") or {}).get("name", ""), errors)
+    return obj
+
+
 def _with_field_path(message: str) -> str:
     """msgspec's ``- at `$.spec.x[0]``` → ``spec.x[0]: ...``."""
     text, sep, path = message.rpartition(" - at `")
@@ -158,7 +197,8 @@ def _with_field_path(message: str) -> str:
 
 
 def validate_metadata(obj: KubeObject, info: ResourceInfo) -> None:
-    """Names and metadata shapes; 422 Invalid naming each field at fault."""
+    """Names and metadata shapes (and a CRD's servability); 422 Invalid naming each
+    field at fault."""
     metadata = obj.get("metadata")
     name = metadata.get("name", "") if isinstance(metadata, dict) else ""
     if not isinstance(metadata, dict):
@@ -167,6 +207,10 @@ def validate_metadata(obj: KubeObject, info: ResourceInfo) -> None:
         errors = validation.validate_object_meta(
             metadata, namespaced=info.namespaced, name_validator=_name_validator(info)
         )
+    if (info.group, info.resource) == CRDS:
+        # A CRD that could not be served (no storage version, a non-structural schema)
+        # is refused here rather than stored and silently ignored.
+        errors += structural.crd_errors(obj)
     if errors:
         raise _invalid(info, name, errors)
 
