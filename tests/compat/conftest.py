@@ -1,23 +1,19 @@
 """Fixtures of the client compatibility suite: one real cluster, a namespace per test.
 
-The helpers live in ``kit.py`` (imported by the tests as ``from kit import ...``; this
-folder is put on ``sys.path`` here because pytest's importlib mode does not do it).
+The helpers live in ``kit.py`` (``from tests.compat.kit import ...``).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from kit import KUBETRIO, CompatCluster, free_port, needs, wait_for
+from tests.compat.kit import KUBETRIO, CompatCluster, free_port, needs, wait_for
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

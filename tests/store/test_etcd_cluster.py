@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from etcd_cluster import EtcdCluster
 
 from kubetrio.store import Event, StoreError, open_store
+from tests.store.etcd_cluster import EtcdCluster
 
 pytestmark = [
     pytest.mark.etcd,

@@ -7,9 +7,9 @@ from collections import defaultdict
 from typing import Any
 
 import trio
-from linearizability import KEY_INIT, Operation, is_linearizable, key_step
 
 from kubetrio.store import AlreadyExists, Conflict, NotFound, Store
+from tests.store.linearizability import KEY_INIT, Operation, is_linearizable, key_step
 
 
 def test_checker_rejects_a_stale_read() -> None:
