@@ -255,6 +255,7 @@ async def test_address_from_the_underlay_and_failover(
         ip = await load_balancer(client, "web", ["node-a", "node-b"])
         assert ip in AddressPool(POOL)
         first = choose_node(ip, NODES)
+        assert first is not None
         second = next(n for n in NODES if n != first)
         await wait_for(lambda: trio.to_thread.run_sync(lambda: lab.holds(first) == {ip}))
         assert lab.holds(second) == set()  # exactly one node announces it
