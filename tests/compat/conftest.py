@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.compat.kit import KUBETRIO, CompatCluster, free_port, needs, wait_for
+from tests.compat.kit import KUBETRIO, CompatCluster, free_port, needs
+from tests.kit import wait_until
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -66,7 +67,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatCluster]
     if up.returncode != 0:
         raise AssertionError(f"kubetrio up failed:\n{up.stdout}\n{up.stderr}")
     try:
-        wait_for(
+        wait_until(
             lambda: (
                 "Ready" in running.kubectl("get", "nodes", check=False).stdout
                 and " Ready" in running.kubectl("get", "nodes", check=False).stdout
@@ -74,7 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatCluster]
             timeout=60,
             what="the node to be Ready",
         )
-        wait_for(
+        wait_until(
             lambda: (
                 running.kubectl("get", "serviceaccount", "default", check=False).returncode == 0
             ),
@@ -103,7 +104,7 @@ def namespace(cluster: CompatCluster) -> Iterator[str]:
     """A namespace of the test's own, deleted (without waiting) afterwards."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", name)
-    wait_for(
+    wait_until(
         lambda: (
             cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
             == 0

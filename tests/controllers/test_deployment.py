@@ -7,8 +7,9 @@ from typing import Any
 import trio
 
 from kubetrio.client import Client
+from tests.kit import deployment, wait_for
 
-from .conftest import Cluster, deployment, wait_for
+from .conftest import Cluster
 
 
 async def _pods(client: Client, selector: str, namespace: str = "default") -> list[Any]:

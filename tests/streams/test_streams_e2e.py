@@ -133,7 +133,7 @@ async def test_kubectl_exec(cluster: tuple[Cluster, Path], version: str) -> None
                 process.kill()
                 await process.wait()
         assert b"rows 17; columns 91" in output, output
-        assert done.returncode == 4
+        assert process.returncode == 4
 
 
 def _free_port() -> int:
