@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,7 +61,7 @@ SERVICE = {
     "metadata": {"name": "web"},
     "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
 }
-LOOKUP = {
+LOOKUP: dict[str, Any] = {
     "apiVersion": "v1",
     "kind": "Pod",
     "metadata": {"name": "lookup"},
@@ -72,7 +73,7 @@ LOOKUP = {
 }
 
 
-async def _wait(client: Client, api_version: str, resource: str, name: str, done) -> dict:  # type: ignore[no-untyped-def]
+async def _wait(client: Client, api_version: str, resource: str, name: str, done) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     while True:
         obj = await client.get(api_version, resource, name, namespace="default")
         if done(obj):

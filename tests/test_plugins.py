@@ -86,7 +86,7 @@ def test_decision_hook_returning_awaitable_is_rejected() -> None:
 def test_facade_calls_are_keyword_only() -> None:
     manager = PluginManager()
     with pytest.raises(TypeError):
-        manager.authenticate(AuthRequest(headers={}))  # type: ignore[misc]
+        manager.authenticate(AuthRequest(headers={}))  # type: ignore[call-arg]
 
 
 def test_firstresult_and_no_opinion_semantics() -> None:

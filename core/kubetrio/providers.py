@@ -17,7 +17,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import trio
 
-KubeObject = dict[str, Any]
+from kubetrio.kubeobject import KubeObject as KubeObject
+
 """A Kubernetes object as decoded JSON (``apiVersion``, ``kind``, ``metadata``, …)."""
 
 

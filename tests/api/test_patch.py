@@ -466,7 +466,7 @@ SERVICE = "io.k8s.api.core.v1.Service"
 
 
 def test_apply_merges_associative_lists_by_all_keys() -> None:
-    live = {
+    live: dict[str, Any] = {
         "spec": {
             "ports": [
                 {"port": 53, "protocol": "UDP", "name": "dns"},
@@ -491,7 +491,7 @@ def test_apply_merges_associative_lists_by_all_keys() -> None:
 
 
 def test_apply_containers_sets_and_atomic_structs() -> None:
-    live = {
+    live: dict[str, Any] = {
         "metadata": {"labels": {"a": "1"}, "finalizers": ["x"]},
         "spec": {
             "selector": {"matchLabels": {"app": "web", "old": "y"}},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +11,7 @@ import trio
 from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client, ClientError
 from kubetrio.store import open_store
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "store"))
-from etcd_cluster import EtcdCluster
+from tests.store.etcd_cluster import EtcdCluster
 
 pytestmark = pytest.mark.etcd
 

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -108,7 +109,7 @@ class Kubectl:
             assert result.returncode == 0, f"kubectl {' '.join(args)} failed:\n{out}"
         return out
 
-    async def json(self, *args: str) -> dict:
+    async def json(self, *args: str) -> dict[str, Any]:
         with trio.fail_after(60):
             result = await trio.run_process(
                 [self.binary, f"--cache-dir={self.cache}/cache", *args, "-o", "json"],
@@ -116,7 +117,7 @@ class Kubectl:
                 capture_stderr=True,
                 env=self.env,
             )
-        value: dict = json.loads(result.stdout)
+        value: dict[str, Any] = json.loads(result.stdout)
         return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import trio
@@ -13,7 +14,7 @@ CM = "/api/v1/namespaces/default/configmaps"
 DEPLOY = "/apis/apps/v1/namespaces/default/deployments"
 
 
-def configmap(name: str, **labels: str) -> dict:
+def configmap(name: str, **labels: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -22,7 +23,7 @@ def configmap(name: str, **labels: str) -> dict:
     }
 
 
-def deployment(name: str, replicas: int = 1) -> dict:
+def deployment(name: str, replicas: int = 1) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -374,8 +375,8 @@ async def test_pod_binding(http: httpx.AsyncClient) -> None:
 
 async def _watch_lines(
     apiserver: RunningApiServer, path: str, count: int, params: dict[str, str]
-) -> list[dict]:
-    events: list[dict] = []
+) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
     async with (
         httpx.AsyncClient(base_url=apiserver.url, timeout=10) as client,
         client.stream("GET", path, params={"watch": "true", **params}) as response,
@@ -395,7 +396,7 @@ async def test_watch_replays_and_streams_in_order(
     start = (await http.post(CM, json=configmap("w0"))).json()["metadata"]["resourceVersion"]
     await http.post(CM, json=configmap("w1", tier="x"))
     async with trio.open_nursery() as nursery:
-        received: list[dict] = []
+        received: list[dict[str, Any]] = []
 
         async def watch() -> None:
             received.extend(await _watch_lines(apiserver, CM, 5, {"resourceVersion": start}))
@@ -429,7 +430,7 @@ async def test_watch_from_zero_lists_first_and_filters(
     await http.post(CM, json=configmap("a", tier="x"))
     await http.post(CM, json=configmap("b", tier="y"))
     async with trio.open_nursery() as nursery:
-        received: list[dict] = []
+        received: list[dict[str, Any]] = []
 
         async def watch() -> None:
             received.extend(

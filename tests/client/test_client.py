@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -31,7 +32,7 @@ async def client(
         yield made
 
 
-def cm(name: str, value: str = "1") -> dict:
+def cm(name: str, value: str = "1") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -1,23 +1,20 @@
 """Fixtures of the client compatibility suite: one real cluster, a namespace per test.
 
-The helpers live in ``kit.py`` (imported by the tests as ``from kit import ...``; this
-folder is put on ``sys.path`` here because pytest's importlib mode does not do it).
+The helpers live in ``kit.py`` (``from tests.compat.kit import ...``).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from kit import KUBETRIO, CompatCluster, free_port, needs, wait_for
+from tests.compat.kit import KUBETRIO, CompatCluster, free_port, needs
+from tests.kit import wait_until
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -70,7 +67,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatCluster]
     if up.returncode != 0:
         raise AssertionError(f"kubetrio up failed:\n{up.stdout}\n{up.stderr}")
     try:
-        wait_for(
+        wait_until(
             lambda: (
                 "Ready" in running.kubectl("get", "nodes", check=False).stdout
                 and " Ready" in running.kubectl("get", "nodes", check=False).stdout
@@ -78,7 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatCluster]
             timeout=60,
             what="the node to be Ready",
         )
-        wait_for(
+        wait_until(
             lambda: (
                 running.kubectl("get", "serviceaccount", "default", check=False).returncode == 0
             ),
@@ -107,7 +104,7 @@ def namespace(cluster: CompatCluster) -> Iterator[str]:
     """A namespace of the test's own, deleted (without waiting) afterwards."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", name)
-    wait_for(
+    wait_until(
         lambda: (
             cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode
             == 0

@@ -19,11 +19,8 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 BIN = Path(sys.executable).parent
 KUBETRIO = BIN / "kubetrio"
@@ -94,23 +91,3 @@ class CompatCluster:
                 f"{result.stdout}\n{result.stderr}"
             )
         return result
-
-
-def wait_for(
-    predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.2, what: str = ""
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception as exc:  # the condition may raise until it holds
-            last_error = exc
-        else:
-            if value:
-                return value
-        time.sleep(interval)
-    raise AssertionError(
-        f"timed out after {timeout}s waiting for {what or predicate}: {last_error}"
-    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kit import CompatCluster
+from tests.compat.kit import CompatCluster
 
 
 def test_kubectl_versions_reach_the_cluster(cluster: CompatCluster, namespace: str) -> None:

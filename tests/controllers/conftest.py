@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -62,35 +61,3 @@ async def open_cluster(
 async def cluster(apiserver: RunningApiServer) -> AsyncIterator[Cluster]:
     async with open_cluster(apiserver) as made:
         yield made
-
-
-async def wait_for(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 20, interval: float = 0.05
-) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    with trio.fail_after(timeout):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await trio.sleep(interval)
-
-
-def deployment(
-    name: str, replicas: int = 3, image: str = "nginx:1.25", **spec: Any
-) -> dict[str, Any]:
-    """A Deployment manifest with app=<name> labels."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": image}]},
-            },
-            **spec,
-        },
-    }

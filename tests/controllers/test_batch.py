@@ -10,8 +10,9 @@ import trio
 
 from kubetrio.client import Client, ClientError
 from kubetrio.controllers import CronJobController, CronSchedule, JobController
+from tests.kit import wait_for
 
-from .conftest import Cluster, wait_for
+from .conftest import Cluster
 
 
 def job(name: str, *, exit_code: int = 0, run: float = 0.2, **spec: Any) -> dict[str, Any]:

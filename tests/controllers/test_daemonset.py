@@ -7,8 +7,9 @@ from typing import Any
 import trio
 
 from kubetrio.client import Client
+from tests.kit import wait_for
 
-from .conftest import Cluster, wait_for
+from .conftest import Cluster
 
 
 def daemonset(name: str, **pod_spec: Any) -> dict[str, Any]:

@@ -7,8 +7,9 @@ from typing import Any
 import trio
 
 from kubetrio.client import Client
+from tests.kit import deployment, wait_for
 
-from .conftest import Cluster, deployment, wait_for
+from .conftest import Cluster
 
 
 async def _pods(client: Client, selector: str, namespace: str = "default") -> list[Any]:
@@ -20,7 +21,7 @@ async def _available(client: Client, name: str) -> bool:
     d = await client.get("apps/v1", "deployments", name, namespace="default")
     status = d.get("status") or {}
     wanted = d["spec"]["replicas"]
-    return (
+    return bool(
         status.get("observedGeneration", 0) >= d["metadata"]["generation"]
         and status.get("updatedReplicas") == wanted
         and status.get("replicas") == wanted
@@ -128,7 +129,7 @@ async def _rollout_watch(
 async def test_rolling_update_respects_surge_and_unavailable(cluster: Cluster) -> None:
     client = cluster.client
     with trio.fail_after(60):
-        spec = {
+        spec: dict[str, Any] = {
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1},
@@ -165,7 +166,7 @@ async def test_rolling_update_respects_surge_and_unavailable(cluster: Cluster) -
 async def test_rolling_update_zero_unavailable(cluster: Cluster) -> None:
     client = cluster.client
     with trio.fail_after(60):
-        spec = {
+        spec: dict[str, Any] = {
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 0},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -234,10 +235,12 @@ class _FakeLeases:
     """Just enough of a client for leases: get/create/update with resourceVersion CAS."""
 
     def __init__(self) -> None:
-        self.objects: dict[str, dict] = {}
+        self.objects: dict[str, dict[str, Any]] = {}
         self.rv = 0
 
-    async def get(self, api_version: str, resource: str, name: str, *, namespace: str = "") -> dict:
+    async def get(
+        self, api_version: str, resource: str, name: str, *, namespace: str = ""
+    ) -> dict[str, Any]:
         from kubetrio.client import ClientError
 
         await trio.sleep(0.01)
@@ -248,8 +251,8 @@ class _FakeLeases:
         return copy.deepcopy(self.objects[name])
 
     async def create(
-        self, api_version: str, resource: str, obj: dict, *, namespace: str = ""
-    ) -> dict:
+        self, api_version: str, resource: str, obj: dict[str, Any], *, namespace: str = ""
+    ) -> dict[str, Any]:
         from kubetrio.client import ClientError
 
         await trio.sleep(0.01)
@@ -262,8 +265,8 @@ class _FakeLeases:
         return obj
 
     async def update(
-        self, api_version: str, resource: str, obj: dict, *, namespace: str = ""
-    ) -> dict:
+        self, api_version: str, resource: str, obj: dict[str, Any], *, namespace: str = ""
+    ) -> dict[str, Any]:
         from kubetrio.client import ClientError
 
         await trio.sleep(0.01)
@@ -333,7 +336,7 @@ async def test_leader_that_cannot_renew_steps_down_before_lease_ends(
             await trio.sleep(5)
             assert elector.is_leader()
 
-            async def unreachable(*args: object, **kwargs: object) -> dict:
+            async def unreachable(*args: object, **kwargs: object) -> dict[str, Any]:
                 raise OSError("network down")
 
             leases.get = unreachable  # type: ignore[method-assign]

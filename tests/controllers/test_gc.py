@@ -7,8 +7,9 @@ from typing import Any
 import trio
 
 from kubetrio.client import Client, ClientError
+from tests.kit import deployment, wait_for
 
-from .conftest import Cluster, deployment, wait_for
+from .conftest import Cluster
 
 
 async def _names(client: Client, api_version: str, resource: str) -> set[str]:

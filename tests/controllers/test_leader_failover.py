@@ -8,8 +8,7 @@ from kubetrio.apiserver import RunningApiServer
 from kubetrio.client import Client
 from kubetrio.controllers import ControllerManager
 from kubetrio.simnode import SimulatedNodes
-
-from .conftest import deployment, wait_for
+from tests.kit import deployment, wait_for
 
 
 async def test_standby_takes_over_after_a_crash(apiserver: RunningApiServer) -> None:

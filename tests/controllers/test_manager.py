@@ -60,9 +60,9 @@ async def test_plugin_controller_runs_under_the_lease(apiserver: RunningApiServe
         async with trio.open_nursery() as nursery:
             manager = ControllerManager(
                 client,
-                plugins=_Plugins(echo),
+                plugins=_Plugins(echo),  # type: ignore[arg-type]
                 identity="p",
-                controllers=["serviceaccount"],  # type: ignore[arg-type]
+                controllers=["serviceaccount"],
             )
             await nursery.start(manager.run)
             await manager.leading.wait()

@@ -11,8 +11,9 @@ import trio
 from kubetrio.apiserver import RunningApiServer
 from kubetrio.client import Client
 from kubetrio.controllers import ControllerManager, NodeLifecycleController
+from tests.kit import deployment, wait_for
 
-from .conftest import Cluster, deployment, open_cluster, wait_for
+from .conftest import Cluster, open_cluster
 
 
 def _fast(manager: ControllerManager) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 
 from kubetrio.client import Client, ClientError
+from tests.kit import deployment, wait_for
 
-from .conftest import Cluster, deployment, wait_for
+from .conftest import Cluster
 
 
 async def test_default_service_account(cluster: Cluster) -> None:
@@ -31,7 +34,7 @@ async def test_default_service_account(cluster: Cluster) -> None:
         await wait_for(exists)
 
 
-async def _endpoints(client: Client, name: str) -> dict:
+async def _endpoints(client: Client, name: str) -> dict[str, Any]:
     try:
         return await client.get("v1", "endpoints", name, namespace="default")
     except ClientError:
@@ -57,7 +60,7 @@ async def test_endpoints_follow_ready_pods(cluster: Cluster) -> None:
         }
         await client.create("v1", "services", service, namespace="default")
 
-        async def three_ready() -> dict:
+        async def three_ready() -> dict[str, Any]:
             ep = await _endpoints(client, "api")
             subsets = ep.get("subsets") or []
             if len(subsets) == 1 and len(subsets[0].get("addresses") or []) == 3:

@@ -9,8 +9,7 @@ from kubetrio.apiserver import RunningApiServer
 from kubetrio.client import Client
 from kubetrio.controllers import ControllerManager
 from kubetrio.simnode import SimulatedNodes
-
-from .conftest import deployment, wait_for
+from tests.kit import deployment, wait_for
 
 scheduler_module = pytest.importorskip("kubetrio.scheduler")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from kubetrio.kubelet._env import service_env
 from kubetrio.kubelet._logs_reader import read_log
@@ -13,7 +14,7 @@ from kubetrio.runtime._spec import expand
 HOST = "# host\nnameserver 10.0.0.2\nsearch corp.example\noptions edns0\n"
 
 
-def pod(**spec: object) -> dict:
+def pod(**spec: object) -> dict[str, Any]:
     return {"metadata": {"name": "p", "namespace": "team"}, "spec": spec}
 
 
@@ -59,7 +60,7 @@ def test_pull_policy_defaults() -> None:
 
 
 def test_qos_classes() -> None:
-    def with_resources(resources: dict) -> dict:
+    def with_resources(resources: dict[str, Any]) -> dict[str, Any]:
         return {"spec": {"containers": [{"name": "c", "resources": resources}]}}
 
     assert qos_class(with_resources({})) == "BestEffort"

@@ -8,7 +8,6 @@ afterwards, also when the test fails.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import socket
@@ -28,16 +27,10 @@ from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client
 from kubetrio.netns import in_netns
 from kubetrio.store import open_store
+from tests.kit import root_or_skip, serve_http_in, sh
 
 TEST_BLOCK = "10.244.254.0/26"
 NODE = "policy-node"
-
-
-def root_or_skip() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces, nftables)")
-    if shutil.which("busybox") is None:
-        pytest.skip("busybox is not installed")
 
 
 @dataclass
@@ -80,29 +73,7 @@ class PodLab:
             pod={}, netns_path=f"/var/run/netns/{netns}", container_id=container_id
         )
         pod.ip = wired.ips[0]
-        root = self.www / name
-        root.mkdir()
-        (root / "index.html").write_text(name)
-        self.servers.append(
-            subprocess.Popen(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
-                    netns,
-                    "busybox",
-                    "httpd",
-                    "-f",
-                    "-p",
-                    "80",
-                    "-h",
-                    str(root),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        self.servers.append(serve_http_in(netns, self.www / name, name))
         await self.client.create(
             "v1",
             "pods",
@@ -174,11 +145,6 @@ def http_get_sync(netns: str, ip: str, timeout: float) -> str:
         return data.partition(b"\r\n\r\n")[2].decode(errors="replace").strip()
 
     return in_netns(netns, call)
-
-
-def sh(*args: str) -> None:
-    """Run a command; its output is kept for the error when it fails."""
-    subprocess.run(args, check=True, capture_output=True)
 
 
 @dataclass

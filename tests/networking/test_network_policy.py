@@ -8,7 +8,6 @@ sees every pod-to-pod packet (veth → host routing → veth).
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -70,7 +69,6 @@ async def test_policies_follow_the_cluster(lab: PodLab) -> None:
     await lab.add_pod("friend", "np-a", {"app": "friend"})
     await lab.add_pod("stranger", "np-a", {"app": "stranger"})
     await lab.add_pod("outsider", "np-b", {"app": "friend"})
-    create: Callable[[dict[str, Any]], Awaitable[Any]]
 
     async def create(obj: dict[str, Any]) -> Any:
         return await lab.client.create(NETPOL, "networkpolicies", obj, namespace="np-a")

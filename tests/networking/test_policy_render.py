@@ -13,7 +13,10 @@ from kubetrio_cni_calico.policy import (
     render_policy,
 )
 
-NAMESPACES = [{"metadata": {"name": "a", "labels": {"team": "a"}}}, {"metadata": {"name": "b"}}]
+NAMESPACES: list[dict[str, Any]] = [
+    {"metadata": {"name": "a", "labels": {"team": "a"}}},
+    {"metadata": {"name": "b"}},
+]
 
 
 def pod(

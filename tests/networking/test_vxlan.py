@@ -31,8 +31,9 @@ from kubetrio import plugins
 from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client
 from kubetrio.store import open_store
+from tests.kit import sh
 
-from .conftest import Underlay, http_get_sync, ping, routes, sh
+from .conftest import Underlay, http_get_sync, ping, routes
 
 pytestmark = pytest.mark.root
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kubetrio_scheduler.node_filters import NodeName, NodeUnschedulable
 
 
-def node(name: str, *, unschedulable: bool = False) -> dict:
+def node(name: str, *, unschedulable: bool = False) -> dict[str, Any]:
     return {"metadata": {"name": name}, "spec": {"unschedulable": unschedulable}}
 
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pbwrite import MAGIC, envelope, ld, tag, varint, vint
 
 from kubetrio.apiserver import ApiError
 from kubetrio.apiserver._protobuf import decode_protobuf_body
+from tests.protobuf.pbwrite import MAGIC, envelope, ld, tag, varint, vint
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.bin"))
 DEPLOYMENT = (Path(__file__).parent / "fixtures" / "create_deployment.bin").read_bytes()

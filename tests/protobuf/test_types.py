@@ -6,7 +6,6 @@ import base64
 import json
 
 import pytest
-from pbwrite import entry, envelope, ld, tag, timestamp, varint, vint
 
 from kubetrio.apiserver.protobuf import (
     ProtobufError,
@@ -15,6 +14,7 @@ from kubetrio.apiserver.protobuf import (
     decode_value,
     go_duration,
 )
+from tests.protobuf.pbwrite import entry, envelope, ld, tag, timestamp, varint, vint
 
 META = "k8s.io.apimachinery.pkg.apis.meta.v1."
 CORE = "k8s.io.api.core.v1."

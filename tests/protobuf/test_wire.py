@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pbwrite import fixed32, fixed64, ld, tag, varint, vint
 
 from kubetrio.apiserver.protobuf import WireError, as_signed, iter_fields, read_varint
+from tests.protobuf.pbwrite import fixed32, fixed64, ld, tag, varint, vint
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ reaches itself through a Service hairpins by routing, no bridge involved. Backen
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import socket
@@ -31,19 +30,9 @@ import pytest
 import trio
 
 from kubetrio.netns import in_netns
+from tests.kit import root_or_skip, serve_http_in, sh
 
 POD_PREFIX = "10.244.252."
-
-
-def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, check=check, capture_output=True, text=True)
-
-
-def root_or_skip() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces, nftables)")
-    if shutil.which("busybox") is None:
-        pytest.skip("busybox is not installed")
 
 
 @dataclass
@@ -80,29 +69,7 @@ class Topology:
             sh("ip", "netns", "exec", self.node, "sysctl", "-qw", setting)
         sh("ip", "-n", self.node, "route", "add", f"{ip}/32", "dev", host_if)
         if serve:
-            root = self.www / name
-            root.mkdir()
-            (root / "index.html").write_text(name)
-            self.servers.append(
-                subprocess.Popen(
-                    [
-                        "ip",
-                        "netns",
-                        "exec",
-                        name,
-                        "busybox",
-                        "httpd",
-                        "-f",
-                        "-p",
-                        "80",
-                        "-h",
-                        str(root),
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+            self.servers.append(serve_http_in(name, self.www / name, name))
         return name
 
     def close(self) -> None:

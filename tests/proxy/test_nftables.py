@@ -20,8 +20,9 @@ from kubetrio.proxy import (
     diff_script,
     service_ports,
 )
+from tests.kit import sh
 
-from .conftest import Topology, eventually, http_get_many, sh
+from .conftest import Topology, eventually, http_get_many
 
 NODE = "node1"
 

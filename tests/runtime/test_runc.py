@@ -31,7 +31,8 @@ async def test_httpd_in_pod_netns_serves_a_mounted_dir(
     www.mkdir()
     (www / "index.html").write_text("hello from the pod\n")
     p = pod("web")
-    sandbox = await runtime.pull_image("busybox") and await runtime.run_pod_sandbox(p)
+    await runtime.pull_image("busybox")
+    sandbox = await runtime.run_pod_sandbox(p)
     [ip] = sandbox.ips
     container = {
         "name": "httpd",

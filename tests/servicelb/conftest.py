@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -55,15 +55,3 @@ def lb_service(name: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "default"},
         "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}], **spec},
     }
-
-
-async def wait_for(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = 20, interval: float = 0.05
-) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    with trio.fail_after(timeout):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await trio.sleep(interval)

@@ -9,8 +9,9 @@ import trio
 
 from kubetrio.client import Client
 from kubetrio.servicelb import AddressPool, ingress_ips
+from tests.kit import wait_for
 
-from .conftest import lb_service, running_manager, wait_for
+from .conftest import lb_service, running_manager
 
 POOL = "10.77.0.10-10.77.0.12"
 

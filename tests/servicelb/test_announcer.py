@@ -33,8 +33,10 @@ from kubetrio.client import Client
 from kubetrio.netns import in_netns
 from kubetrio.proxy import ServiceProxy
 from kubetrio.servicelb import AddressPool, ServiceLBAnnouncer, choose_node, garp_frame
+from tests.kit import serve_http_in, wait_for
+from tests.kit import sh as run
 
-from .conftest import lb_service, running_manager, wait_for
+from .conftest import lb_service, running_manager
 
 POOL = "172.31.253.240/29"
 NODES = {"node-a": ("172.31.253.1", "10.244.253.2"), "node-b": ("172.31.253.2", "10.244.253.66")}
@@ -42,7 +44,8 @@ CLIENT_IP = "172.31.253.100"
 
 
 def sh(*args: str) -> str:
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    """A command's output (it must succeed)."""
+    return run(*args).stdout
 
 
 @dataclass
@@ -113,29 +116,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
             sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.conf.cali0.proxy_arp=1")
             sh("ip", "-n", node, "link", "set", "cali0", "up")
             sh("ip", "-n", node, "route", "add", f"{pod_ip}/32", "dev", "cali0")
-            root = tmp_path / name
-            root.mkdir()
-            (root / "index.html").write_text(f"pod-{name[-1]}")
-            topo.servers.append(
-                subprocess.Popen(
-                    [
-                        "ip",
-                        "netns",
-                        "exec",
-                        pod,
-                        "busybox",
-                        "httpd",
-                        "-f",
-                        "-p",
-                        "80",
-                        "-h",
-                        str(root),
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+            topo.servers.append(serve_http_in(pod, tmp_path / name, f"pod-{name[-1]}"))
         # Each node routes to the other node's pod over the underlay.
         for name, node in topo.nodes.items():
             for other, (other_ip, pod_ip) in NODES.items():
@@ -255,6 +236,7 @@ async def test_address_from_the_underlay_and_failover(
         ip = await load_balancer(client, "web", ["node-a", "node-b"])
         assert ip in AddressPool(POOL)
         first = choose_node(ip, NODES)
+        assert first is not None
         second = next(n for n in NODES if n != first)
         await wait_for(lambda: trio.to_thread.run_sync(lambda: lab.holds(first) == {ip}))
         assert lab.holds(second) == set()  # exactly one node announces it

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from kubetrio.store import Store, open_store
-
-sys.path.insert(0, str(Path(__file__).parent))
-from etcd_cluster import EtcdCluster
+from tests.store.etcd_cluster import EtcdCluster
 
 needs_etcd = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed")
 

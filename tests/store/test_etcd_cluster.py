@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from etcd_cluster import EtcdCluster
 
 from kubetrio.store import Event, StoreError, open_store
+from tests.store.etcd_cluster import EtcdCluster
 
 pytestmark = [
     pytest.mark.etcd,
@@ -95,7 +95,7 @@ async def _writes_survive_leader_kill(cluster: EtcdCluster) -> None:
         if m is leader:
             continue
         resp = await trio.to_thread.run_sync(
-            lambda m=m: m.post(
+            lambda m=m: m.post(  # type: ignore[misc]
                 "/v3/kv/range",
                 {
                     "key": base64.b64encode(b"/kill/").decode(),

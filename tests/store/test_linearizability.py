@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 import trio
-from linearizability import KEY_INIT, Operation, is_linearizable, key_step
 
 from kubetrio.store import AlreadyExists, Conflict, NotFound, Store
+from tests.store.linearizability import KEY_INIT, Operation, is_linearizable, key_step
 
 
 def test_checker_rejects_a_stale_read() -> None:
@@ -77,5 +77,10 @@ async def test_concurrent_cas_histories_are_linearizable(store: Store, prefix: s
     assert violations == []
     assert sum(len(ops) for ops in history.values()) == 360
     # The history must actually contain contended writes, or the check proves little.
-    outcomes = [op.output[0] for ops in history.values() for op in ops if op.input[0] != "read"]
+    outcomes = [
+        cast(tuple[str, ...], op.output)[0]
+        for ops in history.values()
+        for op in ops
+        if cast(tuple[str, ...], op.input)[0] != "read"
+    ]
     assert outcomes.count("ok") >= 20 and outcomes.count("conflict") >= 5

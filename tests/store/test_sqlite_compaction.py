@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from kubetrio.store import Compacted, CompactionPolicy, open_sqlite_store, open_store
+from kubetrio.store import Compacted, CompactionPolicy, KeyValue, open_sqlite_store, open_store
 
 
 async def test_auto_compaction_keeps_latest_and_recent_history(tmp_path: Path) -> None:
@@ -16,7 +16,7 @@ async def test_auto_compaction_keeps_latest_and_recent_history(tmp_path: Path) -
     policy = CompactionPolicy(min_age=0.3, min_revisions=50, interval=0.05, chunk=40)
     with trio.fail_after(30):
         async with open_sqlite_store(db, compaction=policy) as store:
-            live = {}
+            live: dict[str, KeyValue] = {}
             for round_ in range(20):
                 for i in range(20):
                     key = f"/c/{i}"

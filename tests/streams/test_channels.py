@@ -41,13 +41,13 @@ async def test_websocket_messages_ping_and_close() -> None:
         await near.send_all(peer.send(Ping(b"p")) + peer.send(BytesMessage(b"\x00hi")))
         assert await ws.receive() == b"\x00hi"
         await ws.send(b"\x01out")
-        peer.receive_data(await near.receive_some(4096))
+        peer.receive_data(bytes(await near.receive_some(4096)))
         events = list(peer.events())
         assert isinstance(events[0], Pong)
         assert isinstance(events[1], BytesMessage) and events[1].data == b"\x01out"
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ws.close, 1000)
-            peer.receive_data(await near.receive_some(4096))
+            peer.receive_data(bytes(await near.receive_some(4096)))
             (close,) = list(peer.events())
             assert isinstance(close, CloseConnection) and close.code == 1000
             await near.send_all(peer.send(close.response()))

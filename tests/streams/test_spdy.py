@@ -140,9 +140,9 @@ async def test_session_replies_and_pings() -> None:
             assert await stream.receive() == b"abc"
             assert await stream.receive() == b""
             await stream.send(b"out", fin=True)
-            decoder, seen = FrameDecoder(HeaderCodec()), []
+            decoder, seen = FrameDecoder(HeaderCodec()), list[Frame]()
             while len(seen) < 3:
-                seen += list(decoder.feed(await client.receive_some(4096)))
+                seen += list(decoder.feed(bytes(await client.receive_some(4096))))
             assert [(f.kind, f.stream_id) for f in seen] == [(SYN_REPLY, 1), (PING, 0), (0, 1)]
             assert seen[1].value == 7 and seen[2].data == b"out" and seen[2].fin
             await client.aclose()

@@ -132,9 +132,8 @@ async def test_kubectl_exec(cluster: tuple[Cluster, Path], version: str) -> None
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-        done = subprocess.CompletedProcess(process.args, process.returncode, output)
-        assert b"rows 17; columns 91" in done.stdout, done.stdout
-        assert done.returncode == 4
+        assert b"rows 17; columns 91" in output, output
+        assert process.returncode == 4
 
 
 def _free_port() -> int:

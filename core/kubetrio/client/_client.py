@@ -15,11 +15,10 @@ from typing import Any
 import msgspec
 
 from kubetrio.handler import RequestHandler
+from kubetrio.kubeobject import KubeObject as KubeObject
 
 from ._errors import ClientError
 from ._transport import HttpTransport, InProcessTransport, Transport
-
-KubeObject = dict[str, Any]
 
 _DECODER = msgspec.json.Decoder()
 _ENCODER = msgspec.json.Encoder()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import dns.flags
 import dns.message
@@ -32,7 +31,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-KubeObject = dict[str, Any]
+from kubetrio.kubeobject import KubeObject
 
 
 @dataclass(slots=True)

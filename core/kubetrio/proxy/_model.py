@@ -20,8 +20,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-KubeObject = dict[str, Any]
-
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_AFFINITY_TIMEOUT = 10800
 """Kubernetes' default ``sessionAffinityConfig.clientIP.timeoutSeconds`` (3 hours)."""

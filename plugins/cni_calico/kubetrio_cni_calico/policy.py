@@ -35,8 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kubetrio.api.selectors import Selector, label_selector_from_struct
-
-KubeObject = dict[str, Any]
+from kubetrio.kubeobject import KubeObject
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 INGRESS_MAP = "ingress-pods"
