@@ -2,10 +2,10 @@
 
 * **allocation** — ``--services`` LoadBalancer Services created by 16 concurrent writers
   with the allocator running (``ControllerManager(extra=[ServiceLBController(pool)])``,
-  in-process API server on SQLite): seconds until every one shows its address, and how long after the last create
-  the last address appeared. Baseline, in the same run on a fresh store: the same creates
-  without an allocator (the API work allocation cannot avoid); ``ratio_alloc_vs_create``
-  = allocation time / baseline time.
+  in-process API server on SQLite): seconds until every one shows its address, and how
+  long after the last create the last address appeared. Baseline, in the same run on a
+  fresh store: the same creates without an allocator (the API work allocation cannot
+  avoid); ``ratio_alloc_vs_create`` = allocation time / baseline time.
 * **failover** (root) — two node network namespaces and a client on one bridge, an
   announcer per node. The node announcing the address is marked NotReady (then Ready
   again, which moves the address back): milliseconds from the Node status write until

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -268,7 +269,7 @@ GADGET_SCHEMA = {
 }
 
 
-def gadget_crd(versions: list[dict] | None = None) -> dict:
+def gadget_crd(versions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A CRD with every feature: defaults, status and scale, columns, two versions."""
     base = {
         "served": True,
@@ -308,7 +309,7 @@ def gadget_crd(versions: list[dict] | None = None) -> dict:
 GADGETS = "/apis/example.com/{v}/namespaces/default/gadgets"
 
 
-async def _install_gadgets(http: httpx.AsyncClient, crd: dict | None = None) -> None:
+async def _install_gadgets(http: httpx.AsyncClient, crd: dict[str, Any] | None = None) -> None:
     created = await http.post(
         "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd or gadget_crd()
     )

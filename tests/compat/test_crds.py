@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kit import CompatCluster, wait_for
+
+from tests.compat.kit import CompatCluster
+from tests.kit import wait_until
 
 GROUP = "compat.example.com"
 CRD_NAME = f"gadgets.{GROUP}"
@@ -306,7 +308,7 @@ def test_openapi_hash_follows_the_crd(cluster: CompatCluster) -> None:
             '[{"op":"add","path":"/spec/versions/0/schema/openAPIV3Schema/properties/spec/'
             'properties/colour","value":{"type":"string"}}]',
         )
-        after = wait_for(lambda: url() != before and url(), what="a new OpenAPI hash")
+        after = wait_until(lambda: url() != before and url(), what="a new OpenAPI hash")
         doc = json.loads(cluster.kubectl("get", "--raw", after).stdout)
         spec = doc["components"]["schemas"]["com.example.compat.v1.Widget"]["properties"]["spec"]
         assert "colour" in spec["properties"]
