@@ -6,7 +6,7 @@ This package imports nothing else of kubetrio. Its public surface:
   ``meta_v1.ObjectMeta`` ...), all subclasses of :class:`KubeStruct`;
 - scalars: :class:`Quantity`, :class:`Time`, :class:`MicroTime`, ``IntOrString``;
 - codec: :func:`encode`, :func:`decode`, :func:`to_builtins`, :func:`from_builtins`,
-  :func:`unknown_fields`;
+  :func:`unknown_fields`, :func:`query_bool` (boolean query parameters);
 - scheme: :data:`BUILTIN` (a :class:`Scheme` of :class:`ResourceInfo`), :class:`GroupVersionKind`,
   :class:`GroupVersionResource` — discovery documents and kind/resource/type lookups;
 - selectors: :func:`parse_label_selector`, :func:`label_selector_from_struct`,
@@ -23,6 +23,7 @@ from __future__ import annotations
 from .codec import decode as decode
 from .codec import encode as encode
 from .codec import from_builtins as from_builtins
+from .codec import query_bool as query_bool
 from .codec import to_builtins as to_builtins
 from .codec import unknown_fields as unknown_fields
 from .fieldmeta import FieldMeta as FieldMeta

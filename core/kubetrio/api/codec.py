@@ -33,6 +33,7 @@ __all__ = [
     "enc_hook",
     "encode",
     "from_builtins",
+    "query_bool",
     "to_builtins",
     "unknown_fields",
 ]
@@ -162,3 +163,17 @@ def _walk_info(data: Any, info: Any, path: str, found: list[str]) -> None:
     elif isinstance(info, mi.DictType) and isinstance(data, dict):
         for key, value in data.items():
             _walk_info(value, info.value_type, f"{path}[{key}]", found)
+
+
+def query_bool(values: list[str] | None) -> bool:
+    """A boolean query parameter as the API server decodes it (``watch``, ``follow``, ``stdin``).
+
+    apimachinery's ``runtime.Convert_Slice_string_To_bool``: absent → false; the first
+    value ``0`` or ``false`` (any case) → false; anything else, the empty string too → true.
+    So the Python client's ``watch=True`` and ``1``/``true``/``TRUE`` all mean true, and
+    no value is ever an error.
+    """
+    if not values:
+        return False
+    first = values[0]
+    return not (first == "0" or first.lower() == "false")

@@ -24,6 +24,8 @@ from typing import Any
 
 import trio
 
+from kubetrio.api import query_bool
+
 from ._agentwire import (
     CLOSE,
     RESIZE,
@@ -107,9 +109,7 @@ async def exec_upgrade(
     token: str,
 ) -> tuple[list[tuple[str, str]], Upgrade]:
     """Pick the protocol, open the agent stream; return the 101 headers and the relay."""
-    flag = {
-        k: (query.get(k) or [""])[-1] in ("1", "true") for k in ("stdin", "stdout", "stderr", "tty")
-    }
+    flag = {k: query_bool(query.get(k)) for k in ("stdin", "stdout", "stderr", "tty")}
     params = [("command", c) for c in query.get("command") or []]
     params += [("stdin", "1" if flag["stdin"] else "0"), ("tty", "1" if flag["tty"] else "0")]
     upgrade = headers.get("upgrade", "").lower()
