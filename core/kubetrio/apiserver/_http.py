@@ -98,10 +98,16 @@ def _reason(status: int) -> bytes:
 
     Clients show it: the Python client's ``ApiException`` reads ``(Conflict)``.
     """
+    if status in _GO_PHRASES:
+        return _GO_PHRASES[status]
     try:
         return http.HTTPStatus(status).phrase.encode("ascii")
     except ValueError:
         return b""
+
+
+_GO_PHRASES = {413: b"Request Entity Too Large", 422: b"Unprocessable Entity"}
+"""Go's ``http.StatusText`` where newer Pythons renamed the phrase (RFC 9110 wording)."""
 
 
 class _TooLarge(Exception):
