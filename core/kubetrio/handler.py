@@ -15,7 +15,43 @@ from typing import Protocol
 
 import trio
 
-__all__ = ["ChunkProducer", "Handler", "Request", "RequestHandler", "Response", "Upgrade"]
+__all__ = [
+    "BadQueryParameter",
+    "ChunkProducer",
+    "Handler",
+    "Request",
+    "RequestHandler",
+    "Response",
+    "Upgrade",
+    "parse_bool",
+]
+
+TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+class BadQueryParameter(ValueError):
+    """A query parameter with a value of the wrong type (the server answers 400)."""
+
+
+def parse_bool(name: str, value: str | None) -> bool:
+    """A boolean query parameter as Go's ``strconv.ParseBool`` reads it; None (absent) is
+    false. The Python client's ``watch=True`` is true; ``yes`` is an error naming ``name``.
+
+    apimachinery's own converter is laxer (anything but ``0``/``false`` is true); the
+    strict reading turns a typo into a clear 400 instead of a silent ``true``, and no
+    client sends a value outside these sets.
+    """
+    if value is None:
+        return False
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise BadQueryParameter(
+        f"invalid boolean value {value!r} for query parameter {name!r}: "
+        "use true or false (1, t, T, TRUE, True; 0, f, F, FALSE, False)"
+    )
 
 
 @dataclasses.dataclass
@@ -36,6 +72,13 @@ class Request:
         """The last value of a query parameter, or ``default``."""
         values = self.query.get(name)
         return values[-1] if values else default
+
+    def flag(self, name: str) -> bool:
+        """A boolean query parameter (``watch``, ``follow``, ``stdin``...); absent is false.
+
+        :raises BadQueryParameter: when the value is not one :func:`parse_bool` takes.
+        """
+        return parse_bool(name, self.param(name) if name in self.query else None)
 
 
 Upgrade = Callable[[trio.abc.Stream, bytes], Awaitable[None]]

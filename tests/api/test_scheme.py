@@ -110,7 +110,8 @@ def test_groups_and_preferred_versions() -> None:
     assert groups["autoscaling"].preferred_version == meta_v1.GroupVersionForDiscovery(
         group_version="autoscaling/v2", version="v2"
     )
-    assert [g[0] for g in BUILTIN.groups()][:2] == ["", "apps"]
+    # kube-apiserver's order: by group priority, apiregistration.k8s.io (18000) first.
+    assert [g[0] for g in BUILTIN.groups()][:3] == ["", "apiregistration.k8s.io", "apps"]
     for needed in ("authorization.k8s.io", "authentication.k8s.io", "events.k8s.io", "batch"):
         assert needed in groups
     assert BUILTIN.api_resource_list("apps", "v2") is None

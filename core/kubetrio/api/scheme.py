@@ -79,6 +79,7 @@ CATEGORIES: Mapping[tuple[str, str], tuple[str, ...]] = {
     ("", "replicationcontrollers"): ("all",),
     ("", "services"): ("all",),
     ("apiextensions.k8s.io", "customresourcedefinitions"): ("api-extensions",),
+    ("apiregistration.k8s.io", "apiservices"): ("api-extensions",),
     ("apps", "daemonsets"): ("all",),
     ("apps", "deployments"): ("all",),
     ("apps", "replicasets"): ("all",),
@@ -91,6 +92,7 @@ CATEGORIES: Mapping[tuple[str, str], tuple[str, ...]] = {
 # The kube-apiserver's discovery order of groups, and their versions, preferred first.
 GROUP_ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("", ("v1",)),
+    ("apiregistration.k8s.io", ("v1",)),
     ("apps", ("v1",)),
     ("events.k8s.io", ("v1",)),
     ("authentication.k8s.io", ("v1",)),

@@ -7,8 +7,12 @@ upstream defaulters set are filled, and only where the client left them out.
 
 from __future__ import annotations
 
+import base64
+import copy
 from collections.abc import Callable
 from typing import Any
+
+from kubetrio.api import Quantity
 
 KubeObject = dict[str, Any]
 
@@ -177,6 +181,21 @@ def _namespace(obj: KubeObject) -> None:
 
 def _secret(obj: KubeObject) -> None:
     _set(obj, "type", "Opaque")
+    _merge_string_data(obj)
+
+
+def _merge_string_data(secret: KubeObject) -> None:
+    """``stringData`` is write-only: merged into ``data`` (base64), winning over a ``data``
+    value of the same key, and never stored or returned — upstream does this when it
+    converts a v1 Secret to its internal form, so on create, update and every patch."""
+    string_data = secret.pop("stringData", None)
+    if not isinstance(string_data, dict) or not string_data:
+        return
+    data = secret.get("data")
+    if not isinstance(data, dict):
+        data = secret["data"] = {}
+    for key, value in string_data.items():
+        data[key] = base64.b64encode(str(value).encode()).decode("ascii")
 
 
 def _pvc(obj: KubeObject) -> None:
@@ -259,9 +278,202 @@ def _job_selector(job: KubeObject) -> None:
     template.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
 
 
-def default_on_create(group: str, resource: str, obj: KubeObject) -> None:
-    """Defaults that need the new object's uid or apply only when it is created."""
+def default_on_create(group: str, resource: str, obj: KubeObject, *, now: str = "") -> None:
+    """Defaults that need the new object's uid or apply only when it is created.
+
+    Also the status a new object starts with (``status_on_create``); ``now`` is the
+    creation time as RFC 3339, for status timestamps.
+    """
     if (group, resource) == ("", "pods") and isinstance(obj.get("spec"), dict):
         _pod_tolerations(obj["spec"])
+        _requests_from_limits(obj["spec"])
     elif (group, resource) == ("batch", "jobs") and obj.get("metadata", {}).get("name"):
         _job_selector(obj)
+    status_on_create(group, resource, obj, now=now)
+
+
+# --- the status a new object starts with ------------------------------------------------
+
+RESET_STATUS: dict[tuple[str, str], KubeObject] = {
+    ("", "services"): {"loadBalancer": {}},
+    ("", "namespaces"): {"phase": "Active"},
+    ("", "persistentvolumeclaims"): {"phase": "Pending"},
+    ("", "persistentvolumes"): {"phase": "Pending"},
+    ("", "replicationcontrollers"): {"replicas": 0},
+    ("", "resourcequotas"): {},
+    ("apps", "deployments"): {},
+    ("apps", "replicasets"): {"replicas": 0},
+    ("apps", "statefulsets"): {"replicas": 0, "availableReplicas": 0},
+    ("apps", "daemonsets"): {
+        "currentNumberScheduled": 0,
+        "numberMisscheduled": 0,
+        "desiredNumberScheduled": 0,
+        "numberReady": 0,
+    },
+    ("autoscaling", "horizontalpodautoscalers"): {"desiredReplicas": 0},
+    ("batch", "jobs"): {},
+    ("batch", "cronjobs"): {},
+    ("networking.k8s.io", "ingresses"): {"loadBalancer": {}},
+    ("networking.k8s.io", "servicecidrs"): {},
+    ("policy", "poddisruptionbudgets"): {
+        "disruptionsAllowed": 0,
+        "currentHealthy": 0,
+        "desiredHealthy": 0,
+        "expectedPods": 0,
+    },
+    ("storage.k8s.io", "volumeattachments"): {"attached": False},
+}
+"""Kinds whose create ignores the client's status (upstream strategies' ``PrepareForCreate``
+set ``obj.Status = XStatus{...}``), each with that status as Go encodes it: fields without
+``omitempty`` appear as zeros, struct-valued fields (``loadBalancer``) as ``{}``. Phases
+are the ones upstream's strategy or defaulter sets (``pkg/registry/*/strategy.go``)."""
+
+NODE_STATUS_ZEROS: KubeObject = {
+    "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+    "nodeInfo": {
+        key: ""
+        for key in (
+            "machineID",
+            "systemUUID",
+            "bootID",
+            "kernelVersion",
+            "osImage",
+            "containerRuntimeVersion",
+            "kubeletVersion",
+            "kubeProxyVersion",
+            "operatingSystem",
+            "architecture",
+        )
+    },
+}
+"""A Node keeps the status it is created with (its kubelet registers it so), and Go encodes
+the struct fields it leaves out as zeros."""
+
+SCHEDULING_GATED = {
+    "type": "PodScheduled",
+    "status": "False",
+    "reason": "SchedulingGated",
+    "message": "Scheduling is blocked due to non-empty scheduling gates",
+}
+
+
+def status_on_create(group: str, resource: str, obj: KubeObject, *, now: str = "") -> None:
+    """The status a new object starts with, as upstream's create strategies set it."""
+    if (group, resource) == ("", "pods"):
+        status: KubeObject = {"phase": "Pending", "qosClass": pod_qos_class(obj.get("spec") or {})}
+        if (obj.get("spec") or {}).get("schedulingGates"):
+            status["conditions"] = [{**SCHEDULING_GATED, "lastProbeTime": None}]
+            if now:
+                status["conditions"][0]["lastTransitionTime"] = now
+        obj["status"] = status
+    elif (group, resource) == ("", "nodes"):
+        given = obj.get("status")
+        obj["status"] = node_status = given if isinstance(given, dict) else {}
+        _fill_zeros(node_status, NODE_STATUS_ZEROS)
+    elif (group, resource) == ("apiregistration.k8s.io", "apiservices"):
+        obj["status"] = api_service_status(obj, now)
+    elif (group, resource) in RESET_STATUS:
+        obj["status"] = copy.deepcopy(RESET_STATUS[(group, resource)])
+        if (group, resource) == ("", "persistentvolumes") and now:
+            obj["status"]["lastPhaseTransitionTime"] = now
+
+
+def api_service_status(api_service: KubeObject, now: str) -> KubeObject:
+    """The Available condition kube-aggregator's availability controller would set.
+
+    Local APIServices (no ``spec.service``) are always available. kubetrio does not proxy
+    to aggregated API servers, so one that names a Service is not available.
+    """
+    if (api_service.get("spec") or {}).get("service"):
+        condition = {
+            "type": "Available",
+            "status": "False",
+            "reason": "NotProxied",
+            "message": "kubetrio does not proxy to aggregated API servers",
+        }
+    else:
+        condition = {
+            "type": "Available",
+            "status": "True",
+            "reason": "Local",
+            "message": "Local APIServices are always available",
+        }
+    return {"conditions": [{**condition, "lastTransitionTime": now}] if now else [condition]}
+
+
+def _fill_zeros(target: KubeObject, zeros: KubeObject) -> None:
+    for key, zero in zeros.items():
+        present = target.get(key)
+        if isinstance(zero, dict):
+            if not isinstance(present, dict):
+                present = target[key] = {}
+            _fill_zeros(present, zero)
+        elif present is None:
+            target[key] = zero
+
+
+QOS_RESOURCES = ("cpu", "memory")
+
+
+def _requests_from_limits(spec: KubeObject) -> None:
+    """A Pod's containers request what they limit unless they say otherwise (SetDefaults_Pod)."""
+    for key in ("containers", "initContainers"):
+        for container in spec.get(key) or []:
+            resources = container.get("resources") if isinstance(container, dict) else None
+            if not isinstance(resources, dict) or not isinstance(resources.get("limits"), dict):
+                continue
+            requests = resources.setdefault("requests", {})
+            if isinstance(requests, dict):
+                for name, limit in resources["limits"].items():
+                    requests.setdefault(name, limit)
+
+
+def pod_qos_class(spec: KubeObject) -> str:
+    """Guaranteed, Burstable or BestEffort, as upstream's ``qos.GetPodQOS``.
+
+    Only cpu and memory count; zero quantities count as unset. Guaranteed needs a cpu and
+    a memory limit on every container and requests equal to limits in total.
+    """
+    requests: dict[str, Quantity] = {}
+    limits: dict[str, Quantity] = {}
+    guaranteed = True
+    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
+    for container in containers:
+        resources = (container.get("resources") if isinstance(container, dict) else None) or {}
+        for source, total in (
+            (resources.get("requests"), requests),
+            (resources.get("limits"), limits),
+        ):
+            for name, raw in (source or {}).items():
+                if name not in QOS_RESOURCES:
+                    continue
+                try:
+                    quantity = Quantity(raw)
+                except ValueError:
+                    continue
+                if quantity.is_zero():
+                    continue
+                total[name] = total[name] + quantity if name in total else quantity
+        limited = {
+            name
+            for name, raw in ((resources.get("limits") or {}).items())
+            if name in QOS_RESOURCES and not _zero(raw)
+        }
+        if not limited.issuperset(QOS_RESOURCES):
+            guaranteed = False
+    if not requests and not limits:
+        return "BestEffort"
+    if (
+        guaranteed
+        and len(requests) == len(limits)
+        and all(limits.get(name) == value for name, value in requests.items())
+    ):
+        return "Guaranteed"
+    return "Burstable"
+
+
+def _zero(raw: Any) -> bool:
+    try:
+        return Quantity(raw).is_zero()
+    except ValueError:
+        return True

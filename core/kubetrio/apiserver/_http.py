@@ -16,6 +16,7 @@ which an async generator must not hold across a ``yield``.
 
 from __future__ import annotations
 
+import http
 import logging
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -38,6 +39,23 @@ def _header_safe(value: str) -> str:
     """A header value as printable ASCII: user text (warnings) may carry anything."""
     ascii_text = value.encode("ascii", "backslashreplace").decode("ascii")
     return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in ascii_text)
+
+
+def _reason(status: int) -> bytes:
+    """The standard reason phrase of a status code (``409`` → ``Conflict``), as Go sends it.
+
+    Clients show it: the Python client's ``ApiException`` reads ``(Conflict)``.
+    """
+    if status in _GO_PHRASES:
+        return _GO_PHRASES[status]
+    try:
+        return http.HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
+_GO_PHRASES = {413: b"Request Entity Too Large", 422: b"Unprocessable Entity"}
+"""Go's ``http.StatusText`` where newer Pythons renamed the phrase (RFC 9110 wording)."""
 
 
 class _TooLarge(Exception):
@@ -94,7 +112,9 @@ class _Connection:
             ("connection", "close"),
         ]
         try:
-            await self._send(h11.Response(status_code=status, headers=headers))
+            await self._send(
+                h11.Response(status_code=status, headers=headers, reason=_reason(status))
+            )
             await self._send(h11.Data(data=body))
             await self._send(h11.EndOfMessage())
         except Exception:  # the client is gone or the state machine is past repair
@@ -164,21 +184,30 @@ class _Connection:
         if response.content_type is not None:
             headers.append(("content-type", response.content_type))
         if response.upgrade is not None:
-            await self._send(h11.InformationalResponse(status_code=101, headers=headers))
+            await self._send(
+                h11.InformationalResponse(status_code=101, headers=headers, reason=_reason(101))
+            )
             trailing, _ = self.h11.trailing_data
             await response.upgrade(self.stream, trailing)
             return
         if response.stream is None:
             headers.append(("content-length", str(len(response.body))))
             # One write for the whole response: fewer syscalls, one TCP segment when small.
-            data = self.h11.send(h11.Response(status_code=response.status, headers=headers)) or b""
+            head = h11.Response(
+                status_code=response.status, headers=headers, reason=_reason(response.status)
+            )
+            data = self.h11.send(head) or b""
             if request.method != "HEAD" and response.body:
                 data += self.h11.send(h11.Data(data=response.body)) or b""
             data += self.h11.send(h11.EndOfMessage()) or b""
             await self.stream.send_all(data)
             return
         headers.append(("transfer-encoding", "chunked"))
-        await self._send(h11.Response(status_code=response.status, headers=headers))
+        await self._send(
+            h11.Response(
+                status_code=response.status, headers=headers, reason=_reason(response.status)
+            )
+        )
         await self._stream_chunks(response.stream)
 
     async def _stream_chunks(self, producer: ChunkProducer) -> None:

@@ -114,12 +114,18 @@ class NamespaceFinalizer:
         return empty
 
     async def _remove(self, name: str) -> None:
+        """Remove a drained namespace, looking again if it was written meanwhile."""
         info = self.scheme.resource("", "v1", "namespaces")
         assert info is not None
-        try:
-            current = await self.registry.get(info, "", name)
-            await self.registry.store.delete(
-                self.registry.key(info, "", name), expected_revision=current.mod_revision
-            )
-        except (ApiError, kv.StoreError) as exc:  # changed or gone meanwhile: next pass decides
-            log.debug("namespace %s not removed yet: %s", name, exc)
+        while True:
+            try:
+                current = await self.registry.get(info, "", name)
+                await self.registry.store.delete(
+                    self.registry.key(info, "", name), expected_revision=current.mod_revision
+                )
+                return
+            except kv.Conflict:
+                continue  # a write landed between our read and the delete
+            except (ApiError, kv.StoreError) as exc:  # gone meanwhile: nothing left to do
+                log.debug("namespace %s not removed: %s", name, exc)
+                return

@@ -25,6 +25,8 @@ LOG_OPTIONS = (
     "limitBytes",
     "sinceTime",
 )
+LOG_FLAGS = ("follow", "previous", "timestamps")
+"""The boolean ones among :data:`LOG_OPTIONS`."""
 
 
 def pick_container(pod: KubeObject, requested: str) -> str:

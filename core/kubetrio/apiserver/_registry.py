@@ -271,20 +271,20 @@ class Registry:
         *,
         precondition_from_body: bool = True,
         dry_run: bool = False,
-        retries: int = 20,
         server_fields: tuple[str, ...] = (),
     ) -> KubeObject:
-        """Read-modify-write with compare-and-swap.
+        """Read-modify-write with compare-and-swap, as upstream's ``GuaranteedUpdate``.
 
         ``change`` gets the current object and returns the new one. When the new object
         carries a resourceVersion (and ``precondition_from_body``), it must match the
-        stored one or the update fails with 409; without one, a conflicting concurrent
-        write makes the update run ``change`` again on the fresh object. Server-owned
-        metadata is kept from the stored object except ``server_fields``, which the
-        server itself is changing (deletionTimestamp when marking a deletion).
+        stored one or the update fails with 409: that is the client's precondition.
+        Otherwise a concurrent write never fails the update: it runs ``change`` again on
+        the fresh object, as often as it takes (and ``change`` may raise to refuse).
+        Server-owned metadata is kept from the stored object except ``server_fields``,
+        which the server itself is changing (deletionTimestamp when marking a deletion).
         """
         key = self.key(info, namespace, name)
-        for _ in range(retries):
+        while True:
             current = await self.get(info, namespace, name)
             old = objects.decode_stored(current.value, current.mod_revision)
             new = await change(json.loads(json.dumps(old)))
@@ -297,7 +297,10 @@ class Registry:
                 new["metadata"]["generation"] = int(old["metadata"]["generation"]) + 1
             if _finalized(old, new):
                 # The last finalizer went away from an object being deleted: delete it.
-                return await self._delete_now(info, namespace, name, current, dry_run=dry_run)
+                gone = await self._delete_now(info, namespace, name, current, dry_run=dry_run)
+                if gone is None:
+                    continue  # it changed meanwhile: look again
+                return gone
             value = objects.encode_for_store(new)
             if dry_run:
                 return new
@@ -308,14 +311,13 @@ class Registry:
                     key, value, expected_revision=current.mod_revision
                 )
             except kv.Conflict:
-                if precondition_from_body and wanted_rv not in (None, ""):
-                    raise conflict(info.resource, info.group, name) from None
+                # Written meanwhile: run ``change`` on the fresh object; a client's
+                # resourceVersion precondition is checked against it there.
                 continue
             except kv.NotFound as exc:
                 raise not_found(info.resource, info.group, name) from exc
             new["metadata"]["resourceVersion"] = str(updated.mod_revision)
             return new
-        raise conflict(info.resource, info.group, name, "too many concurrent updates")
 
     async def delete(
         self,
@@ -331,45 +333,35 @@ class Registry:
         Objects with finalizers, or deleted with ``Foreground``/``Orphan`` propagation, get
         a deletionTimestamp and stay until their finalizers are removed. Pods bound to a
         node with a grace period stay until the node agent confirms they stopped.
+
+        Only ``options.preconditions`` (uid, resourceVersion) can make a delete fail with
+        409: a write that lands between our read and our delete makes it look again.
         """
-        current = await self.get(info, namespace, name)
-        obj = objects.decode_stored(current.value, current.mod_revision)
-        metadata = obj["metadata"]
         preconditions = options.get("preconditions") or {}
-        if preconditions.get("uid") and preconditions["uid"] != metadata.get("uid"):
-            raise conflict(
-                info.resource,
-                info.group,
-                name,
-                f"Precondition failed: UID in precondition: {preconditions['uid']}, "
-                f"UID in object meta: {metadata.get('uid')}",
-            )
-        if preconditions.get("resourceVersion") and str(preconditions["resourceVersion"]) != str(
-            current.mod_revision
-        ):
-            raise conflict(
-                info.resource,
-                info.group,
-                name,
-                "Precondition failed: resourceVersion in precondition: "
-                f"{preconditions['resourceVersion']}, resourceVersion in object meta: "
-                f"{current.mod_revision}",
-            )
-        policy = options.get("propagationPolicy") or ""
-        if options.get("orphanDependents") is True:
-            policy = "Orphan"
-        finalizers = list(metadata.get("finalizers") or [])
-        if policy == "Foreground" and "foregroundDeletion" not in finalizers:
-            finalizers.append("foregroundDeletion")
-        if policy == "Orphan" and "orphan" not in finalizers:
-            finalizers.append("orphan")
-        grace = _grace_period(info, obj, options)
-        if not finalizers and not grace:
-            return await self._delete_now(info, namespace, name, current, dry_run=dry_run), True
+        while True:
+            current = await self.get(info, namespace, name)
+            obj = objects.decode_stored(current.value, current.mod_revision)
+            check_preconditions(info, name, obj, preconditions)
+            metadata = obj["metadata"]
+            policy = options.get("propagationPolicy") or ""
+            if options.get("orphanDependents") is True:
+                policy = "Orphan"
+            finalizers = list(metadata.get("finalizers") or [])
+            if policy == "Foreground" and "foregroundDeletion" not in finalizers:
+                finalizers.append("foregroundDeletion")
+            if policy == "Orphan" and "orphan" not in finalizers:
+                finalizers.append("orphan")
+            grace = _grace_period(info, obj, options)
+            if finalizers or grace:
+                break
+            gone = await self._delete_now(info, namespace, name, current, dry_run=dry_run)
+            if gone is not None:
+                return gone, True
         if metadata.get("deletionTimestamp"):
             return obj, False  # already being deleted: deleting again changes nothing
 
         async def mark(latest: KubeObject) -> KubeObject:
+            check_preconditions(info, name, latest, preconditions)
             latest_meta = latest["metadata"]
             latest_meta["deletionTimestamp"] = objects.now_rfc3339()
             latest_meta["deletionGracePeriodSeconds"] = grace or 0
@@ -399,7 +391,8 @@ class Registry:
         current: kv.KeyValue,
         *,
         dry_run: bool,
-    ) -> KubeObject:
+    ) -> KubeObject | None:
+        """Remove exactly the version ``current``; None when it changed meanwhile."""
         obj = objects.decode_stored(current.value, current.mod_revision)
         if dry_run:
             return obj
@@ -409,8 +402,8 @@ class Registry:
             )
         except kv.NotFound as exc:
             raise not_found(info.resource, info.group, name) from exc
-        except kv.Conflict as exc:
-            raise conflict(info.resource, info.group, name) from exc
+        except kv.Conflict:
+            return None  # written meanwhile: the caller reads it again and decides anew
         obj["metadata"]["resourceVersion"] = str(deleted.revision)
         hook = self.on_deleted.get((info.group, info.resource))
         if hook is not None:
@@ -473,6 +466,31 @@ def _served(info: ResourceInfo, data: bytes) -> bytes:
         structural.default(obj, info.schema)
         data = objects.encode(obj)
     return data
+
+
+def check_preconditions(
+    info: ResourceInfo, name: str, obj: KubeObject, preconditions: KubeObject
+) -> None:
+    """A client's DeleteOptions.preconditions against the object as it is now; 409 if unmet."""
+    metadata = obj.get("metadata") or {}
+    uid = preconditions.get("uid")
+    if uid and uid != metadata.get("uid"):
+        raise conflict(
+            info.resource,
+            info.group,
+            name,
+            f"Precondition failed: UID in precondition: {uid}, "
+            f"UID in object meta: {metadata.get('uid')}",
+        )
+    rv = preconditions.get("resourceVersion")
+    if rv and str(rv) != str(metadata.get("resourceVersion")):
+        raise conflict(
+            info.resource,
+            info.group,
+            name,
+            f"Precondition failed: resourceVersion in precondition: {rv}, "
+            f"resourceVersion in object meta: {metadata.get('resourceVersion')}",
+        )
 
 
 def _translate(event: kv.Event, matches: ObjectFilter) -> WatchEvent | None:

@@ -13,6 +13,7 @@ from kubetrio import store as kv
 from kubetrio.api.scheme import Scheme
 from kubetrio.plugins import PluginManager
 
+from ._apiservices import ensure_local_api_services
 from ._crds import CustomResources, info_of_definition
 from ._http import serve_http
 from ._namespaces import NamespaceFinalizer, ensure_system_namespaces
@@ -46,6 +47,7 @@ async def open_apiserver(
         for registered in plugins.resources():
             api.scheme.register(info_of_definition(registered.provider))
     await ensure_system_namespaces(api.registry, api.scheme)
+    await ensure_local_api_services(api.registry, api.scheme)
     finalizer = NamespaceFinalizer(api.registry, api.scheme)
     api.on_namespace_deleted = finalizer.poke
     async with trio.open_nursery() as nursery:

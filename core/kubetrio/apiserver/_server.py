@@ -24,7 +24,7 @@ import kubetrio
 from kubetrio import streams
 from kubetrio.api import selectors
 from kubetrio.api.scheme import ResourceInfo, Scheme
-from kubetrio.handler import Request, Response
+from kubetrio.handler import BadQueryParameter, Request, Response
 from kubetrio.plugins import PluginManager
 from kubetrio.providers import (
     AdmissionDenied,
@@ -38,14 +38,14 @@ from kubetrio.store import Store
 
 from . import _crds, _defaults, _nodeproxy, _patch, _reviews, _tables, _validation
 from . import _objects as objects
-from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
+from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent, check_preconditions
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
 from ._status import ApiError, bad_request, invalid, status_body
 
 log = logging.getLogger("kubetrio.apiserver")
 
-KUBERNETES_VERSION = (1, 31, 0)
+KUBERNETES_VERSION = kubetrio.KUBERNETES_VERSION
 """The Kubernetes release whose API this server speaks (for /version and client checks)."""
 
 ANONYMOUS = UserInfo(name="system:anonymous", groups=("system:unauthenticated",))
@@ -104,7 +104,10 @@ class ApiServer:
     async def handle(self, request: Request) -> Response:
         """Answer one HTTP request (the ``_http`` handler)."""
         try:
-            return await self._dispatch(request)
+            try:
+                return await self._dispatch(request)
+            except BadQueryParameter as exc:
+                raise bad_request(str(exc)) from None
         except ApiError as exc:
             headers = [("retry-after", "1")] if exc.code in (429, 504) else []
             return Response(status=exc.code, body=objects.encode(exc.status()), headers=headers)
@@ -172,13 +175,13 @@ class ApiServer:
     def _non_resource(self, request: Request, path: str) -> Response:
         accept = request.headers.get("accept", "")
         if path == "/version":
-            major, minor, patch = KUBERNETES_VERSION
+            major, minor, _patch = KUBERNETES_VERSION
             return json_response(
                 {
                     "major": str(major),
                     "minor": str(minor),
-                    "gitVersion": f"v{major}.{minor}.{patch}+kubetrio-{kubetrio.__version__}",
-                    "gitCommit": "",
+                    "gitVersion": kubetrio.KUBERNETES_GIT_VERSION,
+                    "gitCommit": f"kubetrio-{kubetrio.__version__}",
                     "gitTreeState": "clean",
                     "buildDate": "",
                     "goVersion": "",
@@ -235,7 +238,7 @@ class ApiServer:
     async def _resource(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
         info = target.info
         method = request.method
-        watch = request.param("watch") in ("true", "1")
+        watch = request.flag("watch")
         if target.name:
             verb = {
                 "GET": "get",
@@ -387,9 +390,9 @@ class ApiServer:
             inner = matches
             matches = lambda obj: (obj.get("metadata") or {}).get("name") == name and inner(obj)  # noqa: E731
         timeout = _int_param(request, "timeoutSeconds", 0) or random.randint(*DEFAULT_WATCH_TIMEOUT)
-        bookmarks = request.param("allowWatchBookmarks") in ("true", "1")
+        bookmarks = request.flag("allowWatchBookmarks")
         as_table = _wants_table(request)
-        if request.param("sendInitialEvents") in ("true", "1"):
+        if request.flag("sendInitialEvents"):
             # The streaming-list protocol is off by default in every kubectl 1.27-1.33;
             # refusing it makes client-go fall back to list-then-watch.
             raise invalid(
@@ -468,7 +471,7 @@ class ApiServer:
         if info.custom is not None and "status" in info.subresources:
             obj.pop("status", None)  # written through /status only, as upstream
         _defaults.apply_defaults(info.group, info.resource, obj)
-        _defaults.default_on_create(info.group, info.resource, obj)
+        _defaults.default_on_create(info.group, info.resource, obj, now=objects.now_rfc3339())
         self._admit("CREATE", user, info, target, obj, None, request)
         dry_run = _dry_run(request)
         is_service = (info.group, info.resource) == ("", "services")
@@ -678,7 +681,7 @@ class ApiServer:
         options: KubeObject = {}
         if request.body.strip():
             options = _validation.decode_body(request)
-        for name in ("propagationPolicy", "gracePeriodSeconds", "orphanDependents"):
+        for name in ("propagationPolicy", "gracePeriodSeconds"):
             value = request.param(name)
             if value:
                 options[name] = (
@@ -686,8 +689,8 @@ class ApiServer:
                     if name == "gracePeriodSeconds" and value.lstrip("-").isdigit()
                     else value
                 )
-        if options.get("orphanDependents") in ("true", "false"):
-            options["orphanDependents"] = options["orphanDependents"] == "true"
+        if "orphanDependents" in request.query:
+            options["orphanDependents"] = request.flag("orphanDependents")
         policy = options.get("propagationPolicy")
         if policy not in (None, "", "Background", "Foreground", "Orphan"):
             raise bad_request(
@@ -718,6 +721,7 @@ class ApiServer:
         self._admit("DELETE", user, info, target, None, current, request)
 
         async def terminate(ns: KubeObject) -> KubeObject:
+            check_preconditions(info, target.name, ns, options.get("preconditions") or {})
             ns["metadata"].setdefault("deletionTimestamp", objects.now_rfc3339())
             ns.setdefault("status", {})["phase"] = "Terminating"
             return ns
@@ -913,7 +917,10 @@ class ApiServer:
             f"{target.namespace}/{target.name}/{container}"
         )
         params = {k: request.param(k) for k in _nodeproxy.LOG_OPTIONS if request.param(k)}
-        if request.param("follow") not in ("true", "1"):
+        for flag in _nodeproxy.LOG_FLAGS:  # the agent gets them spelled one way
+            if flag in params:
+                params[flag] = "true" if request.flag(flag) else "false"
+        if not request.flag("follow"):
             status, content_type, body = await _nodeproxy.fetch_log(
                 url=url, params=params, token=self.kubelet_token
             )

@@ -490,6 +490,11 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Ports", "string", 0, lambda i: "80, 443" if _path(i, "spec", "tls") else "80"),
         ("Age", "string", 0, _age),
     ],
+    ("apiregistration.k8s.io", "apiservices"): [
+        ("Service", "string", 0, lambda a: _api_service_backend(a)),
+        ("Available", "string", 0, lambda a: _api_service_available(a)),
+        ("Age", "string", 0, _age),
+    ],
     ("", "endpoints"): [
         (
             "Endpoints",
@@ -619,6 +624,25 @@ NAME_DESCRIPTION = (
     "definition. Cannot be updated. More info: "
     "https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"
 )
+
+
+def _api_service_backend(api_service: KubeObject) -> str:
+    """``namespace/name`` of the Service behind an APIService, or ``Local`` (kube-aggregator)."""
+    service = _path(api_service, "spec", "service")
+    if not isinstance(service, dict):
+        return "Local"
+    return f"{service.get('namespace', '')}/{service.get('name', '')}"
+
+
+def _api_service_available(api_service: KubeObject) -> str:
+    """The Available condition: ``True``, ``False (Reason)`` or ``Unknown``."""
+    for condition in _path(api_service, "status", "conditions", default=[]):
+        if isinstance(condition, dict) and condition.get("type") == "Available":
+            status = str(condition.get("status", ""))
+            if status != "True" and condition.get("reason"):
+                return f"{status} ({condition['reason']})"
+            return status
+    return "Unknown"
 
 
 def table(

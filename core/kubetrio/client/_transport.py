@@ -19,9 +19,13 @@ from urllib.parse import urlencode
 import httpx
 import trio
 
+import kubetrio
 from kubetrio.handler import ChunkProducer, Request, RequestHandler
 
 from ._errors import leaf_errors
+
+USER_AGENT = f"kubetrio/{kubetrio.__version__} (linux) kubernetes/{kubetrio.KUBERNETES_GIT_VERSION}"
+"""As client-go's ``<program>/<version> (<os>) kubernetes/<release>``: what audit logs show."""
 
 
 @dataclasses.dataclass
@@ -149,7 +153,9 @@ class HttpTransport:
     """Talks to an API server over HTTP with httpx (trio-compatible through anyio)."""
 
     def __init__(self, base_url: str, *, token: str = "", verify: bool | str = True) -> None:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
+        headers = {"user-agent": USER_AGENT}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         self.client = httpx.AsyncClient(
             base_url=base_url, headers=headers, verify=verify, timeout=httpx.Timeout(60.0)
         )

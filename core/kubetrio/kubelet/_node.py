@@ -18,10 +18,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import kubetrio
 from kubetrio.client import Client, ClientError
 from kubetrio.providers import KubeObject
 
-KUBELET_VERSION = "v1.33.0-kubetrio"
+KUBELET_VERSION = kubetrio.KUBERNETES_GIT_VERSION
+"""Reported as kubeletVersion and kubeProxyVersion: the same release as the API server."""
 LEASE_NAMESPACE = "kube-node-lease"
 MAX_PODS = 110
 

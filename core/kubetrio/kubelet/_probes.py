@@ -14,9 +14,10 @@ from typing import Any
 
 import trio
 
+import kubetrio
 from kubetrio.providers import ContainerRuntime, KubeObject
 
-USER_AGENT = "kube-probe/1.33"
+USER_AGENT = "kube-probe/{}.{}".format(*kubetrio.KUBERNETES_VERSION[:2])
 
 
 def _port(value: Any, container: KubeObject) -> int:

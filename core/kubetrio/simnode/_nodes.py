@@ -35,6 +35,7 @@ import uuid
 
 import trio
 
+import kubetrio
 from kubetrio.client import Client, ClientError, Informer, KubeObject, WorkQueue
 
 log = logging.getLogger("kubetrio.simnode")
@@ -43,7 +44,8 @@ SIMULATED_LABEL = "kubetrio.io/simulated"
 RUN_SECONDS = "kubetrio.io/sim-run-seconds"
 EXIT_CODE = "kubetrio.io/sim-exit-code"
 DEFAULT_RUN_SECONDS = 0.5
-KUBELET_VERSION = "v1.33.0-kubetrio-sim"
+KUBELET_VERSION = kubetrio.KUBERNETES_GIT_VERSION
+"""Simulated nodes report the API server's release too (they are marked by a label)."""
 
 
 def _now() -> str:

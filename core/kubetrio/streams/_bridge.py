@@ -24,6 +24,8 @@ from typing import Any
 
 import trio
 
+from kubetrio.handler import parse_bool
+
 from ._agentwire import (
     CLOSE,
     RESIZE,
@@ -108,7 +110,8 @@ async def exec_upgrade(
 ) -> tuple[list[tuple[str, str]], Upgrade]:
     """Pick the protocol, open the agent stream; return the 101 headers and the relay."""
     flag = {
-        k: (query.get(k) or [""])[-1] in ("1", "true") for k in ("stdin", "stdout", "stderr", "tty")
+        k: parse_bool(k, query[k][-1] if query.get(k) else None)
+        for k in ("stdin", "stdout", "stderr", "tty")
     }
     params = [("command", c) for c in query.get("command") or []]
     params += [("stdin", "1" if flag["stdin"] else "0"), ("tty", "1" if flag["tty"] else "0")]

@@ -1367,6 +1367,22 @@ FIELDS: dict[str, dict[str, F]] = {
     'io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails': {
         'causes': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.StatusCause', container='list', list_type='atomic'),
     },
+    'io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService': {
+        'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta'),
+        'spec': F(ref='io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceSpec'),
+        'status': F(ref='io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceStatus'),
+    },
+    'io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceList': {
+        'items': F(ref='io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService', container='list'),
+        'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta'),
+    },
+    'io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceSpec': {
+        'caBundle': F(list_type='atomic'),
+        'service': F(ref='io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.ServiceReference'),
+    },
+    'io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceStatus': {
+        'conditions': F(ref='io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceCondition', container='list', merge_key='type', patch_strategy=('merge',), list_type='map', list_map_keys=('type',)),
+    },
 }
 
 # Definitions marked x-kubernetes-map-type: atomic (replaced whole by apply).

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..model import KubeStruct
-from . import apiextensions_v1, apps_v1, authentication_v1, authorization_v1, autoscaling_v1, autoscaling_v2, batch_v1, coordination_v1, core_v1, discovery_v1, events_v1, meta_v1, networking_v1, policy_v1, rbac_v1, storage_v1, version
+from . import apiextensions_v1, apiregistration_v1, apps_v1, authentication_v1, authorization_v1, autoscaling_v1, autoscaling_v2, batch_v1, coordination_v1, core_v1, discovery_v1, events_v1, meta_v1, networking_v1, policy_v1, rbac_v1, storage_v1, version
 
 __all__ = ["DEFINITIONS", "KINDS"]
 
@@ -466,6 +466,12 @@ DEFINITIONS: dict[str, type[KubeStruct]] = {
     'io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails': meta_v1.StatusDetails,
     'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent': meta_v1.WatchEvent,
     'io.k8s.apimachinery.pkg.version.Info': version.Info,
+    'io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService': apiregistration_v1.APIService,
+    'io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceCondition': apiregistration_v1.APIServiceCondition,
+    'io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceList': apiregistration_v1.APIServiceList,
+    'io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceSpec': apiregistration_v1.APIServiceSpec,
+    'io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceStatus': apiregistration_v1.APIServiceStatus,
+    'io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.ServiceReference': apiregistration_v1.ServiceReference,
 }
 
 # (group, version, kind) -> swagger definition id
@@ -526,6 +532,8 @@ KINDS: dict[tuple[str, str, str], str] = {
     ('apiextensions.k8s.io', 'v1', 'WatchEvent'): 'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent',
     ('apiextensions.k8s.io', 'v1beta1', 'DeleteOptions'): 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions',
     ('apiextensions.k8s.io', 'v1beta1', 'WatchEvent'): 'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent',
+    ('apiregistration.k8s.io', 'v1', 'APIService'): 'io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService',
+    ('apiregistration.k8s.io', 'v1', 'APIServiceList'): 'io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIServiceList',
     ('apiregistration.k8s.io', 'v1', 'DeleteOptions'): 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions',
     ('apiregistration.k8s.io', 'v1', 'WatchEvent'): 'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent',
     ('apiregistration.k8s.io', 'v1beta1', 'DeleteOptions'): 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions',

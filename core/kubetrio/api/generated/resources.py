@@ -64,6 +64,8 @@ RESOURCES: tuple[RawResource, ...] = (
     RawResource('', 'v1', 'services', 'status', True, '', 'v1', 'Service', ('get', 'patch', 'update')),
     RawResource('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', '', False, 'apiextensions.k8s.io', 'v1', 'CustomResourceDefinition', ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')),
     RawResource('apiextensions.k8s.io', 'v1', 'customresourcedefinitions', 'status', False, 'apiextensions.k8s.io', 'v1', 'CustomResourceDefinition', ('get', 'patch', 'update')),
+    RawResource('apiregistration.k8s.io', 'v1', 'apiservices', '', False, 'apiregistration.k8s.io', 'v1', 'APIService', ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')),
+    RawResource('apiregistration.k8s.io', 'v1', 'apiservices', 'status', False, 'apiregistration.k8s.io', 'v1', 'APIService', ('get', 'patch', 'update')),
     RawResource('apps', 'v1', 'controllerrevisions', '', True, 'apps', 'v1', 'ControllerRevision', ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')),
     RawResource('apps', 'v1', 'daemonsets', '', True, 'apps', 'v1', 'DaemonSet', ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')),
     RawResource('apps', 'v1', 'daemonsets', 'status', True, 'apps', 'v1', 'DaemonSet', ('get', 'patch', 'update')),

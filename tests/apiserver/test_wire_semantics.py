@@ -1,0 +1,130 @@
+"""Generic semantics the compatibility suite found missing, checked in process.
+
+A write that lands between the server's own read and its compare-and-swap must make the
+server look again (upstream's ``GuaranteedUpdate``), never answer 409; boolean query
+parameters parse as Go's ``strconv.ParseBool`` (anything else is 400); status lines
+carry reason phrases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from kubetrio.apiserver import RunningApiServer
+from kubetrio.handler import parse_bool
+
+CM = "/api/v1/namespaces/default/configmaps"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, False),
+        *[(v, True) for v in ("1", "t", "T", "TRUE", "true", "True")],
+        *[(v, False) for v in ("0", "f", "F", "FALSE", "false", "False")],
+    ],
+)
+def test_parse_bool_is_go_parse_bool(value: str | None, expected: bool) -> None:
+    assert parse_bool("watch", value) is expected
+
+
+@pytest.mark.parametrize("value", ["yes", "", "2", "tRUE"])
+async def test_a_bad_boolean_parameter_is_400_naming_it(
+    http: httpx.AsyncClient, value: str
+) -> None:
+    response = await http.get(CM, params={"watch": value})
+    assert response.status_code == 400 and response.reason_phrase == "Bad Request"
+    status = response.json()
+    assert status["reason"] == "BadRequest" and "'watch'" in status["message"], status
+
+
+def _race_once(
+    apiserver: RunningApiServer, method: str, write: Callable[[bytes], bytes]
+) -> list[bool]:
+    """Make the store's next ``method`` find the key rewritten by someone else first."""
+    store = apiserver.api.registry.store
+    original: Callable[..., Awaitable[Any]] = getattr(store, method)
+    raced: list[bool] = []
+
+    async def racing(key: str, *args: Any, **kwargs: Any) -> Any:
+        if not raced:
+            raced.append(True)
+            current = await store.get(key)
+            assert current is not None
+            await store.update(key, write(current.value), expected_revision=current.mod_revision)
+        return await original(key, *args, **kwargs)
+
+    setattr(store, method, racing)
+    return raced
+
+
+def _add_label(value: bytes) -> bytes:
+    return value.replace(b'"metadata":{', b'"metadata":{"labels":{"raced":"yes"},', 1)
+
+
+async def test_delete_after_a_concurrent_write_succeeds(
+    apiserver: RunningApiServer, http: httpx.AsyncClient
+) -> None:
+    assert (await http.post(CM, json={"metadata": {"name": "a"}})).status_code == 201
+    raced = _race_once(apiserver, "delete", _add_label)
+    response = await http.delete(f"{CM}/a")
+    assert raced and response.status_code == 200, response.text
+    assert response.reason_phrase == "OK"
+    assert (await http.get(f"{CM}/a")).status_code == 404
+
+
+async def test_finalizer_marking_and_json_patch_after_a_concurrent_write(
+    apiserver: RunningApiServer, http: httpx.AsyncClient
+) -> None:
+    body = {"metadata": {"name": "f", "finalizers": ["example.com/hold"]}}
+    assert (await http.post(CM, json=body)).status_code == 201
+    raced = _race_once(apiserver, "update", _add_label)
+    marked = await http.delete(f"{CM}/f")
+    assert raced and marked.status_code == 200, marked.text
+    assert marked.json()["metadata"]["deletionTimestamp"]
+
+    raced = _race_once(apiserver, "update", _add_label)
+    patched = await http.patch(
+        f"{CM}/f",
+        content=b'[{"op":"add","path":"/data","value":{"k":"v"}}]',
+        headers={"content-type": "application/json-patch+json"},
+    )
+    assert raced and patched.status_code == 200, patched.text
+
+    # Removing the last finalizer deletes the object, even when raced.
+    raced = _race_once(apiserver, "delete", _add_label)
+    released = await http.patch(
+        f"{CM}/f",
+        json={"metadata": {"finalizers": None}},
+        headers={"content-type": "application/merge-patch+json"},
+    )
+    assert raced and released.status_code == 200, released.text
+    assert (await http.get(f"{CM}/f")).status_code == 404
+
+
+async def test_client_preconditions_still_conflict(http: httpx.AsyncClient) -> None:
+    created = (await http.post(CM, json={"metadata": {"name": "p"}})).json()
+    stale = created["metadata"]["resourceVersion"]
+    await http.patch(
+        f"{CM}/p",
+        json={"data": {"k": "v"}},
+        headers={"content-type": "application/merge-patch+json"},
+    )
+    put = await http.put(f"{CM}/p", json={"metadata": {"name": "p", "resourceVersion": stale}})
+    assert put.status_code == 409 and put.reason_phrase == "Conflict"
+    refused = await http.request(
+        "DELETE", f"{CM}/p", json={"preconditions": {"resourceVersion": stale}}
+    )
+    assert refused.status_code == 409
+    assert "Precondition failed" in refused.json()["message"]
+
+
+@pytest.mark.parametrize(("value", "is_watch"), [("True", True), ("t", True), ("FALSE", False)])
+async def test_watch_parameter(http: httpx.AsyncClient, value: str, is_watch: bool) -> None:
+    response = await http.get(CM, params={"watch": value, "timeoutSeconds": "1"})
+    assert response.status_code == 200
+    assert ('"kind":"ConfigMapList"' in response.text) is not is_watch
