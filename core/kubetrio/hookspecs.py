@@ -2,7 +2,8 @@
 
 Hooks are listed in the order kubetrio calls them in a process's life:
 
-1. start-up and extension (configure, resources, controllers, CLI commands, runtimes);
+1. start-up and extension (options, configure, resources, controllers, CLI commands,
+   runtimes);
 2. the API request path (authenticate → authorize → mutating admission → validating admission);
 3. scheduling (the scheduler cycle asks each registered scheduler plugin);
 4. the node (network/CNI providers, storage/CSI drivers);
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         ContainerRuntime,
         Controller,
         NetworkPlugin,
+        PluginOptions,
         ResourceDefinition,
         SchedulerPlugin,
         StorageDriver,
@@ -64,14 +66,35 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 
 @hookspec
+def kubetrio_add_options(options: PluginOptions) -> None:
+    """Declare the plugin's command-line options and configuration keys (as pytest_addoption).
+
+    Called once the plugins are loaded, before the command line is parsed. Each
+    ``options.add("network-mode", help=..., choices=..., commands=("server", "agent",
+    "up"), section="network", key="mode")`` becomes ``--network-mode`` of those commands
+    (shown in their ``--help``) and a key of their configuration file; its value reaches
+    ``kubetrio_configure`` as ``config[section][key]``.
+
+    :param options: the collector of this plugin's options
+        (:class:`~kubetrio.providers.PluginOptions`).
+    :returns: nothing.
+    """
+
+
+@hookspec
 def kubetrio_configure(config: dict[str, Any]) -> None:
     """Let a plugin read the process configuration once, after all plugins are loaded.
 
-    Called before any other hook. A plugin keeps what it needs from ``config``; it must
-    not start tasks here (providers start when the core starts them).
+    Called once per plugin manager before any provider hook. A plugin instance keeps
+    what it needs from ``config`` on itself (not in module globals: two clusters in one
+    process have two plugin managers, each with its own plugin instances); it must not
+    start tasks here (providers start when the core starts them). A plugin that raises
+    is reported and skipped.
 
-    :param config: the process configuration: the command line options of the running
-        ``kubetrio`` command and the plugin's own section, by plugin name.
+    :param config: sections by name, each a plugin's options (``config["network"]``:
+        the calico plugin's ``mode``, ``pool``…) from flags, the configuration file and
+        embedding code; ``config["kubetrio"]``: what the core tells every plugin
+        (``command``, ``data_dir``, ``admin_token``).
     :returns: nothing.
     """
 
@@ -237,7 +260,8 @@ def kubetrio_register_storage_drivers(register: Callable[[StorageDriver], None])
 def kubetrio_unconfigure() -> None:
     """Let a plugin release what it took in ``kubetrio_configure``, before the process exits.
 
-    Called once, after every provider has stopped.
+    Called once, after every provider has stopped: when ``kubetrio server`` or
+    ``kubetrio agent`` stops, and when an embedded ``open_cluster`` block ends.
 
     :returns: nothing.
     """
