@@ -14,7 +14,7 @@ How async work flows through hooks
 pluggy calls hooks synchronously and has no notion of awaiting. kubetrio therefore splits
 hooks into two shapes, and the plugin manager enforces the split:
 
-* **Decision hooks** (authenticate, authorize, admission, configure) are plain functions
+* **Decision hooks** (options, configure, authenticate, authorize, admission) are plain functions
   over in-memory data (an informer cache, the request). They must return at once; they may
   not be ``async def`` and may not return awaitables — the plugin manager rejects both.
 * **Provider hooks** (``kubetrio_register_*``) hand a ``register`` callback to the plugin,
@@ -24,6 +24,17 @@ hooks into two shapes, and the plugin manager enforces the split:
   volume, running a controller loop, starting a container) is a provider method.
 
 The protocols the providers follow live in :mod:`kubetrio.providers`.
+
+Plugin state and configuration
+------------------------------
+A plugin with settings is a class whose methods are the hook implementations: the
+plugin manager makes one instance per manager (each cluster in a process has its own
+manager), so its state lives on ``self``, never in module globals. Its settings are
+options it declares in ``kubetrio_add_options`` — command-line options of ``kubetrio
+server``/``agent``/``up`` and keys of their configuration file — which reach
+``kubetrio_configure`` as the plugin's section of ``config``. A plugin whose start-up
+hooks (``kubetrio_add_options``, ``kubetrio_register_commands``,
+``kubetrio_configure``) raise is reported in one line and skipped.
 
 Every hook's docstring follows one template: a summary line, ``:param:`` for each
 argument, ``:returns:``, and for ``firstresult`` hooks the sentence "Stops at first

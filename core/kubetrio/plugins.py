@@ -43,6 +43,7 @@ import pluggy
 
 from kubetrio import hookspecs
 from kubetrio.providers import (
+    SCHEDULER_STAGES,
     AdmissionRequest,
     AuthorizationAttributes,
     AuthorizationDecision,
@@ -50,7 +51,6 @@ from kubetrio.providers import (
     ContainerRuntime,
     Controller,
     NetworkPlugin,
-    SCHEDULER_STAGES,
     PluginOption,
     PluginOptions,
     ResourceDefinition,
@@ -152,6 +152,11 @@ class PluginManager:
         log.warning("plugin %r is broken and was skipped: %s", name, why)
 
     @property
+    def configured(self) -> bool:
+        """Whether ``configure`` ran (and ``unconfigure`` did not since)."""
+        return self._configured
+
+    @property
     def broken(self) -> dict[str, str]:
         """The plugins that failed and were skipped, with why (one line each)."""
         return dict(self._broken)
@@ -213,14 +218,15 @@ class PluginManager:
 
     # --- start-up and extension ---------------------------------------------------------
 
-    def options(self) -> list[PluginOption]:
+    def options(self, *, reserved: Iterable[str] = ()) -> list[PluginOption]:
         """The command-line options and configuration keys plugins declare.
 
         A plugin whose ``kubetrio_add_options`` raises, or which declares an option
-        another plugin declared already, is broken (and its options left out).
+        another plugin declared already, or one of the ``reserved`` (built-in) names, is
+        broken (and its options left out).
         """
         declared: list[PluginOption] = []
-        owners: dict[str, str] = {}
+        owners = dict.fromkeys(reserved, "kubetrio")
         for plugin_name, function in self._impls("kubetrio_add_options"):
             collector = PluginOptions(plugin_name)
             try:
@@ -228,8 +234,8 @@ class PluginManager:
                 for option in collector.declared:
                     if option.name in owners:
                         raise PluginError(
-                            f"option --{option.name} is declared by plugin "
-                            f"{owners[option.name]!r} already"
+                            f"option --{option.name} is declared by "
+                            f"{_owner(owners[option.name])} already"
                         )
             except Exception as exc:
                 self._mark_broken(plugin_name, f"kubetrio_add_options: {_describe(exc)}")
@@ -437,6 +443,10 @@ def _instantiate(ep: EntryPoint) -> object:
     if isinstance(target, types.ModuleType):
         target = getattr(target, "__kubetrio_plugin__", target)
     return target() if isinstance(target, type) else target
+
+
+def _owner(name: str) -> str:
+    return "kubetrio itself" if name == "kubetrio" else f"plugin {name!r}"
 
 
 def _describe(exc: BaseException) -> str:

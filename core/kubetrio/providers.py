@@ -209,7 +209,6 @@ class PluginOptions:
         )
 
 
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ResourceDefinition:
     """An API kind a plugin serves, like a CustomResourceDefinition with one version."""
@@ -709,7 +708,9 @@ class ScorePlugin(Protocol):
 class NormalizeScorePlugin(Protocol):
     """``normalize_scores(state, pod, scores)``: map node name → score into 0..100."""
 
-    def normalize_scores(self, state: CycleState, pod: PodInfo, scores: dict[str, float], /) -> None:
+    def normalize_scores(
+        self, state: CycleState, pod: PodInfo, scores: dict[str, float], /
+    ) -> None:
         """Rewrite ``scores`` in place."""
         ...
 

@@ -440,9 +440,7 @@ class Framework:
             if stage.call(state, pod_info, feasible) is SKIP:
                 skipped.add(stage.name)
         scores = [s for s in self._scores if s[0] not in skipped]
-        local_plain = [
-            (n, c, w) for n, c, w, norm, is_local in scores if is_local and norm is None
-        ]
+        local_plain = [(n, c, w) for n, c, w, norm, is_local in scores if is_local and norm is None]
         local_norm = [(n, c) for n, c, w, norm, is_local in scores if is_local and norm]
         totals = [0.0] * len(feasible)
         if local_plain or local_norm:
