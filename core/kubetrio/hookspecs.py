@@ -136,7 +136,8 @@ def kubetrio_register_controllers(register: Callable[[Controller], None]) -> Non
 def kubetrio_register_commands(cli: typer.Typer) -> None:
     """Add commands or command groups to the ``kubetrio`` command line.
 
-    Called while the CLI is built, before arguments are parsed.
+    Called while the CLI is built, before arguments are parsed. A plugin that raises
+    here is reported and skipped; ``kubetrio --help`` and the other commands still work.
 
     :param cli: the root Typer application; call ``cli.command()`` or ``cli.add_typer()``.
     :returns: nothing.
