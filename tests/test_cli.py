@@ -44,9 +44,12 @@ def test_plugins_json_lists_built_ins_with_hooks(monkeypatch: pytest.MonkeyPatch
     listed = {p["name"]: p for p in json.loads(result.output)}
     assert {"auth", "cni_calico", "scheduler", "storage"} <= set(listed)
     assert listed["storage"]["hooks"] == [
+        "kubetrio_add_options",
         "kubetrio_configure",
         "kubetrio_register_storage_drivers",
     ]
+    assert listed["cni_calico"]["options"] == ["--network-mode", "--pod-cidr"]
+    assert listed["storage"]["error"] == ""
 
 
 def test_plugins_block_option(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,6 +29,7 @@ def test_there_are_hooks_for_every_family() -> None:
         "kubetrio_register_controllers",
         "kubetrio_register_commands",
         "kubetrio_register_container_runtimes",
+        "kubetrio_add_options",
     ):
         assert family_hook in names
 
@@ -65,7 +66,7 @@ def test_hooks_are_synchronous() -> None:
 
 def test_hooks_are_declared_in_lifecycle_order() -> None:
     order = [name for name, _ in HOOKS]
-    assert order[0] == "kubetrio_configure"
+    assert order[:2] == ["kubetrio_add_options", "kubetrio_configure"]
     assert order[-1] == "kubetrio_unconfigure"
     assert order.index("kubetrio_authenticate") < order.index("kubetrio_authorize")
     assert order.index("kubetrio_authorize") < order.index("kubetrio_admission_mutate")

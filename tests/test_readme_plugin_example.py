@@ -55,3 +55,42 @@ def test_readme_plugin_example_takes_part_in_a_scheduling_cycle() -> None:
         assert str(error).startswith("0/3 nodes are available: 3 node(s) not in zone c.")
     else:
         raise AssertionError("a pod of zone c found a node")
+
+
+def test_readme_options_example_declares_an_option_and_keeps_state_per_manager() -> None:
+    """The README's plugin with an option: its option is declared for server and up,
+    and two plugin managers configured differently admit by different labels."""
+    from kubetrio.providers import AdmissionRequest, UserInfo
+
+    match = re.search(
+        r"<!-- plugin-options-example -->\s*```python\n(.*?)```", README.read_text(), re.S
+    )
+    assert match, "README.md lost its plugin options example"
+    module = types.ModuleType("kubetrio_team_label")
+    exec(compile(match.group(1), "README.md", "exec"), module.__dict__)
+    managers = []
+    for label in ("owner", "squad"):
+        manager = PluginManager()
+        manager.register(module.__kubetrio_plugin__(), name="team_label")
+        manager.check()
+        [option] = manager.options()
+        assert (option.name, option.section, option.key) == (
+            "required-label",
+            "team_label",
+            "label",
+        )
+        assert option.commands == ("server", "up")
+        manager.configure(config={"team_label": {"label": label}})
+        managers.append(manager)
+    pod = {"metadata": {"name": "p", "labels": {"owner": "me"}}}
+    request = AdmissionRequest(
+        operation="CREATE",
+        user=UserInfo(name="u"),
+        api_group="",
+        api_version="v1",
+        kind="Pod",
+        resource="pods",
+        object=pod,
+    )
+    assert managers[0].admission_validate(request=request) == []
+    assert managers[1].admission_validate(request=request) == ["pods must carry a 'squad' label"]

@@ -13,6 +13,13 @@ or a tool embeds::
 
 The components are started in dependency order (API server, then the others with
 ``nursery.start``), and stopped together when the block ends.
+
+``plugins=`` means the same for every component: the API server (resources,
+authentication, admission), the controller manager, the scheduler and the node agent
+all take their plugins from that one manager, and ``plugins=None`` means no plugins for
+any of them. The cluster configures the manager (unless its owner did) and calls
+``kubetrio_unconfigure`` when the block ends; a manager's plugin instances hold that
+cluster's plugin state, so two clusters in one process need two managers.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import logging
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -101,6 +108,10 @@ async def open_cluster(
     proxy: bool = True,
     dns: bool = True,
     lb_pool: str | None = None,
+    plugin_config: Mapping[str, Any] | None = None,
+    network_plugin: str | None = "",
+    runtime: str = "runc",
+    proxy_mode: str = "nftables",
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -117,8 +128,78 @@ async def open_cluster(
     :param dns: with ``agent``, also run the cluster DNS behind the ``kube-dns`` Service.
     :param lb_pool: addresses for LoadBalancer Services (``CIDR`` or ``first-last``,
         comma-joined); None leaves them pending, as Kubernetes without a cloud does.
+    :param plugin_config: the plugins' sections (``{"network": {"mode": "bgp"}}``)
+        when the cluster configures ``plugins`` (a manager not configured yet); the
+        core's own section, ``kubetrio``, gets ``admin_token``: ``token``.
+    :param network_plugin: the agent's network plugin by name; ``""`` the only one
+        registered; None none (pods get loopback only).
+    :param runtime: the agent's container runtime: ``runc`` or one a plugin registered.
+    :param proxy_mode: the service proxy's mode: ``nftables`` or ``maglev``.
     """
-    async with open_apiserver(store, host=host, port=port, plugins=plugins) as running:
+    # No plugins, for every component alike: the API server's None (no authenticator:
+    # every request anonymous and allowed) and an empty manager for the others (which
+    # would otherwise load the installed plugins).
+    api_plugins = plugins
+    if plugins is None:
+        plugins = PluginManager()
+    if not plugins.configured:
+        config = {key: dict(value) for key, value in (plugin_config or {}).items()}
+        config.setdefault("kubetrio", {}).setdefault("admin_token", token)
+        plugins.configure(config=config)
+    try:
+        async with _run_cluster(
+            store,
+            host=host,
+            port=port,
+            plugins=plugins,
+            api_plugins=api_plugins,
+            token=token,
+            controllers=controllers,
+            scheduler=scheduler,
+            simulated_nodes=simulated_nodes,
+            agent=agent,
+            agent_dir=agent_dir,
+            node_name=node_name,
+            node_ip=node_ip,
+            registries=registries,
+            proxy=proxy,
+            dns=dns,
+            lb_pool=lb_pool,
+            network_plugin=network_plugin,
+            runtime=runtime,
+            proxy_mode=proxy_mode,
+        ) as cluster:
+            yield cluster
+    finally:
+        plugins.unconfigure()
+
+
+@asynccontextmanager
+async def _run_cluster(
+    store: Store,
+    *,
+    host: str,
+    port: int,
+    plugins: PluginManager,
+    api_plugins: PluginManager | None,
+    token: str,
+    controllers: bool,
+    scheduler: bool,
+    simulated_nodes: int,
+    agent: bool,
+    agent_dir: Path | None,
+    node_name: str | None,
+    node_ip: str | None,
+    registries: dict[str, Any] | None,
+    proxy: bool,
+    dns: bool,
+    lb_pool: str | None,
+    network_plugin: str | None,
+    runtime: str,
+    proxy_mode: str,
+) -> AsyncIterator[Cluster]:
+    """The components of :func:`open_cluster`, all with the same ``plugins``."""
+    async with open_apiserver(store, host=host, port=port, plugins=api_plugins) as running:
         client = Client.in_process(running.api, token=token)
         running.api.kubelet_token = token
         cluster = Cluster(url=running.url, client=client, api=running.api)
@@ -143,6 +224,8 @@ async def open_cluster(
                     client,
                     node_name=node_name or socket.gethostname(),
                     plugins=plugins,
+                    runtime=runtime,
+                    network=network_plugin,
                     root_dir=agent_dir or Path("/var/lib/kubetrio/agent"),
                     registries=registries,
                     address=node_ip,
@@ -153,7 +236,9 @@ async def open_cluster(
                 await nursery.start(node_agent.run)
                 cluster.agent = node_agent
                 if proxy:
-                    await start_service_datapath(nursery, client, node_agent.node_name)
+                    await start_service_datapath(
+                        nursery, client, node_agent.node_name, mode=proxy_mode
+                    )
                 if dns:
                     address = node_ip or await _pod_reachable_address()
                     if address is None:
@@ -186,13 +271,13 @@ async def open_local_node(
     from kubetrio.store import open_store
 
     manager = load_plugins(only=["cni_calico", "scheduler"])
-    manager.configure(config={"network": {"block": block}})
     async with (
         busybox_registry(work_dir / "registry") as mirrors,
         open_store(f"sqlite://{work_dir}/state.db") as store,
         open_cluster(
             store,
             plugins=manager,
+            plugin_config={"network": {"block": block}},
             agent=True,
             agent_dir=work_dir / "agent",
             registries=mirrors,
@@ -208,12 +293,19 @@ async def open_local_node(
                 await cluster.stop_pods(grace_period=1)
 
 
-async def start_service_datapath(nursery: trio.Nursery, client: Client, node_name: str) -> None:
-    """Start a node's part of Services: the nftables proxy and the LoadBalancer announcer."""
+PROXY_MODES = ("nftables", "maglev")
+"""The service proxy's modes (``--proxy-mode``)."""
+
+
+async def start_service_datapath(
+    nursery: trio.Nursery, client: Client, node_name: str, *, mode: str = "nftables"
+) -> None:
+    """Start a node's part of Services: the nftables proxy (in ``mode``, one of
+    :data:`PROXY_MODES`) and the LoadBalancer announcer."""
     from kubetrio.proxy import ServiceProxy
     from kubetrio.servicelb import ServiceLBAnnouncer
 
-    await nursery.start(ServiceProxy(client, node_name=node_name).run)
+    await nursery.start(ServiceProxy(client, node_name=node_name, mode=mode).run)
     await nursery.start(ServiceLBAnnouncer(client, node_name).run)
 
 
@@ -230,15 +322,19 @@ async def _run_cluster_dns(
 
 
 async def _pod_reachable_address() -> str | None:
-    """A global IPv4 address of this host that pods can reach (not loopback, not a pod veth)."""
-    result = await trio.run_process(
-        ["ip", "-j", "-4", "addr", "show", "scope", "global"], capture_stdout=True, check=False
-    )
-    if result.returncode != 0:
-        return None
-    for link in json.loads(result.stdout or b"[]"):
-        name = str(link.get("ifname", ""))
-        if name == "lo" or name.startswith(("cali", "kube", "veth")):
+    """A global IPv4 address of this host that pods can reach: the one of the link the
+    default route leaves by, else the first global one (whatever a network plugin names
+    its pod links, they carry no default route)."""
+
+    async def ip_json(*args: str) -> list[Any]:
+        result = await trio.run_process(["ip", "-j", "-4", *args], capture_stdout=True, check=False)
+        return list(json.loads(result.stdout or b"[]")) if result.returncode == 0 else []
+
+    links = await ip_json("addr", "show", "scope", "global")
+    default_links = {str(route.get("dev")) for route in await ip_json("route", "show", "default")}
+    ordered = sorted(links, key=lambda link: link.get("ifname") not in default_links)
+    for link in ordered:
+        if link.get("ifname") == "lo":
             continue
         for info in link.get("addr_info") or []:
             if info.get("family") == "inet" and info.get("local"):

@@ -2,7 +2,8 @@
 
 Hooks are listed in the order kubetrio calls them in a process's life:
 
-1. start-up and extension (configure, resources, controllers, CLI commands, runtimes);
+1. start-up and extension (options, configure, resources, controllers, CLI commands,
+   runtimes);
 2. the API request path (authenticate → authorize → mutating admission → validating admission);
 3. scheduling (the scheduler cycle asks each registered scheduler plugin);
 4. the node (network/CNI providers, storage/CSI drivers);
@@ -13,7 +14,7 @@ How async work flows through hooks
 pluggy calls hooks synchronously and has no notion of awaiting. kubetrio therefore splits
 hooks into two shapes, and the plugin manager enforces the split:
 
-* **Decision hooks** (authenticate, authorize, admission, configure) are plain functions
+* **Decision hooks** (options, configure, authenticate, authorize, admission) are plain functions
   over in-memory data (an informer cache, the request). They must return at once; they may
   not be ``async def`` and may not return awaitables — the plugin manager rejects both.
 * **Provider hooks** (``kubetrio_register_*``) hand a ``register`` callback to the plugin,
@@ -23,6 +24,17 @@ hooks into two shapes, and the plugin manager enforces the split:
   volume, running a controller loop, starting a container) is a provider method.
 
 The protocols the providers follow live in :mod:`kubetrio.providers`.
+
+Plugin state and configuration
+------------------------------
+A plugin with settings is a class whose methods are the hook implementations: the
+plugin manager makes one instance per manager (each cluster in a process has its own
+manager), so its state lives on ``self``, never in module globals. Its settings are
+options it declares in ``kubetrio_add_options`` — command-line options of ``kubetrio
+server``/``agent``/``up`` and keys of their configuration file — which reach
+``kubetrio_configure`` as the plugin's section of ``config``. A plugin whose start-up
+hooks (``kubetrio_add_options``, ``kubetrio_register_commands``,
+``kubetrio_configure``) raise is reported in one line and skipped.
 
 Every hook's docstring follows one template: a summary line, ``:param:`` for each
 argument, ``:returns:``, and for ``firstresult`` hooks the sentence "Stops at first
@@ -47,6 +59,7 @@ if TYPE_CHECKING:
         ContainerRuntime,
         Controller,
         NetworkPlugin,
+        PluginOptions,
         ResourceDefinition,
         SchedulerPlugin,
         StorageDriver,
@@ -64,14 +77,35 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 
 @hookspec
+def kubetrio_add_options(options: PluginOptions) -> None:
+    """Declare the plugin's command-line options and configuration keys (as pytest_addoption).
+
+    Called once the plugins are loaded, before the command line is parsed. Each
+    ``options.add("network-mode", help=..., choices=..., commands=("server", "agent",
+    "up"), section="network", key="mode")`` becomes ``--network-mode`` of those commands
+    (shown in their ``--help``) and a key of their configuration file; its value reaches
+    ``kubetrio_configure`` as ``config[section][key]``.
+
+    :param options: the collector of this plugin's options
+        (:class:`~kubetrio.providers.PluginOptions`).
+    :returns: nothing.
+    """
+
+
+@hookspec
 def kubetrio_configure(config: dict[str, Any]) -> None:
     """Let a plugin read the process configuration once, after all plugins are loaded.
 
-    Called before any other hook. A plugin keeps what it needs from ``config``; it must
-    not start tasks here (providers start when the core starts them).
+    Called once per plugin manager before any provider hook. A plugin instance keeps
+    what it needs from ``config`` on itself (not in module globals: two clusters in one
+    process have two plugin managers, each with its own plugin instances); it must not
+    start tasks here (providers start when the core starts them). A plugin that raises
+    is reported and skipped.
 
-    :param config: the process configuration: the command line options of the running
-        ``kubetrio`` command and the plugin's own section, by plugin name.
+    :param config: sections by name, each a plugin's options (``config["network"]``:
+        the calico plugin's ``mode``, ``pool``…) from flags, the configuration file and
+        embedding code; ``config["kubetrio"]``: what the core tells every plugin
+        (``command``, ``data_dir``, ``admin_token``).
     :returns: nothing.
     """
 
@@ -102,7 +136,8 @@ def kubetrio_register_controllers(register: Callable[[Controller], None]) -> Non
 def kubetrio_register_commands(cli: typer.Typer) -> None:
     """Add commands or command groups to the ``kubetrio`` command line.
 
-    Called while the CLI is built, before arguments are parsed.
+    Called while the CLI is built, before arguments are parsed. A plugin that raises
+    here is reported and skipped; ``kubetrio --help`` and the other commands still work.
 
     :param cli: the root Typer application; call ``cli.command()`` or ``cli.add_typer()``.
     :returns: nothing.
@@ -237,7 +272,8 @@ def kubetrio_register_storage_drivers(register: Callable[[StorageDriver], None])
 def kubetrio_unconfigure() -> None:
     """Let a plugin release what it took in ``kubetrio_configure``, before the process exits.
 
-    Called once, after every provider has stopped.
+    Called once, after every provider has stopped: when ``kubetrio server`` or
+    ``kubetrio agent`` stops, and when an embedded ``open_cluster`` block ends.
 
     :returns: nothing.
     """

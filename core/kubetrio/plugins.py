@@ -16,13 +16,25 @@ Core code never touches ``pm.hook``: it calls the typed, keyword-only methods of
 
 ``KUBETRIO_PLUGINS=a,b`` limits loading to those entry-point names;
 ``KUBETRIO_BLOCKED_PLUGINS=a,b`` (or ``block=``) keeps plugins out.
+
+Plugin state belongs to one manager, so two clusters in one process stay apart: an entry
+point naming a class (``pkg.plugin:MyPlugin``) — or a module naming one in
+``__kubetrio_plugin__`` — is instantiated once per :class:`PluginManager`; a module of
+plain hook functions is registered as it is (it must then keep no state).
+
+A plugin that fails — its import, its class, or one of its start-up hooks
+(``kubetrio_add_options``, ``kubetrio_register_commands``, ``kubetrio_configure``)
+raising — is *broken*: it is unregistered, logged in one line naming it and the error,
+and listed by :meth:`PluginManager.plugins` with that error, while everything else runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
 import os
+import types
 from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar
@@ -31,6 +43,7 @@ import pluggy
 
 from kubetrio import hookspecs
 from kubetrio.providers import (
+    SCHEDULER_STAGES,
     AdmissionRequest,
     AuthorizationAttributes,
     AuthorizationDecision,
@@ -38,6 +51,8 @@ from kubetrio.providers import (
     ContainerRuntime,
     Controller,
     NetworkPlugin,
+    PluginOption,
+    PluginOptions,
     ResourceDefinition,
     SchedulerPlugin,
     StorageDriver,
@@ -49,6 +64,8 @@ ENTRY_POINT_GROUP = "kubetrio"
 
 ONLY_ENV = "KUBETRIO_PLUGINS"
 BLOCK_ENV = "KUBETRIO_BLOCKED_PLUGINS"
+
+log = logging.getLogger("kubetrio.plugins")
 
 hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT_NAME)
 """Marker for hook implementations: decorate functions named after a hook spec."""
@@ -69,6 +86,8 @@ class PluginInfo:
     distribution: str
     version: str
     hooks: tuple[str, ...]
+    error: str = ""
+    """Why the plugin is broken (and not running); empty when it runs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +109,8 @@ class PluginManager:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
         self._dists: dict[str, tuple[str, str]] = {}
+        self._broken: dict[str, str] = {}
+        self._configured = False
 
     # --- loading ------------------------------------------------------------------------
 
@@ -109,16 +130,36 @@ class PluginManager:
                 continue
             if self._pm.is_blocked(ep.name) or self._pm.has_plugin(ep.name):
                 continue
-            self._load_one(ep)
-        self.check()
+            dist = (ep.dist.name, ep.dist.version) if ep.dist is not None else ("?", "?")
+            try:
+                self.register(_instantiate(ep), name=ep.name, distribution=dist)
+                self._check_one(ep.name)
+            except Exception as exc:
+                self._dists[ep.name] = dist
+                self._mark_broken(ep.name, f"failed to load ({ep.value}): {_describe(exc)}")
 
-    def _load_one(self, ep: EntryPoint) -> None:
-        try:
-            plugin = ep.load()
-        except Exception as exc:
-            raise PluginError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
-        dist = (ep.dist.name, ep.dist.version) if ep.dist is not None else ("?", "?")
-        self.register(plugin, name=ep.name, distribution=dist)
+    def _check_one(self, name: str) -> None:
+        """Refuse a plugin's hook implementations that match no hook spec."""
+        for caller in self._pm.get_hookcallers(self._pm.get_plugin(name)) or ():
+            if caller.spec is None:
+                raise PluginError(f"{caller.name} is not a kubetrio hook (misspelt or stale?)")
+
+    def _mark_broken(self, name: str, why: str) -> None:
+        """Unregister a failing plugin and remember why; the rest keep running."""
+        if self._pm.has_plugin(name):
+            self._pm.unregister(name=name)
+        self._broken[name] = why
+        log.warning("plugin %r is broken and was skipped: %s", name, why)
+
+    @property
+    def configured(self) -> bool:
+        """Whether ``configure`` ran (and ``unconfigure`` did not since)."""
+        return self._configured
+
+    @property
+    def broken(self) -> dict[str, str]:
+        """The plugins that failed and were skipped, with why (one line each)."""
+        return dict(self._broken)
 
     def register(
         self, plugin: object, *, name: str, distribution: tuple[str, str] = ("", "")
@@ -150,6 +191,7 @@ class PluginManager:
         """Unregister (if loaded) and block a plugin by name."""
         self._pm.set_blocked(name)
         self._dists.pop(name, None)
+        self._broken.pop(name, None)
 
     def check(self) -> None:
         """Refuse hook implementations that match no hook spec (misspelt or stale hooks)."""
@@ -169,17 +211,67 @@ class PluginManager:
             hooks = tuple(sorted(caller.name for caller in self._pm.get_hookcallers(plugin) or ()))
             dist, version = self._dists.get(name, ("", ""))
             infos.append(PluginInfo(name, dist, version, hooks))
-        return infos
+        for name, why in self._broken.items():
+            dist, version = self._dists.get(name, ("", ""))
+            infos.append(PluginInfo(name, dist, version, (), error=why))
+        return sorted(infos, key=lambda info: info.name)
 
     # --- start-up and extension ---------------------------------------------------------
 
+    def options(self, *, reserved: Iterable[str] = ()) -> list[PluginOption]:
+        """The command-line options and configuration keys plugins declare.
+
+        A plugin whose ``kubetrio_add_options`` raises, or which declares an option
+        another plugin declared already, or one of the ``reserved`` (built-in) names, is
+        broken (and its options left out).
+        """
+        declared: list[PluginOption] = []
+        owners = dict.fromkeys(reserved, "kubetrio")
+        for plugin_name, function in self._impls("kubetrio_add_options"):
+            collector = PluginOptions(plugin_name)
+            try:
+                self._refuse_awaitable("kubetrio_add_options", function(options=collector))
+                for option in collector.declared:
+                    if option.name in owners:
+                        raise PluginError(
+                            f"option --{option.name} is declared by "
+                            f"{_owner(owners[option.name])} already"
+                        )
+            except Exception as exc:
+                self._mark_broken(plugin_name, f"kubetrio_add_options: {_describe(exc)}")
+                continue
+            for option in collector.declared:
+                owners[option.name] = plugin_name
+            declared.extend(collector.declared)
+        return declared
+
     def configure(self, *, config: dict[str, Any]) -> None:
-        """Call ``kubetrio_configure`` on every plugin."""
-        self._decide("kubetrio_configure", config=config)
+        """Call ``kubetrio_configure`` on every plugin; a plugin raising is broken.
+
+        :param config: sections by name (``config["network"]`` is the calico plugin's,
+            ``config["auth"]`` the auth plugin's), and ``config["kubetrio"]``: what the
+            core tells every plugin (the command, the data directory, the admin token).
+        """
+        for plugin_name, function in self._impls("kubetrio_configure"):
+            try:
+                self._refuse_awaitable("kubetrio_configure", function(config=config))
+            except Exception as exc:
+                self._mark_broken(plugin_name, f"kubetrio_configure: {_describe(exc)}")
+        self._configured = True
 
     def unconfigure(self) -> None:
-        """Call ``kubetrio_unconfigure`` on every plugin."""
-        self._decide("kubetrio_unconfigure")
+        """Call ``kubetrio_unconfigure`` on every plugin, once after ``configure``.
+
+        A plugin raising is logged; the others still run theirs.
+        """
+        if not self._configured:
+            return
+        self._configured = False
+        for plugin_name, function in self._impls("kubetrio_unconfigure"):
+            try:
+                function()
+            except Exception as exc:
+                log.warning("plugin %r: kubetrio_unconfigure: %s", plugin_name, _describe(exc))
 
     def resources(self) -> list[Registered[ResourceDefinition]]:
         """The resource kinds plugins add."""
@@ -194,8 +286,12 @@ class PluginManager:
         return self._collect("kubetrio_register_container_runtimes", ContainerRuntime)
 
     def add_commands(self, *, cli: Any) -> None:
-        """Let plugins add commands to the CLI (a ``typer.Typer``)."""
-        self._decide("kubetrio_register_commands", cli=cli)
+        """Let plugins add commands to the CLI (a ``typer.Typer``); one raising is broken."""
+        for plugin_name, function in self._impls("kubetrio_register_commands"):
+            try:
+                self._refuse_awaitable("kubetrio_register_commands", function(cli=cli))
+            except Exception as exc:
+                self._mark_broken(plugin_name, f"kubetrio_register_commands: {_describe(exc)}")
 
     # --- API request path ---------------------------------------------------------------
 
@@ -227,8 +323,11 @@ class PluginManager:
     # --- scheduling and node ------------------------------------------------------------
 
     def scheduler_plugins(self) -> list[Registered[SchedulerPlugin]]:
-        """The scheduler plugins, by unique name."""
-        return self._collect("kubetrio_register_scheduler_plugins", SchedulerPlugin)
+        """The scheduler plugins, by unique name, each stage's signature checked
+        (:func:`check_scheduler_plugin`)."""
+        return self._collect(
+            "kubetrio_register_scheduler_plugins", SchedulerPlugin, check=check_scheduler_plugin
+        )
 
     def network_plugins(self) -> list[Registered[NetworkPlugin]]:
         """The pod network (CNI) providers, by unique name."""
@@ -240,17 +339,26 @@ class PluginManager:
 
     # --- machinery ----------------------------------------------------------------------
 
+    def _impls(self, hook_name: str) -> list[tuple[str, Callable[..., Any]]]:
+        """A hook's implementations as (plugin name, function), in pluggy's call order."""
+        caller = getattr(self._pm.hook, hook_name)
+        return [(impl.plugin_name, impl.function) for impl in reversed(caller.get_hookimpls())]
+
+    @staticmethod
+    def _refuse_awaitable(hook_name: str, value: Any) -> None:
+        if inspect.isawaitable(value):
+            if inspect.iscoroutine(value):
+                value.close()  # don't leave a "never awaited" warning behind
+            raise PluginError(
+                f"{hook_name} returned an awaitable; hooks are synchronous — "
+                "register a provider whose methods are async instead"
+            )
+
     def _decide(self, hook_name: str, **kwargs: Any) -> Any:
         """Call a decision hook and refuse awaitables: they would never be awaited."""
         result = getattr(self._pm.hook, hook_name)(**kwargs)
         for value in result if isinstance(result, list) else [result]:
-            if inspect.isawaitable(value):
-                if inspect.iscoroutine(value):
-                    value.close()  # don't leave a "never awaited" warning behind
-                raise PluginError(
-                    f"{hook_name} returned an awaitable; hooks are synchronous — "
-                    "register a provider whose methods are async instead"
-                )
+            self._refuse_awaitable(hook_name, value)
         return result
 
     def _collect(
@@ -259,6 +367,7 @@ class PluginManager:
         protocol: type[P],
         *,
         key: Callable[[Any], str] = lambda provider: str(provider.name),
+        check: Callable[[str, Any], None] | None = None,
     ) -> list[Registered[P]]:
         """Call a provider hook plugin by plugin, checking each provider it registers."""
         collected: list[Registered[P]] = []
@@ -274,6 +383,8 @@ class PluginManager:
                         f"plugin {_plugin!r} registered {provider!r} in {hook_name}, "
                         f"which does not follow the {protocol.__name__} protocol"
                     )
+                if check is not None:
+                    check(_plugin, provider)
                 provider_key = key(provider)
                 if provider_key in seen:
                     raise PluginError(
@@ -288,6 +399,60 @@ class PluginManager:
                 returned.close()
                 raise PluginError(f"plugin {plugin_name!r}: {hook_name} must not be async")
         return collected
+
+
+def check_scheduler_plugin(plugin: str, provider: Any) -> None:
+    """Refuse a scheduler plugin whose stage methods the cycle could not call.
+
+    Each stage method present must take the positional arguments its Protocol in
+    :data:`kubetrio.providers.SCHEDULER_STAGES` says (``bind`` must be ``async``); the
+    error names the plugin, the scheduler plugin and the stage.
+    """
+    for stage, (protocol, counts, must_be_async) in SCHEDULER_STAGES.items():
+        method = getattr(provider, stage, None)
+        if method is None:
+            continue
+        where = f"plugin {plugin!r}: scheduler plugin {getattr(provider, 'name', provider)!r}"
+        if not callable(method):
+            raise PluginError(f"{where}: {stage} is not a method ({protocol.__name__})")
+        if must_be_async and not inspect.iscoroutinefunction(method):
+            raise PluginError(f"{where}: {stage} must be async ({protocol.__name__})")
+        try:
+            signature = inspect.signature(method)
+        except (TypeError, ValueError):
+            continue  # a builtin or C function: nothing to check
+        fits = []
+        for count in counts:
+            try:
+                signature.bind(*range(count))
+                fits.append(count)
+            except TypeError:
+                pass
+        if not fits:
+            wanted = " or ".join(str(count) for count in counts)
+            raise PluginError(
+                f"{where}: {stage}{signature} does not take {wanted} positional arguments, "
+                f"as the {protocol.__name__} protocol says"
+            )
+
+
+def _instantiate(ep: EntryPoint) -> object:
+    """The plugin object of an entry point: a new instance of a plugin class (named by
+    the entry point, or by a module's ``__kubetrio_plugin__``), else the module itself."""
+    target = ep.load()
+    if isinstance(target, types.ModuleType):
+        target = getattr(target, "__kubetrio_plugin__", target)
+    return target() if isinstance(target, type) else target
+
+
+def _owner(name: str) -> str:
+    return "kubetrio itself" if name == "kubetrio" else f"plugin {name!r}"
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as one line: its type and message."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _gvk(resource: ResourceDefinition) -> str:

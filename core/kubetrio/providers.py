@@ -108,6 +108,108 @@ class AdmissionRequest:
 # --- extension --------------------------------------------------------------------------------
 
 
+COMMANDS = ("server", "agent", "up")
+"""The commands plugin options can be added to: they run (or start) cluster processes."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PluginOption:
+    """One command-line option (and configuration file key) a plugin owns.
+
+    Its value reaches the plugin through ``kubetrio_configure`` as
+    ``config[section][key]``; on the command line it is ``--<name>``, in a configuration
+    file the key ``<name>`` (or ``<key>`` inside the ``<section>:`` mapping).
+    """
+
+    plugin: str
+    """The plugin that declared it (filled in by the plugin manager)."""
+    name: str
+    """The long option name without dashes, such as ``network-mode``."""
+    help: str
+    type: type[str] | type[int] | type[float] | type[bool] = str
+    default: str | int | float | bool | None = None
+    """None: the option is left out of the plugin's section unless given."""
+    choices: tuple[str, ...] = ()
+    """The values allowed (for ``str`` options); empty: any."""
+    commands: tuple[str, ...] = COMMANDS
+    """Which of ``server``, ``agent`` and ``up`` take it (``up`` hands it to the
+    processes it starts that take it)."""
+    section: str
+    """The plugin's configuration section (default: the plugin's name)."""
+    key: str
+    """The key inside ``section`` (default: ``name`` with ``_`` for ``-``)."""
+    aliases: tuple[str, ...] = ()
+    """Other spellings on the command line, such as ``--mode``."""
+
+    @property
+    def param_name(self) -> str:
+        """The Python identifier of the option (``network_mode``)."""
+        return self.name.replace("-", "_")
+
+    def check(self, value: Any) -> Any:
+        """``value`` converted to the option's type; ValueError saying why not."""
+        if value is None:
+            return None
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "yes", "on", "1"):
+                return True
+            if str(value).lower() in ("false", "no", "off", "0"):
+                return False
+            raise ValueError(f"{value!r} is not a boolean")
+        if self.type in (int, float) and isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a number")
+        try:
+            converted = self.type(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a valid {self.type.__name__}") from None
+        if self.choices and converted and converted not in self.choices:
+            raise ValueError(f"{converted!r} is not one of {', '.join(self.choices)}")
+        return converted
+
+
+class PluginOptions:
+    """What ``kubetrio_add_options`` receives: one plugin's way to declare its options."""
+
+    def __init__(self, plugin: str) -> None:
+        self.plugin = plugin
+        self.declared: list[PluginOption] = []
+
+    def add(
+        self,
+        name: str,
+        *,
+        help: str,
+        type: type[str] | type[int] | type[float] | type[bool] = str,
+        default: str | int | float | bool | None = None,
+        choices: Sequence[str] = (),
+        commands: Sequence[str] = COMMANDS,
+        section: str = "",
+        key: str = "",
+        aliases: Sequence[str] = (),
+    ) -> None:
+        """Declare ``--<name>``; see :class:`PluginOption` for the arguments."""
+        name = name.removeprefix("--")
+        unknown = set(commands) - set(COMMANDS)
+        if unknown:
+            raise ValueError(f"option --{name}: no command {', '.join(sorted(unknown))}")
+        self.declared.append(
+            PluginOption(
+                plugin=self.plugin,
+                name=name,
+                help=help,
+                type=type,
+                default=default,
+                choices=tuple(choices),
+                commands=tuple(commands),
+                section=section or self.plugin,
+                key=key or name.replace("-", "_"),
+                aliases=tuple(aliases),
+            )
+        )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ResourceDefinition:
     """An API kind a plugin serves, like a CustomResourceDefinition with one version."""
@@ -556,6 +658,95 @@ class SchedulerPlugin(Protocol):
     """
 
     name: str
+
+
+# Each stage of the cycle as a Protocol of its own: what a plugin with that method must
+# accept. ``PluginManager.scheduler_plugins`` checks every registered plugin's stage
+# methods against these (by how many positional arguments they take, and ``bind`` being
+# ``async``) and refuses a mismatch naming the plugin and the stage.
+
+
+@runtime_checkable
+class PreFilterPlugin(Protocol):
+    """``pre_filter(state, pod)``: once per cycle, before the nodes are filtered."""
+
+    def pre_filter(self, state: CycleState, pod: PodInfo, /) -> FilterResult | _Skip:
+        """A reason no node fits, :data:`SKIP`, or None."""
+        ...
+
+
+@runtime_checkable
+class FilterPlugin(Protocol):
+    """``filter(pod, node)`` or ``filter(pod, node, state)``: may the pod run there?"""
+
+    def filter(self, pod: KubeObject, node: NodeInfo, /) -> FilterResult:
+        """None when the node fits; else the reason(s) it does not."""
+        ...
+
+
+@runtime_checkable
+class PreScorePlugin(Protocol):
+    """``pre_score(state, pod, nodes)``: once, with the feasible nodes."""
+
+    def pre_score(
+        self, state: CycleState, pod: PodInfo, nodes: Sequence[NodeInfo], /
+    ) -> _Skip | None:
+        """:data:`SKIP` when this plugin has nothing to score for the pod."""
+        ...
+
+
+@runtime_checkable
+class ScorePlugin(Protocol):
+    """``score(pod, node)`` or ``score(pod, node, state)``: 0..100 (checked), or any
+    number when the plugin also has ``normalize_scores``."""
+
+    def score(self, pod: KubeObject, node: NodeInfo, /) -> float:
+        """How well the pod fits the node."""
+        ...
+
+
+@runtime_checkable
+class NormalizeScorePlugin(Protocol):
+    """``normalize_scores(state, pod, scores)``: map node name → score into 0..100."""
+
+    def normalize_scores(
+        self, state: CycleState, pod: PodInfo, scores: dict[str, float], /
+    ) -> None:
+        """Rewrite ``scores`` in place."""
+        ...
+
+
+@runtime_checkable
+class ReservePlugin(Protocol):
+    """``reserve(state, pod, node)`` and ``unreserve(state, pod, node)``."""
+
+    def reserve(self, state: CycleState, pod: PodInfo, node: NodeInfo, /) -> str | None:
+        """A reason refuses the node (the pod is retried)."""
+        ...
+
+
+@runtime_checkable
+class BindPlugin(Protocol):
+    """``async bind(client, pod, node_name)``: False lets the next binder bind."""
+
+    async def bind(self, client: Any, pod: KubeObject, node_name: str, /) -> bool:
+        """Bind the pod to the node; True when done."""
+        ...
+
+
+SCHEDULER_STAGES: Mapping[str, tuple[type[Any], tuple[int, ...], bool]] = {
+    "pre_filter": (PreFilterPlugin, (2,), False),
+    "filter": (FilterPlugin, (2, 3), False),
+    "pre_score": (PreScorePlugin, (3,), False),
+    "score": (ScorePlugin, (2, 3), False),
+    "normalize_scores": (NormalizeScorePlugin, (3,), False),
+    "reserve": (ReservePlugin, (3,), False),
+    "unreserve": (ReservePlugin, (3,), False),
+    "bind": (BindPlugin, (3,), True),
+    "configured": (SchedulerPlugin, (1,), False),
+}
+"""Stage method → (its Protocol, the positional argument counts the cycle may call it
+with, whether it must be ``async``)."""
 
 
 # --- node: network and storage ----------------------------------------------------------------

@@ -41,20 +41,34 @@ def list_plugins(
     """List the plugins found through the `kubetrio` entry-point group and the hooks they implement.
 
     Set KUBETRIO_PLUGINS=a,b to load only those plugins, KUBETRIO_BLOCKED_PLUGINS=a,b to
-    leave some out.
+    leave some out. A plugin that fails to load or start is listed as broken, with why.
     """
-    infos = load_plugins_or_exit(block).plugins()
+    manager = load_plugins_or_exit(block)
+    options: dict[str, list[str]] = {}
+    for option in manager.options():
+        options.setdefault(option.plugin, []).append(f"--{option.name}")
+    infos = manager.plugins()  # after options(): a plugin failing there is broken too
     if as_json:
         console.print_json(
-            json.dumps([info.__dict__ | {"hooks": list(info.hooks)} for info in infos])
+            json.dumps(
+                [
+                    info.__dict__
+                    | {"hooks": list(info.hooks), "options": options.get(info.name, [])}
+                    for info in infos
+                ]
+            )
         )
         return
     table = Table(title="kubetrio plugins")
     for column in ("name", "distribution", "version"):
         table.add_column(column)
     table.add_column("hooks implemented", no_wrap=True)
+    table.add_column("options", no_wrap=True)
     for info in infos:
-        table.add_row(info.name, info.distribution, info.version, "\n".join(info.hooks))
+        hooks = "\n".join(info.hooks) if not info.error else f"[red]broken:[/] {info.error}"
+        table.add_row(
+            info.name, info.distribution, info.version, hooks, "\n".join(options.get(info.name, []))
+        )
     console.print(table)
     if not infos:
         console.print("No plugins installed. Run `make setup` to install the built-in ones.")
@@ -74,11 +88,12 @@ def build_app(manager: plugin_loading.PluginManager | None = None) -> typer.Type
         add_completion=False,
         pretty_exceptions_show_locals=False,
     )
+    manager = manager or load_plugins_or_exit()
     app.command()(version)
     app.command("plugins")(list_plugins)
-    register_cluster_commands(app)
+    register_cluster_commands(app, manager)
     app.add_typer(image_app)
-    (manager or load_plugins_or_exit()).add_commands(cli=app)
+    manager.add_commands(cli=app)
     return app
 
 

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import typer
 
-NETWORK_MODES = ("vxlan", "ipip", "bgp")
-"""How pod traffic crosses nodes (the calico plugin's IP pool modes)."""
 
+def checked_proxy_mode(mode: str) -> str:
+    """``--proxy-mode`` when it is one of the service proxy's modes."""
+    from kubetrio.cluster import PROXY_MODES
 
-def checked_network_mode(mode: str, *, option: str = "--network-mode") -> str:
-    """``mode`` when it is one of :data:`NETWORK_MODES` (or empty: the plugin's default)."""
-    if mode and mode not in NETWORK_MODES:
-        raise typer.BadParameter(
-            f"{mode!r} is not one of {', '.join(NETWORK_MODES)}", param_hint=option
-        )
+    if mode not in PROXY_MODES:
+        raise typer.BadParameter(f"{mode!r} is not one of {', '.join(PROXY_MODES)}")
     return mode
 
 

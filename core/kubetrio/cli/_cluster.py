@@ -6,36 +6,46 @@ one in the background (``_local``); ``agent`` joins this host to a server as a n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 import yaml
 
-from ._checks import checked_lb_pool, checked_network_mode
-from ._console import err_console, load_plugins_or_exit
-from ._local import down, up
+from kubetrio.plugins import PluginManager
+
+from ._checks import checked_lb_pool, checked_proxy_mode
+from ._console import err_console
+from ._local import CLUSTERS_DIR, down, up
+from ._options import (
+    add_plugin_options,
+    config_command,
+    context_plugins,
+    option_names,
+    plugin_config,
+)
 
 DEFAULT_DATA_DIR = Path("~/.local/share/kubetrio").expanduser()
+DEFAULT_AGENT_DIR = Path("/var/lib/kubetrio/agent")
 DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
-
-
-def _network_config(mode: str, pod_cidr: str) -> dict[str, str]:
-    """The network plugin's settings from the command line (empty: the plugin's defaults)."""
-    settings = {"mode": mode} if checked_network_mode(mode) else {}
-    if pod_cidr:
-        settings["pool"] = pod_cidr
-    return settings
-
 
 # Options both `server` and `agent` take (one definition, one help text).
 NODE_IP_OPTION = typer.Option(
     "", help="The node's InternalIP (default: this host's first global IPv4 address)."
 )
-NETWORK_MODE_OPTION = typer.Option(
+NETWORK_PLUGIN_OPTION = typer.Option(
     "",
-    "--network-mode",
-    help="How pod traffic crosses nodes, for the cluster's default IP pool: "
-    "vxlan (kernel VXLAN), ipip (the userspace IPIP tunnel) or bgp (routes via bird).",
+    help="The network plugin pods are wired by, by name (`kubetrio plugins` lists them; "
+    "default: the only one installed).",
+)
+RUNTIME_OPTION = typer.Option(
+    "runc", help="The container runtime: runc, or one a plugin registers."
+)
+PROXY_MODE_OPTION = typer.Option(
+    "nftables",
+    help="The service proxy: nftables (endpoints chosen at random) or maglev (consistent hashing).",
+    callback=checked_proxy_mode,
 )
 
 
@@ -58,8 +68,9 @@ def server(
     ),
     node_name: str = typer.Option("", help="This node's name (default: the host name)."),
     node_ip: str = NODE_IP_OPTION,
-    network_mode: str = NETWORK_MODE_OPTION,
-    pod_cidr: str = typer.Option("", help="The pod network (default 10.244.0.0/16)."),
+    network_plugin: str = NETWORK_PLUGIN_OPTION,
+    runtime: str = RUNTIME_OPTION,
+    proxy_mode: str = PROXY_MODE_OPTION,
     lb_pool: str = typer.Option(
         "",
         help="Addresses for LoadBalancer Services, announced on the node network: a CIDR "
@@ -80,6 +91,7 @@ def server(
     node running pods under runc (root needed; --no-agent to skip); --simulated-nodes
     adds status-only nodes for trying things at scale. The admin credentials are merged
     into --kubeconfig, so `kubectl get pods` works at once. Stop with Ctrl-C or SIGTERM.
+    Options may also come from a YAML file (--config; DATA_DIR/config.yaml if there).
     """
     import logging
 
@@ -96,8 +108,9 @@ def server(
     if not verbose:  # one line per HTTP request is noise, not progress
         logging.getLogger("httpx").setLevel(logging.WARNING)
     store_url = store or f"sqlite://{(data_dir / 'state.db').resolve()}"
-    network = _network_config(network_mode, pod_cidr)
     pool = checked_lb_pool(lb_pool)
+    plugins = context_plugins()
+    config = plugin_config()
     try:
         trio.run(
             lambda: run_server(
@@ -106,13 +119,16 @@ def server(
                 host=host,
                 port=port,
                 kubeconfig=kubeconfig,
-                plugins=load_plugins_or_exit(),
+                plugins=plugins,
                 agent=not no_agent,
                 simulated_nodes=simulated_nodes,
                 registries=yaml.safe_load(registries.read_text()) if registries else None,
                 node_name=node_name or None,
                 node_ip=node_ip or None,
-                network=network,
+                plugin_config=config,
+                network_plugin=network_plugin,
+                runtime=runtime,
+                proxy_mode=proxy_mode,
                 lb_pool=pool,
             )
         )
@@ -129,21 +145,21 @@ def agent(
         help="The cluster's admin token (the admin-token file in the server's --data-dir).",
     ),
     node_name: str = typer.Option("", help="Node name (default: the host name)."),
-    data_dir: Path = typer.Option(
-        Path("/var/lib/kubetrio/agent"), help="The agent's state: images, pods, logs."
-    ),
+    data_dir: Path = typer.Option(DEFAULT_AGENT_DIR, help="The agent's state: images, pods, logs."),
     registries: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="Registry mirrors (k3s registries.yaml shape)."
     ),
     node_ip: str = NODE_IP_OPTION,
-    network_mode: str = NETWORK_MODE_OPTION,
+    network_plugin: str = NETWORK_PLUGIN_OPTION,
+    runtime: str = RUNTIME_OPTION,
+    proxy_mode: str = PROXY_MODE_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Run a node agent that joins a server: this host runs pods under runc (needs root).
 
     The node runs its pods, the nftables service proxy and the network plugin's node
-    services (routes, policy). --network-mode matters only if no node created the
-    cluster's IP pool yet. SIGTERM/Ctrl-C stop the agent and leave the pods running (a
+    services (routes, policy). Options may also come from a YAML file (--config;
+    DATA_DIR/config.yaml if there). SIGTERM/Ctrl-C stop the agent and leave the pods running (a
     restarted agent adopts them); SIGUSR1 stops the pods first.
     """
     import logging
@@ -168,8 +184,10 @@ def agent(
         err_console.print(f"[bold red]error:[/] {why}")
         raise typer.Exit(code=1)
     mirrors = yaml.safe_load(registries.read_text()) if registries else None
-    plugins = load_plugins_or_exit()
-    plugins.configure(config={"network": _network_config(network_mode, "")})
+    plugins = context_plugins()
+    config: dict[str, Any] = dict(plugin_config())
+    config["kubetrio"] = {"command": "agent", "data_dir": str(data_dir), "admin_token": token}
+    plugins.configure(config=config)
 
     async def run() -> None:
         from kubetrio.cluster import start_service_datapath
@@ -181,6 +199,8 @@ def agent(
                 client,
                 node_name=node_name or socket.gethostname(),
                 plugins=plugins,
+                runtime=runtime,
+                network=network_plugin,
                 root_dir=data_dir,
                 registries=mirrors,
                 address=node_ip or None,
@@ -192,7 +212,7 @@ def agent(
             with trio.open_signal_receiver(*stop_signals) as signals:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(node.run)
-                    await start_service_datapath(nursery, client, node.node_name)
+                    await start_service_datapath(nursery, client, node.node_name, mode=proxy_mode)
                     log = logging.getLogger("kubetrio")
                     log.info("node %s joined %s", node.node_name, server_url)
                     async for signum in signals:
@@ -203,10 +223,33 @@ def agent(
                         break
                     nursery.cancel_scope.cancel()
 
-    trio.run(run)
+    try:
+        trio.run(run)
+    finally:
+        plugins.unconfigure()
 
 
-def register_cluster_commands(app: typer.Typer) -> None:
-    """Add the cluster process commands to the root application."""
-    for command in (server, agent, up, down):
-        app.command()(command)
+def _up_home(args: dict[str, str]) -> Path:
+    return CLUSTERS_DIR / args.get("--name", "kubetrio")
+
+
+DATA_DIRS: dict[str, Callable[[dict[str, str]], Path | None]] = {
+    "server": lambda args: DEFAULT_DATA_DIR,
+    "agent": lambda args: DEFAULT_AGENT_DIR,
+    "up": _up_home,
+}
+"""Where each command's configuration file is looked for without --data-dir."""
+
+
+def register_cluster_commands(app: typer.Typer, manager: PluginManager) -> None:
+    """Add the cluster process commands to the root application, with the options of
+    ``manager``'s plugins and a configuration file."""
+    commands: dict[str, Callable[..., Any]] = {"server": server, "agent": agent, "up": up}
+    reserved = set().union(*(option_names(command) for command in commands.values()))
+    options = manager.options(reserved=reserved | {"config"})
+    for name, command in commands.items():
+        mine = [option for option in options if name in option.commands]
+        app.command(name, cls=config_command(DATA_DIRS[name], mine))(
+            add_plugin_options(command, name, manager, mine)
+        )
+    app.command()(down)

@@ -26,9 +26,10 @@ from pathlib import Path
 import httpx
 import typer
 
-from ._checks import checked_lb_pool, checked_network_mode
+from ._checks import checked_lb_pool, checked_proxy_mode
 from ._console import console, err_console
 from ._nodes import DEFAULT_UNDERLAY, Topology
+from ._options import forwarded
 
 CLUSTERS_DIR = Path("~/.local/share/kubetrio/clusters").expanduser()
 DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
@@ -85,11 +86,12 @@ def up(
         help="Number of nodes. With more than one, each node runs in its own network "
         "namespace on an underlay bridge (the server with the first node).",
     ),
-    network_mode: str = typer.Option(
-        "",
-        "--network-mode",
-        "--mode",
-        help="How pod traffic crosses nodes: vxlan (default), ipip or bgp.",
+    network_plugin: str = typer.Option(
+        "", help="The network plugin, by name (default: the only one installed)."
+    ),
+    runtime: str = typer.Option("runc", help="The container runtime of every node."),
+    proxy_mode: str = typer.Option(
+        "nftables", help="The service proxy: nftables or maglev.", callback=checked_proxy_mode
     ),
     underlay: str = typer.Option(
         DEFAULT_UNDERLAY, help="The node network of a multi-node cluster (a free /24 or larger)."
@@ -107,9 +109,10 @@ def up(
     (SQLite store, logs, pid files) lives in ~/.local/share/kubetrio/clusters/NAME.
     With --nodes N, N nodes run in network namespaces on the --underlay bridge; the
     command returns once all are Ready. Run it again to see where the running cluster
-    is; `kubetrio down` stops it and removes what it made.
+    is; `kubetrio down` stops it and removes what it made. Options may also come from
+    a YAML file (--config; DATA_DIR/config.yaml if there); plugins' options are passed
+    on to the server and agents that take them.
     """
-    checked_network_mode(network_mode, option="--mode")
     home = data_dir or CLUSTERS_DIR / name
     pid_file = home / "server.pid"
     running = _read_pid(pid_file)
@@ -123,8 +126,10 @@ def up(
     ]  # fmt: skip
     if store:
         command += ["--store", store]
-    if network_mode:
-        command += ["--network-mode", network_mode]
+    node_options = ["--runtime", runtime, "--proxy-mode", proxy_mode]
+    if network_plugin:
+        node_options += ["--network-plugin", network_plugin]
+    command += node_options + forwarded("server")
     if checked_lb_pool(lb_pool):
         command += ["--lb-pool", lb_pool]
     if nodes == 1:
@@ -134,8 +139,9 @@ def up(
             command += ["--registries", str(mirrors)]
         _spawn(command, home / "server.log", pid_file, url=url, what=f"cluster [bold]{name}[/]")
     else:
+        agent_options = node_options + forwarded("agent")
         url = _up_nodes(
-            home, name, command, nodes, underlay, network_mode, lb_pool, port, registry_port
+            home, name, command, nodes, underlay, agent_options, lb_pool, port, registry_port
         )
     console.print(f"cluster [bold]{name}[/] is up at {url} (pid {_read_pid(pid_file)})")
     console.print(f"kubectl context [bold]kubetrio[/] written to {kubeconfig}; try:")
@@ -193,7 +199,7 @@ def _up_nodes(
     server_command: list[str],
     count: int,
     underlay: str,
-    network_mode: str,
+    agent_options: list[str],
     lb_pool: str,
     port: int,
     registry_port: int,
@@ -202,6 +208,7 @@ def _up_nodes(
 
     ``server_command`` carries the options common to both kinds of cluster (with
     ``--lb-pool`` when one was given); the underlay's default pool is added otherwise.
+    ``agent_options`` are given to every agent (runtime, proxy, plugins' options).
     """
     try:
         topology = Topology.plan(name, count, underlay)
@@ -247,8 +254,7 @@ def _up_nodes(
         ]  # fmt: skip
         if mirrors is not None:
             agent += ["--registries", str(mirrors)]
-        if network_mode:
-            agent += ["--network-mode", network_mode]
+        agent += agent_options
         _spawn(
             topology.command_in(node, agent),
             home / f"agent-{node.name}.log",

@@ -1,8 +1,9 @@
 """``kubetrio server``'s body: the whole control plane and a node in the foreground.
 
 The composition root (:func:`kubetrio.cluster.open_cluster`) plus what only a command
-line needs: the data directory's admin token and the token file the auth plugin reads,
-the kubeconfig merged for the user, and signals (SIGTERM/SIGINT stop, SIGUSR1 from
+line needs: the data directory's admin token (handed to the plugins in the
+``kubetrio`` section of their configuration: the auth plugin accepts it), the
+kubeconfig merged for the user, and signals (SIGTERM/SIGINT stop, SIGUSR1 from
 ``kubetrio down`` stops the pods first).
 """
 
@@ -48,19 +49,24 @@ async def run_server(
     registries: dict[str, Any] | None = None,
     node_name: str | None = None,
     node_ip: str | None = None,
-    network: dict[str, Any] | None = None,
+    plugin_config: dict[str, Any] | None = None,
+    network_plugin: str | None = "",
+    runtime: str = "runc",
+    proxy_mode: str = "nftables",
     lb_pool: str | None = None,
     ready: trio.Event | None = None,
 ) -> None:
-    """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT."""
+    """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT.
+
+    :param plugin_config: the plugins' sections, from their options and the
+        configuration file; the cluster configures ``plugins`` with them (and the
+        ``kubetrio`` section: command, data directory, admin token) and unconfigures
+        them when it stops.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     token = admin_token(data_dir)
-    token_file = data_dir / "tokens.csv"
-    token_file.write_text(f'{token},admin,admin,"system:masters"\n')
-    token_file.chmod(0o600)
-    plugins.configure(
-        config={"auth": {"token_auth_file": str(token_file)}, "network": network or {}}
-    )
+    config: dict[str, Any] = dict(plugin_config or {})
+    config["kubetrio"] = {"command": "server", "data_dir": str(data_dir), "admin_token": token}
     if agent and (why := agent_can_run()) is not None:
         log.warning("not running a node agent: %s", why)
         agent = False
@@ -82,6 +88,10 @@ async def run_server(
                 node_name=node_name,
                 node_ip=node_ip,
                 lb_pool=lb_pool,
+                plugin_config=config,
+                network_plugin=network_plugin,
+                runtime=runtime,
+                proxy_mode=proxy_mode,
             ) as cluster,
         ):
             merge_kubeconfig(kubeconfig, name=context_name, server=cluster.url, token=token)

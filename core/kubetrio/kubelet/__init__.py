@@ -5,7 +5,7 @@ Start one in a nursery (it follows trio's start protocol)::
     agent = NodeAgent(
         client,                                  # in-process or Client.connect(url, token=...)
         node_name="node-1",
-        plugins=plugins.load(),                  # the "calico" network plugin, storage drivers
+        plugins=plugins.load(),                  # the network plugin, storage drivers
         root_dir="/var/lib/kubetrio/agent",
         registries={"mirrors": {"docker.io": {"endpoint": ["http://127.0.0.1:5000"]}}},
         kubelet_port=10250,                      # pods/log: the API server asks this port

@@ -63,7 +63,9 @@ class NodeAgent:
     :param log_dir: container logs (``<ns>_<pod>_<uid>/<container>/<n>.log``);
         default ``<root_dir>/logs``.
     :param registries: registry mirrors (k3s ``registries.yaml`` shape) for image pulls.
-    :param network: the network plugin's name; None runs pods with loopback only.
+    :param network: the network plugin's name; ``""`` (the default) the only one the
+        plugins registered (none registered: loopback only); None runs pods with
+        loopback only.
     :param address: the node's InternalIP (default: this host's first non-loopback IPv4).
     :param backoff_base, backoff_max: container restart back-off (kubelet: 10 s, 300 s).
     :param sync_period: how often ConfigMap/Secret volumes are refreshed.
@@ -93,7 +95,7 @@ class NodeAgent:
         root_dir: str | Path = "/var/lib/kubetrio/agent",
         log_dir: str | Path | None = None,
         registries: RegistryConfig | Mapping[str, Any] | None = None,
-        network: str | None = "calico",
+        network: str | None = "",
         address: str | None = None,
         labels: Mapping[str, str] | None = None,
         taints: Sequence[KubeObject] = (),
@@ -165,10 +167,18 @@ class NodeAgent:
     def _find_network(self, name: str | None) -> NetworkPlugin | None:
         if name is None or self.plugins is None:
             return None
-        for registered in self.plugins.network_plugins():
-            if registered.provider.name == name:
-                return registered.provider
-        raise ValueError(f"no network plugin named {name!r} is loaded")
+        found = {r.provider.name: r.provider for r in self.plugins.network_plugins()}
+        if not name:  # the only one there is, if any
+            if len(found) > 1:
+                raise ValueError(
+                    f"network plugins {', '.join(sorted(found))} are loaded: choose one "
+                    "(--network-plugin)"
+                )
+            return next(iter(found.values()), None)
+        if name not in found:
+            loaded = ", ".join(sorted(found)) or "none"
+            raise ValueError(f"no network plugin named {name!r} is loaded (loaded: {loaded})")
+        return found[name]
 
     def _make_runtime(
         self, runtime: ContainerRuntime | str, cgroup_parent: str, netns_prefix: str

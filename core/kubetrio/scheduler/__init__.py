@@ -19,6 +19,7 @@ from ._config import Profile as Profile
 from ._config import SchedulerConfig as SchedulerConfig
 from ._framework import FitError as FitError
 from ._framework import Framework as Framework
+from ._framework import ScoreRangeError as ScoreRangeError
 from ._queue import QueuedPod as QueuedPod
 from ._queue import SchedulingQueue as SchedulingQueue
 from ._resources import node_allocatable as node_allocatable

@@ -74,6 +74,31 @@ def _with_state(method: Callable[..., Any]) -> NodeCall:
     return lambda pod, node, state: method(pod, node)
 
 
+class ScoreRangeError(Exception):
+    """A score plugin gave a score outside [0, MAX_NODE_SCORE]; the message names it."""
+
+
+def _in_range(plugin: str, score: Any, node: NodeInfo) -> Any:
+    """``score`` when it is within [0, 100]; else a :class:`ScoreRangeError` naming the
+    plugin (kube-scheduler refuses such a score the same way)."""
+    if not 0 <= score <= MAX_NODE_SCORE:
+        raise ScoreRangeError(
+            f"score plugin {plugin!r} returned {score!r} for node {node.name!r}, "
+            f"outside [0, {MAX_NODE_SCORE}] (a plugin scoring on another scale "
+            "maps its scores with normalize_scores)"
+        )
+    return score
+
+
+def _check_normalized(plugin: str, scores: Mapping[str, float]) -> None:
+    for node_name, score in scores.items():
+        if not 0 <= score <= MAX_NODE_SCORE:
+            raise ScoreRangeError(
+                f"score plugin {plugin!r}: normalize_scores gave {score!r} for node "
+                f"{node_name!r}, outside [0, {MAX_NODE_SCORE}]"
+            )
+
+
 class FitError(Exception):
     """No node fits the pod; ``str()`` is the ``FailedScheduling`` event message."""
 
@@ -415,7 +440,7 @@ class Framework:
             if stage.call(state, pod_info, feasible) is SKIP:
                 skipped.add(stage.name)
         scores = [s for s in self._scores if s[0] not in skipped]
-        local_plain = [(c, w) for n, c, w, norm, is_local in scores if is_local and norm is None]
+        local_plain = [(n, c, w) for n, c, w, norm, is_local in scores if is_local and norm is None]
         local_norm = [(n, c) for n, c, w, norm, is_local in scores if is_local and norm]
         totals = [0.0] * len(feasible)
         if local_plain or local_norm:
@@ -432,8 +457,8 @@ class Framework:
                     if entry[1] is None:
                         node = feasible[i]
                         plain = 0.0
-                        for call, weight in local_plain:
-                            plain += call(pod, node, state) * weight
+                        for name, call, weight in local_plain:
+                            plain += _in_range(name, call(pod, node, state), node) * weight
                         entry[1] = totals[i] = plain
                         entry[2] = [float(c(pod, node, state)) for _, c in local_norm]
             by_name = {n: (w, norm) for n, _, w, norm, _ in scores}
@@ -445,19 +470,21 @@ class Framework:
                 weight, normalize = by_name[name]
                 normalized = {node.name: raw[i] for i, node in enumerate(feasible)}
                 normalize(state, pod_info, normalized)
+                _check_normalized(name, normalized)
                 values = list(normalized.values())  # dicts keep insertion order
                 totals = [t + v * weight for t, v in zip(totals, values, strict=True)]
-        for _, call, weight, normalize, is_local in scores:
+        for name, call, weight, normalize, is_local in scores:
             if is_local:
                 continue
             if normalize is None:
                 for i, node in enumerate(feasible):
-                    totals[i] += call(pod, node, state) * weight
+                    totals[i] += _in_range(name, call(pod, node, state), node) * weight
             else:
                 by_node = {node.name: float(call(pod, node, state)) for node in feasible}
                 if min(by_node.values()) == max(by_node.values()):
                     continue  # equal scores stay equal: no node gains over another
                 normalize(state, pod_info, by_node)
+                _check_normalized(name, by_node)
                 for i, node in enumerate(feasible):
                     totals[i] += by_node[node.name] * weight
         best = max(totals)

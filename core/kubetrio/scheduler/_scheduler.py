@@ -27,7 +27,7 @@ from typing import Any
 import trio
 
 from kubetrio.client import Client, ClientError, Informer, KubeObject
-from kubetrio.plugins import PluginManager
+from kubetrio.plugins import PluginManager, check_scheduler_plugin
 from kubetrio.providers import SchedulerPlugin
 
 from ._cache import SchedulerCache
@@ -87,6 +87,8 @@ class Scheduler:
             from kubetrio import plugins as plugin_loader
 
             plugins = plugin_loader.load()
+        for extra in extra_plugins:  # registered ones were checked by the plugin manager
+            check_scheduler_plugin("(extra_plugins)", extra)
         providers = [r.provider for r in plugins.scheduler_plugins()] + list(extra_plugins)
         self.frameworks = {
             profile.scheduler_name: Framework(

@@ -1,9 +1,13 @@
 """Entry point of the ``auth`` plugin.
 
-Authentication by static bearer tokens (``token_auth_file`` in the ``auth`` section of the
-configuration), and authorization that lets the ``system:masters`` group do anything, as
-Kubernetes does before RBAC is consulted. RBAC, client certificates and ServiceAccount
-tokens come with the authentication issue.
+Authentication by static bearer tokens, and authorization that lets the
+``system:masters`` group do anything, as Kubernetes does before RBAC is consulted. The
+tokens are the cluster's admin token (``config["kubetrio"]["admin_token"]``, as user
+``admin`` in ``system:masters``) and those of the file given by ``--token-auth-file``
+(``token_auth_file`` in the ``auth`` section), in kube-apiserver's format. RBAC, client
+certificates and ServiceAccount tokens come with the authentication issue.
+
+The plugin is a class: each plugin manager (each cluster) has its own tokens.
 """
 
 from __future__ import annotations
@@ -12,34 +16,67 @@ from pathlib import Path
 from typing import Any
 
 from kubetrio.plugins import hookimpl
-from kubetrio.providers import AuthorizationAttributes, AuthorizationDecision, AuthRequest, UserInfo
+from kubetrio.providers import (
+    AuthorizationAttributes,
+    AuthorizationDecision,
+    AuthRequest,
+    PluginOptions,
+    UserInfo,
+)
 
 from .tokens import StaticTokens
 
 SUPERUSER_GROUP = "system:masters"
-
-_tokens = StaticTokens({})
-
-
-@hookimpl
-def kubetrio_configure(config: dict[str, Any]) -> None:
-    """Read the token file named by ``config["auth"]["token_auth_file"]``, if any."""
-    global _tokens
-    path = (config.get("auth") or {}).get("token_auth_file")
-    _tokens = StaticTokens.from_file(Path(path)) if path else StaticTokens({})
+ADMIN = UserInfo(name="admin", uid="admin", groups=(SUPERUSER_GROUP,))
+"""Who presents the cluster's admin token."""
 
 
-@hookimpl
-def kubetrio_authenticate(request: AuthRequest) -> UserInfo | None:
-    """Authenticate a bearer token from the token file."""
-    return _tokens.authenticate(request)
+class AuthPlugin:
+    """The ``auth`` plugin: static tokens, ``system:masters`` may do anything."""
+
+    def __init__(self) -> None:
+        self.tokens = StaticTokens({})
+
+    @hookimpl
+    def kubetrio_add_options(self, options: PluginOptions) -> None:
+        """``--token-auth-file`` for ``server`` and ``up``."""
+        options.add(
+            "token-auth-file",
+            help="More bearer tokens, in kube-apiserver's token file format: "
+            'token,user,uid[,"group1,group2"] per line (auth plugin).',
+            commands=("server", "up"),
+            section="auth",
+        )
+
+    @hookimpl
+    def kubetrio_configure(self, config: dict[str, Any]) -> None:
+        """Read ``config["auth"]["token_auth_file"]`` (if any) and the admin token."""
+        path = (config.get("auth") or {}).get("token_auth_file")
+        tokens = StaticTokens.from_file(Path(path)) if path else StaticTokens({})
+        admin_token = (config.get("kubetrio") or {}).get("admin_token")
+        if admin_token:
+            tokens = StaticTokens({str(admin_token): ADMIN, **tokens.users})
+        self.tokens = tokens
+
+    @hookimpl
+    def kubetrio_unconfigure(self) -> None:
+        """Forget the tokens."""
+        self.tokens = StaticTokens({})
+
+    @hookimpl
+    def kubetrio_authenticate(self, request: AuthRequest) -> UserInfo | None:
+        """Authenticate a bearer token from the token file."""
+        return self.tokens.authenticate(request)
+
+    @hookimpl
+    def kubetrio_authorize(
+        self, user: UserInfo, attributes: AuthorizationAttributes
+    ) -> AuthorizationDecision | None:
+        """Allow members of ``system:masters`` everything; no opinion on anyone else."""
+        if SUPERUSER_GROUP in user.groups:
+            return AuthorizationDecision(allowed=True, reason=f"member of {SUPERUSER_GROUP}")
+        return None
 
 
-@hookimpl
-def kubetrio_authorize(
-    user: UserInfo, attributes: AuthorizationAttributes
-) -> AuthorizationDecision | None:
-    """Allow members of ``system:masters`` everything; no opinion on anyone else."""
-    if SUPERUSER_GROUP in user.groups:
-        return AuthorizationDecision(allowed=True, reason=f"member of {SUPERUSER_GROUP}")
-    return None
+__kubetrio_plugin__ = AuthPlugin
+"""What the entry point instantiates once per plugin manager."""

@@ -24,6 +24,11 @@ class StaticTokens:
     def __init__(self, users: dict[str, UserInfo]) -> None:
         self._users = users
 
+    @property
+    def users(self) -> dict[str, UserInfo]:
+        """The users by token (a copy)."""
+        return dict(self._users)
+
     @classmethod
     def from_file(cls, path: Path) -> StaticTokens:
         """Parse a token file; raise :class:`TokenFileError` naming the bad line."""

@@ -1,4 +1,7 @@
-"""Entry point of the ``storage`` plugin: registers the local volume driver."""
+"""Entry point of the ``storage`` plugin: registers the local volume driver.
+
+The plugin is a class: each plugin manager (each cluster) has its own volume root.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +10,40 @@ from pathlib import Path
 from typing import Any
 
 from kubetrio.plugins import hookimpl
-from kubetrio.providers import StorageDriver
+from kubetrio.providers import PluginOptions, StorageDriver
 
 from .local import LocalVolumes
 
 DEFAULT_ROOT = Path("/var/lib/kubetrio/volumes")
 
-_root = DEFAULT_ROOT
+
+class StoragePlugin:
+    """The ``storage`` plugin: one ``kubetrio.io/local`` driver under ``root``."""
+
+    def __init__(self) -> None:
+        self.root = DEFAULT_ROOT
+
+    @hookimpl
+    def kubetrio_add_options(self, options: PluginOptions) -> None:
+        """``--volume-root`` for ``server`` and ``agent`` (and ``up``, which passes it on)."""
+        options.add(
+            "volume-root",
+            help=f"Where local volumes are made, a folder per claim (default {DEFAULT_ROOT}; "
+            "storage plugin).",
+            section="storage",
+            key="root",
+        )
+
+    @hookimpl
+    def kubetrio_configure(self, config: dict[str, Any]) -> None:
+        """Take the volume root from ``config["storage"]["root"]``."""
+        self.root = Path((config.get("storage") or {}).get("root") or DEFAULT_ROOT)
+
+    @hookimpl
+    def kubetrio_register_storage_drivers(self, register: Callable[[StorageDriver], None]) -> None:
+        """Register the local volume driver."""
+        register(LocalVolumes(self.root))
 
 
-@hookimpl
-def kubetrio_configure(config: dict[str, Any]) -> None:
-    """Take the volume root from ``config["storage"]["root"]``."""
-    global _root
-    _root = Path((config.get("storage") or {}).get("root") or DEFAULT_ROOT)
-
-
-@hookimpl
-def kubetrio_register_storage_drivers(register: Callable[[StorageDriver], None]) -> None:
-    """Register the local volume driver."""
-    register(LocalVolumes(_root))
+__kubetrio_plugin__ = StoragePlugin
+"""What the entry point instantiates once per plugin manager."""
