@@ -11,9 +11,9 @@ from pathlib import Path
 import typer
 import yaml
 
-from ._checks import checked_lb_pool, checked_network_mode
-from ._console import err_console, load_plugins_or_exit
-from ._local import down, up
+from ._checks import checked_lb_pool, checked_listen, checked_network_mode, checked_store_url
+from ._console import err_console, load_plugins_or_exit, setup_logging
+from ._local import down, status, up
 
 DEFAULT_DATA_DIR = Path("~/.local/share/kubetrio").expanduser()
 DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
@@ -81,44 +81,32 @@ def server(
     adds status-only nodes for trying things at scale. The admin credentials are merged
     into --kubeconfig, so `kubectl get pods` works at once. Stop with Ctrl-C or SIGTERM.
     """
-    import logging
-
     import trio
-    from rich.logging import RichHandler
 
     from ._serve import run_server
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
-    )
-    if not verbose:  # one line per HTTP request is noise, not progress
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-    store_url = store or f"sqlite://{(data_dir / 'state.db').resolve()}"
+    setup_logging(verbose)
+    checked_listen(host, port)
+    store_url = checked_store_url(store) or f"sqlite://{(data_dir / 'state.db').resolve()}"
     network = _network_config(network_mode, pod_cidr)
     pool = checked_lb_pool(lb_pool)
-    try:
-        trio.run(
-            lambda: run_server(
-                data_dir=data_dir,
-                store_url=store_url,
-                host=host,
-                port=port,
-                kubeconfig=kubeconfig,
-                plugins=load_plugins_or_exit(),
-                agent=not no_agent,
-                simulated_nodes=simulated_nodes,
-                registries=yaml.safe_load(registries.read_text()) if registries else None,
-                node_name=node_name or None,
-                node_ip=node_ip or None,
-                network=network,
-                lb_pool=pool,
-            )
+    trio.run(
+        lambda: run_server(
+            data_dir=data_dir,
+            store_url=store_url,
+            host=host,
+            port=port,
+            kubeconfig=kubeconfig,
+            plugins=load_plugins_or_exit(),
+            agent=not no_agent,
+            simulated_nodes=simulated_nodes,
+            registries=yaml.safe_load(registries.read_text()) if registries else None,
+            node_name=node_name or None,
+            node_ip=node_ip or None,
+            network=network,
+            lb_pool=pool,
         )
-    except OSError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=1) from exc
+    )
 
 
 def agent(
@@ -151,18 +139,11 @@ def agent(
     import socket
 
     import trio
-    from rich.logging import RichHandler
 
     from kubetrio.client import Client
     from kubetrio.cluster import agent_can_run
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
-    )
-    if not verbose:  # one line per HTTP request is noise, not progress
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(verbose)
     why = agent_can_run()
     if why is not None:
         err_console.print(f"[bold red]error:[/] {why}")
@@ -208,5 +189,5 @@ def agent(
 
 def register_cluster_commands(app: typer.Typer) -> None:
     """Add the cluster process commands to the root application."""
-    for command in (server, agent, up, down):
+    for command in (server, agent, up, down, status):
         app.command()(command)
