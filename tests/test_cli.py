@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import kubetrio
 from kubetrio.cli import build_app
 
 runner = CliRunner()
-COMMANDS = ["version", "plugins", "server", "agent", "up", "down", "image"]
+COMMANDS = ["version", "plugins", "server", "agent", "up", "down", "status", "image"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
@@ -132,6 +133,19 @@ def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
         if shutil.which("docker-registry"):  # the local registry holds busybox
             tags = httpx.get("http://127.0.0.1:15702/v2/library/busybox/tags/list").json()
             assert tags["tags"] == ["latest"]
+        home = tmp_path / ".local/share/kubetrio/clusters/kubetrio"
+        status = subprocess.run(
+            [*kubetrio, "status"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "API server http://127.0.0.1:16702" in status.stdout
+        assert f"log: {home / 'server.log'}\n" in status.stdout
+        assert "plugins: " in status.stdout
+        # The log file has plain one-line records (time, level, logger, message), not a
+        # terminal's rich columns.
+        log_lines = (home / "server.log").read_text().splitlines()
+        assert any(" INFO kubetrio." in line for line in log_lines), log_lines[:5]
+        assert not any("│" in line or "╭" in line for line in log_lines)
     finally:
         down = subprocess.run(
             [*kubetrio, "down", "--delete-data"],
@@ -142,6 +156,73 @@ def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
         )
     assert "stopped" in down.stdout, down.stdout + down.stderr
     assert not (tmp_path / ".local/share/kubetrio/clusters/kubetrio").exists()
+    gone = subprocess.run([*kubetrio, "status"], env=env, capture_output=True, text=True)
+    assert gone.returncode == 1 and "is not running" in gone.stdout
+
+
+def _server(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kubetrio server`` (control plane only) with ``args``; its output, as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "kubetrio", "server", "--no-agent", "--data-dir",
+         str(tmp_path / "data"), "--kubeconfig", str(tmp_path / "kubeconfig"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The single ``error:`` line a failed command printed (and nothing like a traceback)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "╭" not in result.stderr, result.stderr
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_a_port_in_use_is_one_sentence_and_debug_shows_the_traceback(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        line = _one_error_line(_server(tmp_path, "--port", port))
+        assert f"port {port} on 127.0.0.1 is in use" in line and "--port" in line
+        debug = subprocess.run(
+            [sys.executable, "-m", "kubetrio", "--debug", "server", "--no-agent",
+             "--port", port, "--data-dir", str(tmp_path / "data")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert debug.returncode == 1
+        assert "CommandError" in debug.stderr and "Traceback" in debug.stderr
+
+
+def test_unreachable_etcd_and_unwritable_kubeconfig_are_one_sentence(tmp_path: Path) -> None:
+    with socket.socket() as nobody:  # a port nothing listens on
+        nobody.bind(("127.0.0.1", 0))
+        closed = nobody.getsockname()[1]
+    line = _one_error_line(
+        _server(tmp_path, "--port", "0", "--store", f"etcd://127.0.0.1:{closed}")
+    )
+    assert "the store does not answer" in line and "--store" in line
+    (tmp_path / "a-file").write_text("not a folder")
+    line = _one_error_line(
+        _server(tmp_path, "--port", "0", "--kubeconfig", str(tmp_path / "a-file" / "kc"))
+    )
+    assert f"cannot write or read {tmp_path / 'a-file'}" in line
+    (tmp_path / "kc").write_text("- a list\n")
+    line = _one_error_line(_server(tmp_path, "--port", "0", "--kubeconfig", str(tmp_path / "kc")))
+    assert f"{tmp_path / 'kc'} is not a kubeconfig" in line
+
+
+def test_bad_port_and_store_url_are_refused_before_starting(tmp_path: Path) -> None:
+    bad_port = _server(tmp_path, "--port", "70000")
+    assert bad_port.returncode == 2 and "70000 is not a TCP port" in _unwrapped(bad_port.stderr)
+    bad_store = _server(tmp_path, "--port", "0", "--store", "foo://x")
+    assert bad_store.returncode == 2
+    assert "'foo://x' is not sqlite:///path/state.db or etcd://" in _unwrapped(bad_store.stderr)
+    assert not (tmp_path / "data" / "state.db").exists()
 
 
 @pytest.mark.root

@@ -6,13 +6,15 @@ import json
 import sys
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 import kubetrio
 from kubetrio import plugins as plugin_loading
 
 from ._cluster import register_cluster_commands
-from ._console import console, load_plugins_or_exit
+from ._console import console, err_console, load_plugins_or_exit
+from ._errors import explain
 from ._image import image_app
 
 
@@ -74,18 +76,24 @@ def list_plugins(
         console.print("No plugins installed. Run `make setup` to install the built-in ones.")
 
 
-def build_app(manager: plugin_loading.PluginManager | None = None) -> typer.Typer:
+def build_app(
+    manager: plugin_loading.PluginManager | None = None, *, pretty_exceptions: bool = False
+) -> typer.Typer:
     """The CLI application with built-in commands and the commands plugins add.
 
     :param manager: the plugin manager whose plugins may add commands; loaded from the
         installed entry points when None.
+    :param pretty_exceptions: let Typer print rich tracebacks (``--debug``); otherwise
+        failures reach :func:`main`, which tells expected ones in one line.
     """
     app = typer.Typer(
         name="kubetrio",
         help="kubetrio: a small, hackable, Kubernetes-compatible orchestrator. "
-        "Drive the cluster with kubectl; use these commands to run and inspect it.",
+        "Drive the cluster with kubectl; use these commands to run and inspect it. "
+        "Add --debug to any command to see the traceback of a failure.",
         no_args_is_help=True,
         add_completion=False,
+        pretty_exceptions_enable=pretty_exceptions,
         pretty_exceptions_show_locals=False,
     )
     manager = manager or load_plugins_or_exit()
@@ -98,5 +106,20 @@ def build_app(manager: plugin_loading.PluginManager | None = None) -> typer.Type
 
 
 def main() -> None:
-    """Entry point of the ``kubetrio`` console script."""
-    build_app()()
+    """Entry point of the ``kubetrio`` console script.
+
+    ``--debug`` anywhere on the command line shows the traceback of a failure; without
+    it, an expected failure is one line (:mod:`._errors`) and exit status 1.
+    """
+    debug = "--debug" in sys.argv[1:]
+    if debug:
+        sys.argv.remove("--debug")
+    app = build_app(pretty_exceptions=debug)
+    try:
+        app(standalone_mode=True)
+    except Exception as exc:
+        sentence = None if debug else explain(exc)
+        if sentence is None:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(sentence)}", soft_wrap=True)
+        raise SystemExit(1) from None

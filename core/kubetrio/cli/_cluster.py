@@ -15,9 +15,9 @@ import yaml
 
 from kubetrio.plugins import PluginManager
 
-from ._checks import checked_lb_pool, checked_proxy_mode
-from ._console import err_console
-from ._local import CLUSTERS_DIR, down, up
+from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checked_store_url
+from ._console import err_console, setup_logging
+from ._local import CLUSTERS_DIR, down, status, up
 from ._options import (
     add_plugin_options,
     config_command,
@@ -93,48 +93,36 @@ def server(
     into --kubeconfig, so `kubectl get pods` works at once. Stop with Ctrl-C or SIGTERM.
     Options may also come from a YAML file (--config; DATA_DIR/config.yaml if there).
     """
-    import logging
-
     import trio
-    from rich.logging import RichHandler
 
     from ._serve import run_server
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
-    )
-    if not verbose:  # one line per HTTP request is noise, not progress
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-    store_url = store or f"sqlite://{(data_dir / 'state.db').resolve()}"
+    setup_logging(verbose)
+    checked_listen(host, port)
+    store_url = checked_store_url(store) or f"sqlite://{(data_dir / 'state.db').resolve()}"
     pool = checked_lb_pool(lb_pool)
     plugins = context_plugins()
     config = plugin_config()
-    try:
-        trio.run(
-            lambda: run_server(
-                data_dir=data_dir,
-                store_url=store_url,
-                host=host,
-                port=port,
-                kubeconfig=kubeconfig,
-                plugins=plugins,
-                agent=not no_agent,
-                simulated_nodes=simulated_nodes,
-                registries=yaml.safe_load(registries.read_text()) if registries else None,
-                node_name=node_name or None,
-                node_ip=node_ip or None,
-                plugin_config=config,
-                network_plugin=network_plugin,
-                runtime=runtime,
-                proxy_mode=proxy_mode,
-                lb_pool=pool,
-            )
+    trio.run(
+        lambda: run_server(
+            data_dir=data_dir,
+            store_url=store_url,
+            host=host,
+            port=port,
+            kubeconfig=kubeconfig,
+            plugins=plugins,
+            agent=not no_agent,
+            simulated_nodes=simulated_nodes,
+            registries=yaml.safe_load(registries.read_text()) if registries else None,
+            node_name=node_name or None,
+            node_ip=node_ip or None,
+            plugin_config=config,
+            network_plugin=network_plugin,
+            runtime=runtime,
+            proxy_mode=proxy_mode,
+            lb_pool=pool,
         )
-    except OSError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=1) from exc
+    )
 
 
 def agent(
@@ -167,18 +155,11 @@ def agent(
     import socket
 
     import trio
-    from rich.logging import RichHandler
 
     from kubetrio.client import Client
     from kubetrio.cluster import agent_can_run
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
-    )
-    if not verbose:  # one line per HTTP request is noise, not progress
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_logging(verbose)
     why = agent_can_run()
     if why is not None:
         err_console.print(f"[bold red]error:[/] {why}")
@@ -253,3 +234,4 @@ def register_cluster_commands(app: typer.Typer, manager: PluginManager) -> None:
             add_plugin_options(command, name, manager, mine)
         )
     app.command()(down)
+    app.command()(status)

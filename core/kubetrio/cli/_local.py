@@ -22,11 +22,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import typer
 
-from ._checks import checked_lb_pool, checked_proxy_mode
+from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checked_store_url
 from ._console import console, err_console
 from ._nodes import DEFAULT_UNDERLAY, Topology
 from ._options import forwarded
@@ -35,6 +36,8 @@ CLUSTERS_DIR = Path("~/.local/share/kubetrio/clusters").expanduser()
 DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
 READY_TIMEOUT = 60.0
 TOPOLOGY = "topology.json"
+ENDPOINT = "endpoint"
+"""The file in a cluster's folder holding its API server's URL (written by ``up``)."""
 DATA_DIR_OPTION = typer.Option(
     None,
     help="The cluster's folder: store, node data, logs, pid files "
@@ -124,7 +127,7 @@ def up(
         sys.executable, "-m", "kubetrio", "server", "--data-dir", str(home / "data"),
         "--port", str(port), "--kubeconfig", str(kubeconfig),
     ]  # fmt: skip
-    if store:
+    if checked_store_url(store):
         command += ["--store", store]
     node_options = ["--runtime", runtime, "--proxy-mode", proxy_mode]
     if network_plugin:
@@ -133,6 +136,7 @@ def up(
     if checked_lb_pool(lb_pool):
         command += ["--lb-pool", lb_pool]
     if nodes == 1:
+        checked_listen("127.0.0.1", port)
         url = f"http://127.0.0.1:{port}"
         mirrors = _start_registry(home, registry_port)
         if mirrors is not None:
@@ -143,6 +147,7 @@ def up(
         url = _up_nodes(
             home, name, command, nodes, underlay, agent_options, lb_pool, port, registry_port
         )
+    (home / ENDPOINT).write_text(url + "\n")
     console.print(f"cluster [bold]{name}[/] is up at {url} (pid {_read_pid(pid_file)})")
     console.print(f"kubectl context [bold]kubetrio[/] written to {kubeconfig}; try:")
     hint = "" if kubeconfig == DEFAULT_KUBECONFIG else f"KUBECONFIG={kubeconfig} "
@@ -269,6 +274,12 @@ def _up_nodes(
     return url
 
 
+def _node_ready(node: dict[str, Any]) -> bool:
+    """Whether a Node object reports condition Ready=True."""
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def _wait_nodes_ready(home: Path, url: str, token: str, names: list[str]) -> None:
     """Wait until every node reports Ready; fail with the log of one that does not."""
     headers = {"Authorization": f"Bearer {token}"}
@@ -280,14 +291,8 @@ def _wait_nodes_ready(home: Path, url: str, token: str, names: list[str]) -> Non
                 listed = httpx.get(f"{url}/api/v1/nodes", headers=headers, timeout=5).json()
             except (httpx.HTTPError, ValueError):
                 listed = {}
-            ready = {
-                node["metadata"]["name"]
-                for node in listed.get("items") or []
-                if any(
-                    c.get("type") == "Ready" and c.get("status") == "True"
-                    for c in (node.get("status") or {}).get("conditions") or []
-                )
-            }
+            items = listed.get("items") or []
+            ready = {node["metadata"]["name"] for node in items if _node_ready(node)}
             status.update(f"waiting for nodes to be Ready: {len(ready & set(names))}/{len(names)}")
             if set(names) <= ready:
                 return
@@ -410,3 +415,49 @@ def down(
     if delete_data and home.exists():
         shutil.rmtree(home)
         console.print(f"removed {home}")
+
+
+def status(
+    name: str = typer.Option("kubetrio", help="Cluster name given to `kubetrio up`."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+) -> None:
+    """Show a cluster started by `kubetrio up`: its processes, API address, nodes,
+    plugins and where its logs are. Exit status 1 when its server is not running."""
+    from kubetrio import plugins as plugin_loading
+
+    home = data_dir or CLUSTERS_DIR / name
+    server = _read_pid(home / "server.pid")
+    url = (home / ENDPOINT).read_text().strip() if (home / ENDPOINT).exists() else None
+    if server is None:
+        console.print(f"cluster [bold]{name}[/] is not running ({home})")
+        console.print(
+            "start it with: kubetrio up" + ("" if name == "kubetrio" else f" --name {name}")
+        )
+        raise typer.Exit(code=1)
+    console.print(f"cluster [bold]{name}[/]: API server {url or '?'} (pid {server})")
+    registry = _read_pid(home / "registry.pid")
+    console.print(f"  registry: {'pid ' + str(registry) if registry else 'not running'}")
+    for pid_file in sorted(home.glob("agent-*.pid")):
+        agent = _read_pid(pid_file)
+        node = pid_file.stem.removeprefix("agent-")
+        console.print(f"  agent of {node}: {'pid ' + str(agent) if agent else 'not running'}")
+    if url is not None:
+        token_file = home / "data" / "admin-token"
+        headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+        try:
+            listed = httpx.get(f"{url}/api/v1/nodes", headers=headers, timeout=5).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            console.print(f"  nodes: the API server does not answer ({exc})")
+        else:
+            for node in listed.get("items") or []:
+                state = "Ready" if _node_ready(node) else "NotReady"
+                console.print(f"  node {node['metadata']['name']}: {state}")
+    names = ", ".join(info.name for info in plugin_loading.load().plugins()) or "none"
+    console.print(f"  plugins: {names}")
+    logs = [
+        home / "server.log",
+        *sorted(home.glob("agent-*.log")),
+        home / "registry" / "registry.log",
+    ]
+    for log in filter(Path.exists, logs):
+        console.print(f"  log: {log}", soft_wrap=True)
