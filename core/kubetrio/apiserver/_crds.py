@@ -453,21 +453,12 @@ def custom_scale(info: ResourceInfo, obj: KubeObject) -> KubeObject:
     spec = _nested(obj, paths.get("specReplicasPath", ".spec.replicas"))
     status = _nested(obj, paths.get("statusReplicasPath", ".status.replicas"))
     selector = _nested(obj, paths["labelSelectorPath"]) if paths.get("labelSelectorPath") else None
-    metadata = obj["metadata"]
-    return {
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            k: metadata[k]
-            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-            if k in metadata
-        },
-        "spec": {"replicas": spec if isinstance(spec, int) else 0},
-        "status": {
-            "replicas": status if isinstance(status, int) else 0,
-            **({"selector": selector} if isinstance(selector, str) and selector else {}),
-        },
-    }
+    return objects.scale_view(
+        obj,
+        replicas=spec if isinstance(spec, int) else 0,
+        status_replicas=status if isinstance(status, int) else 0,
+        selector=selector if isinstance(selector, str) else "",
+    )
 
 
 def set_custom_replicas(info: ResourceInfo, obj: KubeObject, replicas: int) -> None:

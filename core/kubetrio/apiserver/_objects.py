@@ -106,3 +106,22 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 def generate_name(base: str) -> str:
     """``generateName`` → name: the base cut to 58 characters plus 5 random characters."""
     return base[:58] + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+
+
+def scale_view(
+    obj: KubeObject, *, replicas: int, status_replicas: int, selector: str
+) -> KubeObject:
+    """The ``autoscaling/v1`` Scale of ``obj`` (built-in kinds and custom resources alike);
+    an empty ``selector`` is left out, as upstream omits it."""
+    metadata = obj["metadata"]
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: metadata[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in metadata
+        },
+        "spec": {"replicas": replicas},
+        "status": {"replicas": status_replicas, **({"selector": selector} if selector else {})},
+    }

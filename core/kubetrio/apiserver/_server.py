@@ -1098,7 +1098,6 @@ def _denied(info: ResourceInfo, name: str, exc: AdmissionDenied) -> ApiError:
 
 def _scale_of(obj: KubeObject) -> KubeObject:
     """The ``autoscaling/v1`` Scale view of a scalable object."""
-    metadata = obj["metadata"]
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     selector = spec.get("selector") or {}
@@ -1108,17 +1107,12 @@ def _scale_of(obj: KubeObject) -> KubeObject:
         selector_text = str(selectors.selector_from_set(selector))
     else:
         selector_text = ""
-    return {
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            k: metadata[k]
-            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-            if k in metadata
-        },
-        "spec": {"replicas": spec.get("replicas", 1)},
-        "status": {"replicas": status.get("replicas", 0), "selector": selector_text},
-    }
+    return objects.scale_view(
+        obj,
+        replicas=spec.get("replicas", 1),
+        status_replicas=status.get("replicas", 0),
+        selector=selector_text,
+    )
 
 
 def _selector_struct(selector: KubeObject) -> Any:
