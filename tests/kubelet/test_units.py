@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kubetrio.api.qos import pod_qos_class
 from kubetrio.kubelet._env import service_env
 from kubetrio.kubelet._logs_reader import read_log
-from kubetrio.kubelet._worker import pull_policy, qos_class, resolv_conf
+from kubetrio.kubelet._worker import pull_policy, resolv_conf
 from kubetrio.runtime import resolve_args
 from kubetrio.runtime._spec import expand
 
@@ -61,12 +62,15 @@ def test_pull_policy_defaults() -> None:
 
 def test_qos_classes() -> None:
     def with_resources(resources: dict[str, Any]) -> dict[str, Any]:
-        return {"spec": {"containers": [{"name": "c", "resources": resources}]}}
+        return {"containers": [{"name": "c", "resources": resources}]}
 
-    assert qos_class(with_resources({})) == "BestEffort"
+    assert pod_qos_class(with_resources({})) == "BestEffort"
     limits = {"cpu": "1", "memory": "1Gi"}
-    assert qos_class(with_resources({"limits": limits})) == "Guaranteed"
-    assert qos_class(with_resources({"requests": {"cpu": "100m"}})) == "Burstable"
+    # The API server defaults requests to limits before anyone computes the class.
+    assert pod_qos_class(with_resources({"requests": limits, "limits": limits})) == "Guaranteed"
+    assert pod_qos_class(with_resources({"requests": {"cpu": "100m"}})) == "Burstable"
+    # a zero quantity counts as unset (upstream's GetPodQOS)
+    assert pod_qos_class(with_resources({"limits": {"cpu": "0", "memory": "0"}})) == "BestEffort"
 
 
 def test_command_args_and_expansion() -> None:

@@ -12,7 +12,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from kubetrio.api import Quantity
+from kubetrio.api.qos import pod_qos_class
 
 KubeObject = dict[str, Any]
 
@@ -412,9 +412,6 @@ def _fill_zeros(target: KubeObject, zeros: KubeObject) -> None:
             target[key] = zero
 
 
-QOS_RESOURCES = ("cpu", "memory")
-
-
 def _requests_from_limits(spec: KubeObject) -> None:
     """A Pod's containers request what they limit unless they say otherwise (SetDefaults_Pod)."""
     for key in ("containers", "initContainers"):
@@ -426,54 +423,3 @@ def _requests_from_limits(spec: KubeObject) -> None:
             if isinstance(requests, dict):
                 for name, limit in resources["limits"].items():
                     requests.setdefault(name, limit)
-
-
-def pod_qos_class(spec: KubeObject) -> str:
-    """Guaranteed, Burstable or BestEffort, as upstream's ``qos.GetPodQOS``.
-
-    Only cpu and memory count; zero quantities count as unset. Guaranteed needs a cpu and
-    a memory limit on every container and requests equal to limits in total.
-    """
-    requests: dict[str, Quantity] = {}
-    limits: dict[str, Quantity] = {}
-    guaranteed = True
-    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
-    for container in containers:
-        resources = (container.get("resources") if isinstance(container, dict) else None) or {}
-        for source, total in (
-            (resources.get("requests"), requests),
-            (resources.get("limits"), limits),
-        ):
-            for name, raw in (source or {}).items():
-                if name not in QOS_RESOURCES:
-                    continue
-                try:
-                    quantity = Quantity(raw)
-                except ValueError:
-                    continue
-                if quantity.is_zero():
-                    continue
-                total[name] = total[name] + quantity if name in total else quantity
-        limited = {
-            name
-            for name, raw in ((resources.get("limits") or {}).items())
-            if name in QOS_RESOURCES and not _zero(raw)
-        }
-        if not limited.issuperset(QOS_RESOURCES):
-            guaranteed = False
-    if not requests and not limits:
-        return "BestEffort"
-    if (
-        guaranteed
-        and len(requests) == len(limits)
-        and all(limits.get(name) == value for name, value in requests.items())
-    ):
-        return "Guaranteed"
-    return "Burstable"
-
-
-def _zero(raw: Any) -> bool:
-    try:
-        return Quantity(raw).is_zero()
-    except ValueError:
-        return True

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from kubetrio.api.qos import pod_qos_class
 from kubetrio.client import ClientError
 from kubetrio.providers import (
     ContainerConfig,
@@ -70,25 +71,6 @@ def pull_policy(container: KubeObject) -> str:
     if "@" in last:
         return "IfNotPresent"
     return "Always" if ":" not in last or last.endswith(":latest") else "IfNotPresent"
-
-
-def qos_class(pod: KubeObject) -> str:
-    """Guaranteed, Burstable or BestEffort, from the containers' requests and limits."""
-    containers = list((pod.get("spec") or {}).get("containers") or [])
-    containers += (pod.get("spec") or {}).get("initContainers") or []
-    any_set = False
-    guaranteed = True
-    for container in containers:
-        resources = container.get("resources") or {}
-        requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
-        if requests or limits:
-            any_set = True
-        for name in ("cpu", "memory"):
-            if name not in limits or requests.get(name, limits[name]) != limits[name]:
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
 
 
 @dataclasses.dataclass
@@ -961,7 +943,7 @@ class PodWorker:
         status: KubeObject = {
             "phase": phase,
             "conditions": conditions,
-            "qosClass": qos_class(self.pod),
+            "qosClass": pod_qos_class(self.pod.get("spec") or {}),
             "containerStatuses": [r.status() for r in self.records],
         }
         if self.final_reason:
