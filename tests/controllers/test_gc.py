@@ -7,6 +7,7 @@ from typing import Any
 import trio
 
 from kubetrio.client import Client, ClientError
+from kubetrio.controllers import GarbageCollector
 
 from .conftest import Cluster, deployment, wait_for
 
@@ -312,3 +313,39 @@ async def test_dangling_reference_to_custom_kind_with_wrong_uid(cluster: Cluster
         await client.create("v1", "configmaps", _configmap("z-ok", owner), namespace="default")
         await wait_for(lambda: _gone(client, "v1", "configmaps", "z-dep"))
         assert "z-ok" in await _names(client, "v1", "configmaps")
+
+
+async def test_deleting_a_crd_collects_its_objects_dependents(cluster: Cluster) -> None:
+    """The CRD's objects go with it; their dependents follow, and the monitor stops."""
+    client = cluster.client
+    collector = cluster.manager.controller("garbagecollector")
+    assert isinstance(collector, GarbageCollector)
+    with trio.fail_after(30):
+        await client.create(
+            "apiextensions.k8s.io/v1",
+            "customresourcedefinitions",
+            _crd("gc.example.com", "doodads", "Doodad"),
+        )
+        await wait_for(lambda: _served(client, "gc.example.com/v1", "doodads"))
+        owner = await client.create(
+            "gc.example.com/v1",
+            "doodads",
+            {"apiVersion": "gc.example.com/v1", "kind": "Doodad", "metadata": {"name": "d"}},
+            namespace="default",
+        )
+        await client.create("v1", "configmaps", _configmap("d-dep", owner), namespace="default")
+
+        async def monitored() -> bool:
+            return ("gc.example.com/v1", "doodads") in collector.monitors
+
+        await wait_for(monitored)
+        informer = collector.monitors[("gc.example.com/v1", "doodads")].informer
+        await client.delete(
+            "apiextensions.k8s.io/v1", "customresourcedefinitions", "doodads.gc.example.com"
+        )
+        await wait_for(lambda: _gone(client, "v1", "configmaps", "d-dep"))
+
+        async def unmonitored() -> bool:
+            return not await monitored() and informer.stopped
+
+        await wait_for(unmonitored)

@@ -230,8 +230,9 @@ class GarbageCollector(QueueController):
             with trio.move_on_after(SYNC_TIMEOUT):
                 for informer in added:
                     await informer.synced.wait()
+        served = {(r.api_version, r.resource) for r in found.resources}
         for key in [k for k in self.monitors if k not in wanted]:
-            self._unmonitor(key)
+            self._unmonitor(key, served=key in served)
 
     def _monitor(self, monitored: MonitoredResource) -> Informer:
         informer = self.ctx.informers.informer(monitored.api_version, monitored.resource)
@@ -240,19 +241,21 @@ class GarbageCollector(QueueController):
         informer.add_handler(handler)
         return informer
 
-    def _unmonitor(self, key: tuple[str, str]) -> None:
-        """Stop a monitor whose resource is no longer served.
+    def _unmonitor(self, key: tuple[str, str], *, served: bool) -> None:
+        """Stop a monitor whose resource is no longer served (or no longer deletable).
 
         Its objects leave the graph without being taken for deleted (a CRD's preferred
         version may just have changed: the new monitor has them already); their owners
-        and dependents are looked at again, with live reads.
+        and dependents are looked at again, with live reads. The informer itself is
+        stopped only if its resource is gone: other controllers may share it.
         """
         monitor = self.monitors.pop(key)
         log.info("garbage collector: no longer monitoring %s", monitor.resource.resource)
         monitor.informer.remove_handler(monitor.handler)
         for obj in monitor.informer.list():
             self.forget(monitor.resource, obj, absent=False)
-        self.ctx.informers.stop(monitor.informer)
+        if not served:
+            self.ctx.informers.stop(monitor.informer)
 
     # --- the graph ----------------------------------------------------------------------
 
@@ -299,7 +302,7 @@ class GarbageCollector(QueueController):
             owner = self.nodes.get(owner_uid)
             if owner is None or not self._matches(ref, owner, node.namespace):
                 self.queue.add(uid)  # possibly dangling: confirm live
-            elif owner.deleting_dependents or self._is_absent_uid(owner_uid):
+            elif owner.deleting_dependents:
                 self.queue.add(uid)
         if node.deleting and (ORPHAN in finalizers or FOREGROUND in finalizers):
             self.queue.add(uid)
