@@ -71,7 +71,7 @@ FOREGROUND = "foregroundDeletion"
 RESYNC_PERIOD = 30.0
 """Seconds between discovery reads (upstream's default resync period is 30 s too)."""
 RESYNC_MIN_INTERVAL = 0.5
-"""Least seconds between two discovery reads: CRD changes come in bursts."""
+"""Seconds between a CRD change and the discovery read it calls for (changes come in bursts)."""
 SYNC_TIMEOUT = 10.0
 """Seconds a resync waits for the caches of new monitors before going on without them."""
 ABSENT_CACHE_SIZE = 2000
@@ -206,9 +206,11 @@ class GarbageCollector(QueueController):
             except Exception as exc:  # the server may be busy or restarting: next period
                 log.warning("garbage collector: discovery failed: %s", exc)
             self.synced.set()
-            await trio.sleep(RESYNC_MIN_INTERVAL)
             with trio.move_on_after(RESYNC_PERIOD):
                 await self._resync_wanted.wait()
+            # Let a burst of CRD changes, and the API server's own following of them
+            # (serving or unserving the kind), settle before reading discovery.
+            await trio.sleep(RESYNC_MIN_INTERVAL)
 
     async def resync(self) -> None:
         """Read discovery; monitor what became deletable, stop monitoring what went away."""
