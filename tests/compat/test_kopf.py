@@ -1,12 +1,13 @@
 """A kopf operator, unmodified, against the cluster: ``python -m kopf run --standalone``.
 
 The operator (``operators/widgets.py``) runs as a real subprocess with ``KUBECONFIG``
-pointing at the cluster. Covered: a CRD created by the test (with and without a status
-subresource), the create handler adopting a ConfigMap (``kopf.adopt``), the update
-handler (retried once through kopf's progress storage), handler results stored by kopf
-in ``.status.<handler>``, the last-handled configuration annotation, kopf's finalizer
-(added, then removed after the delete handler ran), a timer writing status, Events posted
-by kopf, and, once the custom object is deleted, its ConfigMap garbage-collected.
+pointing at the cluster, watching one namespace or all of them. Covered: a CRD created by
+the test (with and without a status subresource), the create handler adopting a
+ConfigMap (``kopf.adopt``), the update handler (retried once through kopf's progress
+storage), handler results stored by kopf in ``.status.<handler>``, the last-handled
+configuration annotation, kopf's finalizer (added, then removed after the delete handler
+ran), a timer writing status, an Event posted by kopf, and, once the custom object is
+deleted, its ConfigMap garbage-collected.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ def api(cluster: CompatCluster) -> Iterator[k8s.ApiClient]:
     client.close()
 
 
-def _run_operator(cluster: CompatCluster, namespace: str, plural: str, tmp_path: Path) -> Operator:
+def _run_operator(
+    cluster: CompatCluster, scope: list[str], plural: str, tmp_path: Path
+) -> Operator:
     log = tmp_path / "operator.log"
     env = {
         **cluster.env,
@@ -111,7 +114,7 @@ def _run_operator(cluster: CompatCluster, namespace: str, plural: str, tmp_path:
         process = subprocess.Popen(
             [
                 sys.executable, "-m", "kopf", "run", "--standalone", "--verbose",
-                "--namespace", namespace, str(OPERATOR),
+                *scope, str(OPERATOR),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -131,13 +134,18 @@ def _configmap(core: k8s.CoreV1Api, namespace: str, name: str) -> k8s.V1ConfigMa
         raise
 
 
-@pytest.mark.parametrize("status_subresource", [True, False], ids=["status", "no-status"])
+@pytest.mark.parametrize(
+    ("status_subresource", "all_namespaces"),
+    [(True, False), (False, False), (True, True)],
+    ids=["status", "no-status", "status-all-namespaces"],
+)
 def test_kopf_operator(
     cluster: CompatCluster,
     namespace: str,
     api: k8s.ApiClient,
     tmp_path: Path,
     status_subresource: bool,
+    all_namespaces: bool,
 ) -> None:
     plural = f"widgets{uuid.uuid4().hex[:6]}"
     crd = _crd(plural, status_subresource=status_subresource)
@@ -145,7 +153,8 @@ def test_kopf_operator(
     cluster.kubectl("wait", "--for=condition=established", f"crd/{plural}.{GROUP}", "--timeout=30s")
     custom = k8s.CustomObjectsApi(api)
     core = k8s.CoreV1Api(api)
-    operator = _run_operator(cluster, namespace, plural, tmp_path)
+    scope = ["--all-namespaces"] if all_namespaces else ["--namespace", namespace]
+    operator = _run_operator(cluster, scope, plural, tmp_path)
     try:
 
         def widget() -> dict[str, Any]:
