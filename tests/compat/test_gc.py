@@ -353,3 +353,66 @@ def test_crd_owner_with_configmap_and_pod_dependents(
     assert "owner waiting" in seen and "pod deleting" in seen, seen
     assert "owner not waiting" not in seen and "owner gone before its pod" not in seen, seen
     assert _get(cluster, namespace, "configmap", "app-config") is None
+
+
+def _deployment(cluster: CompatCluster, namespace: str, name: str) -> None:
+    manifest = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {"name": "main", "image": "busybox", "command": ["sleep", "3600"]}
+                    ],
+                },
+            },
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+    def two_pods() -> bool:
+        out = cluster.kubectl("get", "pods", "-n", namespace, "-l", f"app={name}", "-o", "json")
+        return len(json.loads(out.stdout)["items"]) == 2
+
+    wait_for(two_pods, timeout=60, what=f"the pods of {name}")
+
+
+def _items(cluster: CompatCluster, namespace: str, kind: str, app: str) -> list[dict[str, Any]]:
+    out = cluster.kubectl("get", kind, "-n", namespace, "-l", f"app={app}", "-o", "json")
+    items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+    return items
+
+
+def test_kubectl_deployment_cascades(cluster: CompatCluster, namespace: str) -> None:
+    """Deployments with real pods: foreground (kubectl 1.27 waits) and orphan (1.33)."""
+    _deployment(cluster, namespace, "fg")
+    cluster.kubectl(
+        "delete", "deployment", "fg", "-n", namespace, "--cascade=foreground", "--timeout=90s",
+        version="1.27",
+    )  # fmt: skip
+    # kubectl returned once the Deployment was gone: its ReplicaSet (blocking) was before.
+    assert _items(cluster, namespace, "replicasets", "fg") == []
+    wait_for(
+        lambda: _items(cluster, namespace, "pods", "fg") == [],
+        timeout=60,
+        what="the pods of a foreground-deleted Deployment",
+    )
+
+    _deployment(cluster, namespace, "orph")
+    cluster.kubectl(
+        "delete", "deployment", "orph", "-n", namespace, "--cascade=orphan", version="1.33"
+    )
+    (replicaset,) = _items(cluster, namespace, "replicasets", "orph")
+    assert not replicaset["metadata"].get("ownerReferences")
+    pods = _items(cluster, namespace, "pods", "orph")
+    assert len(pods) == 2
+    assert all(not p["metadata"].get("deletionTimestamp") for p in pods)
+    assert all(
+        p["metadata"]["ownerReferences"][0]["uid"] == replicaset["metadata"]["uid"] for p in pods
+    )
