@@ -349,3 +349,35 @@ async def test_deleting_a_crd_collects_its_objects_dependents(cluster: Cluster) 
             return not await monitored() and informer.stopped
 
         await wait_for(unmonitored)
+
+
+async def test_owner_named_by_another_served_version(cluster: Cluster) -> None:
+    """A reference through a non-preferred version of a CRD resolves like any other."""
+    client = cluster.client
+    crd = _crd("gc.example.com", "multis", "Multi")
+    v1 = crd["spec"]["versions"][0]
+    crd["spec"]["versions"] = [{**v1, "name": "v1beta1", "storage": False}, v1]
+    with trio.fail_after(30):
+        await client.create("apiextensions.k8s.io/v1", "customresourcedefinitions", crd)
+        for version in ("v1", "v1beta1"):
+            await wait_for(lambda v=version: _served(client, f"gc.example.com/{v}", "multis"))
+        owner = await client.create(
+            "gc.example.com/v1",
+            "multis",
+            {"apiVersion": "gc.example.com/v1", "kind": "Multi", "metadata": {"name": "m"}},
+            namespace="default",
+        )
+        as_beta = {**owner, "apiVersion": "gc.example.com/v1beta1"}
+        await client.create("v1", "configmaps", _configmap("m-dep", as_beta), namespace="default")
+        gone_owner = {
+            "apiVersion": "gc.example.com/v1beta1",
+            "kind": "Multi",
+            "metadata": {"name": "nobody", "uid": "11111111-2222"},
+        }
+        await client.create(
+            "v1", "configmaps", _configmap("m-dangling", gone_owner), namespace="default"
+        )
+        await wait_for(lambda: _gone(client, "v1", "configmaps", "m-dangling"))
+        assert "m-dep" in await _names(client, "v1", "configmaps")
+        await client.delete("gc.example.com/v1", "multis", "m", namespace="default")
+        await wait_for(lambda: _gone(client, "v1", "configmaps", "m-dep"))
