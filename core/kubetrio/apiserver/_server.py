@@ -628,11 +628,13 @@ class ApiServer:
             return await self._apply(request, user, target, patch_body, warnings)
 
         async def patched(current: KubeObject) -> KubeObject:
+            rv = current.get("metadata", {}).get("resourceVersion")
             if kind != _validation.JSON_PATCH:
                 # A merge patch is a precondition only when it names a resourceVersion;
                 # otherwise a concurrent write makes the registry re-apply it (no 409).
                 current.get("metadata", {}).pop("resourceVersion", None)
             new = _patch.apply_patch(kind, current, patch_body, info.definition)
+            _unless_patched(new, rv)
             _validation.check_kind(new, info)
             new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
             return self._finish_update(request, user, target, current, new)
@@ -831,6 +833,7 @@ class ApiServer:
                 result = copy.deepcopy(current)
                 _keep(result, new, field)
                 result["metadata"]["resourceVersion"] = new["metadata"].get("resourceVersion", "")
+                _unless_patched(result, current["metadata"].get("resourceVersion"))
                 return result
         else:
             raise ApiError(
@@ -1186,6 +1189,18 @@ def _bookmark(info: ResourceInfo, revision: int) -> bytes:
         )
         + b"\n"
     )
+
+
+def _unless_patched(new: KubeObject, current_rv: str | None) -> None:
+    """Drop the resourceVersion a patch left as it was: only one the patch set is a precondition.
+
+    Without it, a concurrent write makes the registry re-apply the patch to the fresh
+    object, as upstream does, instead of answering 409 to a patch that named no version
+    (a JSON patch's ``test`` of the version still fails with 422 when it is stale).
+    """
+    metadata = new.get("metadata") or {}
+    if current_rv and str(metadata.get("resourceVersion") or "") == str(current_rv):
+        metadata.pop("resourceVersion", None)
 
 
 __all__ = ["ApiServer", "json_response", "status_body"]

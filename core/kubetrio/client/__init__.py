@@ -11,6 +11,10 @@ from ._client import Client as Client
 from ._client import KubeObject as KubeObject
 from ._client import WatchEvent as WatchEvent
 from ._client import resource_path as resource_path
+from ._discovery import ApiResource as ApiResource
+from ._discovery import Discovery as Discovery
+from ._discovery import discover as discover
+from ._discovery import group_of as group_of
 from ._errors import ClientError as ClientError
 from ._events import NORMAL as NORMAL
 from ._events import WARNING as WARNING

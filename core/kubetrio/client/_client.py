@@ -124,6 +124,10 @@ class Client:
         result: KubeObject = value
         return result
 
+    async def get_path(self, path: str) -> KubeObject:
+        """GET a path that names no object: discovery documents (``/apis``), ``/version``."""
+        return await self._call("GET", path)
+
     # --- verbs --------------------------------------------------------------------------
 
     async def get(

@@ -94,6 +94,19 @@ class Informer:
         self.synced = trio.Event()
         """Set once the first list is in the cache."""
         self.resource_version = ""
+        self._scope = trio.CancelScope()
+        self.stopped = False
+        """Set by :meth:`stop`: the informer no longer runs and its cache is frozen."""
+
+    def stop(self) -> None:
+        """Stop listing and watching for good (the resource is no longer served)."""
+        self.stopped = True
+        self._scope.cancel()
+
+    def remove_handler(self, handler: EventHandler) -> None:
+        """Stop calling ``handler``."""
+        if handler in self.handlers:
+            self.handlers.remove(handler)
 
     def add_handler(self, handler: EventHandler) -> None:
         """Register a handler; if the cache is filled already it first gets every object."""
@@ -113,7 +126,11 @@ class Informer:
         return [o for o in self.cache.values() if o["metadata"].get("namespace") == namespace]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """List and watch until cancelled; ``started`` once the cache is filled."""
+        """List and watch until cancelled or stopped; ``started`` once the cache is filled."""
+        with self._scope:
+            await self._run(task_status)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         started = False
         failures = 0
         while True:
@@ -260,10 +277,18 @@ class SharedInformers:
                 self._nursery.start_soon(found.run)
         return found
 
+    def stop(self, informer: Informer) -> None:
+        """Stop ``informer`` and forget it (its resource is gone; asking again makes a new one)."""
+        for key, found in list(self._informers.items()):
+            if found is informer:
+                del self._informers[key]
+        informer.stop()
+
     async def wait_synced(self) -> None:
         """Wait until every informer created so far has filled its cache."""
         for informer in list(self._informers.values()):
-            await informer.synced.wait()
+            if not informer.stopped:
+                await informer.synced.wait()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run every informer until cancelled; ``started`` once the existing ones synced."""

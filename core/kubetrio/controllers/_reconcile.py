@@ -71,6 +71,10 @@ class InformerFactory(Protocol):
         """The shared informer of a resource."""
         ...
 
+    def stop(self, informer: Informer) -> None:
+        """Stop an informer whose resource is no longer served."""
+        ...
+
 
 @dataclasses.dataclass
 class ControllerContext:
