@@ -23,10 +23,18 @@ from dataclasses import dataclass
 import trio
 
 from kubetrio.client import Client, FunctionHandler, Informer, KubeObject, object_key
+from kubetrio.nft import Command, Nft, NftError, remove_table
 
 from ._model import SERVICE_NAME_LABEL, service_ports
-from ._nft import Nft, NftError
-from ._rules import TABLE, Fragment, NeedsFullSync, Renderer, diff_script, shared_parts
+from ._rules import (
+    PROXY_TABLE,
+    Fragment,
+    NeedsFullSync,
+    Renderer,
+    diff_script,
+    full_script,
+    shared_parts,
+)
 
 log = logging.getLogger("kubetrio.proxy")
 
@@ -184,8 +192,8 @@ class ServiceProxy:
             fragments = self._all_fragments()
             in_use = shared_parts(fragments.values())[0]
             spare = Fragment(shared_chains=self.renderer.spare_chains(in_use))
-            await self.nft.replace([*fragments.values(), spare])
-            commands = []
+            await self.nft.run(full_script([*fragments.values(), spare]))
+            commands: list[Command] = []
             self._applied = fragments
             self._shared_chains = {*in_use, *spare.shared_chains}
             self._full = False
@@ -269,9 +277,9 @@ class ServiceProxy:
     async def remove_table(self) -> None:
         """Delete the proxy's table (idempotent)."""
         try:
-            await self.nft.run([f"add table ip {TABLE}", f"delete table ip {TABLE}"])
+            await self.nft.run(remove_table(PROXY_TABLE))
         except (NftError, OSError) as exc:
-            log.warning("could not remove table %s: %s", TABLE, exc)
+            log.warning("could not remove table %s: %s", PROXY_TABLE, exc)
 
 
 def describe(fragments: Iterable[Fragment]) -> dict[str, int]:
