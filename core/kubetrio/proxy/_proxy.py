@@ -288,9 +288,9 @@ def describe(fragments: Iterable[Fragment]) -> dict[str, int]:
     shared_chains, shared_elements = shared_parts(fragments)
     chains = len(shared_chains)
     sets = 0
-    elements = len(shared_elements)
+    elements = sum(len(keys) for keys in shared_elements.values())
     for fragment in fragments:
         chains += len(fragment.chains)
         sets += len(fragment.sets)
-        elements += len(fragment.elements)
+        elements += sum(len(items) for items in fragment.elements.values())
     return {"chains": chains, "sets": sets, "elements": elements}

@@ -175,14 +175,16 @@ class Fragment:
     """Chain name → its rules (chains of this Service only)."""
     sets: dict[str, AddSet] = field(default_factory=dict)
     """Set name → its declaration."""
-    elements: dict[tuple[str, Key], Value] = field(default_factory=dict)
-    """(map, key) → value: a verdict (``goto chain``) or data (``("10.244.1.5", 8080)``)."""
+    elements: dict[str, dict[Key, Value]] = field(default_factory=dict)
+    """map → key → value: a verdict (``goto chain``) or data (``("10.244.1.5", 8080)``).
+    (Nested rather than keyed by (map, key): a full sync renders 600k elements, and every
+    tuple more is work for the garbage collector.)"""
     shared_chains: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     """``lb-`` chains this Service's elements point at, shared with other Services: the
     name determines the rules, they are created once and dropped by a full sync only."""
-    shared_elements: set[tuple[str, Key]] = field(default_factory=set)
-    """(set, key) elements other Services may hold too (hairpin pairs): added, never
-    deleted incrementally."""
+    shared_elements: dict[str, set[Key]] = field(default_factory=dict)
+    """set → keys other Services may hold too (hairpin pairs): added, never deleted
+    incrementally."""
 
 
 MARK_FOR_MASQUERADE = Verdict("jump", "mark-for-masquerade")
@@ -292,6 +294,8 @@ class Renderer:
         self.mode = mode
         self.maglev_slots = maglev_slots
         self.maglev_seed = maglev_seed
+        self._lb_cache: dict[tuple[str, str, int, bool], tuple[str, tuple[Rule, ...], Verdict]]
+        self._lb_cache = {}
 
     def render(self, ports: Iterable[ServicePort]) -> Fragment:
         """The fragment of one Service (all its ports)."""
@@ -312,7 +316,7 @@ class Renderer:
             self._route(sp, internal, "cluster", cluster_keys, out)
         else:
             for map_name, key in cluster_keys:
-                out.elements[(NO_ENDPOINT_MAPS[map_name], key)] = GOTO_REJECT
+                out.elements.setdefault(NO_ENDPOINT_MAPS[map_name], {})[key] = GOTO_REJECT
         # External IPs, LoadBalancer ingress IPs and the NodePort: the external policy.
         external_keys: list[tuple[str, Key]] = [
             ("service-ips", (ip, proto, sp.port)) for ip in sp.external_ips
@@ -326,11 +330,11 @@ class Renderer:
                 sp, external, "local" if sp.external_local else "external", external_keys, out
             )
         elif sp.external_local:
-            for element in external_keys:  # no local endpoint: drop, as kube-proxy does
-                out.elements[element] = GOTO_DROP
+            for map_name, key in external_keys:  # no local endpoint: drop, as kube-proxy does
+                out.elements.setdefault(map_name, {})[key] = GOTO_DROP
         else:
             for map_name, key in external_keys:
-                out.elements[(NO_ENDPOINT_MAPS[map_name], key)] = GOTO_REJECT
+                out.elements.setdefault(NO_ENDPOINT_MAPS[map_name], {})[key] = GOTO_REJECT
 
     def _route(
         self,
@@ -341,27 +345,35 @@ class Renderer:
         out: Fragment,
     ) -> None:
         """Send new connections to ``keys`` (dispatch map, key) to one of ``endpoints``."""
-        for ep in endpoints:
-            out.shared_elements.add((HAIRPIN, (ep.ip, ep.ip)))
+        out.shared_elements.setdefault(HAIRPIN, set()).update((ep.ip, ep.ip) for ep in endpoints)
         if sp.affinity_timeout and self.mode == "nftables":
             goto = Verdict("goto", self._affinity_chain(sp, endpoints, policy, out))
-            for element in keys:
-                out.elements[element] = goto
+            for map_name, key in keys:
+                out.elements.setdefault(map_name, {})[key] = goto
             return
+        values: list[Key] = [(ep.ip, ep.port) for ep in endpoints]
         if self.mode == "maglev":
             names = [f"{e.ip}:{e.port}" for e in endpoints]
             table = MaglevTable(names, size=self.maglev_slots, seed=self.maglev_seed).table()
-            slots = [endpoints[index] for index in table]
-        else:
-            slots = endpoints
-        values = [(ep.ip, ep.port) for ep in slots]
+            values = [values[index] for index in table]
         for map_name, key in keys:
-            chain, rules = self._lb_chain(map_name, policy, len(endpoints), sp.affinity_timeout > 0)
+            chain, rules, goto = self._lb(map_name, policy, len(endpoints), sp.affinity_timeout > 0)
             out.shared_chains[chain] = rules
-            out.elements[(map_name, key)] = Verdict("goto", chain)
-            endpoint_map = ENDPOINT_MAPS[map_name]
+            out.elements.setdefault(map_name, {})[key] = goto
+            slots = out.elements.setdefault(ENDPOINT_MAPS[map_name], {})
             for slot, value in enumerate(values):
-                out.elements[(endpoint_map, (*key, slot))] = value
+                slots[(*key, slot)] = value
+
+    def _lb(
+        self, map_name: str, policy: str, count: int, affinity: bool
+    ) -> tuple[str, tuple[Rule, ...], Verdict]:
+        """:meth:`_lb_chain` and the verdict that goes there, made once per renderer."""
+        cache_key = (map_name, policy, count, affinity)
+        found = self._lb_cache.get(cache_key)
+        if found is None:
+            name, rules = self._lb_chain(map_name, policy, count, affinity)
+            found = self._lb_cache[cache_key] = (name, rules, Verdict("goto", name))
+        return found
 
     def _lb_chain(
         self, map_name: str, policy: str, count: int, affinity: bool
@@ -492,16 +504,22 @@ def diff_script(
             else:
                 rewrite.append(FlushChain(t, name))
             rewrite.extend(AddRule(t, name, rule) for rule in rules)
-        for (map_name, key), value in before.elements.items():
-            if after.elements.get((map_name, key)) != value:
-                delete_elements.append(DeleteElements(t, map_name, MAP_TYPES[map_name][0], (key,)))
-        for (map_name, key), value in after.elements.items():
-            if before.elements.get((map_name, key)) != value:
-                add_elements.append(_add_element(map_name, key, value))
-        for set_name, key in after.shared_elements - before.shared_elements:
-            if (set_name, key) not in shared_added:
-                shared_added.add((set_name, key))
-                add_elements.append(_add_element(set_name, key, None))
+        for map_name in dict.fromkeys([*before.elements, *after.elements]):
+            was = before.elements.get(map_name, {})
+            now = after.elements.get(map_name, {})
+            for key, value in was.items():
+                if now.get(key) != value:
+                    delete_elements.append(
+                        DeleteElements(t, map_name, MAP_TYPES[map_name][0], (key,))
+                    )
+            for key, value in now.items():
+                if was.get(key) != value:
+                    add_elements.append(_add_element(map_name, key, value))
+        for set_name, keys in after.shared_elements.items():
+            for key in keys - before.shared_elements.get(set_name, set()):
+                if (set_name, key) not in shared_added:
+                    shared_added.add((set_name, key))
+                    add_elements.append(_add_element(set_name, key, None))
         gone = before.chains.keys() - after.chains.keys()
         # Every removed chain is emptied before any is deleted: they jump to each other.
         flush_gone.extend(FlushChain(t, name) for name in gone)
@@ -523,13 +541,14 @@ def diff_script(
 
 def shared_parts(
     fragments: Iterable[Fragment],
-) -> tuple[dict[str, tuple[Rule, ...]], set[tuple[str, Key]]]:
-    """The shared chains and shared elements of ``fragments``, each once."""
+) -> tuple[dict[str, tuple[Rule, ...]], dict[str, set[Key]]]:
+    """The shared chains and shared elements (set → keys) of ``fragments``, each once."""
     chains: dict[str, tuple[Rule, ...]] = {}
-    elements: set[tuple[str, Key]] = set()
+    elements: dict[str, set[Key]] = {}
     for fragment in fragments:
         chains.update(fragment.shared_chains)
-        elements |= fragment.shared_elements
+        for set_name, keys in fragment.shared_elements.items():
+            elements.setdefault(set_name, set()).update(keys)
     return chains, elements
 
 
@@ -544,15 +563,15 @@ def full_script(fragments: Iterable[Fragment]) -> list[Command]:
     for fragment in fragments:
         commands.extend(fragment.sets.values())
         chains.extend(fragment.chains.items())
-        for (map_name, key), value in fragment.elements.items():
-            elements.setdefault(map_name, []).append((key, value))
-    for set_name, key in shared_elements:
-        elements.setdefault(set_name, []).append((key, None))
+        for map_name, values in fragment.elements.items():
+            elements.setdefault(map_name, []).extend(values.items())
+    for set_name, keys in shared_elements.items():
+        elements.setdefault(set_name, []).extend((key, None) for key in keys)
     commands.extend(AddChain(t, name) for name, _ in chains)
     commands.extend(AddRule(t, name, rule) for name, rules in chains for rule in rules)
-    for map_name, items in elements.items():
+    for map_name, pairs in elements.items():
         key_types, data_types = MAP_TYPES[map_name]
-        commands.append(AddElements(t, map_name, key_types, data_types, tuple(items)))
+        commands.append(AddElements(t, map_name, key_types, data_types, tuple(pairs)))
     return commands
 
 
