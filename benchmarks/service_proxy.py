@@ -58,6 +58,7 @@ from kubetrio.proxy import (
     describe,
     diff_script,
     full_script,
+    gc_paused,
     service_ports,
     shared_parts,
 )
@@ -220,17 +221,21 @@ def run_size(
     renderer = Renderer(node_name="bench-node", cluster_cidr="10.244.0.0/16", mode=mode)
     nft = Nft(topo.node)
     t0 = time.perf_counter()
-    fragments: dict[str, Fragment] = {
-        f"bench/svc-{i}": renderer.render(
-            service_ports(service(i), [endpoint_slice(i, endpoint_ips(i, endpoints))])
-        )
-        for i in range(size)
-    }
+    with gc_paused():  # as ServiceProxy's full sync renders
+        fragments: dict[str, Fragment] = {
+            f"bench/svc-{i}": renderer.render(
+                service_ports(service(i), [endpoint_slice(i, endpoint_ips(i, endpoints))])
+            )
+            for i in range(size)
+        }
     render_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     # What ServiceProxy's full sync runs (with the spare lb- chains).
-    spare = Fragment(shared_chains=renderer.spare_chains(shared_parts(fragments.values())[0]))
-    nft.run_sync(full_script([*fragments.values(), spare]))
+    with gc_paused():
+        spare = Fragment(shared_chains=renderer.spare_chains(shared_parts(fragments.values())[0]))
+        table = full_script([*fragments.values(), spare])
+    nft.run_sync(table)
+    del table
     load_s = time.perf_counter() - t1
     full_s = time.perf_counter() - t0
     print(

@@ -40,4 +40,5 @@ from ._rules import Renderer as Renderer
 from ._rules import base_commands as base_commands
 from ._rules import diff_script as diff_script
 from ._rules import full_script as full_script
+from ._rules import gc_paused as gc_paused
 from ._rules import shared_parts as shared_parts

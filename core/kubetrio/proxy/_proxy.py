@@ -33,6 +33,7 @@ from ._rules import (
     Renderer,
     diff_script,
     full_script,
+    gc_paused,
     shared_parts,
 )
 
@@ -189,10 +190,13 @@ class ServiceProxy:
         started = time.perf_counter()
         if self._full:
             self._dirty.clear()
-            fragments = self._all_fragments()
-            in_use = shared_parts(fragments.values())[0]
-            spare = Fragment(shared_chains=self.renderer.spare_chains(in_use))
-            await self.nft.run(full_script([*fragments.values(), spare]))
+            with gc_paused():
+                fragments = self._all_fragments()
+                in_use = shared_parts(fragments.values())[0]
+                spare = Fragment(shared_chains=self.renderer.spare_chains(in_use))
+                table = full_script([*fragments.values(), spare])
+            await self.nft.run(table)
+            del table
             commands: list[Command] = []
             self._applied = fragments
             self._shared_chains = {*in_use, *spare.shared_chains}
