@@ -1,10 +1,10 @@
 """Service proxy: nftables sync time and first-packet latency at 1k / 10k / 30k Services.
 
 For each size, every Service has one ClusterIP port and ``--endpoints`` endpoints. The
-benchmark drives the proxy's own code path (``Renderer`` → ``full_batch`` /
-``diff_script`` → ``Nft``, what ``ServiceProxy.sync_once`` runs, with the shared ``lb-``
-chains tracked the same way) without the API server, so that 30k Services don't measure
-the control plane:
+benchmark drives the proxy's own code path (``Renderer`` → ``full_script`` /
+``diff_script``, typed commands → ``Nft``, what ``ServiceProxy.sync_once`` runs, with the
+shared ``lb-`` chains tracked the same way) without the API server, so that 30k Services
+don't measure the control plane:
 
 * **full sync** — render every Service and load the whole table in one transaction;
 * **incremental sync** — one Service loses an endpoint, then gets it back (median of
@@ -49,12 +49,16 @@ import time
 from typing import Any
 
 from kubetrio.netns import in_netns
+from kubetrio.nft import remove_table
 from kubetrio.proxy import (
+    PROXY_TABLE,
     Fragment,
     Nft,
     Renderer,
     describe,
     diff_script,
+    full_script,
+    gc_paused,
     service_ports,
     shared_parts,
 )
@@ -217,17 +221,21 @@ def run_size(
     renderer = Renderer(node_name="bench-node", cluster_cidr="10.244.0.0/16", mode=mode)
     nft = Nft(topo.node)
     t0 = time.perf_counter()
-    fragments: dict[str, Fragment] = {
-        f"bench/svc-{i}": renderer.render(
-            service_ports(service(i), [endpoint_slice(i, endpoint_ips(i, endpoints))])
-        )
-        for i in range(size)
-    }
+    with gc_paused():  # as ServiceProxy's full sync renders
+        fragments: dict[str, Fragment] = {
+            f"bench/svc-{i}": renderer.render(
+                service_ports(service(i), [endpoint_slice(i, endpoint_ips(i, endpoints))])
+            )
+            for i in range(size)
+        }
     render_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     # What ServiceProxy's full sync runs (with the spare lb- chains).
-    spare = Fragment(shared_chains=renderer.spare_chains(shared_parts(fragments.values())[0]))
-    nft.replace_sync([*fragments.values(), spare])
+    with gc_paused():
+        spare = Fragment(shared_chains=renderer.spare_chains(shared_parts(fragments.values())[0]))
+        table = full_script([*fragments.values(), spare])
+    nft.run_sync(table)
+    del table
     load_s = time.perf_counter() - t1
     full_s = time.perf_counter() - t0
     print(
@@ -313,7 +321,7 @@ def run_size(
     print(f"    first packet: ClusterIP p50 {result['clusterip_p50_ms']} ms p99 "
           f"{result['clusterip_p99_ms']} ms; direct p50 {result['direct_p50_ms']} ms "
           f"p99 {result['direct_p99_ms']} ms", flush=True)  # fmt: skip
-    nft.run_sync(["add table ip kubetrio", "delete table ip kubetrio"])
+    nft.run_sync(remove_table(PROXY_TABLE))
     return result
 
 

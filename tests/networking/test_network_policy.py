@@ -7,12 +7,14 @@ sees every pod-to-pod packet (veth → host routing → veth).
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 from typing import Any
 
 import pytest
 import trio
 from kubetrio_cni_calico.felix import PolicyAgent
+from kubetrio_cni_calico.nft import PolicyTable
 
 from .conftest import NODE, PodLab, http_get_sync
 
@@ -262,3 +264,30 @@ async def test_policy_sees_service_traffic_after_dnat(lab: PodLab) -> None:
             nursery.cancel_scope.cancel()
     finally:
         subprocess.run(["nft", "delete", "table", "ip", nat_table], check=False)
+
+
+async def test_policy_table_same_by_netlink_and_by_text() -> None:
+    """A verdict-map change goes out as raw netlink in the ``inet`` table; the table it
+    leaves is the one libnftables leaves for the same commands."""
+    from kubetrio.nft import Nft
+
+    from .test_policy_render import _verdict_map_change
+
+    before, after = _verdict_map_change()
+    listings = []
+    for netlink in (True, False):
+        netns = f"ktnft{secrets.token_hex(3)}"
+        subprocess.run(["ip", "netns", "add", netns], check=True)
+        try:
+            table = PolicyTable(netns=netns)
+            table.nft = Nft(netns, netlink=netlink)
+            await table.apply(before)
+            await table.apply(after)
+            assert table.current is after  # the diff was applied, not a rewrite
+            listings.append(await table.nft.run("list table inet kubetrio-policy"))
+            await table.remove()
+        finally:
+            subprocess.run(["ip", "netns", "del", netns], check=False)
+    by_netlink, by_text = listings
+    assert "10.0.0.2 : jump in-y" in by_text
+    assert by_netlink == by_text

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from kubetrio_cni_calico.nft import PolicyTable
 from kubetrio_cni_calico.policy import (
     EGRESS_MAP,
     INGRESS_MAP,
+    NftSet,
     Ruleset,
     policy_types,
     render_policy,
 )
+
+from kubetrio.nft import Unsupported, Verdict, encode
 
 NAMESPACES: list[dict[str, Any]] = [
     {"metadata": {"name": "a", "labels": {"team": "a"}}},
@@ -197,3 +201,33 @@ def test_membership_change_is_a_set_update_only() -> None:
         if name.startswith("peer-")
     ]
     assert PolicyTable().diff_script(after, after) == ""
+
+
+def _verdict_map_change() -> tuple[Ruleset, Ruleset]:
+    """Two rulesets whose only difference is an address more in the ingress map."""
+    chains = {"in-x": ("ip saddr 10.0.0.9 return", "counter drop"), "in-y": ("counter drop",)}
+    items = [(("10.0.0.1",), Verdict("jump", "in-x"))]
+    before = Ruleset(chains=dict(chains))
+    before.sets[INGRESS_MAP] = NftSet(("ipv4_addr",), tuple(items), data=("verdict",))
+    before.sets[EGRESS_MAP] = NftSet(("ipv4_addr",), (), data=("verdict",))
+    after = Ruleset(chains=dict(chains), sets=dict(before.sets))
+    items.append((("10.0.0.2",), Verdict("jump", "in-y")))
+    after.sets[INGRESS_MAP] = NftSet(("ipv4_addr",), tuple(items), data=("verdict",))
+    return before, after
+
+
+def test_verdict_map_changes_go_by_netlink_rules_by_text() -> None:
+    """The policy table's commands are typed: a change of the verdict maps only is
+    encodable as netlink; the policy rules (nft text) send a transaction through
+    libnftables."""
+    before, after = _verdict_map_change()
+    table = PolicyTable()
+    commands = table.diff_commands(before, after)
+    assert table.diff_script(before, after).splitlines() == [
+        f"flush map inet kubetrio-policy {INGRESS_MAP}",
+        f"add element inet kubetrio-policy {INGRESS_MAP} "
+        "{ 10.0.0.1 : jump in-x, 10.0.0.2 : jump in-y }",
+    ]
+    encode(commands)
+    with pytest.raises(Unsupported):
+        encode(table.full_commands(after))  # rules of an inet table, and nft text

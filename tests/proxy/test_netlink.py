@@ -1,10 +1,24 @@
-"""The raw netlink encoder writes what libnftables writes for the same commands."""
+"""The two printers of typed nft commands — raw netlink and nft text through libnftables —
+write the same table."""
 
 from __future__ import annotations
 
 import pytest
 
+from kubetrio.nft import (
+    AddChain,
+    AddElements,
+    AddRule,
+    AddSet,
+    Raw,
+    Unsupported,
+    Verdict,
+    encode,
+    remove_table,
+    to_nft_text,
+)
 from kubetrio.proxy import (
+    PROXY_TABLE,
     Nft,
     NftError,
     Renderer,
@@ -12,7 +26,6 @@ from kubetrio.proxy import (
     full_script,
     service_ports,
 )
-from kubetrio.proxy._netlink import Unsupported, encode_commands
 
 from .conftest import Topology
 from .test_nftables import NODE, endpoint_slice, service
@@ -36,10 +49,29 @@ def _fragments(mode: str) -> dict[str, object]:
 
 
 def test_unknown_shapes_fall_back() -> None:
+    raw = AddRule(PROXY_TABLE, "x", (Raw("tcp dport 22"), Verdict("accept")))
     with pytest.raises(Unsupported):
-        encode_commands(["add rule ip kubetrio x tcp dport 22 accept"])
+        encode([raw])
+    interval = AddSet(PROXY_TABLE, "nets", ("ipv4_addr",), flags=("interval",))
     with pytest.raises(Unsupported):
-        encode_commands(full_script([]))
+        encode([interval])
+    assert to_nft_text([raw, interval]).splitlines() == [
+        "add rule ip kubetrio x tcp dport 22 accept",
+        "add set ip kubetrio nets { type ipv4_addr; flags interval; }",
+    ]
+    encode(full_script(_fragments("nftables").values()))  # type: ignore[arg-type]  # all typed
+
+
+def test_text_printer_spells_elements_and_rules() -> None:
+    text = to_nft_text(full_script(_fragments("maglev").values()))  # type: ignore[arg-type]
+    assert "add element ip kubetrio service-ips { 10.96.0.10 . tcp . 80 : goto lb-" in text
+    assert "10.96.0.10 . tcp . 80 . 0 : 10.244.252." in text
+    assert (
+        "add rule ip kubetrio lb-cluster-ip-maglev-client ip saddr != 10.244.0.0/15 "
+        "jump mark-for-masquerade"
+    ) in text
+    assert "dnat ip to ip daddr . meta l4proto . th dport . jhash ip saddr mod 251 seed 0x1" in text
+    assert "add chain ip kubetrio nat-prerouting { type nat hook prerouting priority -100;" in text
 
 
 @pytest.mark.root
@@ -47,7 +79,7 @@ def test_unknown_shapes_fall_back() -> None:
 def test_same_ruleset_as_libnftables(topology: Topology, mode: str) -> None:
     fragments = _fragments(mode)
     commands = diff_script({}, fragments)  # type: ignore[arg-type]
-    encode_commands(commands)  # every command is encodable
+    encode(commands)  # every command is encodable
     listings = []
     for netlink in (False, True):
         nft = Nft(topology.node, netlink=netlink)
@@ -76,7 +108,7 @@ def test_full_sync_same_as_libnftables(topology: Topology, mode: str) -> None:
     for netlink in (False, True):
         nft = Nft(topology.node, netlink=netlink)
         try:
-            nft.replace_sync(fragments)  # type: ignore[arg-type]
+            nft.run_sync(full_script(fragments))  # type: ignore[arg-type]
             listings.append(nft.run_sync("list table ip kubetrio"))
         finally:
             nft.close()
@@ -88,18 +120,24 @@ def test_full_sync_same_as_libnftables(topology: Topology, mode: str) -> None:
 def test_failed_netlink_batch_changes_nothing(topology: Topology) -> None:
     nft = Nft(topology.node)
     try:
-        nft.replace_sync(list(_fragments("nftables").values()))  # type: ignore[arg-type]
+        nft.run_sync(full_script(_fragments("nftables").values()))  # type: ignore[arg-type]
         before = nft.run_sync("list table ip kubetrio")
         with pytest.raises(NftError):
             # A chain is created, then an element points at a chain that does not exist.
             nft.run_sync(
                 [
-                    "add chain ip kubetrio half-done",
-                    "add element ip kubetrio service-ips { 10.96.9.9 . tcp . 80 : goto missing }",
+                    AddChain(PROXY_TABLE, "half-done"),
+                    AddElements(
+                        PROXY_TABLE,
+                        "service-ips",
+                        ("ipv4_addr", "inet_proto", "inet_service"),
+                        ("verdict",),
+                        ((("10.96.9.9", "tcp", 80), Verdict("goto", "missing")),),
+                    ),
                 ]
             )
         assert nft.run_sync("list table ip kubetrio") == before
-        nft.run_sync(["add chain ip kubetrio fine"])  # the socket still works afterwards
+        nft.run_sync([AddChain(PROXY_TABLE, "fine")])  # the socket still works afterwards
     finally:
-        nft.run_sync(["add table ip kubetrio", "delete table ip kubetrio"])
+        nft.run_sync(remove_table(PROXY_TABLE))
         nft.close()

@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from kubetrio.client import Client, ClientError
+from kubetrio.nft import Verdict, to_nft_text
 from kubetrio.proxy import (
     TABLE,
     Nft,
@@ -17,9 +18,9 @@ from kubetrio.proxy import (
     Renderer,
     ServiceProxy,
     describe,
-    diff_script,
     service_ports,
 )
+from kubetrio.proxy import diff_script as typed_diff_script
 from tests.kit import sh
 
 from .conftest import Topology, eventually, http_get_many
@@ -74,6 +75,11 @@ async def put_slice(client: Client, body: dict[str, Any]) -> None:
 
 
 # --- rendering without the kernel --------------------------------------------------------
+
+
+def diff_script(*args: Any) -> list[str]:
+    """The diff as nft command lines (the text printer pins the typed commands)."""
+    return to_nft_text(typed_diff_script(*args)).splitlines()
 
 
 def _svc_and_slice(n: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -170,14 +176,14 @@ def test_internal_traffic_policy_local() -> None:
     body = endpoint_slice("web", ["10.244.252.2", "10.244.252.3"])
     body["endpoints"][1]["nodeName"] = "elsewhere"
     fragment = renderer.render(service_ports(svc, [body]))
-    assert fragment.elements[("service-ips", "10.96.0.10 . tcp . 80")] == "goto lb-cluster-ip-1"
-    slots = {k: v for k, v in fragment.elements.items() if k[0] == "service-endpoints"}
-    assert slots == {("service-endpoints", "10.96.0.10 . tcp . 80 . 0"): "10.244.252.2 . 80"}
+    key = ("10.96.0.10", "tcp", 80)
+    assert fragment.elements["service-ips"] == {key: Verdict("goto", "lb-cluster-ip-1")}
+    assert fragment.elements["service-endpoints"] == {(*key, 0): ("10.244.252.2", 80)}
     # No local endpoint at all: the ClusterIP is rejected rather than sent elsewhere.
     body["endpoints"][0]["nodeName"] = "elsewhere"
     fragment = renderer.render(service_ports(svc, [body]))
-    assert ("no-endpoint-services", "10.96.0.10 . tcp . 80") in fragment.elements
-    assert not any(k[0] in ("service-ips", "service-endpoints") for k in fragment.elements)
+    assert key in fragment.elements["no-endpoint-services"]
+    assert fragment.elements.keys() == {"no-endpoint-services"}
 
 
 def test_maglev_diff_moves_about_one_nth() -> None:
@@ -299,9 +305,7 @@ async def test_failed_transaction_changes_nothing_and_resync_repairs(
             nft = Nft(topology.node)
             before = await nft.run(f"list table ip {TABLE}")
             with pytest.raises(NftError):
-                await nft.run(
-                    [f"add chain ip {TABLE} half-done", f"add rule ip {TABLE} nope accept"]
-                )
+                await nft.run(f"add chain ip {TABLE} half-done\nadd rule ip {TABLE} nope accept")
             assert await nft.run(f"list table ip {TABLE}") == before
 
             # Drift: somebody empties the dispatch and endpoint maps; a full resync puts

@@ -12,9 +12,9 @@ writes map elements only and no commit re-validates a chain per Service (see
 hashing of the flow: ``jhash(flow) mod M`` picks one of M slots per service key, filled
 from :class:`kubetrio.datapath.MaglevTable` and updated slot by slot.
 
-Transactions go to the kernel as raw nf_tables netlink batches (:mod:`._netlink`; nft
-1.0.6's libnftables re-reads the whole table before each one), with libnftables as the
-fallback and for listing. Start one per node::
+The renderer builds typed nft commands (:mod:`kubetrio.nft`); transactions go to the
+kernel as raw nf_tables netlink batches (nft 1.0.6's libnftables re-reads the whole table
+before each one), with libnftables as the fallback and for listing. Start one per node::
 
     proxy = ServiceProxy(client, node_name="node1", netns="node1")
     await nursery.start(proxy.run)
@@ -23,19 +23,22 @@ Nodes need a route to the service CIDR for their own connections to ClusterIPs (
 NAT hook runs after routing); the network plugin's node services set that up.
 """
 
+from kubetrio.nft import Nft as Nft
+from kubetrio.nft import NftError as NftError
+
 from ._model import Endpoint as Endpoint
 from ._model import ServicePort as ServicePort
 from ._model import service_ports as service_ports
-from ._nft import Nft as Nft
-from ._nft import NftError as NftError
 from ._proxy import ServiceProxy as ServiceProxy
 from ._proxy import SyncStats as SyncStats
 from ._proxy import describe as describe
 from ._rules import MAGLEV_SLOTS as MAGLEV_SLOTS
+from ._rules import PROXY_TABLE as PROXY_TABLE
 from ._rules import TABLE as TABLE
 from ._rules import Fragment as Fragment
 from ._rules import Renderer as Renderer
-from ._rules import base_ruleset as base_ruleset
+from ._rules import base_commands as base_commands
 from ._rules import diff_script as diff_script
 from ._rules import full_script as full_script
+from ._rules import gc_paused as gc_paused
 from ._rules import shared_parts as shared_parts

@@ -23,10 +23,19 @@ from dataclasses import dataclass
 import trio
 
 from kubetrio.client import Client, FunctionHandler, Informer, KubeObject, object_key
+from kubetrio.nft import Command, Nft, NftError, remove_table
 
 from ._model import SERVICE_NAME_LABEL, service_ports
-from ._nft import Nft, NftError
-from ._rules import TABLE, Fragment, NeedsFullSync, Renderer, diff_script, shared_parts
+from ._rules import (
+    PROXY_TABLE,
+    Fragment,
+    NeedsFullSync,
+    Renderer,
+    diff_script,
+    full_script,
+    gc_paused,
+    shared_parts,
+)
 
 log = logging.getLogger("kubetrio.proxy")
 
@@ -181,11 +190,14 @@ class ServiceProxy:
         started = time.perf_counter()
         if self._full:
             self._dirty.clear()
-            fragments = self._all_fragments()
-            in_use = shared_parts(fragments.values())[0]
-            spare = Fragment(shared_chains=self.renderer.spare_chains(in_use))
-            await self.nft.replace([*fragments.values(), spare])
-            commands = []
+            with gc_paused():
+                fragments = self._all_fragments()
+                in_use = shared_parts(fragments.values())[0]
+                spare = Fragment(shared_chains=self.renderer.spare_chains(in_use))
+                table = full_script([*fragments.values(), spare])
+            await self.nft.run(table)
+            del table
+            commands: list[Command] = []
             self._applied = fragments
             self._shared_chains = {*in_use, *spare.shared_chains}
             self._full = False
@@ -269,9 +281,9 @@ class ServiceProxy:
     async def remove_table(self) -> None:
         """Delete the proxy's table (idempotent)."""
         try:
-            await self.nft.run([f"add table ip {TABLE}", f"delete table ip {TABLE}"])
+            await self.nft.run(remove_table(PROXY_TABLE))
         except (NftError, OSError) as exc:
-            log.warning("could not remove table %s: %s", TABLE, exc)
+            log.warning("could not remove table %s: %s", PROXY_TABLE, exc)
 
 
 def describe(fragments: Iterable[Fragment]) -> dict[str, int]:
@@ -280,9 +292,9 @@ def describe(fragments: Iterable[Fragment]) -> dict[str, int]:
     shared_chains, shared_elements = shared_parts(fragments)
     chains = len(shared_chains)
     sets = 0
-    elements = len(shared_elements)
+    elements = sum(len(keys) for keys in shared_elements.values())
     for fragment in fragments:
         chains += len(fragment.chains)
         sets += len(fragment.sets)
-        elements += len(fragment.elements)
+        elements += sum(len(items) for items in fragment.elements.values())
     return {"chains": chains, "sets": sets, "elements": elements}

@@ -39,27 +39,66 @@ chains (``service-``/``external-<svc port>`` → ``endpoint-<svc port>__<ip>/<po
 dynamic map cannot promise. Those chains are part of what a commit validates.
 
 Every Service renders to a :class:`Fragment` (its chains, sets, map elements, and the
-shared ``lb-`` chains and hairpin elements it needs); a sync diffs the old and new
-fragments of the changed Services into one nft script — new chains/sets first, then
-rewritten chains, removed then added map elements, and last the chains and sets nobody
-refers to any more — applied as one transaction. Shared chains and hairpin elements are
-only added incrementally (a stale hairpin pair still only matches a pod talking to
-itself, which must be masqueraded anyway); a full sync drops the unused ones.
+shared ``lb-`` chains and hairpin elements it needs), all typed (:mod:`kubetrio.nft`:
+rules of typed expressions, element keys as tuples); a sync diffs the old and new
+fragments of the changed Services into one list of typed nft commands — new chains and
+sets first, then rewritten chains, removed then added map elements, and last the chains
+and sets nobody refers to any more — applied as one transaction. Shared chains and
+hairpin elements are only added incrementally (a stale hairpin pair still only matches a
+pod talking to itself, which must be masqueraded anyway); a full sync drops the unused
+ones.
 """
 
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from kubetrio.datapath import MaglevTable
+from kubetrio.nft import (
+    AddChain,
+    AddElements,
+    AddrMatch,
+    AddRule,
+    AddSet,
+    Command,
+    CtMatch,
+    DeleteChain,
+    DeleteElements,
+    DeleteSet,
+    Dnat,
+    DnatMap,
+    FibLocal,
+    Field,
+    FlushChain,
+    Hook,
+    Jhash,
+    Key,
+    L4ProtoMatch,
+    MarkMatch,
+    MarkSet,
+    Masquerade,
+    Numgen,
+    NumgenMatch,
+    Reject,
+    Rule,
+    SetMatch,
+    SetUpdate,
+    Table,
+    Verdict,
+    VerdictMap,
+    replace_table,
+)
 
 from ._model import Endpoint, ServicePort, local_endpoints, usable_endpoints
 
 TABLE = "kubetrio"
+PROXY_TABLE = Table("ip", TABLE)
 MASQUERADE_MARK = 0x4000
 MAGLEV_SLOTS = 251
 """Maglev slots per service key (a prime). Maglev spreads M slots over N backends in
@@ -104,92 +143,130 @@ NO_ENDPOINT_MAPS = {
     "service-ips": "no-endpoint-services",
     "service-nodeports": "no-endpoint-nodeports",
 }
-KEY_FIELDS = {
-    "service-ips": ("ip", "ip daddr . meta l4proto . th dport"),
-    "service-nodeports": ("nodeport", "meta l4proto . th dport"),
+SERVICE_KEY = ("ipv4_addr", "inet_proto", "inet_service")
+NODEPORT_KEY = ("inet_proto", "inet_service")
+ENDPOINT = ("ipv4_addr", "inet_service")
+VERDICT = ("verdict",)
+MAP_TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {
+    "service-ips": (SERVICE_KEY, VERDICT),
+    "service-nodeports": (NODEPORT_KEY, VERDICT),
+    "no-endpoint-services": (SERVICE_KEY, VERDICT),
+    "no-endpoint-nodeports": (NODEPORT_KEY, VERDICT),
+    SERVICE_ENDPOINTS: ((*SERVICE_KEY, "integer"), ENDPOINT),
+    NODEPORT_ENDPOINTS: ((*NODEPORT_KEY, "integer"), ENDPOINT),
+    HAIRPIN: (("ipv4_addr", "ipv4_addr"), None),
+}
+"""The sets and maps of the base table: name → (key types, data types or None)."""
+SERVICE_FIELDS: tuple[Field, ...] = ("ip daddr", "meta l4proto", "th dport")
+NODEPORT_FIELDS: tuple[Field, ...] = ("meta l4proto", "th dport")
+KEY_FIELDS: dict[str, tuple[str, tuple[Field, ...]]] = {
+    "service-ips": ("ip", SERVICE_FIELDS),
+    "service-nodeports": ("nodeport", NODEPORT_FIELDS),
 }
 """Dispatch verdict map → (entry name in ``lb-`` chain names, the packet fields of its key)."""
+
+Value = Key | Verdict
+"""A map element's value: endpoint ``(ip, port)`` or a verdict (``goto chain``)."""
 
 
 @dataclass(slots=True)
 class Fragment:
     """Everything one Service contributes to the table."""
 
-    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    chains: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     """Chain name → its rules (chains of this Service only)."""
-    sets: dict[str, str] = field(default_factory=dict)
-    """Set or map name → its body (``type ...; flags ...``); declared with ``add set|map``."""
-    elements: dict[tuple[str, str], str] = field(default_factory=dict)
-    """(map, key) → value: a verdict (``goto chain``) or data (``10.244.1.5 . 8080``)."""
-    set_kinds: dict[str, str] = field(default_factory=dict)
-    """Set name → ``set`` or ``map``."""
-    shared_chains: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    sets: dict[str, AddSet] = field(default_factory=dict)
+    """Set name → its declaration."""
+    elements: dict[str, dict[Key, Value]] = field(default_factory=dict)
+    """map → key → value: a verdict (``goto chain``) or data (``("10.244.1.5", 8080)``).
+    (Nested rather than keyed by (map, key): a full sync renders 600k elements, and every
+    tuple more is work for the garbage collector.)"""
+    shared_chains: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     """``lb-`` chains this Service's elements point at, shared with other Services: the
     name determines the rules, they are created once and dropped by a full sync only."""
-    shared_elements: set[tuple[str, str]] = field(default_factory=set)
-    """(set, key) elements other Services may hold too (hairpin pairs): added, never
-    deleted incrementally."""
+    shared_elements: dict[str, set[Key]] = field(default_factory=dict)
+    """set → keys other Services may hold too (hairpin pairs): added, never deleted
+    incrementally."""
 
 
-def _mark_rules(policy: str, cluster_cidr: str) -> list[str]:
+MARK_FOR_MASQUERADE = Verdict("jump", "mark-for-masquerade")
+GOTO_REJECT = Verdict("goto", "reject-chain")
+GOTO_DROP = Verdict("goto", "drop-chain")
+
+
+def _mark_rules(policy: str, cluster_cidr: str) -> list[Rule]:
     """The masquerade marking of a traffic policy (see the module docs)."""
     if policy == "cluster":
-        return [f"ip saddr != {cluster_cidr} jump mark-for-masquerade"] if cluster_cidr else []
+        if not cluster_cidr:
+            return []
+        return [(AddrMatch("ip saddr", cluster_cidr, negate=True), MARK_FOR_MASQUERADE)]
     if policy == "external":
-        return ["jump mark-for-masquerade"]
+        return [(MARK_FOR_MASQUERADE,)]
     return []  # local: keep the client's address
 
 
-def base_ruleset() -> str:
-    """The fixed part of the table: hooks, dispatch and endpoint maps, masquerading, rejects."""
-    mark = f"0x{MASQUERADE_MARK:x}"
-    return f"""table ip {TABLE} {{
-  map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
-  map service-nodeports {{ type inet_proto . inet_service : verdict; }}
-  map no-endpoint-services {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
-  map no-endpoint-nodeports {{ type inet_proto . inet_service : verdict; }}
-  map {SERVICE_ENDPOINTS} {{
-    typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport;
-  }}
-  map {NODEPORT_ENDPOINTS} {{
-    typeof meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport;
-  }}
-  set {HAIRPIN} {{ type ipv4_addr . ipv4_addr; }}
-  chain nat-prerouting {{
-    type nat hook prerouting priority dstnat; policy accept; jump services
-  }}
-  chain nat-output {{ type nat hook output priority -100; policy accept; jump services; }}
-  chain nat-postrouting {{
-    type nat hook postrouting priority srcnat; policy accept; jump masquerading
-  }}
-  chain filter-input {{
-    type filter hook input priority -110; policy accept; ct state new jump endpoints-check
-  }}
-  chain filter-forward {{
-    type filter hook forward priority -110; policy accept; ct state new jump endpoints-check
-  }}
-  chain filter-output {{
-    type filter hook output priority -110; policy accept; ct state new jump endpoints-check
-  }}
-  chain endpoints-check {{
-    ip daddr . meta l4proto . th dport vmap @no-endpoint-services
-    fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports
-  }}
-  chain reject-chain {{ reject; }}
-  chain drop-chain {{ drop; }}
-  chain mark-for-masquerade {{ meta mark set meta mark | {mark}; }}
-  chain masquerading {{
-    ct status dnat ip saddr . ip daddr @{HAIRPIN} jump mark-for-masquerade
-    meta mark & {mark} == 0 return
-    meta mark set meta mark ^ {mark}
-    masquerade fully-random
-  }}
-  chain services {{
-    ip daddr . meta l4proto . th dport vmap @service-ips
-    fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports
-  }}
-}}
-"""
+def base_commands() -> list[Command]:
+    """The fixed part of the table, replacing whatever is there: hooks, dispatch and
+    endpoint maps, masquerading, rejects."""
+    t = PROXY_TABLE
+    commands: list[Command] = [*replace_table(t)]
+    typeof = {
+        SERVICE_ENDPOINTS: "ip daddr . meta l4proto . th dport . numgen random mod 1 : "
+        "ip daddr . th dport",
+        NODEPORT_ENDPOINTS: "meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport",
+    }
+    for name, (key, data) in MAP_TYPES.items():
+        commands.append(AddSet(t, name, key, data, typeof=typeof.get(name, "")))
+    hooks = {
+        "nat-prerouting": Hook("nat", "prerouting", -100),
+        "nat-output": Hook("nat", "output", -100),
+        "nat-postrouting": Hook("nat", "postrouting", 100),
+        "filter-input": Hook("filter", "input", -110),
+        "filter-forward": Hook("filter", "forward", -110),
+        "filter-output": Hook("filter", "output", -110),
+    }
+    commands += [AddChain(t, name, hook) for name, hook in hooks.items()]
+    regular = ("endpoints-check", "reject-chain", "drop-chain", "mark-for-masquerade")
+    commands += [AddChain(t, name) for name in (*regular, "masquerading", "services")]
+    mark = MASQUERADE_MARK
+    ct_new: Rule = (CtMatch("state", "new"), Verdict("jump", "endpoints-check"))
+
+    def dispatch(services: str, nodeports: str) -> list[Rule]:
+        local = (FibLocal(), AddrMatch("ip daddr", "127.0.0.0/8", negate=True))
+        return [
+            (VerdictMap(SERVICE_FIELDS, services),),
+            (*local, VerdictMap(NODEPORT_FIELDS, nodeports)),
+        ]
+
+    rules: list[tuple[str, Rule]] = [
+        ("nat-prerouting", (Verdict("jump", "services"),)),
+        ("nat-output", (Verdict("jump", "services"),)),
+        ("nat-postrouting", (Verdict("jump", "masquerading"),)),
+        ("filter-input", ct_new),
+        ("filter-forward", ct_new),
+        ("filter-output", ct_new),
+        *(
+            ("endpoints-check", rule)
+            for rule in dispatch("no-endpoint-services", "no-endpoint-nodeports")
+        ),
+        ("reject-chain", (Reject(),)),
+        ("drop-chain", (Verdict("drop"),)),
+        ("mark-for-masquerade", (MarkSet("|", mark),)),
+        (
+            "masquerading",
+            (
+                CtMatch("status", "dnat"),
+                SetMatch(("ip saddr", "ip daddr"), HAIRPIN),
+                MARK_FOR_MASQUERADE,
+            ),
+        ),
+        ("masquerading", (MarkMatch(mark, 0), Verdict("return"))),
+        ("masquerading", (MarkSet("^", mark),)),
+        ("masquerading", (Masquerade(fully_random=True),)),
+        *(("services", rule) for rule in dispatch("service-ips", "service-nodeports")),
+    ]
+    commands += [AddRule(t, chain, rule) for chain, rule in rules]
+    return commands
 
 
 class Renderer:
@@ -219,6 +296,8 @@ class Renderer:
         self.mode = mode
         self.maglev_slots = maglev_slots
         self.maglev_seed = maglev_seed
+        self._lb_cache: dict[tuple[str, str, int, bool], tuple[str, tuple[Rule, ...], Verdict]]
+        self._lb_cache = {}
 
     def render(self, ports: Iterable[ServicePort]) -> Fragment:
         """The fragment of one Service (all its ports)."""
@@ -232,16 +311,20 @@ class Renderer:
         internal = local_endpoints(usable, self.node_name) if sp.internal_local else usable
         external = local_endpoints(usable, self.node_name) if sp.external_local else usable
         proto = sp.protocol
-        cluster_keys = [("service-ips", f"{ip} . {proto} . {sp.port}") for ip in sp.cluster_ips]
+        cluster_keys: list[tuple[str, Key]] = [
+            ("service-ips", (ip, proto, sp.port)) for ip in sp.cluster_ips
+        ]
         if internal:
             self._route(sp, internal, "cluster", cluster_keys, out)
         else:
             for map_name, key in cluster_keys:
-                out.elements[(NO_ENDPOINT_MAPS[map_name], key)] = "goto reject-chain"
+                out.elements.setdefault(NO_ENDPOINT_MAPS[map_name], {})[key] = GOTO_REJECT
         # External IPs, LoadBalancer ingress IPs and the NodePort: the external policy.
-        external_keys = [("service-ips", f"{ip} . {proto} . {sp.port}") for ip in sp.external_ips]
+        external_keys: list[tuple[str, Key]] = [
+            ("service-ips", (ip, proto, sp.port)) for ip in sp.external_ips
+        ]
         if sp.node_port:
-            external_keys.append(("service-nodeports", f"{proto} . {sp.node_port}"))
+            external_keys.append(("service-nodeports", (proto, sp.node_port)))
         if not external_keys:
             return
         if external:
@@ -249,64 +332,74 @@ class Renderer:
                 sp, external, "local" if sp.external_local else "external", external_keys, out
             )
         elif sp.external_local:
-            for element in external_keys:  # no local endpoint: drop, as kube-proxy does
-                out.elements[element] = "goto drop-chain"
+            for map_name, key in external_keys:  # no local endpoint: drop, as kube-proxy does
+                out.elements.setdefault(map_name, {})[key] = GOTO_DROP
         else:
             for map_name, key in external_keys:
-                out.elements[(NO_ENDPOINT_MAPS[map_name], key)] = "goto reject-chain"
+                out.elements.setdefault(NO_ENDPOINT_MAPS[map_name], {})[key] = GOTO_REJECT
 
     def _route(
         self,
         sp: ServicePort,
         endpoints: list[Endpoint],
         policy: str,
-        keys: list[tuple[str, str]],
+        keys: list[tuple[str, Key]],
         out: Fragment,
     ) -> None:
         """Send new connections to ``keys`` (dispatch map, key) to one of ``endpoints``."""
-        for ep in endpoints:
-            out.shared_elements.add((HAIRPIN, f"{ep.ip} . {ep.ip}"))
+        out.shared_elements.setdefault(HAIRPIN, set()).update((ep.ip, ep.ip) for ep in endpoints)
         if sp.affinity_timeout and self.mode == "nftables":
-            chain = self._affinity_chain(sp, endpoints, policy, out)
-            for element in keys:
-                out.elements[element] = f"goto {chain}"
+            goto = Verdict("goto", self._affinity_chain(sp, endpoints, policy, out))
+            for map_name, key in keys:
+                out.elements.setdefault(map_name, {})[key] = goto
             return
+        values: list[Key] = [(ep.ip, ep.port) for ep in endpoints]
         if self.mode == "maglev":
             names = [f"{e.ip}:{e.port}" for e in endpoints]
             table = MaglevTable(names, size=self.maglev_slots, seed=self.maglev_seed).table()
-            slots = [endpoints[index] for index in table]
-        else:
-            slots = endpoints
+            values = [values[index] for index in table]
         for map_name, key in keys:
-            chain, rules = self._lb_chain(map_name, policy, len(endpoints), sp.affinity_timeout > 0)
+            chain, rules, goto = self._lb(map_name, policy, len(endpoints), sp.affinity_timeout > 0)
             out.shared_chains[chain] = rules
-            out.elements[(map_name, key)] = f"goto {chain}"
-            endpoint_map = ENDPOINT_MAPS[map_name]
-            for slot, ep in enumerate(slots):
-                out.elements[(endpoint_map, f"{key} . {slot}")] = f"{ep.ip} . {ep.port}"
+            out.elements.setdefault(map_name, {})[key] = goto
+            slots = out.elements.setdefault(ENDPOINT_MAPS[map_name], {})
+            for slot, value in enumerate(values):
+                slots[(*key, slot)] = value
+
+    def _lb(
+        self, map_name: str, policy: str, count: int, affinity: bool
+    ) -> tuple[str, tuple[Rule, ...], Verdict]:
+        """:meth:`_lb_chain` and the verdict that goes there, made once per renderer."""
+        cache_key = (map_name, policy, count, affinity)
+        found = self._lb_cache.get(cache_key)
+        if found is None:
+            name, rules = self._lb_chain(map_name, policy, count, affinity)
+            found = self._lb_cache[cache_key] = (name, rules, Verdict("goto", name))
+        return found
 
     def _lb_chain(
         self, map_name: str, policy: str, count: int, affinity: bool
-    ) -> tuple[str, tuple[str, ...]]:
+    ) -> tuple[str, tuple[Rule, ...]]:
         """The shared chain that DNATs the keys of ``map_name`` under ``policy``."""
         entry, fields = KEY_FIELDS[map_name]
+        pick: Numgen | Jhash
         if self.mode == "maglev":
             # ClientIP affinity = hash the client address only: every connection of a
             # client lands in the same slot, and stays while the table keeps that slot.
-            flow = "ip saddr" if affinity else "ip saddr . th sport"
-            seed = f"0x{(self.maglev_seed * 2654435761 + 1) & 0xFFFFFFFF:x}"
-            pick = f"jhash {flow} mod {self.maglev_slots} seed {seed}"
+            flow: tuple[Field, ...] = ("ip saddr",) if affinity else ("ip saddr", "th sport")
+            seed = (self.maglev_seed * 2654435761 + 1) & 0xFFFFFFFF
+            pick = Jhash(flow, self.maglev_slots, seed)
             name = f"lb-{policy}-{entry}-maglev{'-client' if affinity else ''}"
         else:
-            pick = f"numgen random mod {count}"
+            pick = Numgen(count)
             name = f"lb-{policy}-{entry}-{count}"
         rules = [
             *_mark_rules(policy, self.cluster_cidr),
-            f"dnat ip to {fields} . {pick} map @{ENDPOINT_MAPS[map_name]}",
+            (DnatMap(fields, pick, ENDPOINT_MAPS[map_name]),),
         ]
         return name, tuple(rules)
 
-    def spare_chains(self, in_use: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    def spare_chains(self, in_use: Iterable[str]) -> dict[str, tuple[Rule, ...]]:
         """``lb-`` chains for the endpoint counts a Service may move to next: 1 to
         :data:`SPARE_COUNTS`, and one more than each count in use, for the policies and
         entries of the chains ``in_use`` (nothing in Maglev mode: counts don't matter)."""
@@ -337,104 +430,105 @@ class Renderer:
         chains = []
         for ep in endpoints:
             stuck = affinity_set(sp, ep)
-            out.sets[stuck] = (
-                f"type ipv4_addr; flags dynamic,timeout; timeout {sp.affinity_timeout}s;"
+            out.sets[stuck] = AddSet(
+                PROXY_TABLE,
+                stuck,
+                ("ipv4_addr",),
+                flags=("dynamic", "timeout"),
+                timeout=sp.affinity_timeout,
             )
-            out.set_kinds[stuck] = "set"
             chain = endpoint_chain(sp, ep)
             out.chains[chain] = (
-                f"update @{stuck} {{ ip saddr }}",
-                f"meta l4proto {sp.protocol} dnat to {ep.ip}:{ep.port}",
+                (SetUpdate(stuck),),
+                (L4ProtoMatch(sp.protocol), Dnat(ep.ip, ep.port)),
             )
-            rules.append(f"ip saddr @{stuck} goto {chain}")
+            rules.append((SetMatch(("ip saddr",), stuck), Verdict("goto", chain)))
             chains.append(chain)
         # Rule i takes 1/(N-i) of what the rules before it left: 1/N each (a cascade, no
         # anonymous vmap per Service, which nft would have to fetch with every cache).
         last = len(chains) - 1
         for i, chain in enumerate(chains[:last]):
-            rules.append(f"numgen random mod {len(chains) - i} 0 goto {chain}")
-        rules.append(f"goto {chains[last]}")
+            rules.append((NumgenMatch(len(chains) - i, 0), Verdict("goto", chain)))
+        rules.append((Verdict("goto", chains[last]),))
         out.chains[name] = tuple(rules)
         return name
 
 
-def _element(key: str, value: str | None) -> str:
-    body = f"{key} : {value}" if value is not None else key
-    return f"{{ {body} }}"
+def _add_element(map_name: str, key: Key, value: Value | None) -> AddElements:
+    key_types, data_types = MAP_TYPES[map_name]
+    return AddElements(PROXY_TABLE, map_name, key_types, data_types, ((key, value),))
 
 
 def diff_script(
     old: Mapping[str, Fragment],
     new: Mapping[str, Fragment],
     shared_chains: AbstractSet[str] = frozenset(),
-) -> list[str]:
+) -> list[Command]:
     """nft commands that turn the fragments ``old`` into ``new`` (keys: Service keys).
 
     Keys missing from ``new`` are removed Services. Only changed parts are written.
     ``shared_chains`` are the ``lb-`` chains the kernel already holds; the others the new
     fragments need are created (the caller adds them to its record once applied).
     """
-    add_objects: list[str] = []
-    rewrite: list[str] = []
-    delete_elements: list[str] = []
-    add_elements: list[str] = []
-    flush_gone: list[str] = []
-    delete_objects: list[str] = []
-    delete_sets_gone: list[str] = []
-    delete_sets: list[str] = []
+    t = PROXY_TABLE
+    add_objects: list[Command] = []
+    rewrite: list[Command] = []
+    delete_elements: list[Command] = []
+    add_elements: list[Command] = []
+    flush_gone: list[Command] = []
+    delete_objects: list[Command] = []
+    delete_sets_gone: list[Command] = []
+    changed_sets = False
     created: set[str] = set()
-    shared_added: set[tuple[str, str]] = set()
+    shared_added: set[tuple[str, Key]] = set()
     empty = Fragment()
-    for key in old.keys() | new.keys():
-        before = old.get(key, empty)
-        after = new.get(key, empty)
+    for service in old.keys() | new.keys():
+        before = old.get(service, empty)
+        after = new.get(service, empty)
         if before is after:
             continue
         for name, rules in after.shared_chains.items():
             if name not in shared_chains and name not in created:
                 created.add(name)
-                add_objects.append(f"add chain ip {TABLE} {name}")
-                rewrite.extend(f"add rule ip {TABLE} {name} {rule}" for rule in rules)
-        for name, body in after.sets.items():
-            if before.sets.get(name) != body:
-                kind = after.set_kinds[name]
-                if name in before.sets:
-                    # A changed declaration (a new affinity timeout): a set cannot be
-                    # re-declared while rules refer to it, so the caller rewrites all.
-                    delete_sets.append(name)
-                add_objects.append(f"add {kind} ip {TABLE} {name} {{ {body} }}")
+                add_objects.append(AddChain(t, name))
+                rewrite.extend(AddRule(t, name, rule) for rule in rules)
+        for name, declaration in after.sets.items():
+            if before.sets.get(name) != declaration:
+                # A changed declaration (a new affinity timeout): a set cannot be
+                # re-declared while rules refer to it, so the caller rewrites all.
+                changed_sets = changed_sets or name in before.sets
+                add_objects.append(declaration)
         for name, rules in after.chains.items():
             if name not in before.chains:
-                add_objects.append(f"add chain ip {TABLE} {name}")
+                add_objects.append(AddChain(t, name))
             elif before.chains[name] == rules:
                 continue
             else:
-                rewrite.append(f"flush chain ip {TABLE} {name}")
-            rewrite.extend(f"add rule ip {TABLE} {name} {rule}" for rule in rules)
-        for (map_name, element_key), value in before.elements.items():
-            new_value = after.elements.get((map_name, element_key))
-            if new_value != value:
-                delete_elements.append(
-                    f"delete element ip {TABLE} {map_name} {_element(element_key, None)}"
-                )
-        for (map_name, element_key), value in after.elements.items():
-            if before.elements.get((map_name, element_key)) != value:
-                add_elements.append(
-                    f"add element ip {TABLE} {map_name} {_element(element_key, value)}"
-                )
-        for set_name, element_key in after.shared_elements - before.shared_elements:
-            if (set_name, element_key) not in shared_added:
-                shared_added.add((set_name, element_key))
-                add_elements.append(
-                    f"add element ip {TABLE} {set_name} {_element(element_key, None)}"
-                )
+                rewrite.append(FlushChain(t, name))
+            rewrite.extend(AddRule(t, name, rule) for rule in rules)
+        for map_name in dict.fromkeys([*before.elements, *after.elements]):
+            was = before.elements.get(map_name, {})
+            now = after.elements.get(map_name, {})
+            for key, value in was.items():
+                if now.get(key) != value:
+                    delete_elements.append(
+                        DeleteElements(t, map_name, MAP_TYPES[map_name][0], (key,))
+                    )
+            for key, value in now.items():
+                if was.get(key) != value:
+                    add_elements.append(_add_element(map_name, key, value))
+        for set_name, keys in after.shared_elements.items():
+            for key in keys - before.shared_elements.get(set_name, set()):
+                if (set_name, key) not in shared_added:
+                    shared_added.add((set_name, key))
+                    add_elements.append(_add_element(set_name, key, None))
         gone = before.chains.keys() - after.chains.keys()
         # Every removed chain is emptied before any is deleted: they jump to each other.
-        flush_gone.extend(f"flush chain ip {TABLE} {name}" for name in gone)
-        delete_objects.extend(f"delete chain ip {TABLE} {name}" for name in gone)
+        flush_gone.extend(FlushChain(t, name) for name in gone)
+        delete_objects.extend(DeleteChain(t, name) for name in gone)
         for name in before.sets.keys() - after.sets.keys():
-            delete_sets_gone.append(f"delete {before.set_kinds[name]} ip {TABLE} {name}")
-    if delete_sets:
+            delete_sets_gone.append(DeleteSet(t, name, before.sets[name].kind))
+    if changed_sets:
         raise NeedsFullSync("a set or map declaration changed")
     return [
         *add_objects,
@@ -449,41 +543,56 @@ def diff_script(
 
 def shared_parts(
     fragments: Iterable[Fragment],
-) -> tuple[dict[str, tuple[str, ...]], set[tuple[str, str]]]:
-    """The shared chains and shared elements of ``fragments``, each once."""
-    chains: dict[str, tuple[str, ...]] = {}
-    elements: set[tuple[str, str]] = set()
+) -> tuple[dict[str, tuple[Rule, ...]], dict[str, set[Key]]]:
+    """The shared chains and shared elements (set → keys) of ``fragments``, each once."""
+    chains: dict[str, tuple[Rule, ...]] = {}
+    elements: dict[str, set[Key]] = {}
     for fragment in fragments:
         chains.update(fragment.shared_chains)
-        elements |= fragment.shared_elements
+        for set_name, keys in fragment.shared_elements.items():
+            elements.setdefault(set_name, set()).update(keys)
     return chains, elements
 
 
-def full_script(fragments: Iterable[Fragment]) -> list[str]:
+def full_script(fragments: Iterable[Fragment]) -> list[Command]:
     """The whole table, replacing whatever is there (one transaction)."""
+    t = PROXY_TABLE
     fragments = list(fragments)
-    commands = [f"add table ip {TABLE}", f"delete table ip {TABLE}", base_ruleset()]
-    elements: dict[str, list[str]] = {}
+    commands = base_commands()
+    elements: dict[str, list[tuple[Key, Value | None]]] = {}
     shared_chains, shared_elements = shared_parts(fragments)
-    chains = [(name, rules) for name, rules in shared_chains.items()]
+    chains = list(shared_chains.items())
     for fragment in fragments:
-        for name, body in fragment.sets.items():
-            commands.append(f"add {fragment.set_kinds[name]} ip {TABLE} {name} {{ {body} }}")
+        commands.extend(fragment.sets.values())
         chains.extend(fragment.chains.items())
-        for (map_name, key), value in fragment.elements.items():
-            elements.setdefault(map_name, []).append(f"{key} : {value}")
-    for set_name, key in shared_elements:
-        elements.setdefault(set_name, []).append(key)
-    commands.extend(f"add chain ip {TABLE} {name}" for name, _ in chains)
-    commands.extend(
-        f"add rule ip {TABLE} {name} {rule}" for name, rules in chains for rule in rules
-    )
-    for map_name, items in elements.items():
-        # Batches keep each command line to a sane length.
-        for start in range(0, len(items), 1000):
-            batch = ", ".join(items[start : start + 1000])
-            commands.append(f"add element ip {TABLE} {map_name} {{ {batch} }}")
+        for map_name, values in fragment.elements.items():
+            elements.setdefault(map_name, []).extend(values.items())
+    for set_name, keys in shared_elements.items():
+        elements.setdefault(set_name, []).extend((key, None) for key in keys)
+    commands.extend(AddChain(t, name) for name, _ in chains)
+    commands.extend(AddRule(t, name, rule) for name, rules in chains for rule in rules)
+    for map_name, pairs in elements.items():
+        key_types, data_types = MAP_TYPES[map_name]
+        commands.append(AddElements(t, map_name, key_types, data_types, tuple(pairs)))
     return commands
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a full sync renders and lists the table.
+
+    A full sync at 30k Services builds about a million small objects (element keys,
+    values, the pairs of :func:`full_script`), none of them in a reference cycle; each
+    would otherwise count towards the collector's thresholds, and the collections they
+    trigger walk every tracked object of the process (the informers' caches too).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class NeedsFullSync(Exception):

@@ -36,33 +36,37 @@ from typing import Any
 
 from kubetrio.api.selectors import Selector, label_selector_from_struct
 from kubetrio.kubeobject import KubeObject
+from kubetrio.nft import Element, Verdict, element_text
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 INGRESS_MAP = "ingress-pods"
 EGRESS_MAP = "egress-pods"
-ADDRESS_SET_TYPE = "ipv4_addr"
-NAMED_PORT_SET_TYPE = "ipv4_addr . inet_proto . inet_service"
-VERDICT_MAP_TYPE = "ipv4_addr : verdict"
+ADDRESS_SET_TYPE = ("ipv4_addr",)
+NAMED_PORT_SET_TYPE = ("ipv4_addr", "inet_proto", "inet_service")
 _PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 
 
 @dataclasses.dataclass(frozen=True)
 class NftSet:
-    """A named set or verdict map of the table, with its elements (nft syntax)."""
+    """A named set or verdict map of the table, with its elements (typed, as
+    :mod:`kubetrio.nft` writes them)."""
 
-    type: str
-    elements: tuple[str, ...] = ()
+    key: tuple[str, ...]
+    """nft types of the key (``ipv4_addr``, ...)."""
+    items: tuple[Element, ...] = ()
+    data: tuple[str, ...] | None = None
+    """``("verdict",)`` for a verdict map, None for a set."""
     interval: bool = False
 
     @property
     def is_map(self) -> bool:
         """True for a verdict map (``type K : verdict``)."""
-        return ":" in self.type
+        return self.data is not None
 
-    def declaration(self) -> str:
-        """The body between braces, without elements."""
-        flags = " flags interval; auto-merge;" if self.interval else ""
-        return f"type {self.type};{flags}"
+    @property
+    def elements(self) -> tuple[str, ...]:
+        """The elements in nft syntax (``10.0.0.1``, ``10.0.0.1 : jump in-...``)."""
+        return tuple(element_text(item) for item in self.items)
 
 
 @dataclasses.dataclass
@@ -78,7 +82,7 @@ class Ruleset:
 
     def isolated_pods(self) -> int:
         """How many (pod, direction) pairs the ruleset isolates."""
-        return sum(len(self.sets[m].elements) for m in (INGRESS_MAP, EGRESS_MAP) if m in self.sets)
+        return sum(len(self.sets[m].items) for m in (INGRESS_MAP, EGRESS_MAP) if m in self.sets)
 
 
 def _hash(*parts: str) -> str:
@@ -258,12 +262,9 @@ def render_policy(
             rules.append("counter drop")
             ruleset.chains[chain] = tuple(rules)
             target[ip] = chain
-    ruleset.sets[INGRESS_MAP] = NftSet(
-        VERDICT_MAP_TYPE, tuple(f"{ip} : jump {c}" for ip, c in sorted(ingress_map.items()))
-    )
-    ruleset.sets[EGRESS_MAP] = NftSet(
-        VERDICT_MAP_TYPE, tuple(f"{ip} : jump {c}" for ip, c in sorted(egress_map.items()))
-    )
+    for name, chains in ((INGRESS_MAP, ingress_map), (EGRESS_MAP, egress_map)):
+        items = tuple(((ip,), Verdict("jump", c)) for ip, c in sorted(chains.items()))
+        ruleset.sets[name] = NftSet(ADDRESS_SET_TYPE, items, data=("verdict",))
     return ruleset
 
 
@@ -295,7 +296,8 @@ def _policy_rules(
                     blocks.extend(_ipblock_ranges(peer["ipBlock"] or {}))
             name = "peer-" + _hash(policy_id, direction, str(index))
             elements = sorted({ip for _, ip in peer_pods} | {str(b) for b in blocks})
-            ruleset.sets[name] = NftSet(ADDRESS_SET_TYPE, tuple(elements), interval=True)
+            items: tuple[Element, ...] = tuple(((e,), None) for e in elements)
+            ruleset.sets[name] = NftSet(ADDRESS_SET_TYPE, items, interval=True)
             peer_condition = f"ip {address} @{name}"
         if not ports:
             lines.append(f"{peer_condition} return".strip())
@@ -326,12 +328,13 @@ def _policy_rules(
                 proto = _PROTOCOLS.get(protocol, protocol.lower())
                 elements_named = sorted(
                     {
-                        f"{ip} . {proto} . {number}"
+                        (ip, proto, number)
                         for p, ip in candidates
                         if (number := _named_ports(p).get((port, protocol))) is not None
                     }
                 )
                 name = "nport-" + _hash(policy_id, direction, str(index), str(port_index))
-                ruleset.sets[name] = NftSet(NAMED_PORT_SET_TYPE, tuple(elements_named))
+                named_items = tuple((key, None) for key in elements_named)
+                ruleset.sets[name] = NftSet(NAMED_PORT_SET_TYPE, named_items)
                 lines.append(f"ip daddr . meta l4proto . th dport @{name} return")
     return lines
