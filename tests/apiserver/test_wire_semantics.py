@@ -128,3 +128,22 @@ async def test_watch_parameter(http: httpx.AsyncClient, value: str, is_watch: bo
     response = await http.get(CM, params={"watch": value, "timeoutSeconds": "1"})
     assert response.status_code == 200
     assert ('"kind":"ConfigMapList"' in response.text) is not is_watch
+
+
+async def test_a_second_delete_swaps_the_garbage_collectors_finalizers(
+    http: httpx.AsyncClient,
+) -> None:
+    """Deleting an object that is already being deleted with another propagation policy
+    changes its GC finalizers, as upstream's shouldUpdateFinalizers does."""
+    body = {"metadata": {"name": "kept", "finalizers": ["example.com/hold"]}}
+    assert (await http.post(CM, json=body)).status_code == 201
+
+    async def delete(policy: str) -> list[str]:
+        response = await http.request("DELETE", f"{CM}/kept", json={"propagationPolicy": policy})
+        assert response.status_code in (200, 202), response.text
+        finalizers: list[str] = (await http.get(f"{CM}/kept")).json()["metadata"]["finalizers"]
+        return finalizers
+
+    assert await delete("Foreground") == ["example.com/hold", "foregroundDeletion"]
+    assert await delete("Orphan") == ["example.com/hold", "orphan"]
+    assert await delete("Background") == ["example.com/hold"]

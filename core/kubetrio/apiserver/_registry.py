@@ -281,7 +281,8 @@ class Registry:
         Otherwise a concurrent write never fails the update: it runs ``change`` again on
         the fresh object, as often as it takes (and ``change`` may raise to refuse).
         Server-owned metadata is kept from the stored object except ``server_fields``,
-        which the server itself is changing (deletionTimestamp when marking a deletion).
+        which the server itself is changing (deletionTimestamp when marking a deletion;
+        ``finalizers`` when it swaps the garbage collector's on a repeated delete).
         """
         key = self.key(info, namespace, name)
         while True:
@@ -358,7 +359,34 @@ class Registry:
             if gone is not None:
                 return gone, True
         if metadata.get("deletionTimestamp"):
-            return obj, False  # already being deleted: deleting again changes nothing
+            # Already being deleted: only an explicit propagation policy changes anything,
+            # swapping the garbage collector's finalizers as upstream's
+            # shouldUpdateFinalizers does (e.g. ``kubectl delete --cascade=orphan`` again).
+            if not policy:
+                return obj, False
+            wanted = [f for f in finalizers if f not in GC_FINALIZERS.get(policy, ())]
+            if wanted == list(metadata.get("finalizers") or []):
+                return obj, False
+
+            async def swap(latest: KubeObject) -> KubeObject:
+                check_preconditions(info, name, latest, preconditions)
+                present = list(latest["metadata"].get("finalizers") or [])
+                present = [f for f in present if f not in GC_FINALIZERS.get(policy, ())]
+                present += [f for f in wanted if f not in present]
+                latest["metadata"]["finalizers"] = present
+                latest["metadata"].pop("resourceVersion", None)
+                return latest
+
+            swapped = await self.update(
+                info,
+                namespace,
+                name,
+                swap,
+                precondition_from_body=False,
+                dry_run=dry_run,
+                server_fields=("finalizers",),  # the server's own GC finalizers may be added
+            )
+            return swapped, False
 
         async def mark(latest: KubeObject) -> KubeObject:
             check_preconditions(info, name, latest, preconditions)
@@ -535,6 +563,15 @@ _IMMUTABLE_METADATA = (
 )
 
 
+GC_FINALIZERS = {
+    "Orphan": ("foregroundDeletion",),
+    "Foreground": ("orphan",),
+    "Background": ("orphan", "foregroundDeletion"),
+}
+"""The garbage collector's finalizers a propagation policy removes from an object that is
+already being deleted (the one it asks for is added)."""
+
+
 def _keep_server_metadata(
     old: KubeObject, new: KubeObject, info: ResourceInfo, server_fields: tuple[str, ...]
 ) -> None:
@@ -551,7 +588,7 @@ def _keep_server_metadata(
     new_meta.pop("resourceVersion", None)
     new["apiVersion"] = old.get("apiVersion", new.get("apiVersion"))
     new["kind"] = old.get("kind", new.get("kind"))
-    if old_meta.get("deletionTimestamp"):
+    if old_meta.get("deletionTimestamp") and "finalizers" not in server_fields:
         added = set(new_meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
         if added:
             raise ApiError(
