@@ -625,8 +625,7 @@ def _compare(lhs: Any, rhs: Any, t: Type, path: tuple[str, ...], out: Comparison
     if (
         _leaf(t, rhs if r_ok else lhs)
         or (l_ok and r_ok and type(lhs) is not type(rhs))
-        or (not lhs if l_ok else True)
-        and (not rhs if r_ok else True)
+        or ((not lhs if l_ok else True) and (not rhs if r_ok else True))
     ):
         if not l_ok:
             _insert(out.added, path)
