@@ -290,10 +290,11 @@ class Registry:
                 # The last finalizer went away from an object being deleted: delete it.
                 return await self._delete_now(info, namespace, name, current, dry_run=dry_run)
             value = objects.encode_for_store(new)
-            if dry_run:
-                return new
             if value == current.value:  # nothing changed: no new revision, as Kubernetes
                 return old
+            if dry_run:  # what would be stored, at the revision it would replace
+                new["metadata"]["resourceVersion"] = str(current.mod_revision)
+                return new
             try:
                 updated = await self.store.update(
                     key, value, expected_revision=current.mod_revision

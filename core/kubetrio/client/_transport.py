@@ -22,6 +22,9 @@ from kubetrio.apiserver import ApiServer, ChunkProducer, Request
 
 from ._errors import leaf_errors
 
+USER_AGENT = "kubetrio"
+"""What kubetrio's own components send: the API server names their field manager after it."""
+
 
 @dataclasses.dataclass
 class RawResponse:
@@ -63,7 +66,9 @@ class InProcessTransport:
 
     def __init__(self, server: ApiServer, *, token: str = "") -> None:
         self.server = server
-        self.headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.headers = {"user-agent": USER_AGENT}
+        if token:
+            self.headers["authorization"] = f"Bearer {token}"
 
     def _request(
         self, method: str, path: str, query: Mapping[str, str], body: bytes, content_type: str
@@ -148,7 +153,9 @@ class HttpTransport:
     """Talks to an API server over HTTP with httpx (trio-compatible through anyio)."""
 
     def __init__(self, base_url: str, *, token: str = "", verify: bool | str = True) -> None:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
+        headers = {"user-agent": USER_AGENT}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         self.client = httpx.AsyncClient(
             base_url=base_url, headers=headers, verify=verify, timeout=httpx.Timeout(60.0)
         )
