@@ -935,11 +935,16 @@ def _without_managed_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class ConflictError(Exception):
-    """An apply would change fields other managers own; ``conflicts`` = (manager, path)."""
+    """An apply would change fields other managers own.
 
-    def __init__(self, conflicts: list[tuple[str, str]]) -> None:
-        self.conflicts = conflicts
-        super().__init__(_conflict_message(conflicts))
+    ``conflicts`` are (manager as upstream prints it, path as printed); ``paths`` the
+    same paths as path-element tuples.
+    """
+
+    def __init__(self, conflicts: list[tuple[str, tuple[str, ...]]]) -> None:
+        self.paths = conflicts
+        self.conflicts = [(manager, path_string(path)) for manager, path in conflicts]
+        super().__init__(_conflict_message(self.conflicts))
 
 
 def _conflict_message(conflicts: list[tuple[str, str]]) -> str:
@@ -980,7 +985,7 @@ def _update_others(
     if conflicts and not force:
         raise ConflictError(
             [
-                (entry.describe(), path_string(path))
+                (entry.describe(), path)
                 for entry, clash in sorted(conflicts, key=lambda c: c[0].describe())
                 for path in _paths(clash)
             ]
@@ -1087,11 +1092,74 @@ def apply(
     cannot merge (duplicate list keys).
     """
     live = live or {}
+    config = _drop_nulls(_without_managed_fields(config))
+    try:
+        merged = _apply(live, config, t, manager, api_version, now, force, ignored)
+    except ConflictError as exc:
+        # kubectl moving an object from client-side to server-side apply: conflicts on
+        # fields its last-applied annotation set (to the live value) are taken over.
+        allowed = _last_applied_fields(live, t) if manager == "kubectl" and not force else None
+        if allowed is None:
+            raise
+        remaining = [(m, p) for m, p in exc.paths if not _has(allowed, p)]
+        if remaining:
+            raise ConflictError(remaining) from None
+        merged = _apply(live, config, t, manager, api_version, now, True, ignored)
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    if manager == "kubectl" and annotations.get(LAST_APPLIED):
+        # Keep a later client-side apply right (upstream's lastAppliedUpdater).
+        merged["metadata"].setdefault("annotations", {})[LAST_APPLIED] = _last_applied(config)
+    return merged
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _has(node: FieldSet, path: tuple[str, ...]) -> bool:
+    for element in path:
+        child = node.get(element)
+        if child is None:
+            return False
+        node = child
+    return _DOT in node
+
+
+def _last_applied_fields(live: Mapping[str, Any], t: Type) -> FieldSet | None:
+    """Fields of the last-applied annotation whose value the live object still has."""
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    try:
+        last = json.loads(annotations.get(LAST_APPLIED) or "")
+    except ValueError:
+        return None
+    if not isinstance(last, dict):
+        return None
+    comparison = compare(last, _without_managed_fields(live), t)
+    return _difference(field_set(last, t), comparison.modified)
+
+
+def _last_applied(config: Mapping[str, Any]) -> str:
+    metadata = dict(config.get("metadata") or {})
+    annotations = metadata.get("annotations")
+    if isinstance(annotations, dict):
+        metadata["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    # Go's encoding of an unstructured object: sorted keys, compact, newline-terminated.
+    return _go_json({**config, "metadata": metadata}) + "\n"
+
+
+def _apply(
+    live: Mapping[str, Any],
+    config: Mapping[str, Any],
+    t: Type,
+    manager: str,
+    api_version: str,
+    now: str,
+    force: bool,
+    ignored: FieldSet | None,
+) -> dict[str, Any]:
     managed: Managed = decode_managed_fields(
         (live.get("metadata") or {}).get("managedFields") or []
     )
     before = _without_managed_fields(live)
-    config = _drop_nulls(_without_managed_fields(config))
     merged = merge(before, config, t) if before else dict(config)
     identity = (manager, "Apply", "", "")
     last = managed.get(identity)
