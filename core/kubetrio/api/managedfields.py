@@ -785,11 +785,9 @@ def remove_items(value: Any, remove: FieldSet, t: Type) -> Any:
                 out[key] = child
             elif _DOT in sub:
                 continue
-            else:
-                rest = remove_items(child, sub, t.field(key))
-                if rest is not _MISSING:
-                    out[key] = rest
-        return out if out else _MISSING
+            else:  # emptied containers stay (upstream: null, which typed objects omit)
+                out[key] = remove_items(child, sub, t.field(key))
+        return out
     items = []
     et = t.elem()
     for index, entry in enumerate(value):
@@ -799,10 +797,8 @@ def remove_items(value: Any, remove: FieldSet, t: Type) -> Any:
         elif _DOT in sub:
             continue
         else:
-            rest = remove_items(entry, sub, et)
-            if rest is not _MISSING:
-                items.append(rest)
-    return items if items else _MISSING
+            items.append(remove_items(entry, sub, et))
+    return items
 
 
 def _named_members(node: FieldSet, t: Type) -> FieldSet:
@@ -1190,8 +1186,7 @@ def _prune(merged: Any, managed: Managed, last: FieldSet, t: Type) -> Any:
     )
     if not remove:
         return merged
-    out = remove_items(merged, remove, t)
-    return {} if out is _MISSING else out
+    return remove_items(merged, remove, t)
 
 
 def _drop_nulls(value: Any) -> Any:
