@@ -111,7 +111,17 @@ class Type:
     ``.``, but ``f:labels: {.: {}}``).
     """
 
-    __slots__ = ("_elem", "_field", "_named", "atomic", "keys", "kind", "list_type", "self_owned")
+    __slots__ = (
+        "_elem",
+        "_field",
+        "_named",
+        "atomic",
+        "keys",
+        "kind",
+        "list_type",
+        "self_owned",
+        "sorted_keys",
+    )
 
     def __init__(
         self,
@@ -133,6 +143,7 @@ class Type:
         self._named = named
         self.list_type = list_type
         self.keys = keys
+        self.sorted_keys = tuple(sorted(keys))
 
     def field(self, name: str) -> Type:
         """The type of a struct field or map value."""
@@ -297,6 +308,10 @@ def _schema_type(schema: Mapping[str, Any]) -> Type:
 # ---- path elements ----------------------------------------------------------------------
 
 
+_HTML = frozenset("<>&\u2028\u2029")
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
+
+
 def _go_json(value: Any) -> str:
     """Compact JSON as Go's encoding/json writes it (HTML characters escaped)."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
@@ -314,13 +329,19 @@ def _go_json(value: Any) -> str:
 def _item_element(item: Any, t: Type, index: int) -> str:
     """The path element of a list item: ``k:`` by its key fields, ``v:`` by value."""
     if t.list_type == "map" and isinstance(item, dict):
-        key = {}
-        for k in t.keys:
-            if k in item:
-                key[k] = item[k]
-            elif k in _KEY_DEFAULTS:
-                key[k] = _KEY_DEFAULTS[k]
-        return "k:" + _go_json(key)
+        parts = []
+        for k in t.sorted_keys:
+            value = item[k] if k in item else _KEY_DEFAULTS.get(k, _MISSING)
+            if value is _MISSING:
+                continue
+            if type(value) is str and not _HTML.intersection(value):
+                text = _encode_str(value)  # the common case, without a json.dumps
+            elif type(value) is int:
+                text = str(value)
+            else:
+                text = _go_json(value)
+            parts.append(f"{_encode_str(k)}:{text}")
+        return "k:{" + ",".join(parts) + "}"
     if t.list_type == "set":
         return "v:" + _go_json(item)
     return f"i:{index}"
@@ -506,7 +527,11 @@ def _paths(node: FieldSet, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, 
 def encode_fields(node: FieldSet) -> dict[str, Any]:
     """A field set in the ``FieldsV1`` wire form: sorted, leaves as ``{}``."""
     out: dict[str, Any] = {}
-    keys = sorted((k for k in node if k != _DOT), key=_element_order)
+    keys = [k for k in node if k != _DOT]
+    if all(k[0] == "f" for k in keys):
+        keys.sort()  # field names alone: their text order is upstream's order
+    else:
+        keys.sort(key=_element_order)
     for key in keys:
         child = node[key]
         if len(child) == 1 and _DOT in child:
@@ -620,8 +645,12 @@ def compare(lhs: Any, rhs: Any, t: Type) -> Comparison:
 
 
 def _compare(lhs: Any, rhs: Any, t: Type, path: tuple[str, ...], out: Comparison) -> None:
-    t = _resolve(t, rhs if rhs is not _MISSING else lhs)
     l_ok, r_ok = lhs is not _MISSING, rhs is not _MISSING
+    if not (l_ok and r_ok):  # a whole sub-tree appeared or vanished
+        whole = _whole(rhs if r_ok else lhs, t)
+        _graft(out.added if r_ok else out.removed, path, whole)
+        return
+    t = _resolve(t, rhs)
     if (
         _leaf(t, rhs if r_ok else lhs)
         or (l_ok and r_ok and type(lhs) is not type(rhs))
@@ -647,11 +676,40 @@ def _compare(lhs: Any, rhs: Any, t: Type, path: tuple[str, ...], out: Comparison
         for key, rv in rd.items():
             if key not in ld:
                 _compare(_MISSING, rv, t.field(key), (*path, "f:" + key), out)
-    if path and t.self_owned:
-        if not l_ok:
-            _insert(out.added, path)
-        elif not r_ok:
-            _insert(out.removed, path)
+
+
+def _whole(value: Any, t: Type) -> FieldSet:
+    """What ``compare`` finds in a value that is only on one side (its paths' node)."""
+    t = _resolve(t, value)
+    if _leaf(t, value) or not value:
+        return {_DOT: _EMPTY}
+    node: FieldSet = {}
+    if isinstance(value, dict):
+        for key, child in value.items():
+            node["f:" + key] = _whole(child, t.field(key))
+    else:
+        order, found = _index_items(value, t)
+        et = t.elem()
+        for element in order:
+            items = found[element]
+            node[element] = _whole(items[0], et) if len(items) == 1 else {_DOT: _EMPTY}
+    if t.self_owned:
+        node[_DOT] = _EMPTY
+    return node
+
+
+def _graft(root: FieldSet, path: tuple[str, ...], node: FieldSet) -> None:
+    """Add ``node`` (a sub-tree) at ``path`` (the root itself is never a member)."""
+    if not path:
+        node = {k: v for k, v in node.items() if k != _DOT}
+        for key, child in node.items():
+            root[key] = _union(root[key], child) if key in root else child
+        return
+    parent = root
+    for element in path[:-1]:
+        parent = parent.setdefault(element, {})
+    last = path[-1]
+    parent[last] = _union(parent[last], node) if last in parent else node
 
 
 def _index_items(items: list[Any], t: Type) -> tuple[list[str], dict[str, list[Any]]]:
