@@ -195,6 +195,21 @@ def test_status_writes_record_their_subresource() -> None:
     assert status_entry[0]["fieldsV1"] == {"f:status": {"f:replicas": {}}}
 
 
+def test_update_managers_are_capped_into_ancient_changes() -> None:
+    obj = configmap({})
+    for i in range(12):
+        new = copy.deepcopy(obj)
+        new["data"][f"k{i}"] = "v"
+        mf.record_update(
+            obj, new, CONFIGMAP, manager=f"m{i}", api_version="v1", now=f"2026-01-01T00:00:{i:02}Z"
+        )
+        obj = new
+    found = entries(obj)
+    assert len(found) == 10
+    assert found[("ancient-changes", "Update")] == {"f:data": {"f:k0": {}, "f:k1": {}, "f:k2": {}}}
+    assert ("m11", "Update") in found and ("m0", "Update") not in found
+
+
 # ---- apply ------------------------------------------------------------------------------
 
 

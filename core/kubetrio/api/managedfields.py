@@ -29,12 +29,15 @@ needs, working on plain JSON values:
   :func:`apply` (the applier owns exactly its configuration; fields it applied before,
   applies no more and nobody else owns are removed; fields another manager owns and whose
   value would change are :class:`ConflictError` unless forced), plus upstream's
-  ``stripMeta`` fields, the merging of one manager's consecutive updates, and the entry
-  order of ``managedFields``.
+  ``stripMeta`` fields, the merging of one manager's consecutive updates, the cap of
+  ten ``Update`` entries (older ones merged into ``ancient-changes``), kubectl's move
+  from client-side apply (``lastAppliedManager``/``lastAppliedUpdater``: fields its
+  last-applied annotation set are taken over without conflicts, and the annotation is
+  kept current) and the entry order of ``managedFields``.
 
 Not ported: conversion of field sets between API versions (kubetrio serves one version
-per kind, custom resources convert with ``None``), the cap of ten ``Update`` managers
-(``ancient-changes``) and the last-applied-annotation bridge of client-side apply.
+per kind, custom resources convert with ``None``), unions, and the validation of
+managedFields written by admission plugins.
 """
 
 from __future__ import annotations
@@ -1116,7 +1119,42 @@ def record_update(
     _store(new, managed)
 
 
+MAX_UPDATE_MANAGERS = 10
+"""Update entries kept before the oldest are merged into ``ancient-changes`` (upstream)."""
+ANCIENT_CHANGES = "ancient-changes"
+
+
+def _cap_updates(managed: Managed) -> None:
+    """Merge the oldest Update entries, per apiVersion, into one ``ancient-changes`` entry."""
+    updaters = [e for e in managed.values() if e.operation == "Update"]
+    if len(updaters) <= MAX_UPDATE_MANAGERS:
+        return
+    updaters.sort(key=lambda e: e.time or "")
+    first_of_version: dict[str, ManagedEntry] = {}
+    length = len(updaters)
+    for entry in updaters:
+        if length <= MAX_UPDATE_MANAGERS:
+            break
+        version = entry.api_version
+        first = first_of_version.get(version)
+        if first is None:
+            first_of_version[version] = entry
+            continue
+        bucket_id = (ANCIENT_CHANGES, "Update", version, "")
+        bucket = managed.get(bucket_id)
+        if bucket is None:
+            del managed[first.identity]
+            bucket = managed[bucket_id] = ManagedEntry(
+                ANCIENT_CHANGES, "Update", version, first.fields, time=first.time
+            )
+        bucket.fields = _union(entry.fields, bucket.fields)
+        bucket.time = entry.time
+        del managed[entry.identity]
+        length -= 1
+
+
 def _store(obj: dict[str, Any], managed: Managed) -> None:
+    _cap_updates(managed)
     metadata = obj.setdefault("metadata", {})
     encoded = encode_managed_fields(managed)
     if encoded:
