@@ -198,9 +198,14 @@ def builtin_type(definition: str | None) -> Type:
         return _DEDUCED
     table = FIELDS.get(definition, {})
 
+    types: dict[str, Type] = {}
+
     def field(name: str) -> Type:
-        meta = table.get(name)
-        return _DEDUCED if meta is None else _meta_type(meta)
+        found = types.get(name)
+        if found is None:
+            meta = table.get(name)
+            found = types[name] = _DEDUCED if meta is None else _meta_type(meta)
+        return found
 
     return Type(
         STRUCT,
@@ -681,22 +686,32 @@ def _compare(lhs: Any, rhs: Any, t: Type, path: tuple[str, ...], out: Comparison
                 _compare(_MISSING, rv, t.field(key), (*path, "f:" + key), out)
 
 
-def _whole(value: Any, t: Type) -> FieldSet:
-    """What ``compare`` finds in a value that is only on one side (its paths' node)."""
-    t = _resolve(t, value)
-    if _leaf(t, value) or not value:
-        return {_DOT: _EMPTY}
-    node: FieldSet = {}
-    if isinstance(value, dict):
-        for key, child in value.items():
-            node["f:" + key] = _whole(child, t.field(key))
-    else:
+def _whole(value: Any, t: Type, item: bool = False) -> FieldSet:
+    """What ``compare`` finds in a value that is only on one side (its paths' node).
+
+    The hot path of every create, so the type checks of ``_leaf`` are inlined.
+    """
+    if t.kind == DEDUCED:
+        t = _resolve(t, value)
+    kind = t.kind
+    node: FieldSet
+    if type(value) is dict:
+        if not value or t.atomic or (kind != STRUCT and kind != MAP):
+            return {_DOT: _EMPTY}
+        field = t.field
+        node = {"f:" + key: _whole(child, field(key)) for key, child in value.items()}
+    elif type(value) is list:
+        if not value or kind != LIST or t.list_type == "atomic":
+            return {_DOT: _EMPTY}
         order, found = _index_items(value, t)
         et = t.elem()
+        node = {}
         for element in order:
             items = found[element]
-            node[element] = _whole(items[0], et) if len(items) == 1 else {_DOT: _EMPTY}
-    if t.self_owned:
+            node[element] = _whole(items[0], et, True) if len(items) == 1 else {_DOT: _EMPTY}
+    else:
+        return {_DOT: _EMPTY}
+    if t.self_owned or item:  # an added list item is a member, whatever its type
         node[_DOT] = _EMPTY
     return node
 
@@ -738,20 +753,22 @@ def _compare_lists(
         ls, rs = l_found.get(element, []), r_found.get(element, [])
         item_path = (*path, element)
         if len(ls) <= 1 and len(rs) <= 1:
-            lv = ls[0] if ls else _MISSING
-            rv = rs[0] if rs else _MISSING
-            if lv is not rv and lv != rv:
-                _compare(lv, rv, et, item_path, out)
+            if not ls:
+                _graft(out.added, item_path, _whole(rs[0], et, True))
+            elif not rs:
+                _graft(out.removed, item_path, _whole(ls[0], et, True))
+            elif ls[0] != rs[0]:
+                _compare(ls[0], rs[0], et, item_path, out)
         elif len(ls) >= 2 and len(rs) >= 2:
             if not all(_same(a, b) for a, b in zip(ls, rs, strict=False)) or len(ls) != len(rs):
                 _insert(out.modified, item_path)
         elif len(ls) >= 2:
             if rs:
-                _compare(_MISSING, rs[0], et, item_path, out)
+                _graft(out.added, item_path, _whole(rs[0], et, True))
             _insert(out.removed, item_path)
         else:
             if ls:
-                _compare(ls[0], _MISSING, et, item_path, out)
+                _graft(out.removed, item_path, _whole(ls[0], et, True))
             _insert(out.added, item_path)
 
 
