@@ -409,6 +409,43 @@ def test_other_managers_keep_what_they_own(
         assert obj["data"][key] == value
 
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.text("ab", max_size=2),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(keys, json_values, max_size=4),
+    st.lists(
+        st.fixed_dictionaries(
+            {"name": st.sampled_from(["a", "b", "c"])},
+            optional={"image": st.text("xy", max_size=2), "args": st.lists(keys, max_size=2)},
+        ),
+        max_size=4,
+    ),
+)
+def test_the_create_fast_path_records_what_the_general_path_does(
+    labels: dict[str, Any], containers: list[dict[str, Any]]
+) -> None:
+    obj = deployment(containers)
+    obj["metadata"]["annotations"] = {"note": json.dumps(labels)}
+    obj["spec"]["template"]["spec"]["nodeSelector"] = labels
+    obj["spec"]["template"]["metadata"]["labels"] = labels
+    fast = copy.deepcopy(obj)
+    mf.record_update(None, fast, DEPLOYMENT, manager="m", api_version="apps/v1", now=NOW)
+    general = copy.deepcopy(obj)
+    # An empty-but-present live object takes the general compare path.
+    mf.record_update(
+        {"metadata": {}}, general, DEPLOYMENT, manager="m", api_version="apps/v1", now=NOW
+    )
+    assert json.dumps(fast["metadata"].get("managedFields")) == json.dumps(
+        general["metadata"].get("managedFields")
+    )
+
+
 def paths(node: mf.FieldSet) -> set[tuple[str, ...]]:
     return set(mf._paths(node))
 

@@ -716,6 +716,33 @@ def _whole(value: Any, t: Type, item: bool = False) -> FieldSet:
     return node
 
 
+def _wire_whole(value: Any, t: Type, item: bool = False) -> dict[str, Any]:
+    """``encode_fields`` of what :func:`_whole` finds, built in one pass (creates)."""
+    if t.kind == DEDUCED:
+        t = _resolve(t, value)
+    kind = t.kind
+    out: dict[str, Any]
+    if type(value) is dict:
+        if not value or t.atomic or (kind != STRUCT and kind != MAP):
+            return {}
+        field = t.field
+        out = {_DOT: {}} if t.self_owned or item else {}
+        for key in sorted(value):
+            out["f:" + key] = _wire_whole(value[key], field(key))
+        return out
+    if type(value) is list:
+        if not value or kind != LIST or t.list_type == "atomic":
+            return {}
+        order, found = _index_items(value, t)
+        et = t.elem()
+        out = {_DOT: {}} if t.self_owned or item else {}
+        for element in sorted(order, key=_element_order):
+            items = found[element]
+            out[element] = _wire_whole(items[0], et, True) if len(items) == 1 else {}
+        return out
+    return {}
+
+
 def _graft(root: FieldSet, path: tuple[str, ...], node: FieldSet) -> None:
     """Add ``node`` (a sub-tree) at ``path`` (the root itself is never a member)."""
     if not path:
@@ -1000,6 +1027,19 @@ def _strip_meta(fields: FieldSet) -> FieldSet:
     return out
 
 
+def _strip_meta_wire(fields: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_strip_meta` on a set in wire form."""
+    for key in _STRIPPED:
+        fields.pop(key, None)
+    meta = fields.get("f:metadata")
+    if meta is not None:
+        for key in (*_STRIPPED_META, _DOT):
+            meta.pop(key, None)
+        if not meta:
+            del fields["f:metadata"]
+    return fields
+
+
 def _without_managed_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
     metadata = obj.get("metadata")
     if isinstance(metadata, dict) and "managedFields" in metadata:
@@ -1118,8 +1158,30 @@ def record_update(
     """
     live = live or {}
     managed = _base_managed(live, new, subresource)
-    before = _without_managed_fields(live)
     after = _without_managed_fields(new)
+    top_level = not ignored or all(_DOT in v for v in ignored.values())
+    if not live and not managed and top_level:
+        # A plain create: everything is the creator's, written straight in wire form.
+        fields = _strip_meta_wire(_wire_whole(after, t))
+        for key in (*(ignored or ()), _DOT):
+            fields.pop(key, None)
+        metadata = new.setdefault("metadata", {})
+        if not fields:
+            metadata.pop("managedFields", None)
+            return
+        entry: dict[str, Any] = {
+            "manager": manager,
+            "operation": "Update",
+            "apiVersion": api_version,
+            "time": now,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": fields,
+        }
+        if subresource:
+            entry["subresource"] = subresource
+        metadata["managedFields"] = [entry]
+        return
+    before = _without_managed_fields(live)
     comparison = compare(before, after, t)
     _update_others(managed, comparison, None, force=True, ignored=ignored or {})
     taken = _union(comparison.modified, comparison.added)

@@ -667,11 +667,14 @@ class ApiServer:
             created = await self._store_new(request, user, target, obj, record_fields=False)
             return json_response(created, 201, _warning_headers(warnings))
 
+        applied_rv = (config.get("metadata") or {}).get("resourceVersion")
+
         async def merged(current: KubeObject) -> KubeObject:
             result = _managed.apply(request, info, current, config)
             managed = result["metadata"].get("managedFields")
             new = _validation.typed(result, info, request.param("fieldValidation"), warnings)
-            new.setdefault("metadata", {}).pop("resourceVersion", None)
+            # A resourceVersion in the configuration is a precondition, as for any patch.
+            new.setdefault("metadata", {})["resourceVersion"] = applied_rv or ""
             if managed is not None:  # as recorded (the model would reorder its keys)
                 new["metadata"]["managedFields"] = managed
             return self._finish_update(request, user, target, current, new, record_fields=False)
