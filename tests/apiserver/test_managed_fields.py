@@ -130,3 +130,17 @@ async def test_status_writes_are_recorded_with_their_subresource(http: httpx.Asy
     # The creator owns the defaults it was given too (upstream defaults before recording).
     spec = found[("creator", "Update", "")]["f:spec"]
     assert "f:revisionHistoryLimit" in spec and "f:replicas" in spec
+
+
+async def test_a_resource_version_in_the_configuration_is_a_precondition(
+    http: httpx.AsyncClient,
+) -> None:
+    created = (await apply(http, configmap({"a": "1"}))).json()
+    stale = configmap({"a": "2"})
+    stale["metadata"]["resourceVersion"] = "1"
+    refused = await apply(http, stale)
+    assert refused.status_code == 409 and refused.json()["reason"] == "Conflict"
+    current = configmap({"a": "2"})
+    current["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"]
+    accepted = await apply(http, current)
+    assert accepted.status_code == 200 and accepted.json()["data"] == {"a": "2"}
