@@ -144,3 +144,85 @@ async def test_a_resource_version_in_the_configuration_is_a_precondition(
     current["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"]
     accepted = await apply(http, current)
     assert accepted.status_code == 200 and accepted.json()["data"] == {"a": "2"}
+
+
+async def test_status_is_applied_through_its_subresource(http: httpx.AsyncClient) -> None:
+    deployment: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "s"},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "s"}},
+            "template": {
+                "metadata": {"labels": {"app": "s"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        },
+    }
+    await http.post(f"{DEPLOY}?fieldManager=creator", json=deployment)
+    config = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "s"},
+        "spec": {"replicas": 5},  # not the status subresource's to change
+        "status": {"conditions": [{"type": "Custom", "status": "True"}]},
+    }
+    applied = await http.patch(
+        f"{DEPLOY}/s/status?fieldManager=ctrl", content=json.dumps(config), headers=APPLY
+    )
+    assert applied.status_code == 200, applied.text
+    body = applied.json()
+    assert body["spec"]["replicas"] == 0
+    assert {"type": "Custom", "status": "True"} in body["status"]["conditions"]
+    entry = next(e for e in body["metadata"]["managedFields"] if e["manager"] == "ctrl")
+    assert (entry["operation"], entry["subresource"]) == ("Apply", "status")
+    assert entry["fieldsV1"] == {
+        "f:status": {
+            "f:conditions": {'k:{"type":"Custom"}': {".": {}, "f:status": {}, "f:type": {}}}
+        }
+    }
+    config["status"] = {}
+    again = await http.patch(
+        f"{DEPLOY}/s/status?fieldManager=ctrl", content=json.dumps(config), headers=APPLY
+    )
+    conditions = again.json().get("status", {}).get("conditions") or []
+    assert all(c["type"] != "Custom" for c in conditions)
+
+
+async def test_a_partial_configuration_applies(http: httpx.AsyncClient) -> None:
+    """An apply names only what its manager owns: required fields may be elsewhere."""
+    await http.post(
+        f"{DEPLOY}?fieldManager=creator",
+        json={
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "p"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "p"}},
+                "template": {
+                    "metadata": {"labels": {"app": "p"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                },
+            },
+        },
+    )
+    partial = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "p", "labels": {"team": "a"}},
+        "spec": {"replicas": 3},
+    }
+    applied = await http.patch(
+        f"{DEPLOY}/p?fieldManager=scaler&force=true", content=json.dumps(partial), headers=APPLY
+    )
+    assert applied.status_code == 200, applied.text
+    assert applied.json()["spec"]["replicas"] == 3
+    strict = {**partial, "spec": {"replicas": 3, "replicaz": 1}}
+    refused = await http.patch(
+        f"{DEPLOY}/p?fieldManager=scaler&fieldValidation=Strict",
+        content=json.dumps(strict),
+        headers=APPLY,
+    )
+    assert refused.status_code == 400
+    assert 'unknown field "spec.replicaz"' in refused.json()["message"]

@@ -1252,6 +1252,7 @@ def apply(
     now: str,
     force: bool = False,
     ignored: FieldSet | None = None,
+    subresource: str = "",
 ) -> dict[str, Any]:
     """Server-side apply of ``config`` by ``manager`` to ``live`` (None: a new object).
 
@@ -1265,7 +1266,7 @@ def apply(
     live = live or {}
     config = _drop_nulls(_without_managed_fields(config))
     try:
-        merged = _apply(live, config, t, manager, api_version, now, force, ignored)
+        merged = _apply(live, config, t, manager, api_version, now, force, ignored, subresource)
     except ConflictError as exc:
         # kubectl moving an object from client-side to server-side apply: conflicts on
         # fields its last-applied annotation set (to the live value) are taken over.
@@ -1275,7 +1276,7 @@ def apply(
         remaining = [(m, p) for m, p in exc.paths if not _has(allowed, p)]
         if remaining:
             raise ConflictError(remaining) from None
-        merged = _apply(live, config, t, manager, api_version, now, True, ignored)
+        merged = _apply(live, config, t, manager, api_version, now, True, ignored, subresource)
     annotations = (live.get("metadata") or {}).get("annotations") or {}
     if manager == "kubectl" and annotations.get(LAST_APPLIED):
         # Keep a later client-side apply right (upstream's lastAppliedUpdater).
@@ -1326,18 +1327,21 @@ def _apply(
     now: str,
     force: bool,
     ignored: FieldSet | None,
+    subresource: str,
 ) -> dict[str, Any]:
     managed: Managed = decode_managed_fields(
         (live.get("metadata") or {}).get("managedFields") or []
     )
     before = _without_managed_fields(live)
     merged = merge(before, config, t) if before else dict(config)
-    identity = (manager, "Apply", "", "")
+    identity = (manager, "Apply", "", subresource)
     last = managed.get(identity)
     applied = _strip_meta(field_set(config, t))
     if ignored:
         applied = _recursive_difference(applied, ignored)
-    managed[identity] = ManagedEntry(manager, "Apply", api_version, applied, time=now)
+    managed[identity] = ManagedEntry(
+        manager, "Apply", api_version, applied, time=now, subresource=subresource
+    )
     if last is not None and last.fields:
         merged = _prune(merged, managed, last.fields, t)
     comparison = compare(before, merged, t)

@@ -8,14 +8,16 @@ derives it) records an ``Update`` entry for what the write changed; an apply pat
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from kubetrio import api
 from kubetrio.api import managedfields as mf
 from kubetrio.api.scheme import ResourceInfo
 
 from . import _objects as objects
 from ._http import Request
-from ._status import ApiError, invalid
+from ._status import ApiError, bad_request, invalid
 
 KubeObject = dict[str, Any]
 
@@ -92,9 +94,17 @@ def record(
 
 
 def apply(
-    request: Request, info: ResourceInfo, live: KubeObject | None, config: KubeObject
+    request: Request,
+    info: ResourceInfo,
+    live: KubeObject | None,
+    config: KubeObject,
+    *,
+    subresource: str = "",
 ) -> KubeObject:
-    """The live object (None: none yet) with ``config`` applied; 409 on conflicts."""
+    """The live object (None: none yet) with ``config`` applied; 409 on conflicts.
+
+    On a subresource (``status``) only that field is applied; the rest is ignored.
+    """
     metadata = config.get("metadata") or {}
     if metadata.get("managedFields") is not None:
         raise ApiError(400, "metadata.managedFields must be nil")
@@ -109,7 +119,8 @@ def apply(
             api_version=info.api_version,
             now=objects.now_rfc3339(),
             force=force,
-            ignored=_STATUS_IGNORED if "status" in info.subresources else None,
+            ignored=_ignored(info, config, subresource),
+            subresource=subresource,
         )
     except mf.ConflictError as exc:
         raise ApiError(
@@ -129,6 +140,55 @@ def apply(
         ) from exc
     except ValueError as exc:
         raise ApiError(500, f"failed to merge config: {exc}", reason="InternalError") from exc
+
+
+def _ignored(info: ResourceInfo, config: KubeObject, subresource: str) -> mf.FieldSet | None:
+    if subresource:
+        return {f"f:{k}": {".": {}} for k in config if k not in (subresource, "metadata")}
+    return _STATUS_IGNORED if "status" in info.subresources else None
+
+
+_PATH_TOKEN = re.compile(r"\.([^.\[]+)|\[([^\]]*)\]")
+
+
+def configuration(
+    applied: KubeObject, info: ResourceInfo, field_validation: str, warnings: list[str]
+) -> KubeObject:
+    """An applied configuration without fields the kind does not have.
+
+    An apply configuration is partial (it names only what its manager owns), so it is
+    not decoded through the model, whose required fields it may lack; the merged object
+    is, afterwards. Unknown fields are refused (``Strict``), reported or dropped, as
+    kube-apiserver's field validation does.
+    """
+    if info.model is None:
+        return applied
+    unknown = api.unknown_fields(applied, info.model)
+    if not unknown:
+        return applied
+    mode = (field_validation or "Warn").capitalize()
+    messages = [f'unknown field "{path}"' for path in unknown]
+    if mode == "Strict":
+        raise bad_request("strict decoding error: " + ", ".join(messages))
+    if mode == "Warn":
+        warnings.extend(messages)
+    for path in unknown:
+        _remove_path(applied, path)
+    return applied
+
+
+def _remove_path(obj: Any, path: str) -> None:
+    tokens = [name if name else key for name, key in _PATH_TOKEN.findall("." + path)]
+    node = obj
+    for token in tokens[:-1]:
+        if isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        elif isinstance(node, dict) and token in node:
+            node = node[token]
+        else:
+            return
+    if isinstance(node, dict):
+        node.pop(tokens[-1], None)
 
 
 def check_force(request: Request, patch_type: str, apply_type: str) -> None:

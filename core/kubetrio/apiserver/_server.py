@@ -650,7 +650,8 @@ class ApiServer:
         info = target.info
         _managed.manager_of(request, required=True)
         _validation.check_kind(applied, info)
-        config = _validation.typed(applied, info, request.param("fieldValidation"), warnings)
+        field_validation = request.param("fieldValidation")
+        config = _managed.configuration(applied, info, field_validation, warnings)
         body_name = (config.get("metadata") or {}).get("name")
         if body_name and body_name != target.name:
             raise bad_request(
@@ -662,8 +663,11 @@ class ApiServer:
         except ApiError as exc:
             if exc.code != 404:
                 raise
-            obj = _managed.apply(request, info, None, config)
+            fresh = _managed.apply(request, info, None, config)
+            obj = _validation.typed(fresh, info, field_validation, warnings)
             obj.setdefault("metadata", {})["name"] = target.name
+            if fresh["metadata"].get("managedFields"):  # as recorded, not model-ordered
+                obj["metadata"]["managedFields"] = fresh["metadata"]["managedFields"]
             created = await self._store_new(request, user, target, obj, record_fields=False)
             return json_response(created, 201, _warning_headers(warnings))
 
@@ -672,7 +676,7 @@ class ApiServer:
         async def merged(current: KubeObject) -> KubeObject:
             result = _managed.apply(request, info, current, config)
             managed = result["metadata"].get("managedFields")
-            new = _validation.typed(result, info, request.param("fieldValidation"), warnings)
+            new = _validation.typed(result, info, field_validation, warnings)
             # A resourceVersion in the configuration is a precondition, as for any patch.
             new.setdefault("metadata", {})["resourceVersion"] = applied_rv or ""
             if managed is not None:  # as recorded (the model would reorder its keys)
@@ -822,8 +826,29 @@ class ApiServer:
                 rv = (body.get("metadata") or {}).get("resourceVersion")
                 new["metadata"]["resourceVersion"] = rv or ""
                 return new
+        elif verb == "patch" and _validation.media_type(request) == _validation.APPLY_PATCH:
+            # Server-side apply of the subresource: only its field is applied and owned.
+            _managed.manager_of(request, required=True)
+            applied = _validation.decode_body(request)
+            _validation.check_kind(applied, info)
+            config = _managed.configuration(
+                applied, info, request.param("fieldValidation"), warnings
+            )
+
+            async def change(current: KubeObject) -> KubeObject:
+                merged = _managed.apply(
+                    request, info, current, config, subresource=target.subresource
+                )
+                result = copy.deepcopy(current)
+                _keep(result, merged, field)
+                result["metadata"].pop("resourceVersion", None)
+                result["metadata"].pop("managedFields", None)
+                if merged["metadata"].get("managedFields"):
+                    result["metadata"]["managedFields"] = merged["metadata"]["managedFields"]
+                return result
         elif verb == "patch":
             kind = _validation.media_type(request)
+            _managed.check_force(request, kind, _validation.APPLY_PATCH)
             patch_body = _validation.decode_body(
                 request, expect=list if kind == _validation.JSON_PATCH else dict
             )
