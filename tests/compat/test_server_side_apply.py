@@ -130,6 +130,20 @@ def test_kubectl_diff_uses_server_side_dry_run(
     assert get(cluster, namespace, "configmap", "cm")["data"] == {"key1": "a", "key2": "b"}
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_kubectl_diff_of_a_client_side_apply(
+    cluster: CompatCluster, namespace: str, version: str
+) -> None:
+    applied = configmap(namespace, {"key1": "a"})
+    cluster.kubectl("apply", "-f", "-", input=applied, version=version)
+    same = cluster.kubectl("diff", "-f", "-", input=applied, version=version, check=False)
+    assert (same.returncode, same.stdout) == (0, ""), same.stderr
+    changed = configmap(namespace, {"key1": "z"})
+    diff = cluster.kubectl("diff", "-f", "-", input=changed, version=version, check=False)
+    assert diff.returncode == 1, diff.stderr
+    assert {"-  key1: a", "+  key1: z"} <= set(diff.stdout.splitlines())
+
+
 def test_kubectl_shows_managed_fields_only_when_asked(
     cluster: CompatCluster, namespace: str
 ) -> None:
