@@ -493,3 +493,39 @@ def test_compare_finds_what_changed(before: dict[str, str], after: dict[str, str
     }
     assert data_keys(diff.added) == after.keys() - before.keys()
     assert data_keys(diff.removed) == before.keys() - after.keys()
+
+
+writes = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]), st.booleans(), data),  # manager, apply?, data
+    min_size=1,
+    max_size=6,
+)
+
+
+def run_writes(steps: list[tuple[str, bool, dict[str, str]]]) -> list[Any]:
+    obj: dict[str, Any] | None = None
+    seen = []
+    for manager, is_apply, values in steps:
+        if is_apply or obj is None:
+            obj = apply(obj, configmap(values), manager=manager, force=True)
+        else:
+            new = copy.deepcopy(obj)
+            new["data"] = values
+            mf.record_update(obj, new, CONFIGMAP, manager=manager, api_version="v1", now=NOW)
+            obj = new
+        seen.append(copy.deepcopy(obj))
+    return seen
+
+
+@settings(max_examples=150, deadline=None)
+@given(writes)
+def test_stored_sets_kept_in_wire_form_change_nothing(
+    steps: list[tuple[str, bool, dict[str, str]]],
+) -> None:
+    from unittest import mock
+
+    fast = run_writes(steps)
+    decode = mf.decode_managed_fields
+    with mock.patch.object(mf, "decode_managed_fields", lambda e, trusted=False: decode(e)):
+        slow = run_writes(steps)
+    assert json.dumps(fast) == json.dumps(slow)

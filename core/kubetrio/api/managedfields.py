@@ -929,16 +929,55 @@ def _named_members(node: FieldSet, t: Type) -> FieldSet:
 # ---- managers ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
 class ManagedEntry:
-    """One ``managedFields`` entry: a manager and the fields it owns."""
+    """One ``managedFields`` entry: a manager and the fields it owns.
 
-    manager: str
-    operation: str
-    api_version: str
-    fields: FieldSet
-    time: str | None = None
-    subresource: str = ""
+    An entry read from a stored object keeps its wire form (``raw``) and decodes it only
+    when its set is needed; while the set is untouched the stored form is written back
+    as it was, so a write costs little for the managers it does not concern.
+    """
+
+    __slots__ = ("_fields", "api_version", "manager", "operation", "raw", "subresource", "time")
+
+    def __init__(
+        self,
+        manager: str,
+        operation: str,
+        api_version: str,
+        fields: FieldSet | None,
+        time: str | None = None,
+        subresource: str = "",
+        raw: dict[str, Any] | None = None,
+    ) -> None:
+        self.manager = manager
+        self.operation = operation
+        self.api_version = api_version
+        self._fields = fields
+        self.time = time
+        self.subresource = subresource
+        self.raw = raw if fields is None else None
+
+    @property
+    def fields(self) -> FieldSet:
+        """The owned set (decoded on first use)."""
+        if self._fields is None:
+            self._fields = decode_fields(self.raw or {})
+        return self._fields
+
+    @fields.setter
+    def fields(self, value: FieldSet) -> None:
+        self._fields = value
+        self.raw = None
+
+    def empty(self) -> bool:
+        """Whether the entry owns nothing."""
+        return not (self.raw if self.raw is not None else self.fields)
+
+    def clash(self, other: FieldSet) -> FieldSet:
+        """The members this entry shares with ``other`` (without decoding a stored form)."""
+        if self.raw is not None:
+            return _intersect_wire(self.raw, other, root=True)
+        return _intersection(self.fields, other)
 
     @property
     def identity(self) -> tuple[str, str, str, str]:
@@ -959,8 +998,28 @@ class ManagedEntry:
 Managed = dict[tuple[str, str, str, str], ManagedEntry]
 
 
-def decode_managed_fields(entries: Any) -> Managed:
-    """The managers of a ``metadata.managedFields`` list; ValueError when malformed."""
+def _intersect_wire(wire: dict[str, Any], node: FieldSet, *, root: bool = False) -> FieldSet:
+    """``_intersection`` of a set in wire form (leaf members ``{}``) with one in ours."""
+    out: FieldSet = {}
+    for key, child in node.items():
+        if key == _DOT:
+            if not root and (not wire or _DOT in wire):
+                out[_DOT] = _EMPTY
+            continue
+        other = wire.get(key)
+        if other is not None:
+            both = _intersect_wire(other, child)
+            if both:
+                out[key] = both
+    return out
+
+
+def decode_managed_fields(entries: Any, *, trusted: bool = False) -> Managed:
+    """The managers of a ``metadata.managedFields`` list; ValueError when malformed.
+
+    ``trusted``: the list is one this module wrote (a stored object's), so each set is
+    kept in its wire form until needed instead of being decoded and checked now.
+    """
     if not isinstance(entries, list):
         raise ValueError("managedFields must be a list")
     out: Managed = {}
@@ -974,13 +1033,17 @@ def decode_managed_fields(entries: Any) -> Managed:
             raise ValueError("apiVersion must not be empty")
         if raw.get("fieldsType") != "FieldsV1":
             raise ValueError(f"invalid fieldsType {raw.get('fieldsType')!r} in entry {i}")
+        fields_v1 = raw.get("fieldsV1") or {}
+        if trusted and not isinstance(fields_v1, dict):
+            trusted = False
         entry = ManagedEntry(
             manager=str(raw.get("manager") or ""),
             operation=operation,
             api_version=str(raw["apiVersion"]),
-            fields=decode_fields(raw.get("fieldsV1") or {}),
+            fields=None if trusted else decode_fields(fields_v1),
             time=raw.get("time"),
             subresource=str(raw.get("subresource") or ""),
+            raw=fields_v1,
         )
         out[entry.identity] = entry
     return out
@@ -995,7 +1058,7 @@ def encode_managed_fields(managed: Managed) -> list[dict[str, Any]]:
     """The ``metadata.managedFields`` list of some managers (empty sets left out)."""
     out = []
     for entry in sorted(managed.values(), key=_entry_order):
-        if not entry.fields:
+        if entry.empty():
             continue
         encoded: dict[str, Any] = {
             "manager": entry.manager,
@@ -1005,7 +1068,7 @@ def encode_managed_fields(managed: Managed) -> list[dict[str, Any]]:
         if entry.time:
             encoded["time"] = entry.time
         encoded["fieldsType"] = "FieldsV1"
-        encoded["fieldsV1"] = encode_fields(entry.fields)
+        encoded["fieldsV1"] = entry.raw if entry.raw is not None else encode_fields(entry.fields)
         if entry.subresource:
             encoded["subresource"] = entry.subresource
         out.append(encoded)
@@ -1093,7 +1156,7 @@ def _update_others(
     for identity, entry in managed.items():
         if identity == skip:
             continue
-        clash = _intersection(entry.fields, changed)
+        clash = entry.clash(changed)
         if clash:
             conflicts.append((entry, clash))
     if conflicts and not force:
@@ -1108,9 +1171,9 @@ def _update_others(
         entry.fields = _difference(entry.fields, clash)
     if removed:
         for identity, entry in managed.items():
-            if identity != skip:
+            if identity != skip and entry.clash(removed):
                 entry.fields = _difference(entry.fields, removed)
-    for identity in [i for i, e in managed.items() if not e.fields]:
+    for identity in [i for i, e in managed.items() if e.empty()]:
         del managed[identity]
 
 
@@ -1133,7 +1196,7 @@ def _base_managed(live: Mapping[str, Any], new: Mapping[str, Any], subresource: 
         if decoded:
             return decoded
     try:
-        return decode_managed_fields(live_list or [])
+        return decode_managed_fields(live_list or [], trusted=True)
     except ValueError:
         return {}
 
@@ -1330,7 +1393,7 @@ def _apply(
     subresource: str,
 ) -> dict[str, Any]:
     managed: Managed = decode_managed_fields(
-        (live.get("metadata") or {}).get("managedFields") or []
+        (live.get("metadata") or {}).get("managedFields") or [], trusted=True
     )
     before = _without_managed_fields(live)
     merged = merge(before, config, t) if before else dict(config)
