@@ -699,7 +699,14 @@ def _whole(value: Any, t: Type, item: bool = False) -> FieldSet:
         if not value or t.atomic or (kind != STRUCT and kind != MAP):
             return {_DOT: _EMPTY}
         field = t.field
-        node = {"f:" + key: _whole(child, field(key)) for key, child in value.items()}
+        node = {
+            "f:" + key: (
+                _whole(child, field(key))
+                if type(child) is dict or type(child) is list
+                else {_DOT: _EMPTY}
+            )
+            for key, child in value.items()
+        }
     elif type(value) is list:
         if not value or kind != LIST or t.list_type == "atomic":
             return {_DOT: _EMPTY}
@@ -728,7 +735,12 @@ def _wire_whole(value: Any, t: Type, item: bool = False) -> dict[str, Any]:
         field = t.field
         out = {_DOT: {}} if t.self_owned or item else {}
         for key in sorted(value):
-            out["f:" + key] = _wire_whole(value[key], field(key))
+            child = value[key]
+            # Scalars are leaves whatever their field's type: no call for them.
+            kind_of = type(child)
+            out["f:" + key] = (
+                _wire_whole(child, field(key)) if kind_of is dict or kind_of is list else {}
+            )
         return out
     if type(value) is list:
         if not value or kind != LIST or t.list_type == "atomic":
