@@ -8,6 +8,7 @@ derives it) records an ``Update`` entry for what the write changed; an apply pat
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -66,7 +67,7 @@ def manager_of(request: Request, *, required: bool = False) -> str:
         raise _options_invalid(
             "fieldManager",
             "FieldValueInvalid",
-            f"Invalid value: {name!r}: must only contain printable characters",
+            f"Invalid value: {json.dumps(name)}: must only contain printable characters",
         )
     return name
 
