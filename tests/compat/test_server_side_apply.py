@@ -274,3 +274,79 @@ def test_python_client_server_side_apply(cluster: CompatCluster, namespace: str)
     )
     assert applied.data.b == "3"
     assert [m.manager for m in applied.metadata.managedFields] == ["dyn"]
+
+
+CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {{name: widgets.{group}}}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: widgets, singular: widget, kind: Widget}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {{type: integer}}
+              tags: {{type: array, items: {{type: string}}}}
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  properties:
+                    name: {{type: string}}
+                    port: {{type: integer}}
+"""
+
+
+def test_custom_resources_merge_by_their_schema(cluster: CompatCluster, namespace: str) -> None:
+    group = f"{namespace}.ssa.example.com"
+    cluster.kubectl("apply", "-f", "-", input=CRD.format(group=group))
+    try:
+        cluster.kubectl(
+            "wait", "--for", "condition=established", f"crd/widgets.{group}", "--timeout=30s"
+        )
+
+        def widget(spec: str) -> str:
+            return (
+                f"apiVersion: {group}/v1\nkind: Widget\n"
+                f"metadata: {{name: w, namespace: {namespace}}}\nspec: {spec}\n"
+            )
+
+        first = "{size: 1, tags: [a, b], ports: [{name: http, port: 80}, {name: tls, port: 443}]}"
+        cluster.kubectl("apply", "--server-side", "-f", "-", input=widget(first))
+        cluster.kubectl(
+            "apply", "--server-side", "-f", "-",
+            input=widget("{tags: [a], ports: [{name: http, port: 80}]}"),
+        )  # fmt: skip
+        obj = get(cluster, namespace, f"widgets.{group}", "w")
+        assert obj["spec"] == {"tags": ["a"], "ports": [{"name": "http", "port": 80}]}
+        other = widget("{ports: [{name: http, port: 8080}, {name: metrics, port: 9}]}")
+        refused = cluster.kubectl(
+            "apply", "--server-side", "--field-manager", "other", "-f", "-",
+            input=other, check=False,
+        )  # fmt: skip
+        assert 'conflict with "kubectl": .spec.ports[name="http"].port' in refused.stderr
+        cluster.kubectl(
+            "apply", "--server-side", "--field-manager", "other", "--force-conflicts",
+            "-f", "-", input=other,
+        )  # fmt: skip
+        obj = get(cluster, namespace, f"widgets.{group}", "w")
+        # The list merges item by item (its map key is name); tags stay kubectl's.
+        assert obj["spec"]["ports"] == [
+            {"name": "http", "port": 8080},
+            {"name": "metrics", "port": 9},
+        ]
+        assert obj["spec"]["tags"] == ["a"]
+    finally:
+        cluster.kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
