@@ -52,6 +52,10 @@ from .fieldmeta import FieldMeta
 from .generated.fieldmeta import ATOMIC_DEFINITIONS, FIELDS
 
 __all__ = [
+    "ANCIENT_CHANGES",
+    "LAST_APPLIED",
+    "MAX_UPDATE_MANAGERS",
+    "Comparison",
     "ConflictError",
     "FieldSet",
     "ManagedEntry",
@@ -1360,6 +1364,7 @@ def apply(
 
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+"""The annotation client-side ``kubectl apply`` keeps its configuration in."""
 
 
 def _has(node: FieldSet, path: tuple[str, ...]) -> bool:
