@@ -160,8 +160,16 @@ async def test_all_patch_types(http: httpx.AsyncClient) -> None:
     )
     assert failed.status_code == 422
     applied = deployment("p", replicas=2)
-    result = await http.patch(
+    conflicting = await http.patch(
         f"{DEPLOY}/p?fieldManager=test",
+        content=json.dumps(applied),
+        headers={"content-type": "application/apply-patch+yaml"},
+    )
+    # replicas belongs to the JSON patch's manager (this client's user agent).
+    assert conflicting.status_code == 409
+    assert ".spec.replicas" in conflicting.json()["message"]
+    result = await http.patch(
+        f"{DEPLOY}/p?fieldManager=test&force=true",
         content=json.dumps(applied),
         headers={"content-type": "application/apply-patch+yaml"},
     )

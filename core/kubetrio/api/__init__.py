@@ -13,6 +13,8 @@ This package imports nothing else of kubetrio. Its public surface:
   :func:`parse_field_selector`;
 - patches: :func:`json_merge_patch`, :func:`json_patch`, :func:`strategic_merge_patch`,
   :func:`apply_merge` (server-side apply without field ownership);
+- field ownership: :mod:`kubetrio.api.managedfields` (``managedFields``, server-side apply
+  with pruning and conflicts);
 - validation: :func:`validate_object_meta`, the DNS-1123 and label checks, :class:`FieldError`;
 - errors: :class:`StatusError` and the ``Status`` builders in :mod:`kubetrio.api.status`;
 - views: :class:`ObjectHeader` / :func:`decode_header` for metadata-only decoding;

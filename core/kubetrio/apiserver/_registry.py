@@ -303,10 +303,11 @@ class Registry:
                     continue  # it changed meanwhile: look again
                 return gone
             value = objects.encode_for_store(new)
-            if dry_run:
-                return new
             if value == current.value:  # nothing changed: no new revision, as Kubernetes
                 return old
+            if dry_run:  # what would be stored, at the revision it would replace
+                new["metadata"]["resourceVersion"] = str(current.mod_revision)
+                return new
             try:
                 updated = await self.store.update(
                     key, value, expected_revision=current.mod_revision

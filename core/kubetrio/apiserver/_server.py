@@ -36,7 +36,7 @@ from kubetrio.providers import (
 )
 from kubetrio.store import Store
 
-from . import _crds, _defaults, _nodeproxy, _patch, _reviews, _tables, _validation
+from . import _crds, _defaults, _managed, _nodeproxy, _patch, _reviews, _tables, _validation
 from . import _objects as objects
 from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent, check_preconditions
 from ._routes import ResourcePath, parse_resource_path
@@ -456,9 +456,19 @@ class ApiServer:
         return json_response(created, 201, _warning_headers(warnings))
 
     async def _store_new(
-        self, request: Request, user: UserInfo, target: ResourcePath, obj: KubeObject
+        self,
+        request: Request,
+        user: UserInfo,
+        target: ResourcePath,
+        obj: KubeObject,
+        *,
+        record_fields: bool = True,
     ) -> KubeObject:
-        """The create path shared by POST and server-side apply of a new object."""
+        """The create path shared by POST and server-side apply of a new object.
+
+        ``record_fields``: record the creator's ``Update`` managedFields (an apply has
+        recorded its ``Apply`` entry already).
+        """
         info = target.info
         metadata = obj.setdefault("metadata", {})
         if info.namespaced:
@@ -472,6 +482,8 @@ class ApiServer:
             obj.pop("status", None)  # written through /status only, as upstream
         _defaults.apply_defaults(info.group, info.resource, obj)
         _defaults.default_on_create(info.group, info.resource, obj, now=objects.now_rfc3339())
+        if record_fields:
+            _managed.record(request, info, None, obj)
         self._admit("CREATE", user, info, target, obj, None, request)
         dry_run = _dry_run(request)
         is_service = (info.group, info.resource) == ("", "services")
@@ -492,12 +504,16 @@ class ApiServer:
         target: ResourcePath,
         current: KubeObject,
         new: KubeObject,
+        *,
+        record_fields: bool = True,
     ) -> KubeObject:
         """The steps every write of an existing object takes after its change is made."""
         info = target.info
         if "status" in info.subresources:
             _keep(new, current, "status")  # status changes go through /status
         _defaults.apply_defaults(info.group, info.resource, new)
+        if record_fields:
+            _managed.record(request, info, current, new)
         _validation.validate_metadata(new, info)
         if (info.group, info.resource) == ("", "services"):
             self.services.keep_allocations(current, new)
@@ -624,6 +640,7 @@ class ApiServer:
         patch_body = _validation.decode_body(
             request, expect=list if kind == _validation.JSON_PATCH else dict
         )
+        _managed.check_force(request, kind, _validation.APPLY_PATCH)
         if kind == _validation.APPLY_PATCH:
             return await self._apply(request, user, target, patch_body, warnings)
 
@@ -652,27 +669,42 @@ class ApiServer:
         applied: KubeObject,
         warnings: list[str],
     ) -> Response:
-        """Server-side apply: create when absent, else merge the applied configuration."""
+        """Server-side apply: create when absent, else merge by field ownership (_managed)."""
         info = target.info
-        if not request.param("fieldManager"):
-            raise bad_request("PATCH with an apply patch requires the fieldManager parameter")
+        _managed.manager_of(request, required=True)
+        _validation.check_kind(applied, info)
+        field_validation = request.param("fieldValidation")
+        config = _managed.configuration(applied, info, field_validation, warnings)
+        body_name = (config.get("metadata") or {}).get("name")
+        if body_name and body_name != target.name:
+            raise bad_request(
+                f"the name of the object ({body_name}) does not match the name on "
+                f"the URL ({target.name})"
+            )
         try:
             await self.registry.get(info, target.namespace, target.name)
         except ApiError as exc:
             if exc.code != 404:
                 raise
-            _validation.check_kind(applied, info)
-            obj = _validation.typed(applied, info, request.param("fieldValidation"), warnings)
+            fresh = _managed.apply(request, info, None, config)
+            obj = _validation.typed(fresh, info, field_validation, warnings)
             obj.setdefault("metadata", {})["name"] = target.name
-            created = await self._store_new(request, user, target, obj)
+            if fresh["metadata"].get("managedFields"):  # as recorded, not model-ordered
+                obj["metadata"]["managedFields"] = fresh["metadata"]["managedFields"]
+            created = await self._store_new(request, user, target, obj, record_fields=False)
             return json_response(created, 201, _warning_headers(warnings))
 
+        applied_rv = (config.get("metadata") or {}).get("resourceVersion")
+
         async def merged(current: KubeObject) -> KubeObject:
-            new = _patch.apply_patch(_validation.STRATEGIC_PATCH, current, applied, info.definition)
-            _validation.check_kind(new, info)
-            new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
-            new.setdefault("metadata", {}).pop("resourceVersion", None)
-            return self._finish_update(request, user, target, current, new)
+            result = _managed.apply(request, info, current, config)
+            managed = result["metadata"].get("managedFields")
+            new = _validation.typed(result, info, field_validation, warnings)
+            # A resourceVersion in the configuration is a precondition, as for any patch.
+            new.setdefault("metadata", {})["resourceVersion"] = applied_rv or ""
+            if managed is not None:  # as recorded (the model would reorder its keys)
+                new["metadata"]["managedFields"] = managed
+            return self._finish_update(request, user, target, current, new, record_fields=False)
 
         updated = await self.registry.update(
             info, target.namespace, target.name, merged, dry_run=_dry_run(request)
@@ -818,11 +850,33 @@ class ApiServer:
             async def change(current: KubeObject) -> KubeObject:
                 new = copy.deepcopy(current)
                 _keep(new, body, field)
+                _managed.record(request, info, current, new, subresource=target.subresource)
                 rv = (body.get("metadata") or {}).get("resourceVersion")
                 new["metadata"]["resourceVersion"] = rv or ""
                 return new
+        elif verb == "patch" and _validation.media_type(request) == _validation.APPLY_PATCH:
+            # Server-side apply of the subresource: only its field is applied and owned.
+            _managed.manager_of(request, required=True)
+            applied = _validation.decode_body(request)
+            _validation.check_kind(applied, info)
+            config = _managed.configuration(
+                applied, info, request.param("fieldValidation"), warnings
+            )
+
+            async def change(current: KubeObject) -> KubeObject:
+                merged = _managed.apply(
+                    request, info, current, config, subresource=target.subresource
+                )
+                result = copy.deepcopy(current)
+                _keep(result, merged, field)
+                result["metadata"].pop("resourceVersion", None)
+                result["metadata"].pop("managedFields", None)
+                if merged["metadata"].get("managedFields"):
+                    result["metadata"]["managedFields"] = merged["metadata"]["managedFields"]
+                return result
         elif verb == "patch":
             kind = _validation.media_type(request)
+            _managed.check_force(request, kind, _validation.APPLY_PATCH)
             patch_body = _validation.decode_body(
                 request, expect=list if kind == _validation.JSON_PATCH else dict
             )
@@ -832,6 +886,7 @@ class ApiServer:
                 new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
                 result = copy.deepcopy(current)
                 _keep(result, new, field)
+                _managed.record(request, info, current, result, subresource=target.subresource)
                 result["metadata"]["resourceVersion"] = new["metadata"].get("resourceVersion", "")
                 _unless_patched(result, current["metadata"].get("resourceVersion"))
                 return result
@@ -892,6 +947,7 @@ class ApiServer:
                 _crds.set_custom_replicas(info, new, replicas)
             else:
                 new.setdefault("spec", {})["replicas"] = replicas
+            _managed.record(request, info, current, new, subresource="scale")
             rv = (
                 (new_scale.get("metadata") or {}).get("resourceVersion")
                 if verb == "update"

@@ -68,7 +68,9 @@ class InProcessTransport:
 
     def __init__(self, server: RequestHandler, *, token: str = "") -> None:
         self.server = server
-        self.headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.headers = {"user-agent": USER_AGENT}
+        if token:
+            self.headers["authorization"] = f"Bearer {token}"
 
     def _request(
         self, method: str, path: str, query: Mapping[str, str], body: bytes, content_type: str
