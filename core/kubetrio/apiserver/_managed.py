@@ -15,9 +15,9 @@ from typing import Any
 from kubetrio import api
 from kubetrio.api import managedfields as mf
 from kubetrio.api.scheme import ResourceInfo
+from kubetrio.handler import Request
 
 from . import _objects as objects
-from kubetrio.handler import Request
 from ._status import ApiError, bad_request, invalid
 
 KubeObject = dict[str, Any]
