@@ -887,7 +887,10 @@ class ApiServer:
             f"{target.namespace}/{target.name}/{container}"
         )
         params = {k: request.param(k) for k in _nodeproxy.LOG_OPTIONS if request.param(k)}
-        if request.param("follow") not in ("true", "1"):
+        for flag in {"follow", "previous", "timestamps"} & params.keys():
+            # As PodLogOptions are read (the Python client sends follow=True).
+            params[flag] = "true" if streams.query_flag(request.query, flag) else "false"
+        if params.get("follow") != "true":
             status, content_type, body = await _nodeproxy.fetch_log(
                 url=url, params=params, token=self.kubelet_token
             )

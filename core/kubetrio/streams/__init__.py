@@ -9,6 +9,14 @@ from ._bridge import StreamRefused as StreamRefused
 from ._bridge import exec_upgrade as exec_upgrade
 from ._bridge import exit_status as exit_status
 from ._bridge import port_forward_upgrade as port_forward_upgrade
+from ._bridge import query_flag as query_flag
 from ._spdy import SpdySession as SpdySession
 
-__all__ = ["SpdySession", "StreamRefused", "exec_upgrade", "exit_status", "port_forward_upgrade"]
+__all__ = [
+    "SpdySession",
+    "StreamRefused",
+    "exec_upgrade",
+    "exit_status",
+    "port_forward_upgrade",
+    "query_flag",
+]

@@ -61,6 +61,19 @@ def _offered(headers: dict[str, str], name: str) -> list[str]:
     return [p.strip() for p in headers.get(name, "").split(",") if p.strip()]
 
 
+def query_flag(query: dict[str, list[str]], name: str) -> bool:
+    """A boolean option of ``pods/exec``, ``attach`` or ``log`` as apimachinery reads it.
+
+    Query parameters become PodExecOptions and the like through
+    ``Convert_Slice_string_To_bool``: absent, ``0`` or ``false`` (any case) is false and
+    anything else true, so the Python client's ``stdin=True`` means true.
+    """
+    values = query.get(name)
+    if not values:
+        return False
+    return not (values[0] == "0" or values[0].lower() == "false")
+
+
 def exit_status(result: dict[str, Any] | None) -> dict[str, Any]:
     """The Status that ends a remote command, from the agent's final frame."""
     if result is None:
@@ -107,9 +120,9 @@ async def exec_upgrade(
     token: str,
 ) -> tuple[list[tuple[str, str]], Upgrade]:
     """Pick the protocol, open the agent stream; return the 101 headers and the relay."""
-    flag = {
-        k: (query.get(k) or [""])[-1] in ("1", "true") for k in ("stdin", "stdout", "stderr", "tty")
-    }
+    flag = {k: query_flag(query, k) for k in ("stdin", "stdout", "stderr", "tty")}
+    if not (flag["stdin"] or flag["stdout"] or flag["stderr"]):
+        raise StreamRefused(400, "you must specify at least 1 of stdin, stdout, stderr")
     params = [("command", c) for c in query.get("command") or []]
     params += [("stdin", "1" if flag["stdin"] else "0"), ("tty", "1" if flag["tty"] else "0")]
     upgrade = headers.get("upgrade", "").lower()
@@ -122,7 +135,7 @@ async def exec_upgrade(
 
         async def ws_relay(stream: trio.abc.Stream, initial: bytes) -> None:
             await _ws_exec(
-                WebSocket(stream, initial), agent, rest, protocol == CHANNEL_PROTOCOLS[0]
+                WebSocket(stream, initial), agent, rest, protocol == CHANNEL_PROTOCOLS[0], flag
             )
 
         return accept_headers(headers.get("sec-websocket-key", ""), protocol), ws_relay
@@ -156,8 +169,19 @@ async def _from_agent(
     return None
 
 
-async def _ws_exec(ws: WebSocket, agent: trio.SocketStream, rest: bytes, v5: bool) -> None:
+def _wanted(flag: dict[str, bool]) -> set[int]:
+    """The output channels the client asked for (a terminal has no separate stderr)."""
+    wanted = {STDOUT} if flag["stdout"] else set()
+    if flag["stderr"] and not flag["tty"]:
+        wanted.add(STDERR)
+    return wanted
+
+
+async def _ws_exec(
+    ws: WebSocket, agent: trio.SocketStream, rest: bytes, v5: bool, flag: dict[str, bool]
+) -> None:
     result: dict[str, Any] | None = None
+    wanted = _wanted(flag)
     try:
         async with agent, trio.open_nursery() as nursery:
 
@@ -173,7 +197,8 @@ async def _ws_exec(ws: WebSocket, agent: trio.SocketStream, rest: bytes, v5: boo
                 nursery.cancel_scope.cancel()  # the client left: dropping the agent ends it
 
             async def deliver(channel: int, payload: bytes) -> None:
-                await ws.send(bytes([channel]) + payload)
+                if channel in wanted:
+                    await ws.send(bytes([channel]) + payload)
 
             nursery.start_soon(from_client)
             result = await _from_agent(FrameReader(agent, rest), deliver)
