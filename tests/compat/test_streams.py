@@ -204,6 +204,43 @@ def test_python_exec_binary_and_large_output(
         resp.close()
 
 
+def test_python_client_29_to_36_exec(cluster: CompatCluster, namespace: str, core: Any) -> None:
+    """The client's releases 29–36 (pyproject allows them) put ``stdin=True`` in the URL.
+
+    They hand the query parameters to ``get_websocket_url`` as Python values, so the
+    booleans arrive capitalised, and they offer only ``v4.channel.k8s.io``; the same
+    ``WSClient`` then talks. apimachinery reads ``True`` as true: stdin and the terminal
+    must be there.
+    """
+    from kubernetes.stream.ws_client import WSClient, get_websocket_url
+
+    start_pod(cluster, namespace, "box", "sleep 3600")
+    configuration = core.api_client.configuration
+    headers = {"sec-websocket-protocol": "v4.channel.k8s.io"}
+    if configuration.api_key.get("authorization"):
+        headers["authorization"] = configuration.api_key["authorization"]
+    base = f"{configuration.host}/api/v1/namespaces/{namespace}/pods/box/exec"
+
+    def open_exec(command: list[str], tty: bool) -> Any:
+        query = [("command", command), ("stderr", True), ("stdin", True), ("stdout", True)]
+        url = get_websocket_url(base, [*query, ("tty", tty)])
+        assert "stdin=True" in url
+        return WSClient(configuration, url, headers, capture_all=True)
+
+    resp = open_exec(["cat"], tty=False)
+    try:
+        resp.write_stdin("from an older client\n")
+        assert resp.readline_stdout(timeout=20) == "from an older client"
+    finally:
+        resp.close()
+    resp = open_exec(["sh", "-c", "[ -t 0 ] && echo has-a-terminal"], tty=True)
+    try:
+        resp.run_forever(timeout=30)
+        assert "has-a-terminal" in resp.read_all()
+    finally:
+        resp.close()
+
+
 def test_websocket_v4_stdin(cluster: CompatCluster, namespace: str) -> None:
     """v4 (kr8s offers only v4): stdin messages reach the process; no close signal exists."""
     import websocket

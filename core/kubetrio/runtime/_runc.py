@@ -700,7 +700,14 @@ class RuncRuntime:
             entry.logs_done.set()
 
     async def _watch_exit(self, entry: _Container) -> None:
-        await trio.lowlevel.wait_readable(entry.pidfd)
+        try:
+            await trio.lowlevel.wait_readable(entry.pidfd)
+        except trio.ClosedResourceError:
+            # remove_container gave up waiting for the exit and closed the pidfd: the
+            # container is gone from this runtime; that must not end the runtime too.
+            entry.state, entry.exit_code, entry.reason = "exited", 137, "Error"
+            entry.exited.set()
+            return
         exit_code = 255
         try:
             _, status = os.waitpid(entry.pid, 0)
@@ -812,6 +819,7 @@ class RuncRuntime:
                 with trio.move_on_after(5):
                     await entry.exited.wait()
             if entry.pidfd >= 0:
+                trio.lowlevel.notify_closing(entry.pidfd)  # wakes a watcher still waiting
                 os.close(entry.pidfd)
                 entry.pidfd = -1
             if entry.terminal >= 0:
