@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -205,7 +206,7 @@ def test_python_exec_binary_and_large_output(
 
 
 def test_python_client_29_to_36_exec(cluster: CompatCluster, namespace: str, core: Any) -> None:
-    """The client's releases 29–36 (pyproject allows them) put ``stdin=True`` in the URL.
+    """The client's releases 29-36 (pyproject allows them) put ``stdin=True`` in the URL.
 
     They hand the query parameters to ``get_websocket_url`` as Python values, so the
     booleans arrive capitalised, and they offer only ``v4.channel.k8s.io``; the same
@@ -239,6 +240,22 @@ def test_python_client_29_to_36_exec(cluster: CompatCluster, namespace: str, cor
         assert "has-a-terminal" in resp.read_all()
     finally:
         resp.close()
+
+
+def test_python_client_29_to_36_log_follow(
+    cluster: CompatCluster, namespace: str, core: Any
+) -> None:
+    """Their ``read_namespaced_pod_log(follow=True)`` sends ``follow=True``: still a follow."""
+    start_pod(cluster, namespace, "waiter", WAITER)
+    configuration = core.api_client.configuration
+    headers = {}
+    if configuration.api_key.get("authorization"):
+        headers["Authorization"] = configuration.api_key["authorization"]
+    url = f"{configuration.host}/api/v1/namespaces/{namespace}/pods/waiter/log?follow=True"
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as answer:
+        assert answer.readline() == b"first\n"  # streamed while the container still runs
+        cluster.kubectl("exec", "waiter", "-n", namespace, "--", "touch", "/tmp/go")
+        assert answer.read() == b"second\n"
 
 
 def test_websocket_v4_stdin(cluster: CompatCluster, namespace: str) -> None:
