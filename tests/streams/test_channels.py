@@ -10,7 +10,7 @@ import trio.testing
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong
 
-from kubetrio.streams import exit_status
+from kubetrio.streams import exit_status, query_flag
 from kubetrio.streams._agentwire import FrameReader, frame
 from kubetrio.streams._websocket import WebSocket, accept_headers
 
@@ -21,6 +21,16 @@ def test_exit_status() -> None:
     assert failed["reason"] == "NonZeroExitCode"
     assert failed["details"] == {"causes": [{"reason": "ExitCode", "message": "3"}]}
     assert exit_status(None)["status"] == "Failure"
+
+
+def test_query_flag_reads_as_apimachinery() -> None:
+    """Convert_Slice_string_To_bool: only absent, 0 and false (any case) are false."""
+    for value in ("true", "True", "1", "t", "yes", ""):
+        assert query_flag({"stdin": [value]}, "stdin"), value
+    for value in ("false", "False", "FALSE", "0"):
+        assert not query_flag({"stdin": [value]}, "stdin"), value
+    assert not query_flag({}, "stdin")
+    assert query_flag({"tty": ["true", "false"]}, "tty")  # the first value counts
 
 
 def test_accept_headers() -> None:
