@@ -1,4 +1,5 @@
-"""The agent's end of ``pods/exec``: ``runc exec`` relayed over the agent stream protocol.
+"""The agent's end of ``pods/exec`` (``runc exec``) and ``pods/attach`` (the runtime's
+attach sessions), relayed over the agent stream protocol.
 
 The API server speaks the client's protocol (WebSocket channels or SPDY) and relays to
 this endpoint in the framing of :mod:`kubetrio.streams._agentwire`. Without a TTY the

@@ -8,7 +8,9 @@ pause process, so a sandbox costs no process at all. The network plugin wires th
 A **container** is a runc bundle: an overlayfs root (image layers as lower dirs, a
 private upper dir) and a generated ``config.json`` that joins the sandbox's namespaces.
 It is made with ``runc create`` and started with ``runc start``; its stdout and stderr are
-pipes the runtime copies into the CRI log file.
+pipes the runtime copies into the CRI log file. A container with ``stdin`` reads a FIFO
+the runtime writes, one with ``tty`` gets a terminal whose master runc sends back over a
+console socket (see :mod:`._attach`, which ``pods/attach`` goes through).
 
 Exit codes: this process makes itself a *child subreaper*, so when ``runc create``
 exits the container's init process becomes our child. A pidfd per container tells
