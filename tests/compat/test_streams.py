@@ -141,6 +141,8 @@ def test_python_exec_close_stdin_then_read_rest_and_exit_code(
         assert status["status"] == "Failure"
         assert status["reason"] == "NonZeroExitCode"
         assert status["details"]["causes"] == [{"reason": "ExitCode", "message": "7"}]
+        assert status["message"].startswith("command terminated with non-zero exit code: ")
+        assert status["message"].endswith("exit code 7")
     finally:
         resp.close()
     resp = exec_stream(core, namespace, "box", ["sh", "-c", "exit 42"], stdin=False)

@@ -74,8 +74,12 @@ def query_flag(query: dict[str, list[str]], name: str) -> bool:
     return not (values[0] == "0" or values[0].lower() == "false")
 
 
-def exit_status(result: dict[str, Any] | None) -> dict[str, Any]:
-    """The Status that ends a remote command, from the agent's final frame."""
+def exit_status(result: dict[str, Any] | None, command: list[str] | None = None) -> dict[str, Any]:
+    """The Status that ends a remote command, from the agent's final frame.
+
+    A non-zero exit reads as kubelet (through the CRI runtime) words it, the command
+    printed as Go prints a ``[]string``.
+    """
     if result is None:
         result = {"error": "the node agent closed the stream"}
     if "error" in result:
@@ -93,7 +97,7 @@ def exit_status(result: dict[str, Any] | None) -> dict[str, Any]:
         "metadata": {},
         "status": "Failure",
         "message": f"command terminated with non-zero exit code: error executing command "
-        f"[...], exit code {code}",
+        f"[{' '.join(command or [])}], exit code {code}",
         "reason": "NonZeroExitCode",
         "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
     }
@@ -123,7 +127,8 @@ async def exec_upgrade(
     flag = {k: query_flag(query, k) for k in ("stdin", "stdout", "stderr", "tty")}
     if not (flag["stdin"] or flag["stdout"] or flag["stderr"]):
         raise StreamRefused(400, "you must specify at least 1 of stdin, stdout, stderr")
-    params = [("command", c) for c in query.get("command") or []]
+    command = list(query.get("command") or [])
+    params = [("command", c) for c in command]
     params += [("stdin", "1" if flag["stdin"] else "0"), ("tty", "1" if flag["tty"] else "0")]
     upgrade = headers.get("upgrade", "").lower()
     if "websocket" in upgrade:
@@ -135,7 +140,12 @@ async def exec_upgrade(
 
         async def ws_relay(stream: trio.abc.Stream, initial: bytes) -> None:
             await _ws_exec(
-                WebSocket(stream, initial), agent, rest, protocol == CHANNEL_PROTOCOLS[0], flag
+                WebSocket(stream, initial),
+                agent,
+                rest,
+                protocol == CHANNEL_PROTOCOLS[0],
+                flag,
+                command,
             )
 
         return accept_headers(headers.get("sec-websocket-key", ""), protocol), ws_relay
@@ -146,7 +156,7 @@ async def exec_upgrade(
         agent, rest = await _agent(endpoint, path, params, token)
 
         async def spdy_relay(stream: trio.abc.Stream, initial: bytes) -> None:
-            await _spdy_exec(SpdySession(stream, initial), agent, rest, flag)
+            await _spdy_exec(SpdySession(stream, initial), agent, rest, flag, command)
 
         return [
             ("connection", "Upgrade"),
@@ -178,7 +188,12 @@ def _wanted(flag: dict[str, bool]) -> set[int]:
 
 
 async def _ws_exec(
-    ws: WebSocket, agent: trio.SocketStream, rest: bytes, v5: bool, flag: dict[str, bool]
+    ws: WebSocket,
+    agent: trio.SocketStream,
+    rest: bytes,
+    v5: bool,
+    flag: dict[str, bool],
+    command: list[str],
 ) -> None:
     result: dict[str, Any] | None = None
     wanted = _wanted(flag)
@@ -204,7 +219,8 @@ async def _ws_exec(
             result = await _from_agent(FrameReader(agent, rest), deliver)
             nursery.cancel_scope.cancel()
         if not ws.closed:
-            await ws.send(bytes([STATUS]) + json.dumps(exit_status(result)).encode())
+            status = exit_status(result, command)
+            await ws.send(bytes([STATUS]) + json.dumps(status).encode())
     except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError) as exc:
         log.debug("exec over WebSocket ended early: %s", exc)
     finally:
@@ -212,7 +228,11 @@ async def _ws_exec(
 
 
 async def _spdy_exec(
-    session: SpdySession, agent: trio.SocketStream, rest: bytes, flag: dict[str, bool]
+    session: SpdySession,
+    agent: trio.SocketStream,
+    rest: bytes,
+    flag: dict[str, bool],
+    command: list[str],
 ) -> None:
     expected = {"error"}
     expected |= {name for name in ("stdin", "stdout") if flag[name]}
@@ -273,7 +293,7 @@ async def _spdy_exec(
                 for name in ("stdout", "stderr"):
                     if name in streams:
                         await streams[name].close()
-                status = json.dumps(exit_status(result)).encode()
+                status = json.dumps(exit_status(result, command)).encode()
                 await streams["error"].send(status, fin=True)
                 # The client closes the connection once it has read everything.
                 with trio.move_on_after(5):
