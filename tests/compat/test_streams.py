@@ -346,6 +346,60 @@ def test_attach_tty_container(cluster: CompatCluster, namespace: str, core: Any)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+def test_kubectl_attach_tty(cluster: CompatCluster, namespace: str, version: str) -> None:
+    """``kubectl attach -it`` in a terminal (``script``): keys in, the terminal's size out."""
+    script = 'while read l; do echo "got:$l"; stty size; [ "$l" = quit ] && exit 0; done'
+    start_pod(cluster, namespace, "term", script, stdin=True, tty=True)
+    kubectl = (
+        f"stty cols 91 rows 17; {KUBECTL_DIR}/kubectl.{version} --kubeconfig "
+        f"{cluster.kubeconfig} attach -it term -n {namespace}"
+    )
+    process = subprocess.Popen(
+        ["script", "-qec", kubectl, "/dev/null"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=cluster.env,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    output = bytearray()
+    reader = threading.Thread(target=copy_into, args=(process.stdout, output))
+    reader.start()
+    try:
+        # Lines until the size kubectl sent shows (it may reach the terminal after a line).
+        deadline = time.monotonic() + 60
+        try:
+            while b"17 91" not in output:
+                assert time.monotonic() < deadline, bytes(output)
+                process.stdin.write(b"line\r")
+                process.stdin.flush()
+                time.sleep(0.5)
+            process.stdin.write(b"quit\r")
+            process.stdin.flush()
+        except BrokenPipeError:
+            process.wait(timeout=10)
+            reader.join(timeout=10)
+            logs = cluster.kubectl("logs", "term", "-n", namespace, check=False).stdout
+            raise AssertionError(
+                f"kubectl ended early ({process.returncode}): {bytes(output)!r}; pod "
+                f"{phase(cluster, namespace, 'term')}, log {logs!r}"
+            ) from None
+        assert process.wait(timeout=60) == 0, bytes(output)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(timeout=10)
+    assert b"got:quit" in output
+
+
+def copy_into(stream: Any, output: bytearray) -> None:
+    """Append a binary stream's bytes to ``output`` as they come (a reader thread)."""
+    while chunk := stream.read1(65536):
+        output.extend(chunk)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 def test_kubectl_attach_stdin_once(cluster: CompatCluster, namespace: str, version: str) -> None:
     """``stdinOnce``: the client's end of input is the process's EOF; attach then ends."""
     start_pod(cluster, namespace, "once", "cat; echo eof-seen", stdin=True, stdinOnce=True)

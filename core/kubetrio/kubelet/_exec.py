@@ -258,5 +258,9 @@ async def _relay_attach(session: Any, stream: trio.SocketStream, initial: bytes)
         nursery.start_soon(from_api)
         async for name, chunk in session.output:
             await send(STDERR if name == "stderr" and not session.tty else STDOUT, chunk)
-        await send(STATUS, json.dumps({"exitCode": 0}).encode())
+        if session.io.output_ended:
+            await send(STATUS, json.dumps({"exitCode": 0}).encode())
+        else:  # the runtime cut this session off: it fell too far behind the output
+            error = "the attach session fell behind the container's output"
+            await send(STATUS, json.dumps({"error": error}).encode())
         nursery.cancel_scope.cancel()

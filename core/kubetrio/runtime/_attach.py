@@ -17,6 +17,7 @@ moment it attaches (earlier output is in the log) until the container's output e
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import socket
@@ -156,6 +157,38 @@ async def attach_session(io: ContainerIO, *, stdin: bool) -> AsyncIterator[Attac
         io.unsubscribe(session.output)
         with trio.CancelScope(shield=True):
             await session.end_input()
+
+
+class TerminalOutput(trio.abc.ReceiveStream):
+    """A pty master's output until the container exits.
+
+    A master reads EIO whenever no process holds the terminal, which also happens for a
+    moment while runc sets the container up: only after ``exited`` is EIO the end.
+    """
+
+    def __init__(self, fd: int, exited: trio.Event) -> None:
+        self._stream = trio.lowlevel.FdStream(fd)
+        self._exited = exited
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """The next output; ``b""`` once the container exited and the terminal is idle."""
+        delay = 0.01
+        while True:
+            try:
+                return bytes(await self._stream.receive_some(max_bytes))
+            except trio.BrokenResourceError as exc:  # trio's wrapping of the EIO
+                cause = exc.__cause__
+                if not isinstance(cause, OSError) or cause.errno != errno.EIO:
+                    return b""
+                if self._exited.is_set():
+                    return b""
+            with trio.move_on_after(delay):
+                await self._exited.wait()
+            delay = min(delay * 2, 1.0)
+
+    async def aclose(self) -> None:
+        """Close the master."""
+        await self._stream.aclose()
 
 
 def open_stdin_fifo(path: str, *, stdin_once: bool) -> tuple[int, int]:

@@ -56,6 +56,7 @@ from . import _cgroups
 from ._attach import (
     Attachment,
     ContainerIO,
+    TerminalOutput,
     attach_session,
     open_stdin_fifo,
     receive_console,
@@ -690,12 +691,15 @@ class RuncRuntime:
         tee = entry.io.publish
         try:
             async with trio.open_nursery() as nursery:
-                sources = [(out_r, "stdout"), (err_r, "stderr")]
-                if entry.terminal >= 0:
-                    sources.append((entry.terminal, "stdout"))  # a terminal's output
+                sources: list[tuple[trio.abc.ReceiveStream, str]] = [
+                    (trio.lowlevel.FdStream(out_r), "stdout"),
+                    (trio.lowlevel.FdStream(err_r), "stderr"),
+                ]
+                if entry.terminal >= 0:  # a terminal's output is stdout
+                    sources.append((TerminalOutput(entry.terminal, entry.exited), "stdout"))
                     entry.terminal = -1  # owned by its stream from here
-                for fd, name in sources:
-                    nursery.start_soon(copy_to_log, trio.lowlevel.FdStream(fd), name, sink, tee)
+                for source, name in sources:
+                    nursery.start_soon(copy_to_log, source, name, sink, tee)
         finally:
             sink.close()
             entry.io.end_output()

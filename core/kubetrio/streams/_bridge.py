@@ -254,12 +254,18 @@ async def _spdy_exec(
                 outer.cancel_scope.cancel()
                 return
             result: dict[str, Any] | None = None
+            sending = trio.Lock()  # stdin and resize arrive on two streams at once
+
+            async def to_agent(channel: int, payload: bytes) -> None:
+                async with sending:
+                    await agent.send_all(frame(channel, payload))
+
             async with trio.open_nursery() as nursery:
 
                 async def stdin(s: SpdyStream) -> None:
                     while data := await s.receive():
-                        await agent.send_all(frame(STDIN, data))
-                    await agent.send_all(frame(CLOSE, bytes([STDIN])))
+                        await to_agent(STDIN, data)
+                    await to_agent(CLOSE, bytes([STDIN]))
 
                 async def resize(s: SpdyStream) -> None:
                     decoder, buffer = json.JSONDecoder(), ""
@@ -271,7 +277,7 @@ async def _spdy_exec(
                             except ValueError:
                                 break
                             buffer = buffer.lstrip()[end:]
-                            await agent.send_all(frame(RESIZE, json.dumps(size).encode()))
+                            await to_agent(RESIZE, json.dumps(size).encode())
 
                 async def left() -> None:
                     await session.closed.wait()
