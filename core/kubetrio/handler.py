@@ -78,7 +78,8 @@ class Request:
 
         :raises BadQueryParameter: when the value is not one :func:`parse_bool` takes.
         """
-        return parse_bool(name, self.param(name) if name in self.query else None)
+        values = self.query.get(name)
+        return parse_bool(name, values[0] if values else None)  # the first counts, as upstream
 
 
 Upgrade = Callable[[trio.abc.Stream, bytes], Awaitable[None]]

@@ -394,6 +394,52 @@ async def test_restarted_agent_adopts_running_containers(
             nursery.cancel_scope.cancel()
 
 
+async def test_attach_stdin_survives_an_agent_restart(
+    agent_factory: AgentFactory, client: Client
+) -> None:
+    """``stdin: true``: a restarted agent reopens the FIFO, so attach still reaches stdin."""
+    from kubetrio.kubelet._exec import running_container
+
+    script = 'while read l; do echo "got $l"; done'
+    pod = make_pod(
+        "listener",
+        [{"name": "main", "image": "busybox", "command": ["sh", "-c", script], "stdin": True}],
+        terminationGracePeriodSeconds=1,
+    )
+
+    async def say(agent: NodeAgent, line: str) -> None:
+        while True:
+            try:
+                container_id = running_container(agent, "default", "listener", "main")
+                break
+            except (LookupError, ValueError):
+                await trio.sleep(0.1)  # not adopted yet
+        runtime: Any = agent.runtime
+        async with runtime.attach(container_id, stdin=True) as session:
+            await session.write(f"{line}\n".encode())
+            seen = b""
+            async for _, chunk in session.output:
+                seen += chunk
+                if f"got {line}\n".encode() in seen:
+                    return
+
+    first = agent_factory()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(first.run)
+            await client.create("v1", "pods", pod, namespace="default")
+            await wait_for(client, "listener", lambda p: condition(p, "Ready") == "True")
+            await say(first, "one")
+            nursery.cancel_scope.cancel()  # the agent stops; the container keeps running
+        second = agent_factory()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(second.run)
+            await say(second, "two")
+            await client.delete("v1", "pods", "listener", namespace="default")
+            await wait_for(client, "listener", lambda p: not p)
+            nursery.cancel_scope.cancel()
+
+
 async def test_secret_downward_volumes_env_from_and_service_links(
     agent: NodeAgent, client: Client
 ) -> None:

@@ -17,7 +17,11 @@ from kubetrio.streams._websocket import WebSocket, accept_headers
 
 def test_exit_status() -> None:
     assert exit_status({"exitCode": 0}) == {"metadata": {}, "status": "Success"}
-    failed = exit_status({"exitCode": 3})
+    failed = exit_status({"exitCode": 3}, ["sh", "-c", "exit 3"])
+    assert failed["message"] == (
+        "command terminated with non-zero exit code: "
+        "error executing command [sh -c exit 3], exit code 3"
+    )
     assert failed["reason"] == "NonZeroExitCode"
     assert failed["details"] == {"causes": [{"reason": "ExitCode", "message": "3"}]}
     assert exit_status(None)["status"] == "Failure"

@@ -1,4 +1,5 @@
-"""The agent's end of ``pods/exec``: ``runc exec`` relayed over the agent stream protocol.
+"""The agent's end of ``pods/exec`` (``runc exec``) and ``pods/attach`` (the runtime's
+attach sessions), relayed over the agent stream protocol.
 
 The API server speaks the client's protocol (WebSocket channels or SPDY) and relays to
 this endpoint in the framing of :mod:`kubetrio.streams._agentwire`. Without a TTY the
@@ -9,6 +10,7 @@ a resize sets our pty's size and sends runc SIGWINCH, on which runc copies the s
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -204,23 +206,33 @@ async def serve_attach(
     namespace: str,
     pod: str,
     container: str,
+    query: dict[str, list[str]],
 ) -> None:
-    """Answer one attach upgrade with the container's output from now on.
+    """Answer one attach upgrade: the main process's output from now on, and its stdin.
 
-    Containers run without a stdin here, so what the client types is read and dropped;
-    the output comes from the container's log (stdout and stderr merged, both on
-    stdout) and ends, with success, when the container exits.
+    Input reaches the process when the container has ``stdin: true`` and the client asked
+    for stdin; the client closing its stdin (or leaving) ends the process's input when the
+    container has ``stdinOnce``. A resize sets a ``tty`` container's terminal size. The
+    session ends, with success, when the container's output ends (it exited).
     """
-    try:
-        running_container(agent, namespace, pod, container)
-        chunks = agent.read_logs(namespace, pod, container, follow=True, tail_lines=0)
-    except LookupError as exc:
-        await stream.send_all(http_error(404, str(exc.args[0])))
-        return
-    except ValueError as exc:
-        await stream.send_all(http_error(400, str(exc)))
-        return
-    await stream.send_all(SWITCHING)
+    stdin = (query.get("stdin") or ["0"])[-1] in ("1", "true")
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            container_id = running_container(agent, namespace, pod, container)
+            runtime: Any = agent.runtime
+            session = await stack.enter_async_context(runtime.attach(container_id, stdin=stdin))
+        except LookupError as exc:
+            await stream.send_all(http_error(404, str(exc.args[0])))
+            return
+        except ValueError as exc:
+            await stream.send_all(http_error(400, str(exc)))
+            return
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await stream.send_all(SWITCHING)
+            await _relay_attach(session, stream, initial)
+
+
+async def _relay_attach(session: Any, stream: trio.SocketStream, initial: bytes) -> None:
     lock = trio.Lock()
 
     async def send(channel: int, payload: bytes) -> None:
@@ -231,12 +243,24 @@ async def serve_attach(
 
         async def from_api() -> None:
             reader = FrameReader(stream, initial)
-            while await reader.next() is not None:
-                pass
+            while (item := await reader.next()) is not None:
+                channel, payload = item
+                if channel == STDIN:
+                    await session.write(payload)
+                elif channel == CLOSE and payload[:1] == bytes([STDIN]):
+                    await session.end_input()
+                elif channel == RESIZE:
+                    with contextlib.suppress(ValueError, TypeError, AttributeError):
+                        size = json.loads(payload)
+                        session.resize(int(size.get("Width", 0)), int(size.get("Height", 0)))
             nursery.cancel_scope.cancel()  # the API server went away
 
         nursery.start_soon(from_api)
-        async for chunk in chunks:
-            await send(STDOUT, chunk)
-        await send(STATUS, json.dumps({"exitCode": 0}).encode())
+        async for name, chunk in session.output:
+            await send(STDERR if name == "stderr" and not session.tty else STDOUT, chunk)
+        if session.io.output_ended:
+            await send(STATUS, json.dumps({"exitCode": 0}).encode())
+        else:  # the runtime cut this session off: it fell too far behind the output
+            error = "the attach session fell behind the container's output"
+            await send(STATUS, json.dumps({"error": error}).encode())
         nursery.cancel_scope.cancel()

@@ -127,7 +127,7 @@ class KubeletServer:
             return
         if request.method == b"POST" and parts[0] == "attach" and len(parts) == 4:
             initial, _ = conn.trailing_data
-            await serve_attach(self.agent, stream, initial, parts[1], parts[2], parts[3])
+            await serve_attach(self.agent, stream, initial, parts[1], parts[2], parts[3], query)
             return
         if request.method == b"POST" and parts[0] == "portForward" and len(parts) == 3:
             initial, _ = conn.trailing_data

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -109,15 +110,22 @@ class RotatingLog:
         self._size = 0
 
 
-async def copy_to_log(source: trio.abc.ReceiveStream, stream: str, log: LogSink) -> None:
-    """Copy a pipe into the log file until the writer closes it."""
+async def copy_to_log(
+    source: trio.abc.ReceiveStream,
+    stream: str,
+    log: LogSink,
+    tee: Callable[[str, bytes], None] | None = None,
+) -> None:
+    """Copy a pipe into the log file until the writer closes it; ``tee`` sees each chunk."""
     rest = b""
     async with source:
         while True:
             try:
                 chunk = await source.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                chunk = b""
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                chunk = b""  # OSError: a pty master reads EIO once the terminal closed
+            if chunk and tee is not None:
+                tee(stream, bytes(chunk))
             records, rest = format_records(stream, rest + chunk, final=not chunk)
             if records:
                 log.write(records)

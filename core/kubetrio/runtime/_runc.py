@@ -8,7 +8,9 @@ pause process, so a sandbox costs no process at all. The network plugin wires th
 A **container** is a runc bundle: an overlayfs root (image layers as lower dirs, a
 private upper dir) and a generated ``config.json`` that joins the sandbox's namespaces.
 It is made with ``runc create`` and started with ``runc start``; its stdout and stderr are
-pipes the runtime copies into the CRI log file.
+pipes the runtime copies into the CRI log file. A container with ``stdin`` reads a FIFO
+the runtime writes, one with ``tty`` gets a terminal whose master runc sends back over a
+console socket (see :mod:`._attach`, which ``pods/attach`` goes through).
 
 Exit codes: this process makes itself a *child subreaper*, so when ``runc create``
 exits the container's init process becomes our child. A pidfd per container tells
@@ -28,9 +30,11 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,15 @@ from kubetrio.providers import (
 )
 
 from . import _cgroups
+from ._attach import (
+    Attachment,
+    ContainerIO,
+    TerminalOutput,
+    attach_session,
+    open_stdin_fifo,
+    receive_console,
+    reopen_stdin_writer,
+)
 from ._logs import RotatingLog, copy_to_log
 from ._spec import build_spec, read_group, read_passwd, resolve_user
 
@@ -121,6 +134,12 @@ class _Container:
     log_path: str = ""
     log_file: RotatingLog | None = None
     logs_done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    io: ContainerIO = dataclasses.field(
+        default_factory=lambda: ContainerIO(tty=False, stdin=False, stdin_once=False)
+    )
+    """The main process's stdin, terminal and output subscribers (``pods/attach``)."""
+    terminal: int = -1
+    """The pty master of a ``tty`` container (read for its output); -1 without one."""
 
     def snapshot(self) -> ContainerState:
         state: Any = self.state
@@ -267,6 +286,15 @@ class RuncRuntime:
                 attempt=int(record.get("attempt", 0)),
                 log_path=record.get("logPath", ""),
                 started_at=float(record.get("startedAt", 0.0)),
+            )
+            # stdin survives an agent restart (the FIFO is reopened); a terminal does not:
+            # its master went with the old agent process.
+            stdin_open = bool(record.get("stdin")) and not record.get("tty")
+            entry.io = ContainerIO(
+                tty=bool(record.get("tty")),
+                stdin=stdin_open,
+                stdin_once=bool(record.get("stdinOnce")),
+                writer=reopen_stdin_writer(str(bundle / "stdin.fifo")) if stdin_open else -1,
             )
             entry.pid = int(state.get("pid") or 0)
             status = state.get("status")
@@ -541,22 +569,7 @@ class RuncRuntime:
             # waits in the FIFO until the next agent adopts the container.
             readers, writers = _open_stdio_fifos(bundle)
             try:
-                await self._runc(
-                    "--log",
-                    str(bundle / "runc.log"),
-                    "--log-format",
-                    "json",
-                    "create",
-                    "--bundle",
-                    str(bundle),
-                    "--pid-file",
-                    str(bundle / "pid"),
-                    container_id,
-                    stdout=writers[0],
-                    stderr=writers[1],
-                    capture_stdout=False,
-                    capture_stderr=False,
-                )
+                await self._create(entry, container, writers)
             except BaseException:
                 for fd in readers:
                     os.close(fd)
@@ -583,6 +596,85 @@ class RuncRuntime:
         self._watch(entry, readers)
         return container_id
 
+    async def _create(
+        self, entry: _Container, container: KubeObject, writers: tuple[int, int]
+    ) -> None:
+        """``runc create`` with the container's stdio: FIFOs, a stdin FIFO, or a terminal."""
+        tty, stdin_open = bool(container.get("tty")), bool(container.get("stdin"))
+        stdin_once = bool(container.get("stdinOnce"))
+        args = [
+            "--log",
+            str(entry.bundle / "runc.log"),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            str(entry.bundle),
+            "--pid-file",
+            str(entry.bundle / "pid"),
+        ]
+        options: dict[str, Any] = {
+            "stdout": writers[0],
+            "stderr": writers[1],
+            "capture_stdout": False,
+            "capture_stderr": False,
+        }
+        if tty:
+            # runc hands the pty master over a unix socket (whose path must be short).
+            with tempfile.TemporaryDirectory(prefix="kubetrio-console-") as directory:
+                path = os.path.join(directory, "console.sock")
+                listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                with listener:
+                    await listener.bind(path)
+                    listener.listen(1)
+                    masters: list[int] = []
+
+                    async def receive() -> None:
+                        masters.append(await receive_console(listener))
+
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(receive)
+                        try:
+                            await self._runc(*args, "--console-socket", path, entry.id, **options)
+                        except BaseException:
+                            nursery.cancel_scope.cancel()
+                            raise
+                        with trio.move_on_after(10) as waited:
+                            while not masters:
+                                await trio.sleep(0.01)
+                        if waited.cancelled_caught:
+                            nursery.cancel_scope.cancel()
+                            raise RuntimeFailure("runc sent no terminal for the container")
+            entry.terminal = masters[0]
+            entry.io = ContainerIO(
+                tty=True, stdin=stdin_open, stdin_once=stdin_once, writer=os.dup(masters[0])
+            )
+            return
+        if not stdin_open:
+            await self._runc(*args, entry.id, **options)
+            return
+        reader, writer = open_stdin_fifo(str(entry.bundle / "stdin.fifo"), stdin_once=stdin_once)
+        try:
+            await self._runc(*args, entry.id, stdin=reader, **options)
+        except BaseException:
+            os.close(writer)
+            raise
+        finally:
+            os.close(reader)
+        entry.io = ContainerIO(tty=False, stdin=True, stdin_once=stdin_once, writer=writer)
+
+    @contextlib.asynccontextmanager
+    async def attach(self, container_id: str, *, stdin: bool) -> AsyncIterator[Attachment]:
+        """A ``pods/attach`` session to the container's main process (see :mod:`._attach`).
+
+        Raises ``LookupError`` for a container this runtime does not run.
+        """
+        entry = self._containers.get(container_id)
+        if entry is None:
+            raise LookupError(f"container {container_id} is not known to the runtime")
+        async with attach_session(entry.io, stdin=stdin) as session:
+            yield session
+
     def _watch(self, entry: _Container, readers: tuple[int, int]) -> None:
         """Start copying the container's output and watching for its exit."""
         nursery = self._require_nursery()
@@ -596,16 +688,32 @@ class RuncRuntime:
     async def _copy_logs(self, entry: _Container, out_r: int, err_r: int) -> None:
         # Always drain the FIFOs, even without a log file: a full FIFO blocks the writer.
         sink = entry.log_file or RotatingLog(os.devnull, max_bytes=0, max_files=1)
+        tee = entry.io.publish
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(copy_to_log, trio.lowlevel.FdStream(out_r), "stdout", sink)
-                nursery.start_soon(copy_to_log, trio.lowlevel.FdStream(err_r), "stderr", sink)
+                sources: list[tuple[trio.abc.ReceiveStream, str]] = [
+                    (trio.lowlevel.FdStream(out_r), "stdout"),
+                    (trio.lowlevel.FdStream(err_r), "stderr"),
+                ]
+                if entry.terminal >= 0:  # a terminal's output is stdout
+                    sources.append((TerminalOutput(entry.terminal, entry.exited), "stdout"))
+                    entry.terminal = -1  # owned by its stream from here
+                for source, name in sources:
+                    nursery.start_soon(copy_to_log, source, name, sink, tee)
         finally:
             sink.close()
+            entry.io.end_output()
             entry.logs_done.set()
 
     async def _watch_exit(self, entry: _Container) -> None:
-        await trio.lowlevel.wait_readable(entry.pidfd)
+        try:
+            await trio.lowlevel.wait_readable(entry.pidfd)
+        except trio.ClosedResourceError:
+            # remove_container gave up waiting for the exit and closed the pidfd: the
+            # container is gone from this runtime; that must not end the runtime too.
+            entry.state, entry.exit_code, entry.reason = "exited", 137, "Error"
+            entry.exited.set()
+            return
         exit_code = 255
         try:
             _, status = os.waitpid(entry.pid, 0)
@@ -717,8 +825,13 @@ class RuncRuntime:
                 with trio.move_on_after(5):
                     await entry.exited.wait()
             if entry.pidfd >= 0:
+                trio.lowlevel.notify_closing(entry.pidfd)  # wakes a watcher still waiting
                 os.close(entry.pidfd)
                 entry.pidfd = -1
+            if entry.terminal >= 0:
+                os.close(entry.terminal)
+                entry.terminal = -1
+            await entry.io.aclose()
             bundle = entry.bundle
             sandbox = self._sandboxes.get(entry.sandbox_id)
             if sandbox is not None:
@@ -872,6 +985,9 @@ def _save_container(entry: _Container) -> None:
         "imageId": entry.image_id,
         "logPath": entry.log_path,
         "startedAt": entry.started_at,
+        "stdin": entry.io.stdin,
+        "stdinOnce": entry.io.stdin_once,
+        "tty": entry.io.tty,
     }
     tmp = entry.bundle / "kubetrio.json.tmp"
     tmp.write_text(json.dumps(record))

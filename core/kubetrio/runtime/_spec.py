@@ -279,6 +279,9 @@ def build_spec(
     pod_sc, ctr_sc = _security(pod, container)
     privileged = bool(ctr_sc.get("privileged"))
     environment = merge_env(config, env)
+    tty = bool(container.get("tty"))
+    if tty:
+        environment.setdefault("TERM", "xterm")  # as containerd's WithTTY
     args = resolve_args(container, config, environment)
     uid, gid, extra_gids = user
     caps = _capabilities(container, privileged)
@@ -287,7 +290,7 @@ def build_spec(
     process_caps = caps if uid == 0 else []
     allow_escalation = ctr_sc.get("allowPrivilegeEscalation")
     process: dict[str, Any] = {
-        "terminal": False,
+        "terminal": tty,
         "user": {"uid": uid, "gid": gid, "additionalGids": extra_gids},
         "args": args,
         "env": [f"{k}={v}" for k, v in environment.items()],

@@ -11,4 +11,10 @@ from ._bridge import exit_status as exit_status
 from ._bridge import port_forward_upgrade as port_forward_upgrade
 from ._spdy import SpdySession as SpdySession
 
-__all__ = ["SpdySession", "StreamRefused", "exec_upgrade", "exit_status", "port_forward_upgrade"]
+__all__ = [
+    "SpdySession",
+    "StreamRefused",
+    "exec_upgrade",
+    "exit_status",
+    "port_forward_upgrade",
+]

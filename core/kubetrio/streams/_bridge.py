@@ -63,8 +63,12 @@ def _offered(headers: dict[str, str], name: str) -> list[str]:
     return [p.strip() for p in headers.get(name, "").split(",") if p.strip()]
 
 
-def exit_status(result: dict[str, Any] | None) -> dict[str, Any]:
-    """The Status that ends a remote command, from the agent's final frame."""
+def exit_status(result: dict[str, Any] | None, command: list[str] | None = None) -> dict[str, Any]:
+    """The Status that ends a remote command, from the agent's final frame.
+
+    A non-zero exit reads as kubelet (through the CRI runtime) words it, the command
+    printed as Go prints a ``[]string``.
+    """
     if result is None:
         result = {"error": "the node agent closed the stream"}
     if "error" in result:
@@ -82,7 +86,7 @@ def exit_status(result: dict[str, Any] | None) -> dict[str, Any]:
         "metadata": {},
         "status": "Failure",
         "message": f"command terminated with non-zero exit code: error executing command "
-        f"[...], exit code {code}",
+        f"[{' '.join(command or [])}], exit code {code}",
         "reason": "NonZeroExitCode",
         "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
     }
@@ -110,10 +114,13 @@ async def exec_upgrade(
 ) -> tuple[list[tuple[str, str]], Upgrade]:
     """Pick the protocol, open the agent stream; return the 101 headers and the relay."""
     flag = {
-        k: parse_bool(k, query[k][-1] if query.get(k) else None)
+        k: parse_bool(k, query[k][0] if query.get(k) else None)
         for k in ("stdin", "stdout", "stderr", "tty")
     }
-    params = [("command", c) for c in query.get("command") or []]
+    if not (flag["stdin"] or flag["stdout"] or flag["stderr"]):
+        raise StreamRefused(400, "you must specify at least 1 of stdin, stdout, stderr")
+    command = list(query.get("command") or [])
+    params = [("command", c) for c in command]
     params += [("stdin", "1" if flag["stdin"] else "0"), ("tty", "1" if flag["tty"] else "0")]
     upgrade = headers.get("upgrade", "").lower()
     if "websocket" in upgrade:
@@ -125,7 +132,12 @@ async def exec_upgrade(
 
         async def ws_relay(stream: trio.abc.Stream, initial: bytes) -> None:
             await _ws_exec(
-                WebSocket(stream, initial), agent, rest, protocol == CHANNEL_PROTOCOLS[0]
+                WebSocket(stream, initial),
+                agent,
+                rest,
+                protocol == CHANNEL_PROTOCOLS[0],
+                flag,
+                command,
             )
 
         return accept_headers(headers.get("sec-websocket-key", ""), protocol), ws_relay
@@ -136,7 +148,7 @@ async def exec_upgrade(
         agent, rest = await _agent(endpoint, path, params, token)
 
         async def spdy_relay(stream: trio.abc.Stream, initial: bytes) -> None:
-            await _spdy_exec(SpdySession(stream, initial), agent, rest, flag)
+            await _spdy_exec(SpdySession(stream, initial), agent, rest, flag, command)
 
         return [
             ("connection", "Upgrade"),
@@ -159,8 +171,24 @@ async def _from_agent(
     return None
 
 
-async def _ws_exec(ws: WebSocket, agent: trio.SocketStream, rest: bytes, v5: bool) -> None:
+def _wanted(flag: dict[str, bool]) -> set[int]:
+    """The output channels the client asked for (a terminal has no separate stderr)."""
+    wanted = {STDOUT} if flag["stdout"] else set()
+    if flag["stderr"] and not flag["tty"]:
+        wanted.add(STDERR)
+    return wanted
+
+
+async def _ws_exec(
+    ws: WebSocket,
+    agent: trio.SocketStream,
+    rest: bytes,
+    v5: bool,
+    flag: dict[str, bool],
+    command: list[str],
+) -> None:
     result: dict[str, Any] | None = None
+    wanted = _wanted(flag)
     try:
         async with agent, trio.open_nursery() as nursery:
 
@@ -176,13 +204,15 @@ async def _ws_exec(ws: WebSocket, agent: trio.SocketStream, rest: bytes, v5: boo
                 nursery.cancel_scope.cancel()  # the client left: dropping the agent ends it
 
             async def deliver(channel: int, payload: bytes) -> None:
-                await ws.send(bytes([channel]) + payload)
+                if channel in wanted:
+                    await ws.send(bytes([channel]) + payload)
 
             nursery.start_soon(from_client)
             result = await _from_agent(FrameReader(agent, rest), deliver)
             nursery.cancel_scope.cancel()
         if not ws.closed:
-            await ws.send(bytes([STATUS]) + json.dumps(exit_status(result)).encode())
+            status = exit_status(result, command)
+            await ws.send(bytes([STATUS]) + json.dumps(status).encode())
     except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError) as exc:
         log.debug("exec over WebSocket ended early: %s", exc)
     finally:
@@ -190,7 +220,11 @@ async def _ws_exec(ws: WebSocket, agent: trio.SocketStream, rest: bytes, v5: boo
 
 
 async def _spdy_exec(
-    session: SpdySession, agent: trio.SocketStream, rest: bytes, flag: dict[str, bool]
+    session: SpdySession,
+    agent: trio.SocketStream,
+    rest: bytes,
+    flag: dict[str, bool],
+    command: list[str],
 ) -> None:
     expected = {"error"}
     expected |= {name for name in ("stdin", "stdout") if flag[name]}
@@ -212,12 +246,18 @@ async def _spdy_exec(
                 outer.cancel_scope.cancel()
                 return
             result: dict[str, Any] | None = None
+            sending = trio.Lock()  # stdin and resize arrive on two streams at once
+
+            async def to_agent(channel: int, payload: bytes) -> None:
+                async with sending:
+                    await agent.send_all(frame(channel, payload))
+
             async with trio.open_nursery() as nursery:
 
                 async def stdin(s: SpdyStream) -> None:
                     while data := await s.receive():
-                        await agent.send_all(frame(STDIN, data))
-                    await agent.send_all(frame(CLOSE, bytes([STDIN])))
+                        await to_agent(STDIN, data)
+                    await to_agent(CLOSE, bytes([STDIN]))
 
                 async def resize(s: SpdyStream) -> None:
                     decoder, buffer = json.JSONDecoder(), ""
@@ -229,7 +269,7 @@ async def _spdy_exec(
                             except ValueError:
                                 break
                             buffer = buffer.lstrip()[end:]
-                            await agent.send_all(frame(RESIZE, json.dumps(size).encode()))
+                            await to_agent(RESIZE, json.dumps(size).encode())
 
                 async def left() -> None:
                     await session.closed.wait()
@@ -251,7 +291,7 @@ async def _spdy_exec(
                 for name in ("stdout", "stderr"):
                     if name in streams:
                         await streams[name].close()
-                status = json.dumps(exit_status(result)).encode()
+                status = json.dumps(exit_status(result, command)).encode()
                 await streams["error"].send(status, fin=True)
                 # The client closes the connection once it has read everything.
                 with trio.move_on_after(5):
