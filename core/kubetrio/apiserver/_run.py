@@ -23,6 +23,7 @@ from ._http import serve_http
 from ._kubeconfig import merge_kubeconfig
 from ._namespaces import NamespaceFinalizer, ensure_system_namespaces
 from ._server import ApiServer
+from ._tokens import ServiceAccountTokens
 
 log = logging.getLogger("kubetrio.apiserver")
 
@@ -130,6 +131,10 @@ async def run_server(
                 lb_pool=lb_pool,
             ) as cluster,
         ):
+            # Tokens from ``kubectl create token`` stay valid across restarts: one key per cluster.
+            cluster.api.service_account_tokens = ServiceAccountTokens(
+                data_dir / "service-account.key"
+            )
             merge_kubeconfig(kubeconfig, name=context_name, server=cluster.url, token=token)
             log.info("API server listening on %s (store %s)", cluster.url, store_url)
             log.info(

@@ -35,13 +35,14 @@ from kubetrio.providers import (
 )
 from kubetrio.store import Store
 
-from . import _defaults, _nodeproxy, _patch, _reviews, _tables, _validation
+from . import _defaults, _immutable, _nodeproxy, _patch, _reviews, _tables, _validation
 from . import _objects as objects
 from ._http import Request, Response
 from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
-from ._status import ApiError, bad_request, invalid, status_body
+from ._status import ApiError, bad_request, conflict, invalid, status_body
+from ._tokens import BINDABLE_KINDS, ServiceAccountTokens
 
 log = logging.getLogger("kubetrio.apiserver")
 
@@ -96,6 +97,8 @@ class ApiServer:
         self._open_namespaces: dict[str, float] = {}
         self.kubelet_token = ""
         """Bearer token the server presents to node agents (pods/log)."""
+        self.service_account_tokens = ServiceAccountTokens()
+        """Signs ``serviceaccounts/token`` requests (an in-memory key unless replaced)."""
         self.on_namespace_deleted: Callable[[], None] = lambda: None
         """Called after a namespace is marked Terminating (wakes the finalizer)."""
 
@@ -445,6 +448,8 @@ class ApiServer:
         metadata = obj.setdefault("metadata", {})
         if info.namespaced:
             metadata["namespace"] = target.namespace
+        else:  # kube-apiserver clears a namespace given to a cluster-scoped object
+            metadata.pop("namespace", None)
         _validation.validate_metadata(obj, info)
         if info.namespaced:
             await self._check_namespace_open(target.namespace)
@@ -477,7 +482,10 @@ class ApiServer:
         if "status" in info.subresources:
             _keep(new, current, "status")  # status changes go through /status
         _defaults.apply_defaults(info.group, info.resource, new)
+        if not info.namespaced:
+            new.get("metadata", {}).pop("namespace", None)
         _validation.validate_metadata(new, info)
+        _immutable.check_update(info.group, info.resource, current, new)
         if (info.group, info.resource) == ("", "services"):
             self.services.keep_allocations(current, new)
         self._admit("UPDATE", user, info, target, new, current, request)
@@ -586,6 +594,8 @@ class ApiServer:
         obj.setdefault("metadata", {})["name"] = target.name
         if info.namespaced:
             obj["metadata"]["namespace"] = target.namespace
+        else:
+            obj["metadata"].pop("namespace", None)
         _validation.validate_metadata(obj, info)
 
         async def replace(current: KubeObject) -> KubeObject:
@@ -767,9 +777,63 @@ class ApiServer:
             return await self._pod_stream(request, target, sub)
         if sub == "finalize" and verb == "update":
             return await self._status(request, user, target, verb, field="spec")
+        if sub == "token" and verb == "create" and info.resource == "serviceaccounts":
+            return await self._token_request(request, target)
         raise ApiError(
             404, f"the subresource {sub!r} of {info.resource} is not served yet", reason="NotFound"
         )
+
+    async def _token_request(self, request: Request, target: ResourcePath) -> Response:
+        """``serviceaccounts/token``: a signed token for the ServiceAccount (TokenRequest)."""
+        body = _validation.decode_body(request)
+        account = await self.registry.get_object(target.info, target.namespace, target.name)
+        reference = (body.get("spec") or {}).get("boundObjectRef") or None
+        bound = node = None
+        if reference is not None:
+            kind = str(reference.get("kind", ""))
+            resource = BINDABLE_KINDS.get(kind)
+            if resource is None:
+                raise invalid(
+                    "TokenRequest",
+                    "authentication.k8s.io",
+                    target.name,
+                    [
+                        {
+                            "reason": "FieldValueNotSupported",
+                            "field": "spec.boundObjectRef.kind",
+                            "message": f"Unsupported value: {kind!r}: supported values: "
+                            + ", ".join(f'"{k}"' for k in BINDABLE_KINDS),
+                        }
+                    ],
+                )
+            bound_info = self.scheme.resource("", "v1", resource)
+            assert bound_info is not None
+            namespace = target.namespace if bound_info.namespaced else ""
+            bound = await self.registry.get_object(
+                bound_info, namespace, str(reference.get("name", ""))
+            )
+            bound.setdefault("kind", kind)
+            uid = reference.get("uid")
+            if uid and uid != bound["metadata"].get("uid"):
+                raise conflict(
+                    resource,
+                    "",
+                    bound["metadata"]["name"],
+                    f"the UID in the bound object reference ({uid}) does not match the UID "
+                    f"in record. The object might have been deleted and then recreated",
+                )
+            node_name = (bound.get("spec") or {}).get("nodeName") if kind == "Pod" else None
+            if node_name:
+                nodes = self.scheme.resource("", "v1", "nodes")
+                assert nodes is not None
+                try:
+                    node = await self.registry.get_object(nodes, "", node_name)
+                except ApiError:
+                    node = None  # the node left: the token is still bound to the pod
+        answer = await trio.to_thread.run_sync(
+            partial(self.service_account_tokens.issue, body, account, bound, node)
+        )
+        return json_response(answer, 201)
 
     async def _status(
         self,
