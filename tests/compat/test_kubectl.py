@@ -1,0 +1,514 @@
+"""kubectl 1.27 and 1.33, unmodified, against a ``kubetrio up`` cluster.
+
+Each test runs with both binaries (parametrized): the commands users type every day —
+wait, events, discovery, proxy, raw GETs, tokens, rollouts, label/annotate/edit, replace,
+watching output, output formats and describe.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from kit import KUBECTL_DIR, CompatCluster, wait_for
+
+VERSIONS = pytest.mark.parametrize("version", ["1.27", "1.33"])
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: busybox
+        command: ["sleep", "3600"]
+"""
+
+POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sleeper
+  labels: {app: sleeper}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "echo started; sleep 3600"]
+"""
+
+
+def _b64url_json(segment: str) -> dict[str, object]:
+    padded = segment + "=" * (-len(segment) % 4)
+    decoded: dict[str, object] = json.loads(base64.urlsafe_b64decode(padded))
+    return decoded
+
+
+@VERSIONS
+def test_wait_for_condition_available_and_delete(
+    cluster: CompatCluster, namespace: str, version: str
+) -> None:
+    k = cluster.kubectl
+    k("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT, version=version)
+    out = k(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Available",
+        "deployment/web",
+        "--timeout=60s",
+        version=version,
+        timeout=90,
+    ).stdout
+    assert "deployment.apps/web condition met" in out
+    k("delete", "-n", namespace, "deployment/web", "--wait=false", version=version)
+    out = k(
+        "wait",
+        "-n",
+        namespace,
+        "--for=delete",
+        "deployment/web",
+        "--timeout=60s",
+        version=version,
+        timeout=90,
+    ).stdout
+    # kubectl prints "condition met" when it saw the deletion, nothing when already gone.
+    assert "condition met" in out or out == ""
+    assert k("get", "-n", namespace, "deployment/web", check=False, version=version).returncode
+
+
+@VERSIONS
+def test_wait_for_jsonpath_and_pod_ready(
+    cluster: CompatCluster, namespace: str, version: str
+) -> None:
+    k = cluster.kubectl
+    k("apply", "-n", namespace, "-f", "-", input=POD, version=version)
+    out = k(
+        "wait",
+        "-n",
+        namespace,
+        "--for=jsonpath={.status.phase}=Running",
+        "pod/sleeper",
+        "--timeout=60s",
+        version=version,
+        timeout=90,
+    ).stdout
+    assert "pod/sleeper condition met" in out
+    out = k(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Ready",
+        "pod",
+        "-l",
+        "app=sleeper",
+        "--timeout=60s",
+        version=version,
+        timeout=90,
+    ).stdout
+    assert "pod/sleeper condition met" in out
+
+
+@VERSIONS
+def test_events(cluster: CompatCluster, namespace: str, version: str) -> None:
+    k = cluster.kubectl
+    k("apply", "-n", namespace, "-f", "-", input=POD, version=version)
+    # `kubectl events` is beta (a top-level command) since 1.26.
+    out = wait_for(
+        lambda: (
+            (text := k("events", "-n", namespace, version=version).stdout)
+            and "Scheduled" in text
+            and text
+        ),
+        timeout=60,
+        what="a Scheduled event in kubectl events",
+    )
+    assert "pod/sleeper" in out.lower() or "Pod/sleeper" in out
+    assert re.search(r"LAST SEEN\s+TYPE\s+REASON\s+OBJECT\s+MESSAGE", out), out
+    out = k("events", "-n", namespace, "--for", "pod/sleeper", version=version).stdout
+    assert "Scheduled" in out
+    out = k("get", "events", "-n", namespace, version=version).stdout
+    assert "Scheduled" in out
+
+
+@VERSIONS
+def test_discovery_commands(cluster: CompatCluster, version: str) -> None:
+    k = cluster.kubectl
+    versions = k("api-versions", version=version).stdout.split()
+    for group_version in ("v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1"):
+        assert group_version in versions
+    resources = k("api-resources", version=version).stdout
+    assert re.search(r"^deployments\s+deploy\s+apps/v1\s+true\s+Deployment$", resources, re.M), (
+        resources
+    )
+    assert re.search(r"^pods\s+po\s+v1\s+true\s+Pod$", resources, re.M)
+    assert re.search(r"^nodes\s+no\s+v1\s+false\s+Node$", resources, re.M)
+    names = k("api-resources", "--namespaced=false", "-o", "name", version=version).stdout.split()
+    assert "namespaces" in names and "pods" not in names
+    wide = k("api-resources", "--api-group=apps", "-o", "wide", version=version).stdout
+    assert "VERBS" in wide and "statefulsets" in wide
+
+
+@VERSIONS
+def test_get_raw(cluster: CompatCluster, namespace: str, version: str) -> None:
+    k = cluster.kubectl
+    k("create", "configmap", "raw", "-n", namespace, "--from-literal=a=1", version=version)
+    got = json.loads(
+        k("get", "--raw", f"/api/v1/namespaces/{namespace}/configmaps/raw", version=version).stdout
+    )
+    assert got["kind"] == "ConfigMap" and got["data"] == {"a": "1"}
+    listed = json.loads(
+        k(
+            "get", "--raw", f"/api/v1/namespaces/{namespace}/configmaps?limit=1", version=version
+        ).stdout
+    )
+    assert listed["kind"] == "ConfigMapList"
+    assert json.loads(k("get", "--raw", "/version", version=version).stdout)["major"] == "1"
+    missing = k(
+        "get", "--raw", "/api/v1/namespaces/nope/configmaps/x", check=False, version=version
+    )
+    assert missing.returncode != 0 and "NotFound" in missing.stderr
+
+
+@VERSIONS
+def test_proxy(cluster: CompatCluster, namespace: str, version: str) -> None:
+    cluster.kubectl("create", "configmap", "via-proxy", "-n", namespace, version=version)
+    proxy = subprocess.Popen(
+        [
+            str(KUBECTL_DIR / f"kubectl.{version}"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "proxy",
+            "--port=0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=cluster.env,
+    )
+    try:
+        assert proxy.stdout is not None
+        line = proxy.stdout.readline()  # "Starting to serve on 127.0.0.1:PORT"
+        match = re.search(r"Starting to serve on ([\d.]+):(\d+)", line)
+        assert match, line
+        base = f"http://{match[1]}:{match[2]}"
+        url = f"{base}/api/v1/namespaces/{namespace}/configmaps/via-proxy"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+            assert json.load(response)["metadata"]["name"] == "via-proxy"
+        with urllib.request.urlopen(f"{base}/apis/apps/v1", timeout=10) as response:
+            assert json.load(response)["groupVersion"] == "apps/v1"
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+
+
+@VERSIONS
+def test_create_token(cluster: CompatCluster, namespace: str, version: str) -> None:
+    k = cluster.kubectl
+    k("create", "serviceaccount", "robot", "-n", namespace, version=version)
+    token = k("create", "token", "robot", "-n", namespace, version=version).stdout.strip()
+    header, payload, signature = token.split(".")
+    assert _b64url_json(header)["alg"] == "RS256" and signature
+    claims = _b64url_json(payload)
+    assert claims["sub"] == f"system:serviceaccount:{namespace}:robot"
+    assert claims["iss"] and claims["aud"]
+    k8s = claims["kubernetes.io"]
+    assert isinstance(k8s, dict)
+    assert k8s["namespace"] == namespace
+    assert k8s["serviceaccount"]["name"] == "robot"  # type: ignore[index]
+    uid = k("get", "sa", "robot", "-n", namespace, "-o", "jsonpath={.metadata.uid}").stdout
+    assert k8s["serviceaccount"]["uid"] == uid  # type: ignore[index]
+    exp, iat = claims["exp"], claims["iat"]
+    assert isinstance(exp, int) and isinstance(iat, int)
+    assert exp - iat == 3600  # kubectl's default request: no duration → the server's 1h
+
+    token = k(
+        "create",
+        "token",
+        "robot",
+        "-n",
+        namespace,
+        "--duration=2h",
+        "--audience=vault",
+        "--audience=api",
+        version=version,
+    ).stdout.strip()
+    claims = _b64url_json(token.split(".")[1])
+    assert claims["aud"] == ["vault", "api"]
+    assert claims["exp"] - claims["iat"] == 7200  # type: ignore[operator]
+
+    missing = k("create", "token", "ghost", "-n", namespace, check=False, version=version)
+    assert missing.returncode != 0 and "not found" in missing.stderr
+
+
+@VERSIONS
+def test_rollout_restart_and_status(cluster: CompatCluster, namespace: str, version: str) -> None:
+    k = cluster.kubectl
+    k("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT, version=version)
+    out = k(
+        "rollout",
+        "status",
+        "-n",
+        namespace,
+        "deployment/web",
+        "--timeout=60s",
+        version=version,
+        timeout=90,
+    ).stdout
+    assert 'deployment "web" successfully rolled out' in out
+    out = k("rollout", "restart", "-n", namespace, "deployment/web", version=version).stdout
+    assert "deployment.apps/web restarted" in out
+    annotations = json.loads(
+        k(
+            "get",
+            "-n",
+            namespace,
+            "deployment/web",
+            "-o",
+            "jsonpath={.spec.template.metadata.annotations}",
+        ).stdout
+    )
+    assert "kubectl.kubernetes.io/restartedAt" in annotations
+    out = k(
+        "rollout",
+        "status",
+        "-n",
+        namespace,
+        "deployment/web",
+        "--timeout=90s",
+        version=version,
+        timeout=120,
+    ).stdout
+    assert 'deployment "web" successfully rolled out' in out
+    history = k("rollout", "history", "-n", namespace, "deployment/web", version=version).stdout
+    assert re.search(r"^2\s", history, re.M), history
+
+
+@VERSIONS
+def test_label_annotate(cluster: CompatCluster, namespace: str, version: str) -> None:
+    k = cluster.kubectl
+    k("create", "configmap", "tagged", "-n", namespace, version=version)
+    assert "labeled" in k("label", "-n", namespace, "cm/tagged", "tier=db", version=version).stdout
+    refused = k("label", "-n", namespace, "cm/tagged", "tier=web", check=False, version=version)
+    assert refused.returncode != 0 and "already has a value" in refused.stderr
+    k("label", "-n", namespace, "cm/tagged", "tier=web", "--overwrite", version=version)
+    k("annotate", "-n", namespace, "cm/tagged", "owner=alice", version=version)
+    meta = json.loads(k("get", "-n", namespace, "cm/tagged", "-o", "json").stdout)["metadata"]
+    assert meta["labels"] == {"tier": "web"} and meta["annotations"]["owner"] == "alice"
+    assert "tagged" in k("get", "cm", "-n", namespace, "-l", "tier=web", version=version).stdout
+    k("label", "-n", namespace, "cm/tagged", "tier-", version=version)
+    k("annotate", "-n", namespace, "cm/tagged", "owner-", version=version)
+    meta = json.loads(k("get", "-n", namespace, "cm/tagged", "-o", "json").stdout)["metadata"]
+    assert not meta.get("labels") and "owner" not in (meta.get("annotations") or {})
+
+
+@VERSIONS
+def test_edit_with_editor_script(cluster: CompatCluster, namespace: str, version: str) -> None:
+    k = cluster.kubectl
+    k("create", "configmap", "edited", "-n", namespace, "--from-literal=color=red", version=version)
+    env = {**cluster.env, "KUBE_EDITOR": "sed -i s/red/blue/", "EDITOR": "sed -i s/red/blue/"}
+    result = subprocess.run(
+        [
+            str(KUBECTL_DIR / f"kubectl.{version}"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "edit",
+            "-n",
+            namespace,
+            "configmap/edited",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "configmap/edited edited" in result.stdout
+    got = k("get", "-n", namespace, "cm/edited", "-o", "jsonpath={.data.color}").stdout
+    assert got == "blue"
+
+
+@VERSIONS
+def test_replace_force(cluster: CompatCluster, namespace: str, version: str) -> None:
+    k = cluster.kubectl
+    k("apply", "-n", namespace, "-f", "-", input=POD, version=version)
+    uid = k("get", "-n", namespace, "pod/sleeper", "-o", "jsonpath={.metadata.uid}").stdout
+    # A pod's command is immutable: only --force (delete, then create) can change it.
+    changed = POD.replace("echo started", "echo restarted")
+    refused = k("replace", "-n", namespace, "-f", "-", input=changed, check=False, version=version)
+    assert refused.returncode != 0 and "pod updates may not change fields" in refused.stderr
+    out = k(
+        "replace",
+        "--force",
+        "--grace-period=1",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=changed,
+        version=version,
+        timeout=120,
+    ).stdout
+    assert "pod/sleeper replaced" in out
+    new = json.loads(k("get", "-n", namespace, "pod/sleeper", "-o", "json").stdout)
+    assert new["metadata"]["uid"] != uid
+    assert "restarted" in new["spec"]["containers"][0]["command"][2]
+
+
+@VERSIONS
+def test_get_watch_output(cluster: CompatCluster, namespace: str, version: str) -> None:
+    watcher = subprocess.Popen(
+        [
+            str(KUBECTL_DIR / f"kubectl.{version}"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "get",
+            "configmaps",
+            "-n",
+            namespace,
+            "-l",
+            "watched=yes",
+            "-w",
+            "--output-watch-events",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cluster.env,
+    )
+    try:
+        time.sleep(1)  # let the watch start; events after it are streamed either way
+        k = cluster.kubectl
+        k("create", "configmap", "w1", "-n", namespace)
+        k("label", "-n", namespace, "cm/w1", "watched=yes")
+        k("create", "configmap", "w2", "-n", namespace)  # not matching: never shown
+        k("delete", "-n", namespace, "cm/w1")
+        assert watcher.stdout is not None
+        lines: list[str] = []
+        while not any(line.startswith("DELETED") for line in lines):
+            line = watcher.stdout.readline()
+            assert line, (
+                f"watch ended early: {lines} {watcher.stderr.read() if watcher.stderr else ''}"
+            )
+            lines.append(line)
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
+    events = [line.split()[:2] for line in lines if line.split() and line.split()[0] != "EVENT"]
+    assert ["ADDED", "w1"] in events
+    assert ["DELETED", "w1"] in events
+    assert all(name == "w1" for _, name in events)
+
+
+@VERSIONS
+def test_output_formats(cluster: CompatCluster, namespace: str, version: str) -> None:
+    k = cluster.kubectl
+    for name in ("one", "two"):
+        k("create", "configmap", name, "-n", namespace, f"--from-literal=k={name}", version=version)
+    out = k(
+        "get",
+        "cm",
+        "-n",
+        namespace,
+        "-l",
+        "!missing",
+        "--field-selector=metadata.name!=kube-root-ca.crt",
+        "-o",
+        "custom-columns=NAME:.metadata.name,VALUE:.data.k",
+        "--sort-by=.metadata.name",
+        version=version,
+    ).stdout
+    assert out.split("\n")[0].split() == ["NAME", "VALUE"]
+    assert [line.split() for line in out.strip().split("\n")[1:]] == [
+        ["one", "one"],
+        ["two", "two"],
+    ]
+    out = k(
+        "get",
+        "cm",
+        "one",
+        "two",
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.data.k};{end}",
+        version=version,
+    ).stdout
+    assert out == "one=one;two=two;"
+    out = k(
+        "get",
+        "cm",
+        "one",
+        "-n",
+        namespace,
+        "-o",
+        'go-template={{.metadata.name}}:{{index .data "k"}}',
+        version=version,
+    ).stdout
+    assert out == "one:one"
+    out = k("get", "cm", "-n", namespace, "-o", "name", version=version).stdout.split()
+    assert "configmap/one" in out and "configmap/two" in out
+    wide = k("get", "pods", "-n", namespace, "-o", "wide", version=version)
+    assert wide.returncode == 0
+
+
+@VERSIONS
+def test_describe(cluster: CompatCluster, namespace: str, version: str) -> None:
+    k = cluster.kubectl
+    k("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT, version=version)
+    k("expose", "-n", namespace, "deployment/web", "--port=80", version=version)
+    k(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Available",
+        "deployment/web",
+        "--timeout=60s",
+        timeout=90,
+    )
+    pod = k("get", "pods", "-n", namespace, "-l", "app=web", "-o", "name").stdout.split()[0]
+
+    def described(*what: str) -> str:
+        return k("describe", "-n", namespace, *what, version=version).stdout
+
+    out = wait_for(
+        lambda: "Started" in (text := described(pod)) and text,
+        timeout=60,
+        what="the pod's Started event in describe",
+    )
+    for field in ("Name:", "Namespace:", "Node:", "Status:", "IP:", "Containers:", "Events:"):
+        assert field in out, (field, out)
+    assert re.search(r"Normal\s+Scheduled", out), out
+    out = described("deployment/web")
+    for field in ("Replicas:", "StrategyType:", "Pod Template:", "Conditions:", "Events:"):
+        assert field in out, (field, out)
+    assert "ScalingReplicaSet" in out
+    out = described("service/web")
+    for field in ("Type:", "ClusterIP", "IP:", "Port:", "Endpoints:"):
+        assert field in out, (field, out)
+    node = k("get", "nodes", "-o", "name").stdout.split()[0]
+    out = k("describe", node, version=version).stdout
+    for field in (
+        "Roles:",
+        "Conditions:",
+        "Capacity:",
+        "Allocatable:",
+        "System Info:",
+        "Non-terminated Pods:",
+    ):
+        assert field in out, (field, out)
