@@ -408,6 +408,8 @@ class ApiServer:
                 timeout=timeout,
                 bookmarks=bookmarks,
                 as_table=as_table,
+                # A quiet watch from a known version still gets bookmarks (at that version).
+                start_revision=int(resource_version) if resource_version.isdigit() else 0,
             )
         )
 
@@ -599,6 +601,12 @@ class ApiServer:
         _validation.validate_metadata(obj, info)
 
         async def replace(current: KubeObject) -> KubeObject:
+            # A stale resourceVersion is a 409 before any validation of the change, as
+            # upstream: the client re-reads and retries instead of seeing a 422 about
+            # fields someone else changed meanwhile (a pod bound to a node).
+            wanted = obj["metadata"].get("resourceVersion")
+            if wanted and str(wanted) != str(current["metadata"].get("resourceVersion")):
+                raise conflict(info.resource, info.group, target.name)
             return self._finish_update(request, user, target, current, copy.deepcopy(obj))
 
         updated = await self.registry.update(
@@ -1164,9 +1172,10 @@ async def _watch_stream(
     timeout: float,
     bookmarks: bool,
     as_table: bool,
+    start_revision: int = 0,
 ) -> None:
     """Send watch events as newline-delimited JSON, with bookmarks, until ``timeout``."""
-    last_revision = 0
+    last_revision = start_revision
     first_table = True
     event_send, event_receive = trio.open_memory_channel[WatchEvent](0)
 
