@@ -512,3 +512,42 @@ def test_describe(cluster: CompatCluster, namespace: str, version: str) -> None:
         "Non-terminated Pods:",
     ):
         assert field in out, (field, out)
+
+
+@VERSIONS
+def test_cronjob_job_from_it_and_wait_complete(
+    cluster: CompatCluster, namespace: str, version: str
+) -> None:
+    k = cluster.kubectl
+    k(
+        "create",
+        "cronjob",
+        "tick",
+        "-n",
+        namespace,
+        "--image=busybox",
+        "--schedule=0 0 1 1 *",
+        "--",
+        "sh",
+        "-c",
+        "echo tick",
+        version=version,
+    )
+    out = k("create", "job", "manual", "-n", namespace, "--from=cronjob/tick", version=version)
+    assert "job.batch/manual created" in out.stdout
+    out = k(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Complete",
+        "job/manual",
+        "--timeout=60s",
+        version=version,
+        timeout=90,
+    ).stdout
+    assert "job.batch/manual condition met" in out
+    assert k("logs", "-n", namespace, "job/manual", version=version).stdout == "tick\n"
+    owner = k(
+        "get", "-n", namespace, "job/manual", "-o", "jsonpath={.metadata.ownerReferences[0].kind}"
+    ).stdout
+    assert owner == "CronJob"

@@ -554,3 +554,22 @@ def test_shared_informer_follows_and_resyncs(api: client.ApiClient, namespace: s
 
 def _name(obj: Any) -> str:
     return str(obj.metadata.name if hasattr(obj, "metadata") else obj["metadata"]["name"])
+
+
+def test_service_account_token_request(api: client.ApiClient, namespace: str) -> None:
+    """TokenRequest through the typed client (what in-cluster tools use)."""
+    core = client.CoreV1Api(api)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "robot"}})
+    answer = core.create_namespaced_service_account_token(
+        "robot",
+        namespace,
+        {"spec": {"audiences": ["vault"], "expirationSeconds": 900}},
+    )
+    assert answer.status.token.count(".") == 2
+    assert answer.spec.audiences == ["vault"] and answer.spec.expiration_seconds == 900
+    assert answer.status.expiration_timestamp is not None
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_service_account_token(
+            "robot", namespace, {"spec": {"expirationSeconds": 60}}
+        )
+    assert refused.value.status == 422
