@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -168,3 +169,48 @@ async def test_namespace_given_to_a_cluster_scoped_object_is_dropped(
     response = await http.put("/api/v1/namespaces/scoped", json=created)
     assert response.status_code == 200, response.text
     assert "namespace" not in response.json()["metadata"]
+
+
+async def test_stale_replace_is_a_conflict_before_validation(http: httpx.AsyncClient) -> None:
+    """A pod bound after the client read it: the stale PUT is 409 (re-read and retry),
+    not 422 about nodeName, which the client never meant to change."""
+    pod = await _create(
+        http,
+        f"{NS}/pods",
+        {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+    )
+    bound = await http.post(
+        f"{NS}/pods/p/binding",
+        json={"metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}},
+    )
+    assert bound.status_code == 201, bound.text
+    pod["metadata"]["labels"] = {"a": "b"}  # type: ignore[index]
+    response = await http.put(f"{NS}/pods/p", json=pod)
+    assert response.status_code == 409, response.text
+    assert response.json()["reason"] == "Conflict"
+
+
+async def test_quiet_watch_from_a_version_gets_bookmarks(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kubetrio.apiserver._server.WATCH_BOOKMARK_INTERVAL", 0.1)
+    listed = await http.get(f"{NS}/configmaps")
+    version = listed.json()["metadata"]["resourceVersion"]
+    async with http.stream(
+        "GET",
+        f"{NS}/configmaps",
+        params={
+            "watch": "true",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "5",
+        },
+    ) as response:
+        async for line in response.aiter_lines():
+            event = json.loads(line)
+            assert event["type"] == "BOOKMARK"
+            assert event["object"]["metadata"]["resourceVersion"] == version
+            assert event["object"]["kind"] == "ConfigMap"
+            break
+        else:
+            raise AssertionError("no bookmark")
