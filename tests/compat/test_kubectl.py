@@ -551,3 +551,119 @@ def test_cronjob_job_from_it_and_wait_complete(
         "get", "-n", namespace, "job/manual", "-o", "jsonpath={.metadata.ownerReferences[0].kind}"
     ).stdout
     assert owner == "CronJob"
+
+
+@VERSIONS
+def test_client_side_apply_three_way(cluster: CompatCluster, namespace: str, version: str) -> None:
+    """Re-applying without a key removes it (last-applied-configuration), keeps what
+    others set, and reports "unchanged" when nothing changes."""
+    k = cluster.kubectl
+    manifest = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n"
+        "data:\n  keep: '1'\n  drop: '2'\n"
+    )
+    assert (
+        "created" in k("apply", "-n", namespace, "-f", "-", input=manifest, version=version).stdout
+    )
+    k("label", "-n", namespace, "cm/applied", "other=set", version=version)
+    out = k(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=manifest.replace("  drop: '2'\n", ""),
+        version=version,
+    ).stdout
+    assert "configured" in out
+    got = json.loads(k("get", "-n", namespace, "cm/applied", "-o", "json").stdout)
+    assert got["data"] == {"keep": "1"}
+    assert got["metadata"]["labels"] == {"other": "set"}
+    assert "kubectl.kubernetes.io/last-applied-configuration" in got["metadata"]["annotations"]
+    out = k(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=manifest.replace("  drop: '2'\n", ""),
+        version=version,
+    ).stdout
+    assert "unchanged" in out
+
+
+@VERSIONS
+def test_patch_types(cluster: CompatCluster, namespace: str, version: str) -> None:
+    k = cluster.kubectl
+    k(
+        "create",
+        "deployment",
+        "p",
+        "-n",
+        namespace,
+        "--image=busybox",
+        "--replicas=0",
+        version=version,
+    )
+    k(
+        "patch",
+        "-n",
+        namespace,
+        "deployment/p",
+        "--type=strategic",
+        "-p",
+        '{"spec":{"template":{"spec":{"containers":[{"name":"side","image":"busybox"}]}}}}',
+        version=version,
+    )
+    names = k(
+        "get",
+        "-n",
+        namespace,
+        "deployment/p",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name}",
+    ).stdout.split()
+    assert sorted(names) == ["busybox", "side"]
+    k(
+        "patch",
+        "-n",
+        namespace,
+        "deployment/p",
+        "--type=merge",
+        "-p",
+        '{"spec":{"template":{"spec":{"containers":[{"name":"only","image":"busybox"}]}}}}',
+        version=version,
+    )
+    names = k(
+        "get",
+        "-n",
+        namespace,
+        "deployment/p",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name}",
+    ).stdout.split()
+    assert names == ["only"]
+    k(
+        "patch",
+        "-n",
+        namespace,
+        "deployment/p",
+        "--type=json",
+        "-p",
+        '[{"op":"add","path":"/metadata/labels/patched","value":"json"}]',
+        version=version,
+    )
+    labels = k("get", "-n", namespace, "deployment/p", "-o", "jsonpath={.metadata.labels}").stdout
+    assert '"patched":"json"' in labels
+    refused = k(
+        "patch",
+        "-n",
+        namespace,
+        "deployment/p",
+        "--type=json",
+        "-p",
+        '[{"op":"test","path":"/spec/replicas","value":5}]',
+        check=False,
+        version=version,
+    )
+    assert refused.returncode != 0
