@@ -185,3 +185,50 @@ def test_async_api(cluster: CompatCluster, namespace: str) -> None:
         return data
 
     assert asyncio.run(scenario()) == {"k": "w"}
+
+
+def test_job_completes_and_role_binding(api: kr8s.Api, namespace: str) -> None:
+    from kr8s.objects import Job, Role, RoleBinding
+
+    job = Job(
+        {
+            "metadata": {"name": "once", "namespace": namespace},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {"name": "main", "image": "busybox", "command": ["echo", "done"]}
+                        ],
+                    }
+                }
+            },
+        },
+        api=api,
+    )
+    job.create()
+    job.wait("condition=Complete", timeout=60)
+    pods = list(api.get("pods", namespace=namespace, label_selector={"job-name": "once"}))
+    assert len(pods) == 1 and list(pods[0].logs()) == ["done"]
+    role = Role(
+        {
+            "metadata": {"name": "reader", "namespace": namespace},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+        },
+        api=api,
+    )
+    role.create()
+    binding = RoleBinding(
+        {
+            "metadata": {"name": "reader", "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}],
+        },
+        api=api,
+    )
+    binding.create()
+    assert RoleBinding.get("reader", namespace=namespace, api=api).raw["roleRef"]["name"] == (
+        "reader"
+    )
+    binding.delete()
+    role.delete()

@@ -311,3 +311,31 @@ def test_configmap_volume_pod_runs(kube: Client, namespace: str) -> None:
     )
     assert phase == "Succeeded", "".join(kube.log("reader", namespace=namespace))
     assert "".join(kube.log("reader", namespace=namespace)).strip() == "42"
+
+
+def test_batch_kinds(kube: Client, namespace: str) -> None:
+    from lightkube.models.batch_v1 import CronJobSpec, JobSpec, JobTemplateSpec
+    from lightkube.resources.batch_v1 import CronJob, Job
+
+    template = PodTemplateSpec(
+        spec=PodSpec(
+            restartPolicy="Never",
+            containers=[Container(name="main", image="busybox", command=["echo", "done"])],
+        )
+    )
+    kube.create(
+        CronJob(
+            metadata=ObjectMeta(name="tick"),
+            spec=CronJobSpec(
+                schedule="0 0 1 1 *", jobTemplate=JobTemplateSpec(spec=JobSpec(template=template))
+            ),
+        ),
+        namespace=namespace,
+    )
+    kube.patch(CronJob, "tick", {"spec": {"suspend": True}}, namespace=namespace)
+    assert kube.get(CronJob, "tick", namespace=namespace).spec.suspend is True  # type: ignore[union-attr]
+    kube.create(
+        Job(metadata=ObjectMeta(name="once"), spec=JobSpec(template=template)), namespace=namespace
+    )
+    done = kube.wait(Job, "once", for_conditions=["Complete"], namespace=namespace)
+    assert done.status is not None and done.status.succeeded == 1
