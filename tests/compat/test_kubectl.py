@@ -667,3 +667,131 @@ def test_patch_types(cluster: CompatCluster, namespace: str, version: str) -> No
         version=version,
     )
     assert refused.returncode != 0
+
+
+@VERSIONS
+def test_everyday_workload_commands(cluster: CompatCluster, namespace: str, version: str) -> None:
+    """set image, scale, autoscale, get all, delete -l, secrets of each type, auth."""
+    k = cluster.kubectl
+    n = ("-n", namespace)
+    k("create", "deployment", "app", *n, "--image=busybox", "--", "sleep", "3600", version=version)
+    k("set", "image", *n, "deployment/app", "busybox=busybox:latest", version=version)
+    image = k(
+        "get", *n, "deployment/app", "-o", "jsonpath={.spec.template.spec.containers[0].image}"
+    ).stdout
+    assert image == "busybox:latest"
+    assert "scaled" in k("scale", *n, "deployment/app", "--replicas=2", version=version).stdout
+    k(
+        "wait",
+        *n,
+        "--for=jsonpath={.status.readyReplicas}=2",
+        "deployment/app",
+        "--timeout=60s",
+        version=version,
+        timeout=90,
+    )
+    out = k("autoscale", *n, "deployment/app", "--min=1", "--max=3", version=version).stdout
+    assert "autoscaled" in out
+    assert "horizontalpodautoscaler" in k("get", "hpa", *n, "-o", "name", version=version).stdout
+    everything = k("get", "all", *n, version=version).stdout
+    assert "deployment.apps/app" in everything and "replicaset.apps/app-" in everything
+    assert "pod/app-" in everything
+    k("create", "secret", "generic", "gen", *n, "--from-literal=a=b", version=version)
+    k(
+        "create",
+        "secret",
+        "docker-registry",
+        "pull",
+        *n,
+        "--docker-server=r.example",
+        "--docker-username=u",
+        "--docker-password=p",
+        version=version,
+    )
+    types = k(
+        "get", "secrets", *n, "-o", "jsonpath={range .items[*]}{.type} {end}", version=version
+    ).stdout.split()
+    assert {"Opaque", "kubernetes.io/dockerconfigjson"} <= set(types)
+    k("label", *n, "secret/gen", "secret/pull", "batch=x", version=version)
+    out = k("delete", *n, "secrets", "-l", "batch=x", version=version).stdout
+    assert 'secret "gen" deleted' in out and 'secret "pull" deleted' in out
+    assert k("auth", "can-i", "create", "pods", *n, version=version).stdout.strip() == "yes"
+    out = k(
+        "get", "pods", *n, "--field-selector=status.phase=Running", "--show-labels", version=version
+    )
+    assert "app=app" in out.stdout
+
+
+@VERSIONS
+def test_cordon_eviction_and_drain(cluster: CompatCluster, namespace: str, version: str) -> None:
+    """cordon/uncordon flip spec.unschedulable; pods/eviction deletes a pod; drain evicts
+    through it and waits while a PodDisruptionBudget forbids the eviction."""
+    k = cluster.kubectl
+    node = k("get", "nodes", "-o", "name").stdout.split()[0]
+    try:
+        assert "cordoned" in k("cordon", node, version=version).stdout
+        assert k("get", node, "-o", "jsonpath={.spec.unschedulable}").stdout == "true"
+    finally:
+        k("uncordon", node, version=version)
+    assert k("get", node, "-o", "jsonpath={.spec.unschedulable}").stdout in ("", "false")
+
+    k("apply", "-n", namespace, "-f", "-", input=POD, version=version)
+    eviction = json.dumps(
+        {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": "sleeper", "namespace": namespace},
+        }
+    )
+    k(
+        "create",
+        "--raw",
+        f"/api/v1/namespaces/{namespace}/pods/sleeper/eviction",
+        "-f",
+        "-",
+        input=eviction,
+        version=version,
+    )
+    k(
+        "wait",
+        "-n",
+        namespace,
+        "--for=delete",
+        "pod/sleeper",
+        "--timeout=60s",
+        version=version,
+        timeout=90,
+    )
+
+    k("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT, version=version)
+    k(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Available",
+        "deployment/web",
+        "--timeout=60s",
+        timeout=90,
+    )
+    k("create", "pdb", "web", "-n", namespace, "--selector=app=web", "--min-available=1")
+    selector = "--pod-selector=app=web,pod-template-hash"
+    try:
+        blocked = k(
+            "drain",
+            node.split("/")[1],
+            selector,
+            "--timeout=8s",
+            check=False,
+            version=version,
+            timeout=60,
+        )
+        assert blocked.returncode != 0
+        assert "disruption budget" in (blocked.stdout + blocked.stderr), blocked
+        assert k("get", "pods", "-n", namespace, "-l", "app=web", "-o", "name").stdout.strip()
+        k("delete", "pdb", "web", "-n", namespace)
+        drained = k(
+            "drain", node.split("/")[1], selector, "--timeout=60s", version=version, timeout=90
+        )
+        assert "evicted" in drained.stdout and "drained" in drained.stdout, drained
+    finally:
+        k("uncordon", node)

@@ -35,7 +35,7 @@ from kubetrio.providers import (
 )
 from kubetrio.store import Store
 
-from . import _defaults, _immutable, _nodeproxy, _patch, _reviews, _tables, _validation
+from . import _defaults, _eviction, _immutable, _nodeproxy, _patch, _reviews, _tables, _validation
 from . import _objects as objects
 from ._http import Request, Response
 from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
@@ -785,6 +785,19 @@ class ApiServer:
             return await self._pod_stream(request, target, sub)
         if sub == "finalize" and verb == "update":
             return await self._status(request, user, target, verb, field="spec")
+        if sub == "eviction" and verb == "create" and (info.group, info.resource) == ("", "pods"):
+            budgets = self.scheme.resource("policy", "v1", "poddisruptionbudgets")
+            assert budgets is not None
+            status = await _eviction.evict(
+                self.registry,
+                info,
+                budgets,
+                target.namespace,
+                target.name,
+                _validation.decode_body(request),
+                dry_run=_dry_run(request),
+            )
+            return json_response(status, 201)
         if sub == "token" and verb == "create" and info.resource == "serviceaccounts":
             return await self._token_request(request, target)
         raise ApiError(
