@@ -8,6 +8,8 @@ pod logs (also followed); the DynamicClient; the SharedInformer.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -573,3 +575,79 @@ def test_service_account_token_request(api: client.ApiClient, namespace: str) ->
             "robot", namespace, {"spec": {"expirationSeconds": 60}}
         )
     assert refused.value.status == 422
+
+
+def test_scale_subresource_and_events(api: client.ApiClient, namespace: str) -> None:
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": "s"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "s"}},
+                "template": _template("s"),
+            },
+        },
+    )
+    scale = apps.read_namespaced_deployment_scale("s", namespace)
+    assert scale.spec.replicas == 1 and scale.kind == "Scale"
+    apps.patch_namespaced_deployment_scale("s", namespace, {"spec": {"replicas": 0}})
+    assert apps.read_namespaced_deployment("s", namespace).spec.replicas == 0
+    reasons = wait_for(
+        lambda: (
+            {
+                e.reason
+                for e in core.list_namespaced_event(
+                    namespace, field_selector="involvedObject.kind=Deployment,involvedObject.name=s"
+                ).items
+            }
+            >= {"ScalingReplicaSet"}
+        ),
+        timeout=30,
+        what="the Deployment's events",
+    )
+    assert reasons
+
+
+LEADER = """
+import sys
+from kubernetes import client, config
+from kubernetes.leaderelection import electionconfig, leaderelection
+from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
+
+config.load_kube_config()
+lock = LeaseLock("compat-leader", sys.argv[1], sys.argv[2])
+leaderelection.LeaderElection(
+    electionconfig.Config(
+        lock,
+        lease_duration=17,
+        renew_deadline=15,
+        retry_period=1,
+        onstarted_leading=lambda: print("I am leader", flush=True),
+        onstopped_leading=None,
+    )
+).run()
+"""
+
+
+def test_leader_election_with_a_lease(
+    cluster: CompatCluster, api: client.ApiClient, namespace: str
+) -> None:
+    """The client's own leaderelection module (LeaseLock) in a process of its own."""
+    candidate = subprocess.Popen(
+        [sys.executable, "-c", LEADER, namespace, "candidate-1"],
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert candidate.stdout is not None
+        assert candidate.stdout.readline().strip() == "I am leader"
+        lease = client.CoordinationV1Api(api).read_namespaced_lease("compat-leader", namespace)
+        assert lease.spec.holder_identity == "candidate-1"
+        assert lease.spec.lease_duration_seconds == 17
+    finally:
+        candidate.kill()
+        candidate.wait(timeout=10)
