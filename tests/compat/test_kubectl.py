@@ -795,3 +795,82 @@ def test_cordon_eviction_and_drain(cluster: CompatCluster, namespace: str, versi
         assert "evicted" in drained.stdout and "drained" in drained.stdout, drained
     finally:
         k("uncordon", node)
+
+
+WEB = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: site
+  labels: {app: site}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: busybox
+    command:
+    - sh
+    - -c
+    - >-
+      mkdir -p /www/sub && echo hello > /www/index.html && echo deep > /www/sub/x.txt
+      && exec httpd -f -p 8080 -h /www
+    ports: [{name: http, containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: site}
+spec:
+  selector: {app: site}
+  ports: [{name: web, port: 80, targetPort: http}]
+"""
+
+
+@VERSIONS
+def test_pod_and_service_proxy(cluster: CompatCluster, namespace: str, version: str) -> None:
+    """pods/proxy and services/proxy through get --raw and through kubectl proxy."""
+    k = cluster.kubectl
+    k("apply", "-n", namespace, "-f", "-", input=WEB, version=version)
+    k(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Ready",
+        "pod/site",
+        "--timeout=60s",
+        version=version,
+        timeout=90,
+    )
+    base = f"/api/v1/namespaces/{namespace}"
+    assert k("get", "--raw", f"{base}/pods/site:8080/proxy/", version=version).stdout == "hello\n"
+    assert k("get", "--raw", f"{base}/pods/site:http/proxy/sub/x.txt").stdout == "deep\n"
+    out = wait_for(
+        lambda: k("get", "--raw", f"{base}/services/site:web/proxy/", check=False).stdout,
+        timeout=30,
+        what="the service's endpoints",
+    )
+    assert out == "hello\n"
+    assert k("get", "--raw", f"{base}/services/site/proxy/sub/x.txt").stdout == "deep\n"
+    missing = k("get", "--raw", f"{base}/pods/site:8080/proxy/nope", check=False)
+    assert missing.returncode != 0 and "NotFound" in missing.stderr
+    proxy = subprocess.Popen(
+        [
+            str(KUBECTL_DIR / f"kubectl.{version}"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "proxy",
+            "--port=0",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=cluster.env,
+    )
+    try:
+        assert proxy.stdout is not None
+        match = re.search(r"Starting to serve on ([\d.]+):(\d+)", proxy.stdout.readline())
+        assert match
+        url = f"http://{match[1]}:{match[2]}{base}/services/site:web/proxy/sub/x.txt"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.read() == b"deep\n"
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)

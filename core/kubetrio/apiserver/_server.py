@@ -35,7 +35,17 @@ from kubetrio.providers import (
 )
 from kubetrio.store import Store
 
-from . import _defaults, _eviction, _immutable, _nodeproxy, _patch, _reviews, _tables, _validation
+from . import (
+    _defaults,
+    _eviction,
+    _immutable,
+    _nodeproxy,
+    _patch,
+    _proxy,
+    _reviews,
+    _tables,
+    _validation,
+)
 from . import _objects as objects
 from ._http import Request, Response
 from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
@@ -785,6 +795,8 @@ class ApiServer:
             return await self._pod_stream(request, target, sub)
         if sub == "finalize" and verb == "update":
             return await self._status(request, user, target, verb, field="spec")
+        if sub == "proxy" and (info.group, info.resource) in (("", "pods"), ("", "services")):
+            return await self._proxy(request, target)
         if sub == "eviction" and verb == "create" and (info.group, info.resource) == ("", "pods"):
             budgets = self.scheme.resource("policy", "v1", "poddisruptionbudgets")
             assert budgets is not None
@@ -803,6 +815,24 @@ class ApiServer:
         raise ApiError(
             404, f"the subresource {sub!r} of {info.resource} is not served yet", reason="NotFound"
         )
+
+    async def _proxy(self, request: Request, target: ResourcePath) -> Response:
+        """``pods/proxy`` and ``services/proxy``: the request forwarded to the pod."""
+        info = target.info
+        scheme, name, port = _proxy.split_name(target.name)
+        obj = await self.registry.get_object(info, target.namespace, name)
+        if info.resource == "pods":
+            host, number = _proxy.pod_target(obj, port)
+        else:
+            endpoints_info = self.scheme.resource("", "v1", "endpoints")
+            assert endpoints_info is not None
+            try:
+                endpoints = await self.registry.get_object(endpoints_info, target.namespace, name)
+            except ApiError:
+                endpoints = None
+            host, number = _proxy.service_target(obj, endpoints, port)
+        path = target.rest + ("/" if request.path.endswith("/") and target.rest else "")
+        return await _proxy.forward(request, scheme, host, number, path)
 
     async def _token_request(self, request: Request, target: ResourcePath) -> Response:
         """``serviceaccounts/token``: a signed token for the ServiceAccount (TokenRequest)."""
