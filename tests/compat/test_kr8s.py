@@ -44,6 +44,11 @@ def _pod(api: kr8s.Api, namespace: str, name: str, command: str) -> Pod:
     )
 
 
+def test_whoami(api: kr8s.Api) -> None:
+    """SelfSubjectReview: the kubeconfig's user as the server authenticated it."""
+    assert api.whoami() == "admin"
+
+
 def test_version_is_supported(api: kr8s.Api) -> None:
     version = api.version()
     minor = int(str(version["minor"]).rstrip("+"))

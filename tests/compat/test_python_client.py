@@ -471,6 +471,14 @@ def test_pod_logs(api: client.ApiClient, namespace: str) -> None:
     finally:
         response.release_conn()
     assert b"".join(lines).startswith(b"one\ntwo\n")
+    # The Watch helper streams a followed log line by line, as the client documents.
+    seen: list[str] = []
+    stream = watch.Watch()
+    for line in stream.stream(core.read_namespaced_pod_log, "talker", namespace, follow=True):
+        seen.append(line)
+        if line == "three":
+            stream.stop()
+    assert seen == ["one", "two", "three"]
 
 
 def test_dynamic_client(api: client.ApiClient, namespace: str) -> None:
