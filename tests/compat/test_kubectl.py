@@ -13,6 +13,7 @@ import re
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from kit import KUBECTL_DIR, CompatCluster, wait_for
@@ -874,3 +875,68 @@ def test_pod_and_service_proxy(cluster: CompatCluster, namespace: str, version: 
     finally:
         proxy.terminate()
         proxy.wait(timeout=10)
+
+
+@VERSIONS
+def test_logs_by_selector_kustomize_and_event_fields(
+    cluster: CompatCluster, namespace: str, version: str, tmp_path: Path
+) -> None:
+    k = cluster.kubectl
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: base}\n")
+    (tmp_path / "kustomization.yaml").write_text(
+        "resources: [cm.yaml]\nnamePrefix: k-\ncommonLabels: {made: kustomize}\n"
+    )
+    out = k("apply", "-n", namespace, "-k", str(tmp_path), version=version).stdout
+    assert "configmap/k-base" in out
+    assert "k-base" in k("get", "cm", "-n", namespace, "-l", "made=kustomize").stdout
+    k("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT, version=version)
+    k(
+        "wait",
+        "-n",
+        namespace,
+        "--for=condition=Available",
+        "deployment/web",
+        "--timeout=60s",
+        timeout=90,
+    )
+    k(
+        "run",
+        "chatty",
+        "-n",
+        namespace,
+        "--image=busybox",
+        "--labels=app=web,chatty=yes",
+        "--restart=Never",
+        "--",
+        "sh",
+        "-c",
+        "echo chatty here; sleep 3600",
+    )
+    k("wait", "-n", namespace, "--for=condition=Ready", "pod/chatty", "--timeout=60s", timeout=90)
+    logs = wait_for(
+        lambda: (
+            "chatty here"
+            in (
+                text := k(
+                    "logs", "-n", namespace, "-l", "chatty=yes", "--prefix", version=version
+                ).stdout
+            )
+            and text
+        ),
+        timeout=30,
+        what="logs by label",
+    )
+    assert logs.startswith("[pod/chatty/chatty] chatty here")
+    assert k("logs", "-n", namespace, "deployment/web", version=version).returncode == 0
+    normal = k(
+        "get",
+        "events",
+        "-n",
+        namespace,
+        "--field-selector",
+        "type=Normal,reason=Scheduled",
+        "-o",
+        "jsonpath={range .items[*]}{.reason} {end}",
+        version=version,
+    ).stdout.split()
+    assert normal and set(normal) == {"Scheduled"}
