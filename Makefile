@@ -55,7 +55,7 @@ lint: setup  ## ruff, mypy, stubtest, import layers, rustfmt, clippy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/mypy --explicit-package-bases --exclude tests/sample_plugin tests
+	$(BIN)/mypy --explicit-package-bases --exclude 'tests/(sample_plugin|compat/upstream_examples)' tests
 	$(BIN)/mypy --strict $(foreach p,$(PLUGINS),$(p)/kubetrio_$(notdir $(p)))
 	$(BIN)/python -m mypy.stubtest kubetrio._datapath
 	$(BIN)/lint-imports --no-cache

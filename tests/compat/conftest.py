@@ -18,12 +18,14 @@ from tests.kit import wait_until
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test here runs against a real runc node: mark them root and runc."""
+    """Every test here runs against a real runc node: mark them root and runc. Modules
+    that restart the shared cluster (``RESTARTS_CLUSTER = True``) run after all others."""
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.root)
             item.add_marker(pytest.mark.runc)
+    items.sort(key=lambda item: bool(getattr(getattr(item, "module", None), "RESTARTS_CLUSTER", 0)))
 
 
 # Package scope (this folder is a package for it): the cluster is gone before the tests

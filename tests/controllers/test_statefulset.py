@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 
-from kubetrio.client import Client
+from kubetrio.client import Client, ClientError
 from tests.kit import wait_for
 
 from .conftest import Cluster
@@ -133,13 +134,16 @@ async def test_pods_created_only_after_predecessor_ready(cluster: Cluster) -> No
             "items"
         ]
         assert [p["metadata"]["name"] for p in pods] == ["slow-0"]
-        await client.patch(
-            "apps/v1",
-            "statefulsets",
-            "slow",
-            {"spec": {"podManagementPolicy": "Parallel"}},
-            namespace="default",
-        )
+        # The policy is fixed at creation, as upstream: only a new StatefulSet changes it.
+        with pytest.raises(ClientError) as refused:
+            await client.patch(
+                "apps/v1",
+                "statefulsets",
+                "slow",
+                {"spec": {"podManagementPolicy": "Parallel"}},
+                namespace="default",
+            )
+        assert refused.value.code == 422
 
 
 async def test_parallel_policy(cluster: Cluster) -> None:

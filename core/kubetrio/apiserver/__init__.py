@@ -13,3 +13,4 @@ from ._run import open_apiserver as open_apiserver
 from ._server import KUBERNETES_VERSION as KUBERNETES_VERSION
 from ._server import ApiServer as ApiServer
 from ._status import ApiError as ApiError
+from ._tokens import ServiceAccountTokens as ServiceAccountTokens

@@ -4,6 +4,7 @@
 
     /api/v1/pods                                  all pods (list, watch)
     /api/v1/namespaces/ns/pods[/name[/sub]]       pods in ns, one pod, a subresource
+    /api/v1/namespaces/ns/pods/name/proxy/a/b     a proxy subresource and its path
     /api/v1/namespaces/name[/status|/finalize]    the namespace object itself
     /apis/<group>/<version>/...                   the same shapes in a named group
 """
@@ -25,6 +26,8 @@ class ResourcePath:
     namespace: str = ""
     name: str = ""
     subresource: str = ""
+    rest: str = ""
+    """What follows ``.../proxy/`` in a proxy URL (pods, services, nodes)."""
 
 
 def _not_found() -> ApiError:
@@ -56,8 +59,11 @@ def parse_resource_path(scheme: Scheme, path: str) -> ResourcePath | None:
         ):
             return ResourcePath(namespaces, "", rest[1], rest[2])
         namespace, rest = rest[1], rest[2:]
+    remainder = ""
     if len(rest) > 3:
-        raise _not_found()
+        if rest[2] != "proxy":
+            raise _not_found()
+        rest, remainder = rest[:3], "/".join(rest[3:])
     info = scheme.resource(group, version, rest[0])
     if info is None:
         raise _not_found()
@@ -67,4 +73,4 @@ def parse_resource_path(scheme: Scheme, path: str) -> ResourcePath | None:
     subresource = rest[2] if len(rest) > 2 else ""
     if subresource and subresource not in info.subresources:
         raise _not_found()
-    return ResourcePath(info, namespace, name, subresource)
+    return ResourcePath(info, namespace, name, subresource, remainder)

@@ -36,12 +36,25 @@ from kubetrio.providers import (
 )
 from kubetrio.store import Store
 
-from . import _crds, _defaults, _managed, _nodeproxy, _patch, _reviews, _tables, _validation
+from . import (
+    _crds,
+    _defaults,
+    _eviction,
+    _immutable,
+    _managed,
+    _nodeproxy,
+    _patch,
+    _proxy,
+    _reviews,
+    _tables,
+    _validation,
+)
 from . import _objects as objects
 from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent, check_preconditions
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
-from ._status import ApiError, bad_request, invalid, status_body
+from ._status import ApiError, bad_request, conflict, invalid, status_body
+from ._tokens import BINDABLE_KINDS, ServiceAccountTokens
 
 log = logging.getLogger("kubetrio.apiserver")
 
@@ -96,6 +109,8 @@ class ApiServer:
         self._open_namespaces: dict[str, float] = {}
         self.kubelet_token = ""
         """Bearer token the server presents to node agents (pods/log)."""
+        self.service_account_tokens = ServiceAccountTokens()
+        """Signs ``serviceaccounts/token`` requests (an in-memory key unless replaced)."""
         self.on_namespace_deleted: Callable[[], None] = lambda: None
         """Called after a namespace is marked Terminating (wakes the finalizer)."""
 
@@ -423,6 +438,8 @@ class ApiServer:
                 timeout=timeout,
                 bookmarks=bookmarks,
                 as_table=as_table,
+                # A quiet watch from a known version still gets bookmarks (at that version).
+                start_revision=int(resource_version) if resource_version.isdigit() else 0,
             )
         )
 
@@ -473,6 +490,8 @@ class ApiServer:
         metadata = obj.setdefault("metadata", {})
         if info.namespaced:
             metadata["namespace"] = target.namespace
+        else:  # kube-apiserver clears a namespace given to a cluster-scoped object
+            metadata.pop("namespace", None)
         _validation.validate_metadata(obj, info)
         if info.namespaced:
             await self._check_namespace_open(target.namespace)
@@ -512,9 +531,12 @@ class ApiServer:
         if "status" in info.subresources:
             _keep(new, current, "status")  # status changes go through /status
         _defaults.apply_defaults(info.group, info.resource, new)
+        if not info.namespaced:
+            new.get("metadata", {}).pop("namespace", None)
         if record_fields:
             _managed.record(request, info, current, new)
         _validation.validate_metadata(new, info)
+        _immutable.check_update(info.group, info.resource, current, new)
         if (info.group, info.resource) == ("", "services"):
             self.services.keep_allocations(current, new)
         self._admit("UPDATE", user, info, target, new, current, request)
@@ -623,9 +645,17 @@ class ApiServer:
         obj.setdefault("metadata", {})["name"] = target.name
         if info.namespaced:
             obj["metadata"]["namespace"] = target.namespace
+        else:
+            obj["metadata"].pop("namespace", None)
         _validation.validate_metadata(obj, info)
 
         async def replace(current: KubeObject) -> KubeObject:
+            # A stale resourceVersion is a 409 before any validation of the change, as
+            # upstream: the client re-reads and retries instead of seeing a 422 about
+            # fields someone else changed meanwhile (a pod bound to a node).
+            wanted = obj["metadata"].get("resourceVersion")
+            if wanted and str(wanted) != str(current["metadata"].get("resourceVersion")):
+                raise conflict(info.resource, info.group, target.name)
             return self._finish_update(request, user, target, current, copy.deepcopy(obj))
 
         updated = await self.registry.update(
@@ -827,9 +857,96 @@ class ApiServer:
             return await self._pod_stream(request, target, sub)
         if sub == "finalize" and verb == "update":
             return await self._status(request, user, target, verb, field="spec")
+        if sub == "proxy" and (info.group, info.resource) in (("", "pods"), ("", "services")):
+            return await self._proxy(request, target)
+        if sub == "eviction" and verb == "create" and (info.group, info.resource) == ("", "pods"):
+            budgets = self.scheme.resource("policy", "v1", "poddisruptionbudgets")
+            assert budgets is not None
+            status = await _eviction.evict(
+                self.registry,
+                info,
+                budgets,
+                target.namespace,
+                target.name,
+                _validation.decode_body(request),
+                dry_run=_dry_run(request),
+            )
+            return json_response(status, 201)
+        if sub == "token" and verb == "create" and info.resource == "serviceaccounts":
+            return await self._token_request(request, target)
         raise ApiError(
             404, f"the subresource {sub!r} of {info.resource} is not served yet", reason="NotFound"
         )
+
+    async def _proxy(self, request: Request, target: ResourcePath) -> Response:
+        """``pods/proxy`` and ``services/proxy``: the request forwarded to the pod."""
+        info = target.info
+        scheme, name, port = _proxy.split_name(target.name)
+        obj = await self.registry.get_object(info, target.namespace, name)
+        if info.resource == "pods":
+            host, number = _proxy.pod_target(obj, port)
+        else:
+            endpoints_info = self.scheme.resource("", "v1", "endpoints")
+            assert endpoints_info is not None
+            try:
+                endpoints = await self.registry.get_object(endpoints_info, target.namespace, name)
+            except ApiError:
+                endpoints = None
+            host, number = _proxy.service_target(obj, endpoints, port)
+        path = target.rest + ("/" if request.path.endswith("/") and target.rest else "")
+        return await _proxy.forward(request, scheme, host, number, path)
+
+    async def _token_request(self, request: Request, target: ResourcePath) -> Response:
+        """``serviceaccounts/token``: a signed token for the ServiceAccount (TokenRequest)."""
+        body = _validation.decode_body(request)
+        account = await self.registry.get_object(target.info, target.namespace, target.name)
+        reference = (body.get("spec") or {}).get("boundObjectRef") or None
+        bound = node = None
+        if reference is not None:
+            kind = str(reference.get("kind", ""))
+            resource = BINDABLE_KINDS.get(kind)
+            if resource is None:
+                raise invalid(
+                    "TokenRequest",
+                    "authentication.k8s.io",
+                    target.name,
+                    [
+                        {
+                            "reason": "FieldValueNotSupported",
+                            "field": "spec.boundObjectRef.kind",
+                            "message": f"Unsupported value: {kind!r}: supported values: "
+                            + ", ".join(f'"{k}"' for k in BINDABLE_KINDS),
+                        }
+                    ],
+                )
+            bound_info = self.scheme.resource("", "v1", resource)
+            assert bound_info is not None
+            namespace = target.namespace if bound_info.namespaced else ""
+            bound = await self.registry.get_object(
+                bound_info, namespace, str(reference.get("name", ""))
+            )
+            bound.setdefault("kind", kind)
+            uid = reference.get("uid")
+            if uid and uid != bound["metadata"].get("uid"):
+                raise conflict(
+                    resource,
+                    "",
+                    bound["metadata"]["name"],
+                    f"the UID in the bound object reference ({uid}) does not match the UID "
+                    f"in record. The object might have been deleted and then recreated",
+                )
+            node_name = (bound.get("spec") or {}).get("nodeName") if kind == "Pod" else None
+            if node_name:
+                nodes = self.scheme.resource("", "v1", "nodes")
+                assert nodes is not None
+                try:
+                    node = await self.registry.get_object(nodes, "", node_name)
+                except ApiError:
+                    node = None  # the node left: the token is still bound to the pod
+        answer = await trio.to_thread.run_sync(
+            partial(self.service_account_tokens.issue, body, account, bound, node)
+        )
+        return json_response(answer, 201)
 
     async def _status(
         self,
@@ -1189,9 +1306,10 @@ async def _watch_stream(
     timeout: float,
     bookmarks: bool,
     as_table: bool,
+    start_revision: int = 0,
 ) -> None:
     """Send watch events as newline-delimited JSON, with bookmarks, until ``timeout``."""
-    last_revision = 0
+    last_revision = start_revision
     first_table = True
     event_send, event_receive = trio.open_memory_channel[WatchEvent](0)
 

@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from kubetrio import store as kv
-from kubetrio.apiserver import merge_kubeconfig
+from kubetrio.apiserver import ServiceAccountTokens, merge_kubeconfig
 from kubetrio.cluster import agent_can_run, open_cluster
 from kubetrio.plugins import PluginManager
 
@@ -94,6 +94,11 @@ async def run_server(
                 proxy_mode=proxy_mode,
             ) as cluster,
         ):
+            # Tokens from ``kubectl create token`` stay valid across restarts: one key per
+            # cluster, kept in the data directory.
+            cluster.api.service_account_tokens = ServiceAccountTokens(
+                data_dir / "service-account.key"
+            )
             merge_kubeconfig(kubeconfig, name=context_name, server=cluster.url, token=token)
             log.info("API server listening on %s (store %s)", cluster.url, store_url)
             log.info(
