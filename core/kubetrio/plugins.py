@@ -295,6 +295,10 @@ class PluginManager:
 
     # --- API request path ---------------------------------------------------------------
 
+    def has_authenticators(self) -> bool:
+        """Whether any plugin implements ``kubetrio_authenticate``."""
+        return bool(self._impls("kubetrio_authenticate"))
+
     def authenticate(self, *, request: AuthRequest) -> UserInfo | None:
         """The first authenticator's answer, or None when no plugin knows the credentials."""
         result: UserInfo | None = self._decide("kubetrio_authenticate", request=request)

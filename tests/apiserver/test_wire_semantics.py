@@ -9,13 +9,16 @@ carry reason phrases.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from kubetrio.apiserver import RunningApiServer
+from kubetrio.apiserver import RunningApiServer, open_apiserver
 from kubetrio.handler import parse_bool
+from kubetrio.plugins import PluginManager
+from kubetrio.store import open_store
 
 CM = "/api/v1/namespaces/default/configmaps"
 
@@ -147,3 +150,16 @@ async def test_a_second_delete_swaps_the_garbage_collectors_finalizers(
     assert await delete("Foreground") == ["example.com/hold", "foregroundDeletion"]
     assert await delete("Orphan") == ["example.com/hold", "orphan"]
     assert await delete("Background") == ["example.com/hold"]
+
+
+async def test_a_token_with_no_authenticator_installed_is_not_refused(tmp_path: Path) -> None:
+    """Without any authentication plugin (KUBETRIO_PLUGINS=none) a bearer token is not a
+    credential anybody checks: the request is anonymous, not 401 (the in-process
+    controllers of such a server present one)."""
+    async with (
+        open_store(f"sqlite://{tmp_path}/state.db") as store,
+        open_apiserver(store, plugins=PluginManager()) as running,
+        httpx.AsyncClient(base_url=running.url, headers={"authorization": "Bearer x"}) as http,
+    ):
+        response = await http.get(CM)
+        assert response.status_code == 200, response.text
