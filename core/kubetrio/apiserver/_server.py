@@ -38,9 +38,7 @@ from kubetrio.store import Store
 
 from . import (
     _crds,
-    _defaults,
     _eviction,
-    _immutable,
     _managed,
     _nodeproxy,
     _patch,
@@ -50,10 +48,11 @@ from . import (
     _validation,
 )
 from . import _objects as objects
-from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent, check_preconditions
+from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
 from ._status import ApiError, bad_request, conflict, invalid, status_body
+from ._strategies import Strategies, keep_field
 from ._tokens import BINDABLE_KINDS, ServiceAccountTokens
 
 log = logging.getLogger("kubetrio.apiserver")
@@ -107,6 +106,7 @@ class ApiServer:
         self.allow_unauthorized = allow_unauthorized
         self.server_address = server_address
         self._open_namespaces: dict[str, float] = {}
+        self.strategies = Strategies(self.registry, self.services, self._namespace_terminated)
         self.kubelet_token = ""
         """Bearer token the server presents to node agents (pods/log)."""
         self.service_account_tokens = ServiceAccountTokens()
@@ -459,7 +459,7 @@ class ApiServer:
             )
         warnings: list[str] = []
         obj = self._checked_body(request, info, warnings)
-        if (info.group, info.resource) in _reviews.REVIEWS:
+        if not self.strategies.of(info).stored:
             answered = _reviews.answer_review(
                 info.resource,
                 obj,
@@ -503,23 +503,19 @@ class ApiServer:
             await self._check_namespace_open(target.namespace)
         _crds.refuse_create_while_terminating(info)
         metadata["uid"] = objects.new_uid()  # server-set: a client's uid is never kept
-        if info.custom is not None and "status" in info.subresources:
-            obj.pop("status", None)  # written through /status only, as upstream
-        _defaults.apply_defaults(info.group, info.resource, obj)
-        _defaults.default_on_create(info.group, info.resource, obj, now=objects.now_rfc3339())
+        strategy = self.strategies.of(info)
+        strategy.prepare_for_create(info, obj)
         if record_fields:
             _managed.record(request, info, None, obj)
         self._admit("CREATE", user, info, target, obj, None, request)
         dry_run = _dry_run(request)
-        is_service = (info.group, info.resource) == ("", "services")
-        if is_service and not dry_run:
-            await self.services.allocate(obj)
+        if not dry_run:
+            await strategy.before_create(obj)
         try:
             return await self.registry.create(info, target.namespace, obj, dry_run=dry_run)
         except BaseException:
-            if is_service and not dry_run:
-                with trio.CancelScope(shield=True):
-                    await self.services.release(obj)
+            if not dry_run:
+                await strategy.create_failed(obj)
             raise
 
     def _finish_update(
@@ -534,17 +530,12 @@ class ApiServer:
     ) -> KubeObject:
         """The steps every write of an existing object takes after its change is made."""
         info = target.info
-        if "status" in info.subresources:
-            _keep(new, current, "status")  # status changes go through /status
-        _defaults.apply_defaults(info.group, info.resource, new)
-        if not info.namespaced:
-            new.get("metadata", {}).pop("namespace", None)
+        strategy = self.strategies.of(info)
+        strategy.prepare_for_update(info, current, new)
         if record_fields:
             _managed.record(request, info, current, new)
         _validation.validate_metadata(new, info)
-        _immutable.check_update(info.group, info.resource, current, new)
-        if (info.group, info.resource) == ("", "services"):
-            self.services.keep_allocations(current, new)
+        strategy.validate_update(info, current, new)
         self._admit("UPDATE", user, info, target, new, current, request)
         return new
 
@@ -771,48 +762,25 @@ class ApiServer:
     async def _delete(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
         info = target.info
         options = self._delete_options(request)
-        if info.group == "" and info.resource == "namespaces":
-            return await self._delete_namespace(request, user, target, options)
         current = await self.registry.get_object(info, target.namespace, target.name)
         self._admit("DELETE", user, info, target, None, current, request)
-        if (info.group, info.resource) == _validation.CRDS and not _dry_run(request):
-            await _crds.add_cleanup_finalizer(self.registry, info, target.name)
-        obj, _gone = await self.registry.delete(
-            info, target.namespace, target.name, options=options, dry_run=_dry_run(request)
-        )
+        strategy = self.strategies.of(info)
+        dry_run = _dry_run(request)
+        if not dry_run:
+            await strategy.before_delete(info, target.name)
+        obj = await strategy.delete(info, target.namespace, target.name, options, dry_run=dry_run)
         return json_response(obj)
 
-    async def _delete_namespace(
-        self, request: Request, user: UserInfo, target: ResourcePath, options: KubeObject
-    ) -> Response:
-        """Namespaces terminate: phase Terminating now, removed once empty."""
-        info = target.info
-        current = await self.registry.get_object(info, "", target.name)
-        self._admit("DELETE", user, info, target, None, current, request)
-
-        async def terminate(ns: KubeObject) -> KubeObject:
-            check_preconditions(info, target.name, ns, options.get("preconditions") or {})
-            ns["metadata"].setdefault("deletionTimestamp", objects.now_rfc3339())
-            ns.setdefault("status", {})["phase"] = "Terminating"
-            return ns
-
-        marked = await self.registry.update(
-            info,
-            "",
-            target.name,
-            terminate,
-            precondition_from_body=False,
-            dry_run=_dry_run(request),
-            server_fields=("deletionTimestamp",),
-        )
-        self._open_namespaces.pop(target.name, None)
+    def _namespace_terminated(self, name: str) -> None:
+        """A namespace was marked Terminating: no more creates in it; wake its finalizer."""
+        self._open_namespaces.pop(name, None)
         self.on_namespace_deleted()
-        return json_response(marked)
 
     async def _delete_collection(
         self, request: Request, user: UserInfo, target: ResourcePath
     ) -> Response:
         info = target.info
+        strategy = self.strategies.of(info)
         options = self._delete_options(request)
         page = await self.registry.list(
             info, target.namespace, matches=self._filter(request, info, target.namespace)
@@ -822,13 +790,13 @@ class ApiServer:
             obj = objects.decode(item)
             meta = obj["metadata"]
             try:
-                if (info.group, info.resource) == _validation.CRDS and not _dry_run(request):
-                    await _crds.add_cleanup_finalizer(self.registry, info, meta["name"])
-                gone, _ = await self.registry.delete(
+                if not _dry_run(request):
+                    await strategy.before_delete(info, meta["name"])
+                gone = await strategy.delete(
                     info,
                     meta.get("namespace", ""),
                     meta["name"],
-                    options=options,
+                    options,
                     dry_run=_dry_run(request),
                 )
             except ApiError as exc:
@@ -972,7 +940,7 @@ class ApiServer:
 
             async def change(current: KubeObject) -> KubeObject:
                 new = copy.deepcopy(current)
-                _keep(new, body, field)
+                keep_field(new, body, field)
                 _managed.record(request, info, current, new, subresource=target.subresource)
                 rv = (body.get("metadata") or {}).get("resourceVersion")
                 new["metadata"]["resourceVersion"] = rv or ""
@@ -991,7 +959,7 @@ class ApiServer:
                     request, info, current, config, subresource=target.subresource
                 )
                 result = copy.deepcopy(current)
-                _keep(result, merged, field)
+                keep_field(result, merged, field)
                 result["metadata"].pop("resourceVersion", None)
                 result["metadata"].pop("managedFields", None)
                 if merged["metadata"].get("managedFields"):
@@ -1008,7 +976,7 @@ class ApiServer:
                 new = _patch.apply_patch(kind, current, patch_body, info.definition)
                 new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
                 result = copy.deepcopy(current)
-                _keep(result, new, field)
+                keep_field(result, new, field)
                 _managed.record(request, info, current, result, subresource=target.subresource)
                 result["metadata"]["resourceVersion"] = new["metadata"].get("resourceVersion", "")
                 _unless_patched(result, current["metadata"].get("resourceVersion"))
@@ -1257,14 +1225,6 @@ def _warning_headers(warnings: list[str]) -> list[tuple[str, str]]:
     return [
         ("warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"') for w in warnings
     ]
-
-
-def _keep(new: KubeObject, source: KubeObject, field: str) -> None:
-    """Set ``new[field]`` to ``source[field]`` (or drop it when absent there)."""
-    if field in source:
-        new[field] = copy.deepcopy(source[field])
-    else:
-        new.pop(field, None)
 
 
 def _denied(info: ResourceInfo, name: str, exc: AdmissionDenied) -> ApiError:
