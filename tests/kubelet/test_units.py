@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from kubetrio.api.qos import pod_qos_class
+from kubetrio.kubelet._containers import pull_policy
 from kubetrio.kubelet._env import service_env
 from kubetrio.kubelet._logs_reader import read_log
-from kubetrio.kubelet._worker import pull_policy, resolv_conf
+from kubetrio.kubelet._podfiles import resolv_conf
 from kubetrio.runtime import resolve_args
 from kubetrio.runtime._spec import expand
 
@@ -113,7 +114,7 @@ async def test_log_reader_tail_since_and_partial_lines(tmp_path: Path) -> None:
 
 
 def test_etc_hosts_with_fqdn_and_aliases() -> None:
-    from kubetrio.kubelet._worker import etc_hosts
+    from kubetrio.kubelet._podfiles import etc_hosts
 
     pod = {
         "metadata": {"name": "web-0", "namespace": "shop"},

@@ -19,7 +19,7 @@ them); ``await agent.shutdown()`` first stops every pod of the node.
 """
 
 from ._agent import NodeAgent as NodeAgent
-from ._worker import BackOff as BackOff
+from ._containers import BackOff as BackOff
 from ._worker import PodWorker as PodWorker
 
 __all__ = ["BackOff", "NodeAgent", "PodWorker"]

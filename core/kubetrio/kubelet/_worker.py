@@ -22,16 +22,12 @@ through the ``status`` subresource whenever it changes.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import logging
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from kubetrio.api.qos import pod_qos_class
 from kubetrio.client import ClientError
 from kubetrio.providers import (
     ContainerConfig,
@@ -43,7 +39,10 @@ from kubetrio.providers import (
     VolumeMount,
 )
 
+from ._containers import BackOff, ContainerRecord, go_duration, pull_policy, rfc3339
 from ._env import EnvResolver
+from ._podfiles import etc_hosts, host_resolv_conf, read_text, resolv_conf, write_file
+from ._podstatus import ConditionClock, network_status, pod_status
 from ._probes import probe_loop, run_probe
 from ._volumes import PodVolumes, VolumeError
 
@@ -51,85 +50,6 @@ if TYPE_CHECKING:
     from ._agent import NodeAgent
 
 log = logging.getLogger(__name__)
-
-
-def rfc3339(seconds: float | None = None) -> str:
-    """UNIX seconds (default now) as ``metav1.Time``."""
-    moment = datetime.datetime.fromtimestamp(
-        time.time() if seconds is None else seconds, tz=datetime.UTC
-    )
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def pull_policy(container: KubeObject) -> str:
-    """``imagePullPolicy`` with Kubernetes' default (Always for ``:latest`` or no tag)."""
-    policy = container.get("imagePullPolicy")
-    if policy:
-        return str(policy)
-    image = str(container.get("image", ""))
-    last = image.rsplit("/", 1)[-1]
-    if "@" in last:
-        return "IfNotPresent"
-    return "Always" if ":" not in last or last.endswith(":latest") else "IfNotPresent"
-
-
-@dataclasses.dataclass
-class ContainerRecord:
-    """What the worker knows of one container, in the shape of a ContainerStatus."""
-
-    name: str
-    image: str
-    init: bool = False
-    container_id: str = ""
-    restart_count: int = 0
-    state: KubeObject = dataclasses.field(default_factory=dict)
-    last_state: KubeObject = dataclasses.field(default_factory=dict)
-    ready: bool = False
-    started: bool = False
-    image_id: str = ""
-    spec_changed: bool = False
-    """The container's image changed in the pod spec: restart it with the new one."""
-    sidecar: bool = False
-    """An init container with ``restartPolicy: Always`` (a native sidecar)."""
-    started_event: trio.Event = dataclasses.field(default_factory=trio.Event)
-    """Set once the container has started (and passed its startup probe)."""
-    loop_done: trio.Event = dataclasses.field(default_factory=trio.Event)
-
-    def status(self) -> KubeObject:
-        """The ``containerStatuses`` entry."""
-        result: KubeObject = {
-            "name": self.name,
-            "state": self.state or {"waiting": {"reason": "ContainerCreating"}},
-            "lastState": self.last_state,
-            "ready": self.ready,
-            "restartCount": self.restart_count,
-            "image": self.image,
-            "imageID": self.image_id,
-            "started": self.started,
-        }
-        if self.container_id:
-            result["containerID"] = f"runc://{self.container_id}"
-        return result
-
-
-class BackOff:
-    """kubelet's restart back-off: none for the first restart, then base doubling to max.
-
-    A container that ran for twice the maximum before exiting starts over.
-    """
-
-    def __init__(self, base: float, maximum: float) -> None:
-        self.base = base
-        self.maximum = maximum
-        self.current = 0.0
-
-    def next(self, ran_for: float) -> float:
-        """The delay before the next restart, given how long the last run lasted."""
-        if ran_for > 2 * self.maximum:
-            self.current = 0.0
-        delay = self.current
-        self.current = self.base if not self.current else min(self.current * 2, self.maximum)
-        return delay
 
 
 class PodWorker:
@@ -175,7 +95,7 @@ class PodWorker:
         self.final_phase = ""
         self.final_reason = ""
         self.final_message = ""
-        self._conditions: dict[str, tuple[str, str]] = {}
+        self.conditions = ConditionClock()
         self._changed = trio.Event()
         self._terminate = trio.Event()
         self._grace: float = 30.0
@@ -599,7 +519,7 @@ class PodWorker:
                 record.state = {
                     "waiting": {
                         "reason": "CrashLoopBackOff",
-                        "message": f"back-off {_duration(delay)} restarting failed "
+                        "message": f"back-off {go_duration(delay)} restarting failed "
                         f"container={record.name} pod={self._who()}",
                     }
                 }
@@ -678,13 +598,13 @@ class PodWorker:
             self.pod,
             cluster_dns=self.agent.cluster_dns,
             cluster_domain=self.agent.cluster_domain,
-            host=await trio.to_thread.run_sync(_host_resolv_conf),
+            host=await trio.to_thread.run_sync(host_resolv_conf),
         )
-        await trio.to_thread.run_sync(_write_file, path, content)
+        await trio.to_thread.run_sync(write_file, path, content)
         hosts_path = self.agent.pods_dir / self.uid / "etc-hosts"
         spec = self.pod.get("spec") or {}
         if spec.get("hostNetwork"):
-            base = await trio.to_thread.run_sync(_read_text, "/etc/hosts")
+            base = await trio.to_thread.run_sync(read_text, "/etc/hosts")
         else:
             base = ""
         hosts = etc_hosts(
@@ -693,7 +613,7 @@ class PodWorker:
             cluster_domain=self.agent.cluster_domain,
             base=base,
         )
-        await trio.to_thread.run_sync(_write_file, hosts_path, hosts)
+        await trio.to_thread.run_sync(write_file, hosts_path, hosts)
         return [
             VolumeMount(container_path="/etc/resolv.conf", host_path=str(path)),
             VolumeMount(container_path="/etc/hosts", host_path=str(hosts_path)),
@@ -877,84 +797,14 @@ class PodWorker:
         pod["status"] = status
         return pod
 
-    def _network_status(self) -> KubeObject:
-        result: KubeObject = {"hostIP": self.agent.address, "hostIPs": [{"ip": self.agent.address}]}
-        ips = list(self.sandbox.ips) if self.sandbox else []
-        if self.sandbox and (self.pod.get("spec") or {}).get("hostNetwork"):
-            ips = [self.agent.address]
-        if ips:
-            result["podIP"] = ips[0]
-            result["podIPs"] = [{"ip": ip} for ip in ips]
-        return result
-
     # --- status -------------------------------------------------------------------------
-
-    def _condition(
-        self, type_: str, value: bool, reason: str = "", message: str = ""
-    ) -> KubeObject:
-        status = "True" if value else "False"
-        previous = self._conditions.get(type_)
-        if previous is None or previous[0] != status:
-            self._conditions[type_] = (status, rfc3339())
-        condition: KubeObject = {
-            "type": type_,
-            "status": status,
-            "lastProbeTime": None,
-            "lastTransitionTime": self._conditions[type_][1],
-        }
-        if reason and not value:
-            condition["reason"] = reason
-        if message and not value:
-            condition["message"] = message
-        return condition
 
     def build_status(self) -> KubeObject:
         """The pod status as the API should show it now."""
-        phase = self.final_phase
-        if not phase:
-            running = any(
-                "running" in r.state or "terminated" in r.state or r.restart_count
-                for r in self.records
-            )
-            phase = "Running" if self.initialized and running else "Pending"
-        finished = phase in ("Succeeded", "Failed")
-        sidecars = [r for r in self.init_records if r.sidecar]
-        not_ready = [r.name for r in sidecars + self.records if not r.ready]
-        incomplete = [r.name for r in self.init_records if not (r.ready or r.started)]
-        ready_reason = "PodCompleted" if finished else "ContainersNotReady"
-        unready_message = f"containers with unready status: [{' '.join(not_ready)}]"
-        conditions = [
-            self._condition("PodReadyToStartContainers", self.sandbox is not None),
-            self._condition(
-                "Initialized",
-                self.initialized,
-                "ContainersNotInitialized",
-                f"containers with incomplete status: [{' '.join(incomplete)}]",
-            ),
-            self._condition("Ready", not not_ready and not finished, ready_reason, unready_message),
-            self._condition(
-                "ContainersReady", not not_ready and not finished, ready_reason, unready_message
-            ),
-            self._condition("PodScheduled", True),
-        ]
-        if finished and self.initialized:
-            for condition in conditions[1:2]:
-                condition["reason"] = "PodCompleted"
-        status: KubeObject = {
-            "phase": phase,
-            "conditions": conditions,
-            "qosClass": pod_qos_class(self.pod.get("spec") or {}),
-            "containerStatuses": [r.status() for r in self.records],
-        }
-        if self.final_reason:
-            status["reason"] = self.final_reason
-            status["message"] = self.final_message
-        if self.init_records:
-            status["initContainerStatuses"] = [r.status() for r in self.init_records]
-        if self.start_time:
-            status["startTime"] = self.start_time
-        status.update(self._network_status())
-        return status
+        return pod_status(self)
+
+    def _network_status(self) -> KubeObject:
+        return network_status(self.pod, self.sandbox, self.agent.address)
 
     async def _publisher(self) -> None:
         while True:
@@ -986,107 +836,7 @@ class PodWorker:
                 self.changed()
 
 
-def _duration(seconds: float) -> str:
-    """Go's time.Duration text for whole or fractional seconds (``10s``, ``2m40s``)."""
-    whole = int(seconds)
-    if whole != seconds:
-        return f"{seconds:g}s"
-    minutes, secs = divmod(whole, 60)
-    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
-
-
 def _images(pod: KubeObject) -> dict[str, str]:
     spec = pod.get("spec") or {}
     containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
     return {c["name"]: str(c.get("image", "")) for c in containers}
-
-
-def _host_resolv_conf() -> str:
-    return _read_text("/etc/resolv.conf")
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def etc_hosts(pod: KubeObject, *, ips: Sequence[str], cluster_domain: str, base: str = "") -> str:
-    """A pod's /etc/hosts as kubelet writes it: localhost, the pod's own names (with the
-    FQDN when it has a ``subdomain``) and ``hostAliases``; ``base`` (the node's file, for
-    host-network pods) replaces the first part."""
-    spec = pod.get("spec") or {}
-    meta = pod.get("metadata") or {}
-    if base:
-        text = base if base.endswith("\n") else base + "\n"
-    else:
-        text = (
-            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"
-            "::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
-            "fe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
-        )
-        hostname = str(spec.get("hostname") or meta.get("name", ""))[:63]
-        names = [hostname]
-        if spec.get("subdomain"):
-            namespace = meta.get("namespace") or "default"
-            names.insert(0, f"{hostname}.{spec['subdomain']}.{namespace}.svc.{cluster_domain}")
-        for ip in ips:
-            text += f"{ip}\t" + "\t".join(names) + "\n"
-    aliases = spec.get("hostAliases") or []
-    if aliases:
-        text += "\n# Entries added by HostAliases.\n"
-        for alias in aliases:
-            text += f"{alias.get('ip', '')}\t" + "\t".join(alias.get("hostnames") or []) + "\n"
-    return text
-
-
-def _write_file(path: Path, content: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(content)
-    tmp.replace(path)
-
-
-def resolv_conf(
-    pod: KubeObject, *, cluster_dns: Sequence[str], cluster_domain: str, host: str
-) -> str:
-    """A pod's resolv.conf: ``dnsPolicy`` (ClusterFirst, ClusterFirstWithHostNet, Default,
-    None) applied to the cluster DNS servers or the host's file, then ``dnsConfig``."""
-    spec = pod.get("spec") or {}
-    policy = spec.get("dnsPolicy") or "ClusterFirst"
-    if policy == "ClusterFirst" and spec.get("hostNetwork"):
-        policy = "Default"  # as kubelet: host-network pods use the node's DNS unless asked
-    namespace = (pod.get("metadata") or {}).get("namespace") or "default"
-    servers: list[str] = []
-    searches: list[str] = []
-    options: list[str] = []
-    if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and cluster_dns:
-        servers = list(cluster_dns)
-        searches = [f"{namespace}.svc.{cluster_domain}", f"svc.{cluster_domain}", cluster_domain]
-        options = ["ndots:5"]
-    elif policy != "None":
-        for line in host.splitlines():
-            fields = line.split()
-            if not fields or fields[0].startswith(("#", ";")):
-                continue
-            if fields[0] == "nameserver":
-                servers += fields[1:2]
-            elif fields[0] in ("search", "domain"):
-                searches += fields[1:]
-            elif fields[0] == "options":
-                options += fields[1:]
-    config = spec.get("dnsConfig") or {}
-    servers += [s for s in config.get("nameservers") or [] if s not in servers]
-    searches += [s for s in config.get("searches") or [] if s not in searches]
-    for option in config.get("options") or []:
-        name = option.get("name", "")
-        options = [o for o in options if o.split(":")[0] != name]
-        options.append(f"{name}:{option['value']}" if option.get("value") else name)
-    lines = [f"nameserver {server}" for server in servers[:3]]
-    if searches:
-        lines.append("search " + " ".join(searches[:32]))
-    if options:
-        lines.append("options " + " ".join(options))
-    return "\n".join(lines) + "\n"
