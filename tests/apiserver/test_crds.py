@@ -309,6 +309,21 @@ def gadget_crd(versions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
 GADGETS = "/apis/example.com/{v}/namespaces/default/gadgets"
 
 
+async def _add_gadget_field(http: httpx.AsyncClient, name: str, schema: dict[str, Any]) -> None:
+    """Add ``spec.<name>`` to the Gadget CRD's schema with a read-modify-replace, reading
+    again on 409: the CRD controller writes the CRD's status meanwhile, as kubectl edit
+    meets it too."""
+    crd_url = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com"
+    while True:
+        crd = (await http.get(crd_url)).json()
+        properties = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+        properties["spec"]["properties"][name] = schema
+        replaced = await http.put(crd_url, json=crd)
+        if replaced.status_code != 409:
+            break
+    assert replaced.status_code == 200, replaced.text
+
+
 async def _install_gadgets(http: httpx.AsyncClient, crd: dict[str, Any] | None = None) -> None:
     created = await http.post(
         "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd or gadget_crd()
@@ -554,15 +569,7 @@ async def test_openapi_v3_publishes_the_crd_schema(http: httpx.AsyncClient) -> N
     patch = doc["paths"]["/apis/example.com/v1/namespaces/{namespace}/gadgets/{name}"]["patch"]
     assert any(p["name"] == "fieldValidation" for p in patch["parameters"])
     assert "/apis/example.com/v1/namespaces/{namespace}/gadgets/{name}/status" in doc["paths"]
-    crd_url = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com"
-    while True:  # the CRD controller may write the CRD's status meanwhile: read again on 409
-        crd = (await http.get(crd_url)).json()
-        properties = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
-        properties["spec"]["properties"]["colour"] = {"type": "string"}
-        replaced = await http.put(crd_url, json=crd)
-        if replaced.status_code != 409:
-            break
-    assert replaced.status_code == 200, replaced.text
+    await _add_gadget_field(http, "colour", {"type": "string"})
     with trio.fail_after(10):
         while True:
             root = (await http.get("/openapi/v3")).json()["paths"]
@@ -621,11 +628,7 @@ async def test_defaults_on_read_and_schema_bounds(http: httpx.AsyncClient) -> No
     )
     assert messages["spec.tags"] == "Too many: 3: must have at most 2 items"
     assert messages["spec.tags[1]"] == 'Duplicate value: "a"'
-    crd_url = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.example.com"
-    current = (await http.get(crd_url)).json()
-    props = current["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
-    props["spec"]["properties"]["colour"] = {"type": "string", "default": "red"}
-    assert (await http.put(crd_url, json=current)).status_code == 200
+    await _add_gadget_field(http, "colour", {"type": "string", "default": "red"})
     with trio.fail_after(10):
         while (await http.get(f"{url}/old")).json()["spec"].get("colour") != "red":
             await trio.sleep(0.05)
