@@ -46,7 +46,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
@@ -537,47 +537,41 @@ class GarbageCollector(QueueController):
     ) -> None:
         """Remove owner uids from (or unblock) an object's ownerReferences, read live."""
         removed = set(remove)
-        for _ in range(_WRITE_RETRIES):
-            latest = await self._get_live(node)
-            if latest is None:
-                return
+
+        def change(latest: KubeObject) -> KubeObject | None:
             refs: list[Any] = list(latest["metadata"].get("ownerReferences") or [])
             kept = [r for r in refs if r.get("uid") not in removed]
             if unblock:
                 kept = [{**r, "blockOwnerDeletion": False} for r in kept]
-            if kept == refs:
-                return
-            try:
-                await self._patch(
-                    node,
-                    {
-                        "resourceVersion": latest["metadata"]["resourceVersion"],
-                        "ownerReferences": kept or None,
-                    },
-                )
-                return
-            except ClientError as exc:
-                if exc.not_found:
-                    return
-                if not exc.conflict:
-                    raise
-        raise TemporaryError(f"{node.monitor.kind} {_name(node)} keeps changing")
+            return None if kept == refs else {"ownerReferences": kept or None}
+
+        await self._patch_live(node, change)
 
     async def _remove_finalizer(self, node: _Node, finalizer: str) -> None:
+        def change(latest: KubeObject) -> KubeObject | None:
+            finalizers = _finalizers(latest)
+            if finalizer not in finalizers:
+                return None
+            return {"finalizers": [f for f in finalizers if f != finalizer] or None}
+
+        await self._patch_live(node, change)
+
+    async def _patch_live(
+        self, node: _Node, change: Callable[[KubeObject], KubeObject | None]
+    ) -> None:
+        """Patch the metadata ``change`` derives from the object as it is now, with its
+        resourceVersion as precondition, reading again on a conflict; None: nothing to do.
+        An object that is gone needs nothing."""
         for _ in range(_WRITE_RETRIES):
             latest = await self._get_live(node)
             if latest is None:
                 return
-            finalizers = _finalizers(latest)
-            if finalizer not in finalizers:
+            metadata = change(latest)
+            if metadata is None:
                 return
             try:
                 await self._patch(
-                    node,
-                    {
-                        "resourceVersion": latest["metadata"]["resourceVersion"],
-                        "finalizers": [f for f in finalizers if f != finalizer] or None,
-                    },
+                    node, {"resourceVersion": latest["metadata"]["resourceVersion"], **metadata}
                 )
                 return
             except ClientError as exc:
