@@ -18,12 +18,12 @@ from kubetrio.api.scheme import ResourceInfo
 from kubetrio.handler import Request
 
 from . import _objects as objects
-from ._status import ApiError, bad_request, invalid
+from ._status import ApiError, invalid
+from ._validation import report_unknown_fields
 
 KubeObject = dict[str, Any]
 
 MAX_MANAGER_LENGTH = 128
-_TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _STATUS_IGNORED: mf.FieldSet = {"f:status": {".": {}}}
 
 
@@ -110,7 +110,7 @@ def apply(
     if metadata.get("managedFields") is not None:
         raise ApiError(400, "metadata.managedFields must be nil")
     manager = manager_of(request, required=True)
-    force = request.param("force") in _TRUE
+    force = request.flag("force")
     try:
         return mf.apply(
             live,
@@ -167,12 +167,7 @@ def configuration(
     unknown = api.unknown_fields(applied, info.model)
     if not unknown:
         return applied
-    mode = (field_validation or "Warn").capitalize()
-    messages = [f'unknown field "{path}"' for path in unknown]
-    if mode == "Strict":
-        raise bad_request("strict decoding error: " + ", ".join(messages))
-    if mode == "Warn":
-        warnings.extend(messages)
+    report_unknown_fields(unknown, (field_validation or "Warn").capitalize(), warnings)
     for path in unknown:
         _remove_path(applied, path)
     return applied

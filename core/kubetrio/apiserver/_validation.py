@@ -137,16 +137,7 @@ def typed(
         ) from exc
     unknown = api.unknown_fields(obj, model)
     if unknown:
-        mode = (field_validation or "Warn").capitalize()
-        messages = [f'unknown field "{path}"' for path in unknown]
-        if mode == "Strict":
-            raise bad_request("strict decoding error: " + ", ".join(messages))
-        if mode == "Warn":
-            warnings.extend(messages)
-        elif mode != "Ignore":
-            raise bad_request(
-                f'fieldValidation must be one of Strict, Warn or Ignore, not "{field_validation}"'
-            )
+        report_unknown_fields(unknown, _field_validation_mode(field_validation), warnings)
     result: KubeObject = api.to_builtins(checked)
     return result
 
@@ -160,6 +151,18 @@ def _field_validation_mode(field_validation: str) -> str:
     return mode
 
 
+def report_unknown_fields(
+    unknown: list[str], mode: str, warnings: list[str], *, prefix: str = ""
+) -> None:
+    """Unknown fields as ``fieldValidation`` asks: Strict refuses them (400 naming each),
+    Warn adds a warning each, Ignore says nothing."""
+    messages = [f'unknown field "{path}"' for path in unknown]
+    if mode == "Strict":
+        raise bad_request(prefix + "strict decoding error: " + ", ".join(messages))
+    if mode == "Warn":
+        warnings.extend(messages)
+
+
 def _custom_typed(
     obj: KubeObject, info: ResourceInfo, field_validation: str, warnings: list[str]
 ) -> KubeObject:
@@ -170,14 +173,8 @@ def _custom_typed(
     schema = info.schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     unknown = structural.prune(obj, schema)
     if unknown:
-        messages = [f'unknown field "{path}"' for path in unknown]
-        if mode == "Strict":
-            raise bad_request(
-                f'{info.kind} in version "{info.version}" cannot be handled as a {info.kind}: '
-                "strict decoding error: " + ", ".join(messages)
-            )
-        if mode == "Warn":
-            warnings.extend(messages)
+        handled = f'{info.kind} in version "{info.version}" cannot be handled as a {info.kind}: '
+        report_unknown_fields(unknown, mode, warnings, prefix=handled)
     structural.default(obj, schema)
     structural.drop_nulls(obj, schema)
     structural.prune(obj, schema)  # defaults may hold fields the schema does not name
