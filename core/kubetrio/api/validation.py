@@ -569,6 +569,23 @@ def _go_number(value: float) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
+def _size_errors(
+    field: str, count: int, schema: Mapping[str, Any], bound: str, noun: str
+) -> list[FieldError]:
+    """``max<bound>``/``min<bound>`` of a list or map, in kube-openapi's words (its
+    too-many message says "items" for both)."""
+    errors: list[FieldError] = []
+    most, least = schema.get(f"max{bound}"), schema.get(f"min{bound}")
+    if isinstance(most, int) and count > most:
+        errors.append(
+            FieldError(FieldErrorType.TOO_MANY, field, count, f"must have at most {most} items")
+        )
+    if isinstance(least, int) and count < least:
+        detail = f"should have at least {least} {noun}"
+        errors.append(FieldError.invalid(field, count, _in_body(field, detail)))
+    return errors
+
+
 def _in_body(field: str, detail: str) -> str:
     return f"{field or 'body'} in body {detail}"
 
@@ -617,16 +634,7 @@ def _constraint_errors(value: Any, schema: Mapping[str, Any], field: str) -> lis
                 detail = f"should match '{pattern}'"
                 errors.append(FieldError.invalid(field, value, _in_body(field, detail)))
     elif isinstance(value, list):
-        most, least = schema.get("maxItems"), schema.get("minItems")
-        if isinstance(most, int) and len(value) > most:
-            errors.append(
-                FieldError(
-                    FieldErrorType.TOO_MANY, field, len(value), f"must have at most {most} items"
-                )
-            )
-        if isinstance(least, int) and len(value) < least:
-            detail = f"should have at least {least} items"
-            errors.append(FieldError.invalid(field, len(value), _in_body(field, detail)))
+        errors += _size_errors(field, len(value), schema, "Items", "items")
         list_type = schema.get("x-kubernetes-list-type")
         if schema.get("uniqueItems") or list_type == "set":
             seen: list[Any] = []
@@ -646,14 +654,5 @@ def _constraint_errors(value: Any, schema: Mapping[str, Any], field: str) -> lis
                     errors.append(FieldError.duplicate(f"{field}[{index}]", shown))
                 seen_keys.append(key)
     elif isinstance(value, dict):
-        most, least = schema.get("maxProperties"), schema.get("minProperties")
-        if isinstance(most, int) and len(value) > most:
-            errors.append(
-                FieldError(
-                    FieldErrorType.TOO_MANY, field, len(value), f"must have at most {most} items"
-                )
-            )
-        if isinstance(least, int) and len(value) < least:
-            detail = f"should have at least {least} properties"
-            errors.append(FieldError.invalid(field, len(value), _in_body(field, detail)))
+        errors += _size_errors(field, len(value), schema, "Properties", "properties")
     return errors
