@@ -32,6 +32,7 @@ from kubetrio.api.scheme import (
     SubresourceInfo,
 )
 from kubetrio.api.structural import has_defaults, kube_version_key
+from kubetrio.kubeobject import KubeObject
 from kubetrio.providers import ResourceDefinition
 from kubetrio.store import StoreError
 
@@ -41,7 +42,6 @@ from ._status import ApiError
 
 log = logging.getLogger("kubetrio.apiserver.crds")
 
-KubeObject = dict[str, Any]
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 SUB_VERBS = ("get", "patch", "update")
 

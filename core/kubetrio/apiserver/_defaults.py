@@ -13,8 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubetrio.api.qos import pod_qos_class
-
-KubeObject = dict[str, Any]
+from kubetrio.kubeobject import KubeObject
 
 
 def _set(obj: KubeObject, key: str, value: Any) -> None:

@@ -18,11 +18,10 @@ from typing import Any
 
 from kubetrio.api import selectors
 from kubetrio.api.scheme import ResourceInfo
+from kubetrio.kubeobject import KubeObject
 
 from ._registry import Registry
 from ._status import ApiError
-
-KubeObject = dict[str, Any]
 
 NOT_RUNNING = ("Pending", "Succeeded", "Failed")
 

@@ -9,11 +9,10 @@ ConfigMap or Secret keeps its data. The checks run on defaulted objects, old and
 from __future__ import annotations
 
 import copy
-from typing import Any
+
+from kubetrio.kubeobject import KubeObject
 
 from ._status import invalid
-
-KubeObject = dict[str, Any]
 
 POD_MUTABLE = (
     "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,"

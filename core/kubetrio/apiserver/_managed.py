@@ -16,12 +16,11 @@ from kubetrio import api
 from kubetrio.api import managedfields as mf
 from kubetrio.api.scheme import ResourceInfo
 from kubetrio.handler import Request
+from kubetrio.kubeobject import KubeObject
 
 from . import _objects as objects
 from ._status import ApiError, invalid
 from ._validation import report_unknown_fields
-
-KubeObject = dict[str, Any]
 
 MAX_MANAGER_LENGTH = 128
 _STATUS_IGNORED: mf.FieldSet = {"f:status": {".": {}}}

@@ -7,14 +7,12 @@ streams the agent's answer back to the client unchanged.
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import trio
 
-from ._status import ApiError, bad_request
+from kubetrio.kubeobject import KubeObject
 
-KubeObject = dict[str, Any]
+from ._status import ApiError, bad_request
 
 LOG_OPTIONS = (
     "follow",

@@ -16,11 +16,11 @@ from typing import Any
 
 import msgspec
 
+from kubetrio.kubeobject import KubeObject
+
 _METADATA = b'"metadata":{'
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
-
-KubeObject = dict[str, Any]
 
 
 def encode_for_store(obj: KubeObject) -> bytes:

@@ -6,11 +6,10 @@ import copy
 from typing import Any
 
 from kubetrio.api import patch as patches
+from kubetrio.kubeobject import KubeObject
 
 from . import _validation
 from ._status import ApiError, bad_request
-
-KubeObject = dict[str, Any]
 
 
 def apply_patch(

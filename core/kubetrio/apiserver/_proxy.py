@@ -12,15 +12,13 @@ route to pod addresses, which it can on the node network.
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import httpx
 
 from kubetrio.handler import Request, Response
+from kubetrio.kubeobject import KubeObject
 
 from ._status import ApiError
-
-KubeObject = dict[str, Any]
 
 HOP_BY_HOP = {
     "connection",

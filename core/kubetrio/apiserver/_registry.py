@@ -16,13 +16,13 @@ import base64
 import dataclasses
 import json
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
 
 import msgspec
 
 from kubetrio import store as kv
 from kubetrio.api import structural
 from kubetrio.api.scheme import ResourceInfo
+from kubetrio.kubeobject import KubeObject
 
 from . import _objects as objects
 from ._status import (
@@ -34,7 +34,6 @@ from ._status import (
     not_found,
 )
 
-KubeObject = dict[str, Any]
 ObjectFilter = Callable[[KubeObject], bool]
 """Label and field selectors compiled into one predicate."""
 Mutation = Callable[[KubeObject], None]

@@ -9,11 +9,10 @@ and authorize hooks that guard every request.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
+from kubetrio.kubeobject import KubeObject
 from kubetrio.providers import AuthorizationAttributes, AuthorizationDecision, AuthRequest, UserInfo
 
-KubeObject = dict[str, Any]
 Authorize = Callable[[UserInfo, AuthorizationAttributes], AuthorizationDecision]
 Authenticate = Callable[[AuthRequest], UserInfo | None]
 

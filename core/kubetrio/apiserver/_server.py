@@ -25,6 +25,7 @@ from kubetrio import streams
 from kubetrio.api import selectors
 from kubetrio.api.scheme import ResourceInfo, Scheme
 from kubetrio.handler import BadQueryParameter, Request, Response
+from kubetrio.kubeobject import KubeObject
 from kubetrio.plugins import PluginManager
 from kubetrio.providers import (
     AdmissionDenied,
@@ -48,7 +49,7 @@ from . import (
     _validation,
 )
 from . import _objects as objects
-from ._registry import KubeObject, ObjectFilter, Registry, WatchEvent
+from ._registry import ObjectFilter, Registry, WatchEvent
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
 from ._status import ApiError, bad_request, conflict, invalid, status_body

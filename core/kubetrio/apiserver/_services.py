@@ -13,10 +13,9 @@ import random
 from typing import Any
 
 from kubetrio import store as kv
+from kubetrio.kubeobject import KubeObject
 
 from ._status import invalid
-
-KubeObject = dict[str, Any]
 
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 DEFAULT_NODE_PORTS = (30000, 32767)

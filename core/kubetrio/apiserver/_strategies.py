@@ -19,10 +19,11 @@ from collections.abc import Callable
 import trio
 
 from kubetrio.api.scheme import ResourceInfo
+from kubetrio.kubeobject import KubeObject
 
 from . import _crds, _defaults, _immutable, _validation
 from . import _objects as objects
-from ._registry import KubeObject, Registry, check_preconditions
+from ._registry import Registry, check_preconditions
 from ._reviews import REVIEWS
 from ._services import ServiceAllocator
 

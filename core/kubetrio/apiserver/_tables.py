@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from kubetrio.api.scheme import ResourceInfo
+from kubetrio.kubeobject import KubeObject
 
-KubeObject = dict[str, Any]
 Column = tuple[str, str, int, Callable[[KubeObject], Any]]
 """(name, type, priority, cell function)."""
 

@@ -18,15 +18,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ._status import invalid
+from kubetrio.kubeobject import KubeObject
 
-KubeObject = dict[str, Any]
+from ._status import invalid
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 """kube-apiserver's default ``--service-account-issuer`` (and so its default audience)."""

@@ -22,10 +22,9 @@ from kubetrio import api
 from kubetrio.api import structural, validation
 from kubetrio.api.scheme import ResourceInfo
 from kubetrio.handler import Request
+from kubetrio.kubeobject import KubeObject
 
 from ._status import ApiError, bad_request, invalid
-
-KubeObject = dict[str, Any]
 
 JSON = "application/json"
 YAML = "application/yaml"
