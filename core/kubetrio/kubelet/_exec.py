@@ -87,8 +87,7 @@ async def serve_exec(
 ) -> None:
     """Answer one exec upgrade: run the command, relay its stdio, end with the exit code."""
     command = query.get("command") or []
-    tty = (query.get("tty") or ["0"])[-1] in ("1", "true")
-    stdin = (query.get("stdin") or ["0"])[-1] in ("1", "true")
+    tty, stdin = _wire_flag(query, "tty"), _wire_flag(query, "stdin")
     try:
         container_id = running_container(agent, namespace, pod, container)
         if not command:
@@ -215,7 +214,7 @@ async def serve_attach(
     container has ``stdinOnce``. A resize sets a ``tty`` container's terminal size. The
     session ends, with success, when the container's output ends (it exited).
     """
-    stdin = (query.get("stdin") or ["0"])[-1] in ("1", "true")
+    stdin = _wire_flag(query, "stdin")
     async with contextlib.AsyncExitStack() as stack:
         try:
             container_id = running_container(agent, namespace, pod, container)
@@ -264,3 +263,9 @@ async def _relay_attach(session: Any, stream: trio.SocketStream, initial: bytes)
             error = "the attach session fell behind the container's output"
             await send(STATUS, json.dumps({"error": error}).encode())
         nursery.cancel_scope.cancel()
+
+
+def _wire_flag(query: dict[str, list[str]], name: str) -> bool:
+    """A flag as the API server's bridge spells it to the agent (``1``/``0``); the
+    client's own spelling was checked by the API server."""
+    return (query.get(name) or ["0"])[-1] in ("1", "true")
