@@ -10,30 +10,9 @@ from __future__ import annotations
 import httpx
 import trio
 
-CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "gauges.example.com"},
-    "spec": {
-        "group": "example.com",
-        "scope": "Namespaced",
-        "names": {"plural": "gauges", "singular": "gauge", "kind": "Gauge"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+from tests.kit import crd
+
+CRD = crd("example.com", "gauges", "Gauge", subresources={"status": {}})
 GAUGES = "/apis/example.com/v1/namespaces/default/gauges"
 MERGE = {"content-type": "application/merge-patch+json"}
 JSON_PATCH = {"content-type": "application/json-patch+json"}

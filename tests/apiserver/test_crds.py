@@ -16,37 +16,16 @@ from kubetrio.apiserver import RunningApiServer, open_apiserver
 from kubetrio.plugins import hookimpl
 from kubetrio.providers import ResourceDefinition
 from kubetrio.store import open_store
+from tests.kit import crd
 
-CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "widgets.example.com"},
-    "spec": {
-        "group": "example.com",
-        "scope": "Namespaced",
-        "names": {
-            "plural": "widgets",
-            "singular": "widget",
-            "kind": "Widget",
-            "shortNames": ["wd"],
-            "categories": ["all"],
-        },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+CRD = crd(
+    "example.com",
+    "widgets",
+    "Widget",
+    subresources={"status": {}},
+    shortNames=["wd"],
+    categories=["all"],
+)
 WIDGETS = "/apis/example.com/v1/namespaces/default/widgets"
 
 

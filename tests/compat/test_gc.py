@@ -21,6 +21,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from tests.compat.kit import CompatCluster
+from tests.kit import crd as crd_manifest
 from tests.kit import wait_until
 
 GROUP = "gc.compat.kubetrio.io"
@@ -40,29 +41,7 @@ def crd(cluster: CompatCluster) -> Iterator[str]:
     """A namespaced CRD ``owners.<GROUP>`` (kind Owner), created after the cluster started."""
     plural = f"owners{uuid.uuid4().hex[:6]}"
     name = f"{plural}.{GROUP}"
-    manifest = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": name},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {"plural": plural, "singular": plural[:-1], "kind": "Owner"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    manifest = crd_manifest(GROUP, plural, "Owner", singular=plural[:-1])
     cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
     cluster.kubectl("wait", "--for=condition=established", f"crd/{name}", "--timeout=30s")
     yield plural

@@ -27,7 +27,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from tests.compat.kit import CompatCluster
-from tests.kit import wait_until
+from tests.kit import crd, wait_until
 
 OPERATOR = Path(__file__).parent / "operators" / "widgets.py"
 GROUP = "kopf.compat.kubetrio.io"
@@ -38,36 +38,21 @@ UPDATE_ID = "update_fn/spec.size"
 
 
 def _crd(plural: str, *, status_subresource: bool) -> dict[str, Any]:
-    version: dict[str, Any] = {
-        "name": "v1",
-        "served": True,
-        "storage": True,
-        "schema": {
-            "openAPIV3Schema": {
-                "type": "object",
-                "properties": {
-                    "spec": {
-                        "type": "object",
-                        "properties": {"size": {"type": "integer"}},
-                    },
-                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                },
-            }
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "properties": {"size": {"type": "integer"}}},
+            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
         },
     }
-    if status_subresource:
-        version["subresources"] = {"status": {}}
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {"plural": plural, "singular": plural[:-1], "kind": "Widget"},
-            "versions": [version],
-        },
-    }
+    return crd(
+        GROUP,
+        plural,
+        "Widget",
+        singular=plural[:-1],
+        schema=schema,
+        subresources={"status": {}} if status_subresource else None,
+    )
 
 
 class Operator:

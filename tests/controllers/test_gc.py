@@ -9,7 +9,7 @@ import trio
 
 from kubetrio.client import Client, ClientError
 from kubetrio.controllers import GarbageCollector
-from tests.kit import deployment, wait_for
+from tests.kit import crd, deployment, wait_for
 
 from .conftest import Cluster
 
@@ -153,32 +153,6 @@ async def test_dangling_owner_reference_is_collected(cluster: Cluster) -> None:
         await wait_for(only_live_owner)
 
 
-def _crd(group: str, plural: str, kind: str, scope: str = "Namespaced") -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "scope": scope,
-            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
-
-
 async def _served(client: Client, api_version: str, resource: str) -> bool:
     try:
         await client.list(api_version, resource)
@@ -213,7 +187,7 @@ async def test_custom_resource_owner_created_after_start(cluster: Cluster) -> No
         await client.create(
             "apiextensions.k8s.io/v1",
             "customresourcedefinitions",
-            _crd("gc.example.com", "widgets", "Widget"),
+            crd("gc.example.com", "widgets", "Widget"),
         )
         await wait_for(lambda: _served(client, "gc.example.com/v1", "widgets"))
         owner = await client.create(
@@ -235,7 +209,7 @@ async def test_custom_resource_foreground_waits_for_blocking_dependents(cluster:
         await client.create(
             "apiextensions.k8s.io/v1",
             "customresourcedefinitions",
-            _crd("gc.example.com", "gadgets", "Gadget"),
+            crd("gc.example.com", "gadgets", "Gadget"),
         )
         await wait_for(lambda: _served(client, "gc.example.com/v1", "gadgets"))
         owner = await client.create(
@@ -301,7 +275,7 @@ async def test_dangling_reference_to_custom_kind_with_wrong_uid(cluster: Cluster
         await client.create(
             "apiextensions.k8s.io/v1",
             "customresourcedefinitions",
-            _crd("gc.example.com", "gizmos", "Gizmo"),
+            crd("gc.example.com", "gizmos", "Gizmo"),
         )
         await wait_for(lambda: _served(client, "gc.example.com/v1", "gizmos"))
         owner = await client.create(
@@ -326,7 +300,7 @@ async def test_deleting_a_crd_collects_its_objects_dependents(cluster: Cluster) 
         await client.create(
             "apiextensions.k8s.io/v1",
             "customresourcedefinitions",
-            _crd("gc.example.com", "doodads", "Doodad"),
+            crd("gc.example.com", "doodads", "Doodad"),
         )
         await wait_for(lambda: _served(client, "gc.example.com/v1", "doodads"))
         owner = await client.create(
@@ -356,11 +330,11 @@ async def test_deleting_a_crd_collects_its_objects_dependents(cluster: Cluster) 
 async def test_owner_named_by_another_served_version(cluster: Cluster) -> None:
     """A reference through a non-preferred version of a CRD resolves like any other."""
     client = cluster.client
-    crd = _crd("gc.example.com", "multis", "Multi")
-    v1 = crd["spec"]["versions"][0]
-    crd["spec"]["versions"] = [{**v1, "name": "v1beta1", "storage": False}, v1]
+    multi = crd("gc.example.com", "multis", "Multi")
+    v1 = multi["spec"]["versions"][0]
+    multi["spec"]["versions"] = [{**v1, "name": "v1beta1", "storage": False}, v1]
     with trio.fail_after(30):
-        await client.create("apiextensions.k8s.io/v1", "customresourcedefinitions", crd)
+        await client.create("apiextensions.k8s.io/v1", "customresourcedefinitions", multi)
         for version in ("v1", "v1beta1"):
             await wait_for(partial(_served, client, f"gc.example.com/{version}", "multis"))
         owner = await client.create(

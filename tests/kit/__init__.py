@@ -4,6 +4,7 @@
 fix to (say) how a test waits reaches every folder.
 """
 
+from tests.kit.manifests import crd as crd
 from tests.kit.manifests import deployment as deployment
 from tests.kit.netns import netns_exec as netns_exec
 from tests.kit.netns import root_or_skip as root_or_skip

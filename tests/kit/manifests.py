@@ -23,3 +23,46 @@ def deployment(
             **spec,
         },
     }
+
+
+PRESERVE_UNKNOWN: dict[str, Any] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+"""A CRD schema that keeps whatever its objects hold."""
+
+
+def crd(
+    group: str,
+    plural: str,
+    kind: str,
+    *,
+    scope: str = "Namespaced",
+    schema: dict[str, Any] | None = None,
+    subresources: dict[str, Any] | None = None,
+    singular: str = "",
+    **names: Any,
+) -> dict[str, Any]:
+    """A CustomResourceDefinition with one served and stored version ``v1``; ``names``
+    adds to ``spec.names`` (``shortNames``, ``categories``)."""
+    version: dict[str, Any] = {
+        "name": "v1",
+        "served": True,
+        "storage": True,
+        "schema": {"openAPIV3Schema": schema or PRESERVE_UNKNOWN},
+    }
+    if subresources is not None:
+        version["subresources"] = subresources
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": scope,
+            "names": {
+                "plural": plural,
+                "singular": singular or kind.lower(),
+                "kind": kind,
+                **names,
+            },
+            "versions": [version],
+        },
+    }
