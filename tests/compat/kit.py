@@ -15,10 +15,13 @@ DNS port are host-wide), so the suite needs root and nothing else holding a node
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,3 +94,28 @@ class CompatCluster:
                 f"{result.stdout}\n{result.stderr}"
             )
         return result
+
+    @contextmanager
+    def kubectl_proxy(self, *, version: str = "1.33") -> Iterator[str]:
+        """``kubectl proxy --port=0`` running for the block; yields its base URL."""
+        proxy = subprocess.Popen(
+            [
+                str(KUBECTL_DIR / f"kubectl.{version}"),
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "proxy",
+                "--port=0",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+        try:
+            assert proxy.stdout is not None
+            line = proxy.stdout.readline()  # "Starting to serve on 127.0.0.1:PORT"
+            match = re.search(r"Starting to serve on ([\d.]+):(\d+)", line)
+            assert match, line
+            yield f"http://{match[1]}:{match[2]}"
+        finally:
+            proxy.terminate()
+            proxy.wait(timeout=10)

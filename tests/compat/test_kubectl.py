@@ -191,33 +191,13 @@ def test_get_raw(cluster: CompatCluster, namespace: str, version: str) -> None:
 @VERSIONS
 def test_proxy(cluster: CompatCluster, namespace: str, version: str) -> None:
     cluster.kubectl("create", "configmap", "via-proxy", "-n", namespace, version=version)
-    proxy = subprocess.Popen(
-        [
-            str(KUBECTL_DIR / f"kubectl.{version}"),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "proxy",
-            "--port=0",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=cluster.env,
-    )
-    try:
-        assert proxy.stdout is not None
-        line = proxy.stdout.readline()  # "Starting to serve on 127.0.0.1:PORT"
-        match = re.search(r"Starting to serve on ([\d.]+):(\d+)", line)
-        assert match, line
-        base = f"http://{match[1]}:{match[2]}"
+    with cluster.kubectl_proxy(version=version) as base:
         url = f"{base}/api/v1/namespaces/{namespace}/configmaps/via-proxy"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.status == 200
             assert json.load(response)["metadata"]["name"] == "via-proxy"
         with urllib.request.urlopen(f"{base}/apis/apps/v1", timeout=10) as response:
             assert json.load(response)["groupVersion"] == "apps/v1"
-    finally:
-        proxy.terminate()
-        proxy.wait(timeout=10)
 
 
 @VERSIONS
@@ -855,28 +835,10 @@ def test_pod_and_service_proxy(cluster: CompatCluster, namespace: str, version: 
     assert k("get", "--raw", f"{base}/services/site/proxy/sub/x.txt").stdout == "deep\n"
     missing = k("get", "--raw", f"{base}/pods/site:8080/proxy/nope", check=False)
     assert missing.returncode != 0 and "NotFound" in missing.stderr
-    proxy = subprocess.Popen(
-        [
-            str(KUBECTL_DIR / f"kubectl.{version}"),
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-            "proxy",
-            "--port=0",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=cluster.env,
-    )
-    try:
-        assert proxy.stdout is not None
-        match = re.search(r"Starting to serve on ([\d.]+):(\d+)", proxy.stdout.readline())
-        assert match
-        url = f"http://{match[1]}:{match[2]}{base}/services/site:web/proxy/sub/x.txt"
+    with cluster.kubectl_proxy(version=version) as proxy:
+        url = f"{proxy}{base}/services/site:web/proxy/sub/x.txt"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.read() == b"deep\n"
-    finally:
-        proxy.terminate()
-        proxy.wait(timeout=10)
 
 
 @VERSIONS
