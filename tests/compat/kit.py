@@ -20,10 +20,12 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
 KUBETRIO = BIN / "kubetrio"
@@ -119,3 +121,27 @@ class CompatCluster:
         finally:
             proxy.terminate()
             proxy.wait(timeout=10)
+
+
+def recording_informer(core: Any, namespace: str) -> tuple[Any, list[tuple[str, str]]]:
+    """The official client's ``SharedInformer`` over ConfigMaps of ``namespace`` (resync
+    every 2 s), not started, and the list its handlers append (event type, name) to."""
+    from kubernetes.informer import ADDED, DELETED, MODIFIED, SharedInformer
+
+    informer = SharedInformer(
+        list_func=core.list_namespaced_config_map, namespace=namespace, resync_period=2
+    )
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    def record(kind: str) -> Callable[[Any], None]:
+        def handler(obj: Any) -> None:
+            name = obj.metadata.name if hasattr(obj, "metadata") else obj["metadata"]["name"]
+            with lock:
+                events.append((kind, name))
+
+        return handler
+
+    for kind in (ADDED, MODIFIED, DELETED):
+        informer.add_event_handler(kind, record(kind))
+    return informer, events

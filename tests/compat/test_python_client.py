@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 from kubernetes import client, config, dynamic, utils, watch
 from kubernetes.client.rest import ApiException
 
-from tests.compat.kit import CompatCluster
+from tests.compat.kit import CompatCluster, recording_informer
 from tests.kit import wait_until
 
 SLEEP_POD_SPEC = {
@@ -517,25 +516,8 @@ def test_dynamic_client(api: client.ApiClient, namespace: str) -> None:
 
 def test_shared_informer_follows_and_resyncs(api: client.ApiClient, namespace: str) -> None:
     """The client's informer: a list, then a watch; the cache follows every change."""
-    from kubernetes.informer import ADDED, DELETED, MODIFIED, SharedInformer
-
     core = client.CoreV1Api(api)
-    informer = SharedInformer(
-        list_func=core.list_namespaced_config_map, namespace=namespace, resync_period=2
-    )
-    events: list[tuple[str, str]] = []
-    lock = threading.Lock()
-
-    def record(kind: str) -> Callable[[Any], None]:
-        def handler(obj: Any) -> None:
-            name = obj.metadata.name if hasattr(obj, "metadata") else obj["metadata"]["name"]
-            with lock:
-                events.append((kind, name))
-
-        return handler
-
-    for kind in (ADDED, MODIFIED, DELETED):
-        informer.add_event_handler(kind, record(kind))
+    informer, events = recording_informer(core, namespace)
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "before"}})
     informer.start()
     try:

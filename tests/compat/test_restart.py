@@ -8,15 +8,12 @@ the same port and data directory; ``conftest.py`` runs this module last
 from __future__ import annotations
 
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from kubernetes import client, config
-from kubernetes.informer import ADDED, DELETED, MODIFIED, SharedInformer
 
-from tests.compat.kit import KUBETRIO, CompatCluster, free_port
+from tests.compat.kit import KUBETRIO, CompatCluster, free_port, recording_informer
 from tests.kit import wait_until
 
 RESTARTS_CLUSTER = True
@@ -65,22 +62,7 @@ def core(cluster: CompatCluster) -> Iterator[client.CoreV1Api]:
 def test_informer_converges_after_a_server_restart(
     cluster: CompatCluster, namespace: str, core: client.CoreV1Api
 ) -> None:
-    informer = SharedInformer(
-        list_func=core.list_namespaced_config_map, namespace=namespace, resync_period=2
-    )
-    events: list[tuple[str, str]] = []
-    lock = threading.Lock()
-
-    def record(kind: str) -> Callable[[Any], None]:
-        def handler(obj: Any) -> None:
-            name = obj.metadata.name if hasattr(obj, "metadata") else obj["metadata"]["name"]
-            with lock:
-                events.append((kind, name))
-
-        return handler
-
-    for kind in (ADDED, MODIFIED, DELETED):
-        informer.add_event_handler(kind, record(kind))
+    informer, events = recording_informer(core, namespace)
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "before"}})
     informer.start()
     try:
