@@ -598,6 +598,8 @@ class ApiServer:
         request: Request,
     ) -> None:
         if self.plugins is None:
+            if obj is not None:
+                _validation.validate_kind(info, obj, old)
             return
         name = target.name or ((obj or {}).get("metadata") or {}).get("name", "")
         admission = AdmissionRequest(
@@ -618,6 +620,9 @@ class ApiServer:
             self.plugins.admission_mutate(request=admission)
         except AdmissionDenied as exc:
             raise _denied(info, name, exc) from exc
+        # Validated after mutating admission, so what a plugin changed is checked too.
+        if obj is not None:
+            _validation.validate_kind(info, obj, old)
         problems = self.plugins.admission_validate(request=admission)
         if problems:
             raise ApiError(

@@ -21,6 +21,7 @@ import yaml
 from kubetrio import api
 from kubetrio.api import structural, validation
 from kubetrio.api.scheme import ResourceInfo
+from kubetrio.api.validation import kinds
 from kubetrio.handler import Request
 from kubetrio.kubeobject import KubeObject
 
@@ -208,6 +209,15 @@ def validate_metadata(obj: KubeObject, info: ResourceInfo) -> None:
         # is refused here rather than stored and silently ignored.
         errors += structural.crd_errors(obj)
     if errors:
+        raise _invalid(info, name, errors)
+
+
+def validate_kind(info: ResourceInfo, obj: KubeObject, old: KubeObject | None) -> None:
+    """What upstream's per-kind validation refuses (a PodSpec without containers, a
+    selector that does not match its template, ...); 422 Invalid naming each field."""
+    errors = kinds.validate(info.group, info.resource, obj, old)
+    if errors:
+        name = (obj.get("metadata") or {}).get("name", "")
         raise _invalid(info, name, errors)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from .generated import meta_v1
+from ..generated import meta_v1
 
 __all__ = [
     "NAME_VALIDATORS",
