@@ -18,7 +18,17 @@ from kubetrio import plugins
 from kubetrio.client import Client, ClientError
 from kubetrio.cluster import open_cluster
 from kubetrio.plugins import PluginError, PluginManager, hookimpl
-from kubetrio.providers import CycleState, NodeInfo, PodInfo, SchedulerPlugin
+from kubetrio.providers import (
+    ApiCaches,
+    AuthorizationAttributes,
+    AuthorizationDecision,
+    CycleState,
+    NodeInfo,
+    ObjectCache,
+    PodInfo,
+    SchedulerPlugin,
+    UserInfo,
+)
 from kubetrio.store import open_store
 
 runner = CliRunner()
@@ -109,6 +119,70 @@ async def test_open_cluster_gives_every_component_the_same_plugins(
         open_cluster(store, plugins=None),
     ):
         pass
+
+
+# --- caches for request-path plugins -----------------------------------------------------------
+
+
+class DenyUnlessConfigMapSays:
+    """An authorizer reading its policy from API objects, as RBAC does: a request is
+    allowed only when the ConfigMap ``policy/allow`` lists the user (read from a cache)."""
+
+    def __init__(self) -> None:
+        self.configmaps: ObjectCache | None = None
+        self.synced_when_asked: list[bool] = []
+
+    @hookimpl
+    def kubetrio_api_caches(self, caches: ApiCaches) -> None:
+        self.configmaps = caches.informer("v1", "configmaps")
+
+    @hookimpl
+    def kubetrio_authorize(
+        self, user: UserInfo, attributes: AuthorizationAttributes
+    ) -> AuthorizationDecision | None:
+        assert self.configmaps is not None
+        self.synced_when_asked.append(self.configmaps.synced.is_set())
+        policy = self.configmaps.get("allow", "policy") or {}
+        allowed = user.name in (policy.get("data") or {}).get("users", "").split(",")
+        return AuthorizationDecision(allowed=allowed, reason="" if allowed else "not listed")
+
+
+async def test_api_caches_are_filled_by_the_loopback_client_before_requests(
+    tmp_path: Path,
+) -> None:
+    """A plugin's caches are synced before the server serves a request, the loopback
+    client that fills them passes an authorizer denying everyone else, and what is
+    written later reaches the cache (so the policy takes effect)."""
+    manager = plugins.load(only=["auth"])
+    policy = DenyUnlessConfigMapSays()
+    manager.register(policy, name="policy")
+    with trio.fail_after(60):
+        async with (
+            open_store(f"sqlite://{tmp_path}/s.db") as store,
+            open_cluster(
+                store, plugins=manager, token="t", controllers=False, scheduler=False
+            ) as cluster,
+        ):
+            user = Client.in_process(cluster.api, token="t")
+            with pytest.raises(ClientError) as denied:
+                await user.list("v1", "pods", namespace="default")
+            assert denied.value.code == 403
+            assert policy.synced_when_asked and all(policy.synced_when_asked)
+
+            loopback = Client.in_process(cluster.api, loopback=True)
+            await loopback.create("v1", "namespaces", {"metadata": {"name": "policy"}})
+            await loopback.create(
+                "v1",
+                "configmaps",
+                {"metadata": {"name": "allow"}, "data": {"users": "admin"}},
+                namespace="policy",
+            )
+            assert policy.configmaps is not None
+            with trio.fail_after(10):
+                while policy.configmaps.get("allow", "policy") is None:
+                    await trio.sleep(0.02)
+            listed = await user.list("v1", "pods", namespace="default")
+            assert listed["kind"] == "PodList"
 
 
 # --- broken plugins ---------------------------------------------------------------------------

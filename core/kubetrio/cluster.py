@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import trio
 
 from kubetrio.apiserver import ApiServer, open_apiserver
-from kubetrio.client import Client
+from kubetrio.client import Client, SharedInformers
 from kubetrio.controllers import ControllerManager
 from kubetrio.plugins import PluginManager
 from kubetrio.plugins import load as load_plugins
@@ -204,6 +204,8 @@ async def _run_cluster(
         running.api.kubelet_token = token
         cluster = Cluster(url=running.url, client=client, api=running.api)
         async with trio.open_nursery() as nursery:
+            if api_plugins is not None:
+                await _start_plugin_caches(nursery, running.api, api_plugins)
             if controllers:
                 manager = ControllerManager(
                     client,
@@ -249,6 +251,18 @@ async def _run_cluster(
                 yield cluster
             finally:
                 nursery.cancel_scope.cancel()
+
+
+async def _start_plugin_caches(
+    nursery: trio.Nursery, api: ApiServer, plugins: PluginManager
+) -> None:
+    """Fill the caches the request-path plugins ask for (``kubetrio_api_caches``) through
+    the server's loopback client; the server serves other requests once they synced."""
+    caches = SharedInformers(Client.in_process(api, loopback=True))
+    plugins.api_caches(caches=caches)
+    api.ready = trio.Event()
+    await nursery.start(caches.run)
+    api.ready.set()
 
 
 @asynccontextmanager

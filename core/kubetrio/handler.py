@@ -67,6 +67,9 @@ class Request:
     body: bytes = b""
     remote: str = ""
     http_version: str = "1.1"
+    loopback: bool = False
+    """Sent by the API server's own in-process loopback client (never set from a socket):
+    the server's identity, allowed everything, as kube-apiserver's loopback client is."""
 
     def param(self, name: str, default: str = "") -> str:
         """The last value of a query parameter, or ``default``."""

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
     from kubetrio.providers import (
         AdmissionRequest,
+        ApiCaches,
         AuthorizationAttributes,
         AuthorizationDecision,
         AuthRequest,
@@ -158,6 +159,21 @@ def kubetrio_register_container_runtimes(register: Callable[[ContainerRuntime], 
 # ---------------------------------------------------------------------------------------------
 # 2. The API request path: authenticate → authorize → mutate → validate
 # ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def kubetrio_api_caches(caches: ApiCaches) -> None:
+    """Ask for caches of API objects the request-path hooks will read.
+
+    Called once when an API server starts, before it serves requests. Decision hooks may
+    not do I/O, so an authorizer or admission plugin that needs API objects (Roles and
+    bindings, LimitRanges, ResourceQuotas, Namespaces) keeps the caches it asks for here;
+    the server fills them through its own loopback client (which bypasses authorization)
+    and serves no request before they have synced.
+
+    :param caches: call ``caches.informer(api_version, resource)`` for each resource.
+    :returns: nothing.
+    """
 
 
 @hookspec(firstresult=True)

@@ -45,6 +45,7 @@ from kubetrio import hookspecs
 from kubetrio.providers import (
     SCHEDULER_STAGES,
     AdmissionRequest,
+    ApiCaches,
     AuthorizationAttributes,
     AuthorizationDecision,
     AuthRequest,
@@ -294,6 +295,15 @@ class PluginManager:
                 self._mark_broken(plugin_name, f"kubetrio_register_commands: {_describe(exc)}")
 
     # --- API request path ---------------------------------------------------------------
+
+    def api_caches(self, *, caches: ApiCaches) -> None:
+        """Let plugins ask for the API object caches their request hooks read; a plugin
+        raising is broken (and its hooks skipped)."""
+        for plugin_name, function in self._impls("kubetrio_api_caches"):
+            try:
+                self._refuse_awaitable("kubetrio_api_caches", function(caches=caches))
+            except Exception as exc:
+                self._mark_broken(plugin_name, f"kubetrio_api_caches: {_describe(exc)}")
 
     def has_authenticators(self) -> bool:
         """Whether any plugin implements ``kubetrio_authenticate``."""

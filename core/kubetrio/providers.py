@@ -75,6 +75,55 @@ class AuthorizationDecision:
     reason: str = ""
 
 
+# --- caches of API objects for decision hooks --------------------------------------------------
+
+
+class CacheHandler(Protocol):
+    """What an :class:`ObjectCache` calls on changes; must return at once."""
+
+    def on_add(self, obj: KubeObject) -> None:
+        """A new object appeared (also for every object of the first list)."""
+
+    def on_update(self, old: KubeObject, new: KubeObject) -> None:
+        """An object changed."""
+
+    def on_delete(self, obj: KubeObject) -> None:
+        """An object is gone; ``obj`` is its last known state."""
+
+
+@runtime_checkable
+class ObjectCache(Protocol):
+    """A watched, always-current copy of one resource's objects (an informer).
+
+    Decision hooks (authorize, admission) may not do I/O; they read API objects — Roles,
+    LimitRanges, ResourceQuotas, Namespaces — from such a cache instead.
+    """
+
+    synced: trio.Event
+    """Set once the first list is in the cache."""
+
+    def get(self, name: str, namespace: str = "") -> KubeObject | None:
+        """The cached object, or None."""
+        ...
+
+    def list(self, namespace: str | None = None) -> list[KubeObject]:
+        """The cached objects (of one namespace, or all)."""
+        ...
+
+    def add_handler(self, handler: CacheHandler) -> None:
+        """Be told of every change (and of every cached object at once, if synced)."""
+        ...
+
+
+class ApiCaches(Protocol):
+    """Hands out caches of API objects, filled by the API server's own loopback client."""
+
+    def informer(self, api_version: str, resource: str) -> ObjectCache:
+        """The cache of ``resource`` in ``api_version`` (``"rbac.authorization.k8s.io/v1"``,
+        ``"roles"``), shared by everyone asking for the same one."""
+        ...
+
+
 # --- admission --------------------------------------------------------------------------------
 
 

@@ -62,6 +62,8 @@ KUBERNETES_VERSION = kubetrio.KUBERNETES_VERSION
 """The Kubernetes release whose API this server speaks (for /version and client checks)."""
 
 ANONYMOUS = UserInfo(name="system:anonymous", groups=("system:unauthenticated",))
+LOOPBACK = UserInfo(name="system:apiserver", groups=("system:masters",))
+"""Who the server's own in-process loopback client is (its caches for plugins)."""
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
 OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
@@ -114,6 +116,11 @@ class ApiServer:
         """Signs ``serviceaccounts/token`` requests (an in-memory key unless replaced)."""
         self.on_namespace_deleted: Callable[[], None] = lambda: None
         """Called after a namespace is marked Terminating (wakes the finalizer)."""
+        self.ready = trio.Event()
+        """Set when requests may be served. Whoever starts the server's plugin caches
+        replaces it with an unset event and sets it once they synced: until then requests
+        wait (the loopback client's pass) and ``/readyz`` says not ready."""
+        self.ready.set()
 
     # --- entry point --------------------------------------------------------------------
 
@@ -130,8 +137,14 @@ class ApiServer:
 
     async def _dispatch(self, request: Request) -> Response:
         path = request.path.rstrip("/") or "/"
-        if path in ("/healthz", "/livez", "/readyz"):
+        if path in ("/healthz", "/livez"):
             return Response(body=b"ok", content_type="text/plain; charset=utf-8")
+        if path == "/readyz":
+            if not self.ready.is_set():
+                raise ApiError(503, "the API server's caches have not synced yet")
+            return Response(body=b"ok", content_type="text/plain; charset=utf-8")
+        if not request.loopback and not self.ready.is_set():
+            await self.ready.wait()
         user = self._authenticate(request)
         target = parse_resource_path(self.scheme, path)
         if target is None:
@@ -142,6 +155,8 @@ class ApiServer:
     # --- auth ---------------------------------------------------------------------------
 
     def _authenticate(self, request: Request) -> UserInfo:
+        if request.loopback:
+            return LOOPBACK
         if self.plugins is None:
             return ANONYMOUS
         user = self.plugins.authenticate(
@@ -159,6 +174,8 @@ class ApiServer:
 
     def _decide(self, user: UserInfo, attributes: AuthorizationAttributes) -> AuthorizationDecision:
         """The authorizers' decision, with the server's default when none has an opinion."""
+        if user is LOOPBACK:
+            return AuthorizationDecision(allowed=True, reason="the API server's loopback client")
         decision = (
             self.plugins.authorize(user=user, attributes=attributes) if self.plugins else None
         )

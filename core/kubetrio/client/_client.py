@@ -80,9 +80,16 @@ class Client:
         self.transport = transport
 
     @classmethod
-    def in_process(cls, server: RequestHandler, *, token: str = "") -> Client:
-        """A client calling ``server`` directly, without HTTP."""
-        return cls(InProcessTransport(server, token=token))
+    def in_process(
+        cls, server: RequestHandler, *, token: str = "", loopback: bool = False
+    ) -> Client:
+        """A client calling ``server`` directly, without HTTP.
+
+        :param token: the bearer token it presents (its identity).
+        :param loopback: be the server's own loopback client instead (``system:apiserver``,
+            allowed everything, no token) — for the server's internal caches.
+        """
+        return cls(InProcessTransport(server, token=token, loopback=loopback))
 
     @classmethod
     def connect(cls, url: str, *, token: str = "", verify: bool | str = True) -> Client:

@@ -66,8 +66,9 @@ class Transport(Protocol):
 class InProcessTransport:
     """Calls the API server's handler directly: no sockets, same semantics."""
 
-    def __init__(self, server: RequestHandler, *, token: str = "") -> None:
+    def __init__(self, server: RequestHandler, *, token: str = "", loopback: bool = False) -> None:
         self.server = server
+        self.loopback = loopback
         self.headers = {"user-agent": USER_AGENT}
         if token:
             self.headers["authorization"] = f"Bearer {token}"
@@ -89,6 +90,7 @@ class InProcessTransport:
             headers=headers,
             body=body,
             remote="in-process",
+            loopback=self.loopback,
         )
 
     async def request(
