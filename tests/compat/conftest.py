@@ -85,6 +85,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatCluster]
             what="the default ServiceAccount",
         )
         yield running
+        _check_server_survived(running)
     finally:
         subprocess.run(
             [
@@ -99,6 +100,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatCluster]
             capture_output=True,
             timeout=120,
         )
+
+
+def _check_server_survived(running: CompatCluster) -> None:
+    """Fail the suite's teardown, with the end of the server's log, when the cluster's
+    server process died during the tests (the errors it causes name only a refused
+    connection)."""
+    pid_file = running.data_dir / "server.pid"
+    pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else 0
+    if pid and Path(f"/proc/{pid}").exists():
+        return
+    log = running.data_dir / "server.log"
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-80:]) if log.exists() else ""
+    raise AssertionError(f"the cluster's server (pid {pid}) died during the tests:\n{tail}")
 
 
 @pytest.fixture
