@@ -94,6 +94,27 @@ async def test_python_client_replicas_range(
         assert body["reason"] == "BadRequest" and "spec.replicas" in body["message"]
 
 
+def _scale(url: str, replicas: int) -> tuple[int, dict[str, Any], int]:
+    with api_client(url) as api:
+        apps = client.AppsV1Api(api)
+        if replicas == -1:
+            apps.create_namespaced_deployment("default", _deployment("s", 2))
+        try:
+            apps.patch_namespaced_deployment_scale("s", "default", {"spec": {"replicas": replicas}})
+            status, body = 200, {}
+        except client.ApiException as exc:
+            status, body = exc.status, json.loads(exc.body)
+        return status, body, apps.read_namespaced_deployment("s", "default").spec.replicas
+
+
+async def test_python_client_scale_range(apiserver: RunningApiServer) -> None:
+    status, body, kept = await _py(_scale, apiserver.url, -1)
+    assert (status, body["details"]["causes"][0]["field"], kept) == (422, "spec.replicas", 2)
+    status, body, kept = await _py(_scale, apiserver.url, 2**31)
+    assert (status, body["reason"], kept) == (400, "BadRequest", 2)
+    assert "spec.replicas" in body["message"]
+
+
 def _cron_and_binding(url: str) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with api_client(url) as api:
