@@ -52,11 +52,11 @@ def test_valid_crd_passes() -> None:
 
 def _with(path: str, value: Any) -> dict[str, Any]:
     crd = _crd()
-    target = crd
+    target: Any = crd
     *parents, last = path.split(".")
     for key in parents:
         target = target[int(key)] if key.isdigit() else target[key]
-    target[last] = value  # type: ignore[index]
+    target[last] = value
     return crd
 
 

@@ -188,7 +188,7 @@ def test_ingress_rules(ingress: Obj, field: str, reason: str, fragment: str) -> 
 
 
 def test_ingress_class() -> None:
-    good = {
+    good: Obj = {
         "spec": {
             "controller": "example.com/ingress",
             "parameters": {"kind": "Params", "name": "p", "scope": "Namespace", "namespace": "d"},

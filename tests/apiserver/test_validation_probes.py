@@ -20,7 +20,7 @@ from .test_kubectl import Kubectl
 from .test_python_client import api_client
 
 
-def _deployment(name: str, replicas: Any = 1, template_app: str | None = None) -> dict[str, Any]:
+def _deployment(name: str, replicas: Any = 1, template_app: str | None = None) -> Any:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -36,7 +36,7 @@ def _deployment(name: str, replicas: Any = 1, template_app: str | None = None) -
     }
 
 
-def _create(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], int]:
+def _create(url: str, body: Any) -> tuple[int, dict[str, Any], int]:
     """Create a Deployment with the Python client; (status, Status body, GET status)."""
     with api_client(url) as api:
         apps = client.AppsV1Api(api)
@@ -44,7 +44,7 @@ def _create(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], int]:
             apps.create_namespaced_deployment("default", body)
             status, payload = 201, {}
         except client.ApiException as exc:
-            status, payload = exc.status, json.loads(exc.body)
+            status, payload = exc.status, json.loads(exc.body or "{}")
         try:
             apps.read_namespaced_deployment(body["metadata"]["name"], "default")
             stored = 200
@@ -94,7 +94,7 @@ async def test_python_client_replicas_range(
         assert body["reason"] == "BadRequest" and "spec.replicas" in body["message"]
 
 
-def _scale(url: str, replicas: int) -> tuple[int, dict[str, Any], int]:
+def _scale(url: str, replicas: int) -> tuple[int, dict[str, Any], int | None]:
     with api_client(url) as api:
         apps = client.AppsV1Api(api)
         if replicas == -1:
@@ -103,7 +103,7 @@ def _scale(url: str, replicas: int) -> tuple[int, dict[str, Any], int]:
             apps.patch_namespaced_deployment_scale("s", "default", {"spec": {"replicas": replicas}})
             status, body = 200, {}
         except client.ApiException as exc:
-            status, body = exc.status, json.loads(exc.body)
+            status, body = exc.status, json.loads(exc.body or "{}")
         return status, body, apps.read_namespaced_deployment("s", "default").spec.replicas
 
 
@@ -119,7 +119,7 @@ def _cron_and_binding(url: str) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     with api_client(url) as api:
         batch = client.BatchV1Api(api)
-        cron = {
+        cron: Any = {
             "apiVersion": "batch/v1",
             "kind": "CronJob",
             "metadata": {"name": "tick"},
@@ -140,12 +140,12 @@ def _cron_and_binding(url: str) -> dict[str, Any]:
         try:
             batch.create_namespaced_cron_job("default", cron)
         except client.ApiException as exc:
-            seen["cron"] = (exc.status, json.loads(exc.body))
+            seen["cron"] = (exc.status, json.loads(exc.body or "{}"))
         cron["spec"]["schedule"] = "@hourly"
         seen["cron_ok"] = batch.create_namespaced_cron_job("default", cron).spec.schedule
 
         rbac = client.RbacAuthorizationV1Api(api)
-        binding = {
+        binding: Any = {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
             "metadata": {"name": "b"},
@@ -160,7 +160,7 @@ def _cron_and_binding(url: str) -> dict[str, Any]:
         try:
             rbac.patch_namespaced_role_binding("b", "default", {"roleRef": {"name": "edit"}})
         except client.ApiException as exc:
-            seen["binding"] = (exc.status, json.loads(exc.body))
+            seen["binding"] = (exc.status, json.loads(exc.body or "{}"))
         seen["role"] = rbac.read_namespaced_role_binding("b", "default").role_ref.name
     return seen
 
