@@ -41,7 +41,7 @@ def _pod_template(spec: Obj, owner: str) -> list[FieldError]:
     template = spec.get("template")
     if not isinstance(template, Mapping):
         return [FieldError.required("spec.template")]
-    errs = core_validation.validate_pod_template_spec(template, "spec.template")
+    errs = list(core_validation.validate_pod_template_spec(template, "spec.template"))
     pod = template.get("spec")
     pod = pod if isinstance(pod, Mapping) else {}
     restart = pod.get("restartPolicy")
