@@ -248,6 +248,13 @@ CASES: list[tuple[list[str], Callable[[Obj], None], str, str, str]] = [
     ),
     (
         ["daemonsets"],
+        _set("spec.templateGeneration", -1),
+        "spec.templateGeneration",
+        "FieldValueInvalid",
+        "must be greater than or equal to 0",
+    ),
+    (
+        ["daemonsets"],
         _set("spec.updateStrategy", {"type": "Sideways"}),
         "spec.updateStrategy",
         "FieldValueNotSupported",

@@ -163,6 +163,15 @@ JOB_CASES = [
         "`selector` does not match template `labels`",
     ),
     (
+        lambda o: (
+            o["metadata"].update(name="j" * 60),
+            _spec(completionMode="Indexed", completions=1000)(o),
+        ),
+        "metadata.name",
+        "FieldValueInvalid",
+        "will not able to create pod with invalid DNS label: " + "j" * 60 + "-999",
+    ),
+    (
         _spec(manualSelector=True, selector=None),
         "spec.selector",
         "FieldValueRequired",
