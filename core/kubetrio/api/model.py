@@ -17,9 +17,16 @@ Unknown JSON fields are ignored when decoding (``fieldValidation=Ignore`` behavi
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
-__all__ = ["KubeStruct"]
+__all__ = ["Int32", "Int64", "KubeStruct"]
+
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+"""An ``int32`` field: a number outside its range fails decoding (400), as in Go."""
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""An ``int64`` field."""
 
 
 class KubeStruct(

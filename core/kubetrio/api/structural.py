@@ -32,7 +32,6 @@ from .validation import (
     FieldError,
     schema_errors,
     validate_dns1035_label,
-    validate_dns1123_label,
     validate_dns1123_subdomain,
 )
 
@@ -245,9 +244,11 @@ def crd_errors(crd: Mapping[str, Any]) -> list[FieldError]:
         value = names.get(key)
         if isinstance(value, str) and value:
             errors += validate_dns1035_label(value, f"spec.names.{key}")
-    for index, short in enumerate(names.get("shortNames") or []):
-        if isinstance(short, str):
-            errors += validate_dns1035_label(short, f"spec.names.shortNames[{index}]")
+    errors += _crd_kind_names(names)
+    for key in ("shortNames", "categories"):
+        for index, value in enumerate(names.get(key) or []):
+            if isinstance(value, str):
+                errors += validate_dns1035_label(value, f"spec.names.{key}[{index}]")
     name = (crd.get("metadata") or {}).get("name")
     if plural and group and name != f"{plural}.{group}":
         errors.append(
@@ -279,6 +280,7 @@ def crd_errors(crd: Mapping[str, Any]) -> list[FieldError]:
         return errors
     storage = 0
     seen: set[str] = set()
+    unique = True
     for index, version in enumerate(versions):
         field = f"spec.versions[{index}]"
         if not isinstance(version, Mapping):
@@ -288,9 +290,10 @@ def crd_errors(crd: Mapping[str, Any]) -> list[FieldError]:
         if not vname:
             errors.append(FieldError.required(f"{field}.name"))
         elif isinstance(vname, str):
-            errors += validate_dns1123_label(vname, f"{field}.name")
+            errors += validate_dns1035_label(vname, f"{field}.name")
             if vname in seen:
                 errors.append(FieldError.duplicate(f"{field}.name", vname))
+                unique = False
             seen.add(vname)
         if version.get("storage"):
             storage += 1
@@ -327,6 +330,10 @@ def crd_errors(crd: Mapping[str, Any]) -> list[FieldError]:
                         f"{cfield}.type", ctype, ("boolean", "date", "integer", "number", "string")
                     )
                 )
+    if not unique:
+        errors.append(
+            FieldError.invalid("spec.versions", versions, "must contain unique version names")
+        )
     if storage != 1:
         errors.append(
             FieldError.invalid(
@@ -335,6 +342,68 @@ def crd_errors(crd: Mapping[str, Any]) -> list[FieldError]:
                 "must have exactly one version marked as storage version",
             )
         )
+    return errors + _conversion_errors(spec.get("conversion"))
+
+
+def _crd_kind_names(names: Mapping[str, Any]) -> list[FieldError]:
+    """``kind`` and ``listKind``: DNS-1035 labels but for case, and not the same."""
+    errors: list[FieldError] = []
+    for key in ("kind", "listKind"):
+        value = names.get(key)
+        if isinstance(value, str) and value:
+            for problem in validate_dns1035_label(value.lower(), f"spec.names.{key}"):
+                errors.append(
+                    FieldError.invalid(
+                        problem.field,
+                        value,
+                        "may have mixed case, but should otherwise match: " + problem.detail,
+                    )
+                )
+    kind = names.get("kind")
+    if kind and kind == names.get("listKind"):
+        errors.append(
+            FieldError.invalid("spec.names.listKind", kind, "kind and listKind may not be the same")
+        )
+    return errors
+
+
+def _conversion_errors(conversion: Any) -> list[FieldError]:
+    """``spec.conversion``: strategy None or Webhook; a webhook's client config and review
+    versions only (and always) with Webhook."""
+    if not isinstance(conversion, Mapping):
+        return []
+    path = "spec.conversion"
+    strategy = conversion.get("strategy")
+    if not strategy:
+        return [FieldError.required(f"{path}.strategy")]
+    if strategy not in ("None", "Webhook"):
+        return [FieldError.not_supported(f"{path}.strategy", strategy, ("None", "Webhook"))]
+    webhook = conversion.get("webhook")
+    webhook = webhook if isinstance(webhook, Mapping) else {}
+    if strategy == "None":
+        if conversion.get("webhook") is not None:
+            return [
+                FieldError.forbidden(
+                    f"{path}.webhook", "should not be set when strategy is not set to Webhook"
+                )
+            ]
+        return []
+    config = webhook.get("clientConfig")
+    if not isinstance(config, Mapping):
+        return [
+            FieldError.required(
+                f"{path}.webhook.clientConfig", "required when strategy is set to Webhook"
+            )
+        ]
+    errors: list[FieldError] = []
+    if (config.get("url") is None) == (config.get("service") is None):
+        errors.append(
+            FieldError.required(
+                f"{path}.webhook.clientConfig", "exactly one of url or service is required"
+            )
+        )
+    if not webhook.get("conversionReviewVersions"):
+        errors.append(FieldError.required(f"{path}.webhook.conversionReviewVersions"))
     return errors
 
 

@@ -209,6 +209,18 @@ def _pv(obj: KubeObject) -> None:
     _set(obj.setdefault("status", {}), "phase", "Pending")
 
 
+def _role_binding(obj: KubeObject) -> None:
+    """rbac/v1's SetDefaults_RoleBinding and SetDefaults_Subject: the RBAC API group for
+    the roleRef and for User and Group subjects."""
+    rbac = "rbac.authorization.k8s.io"
+    if isinstance(obj.get("roleRef"), dict) and not obj["roleRef"].get("apiGroup"):
+        obj["roleRef"]["apiGroup"] = rbac
+    for subject in obj.get("subjects") or []:
+        kind = subject.get("kind") if isinstance(subject, dict) else None
+        if kind in ("User", "Group") and not subject.get("apiGroup"):
+            subject["apiGroup"] = rbac
+
+
 DEFAULTERS: dict[tuple[str, str], Callable[[KubeObject], None]] = {
     ("", "pods"): _pod,
     ("", "podtemplates"): lambda o: pod_spec((o.get("template") or {}).get("spec") or {}),
@@ -224,6 +236,8 @@ DEFAULTERS: dict[tuple[str, str], Callable[[KubeObject], None]] = {
     ("", "secrets"): _secret,
     ("", "persistentvolumeclaims"): _pvc,
     ("", "persistentvolumes"): _pv,
+    ("rbac.authorization.k8s.io", "rolebindings"): _role_binding,
+    ("rbac.authorization.k8s.io", "clusterrolebindings"): _role_binding,
 }
 
 

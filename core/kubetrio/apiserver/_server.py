@@ -1041,6 +1041,7 @@ class ApiServer:
                 if verb == "update"
                 else _patch.apply_patch(kind, scale, body, SCALE_DEFINITION)
             )
+            _validation.typed_scale(new_scale, info)
             replicas = (new_scale.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise invalid(

@@ -20,6 +20,7 @@ import yaml
 
 from kubetrio import api
 from kubetrio.api import structural, validation
+from kubetrio.api.generated import autoscaling_v1
 from kubetrio.api.scheme import ResourceInfo
 from kubetrio.api.validation import kinds
 from kubetrio.handler import Request
@@ -140,6 +141,12 @@ def typed(
         report_unknown_fields(unknown, _field_validation_mode(field_validation), warnings)
     result: KubeObject = api.to_builtins(checked)
     return result
+
+
+def typed_scale(scale: KubeObject, info: ResourceInfo) -> None:
+    """A Scale body checked against autoscaling/v1 ``Scale``: a replica count that is no
+    int32 is a 400, as kube-apiserver's decoding answers."""
+    typed(dict(scale), info, "Ignore", [], model=autoscaling_v1.Scale, kind="Scale")
 
 
 def _field_validation_mode(field_validation: str) -> str:

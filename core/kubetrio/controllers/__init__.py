@@ -24,8 +24,9 @@ The pieces, each in its own module:
   Endpoints/EndpointSlice, Job, CronJob, DaemonSet, StatefulSet, node lifecycle.
 """
 
+from kubetrio.api.cron import CronSchedule as CronSchedule
+
 from ._cronjob import CronJobController as CronJobController
-from ._cronjob import CronSchedule as CronSchedule
 from ._daemonset import DaemonSetController as DaemonSetController
 from ._deployment import DeploymentController as DeploymentController
 from ._deployment import template_hash as template_hash

@@ -1,11 +1,7 @@
 """The CronJob controller: Jobs on a cron schedule.
 
-:class:`CronSchedule` parses the five-field cron syntax Kubernetes accepts (numbers,
-``*``, ranges, steps, lists, month and weekday names, ``?``; the descriptors ``@yearly``
-``@annually`` ``@monthly`` ``@weekly`` ``@daily`` ``@midnight`` ``@hourly``; an optional
-``CRON_TZ=``/``TZ=`` prefix) and finds the next matching minute by jumping field by
-field rather than minute by minute. As in cron, when both day-of-month and day-of-week
-are restricted a day matching either runs.
+Schedules are parsed by :class:`kubetrio.api.cron.CronSchedule` (the API server
+validates them with the same parser).
 
 Each reconcile of a CronJob:
 
@@ -27,9 +23,9 @@ from __future__ import annotations
 
 import copy
 import datetime
-import zoneinfo
 from collections.abc import Callable
 
+from kubetrio.api.cron import UTC, CronSchedule
 from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject
 
 from ._index import OwnerIndex
@@ -42,109 +38,6 @@ from ._reconcile import (
     object_key,
     split_key,
 )
-
-_MONTHS = {
-    m: i + 1
-    for i, m in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-    )
-}
-_DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
-_DESCRIPTORS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-UTC = datetime.UTC
-
-
-def _field(text: str, low: int, high: int, names: dict[str, int] | None = None) -> set[int]:
-    values: set[int] = set()
-    for part in text.lower().split(","):
-        step = 1
-        stepped = "/" in part
-        if stepped:
-            part, step_text = part.split("/", 1)
-            step = int(step_text)
-            if step <= 0:
-                raise ValueError(f"bad step in {text!r}")
-        if part in ("*", "?"):
-            start, end = low, high
-        elif "-" in part:
-            a, b = part.split("-", 1)
-            start, end = _value(a, names), _value(b, names)
-        else:
-            start = _value(part, names)
-            end = high if stepped else start
-        if start < low or end > high or start > end:
-            raise ValueError(f"{text!r} is out of range {low}-{high}")
-        values.update(range(start, end + 1, step))
-    return values
-
-
-def _value(text: str, names: dict[str, int] | None) -> int:
-    if names and text in names:
-        return names[text]
-    return int(text)
-
-
-class CronSchedule:
-    """A parsed cron schedule; :meth:`next_after` gives the next matching minute."""
-
-    def __init__(self, text: str, time_zone: str | None = None) -> None:
-        spec = text.strip()
-        zone = time_zone
-        for prefix in ("CRON_TZ=", "TZ="):
-            if spec.startswith(prefix):
-                zone, _, spec = spec[len(prefix) :].partition(" ")
-                spec = spec.strip()
-        spec = _DESCRIPTORS.get(spec, spec)
-        fields = spec.split()
-        if len(fields) != 5:
-            raise ValueError(f"expected 5 fields in {text!r}")
-        self.minutes = _field(fields[0], 0, 59)
-        self.hours = _field(fields[1], 0, 23)
-        self.days = _field(fields[2], 1, 31)
-        self.months = _field(fields[3], 1, 12, _MONTHS)
-        weekdays = _field(fields[4], 0, 7, _DAYS)
-        self.weekdays = {d % 7 for d in weekdays}
-        self.days_restricted = fields[2] not in ("*", "?")
-        self.weekdays_restricted = fields[4] not in ("*", "?")
-        self.zone = zoneinfo.ZoneInfo(zone) if zone else UTC
-
-    def _day_matches(self, day: datetime.datetime) -> bool:
-        dom = day.day in self.days
-        dow = (day.isoweekday() % 7) in self.weekdays
-        if self.days_restricted and self.weekdays_restricted:
-            return dom or dow
-        return dom and dow
-
-    def next_after(self, after: datetime.datetime) -> datetime.datetime:
-        """The first schedule time strictly after ``after`` (aware datetimes, UTC out)."""
-        t = after.astimezone(self.zone).replace(second=0, microsecond=0) + datetime.timedelta(
-            minutes=1
-        )
-        limit = t + datetime.timedelta(days=366 * 5)
-        while t < limit:
-            if t.month not in self.months:
-                year, month = (t.year + 1, 1) if t.month == 12 else (t.year, t.month + 1)
-                t = t.replace(year=year, month=month, day=1, hour=0, minute=0)
-                continue
-            if not self._day_matches(t):
-                t = (t + datetime.timedelta(days=1)).replace(hour=0, minute=0)
-                continue
-            if t.hour not in self.hours:
-                t = (t + datetime.timedelta(hours=1)).replace(minute=0)
-                continue
-            if t.minute not in self.minutes:
-                t += datetime.timedelta(minutes=1)
-                continue
-            return t.astimezone(UTC)
-        raise ValueError("schedule never fires")
 
 
 def _time(value: str | None) -> datetime.datetime | None:
@@ -212,7 +105,7 @@ class CronJobController(QueueController):
         await self._trim_history(spec, jobs)
         try:
             schedule = CronSchedule(spec.get("schedule", ""), spec.get("timeZone"))
-        except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
+        except ValueError as exc:
             self.ctx.events.warning(cronjob, "UnparseableSchedule", str(exc))
             raise PermanentError(f"schedule: {exc}") from exc
         now = self.now()
