@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import httpx
+import pytest
+import trio
 
 from kubetrio.api.qos import pod_qos_class
+from kubetrio.kubelet import _server as kubelet_server
 from kubetrio.kubelet._containers import pull_policy
 from kubetrio.kubelet._env import service_env
 from kubetrio.kubelet._logs_reader import read_log
@@ -130,3 +135,32 @@ def test_etc_hosts_with_fqdn_and_aliases() -> None:
     assert text.endswith("# Entries added by HostAliases.\n10.1.2.3\tdb\tdb.local\n")
     host = etc_hosts(pod, ips=["192.0.2.1"], cluster_domain="cluster.local", base="127.0.0.1 me")
     assert host.startswith("127.0.0.1 me\n") and "192.0.2.1" not in host
+
+
+async def test_a_failing_stream_session_leaves_the_kubelet_server_serving(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A streaming session ending in errors — a client gone while the exit status is sent
+    (grouped by the session's nurseries), or a fault of ours — ends that connection only:
+    the listener (and with it the agent and a single-node server) keeps serving."""
+    failures: list[BaseException] = [
+        ExceptionGroup("session", [trio.BrokenResourceError("client left")]),
+        RuntimeError("a bug in a session"),
+    ]
+
+    async def failing_exec(*args: object) -> None:
+        raise failures.pop(0)
+
+    monkeypatch.setattr(kubelet_server, "serve_exec", failing_exec)
+    server = kubelet_server.KubeletServer(cast(Any, None))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(server.run)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                for _ in range(2):
+                    with pytest.raises(httpx.HTTPError):
+                        await client.post("/exec/ns/pod/c")
+                healthz = await client.get("/healthz")
+            assert healthz.status_code == 200 and healthz.text == "ok"
+            assert not failures
+            nursery.cancel_scope.cancel()

@@ -85,8 +85,15 @@ class KubeletServer:
                         return  # one request per connection keeps this small
                     if isinstance(event, h11.ConnectionClosed):
                         return
-            except (h11.RemoteProtocolError, trio.BrokenResourceError, OSError) as exc:
-                log.debug("kubelet connection: %s", exc)
+            except Exception as exc:
+                # One broken exchange must never take the listener — and with it the node
+                # agent and a single-node server's whole process — down. Errors of a
+                # streaming session arrive grouped by its nurseries: a client that went
+                # away is routine, anything else is logged with its traceback.
+                if _client_went_away(exc):
+                    log.debug("kubelet connection: %s", exc)
+                else:
+                    log.exception("kubelet connection failed")
 
     async def _send(
         self,
@@ -180,3 +187,14 @@ async def _first(chunks: AsyncIterator[bytes]) -> bytes:
         return await chunks.__anext__()
     except StopAsyncIteration:
         return b""
+
+
+_ROUTINE = (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+def _client_went_away(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every exception of a group) says the peer left or broke the
+    protocol, rather than a fault of ours."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_client_went_away(inner) for inner in exc.exceptions)
+    return isinstance(exc, _ROUTINE)
