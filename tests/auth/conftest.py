@@ -25,7 +25,7 @@ RBAC = "rbac.authorization.k8s.io/v1"
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     """An RBAC cluster (controllers on: default policy and aggregation) with namespaces
-    ``team`` and ``other``, once the default roles are aggregated."""
+    ``team`` and ``other``, once the default roles are aggregated (view → edit → admin)."""
     tokens = tmp_path / "tokens.csv"
     tokens.write_text(TOKENS)
     async with (
@@ -35,9 +35,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             plugins=plugins.load(only=["auth", "rbac"]),
             token=ADMIN_TOKEN,
             scheduler=False,
-            plugin_config={
-                "auth": {"token_auth_file": str(tokens), "authorization_mode": "RBAC"}
-            },
+            plugin_config={"auth": {"token_auth_file": str(tokens), "authorization_mode": "RBAC"}},
         ) as running,
     ):
         for name in ("team", "other"):
@@ -50,7 +48,11 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
                 if exc.code != 404:
                     raise
                 return False
-            return bool(admin.get("rules"))
+            # view's rules reach admin through edit: the whole chain has aggregated
+            return any(
+                "deployments" in rule.get("resources", ()) and "list" in rule.get("verbs", ())
+                for rule in admin.get("rules") or ()
+            )
 
         await wait_for(admin_aggregated)
         yield running

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from kubetrio.apiserver import merge_kubeconfig
 from kubetrio.client import Client, ClientError
@@ -45,9 +45,7 @@ async def test_a_role_allows_exactly_what_it_says(cluster: Cluster) -> None:
     admin = cluster.client
     for namespace in ("team", "other"):
         await admin.create("v1", "configmaps", {"metadata": {"name": "cm"}}, namespace=namespace)
-        await admin.create(
-            "v1", "configmaps", {"metadata": {"name": "named"}}, namespace=namespace
-        )
+        await admin.create("v1", "configmaps", {"metadata": {"name": "named"}}, namespace=namespace)
     await admin.create(
         RBAC,
         "roles",
@@ -85,12 +83,12 @@ async def test_a_role_allows_exactly_what_it_says(cluster: Cluster) -> None:
         'in API group "" in the namespace "other"'
     )
     message = await forbidden(lambda: jane.list("v1", "configmaps"))
-    assert message.endswith('cannot list resource "configmaps" in API group "" at the cluster scope')
+    assert message.endswith(
+        'cannot list resource "configmaps" in API group "" at the cluster scope'
+    )
 
     # resourceNames: that one secret (it does not exist: allowed, then 404), no other, no list
-    await admin.create(
-        "v1", "secrets", {"metadata": {"name": "other-secret"}}, namespace="team"
-    )
+    await admin.create("v1", "secrets", {"metadata": {"name": "other-secret"}}, namespace="team")
     with pytest.raises(ClientError) as missing:
         await jane.get("v1", "secrets", "named", namespace="team")
     assert missing.value.code == 404
@@ -130,9 +128,7 @@ async def test_subresources_need_their_own_rule(cluster: Cluster) -> None:
     await until_allowed(
         lambda: jane.get("apps/v1", "deployments", "web", namespace="team", subresource="scale")
     )
-    status = await jane.get(
-        "apps/v1", "deployments", "web", namespace="team", subresource="status"
-    )
+    status = await jane.get("apps/v1", "deployments", "web", namespace="team", subresource="status")
     assert status["metadata"]["name"] == "web"
     message = await forbidden(lambda: jane.get("apps/v1", "deployments", "web", namespace="team"))
     assert message == (
@@ -207,9 +203,7 @@ async def test_cluster_role_through_role_binding_to_a_group(cluster: Cluster) ->
 
 async def test_default_roles_aggregate_view_edit_admin(cluster: Cluster) -> None:
     admin = cluster.client
-    roles = {
-        r["metadata"]["name"]: r for r in (await admin.list(RBAC, "clusterroles"))["items"]
-    }
+    roles = {r["metadata"]["name"]: r for r in (await admin.list(RBAC, "clusterroles"))["items"]}
     view, edit, admin_role = roles["view"], roles["edit"], roles["admin"]
     assert view["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] == "true"
 
@@ -223,7 +217,9 @@ async def test_default_roles_aggregate_view_edit_admin(cluster: Cluster) -> None
 
     assert grants(view, "apps", "deployments", "list")
     assert not grants(view, "apps", "deployments", "delete")
-    assert grants(edit, "apps", "deployments", "delete") and grants(edit, "apps", "deployments", "list")
+    assert grants(edit, "apps", "deployments", "delete") and grants(
+        edit, "apps", "deployments", "list"
+    )
     assert grants(admin_role, "rbac.authorization.k8s.io", "roles", "create")
     assert grants(admin_role, "apps", "deployments", "delete")
     bindings = {
@@ -372,7 +368,9 @@ async def test_escalation_is_forbidden_unless_escalate_or_bind(cluster: Cluster)
         namespace="team",
     )
     await admin.create(
-        RBAC, "rolebindings", binding("jane-escalates", "Role", "escalator", [JANE]),
+        RBAC,
+        "rolebindings",
+        binding("jane-escalates", "Role", "escalator", [JANE]),
         namespace="team",
     )
     await until_allowed(lambda: jane.create(RBAC, "roles", deleter, namespace="team"))
@@ -446,8 +444,7 @@ async def test_impersonation_needs_the_impersonate_verb(cluster: Cluster) -> Non
         )
         assert masters.status_code == 403
         assert masters.json()["message"].startswith(
-            'groups "system:masters" is forbidden: User "jane" cannot impersonate resource '
-            '"groups"'
+            'groups "system:masters" is forbidden: User "jane" cannot impersonate resource "groups"'
         )
         who = await http.post(
             "/apis/authentication.k8s.io/v1/selfsubjectreviews",
@@ -504,7 +501,7 @@ async def test_access_reviews_answer_from_rbac(cluster: Cluster) -> None:
     assert review["status"]["allowed"] is False
 
     # SubjectAccessReview: the admin asks about jane (and bob)
-    sar = {
+    sar: dict[str, Any] = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
         "spec": {
@@ -519,9 +516,7 @@ async def test_access_reviews_answer_from_rbac(cluster: Cluster) -> None:
     answered = await admin.create("authorization.k8s.io/v1", "subjectaccessreviews", sar)
     assert answered["status"]["allowed"] is False
     # jane may not ask about others (no create on subjectaccessreviews)
-    await forbidden(
-        lambda: jane.create("authorization.k8s.io/v1", "subjectaccessreviews", sar)
-    )
+    await forbidden(lambda: jane.create("authorization.k8s.io/v1", "subjectaccessreviews", sar))
 
     # SelfSubjectRulesReview: jane's rules in team (the Role plus the default bindings)
     rules = await jane.create(
@@ -621,7 +616,9 @@ def _lightkube_sees(kubeconfig: Path) -> tuple[list[str], tuple[int, str]]:
     from lightkube.resources.core_v1 import ConfigMap
 
     lightkube = Client(config=KubeConfig.from_file(kubeconfig))
-    names = [cm.metadata.name for cm in lightkube.list(ConfigMap, namespace="team")]  # type: ignore[union-attr]
+    names = [
+        str(cm.metadata and cm.metadata.name) for cm in lightkube.list(ConfigMap, namespace="team")
+    ]
     try:
         lightkube.get(ConfigMap, "cm", namespace="team")
     except ApiError as exc:

@@ -10,9 +10,15 @@ from kubetrio_auth.rbac.rules import rule_allows, uncovered
 from kubetrio.providers import AuthorizationAttributes, UserInfo
 
 
-def pods(verb: str, *, name: str = "", subresource: str = "", group: str = "") -> AuthorizationAttributes:
+def pods(
+    verb: str, *, name: str = "", subresource: str = "", group: str = ""
+) -> AuthorizationAttributes:
     return AuthorizationAttributes(
-        verb=verb, api_group=group, resource="pods", subresource=subresource, name=name,
+        verb=verb,
+        api_group=group,
+        resource="pods",
+        subresource=subresource,
+        name=name,
         namespace="ns",
     )
 
@@ -69,13 +75,26 @@ def test_coverage_as_upstream_covers() -> None:
         {"verbs": ["get"], "nonResourceURLs": ["/logs/*"]},
     ]
     assert uncovered(held, [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]) == []
-    assert uncovered(
-        held, [{"verbs": ["get"], "apiGroups": ["apps"], "resources": ["deployments/scale"]}]
-    ) == []
-    assert uncovered(
-        held,
-        [{"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["s"]}],
-    ) == []
+    assert (
+        uncovered(
+            held, [{"verbs": ["get"], "apiGroups": ["apps"], "resources": ["deployments/scale"]}]
+        )
+        == []
+    )
+    assert (
+        uncovered(
+            held,
+            [
+                {
+                    "verbs": ["get"],
+                    "apiGroups": [""],
+                    "resources": ["secrets"],
+                    "resourceNames": ["s"],
+                }
+            ],
+        )
+        == []
+    )
     assert uncovered(held, [{"verbs": ["get"], "nonResourceURLs": ["/logs/a"]}]) == []
     # holding one name does not cover all names
     assert uncovered(held, [{"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}])

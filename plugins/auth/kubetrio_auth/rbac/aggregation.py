@@ -7,6 +7,7 @@ duplicates), and keeps them current as roles are labelled, changed or deleted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import trio
@@ -48,10 +49,9 @@ class _Changed:
         self.wake = wake
 
     def _poke(self) -> None:
-        try:
+        # When a pass is already pending, it will see this change too.
+        with contextlib.suppress(trio.WouldBlock):
             self.wake.send_nowait(None)
-        except trio.WouldBlock:
-            pass  # a pass is already pending; it will see this change too
 
     def on_add(self, obj: KubeObject) -> None:
         self._poke()

@@ -117,20 +117,17 @@ def _resources_covered(held: Sequence[str], wanted: Sequence[str]) -> bool:
 
 
 def _urls_covered(held: Sequence[str], wanted: Sequence[str]) -> bool:
-    for url in wanted:
-        if not any(
-            h == url or h == ALL or (h.endswith(ALL) and url.startswith(h.rstrip(ALL)))
-            for h in held
-        ):
-            return False
-    return True
+    owner = {"nonResourceURLs": list(held)}
+    return all(non_resource_url_matches(owner, url) for url in wanted)
 
 
 def _rule_covers(owner: Rule, wanted: Rule) -> bool:
     if not _has_all(_strings(owner, "verbs"), _strings(wanted, "verbs")):
         return False
     if _strings(wanted, "nonResourceURLs"):
-        return _urls_covered(_strings(owner, "nonResourceURLs"), _strings(wanted, "nonResourceURLs"))
+        return _urls_covered(
+            _strings(owner, "nonResourceURLs"), _strings(wanted, "nonResourceURLs")
+        )
     owner_names = _strings(owner, "resourceNames")
     wanted_names = _strings(wanted, "resourceNames")
     names_covered = not owner_names or bool(
