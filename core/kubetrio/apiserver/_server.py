@@ -174,10 +174,7 @@ class ApiServer:
             and self.plugins.has_authenticators()
         ):
             raise ApiError(401, "Unauthorized")
-        if user is not None and AUTHENTICATED not in user.groups:
-            # As kube-apiserver's authenticator chain: every authenticated user is in it.
-            user = dataclasses.replace(user, groups=(*user.groups, AUTHENTICATED))
-        return _impersonate(request, user or ANONYMOUS, self._decide)
+        return _impersonate(request, _authenticated(user) or ANONYMOUS, self._decide)
 
     def _decide(self, user: UserInfo, attributes: AuthorizationAttributes) -> AuthorizationDecision:
         """The authorizers' decision, with the server's default when none has an opinion."""
@@ -196,7 +193,7 @@ class ApiServer:
         return AuthorizationDecision(allowed=False)
 
     def _authenticate_token(self, request: AuthRequest) -> UserInfo | None:
-        return self.plugins.authenticate(request=request) if self.plugins else None
+        return _authenticated(self.plugins.authenticate(request=request)) if self.plugins else None
 
     def _authorize(self, user: UserInfo, attributes: AuthorizationAttributes) -> None:
         decision = self._decide(user, attributes)
@@ -1257,6 +1254,14 @@ def _denied(info: ResourceInfo, name: str, exc: AdmissionDenied) -> ApiError:
             [{"reason": "FieldValueForbidden", "field": exc.field, "message": str(exc)}],
         )
     return ApiError(403, f'{_qualified(info)} "{name}" is forbidden: {exc}')
+
+
+def _authenticated(user: UserInfo | None) -> UserInfo | None:
+    """``user`` in ``system:authenticated``, as kube-apiserver's authenticator chain puts
+    every authenticated user."""
+    if user is None or AUTHENTICATED in user.groups:
+        return user
+    return dataclasses.replace(user, groups=(*user.groups, AUTHENTICATED))
 
 
 def _qualified(info: ResourceInfo) -> str:
