@@ -11,14 +11,12 @@ a 500 Status and the server keeps serving.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from functools import partial
 from typing import Any
-from urllib.parse import unquote
 
 import trio
 
@@ -51,6 +49,7 @@ from . import (
     _validation,
 )
 from . import _objects as objects
+from ._access import authenticated, forbidden, impersonate
 from ._registry import ObjectFilter, Registry, WatchEvent
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
@@ -64,8 +63,6 @@ KUBERNETES_VERSION = kubetrio.KUBERNETES_VERSION
 """The Kubernetes release whose API this server speaks (for /version and client checks)."""
 
 ANONYMOUS = UserInfo(name="system:anonymous", groups=("system:unauthenticated",))
-AUTHENTICATED = "system:authenticated"
-"""The group of every authenticated user."""
 LOOPBACK = UserInfo(name="system:apiserver", groups=("system:masters",))
 """Who the server's own in-process loopback client is (its caches for plugins)."""
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
@@ -162,7 +159,7 @@ class ApiServer:
         if request.loopback:
             return LOOPBACK
         if self.plugins is None:
-            return _impersonate(request, ANONYMOUS, self._decide)
+            return impersonate(request.headers, ANONYMOUS, self._decide)
         user = self.plugins.authenticate(
             request=AuthRequest(headers=request.headers, remote_address=request.remote)
         )
@@ -174,7 +171,7 @@ class ApiServer:
             and self.plugins.has_authenticators()
         ):
             raise ApiError(401, "Unauthorized")
-        return _impersonate(request, _authenticated(user) or ANONYMOUS, self._decide)
+        return impersonate(request.headers, authenticated(user) or ANONYMOUS, self._decide)
 
     def _decide(self, user: UserInfo, attributes: AuthorizationAttributes) -> AuthorizationDecision:
         """The authorizers' decision, with the server's default when none has an opinion."""
@@ -193,12 +190,12 @@ class ApiServer:
         return AuthorizationDecision(allowed=False)
 
     def _authenticate_token(self, request: AuthRequest) -> UserInfo | None:
-        return _authenticated(self.plugins.authenticate(request=request)) if self.plugins else None
+        return authenticated(self.plugins.authenticate(request=request)) if self.plugins else None
 
     def _authorize(self, user: UserInfo, attributes: AuthorizationAttributes) -> None:
         decision = self._decide(user, attributes)
         if not decision.allowed:
-            raise _forbidden(user, attributes, decision.reason)
+            raise forbidden(user, attributes, decision.reason)
 
     def _rules_for(self, user: UserInfo, namespace: str) -> KubeObject | None:
         return self.plugins.rules_for(user=user, namespace=namespace) if self.plugins else None
@@ -1256,127 +1253,9 @@ def _denied(info: ResourceInfo, name: str, exc: AdmissionDenied) -> ApiError:
     return ApiError(403, f'{_qualified(info)} "{name}" is forbidden: {exc}')
 
 
-def _authenticated(user: UserInfo | None) -> UserInfo | None:
-    """``user`` in ``system:authenticated``, as kube-apiserver's authenticator chain puts
-    every authenticated user."""
-    if user is None or AUTHENTICATED in user.groups:
-        return user
-    return dataclasses.replace(user, groups=(*user.groups, AUTHENTICATED))
-
-
 def _qualified(info: ResourceInfo) -> str:
     """``roles.rbac.authorization.k8s.io``: a resource as Forbidden messages name it."""
     return f"{info.resource}.{info.group}" if info.group else info.resource
-
-
-def _forbidden(user: UserInfo, attributes: AuthorizationAttributes, reason: str) -> ApiError:
-    """kube-apiserver's 403 for a request no authorizer allows (``responsewriters.Forbidden``):
-    ``pods "web" is forbidden: User "jane" cannot get resource "pods" in API group ""
-    in the namespace "default"``."""
-    if attributes.resource:
-        resource = attributes.resource
-        if attributes.subresource:
-            resource += f"/{attributes.subresource}"
-        scope = (
-            f' in the namespace "{attributes.namespace}"'
-            if attributes.namespace
-            else " at the cluster scope"
-        )
-        message = (
-            f'User "{user.name}" cannot {attributes.verb} resource "{resource}" '
-            f'in API group "{attributes.api_group}"{scope}'
-        )
-    else:
-        message = f'User "{user.name}" cannot {attributes.verb} path "{attributes.path}"'
-    if reason:
-        message += f": {reason}"
-    if not attributes.resource:
-        return ApiError(403, f"forbidden: {message}", details={})
-    qualified = (
-        f"{attributes.resource}.{attributes.api_group}"
-        if attributes.api_group
-        else attributes.resource
-    )
-    named = f'{qualified} "{attributes.name}"' if attributes.name else qualified
-    details: dict[str, Any] = {"name": attributes.name} if attributes.name else {}
-    if attributes.api_group:
-        details["group"] = attributes.api_group
-    details["kind"] = attributes.resource
-    return ApiError(403, f"{named} is forbidden: {message}", details=details)
-
-
-SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
-IMPERSONATE_EXTRA = "impersonate-extra-"
-
-
-def _impersonate(
-    request: Request,
-    user: UserInfo,
-    decide: Callable[[UserInfo, AuthorizationAttributes], AuthorizationDecision],
-) -> UserInfo:
-    """The user a request acts as: ``user``, or the one its ``Impersonate-*`` headers name
-    when ``user`` may ``impersonate`` each of them (kube-apiserver's impersonation filter,
-    ``kubectl --as/--as-group``); a 403 naming the first one it may not."""
-    headers = request.headers
-    name = headers.get("impersonate-user", "")
-    groups = [g.strip() for g in headers.get("impersonate-group", "").split(",") if g.strip()]
-    uid = headers.get("impersonate-uid", "")
-    extra = {
-        unquote(key.removeprefix(IMPERSONATE_EXTRA)).lower(): tuple(
-            v.strip() for v in value.split(",") if v.strip()
-        )
-        for key, value in headers.items()
-        if key.startswith(IMPERSONATE_EXTRA)
-    }
-    if not name:
-        if groups or uid or extra:
-            raise ApiError(
-                500,
-                "Internal error occurred: requested impersonation of groups, extra or uid "
-                "without impersonating a user",
-            )
-        return user
-    wanted: list[AuthorizationAttributes] = []
-    namespace, _, account = name.removeprefix(SERVICE_ACCOUNT_PREFIX).partition(":")
-    if name.startswith(SERVICE_ACCOUNT_PREFIX) and namespace and account:
-        wanted.append(
-            AuthorizationAttributes(
-                verb="impersonate", resource="serviceaccounts", namespace=namespace, name=account
-            )
-        )
-        if not groups:
-            groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
-    else:
-        wanted.append(AuthorizationAttributes(verb="impersonate", resource="users", name=name))
-    for group in groups:
-        wanted.append(AuthorizationAttributes(verb="impersonate", resource="groups", name=group))
-    for key, values in extra.items():
-        for value in values:
-            wanted.append(
-                AuthorizationAttributes(
-                    verb="impersonate",
-                    api_group="authentication.k8s.io",
-                    resource="userextras",
-                    subresource=key,
-                    name=value,
-                )
-            )
-    if uid:
-        wanted.append(
-            AuthorizationAttributes(
-                verb="impersonate", api_group="authentication.k8s.io", resource="uids", name=uid
-            )
-        )
-    for attributes in wanted:
-        decision = decide(user, attributes)
-        if not decision.allowed:
-            raise _forbidden(user, attributes, decision.reason)
-    if name == ANONYMOUS.name:
-        if "system:unauthenticated" not in groups:
-            groups.append("system:unauthenticated")
-    elif AUTHENTICATED not in groups:
-        groups.append(AUTHENTICATED)
-    return UserInfo(name=name, uid=uid, groups=tuple(groups), extra=extra)
 
 
 def _scale_of(obj: KubeObject) -> KubeObject:
