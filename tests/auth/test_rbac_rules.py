@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kubetrio_auth.rbac.aggregation import aggregated_rules
 from kubetrio_auth.rbac.bootstrap import cluster_role_bindings, cluster_roles
 from kubetrio_auth.rbac.escalation import not_held_message
@@ -188,3 +190,32 @@ def test_authorization_mode_chain_and_bad_modes_fail_closed() -> None:
         "--authorization-mode: unknown mode 'Webhook' (one of AlwaysAllow, AlwaysDeny, RBAC)"
     )
     assert "rbac" not in manager.broken
+
+
+def test_a_binding_to_a_missing_role_is_named_in_the_reason() -> None:
+    from kubetrio_auth.rbac.authorizer import RBACAuthorizer
+
+    class Cache:
+        def __init__(self, objects: list[dict[str, Any]]) -> None:
+            self.objects = objects
+
+        def get(self, name: str, namespace: str = "") -> dict[str, Any] | None:
+            return None
+
+        def list(self, namespace: str | None = None) -> list[dict[str, Any]]:
+            return self.objects
+
+    rbac = RBACAuthorizer()
+    rbac.cluster_role_bindings = Cache(  # type: ignore[assignment]
+        [
+            {
+                "metadata": {"name": "b"},
+                "roleRef": {"kind": "ClusterRole", "name": "gone"},
+                "subjects": [{"kind": "User", "name": "jane"}],
+            }
+        ]
+    )
+    rbac.cluster_roles = Cache([])  # type: ignore[assignment]
+    allowed, reason = rbac.authorize(UserInfo(name="jane"), pods("get"))
+    assert not allowed
+    assert reason == 'RBAC: clusterrole.rbac.authorization.k8s.io "gone" not found'

@@ -89,13 +89,14 @@ class RBACAuthorizer:
         """The rules of the role a ``roleRef`` names, or an error saying it is missing."""
         kind, name = ref.get("kind"), str(ref.get("name", ""))
         if kind == "ClusterRole":
-            cache, where, resource = self.cluster_roles, "", "clusterroles"
+            cache, where, resource = self.cluster_roles, "", "clusterrole"
         elif kind == "Role":
-            cache, where, resource = self.roles, namespace, "roles"
+            cache, where, resource = self.roles, namespace, "role"
         else:
             return [], f"unknown roleRef kind {kind!r}"
         role = cache.get(name, where) if cache is not None else None
         if role is None:
+            # Worded as upstream's listers word it (singular resource).
             return [], f'{resource}.{GROUP} "{name}" not found'
         return list(role.get("rules") or ()), ""
 
@@ -138,7 +139,10 @@ class RBACAuthorizer:
                 errors.append(found)
             elif any(rule_allows(attributes, rule) for rule in found.rules):
                 return True, f"RBAC: allowed by {found.source}"
-        return False, f"RBAC: [{', '.join(errors)}]" if errors else ""
+        if not errors:
+            return False, ""
+        # As upstream's aggregate error: one as is, several in brackets.
+        return False, f"RBAC: {errors[0]}" if len(errors) == 1 else f"RBAC: [{', '.join(errors)}]"
 
     def rules_for(self, user: UserInfo, namespace: str) -> Visit:
         """Every rule ``user`` holds in ``namespace`` (cluster-wide ones included)."""
