@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         AuthRequest,
         ContainerRuntime,
         Controller,
+        KubeObject,
         NetworkPlugin,
         PluginOptions,
         ResourceDefinition,
@@ -204,6 +205,22 @@ def kubetrio_authorize(
     :param attributes: verb, API group, resource, subresource, namespace, name, or the
         non-resource path.
     :returns: an allow or deny decision with a reason, or None for no opinion.
+    """
+
+
+@hookspec(firstresult=True)
+def kubetrio_rules_for(user: UserInfo, namespace: str) -> KubeObject | None:
+    """List what a user may do in a namespace (``kubectl auth can-i --list``).
+
+    Called for a SelfSubjectRulesReview. An authorizer that can enumerate its rules (RBAC)
+    answers; one that cannot returns None so the next one is asked; when none answers,
+    the review says the list is incomplete.
+    Stops at first non-None result.
+
+    :param user: the user asking.
+    :param namespace: the namespace of the review (rules granted there and cluster-wide).
+    :returns: a ``SubjectRulesReviewStatus`` as a dict (``resourceRules``,
+        ``nonResourceRules``, ``incomplete``, ``evaluationError``), or None.
     """
 
 

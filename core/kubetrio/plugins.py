@@ -51,6 +51,7 @@ from kubetrio.providers import (
     AuthRequest,
     ContainerRuntime,
     Controller,
+    KubeObject,
     NetworkPlugin,
     PluginOption,
     PluginOptions,
@@ -320,6 +321,14 @@ class PluginManager:
         """The first authorizer's decision, or None when none has an opinion."""
         result: AuthorizationDecision | None = self._decide(
             "kubetrio_authorize", user=user, attributes=attributes
+        )
+        return result
+
+    def rules_for(self, *, user: UserInfo, namespace: str) -> KubeObject | None:
+        """The first authorizer's list of ``user``'s rules in ``namespace`` (a
+        SubjectRulesReviewStatus), or None when none can list them."""
+        result: KubeObject | None = self._decide(
+            "kubetrio_rules_for", user=user, namespace=namespace
         )
         return result
 

@@ -521,7 +521,7 @@ async def test_access_reviews_use_the_authorizers(tmp_path) -> None:  # type: ig
         assert whoami.json()["status"]["userInfo"] == {
             "username": "jane",
             "uid": "2",
-            "groups": ["devs"],
+            "groups": ["devs", "system:authenticated"],
         }
         bad = await http.get("/api/v1/pods", headers={"authorization": "Bearer wrong"})
         assert bad.status_code == 401 and bad.json()["reason"] == "Unauthorized"

@@ -49,6 +49,7 @@ from . import (
     _validation,
 )
 from . import _objects as objects
+from ._access import authenticated, forbidden, impersonate
 from ._registry import ObjectFilter, Registry, WatchEvent
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
@@ -158,7 +159,7 @@ class ApiServer:
         if request.loopback:
             return LOOPBACK
         if self.plugins is None:
-            return ANONYMOUS
+            return impersonate(request.headers, ANONYMOUS, self._decide)
         user = self.plugins.authenticate(
             request=AuthRequest(headers=request.headers, remote_address=request.remote)
         )
@@ -170,7 +171,7 @@ class ApiServer:
             and self.plugins.has_authenticators()
         ):
             raise ApiError(401, "Unauthorized")
-        return user or ANONYMOUS
+        return impersonate(request.headers, authenticated(user) or ANONYMOUS, self._decide)
 
     def _decide(self, user: UserInfo, attributes: AuthorizationAttributes) -> AuthorizationDecision:
         """The authorizers' decision, with the server's default when none has an opinion."""
@@ -189,25 +190,15 @@ class ApiServer:
         return AuthorizationDecision(allowed=False)
 
     def _authenticate_token(self, request: AuthRequest) -> UserInfo | None:
-        return self.plugins.authenticate(request=request) if self.plugins else None
+        return authenticated(self.plugins.authenticate(request=request)) if self.plugins else None
 
     def _authorize(self, user: UserInfo, attributes: AuthorizationAttributes) -> None:
         decision = self._decide(user, attributes)
-        if decision.allowed:
-            return
-        what = (
-            f"{attributes.resource}{'.' + attributes.api_group if attributes.api_group else ''}"
-            if attributes.resource
-            else f'path "{attributes.path}"'
-        )
-        scope = f' in the namespace "{attributes.namespace}"' if attributes.namespace else ""
-        reason = f": {decision.reason}" if decision.reason else ""
-        named = f' "{attributes.name}"' if attributes.name else ""
-        raise ApiError(
-            403,
-            f'{what}{named} is forbidden: User "{user.name}" cannot {attributes.verb} '
-            f"resource{scope}{reason}",
-        )
+        if not decision.allowed:
+            raise forbidden(user, attributes, decision.reason)
+
+    def _rules_for(self, user: UserInfo, namespace: str) -> KubeObject | None:
+        return self.plugins.rules_for(user=user, namespace=namespace) if self.plugins else None
 
     # --- non-resource paths -------------------------------------------------------------
 
@@ -485,6 +476,7 @@ class ApiServer:
                 namespace=target.namespace,
                 authorize=self._decide,
                 authenticate=self._authenticate_token,
+                rules_for=self._rules_for,
             )
             return json_response(answered, 201, _warning_headers(warnings))
         body_namespace = (obj.get("metadata") or {}).get("namespace")
@@ -644,7 +636,7 @@ class ApiServer:
         if problems:
             raise ApiError(
                 403,
-                f'{info.resource} "{name}" is forbidden: ' + "; ".join(problems),
+                f'{_qualified(info)} "{name}" is forbidden: ' + "; ".join(problems),
                 details={
                     "name": name,
                     "kind": info.resource,
@@ -1259,7 +1251,12 @@ def _denied(info: ResourceInfo, name: str, exc: AdmissionDenied) -> ApiError:
             name,
             [{"reason": "FieldValueForbidden", "field": exc.field, "message": str(exc)}],
         )
-    return ApiError(403, f'{info.resource} "{name}" is forbidden: {exc}')
+    return ApiError(403, f'{_qualified(info)} "{name}" is forbidden: {exc}')
+
+
+def _qualified(info: ResourceInfo) -> str:
+    """``roles.rbac.authorization.k8s.io``: a resource as Forbidden messages name it."""
+    return f"{info.resource}.{info.group}" if info.group else info.resource
 
 
 def _scale_of(obj: KubeObject) -> KubeObject:
