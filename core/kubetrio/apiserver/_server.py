@@ -38,6 +38,7 @@ from kubetrio.providers import (
 from kubetrio.store import Store
 
 from . import (
+    _audit,
     _crds,
     _eviction,
     _managed,
@@ -114,11 +115,18 @@ class ApiServer:
         """Signs ``serviceaccounts/token`` requests (an in-memory key unless replaced)."""
         self.on_namespace_deleted: Callable[[], None] = lambda: None
         """Called after a namespace is marked Terminating (wakes the finalizer)."""
+        self.audit: _audit.AuditLog | None = None
+        """Where requests are audited (``_audit``); None: not audited."""
 
     # --- entry point --------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
-        """Answer one HTTP request (the ``_http`` handler)."""
+        """Answer one HTTP request (the ``_http`` handler), audited when ``audit`` is set."""
+        if self.audit is None:
+            return await self._handle(request)
+        return await self.audit.around(self.scheme, request, self._handle)
+
+    async def _handle(self, request: Request) -> Response:
         try:
             try:
                 return await self._dispatch(request)
@@ -133,6 +141,7 @@ class ApiServer:
         if path in ("/healthz", "/livez", "/readyz"):
             return Response(body=b"ok", content_type="text/plain; charset=utf-8")
         user = self._authenticate(request)
+        _audit.note_user(user)
         target = parse_resource_path(self.scheme, path)
         if target is None:
             self._authorize(user, AuthorizationAttributes(verb=request.method.lower(), path=path))
