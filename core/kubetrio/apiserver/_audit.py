@@ -465,7 +465,7 @@ class _Record:
                 "reason": "InternalError",
                 "code": 500,
             }
-        if level in ("Request", "RequestResponse") and request.body:
+        if level in ("Request", "RequestResponse") and request.body and response is not None:
             try:
                 body = _validation.decode_body(request, expect=object)
             except ApiError:

@@ -43,7 +43,7 @@ async def open_apiserver(
     """Serve the Kubernetes API over ``store`` for the duration of the block.
 
     ``port=0`` picks a free port (tests); the URL is in the yielded value. ``audit``
-    audits every request, the server's own start-up writes included.
+    audits every request (the in-process client's too).
     """
     api = ApiServer(store, scheme, plugins=plugins, server_address=f"{host}:{port}")
     api.audit = audit

@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from kubetrio import store as kv
-from kubetrio.apiserver import AuditLog, AuditPolicyError, load_audit_policy, open_audit_log
-
 from ._errors import CommandError
+
+if TYPE_CHECKING:  # the server's modules load only when a server starts
+    from kubetrio import store as kv
+    from kubetrio.apiserver import AuditLog
 
 ENCRYPTION_CONFIG_FILE = "encryption-config.yaml"
 AUDIT_LOG_FILE = "audit.log"
@@ -54,6 +56,8 @@ AUDIT_LOG_MAXBACKUP_OPTION = typer.Option(
 def encryption_config(path: Path | None, data_dir: Path) -> kv.EncryptionConfig:
     """The encryption config of ``server``: ``path``, or the data directory's (made on
     first start). :raises CommandError: the file is missing or not valid."""
+    from kubetrio import store as kv
+
     if path is None:
         path = data_dir / ENCRYPTION_CONFIG_FILE
         if not path.exists():
@@ -76,6 +80,8 @@ def audit_log(
 
     :raises CommandError: the policy file is missing or not valid.
     """
+    from kubetrio.apiserver import AuditPolicyError, load_audit_policy, open_audit_log
+
     try:
         policy = load_audit_policy(policy_file)
     except AuditPolicyError as exc:
@@ -88,6 +94,9 @@ def audit_log(
 
 def checked_security_files(encryption: Path | None, policy: Path | None) -> None:
     """Refuse, before ``up`` starts a server, files that server would refuse."""
+    from kubetrio import store as kv
+    from kubetrio.apiserver import AuditPolicyError, load_audit_policy
+
     try:
         if encryption is not None:
             kv.load_encryption_config(encryption)
@@ -124,6 +133,8 @@ def security_arguments(
 async def open_encrypted_store(url: str, config: kv.EncryptionConfig | None) -> AsyncIterator[kv.Store]:
     """The store at ``url``, encrypting by ``config``; refused (one line) when the
     configured keys cannot read what is stored."""
+    from kubetrio import store as kv
+
     async with kv.open_store(url) as store:
         if config is None:
             yield store
