@@ -69,7 +69,9 @@ async def round_of(
 ) -> None:
     """Create one object per name, ``concurrency`` at a time, recording each latency."""
     queue = iter(names)
-    async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=concurrency)) as http:
+    async with httpx.AsyncClient(
+        base_url=url, limits=httpx.Limits(max_connections=concurrency)
+    ) as http:
 
         async def worker() -> None:
             for name in queue:
@@ -145,9 +147,10 @@ if __name__ == "__main__":
     options = parser.parse_args()
     result = trio.run(main, options.count, options.rounds, options.concurrency)
     for kind in ("pods", "secrets"):
+        on = [result[f"{kind}_on_{q}_ms"] for q in ("p50", "p99")]
+        off = [result[f"{kind}_off_{q}_ms"] for q in ("p50", "p99")]
         print(
-            f"{kind} creates, audit{' + encryption' if kind == 'secrets' else ''} "
-            f"on / off: p50 {result[f'{kind}_on_p50_ms']:.2f} / {result[f'{kind}_off_p50_ms']:.2f} ms, "
-            f"p99 {result[f'{kind}_on_p99_ms']:.2f} / {result[f'{kind}_off_p99_ms']:.2f} ms"
+            f"{kind} creates, audit{' + encryption' if kind == 'secrets' else ''} on / off: "
+            f"p50 {on[0]:.2f} / {off[0]:.2f} ms, p99 {on[1]:.2f} / {off[1]:.2f} ms"
         )
     print(json.dumps(result))

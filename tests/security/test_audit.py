@@ -77,7 +77,11 @@ def attrs(**fields: Any) -> RequestAttributes:
         ("namespaces: ['']", {"namespace": "", "resource": "nodes"}, True),
         ("namespaces: [default]", {"resource_request": False, "path": "/version"}, False),
         ("nonResourceURLs: [/version]", {"resource_request": False, "path": "/version"}, True),
-        ("nonResourceURLs: ['/openapi*']", {"resource_request": False, "path": "/openapi/v3"}, True),
+        (
+            "nonResourceURLs: ['/openapi*']",
+            {"resource_request": False, "path": "/openapi/v3"},
+            True,
+        ),
         ("nonResourceURLs: ['/openapi*']", {"resource_request": False, "path": "/version"}, False),
         ("nonResourceURLs: ['*']", {}, False),  # resource requests never match URL rules
     ],
@@ -269,7 +273,10 @@ async def test_request_level_logs_the_body_and_none_omits_the_request(tmp_path: 
 
 
 async def test_a_watch_has_started_and_complete_stages(tmp_path: Path) -> None:
-    text = "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n    verbs: [watch]\n"
+    text = (
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\n"
+        "rules:\n  - level: Metadata\n    verbs: [watch]\n"
+    )
     async with (
         audited(tmp_path, text) as (running, _, log_path),
         httpx.AsyncClient(base_url=running.url) as http,

@@ -98,7 +98,8 @@ def test_aesgcm_binds_the_value_to_its_key() -> None:
 def test_resources_match_as_upstream_names_them() -> None:
     config = kv.parse_encryption_config(
         "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n"
-        f"  - resources: [secrets, deployments.apps]\n    providers: [{keyed('aesgcm', 'a', key(1))}]\n"
+        "  - resources: [secrets, deployments.apps]\n"
+        f"    providers: [{keyed('aesgcm', 'a', key(1))}]\n"
         f"  - resources: ['*.batch']\n    providers: [{keyed('aescbc', 'b', key(2))}]\n"
     )
     assert config.transformer_for("", "secrets") is not None
@@ -196,10 +197,12 @@ async def test_an_unchanged_write_moves_a_stale_value_to_the_first_key(tmp_path:
     path = "/api/v1/namespaces/default/secrets"
     params = {"fieldManager": "tester"}
     async with kv.open_store(f"sqlite://{tmp_path}/state.db") as store:
-        async with serving(store, encryption_yaml(old), tmp_path) as (running, _):
-            async with httpx.AsyncClient(base_url=running.url) as http:
-                made = await http.post(path, content=secret_manifest("s"), params=params)
-                assert made.status_code == 201
+        async with (
+            serving(store, encryption_yaml(old), tmp_path) as (running, _),
+            httpx.AsyncClient(base_url=running.url) as http,
+        ):
+            made = await http.post(path, content=secret_manifest("s"), params=params)
+            assert made.status_code == 201
         async with (
             serving(store, encryption_yaml(new, old), tmp_path) as (running, _),
             httpx.AsyncClient(base_url=running.url) as http,

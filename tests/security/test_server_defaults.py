@@ -123,7 +123,13 @@ def test_server_encrypts_secrets_and_audits_by_default(tmp_path: Path) -> None:
         ("create", "kept", 201, "system:anonymous"),
     ]
     assert {e["level"] for e in events} == {"Metadata"}
-    assert {e["verb"] for e in events} <= {"create", "update", "patch", "delete", "deletecollection"}
+    assert {e["verb"] for e in events} <= {
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+    }
     # A restart reads with the same generated key.
     with running_server(tmp_path):
         got = json.loads(kubectl(tmp_path, "get", "secret", "kept", "-o", "json"))

@@ -135,7 +135,11 @@ def _resource_matches(rule: PolicyRule, attrs: RequestAttributes) -> bool:
         for resource in group.resources:
             if resource in (combined, "*"):
                 return True
-            if attrs.subresource and resource.startswith("*/") and resource[2:] == attrs.subresource:
+            if (
+                attrs.subresource
+                and resource.startswith("*/")
+                and resource[2:] == attrs.subresource
+            ):
                 return True
             if resource.endswith("/*") and resource[:-2] == attrs.resource:
                 return True
@@ -365,7 +369,9 @@ def _without_managed_fields(obj: Any) -> Any:
     return obj
 
 
-def request_attributes(scheme: Scheme, request: Request, user: UserInfo | None) -> RequestAttributes:
+def request_attributes(
+    scheme: Scheme, request: Request, user: UserInfo | None
+) -> RequestAttributes:
     """The verb and what a request addresses, as the server's routing reads them."""
     path = request.path.rstrip("/") or "/"
     try:
@@ -483,9 +489,7 @@ class _Record:
             except msgspec.DecodeError:
                 answer = None
             if answer is not None:
-                event["responseObject"] = (
-                    _without_managed_fields(answer) if omit_fields else answer
-                )
+                event["responseObject"] = _without_managed_fields(answer) if omit_fields else answer
         event["requestReceivedTimestamp"] = _micro_time(self.received)
         event["stageTimestamp"] = _micro_time(datetime.datetime.now(datetime.UTC))
         self.log.writer.write(_encoder.encode(event) + b"\n")

@@ -18,6 +18,13 @@ from kubetrio.plugins import PluginManager
 from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checked_store_url
 from ._console import err_console, setup_logging
 from ._local import CLUSTERS_DIR, down, status, up
+from ._options import (
+    add_plugin_options,
+    config_command,
+    context_plugins,
+    option_names,
+    plugin_config,
+)
 from ._security import (
     AUDIT_LOG_MAXBACKUP_OPTION,
     AUDIT_LOG_MAXSIZE_OPTION,
@@ -26,13 +33,6 @@ from ._security import (
     ENCRYPTION_CONFIG_OPTION,
     audit_log,
     encryption_config,
-)
-from ._options import (
-    add_plugin_options,
-    config_command,
-    context_plugins,
-    option_names,
-    plugin_config,
 )
 
 DEFAULT_DATA_DIR = Path("~/.local/share/kubetrio").expanduser()

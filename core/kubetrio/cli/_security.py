@@ -46,7 +46,10 @@ AUDIT_LOG_PATH_OPTION = typer.Option(
     f"(default: DATA_DIR/{AUDIT_LOG_FILE}).",
 )
 AUDIT_LOG_MAXSIZE_OPTION = typer.Option(
-    100, "--audit-log-maxsize", min=0, help="Megabytes an audit log grows to before it is rotated (0: never)."
+    100,
+    "--audit-log-maxsize",
+    min=0,
+    help="Megabytes an audit log grows to before it is rotated (0: never).",
 )
 AUDIT_LOG_MAXBACKUP_OPTION = typer.Option(
     5, "--audit-log-maxbackup", min=0, help="Rotated audit logs kept (0: all)."
@@ -121,16 +124,16 @@ def security_arguments(
         args += ["--audit-policy-file", str(policy.resolve())]
     if log_path is not None:
         args += ["--audit-log-path", log_path]
-    return args + [
-        "--audit-log-maxsize",
-        str(max_size_mb),
-        "--audit-log-maxbackup",
-        str(max_backups),
+    return [
+        *args,
+        *("--audit-log-maxsize", str(max_size_mb), "--audit-log-maxbackup", str(max_backups)),
     ]
 
 
 @asynccontextmanager
-async def open_encrypted_store(url: str, config: kv.EncryptionConfig | None) -> AsyncIterator[kv.Store]:
+async def open_encrypted_store(
+    url: str, config: kv.EncryptionConfig | None
+) -> AsyncIterator[kv.Store]:
     """The store at ``url``, encrypting by ``config``; refused (one line) when the
     configured keys cannot read what is stored."""
     from kubetrio import store as kv

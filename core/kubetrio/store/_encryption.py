@@ -529,9 +529,9 @@ class EncryptedStore:
         return self._watch(key, prefix=prefix, revision=revision)
 
     @asynccontextmanager
-    async def _watch(self, key: Key, *, prefix: bool, revision: int) -> AsyncIterator[
-        AsyncIterator[Event]
-    ]:
+    async def _watch(
+        self, key: Key, *, prefix: bool, revision: int
+    ) -> AsyncIterator[AsyncIterator[Event]]:
         async with self.inner.watch(key, prefix=prefix, revision=revision) as events:
             yield self._decrypted(events)
 
