@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import datetime
-import ipaddress
 import os
 import sys
 import uuid
@@ -356,7 +355,9 @@ _current: contextvars.ContextVar[_Record | None] = contextvars.ContextVar(
 
 
 def _micro_time(at: datetime.datetime) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A MicroTime (``2006-01-02T15:04:05.000000Z``); isoformat is several times faster
+    than strftime, which counts at one call per Event."""
+    return at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _without_managed_fields(obj: Any) -> Any:
@@ -522,12 +523,10 @@ class _Record:
 
 
 def _source_ip(remote: str) -> str:
-    """The address of ``host:port`` (in-process requests have none)."""
-    host = remote.rsplit(":", 1)[0].strip("[]")
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return ""
+    """The address of ``host:port`` as the HTTP server writes it; in-process requests
+    (``in-process``) have none."""
+    host = remote.rpartition(":")[0].strip("[]")
+    return host if host[:1].isdigit() or ":" in host else ""
 
 
 def _user(user: UserInfo | None) -> dict[str, Any]:
