@@ -267,6 +267,12 @@ async def test_tampered_ciphertext_is_a_500_naming_the_object(tmp_path: Path) ->
         )
         last = json.loads(watched.text.strip().splitlines()[-1])
         assert last["type"] == "ERROR" and last["object"]["code"] == 500
+        # And one that lists first says so in its first event.
+        listing = await http.get(
+            "/api/v1/namespaces/default/secrets", params={"watch": "true", "timeoutSeconds": "5"}
+        )
+        (only,) = [json.loads(line) for line in listing.text.strip().splitlines()]
+        assert only["type"] == "ERROR" and '"evil"' in only["object"]["message"]
         # The server goes on: the other Secret, other kinds, writes.
         assert await password(kubectl, "good") == SECRET_VALUE
         await kubectl.run("create", "configmap", "after", "--from-literal=a=b")

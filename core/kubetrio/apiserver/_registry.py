@@ -465,7 +465,11 @@ class Registry:
         prefix = self.prefix(info, namespace)
         start = 0
         if resource_version in ("", "0"):
-            page = await self.list(info, namespace, matches=matches)
+            try:
+                page = await self.list(info, namespace, matches=matches)
+            except ApiError as exc:  # headers are sent: the stream says it, in an ERROR event
+                yield WatchEvent("ERROR", objects.encode(exc.status()), 0)
+                return
             for item in page.items:
                 yield WatchEvent("ADDED", item, page.revision)
             start = page.revision + 1
