@@ -55,13 +55,15 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ._errors import AlreadyExists, Conflict, StoreError
-from ._protocol import Deleted, Event, Key, KeyValue, ListResult, Store, as_key
+from ._protocol import Deleted, Event, EventType, Key, KeyValue, ListResult, Store, as_key
 
 API_VERSION = "apiserver.config.k8s.io/v1"
 KIND = "EncryptionConfiguration"
 ENCRYPTED = b"k8s:enc:"
 """What every encrypted value starts with (identity refuses to read such data)."""
 
+RECENT_EVENTS = 1024
+"""Decrypted watch events kept for the other watchers of the same change."""
 _AES_KEY_SIZES = (16, 24, 32)
 _SECRETBOX_KEY_SIZE = 32
 
@@ -414,6 +416,7 @@ class EncryptedStore:
         self.inner = store
         self.config = config
         self._by_resource: dict[bytes, Transformer | None] = {}
+        self._recent: dict[tuple[bytes, int, EventType], Event] = {}
 
     # which key gets which transformer
 
@@ -536,13 +539,20 @@ class EncryptedStore:
             yield self._decrypted(events)
 
     async def _decrypted(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+        # Every watcher of a prefix gets the same Event from the hub: decrypt it once and
+        # hand all of them the same result, as the hub decodes once for all.
         async for event in events:
-            prev = event.prev_kv
-            yield Event(
-                event.type,
-                self._plain(event.kv),
-                None if prev is None else self._plain(prev),
-            )
+            seen = (event.kv.key, event.kv.mod_revision, event.type)
+            plain = self._recent.get(seen)
+            if plain is None:
+                prev = event.prev_kv
+                plain = Event(
+                    event.type, self._plain(event.kv), None if prev is None else self._plain(prev)
+                )
+                self._recent[seen] = plain
+                if len(self._recent) > RECENT_EVENTS:
+                    del self._recent[next(iter(self._recent))]
+            yield plain
 
     async def compact(self, revision: int) -> None:
         """As the wrapped store."""
