@@ -293,3 +293,36 @@ async def test_a_watch_has_started_and_complete_stages(tmp_path: Path) -> None:
         ("watch-1", "ResponseStarted"),
         ("watch-1", "ResponseComplete"),
     ]
+
+
+async def test_a_handler_that_raises_leaves_a_panic_event(tmp_path: Path) -> None:
+    from kubetrio.api.scheme import Scheme
+    from kubetrio.handler import Request, Response
+
+    audit = open_audit_log(str(tmp_path / "audit.log"))
+    request = Request(
+        method="DELETE",
+        target="/api/v1/namespaces/default/pods/p",
+        path="/api/v1/namespaces/default/pods/p",
+        query={},
+        headers={},
+        remote="in-process",
+    )
+
+    async def broken(_: Request) -> Response:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await audit.around(Scheme.builtin(), request, broken)
+    audit.close()
+    (event,) = read_events(tmp_path / "audit.log")
+    assert event["stage"] == "Panic" and event["verb"] == "delete"
+    assert event["objectRef"] == {
+        "resource": "pods",
+        "namespace": "default",
+        "name": "p",
+        "apiVersion": "v1",
+    }
+    assert event["responseStatus"]["code"] == 500
+    assert "RuntimeError: boom" in event["responseStatus"]["message"]
+    assert "sourceIPs" not in event  # an in-process request has no address
