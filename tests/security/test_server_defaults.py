@@ -156,3 +156,24 @@ def test_missing_or_bad_files_are_one_line(tmp_path: Path) -> None:
     line = one_error_line(failed_start(tmp_path, "--audit-policy-file", str(policy)))
     assert f'{policy}: rules[0].level: Unsupported value: "Loud"' in line
     assert not (tmp_path / "data" / "state.db").exists()
+
+
+def test_up_refuses_bad_files_before_starting_and_forwards_good_ones(tmp_path: Path) -> None:
+    from kubetrio.cli._security import audit_log, security_arguments
+
+    bad = tmp_path / "enc.yaml"
+    bad.write_text(encryption_yaml("kms: {name: vault}"))
+    result = subprocess.run(
+        [sys.executable, "-m", "kubetrio", "up", "--data-dir", str(tmp_path / "c"),
+         "--encryption-provider-config", str(bad)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "400"},
+    )  # fmt: skip
+    assert "kubetrio has no KMS provider" in one_error_line(result)
+    assert not (tmp_path / "c" / "server.pid").exists()
+    policy = tmp_path / "policy.yaml"
+    assert security_arguments(None, policy, "-", 10, 2) == [
+        "--audit-policy-file", str(policy.resolve()), "--audit-log-path", "-",
+        "--audit-log-maxsize", "10", "--audit-log-maxbackup", "2",
+    ]  # fmt: skip
+    assert audit_log(None, "", tmp_path, max_size_mb=1, max_backups=1) is None  # '' is off
+    assert not (tmp_path / "audit.log").exists()
