@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import trio
 
-from kubetrio.apiserver import ApiServer, open_apiserver
+from kubetrio.apiserver import ApiServer, AuditLog, open_apiserver
 from kubetrio.client import Client, SharedInformers
 from kubetrio.controllers import ControllerManager
 from kubetrio.plugins import PluginManager
@@ -112,6 +112,7 @@ async def open_cluster(
     network_plugin: str | None = "",
     runtime: str = "runc",
     proxy_mode: str = "nftables",
+    audit: AuditLog | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -135,6 +136,7 @@ async def open_cluster(
         registered; None none (pods get loopback only).
     :param runtime: the agent's container runtime: ``runc`` or one a plugin registered.
     :param proxy_mode: the service proxy's mode: ``nftables`` or ``maglev``.
+    :param audit: the API server's audit log (None: no auditing).
     """
     # No plugins, for every component alike: the API server's None (no authenticator:
     # every request anonymous and allowed) and an empty manager for the others (which
@@ -168,6 +170,7 @@ async def open_cluster(
             network_plugin=network_plugin,
             runtime=runtime,
             proxy_mode=proxy_mode,
+            audit=audit,
         ) as cluster:
             yield cluster
     finally:
@@ -197,9 +200,12 @@ async def _run_cluster(
     network_plugin: str | None,
     runtime: str,
     proxy_mode: str,
+    audit: AuditLog | None,
 ) -> AsyncIterator[Cluster]:
     """The components of :func:`open_cluster`, all with the same ``plugins``."""
-    async with open_apiserver(store, host=host, port=port, plugins=api_plugins) as running:
+    async with open_apiserver(
+        store, host=host, port=port, plugins=api_plugins, audit=audit
+    ) as running:
         client = Client.in_process(running.api, token=token)
         running.api.kubelet_token = token
         cluster = Cluster(url=running.url, client=client, api=running.api)

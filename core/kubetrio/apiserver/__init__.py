@@ -5,6 +5,12 @@
 command line.
 """
 
+from ._audit import AuditLog as AuditLog
+from ._audit import AuditPolicy as AuditPolicy
+from ._audit import AuditPolicyError as AuditPolicyError
+from ._audit import load_audit_policy as load_audit_policy
+from ._audit import open_audit_log as open_audit_log
+from ._audit import parse_audit_policy as parse_audit_policy
 from ._http import MAX_BODY_BYTES as MAX_BODY_BYTES
 from ._http import serve_http as serve_http
 from ._kubeconfig import merge_kubeconfig as merge_kubeconfig

@@ -13,9 +13,10 @@ Objects are plain JSON dicts here; typed validation happens before (``_admission
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 
 import msgspec
 
@@ -112,7 +113,8 @@ class Registry:
 
     async def get(self, info: ResourceInfo, namespace: str, name: str) -> kv.KeyValue:
         """The stored version of an object; 404 when absent."""
-        found = await self.store.get(self.key(info, namespace, name))
+        with readable():
+            found = await self.store.get(self.key(info, namespace, name))
         if found is None:
             raise not_found(info.resource, info.group, name)
         if info.custom is not None:  # one storage, served in each of the CRD's versions
@@ -173,9 +175,10 @@ class Registry:
         try:
             while True:
                 batch = PAGE_BATCH if (limit or matches is not _match_all) else 0
-                page = await self.store.list(
-                    prefix, revision=revision, limit=batch, continue_key=start
-                )
+                with readable():
+                    page = await self.store.list(
+                        prefix, revision=revision, limit=batch, continue_key=start
+                    )
                 revision = page.revision
                 for entry in page.kvs:
                     if matches is not _match_all:
@@ -302,7 +305,9 @@ class Registry:
                     continue  # it changed meanwhile: look again
                 return gone
             value = objects.encode_for_store(new)
-            if value == current.value:  # nothing changed: no new revision, as Kubernetes
+            # Nothing changed: no new revision, as Kubernetes — unless the stored value is
+            # encrypted with an older key, which a rewrite moves to the current one.
+            if value == current.value and not isinstance(current, kv.StaleKeyValue):
                 return old
             if dry_run:  # what would be stored, at the revision it would replace
                 new["metadata"]["resourceVersion"] = str(current.mod_revision)
@@ -317,6 +322,8 @@ class Registry:
                 continue
             except kv.NotFound as exc:
                 raise not_found(info.resource, info.group, name) from exc
+            except kv.Undecryptable as exc:
+                raise undecryptable(exc) from None
             new["metadata"]["resourceVersion"] = str(updated.mod_revision)
             return new
 
@@ -458,7 +465,11 @@ class Registry:
         prefix = self.prefix(info, namespace)
         start = 0
         if resource_version in ("", "0"):
-            page = await self.list(info, namespace, matches=matches)
+            try:
+                page = await self.list(info, namespace, matches=matches)
+            except ApiError as exc:  # headers are sent: the stream says it, in an ERROR event
+                yield WatchEvent("ERROR", objects.encode(exc.status()), 0)
+                return
             for item in page.items:
                 yield WatchEvent("ADDED", item, page.revision)
             start = page.revision + 1
@@ -482,6 +493,31 @@ class Registry:
                 objects.encode(expired(start - 1, exc.compact_revision).status()),
                 exc.current_revision,
             )
+        except kv.Undecryptable as exc:  # the watch ends with the error, as upstream's
+            yield WatchEvent("ERROR", objects.encode(undecryptable(exc).status()), start)
+
+
+def undecryptable(exc: kv.Undecryptable) -> ApiError:
+    """A stored value no configured key decrypts, as a 500 naming the object."""
+    parts = exc.key.decode(errors="replace").split("/")  # /registry/<group>/<resource>/...
+    what = f"{parts[3]}{'' if parts[2] == 'core' else '.' + parts[2]}" if len(parts) > 4 else ""
+    name = parts[-1]
+    scope = f' in the namespace "{parts[4]}"' if len(parts) > 5 else ""
+    return ApiError(
+        500,
+        f'Internal error occurred: {what} "{name}"{scope} cannot be decrypted '
+        f"(store key {'/'.join(parts)}): {exc.reason}",
+        details={"name": name, "kind": parts[3] if len(parts) > 4 else ""},
+    )
+
+
+@contextlib.contextmanager
+def readable() -> Iterator[None]:
+    """Turns :class:`~kubetrio.store.Undecryptable` into that 500."""
+    try:
+        yield
+    except kv.Undecryptable as exc:
+        raise undecryptable(exc) from None
 
 
 def _served(info: ResourceInfo, data: bytes) -> bytes:

@@ -14,6 +14,7 @@ from kubetrio.api.scheme import Scheme
 from kubetrio.plugins import PluginManager
 
 from ._apiservices import ensure_local_api_services
+from ._audit import AuditLog
 from ._crds import CustomResources, info_of_definition
 from ._http import serve_http
 from ._namespaces import NamespaceFinalizer, ensure_system_namespaces
@@ -37,12 +38,15 @@ async def open_apiserver(
     port: int = 0,
     plugins: PluginManager | None = None,
     scheme: Scheme | None = None,
+    audit: AuditLog | None = None,
 ) -> AsyncIterator[RunningApiServer]:
     """Serve the Kubernetes API over ``store`` for the duration of the block.
 
-    ``port=0`` picks a free port (tests); the URL is in the yielded value.
+    ``port=0`` picks a free port (tests); the URL is in the yielded value. ``audit``
+    audits every request (the in-process client's too).
     """
     api = ApiServer(store, scheme, plugins=plugins, server_address=f"{host}:{port}")
+    api.audit = audit
     if plugins is not None:
         for registered in plugins.resources():
             api.scheme.register(info_of_definition(registered.provider))

@@ -38,6 +38,7 @@ from kubetrio.providers import (
 from kubetrio.store import Store
 
 from . import (
+    _audit,
     _crds,
     _eviction,
     _managed,
@@ -122,11 +123,18 @@ class ApiServer:
         replaces it with an unset event and sets it once they synced: until then requests
         wait (the loopback client's pass) and ``/readyz`` says not ready."""
         self.ready.set()
+        self.audit: _audit.AuditLog | None = None
+        """Where requests are audited (``_audit``); None: not audited."""
 
     # --- entry point --------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
-        """Answer one HTTP request (the ``_http`` handler)."""
+        """Answer one HTTP request (the ``_http`` handler), audited when ``audit`` is set."""
+        if self.audit is None:
+            return await self._handle(request)
+        return await self.audit.around(self.scheme, request, self._handle)
+
+    async def _handle(self, request: Request) -> Response:
         try:
             try:
                 return await self._dispatch(request)
@@ -147,6 +155,7 @@ class ApiServer:
         if not request.loopback and not self.ready.is_set():
             await self.ready.wait()
         user = self._authenticate(request)
+        _audit.note_user(user)
         target = parse_resource_path(self.scheme, path)
         if target is None:
             self._authorize(user, AuthorizationAttributes(verb=request.method.lower(), path=path))

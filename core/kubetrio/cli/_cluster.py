@@ -25,6 +25,15 @@ from ._options import (
     option_names,
     plugin_config,
 )
+from ._security import (
+    AUDIT_LOG_MAXBACKUP_OPTION,
+    AUDIT_LOG_MAXSIZE_OPTION,
+    AUDIT_LOG_PATH_OPTION,
+    AUDIT_POLICY_OPTION,
+    ENCRYPTION_CONFIG_OPTION,
+    audit_log,
+    encryption_config,
+)
 
 DEFAULT_DATA_DIR = Path("~/.local/share/kubetrio").expanduser()
 DEFAULT_AGENT_DIR = Path("/var/lib/kubetrio/agent")
@@ -83,6 +92,11 @@ def server(
         help="Registry mirrors for image pulls, in k3s' registries.yaml shape "
         "(mirrors: {docker.io: {endpoint: [http://127.0.0.1:5000]}}).",
     ),
+    encryption_provider_config: Path | None = ENCRYPTION_CONFIG_OPTION,
+    audit_policy_file: Path | None = AUDIT_POLICY_OPTION,
+    audit_log_path: str | None = AUDIT_LOG_PATH_OPTION,
+    audit_log_maxsize: int = AUDIT_LOG_MAXSIZE_OPTION,
+    audit_log_maxbackup: int = AUDIT_LOG_MAXBACKUP_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Run a cluster in the foreground: API server, controllers, scheduler and this node.
@@ -103,9 +117,19 @@ def server(
     pool = checked_lb_pool(lb_pool)
     plugins = context_plugins()
     config = plugin_config()
+    encryption = encryption_config(encryption_provider_config, data_dir)
+    audit = audit_log(
+        audit_policy_file,
+        audit_log_path,
+        data_dir,
+        max_size_mb=audit_log_maxsize,
+        max_backups=audit_log_maxbackup,
+    )
     trio.run(
         lambda: run_server(
             data_dir=data_dir,
+            encryption=encryption,
+            audit=audit,
             store_url=store_url,
             host=host,
             port=port,

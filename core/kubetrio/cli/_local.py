@@ -31,6 +31,15 @@ from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checke
 from ._console import console, err_console
 from ._nodes import DEFAULT_UNDERLAY, Topology
 from ._options import forwarded
+from ._security import (
+    AUDIT_LOG_MAXBACKUP_OPTION,
+    AUDIT_LOG_MAXSIZE_OPTION,
+    AUDIT_LOG_PATH_OPTION,
+    AUDIT_POLICY_OPTION,
+    ENCRYPTION_CONFIG_OPTION,
+    checked_security_files,
+    security_arguments,
+)
 
 CLUSTERS_DIR = Path("~/.local/share/kubetrio/clusters").expanduser()
 DEFAULT_KUBECONFIG = Path("~/.kube/config").expanduser()
@@ -104,6 +113,11 @@ def up(
         help="Addresses for LoadBalancer Services (CIDR or first-last). Default with "
         "--nodes: the 16 underlay addresses below the bridge's; else none.",
     ),
+    encryption_provider_config: Path | None = ENCRYPTION_CONFIG_OPTION,
+    audit_policy_file: Path | None = AUDIT_POLICY_OPTION,
+    audit_log_path: str | None = AUDIT_LOG_PATH_OPTION,
+    audit_log_maxsize: int = AUDIT_LOG_MAXSIZE_OPTION,
+    audit_log_maxbackup: int = AUDIT_LOG_MAXBACKUP_OPTION,
 ) -> None:
     """Start a local cluster in the background and point kubectl at it.
 
@@ -135,6 +149,14 @@ def up(
     command += node_options + forwarded("server")
     if checked_lb_pool(lb_pool):
         command += ["--lb-pool", lb_pool]
+    checked_security_files(encryption_provider_config, audit_policy_file)
+    command += security_arguments(
+        encryption_provider_config,
+        audit_policy_file,
+        audit_log_path,
+        audit_log_maxsize,
+        audit_log_maxbackup,
+    )
     if nodes == 1:
         checked_listen("127.0.0.1", port)
         url = f"http://127.0.0.1:{port}"

@@ -18,9 +18,11 @@ from typing import Any
 import trio
 
 from kubetrio import store as kv
-from kubetrio.apiserver import ServiceAccountTokens, merge_kubeconfig
+from kubetrio.apiserver import AuditLog, ServiceAccountTokens, merge_kubeconfig
 from kubetrio.cluster import agent_can_run, open_cluster
 from kubetrio.plugins import PluginManager
+
+from ._security import open_encrypted_store
 
 log = logging.getLogger("kubetrio.server")
 
@@ -55,6 +57,8 @@ async def run_server(
     proxy_mode: str = "nftables",
     lb_pool: str | None = None,
     ready: trio.Event | None = None,
+    encryption: kv.EncryptionConfig | None = None,
+    audit: AuditLog | None = None,
 ) -> None:
     """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT.
 
@@ -62,6 +66,8 @@ async def run_server(
         configuration file; the cluster configures ``plugins`` with them (and the
         ``kubetrio`` section: command, data directory, admin token) and unconfigures
         them when it stops.
+    :param encryption: which resources are encrypted in the store, with which keys.
+    :param audit: where the API server's requests are audited.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     token = admin_token(data_dir)
@@ -74,7 +80,7 @@ async def run_server(
     # agent adopts them); SIGUSR1 (``kubetrio down``) stops the pods first.
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
         async with (
-            kv.open_store(store_url) as store,
+            open_encrypted_store(store_url, encryption) as store,
             open_cluster(
                 store,
                 host=host,
@@ -92,6 +98,7 @@ async def run_server(
                 network_plugin=network_plugin,
                 runtime=runtime,
                 proxy_mode=proxy_mode,
+                audit=audit,
             ) as cluster,
         ):
             # Tokens from ``kubectl create token`` stay valid across restarts: one key per

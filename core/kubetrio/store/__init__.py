@@ -7,9 +7,19 @@ revision, compaction), two backends that pass one test suite:
 * :func:`open_etcd_store` / ``etcd://h:p,h:p``: etcd 3.4 through its JSON gateway.
 
 Open either with ``async with open_store(url) as store:``. The store sees keys and opaque
-bytes only — no models, no HTTP.
+bytes only — no models, no HTTP. :class:`EncryptedStore` wraps either to encrypt the
+resources an EncryptionConfiguration names (``_encryption``).
 """
 
+from ._encryption import EncryptedStore as EncryptedStore
+from ._encryption import EncryptionConfig as EncryptionConfig
+from ._encryption import EncryptionConfigError as EncryptionConfigError
+from ._encryption import StaleKeyValue as StaleKeyValue
+from ._encryption import Undecryptable as Undecryptable
+from ._encryption import check_readable as check_readable
+from ._encryption import load_encryption_config as load_encryption_config
+from ._encryption import parse_encryption_config as parse_encryption_config
+from ._encryption import write_default_encryption_config as write_default_encryption_config
 from ._errors import AlreadyExists as AlreadyExists
 from ._errors import Compacted as Compacted
 from ._errors import Conflict as Conflict

@@ -1,0 +1,1 @@
+"""Tests: encryption at rest and the audit log."""
