@@ -22,6 +22,7 @@ exhaust the server's memory, or to stall every other request while it is process
 from __future__ import annotations
 
 import contextvars
+import gc
 from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
@@ -41,7 +42,12 @@ T = TypeVar("T")
 MAX_OBJECT_BYTES = 1536 * 1024
 """The largest object stored, encoded (etcd's default ``--max-request-bytes``, 1.5 MiB)."""
 MAX_DEPTH = 100
-"""The deepest nesting of objects and arrays accepted in a body or a stored object."""
+"""The deepest nesting of objects and arrays accepted in a request body. The server's
+recursive steps (patches, managedFields, pruning) handle some 300 levels; a JSON patch
+can put a body's value at the end of a path as deep, so twice this stays below that."""
+MAX_STORED_DEPTH = MAX_DEPTH + 28
+"""The deepest nesting stored: a body's, plus room for ``metadata.managedFields``, whose
+``fieldsV1`` mirror the object four levels down."""
 OFFLOAD_BYTES = 64 * 1024
 """Requests whose body (or the object they change) is at least this large do their heavy
 steps on a worker thread; smaller ones stay on the loop, where a thread hop would cost
@@ -80,6 +86,24 @@ def weigh(size: int) -> contextvars.Token[int]:
     return WEIGHT.set(max(WEIGHT.get(), size))
 
 
+_FROZEN = False
+
+
+def freeze_heap() -> None:
+    """Move what the process holds at start (modules, models, the scheme) out of the
+    garbage collector's reach, once per process.
+
+    A full collection walks every tracked object while holding the GIL, stalling the
+    loop as well as the worker threads; a large body allocates enough to trigger one.
+    Objects made at start live for the whole process, so walking them is wasted.
+    """
+    global _FROZEN
+    if not _FROZEN:
+        _FROZEN = True
+        gc.collect()
+        gc.freeze()
+
+
 # --- sizes --------------------------------------------------------------------------------
 
 
@@ -102,8 +126,8 @@ def check_storable(obj: Any, value: bytes, what: str, *, stored: int = 0) -> Non
         raise too_large(what, len(value), MAX_OBJECT_BYTES)
     # Brackets bound the depth from above (those in strings count too): a cheap count in
     # C spares the walk for all but objects with many nested values.
-    if value.count(b"{") + value.count(b"[") > MAX_DEPTH and too_deep(obj):
-        raise too_deep_error(what)
+    if value.count(b"{") + value.count(b"[") > MAX_STORED_DEPTH and too_deep(obj, MAX_STORED_DEPTH):
+        raise too_deep_error(what, MAX_STORED_DEPTH)
 
 
 # --- nesting ------------------------------------------------------------------------------
@@ -121,9 +145,9 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-def too_deep_error(what: str) -> ApiError:
-    """400 BadRequest for a value nested deeper than :data:`MAX_DEPTH`."""
-    return ApiError(400, f"{what} is nested too deeply: exceeded max depth of {MAX_DEPTH}")
+def too_deep_error(what: str, limit: int = MAX_DEPTH) -> ApiError:
+    """400 BadRequest for a value nested deeper than ``limit``."""
+    return ApiError(400, f"{what} is nested too deeply: exceeded max depth of {limit}")
 
 
 def check_body_depth(value: Any, body: bytes | None = None) -> None:
