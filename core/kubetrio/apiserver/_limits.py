@@ -41,6 +41,9 @@ T = TypeVar("T")
 
 MAX_OBJECT_BYTES = 1536 * 1024
 """The largest object stored, encoded (etcd's default ``--max-request-bytes``, 1.5 MiB)."""
+GRANDFATHERED_SLACK = 16 * 1024
+"""How much an object already over :data:`MAX_OBJECT_BYTES` may still grow by (room for
+the server's own metadata: deletion marks, managedFields entries)."""
 MAX_DEPTH = 100
 """The deepest nesting of objects and arrays accepted in a request body. The server's
 recursive steps (patches, managedFields, pruning) handle some 300 levels; a JSON patch
@@ -117,13 +120,18 @@ def too_large(what: str, size: int, limit: int) -> ApiError:
 def check_storable(obj: Any, value: bytes, what: str, *, stored: int = 0) -> None:
     """Refuse to store ``obj`` (encoded as ``value``) when it is too large or too deep.
 
-    ``stored``: the size of the version it replaces; a change that does not grow an
-    object already over the limit is let through (so it can still be deleted).
+    ``stored``: the size of the version it replaces. An object already over the limit
+    (stored before it, or under a larger one) may still change by up to
+    :data:`GRANDFATHERED_SLACK` bytes, so it can be marked deleted, lose its finalizers
+    and go.
 
-    :raises ApiError: 413 over :data:`MAX_OBJECT_BYTES`, 400 deeper than :data:`MAX_DEPTH`.
+    :raises ApiError: 413 over :data:`MAX_OBJECT_BYTES`, 400 deeper than
+        :data:`MAX_STORED_DEPTH`.
     """
-    if len(value) > MAX_OBJECT_BYTES and len(value) > stored:
-        raise too_large(what, len(value), MAX_OBJECT_BYTES)
+    size = len(value)
+    grandfathered = stored > MAX_OBJECT_BYTES and size <= stored + GRANDFATHERED_SLACK
+    if size > MAX_OBJECT_BYTES and not grandfathered:
+        raise too_large(what, size, MAX_OBJECT_BYTES)
     # Brackets bound the depth from above (those in strings count too): a cheap count in
     # C spares the walk for all but objects with many nested values.
     if value.count(b"{") + value.count(b"[") > MAX_STORED_DEPTH and too_deep(obj, MAX_STORED_DEPTH):

@@ -313,7 +313,7 @@ class Registry:
             if value == current.value:  # nothing changed: no new revision, as Kubernetes
                 return old
             # An object stored before the limit (or under a larger one) may still lose
-            # its finalizers, be marked deleted or shrink: only growth past it is refused.
+            # its finalizers, be marked deleted or shrink.
             _limits.check_storable(new, value, _what(info, name), stored=len(current.value))
             if dry_run:  # what would be stored, at the revision it would replace
                 new["metadata"]["resourceVersion"] = str(current.mod_revision)
