@@ -14,9 +14,8 @@ import pytest
 import trio
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
-from kubetrio.apiserver import RunningApiServer, _limits, _managed, _validation
+from kubetrio.apiserver import MAX_BODY_BYTES, RunningApiServer, _limits, _managed, _validation
 from tests.apiserver.test_bad_input import assert_status
 from tests.apiserver.test_kubectl import kubectl_binary
 from tests.apiserver.test_python_client import api_client
@@ -160,7 +159,7 @@ async def test_a_2_9_mib_yaml_configmap_is_refused_and_not_stored(
     http: httpx.AsyncClient,
 ) -> None:
     body = yaml_configmap("big", 30000)
-    assert 2.7 * 2**20 < len(body) < _validation.MAX_BODY_BYTES
+    assert 2.7 * 2**20 < len(body) < MAX_BODY_BYTES
     response = await http.post(CM, content=body, headers=YAML)
     # 413 here for its stored size; per-kind validation may refuse it first (422, data
     # over 1 MiB): either way it is refused and not stored.
@@ -186,7 +185,9 @@ async def test_objects_are_capped_at_1_5_mib_once_encoded(http: httpx.AsyncClien
             f"{WIDGETS}/big", json=grown, headers={"content-type": "application/merge-patch+json"}
         ),
         http.put(f"{WIDGETS}/big", json={**widget, **grown}),
-        http.patch(f"{WIDGETS}/big?fieldManager=x&force=true", json={**widget, **grown}, headers=APPLY),
+        http.patch(
+            f"{WIDGETS}/big?fieldManager=x&force=true", json={**widget, **grown}, headers=APPLY
+        ),
     ]
     for write in writes:
         assert_status(await write, 413, "RequestEntityTooLarge", str(limit))
@@ -261,7 +262,7 @@ def _python_client_field_validation(url: str) -> int:
         body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="pyfv"))
         try:
             core.create_namespaced_config_map("default", body, field_validation="Bogus")
-        except ApiException as exc:
+        except client.ApiException as exc:
             return int(exc.status)
     return 201
 

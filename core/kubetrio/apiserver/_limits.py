@@ -219,7 +219,7 @@ class _BoundedComposer(Composer):
             raise YAMLLimitError("yaml: document contains excessive aliasing")
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[attr-defined]  # the parser's
         anchor = event.anchor
         if isinstance(event, AliasEvent):
             if anchor in self._open:
@@ -247,7 +247,7 @@ class _BoundedComposer(Composer):
 
 
 try:  # libyaml's parser (in PyYAML's wheels) is some ten times faster than PyYAML's own
-    from yaml.cyaml import CParser as _Parser
+    from yaml._yaml import CParser as _Parser
 except ImportError:  # pragma: no cover - a PyYAML built without libyaml
     from yaml.parser import Parser
     from yaml.reader import Reader
@@ -260,7 +260,7 @@ except ImportError:  # pragma: no cover - a PyYAML built without libyaml
             Parser.__init__(self)
 
 
-class _BoundedLoader(_BoundedComposer, _Parser, SafeConstructor, Resolver):  # type: ignore[misc]
+class _BoundedLoader(_BoundedComposer, _Parser, SafeConstructor, Resolver):
     """``yaml.SafeLoader``'s result, parsed by libyaml, composed with go-yaml's bounds."""
 
     def __init__(self, stream: bytes) -> None:
