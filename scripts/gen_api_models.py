@@ -97,7 +97,7 @@ SPECIAL_TYPES: dict[str, str] = {
     _APIEXT + "JSONSchemaPropsOrStringArray": "JSONSchemaProps | list[str]",
 }
 # Wire types that Go never encodes as null, so a required field of them is non-optional.
-NEVER_NULL = {"str", "int", "float", "bool", "Quantity", "int | str"}
+NEVER_NULL = {"str", "int", "Int32", "Int64", "float", "bool", "Quantity", "int | str"}
 # Names an attribute may not take: they are used inside annotations of the same class.
 RESERVED = {"str", "int", "float", "bool", "list", "dict", "msgspec", "Any", "None"}
 
@@ -173,7 +173,8 @@ class Generator:
         if t == "string":
             return "str"
         if t == "integer":
-            return "int"
+            # Bounded by its format, as Go's decoder bounds int32/int64 fields.
+            return {"int32": "Int32", "int64": "Int64"}.get(prop.get("format", ""), "int")
         if t == "number":
             return "float"
         if t == "boolean":
@@ -214,7 +215,8 @@ class Generator:
         if "msgspec." in body:
             imports.append("import msgspec")
             imports.append("")
-        imports.append("from ..model import KubeStruct")
+        ints = [n for n in ("Int32", "Int64") if re.search(rf"\b{n}\b", body)]
+        imports.append(f"from ..model import {', '.join([*ints, 'KubeStruct'])}")
         if re.search(r"\bQuantity\b", body):
             imports.append("from ..quantity import Quantity")
         stamps = [n for n in ("MicroTime", "Time") if re.search(rf"\b{n}\b", body)]

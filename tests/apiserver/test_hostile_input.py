@@ -422,3 +422,41 @@ async def test_worst_bodies_at_once_are_refused_while_readyz_answers(
     assert readyz and set(readyz) == {"ok"}
     assert (await http.get(f"{CM}/big")).status_code == 404
     assert (await http.get(f"{WIDGETS}/bomb")).status_code == 404
+
+
+# --- integers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("replicas", [2**31, 10_000_000_000_000, 10**30])
+async def test_an_int32_field_out_of_range_is_400_naming_it(
+    http: httpx.AsyncClient, replicas: int
+) -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "huge"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "huge"}},
+            "template": {
+                "metadata": {"labels": {"app": "huge"}},
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            },
+        },
+    }
+    url = "/apis/apps/v1/namespaces/default/deployments"
+    response = await http.post(url, json=deployment)
+    assert_status(response, 400, "BadRequest", "spec.replicas", "2147483647")
+    assert (await http.get(f"{url}/huge")).status_code == 404
+
+
+async def test_an_int64_field_out_of_range_is_400(http: httpx.AsyncClient) -> None:
+    pod = {
+        "metadata": {"name": "p"},
+        "spec": {
+            "activeDeadlineSeconds": 2**63,
+            "containers": [{"name": "c", "image": "nginx"}],
+        },
+    }
+    response = await http.post("/api/v1/namespaces/default/pods", json=pod)
+    assert_status(response, 400, "BadRequest", "spec.activeDeadlineSeconds")

@@ -13,13 +13,24 @@
 
 Unknown JSON fields are ignored when decoding (``fieldValidation=Ignore`` behaviour);
 :func:`kubetrio.api.codec.unknown_fields` finds them for ``Strict``.
+
+Integers swagger marks ``int32``/``int64`` are :data:`Int32`/:data:`Int64`: a value out
+of range fails typing with the field's path (``replicas: 10000000000000`` is 400, as Go's
+decoder refuses it), instead of being stored.
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
-__all__ = ["KubeStruct"]
+__all__ = ["Int32", "Int64", "KubeStruct"]
+
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+"""An integer of swagger format ``int32``."""
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""An integer of swagger format ``int64``."""
 
 
 class KubeStruct(

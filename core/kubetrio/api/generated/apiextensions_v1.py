@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from ..model import KubeStruct
+from ..model import Int32, Int64, KubeStruct
 from ..timestamps import Time
 from . import meta_v1
 
@@ -21,7 +21,7 @@ class CustomResourceColumnDefinition(KubeStruct, kw_only=True):
     format: str | None = None
     json_path: str
     name: str
-    priority: int | None = None
+    priority: Int32 | None = None
     type: str
 
 
@@ -47,7 +47,7 @@ class CustomResourceDefinitionCondition(KubeStruct, kw_only=True):
 
     last_transition_time: Time | None = None
     message: str | None = None
-    observed_generation: int | None = None
+    observed_generation: Int64 | None = None
     reason: str | None = None
     status: str
     type: str
@@ -89,7 +89,7 @@ class CustomResourceDefinitionStatus(KubeStruct, kw_only=True):
 
     accepted_names: CustomResourceDefinitionNames | None = None
     conditions: list[CustomResourceDefinitionCondition] | None = None
-    observed_generation: int | None = None
+    observed_generation: Int64 | None = None
     stored_versions: list[str] | None = None
 
 
@@ -162,13 +162,13 @@ class JSONSchemaProps(KubeStruct, kw_only=True):
     format: str | None = None
     id: str | None = None
     items: JSONSchemaProps | list[JSONSchemaProps] | None = None
-    max_items: int | None = None
-    max_length: int | None = None
-    max_properties: int | None = None
+    max_items: Int64 | None = None
+    max_length: Int64 | None = None
+    max_properties: Int64 | None = None
     maximum: float | None = None
-    min_items: int | None = None
-    min_length: int | None = None
-    min_properties: int | None = None
+    min_items: Int64 | None = None
+    min_length: Int64 | None = None
+    min_properties: Int64 | None = None
     minimum: float | None = None
     multiple_of: float | None = None
     not_: JSONSchemaProps | None = msgspec.field(default=None, name='not')
@@ -202,7 +202,7 @@ class ServiceReference(KubeStruct, kw_only=True):
     name: str
     namespace: str
     path: str | None = None
-    port: int | None = None
+    port: Int32 | None = None
 
 
 class ValidationRule(KubeStruct, kw_only=True):

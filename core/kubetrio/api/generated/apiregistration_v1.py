@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..model import KubeStruct
+from ..model import Int32, KubeStruct
 from ..timestamps import Time
 from . import meta_v1
 
@@ -46,11 +46,11 @@ class APIServiceSpec(KubeStruct, kw_only=True):
 
     ca_bundle: str | None = None
     group: str | None = None
-    group_priority_minimum: int
+    group_priority_minimum: Int32
     insecure_skip_tls_verify: bool | None = msgspec.field(default=None, name='insecureSkipTLSVerify')
     service: ServiceReference | None = None
     version: str | None = None
-    version_priority: int
+    version_priority: Int32
 
 
 class APIServiceStatus(KubeStruct, kw_only=True):
@@ -64,4 +64,4 @@ class ServiceReference(KubeStruct, kw_only=True):
 
     name: str | None = None
     namespace: str | None = None
-    port: int | None = None
+    port: Int32 | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import KubeStruct
+from ..model import Int32, Int64, KubeStruct
 from ..timestamps import Time
 from . import core_v1
 from . import meta_v1
@@ -20,7 +20,7 @@ class ControllerRevision(KubeStruct, kw_only=True):
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
     data: Any = None
-    revision: int
+    revision: Int64
 
 
 class ControllerRevisionList(KubeStruct, kw_only=True):
@@ -64,8 +64,8 @@ class DaemonSetList(KubeStruct, kw_only=True):
 class DaemonSetSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DaemonSetSpec``."""
 
-    min_ready_seconds: int | None = None
-    revision_history_limit: int | None = None
+    min_ready_seconds: Int32 | None = None
+    revision_history_limit: Int32 | None = None
     selector: meta_v1.LabelSelector | None
     template: core_v1.PodTemplateSpec | None
     update_strategy: DaemonSetUpdateStrategy | None = None
@@ -74,16 +74,16 @@ class DaemonSetSpec(KubeStruct, kw_only=True):
 class DaemonSetStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DaemonSetStatus``."""
 
-    collision_count: int | None = None
+    collision_count: Int32 | None = None
     conditions: list[DaemonSetCondition] | None = None
-    current_number_scheduled: int
-    desired_number_scheduled: int
-    number_available: int | None = None
-    number_misscheduled: int
-    number_ready: int
-    number_unavailable: int | None = None
-    observed_generation: int | None = None
-    updated_number_scheduled: int | None = None
+    current_number_scheduled: Int32
+    desired_number_scheduled: Int32
+    number_available: Int32 | None = None
+    number_misscheduled: Int32
+    number_ready: Int32
+    number_unavailable: Int32 | None = None
+    observed_generation: Int64 | None = None
+    updated_number_scheduled: Int32 | None = None
 
 
 class DaemonSetUpdateStrategy(KubeStruct, kw_only=True):
@@ -126,11 +126,11 @@ class DeploymentList(KubeStruct, kw_only=True):
 class DeploymentSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DeploymentSpec``."""
 
-    min_ready_seconds: int | None = None
+    min_ready_seconds: Int32 | None = None
     paused: bool | None = None
-    progress_deadline_seconds: int | None = None
-    replicas: int | None = None
-    revision_history_limit: int | None = None
+    progress_deadline_seconds: Int32 | None = None
+    replicas: Int32 | None = None
+    revision_history_limit: Int32 | None = None
     selector: meta_v1.LabelSelector | None
     strategy: DeploymentStrategy | None = None
     template: core_v1.PodTemplateSpec | None
@@ -139,15 +139,15 @@ class DeploymentSpec(KubeStruct, kw_only=True):
 class DeploymentStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.DeploymentStatus``."""
 
-    available_replicas: int | None = None
-    collision_count: int | None = None
+    available_replicas: Int32 | None = None
+    collision_count: Int32 | None = None
     conditions: list[DeploymentCondition] | None = None
-    observed_generation: int | None = None
-    ready_replicas: int | None = None
-    replicas: int | None = None
-    terminating_replicas: int | None = None
-    unavailable_replicas: int | None = None
-    updated_replicas: int | None = None
+    observed_generation: Int64 | None = None
+    ready_replicas: Int32 | None = None
+    replicas: Int32 | None = None
+    terminating_replicas: Int32 | None = None
+    unavailable_replicas: Int32 | None = None
+    updated_replicas: Int32 | None = None
 
 
 class DeploymentStrategy(KubeStruct, kw_only=True):
@@ -189,8 +189,8 @@ class ReplicaSetList(KubeStruct, kw_only=True):
 class ReplicaSetSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.ReplicaSetSpec``."""
 
-    min_ready_seconds: int | None = None
-    replicas: int | None = None
+    min_ready_seconds: Int32 | None = None
+    replicas: Int32 | None = None
     selector: meta_v1.LabelSelector | None
     template: core_v1.PodTemplateSpec | None = None
 
@@ -198,13 +198,13 @@ class ReplicaSetSpec(KubeStruct, kw_only=True):
 class ReplicaSetStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.ReplicaSetStatus``."""
 
-    available_replicas: int | None = None
+    available_replicas: Int32 | None = None
     conditions: list[ReplicaSetCondition] | None = None
-    fully_labeled_replicas: int | None = None
-    observed_generation: int | None = None
-    ready_replicas: int | None = None
-    replicas: int
-    terminating_replicas: int | None = None
+    fully_labeled_replicas: Int32 | None = None
+    observed_generation: Int64 | None = None
+    ready_replicas: Int32 | None = None
+    replicas: Int32
+    terminating_replicas: Int32 | None = None
 
 
 class RollingUpdateDaemonSet(KubeStruct, kw_only=True):
@@ -225,7 +225,7 @@ class RollingUpdateStatefulSetStrategy(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy``."""
 
     max_unavailable: int | str | None = None
-    partition: int | None = None
+    partition: Int32 | None = None
 
 
 class StatefulSet(KubeStruct, kw_only=True):
@@ -260,7 +260,7 @@ class StatefulSetList(KubeStruct, kw_only=True):
 class StatefulSetOrdinals(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.StatefulSetOrdinals``."""
 
-    start: int | None = None
+    start: Int32 | None = None
 
 
 class StatefulSetPersistentVolumeClaimRetentionPolicy(KubeStruct, kw_only=True):
@@ -273,12 +273,12 @@ class StatefulSetPersistentVolumeClaimRetentionPolicy(KubeStruct, kw_only=True):
 class StatefulSetSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.StatefulSetSpec``."""
 
-    min_ready_seconds: int | None = None
+    min_ready_seconds: Int32 | None = None
     ordinals: StatefulSetOrdinals | None = None
     persistent_volume_claim_retention_policy: StatefulSetPersistentVolumeClaimRetentionPolicy | None = None
     pod_management_policy: str | None = None
-    replicas: int | None = None
-    revision_history_limit: int | None = None
+    replicas: Int32 | None = None
+    revision_history_limit: Int32 | None = None
     selector: meta_v1.LabelSelector | None
     service_name: str | None = None
     template: core_v1.PodTemplateSpec | None
@@ -289,16 +289,16 @@ class StatefulSetSpec(KubeStruct, kw_only=True):
 class StatefulSetStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.apps.v1.StatefulSetStatus``."""
 
-    available_replicas: int | None = None
-    collision_count: int | None = None
+    available_replicas: Int32 | None = None
+    collision_count: Int32 | None = None
     conditions: list[StatefulSetCondition] | None = None
-    current_replicas: int | None = None
+    current_replicas: Int32 | None = None
     current_revision: str | None = None
-    observed_generation: int | None = None
-    ready_replicas: int | None = None
-    replicas: int
+    observed_generation: Int64 | None = None
+    ready_replicas: Int32 | None = None
+    replicas: Int32
     update_revision: str | None = None
-    updated_replicas: int | None = None
+    updated_replicas: Int32 | None = None
 
 
 class StatefulSetUpdateStrategy(KubeStruct, kw_only=True):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..model import KubeStruct
+from ..model import Int64, KubeStruct
 from ..timestamps import Time
 from . import meta_v1
 
@@ -49,7 +49,7 @@ class TokenRequestSpec(KubeStruct, kw_only=True):
 
     audiences: list[str] | None = None
     bound_object_ref: BoundObjectReference | None = None
-    expiration_seconds: int | None = None
+    expiration_seconds: Int64 | None = None
 
 
 class TokenRequestStatus(KubeStruct, kw_only=True):

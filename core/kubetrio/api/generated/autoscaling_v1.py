@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..model import KubeStruct
+from ..model import Int32, Int64, KubeStruct
 from ..timestamps import Time
 from . import meta_v1
 
@@ -42,20 +42,20 @@ class HorizontalPodAutoscalerList(KubeStruct, kw_only=True):
 class HorizontalPodAutoscalerSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerSpec``."""
 
-    max_replicas: int
-    min_replicas: int | None = None
+    max_replicas: Int32
+    min_replicas: Int32 | None = None
     scale_target_ref: CrossVersionObjectReference | None
-    target_cpu_utilization_percentage: int | None = msgspec.field(default=None, name='targetCPUUtilizationPercentage')
+    target_cpu_utilization_percentage: Int32 | None = msgspec.field(default=None, name='targetCPUUtilizationPercentage')
 
 
 class HorizontalPodAutoscalerStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerStatus``."""
 
-    current_cpu_utilization_percentage: int | None = msgspec.field(default=None, name='currentCPUUtilizationPercentage')
-    current_replicas: int
-    desired_replicas: int
+    current_cpu_utilization_percentage: Int32 | None = msgspec.field(default=None, name='currentCPUUtilizationPercentage')
+    current_replicas: Int32
+    desired_replicas: Int32
     last_scale_time: Time | None = None
-    observed_generation: int | None = None
+    observed_generation: Int64 | None = None
 
 
 class Scale(KubeStruct, kw_only=True):
@@ -71,11 +71,11 @@ class Scale(KubeStruct, kw_only=True):
 class ScaleSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v1.ScaleSpec``."""
 
-    replicas: int | None = None
+    replicas: Int32 | None = None
 
 
 class ScaleStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v1.ScaleStatus``."""
 
-    replicas: int
+    replicas: Int32
     selector: str | None = None

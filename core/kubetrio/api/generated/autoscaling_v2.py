@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..model import KubeStruct
+from ..model import Int32, Int64, KubeStruct
 from ..quantity import Quantity
 from ..timestamps import Time
 from . import meta_v1
@@ -52,9 +52,9 @@ class ExternalMetricStatus(KubeStruct, kw_only=True):
 class HPAScalingPolicy(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.HPAScalingPolicy``."""
 
-    period_seconds: int
+    period_seconds: Int32
     type: str
-    value: int
+    value: Int32
 
 
 class HPAScalingRules(KubeStruct, kw_only=True):
@@ -62,7 +62,7 @@ class HPAScalingRules(KubeStruct, kw_only=True):
 
     policies: list[HPAScalingPolicy] | None = None
     select_policy: str | None = None
-    stabilization_window_seconds: int | None = None
+    stabilization_window_seconds: Int32 | None = None
     tolerance: Quantity | None = None
 
 
@@ -106,9 +106,9 @@ class HorizontalPodAutoscalerSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.HorizontalPodAutoscalerSpec``."""
 
     behavior: HorizontalPodAutoscalerBehavior | None = None
-    max_replicas: int
+    max_replicas: Int32
     metrics: list[MetricSpec] | None = None
-    min_replicas: int | None = None
+    min_replicas: Int32 | None = None
     scale_target_ref: CrossVersionObjectReference | None
 
 
@@ -117,10 +117,10 @@ class HorizontalPodAutoscalerStatus(KubeStruct, kw_only=True):
 
     conditions: list[HorizontalPodAutoscalerCondition] | None = None
     current_metrics: list[MetricStatus] | None = None
-    current_replicas: int | None = None
-    desired_replicas: int
+    current_replicas: Int32 | None = None
+    desired_replicas: Int32
     last_scale_time: Time | None = None
-    observed_generation: int | None = None
+    observed_generation: Int64 | None = None
 
 
 class MetricIdentifier(KubeStruct, kw_only=True):
@@ -155,7 +155,7 @@ class MetricStatus(KubeStruct, kw_only=True):
 class MetricTarget(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.MetricTarget``."""
 
-    average_utilization: int | None = None
+    average_utilization: Int32 | None = None
     average_value: Quantity | None = None
     type: str
     value: Quantity | None = None
@@ -164,7 +164,7 @@ class MetricTarget(KubeStruct, kw_only=True):
 class MetricValueStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.autoscaling.v2.MetricValueStatus``."""
 
-    average_utilization: int | None = None
+    average_utilization: Int32 | None = None
     average_value: Quantity | None = None
     value: Quantity | None = None
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..model import KubeStruct
+from ..model import Int32, Int64, KubeStruct
 from ..timestamps import Time
 from . import core_v1
 from . import meta_v1
@@ -34,11 +34,11 @@ class CronJobSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.CronJobSpec``."""
 
     concurrency_policy: str | None = None
-    failed_jobs_history_limit: int | None = None
+    failed_jobs_history_limit: Int32 | None = None
     job_template: JobTemplateSpec | None
     schedule: str
-    starting_deadline_seconds: int | None = None
-    successful_jobs_history_limit: int | None = None
+    starting_deadline_seconds: Int64 | None = None
+    successful_jobs_history_limit: Int32 | None = None
     suspend: bool | None = None
     time_zone: str | None = None
 
@@ -84,37 +84,37 @@ class JobList(KubeStruct, kw_only=True):
 class JobSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.JobSpec``."""
 
-    active_deadline_seconds: int | None = None
-    backoff_limit: int | None = None
-    backoff_limit_per_index: int | None = None
+    active_deadline_seconds: Int64 | None = None
+    backoff_limit: Int32 | None = None
+    backoff_limit_per_index: Int32 | None = None
     completion_mode: str | None = None
-    completions: int | None = None
+    completions: Int32 | None = None
     managed_by: str | None = None
     manual_selector: bool | None = None
-    max_failed_indexes: int | None = None
-    parallelism: int | None = None
+    max_failed_indexes: Int32 | None = None
+    parallelism: Int32 | None = None
     pod_failure_policy: PodFailurePolicy | None = None
     pod_replacement_policy: str | None = None
     selector: meta_v1.LabelSelector | None = None
     success_policy: SuccessPolicy | None = None
     suspend: bool | None = None
     template: core_v1.PodTemplateSpec | None
-    ttl_seconds_after_finished: int | None = None
+    ttl_seconds_after_finished: Int32 | None = None
 
 
 class JobStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.JobStatus``."""
 
-    active: int | None = None
+    active: Int32 | None = None
     completed_indexes: str | None = None
     completion_time: Time | None = None
     conditions: list[JobCondition] | None = None
-    failed: int | None = None
+    failed: Int32 | None = None
     failed_indexes: str | None = None
-    ready: int | None = None
+    ready: Int32 | None = None
     start_time: Time | None = None
-    succeeded: int | None = None
-    terminating: int | None = None
+    succeeded: Int32 | None = None
+    terminating: Int32 | None = None
     uncounted_terminated_pods: UncountedTerminatedPods | None = None
 
 
@@ -136,7 +136,7 @@ class PodFailurePolicyOnExitCodesRequirement(KubeStruct, kw_only=True):
 
     container_name: str | None = None
     operator: str
-    values: list[int] | None
+    values: list[Int32] | None
 
 
 class PodFailurePolicyOnPodConditionsPattern(KubeStruct, kw_only=True):
@@ -163,7 +163,7 @@ class SuccessPolicy(KubeStruct, kw_only=True):
 class SuccessPolicyRule(KubeStruct, kw_only=True):
     """``io.k8s.api.batch.v1.SuccessPolicyRule``."""
 
-    succeeded_count: int | None = None
+    succeeded_count: Int32 | None = None
     succeeded_indexes: str | None = None
 
 

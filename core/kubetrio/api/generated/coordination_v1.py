@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..model import KubeStruct
+from ..model import Int32, KubeStruct
 from ..timestamps import MicroTime
 from . import meta_v1
 
@@ -33,8 +33,8 @@ class LeaseSpec(KubeStruct, kw_only=True):
 
     acquire_time: MicroTime | None = None
     holder_identity: str | None = None
-    lease_duration_seconds: int | None = None
-    lease_transitions: int | None = None
+    lease_duration_seconds: Int32 | None = None
+    lease_transitions: Int32 | None = None
     preferred_holder: str | None = None
     renew_time: MicroTime | None = None
     strategy: str | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..model import KubeStruct
+from ..model import Int32, Int64, KubeStruct
 from ..quantity import Quantity
 from ..timestamps import MicroTime, Time
 from . import meta_v1
@@ -17,7 +17,7 @@ class AWSElasticBlockStoreVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource``."""
 
     fs_type: str | None = None
-    partition: int | None = None
+    partition: Int32 | None = None
     read_only: bool | None = None
     volume_id: str = msgspec.field(name='volumeID')
 
@@ -156,7 +156,7 @@ class CinderVolumeSource(KubeStruct, kw_only=True):
 class ClientIPConfig(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ClientIPConfig``."""
 
-    timeout_seconds: int | None = None
+    timeout_seconds: Int32 | None = None
 
 
 class ClusterTrustBundleProjection(KubeStruct, kw_only=True):
@@ -252,7 +252,7 @@ class ConfigMapProjection(KubeStruct, kw_only=True):
 class ConfigMapVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ConfigMapVolumeSource``."""
 
-    default_mode: int | None = None
+    default_mode: Int32 | None = None
     items: list[KeyToPath] | None = None
     name: str | None = None
     optional: bool | None = None
@@ -300,15 +300,15 @@ class ContainerImage(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerImage``."""
 
     names: list[str] | None = None
-    size_bytes: int | None = None
+    size_bytes: Int64 | None = None
 
 
 class ContainerPort(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerPort``."""
 
-    container_port: int
+    container_port: Int32
     host_ip: str | None = msgspec.field(default=None, name='hostIP')
-    host_port: int | None = None
+    host_port: Int32 | None = None
     name: str | None = None
     protocol: str | None = None
 
@@ -331,7 +331,7 @@ class ContainerRestartRuleOnExitCodes(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerRestartRuleOnExitCodes``."""
 
     operator: str
-    values: list[int] | None = None
+    values: list[Int32] | None = None
 
 
 class ContainerState(KubeStruct, kw_only=True):
@@ -352,11 +352,11 @@ class ContainerStateTerminated(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ContainerStateTerminated``."""
 
     container_id: str | None = msgspec.field(default=None, name='containerID')
-    exit_code: int
+    exit_code: Int32
     finished_at: Time | None = None
     message: str | None = None
     reason: str | None = None
-    signal: int | None = None
+    signal: Int32 | None = None
     started_at: Time | None = None
 
 
@@ -379,7 +379,7 @@ class ContainerStatus(KubeStruct, kw_only=True):
     name: str
     ready: bool
     resources: ResourceRequirements | None = None
-    restart_count: int
+    restart_count: Int32
     started: bool | None = None
     state: ContainerState | None = None
     stop_signal: str | None = None
@@ -396,7 +396,7 @@ class ContainerUser(KubeStruct, kw_only=True):
 class DaemonEndpoint(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.DaemonEndpoint``."""
 
-    port: int = msgspec.field(name='Port')
+    port: Int32 = msgspec.field(name='Port')
 
 
 class DownwardAPIProjection(KubeStruct, kw_only=True):
@@ -409,7 +409,7 @@ class DownwardAPIVolumeFile(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.DownwardAPIVolumeFile``."""
 
     field_ref: ObjectFieldSelector | None = None
-    mode: int | None = None
+    mode: Int32 | None = None
     path: str
     resource_field_ref: ResourceFieldSelector | None = None
 
@@ -417,7 +417,7 @@ class DownwardAPIVolumeFile(KubeStruct, kw_only=True):
 class DownwardAPIVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.DownwardAPIVolumeSource``."""
 
-    default_mode: int | None = None
+    default_mode: Int32 | None = None
     items: list[DownwardAPIVolumeFile] | None = None
 
 
@@ -442,7 +442,7 @@ class EndpointPort(KubeStruct, kw_only=True):
 
     app_protocol: str | None = None
     name: str | None = None
-    port: int
+    port: Int32
     protocol: str | None = None
 
 
@@ -542,7 +542,7 @@ class Event(KubeStruct, kw_only=True):
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None
     action: str | None = None
-    count: int | None = None
+    count: Int32 | None = None
     event_time: MicroTime | None = None
     first_timestamp: Time | None = None
     involved_object: ObjectReference | None
@@ -569,7 +569,7 @@ class EventList(KubeStruct, kw_only=True):
 class EventSeries(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.EventSeries``."""
 
-    count: int | None = None
+    count: Int32 | None = None
     last_observed_time: MicroTime | None = None
 
 
@@ -590,7 +590,7 @@ class FCVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.FCVolumeSource``."""
 
     fs_type: str | None = None
-    lun: int | None = None
+    lun: Int32 | None = None
     read_only: bool | None = None
     target_wwns: list[str] | None = msgspec.field(default=None, name='targetWWNs')
     wwids: list[str] | None = None
@@ -636,7 +636,7 @@ class GCEPersistentDiskVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.GCEPersistentDiskVolumeSource``."""
 
     fs_type: str | None = None
-    partition: int | None = None
+    partition: Int32 | None = None
     pd_name: str
     read_only: bool | None = None
 
@@ -644,7 +644,7 @@ class GCEPersistentDiskVolumeSource(KubeStruct, kw_only=True):
 class GRPCAction(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.GRPCAction``."""
 
-    port: int
+    port: Int32
     service: str | None = None
 
 
@@ -719,7 +719,7 @@ class ISCSIPersistentVolumeSource(KubeStruct, kw_only=True):
     initiator_name: str | None = None
     iqn: str
     iscsi_interface: str | None = None
-    lun: int
+    lun: Int32
     portals: list[str] | None = None
     read_only: bool | None = None
     secret_ref: SecretReference | None = None
@@ -735,7 +735,7 @@ class ISCSIVolumeSource(KubeStruct, kw_only=True):
     initiator_name: str | None = None
     iqn: str
     iscsi_interface: str | None = None
-    lun: int
+    lun: Int32
     portals: list[str] | None = None
     read_only: bool | None = None
     secret_ref: LocalObjectReference | None = None
@@ -759,7 +759,7 @@ class KeyToPath(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.KeyToPath``."""
 
     key: str
-    mode: int | None = None
+    mode: Int32 | None = None
     path: str
 
 
@@ -818,9 +818,9 @@ class LimitRangeSpec(KubeStruct, kw_only=True):
 class LinuxContainerUser(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.LinuxContainerUser``."""
 
-    gid: int
-    supplemental_groups: list[int] | None = None
-    uid: int
+    gid: Int64
+    supplemental_groups: list[Int64] | None = None
+    uid: Int64
 
 
 class LoadBalancerIngress(KubeStruct, kw_only=True):
@@ -1056,7 +1056,7 @@ class NodeStatus(KubeStruct, kw_only=True):
 class NodeSwapStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.NodeSwapStatus``."""
 
-    capacity: int | None = None
+    capacity: Int64 | None = None
 
 
 class NodeSystemInfo(KubeStruct, kw_only=True):
@@ -1278,7 +1278,7 @@ class PodCertificateProjection(KubeStruct, kw_only=True):
     credential_bundle_path: str | None = None
     key_path: str | None = None
     key_type: str
-    max_expiration_seconds: int | None = None
+    max_expiration_seconds: Int32 | None = None
     signer_name: str
     user_annotations: dict[str, str] | None = None
 
@@ -1289,7 +1289,7 @@ class PodCondition(KubeStruct, kw_only=True):
     last_probe_time: Time | None = None
     last_transition_time: Time | None = None
     message: str | None = None
-    observed_generation: int | None = None
+    observed_generation: Int64 | None = None
     reason: str | None = None
     status: str
     type: str
@@ -1375,15 +1375,15 @@ class PodSecurityContext(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodSecurityContext``."""
 
     app_armor_profile: AppArmorProfile | None = None
-    fs_group: int | None = None
+    fs_group: Int64 | None = None
     fs_group_change_policy: str | None = None
-    run_as_group: int | None = None
+    run_as_group: Int64 | None = None
     run_as_non_root: bool | None = None
-    run_as_user: int | None = None
+    run_as_user: Int64 | None = None
     se_linux_change_policy: str | None = None
     se_linux_options: SELinuxOptions | None = None
     seccomp_profile: SeccompProfile | None = None
-    supplemental_groups: list[int] | None = None
+    supplemental_groups: list[Int64] | None = None
     supplemental_groups_policy: str | None = None
     sysctls: list[Sysctl] | None = None
     windows_options: WindowsSecurityContextOptions | None = None
@@ -1392,7 +1392,7 @@ class PodSecurityContext(KubeStruct, kw_only=True):
 class PodSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PodSpec``."""
 
-    active_deadline_seconds: int | None = None
+    active_deadline_seconds: Int64 | None = None
     affinity: Affinity | None = None
     automount_service_account_token: bool | None = None
     containers: list[Container] | None
@@ -1414,7 +1414,7 @@ class PodSpec(KubeStruct, kw_only=True):
     os: PodOS | None = None
     overhead: dict[str, Quantity] | None = None
     preemption_policy: str | None = None
-    priority: int | None = None
+    priority: Int32 | None = None
     priority_class_name: str | None = None
     readiness_gates: list[PodReadinessGate] | None = None
     resource_claims: list[PodResourceClaim] | None = None
@@ -1430,7 +1430,7 @@ class PodSpec(KubeStruct, kw_only=True):
     set_hostname_as_fqdn: bool | None = msgspec.field(default=None, name='setHostnameAsFQDN')
     share_process_namespace: bool | None = None
     subdomain: str | None = None
-    termination_grace_period_seconds: int | None = None
+    termination_grace_period_seconds: Int64 | None = None
     tolerations: list[Toleration] | None = None
     topology_spread_constraints: list[TopologySpreadConstraint] | None = None
     volumes: list[Volume] | None = None
@@ -1450,7 +1450,7 @@ class PodStatus(KubeStruct, kw_only=True):
     message: str | None = None
     node_allocatable_resource_claim_statuses: list[NodeAllocatableResourceClaimStatus] | None = None
     nominated_node_name: str | None = None
-    observed_generation: int | None = None
+    observed_generation: Int64 | None = None
     phase: str | None = None
     pod_ip: str | None = msgspec.field(default=None, name='podIP')
     pod_ips: list[PodIP] | None = msgspec.field(default=None, name='podIPs')
@@ -1491,7 +1491,7 @@ class PortStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PortStatus``."""
 
     error: str | None = None
-    port: int
+    port: Int32
     protocol: str
 
 
@@ -1507,28 +1507,28 @@ class PreferredSchedulingTerm(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.PreferredSchedulingTerm``."""
 
     preference: NodeSelectorTerm | None
-    weight: int
+    weight: Int32
 
 
 class Probe(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.Probe``."""
 
     exec: ExecAction | None = None
-    failure_threshold: int | None = None
+    failure_threshold: Int32 | None = None
     grpc: GRPCAction | None = None
     http_get: HTTPGetAction | None = None
-    initial_delay_seconds: int | None = None
-    period_seconds: int | None = None
-    success_threshold: int | None = None
+    initial_delay_seconds: Int32 | None = None
+    period_seconds: Int32 | None = None
+    success_threshold: Int32 | None = None
     tcp_socket: TCPSocketAction | None = None
-    termination_grace_period_seconds: int | None = None
-    timeout_seconds: int | None = None
+    termination_grace_period_seconds: Int64 | None = None
+    timeout_seconds: Int32 | None = None
 
 
 class ProjectedVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ProjectedVolumeSource``."""
 
-    default_mode: int | None = None
+    default_mode: Int32 | None = None
     sources: list[VolumeProjection] | None = None
 
 
@@ -1601,8 +1601,8 @@ class ReplicationControllerList(KubeStruct, kw_only=True):
 class ReplicationControllerSpec(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ReplicationControllerSpec``."""
 
-    min_ready_seconds: int | None = None
-    replicas: int | None = None
+    min_ready_seconds: Int32 | None = None
+    replicas: Int32 | None = None
     selector: dict[str, str] | None = None
     template: PodTemplateSpec | None = None
 
@@ -1610,12 +1610,12 @@ class ReplicationControllerSpec(KubeStruct, kw_only=True):
 class ReplicationControllerStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ReplicationControllerStatus``."""
 
-    available_replicas: int | None = None
+    available_replicas: Int32 | None = None
     conditions: list[ReplicationControllerCondition] | None = None
-    fully_labeled_replicas: int | None = None
-    observed_generation: int | None = None
-    ready_replicas: int | None = None
-    replicas: int
+    fully_labeled_replicas: Int32 | None = None
+    observed_generation: Int64 | None = None
+    ready_replicas: Int32 | None = None
+    replicas: Int32
 
 
 class ResourceClaim(KubeStruct, kw_only=True):
@@ -1804,7 +1804,7 @@ class SecretReference(KubeStruct, kw_only=True):
 class SecretVolumeSource(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SecretVolumeSource``."""
 
-    default_mode: int | None = None
+    default_mode: Int32 | None = None
     items: list[KeyToPath] | None = None
     optional: bool | None = None
     secret_name: str | None = None
@@ -1819,9 +1819,9 @@ class SecurityContext(KubeStruct, kw_only=True):
     privileged: bool | None = None
     proc_mount: str | None = None
     read_only_root_filesystem: bool | None = None
-    run_as_group: int | None = None
+    run_as_group: Int64 | None = None
     run_as_non_root: bool | None = None
-    run_as_user: int | None = None
+    run_as_user: Int64 | None = None
     se_linux_options: SELinuxOptions | None = None
     seccomp_profile: SeccompProfile | None = None
     windows_options: WindowsSecurityContextOptions | None = None
@@ -1861,7 +1861,7 @@ class ServiceAccountTokenProjection(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.ServiceAccountTokenProjection``."""
 
     audience: str | None = None
-    expiration_seconds: int | None = None
+    expiration_seconds: Int64 | None = None
     path: str
 
 
@@ -1879,8 +1879,8 @@ class ServicePort(KubeStruct, kw_only=True):
 
     app_protocol: str | None = None
     name: str | None = None
-    node_port: int | None = None
-    port: int
+    node_port: Int32 | None = None
+    port: Int32
     protocol: str | None = None
     target_port: int | str | None = None
 
@@ -1894,7 +1894,7 @@ class ServiceSpec(KubeStruct, kw_only=True):
     external_ips: list[str] | None = msgspec.field(default=None, name='externalIPs')
     external_name: str | None = None
     external_traffic_policy: str | None = None
-    health_check_node_port: int | None = None
+    health_check_node_port: Int32 | None = None
     internal_traffic_policy: str | None = None
     ip_families: list[str] | None = None
     ip_family_policy: str | None = None
@@ -1926,7 +1926,7 @@ class SessionAffinityConfig(KubeStruct, kw_only=True):
 class SleepAction(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.SleepAction``."""
 
-    seconds: int
+    seconds: Int64
 
 
 class StorageOSPersistentVolumeSource(KubeStruct, kw_only=True):
@@ -1978,7 +1978,7 @@ class Toleration(KubeStruct, kw_only=True):
     effect: str | None = None
     key: str | None = None
     operator: str | None = None
-    toleration_seconds: int | None = None
+    toleration_seconds: Int64 | None = None
     value: str | None = None
 
 
@@ -2000,8 +2000,8 @@ class TopologySpreadConstraint(KubeStruct, kw_only=True):
 
     label_selector: meta_v1.LabelSelector | None = None
     match_label_keys: list[str] | None = None
-    max_skew: int
-    min_domains: int | None = None
+    max_skew: Int32
+    min_domains: Int32 | None = None
     node_affinity_policy: str | None = None
     node_taints_policy: str | None = None
     topology_key: str
@@ -2133,7 +2133,7 @@ class WeightedPodAffinityTerm(KubeStruct, kw_only=True):
     """``io.k8s.api.core.v1.WeightedPodAffinityTerm``."""
 
     pod_affinity_term: PodAffinityTerm | None
-    weight: int
+    weight: Int32
 
 
 class WindowsSecurityContextOptions(KubeStruct, kw_only=True):

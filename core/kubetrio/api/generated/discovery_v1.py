@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..model import KubeStruct
+from ..model import Int32, KubeStruct
 from . import core_v1
 from . import meta_v1
 
@@ -43,7 +43,7 @@ class EndpointPort(KubeStruct, kw_only=True):
 
     app_protocol: str | None = None
     name: str | None = None
-    port: int | None = None
+    port: Int32 | None = None
     protocol: str | None = None
 
 

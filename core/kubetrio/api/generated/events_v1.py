@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..model import KubeStruct
+from ..model import Int32, KubeStruct
 from ..timestamps import MicroTime, Time
 from . import core_v1
 from . import meta_v1
@@ -18,7 +18,7 @@ class Event(KubeStruct, kw_only=True):
     kind: str | None = None
     metadata: meta_v1.ObjectMeta | None = None
     action: str | None = None
-    deprecated_count: int | None = None
+    deprecated_count: Int32 | None = None
     deprecated_first_timestamp: Time | None = None
     deprecated_last_timestamp: Time | None = None
     deprecated_source: core_v1.EventSource | None = None
@@ -45,5 +45,5 @@ class EventList(KubeStruct, kw_only=True):
 class EventSeries(KubeStruct, kw_only=True):
     """``io.k8s.api.events.v1.EventSeries``."""
 
-    count: int
+    count: Int32
     last_observed_time: MicroTime | None

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from ..model import KubeStruct
+from ..model import Int32, Int64, KubeStruct
 from ..timestamps import Time
 
 __all__ = ["APIGroup", "APIGroupList", "APIResource", "APIResourceList", "APIVersions", "Condition", "DeleteOptions", "FieldSelectorRequirement", "GroupResource", "GroupVersionForDiscovery", "LabelSelector", "LabelSelectorRequirement", "ListMeta", "ManagedFieldsEntry", "ObjectMeta", "OwnerReference", "Preconditions", "ServerAddressByClientCIDR", "ShardInfo", "Status", "StatusCause", "StatusDetails", "WatchEvent"]
@@ -70,7 +70,7 @@ class Condition(KubeStruct, kw_only=True):
 
     last_transition_time: Time | None
     message: str
-    observed_generation: int | None = None
+    observed_generation: Int64 | None = None
     reason: str
     status: str
     type: str
@@ -82,7 +82,7 @@ class DeleteOptions(KubeStruct, kw_only=True):
     api_version: str | None = None
     kind: str | None = None
     dry_run: list[str] | None = None
-    grace_period_seconds: int | None = None
+    grace_period_seconds: Int64 | None = None
     ignore_store_read_error_with_cluster_breaking_potential: bool | None = None
     orphan_dependents: bool | None = None
     preconditions: Preconditions | None = None
@@ -130,7 +130,7 @@ class ListMeta(KubeStruct, kw_only=True):
     """``io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta``."""
 
     continue_: str | None = msgspec.field(default=None, name='continue')
-    remaining_item_count: int | None = None
+    remaining_item_count: Int64 | None = None
     resource_version: str | None = None
     self_link: str | None = None
     shard_info: ShardInfo | None = None
@@ -153,11 +153,11 @@ class ObjectMeta(KubeStruct, kw_only=True):
 
     annotations: dict[str, str] | None = None
     creation_timestamp: Time | None = None
-    deletion_grace_period_seconds: int | None = None
+    deletion_grace_period_seconds: Int64 | None = None
     deletion_timestamp: Time | None = None
     finalizers: list[str] | None = None
     generate_name: str | None = None
-    generation: int | None = None
+    generation: Int64 | None = None
     labels: dict[str, str] | None = None
     managed_fields: list[ManagedFieldsEntry] | None = None
     name: str | None = None
@@ -205,7 +205,7 @@ class Status(KubeStruct, kw_only=True):
     api_version: str | None = None
     kind: str | None = None
     metadata: ListMeta | None = None
-    code: int | None = None
+    code: Int32 | None = None
     details: StatusDetails | None = None
     message: str | None = None
     reason: str | None = None
@@ -227,7 +227,7 @@ class StatusDetails(KubeStruct, kw_only=True):
     causes: list[StatusCause] | None = None
     group: str | None = None
     name: str | None = None
-    retry_after_seconds: int | None = None
+    retry_after_seconds: Int32 | None = None
     uid: str | None = None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..model import KubeStruct
+from ..model import Int32, KubeStruct
 from . import core_v1
 from . import meta_v1
 
@@ -136,7 +136,7 @@ class IngressPortStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.IngressPortStatus``."""
 
     error: str | None = None
-    port: int
+    port: Int32
     protocol: str
 
 
@@ -219,7 +219,7 @@ class NetworkPolicyPeer(KubeStruct, kw_only=True):
 class NetworkPolicyPort(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.NetworkPolicyPort``."""
 
-    end_port: int | None = None
+    end_port: Int32 | None = None
     port: int | str | None = None
     protocol: str | None = None
 
@@ -246,7 +246,7 @@ class ServiceBackendPort(KubeStruct, kw_only=True):
     """``io.k8s.api.networking.v1.ServiceBackendPort``."""
 
     name: str | None = None
-    number: int | None = None
+    number: Int32 | None = None
 
 
 class ServiceCIDR(KubeStruct, kw_only=True):

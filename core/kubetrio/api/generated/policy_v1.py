@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..model import KubeStruct
+from ..model import Int32, Int64, KubeStruct
 from ..timestamps import Time
 from . import meta_v1
 
@@ -51,9 +51,9 @@ class PodDisruptionBudgetStatus(KubeStruct, kw_only=True):
     """``io.k8s.api.policy.v1.PodDisruptionBudgetStatus``."""
 
     conditions: list[meta_v1.Condition] | None = None
-    current_healthy: int | None = None
-    desired_healthy: int | None = None
+    current_healthy: Int32 | None = None
+    desired_healthy: Int32 | None = None
     disrupted_pods: dict[str, Time] | None = None
-    disruptions_allowed: int | None = None
-    expected_pods: int | None = None
-    observed_generation: int | None = None
+    disruptions_allowed: Int32 | None = None
+    expected_pods: Int32 | None = None
+    observed_generation: Int64 | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from ..model import KubeStruct
+from ..model import Int32, Int64, KubeStruct
 from ..quantity import Quantity
 from ..timestamps import Time
 from . import core_v1
@@ -37,7 +37,7 @@ class CSIDriverSpec(KubeStruct, kw_only=True):
 
     attach_required: bool | None = None
     fs_group_policy: str | None = None
-    node_allocatable_update_period_seconds: int | None = None
+    node_allocatable_update_period_seconds: Int64 | None = None
     pod_info_on_mount: bool | None = None
     prevent_pod_scheduling_if_missing: bool | None = None
     requires_republish: bool | None = None
@@ -130,7 +130,7 @@ class TokenRequest(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.TokenRequest``."""
 
     audience: str
-    expiration_seconds: int | None = None
+    expiration_seconds: Int64 | None = None
 
 
 class VolumeAttachment(KubeStruct, kw_only=True):
@@ -198,7 +198,7 @@ class VolumeAttributesClassList(KubeStruct, kw_only=True):
 class VolumeError(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.VolumeError``."""
 
-    error_code: int | None = None
+    error_code: Int32 | None = None
     message: str | None = None
     time: Time | None = None
 
@@ -206,4 +206,4 @@ class VolumeError(KubeStruct, kw_only=True):
 class VolumeNodeResources(KubeStruct, kw_only=True):
     """``io.k8s.api.storage.v1.VolumeNodeResources``."""
 
-    count: int | None = None
+    count: Int32 | None = None
