@@ -83,7 +83,14 @@ async def offload(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     :data:`WEIGHT`), else right here. ``fn`` must not touch trio or shared state."""
     if WEIGHT.get() < OFFLOAD_BYTES:
         return fn(*args, **kwargs)
-    return await trio.to_thread.run_sync(partial(fn, *args, **kwargs), limiter=_limiter())
+    return await trio.to_thread.run_sync(
+        partial(_without_collector, fn, *args, **kwargs), limiter=_limiter()
+    )
+
+
+def _without_collector(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    with _collector_paused():
+        return fn(*args, **kwargs)
 
 
 def weigh(size: int) -> contextvars.Token[int]:
@@ -278,11 +285,13 @@ _gc_pausers = 0
 
 @contextmanager
 def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while YAML is composed (counted across threads).
+    """The cyclic garbage collector off while heavy request work runs (counted across
+    threads).
 
-    Composing allocates two marks and a node per value: enough to trigger collections
-    that walk all of it with the GIL held, stalling the loop for a quarter second on a
-    3 MiB body. The nodes hold no cycles; reference counting frees them.
+    Composing YAML allocates two marks and a node per value, typing and managedFields a
+    few objects per field: enough to trigger collections that walk all of it with the
+    GIL held, stalling the loop for a quarter second on a 3 MiB body. That work makes
+    no cycles worth collecting meanwhile; reference counting frees it.
     """
     global _gc_pausers
     with _GC_LOCK:
