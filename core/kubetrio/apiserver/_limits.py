@@ -16,7 +16,9 @@ exhaust the server's memory, or to stall every other request while it is process
   kube-apiserver reaches as ``etcdserver: request is too large``; here a clean 413).
 - **Heavy work** (decoding, typing, patching, managedFields of a large body or object)
   runs on worker threads (:func:`offload`, at most :data:`WORKERS` at a time) instead of
-  on the trio loop, so health checks and every other request keep being answered.
+  on the trio loop, so health checks and every other request keep being answered. The
+  cyclic garbage collector, whose full passes hold the GIL for every thread, is paused
+  while that work runs, and the heap present at start is frozen out of its reach.
 """
 
 from __future__ import annotations
