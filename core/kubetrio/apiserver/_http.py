@@ -163,9 +163,8 @@ class _Connection:
         try:
             request = await self._read_request()
         except _TooLarge:
-            await self._refuse(
-                413, f"the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
-            )
+            # kube-apiserver's words (limitedReadBody).
+            await self._refuse(413, f"Request entity too large: limit is {MAX_BODY_BYTES}")
             return False
         if request is None:
             return False

@@ -25,6 +25,7 @@ from kubetrio.api import structural
 from kubetrio.api.scheme import ResourceInfo
 from kubetrio.kubeobject import KubeObject
 
+from . import _limits
 from . import _objects as objects
 from ._status import (
     ApiError,
@@ -244,6 +245,7 @@ class Registry:
         else:
             metadata.pop("namespace", None)
         value = objects.encode_for_store(obj)
+        _limits.check_storable(obj, value, _what(info, name))
         if dry_run:
             if await self.store.get(self.key(info, namespace, name)) is not None:
                 raise already_exists(info.resource, info.group, name)
@@ -290,7 +292,13 @@ class Registry:
         while True:
             current = await self.get(info, namespace, name)
             old = objects.decode_stored(current.value, current.mod_revision)
-            new = await change(json.loads(json.dumps(old)))
+            # A large stored object makes the change heavy whatever the body's size.
+            weight = _limits.weigh(len(current.value))
+            try:
+                # Decoded twice rather than deep-copied: msgspec is many times faster.
+                new = await change(objects.decode_stored(current.value, current.mod_revision))
+            finally:
+                _limits.WEIGHT.reset(weight)
             wanted_rv = (new.get("metadata") or {}).get("resourceVersion")
             body_rv_given = precondition_from_body and wanted_rv not in (None, "")
             if body_rv_given and str(wanted_rv) != str(current.mod_revision):
@@ -309,6 +317,9 @@ class Registry:
             # encrypted with an older key, which a rewrite moves to the current one.
             if value == current.value and not isinstance(current, kv.StaleKeyValue):
                 return old
+            # An object stored before the limit (or under a larger one) may still lose
+            # its finalizers, be marked deleted or shrink.
+            _limits.check_storable(new, value, _what(info, name), stored=len(current.value))
             if dry_run:  # what would be stored, at the revision it would replace
                 new["metadata"]["resourceVersion"] = str(current.mod_revision)
                 return new
@@ -530,6 +541,12 @@ def _served(info: ResourceInfo, data: bytes) -> bytes:
         structural.default(obj, info.schema)
         data = objects.encode(obj)
     return data
+
+
+def _what(info: ResourceInfo, name: str) -> str:
+    """How size and depth refusals name the object: ``configmaps "big"``."""
+    resource = f"{info.resource}.{info.group}" if info.group else info.resource
+    return f'{resource} "{name}"'
 
 
 def check_preconditions(

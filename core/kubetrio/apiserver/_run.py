@@ -17,6 +17,7 @@ from ._apiservices import ensure_local_api_services
 from ._audit import AuditLog
 from ._crds import CustomResources, info_of_definition
 from ._http import serve_http
+from ._limits import freeze_heap
 from ._namespaces import NamespaceFinalizer, ensure_system_namespaces
 from ._server import ApiServer
 
@@ -60,6 +61,7 @@ async def open_apiserver(
         listeners = await nursery.start(partial(serve_http, api.handle, host=host, port=port))
         bound = listeners[0].socket.getsockname()[1]
         api.server_address = f"{host}:{bound}"
+        freeze_heap()
         try:
             yield RunningApiServer(url=f"http://{host}:{bound}", port=bound, api=api)
         finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from functools import partial
@@ -41,6 +42,7 @@ from . import (
     _audit,
     _crds,
     _eviction,
+    _limits,
     _managed,
     _nodeproxy,
     _patch,
@@ -51,7 +53,7 @@ from . import (
 )
 from . import _objects as objects
 from ._access import authenticated, forbidden, impersonate
-from ._registry import ObjectFilter, Registry, WatchEvent
+from ._registry import ListPage, ObjectFilter, Registry, WatchEvent
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
 from ._status import ApiError, bad_request, conflict, invalid, status_body
@@ -135,6 +137,8 @@ class ApiServer:
         return await self.audit.around(self.scheme, request, self._handle)
 
     async def _handle(self, request: Request) -> Response:
+        # How heavy this request is decides whether its work leaves the loop (_limits).
+        weight = _limits.WEIGHT.set(len(request.body))
         try:
             try:
                 return await self._dispatch(request)
@@ -143,6 +147,9 @@ class ApiServer:
         except ApiError as exc:
             headers = [("retry-after", "1")] if exc.code in (429, 504) else []
             return Response(status=exc.code, body=objects.encode(exc.status()), headers=headers)
+        finally:
+            _limits.WEIGHT.reset(weight)
+            _validation.forget_predecoded()
 
     async def _dispatch(self, request: Request) -> Response:
         path = request.path.rstrip("/") or "/"
@@ -312,6 +319,8 @@ class ApiServer:
                 name=target.name,
             ),
         )
+        _validation.check_write_options(request, verb)
+        await _validation.predecode(request)
         if info.custom is not None and info.custom.deprecation_warning:
             # Every request to a deprecated CRD version carries the warning.
             response = await self._versioned(request, user, target, verb)
@@ -383,6 +392,7 @@ class ApiServer:
     async def _list(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
         info = target.info
         limit = _int_param(request, "limit", 0)
+        _int_param(request, "timeoutSeconds", 0)  # range-checked, as upstream's ListOptions
         page = await self.registry.list(
             info,
             target.namespace,
@@ -393,16 +403,15 @@ class ApiServer:
             resource_version_match=request.param("resourceVersionMatch"),
         )
         if _wants_table(request):
-            items = [objects.decode(item) for item in page.items]
-            table = _tables.table(
-                info,
-                items,
-                str(page.revision),
-                include_object=request.param("includeObject", "Metadata"),
-            )
-            if page.continue_token:
-                table["metadata"]["continue"] = page.continue_token
-            return json_response(table)
+            # Decoding every item is the heavy part of a large list: off the loop.
+            weight = _limits.weigh(sum(len(item) for item in page.items))
+            try:
+                body = await _limits.offload(
+                    _table_of_page, info, page, request.param("includeObject", "Metadata")
+                )
+            finally:
+                _limits.WEIGHT.reset(weight)
+            return Response(body=body)
         metadata = f'"resourceVersion":"{page.revision}"'
         if page.continue_token:
             metadata += f',"continue":"{page.continue_token}"'
@@ -476,7 +485,7 @@ class ApiServer:
                 reason="MethodNotAllowed",
             )
         warnings: list[str] = []
-        obj = self._checked_body(request, info, warnings)
+        obj = await self._checked_body(request, info, warnings)
         if not self.strategies.of(info).stored:
             answered = _reviews.answer_review(
                 info.resource,
@@ -525,7 +534,7 @@ class ApiServer:
         strategy = self.strategies.of(info)
         strategy.prepare_for_create(info, obj)
         if record_fields:
-            _managed.record(request, info, None, obj)
+            await _limits.offload(_managed.record, request, info, None, obj)
         self._admit("CREATE", user, info, target, obj, None, request)
         dry_run = _dry_run(request)
         if not dry_run:
@@ -537,7 +546,7 @@ class ApiServer:
                 await strategy.create_failed(obj)
             raise
 
-    def _finish_update(
+    async def _finish_update(
         self,
         request: Request,
         user: UserInfo,
@@ -552,7 +561,7 @@ class ApiServer:
         strategy = self.strategies.of(info)
         strategy.prepare_for_update(info, current, new)
         if record_fields:
-            _managed.record(request, info, current, new)
+            await _limits.offload(_managed.record, request, info, current, new)
         _validation.validate_metadata(new, info)
         strategy.validate_update(info, current, new)
         self._admit("UPDATE", user, info, target, new, current, request)
@@ -598,12 +607,14 @@ class ApiServer:
                 },
             )
 
-    def _checked_body(
+    async def _checked_body(
         self, request: Request, info: ResourceInfo, warnings: list[str]
     ) -> KubeObject:
         obj: KubeObject = _validation.decode_body(request)
         _validation.check_kind(obj, info)
-        return _validation.typed(obj, info, request.param("fieldValidation"), warnings)
+        return await _limits.offload(
+            _validation.typed, obj, info, request.param("fieldValidation"), warnings
+        )
 
     def _admit(
         self,
@@ -656,7 +667,7 @@ class ApiServer:
     async def _update(self, request: Request, user: UserInfo, target: ResourcePath) -> Response:
         info = target.info
         warnings: list[str] = []
-        obj = self._checked_body(request, info, warnings)
+        obj = await self._checked_body(request, info, warnings)
         body_name = (obj.get("metadata") or {}).get("name")
         if body_name and body_name != target.name:
             raise bad_request(
@@ -677,7 +688,8 @@ class ApiServer:
             wanted = obj["metadata"].get("resourceVersion")
             if wanted and str(wanted) != str(current["metadata"].get("resourceVersion")):
                 raise conflict(info.resource, info.group, target.name)
-            return self._finish_update(request, user, target, current, copy.deepcopy(obj))
+            new = await _limits.offload(copy.deepcopy, obj)
+            return await self._finish_update(request, user, target, current, new)
 
         updated = await self.registry.update(
             info, target.namespace, target.name, replace, dry_run=_dry_run(request)
@@ -701,11 +713,15 @@ class ApiServer:
                 # A merge patch is a precondition only when it names a resourceVersion;
                 # otherwise a concurrent write makes the registry re-apply it (no 409).
                 current.get("metadata", {}).pop("resourceVersion", None)
-            new = _patch.apply_patch(kind, current, patch_body, info.definition)
+            new = await _limits.offload(
+                _patch.apply_patch, kind, current, patch_body, info.definition
+            )
             _unless_patched(new, rv)
             _validation.check_kind(new, info)
-            new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
-            return self._finish_update(request, user, target, current, new)
+            new = await _limits.offload(
+                _validation.typed, new, info, request.param("fieldValidation"), warnings
+            )
+            return await self._finish_update(request, user, target, current, new)
 
         updated = await self.registry.update(
             info, target.namespace, target.name, patched, dry_run=_dry_run(request)
@@ -725,7 +741,9 @@ class ApiServer:
         _managed.manager_of(request, required=True)
         _validation.check_kind(applied, info)
         field_validation = request.param("fieldValidation")
-        config = _managed.configuration(applied, info, field_validation, warnings)
+        config = await _limits.offload(
+            _managed.configuration, applied, info, field_validation, warnings
+        )
         body_name = (config.get("metadata") or {}).get("name")
         if body_name and body_name != target.name:
             raise bad_request(
@@ -737,8 +755,8 @@ class ApiServer:
         except ApiError as exc:
             if exc.code != 404:
                 raise
-            fresh = _managed.apply(request, info, None, config)
-            obj = _validation.typed(fresh, info, field_validation, warnings)
+            fresh = await _limits.offload(_managed.apply, request, info, None, config)
+            obj = await _limits.offload(_validation.typed, fresh, info, field_validation, warnings)
             obj.setdefault("metadata", {})["name"] = target.name
             if fresh["metadata"].get("managedFields"):  # as recorded, not model-ordered
                 obj["metadata"]["managedFields"] = fresh["metadata"]["managedFields"]
@@ -748,14 +766,16 @@ class ApiServer:
         applied_rv = (config.get("metadata") or {}).get("resourceVersion")
 
         async def merged(current: KubeObject) -> KubeObject:
-            result = _managed.apply(request, info, current, config)
+            result = await _limits.offload(_managed.apply, request, info, current, config)
             managed = result["metadata"].get("managedFields")
-            new = _validation.typed(result, info, field_validation, warnings)
+            new = await _limits.offload(_validation.typed, result, info, field_validation, warnings)
             # A resourceVersion in the configuration is a precondition, as for any patch.
             new.setdefault("metadata", {})["resourceVersion"] = applied_rv or ""
             if managed is not None:  # as recorded (the model would reorder its keys)
                 new["metadata"]["managedFields"] = managed
-            return self._finish_update(request, user, target, current, new, record_fields=False)
+            return await self._finish_update(
+                request, user, target, current, new, record_fields=False
+            )
 
         updated = await self.registry.update(
             info, target.namespace, target.name, merged, dry_run=_dry_run(request)
@@ -766,14 +786,20 @@ class ApiServer:
         options: KubeObject = {}
         if request.body.strip():
             options = _validation.decode_body(request)
-        for name in ("propagationPolicy", "gracePeriodSeconds"):
-            value = request.param(name)
-            if value:
-                options[name] = (
-                    int(value)
-                    if name == "gracePeriodSeconds" and value.lstrip("-").isdigit()
-                    else value
-                )
+        if request.param("propagationPolicy"):
+            options["propagationPolicy"] = request.param("propagationPolicy")
+        if request.param("gracePeriodSeconds"):
+            # Negative is allowed: upstream treats it as "now" for pods (one second).
+            options["gracePeriodSeconds"] = _int_param(
+                request, "gracePeriodSeconds", 0, minimum=INT64_MIN
+            )
+        grace = options.get("gracePeriodSeconds")
+        if grace is not None and (
+            not isinstance(grace, int)
+            or isinstance(grace, bool)
+            or not INT64_MIN <= grace <= INT64_MAX
+        ):
+            raise bad_request(f"gracePeriodSeconds must be a 64-bit integer, not {grace!r}")
         if "orphanDependents" in request.query:
             options["orphanDependents"] = request.flag("orphanDependents")
         policy = options.get("propagationPolicy")
@@ -960,12 +986,14 @@ class ApiServer:
             return await self._get(request, user, target)
         warnings: list[str] = []
         if verb == "update":
-            body = self._checked_body(request, info, warnings)
+            body = await self._checked_body(request, info, warnings)
 
             async def change(current: KubeObject) -> KubeObject:
                 new = copy.deepcopy(current)
                 keep_field(new, body, field)
-                _managed.record(request, info, current, new, subresource=target.subresource)
+                await _limits.offload(
+                    _managed.record, request, info, current, new, subresource=target.subresource
+                )
                 rv = (body.get("metadata") or {}).get("resourceVersion")
                 new["metadata"]["resourceVersion"] = rv or ""
                 return new
@@ -979,8 +1007,8 @@ class ApiServer:
             )
 
             async def change(current: KubeObject) -> KubeObject:
-                merged = _managed.apply(
-                    request, info, current, config, subresource=target.subresource
+                merged = await _limits.offload(
+                    _managed.apply, request, info, current, config, subresource=target.subresource
                 )
                 result = copy.deepcopy(current)
                 keep_field(result, merged, field)
@@ -997,11 +1025,17 @@ class ApiServer:
             )
 
             async def change(current: KubeObject) -> KubeObject:
-                new = _patch.apply_patch(kind, current, patch_body, info.definition)
-                new = _validation.typed(new, info, request.param("fieldValidation"), warnings)
+                new = await _limits.offload(
+                    _patch.apply_patch, kind, current, patch_body, info.definition
+                )
+                new = await _limits.offload(
+                    _validation.typed, new, info, request.param("fieldValidation"), warnings
+                )
                 result = copy.deepcopy(current)
                 keep_field(result, new, field)
-                _managed.record(request, info, current, result, subresource=target.subresource)
+                await _limits.offload(
+                    _managed.record, request, info, current, result, subresource=target.subresource
+                )
                 result["metadata"]["resourceVersion"] = new["metadata"].get("resourceVersion", "")
                 _unless_patched(result, current["metadata"].get("resourceVersion"))
                 return result
@@ -1213,6 +1247,15 @@ def _everything(obj: KubeObject) -> bool:
     return True
 
 
+def _table_of_page(info: ResourceInfo, page: ListPage, include_object: str) -> bytes:
+    """A list page as an encoded ``meta.k8s.io`` Table."""
+    items = [objects.decode(item) for item in page.items]
+    table = _tables.table(info, items, str(page.revision), include_object=include_object)
+    if page.continue_token:
+        table["metadata"]["continue"] = page.continue_token
+    return objects.encode(table)
+
+
 def _encode_model(model: Any) -> bytes:
     from kubetrio import api
 
@@ -1232,17 +1275,21 @@ def _dry_run(request: Request) -> bool:
     return "All" in values
 
 
-def _int_param(request: Request, name: str, default: int) -> int:
+def _int_param(request: Request, name: str, default: int, *, minimum: int = 0) -> int:
+    """An int64 query parameter (as Go parses it) no smaller than ``minimum``; else 400."""
     value = request.param(name)
     if not value:
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise bad_request(f'{name} must be an integer, not "{value}"') from None
-    if number < 0:
+    if not _INT64.fullmatch(value) or not INT64_MIN <= int(value) <= INT64_MAX:
+        raise bad_request(f'{name} must be a 64-bit integer, not "{value}"')
+    number = int(value)
+    if number < minimum:
         raise bad_request(f"{name} must not be negative")
     return number
+
+
+_INT64 = re.compile(r"[+-]?[0-9]{1,20}")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _warning_headers(warnings: list[str]) -> list[tuple[str, str]]:

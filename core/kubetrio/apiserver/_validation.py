@@ -13,6 +13,7 @@ Every body goes through three gates before it reaches the registry:
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 import msgspec
@@ -26,6 +27,8 @@ from kubetrio.api.validation import kinds
 from kubetrio.handler import Request
 from kubetrio.kubeobject import KubeObject
 
+from . import _limits
+from ._http import MAX_BODY_BYTES
 from ._status import ApiError, bad_request, invalid
 
 JSON = "application/json"
@@ -51,8 +54,56 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", JSON).split(";")[0].strip().lower() or JSON
 
 
+_DECODED: contextvars.ContextVar[tuple[bytes, Any] | None] = contextvars.ContextVar(
+    "decoded_body", default=None
+)
+"""A large body decoded ahead on a worker thread (:func:`predecode`): (body, value or
+the ApiError decoding raised)."""
+
+
+async def predecode(request: Request) -> None:
+    """Decode a large body on a worker thread, for :func:`decode_body` to return later.
+
+    Decoding a 3 MiB YAML body takes a second or more; on the loop it would stall every
+    other request. Errors are kept for whoever asks for the body (a request that never
+    reads its body never sees them).
+    """
+    body = request.body
+    if len(body) < _limits.OFFLOAD_BYTES or request.method not in ("POST", "PUT", "PATCH"):
+        return
+    token = _limits.weigh(len(body))
+    try:
+        value: Any = await _limits.offload(_decode, request)
+    except ApiError as exc:
+        value = exc
+    finally:
+        _limits.WEIGHT.reset(token)
+    _DECODED.set((body, value))
+
+
+def forget_predecoded() -> None:
+    """Drop what :func:`predecode` kept (the request is answered)."""
+    _DECODED.set(None)
+
+
 def decode_body(request: Request, *, expect: type = dict) -> Any:
-    """Decode a request body by its content type; 400/415 on anything malformed."""
+    """Decode a request body by its content type; 400/413/415 on anything malformed,
+    too large once expanded or nested too deeply."""
+    ahead = _DECODED.get()
+    if ahead is not None and ahead[0] is request.body:
+        _DECODED.set(None)  # decoded once: a second reader gets its own copy
+        value = ahead[1]
+        if isinstance(value, ApiError):
+            raise value
+    else:
+        value = _decode(request)
+    if not isinstance(value, expect):
+        wanted = "an object" if expect is dict else "a list"
+        raise bad_request(f"the request body must be {wanted}, not {type(value).__name__}")
+    return value
+
+
+def _decode(request: Request) -> Any:
     kind = media_type(request)
     body = request.body
     if not body.strip():
@@ -60,12 +111,14 @@ def decode_body(request: Request, *, expect: type = dict) -> Any:
     try:
         if kind in (JSON, MERGE_PATCH, JSON_PATCH, STRATEGIC_PATCH, "*/*"):
             value = msgspec.json.decode(body)
+            _limits.check_body_depth(value, body)
         elif kind in (YAML, APPLY_PATCH, "application/yaml+json", "text/yaml"):
-            value = yaml.safe_load(body)
+            value = _limits.load_yaml(body, max_json_bytes=MAX_BODY_BYTES)
         elif kind == PROTOBUF:
             from ._protobuf import decode_protobuf_body
 
             value = decode_protobuf_body(body)
+            _limits.check_body_depth(value)
         else:
             raise ApiError(
                 415,
@@ -78,10 +131,7 @@ def decode_body(request: Request, *, expect: type = dict) -> Any:
     except (msgspec.DecodeError, yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
         raise bad_request(f"the request body is not valid {kind}: {exc}") from exc
     except RecursionError as exc:
-        raise bad_request("the request body is nested too deeply") from exc
-    if not isinstance(value, expect):
-        wanted = "an object" if expect is dict else "a list"
-        raise bad_request(f"the request body must be {wanted}, not {type(value).__name__}")
+        raise _limits.too_deep_error("the request body") from exc
     return value
 
 
@@ -149,9 +199,28 @@ def typed_scale(scale: KubeObject, info: ResourceInfo) -> None:
     typed(dict(scale), info, "Ignore", [], model=autoscaling_v1.Scale, kind="Scale")
 
 
+FIELD_VALIDATION = ("", "Ignore", "Strict", "Warn")
+"""The values ``fieldValidation`` may take (empty: Warn), as upstream, case and all."""
+_OPTIONS_KINDS = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions"}
+
+
+def check_write_options(request: Request, verb: str) -> None:
+    """Refuse a write whose ``fieldValidation`` is not one upstream knows, before its body
+    is read: 422 Invalid on ``CreateOptions``/``UpdateOptions``/``PatchOptions``, as
+    kube-apiserver's ``ValidateFieldValidation``."""
+    kind = _OPTIONS_KINDS.get(verb)
+    value = request.param("fieldValidation")
+    if kind is None or value in FIELD_VALIDATION:
+        return
+    supported = ", ".join(f'"{v}"' for v in FIELD_VALIDATION)
+    message = f'Unsupported value: "{value}": supported values: {supported}'
+    cause = _cause("fieldValidation", message, "FieldValueNotSupported")
+    raise invalid(kind, "meta.k8s.io", "", [cause])
+
+
 def _field_validation_mode(field_validation: str) -> str:
-    mode = (field_validation or "Warn").capitalize()
-    if mode not in ("Strict", "Warn", "Ignore"):
+    mode = field_validation or "Warn"
+    if mode not in FIELD_VALIDATION:
         raise bad_request(
             f'fieldValidation must be one of Strict, Warn or Ignore, not "{field_validation}"'
         )
