@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import trio
 
-from kubetrio.apiserver import ApiServer, open_apiserver
+from kubetrio.apiserver import ApiServer, ConnectionGate, ServerLimits, open_apiserver
 from kubetrio.client import Client
 from kubetrio.controllers import ControllerManager
 from kubetrio.plugins import PluginManager
@@ -69,6 +69,8 @@ class Cluster:
     api: ApiServer
     agent: NodeAgentLike | None = None
     """The real node agent, when the cluster runs one."""
+    gate: ConnectionGate | None = None
+    """The API server's connection limits and counts."""
 
     async def stop_pods(self, *, grace_period: float | None = 5.0) -> None:
         """Stop every pod this process's node agent runs (``kubetrio down``).
@@ -112,6 +114,7 @@ async def open_cluster(
     network_plugin: str | None = "",
     runtime: str = "runc",
     proxy_mode: str = "nftables",
+    limits: ServerLimits | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -135,6 +138,7 @@ async def open_cluster(
         registered; None none (pods get loopback only).
     :param runtime: the agent's container runtime: ``runc`` or one a plugin registered.
     :param proxy_mode: the service proxy's mode: ``nftables`` or ``maglev``.
+    :param limits: the API server's connection deadlines and caps (default: their defaults).
     """
     # No plugins, for every component alike: the API server's None (no authenticator:
     # every request anonymous and allowed) and an empty manager for the others (which
@@ -168,6 +172,7 @@ async def open_cluster(
             network_plugin=network_plugin,
             runtime=runtime,
             proxy_mode=proxy_mode,
+            limits=limits,
         ) as cluster:
             yield cluster
     finally:
@@ -197,12 +202,15 @@ async def _run_cluster(
     network_plugin: str | None,
     runtime: str,
     proxy_mode: str,
+    limits: ServerLimits | None,
 ) -> AsyncIterator[Cluster]:
     """The components of :func:`open_cluster`, all with the same ``plugins``."""
-    async with open_apiserver(store, host=host, port=port, plugins=api_plugins) as running:
+    async with open_apiserver(
+        store, host=host, port=port, plugins=api_plugins, limits=limits
+    ) as running:
         client = Client.in_process(running.api, token=token)
         running.api.kubelet_token = token
-        cluster = Cluster(url=running.url, client=client, api=running.api)
+        cluster = Cluster(url=running.url, client=client, api=running.api, gate=running.gate)
         async with trio.open_nursery() as nursery:
             if controllers:
                 manager = ControllerManager(

@@ -5,6 +5,9 @@
 command line.
 """
 
+from ._connlimits import ConnectionGate as ConnectionGate
+from ._connlimits import ServerLimits as ServerLimits
+from ._connlimits import raise_fd_limit as raise_fd_limit
 from ._http import MAX_BODY_BYTES as MAX_BODY_BYTES
 from ._http import serve_http as serve_http
 from ._kubeconfig import merge_kubeconfig as merge_kubeconfig

@@ -14,6 +14,7 @@ from kubetrio.api.scheme import Scheme
 from kubetrio.plugins import PluginManager
 
 from ._apiservices import ensure_local_api_services
+from ._connlimits import ConnectionGate, ServerLimits
 from ._crds import CustomResources, info_of_definition
 from ._http import serve_http
 from ._namespaces import NamespaceFinalizer, ensure_system_namespaces
@@ -27,6 +28,8 @@ class RunningApiServer:
     url: str
     port: int
     api: ApiServer
+    gate: ConnectionGate | None = None
+    """The HTTP server's limits and its counts of connections and requests in flight."""
 
 
 @asynccontextmanager
@@ -37,10 +40,12 @@ async def open_apiserver(
     port: int = 0,
     plugins: PluginManager | None = None,
     scheme: Scheme | None = None,
+    limits: ServerLimits | None = None,
 ) -> AsyncIterator[RunningApiServer]:
     """Serve the Kubernetes API over ``store`` for the duration of the block.
 
-    ``port=0`` picks a free port (tests); the URL is in the yielded value.
+    ``port=0`` picks a free port (tests); the URL is in the yielded value. ``limits``:
+    the HTTP server's deadlines and caps (default: :class:`ServerLimits`' defaults).
     """
     api = ApiServer(store, scheme, plugins=plugins, server_address=f"{host}:{port}")
     if plugins is not None:
@@ -53,10 +58,13 @@ async def open_apiserver(
     async with trio.open_nursery() as nursery:
         await nursery.start(CustomResources(api.registry, api.scheme).run)
         await nursery.start(finalizer.run)
-        listeners = await nursery.start(partial(serve_http, api.handle, host=host, port=port))
+        gate = ConnectionGate(limits or ServerLimits())
+        listeners = await nursery.start(
+            partial(serve_http, api.handle, host=host, port=port, gate=gate)
+        )
         bound = listeners[0].socket.getsockname()[1]
         api.server_address = f"{host}:{bound}"
         try:
-            yield RunningApiServer(url=f"http://{host}:{bound}", port=bound, api=api)
+            yield RunningApiServer(url=f"http://{host}:{bound}", port=bound, api=api, gate=gate)
         finally:
             nursery.cancel_scope.cancel()
