@@ -168,12 +168,26 @@ def _readlink(path: str) -> str:
         return ""
 
 
+async def open_watch(port: int) -> trio.SocketStream:
+    """A connection holding a watch: past its headers, answered, streaming."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(
+        b"GET /api/v1/namespaces/default/configmaps?watch=true HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    head = b""
+    with trio.fail_after(HANG_GUARD):
+        while b"\r\n\r\n" not in head:
+            head += await stream.receive_some(65536)
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    return stream
+
+
 async def test_connections_beyond_the_cap_get_503_and_are_closed(tmp_path: Path) -> None:
     cap, extra = 20, 100
     async with served(tmp_path, ServerLimits(max_connections=cap)) as running:
         gate = gate_of(running)
-        held = [await trio.open_tcp_stream("127.0.0.1", running.port) for _ in range(cap)]
-        await until(lambda: gate.connections == cap)
+        held = [await open_watch(running.port) for _ in range(cap)]
+        assert gate.connections == cap
         answers = []
         for _ in range(extra):
             async with await trio.open_tcp_stream("127.0.0.1", running.port) as stream:
@@ -184,7 +198,7 @@ async def test_connections_beyond_the_cap_get_503_and_are_closed(tmp_path: Path)
             assert status["reason"] == "ServiceUnavailable"
             assert "too many open connections (limit 20)" in str(status["message"])
         assert gate.refused_connections == extra
-        # The server holds only the connections under the cap (plus none of the others).
+        # The server holds only the connections under the cap, none of the others.
         assert server_sockets(running.port) == cap
         # Below the cap again, a new client is served.
         await held.pop().aclose()
@@ -193,6 +207,31 @@ async def test_connections_beyond_the_cap_get_503_and_are_closed(tmp_path: Path)
             assert (await http.get("/api/v1/namespaces/default")).status_code == 200
         for stream in held:
             await stream.aclose()
+
+
+async def test_at_the_cap_a_new_client_takes_the_place_of_a_slow_one(tmp_path: Path) -> None:
+    """Slow clients filling the cap do not lock others out: the oldest gives way."""
+    cap = 20
+    async with (
+        served(tmp_path, ServerLimits(max_connections=cap)) as running,
+        trio.open_nursery() as nursery,
+    ):
+        gate = gate_of(running)
+        answers: list[bytes] = []
+        for _ in range(cap):
+            nursery.start_soon(slow_client, running.port, answers)
+        await until(lambda: gate.connections == cap)
+        async with httpx.AsyncClient(base_url=running.url, timeout=HANG_GUARD) as http:
+            for _ in range(5):
+                response = await http.get("/api/v1/namespaces/default")
+                assert response.status_code == 200, response.text
+        await until(lambda: len(answers) >= 1)
+        code, headers, status = status_of(answers[0])
+        assert code == 503 and headers["retry-after"] == "1", answers[0]
+        assert status["reason"] == "ServiceUnavailable"
+        assert gate.evicted_connections >= 1
+        assert gate.refused_connections == 0
+        nursery.cancel_scope.cancel()
 
 
 async def test_in_flight_cap_per_client_is_429_and_watches_do_not_count() -> None:

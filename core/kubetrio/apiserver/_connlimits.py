@@ -16,7 +16,10 @@ So:
   seconds is closed silently (longer than client-go's 90 s ``IdleConnTimeout``, so a Go
   client drops its idle connections before the server does).
 * **connection cap** — at most ``max_connections`` connections at once (clamped below the
-  descriptor limit); one beyond gets 503 with ``Retry-After`` and is closed at once.
+  descriptor limit). At the cap, a new connection takes the place of the oldest one still
+  sending its first headers (which gets 503 with ``Retry-After``): clients that send their
+  request at once, as all real ones do, get in even while slow ones fill the cap. When
+  no connection is in its headers, the new one gets that 503 and is closed at once.
 * **in-flight caps** — upstream's ``--max-requests-inflight`` (non-mutating) and
   ``--max-mutating-requests-inflight``, over all clients, and
   ``max_requests_inflight_per_client`` per remote address; a request beyond any gets 429
@@ -42,6 +45,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import trio
+
 from kubetrio.handler import Request, Response
 
 from ._status import status_body
@@ -52,6 +57,8 @@ RETRY_AFTER_SECONDS = 1
 """What ``Retry-After`` says on 429 and 503, as kube-apiserver's max-in-flight filter."""
 FD_RESERVE = 256
 """Descriptors kept for everything but client connections (store, pods, logs, watches)."""
+EVICTION_SLACK = 64
+"""How far evicted connections that are still closing may take the count past the cap."""
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LONG_RUNNING_SUBRESOURCES = frozenset({"attach", "exec", "proxy", "log", "portforward"})
@@ -144,18 +151,42 @@ class ConnectionGate:
         self.max_connections = connection_cap(limits.max_connections)
         self.connections = 0
         self.refused_connections = 0
+        self.evicted_connections = 0
+        self.heads: dict[trio.CancelScope, None] = {}
+        """The connections reading a request's headers, oldest first (an ordered set)."""
         self.inflight: Counter[str] = Counter()
         self.long_running: Counter[str] = Counter()
         self.reading = 0
         self.mutating = 0
 
     def open_connection(self) -> bool:
-        """Count a new connection; False (not counted) when it is one too many."""
+        """Count a new connection; False (not counted) when it is one too many.
+
+        At the cap, the oldest connection still reading its headers is cancelled to make
+        room (it answers 503 and closes, uncounting itself).
+        """
         if self.connections >= self.max_connections:
-            self.refused_connections += 1
-            return False
+            if not self.heads or self.connections >= self.max_connections + EVICTION_SLACK:
+                self.refused_connections += 1
+                return False
+            oldest = next(iter(self.heads))
+            del self.heads[oldest]
+            oldest.cancel()
+            self.evicted_connections += 1
         self.connections += 1
         return True
+
+    @contextmanager
+    def reading_head(self) -> Iterator[trio.CancelScope]:
+        """The block of reading a request's headers: cancelled when a new connection
+        needs the place (see :meth:`open_connection`); check ``cancelled_caught``."""
+        scope = trio.CancelScope()
+        self.heads[scope] = None
+        try:
+            with scope:
+                yield scope
+        finally:
+            self.heads.pop(scope, None)
 
     def close_connection(self) -> None:
         """Uncount a connection :meth:`open_connection` counted."""

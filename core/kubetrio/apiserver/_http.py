@@ -75,6 +75,10 @@ class _RequestTimeout(Exception):
     """A request not received in time (answered 408); the message says which part."""
 
 
+class _Evicted(Exception):
+    """The connection gave way, still in its headers, to a new one at the connection cap."""
+
+
 class _Connection:
     """One client connection: a loop of request → handler → response."""
 
@@ -145,14 +149,16 @@ class _Connection:
             return None
         self.first = False
         timeout = self.limits.request_header_timeout
-        try:
-            return await self._next_event(start + timeout)
-        except _Timeout:
-            if not self.h11.trailing_data[0]:
-                return None
-            raise _RequestTimeout(
-                f"the request headers were not received within {timeout:g} s"
-            ) from None
+        with self.gate.reading_head():
+            try:
+                return await self._next_event(start + timeout)
+            except _Timeout:
+                if not self.h11.trailing_data[0]:
+                    return None
+                raise _RequestTimeout(
+                    f"the request headers were not received within {timeout:g} s"
+                ) from None
+        raise _Evicted  # the gate cancelled the block to make room
 
     async def serve(self) -> None:
         try:
@@ -167,6 +173,8 @@ class _Connection:
             # kube-apiserver's name for a slow request; 408 is the code for this one.
             await self._refuse(408, str(exc), reason="Timeout")
             await _linger(self.stream)
+        except _Evicted:
+            await _turn_away(self.stream, self.gate.too_many_connections())
         finally:
             with trio.move_on_after(1) as scope:
                 scope.shield = True
@@ -363,7 +371,7 @@ async def serve_http(
     await trio.serve_listeners(on_connection, listeners, task_status=task_status)
 
 
-async def _turn_away(stream: trio.SocketStream, response: Response) -> None:
+async def _turn_away(stream: trio.abc.Stream, response: Response) -> None:
     """Answer ``response`` to a connection before reading anything from it, and close it."""
     head = [f"HTTP/1.1 {response.status} {_reason(response.status).decode()}"]
     head += [f"{name}: {value}" for name, value in response.headers]
