@@ -127,7 +127,8 @@ class _Connection:
     async def _next_request_started(self) -> bool:
         """Wait (at most the idle timeout) for the first byte of a kept-alive
         connection's next request; False when it did not come."""
-        if self.h11.trailing_data[0] or self.h11.their_state is not h11.IDLE:
+        buffered, closed = self.h11.trailing_data
+        if buffered or closed or self.h11.their_state is not h11.IDLE:
             return True  # sent already (pipelined), or the client closed
         with trio.move_on_after(self.limits.idle_timeout):
             self.h11.receive_data(bytes(await self.stream.receive_some(READ_SIZE)))
@@ -167,11 +168,13 @@ class _Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             pass
         except h11.RemoteProtocolError as exc:
-            await self._refuse(exc.error_status_hint, f"bad HTTP request: {exc}")
+            with trio.move_on_after(1):  # a client that reads nothing gets no more time
+                await self._refuse(exc.error_status_hint, f"bad HTTP request: {exc}")
             await _linger(self.stream)
         except _RequestTimeout as exc:
             # kube-apiserver's name for a slow request; 408 is the code for this one.
-            await self._refuse(408, str(exc), reason="Timeout")
+            with trio.move_on_after(1):
+                await self._refuse(408, str(exc), reason="Timeout")
             await _linger(self.stream)
         except _Evicted:
             await _turn_away(self.stream, self.gate.too_many_connections())
