@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -334,3 +336,25 @@ def test_long_running_requests_as_upstream_classifies_them(
         headers=headers,
     )
     assert is_long_running(request) is expected
+
+
+def test_the_open_file_limit_is_raised_and_caps_the_connections() -> None:
+    """In a process started with a low soft limit (as Python often is: 1024): the cap is
+    lowered to fit it, and ``raise_fd_limit`` lifts it to the hard limit."""
+    script = (
+        "import resource\n"
+        "from kubetrio.apiserver import ConnectionGate, ServerLimits, raise_fd_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))\n"
+        "print(ConnectionGate(ServerLimits()).max_connections)\n"
+        "print(*raise_fd_limit(), hard, resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+        "print(ConnectionGate(ServerLimits()).max_connections)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    capped, raised, after = result.stdout.splitlines()
+    assert capped == "768"  # 1024 less the descriptors kept for everything else
+    old, new, hard, soft = map(int, raised.split())
+    assert (old, new, soft) == (1024, hard, hard)
+    assert int(after) == min(10_000, hard - 256)
