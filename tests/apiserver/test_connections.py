@@ -356,5 +356,5 @@ def test_the_open_file_limit_is_raised_and_caps_the_connections() -> None:
     capped, raised, after = result.stdout.splitlines()
     assert capped == "768"  # 1024 less the descriptors kept for everything else
     old, new, hard, soft = map(int, raised.split())
-    assert (old, new, soft) == (1024, hard, hard)
-    assert int(after) == min(10_000, hard - 256)
+    assert (old, new, soft) == (1024, min(hard, 1 << 20), min(hard, 1 << 20))
+    assert int(after) == min(10_000, min(hard, 1 << 20) - 256)

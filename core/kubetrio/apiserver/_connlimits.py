@@ -59,6 +59,8 @@ FD_RESERVE = 256
 """Descriptors kept for everything but client connections (store, pods, logs, watches)."""
 EVICTION_SLACK = 64
 """How far evicted connections that are still closing may take the count past the cap."""
+FD_LIMIT_MAX = 1 << 20
+"""The most :func:`raise_fd_limit` raises the soft limit to (Linux's default ``nr_open``)."""
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LONG_RUNNING_SUBRESOURCES = frozenset({"attach", "exec", "proxy", "log", "portforward"})
@@ -84,17 +86,19 @@ def raise_fd_limit() -> tuple[int, int]:
 
     Returns ``(old soft limit, new soft limit)``. Python starts with the soft limit it
     inherited, 1024 on most systems, which a few hundred clients exhaust; the hard limit
-    is what the administrator allows.
+    is what the administrator allows. At most :data:`FD_LIMIT_MAX`: the processes we
+    start inherit the limit, and some of them close every descriptor up to it.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard <= soft:
+    target = FD_LIMIT_MAX if hard == resource.RLIM_INFINITY else min(hard, FD_LIMIT_MAX)
+    if target <= soft:
         return soft, soft
     try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     except (ValueError, OSError) as exc:  # a container may forbid it; keep going
-        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+        log.warning("cannot raise the open-file limit from %d to %d: %s", soft, target, exc)
         return soft, soft
-    return soft, hard
+    return soft, target
 
 
 def connection_cap(configured: int) -> int:
