@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -141,10 +142,18 @@ def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
         assert "API server http://127.0.0.1:16702" in status.stdout
         assert f"log: {home / 'server.log'}\n" in status.stdout
         assert "plugins: " in status.stdout
+        assert "open files: " in status.stdout
+        # Only the owner reads the data directory, the database and the admin token.
+        data = home / "data"
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        for secret in ("state.db", "state.db-wal", "state.db-shm", "admin-token"):
+            assert stat.S_IMODE((data / secret).stat().st_mode) == 0o600, secret
         # The log file has plain one-line records (time, level, logger, message), not a
         # terminal's rich columns.
         log_lines = (home / "server.log").read_text().splitlines()
         assert any(" INFO kubetrio." in line for line in log_lines), log_lines[:5]
+        assert any("open-file limit" in line for line in log_lines), log_lines[:5]
+        assert any("connections: at most" in line for line in log_lines), log_lines[:5]
         assert not any("│" in line or "╭" in line for line in log_lines)
     finally:
         down = subprocess.run(
@@ -254,3 +263,23 @@ def test_image_build_pushes_to_a_registry(tmp_path: Path) -> None:
         assert f"pushed {host}/site:1" in result.output
         tags = httpx.get(f"http://{host}/v2/site/tags/list").json()
     assert tags["tags"] == ["1"]
+
+
+def test_an_old_data_dir_is_made_private_on_start(tmp_path: Path) -> None:
+    """A data directory of an older version (0755, files 0644) is tightened by the server."""
+    from kubetrio.cli._serve import admin_token, secure_data_dir
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    for name in ("admin-token", "state.db", "state.db-wal", "service-account.key"):
+        (data / name).write_text("x\n")
+        os.chmod(data / name, 0o644)
+    os.chmod(data, 0o755)
+    secure_data_dir(data)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    for name in ("admin-token", "state.db", "state.db-wal", "service-account.key"):
+        assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+    fresh = tmp_path / "fresh" / "data"
+    secure_data_dir(fresh)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    assert admin_token(fresh) and stat.S_IMODE((fresh / "admin-token").stat().st_mode) == 0o600

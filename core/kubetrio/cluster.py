@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import trio
 
-from kubetrio.apiserver import ApiServer, AuditLog, open_apiserver
+from kubetrio.apiserver import ApiServer, AuditLog, ConnectionGate, ServerLimits, open_apiserver
 from kubetrio.client import Client, SharedInformers
 from kubetrio.controllers import ControllerManager
 from kubetrio.plugins import PluginManager
@@ -69,6 +69,8 @@ class Cluster:
     api: ApiServer
     agent: NodeAgentLike | None = None
     """The real node agent, when the cluster runs one."""
+    gate: ConnectionGate | None = None
+    """The API server's connection limits and counts."""
 
     async def stop_pods(self, *, grace_period: float | None = 5.0) -> None:
         """Stop every pod this process's node agent runs (``kubetrio down``).
@@ -113,6 +115,7 @@ async def open_cluster(
     runtime: str = "runc",
     proxy_mode: str = "nftables",
     audit: AuditLog | None = None,
+    limits: ServerLimits | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -137,6 +140,7 @@ async def open_cluster(
     :param runtime: the agent's container runtime: ``runc`` or one a plugin registered.
     :param proxy_mode: the service proxy's mode: ``nftables`` or ``maglev``.
     :param audit: the API server's audit log (None: no auditing).
+    :param limits: the API server's connection deadlines and caps (default: their defaults).
     """
     # No plugins, for every component alike: the API server's None (no authenticator:
     # every request anonymous and allowed) and an empty manager for the others (which
@@ -171,6 +175,7 @@ async def open_cluster(
             runtime=runtime,
             proxy_mode=proxy_mode,
             audit=audit,
+            limits=limits,
         ) as cluster:
             yield cluster
     finally:
@@ -201,14 +206,15 @@ async def _run_cluster(
     runtime: str,
     proxy_mode: str,
     audit: AuditLog | None,
+    limits: ServerLimits | None,
 ) -> AsyncIterator[Cluster]:
     """The components of :func:`open_cluster`, all with the same ``plugins``."""
     async with open_apiserver(
-        store, host=host, port=port, plugins=api_plugins, audit=audit
+        store, host=host, port=port, plugins=api_plugins, audit=audit, limits=limits
     ) as running:
         client = Client.in_process(running.api, token=token)
         running.api.kubelet_token = token
-        cluster = Cluster(url=running.url, client=client, api=running.api)
+        cluster = Cluster(url=running.url, client=client, api=running.api, gate=running.gate)
         async with trio.open_nursery() as nursery:
             if api_plugins is not None:
                 await _start_plugin_caches(nursery, running.api, api_plugins)

@@ -11,6 +11,9 @@ from ._audit import AuditPolicyError as AuditPolicyError
 from ._audit import load_audit_policy as load_audit_policy
 from ._audit import open_audit_log as open_audit_log
 from ._audit import parse_audit_policy as parse_audit_policy
+from ._connlimits import ConnectionGate as ConnectionGate
+from ._connlimits import ServerLimits as ServerLimits
+from ._connlimits import raise_fd_limit as raise_fd_limit
 from ._http import MAX_BODY_BYTES as MAX_BODY_BYTES
 from ._http import serve_http as serve_http
 from ._kubeconfig import merge_kubeconfig as merge_kubeconfig

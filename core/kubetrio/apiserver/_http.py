@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http
 import logging
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
@@ -25,14 +26,18 @@ import trio
 
 from kubetrio.handler import ChunkProducer, Handler, Request, Response
 
+from ._connlimits import ConnectionGate, ServerLimits
+
 log = logging.getLogger("kubetrio.apiserver.http")
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
 """Request bodies larger than this get 413, as kube-apiserver's limit for JSON bodies."""
 MAX_HEADER_BYTES = 64 * 1024
 READ_SIZE = 64 * 1024
-IDLE_TIMEOUT = 120.0
-"""A keep-alive connection with no request for this long is closed."""
+LINGER = 0.5
+"""Seconds an error answer's connection is drained before it is closed (Go's
+``rstAvoidanceDelay``): closing with unread input resets the connection, and a client
+still sending might never read the answer."""
 
 
 def _header_safe(value: str) -> str:
@@ -62,30 +67,99 @@ class _TooLarge(Exception):
     pass
 
 
+class _Timeout(Exception):
+    """The data for the next event did not come by the deadline."""
+
+
+class _RequestTimeout(Exception):
+    """A request not received in time (answered 408); the message says which part."""
+
+
+class _Evicted(Exception):
+    """The connection gave way, still in its headers, to a new one at the connection cap."""
+
+
 class _Connection:
     """One client connection: a loop of request → handler → response."""
 
-    def __init__(self, stream: trio.abc.Stream, handler: Handler, remote: str) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        handler: Handler,
+        remote: str,
+        *,
+        gate: ConnectionGate | None = None,
+        client: str = "",
+    ) -> None:
         self.stream = stream
         self.handler = handler
         self.remote = remote
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self.gate = gate or ConnectionGate(ServerLimits())
+        self.limits = self.gate.limits
+        self.client = client
+        """Whose in-flight requests these are: the remote address without the port."""
+        self.accepted = trio.current_time()
+        self.first = True
 
     async def _send(self, event: h11.Event) -> None:
         data = self.h11.send(event)
         if data:
             await self.stream.send_all(data)
 
-    async def _next_event(self) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
+    async def _next_event(
+        self, deadline: float
+    ) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]:
+        """The next h11 event, reading as needed until ``deadline`` (trio's clock).
+
+        :raises _Timeout: when its data has not all come by then.
+        """
         while True:
             event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            with trio.move_on_after(IDLE_TIMEOUT) as idle:
+            with trio.move_on_at(deadline):
                 data = await self.stream.receive_some(READ_SIZE)
-            if idle.cancelled_caught:
-                data = b""
-            self.h11.receive_data(bytes(data))
+                self.h11.receive_data(bytes(data))
+                continue
+            raise _Timeout
+
+    async def _next_request_started(self) -> bool:
+        """Wait (at most the idle timeout) for the first byte of a kept-alive
+        connection's next request; False when it did not come."""
+        buffered, closed = self.h11.trailing_data
+        if buffered or closed or self.h11.their_state is not h11.IDLE:
+            return True  # sent already (pipelined), or the client closed
+        with trio.move_on_after(self.limits.idle_timeout):
+            self.h11.receive_data(bytes(await self.stream.receive_some(READ_SIZE)))
+            return True
+        return False
+
+    async def _read_head(self) -> h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA] | None:
+        """The next request's head within the header deadline: counted from the accept
+        for a connection's first request, from its first byte for a later one.
+
+        None when the client sent nothing at all (closed without a word); 408 when it
+        sent part of a request.
+        """
+        if self.first:
+            start = self.accepted
+        elif await self._next_request_started():
+            start = trio.current_time()
+        else:
+            return None
+        self.first = False
+        timeout = self.limits.request_header_timeout
+        with self.gate.reading_head():
+            try:
+                return await self._next_event(start + timeout)
+            except _Timeout:
+                if not self.h11.trailing_data[0]:
+                    return None
+                raise _RequestTimeout(
+                    f"the request headers were not received within {timeout:g} s"
+                ) from None
+        raise _Evicted  # the gate cancelled the block to make room
 
     async def serve(self) -> None:
         try:
@@ -94,18 +168,27 @@ class _Connection:
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             pass
         except h11.RemoteProtocolError as exc:
-            await self._refuse(exc.error_status_hint, f"bad HTTP request: {exc}")
+            with trio.move_on_after(1):  # a client that reads nothing gets no more time
+                await self._refuse(exc.error_status_hint, f"bad HTTP request: {exc}")
+            await _linger(self.stream)
+        except _RequestTimeout as exc:
+            # kube-apiserver's name for a slow request; 408 is the code for this one.
+            with trio.move_on_after(1):
+                await self._refuse(408, str(exc), reason="Timeout")
+            await _linger(self.stream)
+        except _Evicted:
+            await _turn_away(self.stream, self.gate.too_many_connections())
         finally:
             with trio.move_on_after(1) as scope:
                 scope.shield = True
                 await self.stream.aclose()
 
-    async def _refuse(self, status: int, message: str) -> None:
+    async def _refuse(self, status: int, message: str, **status_fields: Any) -> None:
         from ._status import status_body
 
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        body = status_body(status, message)
+        body = status_body(status, message, **status_fields)
         headers = [
             ("content-type", "application/json"),
             ("content-length", str(len(body))),
@@ -121,8 +204,8 @@ class _Connection:
             pass
 
     async def _read_request(self) -> Request | None:
-        event = await self._next_event()
-        if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+        event = await self._read_head()
+        if event is None or isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
             return None
         if not isinstance(event, h11.Request):
             return None
@@ -135,8 +218,15 @@ class _Connection:
         if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             raise _TooLarge
         body = bytearray()
+        body_timeout = self.limits.request_body_timeout
+        body_deadline = trio.current_time() + body_timeout
         while True:
-            part = await self._next_event()
+            try:
+                part = await self._next_event(body_deadline)
+            except _Timeout:
+                raise _RequestTimeout(
+                    f"the request body was not received within {body_timeout:g} s"
+                ) from None
             if isinstance(part, h11.Data):
                 body += part.data
                 if len(body) > MAX_BODY_BYTES:
@@ -168,15 +258,21 @@ class _Connection:
             return False
         if request is None:
             return False
+        with self.gate.admit(request, self.client) as refused:
+            if refused is not None:
+                await self._respond(request, refused)
+            else:
+                await self._respond(request, await self._handle(request))
+        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+
+    async def _handle(self, request: Request) -> Response:
         try:
-            response = await self.handler(request)
+            return await self.handler(request)
         except Exception:
             log.exception("handler failed on %s %s", request.method, request.target)
             from ._status import status_body
 
-            response = Response(status=500, body=status_body(500, "internal error"))
-        await self._respond(request, response)
-        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+            return Response(status=500, body=status_body(500, "internal error"))
 
     async def _respond(self, request: Request, response: Response) -> None:
         headers = [(name, _header_safe(value)) for name, value in response.headers]
@@ -245,21 +341,67 @@ async def serve_http(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    gate: ConnectionGate | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve HTTP/1.1 on ``host:port`` until cancelled; ``task_status`` gets the listeners."""
+    """Serve HTTP/1.1 on ``host:port`` until cancelled; ``task_status`` gets the listeners.
+
+    ``gate`` holds the deadlines and caps (:mod:`._connlimits`; default
+    :class:`ServerLimits`' defaults) and counts what is open.
+    """
+    gate = gate or ConnectionGate(ServerLimits())
     listeners = await trio.open_tcp_listeners(port, host=host)
 
     async def on_connection(stream: trio.SocketStream) -> None:
         try:
             peer = stream.socket.getpeername()
-            remote = f"{peer[0]}:{peer[1]}"
+            client, remote = str(peer[0]), f"{peer[0]}:{peer[1]}"
         except OSError:
-            remote = ""
+            client = remote = ""
         try:
-            await _Connection(stream, handler, remote).serve()
+            if not gate.open_connection():
+                await _turn_away(stream, gate.too_many_connections())
+                return
+            try:
+                await _Connection(stream, handler, remote, gate=gate, client=client).serve()
+            finally:
+                gate.close_connection()
         except Exception:
             # One broken exchange must never take the listener (and the server) down.
             log.exception("connection from %s failed", remote)
 
     await trio.serve_listeners(on_connection, listeners, task_status=task_status)
+
+
+async def _turn_away(stream: trio.abc.Stream, response: Response) -> None:
+    """Answer ``response`` to a connection before reading anything from it, and close it."""
+    head = [f"HTTP/1.1 {response.status} {_reason(response.status).decode()}"]
+    head += [f"{name}: {value}" for name, value in response.headers]
+    head += [
+        f"content-type: {response.content_type}",
+        f"content-length: {len(response.body)}",
+        "connection: close",
+    ]
+    data = ("\r\n".join(head) + "\r\n\r\n").encode("ascii") + response.body
+    try:
+        with trio.move_on_after(1):  # a client that reads nothing gets no more time
+            await stream.send_all(data)
+        await _linger(stream)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    finally:
+        await stream.aclose()  # closes the socket even when cancelled
+
+
+async def _linger(stream: trio.abc.Stream) -> None:
+    """End our side of ``stream`` and drain the client's for up to :data:`LINGER`
+    seconds, so that closing it does not reset the connection under an answer just sent."""
+    if not isinstance(stream, trio.abc.HalfCloseableStream):
+        return
+    with trio.move_on_after(LINGER):
+        try:
+            await stream.send_eof()
+            while await stream.receive_some(READ_SIZE):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass

@@ -15,6 +15,7 @@ from kubetrio.plugins import PluginManager
 
 from ._apiservices import ensure_local_api_services
 from ._audit import AuditLog
+from ._connlimits import ConnectionGate, ServerLimits
 from ._crds import CustomResources, info_of_definition
 from ._http import serve_http
 from ._limits import freeze_heap
@@ -29,6 +30,8 @@ class RunningApiServer:
     url: str
     port: int
     api: ApiServer
+    gate: ConnectionGate | None = None
+    """The HTTP server's limits and its counts of connections and requests in flight."""
 
 
 @asynccontextmanager
@@ -40,11 +43,13 @@ async def open_apiserver(
     plugins: PluginManager | None = None,
     scheme: Scheme | None = None,
     audit: AuditLog | None = None,
+    limits: ServerLimits | None = None,
 ) -> AsyncIterator[RunningApiServer]:
     """Serve the Kubernetes API over ``store`` for the duration of the block.
 
     ``port=0`` picks a free port (tests); the URL is in the yielded value. ``audit``
-    audits every request (the in-process client's too).
+    audits every request (the in-process client's too). ``limits``: the HTTP server's
+    deadlines and caps (default: :class:`ServerLimits`' defaults).
     """
     api = ApiServer(store, scheme, plugins=plugins, server_address=f"{host}:{port}")
     api.audit = audit
@@ -58,11 +63,14 @@ async def open_apiserver(
     async with trio.open_nursery() as nursery:
         await nursery.start(CustomResources(api.registry, api.scheme).run)
         await nursery.start(finalizer.run)
-        listeners = await nursery.start(partial(serve_http, api.handle, host=host, port=port))
+        gate = ConnectionGate(limits or ServerLimits())
+        listeners = await nursery.start(
+            partial(serve_http, api.handle, host=host, port=port, gate=gate)
+        )
         bound = listeners[0].socket.getsockname()[1]
         api.server_address = f"{host}:{bound}"
         freeze_heap()
         try:
-            yield RunningApiServer(url=f"http://{host}:{bound}", port=bound, api=api)
+            yield RunningApiServer(url=f"http://{host}:{bound}", port=bound, api=api, gate=gate)
         finally:
             nursery.cancel_scope.cancel()

@@ -97,6 +97,45 @@ def server(
     audit_log_path: str | None = AUDIT_LOG_PATH_OPTION,
     audit_log_maxsize: int = AUDIT_LOG_MAXSIZE_OPTION,
     audit_log_maxbackup: int = AUDIT_LOG_MAXBACKUP_OPTION,
+    request_header_timeout: float | None = typer.Option(
+        None, min=0.1, show_default="10", help="Seconds a request's headers may take, else 408."
+    ),
+    request_body_timeout: float | None = typer.Option(
+        None, min=0.1, show_default="60", help="Seconds a request's body may take, else 408."
+    ),
+    idle_connection_timeout: float | None = typer.Option(
+        None,
+        min=0.1,
+        show_default="120",
+        help="Seconds a kept-alive connection waits for a request.",
+    ),
+    max_connections: int | None = typer.Option(
+        None,
+        min=1,
+        show_default="10000",
+        help="Most client connections at once (lowered to fit the open-file limit); "
+        "one more gets 503.",
+    ),
+    max_requests_inflight: int | None = typer.Option(
+        None,
+        min=0,
+        show_default="400",
+        help="Most non-mutating requests in flight, of all clients (watches and streams "
+        "not counted); one more gets 429; 0: no limit.",
+    ),
+    max_mutating_requests_inflight: int | None = typer.Option(
+        None,
+        min=0,
+        show_default="200",
+        help="Most mutating requests in flight, of all clients; 0: no limit.",
+    ),
+    max_requests_inflight_per_client: int | None = typer.Option(
+        None,
+        min=0,
+        show_default="200",
+        help="Most requests in flight from one client address (watches and streams not "
+        "counted); 0: no limit.",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Run a cluster in the foreground: API server, controllers, scheduler and this node.
@@ -107,11 +146,27 @@ def server(
     into --kubeconfig, so `kubectl get pods` works at once. Stop with Ctrl-C or SIGTERM.
     Options may also come from a YAML file (--config; DATA_DIR/config.yaml if there).
     """
+    import dataclasses
+
     import trio
+
+    from kubetrio.apiserver import ServerLimits
 
     from ._serve import run_server
 
     setup_logging(verbose)
+    given: dict[str, Any] = {
+        "request_header_timeout": request_header_timeout,
+        "request_body_timeout": request_body_timeout,
+        "idle_timeout": idle_connection_timeout,
+        "max_connections": max_connections,
+        "max_requests_inflight": max_requests_inflight,
+        "max_mutating_requests_inflight": max_mutating_requests_inflight,
+        "max_requests_inflight_per_client": max_requests_inflight_per_client,
+    }
+    limits = dataclasses.replace(
+        ServerLimits(), **{key: value for key, value in given.items() if value is not None}
+    )
     checked_listen(host, port)
     store_url = checked_store_url(store) or f"sqlite://{(data_dir / 'state.db').resolve()}"
     pool = checked_lb_pool(lb_pool)
@@ -145,6 +200,7 @@ def server(
             runtime=runtime,
             proxy_mode=proxy_mode,
             lb_pool=pool,
+            limits=limits,
         )
     )
 

@@ -79,6 +79,17 @@ def _read_pid(path: Path) -> int | None:
     return pid if _alive(pid) else None
 
 
+def _open_files(pid: int) -> tuple[int, int] | None:
+    """How many files ``pid`` has open and its limit (None: not ours to read)."""
+    try:
+        count = len(os.listdir(f"/proc/{pid}/fd"))
+        with open(f"/proc/{pid}/limits") as limits:
+            line = next(line for line in limits if line.startswith("Max open files"))
+        return count, int(line.split()[3])
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
 def up(
     name: str = typer.Option(
         "kubetrio", help="Cluster name: the kubeconfig context and state folder."
@@ -457,6 +468,8 @@ def status(
         )
         raise typer.Exit(code=1)
     console.print(f"cluster [bold]{name}[/]: API server {url or '?'} (pid {server})")
+    if (files := _open_files(server)) is not None:
+        console.print(f"  open files: {files[0]} of {files[1]} allowed")
     registry = _read_pid(home / "registry.pid")
     console.print(f"  registry: {'pid ' + str(registry) if registry else 'not running'}")
     for pid_file in sorted(home.glob("agent-*.pid")):

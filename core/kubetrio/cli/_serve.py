@@ -9,7 +9,9 @@ kubeconfig merged for the user, and signals (SIGTERM/SIGINT stop, SIGUSR1 from
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import secrets
 import signal
 from pathlib import Path
@@ -18,7 +20,13 @@ from typing import Any
 import trio
 
 from kubetrio import store as kv
-from kubetrio.apiserver import AuditLog, ServiceAccountTokens, merge_kubeconfig
+from kubetrio.apiserver import (
+    AuditLog,
+    ServerLimits,
+    ServiceAccountTokens,
+    merge_kubeconfig,
+    raise_fd_limit,
+)
 from kubetrio.cluster import agent_can_run, open_cluster
 from kubetrio.plugins import PluginManager
 
@@ -27,11 +35,26 @@ from ._security import open_encrypted_store
 log = logging.getLogger("kubetrio.server")
 
 
+SECRET_FILES = ("admin-token", "service-account.key", "state.db", "state.db-wal", "state.db-shm")
+"""Files of a data directory only its owner may read (kept 0600, fixed on every start)."""
+
+
+def secure_data_dir(data_dir: Path) -> None:
+    """Make ``data_dir`` (mode 0700) or tighten an existing one: the directory 0700 and
+    its secrets (:data:`SECRET_FILES`) 0600, as a data directory of older versions had
+    0755 and 0644 — readable by every local user."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    for name in SECRET_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(data_dir / name, 0o600)
+
+
 def admin_token(data_dir: Path) -> str:
     """The admin bearer token of this data directory, made on first use (mode 0600)."""
     path = data_dir / "admin-token"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32) + "\n")
     return path.read_text().strip()
@@ -56,6 +79,7 @@ async def run_server(
     runtime: str = "runc",
     proxy_mode: str = "nftables",
     lb_pool: str | None = None,
+    limits: ServerLimits | None = None,
     ready: trio.Event | None = None,
     encryption: kv.EncryptionConfig | None = None,
     audit: AuditLog | None = None,
@@ -68,9 +92,16 @@ async def run_server(
         them when it stops.
     :param encryption: which resources are encrypted in the store, with which keys.
     :param audit: where the API server's requests are audited.
+    :param limits: the API server's connection deadlines and caps.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(data_dir)
     token = admin_token(data_dir)
+    before, after = raise_fd_limit()
+    log.info(
+        "open-file limit %d%s",
+        after,
+        f" (raised from {before})" if after != before else "",
+    )
     config: dict[str, Any] = dict(plugin_config or {})
     config["kubetrio"] = {"command": "server", "data_dir": str(data_dir), "admin_token": token}
     if agent and (why := agent_can_run()) is not None:
@@ -99,6 +130,7 @@ async def run_server(
                 runtime=runtime,
                 proxy_mode=proxy_mode,
                 audit=audit,
+                limits=limits,
             ) as cluster,
         ):
             # Tokens from ``kubectl create token`` stay valid across restarts: one key per
@@ -108,6 +140,19 @@ async def run_server(
             )
             merge_kubeconfig(kubeconfig, name=context_name, server=cluster.url, token=token)
             log.info("API server listening on %s (store %s)", cluster.url, store_url)
+            if cluster.gate is not None:
+                limits = cluster.gate.limits
+                log.info(
+                    "connections: at most %d; in flight: %d reading, %d mutating, %d per "
+                    "client; deadlines: headers %g s, body %g s, idle %g s",
+                    cluster.gate.max_connections,
+                    limits.max_requests_inflight,
+                    limits.max_mutating_requests_inflight,
+                    limits.max_requests_inflight_per_client,
+                    limits.request_header_timeout,
+                    limits.request_body_timeout,
+                    limits.idle_timeout,
+                )
             log.info(
                 "controllers and scheduler running%s%s",
                 "; node agent running" if agent else "",

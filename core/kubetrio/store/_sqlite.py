@@ -37,6 +37,7 @@ the write path.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sqlite3
@@ -52,6 +53,8 @@ import trio
 from ._errors import AlreadyExists, Compacted, Conflict, FutureRevision, NotFound, StoreError
 from ._protocol import Deleted, Event, EventType, Key, KeyValue, ListResult, as_key, prefix_end
 from ._watch import Subscription, WatchHub
+
+log = logging.getLogger("kubetrio.store")
 
 T = TypeVar("T")
 
@@ -113,6 +116,27 @@ class _Op:
         self.done = trio.Event()
 
 
+DATABASE_FILES = ("", "-wal", "-shm", "-journal")
+"""The suffixes of a database's files: the database itself, its WAL and shared memory."""
+
+
+def _make_private(path: str) -> None:
+    """Create the database file 0600 when missing, and keep its files 0600.
+
+    The objects hold Secrets and tokens; SQLite creates a database 0644 (less the umask)
+    and gives its ``-wal`` and ``-shm`` files the database's mode, so a database made
+    0600 here keeps all three private, and older ones are tightened on open.
+    """
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # empty: a valid new database
+    for suffix in DATABASE_FILES:
+        try:
+            os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # not the owner: still usable, just not tightened
+            log.warning("cannot make %s private (mode 0600): %s", path + suffix, exc)
+
+
 def _connect(path: str) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False: a
     # connection is used by one worker thread at a time, but not always the same thread.
@@ -171,6 +195,7 @@ class SQLiteStore:
         self.path = os.fspath(path)
         self.policy = compaction or CompactionPolicy()
         self._max_batch = max_batch
+        _make_private(self.path)
         self._writer = _connect(self.path)
         self._writer.executescript(_SCHEMA)
         # Checkpoints are taken off the write path by the checkpoint task.
