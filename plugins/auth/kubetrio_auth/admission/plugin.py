@@ -5,17 +5,23 @@
   ``warn`` answers with a ``Warning`` kubectl prints, ``audit`` logs the violation. Pod
   templates of workloads are checked for warn and audit only, as upstream does.
 
-Namespaces are read from a cache the API server fills (``kubetrio_api_caches``).
+* **ResourceQuota** refuses objects that would take a quota of their namespace over its
+  ``hard`` limits (counts, compute resources, storage requests); its controller keeps each
+  quota's ``status.hard`` and ``status.used`` current (``kubectl describe quota``).
+
+Namespaces and quotas are read from caches the API server fills (``kubetrio_api_caches``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from kubetrio.plugins import hookimpl
-from kubetrio.providers import AdmissionRequest, ApiCaches, ObjectCache
+from kubetrio.providers import AdmissionRequest, ApiCaches, Controller, ObjectCache
 
 from . import pod_security_admission
+from .quota import QuotaAdmission, QuotaController
 
 log = logging.getLogger("kubetrio.admission")
 
@@ -25,17 +31,27 @@ class AdmissionPlugin:
 
     def __init__(self) -> None:
         self.namespaces: ObjectCache | None = None
+        self.quota = QuotaAdmission()
 
     @hookimpl
     def kubetrio_api_caches(self, caches: ApiCaches) -> None:
-        """Ask for the Namespace cache (PodSecurity reads its labels)."""
+        """Ask for the Namespace cache (PodSecurity reads its labels) and the
+        ResourceQuota cache."""
         self.namespaces = caches.informer("v1", "namespaces")
+        self.quota.quotas = caches.informer("v1", "resourcequotas")
+
+    @hookimpl
+    def kubetrio_register_controllers(self, register: Callable[[Controller], None]) -> None:
+        """The quota status controller."""
+        register(QuotaController())
 
     @hookimpl
     def kubetrio_admission_validate(self, request: AdmissionRequest) -> list[str] | None:
         """PodSecurity: refuse pods violating the namespace's enforced level; warn and
-        audit pods and workload templates against the warn and audit levels."""
-        return pod_security_admission.validate(request, self.namespaces)
+        audit pods and workload templates against the warn and audit levels. Then
+        ResourceQuota, only for what PodSecurity admits (so a refused pod is not counted)."""
+        refused = pod_security_admission.validate(request, self.namespaces)
+        return refused or self.quota.validate(request)
 
 
 __kubetrio_plugin__ = AdmissionPlugin
