@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
+from kubetrio_auth.admission import quota
 
 from kubetrio import plugins
 from kubetrio.apiserver import merge_kubeconfig
 from kubetrio.client import Client
 from kubetrio.cluster import open_cluster
 from kubetrio.store import open_store
-from kubetrio_auth.admission import quota
 from tests.apiserver.test_kubectl import Kubectl
 
 
@@ -85,7 +86,7 @@ async def test_a_compute_quota_requires_containers_to_state_it(
         'pods "bare" is forbidden: failed quota: compute: must specify limits.cpu for: bare; '
         "requests.memory for: bare"
     ) in out
-    pod = {
+    pod: dict[str, Any] = {
         "metadata": {"name": "big"},
         "spec": {
             "containers": [
@@ -109,7 +110,7 @@ async def test_a_compute_quota_requires_containers_to_state_it(
 
 
 def test_pod_usage_counts_the_larger_of_containers_and_init_containers() -> None:
-    pod = {
+    pod: dict[str, Any] = {
         "spec": {
             "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "2"}}}],
             "containers": [
