@@ -4,18 +4,13 @@ upstream's message, warn makes kubectl print a warning; workloads only warn."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
 from kubetrio_auth.admission import podsecurity
 
-from kubetrio import plugins
-from kubetrio.apiserver import merge_kubeconfig
 from kubetrio.client import Client
-from kubetrio.cluster import open_cluster
-from kubetrio.store import open_store
 from tests.apiserver.test_kubectl import Kubectl
 
 PRIVILEGED_POD = """\
@@ -40,18 +35,6 @@ spec:
     spec:
       containers: [{name: web, image: busybox:1.36}]
 """
-
-
-@pytest.fixture
-async def kubectl(tmp_path: Path) -> AsyncIterator[tuple[Kubectl, Client]]:
-    manager = plugins.load(only=["auth", "admission"])
-    async with (
-        open_store(f"sqlite://{tmp_path}/s.db") as store,
-        open_cluster(store, plugins=manager, token="t", controllers=False, scheduler=False) as c,
-    ):
-        path = tmp_path / "kubeconfig"
-        merge_kubeconfig(path, name="test", server=c.url, token="t")
-        yield Kubectl(33, path, tmp_path), Client.in_process(c.api, token="t")
 
 
 async def labelled_namespace(kubectl: Kubectl, client: Client, name: str, *labels: str) -> None:

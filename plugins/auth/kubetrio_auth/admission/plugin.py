@@ -9,7 +9,12 @@
   ``hard`` limits (counts, compute resources, storage requests); its controller keeps each
   quota's ``status.hard`` and ``status.used`` current (``kubectl describe quota``).
 
-Namespaces and quotas are read from caches the API server fills (``kubetrio_api_caches``).
+* **LimitRanger** fills in new pods' container requests and limits from their
+  namespace's LimitRanges (``default``, ``defaultRequest``) and refuses containers outside
+  ``min``, ``max`` and ``maxLimitRequestRatio``.
+
+Namespaces, quotas and limit ranges are read from caches the API server fills
+(``kubetrio_api_caches``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Callable
 from kubetrio.plugins import hookimpl
 from kubetrio.providers import AdmissionRequest, ApiCaches, Controller, ObjectCache
 
-from . import pod_security_admission
+from . import limitranger, pod_security_admission
 from .quota import QuotaAdmission, QuotaController
 
 log = logging.getLogger("kubetrio.admission")
@@ -32,6 +37,7 @@ class AdmissionPlugin:
     def __init__(self) -> None:
         self.namespaces: ObjectCache | None = None
         self.quota = QuotaAdmission()
+        self.limit_ranges: ObjectCache | None = None
 
     @hookimpl
     def kubetrio_api_caches(self, caches: ApiCaches) -> None:
@@ -39,6 +45,12 @@ class AdmissionPlugin:
         ResourceQuota cache."""
         self.namespaces = caches.informer("v1", "namespaces")
         self.quota.quotas = caches.informer("v1", "resourcequotas")
+        self.limit_ranges = caches.informer("v1", "limitranges")
+
+    @hookimpl
+    def kubetrio_admission_mutate(self, request: AdmissionRequest) -> None:
+        """LimitRanger: default new pods' container requests and limits."""
+        limitranger.mutate(request, self.limit_ranges)
 
     @hookimpl
     def kubetrio_register_controllers(self, register: Callable[[Controller], None]) -> None:
@@ -49,8 +61,10 @@ class AdmissionPlugin:
     def kubetrio_admission_validate(self, request: AdmissionRequest) -> list[str] | None:
         """PodSecurity: refuse pods violating the namespace's enforced level; warn and
         audit pods and workload templates against the warn and audit levels. Then
-        ResourceQuota, only for what PodSecurity admits (so a refused pod is not counted)."""
-        refused = pod_security_admission.validate(request, self.namespaces)
+        LimitRanger's bounds. Then ResourceQuota, only for what the others admit (so a
+        refused pod is not counted)."""
+        refused = pod_security_admission.validate(request, self.namespaces) or []
+        refused += limitranger.validate(request, self.limit_ranges) or []
         return refused or self.quota.validate(request)
 
 
