@@ -13,6 +13,8 @@
   namespace's LimitRanges (``default``, ``defaultRequest``) and refuses containers outside
   ``min``, ``max`` and ``maxLimitRequestRatio``.
 
+* **NamespaceLifecycle** refuses deleting ``default``, ``kube-system`` and ``kube-public``.
+
 Namespaces, quotas and limit ranges are read from caches the API server fills
 (``kubetrio_api_caches``).
 """
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from kubetrio.plugins import hookimpl
 from kubetrio.providers import AdmissionRequest, ApiCaches, Controller, ObjectCache
 
-from . import limitranger, pod_security_admission
+from . import lifecycle, limitranger, pod_security_admission
 from .quota import QuotaAdmission, QuotaController
 
 log = logging.getLogger("kubetrio.admission")
@@ -63,7 +65,8 @@ class AdmissionPlugin:
         audit pods and workload templates against the warn and audit levels. Then
         LimitRanger's bounds. Then ResourceQuota, only for what the others admit (so a
         refused pod is not counted)."""
-        refused = pod_security_admission.validate(request, self.namespaces) or []
+        refused = lifecycle.validate(request) or []
+        refused += pod_security_admission.validate(request, self.namespaces) or []
         refused += limitranger.validate(request, self.limit_ranges) or []
         return refused or self.quota.validate(request)
 
