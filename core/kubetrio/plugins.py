@@ -44,6 +44,7 @@ import pluggy
 from kubetrio import hookspecs
 from kubetrio.providers import (
     SCHEDULER_STAGES,
+    AdmissionDenied,
     AdmissionRequest,
     ApiCaches,
     AuthorizationAttributes,
@@ -78,6 +79,14 @@ T = TypeVar("T")
 
 class PluginError(Exception):
     """A plugin broke the rules of the hook specifications; the message names it."""
+
+
+class AdmissionPluginFailed(Exception):
+    """An admission hook raised something other than ``AdmissionDenied`` (a bug in it)."""
+
+    def __init__(self, plugin: str, exc: Exception) -> None:
+        super().__init__(f'admission plugin "{plugin}" failed: {_describe(exc)}')
+        self.plugin = plugin
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,15 +342,34 @@ class PluginManager:
         return result
 
     def admission_mutate(self, *, request: AdmissionRequest) -> None:
-        """Run every mutating admission hook over ``request.object``, in plugin order."""
-        self._decide("kubetrio_admission_mutate", request=request)
+        """Run every mutating admission hook over ``request.object``, in plugin order.
+
+        :raises AdmissionPluginFailed: a hook raised anything but ``AdmissionDenied``.
+        """
+        self._admission("kubetrio_admission_mutate", request)
 
     def admission_validate(self, *, request: AdmissionRequest) -> list[str]:
-        """Run every validating admission hook; return all their messages (empty: allowed)."""
-        results: list[list[str] | None] = self._decide(
-            "kubetrio_admission_validate", request=request
-        )
+        """Run every validating admission hook; return all their messages (empty: allowed).
+
+        :raises AdmissionPluginFailed: a hook raised anything but ``AdmissionDenied``.
+        """
+        results = self._admission("kubetrio_admission_validate", request)
         return [message for messages in results if messages for message in messages]
+
+    def _admission(self, hook_name: str, request: AdmissionRequest) -> list[Any]:
+        """Call an admission hook plugin by plugin, so a crash names the plugin."""
+        results = []
+        for plugin_name, function in self._impls(hook_name):
+            try:
+                result = function(request=request)
+            except AdmissionDenied:
+                raise
+            except Exception as exc:
+                log.exception("admission plugin %r failed in %s", plugin_name, hook_name)
+                raise AdmissionPluginFailed(plugin_name, exc) from exc
+            self._refuse_awaitable(hook_name, result)
+            results.append(result)
+        return results
 
     # --- scheduling and node ------------------------------------------------------------
 

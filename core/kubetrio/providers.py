@@ -152,6 +152,9 @@ class AdmissionRequest:
     object: KubeObject | None = None
     old_object: KubeObject | None = None
     dry_run: bool = False
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    """Warnings for the client (kubectl prints them): hooks append; the API server sends
+    them as ``Warning`` headers, whether the request succeeds or not."""
 
 
 # --- extension --------------------------------------------------------------------------------

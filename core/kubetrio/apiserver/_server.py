@@ -10,6 +10,7 @@ a 500 Status and the server keeps serving.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
 import random
@@ -27,7 +28,7 @@ from kubetrio.api import selectors
 from kubetrio.api.scheme import ResourceInfo, Scheme
 from kubetrio.handler import BadQueryParameter, Request, Response
 from kubetrio.kubeobject import KubeObject
-from kubetrio.plugins import PluginManager
+from kubetrio.plugins import AdmissionPluginFailed, PluginManager
 from kubetrio.providers import (
     AdmissionDenied,
     AdmissionRequest,
@@ -76,6 +77,11 @@ NAMESPACE_CACHE_SECONDS = 1.0
 WATCH_BOOKMARK_INTERVAL = 10.0
 DEFAULT_WATCH_TIMEOUT = (1800, 3600)
 """Watches without timeoutSeconds end at a random point in this range, as kube-apiserver's."""
+_ADMISSION_WARNINGS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "admission_warnings", default=None
+)
+"""Warnings admission plugins gave during the current request (``AdmissionRequest.warnings``),
+sent as ``Warning`` headers on its answer, success or failure, as kube-apiserver does."""
 
 
 def json_response(
@@ -139,17 +145,26 @@ class ApiServer:
     async def _handle(self, request: Request) -> Response:
         # How heavy this request is decides whether its work leaves the loop (_limits).
         weight = _limits.WEIGHT.set(len(request.body))
+        warnings: list[str] = []
+        token = _ADMISSION_WARNINGS.set(warnings)
         try:
             try:
-                return await self._dispatch(request)
-            except BadQueryParameter as exc:
-                raise bad_request(str(exc)) from None
-        except ApiError as exc:
-            headers = [("retry-after", "1")] if exc.code in (429, 504) else []
-            return Response(status=exc.code, body=objects.encode(exc.status()), headers=headers)
+                try:
+                    response = await self._dispatch(request)
+                except BadQueryParameter as exc:
+                    raise bad_request(str(exc)) from None
+            except ApiError as exc:
+                headers = [("retry-after", "1")] if exc.code in (429, 504) else []
+                response = Response(
+                    status=exc.code, body=objects.encode(exc.status()), headers=headers
+                )
         finally:
+            _ADMISSION_WARNINGS.reset(token)
             _limits.WEIGHT.reset(weight)
             _validation.forget_predecoded()
+        if warnings:
+            response.headers.extend(_warning_headers(warnings))
+        return response
 
     async def _dispatch(self, request: Request) -> Response:
         path = request.path.rstrip("/") or "/"
@@ -646,13 +661,21 @@ class ApiServer:
             dry_run=_dry_run(request),
         )
         try:
-            self.plugins.admission_mutate(request=admission)
+            try:
+                self.plugins.admission_mutate(request=admission)
+                # Validated after mutating admission, so what a plugin changed is checked too.
+                if obj is not None:
+                    _validation.validate_kind(info, obj, old)
+                problems = self.plugins.admission_validate(request=admission)
+            finally:
+                collected = _ADMISSION_WARNINGS.get()
+                if collected is not None:
+                    collected.extend(admission.warnings)
         except AdmissionDenied as exc:
             raise _denied(info, name, exc) from exc
-        # Validated after mutating admission, so what a plugin changed is checked too.
-        if obj is not None:
-            _validation.validate_kind(info, obj, old)
-        problems = self.plugins.admission_validate(request=admission)
+        except AdmissionPluginFailed as exc:
+            # A plugin's bug: a 500 naming it, and the server goes on serving.
+            raise ApiError(500, str(exc)) from exc
         if problems:
             raise ApiError(
                 403,

@@ -1,0 +1,75 @@
+"""Entry point of the ``admission`` plugin: kube-apiserver's built-in admission plugins.
+
+* **PodSecurity** enforces the Pod Security Standards a namespace asks for with its
+  ``pod-security.kubernetes.io/<mode>[-version]`` labels: ``enforce`` refuses pods (403),
+  ``warn`` answers with a ``Warning`` kubectl prints, ``audit`` logs the violation. Pod
+  templates of workloads are checked for warn and audit only, as upstream does.
+
+* **ResourceQuota** refuses objects that would take a quota of their namespace over its
+  ``hard`` limits (counts, compute resources, storage requests); its controller keeps each
+  quota's ``status.hard`` and ``status.used`` current (``kubectl describe quota``).
+
+* **LimitRanger** fills in new pods' container requests and limits from their
+  namespace's LimitRanges (``default``, ``defaultRequest``) and refuses containers outside
+  ``min``, ``max`` and ``maxLimitRequestRatio``.
+
+* **NamespaceLifecycle** refuses deleting ``default``, ``kube-system`` and ``kube-public``.
+
+Namespaces, quotas and limit ranges are read from caches the API server fills
+(``kubetrio_api_caches``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from kubetrio.plugins import hookimpl
+from kubetrio.providers import AdmissionRequest, ApiCaches, Controller, ObjectCache
+
+from . import lifecycle, limitranger, pod_security_admission
+from .quota import QuotaAdmission, QuotaController
+
+log = logging.getLogger("kubetrio.admission")
+
+
+class AdmissionPlugin:
+    """The ``admission`` plugin; one per plugin manager, with its own caches."""
+
+    def __init__(self) -> None:
+        self.namespaces: ObjectCache | None = None
+        self.quota = QuotaAdmission()
+        self.limit_ranges: ObjectCache | None = None
+
+    @hookimpl
+    def kubetrio_api_caches(self, caches: ApiCaches) -> None:
+        """Ask for the Namespace cache (PodSecurity reads its labels) and the
+        ResourceQuota cache."""
+        self.namespaces = caches.informer("v1", "namespaces")
+        self.quota.quotas = caches.informer("v1", "resourcequotas")
+        self.limit_ranges = caches.informer("v1", "limitranges")
+
+    @hookimpl
+    def kubetrio_admission_mutate(self, request: AdmissionRequest) -> None:
+        """LimitRanger: default new pods' container requests and limits."""
+        limitranger.mutate(request, self.limit_ranges)
+
+    @hookimpl
+    def kubetrio_register_controllers(self, register: Callable[[Controller], None]) -> None:
+        """The quota status controller."""
+        register(QuotaController())
+
+    @hookimpl
+    def kubetrio_admission_validate(self, request: AdmissionRequest) -> list[str] | None:
+        """PodSecurity: refuse pods violating the namespace's enforced level; warn and
+        audit pods and workload templates against the warn and audit levels. Then
+        LimitRanger's bounds. Then ResourceQuota, only for what the others admit (so a
+        refused pod is not counted)."""
+        refused = lifecycle.validate(request) or []
+        refused += pod_security_admission.validate(request, self.namespaces) or []
+        refused += limitranger.validate(request, self.limit_ranges) or []
+        return refused or self.quota.validate(request)
+
+
+__kubetrio_plugin__ = AdmissionPlugin
+"""What the entry point instantiates once per plugin manager."""
