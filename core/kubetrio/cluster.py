@@ -40,6 +40,7 @@ import trio
 from kubetrio.apiserver import ApiServer, open_apiserver
 from kubetrio.client import Client, SharedInformers
 from kubetrio.controllers import ControllerManager
+from kubetrio.pki import TLSConfig
 from kubetrio.plugins import PluginManager
 from kubetrio.plugins import load as load_plugins
 from kubetrio.scheduler import Scheduler
@@ -112,6 +113,7 @@ async def open_cluster(
     network_plugin: str | None = "",
     runtime: str = "runc",
     proxy_mode: str = "nftables",
+    tls: TLSConfig | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -135,6 +137,7 @@ async def open_cluster(
         registered; None none (pods get loopback only).
     :param runtime: the agent's container runtime: ``runc`` or one a plugin registered.
     :param proxy_mode: the service proxy's mode: ``nftables`` or ``maglev``.
+    :param tls: serve HTTPS only with this certificate (:mod:`kubetrio.pki`); None: HTTP.
     """
     # No plugins, for every component alike: the API server's None (no authenticator:
     # every request anonymous and allowed) and an empty manager for the others (which
@@ -168,6 +171,7 @@ async def open_cluster(
             network_plugin=network_plugin,
             runtime=runtime,
             proxy_mode=proxy_mode,
+            tls=tls,
         ) as cluster:
             yield cluster
     finally:
@@ -197,9 +201,10 @@ async def _run_cluster(
     network_plugin: str | None,
     runtime: str,
     proxy_mode: str,
+    tls: TLSConfig | None,
 ) -> AsyncIterator[Cluster]:
     """The components of :func:`open_cluster`, all with the same ``plugins``."""
-    async with open_apiserver(store, host=host, port=port, plugins=api_plugins) as running:
+    async with open_apiserver(store, host=host, port=port, plugins=api_plugins, tls=tls) as running:
         client = Client.in_process(running.api, token=token)
         running.api.kubelet_token = token
         cluster = Cluster(url=running.url, client=client, api=running.api)

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import http
 import logging
+import ssl
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 import trio
 
 from kubetrio.handler import ChunkProducer, Handler, Request, Response
+
+from ._tls import accept_tls
 
 log = logging.getLogger("kubetrio.apiserver.http")
 
@@ -65,10 +69,17 @@ class _TooLarge(Exception):
 class _Connection:
     """One client connection: a loop of request → handler → response."""
 
-    def __init__(self, stream: trio.abc.Stream, handler: Handler, remote: str) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        handler: Handler,
+        remote: str,
+        client_certificate: dict[str, Any] | None = None,
+    ) -> None:
         self.stream = stream
         self.handler = handler
         self.remote = remote
+        self.client_certificate = client_certificate
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
 
     async def _send(self, event: h11.Event) -> None:
@@ -155,6 +166,7 @@ class _Connection:
             headers=headers,
             body=bytes(body),
             remote=self.remote,
+            client_certificate=self.client_certificate,
             http_version=event.http_version.decode("ascii"),
         )
 
@@ -246,9 +258,13 @@ async def serve_http(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve HTTP/1.1 on ``host:port`` until cancelled; ``task_status`` gets the listeners."""
+    """Serve HTTP/1.1 on ``host:port`` until cancelled; ``task_status`` gets the listeners.
+
+    With ``ssl_context``, HTTPS only (:mod:`._tls`).
+    """
     listeners = await trio.open_tcp_listeners(port, host=host)
 
     async def on_connection(stream: trio.SocketStream) -> None:
@@ -257,8 +273,14 @@ async def serve_http(
             remote = f"{peer[0]}:{peer[1]}"
         except OSError:
             remote = ""
+        connection: trio.abc.Stream = stream
+        certificate = None
         try:
-            await _Connection(stream, handler, remote).serve()
+            if ssl_context is not None:
+                if (accepted := await accept_tls(stream, ssl_context, remote)) is None:
+                    return
+                connection, certificate = accepted
+            await _Connection(connection, handler, remote, certificate).serve()
         except Exception:
             # One broken exchange must never take the listener (and the server) down.
             log.exception("connection from %s failed", remote)

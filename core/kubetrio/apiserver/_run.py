@@ -11,6 +11,7 @@ import trio
 
 from kubetrio import store as kv
 from kubetrio.api.scheme import Scheme
+from kubetrio.pki import TLSConfig
 from kubetrio.plugins import PluginManager
 
 from ._apiservices import ensure_local_api_services
@@ -37,10 +38,12 @@ async def open_apiserver(
     port: int = 0,
     plugins: PluginManager | None = None,
     scheme: Scheme | None = None,
+    tls: TLSConfig | None = None,
 ) -> AsyncIterator[RunningApiServer]:
     """Serve the Kubernetes API over ``store`` for the duration of the block.
 
-    ``port=0`` picks a free port (tests); the URL is in the yielded value.
+    ``port=0`` picks a free port (tests); the URL is in the yielded value. With ``tls``,
+    HTTPS only (client certificates verified against its client CA); plain HTTP without.
     """
     api = ApiServer(store, scheme, plugins=plugins, server_address=f"{host}:{port}")
     if plugins is not None:
@@ -53,10 +56,14 @@ async def open_apiserver(
     async with trio.open_nursery() as nursery:
         await nursery.start(CustomResources(api.registry, api.scheme).run)
         await nursery.start(finalizer.run)
-        listeners = await nursery.start(partial(serve_http, api.handle, host=host, port=port))
+        context = tls.server_context() if tls is not None else None
+        listeners = await nursery.start(
+            partial(serve_http, api.handle, host=host, port=port, ssl_context=context)
+        )
         bound = listeners[0].socket.getsockname()[1]
         api.server_address = f"{host}:{bound}"
         try:
-            yield RunningApiServer(url=f"http://{host}:{bound}", port=bound, api=api)
+            scheme_name = "https" if tls is not None else "http"
+            yield RunningApiServer(url=f"{scheme_name}://{host}:{bound}", port=bound, api=api)
         finally:
             nursery.cancel_scope.cancel()

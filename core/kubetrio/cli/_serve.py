@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 import secrets
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from kubetrio import store as kv
-from kubetrio.apiserver import ServiceAccountTokens, merge_kubeconfig
+from kubetrio.apiserver import KUBERNETES_SERVICE_IP, ServiceAccountTokens, merge_kubeconfig
 from kubetrio.cluster import agent_can_run, open_cluster
+from kubetrio.pki import ClusterPKI, ensure_cluster_pki, local_addresses
 from kubetrio.plugins import PluginManager
 
 log = logging.getLogger("kubetrio.server")
@@ -33,6 +35,16 @@ def admin_token(data_dir: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32) + "\n")
     return path.read_text().strip()
+
+
+def cluster_pki(data_dir: Path, host: str) -> ClusterPKI:
+    """The data directory's CAs and certificates (made or renewed now): the serving
+    certificate names this host, ``host`` and the ``kubernetes`` Service's ClusterIP."""
+    addresses: list[str] = [str(a) for a in local_addresses()]
+    if host not in ("0.0.0.0", "::", ""):
+        addresses.append(host)
+    addresses.append(KUBERNETES_SERVICE_IP)
+    return ensure_cluster_pki(data_dir, ip_addresses=addresses, dns_names=[socket.gethostname()])
 
 
 async def run_server(
@@ -65,6 +77,7 @@ async def run_server(
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     token = admin_token(data_dir)
+    pki = cluster_pki(data_dir, host)
     config: dict[str, Any] = dict(plugin_config or {})
     config["kubetrio"] = {"command": "server", "data_dir": str(data_dir), "admin_token": token}
     if agent and (why := agent_can_run()) is not None:
@@ -92,6 +105,7 @@ async def run_server(
                 network_plugin=network_plugin,
                 runtime=runtime,
                 proxy_mode=proxy_mode,
+                tls=pki.tls(),
             ) as cluster,
         ):
             # Tokens from ``kubectl create token`` stay valid across restarts: one key per
@@ -99,7 +113,15 @@ async def run_server(
             cluster.api.service_account_tokens = ServiceAccountTokens(
                 data_dir / "service-account.key"
             )
-            merge_kubeconfig(kubeconfig, name=context_name, server=cluster.url, token=token)
+            # The admin's client certificate (system:masters), not the token: what
+            # kubectl presents is an identity RBAC knows, as kubeadm's admin.conf.
+            merge_kubeconfig(
+                kubeconfig,
+                name=context_name,
+                server=cluster.url,
+                certificate_authority=pki.ca.files.cert_file.read_bytes(),
+                client_certificate=pki.admin.pem(),
+            )
             log.info("API server listening on %s (store %s)", cluster.url, store_url)
             log.info(
                 "controllers and scheduler running%s%s",
