@@ -64,7 +64,7 @@ async def accept_tls(
             if head and head[0] != _TLS_HANDSHAKE:
                 await stream.send_all(PLAIN_HTTP_ANSWER)
             elif head:
-                tls = trio.SSLStream(
+                tls: trio.SSLStream[trio.abc.Stream] = trio.SSLStream(
                     _Replayed(stream, bytes(head)),
                     context,
                     server_side=True,

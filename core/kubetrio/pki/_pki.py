@@ -30,6 +30,7 @@ _BACKDATE = datetime.timedelta(minutes=5)
 """``notBefore`` this far in the past: a client whose clock is a little behind accepts it."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = (ipaddress.IPv4Network, ipaddress.IPv6Network)
 
 
 def _now() -> datetime.datetime:
@@ -247,7 +248,8 @@ def _alt_names(cert: x509.Certificate) -> tuple[set[str], set[IPAddress]]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return set(), set()
-    return set(san.get_values_for_type(x509.DNSName)), set(san.get_values_for_type(x509.IPAddress))
+    ips = {a for a in san.get_values_for_type(x509.IPAddress) if not isinstance(a, IPNetwork)}
+    return set(san.get_values_for_type(x509.DNSName)), ips
 
 
 API_SERVER_DNS_NAMES = (
