@@ -164,7 +164,9 @@ async def test_the_python_client_uses_the_kubeconfigs_certificate(
         configuration = client.Configuration()
         config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
         with client.ApiClient(configuration) as api:
-            review = client.AuthenticationV1Api(api).create_self_subject_review(REVIEW)
+            review = client.AuthenticationV1Api(api).create_self_subject_review(
+                client.V1SelfSubjectReview()
+            )
             return review.status.user_info.username
 
     assert await trio.to_thread.run_sync(whoami) == "jane"
