@@ -113,12 +113,15 @@ async def run_server(
             cluster.api.service_account_tokens = ServiceAccountTokens(
                 data_dir / "service-account.key"
             )
+            # Listening on every address: clients reach it at loopback, which the
+            # certificate names (0.0.0.0 is no address to verify).
+            server = cluster.url.replace("://0.0.0.0:", "://127.0.0.1:")
             # The admin's client certificate (system:masters), not the token: what
             # kubectl presents is an identity RBAC knows, as kubeadm's admin.conf.
             merge_kubeconfig(
                 kubeconfig,
                 name=context_name,
-                server=cluster.url,
+                server=server,
                 certificate_authority=pki.ca.files.cert_file.read_bytes(),
                 client_certificate=pki.admin.pem(),
             )
