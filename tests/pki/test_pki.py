@@ -109,3 +109,15 @@ def test_node_certificates_name_the_node_in_system_nodes(tmp_path: Path) -> None
     assert cert.subject.rfc4514_string() == "CN=system:node:node-2,O=system:nodes"
     assert pki.client_ca.signed(cert)
     assert stat.S_IMODE(files.key_file.stat().st_mode) == 0o600
+
+
+def test_the_servers_certificate_names_every_address_it_is_reached_at(tmp_path: Path) -> None:
+    """``kubetrio server``'s PKI: loopback, the bind address, the host name and the
+    ``kubernetes`` Service's ClusterIP (the service range's first address)."""
+    import socket
+
+    from kubetrio.cli._serve import cluster_pki
+
+    dns, ips = _names(cluster_pki(tmp_path, "192.0.2.9").serving.certificate())
+    assert {"127.0.0.1", "192.0.2.9", "10.96.0.1"} <= ips
+    assert {socket.gethostname(), "kubernetes.default.svc"} <= dns
