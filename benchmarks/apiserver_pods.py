@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from pathlib import Path
 import httpx
 import trio
 
+from kubetrio.pki import ClusterPKI, client_context
 from kubetrio.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +70,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+DATA: Path | None = None
+"""The server's data directory, whose CA and admin certificate clients use (HTTPS only)."""
+
+
+def tls_context() -> ssl.SSLContext:
+    """Trust the server's CA, present the admin's client certificate."""
+    assert DATA is not None
+    pki = ClusterPKI(DATA / "pki")
+    return client_context(pki.ca.files.cert_file, pki.admin.cert_file, pki.admin.key_file)
+
+
 class Connection:
     """A minimal HTTP/1.1 keep-alive client connection.
 
@@ -76,13 +89,20 @@ class Connection:
     responses by Content-Length, nothing more.
     """
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.buffer = b""
 
     @classmethod
     async def open(cls, port: int) -> Connection:
-        return cls(await trio.open_tcp_stream("127.0.0.1", port))
+        stream = trio.SSLStream(
+            await trio.open_tcp_stream("127.0.0.1", port),
+            tls_context(),
+            server_hostname="127.0.0.1",
+            https_compatible=True,
+        )
+        await stream.do_handshake()
+        return cls(stream)
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         request = (
@@ -159,7 +179,7 @@ async def paced(port: int, rate: float, seconds: float) -> list[float]:
 
 
 async def list_all(url: str) -> tuple[float, float, int]:
-    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=120, verify=tls_context()) as client:
         started = time.perf_counter()
         whole = await client.get("/api/v1/pods")
         one_request = time.perf_counter() - started
@@ -209,12 +229,15 @@ def start_server(data: Path, port: int) -> subprocess.Popen[bytes]:
         stderr=subprocess.PIPE,
         env={**os.environ, "KUBETRIO_PLUGINS": "none"},
     )
+    global DATA
+    DATA = data
     deadline = time.time() + 20
     while time.time() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).text == "ok":
+            verify = tls_context()
+            if httpx.get(f"https://127.0.0.1:{port}/readyz", timeout=1, verify=verify).text == "ok":
                 return proc
-        except httpx.HTTPError:
+        except (httpx.HTTPError, OSError):  # not listening, or no certificates yet
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("kubetrio server did not become ready")
@@ -231,7 +254,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         proc = start_server(data, args.port)
-        url = f"http://127.0.0.1:{args.port}"
+        url = f"https://127.0.0.1:{args.port}"
         try:
             for concurrency in (16, 64):
                 rate, lat = trio.run(

@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import ssl
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,7 @@ import trio
 
 from kubetrio.cli._nodes import Topology
 from kubetrio.client import Client, FunctionHandler, Informer
+from kubetrio.pki import ClusterPKI, client_context
 from kubetrio.proxy._rules import SERVICE_ENDPOINTS, TABLE
 
 GOAL_MS = 1000.0
@@ -171,10 +173,12 @@ async def watch_latency_ms(client: Client, rounds: int = 20) -> list[float]:
     return latencies
 
 
-async def measure(url: str, token: str, topology: Topology, replicas: int) -> dict[str, Any]:
+async def measure(
+    url: str, token: str, tls: ssl.SSLContext, topology: Topology, replicas: int
+) -> dict[str, Any]:
     nodes = [node.name for node in topology.nodes]
     recorder = Recorder(nodes)
-    async with Client.connect(url, token=token) as client:
+    async with Client.connect(url, token=token, verify=tls) as client:
         slices = Informer(client, "discovery.k8s.io/v1", "endpointslices", namespace="default")
         slices.add_handler(FunctionHandler(lambda _o: recorder.slice_changed(slices.list())))
         await client.create("apps/v1", "deployments", deployment(1), namespace="default")
@@ -233,8 +237,10 @@ def main() -> None:
             subprocess.run(up, env=env, check=True, capture_output=True, timeout=300)
             cluster_home = home / ".local/share/kubetrio/clusters" / NAME
             token = (cluster_home / "data" / "admin-token").read_text().strip()
-            url = f"http://{topology.nodes[0].address}:6443"
-            results = trio.run(measure, url, token, topology, args.replicas)
+            url = f"https://{topology.nodes[0].address}:6443"
+            pki = ClusterPKI(cluster_home / "data" / "pki")
+            tls = client_context(pki.ca.files.cert_file, pki.admin.cert_file, pki.admin.key_file)
+            results = trio.run(measure, url, token, tls, topology, args.replicas)
         finally:
             subprocess.run([*KUBETRIO, "down", "--name", NAME], env=env, capture_output=True)
     worst = max(results["add_ms"]["p99"], results["remove_ms"]["p99"])

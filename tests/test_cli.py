@@ -13,10 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 import kubetrio
 from kubetrio.cli import build_app
+from tests.compat.kit import KUBECTL_DIR
 
 runner = CliRunner()
 COMMANDS = ["version", "plugins", "server", "agent", "up", "down", "status", "image"]
@@ -99,6 +101,40 @@ def test_up_refuses_bad_options_before_starting_anything(
     assert not (tmp_path / "c" / "server.pid").exists()
 
 
+def _check_https_only_with_the_admin_certificate(
+    tmp_path: Path, env: dict[str, str], port: str
+) -> None:
+    """The API is HTTPS only; the kubeconfig trusts the cluster CA and presents the admin's
+    client certificate (system:masters), not a token; the keys are private."""
+    plain = httpx.get(f"http://127.0.0.1:{port}/api")
+    assert plain.status_code == 400
+    assert plain.text == "Client sent an HTTP request to an HTTPS server.\n"
+    config = yaml.safe_load((tmp_path / ".kube" / "config").read_text())
+    [cluster] = config["clusters"]
+    assert cluster["cluster"]["server"] == f"https://127.0.0.1:{port}"
+    assert cluster["cluster"]["certificate-authority-data"]
+    [user] = config["users"]
+    assert set(user["user"]) == {"client-certificate-data", "client-key-data"}
+    pki = tmp_path / ".local/share/kubetrio/clusters/kubetrio/data/pki"
+    assert stat.S_IMODE(pki.stat().st_mode) == 0o700
+    keys = sorted(pki.glob("*.key"))
+    assert {k.name for k in keys} >= {"ca.key", "client-ca.key", "apiserver.key", "admin.key"}
+    assert all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in keys)
+    kubectl = KUBECTL_DIR / "kubectl.1.33"
+    if kubectl.exists():
+        whoami = subprocess.run(
+            [str(kubectl), "auth", "whoami", "-o", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert whoami.returncode == 0, whoami.stderr
+        info = json.loads(whoami.stdout)["status"]["userInfo"]
+        assert info["username"] == "kubernetes-admin"
+        assert "system:masters" in info["groups"]
+
+
 def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
     """`kubetrio up` starts a server that kubectl can use; `down` stops it."""
     env = {**os.environ, "HOME": str(tmp_path)}
@@ -114,7 +150,7 @@ def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
             timeout=120,
         )
         assert up.returncode == 0, up.stdout + up.stderr
-        assert "is up at http://127.0.0.1:16702" in up.stdout
+        assert "is up at https://127.0.0.1:16702" in up.stdout
         again = subprocess.run(
             [*kubetrio, "up", "--port", port, "--registry-port", "15702"],
             env=env,
@@ -131,6 +167,7 @@ def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
             timeout=30,
         )
         assert "namespace/default" in namespaces.stdout, namespaces.stderr
+        _check_https_only_with_the_admin_certificate(tmp_path, env, port)
         if shutil.which("docker-registry"):  # the local registry holds busybox
             tags = httpx.get("http://127.0.0.1:15702/v2/library/busybox/tags/list").json()
             assert tags["tags"] == ["latest"]
@@ -139,7 +176,7 @@ def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
             [*kubetrio, "status"], env=env, capture_output=True, text=True, timeout=60
         )
         assert status.returncode == 0, status.stdout + status.stderr
-        assert "API server http://127.0.0.1:16702" in status.stdout
+        assert "API server https://127.0.0.1:16702" in status.stdout
         assert f"log: {home / 'server.log'}\n" in status.stdout
         assert "plugins: " in status.stdout
         assert "open files: " in status.stdout

@@ -40,6 +40,7 @@ import trio
 from kubetrio.apiserver import ApiServer, AuditLog, ConnectionGate, ServerLimits, open_apiserver
 from kubetrio.client import Client, SharedInformers
 from kubetrio.controllers import ControllerManager
+from kubetrio.pki import TLSConfig
 from kubetrio.plugins import PluginManager
 from kubetrio.plugins import load as load_plugins
 from kubetrio.scheduler import Scheduler
@@ -116,6 +117,7 @@ async def open_cluster(
     proxy_mode: str = "nftables",
     audit: AuditLog | None = None,
     limits: ServerLimits | None = None,
+    tls: TLSConfig | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -141,6 +143,7 @@ async def open_cluster(
     :param proxy_mode: the service proxy's mode: ``nftables`` or ``maglev``.
     :param audit: the API server's audit log (None: no auditing).
     :param limits: the API server's connection deadlines and caps (default: their defaults).
+    :param tls: serve HTTPS only with this certificate (:mod:`kubetrio.pki`); None: HTTP.
     """
     # No plugins, for every component alike: the API server's None (no authenticator:
     # every request anonymous and allowed) and an empty manager for the others (which
@@ -176,6 +179,7 @@ async def open_cluster(
             proxy_mode=proxy_mode,
             audit=audit,
             limits=limits,
+            tls=tls,
         ) as cluster:
             yield cluster
     finally:
@@ -207,10 +211,11 @@ async def _run_cluster(
     proxy_mode: str,
     audit: AuditLog | None,
     limits: ServerLimits | None,
+    tls: TLSConfig | None,
 ) -> AsyncIterator[Cluster]:
     """The components of :func:`open_cluster`, all with the same ``plugins``."""
     async with open_apiserver(
-        store, host=host, port=port, plugins=api_plugins, audit=audit, limits=limits
+        store, host=host, port=port, plugins=api_plugins, audit=audit, limits=limits, tls=tls
     ) as running:
         client = Client.in_process(running.api, token=token)
         running.api.kubelet_token = token

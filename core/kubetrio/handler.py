@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -66,6 +66,8 @@ class Request:
     """Header names in lower case; repeated headers joined with ``, ``."""
     body: bytes = b""
     remote: str = ""
+    client_certificate: dict[str, Any] | None = None
+    """The client certificate the TLS handshake verified (``getpeercert()`` form), if any."""
     http_version: str = "1.1"
     loopback: bool = False
     """Sent by the API server's own in-process loopback client (never set from a socket):

@@ -43,7 +43,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatCluster]
         name=name,
         data_dir=base / "data",
         kubeconfig=base / "kubeconfig",
-        server=f"http://127.0.0.1:{port}",
+        server=f"https://127.0.0.1:{port}",
         cache_dir=base / "kube-cache",
     )
     running.env = {**os.environ, "KUBECONFIG": str(running.kubeconfig), "HOME": str(base)}

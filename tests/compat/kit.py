@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -121,6 +122,15 @@ class CompatCluster:
         finally:
             proxy.terminate()
             proxy.wait(timeout=10)
+
+
+def ssl_context(configuration: Any) -> ssl.SSLContext:
+    """What the official client's ``configuration`` (from the kubeconfig) trusts and
+    presents — the cluster's CA and the admin's client certificate — as an ``ssl``
+    context, for the tests that speak HTTPS or WebSocket to the server themselves."""
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    return context
 
 
 def recording_informer(core: Any, namespace: str) -> tuple[Any, list[tuple[str, str]]]:

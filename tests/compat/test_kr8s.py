@@ -48,7 +48,7 @@ def _pod(api: kr8s.Api, namespace: str, name: str, command: str) -> Pod:
 
 def test_whoami(api: kr8s.Api) -> None:
     """SelfSubjectReview: the kubeconfig's user as the server authenticated it."""
-    assert api.whoami() == "admin"
+    assert api.whoami() == "kubernetes-admin"  # the admin client certificate's CN
 
 
 def test_version_is_supported(api: kr8s.Api) -> None:

@@ -200,6 +200,26 @@ def test_proxy(cluster: CompatCluster, namespace: str, version: str) -> None:
             assert json.load(response)["groupVersion"] == "apps/v1"
 
 
+def test_auth_whoami_is_the_admin_certificate(cluster: CompatCluster) -> None:
+    """kubectl presents the kubeconfig's client certificate over HTTPS: the server sees the
+    admin (its CN) in system:masters (its O). kubectl 1.27 has no v1 SelfSubjectReview."""
+    whoami = cluster.kubectl("auth", "whoami", "-o", "json", version="1.33")
+    info = json.loads(whoami.stdout)["status"]["userInfo"]
+    assert info["username"] == "kubernetes-admin"
+    assert info["groups"] == ["system:masters", "system:authenticated"]
+
+
+@VERSIONS
+def test_plain_http_is_refused(cluster: CompatCluster, version: str) -> None:
+    """The API is HTTPS only: kubectl pointed at http:// gets Go's plain-text 400, which it
+    reports as kube-apiserver's (the body is no Status)."""
+    plain = cluster.server.replace("https://", "http://")
+    refused = cluster.kubectl("--server", plain, "get", "ns", check=False, version=version)
+    assert refused.returncode != 0
+    assert "(BadRequest)" in refused.stderr
+    assert "the server rejected our request for an unknown reason" in refused.stderr
+
+
 @VERSIONS
 def test_create_token(cluster: CompatCluster, namespace: str, version: str) -> None:
     k = cluster.kubectl

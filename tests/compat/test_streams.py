@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.compat.kit import KUBECTL_DIR, CompatCluster, free_port
+from tests.compat.kit import KUBECTL_DIR, CompatCluster, free_port, ssl_context
 from tests.kit import wait_until
 
 VERSIONS = ("1.27", "1.33")
@@ -256,22 +256,29 @@ def test_python_client_29_to_36_log_follow(
     if configuration.api_key.get("authorization"):
         headers["Authorization"] = configuration.api_key["authorization"]
     url = f"{configuration.host}/api/v1/namespaces/{namespace}/pods/waiter/log?follow=True"
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as answer:
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=30, context=ssl_context(configuration)) as answer:
         assert answer.readline() == b"first\n"  # streamed while the container still runs
         cluster.kubectl("exec", "waiter", "-n", namespace, "--", "touch", "/tmp/go")
         assert answer.read() == b"second\n"
 
 
-def test_websocket_v4_stdin(cluster: CompatCluster, namespace: str) -> None:
+def test_websocket_v4_stdin(cluster: CompatCluster, namespace: str, core: Any) -> None:
     """v4 (kr8s offers only v4): stdin messages reach the process; no close signal exists."""
     import websocket
 
     start_pod(cluster, namespace, "box", "sleep 3600")
-    url = cluster.server.replace("http://", "ws://") + (
+    url = cluster.server.replace("https://", "wss://") + (
         f"/api/v1/namespaces/{namespace}/pods/box/exec"
         "?command=cat&stdin=true&stdout=true&stderr=true"
     )
-    ws = websocket.create_connection(url, subprotocols=["v4.channel.k8s.io"], timeout=30)
+    configuration = core.api_client.configuration
+    ws = websocket.create_connection(
+        url,
+        subprotocols=["v4.channel.k8s.io"],
+        timeout=30,
+        sslopt={"context": ssl_context(configuration)},
+    )
     try:
         assert ws.getsubprotocol() == "v4.channel.k8s.io"
         ws.send_binary(b"\x00ping over v4\n")

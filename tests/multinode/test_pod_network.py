@@ -11,6 +11,7 @@ import ipaddress
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,25 @@ def test_pods_get_addresses_from_their_nodes_blocks(
         assert any(address in block for block in by_node[cluster.node(index)]), (pod, address)
     pool = cluster.get("ippools")["items"]
     assert [p["spec"]["mode"] for p in pool] == [cluster.mode]
+
+
+def test_agents_join_over_https_with_node_certificates(cluster: LocalCluster) -> None:
+    """``up`` gives each agent the cluster CA and a client certificate of its own
+    (``system:node:<name>`` in ``system:nodes``, from the client CA); they joined with them."""
+    from cryptography import x509
+
+    home = Path(cluster.env["HOME"]) / ".local/share/kubetrio/clusters" / cluster.name
+    for index in (2, 3):
+        name = cluster.node(index)
+        pid = int((home / f"agent-{name}.pid").read_text())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        assert argv[argv.index("--server") + 1].startswith("https://")
+        assert argv[argv.index("--certificate-authority") + 1] == str(home / "data/pki/ca.crt")
+        pem = Path(argv[argv.index("--client-certificate") + 1]).read_bytes()
+        subject = x509.load_pem_x509_certificate(pem).subject.rfc4514_string()
+        assert subject == f"CN=system:node:{name},O=system:nodes"
+    nodes = cluster.get("nodes")["items"]
+    assert {n["metadata"]["name"] for n in nodes} == {cluster.node(i) for i in (1, 2, 3)}
 
 
 @pytest.mark.parametrize(

@@ -21,5 +21,6 @@ from ._run import RunningApiServer as RunningApiServer
 from ._run import open_apiserver as open_apiserver
 from ._server import KUBERNETES_VERSION as KUBERNETES_VERSION
 from ._server import ApiServer as ApiServer
+from ._services import KUBERNETES_SERVICE_IP as KUBERNETES_SERVICE_IP
 from ._status import ApiError as ApiError
 from ._tokens import ServiceAccountTokens as ServiceAccountTokens

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http
 import logging
+import ssl
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -27,6 +28,7 @@ import trio
 from kubetrio.handler import ChunkProducer, Handler, Request, Response
 
 from ._connlimits import ConnectionGate, ServerLimits
+from ._tls import accept_tls
 
 log = logging.getLogger("kubetrio.apiserver.http")
 
@@ -87,6 +89,7 @@ class _Connection:
         stream: trio.abc.Stream,
         handler: Handler,
         remote: str,
+        client_certificate: dict[str, Any] | None = None,
         *,
         gate: ConnectionGate | None = None,
         client: str = "",
@@ -94,6 +97,7 @@ class _Connection:
         self.stream = stream
         self.handler = handler
         self.remote = remote
+        self.client_certificate = client_certificate
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         self.gate = gate or ConnectionGate(ServerLimits())
         self.limits = self.gate.limits
@@ -245,6 +249,7 @@ class _Connection:
             headers=headers,
             body=bytes(body),
             remote=self.remote,
+            client_certificate=self.client_certificate,
             http_version=event.http_version.decode("ascii"),
         )
 
@@ -342,12 +347,14 @@ async def serve_http(
     host: str = "127.0.0.1",
     port: int = 0,
     gate: ConnectionGate | None = None,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve HTTP/1.1 on ``host:port`` until cancelled; ``task_status`` gets the listeners.
 
     ``gate`` holds the deadlines and caps (:mod:`._connlimits`; default
-    :class:`ServerLimits`' defaults) and counts what is open.
+    :class:`ServerLimits`' defaults) and counts what is open. With ``ssl_context``,
+    HTTPS only (:mod:`._tls`).
     """
     gate = gate or ConnectionGate(ServerLimits())
     listeners = await trio.open_tcp_listeners(port, host=host)
@@ -363,7 +370,15 @@ async def serve_http(
                 await _turn_away(stream, gate.too_many_connections())
                 return
             try:
-                await _Connection(stream, handler, remote, gate=gate, client=client).serve()
+                connection: trio.abc.Stream = stream
+                certificate = None
+                if ssl_context is not None:
+                    if (accepted := await accept_tls(stream, ssl_context, remote)) is None:
+                        return
+                    connection, certificate = accepted
+                await _Connection(
+                    connection, handler, remote, certificate, gate=gate, client=client
+                ).serve()
             finally:
                 gate.close_connection()
         except Exception:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,31 @@ import yaml
 
 
 def merge_kubeconfig(
-    path: Path, *, name: str, server: str, token: str, make_current: bool = True
+    path: Path,
+    *,
+    name: str,
+    server: str,
+    token: str = "",
+    make_current: bool = True,
+    certificate_authority: bytes | None = None,
+    client_certificate: tuple[bytes, bytes] | None = None,
 ) -> None:
     """Add or replace the cluster, user and context ``name`` in the kubeconfig at ``path``.
 
+    The user authenticates with ``token`` and/or ``client_certificate`` (certificate and
+    key PEM); ``certificate_authority`` (PEM) is what the server's certificate is verified
+    against. They go in inline (``*-data``, base64), so the file stands alone.
     Other clusters, users and contexts are kept; the file is written atomically, mode 0600.
     """
+    cluster: dict[str, str] = {"server": server}
+    if certificate_authority is not None:
+        cluster["certificate-authority-data"] = _base64(certificate_authority)
+    user: dict[str, str] = {}
+    if client_certificate is not None:
+        user["client-certificate-data"] = _base64(client_certificate[0])
+        user["client-key-data"] = _base64(client_certificate[1])
+    if token:
+        user["token"] = token
     config: dict[str, Any] = {}
     if path.exists():
         loaded = yaml.safe_load(path.read_text()) or {}
@@ -26,8 +46,8 @@ def merge_kubeconfig(
     config.setdefault("kind", "Config")
     config.setdefault("preferences", {})
     entries = {
-        "clusters": {"name": name, "cluster": {"server": server}},
-        "users": {"name": name, "user": {"token": token}},
+        "clusters": {"name": name, "cluster": cluster},
+        "users": {"name": name, "user": user},
         "contexts": {"name": name, "context": {"cluster": name, "user": name}},
     }
     for section, entry in entries.items():
@@ -41,3 +61,7 @@ def merge_kubeconfig(
     with os.fdopen(fd, "w") as f:
         yaml.safe_dump(config, f, default_flow_style=False, sort_keys=False)
     os.replace(tmp, path)
+
+
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

@@ -11,6 +11,7 @@ import trio
 
 from kubetrio import store as kv
 from kubetrio.api.scheme import Scheme
+from kubetrio.pki import TLSConfig
 from kubetrio.plugins import PluginManager
 
 from ._apiservices import ensure_local_api_services
@@ -44,12 +45,14 @@ async def open_apiserver(
     scheme: Scheme | None = None,
     audit: AuditLog | None = None,
     limits: ServerLimits | None = None,
+    tls: TLSConfig | None = None,
 ) -> AsyncIterator[RunningApiServer]:
     """Serve the Kubernetes API over ``store`` for the duration of the block.
 
     ``port=0`` picks a free port (tests); the URL is in the yielded value. ``audit``
     audits every request (the in-process client's too). ``limits``: the HTTP server's
-    deadlines and caps (default: :class:`ServerLimits`' defaults).
+    deadlines and caps (default: :class:`ServerLimits`' defaults). With ``tls``, HTTPS
+    only (client certificates verified against its client CA); plain HTTP without.
     """
     api = ApiServer(store, scheme, plugins=plugins, server_address=f"{host}:{port}")
     api.audit = audit
@@ -64,13 +67,17 @@ async def open_apiserver(
         await nursery.start(CustomResources(api.registry, api.scheme).run)
         await nursery.start(finalizer.run)
         gate = ConnectionGate(limits or ServerLimits())
+        context = tls.server_context() if tls is not None else None
         listeners = await nursery.start(
-            partial(serve_http, api.handle, host=host, port=port, gate=gate)
+            partial(serve_http, api.handle, host=host, port=port, gate=gate, ssl_context=context)
         )
         bound = listeners[0].socket.getsockname()[1]
         api.server_address = f"{host}:{bound}"
         freeze_heap()
         try:
-            yield RunningApiServer(url=f"http://{host}:{bound}", port=bound, api=api, gate=gate)
+            scheme_name = "https" if tls is not None else "http"
+            yield RunningApiServer(
+                url=f"{scheme_name}://{host}:{bound}", port=bound, api=api, gate=gate
+            )
         finally:
             nursery.cancel_scope.cancel()

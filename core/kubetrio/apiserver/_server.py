@@ -192,7 +192,11 @@ class ApiServer:
         if self.plugins is None:
             return impersonate(request.headers, ANONYMOUS, self._decide)
         user = self.plugins.authenticate(
-            request=AuthRequest(headers=request.headers, remote_address=request.remote)
+            request=AuthRequest(
+                headers=request.headers,
+                client_certificate=request.client_certificate,
+                remote_address=request.remote,
+            )
         )
         # Credentials nobody accepts are refused, as kube-apiserver refuses them; with no
         # authenticator at all a token is not a credential anyone checks (anonymous).

@@ -18,6 +18,8 @@ from kubetrio.kubeobject import KubeObject
 from ._status import invalid
 
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+KUBERNETES_SERVICE_IP = str(ipaddress.IPv4Network(DEFAULT_SERVICE_CIDR).network_address + 1)
+"""The ``kubernetes`` Service's ClusterIP: the range's first address (``api_server_ip``)."""
 DEFAULT_NODE_PORTS = (30000, 32767)
 IP_PREFIX = "/registry/ranges/serviceips/"
 PORT_PREFIX = "/registry/ranges/servicenodeports/"

@@ -212,6 +212,19 @@ def agent(
         envvar="KUBETRIO_TOKEN",
         help="The cluster's admin token (the admin-token file in the server's --data-dir).",
     ),
+    certificate_authority: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="The cluster CA's certificate (the server's DATA_DIR/pki/ca.crt) to verify "
+        "an https --server against (default: the system's CAs).",
+    ),
+    client_certificate: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="The node's client certificate (PEM)."
+    ),
+    client_key: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="The key of --client-certificate (PEM)."
+    ),
     node_name: str = typer.Option("", help="Node name (default: the host name)."),
     data_dir: Path = typer.Option(DEFAULT_AGENT_DIR, help="The agent's state: images, pods, logs."),
     registries: Path | None = typer.Option(
@@ -233,6 +246,7 @@ def agent(
     import logging
     import signal
     import socket
+    import ssl
 
     import trio
 
@@ -244,6 +258,17 @@ def agent(
     if why is not None:
         err_console.print(f"[bold red]error:[/] {why}")
         raise typer.Exit(code=1)
+    if (client_certificate is None) != (client_key is None):
+        raise typer.BadParameter(
+            "give both or neither", param_hint="--client-certificate/--client-key"
+        )
+    verify: ssl.SSLContext | bool = True
+    if certificate_authority is not None or client_certificate is not None:
+        verify = ssl.create_default_context(
+            cafile=str(certificate_authority) if certificate_authority else None
+        )
+        if client_certificate is not None:
+            verify.load_cert_chain(client_certificate, client_key)
     mirrors = yaml.safe_load(registries.read_text()) if registries else None
     plugins = context_plugins()
     config: dict[str, Any] = dict(plugin_config())
@@ -255,7 +280,7 @@ def agent(
         from kubetrio.dns import DNS_SERVICE_IP
         from kubetrio.kubelet import NodeAgent
 
-        async with Client.connect(server_url, token=token) as client:
+        async with Client.connect(server_url, token=token, verify=verify) as client:
             node = NodeAgent(
                 client,
                 node_name=node_name or socket.gethostname(),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -69,6 +70,15 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state not in ("Z", "X")
+
+
+def _admin_tls(home: Path) -> ssl.SSLContext:
+    """How ``up`` and ``status`` reach their cluster's API: trusting its CA, presenting the
+    admin's client certificate (OSError until the server has made them)."""
+    from kubetrio.pki import ClusterPKI, client_context
+
+    pki = ClusterPKI(home / "data" / "pki")
+    return client_context(pki.ca.files.cert_file, pki.admin.cert_file, pki.admin.key_file)
 
 
 def _read_pid(path: Path) -> int | None:
@@ -170,11 +180,18 @@ def up(
     )
     if nodes == 1:
         checked_listen("127.0.0.1", port)
-        url = f"http://127.0.0.1:{port}"
+        url = f"https://127.0.0.1:{port}"
         mirrors = _start_registry(home, registry_port)
         if mirrors is not None:
             command += ["--registries", str(mirrors)]
-        _spawn(command, home / "server.log", pid_file, url=url, what=f"cluster [bold]{name}[/]")
+        _spawn(
+            command,
+            home / "server.log",
+            pid_file,
+            url=url,
+            what=f"cluster [bold]{name}[/]",
+            home=home,
+        )
     else:
         agent_options = node_options + forwarded("agent")
         url = _up_nodes(
@@ -196,8 +213,10 @@ def _spawn(
     url: str | None = None,
     what: str = "",
     env: dict[str, str] | None = None,
+    home: Path | None = None,
 ) -> None:
-    """Start ``command`` detached, logging to ``log_path``; with ``url``, wait for /readyz."""
+    """Start ``command`` detached, logging to ``log_path``; with ``url`` (of the cluster in
+    ``home``), wait for /readyz."""
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command,
@@ -217,9 +236,10 @@ def _spawn(
                 pid_file.unlink(missing_ok=True)
                 _exit_with_log(f"the server exited with status {process.returncode}", log_path)
             try:
-                if httpx.get(f"{url}/readyz", timeout=1).text == "ok":
+                verify = _admin_tls(home) if home is not None else True
+                if httpx.get(f"{url}/readyz", timeout=1, verify=verify).text == "ok":
                     return
-            except httpx.HTTPError:
+            except (httpx.HTTPError, OSError):  # not listening, or no certificates yet
                 pass
             time.sleep(0.2)
     _exit_with_log(f"not ready after {READY_TIMEOUT:.0f} s", log_path)
@@ -267,7 +287,7 @@ def _up_nodes(
         raise typer.Exit(code=1) from exc
     topology.save(home / TOPOLOGY)
     first, *others = topology.nodes
-    url = f"http://{first.address}:{port}"
+    url = f"https://{first.address}:{port}"
     command = [*server_command, "--host", first.address, "--node-name", first.name]
     command += ["--node-ip", first.address]
     if not lb_pool and (addresses := topology.lb_range()) is not None:
@@ -282,13 +302,22 @@ def _up_nodes(
         home / "server.pid",
         url=url,
         what=what,
+        home=home,
     )
+    from kubetrio.pki import ClusterPKI
+
     token = (home / "data" / "admin-token").read_text().strip()
+    pki = ClusterPKI(home / "data" / "pki")
     for node in others:
+        # Each node its own client certificate (system:node:<name>), as kubeadm's join.
+        certificate = pki.node_certificate(node.name)
         agent = [
             sys.executable, "-m", "kubetrio", "agent", "--server", url,
             "--node-name", node.name, "--node-ip", node.address,
             "--data-dir", str(home / "nodes" / node.name),
+            "--certificate-authority", str(pki.ca.files.cert_file),
+            "--client-certificate", str(certificate.cert_file),
+            "--client-key", str(certificate.key_file),
         ]  # fmt: skip
         if mirrors is not None:
             agent += ["--registries", str(mirrors)]
@@ -299,7 +328,7 @@ def _up_nodes(
             home / f"agent-{node.name}.pid",
             env={"KUBETRIO_TOKEN": token},  # not on the command line, where `ps` shows it
         )
-    _wait_nodes_ready(home, url, token, [node.name for node in topology.nodes])
+    _wait_nodes_ready(home, url, [node.name for node in topology.nodes])
     for node in topology.nodes:
         role = "server and node" if node is first else "node"
         console.print(f"  {node.name}  {node.address}  {role} in netns {node.netns}")
@@ -313,15 +342,15 @@ def _node_ready(node: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _wait_nodes_ready(home: Path, url: str, token: str, names: list[str]) -> None:
+def _wait_nodes_ready(home: Path, url: str, names: list[str]) -> None:
     """Wait until every node reports Ready; fail with the log of one that does not."""
-    headers = {"Authorization": f"Bearer {token}"}
+    verify = _admin_tls(home)
     deadline = time.monotonic() + READY_TIMEOUT + 30
     ready: set[str] = set()
     with console.status(f"waiting for {len(names)} nodes to be Ready") as status:
         while time.monotonic() < deadline:
             try:
-                listed = httpx.get(f"{url}/api/v1/nodes", headers=headers, timeout=5).json()
+                listed = httpx.get(f"{url}/api/v1/nodes", verify=verify, timeout=5).json()
             except (httpx.HTTPError, ValueError):
                 listed = {}
             items = listed.get("items") or []
@@ -477,11 +506,9 @@ def status(
         node = pid_file.stem.removeprefix("agent-")
         console.print(f"  agent of {node}: {'pid ' + str(agent) if agent else 'not running'}")
     if url is not None:
-        token_file = home / "data" / "admin-token"
-        headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
         try:
-            listed = httpx.get(f"{url}/api/v1/nodes", headers=headers, timeout=5).json()
-        except (httpx.HTTPError, ValueError) as exc:
+            listed = httpx.get(f"{url}/api/v1/nodes", verify=_admin_tls(home), timeout=5).json()
+        except (httpx.HTTPError, ValueError, OSError) as exc:
             console.print(f"  nodes: the API server does not answer ({exc})")
         else:
             for node in listed.get("items") or []:

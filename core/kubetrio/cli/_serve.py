@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import trio
 
 from kubetrio import store as kv
 from kubetrio.apiserver import (
+    KUBERNETES_SERVICE_IP,
     AuditLog,
     ServerLimits,
     ServiceAccountTokens,
@@ -28,6 +30,7 @@ from kubetrio.apiserver import (
     raise_fd_limit,
 )
 from kubetrio.cluster import agent_can_run, open_cluster
+from kubetrio.pki import ClusterPKI, ensure_cluster_pki, local_addresses
 from kubetrio.plugins import PluginManager
 
 from ._security import open_encrypted_store
@@ -58,6 +61,16 @@ def admin_token(data_dir: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32) + "\n")
     return path.read_text().strip()
+
+
+def cluster_pki(data_dir: Path, host: str) -> ClusterPKI:
+    """The data directory's CAs and certificates (made or renewed now): the serving
+    certificate names this host, ``host`` and the ``kubernetes`` Service's ClusterIP."""
+    addresses: list[str] = [str(a) for a in local_addresses()]
+    if host not in ("0.0.0.0", "::", ""):
+        addresses.append(host)
+    addresses.append(KUBERNETES_SERVICE_IP)
+    return ensure_cluster_pki(data_dir, ip_addresses=addresses, dns_names=[socket.gethostname()])
 
 
 async def run_server(
@@ -102,6 +115,7 @@ async def run_server(
         after,
         f" (raised from {before})" if after != before else "",
     )
+    pki = cluster_pki(data_dir, host)
     config: dict[str, Any] = dict(plugin_config or {})
     config["kubetrio"] = {"command": "server", "data_dir": str(data_dir), "admin_token": token}
     if agent and (why := agent_can_run()) is not None:
@@ -131,6 +145,7 @@ async def run_server(
                 proxy_mode=proxy_mode,
                 audit=audit,
                 limits=limits,
+                tls=pki.tls(),
             ) as cluster,
         ):
             # Tokens from ``kubectl create token`` stay valid across restarts: one key per
@@ -138,7 +153,18 @@ async def run_server(
             cluster.api.service_account_tokens = ServiceAccountTokens(
                 data_dir / "service-account.key"
             )
-            merge_kubeconfig(kubeconfig, name=context_name, server=cluster.url, token=token)
+            # Listening on every address: clients reach it at loopback, which the
+            # certificate names (0.0.0.0 is no address to verify).
+            server = cluster.url.replace("://0.0.0.0:", "://127.0.0.1:")
+            # The admin's client certificate (system:masters), not the token: what
+            # kubectl presents is an identity RBAC knows, as kubeadm's admin.conf.
+            merge_kubeconfig(
+                kubeconfig,
+                name=context_name,
+                server=server,
+                certificate_authority=pki.ca.files.cert_file.read_bytes(),
+                client_certificate=pki.admin.pem(),
+            )
             log.info("API server listening on %s (store %s)", cluster.url, store_url)
             if cluster.gate is not None:
                 limits = cluster.gate.limits

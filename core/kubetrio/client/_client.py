@@ -8,6 +8,7 @@ plural ``resource`` (``pods``, ``deployments``). Objects are JSON dicts. Errors 
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -92,8 +93,11 @@ class Client:
         return cls(InProcessTransport(server, token=token, loopback=loopback))
 
     @classmethod
-    def connect(cls, url: str, *, token: str = "", verify: bool | str = True) -> Client:
-        """A client talking HTTP to the API server at ``url``."""
+    def connect(
+        cls, url: str, *, token: str = "", verify: bool | str | ssl.SSLContext = True
+    ) -> Client:
+        """A client talking HTTP(S) to the API server at ``url``; ``verify`` as httpx's
+        (an ``ssl`` context carries a client certificate too)."""
         return cls(HttpTransport(url, token=token, verify=verify))
 
     async def aclose(self) -> None:

@@ -11,6 +11,7 @@ HTTP, without a socket.
 from __future__ import annotations
 
 import dataclasses
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
@@ -156,7 +157,9 @@ async def _produce(producer: ChunkProducer, send: trio.MemorySendChannel[bytes])
 class HttpTransport:
     """Talks to an API server over HTTP with httpx (trio-compatible through anyio)."""
 
-    def __init__(self, base_url: str, *, token: str = "", verify: bool | str = True) -> None:
+    def __init__(
+        self, base_url: str, *, token: str = "", verify: bool | str | ssl.SSLContext = True
+    ) -> None:
         headers = {"user-agent": USER_AGENT}
         if token:
             headers["authorization"] = f"Bearer {token}"

@@ -1,11 +1,12 @@
 """Entry point of the ``auth`` plugin.
 
-Authentication by static bearer tokens, and authorization that lets the
-``system:masters`` group do anything, as Kubernetes does before RBAC is consulted. The
-tokens are the cluster's admin token (``config["kubetrio"]["admin_token"]``, as user
-``admin`` in ``system:masters``) and those of the file given by ``--token-auth-file``
-(``token_auth_file`` in the ``auth`` section), in kube-apiserver's format. RBAC, client
-certificates and ServiceAccount tokens come with the authentication issue.
+Authentication by client certificates (``x509``) and static bearer tokens, and
+authorization that lets the ``system:masters`` group do anything, as Kubernetes does
+before RBAC is consulted. The tokens are the cluster's admin token
+(``config["kubetrio"]["admin_token"]``, as user ``admin`` in ``system:masters``) and
+those of the file given by ``--token-auth-file`` (``token_auth_file`` in the ``auth``
+section), in kube-apiserver's format. RBAC and
+ServiceAccount tokens come with the authentication issue.
 
 The plugin is a class: each plugin manager (each cluster) has its own tokens.
 """
@@ -24,6 +25,7 @@ from kubetrio.providers import (
     UserInfo,
 )
 
+from . import x509
 from .tokens import StaticTokens
 
 SUPERUSER_GROUP = "system:masters"
@@ -65,8 +67,9 @@ class AuthPlugin:
 
     @hookimpl
     def kubetrio_authenticate(self, request: AuthRequest) -> UserInfo | None:
-        """Authenticate a bearer token from the token file."""
-        return self.tokens.authenticate(request)
+        """Authenticate a verified client certificate, else a bearer token from the
+        token file (kube-apiserver asks its x509 authenticator before token ones)."""
+        return x509.authenticate(request) or self.tokens.authenticate(request)
 
     @hookimpl
     def kubetrio_authorize(

@@ -1,0 +1,39 @@
+"""``ssl`` contexts from certificate files: an HTTPS server's and a client's."""
+
+from __future__ import annotations
+
+import dataclasses
+import ssl
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class TLSConfig:
+    """What an HTTPS server needs: its certificate and key, and the CA its clients'
+    certificates are verified against (None: no client certificates asked for)."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+    def server_context(self) -> ssl.SSLContext:
+        """A server context: TLS 1.2+, HTTP/1.1 by ALPN, client certificates requested but
+        optional (a request without one may still carry a token), verified when sent."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert_file, self.key_file)
+        if self.client_ca_file is not None:
+            context.load_verify_locations(cafile=self.client_ca_file)
+            context.verify_mode = ssl.CERT_OPTIONAL
+        context.set_alpn_protocols(["http/1.1"])
+        return context
+
+
+def client_context(
+    ca_file: Path, cert_file: Path | None = None, key_file: Path | None = None
+) -> ssl.SSLContext:
+    """A client context trusting ``ca_file`` only, presenting ``cert_file`` when given."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    if cert_file is not None:
+        context.load_cert_chain(cert_file, key_file)
+    return context
