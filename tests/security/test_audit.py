@@ -236,7 +236,11 @@ async def test_mutating_requests_are_logged_at_metadata_by_default(tmp_path: Pat
     assert mine[2]["responseStatus"]["reason"] == "AlreadyExists"
     assert "hunter2" not in log_path.read_text()
     (by_jane,) = [e for e in events if e.get("userAgent") == "tester"]
-    assert by_jane["user"] == {"username": "jane", "uid": "2", "groups": ["devs"]}
+    assert by_jane["user"] == {
+        "username": "jane",
+        "uid": "2",
+        "groups": ["devs", "system:authenticated"],
+    }
     assert by_jane["objectRef"]["name"] == jane.json()["metadata"]["name"]
     unauthenticated = [e for e in events if e["responseStatus"]["code"] == 401]
     assert len(unauthenticated) == 1 and unauthenticated[0]["user"] == {}

@@ -48,7 +48,9 @@ def running_server(tmp_path: Path, *args: str) -> Iterator[str]:
                 clusters = config.get("clusters") or []
                 if clusters:
                     url = clusters[0]["cluster"]["server"]
-                    if httpx.get(f"{url}/readyz", timeout=2).text == "ok":
+                    # HTTPS with the cluster's own CA, as the kubeconfig says.
+                    ca = str(tmp_path / "data" / "pki" / "ca.crt")
+                    if httpx.get(f"{url}/readyz", timeout=2, verify=ca).text == "ok":
                         break
             time.sleep(0.2)
         assert url and process.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
@@ -111,16 +113,16 @@ def test_server_encrypts_secrets_and_audits_by_default(tmp_path: Path) -> None:
     assert PLAINTEXT.encode() not in stored
     assert base64.b64encode(PLAINTEXT.encode()) not in stored
     events = [json.loads(line) for line in (data / "audit.log").read_text().splitlines()]
-    # kubectl sends no bearer token to a plain-HTTP server: anonymous.
+    # kubectl presents the kubeconfig's admin client certificate.
     secrets = [
         (e["verb"], e["objectRef"].get("name"), e["responseStatus"]["code"], e["user"]["username"])
         for e in events
         if e["objectRef"]["resource"] == "secrets" and e.get("userAgent", "").startswith("kubectl")
     ]
     assert secrets == [
-        ("create", "db", 201, "system:anonymous"),
-        ("delete", "db", 200, "system:anonymous"),
-        ("create", "kept", 201, "system:anonymous"),
+        ("create", "db", 201, "kubernetes-admin"),
+        ("delete", "db", 200, "kubernetes-admin"),
+        ("create", "kept", 201, "kubernetes-admin"),
     ]
     assert {e["level"] for e in events} == {"Metadata"}
     assert {e["verb"] for e in events} <= {
