@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from kubetrio.apiserver import RunningApiServer
 
@@ -80,7 +80,7 @@ PROBES: list[tuple[str, str, dict[str, Any], int, list[str]]] = [
 ]
 
 
-def create(core: client.CoreV1Api, kind: str, body: dict[str, Any]) -> Any:
+def create(core: Any, kind: str, body: dict[str, Any]) -> Any:
     if kind == "pod":
         return core.create_namespaced_pod("default", body)
     if kind == "secret":
@@ -88,7 +88,7 @@ def create(core: client.CoreV1Api, kind: str, body: dict[str, Any]) -> Any:
     return core.create_namespaced_config_map("default", body)
 
 
-def read(core: client.CoreV1Api, kind: str, name: str) -> Any:
+def read(core: Any, kind: str, name: str) -> Any:
     if kind == "pod":
         return core.read_namespaced_pod(name, "default")
     if kind == "secret":
@@ -99,11 +99,11 @@ def read(core: client.CoreV1Api, kind: str, name: str) -> Any:
 def probe(url: str, kind: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], int]:
     """(status code, Status body, status code of reading the object back)."""
     with api_client(url) as api:
-        core = client.CoreV1Api(api)
+        core: Any = client.CoreV1Api(api)  # bodies are dicts, as the client allows
         try:
             create(core, kind, body)
         except ApiException as exc:
-            code, status = exc.status, json.loads(exc.body)
+            code, status = exc.status, json.loads(exc.body or "{}")
         else:
             raise AssertionError(f"{body['metadata']['name']} was accepted")
         try:
@@ -149,7 +149,7 @@ async def test_valid_objects_still_accepted(apiserver: RunningApiServer) -> None
 
     def run(url: str) -> list[str]:
         with api_client(url) as api:
-            core = client.CoreV1Api(api)
+            core: Any = client.CoreV1Api(api)  # bodies are dicts, as the client allows
             core.create_namespaced_pod(
                 "default",
                 pod(
