@@ -224,3 +224,25 @@ async def test_kubectl_shows_every_cause(minor: int, kubeconfig: Path, tmp_path:
         "than or equal to 0" in err
     ), err
     assert missing.returncode != 0 and b"NotFound" in missing.stderr
+
+
+async def test_service_type_change_drops_node_port_fields(apiserver: RunningApiServer) -> None:
+    """NodePort -> ClusterIP passes validation: the node ports and the external traffic
+    policy go with the type, as upstream's strategy drops them."""
+
+    def run(url: str) -> tuple[Any, Any]:
+        with api_client(url) as api:
+            core: Any = client.CoreV1Api(api)
+            core.create_namespaced_service(
+                "default",
+                {
+                    "metadata": {"name": "np"},
+                    "spec": {"type": "NodePort", "ports": [{"port": 80}]},
+                },
+            )
+            changed = core.patch_namespaced_service(
+                "np", "default", {"spec": {"type": "ClusterIP"}}
+            )
+            return changed.spec.ports[0].node_port, changed.spec.external_traffic_policy
+
+    assert await trio.to_thread.run_sync(run, apiserver.url) == (None, None)
