@@ -538,11 +538,11 @@ CASES: dict[str, tuple[str, Change, str, str]] = {
         "subsets[0].addresses[1].ip",
         "must be a valid IP address",
     ),
-    "ep-loopback": (
+    "ep-link-local": (
         "endpoints",
-        lambda o: o["subsets"][0]["addresses"].append({"ip": "127.0.0.1"}),
+        lambda o: o["subsets"][0]["addresses"].append({"ip": "169.254.0.7"}),
         "subsets[0].addresses[1].ip",
-        "loopback",
+        "link-local",
     ),
     "ep-port": (
         "endpoints",

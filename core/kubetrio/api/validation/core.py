@@ -352,7 +352,11 @@ def _ip_family_errors(spec: Mapping[str, Any], kind: str) -> list[FieldError]:
 
 
 def validate_endpoints(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[FieldError]:
-    """``ValidateEndpoints``: addresses are IPs (not loopback/link-local), ports valid."""
+    """``ValidateEndpoints``: addresses are IPs (not unspecified or link-local), ports valid.
+
+    Unlike upstream, a loopback address is allowed: a kubetrio node without a network sits
+    on 127.0.0.1, and the endpoints of its host-network pods are that address.
+    """
     errs: list[FieldError] = []
     for i, subset in enumerate(_list(obj.get("subsets"))):
         p = f"subsets[{i}]"
@@ -379,12 +383,6 @@ def _endpoint_address_errors(address: Mapping[str, Any], path: str) -> list[Fiel
         parsed = ipaddress.ip_address(ip)
         if parsed.is_unspecified:
             errs.append(FieldError.invalid(f"{path}.ip", ip, "may not be unspecified (0.0.0.0)"))
-        elif parsed.is_loopback:
-            errs.append(
-                FieldError.invalid(
-                    f"{path}.ip", ip, "may not be in the loopback range (127.0.0.0/8, ::1/128)"
-                )
-            )
         elif parsed.is_link_local:
             errs.append(
                 FieldError.invalid(
