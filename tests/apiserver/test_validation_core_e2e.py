@@ -230,7 +230,7 @@ async def test_service_type_change_drops_node_port_fields(apiserver: RunningApiS
     """NodePort -> ClusterIP passes validation: the node ports and the external traffic
     policy go with the type, as upstream's strategy drops them."""
 
-    def run(url: str) -> tuple[Any, Any]:
+    def run(url: str) -> tuple[Any, Any, bool]:
         with api_client(url) as api:
             core: Any = client.CoreV1Api(api)
             core.create_namespaced_service(
@@ -243,6 +243,7 @@ async def test_service_type_change_drops_node_port_fields(apiserver: RunningApiS
             changed = core.patch_namespaced_service(
                 "np", "default", {"spec": {"type": "ClusterIP"}}
             )
-            return changed.spec.ports[0].node_port, changed.spec.external_traffic_policy
+            spec = changed.spec
+            return spec.ports[0].node_port, spec.external_traffic_policy, bool(spec.cluster_ip)
 
-    assert await trio.to_thread.run_sync(run, apiserver.url) == (None, None)
+    assert await trio.to_thread.run_sync(run, apiserver.url) == (None, None, True)

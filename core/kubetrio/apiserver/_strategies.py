@@ -94,6 +94,13 @@ class ServiceStrategy(Strategy):
         super().validate_update(info, current, new)
         self.allocator.keep_allocations(current, new)
 
+    async def before_create(self, obj: KubeObject) -> None:
+        await self.allocator.allocate(obj)
+
+    async def create_failed(self, obj: KubeObject) -> None:
+        with trio.CancelScope(shield=True):
+            await self.allocator.release(obj)
+
 
 def drop_type_dependent_fields(old: KubeObject, new: KubeObject) -> None:
     """As upstream's service strategy: when an update makes a Service something other than
@@ -111,13 +118,6 @@ def drop_type_dependent_fields(old: KubeObject, new: KubeObject) -> None:
     if [p.get("nodePort") for p in ports] == old_node_ports[: len(ports)]:
         for port in ports:
             port.pop("nodePort", None)
-
-    async def before_create(self, obj: KubeObject) -> None:
-        await self.allocator.allocate(obj)
-
-    async def create_failed(self, obj: KubeObject) -> None:
-        with trio.CancelScope(shield=True):
-            await self.allocator.release(obj)
 
 
 class CustomResourceDefinitionStrategy(Strategy):
