@@ -86,6 +86,10 @@ class ServiceStrategy(Strategy):
         super().__init__(registry)
         self.allocator = allocator
 
+    def prepare_for_update(self, info: ResourceInfo, current: KubeObject, new: KubeObject) -> None:
+        super().prepare_for_update(info, current, new)
+        drop_type_dependent_fields(current, new)
+
     def validate_update(self, info: ResourceInfo, current: KubeObject, new: KubeObject) -> None:
         super().validate_update(info, current, new)
         self.allocator.keep_allocations(current, new)
@@ -96,6 +100,24 @@ class ServiceStrategy(Strategy):
     async def create_failed(self, obj: KubeObject) -> None:
         with trio.CancelScope(shield=True):
             await self.allocator.release(obj)
+
+
+def drop_type_dependent_fields(old: KubeObject, new: KubeObject) -> None:
+    """As upstream's service strategy: when an update makes a Service something other than
+    a NodePort or LoadBalancer, the fields only those have (node ports, the external
+    traffic policy, the health check port) go with it, unless the update set them anew
+    (then validation refuses them)."""
+    spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+    if spec.get("type") in ("NodePort", "LoadBalancer"):
+        return
+    for field in ("externalTrafficPolicy", "healthCheckNodePort"):
+        if field in spec and spec[field] == old_spec.get(field):
+            del spec[field]
+    ports = [p for p in spec.get("ports") or [] if isinstance(p, dict)]
+    old_node_ports = [p.get("nodePort") for p in old_spec.get("ports") or [] if isinstance(p, dict)]
+    if [p.get("nodePort") for p in ports] == old_node_ports[: len(ports)]:
+        for port in ports:
+            port.pop("nodePort", None)
 
 
 class CustomResourceDefinitionStrategy(Strategy):

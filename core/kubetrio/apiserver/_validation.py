@@ -13,7 +13,10 @@ Every body goes through three gates before it reaches the registry:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextvars
+import string
 from typing import Any
 
 import msgspec
@@ -186,6 +189,12 @@ def typed(
             f'{kind} in version "{info.version}" cannot be handled as a {kind}: '
             f"{_with_field_path(str(exc))}"
         ) from exc
+    bad_bytes = _base64_problem(obj, info)
+    if bad_bytes:
+        # Go decodes a []byte field from base64 while unmarshalling: a 400, not a 422.
+        raise bad_request(
+            f'{kind} in version "{info.version}" cannot be handled as a {kind}: {bad_bytes}'
+        )
     unknown = api.unknown_fields(obj, model)
     if unknown:
         report_unknown_fields(unknown, _field_validation_mode(field_validation), warnings)
@@ -216,6 +225,32 @@ def check_write_options(request: Request, verb: str) -> None:
     message = f'Unsupported value: "{value}": supported values: {supported}'
     cause = _cause("fieldValidation", message, "FieldValueNotSupported")
     raise invalid(kind, "meta.k8s.io", "", [cause])
+
+
+# The maps of []byte values among the built-in kinds, sent as base64 strings in JSON.
+_BYTES_MAPS = {("", "secrets"): "data", ("", "configmaps"): "binaryData"}
+_BASE64 = frozenset(string.ascii_letters + string.digits + "+/")
+
+
+def _base64_problem(obj: KubeObject, info: ResourceInfo) -> str:
+    """Go's error for the first value of a []byte map that is not padded base64; "" if none."""
+    field = _BYTES_MAPS.get((info.group, info.resource))
+    values = obj.get(field) if field else None
+    if not isinstance(values, dict):
+        return ""
+    for value in values.values():
+        if not isinstance(value, str):
+            continue
+        try:
+            base64.b64decode(value.replace("\r", "").replace("\n", ""), validate=True)
+        except (binascii.Error, ValueError):
+            bad = next(
+                (i for i, c in enumerate(value) if c not in _BASE64 and c not in "=\r\n"), -1
+            )
+            if bad < 0:  # a wrong length or misplaced padding: the last quantum is corrupt
+                bad = len(value) - len(value) % 4 if len(value) % 4 else value.find("=")
+            return f"illegal base64 data at input byte {max(bad, 0)}"
+    return ""
 
 
 def _field_validation_mode(field_validation: str) -> str:
