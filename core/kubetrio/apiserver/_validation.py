@@ -326,10 +326,20 @@ def validate_metadata(obj: KubeObject, info: ResourceInfo) -> None:
 def validate_kind(info: ResourceInfo, obj: KubeObject, old: KubeObject | None) -> None:
     """What upstream's per-kind validation refuses (a PodSpec without containers, a
     selector that does not match its template, ...); 422 Invalid naming each field."""
+    if old is not None and _only_metadata_changed(obj, old):
+        # Ratcheting, as upstream does for rules it tightens: an object stored before a
+        # rule (or over a size limit) can still get its finalizers removed, its labels
+        # changed, and so be deleted; its metadata is validated on its own.
+        return
     errors = kinds.validate(info.group, info.resource, obj, old)
     if errors:
         name = (obj.get("metadata") or {}).get("name", "")
         raise _invalid(info, name, errors)
+
+
+def _only_metadata_changed(obj: KubeObject, old: KubeObject) -> bool:
+    keys = (obj.keys() | old.keys()) - {"metadata"}
+    return all(obj.get(key) == old.get(key) for key in keys)
 
 
 def _invalid(info: ResourceInfo, name: str, errors: list[validation.FieldError]) -> ApiError:
