@@ -110,3 +110,28 @@ async def test_a_watch_sees_an_error_when_a_corrupt_object_is_deleted(
     assert event["type"] == "ERROR"
     assert event["object"]["reason"] == "StorageReadError"
     assert KEY in event["object"]["message"]
+
+
+async def test_unsafe_delete_needs_its_own_permission(tmp_path: Path) -> None:
+    from kubetrio import plugins
+    from kubetrio.apiserver import open_apiserver
+    from kubetrio.store import open_store
+
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text('admin-token,admin,1,"system:masters"\nuser-token,jane,2,devs\n')
+    manager = plugins.load(only=["auth"])
+    manager.configure(config={"auth": {"token_auth_file": str(tokens)}})
+    admin = {"authorization": "Bearer admin-token"}
+    async with (
+        open_store(f"sqlite://{tmp_path}/state.db") as store,
+        open_apiserver(store, plugins=manager) as running,
+        httpx.AsyncClient(base_url=running.url, headers=admin) as http,
+    ):
+        await make(http, "broken")
+        overwrite(tmp_path / "state.db", KEY, b"{")
+        jane = await http.delete(
+            f"{CMS}/broken", params=UNSAFE, headers={"authorization": "Bearer user-token"}
+        )
+        assert jane.status_code == 403, jane.text
+        assert 'User "jane" cannot unsafe-delete-ignore-read-errors' in jane.json()["message"]
+        assert (await http.delete(f"{CMS}/broken", params=UNSAFE)).status_code == 200
