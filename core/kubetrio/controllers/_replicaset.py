@@ -347,8 +347,17 @@ class ReplicaSetController(QueueController):
         old = owner.get("status") or {}
         conditions = [c for c in old.get("conditions") or [] if c.get("type") != "ReplicaFailure"]
         if failure is not None:
+            same = [
+                c
+                for c in old.get("conditions") or []
+                if c.get("type") == "ReplicaFailure" and c.get("message") == str(failure)
+            ]
+            # The same failure again keeps its condition as it is: a new timestamp would be
+            # a status write, an update event and another reconcile, round and round.
             conditions.append(
-                {
+                same[0]
+                if same
+                else {
                     "type": "ReplicaFailure",
                     "status": "True",
                     "reason": "FailedCreate",
