@@ -21,12 +21,26 @@ from kubetrio.cli import build_app
 from tests.compat.kit import KUBECTL_DIR
 
 runner = CliRunner()
-COMMANDS = ["version", "plugins", "server", "agent", "up", "down", "status", "image"]
+COMMANDS = [
+    "version",
+    "plugins",
+    "server",
+    "agent",
+    "up",
+    "down",
+    "status",
+    "image",
+    "admin",
+    "admin list-raw",
+    "admin delete-raw",
+]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
 def test_every_command_has_help(command: list[str]) -> None:
-    result = runner.invoke(build_app(), [*command, "--help"], env={"COLUMNS": "120"})
+    result = runner.invoke(
+        build_app(), [*" ".join(command).split(), "--help"], env={"COLUMNS": "120"}
+    )
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
 
@@ -269,6 +283,67 @@ def test_bad_port_and_store_url_are_refused_before_starting(tmp_path: Path) -> N
     assert bad_store.returncode == 2
     assert "'foo://x' is not sqlite:///path/state.db or etcd://" in _unwrapped(bad_store.stderr)
     assert not (tmp_path / "data" / "state.db").exists()
+
+
+def _data_dir_with_keys(tmp_path: Path) -> Path:
+    """A stopped server's data directory whose store holds a small and a huge value."""
+    import trio
+
+    from kubetrio.store import open_store
+
+    data = tmp_path / "data"
+    data.mkdir()
+
+    async def fill() -> None:
+        async with open_store(f"sqlite://{data}/state.db", wal_preallocate=0) as kv:
+            await kv.create("/registry/core/configmaps/default/small", b'{"a":1}')
+            await kv.create(HUGE_KEY, b"x" * 300_000)
+
+    trio.run(fill)
+    return data
+
+
+HUGE_KEY = "/registry/core/configmaps/default/huge"
+
+
+def _admin(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubetrio", "admin", *args, "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_admin_lists_and_deletes_raw_keys_of_a_stopped_server(tmp_path: Path) -> None:
+    data = _data_dir_with_keys(tmp_path)
+    listed = _admin(data, "list-raw", "/registry/core/")
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split() for line in listed.stdout.splitlines()] == [
+        ["300000", HUGE_KEY],
+        ["7", "/registry/core/configmaps/default/small"],
+    ]
+    deleted = _admin(data, "delete-raw", HUGE_KEY)
+    assert deleted.returncode == 0, deleted.stderr
+    assert f"deleted {HUGE_KEY} (300000 bytes)" in deleted.stdout
+    listed = _admin(data, "list-raw")
+    assert HUGE_KEY not in listed.stdout and "default/small" in listed.stdout
+    line = _one_error_line(_admin(data, "delete-raw", HUGE_KEY))
+    assert f"the store has no key '{HUGE_KEY}'" in line and "list-raw" in line
+
+
+def test_admin_refuses_while_a_server_holds_the_data_dir(tmp_path: Path) -> None:
+    from kubetrio.cli._admin import data_dir_lock
+
+    data = _data_dir_with_keys(tmp_path)
+    with data_dir_lock(data, what="held by the test"):
+        line = _one_error_line(_admin(data, "delete-raw", HUGE_KEY))
+        assert f"a kubetrio server (pid {os.getpid()}) is running on {data}: stop it" in line
+        # The server takes the same lock: a second one on this directory is refused too.
+        line = _one_error_line(_server(tmp_path, "--port", "0"))
+        assert f"(pid {os.getpid()}) is running on {data}" in line
+    assert HUGE_KEY in _admin(data, "list-raw").stdout
 
 
 @pytest.mark.root

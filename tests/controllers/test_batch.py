@@ -170,7 +170,7 @@ async def test_cronjob_fires_with_test_clock(cluster: Cluster) -> None:
         await trio.sleep(0.5)
         assert not (await client.list("batch/v1", "jobs", namespace="default"))["items"]
 
-        async def jobs_done(n: int) -> bool:
+        async def jobs_done(n: int, due: str) -> bool:
             items = (await client.list("batch/v1", "jobs", namespace="default"))["items"]
             complete = [
                 j
@@ -179,13 +179,19 @@ async def test_cronjob_fires_with_test_clock(cluster: Cluster) -> None:
                     c["type"] == "Complete" for c in (j.get("status") or {}).get("conditions") or []
                 )
             ]
-            return len(complete) >= n and len(complete) == len(items)
+            # The Job of this firing must be among them (not only the earlier ones).
+            scheduled = {
+                j["metadata"]["annotations"].get("batch.kubernetes.io/cronjob-scheduled-timestamp")
+                for j in complete
+            }
+            return len(complete) >= n and len(complete) == len(items) and due in scheduled
 
         for fired in range(1, 5):
             clock[0] += datetime.timedelta(minutes=10)
             cron.queue.add("default/tick")
             wanted = min(fired, 2)
-            await wait_for(lambda n=wanted: jobs_done(n))  # type: ignore[misc]
+            due = clock[0].replace(second=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+            await wait_for(lambda n=wanted, d=due: jobs_done(n, d))  # type: ignore[misc]
             await trio.sleep(0.3)
 
         async def history_trimmed() -> bool:

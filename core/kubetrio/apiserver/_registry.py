@@ -45,6 +45,39 @@ GENERATE_NAME_TRIES = 8
 """Names drawn for a generateName before a collision is reported (as upstream retries)."""
 PAGE_BATCH = 500
 """Keys fetched from the store per round while filling a filtered page."""
+CORRUPT_CAUSES = 100
+"""Corrupt keys named in a list's StorageReadError (as upstream caps them)."""
+
+
+class _Probe(msgspec.Struct):
+    """Decoding into a struct without fields checks the JSON syntax, building nothing."""
+
+
+_probe = msgspec.json.Decoder(_Probe)
+
+
+def corruption(value: bytes) -> str | None:
+    """Why a stored value cannot be decoded as an object (None: it can).
+
+    Values reach the store only through this server's encoder, so a failure means the
+    bytes were damaged (or written by something else): such an object is *corrupt*, as
+    KEP-3926 calls it, and reads name it instead of failing obscurely.
+    """
+    try:
+        _probe.decode(value)
+    except msgspec.DecodeError as exc:
+        return str(exc)
+    return None
+
+
+def corrupt_object(key: bytes | str, revision: int, reason: str) -> ApiError:
+    """The 500 a read of one corrupt object answers (wording as kube-apiserver's)."""
+    name = key.decode(errors="replace") if isinstance(key, bytes) else key
+    return ApiError(
+        500,
+        f"Internal error occurred: StorageError: corrupt object, Key: {name}, "
+        f"ResourceVersion: {revision}, AdditionalErrorMsg: {reason}",
+    )
 
 
 def _match_all(obj: KubeObject) -> bool:
@@ -118,6 +151,9 @@ class Registry:
             found = await self.store.get(self.key(info, namespace, name))
         if found is None:
             raise not_found(info.resource, info.group, name)
+        reason = corruption(found.value)
+        if reason is not None:
+            raise corrupt_object(found.key, found.mod_revision, reason)
         if info.custom is not None:  # one storage, served in each of the CRD's versions
             found = msgspec.structs.replace(found, value=_served(info, found.value))
         return found
@@ -173,6 +209,7 @@ class Registry:
                     },
                 )
         items: list[bytes] = []
+        corrupt: list[tuple[bytes, str]] = []
         try:
             while True:
                 batch = PAGE_BATCH if (limit or matches is not _match_all) else 0
@@ -182,6 +219,15 @@ class Registry:
                     )
                 revision = page.revision
                 for entry in page.kvs:
+                    reason = corruption(entry.value)
+                    if reason is not None:
+                        # Keep reading: the error names every corrupt key (up to a cap).
+                        corrupt.append((entry.key, reason))
+                        start = entry.key + b"\x00"
+                        continue
+                    if corrupt:
+                        start = entry.key + b"\x00"
+                        continue
                     if matches is not _match_all:
                         obj = objects.decode_stored(entry.value, entry.mod_revision)
                         if not matches(obj):
@@ -196,7 +242,9 @@ class Registry:
                         more = page.more or entry is not page.kvs[-1]
                         token = encode_continue(revision, entry.key) if more else ""
                         return ListPage(items, revision, token)
-                if not page.more:
+                if not page.more or len(corrupt) >= CORRUPT_CAUSES:
+                    if corrupt:
+                        raise store_read_error(info, prefix, corrupt)
                     return ListPage(items, revision)
         except kv.Compacted as exc:
             if continue_token:
@@ -531,6 +579,27 @@ def readable() -> Iterator[None]:
         raise undecryptable(exc) from None
 
 
+def store_read_error(info: ResourceInfo, prefix: str, corrupt: list[tuple[bytes, str]]) -> ApiError:
+    """The 500 ``StorageReadError`` of a list that met corrupt objects, naming their keys."""
+    return ApiError(
+        500,
+        f"failed to read one or more {info.resource} from the storage",
+        reason="StorageReadError",
+        details={
+            "name": prefix,
+            "kind": info.resource,
+            "causes": [
+                {
+                    "reason": "UnexpectedServerResponse",
+                    "message": reason,
+                    "field": key.decode(errors="replace"),
+                }
+                for key, reason in corrupt[:CORRUPT_CAUSES]
+            ],
+        },
+    )
+
+
 def _served(info: ResourceInfo, data: bytes) -> bytes:
     """A custom resource as one of its CRD's versions serves it: that version's
     ``apiVersion`` (conversion None) and, when its schema has defaults, those filled in,
@@ -580,6 +649,16 @@ def _translate(event: kv.Event, matches: ObjectFilter) -> WatchEvent | None:
     if event.type == kv.EventType.DELETE:
         if event.prev_kv is None:
             return None
+        if corruption(event.prev_kv.value) is not None:
+            # A corrupt object was deleted (unsafe delete): there is no last state to
+            # send; an ERROR makes clients list again, as kube-apiserver's watch does.
+            key = event.prev_kv.key.decode(errors="replace")
+            error = ApiError(
+                500,
+                f"saw a DELETED event, but object data is corrupt - key: {key}",
+                reason="StorageReadError",
+            )
+            return WatchEvent("ERROR", objects.encode(error.status()), revision)
         last = objects.decode_stored(event.prev_kv.value, revision)
         return WatchEvent("DELETED", objects.encode(last), revision) if matches(last) else None
     now = objects.decode_stored(event.kv.value, revision)

@@ -12,6 +12,7 @@ from rich.table import Table
 import kubetrio
 from kubetrio import plugins as plugin_loading
 
+from ._admin import admin_app
 from ._cluster import register_cluster_commands
 from ._console import console, err_console, load_plugins_or_exit
 from ._errors import explain
@@ -101,6 +102,7 @@ def build_app(
     app.command("plugins")(list_plugins)
     register_cluster_commands(app, manager)
     app.add_typer(image_app)
+    app.add_typer(admin_app)
     manager.add_commands(cli=app)
     return app
 

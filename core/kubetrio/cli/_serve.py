@@ -33,6 +33,7 @@ from kubetrio.cluster import agent_can_run, open_cluster
 from kubetrio.pki import ClusterPKI, ensure_cluster_pki, local_addresses
 from kubetrio.plugins import PluginManager
 
+from ._admin import data_dir_lock
 from ._security import open_encrypted_store
 
 log = logging.getLogger("kubetrio.server")
@@ -122,8 +123,12 @@ async def run_server(
         log.warning("not running a node agent: %s", why)
         agent = False
     # SIGTERM/SIGINT stop the processes of the cluster and leave pods running (a restarted
-    # agent adopts them); SIGUSR1 (``kubetrio down``) stops the pods first.
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
+    # agent adopts them); SIGUSR1 (``kubetrio down``) stops the pods first. The data
+    # directory's lock keeps `kubetrio admin` (and a second server) off its store.
+    with (
+        data_dir_lock(data_dir, what="stop it or choose another --data-dir"),
+        trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals,
+    ):
         async with (
             open_encrypted_store(store_url, encryption) as store,
             open_cluster(

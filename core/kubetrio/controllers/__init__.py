@@ -20,12 +20,18 @@ The pieces, each in its own module:
 * :class:`EventRecorder` — core/v1 Events with count aggregation (``_events``);
 * :class:`LeaderElector`, :class:`LeaderGuardedTransport` — the Lease and the write
   guard (``_leader``);
+* :class:`CreateBrake`, :class:`BrakeLimit`, :func:`slow_start` — runaway brakes: slow-start
+  create batches and a per-owner create rate limit (``_brakes``);
 * the controllers: ReplicaSet, Deployment, garbage collector, ServiceAccount,
   Endpoints/EndpointSlice, Job, CronJob, DaemonSet, StatefulSet, node lifecycle.
 """
 
 from kubetrio.api.cron import CronSchedule as CronSchedule
 
+from ._brakes import TOO_MANY_CREATES as TOO_MANY_CREATES
+from ._brakes import BrakeLimit as BrakeLimit
+from ._brakes import CreateBrake as CreateBrake
+from ._brakes import slow_start as slow_start
 from ._cronjob import CronJobController as CronJobController
 from ._daemonset import DaemonSetController as DaemonSetController
 from ._deployment import DeploymentController as DeploymentController

@@ -26,6 +26,7 @@ import trio
 
 from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject
 
+from ._brakes import CreateBrake, announce_pause, slow_start
 from ._expectations import Expectations
 from ._index import OwnerIndex
 from ._objects import (
@@ -116,6 +117,10 @@ def template_hash(template: KubeObject) -> str:
     return f"{zlib.crc32(data):08x}"[:8]
 
 
+BURST_REPLICAS = 250
+"""Most daemon pods created by one reconcile (as Kubernetes' DaemonSet controller)."""
+
+
 class DaemonSetController(QueueController):
     """Keeps one pod per eligible node (see the module docstring)."""
 
@@ -125,6 +130,7 @@ class DaemonSetController(QueueController):
     def __init__(self) -> None:
         super().__init__()
         self.expectations = Expectations()
+        self.brake = CreateBrake()
         self.pod_index = OwnerIndex()
 
     def setup(self, ctx: ControllerContext) -> None:
@@ -145,6 +151,7 @@ class DaemonSetController(QueueController):
     def started_leading(self) -> None:
         """Forget expectations of an earlier term."""
         self.expectations.clear()
+        self.brake.clear()
         super().started_leading()
 
     def _enqueue_all(self) -> None:
@@ -176,6 +183,7 @@ class DaemonSetController(QueueController):
         daemonset = self.daemonsets.get(name, namespace)
         if daemonset is None:
             self.expectations.forget(key)
+            self.brake.forget(key)
             return None
         if is_deleting(daemonset):
             return None
@@ -225,9 +233,11 @@ class DaemonSetController(QueueController):
                     to_delete.append(pod)
                     unavailable += 1
         if self.expectations.satisfied(key):
+            to_create = to_create[: min(BURST_REPLICAS, self.brake.allowance(key))]
             await self._apply(key, daemonset, revision, to_create, to_delete)
         await self._status(daemonset, pods, wanted_nodes, revision, min_ready, now)
-        return None
+        paused = self.brake.paused_for(key)
+        return Result(requeue_after=paused) if paused else None
 
     async def _apply(
         self,
@@ -243,17 +253,17 @@ class DaemonSetController(QueueController):
         )
         errors: list[ClientError] = []
 
-        async def create(node_name: str) -> None:
+        async def create(position: int) -> None:
             try:
                 await self.client.create(
                     "v1",
                     "pods",
-                    self.pod_for(daemonset, node_name, revision),
+                    self.pod_for(daemonset, to_create[position], revision),
                     namespace=namespace,
                 )
-            except ClientError as exc:
+            except ClientError:
                 self.expectations.creation_observed(key)
-                errors.append(exc)
+                raise
 
         async def delete(pod: KubeObject) -> None:
             try:
@@ -270,14 +280,20 @@ class DaemonSetController(QueueController):
             self.expectations.deletion_observed(key, pod["metadata"]["uid"])
 
         async with trio.open_nursery() as nursery:
-            for node_name in to_create:
-                nursery.start_soon(create, node_name)
             for pod in to_delete:
                 nursery.start_soon(delete, pod)
-        if to_create:
+        done = await slow_start(len(to_create), create)
+        for _ in range(len(to_create) - done.attempted):
+            self.expectations.creation_observed(key)  # never attempted
+        if done.succeeded:
             self.ctx.events.normal(
-                daemonset, "SuccessfulCreate", f"Created {len(to_create)} daemon pod(s)"
+                daemonset, "SuccessfulCreate", f"Created {done.succeeded} daemon pod(s)"
             )
+        paused = self.brake.record(key, done.attempted)
+        if paused is not None:
+            await announce_pause(self.ctx.events, daemonset, paused)
+        if done.error is not None:
+            errors.insert(0, done.error)
         if errors:
             raise errors[0]
 

@@ -24,12 +24,14 @@ selector (the API server does not add it yet), with the ``job-name`` labels on p
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import trio
 
 from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject, now_rfc3339
 
+from ._brakes import CreateBrake, announce_pause, slow_start
 from ._expectations import Expectations
 from ._index import OwnerIndex
 from ._objects import (
@@ -44,6 +46,8 @@ from ._reconcile import ControllerContext, QueueController, Result, object_key, 
 
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 MAX_BACKOFF = 360.0
+MAX_CREATES_PER_SYNC = 500
+"""Most pods created by one reconcile (Kubernetes' ``MaxPodCreateDeletePerSync``)."""
 
 
 def _finished(job: KubeObject) -> KubeObject | None:
@@ -94,6 +98,7 @@ class JobController(QueueController):
     def __init__(self) -> None:
         super().__init__()
         self.expectations = Expectations()
+        self.brake = CreateBrake()
         self.pod_index = OwnerIndex()
 
     def setup(self, ctx: ControllerContext) -> None:
@@ -112,6 +117,7 @@ class JobController(QueueController):
     def started_leading(self) -> None:
         """Forget expectations of an earlier term."""
         self.expectations.clear()
+        self.brake.clear()
         super().started_leading()
 
     def job_key_of(self, pod: KubeObject) -> str | None:
@@ -127,6 +133,7 @@ class JobController(QueueController):
         job = self.jobs.get(name, namespace)
         if job is None:
             self.expectations.forget(key)
+            self.brake.forget(key)
             return None
         job = copy.deepcopy(job)
         spec = job.get("spec") or {}
@@ -198,13 +205,14 @@ class JobController(QueueController):
                     extra = sorted(active, key=lambda p: (is_pod_ready(p), _phase(p) == "Running"))
                     await self._delete_pods(key, extra[: len(active) - wanted])
                 elif len(active) < wanted:
-                    delay = self._backoff_left(failed, now)
-                    if delay > 0:
-                        result = Result(requeue_after=delay)
+                    delay = max(self._backoff_left(failed, now), self.brake.paused_for(key))
+                    count = min(
+                        wanted - len(active), MAX_CREATES_PER_SYNC, self.brake.allowance(key)
+                    )
+                    if delay > 0 or count <= 0:
+                        result = Result(requeue_after=delay or self.brake.limit.window)
                     else:
-                        await self._create_pods(
-                            key, job, active, done_indexes, wanted - len(active)
-                        )
+                        await self._create_pods(key, job, active, done_indexes, count)
             if deadline is not None:
                 left = started + int(deadline) - now
                 if result is None or (result.requeue_after or 0) > left:
@@ -316,28 +324,34 @@ class JobController(QueueController):
         indexes: list[int | None] = [None] * count
         if spec.get("completionMode") == "Indexed":
             busy = done_indexes | {i for p in active if (i := _index_of(p)) is not None}
-            free = [i for i in range(int(spec.get("completions") or 0)) if i not in busy]
-            indexes = list(free[:count])
+            # Lazily: completions may be 2^31 and only ``count`` indexes are wanted.
+            free = (i for i in range(int(spec.get("completions") or 0)) if i not in busy)
+            indexes = list(itertools.islice(free, count))
         self.expectations.expect(key, adds=len(indexes))
-        errors: list[ClientError] = []
 
-        async def create(index: int | None) -> None:
+        async def create(position: int) -> None:
             try:
                 pod = await self.client.create(
-                    "v1", "pods", self.pod_for(job, index), namespace=job["metadata"]["namespace"]
+                    "v1",
+                    "pods",
+                    self.pod_for(job, indexes[position]),
+                    namespace=job["metadata"]["namespace"],
                 )
-                self.ctx.events.normal(
-                    job, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}"
-                )
-            except ClientError as exc:
+            except ClientError:
                 self.expectations.creation_observed(key)
-                errors.append(exc)
+                raise
+            self.ctx.events.normal(
+                job, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}"
+            )
 
-        async with trio.open_nursery() as nursery:
-            for index in indexes:
-                nursery.start_soon(create, index)
-        if errors:
-            raise errors[0]
+        done = await slow_start(len(indexes), create)
+        for _ in range(len(indexes) - done.attempted):
+            self.expectations.creation_observed(key)  # never attempted
+        paused = self.brake.record(key, done.attempted)
+        if paused is not None:
+            await announce_pause(self.ctx.events, job, paused)
+        if done.error is not None:
+            raise done.error
 
     async def _delete_pods(self, key: str, pods: list[KubeObject]) -> None:
         if not pods:

@@ -24,6 +24,7 @@ import trio
 
 from kubetrio.client import Client, EventRecorder, SharedInformers
 
+from ._brakes import BrakeLimit, CreateBrake
 from ._cronjob import CronJobController
 from ._daemonset import DaemonSetController
 from ._deployment import DeploymentController
@@ -75,6 +76,8 @@ class ControllerManager:
     :param controllers: names from :data:`BUILT_IN` to run (default: all).
     :param leader_election: campaign for the Lease (False: act at once, alone).
     :param release_on_cancel: give the Lease up on a clean stop (False: let it expire).
+    :param create_limit: the per-owner create rate of the pod-creating controllers (see
+        :mod:`._brakes`; default :class:`BrakeLimit` ()).
     :param extra: more controllers to run under the same Lease, e.g. the ServiceLB
         allocator (:mod:`kubetrio.servicelb`, built on this package) that the composition
         root adds when it has an address pool.
@@ -95,6 +98,7 @@ class ControllerManager:
         retry_period: float = RETRY_PERIOD,
         release_on_cancel: bool = True,
         extra: Iterable[QueueController] = (),
+        create_limit: BrakeLimit | None = None,
     ) -> None:
         self.client = client
         self.plugins = plugins
@@ -105,6 +109,11 @@ class ControllerManager:
             raise ValueError(f"unknown controllers {unknown}; known: {sorted(BUILT_IN)}")
         self.controllers: list[QueueController] = [BUILT_IN[n]() for n in names]
         self.controllers.extend(extra)
+        if create_limit is not None:
+            for controller in self.controllers:
+                brake = getattr(controller, "brake", None)
+                if isinstance(brake, CreateBrake):
+                    brake.limit = create_limit
         self.leader_election = leader_election
         self.elector = LeaderElector(
             client,

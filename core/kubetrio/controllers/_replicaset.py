@@ -32,6 +32,7 @@ import trio
 
 from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject, now_rfc3339
 
+from ._brakes import CreateBrake, announce_pause, slow_start, template_mismatch
 from ._expectations import Expectations
 from ._objects import (
     controller_ref,
@@ -46,7 +47,14 @@ from ._objects import (
     selector_of,
     wall_now,
 )
-from ._reconcile import ControllerContext, QueueController, Result, object_key, split_key
+from ._reconcile import (
+    ControllerContext,
+    PermanentError,
+    QueueController,
+    Result,
+    object_key,
+    split_key,
+)
 
 log = logging.getLogger("kubetrio.controllers.replicaset")
 
@@ -68,6 +76,7 @@ class ReplicaSetController(QueueController):
     def __init__(self) -> None:
         super().__init__()
         self.expectations = Expectations()
+        self.brake = CreateBrake()
         # Pods by controller uid, and controller-less pods by namespace: a reconcile then
         # looks at its own pods and the adoption candidates, not at every pod.
         self.pods_by_owner: dict[str, dict[str, KubeObject]] = {}
@@ -93,6 +102,7 @@ class ReplicaSetController(QueueController):
     def started_leading(self) -> None:
         """Expectations from an earlier term are meaningless now."""
         self.expectations.clear()
+        self.brake.clear()
         super().started_leading()
 
     # --- the pod index and mapping pod events to owners ----------------------------------
@@ -153,6 +163,7 @@ class ReplicaSetController(QueueController):
         owner = self.owners.get(name, namespace)
         if owner is None:
             self.expectations.forget(key)
+            self.brake.forget(key)
             return None
         pods = await self.claim_pods(owner, self.candidate_pods(owner))
         active = [p for p in pods if is_active_pod(p)]
@@ -160,11 +171,14 @@ class ReplicaSetController(QueueController):
         if self.expectations.satisfied(key) and not is_deleting(owner):
             try:
                 await self.manage_replicas(key, owner, active)
-            except (ClientError, trio.TooSlowError) as exc:
+            except (ClientError, trio.TooSlowError, PermanentError) as exc:
                 failure = exc
         result = await self.update_status(owner, active, failure)
         if failure is not None:
             raise failure
+        paused = self.brake.paused_for(key)
+        if paused and result is None:
+            result = Result(requeue_after=paused)
         if result is None and not self.expectations.satisfied(key):
             # Look again when the expectations would time out (a lost event).
             result = Result(requeue_after=self.expectations.timeout)
@@ -225,7 +239,14 @@ class ReplicaSetController(QueueController):
         wanted = int((owner.get("spec") or {}).get("replicas", 1))
         diff = len(active) - wanted
         if diff < 0:
-            await self.create_pods(key, owner, min(-diff, BURST_REPLICAS))
+            mismatch = template_mismatch(owner)
+            if mismatch is not None:
+                # Every pod created would be released at once and replaced, forever.
+                self.ctx.events.warning(owner, "FailedCreate", f"Error creating: {mismatch}")
+                raise PermanentError(mismatch)
+            count = min(-diff, BURST_REPLICAS, self.brake.allowance(key))
+            if count > 0:
+                await self.create_pods(key, owner, count)
         elif diff > 0:
             await self.delete_pods(key, owner, active, min(diff, BURST_REPLICAS))
 
@@ -251,39 +272,36 @@ class ReplicaSetController(QueueController):
         }
 
     async def create_pods(self, key: str, owner: KubeObject, count: int) -> None:
-        """Create ``count`` pods in slow-start batches; the first failure stops the rest."""
+        """Create ``count`` pods in slow-start batches; the first failure stops the rest.
+
+        Every attempt counts toward the owner's :attr:`brake`; going over its rate pauses
+        the owner's creates and records a ``TooManyCreates`` Warning.
+        """
         self.expectations.expect(key, adds=count)
         namespace = owner["metadata"]["namespace"]
-        remaining = count
-        batch = 1
-        failures: list[ClientError] = []
 
-        async def create_one() -> None:
+        async def create_one(_: int) -> None:
             try:
                 pod = await self.client.create(
                     "v1", "pods", self.pod_from_template(owner), namespace=namespace
                 )
-            except ClientError as exc:
+            except ClientError:
                 self.expectations.creation_observed(key)  # it will never show up
-                failures.append(exc)
-                return
+                raise
             self.ctx.events.normal(
                 owner, "SuccessfulCreate", f"Created pod: {pod['metadata']['name']}"
             )
 
-        while remaining > 0:
-            size = min(batch, remaining)
-            async with trio.open_nursery() as nursery:
-                for _ in range(size):
-                    nursery.start_soon(create_one)
-            remaining -= size
-            if failures:
-                for _ in range(remaining):
-                    self.expectations.creation_observed(key)  # never attempted
-                error = failures[0]
-                self.ctx.events.warning(owner, "FailedCreate", f"Error creating: {error.message}")
-                raise error
-            batch *= 2
+        done = await slow_start(count, create_one)
+        for _ in range(count - done.attempted):
+            self.expectations.creation_observed(key)  # never attempted
+        paused = self.brake.record(key, done.attempted)
+        if paused is not None:
+            await announce_pause(self.ctx.events, owner, paused)
+        if done.error is not None:
+            error = done.error
+            self.ctx.events.warning(owner, "FailedCreate", f"Error creating: {error.message}")
+            raise error
 
     async def delete_pods(
         self, key: str, owner: KubeObject, active: list[KubeObject], count: int
@@ -329,8 +347,17 @@ class ReplicaSetController(QueueController):
         old = owner.get("status") or {}
         conditions = [c for c in old.get("conditions") or [] if c.get("type") != "ReplicaFailure"]
         if failure is not None:
+            same = [
+                c
+                for c in old.get("conditions") or []
+                if c.get("type") == "ReplicaFailure" and c.get("message") == str(failure)
+            ]
+            # The same failure again keeps its condition as it is: a new timestamp would be
+            # a status write, an update event and another reconcile, round and round.
             conditions.append(
-                {
+                same[0]
+                if same
+                else {
                     "type": "ReplicaFailure",
                     "status": "True",
                     "reason": "FailedCreate",

@@ -33,6 +33,7 @@ from typing import Any
 
 from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject
 
+from ._brakes import CreateBrake, announce_pause
 from ._index import OwnerIndex
 from ._objects import (
     delete_exact,
@@ -73,6 +74,7 @@ class StatefulSetController(QueueController):
         super().__init__()
         self.pod_index = OwnerIndex()
         self.revision_index = OwnerIndex()
+        self.brake = CreateBrake()
 
     def setup(self, ctx: ControllerContext) -> None:
         """Watch StatefulSets, their pods and ControllerRevisions."""
@@ -89,6 +91,11 @@ class StatefulSetController(QueueController):
     def primary(self) -> Informer | None:
         """StatefulSets."""
         return self.sets
+
+    def started_leading(self) -> None:
+        """Forget create counts of an earlier term."""
+        self.brake.clear()
+        super().started_leading()
 
     def _owned_changed(self, obj: KubeObject) -> None:
         for ref in obj["metadata"].get("ownerReferences") or []:
@@ -252,6 +259,8 @@ class StatefulSetController(QueueController):
         namespace, name = split_key(key)
         sts = self.sets.get(name, namespace)
         if sts is None or is_deleting(sts):
+            if sts is None:
+                self.brake.forget(key)
             return None
         spec = sts.get("spec") or {}
         replicas = int(spec.get("replicas", 1))
@@ -283,14 +292,12 @@ class StatefulSetController(QueueController):
             return revision, template
 
         await self._step(sts, replicas, parallel, pods, template_for)
+        # Loops over the pods, not over range(replicas): replicas may be 2^31.
+        wanted = [i for i in pods if i < replicas]
         if (
             rolling
-            and all(
-                _running_ready(pods[i]) and not is_deleting(pods[i])
-                for i in range(replicas)
-                if i in pods
-            )
-            and len([i for i in range(replicas) if i in pods]) == replicas
+            and all(_running_ready(pods[i]) and not is_deleting(pods[i]) for i in wanted)
+            and len(wanted) == replicas
         ):
             for ordinal in range(replicas - 1, partition - 1, -1):
                 pod = pods[ordinal]
@@ -298,7 +305,8 @@ class StatefulSetController(QueueController):
                     await self._delete(sts, pod)
                     break
         await self._status(sts, replicas, pods, current_revision, update_revision, rolling)
-        return None
+        paused = self.brake.paused_for(key)
+        return Result(requeue_after=paused) if paused else None
 
     async def _step(
         self,
@@ -308,6 +316,8 @@ class StatefulSetController(QueueController):
         pods: dict[int, KubeObject],
         template_for: Any,
     ) -> None:
+        key = object_key(sts)
+        budget = self.brake.allowance(key)
         for ordinal in range(replicas):
             pod = pods.get(ordinal)
             if pod is not None and _failed(pod) and not is_deleting(pod):
@@ -316,8 +326,16 @@ class StatefulSetController(QueueController):
                     return
                 continue
             if pod is None:
+                if budget <= 0:
+                    return  # braked: the pause ends with a requeue
+                budget -= 1
                 revision, template = template_for(ordinal)
-                await self._create(sts, ordinal, revision, template)
+                try:
+                    await self._create(sts, ordinal, revision, template)
+                finally:
+                    paused = self.brake.record(key, 1)
+                    if paused is not None:
+                        await announce_pause(self.ctx.events, sts, paused)
                 if not parallel:
                     return
                 continue

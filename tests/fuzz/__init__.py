@@ -1,0 +1,1 @@
+"""Tests: hypothesis fuzzing of every built-in kind from the OpenAPI schema."""
