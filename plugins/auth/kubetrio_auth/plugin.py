@@ -5,8 +5,8 @@ authorization that lets the ``system:masters`` group do anything, as Kubernetes 
 before RBAC is consulted. The tokens are the cluster's admin token
 (``config["kubetrio"]["admin_token"]``, as user ``admin`` in ``system:masters``) and
 those of the file given by ``--token-auth-file`` (``token_auth_file`` in the ``auth``
-section), in kube-apiserver's format. RBAC and
-ServiceAccount tokens come with the authentication issue.
+section), in kube-apiserver's format; and ServiceAccount tokens from the TokenRequest
+API (``satokens``), checked with the data directory's service account key.
 
 The plugin is a class: each plugin manager (each cluster) has its own tokens.
 """
@@ -18,6 +18,7 @@ from typing import Any
 
 from kubetrio.plugins import hookimpl
 from kubetrio.providers import (
+    ApiCaches,
     AuthorizationAttributes,
     AuthorizationDecision,
     AuthRequest,
@@ -26,6 +27,7 @@ from kubetrio.providers import (
 )
 
 from . import x509
+from .satokens import ServiceAccountTokens
 from .tokens import StaticTokens
 
 SUPERUSER_GROUP = "system:masters"
@@ -38,6 +40,7 @@ class AuthPlugin:
 
     def __init__(self) -> None:
         self.tokens = StaticTokens({})
+        self.service_accounts = ServiceAccountTokens()
 
     @hookimpl
     def kubetrio_add_options(self, options: PluginOptions) -> None:
@@ -59,17 +62,30 @@ class AuthPlugin:
         if admin_token:
             tokens = StaticTokens({str(admin_token): ADMIN, **tokens.users})
         self.tokens = tokens
+        data_dir = (config.get("kubetrio") or {}).get("data_dir")
+        self.service_accounts = ServiceAccountTokens(Path(data_dir) if data_dir else None)
+
+    @hookimpl
+    def kubetrio_api_caches(self, caches: ApiCaches) -> None:
+        """The ServiceAccounts and Pods that tokens name (a token dies with them)."""
+        self.service_accounts.ask_for_caches(caches)
 
     @hookimpl
     def kubetrio_unconfigure(self) -> None:
         """Forget the tokens."""
         self.tokens = StaticTokens({})
+        self.service_accounts = ServiceAccountTokens()
 
     @hookimpl
     def kubetrio_authenticate(self, request: AuthRequest) -> UserInfo | None:
         """Authenticate a verified client certificate, else a bearer token from the
-        token file (kube-apiserver asks its x509 authenticator before token ones)."""
-        return x509.authenticate(request) or self.tokens.authenticate(request)
+        token file or a ServiceAccount token (kube-apiserver asks its x509 authenticator
+        before token ones)."""
+        return (
+            x509.authenticate(request)
+            or self.tokens.authenticate(request)
+            or self.service_accounts.authenticate(request)
+        )
 
     @hookimpl
     def kubetrio_authorize(

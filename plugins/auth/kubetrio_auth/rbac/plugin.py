@@ -38,8 +38,10 @@ log = logging.getLogger("kubetrio_auth.rbac")
 
 MODES = ("AlwaysAllow", "AlwaysDeny", "RBAC")
 DEFAULT_AUTHORIZATION_MODE = "AlwaysAllow"
-"""Permissive until clients can present credentials (TLS client certificates): kubectl
-sends no bearer token over plain HTTP. Switch to ``"RBAC"`` to enforce RBAC by default."""
+"""For a cluster embedded in a program (``open_cluster``): a single-user control plane,
+often served over plain HTTP, to which kubectl sends no bearer token."""
+SERVER_AUTHORIZATION_MODE = "RBAC"
+"""For ``kubetrio server``/``up`` (HTTPS, client certificates): secure by default."""
 SUPERUSER_GROUP = "system:masters"
 EVERYTHING: KubeObject = {
     "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
@@ -81,7 +83,8 @@ class RBACPlugin:
         options.add(
             "authorization-mode",
             help="Ordered comma-separated authorizers: RBAC, AlwaysAllow, AlwaysDeny "
-            f"(rbac plugin; default {DEFAULT_AUTHORIZATION_MODE}).",
+            f"(rbac plugin; default {SERVER_AUTHORIZATION_MODE} for server and up, "
+            f"{DEFAULT_AUTHORIZATION_MODE} for an embedded cluster).",
             commands=("server", "up"),
             section="auth",
         )
@@ -91,8 +94,10 @@ class RBACPlugin:
         """Read ``config["auth"]["authorization_mode"]``; a bad value denies everything
         (fail closed) rather than leaving the requests to the permissive default."""
         value = str((config.get("auth") or {}).get("authorization_mode") or "")
+        command = (config.get("kubetrio") or {}).get("command")
+        default = SERVER_AUTHORIZATION_MODE if command == "server" else DEFAULT_AUTHORIZATION_MODE
         try:
-            self.modes = parse_modes(value or DEFAULT_AUTHORIZATION_MODE)
+            self.modes = parse_modes(value or default)
             self.error = ""
         except ValueError as exc:
             log.error("%s: every request will be forbidden", exc)
