@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import serialization
 
 from kubetrio.providers import ApiCaches, AuthRequest, ObjectCache, UserInfo
 
+from .tokens import bearer_token
+
 log = logging.getLogger("kubetrio_auth.satokens")
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -56,7 +58,7 @@ class ServiceAccountTokens:
 
     def authenticate(self, request: AuthRequest) -> UserInfo | None:
         """The ServiceAccount a token of ours names, or None (not ours, or refused)."""
-        token = _bearer(request.headers)
+        token = bearer_token(request.headers)
         if not token or token.count(".") != 2:
             return None
         try:
@@ -111,9 +113,3 @@ def _alive(cache: ObjectCache | None, namespace: str, name: str, uid: str) -> bo
         return False
     found = cache.get(name, namespace)
     return found is not None and (found.get("metadata") or {}).get("uid") == uid
-
-
-def _bearer(headers: Mapping[str, str]) -> str:
-    value = headers.get("authorization", "")
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""

@@ -9,9 +9,16 @@ from __future__ import annotations
 import csv
 import hmac
 import io
+from collections.abc import Mapping
 from pathlib import Path
 
 from kubetrio.providers import AuthRequest, UserInfo
+
+
+def bearer_token(headers: Mapping[str, str]) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; "" without one."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 class TokenFileError(ValueError):
@@ -53,10 +60,9 @@ class StaticTokens:
 
     def authenticate(self, request: AuthRequest) -> UserInfo | None:
         """The user whose token is in the ``Authorization: Bearer`` header, or None."""
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(request.headers)
+        if not token:
             return None
-        token = token.strip()
         for known, user in self._users.items():
             # Constant-time comparison: don't leak how much of a token matched.
             if hmac.compare_digest(known.encode(), token.encode()):
