@@ -286,10 +286,13 @@ def kubetrio_register_network_plugins(register: Callable[[NetworkPlugin], None])
 
 @hookspec
 def kubetrio_register_storage_drivers(register: Callable[[StorageDriver], None]) -> None:
-    """Register storage drivers (CSI): provision and delete volumes, publish them into pods.
+    """Register storage drivers, shaped like CSI plugins (identity, controller, node).
 
-    Called by the volume controllers and the node agent when they start; a StorageClass'
-    ``provisioner`` field names the driver that serves it.
+    Called by the volume controllers and the node agent when they start. A driver's
+    ``name`` is the CSI driver name: StorageClasses name it in ``provisioner`` and
+    PersistentVolumes in ``spec.csi.driver``. The controllers create, delete and expand
+    volumes through it; node agents stage, publish, expand and measure them. Each method
+    is one CSI RPC, so an adapter can forward it to an external CSI driver over gRPC.
 
     :param register: call once per :class:`~kubetrio.providers.StorageDriver`.
     :returns: nothing.

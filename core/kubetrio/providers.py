@@ -835,25 +835,230 @@ class NetworkPlugin(Protocol):
         ...
 
 
-@runtime_checkable
-class StorageDriver(Protocol):
-    """A CSI-like provider: provisions volumes and publishes them into pods."""
+# --- storage (CSI-shaped) ---------------------------------------------------------------------
+
+ACCESS_MODES_TO_CSI: Mapping[str, str] = {
+    "ReadWriteOnce": "SINGLE_NODE_WRITER",
+    "ReadWriteOncePod": "SINGLE_NODE_SINGLE_WRITER",
+    "ReadOnlyMany": "MULTI_NODE_READER_ONLY",
+    "ReadWriteMany": "MULTI_NODE_MULTI_WRITER",
+}
+"""A PersistentVolume access mode → the CSI ``VolumeCapability.AccessMode`` name, as
+upstream's external-provisioner maps them."""
+
+
+class StorageDriverError(Exception):
+    """A storage driver's refusal, with a CSI (gRPC) status code name.
+
+    ``code`` is one of CSI's codes as gRPC names them: ``INVALID_ARGUMENT``, ``NOT_FOUND``,
+    ``ALREADY_EXISTS``, ``RESOURCE_EXHAUSTED``, ``FAILED_PRECONDITION``, ``OUT_OF_RANGE``,
+    ``UNIMPLEMENTED``, ``ABORTED``, ``UNAVAILABLE``, ``INTERNAL``. The core reports the
+    message in events (``ProvisioningFailed``, ``FailedMount``, …) and retries with back-off
+    unless the code says retrying is useless (``INVALID_ARGUMENT``, ``UNIMPLEMENTED``).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VolumeCapability:
+    """CSI ``VolumeCapability``: how a volume will be used."""
+
+    access_mode: str = "SINGLE_NODE_WRITER"
+    """A CSI access mode name (see :data:`ACCESS_MODES_TO_CSI`)."""
+    block: bool = False
+    """Raw block device (``volumeMode: Block``) instead of a mounted filesystem."""
+    fs_type: str = ""
+    mount_flags: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StorageDriverInfo:
+    """CSI identity and capabilities (``GetPluginInfo``, ``GetPluginCapabilities``,
+    ``ControllerGetCapabilities``, ``NodeGetCapabilities``), with CSI's capability names."""
 
     name: str
-    """The provisioner name StorageClasses refer to (``kubetrio.io/hostpath``)."""
+    vendor_version: str = ""
+    plugin_capabilities: frozenset[str] = frozenset()
+    """E.g. ``CONTROLLER_SERVICE``, ``VOLUME_ACCESSIBILITY_CONSTRAINTS``, ``ONLINE``
+    (volume expansion)."""
+    controller_capabilities: frozenset[str] = frozenset()
+    """E.g. ``CREATE_DELETE_VOLUME``, ``EXPAND_VOLUME``, ``GET_CAPACITY``."""
+    node_capabilities: frozenset[str] = frozenset()
+    """E.g. ``STAGE_UNSTAGE_VOLUME``, ``EXPAND_VOLUME``, ``GET_VOLUME_STATS``."""
 
-    async def provision(self, *, claim: KubeObject, parameters: Mapping[str, str]) -> KubeObject:
-        """Create a volume for the claim; return the PersistentVolume ``spec.csi``-like source."""
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CreateVolumeRequest:
+    """CSI ``CreateVolumeRequest``, as the provisioner builds it from a claim.
+
+    ``parameters`` are the StorageClass' parameters plus, as external-provisioner's
+    ``--extra-create-metadata`` adds them, ``csi.storage.k8s.io/pvc/name``,
+    ``csi.storage.k8s.io/pvc/namespace`` and ``csi.storage.k8s.io/pv/name``.
+    """
+
+    name: str
+    """The PersistentVolume's name (``pvc-<claim uid>``): the idempotency key."""
+    capacity_bytes: int = 0
+    """The claim's ``resources.requests.storage`` (0: the driver's default)."""
+    limit_bytes: int = 0
+    parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    capabilities: tuple[VolumeCapability, ...] = ()
+    requisite_topology: tuple[Mapping[str, str], ...] = ()
+    """Topology segments the volume must be accessible from (e.g. the selected node's
+    ``kubernetes.io/hostname`` under ``WaitForFirstConsumer``)."""
+    preferred_topology: tuple[Mapping[str, str], ...] = ()
+    secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CreatedVolume:
+    """CSI ``Volume``: what ``create_volume`` made; becomes the PV's ``spec.csi``."""
+
+    volume_id: str
+    """Becomes ``spec.csi.volumeHandle``."""
+    capacity_bytes: int = 0
+    """Becomes ``spec.capacity.storage`` (0: unknown, the request's size is used)."""
+    volume_context: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Becomes ``spec.csi.volumeAttributes``; handed back to the node calls."""
+    accessible_topology: tuple[Mapping[str, str], ...] = ()
+    """Becomes the PV's ``spec.nodeAffinity`` (one term per segment)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExpandedVolume:
+    """CSI ``ControllerExpandVolumeResponse``."""
+
+    capacity_bytes: int
+    node_expansion_required: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StorageNodeInfo:
+    """CSI ``NodeGetInfoResponse``; recorded in the ``CSINode`` object."""
+
+    node_id: str
+    max_volumes_per_node: int = 0
+    accessible_topology: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VolumeStats:
+    """CSI ``NodeGetVolumeStatsResponse`` (bytes and inodes; 0 when unknown)."""
+
+    total_bytes: int = 0
+    used_bytes: int = 0
+    available_bytes: int = 0
+    total_inodes: int = 0
+    used_inodes: int = 0
+    available_inodes: int = 0
+
+
+@runtime_checkable
+class StorageDriver(Protocol):
+    """A storage driver shaped like a CSI plugin: identity, controller and node services.
+
+    Methods map one to one to CSI RPCs, so an adapter can forward them to an external CSI
+    driver over gRPC, and a built-in driver reads like a CSI driver. The volume controllers
+    call the controller side (``create_volume``, ``delete_volume``, ``expand_volume``,
+    ``get_capacity``) when the driver advertises the matching controller capability; each
+    node agent calls the node side for the volumes of its pods. A method a driver does not
+    support raises :class:`StorageDriverError` with code ``UNIMPLEMENTED``. All methods are
+    idempotent, as CSI requires: the core retries after errors and restarts.
+    """
+
+    name: str
+    """The CSI driver name: StorageClasses' ``provisioner`` and PVs' ``spec.csi.driver``
+    (``rancher.io/local-path``, ``hostpath.csi.k8s.io``, …)."""
+
+    # identity
+    async def get_info(self) -> StorageDriverInfo:
+        """The driver's name, version and capabilities (CSI identity + capabilities)."""
         ...
 
-    async def delete(self, *, volume: KubeObject) -> None:
-        """Delete the volume's storage (reclaim policy Delete). Idempotent."""
+    async def probe(self) -> bool:
+        """True when the driver is ready to serve (CSI ``Probe``)."""
         ...
 
-    async def publish(self, *, volume: KubeObject, target_path: str, read_only: bool) -> None:
-        """Make the volume's content appear at ``target_path`` on this node."""
+    # controller service
+    async def create_volume(self, request: CreateVolumeRequest) -> CreatedVolume:
+        """Create (or find, by ``request.name``) a volume (CSI ``CreateVolume``)."""
         ...
 
-    async def unpublish(self, *, volume: KubeObject, target_path: str) -> None:
-        """Remove the volume from ``target_path``. Idempotent."""
+    async def delete_volume(
+        self, *, volume_id: str, secrets: Mapping[str, str] | None = None
+    ) -> None:
+        """Delete a volume; a volume already gone is success (CSI ``DeleteVolume``)."""
+        ...
+
+    async def expand_volume(
+        self, *, volume_id: str, capacity_bytes: int, capability: VolumeCapability
+    ) -> ExpandedVolume:
+        """Grow a volume to at least ``capacity_bytes`` (CSI ``ControllerExpandVolume``)."""
+        ...
+
+    async def get_capacity(
+        self, *, parameters: Mapping[str, str], topology: Mapping[str, str] | None = None
+    ) -> int | None:
+        """Bytes available for new volumes there; None when unknown (CSI ``GetCapacity``)."""
+        ...
+
+    # node service
+    async def node_info(self, *, node_name: str) -> StorageNodeInfo:
+        """This node's id and topology (CSI ``NodeGetInfo``). ``node_name`` is the calling
+        node agent's name; in-process drivers may use it as their node id, an external
+        CSI driver has its own."""
+        ...
+
+    async def stage_volume(
+        self,
+        *,
+        volume_id: str,
+        staging_path: str,
+        capability: VolumeCapability,
+        volume_context: Mapping[str, str],
+        publish_context: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
+        """Prepare the volume on this node once for all pods (CSI ``NodeStageVolume``);
+        called only when the driver has the ``STAGE_UNSTAGE_VOLUME`` node capability."""
+        ...
+
+    async def unstage_volume(self, *, volume_id: str, staging_path: str) -> None:
+        """Undo :meth:`stage_volume` (CSI ``NodeUnstageVolume``)."""
+        ...
+
+    async def publish_volume(
+        self,
+        *,
+        volume_id: str,
+        target_path: str,
+        capability: VolumeCapability,
+        read_only: bool,
+        volume_context: Mapping[str, str],
+        staging_path: str = "",
+        publish_context: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> None:
+        """Make the volume's content appear at ``target_path`` for one pod
+        (CSI ``NodePublishVolume``)."""
+        ...
+
+    async def unpublish_volume(self, *, volume_id: str, target_path: str) -> None:
+        """Remove the volume from ``target_path``; nothing there is success
+        (CSI ``NodeUnpublishVolume``)."""
+        ...
+
+    async def expand_node_volume(
+        self, *, volume_id: str, volume_path: str, capacity_bytes: int, staging_path: str = ""
+    ) -> int:
+        """Grow the filesystem on this node; returns the new size in bytes
+        (CSI ``NodeExpandVolume``)."""
+        ...
+
+    async def volume_stats(self, *, volume_id: str, volume_path: str) -> VolumeStats:
+        """Usage of a published volume (CSI ``NodeGetVolumeStats``)."""
         ...

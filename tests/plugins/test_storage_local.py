@@ -1,4 +1,4 @@
-"""The local volume driver of plugins/storage."""
+"""The local volume driver of plugins/storage, through the CSI-shaped driver protocol."""
 
 from __future__ import annotations
 
@@ -8,39 +8,68 @@ from pathlib import Path
 import pytest
 from kubetrio_storage.local import LocalVolumes, is_mount_point
 
-CLAIM = {"metadata": {"name": "data", "namespace": "default", "uid": "1234-abcd"}}
+from kubetrio.providers import (
+    CreateVolumeRequest,
+    StorageDriver,
+    StorageDriverError,
+    VolumeCapability,
+)
+
+REQUEST = CreateVolumeRequest(name="pvc-1234-abcd", capacity_bytes=1 << 20)
 
 
-async def test_provision_then_delete(tmp_path: Path) -> None:
+async def test_create_then_delete(tmp_path: Path) -> None:
     driver = LocalVolumes(tmp_path)
-    source = await driver.provision(claim=CLAIM, parameters={})
-    assert source == {"driver": "kubetrio.io/local", "volumeHandle": "pvc-1234-abcd"}
+    assert isinstance(driver, StorageDriver)
+    created = await driver.create_volume(REQUEST)
+    assert created.volume_id == "pvc-1234-abcd"
+    assert created.capacity_bytes == 1 << 20
     assert (tmp_path / "pvc-1234-abcd").is_dir()
     (tmp_path / "pvc-1234-abcd" / "file").write_text("x")
-    await driver.delete(volume={"spec": {"csi": source}})
+    stats = await driver.volume_stats(volume_id=created.volume_id, volume_path="")
+    assert stats.used_bytes > 0 and stats.total_bytes > stats.used_bytes
+    await driver.delete_volume(volume_id=created.volume_id)
     assert not (tmp_path / "pvc-1234-abcd").exists()
+    await driver.delete_volume(volume_id=created.volume_id)  # idempotent, as CSI requires
 
 
-async def test_handle_cannot_escape_the_root(tmp_path: Path) -> None:
+async def test_volume_id_cannot_escape_the_root(tmp_path: Path) -> None:
     driver = LocalVolumes(tmp_path)
-    with pytest.raises(ValueError, match="volumeHandle"):
-        await driver.delete(volume={"spec": {"csi": {"volumeHandle": "../etc"}}})
+    with pytest.raises(StorageDriverError) as refused:
+        await driver.delete_volume(volume_id="../etc")
+    assert refused.value.code == "INVALID_ARGUMENT"
+
+
+async def test_expansion_is_unimplemented(tmp_path: Path) -> None:
+    driver = LocalVolumes(tmp_path)
+    info = await driver.get_info()
+    assert "EXPAND_VOLUME" not in info.controller_capabilities
+    with pytest.raises(StorageDriverError) as refused:
+        await driver.expand_volume(
+            volume_id="pvc-1", capacity_bytes=2, capability=VolumeCapability()
+        )
+    assert refused.value.code == "UNIMPLEMENTED"
 
 
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")
 async def test_publish_bind_mounts_read_only(tmp_path: Path) -> None:
     driver = LocalVolumes(tmp_path / "volumes")
-    source = await driver.provision(claim=CLAIM, parameters={})
-    volume = {"spec": {"csi": source}}
-    (tmp_path / "volumes" / source["volumeHandle"] / "hello").write_text("hi")
+    created = await driver.create_volume(REQUEST)
+    (tmp_path / "volumes" / created.volume_id / "hello").write_text("hi")
     target = str(tmp_path / "pod" / "mnt")
-    await driver.publish(volume=volume, target_path=target, read_only=True)
+    await driver.publish_volume(
+        volume_id=created.volume_id,
+        target_path=target,
+        capability=VolumeCapability(),
+        read_only=True,
+        volume_context={},
+    )
     try:
         assert is_mount_point(target)
         assert Path(target, "hello").read_text() == "hi"
         with pytest.raises(OSError, match="Read-only"):
             Path(target, "new").write_text("no")
     finally:
-        await driver.unpublish(volume=volume, target_path=target)
+        await driver.unpublish_volume(volume_id=created.volume_id, target_path=target)
     assert not is_mount_point(target)

@@ -30,7 +30,13 @@ import trio
 
 from kubetrio.api.quantity import Quantity
 from kubetrio.client import Client, ClientError
-from kubetrio.providers import KubeObject, StorageDriver, VolumeMount
+from kubetrio.providers import (
+    ACCESS_MODES_TO_CSI,
+    KubeObject,
+    StorageDriver,
+    VolumeCapability,
+    VolumeMount,
+)
 
 from ._env import field_value, resource_value
 
@@ -121,7 +127,8 @@ class PodVolumes:
         self.paths: dict[str, Path] = {}
         self._written: dict[str, Payload] = {}
         self._tmpfs: list[Path] = []
-        self._published: list[tuple[StorageDriver, KubeObject, Path]] = []
+        self._published: list[tuple[StorageDriver, str, Path]] = []
+        """(driver, volume id, target path) of each published volume."""
 
     @property
     def namespace(self) -> str:
@@ -261,9 +268,23 @@ class PodVolumes:
         driver = self.drivers.get(driver_name)
         if driver is None:
             raise VolumeError(f"volume {volume_name}: no storage driver {driver_name!r} here")
-        read_only = bool(source.get("readOnly")) or bool((spec.get("csi") or {}).get("readOnly"))
-        await driver.publish(volume=volume, target_path=str(target), read_only=read_only)
-        self._published.append((driver, volume, target))
+        csi = spec.get("csi") or {}
+        read_only = bool(source.get("readOnly")) or bool(csi.get("readOnly"))
+        modes = spec.get("accessModes") or ["ReadWriteOnce"]
+        capability = VolumeCapability(
+            access_mode=ACCESS_MODES_TO_CSI.get(modes[0], "SINGLE_NODE_WRITER"),
+            fs_type=str(csi.get("fsType") or ""),
+            mount_flags=tuple(spec.get("mountOptions") or ()),
+        )
+        volume_id = str(csi.get("volumeHandle", ""))
+        await driver.publish_volume(
+            volume_id=volume_id,
+            target_path=str(target),
+            capability=capability,
+            read_only=read_only,
+            volume_context=dict(csi.get("volumeAttributes") or {}),
+        )
+        self._published.append((driver, volume_id, target))
         return target
 
     async def refresh(self) -> None:
@@ -303,8 +324,8 @@ class PodVolumes:
 
     async def teardown(self) -> None:
         """Unpublish claimed volumes, unmount memory-backed emptyDirs, remove the rest."""
-        for driver, volume, target in self._published:
-            await driver.unpublish(volume=volume, target_path=str(target))
+        for driver, volume_id, target in self._published:
+            await driver.unpublish_volume(volume_id=volume_id, target_path=str(target))
         self._published.clear()
         for path in self._tmpfs:
             await trio.to_thread.run_sync(_umount, path)
