@@ -48,8 +48,13 @@ up: setup  ## install, then start a local cluster
 down:  ## stop the local cluster
 	$(BIN)/kubetrio down
 
+# Two workers: every test that starts a node (netns, nft, runc, fixed ports) runs in one of
+# them, in order; the rest is shared out (tests/conftest.py). Tests that change the venv
+# itself (`serial`) run alone afterwards.
+TEST_WORKERS ?= 2
 test: setup  ## run the test suite
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial" $(PYTEST_ARGS)
+	$(BIN)/pytest -m serial $(PYTEST_ARGS)
 
 lint: setup  ## ruff, mypy, stubtest, import layers, rustfmt, clippy
 	$(BIN)/ruff check .

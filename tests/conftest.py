@@ -1,0 +1,57 @@
+"""How `make test` shares the suite between its two pytest-xdist workers.
+
+Tests that start a node share host-wide things — network namespaces, nftables tables,
+runc containers, mounts, a few fixed ports — so they run in one worker, one after another
+(the ``node`` xdist group). Only folders known to need none of that are shared out to both
+workers; a new folder is a node test until it is added to ``SHARED``. Tests that install
+into the virtualenv are marked ``serial`` and run alone after the parallel run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+
+SHARED = {
+    "admission",
+    "api",
+    "apiserver",
+    "auth",
+    "client",
+    "controllers",
+    "fuzz",
+    "images",
+    "pki",
+    "plugins",
+    "protobuf",
+    "scheduler",
+    "store",
+    "test_hookspecs.py",
+    "test_plugins.py",
+    "test_readme_plugin_example.py",
+}
+"""Folders and files under tests/ whose tests need no node and can run beside anything."""
+
+NODE_FILES = {
+    "plugins/test_calico_network.py",
+    "protobuf/test_kubectl_e2e.py",
+    "scheduler/test_integration.py",
+}
+"""Files in shared folders that start a node anyway."""
+
+SERIAL = {"test_third_party_plugin.py"}
+"""Files that pip-install into the running virtualenv, which every other test reads."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put node tests in the ``node`` xdist group and mark the venv-changing ones."""
+    for item in items:
+        relative = item.path.relative_to(TESTS).as_posix()
+        top = relative.split("/", 1)[0]
+        if relative in SERIAL:
+            item.add_marker(pytest.mark.serial)
+        elif top not in SHARED or relative in NODE_FILES:
+            item.add_marker(pytest.mark.xdist_group("node"))
