@@ -1,22 +1,26 @@
 """The ``pods/eviction`` subresource: a deletion that respects PodDisruptionBudgets.
 
-``kubectl drain`` and cluster tools evict pods rather than delete them. As upstream, a pod
-that is not running (pending, finished, already being deleted) is deleted at once; a
-running pod covered by one PodDisruptionBudget is deleted only when the budget allows one
-more disruption, else 429 TooManyRequests; more than one budget is a 500. There is no
-disruption controller yet, so the budget is computed here from the pods its selector
-matches (healthy = Ready and not being deleted; ``minAvailable``/``maxUnavailable`` as a
-number or a percentage of those pods) instead of read from its status, and concurrent
-evictions are not serialised through ``status.disruptedPods``.
+``kubectl drain`` and cluster tools evict pods rather than delete them. As upstream's
+eviction REST: a pod that is not running (pending, finished, already being deleted) is
+deleted at once; a pod covered by more than one budget is a 500. With one budget, the
+budget's *status* decides — the disruption controller keeps it
+(:mod:`kubetrio.controllers._disruption`): a budget it has not yet seen at its current
+generation answers 429 ("still being processed"), no disruption allowed answers 429 naming
+the budget and its counts, else ``disruptionsAllowed`` is decremented and the pod recorded
+in ``status.disruptedPods`` in one compare-and-swap write of the budget *before* the pod
+is deleted, so two concurrent evictions can never both spend the last disruption. A pod
+that is not Ready may go without spending one when the budget is healthy anyway
+(``unhealthyPodEvictionPolicy: IfHealthyBudget``, the default) or always
+(``AlwaysAllow``).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
-import math
-from typing import Any
 
 from kubetrio.api import selectors
+from kubetrio.api.conditions import update_disruption_allowed
 from kubetrio.api.scheme import ResourceInfo
 from kubetrio.kubeobject import KubeObject
 
@@ -24,35 +28,74 @@ from ._registry import Registry
 from ._status import ApiError
 
 NOT_RUNNING = ("Pending", "Succeeded", "Failed")
+MAX_DISRUPTED_PODS = 2000
+"""More unconfirmed evictions than this in one budget are refused (upstream's cap)."""
+REFUSED = "Cannot evict pod as it would violate the pod's disruption budget."
 
 
-def _healthy(pod: KubeObject) -> bool:
-    if pod["metadata"].get("deletionTimestamp"):
-        return False
+def _ready(pod: KubeObject) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _scaled(value: Any, total: int, *, round_up: bool) -> int:
-    """An IntOrString budget figure against ``total`` pods."""
-    if isinstance(value, str) and value.endswith("%"):
-        share = int(value[:-1]) * total / 100
-        return math.ceil(share) if round_up else math.floor(share)
-    return int(value)
+def _too_many_requests(message: str, retry_after: int = 0) -> ApiError:
+    details: KubeObject = {"causes": [{"reason": "DisruptionBudget", "message": message}]}
+    if retry_after:
+        details["retryAfterSeconds"] = retry_after
+    return ApiError(429, REFUSED, reason="TooManyRequests", details=details)
 
 
-def budget_allows(budget: KubeObject, pods: list[KubeObject]) -> tuple[bool, int, int]:
-    """(whether one more disruption is allowed, pods needed healthy, pods healthy now)."""
-    spec = budget.get("spec") or {}
-    expected = len(pods)
-    healthy = sum(1 for pod in pods if _healthy(pod))
-    if spec.get("maxUnavailable") is not None:
-        desired = max(expected - _scaled(spec["maxUnavailable"], expected, round_up=True), 0)
-    elif spec.get("minAvailable") is not None:
-        desired = _scaled(spec["minAvailable"], expected, round_up=True)
-    else:
-        desired = 0
-    return healthy - desired > 0, desired, healthy
+def _forbidden(name: str, why: str) -> ApiError:
+    return ApiError(
+        403,
+        f'poddisruptionbudgets.policy "{name}" is forbidden: {why}',
+        reason="Forbidden",
+        details={"name": name, "group": "policy", "kind": "poddisruptionbudgets"},
+    )
+
+
+def spend_disruption(budget: KubeObject, pod_name: str, *, dry_run: bool) -> KubeObject:
+    """The budget with one disruption spent on ``pod_name``; raise 429/403 when none is
+    left (upstream's ``checkAndDecrement``)."""
+    metadata = budget["metadata"]
+    status = dict(budget.get("status") or {})
+    name = metadata["name"]
+    if int(status.get("observedGeneration") or 0) < int(metadata.get("generation") or 1):
+        raise _too_many_requests(
+            f"The disruption budget {name} is still being processed by the server.", 10
+        )
+    allowed = int(status.get("disruptionsAllowed") or 0)
+    if allowed < 0:
+        raise _forbidden(name, "pdb disruptions allowed is negative")
+    disrupted = dict(status.get("disruptedPods") or {})
+    if len(disrupted) > MAX_DISRUPTED_PODS:
+        raise _forbidden(
+            name, "DisruptedPods map too big - too many evictions not confirmed by PDB controller"
+        )
+    if allowed == 0:
+        raise _too_many_requests(
+            f"The disruption budget {name} needs {status.get('desiredHealthy', 0)} healthy "
+            f"pods and has {status.get('currentHealthy', 0)} currently"
+        )
+    status["disruptionsAllowed"] = allowed - 1
+    if allowed - 1 == 0:
+        status["conditions"] = [dict(c) for c in status.get("conditions") or []]
+        update_disruption_allowed(status, int(metadata.get("generation") or 1))
+    if not dry_run:
+        disrupted[pod_name] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status["disruptedPods"] = disrupted
+    return {**budget, "status": status}
+
+
+def _may_skip_budget(budget: KubeObject, pod: KubeObject) -> bool:
+    """A not-Ready pod that may go without spending a disruption (upstream's rules)."""
+    if _ready(pod):
+        return False
+    if (budget.get("spec") or {}).get("unhealthyPodEvictionPolicy") == "AlwaysAllow":
+        return True
+    status = budget.get("status") or {}
+    desired = int(status.get("desiredHealthy") or 0)
+    return desired > 0 and int(status.get("currentHealthy") or 0) >= desired
 
 
 async def evict(
@@ -72,14 +115,7 @@ async def evict(
     if phase not in NOT_RUNNING and not pod["metadata"].get("deletionTimestamp"):
         labels = pod["metadata"].get("labels") or {}
         page = await registry.list(budgets_info, namespace)
-        budgets = [json.loads(item) for item in page.items]
-        covering = [
-            b
-            for b in budgets
-            if selectors.label_selector_from_struct((b.get("spec") or {}).get("selector")).matches(
-                labels
-            )
-        ]
+        covering = [b for b in (json.loads(item) for item in page.items) if _selects(b, labels)]
         if len(covering) > 1:
             raise ApiError(
                 500,
@@ -87,32 +123,26 @@ async def evict(
                 "subresource does not support.",
                 reason="InternalError",
             )
-        if covering:
-            budget = covering[0]
-            chosen = selectors.label_selector_from_struct(budget["spec"].get("selector"))
-            listed = await registry.list(pods_info, namespace)
-            covered = [
-                p
-                for p in (json.loads(item) for item in listed.items)
-                if chosen.matches(p["metadata"].get("labels") or {})
-                and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
-            ]
-            allowed, desired, healthy = budget_allows(budget, covered)
-            if not allowed:
-                budget_name = budget["metadata"]["name"]
-                raise ApiError(
-                    429,
-                    "Cannot evict pod as it would violate the pod's disruption budget.",
-                    reason="TooManyRequests",
-                    details={
-                        "causes": [
-                            {
-                                "reason": "DisruptionBudget",
-                                "message": f"The disruption budget {budget_name} needs "
-                                f"{desired} healthy pods and has {healthy} currently",
-                            }
-                        ]
-                    },
-                )
+        if covering and not _may_skip_budget(covering[0], pod):
+
+            async def spend(budget: KubeObject) -> KubeObject:
+                return spend_disruption(budget, name, dry_run=dry_run)
+
+            await registry.update(
+                budgets_info,
+                namespace,
+                covering[0]["metadata"]["name"],
+                spend,
+                precondition_from_body=False,
+                dry_run=dry_run,
+            )
     await registry.delete(pods_info, namespace, name, options=options, dry_run=dry_run)
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+def _selects(budget: KubeObject, labels: dict[str, str]) -> bool:
+    try:
+        chosen = selectors.label_selector_from_struct((budget.get("spec") or {}).get("selector"))
+    except selectors.LabelSelectorError:
+        return False
+    return chosen.matches(labels)

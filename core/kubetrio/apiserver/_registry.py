@@ -257,7 +257,10 @@ class Registry:
             raise expired(revision, exc.compact_revision) from exc
         except kv.FutureRevision as exc:
             raise ApiError(
-                504, f"Too large resource version: {revision}", reason="Timeout"
+                504,
+                f"Too large resource version: {revision}",
+                reason="Timeout",
+                details={"retryAfterSeconds": 1},
             ) from exc
 
     async def current_revision(self) -> int:

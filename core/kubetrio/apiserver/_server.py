@@ -155,7 +155,11 @@ class ApiServer:
                 except BadQueryParameter as exc:
                     raise bad_request(str(exc)) from None
             except ApiError as exc:
-                headers = [("retry-after", "1")] if exc.code in (429, 504) else []
+                # As kube-apiserver: Retry-After only when the Status says when. client-go
+                # retries by itself on that header, so an eviction refused by a budget
+                # (no delay given) reaches kubectl drain at once.
+                retry = (exc.details or {}).get("retryAfterSeconds")
+                headers = [("retry-after", str(retry))] if retry else []
                 response = Response(
                     status=exc.code, body=objects.encode(exc.status()), headers=headers
                 )

@@ -28,6 +28,7 @@ from ._brakes import BrakeLimit, CreateBrake
 from ._cronjob import CronJobController
 from ._daemonset import DaemonSetController
 from ._deployment import DeploymentController
+from ._disruption import DisruptionController
 from ._endpoints import EndpointsController
 from ._gc import GarbageCollector
 from ._job import JobController
@@ -61,6 +62,7 @@ BUILT_IN: dict[str, type[QueueController]] = {
     "daemonset": DaemonSetController,
     "statefulset": StatefulSetController,
     "nodelifecycle": NodeLifecycleController,
+    "disruption": DisruptionController,
 }
 """The built-in controllers by name (what ``controllers=`` selects from)."""
 
