@@ -1,0 +1,74 @@
+"""An RBAC cluster without controllers (so only the tests write), two users with tokens."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubetrio import plugins
+from kubetrio.client import Client
+from kubetrio.cluster import Cluster, open_cluster
+from kubetrio.store import open_store
+
+ADMIN_TOKEN = "admin-token"
+TOKENS = """jane-token,jane,u-jane,"devs"
+bob-token,bob,u-bob
+"""
+RBAC = "rbac.authorization.k8s.io/v1"
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    """An RBAC cluster with namespaces ``team`` and ``other``; jane and bob may read and
+    write Deployments and ConfigMaps in ``team`` and read their history."""
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text(TOKENS)
+    async with (
+        open_store(f"sqlite://{tmp_path}/state.db") as store,
+        open_cluster(
+            store,
+            plugins=plugins.load(only=["auth", "rbac"]),
+            token=ADMIN_TOKEN,
+            controllers=False,
+            scheduler=False,
+            plugin_config={"auth": {"token_auth_file": str(tokens), "authorization_mode": "RBAC"}},
+        ) as running,
+    ):
+        admin = running.client
+        for name in ("team", "other"):
+            await admin.create("v1", "namespaces", {"metadata": {"name": name}})
+        every = ["get", "list", "create", "update", "patch", "delete"]
+        rules: list[dict[str, Any]] = [
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": every},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": every},
+            {
+                "apiGroups": ["apps", ""],
+                "resources": ["deployments/history", "configmaps/history"],
+                "verbs": ["get"],
+            },
+        ]
+        await admin.create(
+            RBAC, "roles", {"metadata": {"name": "editor"}, "rules": rules}, namespace="team"
+        )
+        await admin.create(
+            RBAC,
+            "rolebindings",
+            {
+                "metadata": {"name": "editors"},
+                "roleRef": {"apiGroup": RBAC.split("/")[0], "kind": "Role", "name": "editor"},
+                "subjects": [
+                    {"kind": "User", "name": user, "apiGroup": RBAC.split("/")[0]}
+                    for user in ("jane", "bob")
+                ],
+            },
+            namespace="team",
+        )
+        yield running
+
+
+def as_user(cluster: Cluster, token: str) -> Client:
+    """An in-process client presenting ``token``."""
+    return Client.in_process(cluster.api, token=token)
