@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from kubetrio import plugins
 from kubetrio.client import Client
 from kubetrio.cluster import Cluster, open_cluster
 from kubetrio.store import open_store
+from tests.store.etcd_cluster import EtcdCluster
 
 ADMIN_TOKEN = "admin-token"
 TOKENS = """jane-token,jane,u-jane,"devs"
@@ -20,14 +22,39 @@ bob-token,bob,u-bob
 RBAC = "rbac.authorization.k8s.io/v1"
 
 
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "etcd",
+            marks=[
+                pytest.mark.etcd,
+                pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed"),
+            ],
+        ),
+    ]
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh SQLite file, or a fresh etcd member."""
+    if request.param == "sqlite":
+        yield f"sqlite://{tmp_path}/state.db"
+        return
+    member = EtcdCluster(tmp_path / "etcd")
+    try:
+        member.start()
+        yield member.url
+    finally:
+        member.stop()
+
+
 @pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+async def cluster(tmp_path: Path, store_url: str) -> AsyncIterator[Cluster]:
     """An RBAC cluster with namespaces ``team`` and ``other``; jane and bob may read and
     write Deployments and ConfigMaps in ``team`` and read their history."""
     tokens = tmp_path / "tokens.csv"
     tokens.write_text(TOKENS)
     async with (
-        open_store(f"sqlite://{tmp_path}/state.db") as store,
+        open_store(store_url) as store,
         open_cluster(
             store,
             plugins=plugins.load(only=["auth", "rbac"]),

@@ -72,7 +72,9 @@ def field_path(path: tuple[str | int, ...]) -> str:
     return text
 
 
-def diff_revisions(old: KubeObject | None, new: KubeObject | None) -> list[tuple[str, str, Any, Any]]:
+def diff_revisions(
+    old: KubeObject | None, new: KubeObject | None
+) -> list[tuple[str, str, Any, Any]]:
     """The leaf fields that differ, as (op, path, old, new) with op ``+``, ``-`` or ``~``;
     managedFields, resourceVersion and generation left out."""
     before: dict[tuple[str | int, ...], Any] = {}

@@ -482,7 +482,8 @@ class EtcdStore:
         entries: list[HistoryEntry] = []
         oldest = 0
         try:
-            note = await self.get(NOTES + k, revision=before - 1 if before > 1 else 0)
+            at = min(before - 1, await self.current_revision()) if before > 1 else 0
+            note = await self.get(NOTES + k, revision=at)
             while note is not None:
                 rev = note.mod_revision
                 if limit and len(entries) == limit:
