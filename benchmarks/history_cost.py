@@ -3,7 +3,8 @@
 old versions to the history table) vs off (``HISTORY_OFF``: compaction deletes them), in
 the same run.
 
-Each round runs both modes one after the other on fresh stores: ``--writers`` tasks
+Each round runs both modes one after the other (alternating which goes first) on fresh
+stores: ``--writers`` tasks
 updating ``--keys`` keys (1 KiB values, as a small object) with compare-and-swap, each
 write noted as the API server notes it (~150 bytes of JSON), while the automatic
 compactor runs (min_age 0.5 s, so compaction moves rows during the run). Then
@@ -111,7 +112,8 @@ async def main(
     off_rates: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
         for r in range(rounds):
-            for mode, rates in (("on", on_rates), ("off", off_rates)):
+            modes = [("on", on_rates), ("off", off_rates)]
+            for mode, rates in modes if r % 2 else reversed(modes):  # alternate who goes first
                 history = HistoryPolicy() if mode == "on" else HISTORY_OFF
                 async with open_sqlite_store(
                     Path(folder) / f"w{r}{mode}.db", compaction=POLICY, history=history

@@ -12,6 +12,8 @@ import pytest
 from kubetrio import plugins
 from kubetrio.client import Client
 from kubetrio.cluster import Cluster, open_cluster
+from kubetrio.apiserver import merge_kubeconfig
+from kubetrio.pki import ClusterPKI, ensure_cluster_pki
 from kubetrio.store import open_store
 from tests.store.etcd_cluster import EtcdCluster
 
@@ -48,7 +50,25 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, store_url: str) -> AsyncIterator[Cluster]:
+def pki(tmp_path: Path) -> ClusterPKI:
+    """The cluster's CA and serving certificate (kubectl sends tokens over HTTPS only)."""
+    return ensure_cluster_pki(tmp_path / "data", ip_addresses=["127.0.0.1"])
+
+
+def kubeconfig_for(path: Path, cluster: Cluster, pki: ClusterPKI, token: str) -> Path:
+    """A kubeconfig at ``path`` reaching ``cluster`` over HTTPS with ``token``."""
+    merge_kubeconfig(
+        path,
+        name="history",
+        server=cluster.url,
+        token=token,
+        certificate_authority=pki.ca.files.cert_file.read_bytes(),
+    )
+    return path
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, store_url: str, pki: ClusterPKI) -> AsyncIterator[Cluster]:
     """An RBAC cluster with namespaces ``team`` and ``other``; jane and bob may read and
     write Deployments and ConfigMaps in ``team`` and read their history."""
     tokens = tmp_path / "tokens.csv"
@@ -61,6 +81,7 @@ async def cluster(tmp_path: Path, store_url: str) -> AsyncIterator[Cluster]:
             token=ADMIN_TOKEN,
             controllers=False,
             scheduler=False,
+            tls=pki.tls(),
             plugin_config={"auth": {"token_auth_file": str(tokens), "authorization_mode": "RBAC"}},
         ) as running,
     ):
@@ -92,6 +113,36 @@ async def cluster(tmp_path: Path, store_url: str) -> AsyncIterator[Cluster]:
                 ],
             },
             namespace="team",
+        )
+        # Discovery for everyone (the default policy's system:discovery; its reconciler is
+        # a controller, and controllers are off here).
+        paths = ["/api", "/api/*", "/apis", "/apis/*", "/version", "/openapi/*"]
+        await admin.create(
+            RBAC,
+            "clusterroles",
+            {
+                "metadata": {"name": "discovery"},
+                "rules": [{"nonResourceURLs": paths, "verbs": ["get"]}],
+            },
+        )
+        await admin.create(
+            RBAC,
+            "clusterrolebindings",
+            {
+                "metadata": {"name": "discovery"},
+                "roleRef": {
+                    "apiGroup": RBAC.split("/")[0],
+                    "kind": "ClusterRole",
+                    "name": "discovery",
+                },
+                "subjects": [
+                    {
+                        "kind": "Group",
+                        "name": "system:authenticated",
+                        "apiGroup": RBAC.split("/")[0],
+                    }
+                ],
+            },
         )
         yield running
 

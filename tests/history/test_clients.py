@@ -15,14 +15,16 @@ import pytest
 import trio
 from kubernetes import client as k8s
 
-from kubetrio.apiserver import merge_kubeconfig
 from kubetrio.cluster import Cluster
 from tests.auth.conftest import until_allowed
 
-from .conftest import as_user
+from kubetrio.pki import ClusterPKI
+
+from .conftest import as_user, kubeconfig_for
 
 BIN = Path(sys.executable).parent
-KUBECTLS = [v for v in ("kubectl.1.27", "kubectl.1.33") if shutil.which(v)]
+_KUBECTL_DIR = Path(os.path.realpath(shutil.which("kubectl") or "kubectl")).parent
+KUBECTLS = [str(_KUBECTL_DIR / v) for v in ("kubectl.1.27", "kubectl.1.33")]
 
 
 async def run(kubeconfig: Path, *args: str) -> tuple[int, str, str]:
@@ -60,10 +62,11 @@ async def _story(cluster: Cluster) -> list[str]:
 
 
 @pytest.mark.parametrize("kubectl", KUBECTLS)
-async def test_kubectl_history_plugin(cluster: Cluster, tmp_path: Path, kubectl: str) -> None:
+async def test_kubectl_history_plugin(
+    cluster: Cluster, pki: ClusterPKI, tmp_path: Path, kubectl: str
+) -> None:
     created, changed, deleted = await _story(cluster)
-    kubeconfig = tmp_path / "kubeconfig"
-    merge_kubeconfig(kubeconfig, name="jane", server=cluster.url, token="jane-token")
+    kubeconfig = kubeconfig_for(tmp_path / "kubeconfig", cluster, pki, "jane-token")
 
     code, out, err = await run(kubeconfig, kubectl, "plugin", "list")
     assert str(BIN / "kubectl-history") in out, out + err
@@ -139,46 +142,49 @@ async def test_kubectl_history_plugin(cluster: Cluster, tmp_path: Path, kubectl:
     assert json.loads(out) == items[2]["object"]
 
 
-def _python_client_reads(url: str, token: str, name: str) -> tuple[Any, int]:
+def _python_client_reads(url: str, ca: str, token: str, name: str) -> tuple[Any, int]:
     configuration = k8s.Configuration()
     configuration.host = url
+    configuration.ssl_ca_cert = ca
     configuration.api_key = {"authorization": token}
     configuration.api_key_prefix = {"authorization": "Bearer"}
+
+    def raw_get(api: k8s.ApiClient, path: str, **path_params: str) -> Any:
+        params = api.param_serialize(
+            "GET", path, path_params=path_params, auth_settings=["BearerToken"]
+        )
+        response = api.call_api(*params)
+        response.read()
+        return api.response_deserialize(response, {"200": "object"}).data
+
     with k8s.ApiClient(configuration) as api:
-        listed = api.call_api(
+        listed = raw_get(
+            api,
             "/api/v1/namespaces/{namespace}/configmaps/{name}/history",
-            "GET",
-            path_params={"namespace": "team", "name": name},
-            response_type="object",
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
+            namespace="team",
+            name=name,
         )
         try:
-            api.call_api(
-                "/api/v1/namespaces/other/configmaps/x/history",
-                "GET",
-                response_type="object",
-                auth_settings=["BearerToken"],
-            )
+            raw_get(api, "/api/v1/namespaces/other/configmaps/x/history")
         except k8s.ApiException as exc:
             return listed, exc.status
     return listed, 0
 
 
-async def test_python_client_raw_calls(cluster: Cluster) -> None:
+async def test_python_client_raw_calls(cluster: Cluster, pki: ClusterPKI) -> None:
     created, changed, deleted = await _story(cluster)
+    ca = str(pki.ca.files.cert_file)
     listed, refused = await trio.to_thread.run_sync(
-        _python_client_reads, cluster.url, "bob-token", "settings"
+        _python_client_reads, cluster.url, ca, "bob-token", "settings"
     )
     assert listed["kind"] == "RevisionList"
     assert [i["revision"] for i in listed["items"]] == [deleted, changed, created]
     assert refused == 403
 
 
-async def test_kubetrio_history_command(cluster: Cluster, tmp_path: Path) -> None:
+async def test_kubetrio_history_command(cluster: Cluster, pki: ClusterPKI, tmp_path: Path) -> None:
     _, changed, _ = await _story(cluster)
-    kubeconfig = tmp_path / "kubeconfig"
-    merge_kubeconfig(kubeconfig, name="bob", server=cluster.url, token="bob-token")
+    kubeconfig = kubeconfig_for(tmp_path / "kubeconfig", cluster, pki, "bob-token")
     kubetrio = str(BIN / "kubetrio")
     code, out, err = await run(
         kubeconfig,
