@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from kubetrio import plugins
+from kubetrio.apiserver import merge_kubeconfig
 from kubetrio.client import Client
 from kubetrio.cluster import Cluster, open_cluster
-from kubetrio.apiserver import merge_kubeconfig
 from kubetrio.pki import ClusterPKI, ensure_cluster_pki
 from kubetrio.store import open_store
 from tests.store.etcd_cluster import EtcdCluster

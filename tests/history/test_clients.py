@@ -16,9 +16,8 @@ import trio
 from kubernetes import client as k8s
 
 from kubetrio.cluster import Cluster
-from tests.auth.conftest import until_allowed
-
 from kubetrio.pki import ClusterPKI
+from tests.auth.conftest import until_allowed
 
 from .conftest import as_user, kubeconfig_for
 

@@ -8,7 +8,8 @@ Schema (kine's proven shape)::
     UNIQUE (name, prev_revision)     -- two writers can't both supersede one version
     INDEX  (name, id)                -- "latest version of a key at revision R"
     meta(k, v)                       -- revision, compact_revision, compacted_through
-    notes(id, time, note)            -- who wrote revision id, and when (object history)
+    notes(id, time, writer)          -- who wrote revision id, and when (object history)
+    writers(id, note UNIQUE)         -- each distinct note once (few users write a lot)
     history(id, name, created, deleted, create_revision, value, replaced)
                                      -- versions compaction took out of the log (and the
                                         revision that replaced each), kept for the
@@ -97,7 +98,10 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE INDEX IF NOT EXISTS history_name_id ON history (name, id);
 CREATE INDEX IF NOT EXISTS history_replaced ON history (replaced);
-CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, time REAL NOT NULL, note BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS notes (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, writer INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS writers (id INTEGER PRIMARY KEY, note BLOB NOT NULL UNIQUE);
 """
 
 _CREATE, _UPDATE, _DELETE = 0, 1, 2
@@ -237,6 +241,10 @@ class SQLiteStore:
         self._revision: int = max(meta["revision"], max_id)  # touched by the writer thread
         self._compact_revision: int = meta["compact_revision"]
         self._compacted_through: int = meta["compacted_through"]
+        #: note → id in ``writers`` (the table is small: one row per distinct writer).
+        self._writers: dict[bytes, int] = {
+            bytes(note): wid for wid, note in self._writer.execute("SELECT id, note FROM writers")
+        }
         self._readers: list[sqlite3.Connection] = []
         self._reader_limiter = trio.CapacityLimiter(readers)
         # One writer at a time: write batches, compaction chunks and checkpoints take turns.
@@ -379,7 +387,8 @@ class SQLiteStore:
         conn = self._writer
         rev = self._revision
         events: list[Event] = []
-        notes: list[tuple[int, float, bytes]] = []
+        notes: list[tuple[int, float, int]] = []
+        new_writers: dict[bytes, int] = {}
         now = self.history_policy.clock()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -389,9 +398,10 @@ class SQLiteStore:
                     if ev is not None:
                         rev += 1
                         events.append(ev)
-                        notes.append((rev, now, op.note))
-                if notes and self._keep_history:
-                    conn.executemany("INSERT INTO notes (id, time, note) VALUES (?, ?, ?)", notes)
+                        if self._keep_history:
+                            notes.append((rev, now, self._writer_id(conn, op.note, new_writers)))
+                if notes:
+                    conn.executemany("INSERT INTO notes (id, time, writer) VALUES (?, ?, ?)", notes)
                 if events:
                     conn.execute("UPDATE meta SET v = ? WHERE k = 'revision'", (rev,))
                 through = self._compacted_through
@@ -411,7 +421,17 @@ class SQLiteStore:
             return []
         self._revision = rev
         self._compacted_through = through
+        self._writers.update(new_writers)  # committed: their ids are real now
         return events
+
+    def _writer_id(self, conn: sqlite3.Connection, note: bytes, new: dict[bytes, int]) -> int:
+        """Inside the batch's transaction: the ``writers`` id of ``note``, added if new."""
+        found = self._writers.get(note) or new.get(note)
+        if found is None:
+            conn.execute("INSERT OR IGNORE INTO writers (note) VALUES (?)", (note,))
+            (found,) = conn.execute("SELECT id FROM writers WHERE note = ?", (note,)).fetchone()
+            new[note] = found
+        return found
 
     def _apply_op(self, conn: sqlite3.Connection, op: _Op, rev: int) -> Event | None:
         row = conn.execute(
@@ -760,11 +780,12 @@ class SQLiteStore:
 
         def read(conn: sqlite3.Connection) -> HistoryPage:
             sql = (
-                "SELECT v.id, v.created, v.deleted, v.create_revision, v.value, n.time, n.note"
+                "SELECT v.id, v.created, v.deleted, v.create_revision, v.value, n.time, w.note"
                 " FROM (SELECT id, created, deleted, create_revision, value FROM log"
                 " WHERE name = ? AND id < ? UNION ALL SELECT id, created, deleted,"
                 " create_revision, value FROM history WHERE name = ? AND id < ?) AS v"
-                " LEFT JOIN notes AS n ON n.id = v.id ORDER BY v.id DESC"
+                " LEFT JOIN notes AS n ON n.id = v.id LEFT JOIN writers AS w ON w.id = n.writer"
+                " ORDER BY v.id DESC"
             )
             args: tuple[Any, ...] = (k, bound, k, bound)
             if limit > 0:
