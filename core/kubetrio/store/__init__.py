@@ -32,6 +32,7 @@ from ._errors import WatchClosed as WatchClosed
 from ._etcd import EtcdStore as EtcdStore
 from ._etcd import open_etcd_store as open_etcd_store
 from ._history import DEFAULT_OVERRIDES as DEFAULT_OVERRIDES
+from ._history import HISTORY_KEEP_ALL as HISTORY_KEEP_ALL
 from ._history import HISTORY_OFF as HISTORY_OFF
 from ._history import WRITE_NOTE as WRITE_NOTE
 from ._history import HistoryEntry as HistoryEntry

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -99,6 +100,10 @@ class HistoryPolicy:
 
 HISTORY_OFF = HistoryPolicy(retention=0.0, overrides={})
 """History off: compaction deletes old versions, writes record no note."""
+
+HISTORY_KEEP_ALL = HistoryPolicy(retention=math.inf, overrides={})
+"""Keep everything, prune nothing: for tools that open a server's store for a moment
+(``kubetrio admin``), so they never prune what the server's own policy keeps."""
 
 
 class HistoryEntry(msgspec.Struct, frozen=True, gc=False):
