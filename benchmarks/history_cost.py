@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -133,6 +134,8 @@ async def main(
         "value_bytes": len(VALUE),
         "writers": writers,
         "rounds": rounds,
+        "each_round_on": [round(x) for x in on_rates],
+        "each_round_off": [round(x) for x in off_rates],
     }
 
 
