@@ -108,7 +108,7 @@ async def _size(path: Path, history: HistoryPolicy, keys: int, edits: int) -> in
 
 async def main(
     rounds: int, seconds: float, keys: int, writers: int, edits: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     on_rates: list[float] = []
     off_rates: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
