@@ -106,9 +106,7 @@ async def _size(path: Path, history: HistoryPolicy, keys: int, edits: int) -> in
     return sum(os.path.getsize(f"{path}{s}") for s in ("", "-wal") if os.path.exists(f"{path}{s}"))
 
 
-async def main(
-    rounds: int, seconds: float, keys: int, writers: int, edits: int
-) -> dict[str, Any]:
+async def main(rounds: int, seconds: float, keys: int, writers: int, edits: int) -> dict[str, Any]:
     on_rates: list[float] = []
     off_rates: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
