@@ -228,6 +228,14 @@ async def test_rbac_and_bad_input(cluster: Cluster) -> None:
         jane.history_revision("v1", "configmaps", "ours", "x1", namespace="team")
     )
     assert code == 400 and '"x1"' in message
+    code, message = await _status(
+        jane.history("v1", "configmaps", "ours", namespace="team", limit=-1)
+    )
+    assert (code, message) == (400, 'invalid limit "-1"')
+    code, message = await _status(
+        jane.history("v1", "configmaps", "ours", namespace="team", continue_token="junk")
+    )
+    assert code == 400 and message.startswith("continue key is not valid")
     # Read-only: a write is refused by the authorizer (jane) or as a method (the admin).
     code, _ = await _status(
         jane.create("v1", "configmaps", {}, namespace="team", name="ours", subresource="history")

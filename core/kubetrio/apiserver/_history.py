@@ -39,7 +39,9 @@ API_VERSION = "history.kubetrio.io/v1"
 LIST_KIND = "RevisionList"
 KIND = "Revision"
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
-DEFAULT_LIMIT = 0  # all, as a list without limit
+DEFAULT_LIMIT = 500
+"""Revisions per page when the request names no ``limit`` (history can be long: a page
+never is; the rest follows with ``continue``)."""
 
 
 class Note(msgspec.Struct, omit_defaults=True):
@@ -157,11 +159,12 @@ async def serve(
         return await _one(registry, info, key, name, revision)
     limit = request.param("limit")
     try:
-        page_size = int(limit) if limit else DEFAULT_LIMIT
+        asked = int(limit) if limit else 0
     except ValueError:
-        raise bad_request(f'invalid limit "{limit}"') from None
-    if page_size < 0:
+        asked = -1
+    if asked < 0:
         raise bad_request(f'invalid limit "{limit}"')
+    page_size = min(asked, DEFAULT_LIMIT) if asked else DEFAULT_LIMIT
     token = request.param("continue")
     before = _decode_continue(token) if token else 0
     page = await _page(registry, key, before=before, limit=page_size)
