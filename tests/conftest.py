@@ -23,6 +23,7 @@ SHARED = {
     "client",
     "controllers",
     "fuzz",
+    "history",
     "images",
     "pki",
     "plugins",

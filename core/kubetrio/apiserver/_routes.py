@@ -5,6 +5,7 @@
     /api/v1/pods                                  all pods (list, watch)
     /api/v1/namespaces/ns/pods[/name[/sub]]       pods in ns, one pod, a subresource
     /api/v1/namespaces/ns/pods/name/proxy/a/b     a proxy subresource and its path
+    /api/v1/namespaces/ns/pods/name/history/12    one revision of an object's history
     /api/v1/namespaces/name[/status|/finalize]    the namespace object itself
     /apis/<group>/<version>/...                   the same shapes in a named group
 """
@@ -17,6 +18,9 @@ from kubetrio.api.scheme import ResourceInfo, Scheme
 
 from ._status import ApiError
 
+HISTORY = "history"
+"""Every resource's read-only history subresource (``_history``)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class ResourcePath:
@@ -27,7 +31,8 @@ class ResourcePath:
     name: str = ""
     subresource: str = ""
     rest: str = ""
-    """What follows ``.../proxy/`` in a proxy URL (pods, services, nodes)."""
+    """What follows ``.../proxy/`` in a proxy URL (pods, services, nodes), or the revision
+    after ``.../history/``."""
 
 
 def _not_found() -> ApiError:
@@ -61,7 +66,7 @@ def parse_resource_path(scheme: Scheme, path: str) -> ResourcePath | None:
         namespace, rest = rest[1], rest[2:]
     remainder = ""
     if len(rest) > 3:
-        if rest[2] != "proxy":
+        if rest[2] != "proxy" and not (rest[2] == HISTORY and len(rest) == 4):
             raise _not_found()
         rest, remainder = rest[:3], "/".join(rest[3:])
     info = scheme.resource(group, version, rest[0])
@@ -71,6 +76,6 @@ def parse_resource_path(scheme: Scheme, path: str) -> ResourcePath | None:
         raise _not_found()
     name = rest[1] if len(rest) > 1 else ""
     subresource = rest[2] if len(rest) > 2 else ""
-    if subresource and subresource not in info.subresources:
+    if subresource and subresource not in info.subresources and subresource != HISTORY:
         raise _not_found()
     return ResourcePath(info, namespace, name, subresource, remainder)

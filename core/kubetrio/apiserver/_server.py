@@ -37,13 +37,14 @@ from kubetrio.providers import (
     AuthRequest,
     UserInfo,
 )
-from kubetrio.store import Store
+from kubetrio.store import Store, noted
 
 from . import (
     _audit,
     _corrupt,
     _crds,
     _eviction,
+    _history,
     _limits,
     _managed,
     _nodeproxy,
@@ -345,12 +346,14 @@ class ApiServer:
         )
         _validation.check_write_options(request, verb)
         await _validation.predecode(request)
-        if info.custom is not None and info.custom.deprecation_warning:
-            # Every request to a deprecated CRD version carries the warning.
-            response = await self._versioned(request, user, target, verb)
-            response.headers.extend(_warning_headers([info.custom.deprecation_warning]))
-            return response
-        return await self._versioned(request, user, target, verb)
+        # Who writes, for the history of everything this request stores (_history).
+        with noted(_history.write_note(request, user, verb, target.subresource)):
+            if info.custom is not None and info.custom.deprecation_warning:
+                # Every request to a deprecated CRD version carries the warning.
+                response = await self._versioned(request, user, target, verb)
+                response.headers.extend(_warning_headers([info.custom.deprecation_warning]))
+                return response
+            return await self._versioned(request, user, target, verb)
 
     async def _versioned(
         self, request: Request, user: UserInfo, target: ResourcePath, verb: str
@@ -934,6 +937,28 @@ class ApiServer:
         self, request: Request, user: UserInfo, target: ResourcePath, verb: str
     ) -> Response:
         info, sub = target.info, target.subresource
+        if sub == "history" and verb == "get":
+            # Its history holds the object: reading it needs get on the object too.
+            self._authorize(
+                user,
+                AuthorizationAttributes(
+                    verb="get",
+                    api_group=info.group,
+                    api_version=info.version,
+                    resource=info.resource,
+                    namespace=target.namespace,
+                    name=target.name,
+                ),
+            )
+            return await _history.serve(
+                self.registry, request, info, target.namespace, target.name, target.rest
+            )
+        if sub == "history":
+            raise ApiError(
+                405,
+                "the server does not allow this method on the requested resource",
+                reason="MethodNotAllowed",
+            )
         if sub == "status":
             return await self._status(request, user, target, verb)
         if sub == "scale":

@@ -129,8 +129,11 @@ def list_raw(
                     return count
                 continue_key = page.continue_key
 
+    from kubetrio.store import HISTORY_KEEP_ALL
+
     with _offline(data_dir, store) as url:
-        options = {} if store else {"wal_preallocate": 0}
+        # A brief offline session must not prune what the server's history policy keeps.
+        options = {} if store else {"wal_preallocate": 0, "history": HISTORY_KEEP_ALL}
         count = trio.run(run)
     if not count:
         console.print(f"no keys start with {prefix!r}")
@@ -162,8 +165,11 @@ def delete_raw(
                 ) from None
             return len(deleted.prev_kv.value), deleted.revision
 
+    from kubetrio.store import HISTORY_KEEP_ALL
+
     with _offline(data_dir, store) as url:
-        options = {} if store else {"wal_preallocate": 0}
+        # A brief offline session must not prune what the server's history policy keeps.
+        options = {} if store else {"wal_preallocate": 0, "history": HISTORY_KEEP_ALL}
         size, revision = trio.run(run)
     console.print(
         f"deleted {key} ({size} bytes) at revision {revision}", markup=False, highlight=False

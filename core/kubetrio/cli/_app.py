@@ -16,6 +16,7 @@ from ._admin import admin_app
 from ._cluster import register_cluster_commands
 from ._console import console, err_console, load_plugins_or_exit
 from ._errors import explain
+from ._history import history
 from ._image import image_app
 
 
@@ -100,6 +101,7 @@ def build_app(
     manager = manager or load_plugins_or_exit()
     app.command()(version)
     app.command("plugins")(list_plugins)
+    app.command("history")(history)
     register_cluster_commands(app, manager)
     app.add_typer(image_app)
     app.add_typer(admin_app)

@@ -25,6 +25,12 @@ from ._options import (
     option_names,
     plugin_config,
 )
+from ._retention import (
+    HISTORY_MAX_SIZE_OPTION,
+    HISTORY_RETENTION_FOR_OPTION,
+    HISTORY_RETENTION_OPTION,
+    history_policy,
+)
 from ._security import (
     AUDIT_LOG_MAXBACKUP_OPTION,
     AUDIT_LOG_MAXSIZE_OPTION,
@@ -97,6 +103,9 @@ def server(
     audit_log_path: str | None = AUDIT_LOG_PATH_OPTION,
     audit_log_maxsize: int = AUDIT_LOG_MAXSIZE_OPTION,
     audit_log_maxbackup: int = AUDIT_LOG_MAXBACKUP_OPTION,
+    history_retention: str = HISTORY_RETENTION_OPTION,
+    history_retention_for: list[str] = HISTORY_RETENTION_FOR_OPTION,
+    history_max_size: str = HISTORY_MAX_SIZE_OPTION,
     request_header_timeout: float | None = typer.Option(
         None, min=0.1, show_default="10", help="Seconds a request's headers may take, else 408."
     ),
@@ -173,6 +182,7 @@ def server(
     plugins = context_plugins()
     config = plugin_config()
     encryption = encryption_config(encryption_provider_config, data_dir)
+    history = history_policy(history_retention, history_retention_for, history_max_size)
     audit = audit_log(
         audit_policy_file,
         audit_log_path,
@@ -185,6 +195,7 @@ def server(
             data_dir=data_dir,
             encryption=encryption,
             audit=audit,
+            history=history,
             store_url=store_url,
             host=host,
             port=port,

@@ -32,6 +32,12 @@ from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checke
 from ._console import console, err_console
 from ._nodes import DEFAULT_UNDERLAY, Topology
 from ._options import forwarded
+from ._retention import (
+    HISTORY_MAX_SIZE_OPTION,
+    HISTORY_RETENTION_FOR_OPTION,
+    HISTORY_RETENTION_OPTION,
+    history_arguments,
+)
 from ._security import (
     AUDIT_LOG_MAXBACKUP_OPTION,
     AUDIT_LOG_MAXSIZE_OPTION,
@@ -139,6 +145,9 @@ def up(
     audit_log_path: str | None = AUDIT_LOG_PATH_OPTION,
     audit_log_maxsize: int = AUDIT_LOG_MAXSIZE_OPTION,
     audit_log_maxbackup: int = AUDIT_LOG_MAXBACKUP_OPTION,
+    history_retention: str = HISTORY_RETENTION_OPTION,
+    history_retention_for: list[str] = HISTORY_RETENTION_FOR_OPTION,
+    history_max_size: str = HISTORY_MAX_SIZE_OPTION,
 ) -> None:
     """Start a local cluster in the background and point kubectl at it.
 
@@ -178,6 +187,7 @@ def up(
         audit_log_maxsize,
         audit_log_maxbackup,
     )
+    command += history_arguments(history_retention, history_retention_for, history_max_size)
     if nodes == 1:
         checked_listen("127.0.0.1", port)
         url = f"https://127.0.0.1:{port}"

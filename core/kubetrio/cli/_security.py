@@ -132,13 +132,13 @@ def security_arguments(
 
 @asynccontextmanager
 async def open_encrypted_store(
-    url: str, config: kv.EncryptionConfig | None
+    url: str, config: kv.EncryptionConfig | None, *, history: kv.HistoryPolicy | None = None
 ) -> AsyncIterator[kv.Store]:
-    """The store at ``url``, encrypting by ``config``; refused (one line) when the
-    configured keys cannot read what is stored."""
+    """The store at ``url``, encrypting by ``config``, keeping ``history``; refused (one
+    line) when the configured keys cannot read what is stored."""
     from kubetrio import store as kv
 
-    async with kv.open_store(url) as store:
+    async with kv.open_store(url, history=history) as store:
         if config is None:
             yield store
             return

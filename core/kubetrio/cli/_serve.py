@@ -97,6 +97,7 @@ async def run_server(
     ready: trio.Event | None = None,
     encryption: kv.EncryptionConfig | None = None,
     audit: AuditLog | None = None,
+    history: kv.HistoryPolicy | None = None,
 ) -> None:
     """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT.
 
@@ -106,6 +107,7 @@ async def run_server(
         them when it stops.
     :param encryption: which resources are encrypted in the store, with which keys.
     :param audit: where the API server's requests are audited.
+    :param history: how long the store keeps old versions (the SQLite store's default: 7 days).
     :param limits: the API server's connection deadlines and caps.
     """
     secure_data_dir(data_dir)
@@ -130,7 +132,7 @@ async def run_server(
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals,
     ):
         async with (
-            open_encrypted_store(store_url, encryption) as store,
+            open_encrypted_store(store_url, encryption, history=history) as store,
             open_cluster(
                 store,
                 host=host,

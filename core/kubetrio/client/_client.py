@@ -8,6 +8,7 @@ plural ``resource`` (``pods``, ``deployments``). Objects are JSON dicts. Errors 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ import msgspec
 from kubetrio.handler import RequestHandler
 from kubetrio.kubeobject import KubeObject as KubeObject
 
+from . import _history
 from ._errors import ClientError
 from ._transport import HttpTransport, InProcessTransport, Transport
 
@@ -193,12 +195,14 @@ class Client:
         dry_run: bool = False,
         subresource: str = "",
         name: str = "",
+        field_manager: str = "",
     ) -> KubeObject:
         """Create an object (or POST to a subresource such as ``binding``)."""
         path = resource_path(
             api_version, resource, namespace=namespace, name=name, subresource=subresource
         )
-        return await self._call("POST", path, body=obj, query={"dryRun": "All" if dry_run else ""})
+        query = {"dryRun": "All" if dry_run else "", "fieldManager": field_manager}
+        return await self._call("POST", path, body=obj, query=query)
 
     async def update(
         self,
@@ -208,6 +212,7 @@ class Client:
         *,
         namespace: str = "",
         subresource: str = "",
+        field_manager: str = "",
     ) -> KubeObject:
         """Replace an object; its ``metadata.resourceVersion`` makes it conditional."""
         name = obj["metadata"]["name"]
@@ -217,6 +222,7 @@ class Client:
                 api_version, resource, namespace=namespace, name=name, subresource=subresource
             ),
             body=obj,
+            query={"fieldManager": field_manager},
         )
 
     async def patch(
@@ -265,6 +271,77 @@ class Client:
             "DELETE",
             resource_path(api_version, resource, namespace=namespace, name=name),
             body=options,
+        )
+
+    # --- history (the ``history`` subresource, see ``_history``) ---------------------------
+
+    async def history(
+        self,
+        api_version: str,
+        resource: str,
+        name: str,
+        *,
+        namespace: str = "",
+        limit: int = 0,
+        continue_token: str = "",
+    ) -> KubeObject:
+        """A page of an object's kept revisions, newest first (a ``RevisionList``); also
+        for deleted objects."""
+        return await self._call(
+            "GET",
+            resource_path(
+                api_version, resource, namespace=namespace, name=name, subresource="history"
+            ),
+            query={"limit": str(limit) if limit else "", "continue": continue_token},
+        )
+
+    async def history_revision(
+        self,
+        api_version: str,
+        resource: str,
+        name: str,
+        revision: str | int,
+        *,
+        namespace: str = "",
+    ) -> KubeObject:
+        """The ``Revision`` live at resourceVersion ``revision`` (its ``object`` as it was)."""
+        path = resource_path(
+            api_version, resource, namespace=namespace, name=name, subresource="history"
+        )
+        return await self._call("GET", f"{path}/{revision}")
+
+    async def history_at(
+        self,
+        api_version: str,
+        resource: str,
+        name: str,
+        when: datetime.datetime,
+        *,
+        namespace: str = "",
+    ) -> KubeObject:
+        """The ``Revision`` live at the time ``when`` (404 if the object did not exist)."""
+        return await _history.at_time(self, api_version, resource, name, when, namespace=namespace)
+
+    async def restore(
+        self,
+        api_version: str,
+        resource: str,
+        name: str,
+        revision: str | int,
+        *,
+        namespace: str = "",
+        resource_version: str = "",
+    ) -> KubeObject:
+        """Write revision ``revision`` back (an update on ``resource_version``, default the
+        current one; a create when the object is gone); 409 when the object changed."""
+        return await _history.restore(
+            self,
+            api_version,
+            resource,
+            name,
+            revision,
+            namespace=namespace,
+            resource_version=resource_version,
         )
 
     @asynccontextmanager

@@ -8,7 +8,8 @@ revision, compaction), two backends that pass one test suite:
 
 Open either with ``async with open_store(url) as store:``. The store sees keys and opaque
 bytes only — no models, no HTTP. :class:`EncryptedStore` wraps either to encrypt the
-resources an EncryptionConfiguration names (``_encryption``).
+resources an EncryptionConfiguration names (``_encryption``). Old versions are kept past
+compaction under a :class:`HistoryPolicy`, with a note of who wrote each (``_history``).
 """
 
 from ._encryption import EncryptedStore as EncryptedStore
@@ -30,6 +31,18 @@ from ._errors import Unavailable as Unavailable
 from ._errors import WatchClosed as WatchClosed
 from ._etcd import EtcdStore as EtcdStore
 from ._etcd import open_etcd_store as open_etcd_store
+from ._history import DEFAULT_OVERRIDES as DEFAULT_OVERRIDES
+from ._history import HISTORY_KEEP_ALL as HISTORY_KEEP_ALL
+from ._history import HISTORY_OFF as HISTORY_OFF
+from ._history import WRITE_NOTE as WRITE_NOTE
+from ._history import HistoryEntry as HistoryEntry
+from ._history import HistoryExpired as HistoryExpired
+from ._history import HistoryPage as HistoryPage
+from ._history import HistoryPolicy as HistoryPolicy
+from ._history import HistoryStore as HistoryStore
+from ._history import HistoryUnsupported as HistoryUnsupported
+from ._history import noted as noted
+from ._history import resource_prefix as resource_prefix
 from ._open import open_store as open_store
 from ._protocol import Deleted as Deleted
 from ._protocol import Event as Event

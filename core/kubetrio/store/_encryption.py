@@ -55,6 +55,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ._errors import AlreadyExists, Conflict, StoreError
+from ._history import HistoryPage, HistoryStore, HistoryUnsupported
 from ._protocol import Deleted, Event, EventType, Key, KeyValue, ListResult, Store, as_key
 
 API_VERSION = "apiserver.config.k8s.io/v1"
@@ -557,6 +558,17 @@ class EncryptedStore:
     async def compact(self, revision: int) -> None:
         """As the wrapped store."""
         await self.inner.compact(revision)
+
+    async def history(self, key: Key, *, before: int = 0, limit: int = 0) -> HistoryPage:
+        """The wrapped store's kept versions, decrypted (they are stored as written:
+        encrypted)."""
+        if not isinstance(self.inner, HistoryStore):
+            raise HistoryUnsupported(f"{type(self.inner).__name__} keeps no history")
+        page = await self.inner.history(key, before=before, limit=limit)
+        if self._for_key(as_key(key)) is None:
+            return page
+        entries = [msgspec.structs.replace(e, kv=self._plain(e.kv)) for e in page.entries]
+        return msgspec.structs.replace(page, entries=entries)
 
     async def compact_revision(self) -> int:
         """As the wrapped store."""

@@ -26,11 +26,18 @@ ring serves watchers that start at or after the store opened (or fall behind, wi
 ring); a watcher that needs older history switches to its own upstream watch from the exact
 revision it has reached, so it still gets every event, and etcd reports compaction to it.
 If the upstream watch breaks, it is reopened on the next endpoint from the last revision seen.
+
+**History.** Every write also puts the key's *note* (``/kubetrio/notes/<key>``: the commit
+time and who wrote it, see ``_history``) in the same transaction, so the note's versions
+share the object's revisions. :meth:`EtcdStore.history` walks them back through etcd's
+own multi-version store (one or two ranges per version) until etcd's compaction; notes are
+never sent to watchers. Retention is etcd's compaction (``--auto-compaction-*``).
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -48,6 +55,7 @@ from ._errors import (
     Unavailable,
     WatchClosed,
 )
+from ._history import WRITE_NOTE, HistoryEntry, HistoryPage
 from ._http import ConnectFailed, GatewayClient, Lines, TransportFailed
 from ._protocol import Deleted, Event, EventType, Key, KeyValue, ListResult, as_key, prefix_end
 from ._watch import HistoryUnavailable, Subscription, WatchHub
@@ -129,6 +137,20 @@ _RETRYABLE_MESSAGES = ("no leader", "leader changed", "timed out", "not capable"
 def _b(data: bytes) -> bytes:
     """bytes for the JSON encoder (it base64-encodes bytes)."""
     return data
+
+
+NOTES = b"/kubetrio/notes"
+"""Prefix of the note keys (outside ``/registry/``: no list or registry watch meets them)."""
+
+
+def _note_put(key: bytes) -> dict[str, Any]:
+    """The request that records who writes ``key`` now, for the write's transaction."""
+    value = b"%.6f\n" % time.time() + WRITE_NOTE.get()
+    return {"request_put": {"key": _b(NOTES + key), "value": _b(value)}}
+
+
+def _is_note(e: _WatchEvent) -> bool:
+    return e.kv.key.startswith(NOTES)
 
 
 def _to_event(e: _WatchEvent) -> Event:
@@ -353,7 +375,10 @@ class EtcdStore:
         resp = await self._txn(
             {
                 "compare": [{"key": _b(k), "target": "MOD", "result": "EQUAL", "mod_revision": 0}],
-                "success": [{"request_put": {"key": _b(k), "value": _b(bytes(value))}}],
+                "success": [
+                    {"request_put": {"key": _b(k), "value": _b(bytes(value))}},
+                    _note_put(k),
+                ],
                 "failure": [{"request_range": {"key": _b(k)}}],
             }
         )
@@ -383,7 +408,8 @@ class EtcdStore:
                     }
                 ],
                 "success": [
-                    {"request_put": {"key": _b(k), "value": _b(bytes(value)), "prev_kv": True}}
+                    {"request_put": {"key": _b(k), "value": _b(bytes(value)), "prev_kv": True}},
+                    _note_put(k),
                 ],
                 "failure": [{"request_range": {"key": _b(k)}}],
             }
@@ -415,7 +441,10 @@ class EtcdStore:
         resp = await self._txn(
             {
                 "compare": compare,
-                "success": [{"request_delete_range": {"key": _b(k), "prev_kv": True}}],
+                "success": [
+                    {"request_delete_range": {"key": _b(k), "prev_kv": True}},
+                    _note_put(k),
+                ],
                 "failure": [{"request_range": {"key": _b(k)}}],
             }
         )
@@ -442,6 +471,44 @@ class EtcdStore:
             raise
         if self.hub is not None:
             self.hub.compact_revision = max(self.hub.compact_revision, revision)
+
+    # -- history ----------------------------------------------------------------------------
+
+    async def history(self, key: Key, *, before: int = 0, limit: int = 0) -> HistoryPage:
+        """See :meth:`HistoryStore.history`: the note key's versions walked back through
+        etcd's revisions, each with the object's version at that revision, until etcd's
+        compaction (writes made before notes existed are not found)."""
+        k = as_key(key)
+        entries: list[HistoryEntry] = []
+        oldest = 0
+        try:
+            at = min(before - 1, await self.current_revision()) if before > 1 else 0
+            note = await self.get(NOTES + k, revision=at)
+            while note is not None:
+                rev = note.mod_revision
+                if limit and len(entries) == limit:
+                    return HistoryPage(entries, entries[-1].revision, oldest)
+                stamp, _, who = note.value.partition(b"\n")
+                now = await self.get(k, revision=rev)
+                if now is not None and now.mod_revision == rev:
+                    kind = "ADDED" if now.create_revision == rev else "MODIFIED"
+                    version: KeyValue | None = now
+                else:
+                    kind = "DELETED"
+                    last = await self.get(k, revision=rev - 1)
+                    version = (
+                        None if last is None else KeyValue(k, last.value, last.create_revision, rev)
+                    )
+                if version is not None:
+                    entries.append(HistoryEntry(rev, kind, version, float(stamp or 0), who))
+                    oldest = rev
+                note = await self.get(NOTES + k, revision=rev - 1) if rev > 1 else None
+        except Compacted:
+            # etcd keeps nothing older; with nothing found, its compaction point is the
+            # oldest revision that can be asked for.
+            if not entries:
+                oldest = await self.compact_revision()
+        return HistoryPage(entries, 0, oldest)
 
     # -- watch ------------------------------------------------------------------------------
 
@@ -519,7 +586,7 @@ class EtcdStore:
                                 raise Unavailable(f"etcd watch canceled: {result.cancel_reason}")
                             if result.created:
                                 self._hub_ready.set()
-                            events.extend(_to_event(e) for e in result.events)
+                            events.extend(_to_event(e) for e in result.events if not _is_note(e))
                         if events:
                             hub.publish(events)
                         delay = 0.05
@@ -614,7 +681,11 @@ class _EtcdWatch:
                 if result.compact_revision:
                     raise Compacted(result.compact_revision, result.header.revision)
                 raise WatchClosed(f"etcd watch canceled: {result.cancel_reason}")
-            self._pending = [_to_event(e) for e in result.events if e.kv.mod_revision >= self._next]
+            self._pending = [
+                _to_event(e)
+                for e in result.events
+                if e.kv.mod_revision >= self._next and not _is_note(e)
+            ]
             self._pending.reverse()
         ev = self._pending.pop()
         self._next = ev.kv.mod_revision + 1

@@ -20,6 +20,8 @@ async def open_store(url: str, **options: Any) -> AsyncIterator[Store]:
     """Open the store named by ``url`` and run it for the duration of the block.
 
     ``options`` go to the backend (see :func:`open_sqlite_store`, :func:`open_etcd_store`).
+    ``history`` (a :class:`HistoryPolicy`) is the SQLite store's; etcd keeps the history
+    its own compaction leaves, so it is not passed there.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
@@ -28,6 +30,7 @@ async def open_store(url: str, **options: Any) -> AsyncIterator[Store]:
         async with open_sqlite_store(rest, **options) as sqlite_store:
             yield sqlite_store
     elif scheme == "etcd":
+        options.pop("history", None)
         endpoints = [e for e in rest.strip("/").split(",") if e]
         async with open_etcd_store(endpoints, **options) as etcd_store:
             yield etcd_store

@@ -8,6 +8,12 @@ Schema (kine's proven shape)::
     UNIQUE (name, prev_revision)     -- two writers can't both supersede one version
     INDEX  (name, id)                -- "latest version of a key at revision R"
     meta(k, v)                       -- revision, compact_revision, compacted_through
+    notes(id, time, writer)          -- who wrote revision id, and when (object history)
+    writers(id, note UNIQUE)         -- each distinct note once (few users write a lot)
+    history(id, name, created, deleted, create_revision, value, replaced)
+                                     -- versions compaction took out of the log (and the
+                                        revision that replaced each), kept for the
+                                        history policy (``_history``)
 
 Every write appends one row. A delete appends a tombstone carrying the deleted value, so a
 delete event needs no second read. ``meta.revision`` is bumped in the same transaction, so the
@@ -33,6 +39,13 @@ version of every live key always stays. The
 automatic policy compacts to the newest revision that is both older than ``min_age`` and at
 least ``min_revisions`` behind the head. WAL checkpoints run on their own connection, off
 the write path.
+
+**History** (``_history``): with a :class:`HistoryPolicy` that keeps anything, each write
+also inserts its ``notes`` row (time, the writer's note) in the batch's transaction, and
+compaction *moves* the versions it frees into ``history`` (resources kept for 0 s are
+deleted as before); the log itself stays as small as the watch window, so lists and
+watches cost what they did. The compactor prunes ``history`` and ``notes`` by age, per
+resource, and to the size cap, at start and after each automatic compaction.
 """
 
 from __future__ import annotations
@@ -51,6 +64,7 @@ from typing import Any, TypeVar
 import trio
 
 from ._errors import AlreadyExists, Compacted, Conflict, FutureRevision, NotFound, StoreError
+from ._history import WRITE_NOTE, HistoryEntry, HistoryPage, HistoryPolicy
 from ._protocol import Deleted, Event, EventType, Key, KeyValue, ListResult, as_key, prefix_end
 from ._watch import Subscription, WatchHub
 
@@ -73,6 +87,21 @@ CREATE INDEX IF NOT EXISTS log_name_id ON log (name, id);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (k, v) VALUES
     ('revision', 0), ('compact_revision', 0), ('compacted_through', 0);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY,
+    name BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    create_revision INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    replaced INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_name_id ON history (name, id);
+CREATE INDEX IF NOT EXISTS history_replaced ON history (replaced);
+CREATE TABLE IF NOT EXISTS notes (
+    id INTEGER PRIMARY KEY, time REAL NOT NULL, writer INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS writers (id INTEGER PRIMARY KEY, note BLOB NOT NULL UNIQUE);
 """
 
 _CREATE, _UPDATE, _DELETE = 0, 1, 2
@@ -104,10 +133,11 @@ class CompactionPolicy:
 class _Op:
     """A queued write; the batcher fills ``result``/``error`` and sets ``done``."""
 
-    __slots__ = ("done", "error", "expected", "key", "kind", "result", "value")
+    __slots__ = ("done", "error", "expected", "key", "kind", "note", "result", "value")
 
     def __init__(self, kind: int, key: bytes, value: bytes, expected: int | None) -> None:
         self.kind = kind
+        self.note = WRITE_NOTE.get()  # the writing task's, captured before it is queued
         self.key = key
         self.value = value
         self.expected = expected
@@ -179,6 +209,8 @@ class SQLiteStore:
     :param watch_ring: recent events kept in memory for watch replay.
     :param watch_max_pending: events buffered per watcher before it resyncs from the log.
     :param wal_preallocate: bytes to grow the WAL to at open (see :meth:`_preallocate_wal`).
+    :param history: how long old versions are kept past compaction (default: 7 days;
+        ``HISTORY_OFF`` for none).
     """
 
     def __init__(
@@ -191,9 +223,12 @@ class SQLiteStore:
         watch_ring: int = 10_000,
         watch_max_pending: int = 10_000,
         wal_preallocate: int = 16 << 20,
+        history: HistoryPolicy | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.policy = compaction or CompactionPolicy()
+        self.history_policy = history or HistoryPolicy()
+        self._keep_history = self.history_policy.enabled
         self._max_batch = max_batch
         _make_private(self.path)
         self._writer = _connect(self.path)
@@ -206,6 +241,10 @@ class SQLiteStore:
         self._revision: int = max(meta["revision"], max_id)  # touched by the writer thread
         self._compact_revision: int = meta["compact_revision"]
         self._compacted_through: int = meta["compacted_through"]
+        #: note → id in ``writers`` (the table is small: one row per distinct writer).
+        self._writers: dict[bytes, int] = {
+            bytes(note): wid for wid, note in self._writer.execute("SELECT id, note FROM writers")
+        }
         self._readers: list[sqlite3.Connection] = []
         self._reader_limiter = trio.CapacityLimiter(readers)
         # One writer at a time: write batches, compaction chunks and checkpoints take turns.
@@ -348,6 +387,9 @@ class SQLiteStore:
         conn = self._writer
         rev = self._revision
         events: list[Event] = []
+        notes: list[tuple[int, float, int]] = []
+        new_writers: dict[bytes, int] = {}
+        now = self.history_policy.clock()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -356,6 +398,10 @@ class SQLiteStore:
                     if ev is not None:
                         rev += 1
                         events.append(ev)
+                        if self._keep_history:
+                            notes.append((rev, now, self._writer_id(conn, op.note, new_writers)))
+                if notes:
+                    conn.executemany("INSERT INTO notes (id, time, writer) VALUES (?, ?, ?)", notes)
                 if events:
                     conn.execute("UPDATE meta SET v = ? WHERE k = 'revision'", (rev,))
                 through = self._compacted_through
@@ -375,7 +421,17 @@ class SQLiteStore:
             return []
         self._revision = rev
         self._compacted_through = through
+        self._writers.update(new_writers)  # committed: their ids are real now
         return events
+
+    def _writer_id(self, conn: sqlite3.Connection, note: bytes, new: dict[bytes, int]) -> int:
+        """Inside the batch's transaction: the ``writers`` id of ``note``, added if new."""
+        found = self._writers.get(note) or new.get(note)
+        if found is None:
+            conn.execute("INSERT OR IGNORE INTO writers (note) VALUES (?)", (note,))
+            (found,) = conn.execute("SELECT id FROM writers WHERE note = ?", (note,)).fetchone()
+            new[note] = found
+        return found
 
     def _apply_op(self, conn: sqlite3.Connection, op: _Op, rev: int) -> Event | None:
         row = conn.execute(
@@ -614,6 +670,31 @@ class SQLiteStore:
             return lo
         # Rows superseded by a row in (lo, hi], then tombstones in (lo, hi]: order matters,
         # a tombstone names the row it superseded.
+        if self._keep_history:
+            # What history keeps moves out of the log, so the log stays the watch window.
+            skip, args = self._unkept_sql("p.name")
+            conn.execute(
+                "INSERT OR IGNORE INTO history (id, name, created, deleted, create_revision,"
+                " value, replaced) SELECT p.id, p.name, p.created, p.deleted,"
+                " p.create_revision, p.value, s.id FROM log AS s JOIN log AS p"
+                f" ON p.id = s.prev_revision WHERE s.id > ? AND s.id <= ?{skip}",
+                (lo, hi, *args),
+            )
+            skip, args = self._unkept_sql("p.name")
+            conn.execute(
+                "INSERT OR IGNORE INTO history (id, name, created, deleted, create_revision,"
+                " value, replaced) SELECT id, name, created, deleted, create_revision, value,"
+                f" id FROM log AS p WHERE id > ? AND id <= ? AND deleted = 1{skip}",
+                (lo, hi, *args),
+            )
+            # The notes of what is not kept go with it.
+            conn.execute(
+                "DELETE FROM notes WHERE id IN (SELECT prev_revision FROM log WHERE id > ?"
+                " AND id <= ? UNION ALL SELECT id FROM log WHERE id > ? AND id <= ?"
+                " AND deleted = 1) AND NOT EXISTS (SELECT 1 FROM history AS h"
+                " WHERE h.id = notes.id)",
+                (lo, hi, lo, hi),
+            )
         conn.execute(
             "DELETE FROM log WHERE id IN (SELECT prev_revision FROM log"
             " WHERE id > ? AND id <= ? AND prev_revision != 0)",
@@ -640,6 +721,7 @@ class SQLiteStore:
         return self._compacted_through < self._compact_revision - 1
 
     async def _compactor(self) -> None:
+        await self.prune_history()
         while True:
             # A fresh event before the work, so a compact() during the work is not missed.
             self._compact_wakeup = trio.Event()
@@ -658,6 +740,7 @@ class SQLiteStore:
                 await self._compact_wakeup.wait()
             if self.policy.interval > 0:
                 await self._auto_compact()
+                await self.prune_history()
 
     async def _auto_compact(self) -> None:
         now = time.monotonic()
@@ -676,6 +759,136 @@ class SQLiteStore:
         if target > self._compact_revision:
             with suppress(Compacted, FutureRevision):
                 await self.compact(target)
+
+    # -- history ----------------------------------------------------------------------------
+
+    def _unkept_sql(self, column: str) -> tuple[str, tuple[bytes, ...]]:
+        """A condition on ``column`` (a key) leaving out the resources kept for 0 s."""
+        policy = self.history_policy
+        ranges = [(p, prefix_end(p) or b"\xff") for p, secs in policy.ranges() if secs <= 0]
+        if policy.retention > 0:
+            sql = "".join(f" AND NOT ({column} >= ? AND {column} < ?)" for _ in ranges)
+            return sql, tuple(b for r in ranges for b in r)
+        kept = [(p, prefix_end(p) or b"\xff") for p, secs in policy.ranges() if secs > 0]
+        sql = " OR ".join(f"({column} >= ? AND {column} < ?)" for _ in kept)
+        return f" AND ({sql})", tuple(b for r in kept for b in r)
+
+    async def history(self, key: Key, *, before: int = 0, limit: int = 0) -> HistoryPage:
+        """See :meth:`HistoryStore.history`: the log's versions and the kept ones."""
+        k = as_key(key)
+        bound = before if before > 0 else 1 << 62
+
+        def read(conn: sqlite3.Connection) -> HistoryPage:
+            sql = (
+                "SELECT v.id, v.created, v.deleted, v.create_revision, v.value, n.time, w.note"
+                " FROM (SELECT id, created, deleted, create_revision, value FROM log"
+                " WHERE name = ? AND id < ? UNION ALL SELECT id, created, deleted,"
+                " create_revision, value FROM history WHERE name = ? AND id < ?) AS v"
+                " LEFT JOIN notes AS n ON n.id = v.id LEFT JOIN writers AS w ON w.id = n.writer"
+                " ORDER BY v.id DESC"
+            )
+            args: tuple[Any, ...] = (k, bound, k, bound)
+            if limit > 0:
+                sql += " LIMIT ?"
+                args += (limit + 1,)
+            rows = conn.execute(sql, args).fetchall()
+            more = limit > 0 and len(rows) > limit
+            if more:
+                rows = rows[:limit]
+            (oldest,) = conn.execute(
+                "SELECT MIN(m) FROM (SELECT MIN(id) AS m FROM log WHERE name = ?"
+                " UNION ALL SELECT MIN(id) FROM history WHERE name = ?)",
+                (k, k),
+            ).fetchone()
+            entries = [
+                HistoryEntry(
+                    rid,
+                    "DELETED" if deleted else "ADDED" if created else "MODIFIED",
+                    KeyValue(k, value, crev, rid),
+                    when or 0.0,
+                    note or b"",
+                )
+                for rid, created, deleted, crev, value, when, note in rows
+            ]
+            return HistoryPage(entries, entries[-1].revision if more else 0, oldest or 0)
+
+        return await self._read(read)
+
+    def _floor(self, conn: sqlite3.Connection, cutoff: float) -> int:
+        """The newest revision written before ``cutoff`` (by the notes' times; a revision
+        without a note left counts as old)."""
+        lo, hi = 0, self._revision
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            row = conn.execute(
+                "SELECT time FROM notes WHERE id <= ? ORDER BY id DESC LIMIT 1", (mid,)
+            ).fetchone()
+            if row is None or row[0] < cutoff:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _prune(self, conn: sqlite3.Connection) -> int:
+        """Delete the kept versions replaced longer ago than their retention, then the
+        oldest beyond the size cap; returns how many went."""
+        policy = self.history_policy
+        now = policy.clock()
+        ranges = [(p, prefix_end(p) or b"\xff", secs) for p, secs in policy.ranges()]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = conn.total_changes
+            doomed = [
+                (
+                    "replaced <= ?" + "".join(" AND NOT (name >= ? AND name < ?)" for _ in ranges),
+                    (
+                        self._floor(conn, now - policy.retention),
+                        *(b for start, end, _ in ranges for b in (start, end)),
+                    ),
+                )
+            ]
+            doomed += [
+                ("replaced <= ? AND name >= ? AND name < ?", (self._floor(conn, now - secs), s, e))
+                for s, e, secs in ranges
+            ]
+            if policy.max_bytes > 0:
+                cap = self._size_cap_floor(conn, policy.max_bytes)
+                if cap:
+                    doomed.append(("replaced <= ?", (cap,)))
+            for where, args in doomed:
+                conn.execute(
+                    f"DELETE FROM notes WHERE id IN (SELECT id FROM history WHERE {where})"
+                    " AND NOT EXISTS (SELECT 1 FROM log WHERE log.id = notes.id)",
+                    args,
+                )
+                conn.execute(f"DELETE FROM history WHERE {where}", args)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return (conn.total_changes - before) // 2
+
+    @staticmethod
+    def _size_cap_floor(conn: sqlite3.Connection, max_bytes: int) -> int:
+        """The ``replaced`` revision up to which the oldest versions must go to fit the cap."""
+        (total,) = conn.execute("SELECT COALESCE(SUM(LENGTH(value)), 0) FROM history").fetchone()
+        excess = total - max_bytes
+        floor = 0
+        if excess <= 0:
+            return 0
+        for replaced, size in conn.execute(
+            "SELECT replaced, LENGTH(value) FROM history ORDER BY replaced"
+        ):
+            excess -= size
+            floor = replaced
+            if excess <= 0:
+                break
+        return floor
+
+    async def prune_history(self) -> None:
+        """Apply the history policy now (the compactor does it at start and periodically)."""
+        if self._keep_history:
+            await trio.to_thread.run_sync(self._prune, self._writer, limiter=self._writer_limiter)
 
     async def _checkpointer(self) -> None:
         conn = _connect(self.path)
