@@ -192,3 +192,32 @@ async def test_every_controller_has_an_account_with_its_bindings() -> None:
     }
     assert set(SERVICE_ACCOUNTS.values()) <= bound
 
+
+
+async def test_pod_security_annotates_the_audit_event(audited: tuple[Cluster, Path]) -> None:
+    """PodSecurity's audit mode writes its verdict into the pod's audit Event, with the
+    enforced level, as upstream's annotations."""
+    cluster, log = audited
+    labels = {"pod-security.kubernetes.io/audit": "restricted"}
+    await cluster.client.create("v1", "namespaces", {"metadata": {"name": "psa", "labels": labels}})
+    pod = {
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
+
+    # Created again until the admission plugin's namespace cache has the labels.
+    async def annotated() -> dict[str, str] | None:
+        await cluster.client.create("v1", "pods", pod, namespace="psa")
+        for event in events(log):
+            notes = event.get("annotations") or {}
+            if "pod-security.kubernetes.io/audit-violations" in notes:
+                return dict(notes)
+        await cluster.client.delete("v1", "pods", "p", namespace="psa", grace_period_seconds=0)
+        return None
+
+    notes = await wait_for(annotated)
+    assert notes["pod-security.kubernetes.io/enforce-policy"] == "privileged:latest"
+    assert notes["pod-security.kubernetes.io/audit-violations"].startswith(
+        'would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false'
+    )
+    assert notes["authorization.k8s.io/decision"] == "allow"
