@@ -12,14 +12,14 @@ import httpx
 import pytest
 import trio
 import yaml
+from kubetrio_auth.passwords import StaticPasswords
+from kubetrio_auth.tokens import TokenFileError
 
 from kubetrio import plugins
 from kubetrio.cluster import Cluster, open_cluster
 from kubetrio.pki import ClusterPKI, ensure_cluster_pki
 from kubetrio.providers import AuthRequest, UserInfo
 from kubetrio.store import open_store
-from kubetrio_auth.passwords import StaticPasswords
-from kubetrio_auth.tokens import TokenFileError
 from tests.compat.kit import KUBECTL_DIR
 
 PASSWORDS = """# password,user,uid,groups

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubetrio_auth.rbac.bootstrap import cluster_role_bindings
 
 from kubetrio import plugins
 from kubetrio.apiserver import open_audit_log
@@ -20,7 +21,6 @@ from kubetrio.controllers import BUILT_IN, SERVICE_ACCOUNTS, controller_user
 from kubetrio.handler import Request
 from kubetrio.scheduler import USER as SCHEDULER
 from kubetrio.store import open_store
-from kubetrio_auth.rbac.bootstrap import cluster_role_bindings
 from tests.kit.polling import wait_for
 
 ADMIN_TOKEN = "admin-token"
@@ -191,7 +191,6 @@ async def test_every_controller_has_an_account_with_its_bindings() -> None:
         if subject["kind"] == "ServiceAccount" and subject["namespace"] == "kube-system"
     }
     assert set(SERVICE_ACCOUNTS.values()) <= bound
-
 
 
 async def test_pod_security_annotates_the_audit_event(audited: tuple[Cluster, Path]) -> None:

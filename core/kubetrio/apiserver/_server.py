@@ -196,7 +196,8 @@ class ApiServer:
         if request.user is not None:
             # An in-process component's own identity (only the client's in-process
             # transport sets it; the HTTP server never does): authorized like any user.
-            return impersonate(request.headers, authenticated(request.user), self._decide)
+            component = authenticated(request.user) or request.user
+            return impersonate(request.headers, component, self._decide)
         if self.plugins is None:
             return impersonate(request.headers, ANONYMOUS, self._decide)
         user = self.plugins.authenticate(

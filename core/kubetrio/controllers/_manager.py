@@ -34,9 +34,9 @@ from ._gc import GarbageCollector
 from ._job import JobController
 from ._leader import (
     LEASE_DURATION,
+    MAX_INFLIGHT_WRITES,
     RENEW_DEADLINE,
     RETRY_PERIOD,
-    MAX_INFLIGHT_WRITES,
     LeaderElector,
     LeaderGuardedTransport,
     default_identity,
