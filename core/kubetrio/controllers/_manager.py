@@ -195,6 +195,12 @@ class ControllerManager:
         def client_for(name: str | None) -> Client:
             client = self.client
             if name is not None and self.credentials is not None:
+                if name not in SERVICE_ACCOUNTS:
+                    log.warning(
+                        "controller %s has no ServiceAccount of its own: it acts as %s",
+                        name,
+                        USER.name,
+                    )
                 client = self.credentials(controller_user(name))
             if not self.leader_election:
                 return client
