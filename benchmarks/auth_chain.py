@@ -16,8 +16,8 @@ The same load goes to both in alternating rounds (so drift of the machine hits b
 alike), over HTTP with ``--concurrency`` keep-alive clients: pod creates, then gets of
 the created pods; p50/p99 latency of each. Then the direct costs, which load on a shared
 machine blurs less: microseconds per request through the API server's handler (no
-socket) for the same GET on both (authentication and authorization), and the admission
-plugins' microseconds for one pod.
+socket) for the same GET on both; authentication and authorization of one request, and
+admission of one pod, called directly on the plugin managers.
 
 The last line is one JSON object with the figures and the chain/admin ratios.
 """
@@ -43,7 +43,7 @@ from kubetrio import store as kv
 from kubetrio.client import ClientError
 from kubetrio.cluster import Cluster, open_cluster
 from kubetrio.handler import Request
-from kubetrio.providers import AdmissionRequest, UserInfo
+from kubetrio.providers import AdmissionRequest, AuthorizationAttributes, AuthRequest, UserInfo
 
 ADMIN_TOKEN = "bench-admin"
 USER_TOKEN = "bench-user"
@@ -192,6 +192,25 @@ async def direct_us(cluster: Cluster, token: str, name: str, n: int) -> float:
     return (time.perf_counter() - started) / n * 1e6
 
 
+def auth_us(cluster: Cluster, token: str, n: int) -> float:
+    """Microseconds to authenticate a bearer token and authorize a pod GET with it,
+    called directly on the cluster's plugin manager (what the chain adds to a request)."""
+    plugins_of = cluster.api.plugins
+    assert plugins_of is not None
+    credentials = AuthRequest(headers={"authorization": f"Bearer {token}"})
+    wanted = AuthorizationAttributes(
+        verb="get", api_version="v1", resource="pods", namespace=NAMESPACE, name="pod-0-0"
+    )
+    started = time.perf_counter()
+    for _ in range(n):
+        user = plugins_of.authenticate(request=credentials)
+        assert user is not None
+        user = UserInfo(name=user.name, uid=user.uid, groups=(*user.groups, "system:authenticated"))
+        decision = plugins_of.authorize(user=user, attributes=wanted)
+        assert decision is not None and decision.allowed
+    return (time.perf_counter() - started) / n * 1e6
+
+
 def admission_us(cluster: Cluster, n: int) -> float:
     """Microseconds the admission plugins (mutating, then validating) take for one pod of
     the bench user, called directly on the cluster's plugin manager."""
@@ -243,7 +262,13 @@ async def main(count: int, rounds: int, concurrency: int) -> dict[str, float]:
                             cluster.url, token, verb, names, concurrency, latencies[verb, mode]
                         )
             direct: dict[str, float] = {
-                "admission_us_per_pod": round(min(admission_us(chain, 500) for _ in range(5)), 1)
+                "admission_us_per_pod": round(min(admission_us(chain, 500) for _ in range(5)), 1),
+                "auth_chain_us_per_request": round(
+                    min(auth_us(chain, USER_TOKEN, 2000) for _ in range(5)), 1
+                ),
+                "auth_admin_us_per_request": round(
+                    min(auth_us(admin, ADMIN_TOKEN, 2000) for _ in range(5)), 1
+                ),
             }
             for _ in range(7):  # alternated, the best of seven for each
                 for mode, (cluster, token) in clusters.items():
@@ -285,5 +310,10 @@ if __name__ == "__main__":
         f"one GET through the handler: {result['get_chain_direct_us']:.0f} / "
         f"{result['get_admin_direct_us']:.0f} µs (+{result['get_direct_added_us']:.0f} µs); "
         f"admission of one pod: {result['admission_us_per_pod']:.0f} µs"
+    )
+    print(
+        f"authentication + authorization of one request: "
+        f"{result['auth_chain_us_per_request']:.1f} µs (RBAC) / "
+        f"{result['auth_admin_us_per_request']:.1f} µs (admin, system:masters)"
     )
     print(json.dumps(result))
