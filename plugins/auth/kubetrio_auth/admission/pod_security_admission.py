@@ -77,16 +77,17 @@ def validate(request: AdmissionRequest, namespaces: ObjectCache | None) -> list[
     if policy.errors:
         log.warning("namespace %s: bad PodSecurity labels: %s", request.namespace, policy.errors)
     what = f"{request.resource} {request.namespace}/{request.name}"
+    results: dict[tuple[str, podsecurity.Version], podsecurity.Result] = {}
     if is_pod:
-        enforced = podsecurity.evaluate(policy.enforce, meta, spec)
+        enforced = podsecurity.evaluate(policy.enforce, meta, spec, results)
         if enforced:
             return [f'violates PodSecurity "{policy.enforce}": {enforced}']
-    audited = podsecurity.evaluate(policy.audit, meta, spec)
+    audited = podsecurity.evaluate(policy.audit, meta, spec, results)
     if audited:
         violation = f'would violate PodSecurity "{policy.audit}": {audited}'
         request.audit_annotations[AUDIT_VIOLATIONS] = violation
         log.info("%s: %s", what, violation)
-    warned = podsecurity.evaluate(policy.warn, meta, spec)
+    warned = podsecurity.evaluate(policy.warn, meta, spec, results)
     if warned:
         request.warnings.append(f'would violate PodSecurity "{policy.warn}": {warned}')
     return None
