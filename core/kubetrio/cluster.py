@@ -39,10 +39,13 @@ import trio
 
 from kubetrio.apiserver import ApiServer, AuditLog, ConnectionGate, ServerLimits, open_apiserver
 from kubetrio.client import Client, SharedInformers
+from kubetrio.controllers import LEASE_NAME as CONTROLLER_MANAGER_LEASE
+from kubetrio.controllers import USER as controllers_user
 from kubetrio.controllers import ControllerManager
 from kubetrio.pki import TLSConfig
 from kubetrio.plugins import PluginManager
 from kubetrio.plugins import load as load_plugins
+from kubetrio.scheduler import USER as scheduler_user
 from kubetrio.scheduler import Scheduler
 from kubetrio.servicelb import ServiceLBController
 from kubetrio.simnode import SimulatedNodes
@@ -218,21 +221,28 @@ async def _run_cluster(
         store, host=host, port=port, plugins=api_plugins, audit=audit, limits=limits, tls=tls
     ) as running:
         client = Client.in_process(running.api, token=token)
+        api = running.api
         running.api.kubelet_token = token
         cluster = Cluster(url=running.url, client=client, api=running.api, gate=running.gate)
         async with trio.open_nursery() as nursery:
             if api_plugins is not None:
                 await _start_plugin_caches(nursery, running.api, api_plugins)
             if controllers:
+                # Least privilege: each controller acts as its own ServiceAccount, the
+                # manager as system:kube-controller-manager (kube-controller-manager with
+                # --use-service-account-credentials), authorized like any user.
                 manager = ControllerManager(
-                    client,
+                    Client.in_process(api, user=controllers_user),
                     plugins=plugins,
                     identity=f"{socket.gethostname()}-{os.getpid()}",
+                    lease_name=CONTROLLER_MANAGER_LEASE,
                     extra=[ServiceLBController(lb_pool)] if lb_pool is not None else [],
+                    credentials=lambda user: Client.in_process(api, user=user),
                 )
                 await nursery.start(manager.run)
             if scheduler:
-                await nursery.start(Scheduler(client, plugins=plugins).run)
+                scheduler_client = Client.in_process(api, user=scheduler_user)
+                await nursery.start(Scheduler(scheduler_client, plugins=plugins).run)
             if simulated_nodes:
                 await nursery.start(SimulatedNodes(client, count=simulated_nodes).run)
             if agent:
@@ -275,10 +285,16 @@ async def _start_plugin_caches(
 ) -> None:
     """Fill the caches the request-path plugins ask for (``kubetrio_api_caches``) through
     the server's loopback client; the server serves other requests once they synced."""
-    caches = SharedInformers(Client.in_process(api, loopback=True))
+    loopback = Client.in_process(api, loopback=True)
+    caches = SharedInformers(loopback)
     plugins.api_caches(caches=caches)
     api.ready = trio.Event()
     await nursery.start(caches.run)
+    for registered in plugins.controllers():
+        # The plugins' post-start hooks (the default RBAC policy the other components'
+        # identities need), as kube-apiserver runs them before it is ready.
+        if getattr(registered.provider, "in_apiserver", False):
+            await nursery.start(registered.provider.run, loopback)
     api.ready.set()
 
 

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import trio
 
+from kubetrio.providers import UserInfo
+
 __all__ = [
     "BadQueryParameter",
     "ChunkProducer",
@@ -72,6 +74,10 @@ class Request:
     loopback: bool = False
     """Sent by the API server's own in-process loopback client (never set from a socket):
     the server's identity, allowed everything, as kube-apiserver's loopback client is."""
+    user: UserInfo | None = None
+    """Who an in-process caller acts as (never set from a socket): the cluster's own
+    components (controllers, scheduler) carry their identity here instead of a credential,
+    and the server authorizes them as that user."""
 
     def param(self, name: str, default: str = "") -> str:
         """The last value of a query parameter, or ``default``."""

@@ -155,6 +155,9 @@ class AdmissionRequest:
     warnings: list[str] = dataclasses.field(default_factory=list)
     """Warnings for the client (kubectl prints them): hooks append; the API server sends
     them as ``Warning`` headers, whether the request succeeds or not."""
+    audit_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Annotations for the request's audit Events (``pod-security.kubernetes.io/...``):
+    hooks set keys; the API server adds them to the audit log, success or not."""
 
 
 # --- extension --------------------------------------------------------------------------------
@@ -280,7 +283,13 @@ class ResourceDefinition:
 
 @runtime_checkable
 class Controller(Protocol):
-    """A long-running reconciler. ``run`` follows trio's start protocol."""
+    """A long-running reconciler. ``run`` follows trio's start protocol.
+
+    A controller whose class sets ``in_apiserver = True`` is run by the API server with
+    its loopback client (allowed everything) before it serves requests, as kube-apiserver's
+    post-start hooks; the others run in the controller manager, each acting as its own
+    identity under the leader Lease.
+    """
 
     name: str
 

@@ -32,7 +32,7 @@ import datetime
 import os
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -422,6 +422,7 @@ class _Record:
         self.user: UserInfo | None = None
         self.decided: tuple[str, frozenset[str], bool] | None = None
         self.attrs: RequestAttributes | None = None
+        self.annotations: dict[str, str] = {}
 
     def authenticated(self, user: UserInfo) -> None:
         self.user = user
@@ -493,6 +494,8 @@ class _Record:
                 event["responseObject"] = _without_managed_fields(answer) if omit_fields else answer
         event["requestReceivedTimestamp"] = _micro_time(self.received)
         event["stageTimestamp"] = _micro_time(datetime.datetime.now(datetime.UTC))
+        if self.annotations:
+            event["annotations"] = dict(self.annotations)
         self.log.writer.write(_encoder.encode(event) + b"\n")
 
     def _object_ref(self, attrs: RequestAttributes, response: Response | None) -> dict[str, Any]:
@@ -562,6 +565,16 @@ def note_user(user: UserInfo) -> None:
     record = _current.get()
     if record is not None:
         record.authenticated(user)
+
+
+def annotate(annotations: Mapping[str, str]) -> None:
+    """Add annotations to the audit Events of the running request from now on, as
+    upstream's ``audit.AddAuditAnnotations`` (the authorization decision, what
+    admission plugins report); a key set before keeps its first value, as upstream's."""
+    record = _current.get()
+    if record is not None:
+        for key, value in annotations.items():
+            record.annotations.setdefault(key, value)
 
 
 class AuditLog:

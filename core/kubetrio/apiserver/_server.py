@@ -71,6 +71,9 @@ KUBERNETES_VERSION = kubetrio.KUBERNETES_VERSION
 ANONYMOUS = UserInfo(name="system:anonymous", groups=("system:unauthenticated",))
 LOOPBACK = UserInfo(name="system:apiserver", groups=("system:masters",))
 """Who the server's own in-process loopback client is (its caches for plugins)."""
+AUDIT_DECISION = "authorization.k8s.io/decision"
+AUDIT_REASON = "authorization.k8s.io/reason"
+"""The audit annotations of a request's authorization, as kube-apiserver's."""
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
 OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
@@ -195,6 +198,11 @@ class ApiServer:
     def _authenticate(self, request: Request) -> UserInfo:
         if request.loopback:
             return LOOPBACK
+        if request.user is not None:
+            # An in-process component's own identity (only the client's in-process
+            # transport sets it; the HTTP server never does): authorized like any user.
+            component = authenticated(request.user) or request.user
+            return impersonate(request.headers, component, self._decide)
         if self.plugins is None:
             return impersonate(request.headers, ANONYMOUS, self._decide)
         user = self.plugins.authenticate(
@@ -235,6 +243,12 @@ class ApiServer:
 
     def _authorize(self, user: UserInfo, attributes: AuthorizationAttributes) -> None:
         decision = self._decide(user, attributes)
+        _audit.annotate(
+            {
+                AUDIT_DECISION: "allow" if decision.allowed else "forbid",
+                AUDIT_REASON: decision.reason,
+            }
+        )
         if not decision.allowed:
             raise forbidden(user, attributes, decision.reason)
 
@@ -683,6 +697,7 @@ class ApiServer:
                 collected = _ADMISSION_WARNINGS.get()
                 if collected is not None:
                     collected.extend(admission.warnings)
+                _audit.annotate(admission.audit_annotations)
         except AdmissionDenied as exc:
             raise _denied(info, name, exc) from exc
         except AdmissionPluginFailed as exc:

@@ -18,6 +18,7 @@ import msgspec
 
 from kubetrio.handler import RequestHandler
 from kubetrio.kubeobject import KubeObject as KubeObject
+from kubetrio.providers import UserInfo
 
 from . import _history
 from ._errors import ClientError
@@ -84,15 +85,23 @@ class Client:
 
     @classmethod
     def in_process(
-        cls, server: RequestHandler, *, token: str = "", loopback: bool = False
+        cls,
+        server: RequestHandler,
+        *,
+        token: str = "",
+        loopback: bool = False,
+        user: UserInfo | None = None,
     ) -> Client:
         """A client calling ``server`` directly, without HTTP.
 
         :param token: the bearer token it presents (its identity).
         :param loopback: be the server's own loopback client instead (``system:apiserver``,
             allowed everything, no token) — for the server's internal caches.
+        :param user: act as this user, authenticated by being in the process (no
+            credential) and authorized as any other: how the cluster's own controllers and
+            scheduler get least-privilege identities.
         """
-        return cls(InProcessTransport(server, token=token, loopback=loopback))
+        return cls(InProcessTransport(server, token=token, loopback=loopback, user=user))
 
     @classmethod
     def connect(

@@ -22,6 +22,7 @@ import trio
 
 import kubetrio
 from kubetrio.handler import ChunkProducer, Request, RequestHandler
+from kubetrio.providers import UserInfo
 
 from ._errors import leaf_errors
 
@@ -67,9 +68,17 @@ class Transport(Protocol):
 class InProcessTransport:
     """Calls the API server's handler directly: no sockets, same semantics."""
 
-    def __init__(self, server: RequestHandler, *, token: str = "", loopback: bool = False) -> None:
+    def __init__(
+        self,
+        server: RequestHandler,
+        *,
+        token: str = "",
+        loopback: bool = False,
+        user: UserInfo | None = None,
+    ) -> None:
         self.server = server
         self.loopback = loopback
+        self.user = user
         self.headers = {"user-agent": USER_AGENT}
         if token:
             self.headers["authorization"] = f"Bearer {token}"
@@ -92,6 +101,7 @@ class InProcessTransport:
             body=body,
             remote="in-process",
             loopback=self.loopback,
+            user=self.user,
         )
 
     async def request(

@@ -10,7 +10,9 @@ Start everything with :class:`ControllerManager`::
 then campaigns for the ``kube-system/kubetrio-controller-manager`` Lease and runs every
 controller (``BUILT_IN`` and the plugins' ``kubetrio_register_controllers``) while it
 holds it. ``manager.leading`` is an Event set while leading. Cancelling the nursery
-stops everything and releases the Lease.
+stops everything and releases the Lease. Given ``credentials=`` (a client per user), each
+controller acts as its own ServiceAccount in kube-system (``controller_user``), as
+kube-controller-manager's ``--use-service-account-credentials``.
 
 The pieces, each in its own module:
 
@@ -49,7 +51,11 @@ from ._leader import LeaderGuardedTransport as LeaderGuardedTransport
 from ._leader import NotLeaderError as NotLeaderError
 from ._leader import guarded_client as guarded_client
 from ._manager import BUILT_IN as BUILT_IN
+from ._manager import LEASE_NAME as LEASE_NAME
+from ._manager import SERVICE_ACCOUNTS as SERVICE_ACCOUNTS
+from ._manager import USER as USER
 from ._manager import ControllerManager as ControllerManager
+from ._manager import controller_user as controller_user
 from ._nodelifecycle import NodeLifecycleController as NodeLifecycleController
 from ._reconcile import ControllerContext as ControllerContext
 from ._reconcile import PermanentError as PermanentError

@@ -308,11 +308,17 @@ class LeaderGuardedTransport:
     """A :class:`Transport` that refuses writes unless ``elector`` holds the Lease now."""
 
     def __init__(
-        self, inner: Transport, elector: LeaderElector, *, max_inflight: int = MAX_INFLIGHT_WRITES
+        self,
+        inner: Transport,
+        elector: LeaderElector,
+        *,
+        max_inflight: int = MAX_INFLIGHT_WRITES,
+        writes: trio.CapacityLimiter | None = None,
     ) -> None:
         self.inner = inner
         self.elector = elector
-        self.writes = trio.CapacityLimiter(max_inflight)
+        self.writes = writes or trio.CapacityLimiter(max_inflight)
+        """Bounds the writes in flight; shared by the transports of one manager."""
 
     async def request(
         self,

@@ -17,12 +17,13 @@ writes are refused unless this manager holds the Lease (see :mod:`._leader`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from kubetrio.client import Client, EventRecorder, SharedInformers
+from kubetrio.providers import UserInfo
 
 from ._brakes import BrakeLimit, CreateBrake
 from ._cronjob import CronJobController
@@ -34,11 +35,12 @@ from ._gc import GarbageCollector
 from ._job import JobController
 from ._leader import (
     LEASE_DURATION,
+    MAX_INFLIGHT_WRITES,
     RENEW_DEADLINE,
     RETRY_PERIOD,
     LeaderElector,
+    LeaderGuardedTransport,
     default_identity,
-    guarded_client,
 )
 from ._nodelifecycle import NodeLifecycleController
 from ._reconcile import ControllerContext, QueueController
@@ -68,6 +70,45 @@ BUILT_IN: dict[str, type[QueueController]] = {
 
 COMPONENT = "kubetrio-controller-manager"
 
+USER = UserInfo(name="system:kube-controller-manager")
+"""kube-controller-manager's own identity (bound to ``system:kube-controller-manager``):
+the shared informers, the leader Lease, events, and controllers without an account."""
+LEASE_NAME = "kube-controller-manager"
+"""kube-controller-manager's Lease, the one ``system:kube-controller-manager`` may update."""
+ACCOUNT_NAMESPACE = "kube-system"
+SERVICE_ACCOUNTS: dict[str, str] = {
+    "replicaset": "replicaset-controller",
+    "deployment": "deployment-controller",
+    "garbagecollector": "generic-garbage-collector",
+    "serviceaccount": "service-account-controller",
+    "endpoints": "endpoint-controller",
+    "job": "job-controller",
+    "cronjob": "cronjob-controller",
+    "daemonset": "daemon-set-controller",
+    "statefulset": "statefulset-controller",
+    "nodelifecycle": "node-controller",
+    "servicelb": "service-controller",
+    "disruption": "disruption-controller",
+    # plugin controllers (kubetrio-auth)
+    "clusterrole-aggregation": "clusterrole-aggregation-controller",
+    "resourcequota": "resourcequota-controller",
+}
+"""Each controller's ServiceAccount in kube-system, upstream's names (bound to the
+``system:controller:<account>`` ClusterRoles), as kube-controller-manager's
+``--use-service-account-credentials`` runs each control loop as its own account."""
+
+
+def controller_user(name: str) -> UserInfo:
+    """The identity the controller called ``name`` acts as: its ServiceAccount, or the
+    controller manager's own identity for a controller without one."""
+    account = SERVICE_ACCOUNTS.get(name)
+    if account is None:
+        return USER
+    return UserInfo(
+        name=f"system:serviceaccount:{ACCOUNT_NAMESPACE}:{account}",
+        groups=("system:serviceaccounts", f"system:serviceaccounts:{ACCOUNT_NAMESPACE}"),
+    )
+
 
 class ControllerManager:
     """Runs the built-in and the plugins' controllers under one leader Lease.
@@ -83,6 +124,10 @@ class ControllerManager:
     :param extra: more controllers to run under the same Lease, e.g. the ServiceLB
         allocator (:mod:`kubetrio.servicelb`, built on this package) that the composition
         root adds when it has an address pool.
+    :param credentials: a client acting as a given user (the composition root's
+        in-process clients): each controller then acts as :func:`controller_user` of its
+        name, as kube-controller-manager's ``--use-service-account-credentials``; None:
+        every controller uses ``client``.
     """
 
     def __init__(
@@ -101,8 +146,10 @@ class ControllerManager:
         release_on_cancel: bool = True,
         extra: Iterable[QueueController] = (),
         create_limit: BrakeLimit | None = None,
+        credentials: Callable[[UserInfo], Client] | None = None,
     ) -> None:
         self.client = client
+        self.credentials = credentials
         self.plugins = plugins
         self.identity = identity or default_identity()
         names = list(BUILT_IN) if controllers is None else list(controllers)
@@ -145,13 +192,38 @@ class ControllerManager:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Sync caches, then campaign and lead until cancelled."""
-        client = guarded_client(self.client, self.elector) if self.leader_election else self.client
-        events = EventRecorder(client, COMPONENT, host=self.identity)
-        ctx = ControllerContext(client=client, informers=self.informers, events=events)
+        # One bound on the writes in flight for all controllers, whoever they act as.
+        writes = trio.CapacityLimiter(MAX_INFLIGHT_WRITES)
+
+        def client_for(name: str | None) -> Client:
+            client = self.client
+            if name is not None and self.credentials is not None:
+                if name not in SERVICE_ACCOUNTS:
+                    log.warning(
+                        "controller %s has no ServiceAccount of its own: it acts as %s",
+                        name,
+                        USER.name,
+                    )
+                client = self.credentials(controller_user(name))
+            if not self.leader_election:
+                return client
+            return Client(LeaderGuardedTransport(client.transport, self.elector, writes=writes))
+
+        events = EventRecorder(client_for(None), COMPONENT, host=self.identity)
         for controller in self.controllers:
-            controller.setup(ctx)
+            controller.setup(
+                ControllerContext(
+                    client=client_for(controller.name), informers=self.informers, events=events
+                )
+            )
         plugin_controllers: Sequence[Any] = (
-            [r.provider for r in self.plugins.controllers()] if self.plugins is not None else []
+            [
+                r.provider
+                for r in self.plugins.controllers()
+                if not getattr(r.provider, "in_apiserver", False)  # the API server runs those
+            ]
+            if self.plugins is not None
+            else []
         )
 
         async def lead() -> None:
@@ -160,7 +232,7 @@ class ControllerManager:
                     for controller in self.controllers:
                         await nursery.start(controller.run)
                     for provider in plugin_controllers:
-                        await nursery.start(provider.run, client)
+                        await nursery.start(provider.run, client_for(provider.name))
                     self.leading.set()
                     log.info("%s: %d controllers running", self.identity, len(self.controllers))
             finally:

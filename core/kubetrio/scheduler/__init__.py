@@ -24,4 +24,5 @@ from ._queue import QueuedPod as QueuedPod
 from ._queue import SchedulingQueue as SchedulingQueue
 from ._resources import node_allocatable as node_allocatable
 from ._resources import pod_info as pod_info
+from ._scheduler import USER as USER
 from ._scheduler import Scheduler as Scheduler

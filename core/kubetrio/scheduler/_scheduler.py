@@ -28,7 +28,7 @@ import trio
 
 from kubetrio.client import Client, ClientError, Informer, KubeObject
 from kubetrio.plugins import PluginManager, check_scheduler_plugin
-from kubetrio.providers import SchedulerPlugin
+from kubetrio.providers import SchedulerPlugin, UserInfo
 
 from ._cache import SchedulerCache
 from ._config import SchedulerConfig
@@ -40,6 +40,9 @@ log = logging.getLogger("kubetrio.scheduler")
 
 COMPONENT = "default-scheduler"
 """The ``source.component`` of the scheduler's events, as kube-scheduler's."""
+USER = UserInfo(name="system:kube-scheduler")
+"""kube-scheduler's identity, bound to the ``system:kube-scheduler`` and
+``system:volume-scheduler`` ClusterRoles: what the composition root runs it as."""
 
 
 _stamp: tuple[int, str] = (0, "")

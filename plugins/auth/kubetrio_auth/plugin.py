@@ -5,8 +5,9 @@ authorization that lets the ``system:masters`` group do anything, as Kubernetes 
 before RBAC is consulted. The tokens are the cluster's admin token
 (``config["kubetrio"]["admin_token"]``, as user ``admin`` in ``system:masters``) and
 those of the file given by ``--token-auth-file`` (``token_auth_file`` in the ``auth``
-section), in kube-apiserver's format; and ServiceAccount tokens from the TokenRequest
-API (``satokens``), checked with the data directory's service account key.
+section), in kube-apiserver's format; ServiceAccount tokens from the TokenRequest
+API (``satokens``), checked with the data directory's service account key; and, only
+when ``--basic-auth-file`` is given, HTTP basic authentication (``passwords``, legacy).
 
 The plugin is a class: each plugin manager (each cluster) has its own tokens.
 """
@@ -27,6 +28,7 @@ from kubetrio.providers import (
 )
 
 from . import x509
+from .passwords import StaticPasswords
 from .satokens import ServiceAccountTokens
 from .tokens import StaticTokens
 
@@ -40,6 +42,7 @@ class AuthPlugin:
 
     def __init__(self) -> None:
         self.tokens = StaticTokens({})
+        self.passwords = StaticPasswords({})
         self.service_accounts = ServiceAccountTokens()
 
     @hookimpl
@@ -49,6 +52,13 @@ class AuthPlugin:
             "token-auth-file",
             help="More bearer tokens, in kube-apiserver's token file format: "
             'token,user,uid[,"group1,group2"] per line (auth plugin).',
+            commands=("server", "up"),
+            section="auth",
+        )
+        options.add(
+            "basic-auth-file",
+            help="Legacy (kube-apiserver removed it in 1.19): HTTP basic authentication, "
+            'password,user,uid[,"group1,group2"] per line; off unless given (auth plugin).',
             commands=("server", "up"),
             section="auth",
         )
@@ -62,6 +72,10 @@ class AuthPlugin:
         if admin_token:
             tokens = StaticTokens({str(admin_token): ADMIN, **tokens.users})
         self.tokens = tokens
+        passwords = (config.get("auth") or {}).get("basic_auth_file")
+        self.passwords = (
+            StaticPasswords.from_file(Path(passwords)) if passwords else StaticPasswords({})
+        )
         data_dir = (config.get("kubetrio") or {}).get("data_dir")
         self.service_accounts = ServiceAccountTokens(Path(data_dir) if data_dir else None)
 
@@ -74,17 +88,19 @@ class AuthPlugin:
     def kubetrio_unconfigure(self) -> None:
         """Forget the tokens."""
         self.tokens = StaticTokens({})
+        self.passwords = StaticPasswords({})
         self.service_accounts = ServiceAccountTokens()
 
     @hookimpl
     def kubetrio_authenticate(self, request: AuthRequest) -> UserInfo | None:
         """Authenticate a verified client certificate, else a bearer token from the
         token file or a ServiceAccount token (kube-apiserver asks its x509 authenticator
-        before token ones)."""
+        before token ones), else a user and password of the basic-auth file."""
         return (
             x509.authenticate(request)
             or self.tokens.authenticate(request)
             or self.service_accounts.authenticate(request)
+            or self.passwords.authenticate(request)
         )
 
     @hookimpl

@@ -25,6 +25,22 @@ class TokenFileError(ValueError):
     """The token file cannot be read as ``token,user,uid[,groups]`` lines."""
 
 
+def parse_user_lines(text: str, *, source: str, secret: str) -> list[tuple[str, UserInfo]]:
+    """The ``secret,user,uid[,"group1,group2"]`` lines of a token or password file as
+    (secret, user) pairs; :class:`TokenFileError` names the file and line of a bad one."""
+    users: list[tuple[str, UserInfo]] = []
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        if len(row) < 3 or not row[0] or not row[1]:
+            raise TokenFileError(
+                f"{source}:{number}: expected {secret},user,uid[,groups], got {len(row)} field(s)"
+            )
+        groups = tuple(g.strip() for g in row[3].split(",") if g.strip()) if len(row) > 3 else ()
+        users.append((row[0], UserInfo(name=row[1], uid=row[2], groups=groups)))
+    return users
+
+
 class StaticTokens:
     """Bearer tokens read once from a token file."""
 
@@ -44,19 +60,7 @@ class StaticTokens:
     @classmethod
     def from_text(cls, text: str, *, source: str = "<tokens>") -> StaticTokens:
         """Parse token-file text; ``source`` names it in errors."""
-        users: dict[str, UserInfo] = {}
-        for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-            if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
-                continue
-            if len(row) < 3 or not row[0] or not row[1]:
-                raise TokenFileError(
-                    f"{source}:{number}: expected token,user,uid[,groups], got {len(row)} field(s)"
-                )
-            groups = (
-                tuple(g.strip() for g in row[3].split(",") if g.strip()) if len(row) > 3 else ()
-            )
-            users[row[0]] = UserInfo(name=row[1], uid=row[2], groups=groups)
-        return cls(users)
+        return cls(dict(parse_user_lines(text, source=source, secret="token")))
 
     def authenticate(self, request: AuthRequest) -> UserInfo | None:
         """The user whose token is in the ``Authorization: Bearer`` header, or None."""

@@ -37,6 +37,9 @@ IGNORED_POD_SUBRESOURCES = {
     "status",
 }
 """Subresources of pods that never change what PodSecurity checks."""
+ENFORCE_POLICY = "pod-security.kubernetes.io/enforce-policy"
+AUDIT_VIOLATIONS = "pod-security.kubernetes.io/audit-violations"
+"""The audit annotations PodSecurity adds (upstream's keys)."""
 
 
 def validate(request: AdmissionRequest, namespaces: ObjectCache | None) -> list[str] | None:
@@ -51,7 +54,7 @@ def validate(request: AdmissionRequest, namespaces: ObjectCache | None) -> list[
     if request.subresource and (not is_pod or request.subresource in IGNORED_POD_SUBRESOURCES):
         return None
     policy = _namespace_policy(request.namespace, namespaces)
-    if policy is None or policy.fully_privileged:
+    if policy is None:
         return None
     if is_pod:
         meta = request.object.get("metadata") or {}
@@ -60,6 +63,10 @@ def validate(request: AdmissionRequest, namespaces: ObjectCache | None) -> list[
             request.object, request.old_object or {}
         ):
             return None
+        # The level that allowed or refused the pod, in its audit Event, as upstream's.
+        request.audit_annotations[ENFORCE_POLICY] = str(policy.enforce)
+    if policy.fully_privileged:
+        return None
     else:
         template: Any = request.object
         for key in template_path or ():
@@ -70,14 +77,17 @@ def validate(request: AdmissionRequest, namespaces: ObjectCache | None) -> list[
     if policy.errors:
         log.warning("namespace %s: bad PodSecurity labels: %s", request.namespace, policy.errors)
     what = f"{request.resource} {request.namespace}/{request.name}"
+    results: dict[tuple[str, podsecurity.Version], podsecurity.Result] = {}
     if is_pod:
-        enforced = podsecurity.evaluate(policy.enforce, meta, spec)
+        enforced = podsecurity.evaluate(policy.enforce, meta, spec, results)
         if enforced:
             return [f'violates PodSecurity "{policy.enforce}": {enforced}']
-    audited = podsecurity.evaluate(policy.audit, meta, spec)
+    audited = podsecurity.evaluate(policy.audit, meta, spec, results)
     if audited:
-        log.info('%s: would violate PodSecurity "%s": %s', what, policy.audit, audited)
-    warned = podsecurity.evaluate(policy.warn, meta, spec)
+        violation = f'would violate PodSecurity "{policy.audit}": {audited}'
+        request.audit_annotations[AUDIT_VIOLATIONS] = violation
+        log.info("%s: %s", what, violation)
+    warned = podsecurity.evaluate(policy.warn, meta, spec, results)
     if warned:
         request.warnings.append(f'would violate PodSecurity "{policy.warn}": {warned}')
     return None

@@ -649,9 +649,18 @@ CHECKS = [
 """In upstream's order: baseline checks, then restricted ones, each sorted by ID (bytewise)."""
 
 
-def evaluate(policy: LevelVersion, meta: dict[str, Any], spec: dict[str, Any]) -> str:
+def evaluate(
+    policy: LevelVersion,
+    meta: dict[str, Any],
+    spec: dict[str, Any],
+    results: dict[tuple[str, Version], Result] | None = None,
+) -> str:
     """What a pod violates at a level and version, as upstream words it (``reason
-    (detail), ...``), or "" when it passes."""
+    (detail), ...``), or "" when it passes.
+
+    :param results: checks already run on this pod, by ID and version (filled in), so
+        evaluating its enforce, audit and warn levels runs each check once.
+    """
     if policy.level == "privileged":
         return ""
     version = policy.effective_version
@@ -665,7 +674,13 @@ def evaluate(policy: LevelVersion, meta: dict[str, Any], spec: dict[str, Any]) -
     for check in active:
         if check.id in replaced:
             continue
-        result = check.run(meta, spec, version)
+        key = (check.id, version)
+        if results is not None and key in results:
+            result = results[key]
+        else:
+            result = check.run(meta, spec, version)
+            if results is not None:
+                results[key] = result
         if result is not None:
             reason, detail = result
             parts.append(f"{reason} ({detail})" if detail else reason)

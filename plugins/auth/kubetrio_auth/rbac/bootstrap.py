@@ -139,6 +139,10 @@ class BootstrapPolicy:
     """A controller that reconciles the default roles and bindings once, at start."""
 
     name = "rbac-bootstrap-policy"
+    in_apiserver = True
+    """Run by the API server's loopback client before it serves, as kube-apiserver's
+    ``rbac/bootstrap-roles`` post-start hook: the controller manager and the scheduler
+    need the bindings it makes before they can act."""
 
     async def run(
         self, client: Client, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -63,16 +63,44 @@ def non_resource_url_matches(rule: Rule, path: str) -> bool:
     return False
 
 
+class CompiledRule:
+    """A rule's lists as sets, to check a request without building lists per call."""
+
+    __slots__ = ("groups", "names", "resources", "urls", "verbs")
+
+    def __init__(self, rule: Rule) -> None:
+        self.verbs = frozenset(str(v) for v in rule.get("verbs") or ())
+        self.groups = frozenset(str(v) for v in rule.get("apiGroups") or ())
+        self.resources = frozenset(str(v) for v in rule.get("resources") or ())
+        self.names = frozenset(str(v) for v in rule.get("resourceNames") or ())
+        self.urls = tuple(str(v) for v in rule.get("nonResourceURLs") or ())
+
+    def allows(self, attributes: AuthorizationAttributes) -> bool:
+        """Whether the rule allows the request described by ``attributes``."""
+        if ALL not in self.verbs and attributes.verb not in self.verbs:
+            return False
+        if not attributes.is_resource_request:
+            path = attributes.path
+            return any(
+                url in (ALL, path) or (url.endswith(ALL) and path.startswith(url.rstrip(ALL)))
+                for url in self.urls
+            )
+        if ALL not in self.groups and attributes.api_group not in self.groups:
+            return False
+        resources = self.resources
+        if ALL not in resources:
+            if attributes.subresource:
+                combined = f"{attributes.resource}/{attributes.subresource}"
+                if combined not in resources and f"*/{attributes.subresource}" not in resources:
+                    return False
+            elif attributes.resource not in resources:
+                return False
+        return not self.names or attributes.name in self.names
+
+
 def rule_allows(attributes: AuthorizationAttributes, rule: Rule) -> bool:
     """Whether ``rule`` allows the request described by ``attributes``."""
-    if attributes.is_resource_request:
-        return (
-            verb_matches(rule, attributes.verb)
-            and api_group_matches(rule, attributes.api_group)
-            and resource_matches(rule, attributes.resource, attributes.subresource)
-            and resource_name_matches(rule, attributes.name)
-        )
-    return verb_matches(rule, attributes.verb) and non_resource_url_matches(rule, attributes.path)
+    return CompiledRule(rule).allows(attributes)
 
 
 # --- coverage (escalation checks) ---------------------------------------------------------------
