@@ -25,6 +25,7 @@ cluster's plugin state, so two clusters in one process need two managers.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import logging
 import os
@@ -39,7 +40,12 @@ import trio
 
 from kubetrio.apiserver import ApiServer, AuditLog, ConnectionGate, ServerLimits, open_apiserver
 from kubetrio.client import Client, SharedInformers
-from kubetrio.controllers import ControllerManager
+from kubetrio.controllers import (
+    ControllerManager,
+    KubernetesService,
+    QueueController,
+    RootCACertPublisher,
+)
 from kubetrio.pki import TLSConfig
 from kubetrio.plugins import PluginManager
 from kubetrio.plugins import load as load_plugins
@@ -118,6 +124,7 @@ async def open_cluster(
     audit: AuditLog | None = None,
     limits: ServerLimits | None = None,
     tls: TLSConfig | None = None,
+    advertise_address: str | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -144,6 +151,10 @@ async def open_cluster(
     :param audit: the API server's audit log (None: no auditing).
     :param limits: the API server's connection deadlines and caps (default: their defaults).
     :param tls: serve HTTPS only with this certificate (:mod:`kubetrio.pki`); None: HTTP.
+        Its ``ca_file`` is published in every namespace as ``kube-root-ca.crt``.
+    :param advertise_address: the API server's address for pods: the ``kubernetes``
+        Service in ``default`` points there (the server listens there too); None: no
+        such Service.
     """
     # No plugins, for every component alike: the API server's None (no authenticator:
     # every request anonymous and allowed) and an empty manager for the others (which
@@ -180,6 +191,7 @@ async def open_cluster(
             audit=audit,
             limits=limits,
             tls=tls,
+            advertise_address=advertise_address,
         ) as cluster:
             yield cluster
     finally:
@@ -212,10 +224,18 @@ async def _run_cluster(
     audit: AuditLog | None,
     limits: ServerLimits | None,
     tls: TLSConfig | None,
+    advertise_address: str | None,
 ) -> AsyncIterator[Cluster]:
     """The components of :func:`open_cluster`, all with the same ``plugins``."""
     async with open_apiserver(
-        store, host=host, port=port, plugins=api_plugins, audit=audit, limits=limits, tls=tls
+        store,
+        host=host,
+        port=port,
+        plugins=api_plugins,
+        audit=audit,
+        limits=limits,
+        tls=tls,
+        advertise_address=advertise_address,
     ) as running:
         client = Client.in_process(running.api, token=token)
         running.api.kubelet_token = token
@@ -223,12 +243,27 @@ async def _run_cluster(
         async with trio.open_nursery() as nursery:
             if api_plugins is not None:
                 await _start_plugin_caches(nursery, running.api, api_plugins)
+            if advertise_address:
+                # Kept by the API server itself (every server, no Lease), as upstream.
+                await nursery.start(
+                    KubernetesService(
+                        Client.in_process(running.api, loopback=True),
+                        address=advertise_address,
+                        port=running.port,
+                        cluster_ip=running.api.services.api_server_ip,
+                    ).run
+                )
             if controllers:
+                extra: list[QueueController] = []
+                if lb_pool is not None:
+                    extra.append(ServiceLBController(lb_pool))
+                if tls is not None and tls.ca_file is not None:
+                    extra.append(RootCACertPublisher(tls.ca_file.read_text()))
                 manager = ControllerManager(
                     client,
                     plugins=plugins,
                     identity=f"{socket.gethostname()}-{os.getpid()}",
-                    extra=[ServiceLBController(lb_pool)] if lb_pool is not None else [],
+                    extra=extra,
                 )
                 await nursery.start(manager.run)
             if scheduler:
@@ -350,6 +385,20 @@ async def _run_cluster_dns(
         host, port = await nursery.start(ClusterDNS(client, listen=(address, 53)).run)
         await publish_dns_service(client, address=host, port=port)
         task_status.started()
+
+
+async def advertised_address(host: str, node_ip: str | None = None) -> str | None:
+    """Where pods reach an API server listening on ``host`` (``--advertise-address``'s
+    default): ``host`` itself unless loopback or every address, else the node's address
+    (``node_ip`` or :func:`_pod_reachable_address`), as kube-apiserver advertises its
+    default interface's address. None when this host has no such address."""
+    try:
+        own = ipaddress.ip_address(host)
+    except ValueError:  # a name such as localhost
+        own = None
+    if own is not None and not own.is_loopback and not own.is_unspecified:
+        return host
+    return node_ip or await _pod_reachable_address()
 
 
 async def _pod_reachable_address() -> str | None:
