@@ -284,8 +284,14 @@ async def test_oidc_discovery_verifies_a_bound_token(secured: Secured) -> None:
     # Readable by any ServiceAccount (system:service-account-issuer-discovery), with
     # the token itself; not by strangers.
     async with secured.http(token=token) as http:
+
+        async def readable() -> bool:
+            # Once the default policy (the binding to system:serviceaccounts) is in.
+            answer = await http.get("/.well-known/openid-configuration")
+            return answer.status_code == 200
+
+        await wait_for(readable)
         discovery = await http.get("/.well-known/openid-configuration")
-        assert discovery.status_code == 200, discovery.text
         assert discovery.headers["content-type"] == "application/json"
         assert discovery.json() == {
             "issuer": "https://kubernetes.default.svc.cluster.local",
