@@ -184,7 +184,7 @@ async def test_projected_token_is_bound_to_the_pod_and_renewed_at_80_percent(
     from kubetrio.kubelet import _volumes
 
     now = [1_000_000.0]
-    monkeypatch.setattr(_volumes.time, "time", lambda: now[0])
+    monkeypatch.setattr("kubetrio.kubelet._volumes.time.time", lambda: now[0])
     client = TokenClient()
     projected = {
         "name": "kube-api-access-abcde",
