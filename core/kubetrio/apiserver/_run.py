@@ -89,7 +89,8 @@ async def open_apiserver(
                     ssl_context=context,
                 )
             )
-        api.external_address = f"{advertise_address or host}:{bound}"
+        external = advertise_address or host
+        api.external_address = f"[{external}]:{bound}" if ":" in external else f"{external}:{bound}"
         freeze_heap()
         try:
             scheme_name = "https" if tls is not None else "http"
