@@ -25,6 +25,7 @@ cluster's plugin state, so two clusters in one process need two managers.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import logging
 import os
@@ -41,7 +42,12 @@ from kubetrio.apiserver import ApiServer, AuditLog, ConnectionGate, ServerLimits
 from kubetrio.client import Client, SharedInformers
 from kubetrio.controllers import LEASE_NAME as CONTROLLER_MANAGER_LEASE
 from kubetrio.controllers import USER as controllers_user
-from kubetrio.controllers import ControllerManager
+from kubetrio.controllers import (
+    ControllerManager,
+    KubernetesService,
+    QueueController,
+    RootCACertPublisher,
+)
 from kubetrio.pki import TLSConfig
 from kubetrio.plugins import PluginManager
 from kubetrio.plugins import load as load_plugins
@@ -121,6 +127,7 @@ async def open_cluster(
     audit: AuditLog | None = None,
     limits: ServerLimits | None = None,
     tls: TLSConfig | None = None,
+    advertise_address: str | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -147,6 +154,10 @@ async def open_cluster(
     :param audit: the API server's audit log (None: no auditing).
     :param limits: the API server's connection deadlines and caps (default: their defaults).
     :param tls: serve HTTPS only with this certificate (:mod:`kubetrio.pki`); None: HTTP.
+        Its ``ca_file`` is published in every namespace as ``kube-root-ca.crt``.
+    :param advertise_address: the API server's address for pods: the ``kubernetes``
+        Service in ``default`` points there (the server listens there too); None: no
+        such Service.
     """
     # No plugins, for every component alike: the API server's None (no authenticator:
     # every request anonymous and allowed) and an empty manager for the others (which
@@ -183,6 +194,7 @@ async def open_cluster(
             audit=audit,
             limits=limits,
             tls=tls,
+            advertise_address=advertise_address,
         ) as cluster:
             yield cluster
     finally:
@@ -215,10 +227,18 @@ async def _run_cluster(
     audit: AuditLog | None,
     limits: ServerLimits | None,
     tls: TLSConfig | None,
+    advertise_address: str | None,
 ) -> AsyncIterator[Cluster]:
     """The components of :func:`open_cluster`, all with the same ``plugins``."""
     async with open_apiserver(
-        store, host=host, port=port, plugins=api_plugins, audit=audit, limits=limits, tls=tls
+        store,
+        host=host,
+        port=port,
+        plugins=api_plugins,
+        audit=audit,
+        limits=limits,
+        tls=tls,
+        advertise_address=advertise_address,
     ) as running:
         client = Client.in_process(running.api, token=token)
         api = running.api
@@ -227,16 +247,31 @@ async def _run_cluster(
         async with trio.open_nursery() as nursery:
             if api_plugins is not None:
                 await _start_plugin_caches(nursery, running.api, api_plugins)
+            if advertise_address:
+                # Kept by the API server itself (every server, no Lease), as upstream.
+                await nursery.start(
+                    KubernetesService(
+                        Client.in_process(running.api, loopback=True),
+                        address=advertise_address,
+                        port=running.port,
+                        cluster_ip=running.api.services.api_server_ip,
+                    ).run
+                )
             if controllers:
                 # Least privilege: each controller acts as its own ServiceAccount, the
                 # manager as system:kube-controller-manager (kube-controller-manager with
                 # --use-service-account-credentials), authorized like any user.
+                extra: list[QueueController] = []
+                if lb_pool is not None:
+                    extra.append(ServiceLBController(lb_pool))
+                if tls is not None and tls.ca_file is not None:
+                    extra.append(RootCACertPublisher(tls.ca_file.read_text()))
                 manager = ControllerManager(
                     Client.in_process(api, user=controllers_user),
                     plugins=plugins,
                     identity=f"{socket.gethostname()}-{os.getpid()}",
                     lease_name=CONTROLLER_MANAGER_LEASE,
-                    extra=[ServiceLBController(lb_pool)] if lb_pool is not None else [],
+                    extra=extra,
                     credentials=lambda user: Client.in_process(api, user=user),
                 )
                 await nursery.start(manager.run)
@@ -366,6 +401,20 @@ async def _run_cluster_dns(
         host, port = await nursery.start(ClusterDNS(client, listen=(address, 53)).run)
         await publish_dns_service(client, address=host, port=port)
         task_status.started()
+
+
+async def advertised_address(host: str, node_ip: str | None = None) -> str | None:
+    """Where pods reach an API server listening on ``host`` (``--advertise-address``'s
+    default): ``host`` itself unless loopback or every address, else the node's address
+    (``node_ip`` or :func:`_pod_reachable_address`), as kube-apiserver advertises its
+    default interface's address. None when this host has no such address."""
+    try:
+        own = ipaddress.ip_address(host)
+    except ValueError:  # a name such as localhost
+        own = None
+    if own is not None and not own.is_loopback and not own.is_unspecified:
+        return host
+    return node_ip or await _pod_reachable_address()
 
 
 async def _pod_reachable_address() -> str | None:

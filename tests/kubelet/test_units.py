@@ -164,3 +164,54 @@ async def test_a_failing_stream_session_leaves_the_kubelet_server_serving(
             assert healthz.status_code == 200 and healthz.text == "ok"
             assert not failures
             nursery.cancel_scope.cancel()
+
+
+class TokenClient:
+    """Answers TokenRequests with numbered tokens and remembers what was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict[str, Any]] = []
+
+    async def create(self, api_version: str, resource: str, obj: Any, **kwargs: Any) -> Any:
+        self.asked.append({"resource": resource, "body": obj, **kwargs})
+        spec = obj["spec"]
+        return {"spec": spec, "status": {"token": f"token-{len(self.asked)}"}}
+
+
+async def test_projected_token_is_bound_to_the_pod_and_renewed_at_80_percent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubetrio.kubelet import _volumes
+
+    now = [1_000_000.0]
+    monkeypatch.setattr("kubetrio.kubelet._volumes.time.time", lambda: now[0])
+    client = TokenClient()
+    projected = {
+        "name": "kube-api-access-abcde",
+        "projected": {
+            "defaultMode": 0o644,
+            "sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}],
+        },
+    }
+    owner = {
+        "metadata": {"name": "p", "namespace": "team", "uid": "u-1"},
+        "spec": {"serviceAccountName": "reader", "volumes": [projected]},
+    }
+    volumes = _volumes.PodVolumes(cast(Any, client), owner, tmp_path)
+    await volumes.setup()
+    token_file = tmp_path / "volumes" / "kube-api-access-abcde" / "token"
+    assert token_file.read_text() == "token-1"
+    (asked,) = client.asked
+    assert asked["resource"] == "serviceaccounts"
+    assert (asked["name"], asked["subresource"], asked["namespace"]) == ("reader", "token", "team")
+    assert asked["body"]["spec"] == {
+        "audiences": [],
+        "expirationSeconds": 3607,
+        "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u-1"},
+    }
+    now[0] += 0.8 * 3607 - 5  # not yet: the same token, nothing asked
+    await volumes.refresh()
+    assert len(client.asked) == 1 and token_file.read_text() == "token-1"
+    now[0] += 10  # past 80% of its lifetime: a new one, swapped in atomically
+    await volumes.refresh()
+    assert len(client.asked) == 2 and token_file.read_text() == "token-2"

@@ -7,6 +7,8 @@ pod on every node. Each test sends real connections and checks who answered.
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -81,6 +83,26 @@ def test_cluster_ip_spreads_over_all_backends_from_every_node(
     answers = cluster.fetch_many(client, f"http://{cluster_ip}/", REQUESTS)
     assert len(answers) == REQUESTS
     assert set(answers) == set(BACKENDS)
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_pods_on_every_node_have_their_token_and_reach_the_api(
+    cluster: LocalCluster, client: str
+) -> None:
+    """Every node's agent fetched its pod's bound token (a node certificate may create
+    tokens), and the ``kubernetes`` Service leads every node's pods to the API server
+    (busybox has no TLS: plain HTTP there gets the server's 400 for it)."""
+    mount = "/var/run/secrets/kubernetes.io/serviceaccount"
+    token = cluster.kubectl("exec", client, "--", "cat", f"{mount}/token")
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims["kubernetes.io"]["pod"]["name"] == client
+    assert claims["sub"] == "system:serviceaccount:default:default"
+    script = (
+        "timeout 5 wget -q -O - "
+        "http://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/ 2>&1; true"
+    )
+    answer = cluster.kubectl("exec", client, "--", "sh", "-c", script)
+    assert "400 Bad Request" in answer, answer
 
 
 def test_node_port_from_another_node_and_the_underlay(cluster: LocalCluster) -> None:

@@ -46,6 +46,7 @@ async def open_apiserver(
     audit: AuditLog | None = None,
     limits: ServerLimits | None = None,
     tls: TLSConfig | None = None,
+    advertise_address: str | None = None,
 ) -> AsyncIterator[RunningApiServer]:
     """Serve the Kubernetes API over ``store`` for the duration of the block.
 
@@ -53,6 +54,9 @@ async def open_apiserver(
     audits every request (the in-process client's too). ``limits``: the HTTP server's
     deadlines and caps (default: :class:`ServerLimits`' defaults). With ``tls``, HTTPS
     only (client certificates verified against its client CA); plain HTTP without.
+    ``advertise_address``: where the cluster's pods reach this server (kube-apiserver's
+    ``--advertise-address``, the ``kubernetes`` Service's endpoint and the JWKS URL's
+    host); the server listens there too when ``host`` is a single other address.
     """
     api = ApiServer(store, scheme, plugins=plugins, server_address=f"{host}:{port}")
     api.audit = audit
@@ -73,6 +77,20 @@ async def open_apiserver(
         )
         bound = listeners[0].socket.getsockname()[1]
         api.server_address = f"{host}:{bound}"
+        if advertise_address and advertise_address != host and host not in ("0.0.0.0", "::"):
+            # Pods cannot reach a loopback listener: serve the advertised address too.
+            await nursery.start(
+                partial(
+                    serve_http,
+                    api.handle,
+                    host=advertise_address,
+                    port=bound,
+                    gate=gate,
+                    ssl_context=context,
+                )
+            )
+        external = advertise_address or host
+        api.external_address = f"[{external}]:{bound}" if ":" in external else f"{external}:{bound}"
         freeze_heap()
         try:
             scheme_name = "https" if tls is not None else "http"

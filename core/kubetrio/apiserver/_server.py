@@ -61,7 +61,7 @@ from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
 from ._status import ApiError, bad_request, conflict, invalid, qualified, status_body
 from ._strategies import Strategies, keep_field
-from ._tokens import BINDABLE_KINDS, ServiceAccountTokens
+from ._tokens import BINDABLE_KINDS, JWKS_PATH, OPENID_CONFIGURATION_PATH, ServiceAccountTokens
 
 log = logging.getLogger("kubetrio.apiserver")
 
@@ -123,6 +123,9 @@ class ApiServer:
         self.plugins = plugins
         self.allow_unauthorized = allow_unauthorized
         self.server_address = server_address
+        self.external_address = server_address
+        """``host:port`` where the cluster's pods reach this server (the advertised
+        address): the host of the service account issuer's ``jwks_uri``."""
         self._open_namespaces: dict[str, float] = {}
         self.strategies = Strategies(self.registry, self.services, self._namespace_terminated)
         self.kubelet_token = ""
@@ -190,8 +193,24 @@ class ApiServer:
         target = parse_resource_path(self.scheme, path)
         if target is None:
             self._authorize(user, AuthorizationAttributes(verb=request.method.lower(), path=path))
+            if path in (OPENID_CONFIGURATION_PATH, JWKS_PATH) and request.method == "GET":
+                return await self._issuer_discovery(path)
             return self._non_resource(request, path)
         return await self._resource(request, user, target)
+
+    async def _issuer_discovery(self, path: str) -> Response:
+        """The service account issuer's OIDC discovery document and key set (the key
+        may be made now: off the event loop)."""
+        tokens = self.service_account_tokens
+        if path == JWKS_PATH:
+            body, media = await trio.to_thread.run_sync(tokens.jwks), "application/jwk-set+json"
+        else:
+            body, media = tokens.openid_configuration(self.external_address), "application/json"
+        return Response(
+            body=objects.encode(body),
+            content_type=media,
+            headers=[("cache-control", "public, max-age=3600")],
+        )
 
     # --- auth ---------------------------------------------------------------------------
 

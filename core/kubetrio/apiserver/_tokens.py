@@ -33,6 +33,8 @@ DEFAULT_EXPIRATION = 3600
 MIN_EXPIRATION = 600
 MAX_EXPIRATION = 1 << 32
 BINDABLE_KINDS = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}
+OPENID_CONFIGURATION_PATH = "/.well-known/openid-configuration"
+JWKS_PATH = "/openid/v1/jwks"
 
 
 def _rfc3339(seconds: int) -> str:
@@ -88,6 +90,35 @@ class ServiceAccountTokens:
         return key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+
+    def openid_configuration(self, external_address: str) -> KubeObject:
+        """The OIDC discovery document (``/.well-known/openid-configuration``), as
+        kube-apiserver serves it: the JWKS at ``https://<external address>/openid/v1/jwks``."""
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": f"https://{external_address}{JWKS_PATH}",
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }
+
+    def jwks(self) -> KubeObject:
+        """The key set tokens are verified with (``/openid/v1/jwks``): the public key as
+        an RS256 signing JWK, ``kid`` as in the tokens' headers."""
+        key, kid = self._signing_key()
+        numbers = key.public_key().public_numbers()
+        return {
+            "keys": [
+                {
+                    "use": "sig",
+                    "kty": "RSA",
+                    "kid": kid,
+                    "alg": "RS256",
+                    "n": _b64_uint(numbers.n),
+                    "e": _b64_uint(numbers.e),
+                }
+            ]
+        }
 
     def issue(
         self,
@@ -166,6 +197,12 @@ class ServiceAccountTokens:
             "spec": spec,
             "status": {"token": token, "expirationTimestamp": _rfc3339(issued + expiration)},
         }
+
+
+def _b64_uint(value: int) -> str:
+    """An unsigned integer as JWK wants it: big-endian bytes, unpadded base64url."""
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def _invalid(name: str, field: str, value: object, message: str) -> Exception:

@@ -73,6 +73,12 @@ def server(
     ),
     host: str = typer.Option("127.0.0.1", help="Address the API server listens on."),
     port: int = typer.Option(6443, help="Port the API server listens on."),
+    advertise_address: str = typer.Option(
+        "",
+        help="The address pods reach the API server at: the endpoint of the kubernetes "
+        "Service, served too (default: --host, or the node's address if --host is "
+        "loopback or 0.0.0.0).",
+    ),
     kubeconfig: Path = typer.Option(
         DEFAULT_KUBECONFIG,
         help="Merge the admin kubeconfig into this file, as context 'kubetrio'.",
@@ -212,6 +218,7 @@ def server(
             proxy_mode=proxy_mode,
             lb_pool=pool,
             limits=limits,
+            advertise_address=advertise_address or None,
         )
     )
 

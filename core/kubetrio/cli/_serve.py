@@ -29,7 +29,7 @@ from kubetrio.apiserver import (
     merge_kubeconfig,
     raise_fd_limit,
 )
-from kubetrio.cluster import agent_can_run, open_cluster
+from kubetrio.cluster import advertised_address, agent_can_run, open_cluster
 from kubetrio.pki import ClusterPKI, ensure_cluster_pki, local_addresses
 from kubetrio.plugins import PluginManager
 
@@ -64,12 +64,14 @@ def admin_token(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def cluster_pki(data_dir: Path, host: str) -> ClusterPKI:
+def cluster_pki(data_dir: Path, host: str, advertise: str | None = None) -> ClusterPKI:
     """The data directory's CAs and certificates (made or renewed now): the serving
-    certificate names this host, ``host`` and the ``kubernetes`` Service's ClusterIP."""
+    certificate names this host, ``host``, the advertised address and the ``kubernetes``
+    Service's ClusterIP."""
     addresses: list[str] = [str(a) for a in local_addresses()]
-    if host not in ("0.0.0.0", "::", ""):
-        addresses.append(host)
+    for address in (host, advertise or ""):
+        if address not in ("0.0.0.0", "::", "") and address not in addresses:
+            addresses.append(address)
     addresses.append(KUBERNETES_SERVICE_IP)
     return ensure_cluster_pki(data_dir, ip_addresses=addresses, dns_names=[socket.gethostname()])
 
@@ -98,6 +100,7 @@ async def run_server(
     encryption: kv.EncryptionConfig | None = None,
     audit: AuditLog | None = None,
     history: kv.HistoryPolicy | None = None,
+    advertise_address: str | None = None,
 ) -> None:
     """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT.
 
@@ -109,6 +112,8 @@ async def run_server(
     :param audit: where the API server's requests are audited.
     :param history: how long the store keeps old versions (the SQLite store's default: 7 days).
     :param limits: the API server's connection deadlines and caps.
+    :param advertise_address: where pods reach the API (the ``kubernetes`` Service's
+        endpoint; default :func:`~kubetrio.cluster.advertised_address`).
     """
     secure_data_dir(data_dir)
     token = admin_token(data_dir)
@@ -118,7 +123,10 @@ async def run_server(
         after,
         f" (raised from {before})" if after != before else "",
     )
-    pki = cluster_pki(data_dir, host)
+    advertise = advertise_address or await advertised_address(host, node_ip)
+    if advertise is None:
+        log.warning("no address pods can reach the API at: no kubernetes Service")
+    pki = cluster_pki(data_dir, host, advertise)
     config: dict[str, Any] = dict(plugin_config or {})
     config["kubetrio"] = {"command": "server", "data_dir": str(data_dir), "admin_token": token}
     if agent and (why := agent_can_run()) is not None:
@@ -153,6 +161,7 @@ async def run_server(
                 audit=audit,
                 limits=limits,
                 tls=pki.tls(),
+                advertise_address=advertise,
             ) as cluster,
         ):
             # Tokens from ``kubectl create token`` stay valid across restarts: one key per

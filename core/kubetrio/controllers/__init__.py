@@ -25,7 +25,10 @@ The pieces, each in its own module:
 * :class:`CreateBrake`, :class:`BrakeLimit`, :func:`slow_start` — runaway brakes: slow-start
   create batches and a per-owner create rate limit (``_brakes``);
 * the controllers: ReplicaSet, Deployment, garbage collector, ServiceAccount,
-  Endpoints/EndpointSlice, Job, CronJob, DaemonSet, StatefulSet, node lifecycle.
+  Endpoints/EndpointSlice, Job, CronJob, DaemonSet, StatefulSet, node lifecycle, and
+  the root-ca-cert-publisher (``kube-root-ca.crt``, given the CA bundle);
+* :class:`KubernetesService` — the ``kubernetes`` Service in ``default`` and its
+  endpoints, kept by each API server (not under the Lease).
 """
 
 from kubetrio.api.cron import CronSchedule as CronSchedule
@@ -46,6 +49,7 @@ from ._gc import MonitoredResource as MonitoredResource
 from ._index import NodeIndex as NodeIndex
 from ._index import OwnerIndex as OwnerIndex
 from ._job import JobController as JobController
+from ._kubernetes_service import KubernetesService as KubernetesService
 from ._leader import LeaderElector as LeaderElector
 from ._leader import LeaderGuardedTransport as LeaderGuardedTransport
 from ._leader import NotLeaderError as NotLeaderError
@@ -63,5 +67,6 @@ from ._reconcile import QueueController as QueueController
 from ._reconcile import Result as Result
 from ._reconcile import TemporaryError as TemporaryError
 from ._replicaset import ReplicaSetController as ReplicaSetController
+from ._rootca import RootCACertPublisher as RootCACertPublisher
 from ._serviceaccount import ServiceAccountController as ServiceAccountController
 from ._statefulset import StatefulSetController as StatefulSetController

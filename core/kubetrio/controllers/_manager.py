@@ -89,6 +89,7 @@ SERVICE_ACCOUNTS: dict[str, str] = {
     "nodelifecycle": "node-controller",
     "servicelb": "service-controller",
     "disruption": "disruption-controller",
+    "root-ca-cert-publisher": "root-ca-cert-publisher",
     # plugin controllers (kubetrio-auth)
     "clusterrole-aggregation": "clusterrole-aggregation-controller",
     "resourcequota": "resourcequota-controller",

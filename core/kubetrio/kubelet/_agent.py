@@ -14,6 +14,7 @@ same code runs in ``kubetrio server`` (in-process client) and ``kubetrio agent``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -420,15 +421,22 @@ class NodeAgent:
         return credentials_from_secrets(secrets)
 
     async def services_for(self, pod: KubeObject) -> list[KubeObject]:
-        """The Services whose variables go into the pod's containers (enableServiceLinks)."""
-        if (pod.get("spec") or {}).get("enableServiceLinks") is False:
-            return []
+        """The Services whose variables go into the pod's containers: those of its
+        namespace (unless ``enableServiceLinks: false``) and, always, the ``kubernetes``
+        Service of ``default`` (``KUBERNETES_SERVICE_HOST`` …), as kubelet does."""
         namespace = pod["metadata"].get("namespace") or "default"
-        try:
-            listed = await self.client.list("v1", "services", namespace=namespace)
-        except ClientError:
-            return []
-        items: list[KubeObject] = listed.get("items") or []
+        items: list[KubeObject] = []
+        if (pod.get("spec") or {}).get("enableServiceLinks") is not False:
+            try:
+                listed = await self.client.list("v1", "services", namespace=namespace)
+            except ClientError:
+                return []
+            items = listed.get("items") or []
+        if not any(s["metadata"].get("name") == "kubernetes" for s in items):
+            with contextlib.suppress(ClientError):
+                items.append(
+                    await self.client.get("v1", "services", "kubernetes", namespace="default")
+                )
         return items
 
     # --- logs ---------------------------------------------------------------------------

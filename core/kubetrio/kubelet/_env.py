@@ -159,9 +159,7 @@ class EnvResolver:
         self, container: KubeObject, *, services: Sequence[KubeObject] = ()
     ) -> list[tuple[str, str]]:
         """The container's environment as ordered (name, value) pairs."""
-        env: dict[str, str] = {}
-        if (self.pod.get("spec") or {}).get("enableServiceLinks", True):
-            env.update(service_env(services))
+        env: dict[str, str] = dict(service_env(services))  # chosen by enableServiceLinks
         for source in container.get("envFrom") or []:
             prefix = source.get("prefix", "")
             for kind, field in (("configmap", "configMapRef"), ("secret", "secretRef")):

@@ -12,6 +12,10 @@ writer does, so a reader never sees a half-updated set of files::
 An update writes a new payload directory, renames a new ``..data`` symlink over the old
 one, then removes the old payload. The agent calls :meth:`PodVolumes.refresh`
 periodically, so ConfigMap and Secret changes reach running pods within one period.
+
+A projected ``serviceAccountToken`` source is a token of the pod's ServiceAccount bound
+to the pod (TokenRequest with ``boundObjectRef``), so it dies with the pod; it is
+replaced once 80% of its lifetime has passed.
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ from kubetrio.providers import (
 from ._env import field_value, resource_value
 
 DATA_LINK = "..data"
+TOKEN_EXPIRATION = 3600
+"""A ``serviceAccountToken`` projection's default ``expirationSeconds``."""
+TOKEN_REFRESH_FRACTION = 0.8
+TOKEN_MAX_AGE = 24 * 3600.0
+"""A projected token is asked for again after 80% of its lifetime, at most after a day."""
 Payload = dict[str, tuple[bytes, int]]
 """Relative file path → (content, mode)."""
 
@@ -129,6 +138,9 @@ class PodVolumes:
         self._tmpfs: list[Path] = []
         self._published: list[tuple[StorageDriver, str, Path]] = []
         """(driver, volume id, target path) of each published volume."""
+        self._tokens: dict[tuple[str, int], tuple[str, float]] = {}
+        """Projected tokens by (audience, expirationSeconds): the token and when to
+        refresh it."""
 
     @property
     def namespace(self) -> str:
@@ -191,9 +203,59 @@ class PodVolumes:
                     )
                 elif "downwardAPI" in source:
                     payload.update(self._downward(source["downwardAPI"].get("items") or [], mode))
-                # serviceAccountToken and clusterTrustBundle sources need the token API.
+                elif "serviceAccountToken" in source:
+                    spec = source["serviceAccountToken"]
+                    token = await self._token(spec)
+                    payload[_safe_relative(str(spec.get("path", "")))] = (token.encode(), mode)
+                # clusterTrustBundle sources are not served.
             return payload
         return None
+
+    async def _token(self, projection: KubeObject) -> str:
+        """The token of a ``serviceAccountToken`` projection: the pod's ServiceAccount's,
+        bound to the pod, from the TokenRequest API; asked again once 80% of its
+        lifetime has passed (or after a day), as kubelet's token manager does."""
+        audience = str(projection.get("audience") or "")
+        seconds = int(projection.get("expirationSeconds") or TOKEN_EXPIRATION)
+        cached = self._tokens.get((audience, seconds))
+        now = time.time()
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        meta = self.pod["metadata"]
+        account = str((self.pod.get("spec") or {}).get("serviceAccountName") or "default")
+        request: KubeObject = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": [audience] if audience else [],
+                "expirationSeconds": seconds,
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": meta["name"],
+                    "uid": meta.get("uid", ""),
+                },
+            },
+        }
+        try:
+            answer = await self.client.create(
+                "v1",
+                "serviceaccounts",
+                request,
+                namespace=self.namespace,
+                name=account,
+                subresource="token",
+            )
+        except ClientError as exc:
+            raise VolumeError(
+                f'failed to fetch token for service account "{account}": {exc}'
+            ) from None
+        status = answer.get("status") or {}
+        lifetime = int((answer.get("spec") or {}).get("expirationSeconds") or seconds)
+        refresh_at = now + min(lifetime * TOKEN_REFRESH_FRACTION, TOKEN_MAX_AGE)
+        token = str(status.get("token", ""))
+        self._tokens[(audience, seconds)] = (token, refresh_at)
+        return token
 
     def _downward(self, items: Any, default_mode: int) -> Payload:
         payload: Payload = {}

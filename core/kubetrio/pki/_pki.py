@@ -316,6 +316,7 @@ class ClusterPKI:
             cert_file=self.serving.cert_file,
             key_file=self.serving.key_file,
             client_ca_file=self.client_ca.files.cert_file,
+            ca_file=self.ca.files.cert_file,
         )
 
     def client_certificate(

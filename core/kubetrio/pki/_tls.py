@@ -15,6 +15,9 @@ class TLSConfig:
     cert_file: Path
     key_file: Path
     client_ca_file: Path | None = None
+    ca_file: Path | None = None
+    """The CA that signed ``cert_file``: what clients, and pods (``kube-root-ca.crt``),
+    verify the server with."""
 
     def server_context(self) -> ssl.SSLContext:
         """A server context: TLS 1.2+, HTTP/1.1 by ALPN, client certificates requested but

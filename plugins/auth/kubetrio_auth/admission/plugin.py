@@ -13,6 +13,11 @@
   namespace's LimitRanges (``default``, ``defaultRequest``) and refuses containers outside
   ``min``, ``max`` and ``maxLimitRequestRatio``.
 
+* **ServiceAccount** gives new pods the ``default`` ServiceAccount if they name none,
+  refuses those naming one that does not exist, and projects a bound token, the cluster
+  CA and the namespace into ``/var/run/secrets/kubernetes.io/serviceaccount`` (unless
+  ``automountServiceAccountToken: false``).
+
 * **NamespaceLifecycle** refuses deleting ``default``, ``kube-system`` and ``kube-public``.
 
 Namespaces, quotas and limit ranges are read from caches the API server fills
@@ -27,7 +32,7 @@ from collections.abc import Callable
 from kubetrio.plugins import hookimpl
 from kubetrio.providers import AdmissionRequest, ApiCaches, Controller, ObjectCache
 
-from . import lifecycle, limitranger, pod_security_admission
+from . import lifecycle, limitranger, pod_security_admission, serviceaccount
 from .quota import QuotaAdmission, QuotaController
 
 log = logging.getLogger("kubetrio.admission")
@@ -40,19 +45,23 @@ class AdmissionPlugin:
         self.namespaces: ObjectCache | None = None
         self.quota = QuotaAdmission()
         self.limit_ranges: ObjectCache | None = None
+        self.service_accounts: ObjectCache | None = None
 
     @hookimpl
     def kubetrio_api_caches(self, caches: ApiCaches) -> None:
-        """Ask for the Namespace cache (PodSecurity reads its labels) and the
-        ResourceQuota cache."""
+        """Ask for the Namespace cache (PodSecurity reads its labels), the
+        ResourceQuota, LimitRange and ServiceAccount caches."""
         self.namespaces = caches.informer("v1", "namespaces")
         self.quota.quotas = caches.informer("v1", "resourcequotas")
         self.limit_ranges = caches.informer("v1", "limitranges")
+        self.service_accounts = caches.informer("v1", "serviceaccounts")
 
     @hookimpl
     def kubetrio_admission_mutate(self, request: AdmissionRequest) -> None:
-        """LimitRanger: default new pods' container requests and limits."""
+        """LimitRanger: default new pods' container requests and limits; then
+        ServiceAccount: the pod's account and its token volume (upstream's order)."""
         limitranger.mutate(request, self.limit_ranges)
+        serviceaccount.mutate(request, self.service_accounts)
 
     @hookimpl
     def kubetrio_register_controllers(self, register: Callable[[Controller], None]) -> None:
@@ -66,6 +75,7 @@ class AdmissionPlugin:
         LimitRanger's bounds. Then ResourceQuota, only for what the others admit (so a
         refused pod is not counted)."""
         refused = lifecycle.validate(request) or []
+        refused += serviceaccount.validate(request, self.service_accounts) or []
         refused += pod_security_admission.validate(request, self.namespaces) or []
         refused += limitranger.validate(request, self.limit_ranges) or []
         return refused or self.quota.validate(request)
