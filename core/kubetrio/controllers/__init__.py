@@ -23,7 +23,9 @@ The pieces, each in its own module:
 * :class:`CreateBrake`, :class:`BrakeLimit`, :func:`slow_start` — runaway brakes: slow-start
   create batches and a per-owner create rate limit (``_brakes``);
 * the controllers: ReplicaSet, Deployment, garbage collector, ServiceAccount,
-  Endpoints/EndpointSlice, Job, CronJob, DaemonSet, StatefulSet, node lifecycle.
+  Endpoints/EndpointSlice, Job, CronJob, DaemonSet, StatefulSet, node lifecycle, and the
+  volume controllers: PV/PVC binder and provisioner (``_persistentvolume``), expansion
+  (``_pvresize``), pvc- and pv-protection (``_pvprotection``).
 """
 
 from kubetrio.api.cron import CronSchedule as CronSchedule
@@ -51,6 +53,10 @@ from ._leader import guarded_client as guarded_client
 from ._manager import BUILT_IN as BUILT_IN
 from ._manager import ControllerManager as ControllerManager
 from ._nodelifecycle import NodeLifecycleController as NodeLifecycleController
+from ._persistentvolume import PersistentVolumeController as PersistentVolumeController
+from ._pvprotection import PVCProtectionController as PVCProtectionController
+from ._pvprotection import PVProtectionController as PVProtectionController
+from ._pvresize import VolumeResizeController as VolumeResizeController
 from ._reconcile import ControllerContext as ControllerContext
 from ._reconcile import PermanentError as PermanentError
 from ._reconcile import QueueController as QueueController

@@ -40,6 +40,9 @@ from ._leader import (
     guarded_client,
 )
 from ._nodelifecycle import NodeLifecycleController
+from ._persistentvolume import PersistentVolumeController
+from ._pvprotection import PVCProtectionController, PVProtectionController
+from ._pvresize import VolumeResizeController
 from ._reconcile import ControllerContext, QueueController
 from ._replicaset import ReplicaSetController
 from ._serviceaccount import ServiceAccountController
@@ -61,6 +64,10 @@ BUILT_IN: dict[str, type[QueueController]] = {
     "daemonset": DaemonSetController,
     "statefulset": StatefulSetController,
     "nodelifecycle": NodeLifecycleController,
+    "persistentvolume-binder": PersistentVolumeController,
+    "persistentvolume-expander": VolumeResizeController,
+    "pvc-protection": PVCProtectionController,
+    "pv-protection": PVProtectionController,
 }
 """The built-in controllers by name (what ``controllers=`` selects from)."""
 
@@ -145,7 +152,9 @@ class ControllerManager:
         """Sync caches, then campaign and lead until cancelled."""
         client = guarded_client(self.client, self.elector) if self.leader_election else self.client
         events = EventRecorder(client, COMPONENT, host=self.identity)
-        ctx = ControllerContext(client=client, informers=self.informers, events=events)
+        ctx = ControllerContext(
+            client=client, informers=self.informers, events=events, plugins=self.plugins
+        )
         for controller in self.controllers:
             controller.setup(ctx)
         plugin_controllers: Sequence[Any] = (

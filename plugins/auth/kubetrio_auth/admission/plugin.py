@@ -15,6 +15,11 @@
 
 * **NamespaceLifecycle** refuses deleting ``default``, ``kube-system`` and ``kube-public``.
 
+* **DefaultStorageClass**, **StorageObjectInUseProtection** and
+  **PersistentVolumeClaimResize** (``storage``): the default class for claims without
+  one, the protection finalizers of claims and volumes, growing a claim only when its
+  class allows expansion.
+
 Namespaces, quotas and limit ranges are read from caches the API server fills
 (``kubetrio_api_caches``).
 """
@@ -27,7 +32,7 @@ from collections.abc import Callable
 from kubetrio.plugins import hookimpl
 from kubetrio.providers import AdmissionRequest, ApiCaches, Controller, ObjectCache
 
-from . import lifecycle, limitranger, pod_security_admission
+from . import lifecycle, limitranger, pod_security_admission, storage
 from .quota import QuotaAdmission, QuotaController
 
 log = logging.getLogger("kubetrio.admission")
@@ -40,6 +45,7 @@ class AdmissionPlugin:
         self.namespaces: ObjectCache | None = None
         self.quota = QuotaAdmission()
         self.limit_ranges: ObjectCache | None = None
+        self.storage_classes: ObjectCache | None = None
 
     @hookimpl
     def kubetrio_api_caches(self, caches: ApiCaches) -> None:
@@ -48,11 +54,14 @@ class AdmissionPlugin:
         self.namespaces = caches.informer("v1", "namespaces")
         self.quota.quotas = caches.informer("v1", "resourcequotas")
         self.limit_ranges = caches.informer("v1", "limitranges")
+        self.storage_classes = caches.informer("storage.k8s.io/v1", "storageclasses")
 
     @hookimpl
     def kubetrio_admission_mutate(self, request: AdmissionRequest) -> None:
-        """LimitRanger: default new pods' container requests and limits."""
+        """LimitRanger: default new pods' container requests and limits. DefaultStorageClass
+        and StorageObjectInUseProtection for new claims and volumes."""
         limitranger.mutate(request, self.limit_ranges)
+        storage.mutate(request, self.storage_classes)
 
     @hookimpl
     def kubetrio_register_controllers(self, register: Callable[[Controller], None]) -> None:
@@ -68,6 +77,7 @@ class AdmissionPlugin:
         refused = lifecycle.validate(request) or []
         refused += pod_security_admission.validate(request, self.namespaces) or []
         refused += limitranger.validate(request, self.limit_ranges) or []
+        refused += storage.validate(request, self.storage_classes) or []
         return refused or self.quota.validate(request)
 
 
