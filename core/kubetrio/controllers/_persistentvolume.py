@@ -51,7 +51,7 @@ from kubetrio.providers import (
 
 from ._daemonset import node_matches
 from ._objects import is_deleting
-from ._reconcile import ControllerContext, QueueController, Result, TemporaryError
+from ._reconcile import ControllerContext, QueueController, Result, TemporaryError, object_key
 
 log = logging.getLogger("kubetrio.controllers.persistentvolume")
 
@@ -204,6 +204,48 @@ def find_matching_volume(
     return best
 
 
+def _revision(obj: KubeObject) -> int:
+    text = str((obj.get("metadata") or {}).get("resourceVersion") or "0")
+    return int(text) if text.isdigit() else 0
+
+
+class _Written:
+    """Objects this controller wrote, kept until its informer has caught up.
+
+    Upstream's controller updates its own cache after each write for the same reason: a
+    sync started by the event of its own write must not act on the state before it (a
+    stale claim would be annotated, provisioned or bound again).
+    """
+
+    def __init__(self) -> None:
+        self.objects: dict[str, KubeObject] = {}
+
+    def remember(self, obj: KubeObject) -> KubeObject:
+        """Keep ``obj`` (a write's answer); returns it."""
+        self.objects[object_key(obj)] = obj
+        return obj
+
+    def forget(self, key: str) -> None:
+        """Drop what was kept of an object that is gone."""
+        self.objects.pop(key, None)
+
+    def newest(self, cached: KubeObject | None) -> KubeObject | None:
+        """The newer of the informer's copy and the one written (None stays None: the
+        object is gone, or not seen yet)."""
+        if cached is None:
+            return None
+        key = object_key(cached)
+        written = self.objects.get(key)
+        if written is None:
+            return cached
+        if written["metadata"].get("uid") == cached["metadata"].get("uid") and _revision(
+            written
+        ) > _revision(cached):
+            return written
+        del self.objects[key]
+        return cached
+
+
 def access_modes_text(modes: list[str]) -> str:
     """``RWO,RWX``: access modes as kubectl prints them."""
     return ",".join(_ABBREVIATIONS.get(m, m) for m in modes)
@@ -217,12 +259,13 @@ class PersistentVolumeController(QueueController):
     """
 
     name = "persistentvolume-binder"
-    workers = 4
+    workers = 8
 
     def __init__(self, drivers: Mapping[str, StorageDriver] | None = None) -> None:
         super().__init__()
         self.drivers: dict[str, StorageDriver] = dict(drivers or {})
         self._drivers_given = drivers is not None
+        self.written = _Written()
 
     def setup(self, ctx: ControllerContext) -> None:
         """Watch claims, volumes, classes and nodes."""
@@ -291,12 +334,14 @@ class PersistentVolumeController(QueueController):
         kind, _, rest = key.partition(":")
         if kind == "claim":
             namespace, _, name = rest.rpartition("/")
-            claim = self.claims.get(name, namespace)
+            claim = self.written.newest(self.claims.get(name, namespace))
             if claim is None:
+                self.written.forget(f"{namespace}/{name}")
                 return None
             return await self.sync_claim(claim)
-        volume = self.volumes.get(rest)
+        volume = self._volume(rest)
         if volume is None:
+            self.written.forget(rest)
             return None
         return await self.sync_volume(volume)
 
@@ -320,7 +365,7 @@ class PersistentVolumeController(QueueController):
                 "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!",
             )
             return None
-        volume = self.volumes.get(volume_name) or await self._live_volume(volume_name)
+        volume = self._volume(volume_name) or await self._live_volume(volume_name)
         if volume is None:
             await self._claim_phase(claim, "Lost")
             self.events.warning(
@@ -363,7 +408,8 @@ class PersistentVolumeController(QueueController):
             )
             return None
         node = self.nodes.get(selected) if selected else None
-        volume = find_matching_volume(claim, self.volumes.list(), node if delayed else None)
+        volumes = [self.written.newest(v) or v for v in self.volumes.list()]
+        volume = find_matching_volume(claim, volumes, node if delayed else None)
         if volume is not None:
             await self._bind(volume, claim)
             return None
@@ -386,7 +432,7 @@ class PersistentVolumeController(QueueController):
         return await self._provision(claim, storage_class, selected)
 
     async def _sync_prebound_claim(self, claim: KubeObject, volume_name: str) -> Result | None:
-        volume = self.volumes.get(volume_name)
+        volume = self._volume(volume_name)
         if volume is None:
             await self._claim_phase(claim, "Pending")  # the volume may still come
             return None
@@ -438,7 +484,7 @@ class PersistentVolumeController(QueueController):
             "resourceVersion": meta.get("resourceVersion", ""),
         }
         result: KubeObject = await self.client.update("v1", "persistentvolumes", updated)
-        return result
+        return self.written.remember(result)
 
     async def _bind_claim_to_volume(self, claim: KubeObject, volume: KubeObject) -> KubeObject:
         spec = claim.get("spec") or {}
@@ -455,7 +501,7 @@ class PersistentVolumeController(QueueController):
         result: KubeObject = await self.client.update(
             "v1", "persistentvolumeclaims", updated, namespace=claim["metadata"]["namespace"]
         )
-        return result
+        return self.written.remember(result)
 
     async def _claim_bound_status(self, claim: KubeObject, volume: KubeObject) -> None:
         vspec = volume.get("spec") or {}
@@ -483,7 +529,7 @@ class PersistentVolumeController(QueueController):
 
     async def _patch_status(self, resource: str, obj: KubeObject, status: KubeObject) -> None:
         meta = obj["metadata"]
-        await self.client.patch(
+        result: KubeObject = await self.client.patch(
             "v1",
             resource,
             meta["name"],
@@ -491,6 +537,11 @@ class PersistentVolumeController(QueueController):
             namespace=meta.get("namespace", ""),
             subresource="status",
         )
+        self.written.remember(result)
+
+    def _volume(self, name: str) -> KubeObject | None:
+        """The volume from the informer, or the newer copy this controller wrote."""
+        return self.written.newest(self.volumes.get(name))
 
     async def _live_volume(self, name: str) -> KubeObject | None:
         try:
@@ -521,7 +572,7 @@ class PersistentVolumeController(QueueController):
             return None  # an external provisioner, or an administrator, may still act
         meta = claim["metadata"]
         pv_name = f"pvc-{meta['uid']}"
-        existing = self.volumes.get(pv_name) or await self._live_volume(pv_name)
+        existing = self._volume(pv_name) or await self._live_volume(pv_name)
         if existing is not None:
             await self._bind(existing, claim)  # created before a crash or a lost race
             return None
@@ -551,7 +602,9 @@ class PersistentVolumeController(QueueController):
             raise TemporaryError(f"CreateVolume {pv_name}: {code}: {message}") from exc
         volume = self._volume_for(claim, storage_class, pv_name, request, created)
         try:
-            volume = await self.client.create("v1", "persistentvolumes", volume)
+            volume = self.written.remember(
+                await self.client.create("v1", "persistentvolumes", volume)
+            )
         except ClientError as exc:
             if exc.code != 409:
                 raise
@@ -569,14 +622,15 @@ class PersistentVolumeController(QueueController):
             and annotations.get(BETA_STORAGE_PROVISIONER) == provisioner
         ):
             return claim
-        updated = copy.deepcopy(claim)
-        notes = updated["metadata"].setdefault("annotations", {})
-        notes[STORAGE_PROVISIONER] = provisioner
-        notes[BETA_STORAGE_PROVISIONER] = provisioner
-        result: KubeObject = await self.client.update(
-            "v1", "persistentvolumeclaims", updated, namespace=claim["metadata"]["namespace"]
+        notes = {STORAGE_PROVISIONER: provisioner, BETA_STORAGE_PROVISIONER: provisioner}
+        result: KubeObject = await self.client.patch(
+            "v1",
+            "persistentvolumeclaims",
+            claim["metadata"]["name"],
+            {"metadata": {"annotations": notes}},
+            namespace=claim["metadata"]["namespace"],
         )
-        return result
+        return self.written.remember(result)
 
     def _create_request(
         self, claim: KubeObject, storage_class: KubeObject, pv_name: str, selected_node: str
@@ -696,7 +750,7 @@ class PersistentVolumeController(QueueController):
             if phase != "Available" and not is_deleting(volume):
                 await self._volume_phase(volume, "Available")
             return None
-        claim = self.claims.get(ref.get("name", ""), ref.get("namespace", ""))
+        claim = self.written.newest(self.claims.get(ref.get("name", ""), ref.get("namespace", "")))
         if claim is None or claim["metadata"].get("uid") != ref["uid"]:
             claim = await self._live_claim(ref)
         if claim is not None and claim["metadata"].get("uid") == ref["uid"]:
@@ -737,7 +791,7 @@ class PersistentVolumeController(QueueController):
         updated = copy.deepcopy(volume)
         updated["metadata"].get("annotations", {}).pop(BOUND_BY_CONTROLLER, None)
         updated["spec"].pop("claimRef", None)
-        volume = await self.client.update("v1", "persistentvolumes", updated)
+        volume = self.written.remember(await self.client.update("v1", "persistentvolumes", updated))
         await self._volume_phase(volume, "Available")
 
     async def _reclaim(self, volume: KubeObject) -> Result | None:

@@ -50,16 +50,28 @@ class _FinalizerController(QueueController):
         finalizers = list(obj["metadata"].get("finalizers") or [])
         if (self.finalizer in finalizers) == present:
             return
-        updated = copy.deepcopy(obj)
+        namespace = obj["metadata"].get("namespace", "")
         if present:
-            finalizers.append(self.finalizer)
-        else:
-            finalizers = [f for f in finalizers if f != self.finalizer]
-        updated["metadata"]["finalizers"] = finalizers
+            # finalizers merge by value in a strategic merge patch: no conflict with
+            # other writers of the object, and nobody else's finalizer is lost.
+            try:
+                await self.client.patch(
+                    "v1",
+                    resource,
+                    obj["metadata"]["name"],
+                    {"metadata": {"finalizers": [self.finalizer]}},
+                    namespace=namespace,
+                    patch_type="strategic",
+                )
+            except ClientError as exc:
+                if not exc.not_found:
+                    raise
+            return
+        updated = copy.deepcopy(obj)
+        # Removal is an update: its resourceVersion makes sure nothing changed since.
+        updated["metadata"]["finalizers"] = [f for f in finalizers if f != self.finalizer]
         try:
-            await self.client.update(
-                "v1", resource, updated, namespace=obj["metadata"].get("namespace", "")
-            )
+            await self.client.update("v1", resource, updated, namespace=namespace)
         except ClientError as exc:
             if not exc.not_found:
                 raise
