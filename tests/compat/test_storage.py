@@ -441,7 +441,7 @@ def test_python_client_sees_classes_claims_and_volumes(
             metadata=client.V1ObjectMeta(name="py"),
             spec=client.V1PersistentVolumeClaimSpec(
                 access_modes=["ReadWriteOnce"],
-                resources=client.V1ResourceRequirements(requests={"storage": "32Mi"}),
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "32Mi"}),
             ),
         )
         core.create_namespaced_persistent_volume_claim(namespace, body)
@@ -477,3 +477,92 @@ def test_python_client_sees_classes_claims_and_volumes(
             timeout=60,
             what="the volume to be deleted",
         )
+
+
+def test_statefulset_pod_keeps_its_data_and_delete_policy_removes_claims(
+    cluster: CompatCluster, namespace: str
+) -> None:
+    n = ["-n", namespace]
+    cluster.kubectl(
+        "apply",
+        *n,
+        "-f",
+        "-",
+        input="""
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: web
+spec:
+  replicas: 1
+  serviceName: web
+  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Retain}
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox
+        command:
+        - sh
+        - -c
+        - test -f /data/first || cat /proc/sys/kernel/random/uuid > /data/first;
+          cat /data/first; sleep 3600
+        volumeMounts:
+        - {name: data, mountPath: /data}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources:
+        requests: {storage: 16Mi}
+""",
+    )
+    wait_until(
+        lambda: cluster.kubectl("get", "pvc", "data-web-0", *n, check=False).returncode == 0,
+        timeout=60,
+        what="the StatefulSet's claim",
+    )
+    select_node(cluster, namespace, "data-web-0")
+
+    def running_uid() -> str:
+        pod = cluster.kubectl("get", "pod", "web-0", *n, "-o", "json", check=False)
+        if pod.returncode != 0:
+            return ""
+        obj = json.loads(pod.stdout)
+        return str(obj["metadata"]["uid"]) if obj["status"].get("phase") == "Running" else ""
+
+    first_uid = wait_until(running_uid, timeout=120, what="web-0 to run")
+    first = wait_until(
+        lambda: cluster.kubectl("logs", "web-0", *n).stdout.strip(),
+        timeout=30,
+        what="web-0's first line",
+    )
+    cluster.kubectl("delete", "pod", "web-0", *n)
+    wait_until(
+        lambda: running_uid() not in ("", first_uid),
+        timeout=120,
+        what="web-0 to come back",
+    )
+    again = wait_until(
+        lambda: cluster.kubectl("logs", "web-0", *n).stdout.strip(),
+        timeout=30,
+        what="the new web-0's first line",
+    )
+    assert again == first  # the same claim, the same data
+    volume_name = get_json(cluster, "pvc", "data-web-0", *n)["spec"]["volumeName"]
+    cluster.kubectl("delete", "statefulset", "web", *n)
+    wait_until(
+        lambda: cluster.kubectl("get", "pvc", "data-web-0", *n, check=False).returncode != 0,
+        timeout=90,
+        what="the claim to be deleted with its StatefulSet (whenDeleted: Delete)",
+    )
+    wait_until(
+        lambda: cluster.kubectl("get", "pv", volume_name, check=False).returncode != 0,
+        timeout=60,
+        what="its volume to be deleted",
+    )
