@@ -64,8 +64,12 @@ def test_plugins_json_lists_built_ins_with_hooks(monkeypatch: pytest.MonkeyPatch
     assert listed["storage"]["hooks"] == [
         "kubetrio_add_options",
         "kubetrio_configure",
+        "kubetrio_register_controllers",
         "kubetrio_register_storage_drivers",
     ]
+    # Which provisioner names each driver serves (StorageClasses' `provisioner`).
+    assert listed["storage"]["storage_drivers"] == ["kubetrio.io/local", "rancher.io/local-path"]
+    assert "storage_drivers" not in listed["scheduler"]
     assert listed["cni_calico"]["options"] == ["--network-mode", "--pod-cidr"]
     assert listed["storage"]["error"] == ""
 

@@ -72,8 +72,10 @@ async def test_two_embedded_clusters_keep_their_own_plugin_settings(tmp_path: Pa
                     await Client.in_process(cluster.api, token=other).list("v1", "namespaces")
                 assert refused.value.code == 401
             for manager, root in zip(managers, roots, strict=True):
-                [driver] = manager.storage_drivers()
-                assert driver.provider.root == root  # type: ignore[attr-defined]
+                drivers = manager.storage_drivers()
+                assert len(drivers) == 2  # kubetrio.io/local and rancher.io/local-path
+                for driver in drivers:
+                    assert driver.provider.root == root  # type: ignore[attr-defined]
     assert not any(manager.configured for manager in managers)  # unconfigured on stop
 
 

@@ -240,4 +240,7 @@ def test_built_in_providers_register(monkeypatch: pytest.MonkeyPatch) -> None:
         "NodeUnschedulable",
     }
     assert [r.provider.name for r in manager.network_plugins()] == ["calico"]
-    assert [r.provider.name for r in manager.storage_drivers()] == ["kubetrio.io/local"]
+    assert [r.provider.name for r in manager.storage_drivers()] == [
+        "kubetrio.io/local",
+        "rancher.io/local-path",
+    ]

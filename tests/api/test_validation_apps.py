@@ -342,3 +342,24 @@ def test_controller_revision() -> None:
     assert _errors("controllerrevisions", {**rev, "revision": -1})[0][0] == "revision"
     changed = _errors("controllerrevisions", {**rev, "data": {"a": 2}}, rev)
     assert changed[0][0] == "data" and "field is immutable" in changed[0][2]
+
+
+def test_statefulset_containers_may_mount_claim_templates() -> None:
+    sts = BASES["statefulsets"]()
+    sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "data", "mountPath": "/data"}
+    ]
+    # Without a claim template of that name the mount names nothing.
+    assert [e[0] for e in _errors("statefulsets", sts)] == [
+        "spec.template.spec.containers[0].volumeMounts[0].name"
+    ]
+    sts["spec"]["volumeClaimTemplates"] = [
+        {
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+    ]
+    assert _errors("statefulsets", sts) == []

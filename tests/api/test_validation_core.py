@@ -746,10 +746,18 @@ def test_secret_type_is_immutable() -> None:
 
 def test_pvc_update_may_only_grow_storage() -> None:
     old = copy.deepcopy(VALID["persistentvolumeclaims"])
+    old["status"] = {"phase": "Bound"}
     grown = copy.deepcopy(old)
     grown["spec"]["resources"]["requests"]["storage"] = "2Gi"
     grown["spec"]["volumeName"] = "pv-1"  # binding fills it in
     assert errors_of("persistentvolumeclaims", grown, old) == []
+    # Only a Bound claim may change its request, as upstream.
+    unbound = copy.deepcopy(old)
+    unbound["status"] = {"phase": "Pending"}
+    assert any(
+        e.startswith("spec: Forbidden: spec is immutable after creation")
+        for e in errors_of("persistentvolumeclaims", grown, unbound)
+    )
     shrunk = copy.deepcopy(old)
     shrunk["spec"]["resources"]["requests"]["storage"] = "500Mi"
     assert "field can not be less than previous value" in " ".join(

@@ -241,6 +241,39 @@ def _node_address(node: KubeObject, kind: str) -> str:
     return "<none>"
 
 
+_ACCESS_MODES = {
+    "ReadWriteOnce": "RWO",
+    "ReadOnlyMany": "ROX",
+    "ReadWriteMany": "RWX",
+    "ReadWriteOncePod": "RWOP",
+}
+
+
+def _access_modes(modes: Any) -> str:
+    """``RWO,RWX``: access modes as upstream's printer abbreviates them."""
+    return ",".join(_ACCESS_MODES.get(m, str(m)) for m in modes or [])
+
+
+_DEFAULT_CLASS = (
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+)
+
+
+def _class_name(storage_class: KubeObject) -> str:
+    """A StorageClass' name, with `` (default)`` for the default one, as upstream."""
+    annotations = _path(storage_class, "metadata", "annotations", default={})
+    default = any(annotations.get(a) == "true" for a in _DEFAULT_CLASS)
+    return _name(storage_class) + (" (default)" if default else "")
+
+
+def _storage_phase(obj: KubeObject, default: str) -> str:
+    """A claim's or volume's phase, ``Terminating`` once deleted (as upstream prints it)."""
+    if _path(obj, "metadata", "deletionTimestamp"):
+        return "Terminating"
+    return str(_path(obj, "status", "phase", default=default))
+
+
 def _claim_of(volume: KubeObject) -> str:
     claim = _path(volume, "spec", "claimRef")
     return f"{claim.get('namespace')}/{claim.get('name')}" if claim else ""
@@ -409,14 +442,14 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Message", "string", 0, lambda e: str(e.get("message") or e.get("note") or "").strip()),
     ],
     ("", "persistentvolumeclaims"): [
-        ("Status", "string", 0, lambda c: _path(c, "status", "phase", default="Pending")),
+        ("Status", "string", 0, lambda c: _storage_phase(c, "Pending")),
         ("Volume", "string", 0, lambda c: _path(c, "spec", "volumeName", default="")),
         ("Capacity", "string", 0, lambda c: _path(c, "status", "capacity", "storage", default="")),
         (
             "Access Modes",
             "string",
             0,
-            lambda c: ",".join(_path(c, "status", "accessModes", default=[])),
+            lambda c: _access_modes(_path(c, "status", "accessModes", default=[])),
         ),
         ("StorageClass", "string", 0, lambda c: _path(c, "spec", "storageClassName", default="")),
         ("Age", "string", 0, _age),
@@ -427,7 +460,7 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
             "Access Modes",
             "string",
             0,
-            lambda v: ",".join(_path(v, "spec", "accessModes", default=[])),
+            lambda v: _access_modes(_path(v, "spec", "accessModes", default=[])),
         ),
         (
             "Reclaim Policy",
@@ -435,7 +468,7 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
             0,
             lambda v: _path(v, "spec", "persistentVolumeReclaimPolicy", default=""),
         ),
-        ("Status", "string", 0, lambda v: _path(v, "status", "phase", default="")),
+        ("Status", "string", 0, lambda v: _storage_phase(v, "")),
         (
             "Claim",
             "string",
@@ -443,6 +476,14 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
             _claim_of,
         ),
         ("StorageClass", "string", 0, lambda v: _path(v, "spec", "storageClassName", default="")),
+        ("Reason", "string", 0, lambda v: _path(v, "status", "reason", default="")),
+        ("Age", "string", 0, _age),
+    ],
+    ("storage.k8s.io", "storageclasses"): [
+        ("Provisioner", "string", 0, lambda c: c.get("provisioner", "")),
+        ("ReclaimPolicy", "string", 0, lambda c: c.get("reclaimPolicy", "Delete")),
+        ("VolumeBindingMode", "string", 0, lambda c: c.get("volumeBindingMode", "Immediate")),
+        ("AllowVolumeExpansion", "boolean", 0, lambda c: bool(c.get("allowVolumeExpansion"))),
         ("Age", "string", 0, _age),
     ],
     ("batch", "jobs"): [
@@ -666,7 +707,7 @@ def table(
         ]
     rows = []
     for obj in items:
-        cells = [_name(obj)]
+        cells = [_class_name(obj) if info.resource == "storageclasses" else _name(obj)]
         for _, _, _, cell in columns:
             try:
                 cells.append(cell(obj))

@@ -52,12 +52,14 @@ def list_plugins(
     for option in manager.options():
         options.setdefault(option.plugin, []).append(f"--{option.name}")
     infos = manager.plugins()  # after options(): a plugin failing there is broken too
+    drivers = _storage_drivers(manager)
     if as_json:
         console.print_json(
             json.dumps(
                 [
                     info.__dict__
                     | {"hooks": list(info.hooks), "options": options.get(info.name, [])}
+                    | ({"storage_drivers": drivers[info.name]} if info.name in drivers else {})
                     for info in infos
                 ]
             )
@@ -74,8 +76,26 @@ def list_plugins(
             info.name, info.distribution, info.version, hooks, "\n".join(options.get(info.name, []))
         )
     console.print(table)
+    if drivers:
+        served = Table(title="storage drivers (StorageClass provisioner names)")
+        served.add_column("plugin")
+        served.add_column("provisioner", no_wrap=True)
+        for plugin, names in drivers.items():
+            served.add_row(plugin, "\n".join(names))
+        console.print(served)
     if not infos:
         console.print("No plugins installed. Run `make setup` to install the built-in ones.")
+
+
+def _storage_drivers(manager: plugin_loading.PluginManager) -> dict[str, list[str]]:
+    """Each plugin's storage drivers by name (the provisioner names they serve)."""
+    drivers: dict[str, list[str]] = {}
+    try:
+        for registered in manager.storage_drivers():
+            drivers.setdefault(registered.plugin, []).append(registered.provider.name)
+    except Exception:  # a broken driver hook is the plugin's problem, not the listing's
+        pass
+    return drivers
 
 
 def build_app(

@@ -25,8 +25,11 @@ The pieces, each in its own module:
 * :class:`CreateBrake`, :class:`BrakeLimit`, :func:`slow_start` — runaway brakes: slow-start
   create batches and a per-owner create rate limit (``_brakes``);
 * the controllers: ReplicaSet, Deployment, garbage collector, ServiceAccount,
-  Endpoints/EndpointSlice, Job, CronJob, DaemonSet, StatefulSet, node lifecycle, and
-  the root-ca-cert-publisher (``kube-root-ca.crt``, given the CA bundle);
+  Endpoints/EndpointSlice, Job, CronJob, DaemonSet, StatefulSet, node lifecycle,
+  disruption (PodDisruptionBudgets' status), the volume controllers: PV/PVC binder and
+  provisioner (``_persistentvolume``), expansion (``_pvresize``), pvc- and pv-protection
+  (``_pvprotection``), and the root-ca-cert-publisher (``kube-root-ca.crt``, given the CA
+  bundle);
 * :class:`KubernetesService` — the ``kubernetes`` Service in ``default`` and its
   endpoints, kept by each API server (not under the Lease).
 """
@@ -61,6 +64,10 @@ from ._manager import USER as USER
 from ._manager import ControllerManager as ControllerManager
 from ._manager import controller_user as controller_user
 from ._nodelifecycle import NodeLifecycleController as NodeLifecycleController
+from ._persistentvolume import PersistentVolumeController as PersistentVolumeController
+from ._pvprotection import PVCProtectionController as PVCProtectionController
+from ._pvprotection import PVProtectionController as PVProtectionController
+from ._pvresize import VolumeResizeController as VolumeResizeController
 from ._reconcile import ControllerContext as ControllerContext
 from ._reconcile import PermanentError as PermanentError
 from ._reconcile import QueueController as QueueController

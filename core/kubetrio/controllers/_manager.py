@@ -43,6 +43,9 @@ from ._leader import (
     default_identity,
 )
 from ._nodelifecycle import NodeLifecycleController
+from ._persistentvolume import PersistentVolumeController
+from ._pvprotection import PVCProtectionController, PVProtectionController
+from ._pvresize import VolumeResizeController
 from ._reconcile import ControllerContext, QueueController
 from ._replicaset import ReplicaSetController
 from ._serviceaccount import ServiceAccountController
@@ -65,6 +68,10 @@ BUILT_IN: dict[str, type[QueueController]] = {
     "statefulset": StatefulSetController,
     "nodelifecycle": NodeLifecycleController,
     "disruption": DisruptionController,
+    "persistentvolume-binder": PersistentVolumeController,
+    "persistentvolume-expander": VolumeResizeController,
+    "pvc-protection": PVCProtectionController,
+    "pv-protection": PVProtectionController,
 }
 """The built-in controllers by name (what ``controllers=`` selects from)."""
 
@@ -90,6 +97,11 @@ SERVICE_ACCOUNTS: dict[str, str] = {
     "servicelb": "service-controller",
     "disruption": "disruption-controller",
     "root-ca-cert-publisher": "root-ca-cert-publisher",
+    "persistentvolume-binder": "persistent-volume-binder",
+    "persistentvolume-expander": "expand-controller",
+    "pvc-protection": "pvc-protection-controller",
+    "pv-protection": "pv-protection-controller",
+    "local-path-storageclass": "local-path-provisioner",
     # plugin controllers (kubetrio-auth)
     "clusterrole-aggregation": "clusterrole-aggregation-controller",
     "resourcequota": "resourcequota-controller",
@@ -214,7 +226,10 @@ class ControllerManager:
         for controller in self.controllers:
             controller.setup(
                 ControllerContext(
-                    client=client_for(controller.name), informers=self.informers, events=events
+                    client=client_for(controller.name),
+                    informers=self.informers,
+                    events=events,
+                    plugins=self.plugins,
                 )
             )
         plugin_controllers: Sequence[Any] = (

@@ -32,6 +32,7 @@ from kubetrio.client import ClientError, Informer, KubeObject, WorkQueue
 
 if TYPE_CHECKING:
     from kubetrio.client import Client, EventRecorder
+    from kubetrio.plugins import PluginManager
 
 log = logging.getLogger("kubetrio.controllers")
 
@@ -78,11 +79,13 @@ class InformerFactory(Protocol):
 
 @dataclasses.dataclass
 class ControllerContext:
-    """What a controller is given: the (leader-guarded) client, shared informers, events."""
+    """What a controller is given: the (leader-guarded) client, shared informers, events,
+    and the plugins (the volume controllers take the storage drivers from them)."""
 
     client: Client
     informers: InformerFactory
     events: EventRecorder
+    plugins: PluginManager | None = None
 
 
 class QueueController:

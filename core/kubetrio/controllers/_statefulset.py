@@ -2,8 +2,10 @@
 
 Pod ``<set>-<ordinal>`` (hostname the pod name, subdomain ``serviceName``) gets, for
 each ``volumeClaimTemplates`` entry, the PersistentVolumeClaim
-``<template>-<set>-<ordinal>`` — created before the pod and never deleted with it, so a
-recreated pod finds its data again (retention policy Retain).
+``<template>-<set>-<ordinal>`` — created before the pod and kept when the pod goes, so a
+recreated pod finds its data again. ``persistentVolumeClaimRetentionPolicy`` Delete makes
+the set (``whenDeleted``) or a condemned pod (``whenScaled``) the claims' owner, so the
+garbage collector deletes them with it.
 
 Templates are versioned as ControllerRevisions named ``<set>-<hash>`` (what
 ``kubectl rollout history statefulset`` reads); pods carry the
@@ -252,6 +254,66 @@ class StatefulSetController(QueueController):
             "successful",
         )
 
+    async def _claim_retention(
+        self, sts: KubeObject, replicas: int, pods: dict[int, KubeObject]
+    ) -> None:
+        """``persistentVolumeClaimRetentionPolicy`` as owner references on the claims,
+        as upstream's ``updateClaimOwnerRefForSetAndPod``: ``whenDeleted: Delete`` makes
+        the set an owner (the garbage collector deletes the claims with it);
+        ``whenScaled: Delete`` makes a condemned pod (ordinal ≥ replicas) the owner, set
+        before the pod is deleted, so its claims go with it. Retain removes the refs."""
+        spec = sts.get("spec") or {}
+        templates = spec.get("volumeClaimTemplates") or []
+        if not templates:
+            return
+        policy = spec.get("persistentVolumeClaimRetentionPolicy") or {}
+        when_deleted = policy.get("whenDeleted", "Retain") == "Delete"
+        when_scaled = policy.get("whenScaled", "Retain") == "Delete"
+        namespace = sts["metadata"]["namespace"]
+        set_name = sts["metadata"]["name"]
+        for ordinal, pod in pods.items():
+            condemned = ordinal >= replicas
+            owners: list[KubeObject] = []
+            if when_scaled and condemned:
+                owners.append(pod)
+            elif when_deleted:
+                owners.append(sts)
+            for template in templates:
+                name = f"{template['metadata']['name']}-{set_name}-{ordinal}"
+                claim = self.pvcs.get(name, namespace)
+                if claim is None or is_deleting(claim):
+                    continue
+                await self._claim_owners(claim, sts, pod, owners)
+
+    async def _claim_owners(
+        self, claim: KubeObject, sts: KubeObject, pod: KubeObject, owners: list[KubeObject]
+    ) -> None:
+        ours = {sts["metadata"]["uid"], pod["metadata"]["uid"]}
+        # An earlier pod of this name (recreated since) is no owner either.
+        refs = [
+            r
+            for r in claim["metadata"].get("ownerReferences") or []
+            if r.get("uid") not in ours
+            and not (r.get("kind") == "Pod" and r.get("name") == pod["metadata"]["name"])
+        ]
+        for owner in owners:
+            refs.append(
+                {
+                    "apiVersion": owner["apiVersion"],
+                    "kind": owner["kind"],
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                    "blockOwnerDeletion": True,
+                }
+            )
+        if refs == (claim["metadata"].get("ownerReferences") or []):
+            return
+        updated = copy.deepcopy(claim)
+        updated["metadata"]["ownerReferences"] = refs
+        await self.client.update(
+            "v1", "persistentvolumeclaims", updated, namespace=claim["metadata"]["namespace"]
+        )
+
     # --- reconcile ----------------------------------------------------------------------
 
     async def reconcile(self, key: str) -> Result | None:
@@ -291,6 +353,7 @@ class StatefulSetController(QueueController):
             template = (data.get("spec") or {}).get("template") or spec.get("template") or {}
             return revision, template
 
+        await self._claim_retention(sts, replicas, pods)
         await self._step(sts, replicas, parallel, pods, template_for)
         # Loops over the pods, not over range(replicas): replicas may be 2^31.
         wanted = [i for i in pods if i < replicas]

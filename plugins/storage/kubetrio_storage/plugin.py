@@ -1,4 +1,6 @@
-"""Entry point of the ``storage`` plugin: registers the local volume driver.
+"""Entry point of the ``storage`` plugin: registers the local volume drivers
+(``kubetrio.io/local`` and ``rancher.io/local-path``) and the controller that creates the
+default ``local-path`` StorageClass.
 
 The plugin is a class: each plugin manager (each cluster) has its own volume root.
 """
@@ -10,15 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from kubetrio.plugins import hookimpl
-from kubetrio.providers import PluginOptions, StorageDriver
+from kubetrio.providers import Controller, PluginOptions, StorageDriver
 
 from .local import LocalVolumes
+from .localpath import DefaultStorageClass, LocalPathVolumes
 
 DEFAULT_ROOT = Path("/var/lib/kubetrio/volumes")
 
 
 class StoragePlugin:
-    """The ``storage`` plugin: one ``kubetrio.io/local`` driver under ``root``."""
+    """The ``storage`` plugin: the ``kubetrio.io/local`` driver (``<root>/pvc-…``) and the
+    ``rancher.io/local-path`` driver (``<root>/<node>/pvc-…``) under ``root``."""
 
     def __init__(self) -> None:
         self.root = DEFAULT_ROOT
@@ -41,8 +45,15 @@ class StoragePlugin:
 
     @hookimpl
     def kubetrio_register_storage_drivers(self, register: Callable[[StorageDriver], None]) -> None:
-        """Register the local volume driver."""
+        """Register the local volume drivers."""
         register(LocalVolumes(self.root))
+        register(LocalPathVolumes(self.root))
+
+    @hookimpl
+    def kubetrio_register_controllers(self, register: Callable[[Controller], None]) -> None:
+        """Create the default ``local-path`` StorageClass (under the controller manager's
+        Lease, so one server does it)."""
+        register(DefaultStorageClass())
 
 
 __kubetrio_plugin__ = StoragePlugin

@@ -211,8 +211,32 @@ def validate_stateful_set(obj: Obj, old: Obj | None) -> list[FieldError]:
     if isinstance(ordinals, Mapping):
         errs += validate_nonnegative(ordinals.get("start"), "spec.ordinals.start")
     errs += workload_selector(spec, "statefulset")
-    errs += _pod_template(spec, "StatefulSet")
+    errs += _pod_template(_with_claim_volumes(spec), "StatefulSet")
     return errs + _selector_unchanged(obj, old)
+
+
+def _with_claim_volumes(spec: Obj) -> Obj:
+    """The spec with each ``volumeClaimTemplates`` entry as a volume of the pod template,
+    as the controller mounts them: containers may mount a claim template by name
+    (upstream checks the union of the template's volumes and the claim templates)."""
+    claims = spec.get("volumeClaimTemplates")
+    template = spec.get("template")
+    if not isinstance(template, Mapping):
+        return spec
+    pod = template.get("spec")
+    if not isinstance(claims, list) or not claims or not isinstance(pod, Mapping):
+        return spec
+    volumes = list(pod.get("volumes") or []) if isinstance(pod.get("volumes"), list) else []
+    present = {v.get("name") for v in volumes if isinstance(v, Mapping)}
+    for claim in claims:
+        name = (
+            ((claim or {}).get("metadata") or {}).get("name")
+            if isinstance(claim, Mapping)
+            else None
+        )
+        if isinstance(name, str) and name not in present:
+            volumes.append({"name": name, "persistentVolumeClaim": {"claimName": name}})
+    return {**spec, "template": {**template, "spec": {**pod, "volumes": volumes}}}
 
 
 # ---- DaemonSet ----------------------------------------------------------------------

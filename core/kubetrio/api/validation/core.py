@@ -712,11 +712,14 @@ def validate_persistent_volume_claim(
             errs += validate_nonnegative_quantity(value, f"spec.resources.requests[{name}]")
     errs += validate_enum(spec.get("volumeMode"), "spec.volumeMode", ("Block", "Filesystem"))
     if old is not None:
-        errs += _pvc_update_errors(spec, _map(old.get("spec")))
+        bound = _map(old.get("status")).get("phase") == "Bound"
+        errs += _pvc_update_errors(spec, _map(old.get("spec")), bound=bound)
     return errs
 
 
-def _pvc_update_errors(spec: Mapping[str, Any], old_spec: Mapping[str, Any]) -> list[FieldError]:
+def _pvc_update_errors(
+    spec: Mapping[str, Any], old_spec: Mapping[str, Any], *, bound: bool = True
+) -> list[FieldError]:
     def fixed(s: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in s.items() if k not in ("resources", "volumeAttributesClassName")}
         # binding fills in volumeName, a default class fills in storageClassName
@@ -729,10 +732,13 @@ def _pvc_update_errors(spec: Mapping[str, Any], old_spec: Mapping[str, Any]) -> 
         return out
 
     errs: list[FieldError] = []
-    if fixed(spec, old_spec) != fixed(old_spec, old_spec):
-        errs.append(FieldError.forbidden("spec", _PVC_IMMUTABLE_DETAIL))
     new_q = quantity(_map(_map(spec.get("resources")).get("requests")).get("storage"))
     old_q = quantity(_map(_map(old_spec.get("resources")).get("requests")).get("storage"))
+    # Only a bound claim may change its storage request (upstream: the request is
+    # ignored in the comparison when the claim is Bound).
+    resized = not bound and new_q != old_q
+    if resized or fixed(spec, old_spec) != fixed(old_spec, old_spec):
+        errs.append(FieldError.forbidden("spec", _PVC_IMMUTABLE_DETAIL))
     if new_q is not None and old_q is not None and new_q < old_q:
         errs.append(
             FieldError.forbidden(

@@ -20,6 +20,11 @@
 
 * **NamespaceLifecycle** refuses deleting ``default``, ``kube-system`` and ``kube-public``.
 
+* **DefaultStorageClass**, **StorageObjectInUseProtection** and
+  **PersistentVolumeClaimResize** (``storage``): the default class for claims without
+  one, the protection finalizers of claims and volumes, growing a claim only when its
+  class allows expansion.
+
 Namespaces, quotas and limit ranges are read from caches the API server fills
 (``kubetrio_api_caches``).
 """
@@ -32,7 +37,7 @@ from collections.abc import Callable
 from kubetrio.plugins import hookimpl
 from kubetrio.providers import AdmissionRequest, ApiCaches, Controller, ObjectCache
 
-from . import lifecycle, limitranger, pod_security_admission, serviceaccount
+from . import lifecycle, limitranger, pod_security_admission, serviceaccount, storage
 from .quota import QuotaAdmission, QuotaController
 
 log = logging.getLogger("kubetrio.admission")
@@ -46,6 +51,7 @@ class AdmissionPlugin:
         self.quota = QuotaAdmission()
         self.limit_ranges: ObjectCache | None = None
         self.service_accounts: ObjectCache | None = None
+        self.storage_classes: ObjectCache | None = None
 
     @hookimpl
     def kubetrio_api_caches(self, caches: ApiCaches) -> None:
@@ -55,13 +61,16 @@ class AdmissionPlugin:
         self.quota.quotas = caches.informer("v1", "resourcequotas")
         self.limit_ranges = caches.informer("v1", "limitranges")
         self.service_accounts = caches.informer("v1", "serviceaccounts")
+        self.storage_classes = caches.informer("storage.k8s.io/v1", "storageclasses")
 
     @hookimpl
     def kubetrio_admission_mutate(self, request: AdmissionRequest) -> None:
         """LimitRanger: default new pods' container requests and limits; then
-        ServiceAccount: the pod's account and its token volume (upstream's order)."""
+        ServiceAccount: the pod's account and its token volume (upstream's order).
+        DefaultStorageClass and StorageObjectInUseProtection for new claims and volumes."""
         limitranger.mutate(request, self.limit_ranges)
         serviceaccount.mutate(request, self.service_accounts)
+        storage.mutate(request, self.storage_classes)
 
     @hookimpl
     def kubetrio_register_controllers(self, register: Callable[[Controller], None]) -> None:
@@ -78,6 +87,7 @@ class AdmissionPlugin:
         refused += serviceaccount.validate(request, self.service_accounts) or []
         refused += pod_security_admission.validate(request, self.namespaces) or []
         refused += limitranger.validate(request, self.limit_ranges) or []
+        refused += storage.validate(request, self.storage_classes) or []
         return refused or self.quota.validate(request)
 
 
