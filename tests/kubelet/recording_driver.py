@@ -54,7 +54,9 @@ class RecordingDriver:
     async def get_info(self) -> StorageDriverInfo:
         return StorageDriverInfo(
             name=NAME,
-            node_capabilities=frozenset({"STAGE_UNSTAGE_VOLUME", "GET_VOLUME_STATS", "EXPAND_VOLUME"}),
+            node_capabilities=frozenset(
+                {"STAGE_UNSTAGE_VOLUME", "GET_VOLUME_STATS", "EXPAND_VOLUME"}
+            ),
         )
 
     async def probe(self) -> bool:
@@ -146,7 +148,10 @@ class RecordingDriver:
         self, *, volume_id: str, volume_path: str, capacity_bytes: int, staging_path: str = ""
     ) -> int:
         self.calls.append(
-            ("expand", {"volume_id": volume_id, "volume_path": volume_path, "bytes": capacity_bytes})
+            (
+                "expand",
+                {"volume_id": volume_id, "volume_path": volume_path, "bytes": capacity_bytes},
+            )
         )
         return capacity_bytes
 

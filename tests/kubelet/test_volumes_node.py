@@ -207,7 +207,9 @@ async def test_agent_restart_unpublishes_the_volume_of_a_pod_gone_meanwhile(
         second = agent_factory()
         async with trio.open_nursery() as nursery:
             await nursery.start(second.run)
-            while not any(c["target_path"] == str(targets["gone"]) for c in driver.named("unpublish")):
+            while not any(
+                c["target_path"] == str(targets["gone"]) for c in driver.named("unpublish")
+            ):
                 await trio.sleep(0.05)
             assert not mounted(targets["gone"])
             assert not (tmp_path / "agent/pods" / gone["metadata"]["uid"]).exists()
@@ -242,7 +244,9 @@ async def test_fs_group_owns_the_volumes_inside_the_container(
     )
     await client.create("v1", "pods", pod, namespace="default")
     with trio.fail_after(60):
-        done = await wait_for(client, "owner", lambda p: phase(p) in ("Succeeded", "Failed"), timeout=60)
+        done = await wait_for(
+            client, "owner", lambda p: phase(p) in ("Succeeded", "Failed"), timeout=60
+        )
     text = await logs(agent, "owner")
     assert phase(done) == "Succeeded", text
     lines = text.splitlines()
@@ -312,7 +316,9 @@ async def test_node_expansion_finishes_a_pending_resize(
         "conditions": [{"type": "FileSystemResizePending", "status": "True"}],
     }
     await bound_claim(client, "grown", size="2Gi", claim_status=pending)
-    await client.create("v1", "pods", claim_pod("grower", "grown", "sleep 3600"), namespace="default")
+    await client.create(
+        "v1", "pods", claim_pod("grower", "grown", "sleep 3600"), namespace="default"
+    )
     with trio.fail_after(60):
         await wait_for(client, "grower", running, timeout=60)
         while True:
@@ -359,7 +365,9 @@ async def test_stats_summary_shows_the_volume_usage(
 ) -> None:
     await bound_claim(client, "measured")
     script = "dd if=/dev/urandom of=/data/blob bs=1k count=512; sleep 3600"
-    await client.create("v1", "pods", claim_pod("measured", "measured", script), namespace="default")
+    await client.create(
+        "v1", "pods", claim_pod("measured", "measured", script), namespace="default"
+    )
     url = f"http://127.0.0.1:{agent.kubelet_port}/stats/summary"
     headers = {"authorization": "Bearer secret-token"}
     volume: dict[str, Any] = {}

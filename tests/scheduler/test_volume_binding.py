@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 import trio
+from kubetrio_scheduler.volume_binding import SELECTED_NODE, VolumeBinding
 
 from kubetrio.apiserver import RunningApiServer
 from kubetrio.client import Client
 from kubetrio.providers import CycleState, NodeInfo
 from kubetrio.scheduler import Scheduler, SchedulerConfig, pod_info
-from kubetrio_scheduler.volume_binding import SELECTED_NODE, VolumeBinding
 
 from .conftest import Cluster, make_node, make_pod
 
@@ -49,7 +49,11 @@ def local_pv(
             "nodeAffinity": {
                 "required": {
                     "nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": HOSTNAME, "operator": "In", "values": [node]}]}
+                        {
+                            "matchExpressions": [
+                                {"key": HOSTNAME, "operator": "In", "values": [node]}
+                            ]
+                        }
                     ]
                 }
             },
@@ -79,7 +83,7 @@ async def add(cluster: Cluster, pod: dict[str, Any]) -> None:
 
 
 async def set_status(client: Client, resource: str, name: str, status: dict[str, Any]) -> None:
-    namespace = "default" if resource == "persistentvolumeclaims" else None
+    namespace = "default" if resource == "persistentvolumeclaims" else ""
     await client.patch(
         "v1", resource, name, {"status": status}, namespace=namespace, subresource="status"
     )
@@ -157,11 +161,15 @@ async def test_wait_for_first_consumer_static_pv(cluster: Cluster) -> None:
     await cluster.client.create(
         "storage.k8s.io/v1",
         "storageclasses",
-        storage_class("local", provisioner="kubernetes.io/no-provisioner", mode="WaitForFirstConsumer"),
+        storage_class(
+            "local", provisioner="kubernetes.io/no-provisioner", mode="WaitForFirstConsumer"
+        ),
     )
     for pv in (local_pv("small-n2", node="n2", size="1Gi"), local_pv("big-n2", node="n2")):
         await cluster.client.create("v1", "persistentvolumes", pv)
-        await set_status(cluster.client, "persistentvolumes", pv["metadata"]["name"], {"phase": "Available"})
+        await set_status(
+            cluster.client, "persistentvolumes", pv["metadata"]["name"], {"phase": "Available"}
+        )
     made = await cluster.client.create(
         "v1", "persistentvolumeclaims", claim("c", storage_class="local"), namespace="default"
     )
@@ -195,7 +203,9 @@ async def test_wait_for_first_consumer_pv_on_no_node(cluster: Cluster) -> None:
     await cluster.client.create(
         "storage.k8s.io/v1",
         "storageclasses",
-        storage_class("local", provisioner="kubernetes.io/no-provisioner", mode="WaitForFirstConsumer"),
+        storage_class(
+            "local", provisioner="kubernetes.io/no-provisioner", mode="WaitForFirstConsumer"
+        ),
     )
     await cluster.client.create("v1", "persistentvolumes", local_pv("pv-x", node="ghost"))
     await set_status(cluster.client, "persistentvolumes", "pv-x", {"phase": "Available"})
@@ -222,7 +232,9 @@ async def test_wait_for_first_consumer_provisioning_selects_the_node(cluster: Cl
         "storage.k8s.io/v1",
         "storageclasses",
         storage_class(
-            "lp", provisioner="rancher.io/local-path", mode="WaitForFirstConsumer",
+            "lp",
+            provisioner="rancher.io/local-path",
+            mode="WaitForFirstConsumer",
             allowedTopologies=topology,
         ),
     )
@@ -232,7 +244,9 @@ async def test_wait_for_first_consumer_provisioning_selects_the_node(cluster: Cl
     await add(cluster, with_claim("p", "c"))
     with trio.fail_after(10):
         while True:
-            made = await cluster.client.get("v1", "persistentvolumeclaims", "c", namespace="default")
+            made = await cluster.client.get(
+                "v1", "persistentvolumeclaims", "c", namespace="default"
+            )
             selected = (made["metadata"].get("annotations") or {}).get(SELECTED_NODE)
             if selected:
                 break
@@ -337,9 +351,9 @@ def test_filter_reasons_without_a_server() -> None:
     dangling["metadata"]["namespace"] = "default"
     dangling["status"] = {"phase": "Bound"}
     plugin = VolumeBinding()
-    plugin.claims = Cache([bound, dangling])  # type: ignore[assignment]
-    plugin.volumes = Cache([local_pv("pv-a", node="n2")])  # type: ignore[assignment]
-    plugin.classes = Cache([])  # type: ignore[assignment]
+    plugin.claims = Cache([bound, dangling])
+    plugin.volumes = Cache([local_pv("pv-a", node="n2")])
+    plugin.classes = Cache([])
     pod = make_pod(
         "p",
         volumes=[

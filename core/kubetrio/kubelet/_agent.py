@@ -324,7 +324,9 @@ class NodeAgent:
                 for name, used, limit in usage:
                     if limit and used > limit:
                         size = (self._empty_dir_limit(worker.pod, name)) or str(limit)
-                        worker.evict(f'Usage of EmptyDir volume "{name}" exceeds the limit "{size}". ')
+                        worker.evict(
+                            f'Usage of EmptyDir volume "{name}" exceeds the limit "{size}". '
+                        )
                         break
 
     @staticmethod
@@ -344,7 +346,9 @@ class NodeAgent:
         for worker in list(self.workers.values()):
             volumes = []
             for name, (claim, _pv, target) in list(worker.volumes.claims.items()):
-                data = next((d for t, d in self.node_volumes.published(worker.uid) if t == target), None)
+                data = next(
+                    (d for t, d in self.node_volumes.published(worker.uid) if t == target), None
+                )
                 if data is None:
                     continue
                 try:
