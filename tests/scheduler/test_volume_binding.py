@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -406,3 +407,65 @@ async def test_kubectl_describe_shows_the_missing_claim(
     described = await kubectl("describe", "pod", "web")
     assert 'persistentvolumeclaim "web-data" not found' in described
     assert "Pending" in await kubectl("get", "pod", "web", "--no-headers")
+
+
+def _python_client_story(url: str) -> dict[str, Any]:
+    """What a user of the official client does and sees: a WaitForFirstConsumer class, a
+    local PV pinned to a node that does not exist, a claim, a pod using it."""
+    from kubernetes import client as k8s
+
+    configuration = k8s.Configuration()
+    configuration.host = url
+    with k8s.ApiClient(configuration) as api:
+        core = k8s.CoreV1Api(api)
+        k8s.StorageV1Api(api).create_storage_class(
+            storage_class(
+                "local-storage",
+                provisioner="kubernetes.io/no-provisioner",
+                mode="WaitForFirstConsumer",
+            )
+        )
+        core.create_persistent_volume(
+            local_pv("local-ghost", node="ghost", storage_class="local-storage")
+        )
+        core.patch_persistent_volume_status("local-ghost", {"status": {"phase": "Available"}})
+        core.create_namespaced_persistent_volume_claim(
+            "default", claim("cache", storage_class="local-storage")
+        )
+        core.create_namespaced_pod("default", with_claim("reader", "cache"))
+        seen: dict[str, Any] = {}
+        for _ in range(200):
+            events = core.list_namespaced_event(
+                "default", field_selector="involvedObject.name=reader"
+            ).items
+            failed = [e.message for e in events if e.reason == "FailedScheduling"]
+            pod = core.read_namespaced_pod("reader", "default")
+            conditions = pod.status.conditions or []
+            if failed and conditions:
+                seen["event"] = failed[-1]
+                seen["phase"] = pod.status.phase
+                [scheduled] = [c for c in conditions if c.type == "PodScheduled"]
+                seen["condition"] = (scheduled.status, scheduled.reason, scheduled.message)
+                seen["claim"] = core.read_namespaced_persistent_volume_claim(
+                    "cache", "default"
+                ).spec.volume_name
+                return seen
+            time.sleep(0.05)
+    raise AssertionError("no FailedScheduling event seen")
+
+
+async def test_python_client_sees_the_pod_pending(
+    cluster: Cluster, apiserver: RunningApiServer
+) -> None:
+    await cluster.add_node("worker-1")
+    seen = await trio.to_thread.run_sync(_python_client_story, apiserver.url)
+    message = (
+        "0/1 nodes are available: 1 node(s) didn't find available persistent volumes to bind. "
+        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+    )
+    assert seen == {
+        "event": message,
+        "phase": "Pending",
+        "condition": ("False", "Unschedulable", message),
+        "claim": None,
+    }
