@@ -154,7 +154,7 @@ def test_sub_path_expr(tmp_path: Path) -> None:
     pod = {"metadata": {"name": "p", "uid": "u"}, "spec": {}}
     volumes = PodVolumes(Client.__new__(Client), pod, tmp_path / "pods/u")
     volumes.paths["data"] = tmp_path / "data"
-    container = {
+    container: dict[str, Any] = {
         "name": "c",
         "volumeMounts": [{"name": "data", "mountPath": "/d", "subPathExpr": "logs/$(POD)"}],
     }

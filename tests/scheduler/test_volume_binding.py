@@ -417,8 +417,10 @@ def _python_client_story(url: str) -> dict[str, Any]:
     configuration = k8s.Configuration()
     configuration.host = url
     with k8s.ApiClient(configuration) as api:
-        core = k8s.CoreV1Api(api)
-        k8s.StorageV1Api(api).create_storage_class(
+        # Plain dicts as bodies, as users of the client often pass them.
+        core: Any = k8s.CoreV1Api(api)
+        storage: Any = k8s.StorageV1Api(api)
+        storage.create_storage_class(
             storage_class(
                 "local-storage",
                 provisioner="kubernetes.io/no-provisioner",
