@@ -146,7 +146,7 @@ async def test_staged_once_for_two_pods_and_unstaged_after_both(
     agent: NodeAgent, client: Client, driver: RecordingDriver, tmp_path: Path
 ) -> None:
     pv = await bound_claim(client, "shared", handle="vol-shared")
-    script = "echo $HOSTNAME > /data/$HOSTNAME; sleep 3600"
+    script = "hostname > /data/$(hostname); sleep 3600"
     for name in ("first", "second"):
         await client.create("v1", "pods", claim_pod(name, "shared", script), namespace="default")
     with trio.fail_after(60):
