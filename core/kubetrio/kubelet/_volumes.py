@@ -281,6 +281,11 @@ class PodVolumes:
         if "persistentVolumeClaim" in volume:
             self.paths[name] = await self._claim(name, volume["persistentVolumeClaim"])
             return
+        if "ephemeral" in volume:
+            # A generic ephemeral volume is the claim named <pod>-<volume>.
+            claim = f"{self.pod['metadata']['name']}-{name}"
+            self.paths[name] = await self._claim(name, {"claimName": claim})
+            return
         payload = await self._payload(volume)
         if payload is None:
             kinds = [k for k in volume if k != "name"]
