@@ -265,7 +265,7 @@ async def test_read_only_claim_refuses_writes(
         await wait_for(client, "reader", lambda p: phase(p) == "Succeeded", timeout=60)
     text = await logs(agent, "reader")
     assert "Read-only file system" in text and "status=1" in text
-    assert " ro," in text.splitlines()[-1]
+    assert "ro" in text.splitlines()[-1].split()[3].split(",")  # the mount's options
     assert driver.named("publish")[0]["read_only"] is True
 
 
@@ -297,7 +297,9 @@ async def test_failed_publish_keeps_the_pod_creating_with_failed_mount(
         f'MountVolume.SetUp failed for volume "{pv}" : '
         "UNAVAILABLE: backend of broken-1 is unreachable"
     )
-    pod = await client.get("v1", "pods", "waiting", namespace="default")
+    pod = await wait_for(
+        client, "waiting", lambda p: bool((p.get("status") or {}).get("containerStatuses"))
+    )
     assert phase(pod) == "Pending"
     waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
     assert waiting["reason"] == "ContainerCreating"
