@@ -471,3 +471,44 @@ async def test_python_client_sees_the_pod_pending(
         "condition": ("False", "Unschedulable", message),
         "claim": None,
     }
+
+
+async def test_bind_timeout_from_the_profile_fails_the_binding(
+    apiserver: RunningApiServer,
+) -> None:
+    """Nobody provisions: after ``bindTimeoutSeconds`` PreBind gives up as upstream words it."""
+    from kubetrio import plugins
+
+    config = SchedulerConfig.from_dict(
+        {
+            "podInitialBackoffSeconds": 30,
+            "profiles": [
+                {"pluginConfig": [{"name": "VolumeBinding", "args": {"bindTimeoutSeconds": 1}}]}
+            ],
+        }
+    )
+    async with Client.in_process(apiserver.api) as client, trio.open_nursery() as nursery:
+        scheduler = Scheduler(client, plugins=plugins.load(only=["scheduler"]), config=config)
+        [plugin] = [f.plugins["VolumeBinding"] for f in scheduler.frameworks.values()]
+        assert isinstance(plugin, VolumeBinding) and plugin.bind_timeout == 1
+        plugin.poll_interval = 0.05
+        await nursery.start(scheduler.run)
+        cluster = Cluster(client, scheduler)
+        await cluster.add_node("n1")
+        await client.create(
+            "storage.k8s.io/v1",
+            "storageclasses",
+            storage_class("slow", provisioner="example.com/slow", mode="WaitForFirstConsumer"),
+        )
+        await client.create(
+            "v1", "persistentvolumeclaims", claim("c", storage_class="slow"), namespace="default"
+        )
+        await add(cluster, with_claim("p", "c"))
+        message = await cluster.wait_event("p", "FailedScheduling")
+        assert message == (
+            'running PreBind plugin "VolumeBinding": binding volumes: '
+            "timed out waiting for the condition"
+        )
+        pod = await cluster.pod("p")
+        assert not pod["spec"].get("nodeName")
+        nursery.cancel_scope.cancel()
