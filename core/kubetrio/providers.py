@@ -471,10 +471,10 @@ class ContainerRuntime(Protocol):
 #
 #   pre_filter (once) → filter (per node, until enough feasible nodes are found)
 #   → pre_score (once) → score (per feasible node) → normalize_scores (once per plugin)
-#   → reserve (on the chosen node) → bind (async, off the cycle)
+#   → reserve (on the chosen node) → pre_bind, bind (async, off the cycle)
 #
-# Every stage is optional. Stages other than ``bind`` are synchronous and run over the
-# in-memory snapshot thousands of times per pod: they must not do I/O or block.
+# Every stage is optional. Stages other than ``pre_bind`` and ``bind`` are synchronous and
+# run over the in-memory snapshot thousands of times per pod: they must not do I/O or block.
 
 
 class _Skip:
@@ -698,9 +698,18 @@ class SchedulerPlugin(Protocol):
     ``reserve(state: CycleState, pod: PodInfo, node: NodeInfo) -> str | None`` and
     ``unreserve(state: CycleState, pod: PodInfo, node: NodeInfo) -> None``
         The chosen node is about to be bound; a reason refuses it (the pod is retried).
+    ``async pre_bind(client, state: CycleState, pod: PodInfo, node_name: str) -> str | None``
+        After reserve, off the cycle, before the pod is bound: API writes the binding
+        depends on (a claim's selected node) and waiting for them; a reason fails the
+        binding (reserves are undone, the pod is retried after a back-off).
     ``async bind(client, pod: KubeObject, node_name: str) -> bool``
         Bind the pod; return False to let the next binder (finally the default
         ``pods/binding`` call) do it. The only stage that may do I/O.
+    ``ask_for_caches(caches: ApiCaches) -> None``
+        Called once when the scheduler is made: take the caches of other API objects
+        the stages read (``caches.informer("v1", "persistentvolumeclaims")``). The
+        scheduler fills them before it schedules, and a change to any of them retries
+        the unschedulable pods (events ``<resource>Add``/``Update``/``Delete``).
     ``configured(args: Mapping[str, Any]) -> SchedulerPlugin``
         Return a copy set up with a profile's ``pluginConfig`` ``args``.
     ``requeue_on: frozenset[str]``
@@ -787,6 +796,17 @@ class ReservePlugin(Protocol):
 
 
 @runtime_checkable
+class PreBindPlugin(Protocol):
+    """``async pre_bind(client, state, pod, node_name)``: prepare the binding."""
+
+    async def pre_bind(
+        self, client: Any, state: CycleState, pod: PodInfo, node_name: str, /
+    ) -> str | None:
+        """None when the pod may be bound; else why not (the pod is retried)."""
+        ...
+
+
+@runtime_checkable
 class BindPlugin(Protocol):
     """``async bind(client, pod, node_name)``: False lets the next binder bind."""
 
@@ -803,6 +823,7 @@ SCHEDULER_STAGES: Mapping[str, tuple[type[Any], tuple[int, ...], bool]] = {
     "normalize_scores": (NormalizeScorePlugin, (3,), False),
     "reserve": (ReservePlugin, (3,), False),
     "unreserve": (ReservePlugin, (3,), False),
+    "pre_bind": (PreBindPlugin, (4,), True),
     "bind": (BindPlugin, (3,), True),
     "configured": (SchedulerPlugin, (1,), False),
 }

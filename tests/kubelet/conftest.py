@@ -72,8 +72,25 @@ AgentFactory = Callable[[], NodeAgent]
 
 
 @pytest.fixture
+def agent_plugins() -> list[tuple[str, object]]:
+    """Extra plugins (name, object) registered in every agent's manager; a test module
+    overrides this fixture to add its own (a recording storage driver)."""
+    return []
+
+
+@pytest.fixture
+def agent_options() -> dict[str, Any]:
+    """Extra ``NodeAgent`` keyword arguments; a test module may override it."""
+    return {}
+
+
+@pytest.fixture
 async def agent_factory(
-    tmp_path: Path, registry: str, client: Client
+    tmp_path: Path,
+    registry: str,
+    client: Client,
+    agent_plugins: list[tuple[str, object]],
+    agent_options: dict[str, Any],
 ) -> AsyncIterator[AgentFactory]:
     """Makes agents of one node (same state directory); checks host cleanup at the end."""
     tag = uuid.uuid4().hex[:6]
@@ -85,6 +102,8 @@ async def agent_factory(
 
     def factory() -> NodeAgent:
         manager = plugins.load(only=["cni_calico", "storage"])
+        for name, plugin in agent_plugins:
+            manager.register(plugin, name=name)
         manager.configure(
             config={"network": {"block": TEST_BLOCK}, "storage": {"root": str(tmp_path / "pvs")}}
         )
@@ -102,6 +121,7 @@ async def agent_factory(
             address="127.0.0.1",
             kubelet_port=0,
             kubelet_token="secret-token",
+            **agent_options,
         )
         made.append(agent)
         return agent

@@ -15,7 +15,9 @@ same code runs in ``kubetrio server`` (in-process client) and ``kubetrio agent``
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -35,9 +37,11 @@ from kubetrio.images import (
 from kubetrio.plugins import PluginManager
 from kubetrio.providers import ContainerRuntime, KubeObject, NetworkPlugin, StorageDriver
 
+from ._csi import NodeVolumes, directory_usage, remove_unmounted
 from ._logs_reader import read_log
 from ._node import LeaseKeeper, default_address, node_object, node_status, register_node
 from ._server import KubeletServer
+from ._volumes import unmount_memory_volumes
 from ._worker import PodWorker
 
 log = logging.getLogger(__name__)
@@ -84,6 +88,8 @@ class NodeAgent:
         no servers, pods use the node's resolv.conf.
     :param startup_concurrency: how many pods are brought up at once; the rest queue in
         arrival order, so a burst's first pods are Running early instead of all at the end.
+    :param eviction_interval: how often emptyDir usage is measured against ``sizeLimit``
+        (a pod over it is evicted, as kubelet's eviction manager does).
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class NodeAgent:
         image_gc_interval: float = 300.0,
         cluster_dns: Sequence[str] = (),
         cluster_domain: str = "cluster.local",
+        eviction_interval: float = 10.0,
     ) -> None:
         self.client = client
         self.node_name = node_name
@@ -142,6 +149,11 @@ class NodeAgent:
         if plugins is not None:
             for registered in plugins.storage_drivers():
                 self.storage_drivers[registered.provider.name] = registered.provider
+        self.node_volumes = NodeVolumes(
+            self.storage_drivers, root_dir=self.root_dir, pods_dir=self.pods_dir
+        )
+        """Staging and publishing of PersistentVolumes on this node (CSI node calls)."""
+        self.eviction_interval = eviction_interval
         self._registry_client: RegistryClient | None = None
         self.images: ImageStore | None = None
         self.cluster_dns = list(cluster_dns)
@@ -247,10 +259,13 @@ class NodeAgent:
                 )
                 self.pods.add_handler(_PodEvents(self))
                 await nursery.start(self.pods.run)
-                # Sandboxes left by an earlier run whose pods are gone: release them.
-                for sandbox_id in self.runtime.list_sandboxes():
-                    if sandbox_id not in self.workers:
-                        nursery.start_soon(self._remove_orphan, sandbox_id)
+                # Sandboxes and pod directories (with their published volumes) left by
+                # an earlier run whose pods are gone: release them.
+                orphans = set(self.runtime.list_sandboxes())
+                orphans.update(p.name for p in self.pods_dir.iterdir() if p.is_dir())
+                for uid in sorted(orphans - set(self.workers)):
+                    nursery.start_soon(self._remove_orphan, uid)
+                nursery.start_soon(self._eviction_loop)
                 task_status.started()
         finally:
             self._nursery = None
@@ -281,13 +296,125 @@ class NodeAgent:
 
     async def _remove_orphan(self, sandbox_id: str) -> None:
         log.info("removing sandbox %s: its pod is gone", sandbox_id)
+        if sandbox_id in self.runtime.list_sandboxes():
+            try:
+                await self.runtime.stop_pod_sandbox(sandbox_id, grace_period=0)
+            except Exception as exc:
+                log.warning("removing orphaned sandbox %s: %s", sandbox_id, exc)
         try:
-            await self.runtime.stop_pod_sandbox(sandbox_id, grace_period=0)
+            # Unpublish (and unstage) its volumes before its directory goes, or the
+            # volumes' data would be removed with it.
+            await self.node_volumes.release_pod(sandbox_id)
+            await trio.to_thread.run_sync(unmount_memory_volumes, self.pods_dir / sandbox_id)
         except Exception as exc:
-            log.warning("removing orphaned sandbox %s: %s", sandbox_id, exc)
-        await trio.to_thread.run_sync(
-            lambda: shutil.rmtree(self.pods_dir / sandbox_id, ignore_errors=True)
-        )
+            log.warning("releasing the volumes of orphaned pod %s: %s", sandbox_id, exc)
+        await trio.to_thread.run_sync(remove_unmounted, self.pods_dir / sandbox_id)
+
+    async def _eviction_loop(self) -> None:
+        """Evict pods whose disk emptyDirs use more than their ``sizeLimit``."""
+        while True:
+            await trio.sleep(self.eviction_interval)
+            for worker in list(self.workers.values()):
+                if worker.final_phase or not worker.volumes.empty_dirs:
+                    continue
+                try:
+                    usage = await trio.to_thread.run_sync(worker.volumes.empty_dir_usage)
+                except OSError as exc:
+                    log.warning("measuring emptyDirs of %s: %s", worker.name, exc)
+                    continue
+                for name, used, limit in usage:
+                    if limit and used > limit:
+                        size = (self._empty_dir_limit(worker.pod, name)) or str(limit)
+                        worker.evict(
+                            f'Usage of EmptyDir volume "{name}" exceeds the limit "{size}". '
+                        )
+                        break
+
+    @staticmethod
+    def _empty_dir_limit(pod: KubeObject, name: str) -> str:
+        for volume in (pod.get("spec") or {}).get("volumes") or []:
+            if volume.get("name") == name:
+                return str((volume.get("emptyDir") or {}).get("sizeLimit") or "")
+        return ""
+
+    async def stats_summary(self) -> KubeObject:
+        """The kubelet Summary API document (``/stats/summary``): the node, and per pod
+        its volumes (emptyDirs measured here, claims through the driver's
+        NodeGetVolumeStats) with ``pvcRef`` for claims."""
+        now = _now()
+        usage = await trio.to_thread.run_sync(shutil.disk_usage, self.root_dir)
+        pods = []
+        for worker in list(self.workers.values()):
+            volumes = []
+            for name, (claim, _pv, target) in list(worker.volumes.claims.items()):
+                data = next(
+                    (d for t, d in self.node_volumes.published(worker.uid) if t == target), None
+                )
+                if data is None:
+                    continue
+                try:
+                    stats = await self.node_volumes.stats(target, data)
+                except Exception as exc:
+                    log.warning("volume stats of %s in %s: %s", name, worker.name, exc)
+                    continue
+                if stats is None:
+                    continue
+                volumes.append(
+                    {
+                        "time": now,
+                        "availableBytes": stats.available_bytes,
+                        "capacityBytes": stats.total_bytes,
+                        "usedBytes": stats.used_bytes,
+                        "inodesFree": stats.available_inodes,
+                        "inodes": stats.total_inodes,
+                        "inodesUsed": stats.used_inodes,
+                        "name": name,
+                        "pvcRef": {"name": claim, "namespace": worker.namespace},
+                    }
+                )
+            for name, _limit in list(worker.volumes.empty_dirs.items()):
+                path = worker.volumes.paths.get(name)
+                if path is None:
+                    continue
+                used, inodes = await trio.to_thread.run_sync(directory_usage, path)
+                fs = await trio.to_thread.run_sync(os.statvfs, path)
+                volumes.append(
+                    {
+                        "time": now,
+                        "availableBytes": fs.f_bavail * fs.f_frsize,
+                        "capacityBytes": fs.f_blocks * fs.f_frsize,
+                        "usedBytes": used,
+                        "inodesFree": fs.f_favail,
+                        "inodes": fs.f_files,
+                        "inodesUsed": inodes,
+                        "name": name,
+                    }
+                )
+            pods.append(
+                {
+                    "podRef": {
+                        "name": worker.name,
+                        "namespace": worker.namespace,
+                        "uid": worker.uid,
+                    },
+                    "startTime": worker.start_time,
+                    "containers": [],
+                    "volume": volumes,
+                }
+            )
+        return {
+            "node": {
+                "nodeName": self.node_name,
+                "startTime": now,
+                "fs": {
+                    "time": now,
+                    "availableBytes": usage.free,
+                    "capacityBytes": usage.total,
+                    "usedBytes": usage.used,
+                },
+            },
+            "pods": pods,
+        }
 
     async def _heartbeat(self, lease: LeaseKeeper) -> None:
         while True:
@@ -549,6 +676,10 @@ class NodeAgent:
             raise LookupError(f"container {container} of pod {name} has no log on this node")
         async for chunk in read_log(directory / f"{runs[index]}.log", **options):
             yield chunk
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _PodEvents:

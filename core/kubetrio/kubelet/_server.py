@@ -12,6 +12,8 @@ through the Node's ``status.addresses`` (InternalIP) and
 ``POST /exec/…``, ``POST /attach/…``, ``POST /portForward/…``
     upgrades for ``pods/exec``, ``pods/attach`` and ``pods/portforward`` (see
     :mod:`kubetrio.streams._agentwire`).
+``GET /stats/summary``
+    the kubelet Summary API document (the node, pods and their volumes' usage).
 ``GET /healthz``
     ``ok``.
 
@@ -22,6 +24,7 @@ The server is plain HTTP on the address it is given; bind it to a private addres
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -126,6 +129,10 @@ class KubeletServer:
         query = parse_qs(url.query)
         if parts == ["healthz"]:
             await self._send(conn, stream, 200, b"ok")
+            return
+        if parts == ["stats", "summary"] and request.method == b"GET":
+            summary = json.dumps(await self.agent.stats_summary()).encode()
+            await self._send(conn, stream, 200, summary, "application/json")
             return
         if request.method == b"POST" and parts[0] == "exec" and len(parts) in (3, 4):
             initial, _ = conn.trailing_data

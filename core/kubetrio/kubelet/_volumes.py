@@ -1,5 +1,6 @@
 """Pod volumes on the node: emptyDir, hostPath, configMap, secret, downwardAPI, projected,
-and persistentVolumeClaim (published by the storage driver named in the PV's ``spec.csi``).
+and persistentVolumeClaim (staged and published by the storage driver named in the PV's
+``spec.csi``, through :class:`~kubetrio.kubelet._csi.NodeVolumes`).
 
 Each pod has ``<root>/pods/<uid>/volumes/<name>``. Volumes whose content comes from the
 API (configMap, secret, downwardAPI, projected) are written the way kubelet's atomic
@@ -16,6 +17,11 @@ periodically, so ConfigMap and Secret changes reach running pods within one peri
 A projected ``serviceAccountToken`` source is a token of the pod's ServiceAccount bound
 to the pod (TokenRequest with ``boundObjectRef``), so it dies with the pod; it is
 replaced once 80% of its lifetime has passed.
+
+``securityContext.fsGroup`` is applied as kubelet's ``SetVolumeOwnership`` does to
+emptyDir, claim and API-backed volumes: every file's group becomes the fsGroup, files get
+``g+rw`` (``g+r`` on read-only volumes), directories also ``g+x`` and the setgid bit;
+``fsGroupChangePolicy: OnRootMismatch`` skips the walk when the root already looks right.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ import base64
 import contextlib
 import ctypes
 import os
+import re
 import shutil
+import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +42,10 @@ import trio
 
 from kubetrio.api.quantity import Quantity
 from kubetrio.client import Client, ClientError
-from kubetrio.providers import (
-    ACCESS_MODES_TO_CSI,
-    KubeObject,
-    StorageDriver,
-    VolumeCapability,
-    VolumeMount,
-)
+from kubetrio.providers import KubeObject, StorageDriver, VolumeMount
+from kubetrio.runtime._spec import expand
 
+from ._csi import NodeVolumes, PublishError, directory_usage, remove_unmounted
 from ._env import field_value, resource_value
 
 DATA_LINK = "..data"
@@ -127,20 +131,32 @@ class PodVolumes:
         root: Path,
         *,
         drivers: Mapping[str, StorageDriver] | None = None,
+        node: NodeVolumes | None = None,
     ) -> None:
         self.client = client
         self.pod = pod
         self.root = root
-        self.drivers = dict(drivers or {})
-        """Storage drivers by name, for PersistentVolumes with a ``spec.csi`` source."""
+        self.node = node or NodeVolumes(
+            drivers or {}, root_dir=root.parent.parent, pods_dir=root.parent
+        )
+        """The node's CSI bookkeeping (staging, publishing), shared by the pods of a node."""
         self.paths: dict[str, Path] = {}
         self._written: dict[str, Payload] = {}
         self._tmpfs: list[Path] = []
-        self._published: list[tuple[StorageDriver, str, Path]] = []
-        """(driver, volume id, target path) of each published volume."""
         self._tokens: dict[tuple[str, int], tuple[str, float]] = {}
         """Projected tokens by (audience, expirationSeconds): the token and when to
         refresh it."""
+        self._read_only: set[str] = set()
+        """Volumes whose source is read-only (a claim's or PV's ``readOnly``)."""
+        self.claims: dict[str, tuple[str, str, Path]] = {}
+        """Volume name → (claim name, PV name, target path) of published claims."""
+        self.empty_dirs: dict[str, int | None] = {}
+        """emptyDir volume name → its ``sizeLimit`` in bytes (None: no limit)."""
+
+    @property
+    def uid(self) -> str:
+        """The pod's uid."""
+        return str(self.pod["metadata"].get("uid", ""))
 
     @property
     def namespace(self) -> str:
@@ -272,41 +288,76 @@ class PodVolumes:
             )
         return payload
 
+    def _fs_group(self) -> tuple[int | None, str]:
+        context = (self.pod.get("spec") or {}).get("securityContext") or {}
+        group = context.get("fsGroup")
+        return (int(group) if group is not None else None), str(
+            context.get("fsGroupChangePolicy") or "Always"
+        )
+
+    async def _set_ownership(self, path: Path, *, read_only: bool) -> None:
+        group, policy = self._fs_group()
+        if group is not None:
+            await trio.to_thread.run_sync(set_volume_ownership, path, group, policy, read_only)
+
     async def setup(self) -> None:
-        """Create every volume of the pod; raises VolumeError to be retried later."""
-        base = self.root / "volumes"
+        """Create every volume of the pod; raises VolumeError to be retried later.
+
+        The message names the volume as kubelet's ``FailedMount`` events do
+        (``MountVolume.SetUp failed for volume "config" : configmap "x" not found``).
+        """
         for volume in (self.pod.get("spec") or {}).get("volumes") or []:
             name = volume["name"]
             if name in self.paths:
                 continue
-            if "hostPath" in volume:
-                self.paths[name] = await trio.to_thread.run_sync(_host_path, volume["hostPath"])
-                continue
-            path = base / name
-            if "emptyDir" in volume:
-                empty = volume["emptyDir"] or {}
-                await trio.to_thread.run_sync(_make_dir, path)
-                os.chmod(path, 0o777)  # kubelet makes emptyDir world-writable
-                if empty.get("medium") == "Memory":
-                    size = empty.get("sizeLimit")
-                    options = f"mode=1777,size={Quantity(size).value()}" if size else "mode=1777"
-                    if not os.path.ismount(path):  # mounted already: adopted after a restart
-                        await trio.to_thread.run_sync(_mount_tmpfs, path, options)
-                    self._tmpfs.append(path)
-                self.paths[name] = path
-                continue
-            if "persistentVolumeClaim" in volume:
-                self.paths[name] = await self._claim(volume["persistentVolumeClaim"], path)
-                continue
-            payload = await self._payload(volume)
-            if payload is None:
-                kinds = [k for k in volume if k != "name"]
-                raise VolumeError(f"volume {name!r}: unsupported volume type {kinds}")
-            await trio.to_thread.run_sync(write_payload, path, payload)
-            self._written[name] = payload
-            self.paths[name] = path
+            try:
+                await self._setup_one(volume)
+            except PublishError as exc:
+                raise VolumeError(str(exc)) from exc
+            except VolumeError as exc:
+                raise VolumeError(f'MountVolume.SetUp failed for volume "{name}" : {exc}') from exc
 
-    async def _claim(self, source: KubeObject, target: Path) -> Path:
+    async def _setup_one(self, volume: KubeObject) -> None:
+        name = volume["name"]
+        if "hostPath" in volume:
+            self.paths[name] = await trio.to_thread.run_sync(_host_path, volume["hostPath"])
+            return
+        path = self.root / "volumes" / name
+        if "emptyDir" in volume:
+            empty = volume["emptyDir"] or {}
+            size = empty.get("sizeLimit")
+            limit = Quantity(size).value() if size else None
+            await trio.to_thread.run_sync(_make_dir, path)
+            os.chmod(path, 0o777)  # kubelet makes emptyDir world-writable
+            if empty.get("medium") == "Memory":
+                # tmpfs sized by sizeLimit: writes past it fail with ENOSPC.
+                options = f"mode=1777,size={limit}" if limit else "mode=1777"
+                if not os.path.ismount(path):  # mounted already: adopted after a restart
+                    await trio.to_thread.run_sync(_mount_tmpfs, path, options)
+                self._tmpfs.append(path)
+            else:
+                self.empty_dirs[name] = limit
+            await self._set_ownership(path, read_only=False)
+            self.paths[name] = path
+            return
+        if "persistentVolumeClaim" in volume:
+            self.paths[name] = await self._claim(name, volume["persistentVolumeClaim"])
+            return
+        if "ephemeral" in volume:
+            # A generic ephemeral volume is the claim named <pod>-<volume>.
+            claim = f"{self.pod['metadata']['name']}-{name}"
+            self.paths[name] = await self._claim(name, {"claimName": claim})
+            return
+        payload = await self._payload(volume)
+        if payload is None:
+            kinds = [k for k in volume if k != "name"]
+            raise VolumeError(f"unsupported volume type {kinds}")
+        await trio.to_thread.run_sync(write_payload, path, payload)
+        await self._set_ownership(path, read_only=True)
+        self._written[name] = payload
+        self.paths[name] = path
+
+    async def _claim(self, name: str, source: KubeObject) -> Path:
         """Where a PersistentVolumeClaim's volume is on this node, publishing it if needed."""
         claim_name = str(source.get("claimName", ""))
         try:
@@ -326,31 +377,52 @@ class PodVolumes:
             return await trio.to_thread.run_sync(_host_path, spec["hostPath"])
         if "local" in spec:
             return Path(spec["local"]["path"])
-        driver_name = (spec.get("csi") or {}).get("driver", "")
-        driver = self.drivers.get(driver_name)
-        if driver is None:
-            raise VolumeError(f"volume {volume_name}: no storage driver {driver_name!r} here")
-        csi = spec.get("csi") or {}
-        read_only = bool(source.get("readOnly")) or bool(csi.get("readOnly"))
-        modes = spec.get("accessModes") or ["ReadWriteOnce"]
-        capability = VolumeCapability(
-            access_mode=ACCESS_MODES_TO_CSI.get(modes[0], "SINGLE_NODE_WRITER"),
-            fs_type=str(csi.get("fsType") or ""),
-            mount_flags=tuple(spec.get("mountOptions") or ()),
-        )
-        volume_id = str(csi.get("volumeHandle", ""))
-        await driver.publish_volume(
-            volume_id=volume_id,
-            target_path=str(target),
-            capability=capability,
-            read_only=read_only,
-            volume_context=dict(csi.get("volumeAttributes") or {}),
-        )
-        self._published.append((driver, volume_id, target))
+        if "csi" not in spec:
+            kinds = sorted(k for k in spec if isinstance(spec[k], dict) and k != "claimRef")
+            raise VolumeError(f"volume {volume_name}: unsupported PersistentVolume source {kinds}")
+        read_only = bool(source.get("readOnly")) or bool(spec["csi"].get("readOnly"))
+        if read_only:
+            self._read_only.add(name)
+        target = await self.node.publish(self.uid, volume, read_only=read_only)
+        if not read_only:
+            await self._set_ownership(target, read_only=False)
+        self.claims[name] = (claim_name, str(volume_name), target)
+        await self._expand_if_pending(claim, volume, target)
         return target
 
+    async def _expand_if_pending(self, claim: KubeObject, pv: KubeObject, target: Path) -> None:
+        """Finish a claim's expansion on the node, as kubelet does when it mounts (or, for
+        a mounted volume, online): ``FileSystemResizePending`` → NodeExpandVolume, then the
+        claim's ``status.capacity`` is the new size and the condition is gone."""
+        status = claim.get("status") or {}
+        conditions = status.get("conditions") or []
+        if not any(c.get("type") == "FileSystemResizePending" for c in conditions):
+            return
+        wanted = ((pv.get("spec") or {}).get("capacity") or {}).get("storage")
+        if not wanted:
+            return
+        size = await self.node.expand(pv, target, Quantity(wanted).value())
+        if size is None:
+            return
+        capacity = wanted if size <= Quantity(wanted).value() else str(size)
+        patch = {
+            "status": {
+                "capacity": {**(status.get("capacity") or {}), "storage": capacity},
+                "conditions": [c for c in conditions if c.get("type") != "FileSystemResizePending"],
+            }
+        }
+        await self.client.patch(
+            "v1",
+            "persistentvolumeclaims",
+            claim["metadata"]["name"],
+            patch,
+            namespace=self.namespace,
+            subresource="status",
+        )
+
     async def refresh(self) -> None:
-        """Re-read API-backed volumes and swap in changed content."""
+        """Re-read API-backed volumes and swap in changed content; finish pending node
+        expansions of published claims."""
         for volume in (self.pod.get("spec") or {}).get("volumes") or []:
             name = volume["name"]
             if name not in self._written:
@@ -361,38 +433,118 @@ class PodVolumes:
                 continue  # keep the last good content, as kubelet does
             if payload is not None and payload != self._written[name]:
                 await trio.to_thread.run_sync(write_payload, self.paths[name], payload)
+                await self._set_ownership(self.paths[name], read_only=True)
                 self._written[name] = payload
+        for claim_name, pv_name, target in list(self.claims.values()):
+            try:
+                claim = await self.client.get(
+                    "v1", "persistentvolumeclaims", claim_name, namespace=self.namespace
+                )
+            except ClientError:
+                continue  # deleted under the pod: its protection is the PV controller's
+            if any(
+                c.get("type") == "FileSystemResizePending"
+                for c in (claim.get("status") or {}).get("conditions") or []
+            ):
+                pv = await self.client.get("v1", "persistentvolumes", pv_name)
+                await self._expand_if_pending(claim, pv, target)
 
-    def mounts_for(self, container: KubeObject) -> list[VolumeMount]:
-        """The bind mounts of a container's ``volumeMounts``."""
+    def mounts_for(
+        self, container: KubeObject, env: Sequence[tuple[str, str]] = ()
+    ) -> list[VolumeMount]:
+        """The bind mounts of a container's ``volumeMounts``; ``env`` is the container's
+        environment, which ``subPathExpr`` expands (``$(POD_NAME)``)."""
         mounts = []
+        variables = dict(env)
         for mount in container.get("volumeMounts") or []:
             source = self.paths.get(mount["name"])
             if source is None:
                 raise VolumeError(f"volume {mount['name']!r} is not ready")
             host = source
-            if mount.get("subPath"):
-                host = source / _safe_relative(mount["subPath"])
+            sub_path = mount.get("subPath") or ""
+            if mount.get("subPathExpr"):
+                sub_path = expand(str(mount["subPathExpr"]), variables)
+                if re.search(r"\$\([A-Za-z_][A-Za-z0-9_.-]*\)", sub_path):
+                    raise VolumeError(
+                        f"failed to prepare subPath for volumeMount {mount['name']!r} of "
+                        f"container {container.get('name')!r}: {sub_path} uses an undefined "
+                        "variable"
+                    )
+            if sub_path:
+                host = source / _safe_relative(sub_path)
                 if not os.path.lexists(host):
                     host.mkdir(parents=True, exist_ok=True)
             mounts.append(
                 VolumeMount(
                     container_path=mount["mountPath"],
                     host_path=str(host),
-                    read_only=bool(mount.get("readOnly")) or mount["name"] in self._written,
+                    read_only=bool(mount.get("readOnly"))
+                    or mount["name"] in self._written
+                    or mount["name"] in self._read_only,
                 )
             )
         return mounts
 
+    def empty_dir_usage(self) -> list[tuple[str, int, int | None]]:
+        """(name, bytes used, sizeLimit in bytes or None) of the pod's disk emptyDirs."""
+        found = []
+        for name, limit in self.empty_dirs.items():
+            path = self.paths.get(name)
+            if path is not None:
+                found.append((name, directory_usage(path)[0], limit))
+        return found
+
     async def teardown(self) -> None:
-        """Unpublish claimed volumes, unmount memory-backed emptyDirs, remove the rest."""
-        for driver, volume_id, target in self._published:
-            await driver.unpublish_volume(volume_id=volume_id, target_path=str(target))
-        self._published.clear()
+        """Unpublish claimed volumes (unstaging the last), unmount memory-backed emptyDirs,
+        remove the rest."""
+        await self.node.release_pod(self.uid)
+        self.claims.clear()
         for path in self._tmpfs:
             await trio.to_thread.run_sync(_umount, path)
         self._tmpfs.clear()
-        await trio.to_thread.run_sync(lambda: shutil.rmtree(self.root, ignore_errors=True))
+        await trio.to_thread.run_sync(remove_unmounted, self.root)
+
+
+_RW_MASK = 0o660
+_RO_MASK = 0o440
+_EXEC_MASK = 0o110
+
+
+def _needs_ownership_change(root: Path, group: int, read_only: bool) -> bool:
+    """kubelet's ``requiresPermissionChange``: the root's group, permissions or setgid."""
+    try:
+        info = os.stat(root)
+    except OSError:
+        return True
+    if info.st_gid != group or not stat.S_ISDIR(info.st_mode):
+        return True
+    wanted = (_RO_MASK if read_only else _RW_MASK) | _EXEC_MASK
+    return (info.st_mode & wanted) != wanted or not info.st_mode & stat.S_ISGID
+
+
+def set_volume_ownership(root: Path, group: int, policy: str, read_only: bool) -> None:
+    """Give a volume to ``fsGroup`` as kubelet's ``SetVolumeOwnership``: every entry's group
+    (symlinks themselves, not their targets), ``g+rw`` (``g+r`` read-only) on files,
+    plus ``g+x`` and setgid on directories; ``OnRootMismatch`` skips a root that fits."""
+    if policy == "OnRootMismatch" and not _needs_ownership_change(root, group, read_only):
+        return
+    mask = _RO_MASK if read_only else _RW_MASK
+
+    def change(path: str) -> None:
+        info = os.lstat(path)
+        os.lchown(path, -1, group)
+        if stat.S_ISLNK(info.st_mode):
+            return
+        mode = stat.S_IMODE(info.st_mode) | mask
+        if stat.S_ISDIR(info.st_mode):
+            mode |= stat.S_ISGID | _EXEC_MASK
+        os.chmod(path, mode)
+
+    change(str(root))
+    for directory, dirs, files in os.walk(root):
+        for entry in dirs + files:
+            with contextlib.suppress(FileNotFoundError):
+                change(os.path.join(directory, entry))
 
 
 def _host_path(source: KubeObject) -> Path:
@@ -422,3 +574,19 @@ def _umount(path: Path) -> None:
 
 def _make_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
+
+
+def unmount_memory_volumes(pod_dir: Path) -> None:
+    """Unmount the tmpfs emptyDirs left in a pod's directory (a pod gone while the agent
+    was down)."""
+    volumes = pod_dir / "volumes"
+    if not volumes.is_dir():
+        return
+    prefix = os.path.realpath(volumes) + "/"
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            mount_point = fields[4].encode().decode("unicode_escape")
+            fs_type = fields[fields.index("-") + 1]
+            if mount_point.startswith(prefix) and fs_type == "tmpfs":
+                _umount(Path(mount_point))

@@ -88,7 +88,7 @@ class PodWorker:
         ]
         self.sandbox: PodSandboxStatus | None = None
         self.volumes = PodVolumes(
-            agent.client, pod, agent.pods_dir / self.uid, drivers=agent.storage_drivers
+            agent.client, pod, agent.pods_dir / self.uid, node=agent.node_volumes
         )
         self.start_time = ""
         self.initialized = not self.init_records
@@ -103,6 +103,8 @@ class PodWorker:
         self._last_sent: KubeObject | None = None
         self._holds_slot = False
         self._sidecars_stopping = False
+        self._evicting = False
+        self._lifecycle_scope: trio.CancelScope | None = None
         self.done = trio.Event()
 
     # --- requests from the agent --------------------------------------------------------
@@ -229,6 +231,7 @@ class PodWorker:
         # interleaved, a burst of 100 pods would all become Running at the very end.
         deadline = (self.pod.get("spec") or {}).get("activeDeadlineSeconds")
         async with trio.open_nursery() as nursery:
+            self._lifecycle_scope = nursery.cancel_scope
             if deadline is not None:
                 nursery.start_soon(self._deadline, float(deadline), nursery.cancel_scope)
             await self.agent.startup_limiter.acquire_on_behalf_of(self)
@@ -267,6 +270,41 @@ class PodWorker:
                 }
             self._finish("Failed")
 
+    def evict(self, message: str) -> None:
+        """Stop the pod for good: phase Failed, reason ``Evicted`` (kubelet's eviction
+        manager, e.g. an emptyDir over its ``sizeLimit``)."""
+        if self.final_phase or self._evicting:
+            return
+        self._evicting = True
+        self.final_reason = "Evicted"
+        self.final_message = message
+        self._event("Warning", "Evicted", message)
+        self.agent.nursery.start_soon(self._stop_all, "Evicted")
+
+    async def _stop_all(self, reason: str) -> None:
+        """Stop every container at once (grace 0, as eviction does) and fail the pod."""
+        if self._lifecycle_scope is not None:
+            self._lifecycle_scope.cancel()  # no more starts or restarts
+        runtime = self.agent.runtime
+        for record in self.records + self.init_records:
+            if not record.container_id or "terminated" in record.state:
+                if "waiting" in record.state:
+                    record.state = {"terminated": {"exitCode": 137, "reason": "Error"}}
+                continue
+            await runtime.stop_container(record.container_id, grace_period=0)
+            final = await runtime.container_status(record.container_id)
+            record.ready = False
+            record.state = {
+                "terminated": {
+                    "exitCode": final.exit_code if final.exit_code is not None else 137,
+                    "reason": final.reason or "Error",
+                    "startedAt": rfc3339(final.started_at or None),
+                    "finishedAt": rfc3339(final.finished_at or None),
+                    "containerID": f"runc://{record.container_id}",
+                }
+            }
+        self._finish("Failed")
+
     def _release_slot(self) -> None:
         if self._holds_slot:
             self._holds_slot = False
@@ -288,7 +326,7 @@ class PodWorker:
                 break
             except (VolumeError, ClientError) as exc:
                 log.info("volumes of %s/%s not ready: %s", self.namespace, self.name, exc)
-                self._event("Warning", "FailedMount", f"MountVolume.SetUp failed: {exc}")
+                self._event("Warning", "FailedMount", str(exc))
                 await trio.sleep(backoff.next(0) or 0.5)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._refresh_volumes)
@@ -545,7 +583,7 @@ class PodWorker:
                 services = await agent.services_for(self.pod)
                 pod = self._pod_with_ips()
                 env = await EnvResolver(agent.client, pod).resolve(container, services=services)
-                mounts = self.volumes.mounts_for(container) + await self._dns_mounts()
+                mounts = self.volumes.mounts_for(container, env) + await self._dns_mounts()
                 log_path = agent.log_path(self.pod, record.name, record.restart_count)
                 container_id = await runtime.create_container(
                     self.sandbox.id,

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-STAGES = ("preFilter", "filter", "preScore", "score", "reserve", "bind")
+STAGES = ("preFilter", "filter", "preScore", "score", "reserve", "preBind", "bind")
 """The extension points a profile's ``plugins`` may configure (plus ``multiPoint``)."""
 
 

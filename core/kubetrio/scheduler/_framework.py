@@ -53,6 +53,7 @@ _METHODS = {
     "preScore": "pre_score",
     "score": "score",
     "reserve": "reserve",
+    "preBind": "pre_bind",
     "bind": "bind",
 }
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import trio
 
-from kubetrio.client import Client, ClientError, Informer, KubeObject
+from kubetrio.client import Client, ClientError, Informer, KubeObject, SharedInformers
 from kubetrio.plugins import PluginManager, check_scheduler_plugin
 from kubetrio.providers import SchedulerPlugin, UserInfo
 
@@ -112,6 +112,15 @@ class Scheduler:
             max_backoff=config.pod_max_backoff_seconds,
             max_unschedulable=config.pod_max_in_unschedulable_seconds,
         )
+        self.caches = _PluginCaches(self)
+        """Caches of other API objects that plugins asked for (``ask_for_caches``)."""
+        asked: set[int] = set()
+        for framework in self.frameworks.values():
+            for plugin in framework.plugins.values():
+                ask = getattr(plugin, "ask_for_caches", None)
+                if ask is not None and id(plugin) not in asked:
+                    asked.add(id(plugin))
+                    ask(self.caches)
         self.nodes = Informer(client, "v1", "nodes")
         self.pods = Informer(client, "v1", "pods")
         self.namespaces = Informer(client, "v1", "namespaces")
@@ -132,6 +141,7 @@ class Scheduler:
         """Watch the cluster and schedule pods until cancelled; ``started`` once synced."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            await nursery.start(self.caches.shared.run)
             await nursery.start(self.namespaces.run)
             await nursery.start(self.nodes.run)
             await nursery.start(self.pods.run)
@@ -189,6 +199,10 @@ class Scheduler:
         metadata = pod["metadata"]
         try:
             async with self._binds:
+                for stage in framework.stages["preBind"]:
+                    refused = await stage.call(self.client, state, info, node.name)
+                    if refused is not None:
+                        raise _PreBindRefused(f'running PreBind plugin "{stage.name}": {refused}')
                 for stage in framework.stages["bind"]:
                     if await stage.call(self.client, pod, node.name):
                         break
@@ -215,7 +229,10 @@ class Scheduler:
                 return
             log.warning("binding %s to %s failed: %s", info.key, node.name, exc)
             self.queue.add_unschedulable(entry, plugins=None)
-            self._record_failure(pod, f"binding rejected: {exc}", reason="FailedScheduling")
+            if isinstance(exc, _PreBindRefused):
+                self._record_failure(pod, str(exc), reason="SchedulerError")
+            else:
+                self._record_failure(pod, f"binding rejected: {exc}", reason="FailedScheduling")
             return
         self.scheduled += 1
         self.queue.done(info.key)
@@ -333,6 +350,54 @@ class Scheduler:
             if wanted is None or event in wanted:
                 return True
         return False
+
+
+class _PreBindRefused(Exception):
+    """A pre_bind stage refused the binding; the message is the event's."""
+
+
+_KINDS = {
+    "persistentvolumeclaims": "PersistentVolumeClaim",
+    "persistentvolumes": "PersistentVolume",
+    "storageclasses": "StorageClass",
+    "csinodes": "CSINode",
+    "csidrivers": "CSIDriver",
+    "csistoragecapacities": "CSIStorageCapacity",
+}
+
+
+class _PluginCaches:
+    """The :class:`~kubetrio.providers.ApiCaches` handed to plugins' ``ask_for_caches``:
+    shared informers on the scheduler's client whose changes retry unschedulable pods
+    (events named as kube-scheduler's cluster events: ``PersistentVolumeClaimAdd``, …)."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.shared = SharedInformers(scheduler.client)
+        self._watched: set[int] = set()
+
+    def informer(self, api_version: str, resource: str) -> Informer:
+        """The shared cache of ``resource``; its changes requeue unschedulable pods."""
+        found = self.shared.informer(api_version, resource)
+        if id(found) not in self._watched:
+            self._watched.add(id(found))
+            found.add_handler(_ChangeHandler(self.scheduler, _KINDS.get(resource, resource)))
+        return found
+
+
+class _ChangeHandler:
+    def __init__(self, scheduler: Scheduler, kind: str) -> None:
+        self.scheduler = scheduler
+        self.kind = kind
+
+    def on_add(self, obj: KubeObject) -> None:
+        self.scheduler.cluster_changed(f"{self.kind}Add")
+
+    def on_update(self, old: KubeObject, new: KubeObject) -> None:
+        self.scheduler.cluster_changed(f"{self.kind}Update")
+
+    def on_delete(self, obj: KubeObject) -> None:
+        self.scheduler.cluster_changed(f"{self.kind}Delete")
 
 
 class _NamespaceHandler:

@@ -14,6 +14,7 @@ from .node_filters import NodeName, NodeUnschedulable
 from .resources import NodeResourcesBalancedAllocation, NodeResourcesFit
 from .taints import TaintToleration
 from .topology_spread import PodTopologySpread
+from .volume_binding import VolumeBinding
 
 
 @hookimpl
@@ -24,6 +25,7 @@ def kubetrio_register_scheduler_plugins(register: Callable[[SchedulerPlugin], No
     register(TaintToleration())
     register(NodeAffinity())
     register(NodeResourcesFit())
+    register(VolumeBinding())
     register(PodTopologySpread())
     register(InterPodAffinity())
     register(NodeResourcesBalancedAllocation())
