@@ -34,6 +34,7 @@ from kubetrio.images import (
 from kubetrio.plugins import PluginManager
 from kubetrio.providers import ContainerRuntime, KubeObject, NetworkPlugin, StorageDriver
 
+from ._csinode import register_storage_drivers
 from ._logs_reader import read_log
 from ._node import LeaseKeeper, default_address, node_object, node_status, register_node
 from ._server import KubeletServer
@@ -238,6 +239,14 @@ class NodeAgent:
                     )
                     self.kubelet_port = await nursery.start(server.run)
                 lease = await self._register()
+                # NodeGetInfo per storage driver → CSINode and the node's nodeid annotation.
+                nursery.start_soon(
+                    register_storage_drivers,
+                    self.client,
+                    self.node_name,
+                    lease.node_uid,
+                    self.storage_drivers,
+                )
                 nursery.start_soon(self._heartbeat, lease)
                 nursery.start_soon(self._status_loop)
                 nursery.start_soon(self._image_gc_loop)
