@@ -6,6 +6,8 @@ what went over the wire, not what the adapter meant to send.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -363,3 +365,39 @@ async def test_a_socket_serving_another_driver_is_refused(driver: DirDriver) -> 
         "'other.csi.example.com': check --csi-driver other.csi.example.com=…"
     )
     assert driver.requests("CreateVolume") == []
+
+
+@pytest.mark.root
+async def test_published_volume_is_a_read_only_bind_mount(tmp_path: Path, sockets: Path) -> None:
+    """With real mounts (root): the pod's target is the volume's directory, read-only when
+    asked, and unpublishing unmounts it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (bind mounts)")
+    with DirDriver(tmp_path / "driver", sockets / "csi.sock", mounts=True) as driver:
+        adapter = CSIDriver(NAME, str(driver.socket), timeout=10)
+        target = tmp_path / "pod" / "data"
+        staging = tmp_path / "staging"
+        volume_id = await create(adapter)
+        try:
+            (driver.volume_dir(volume_id) / "seed.txt").write_text("from the driver")
+            await adapter.stage_volume(
+                volume_id=volume_id, staging_path=str(staging), capability=RWO, volume_context={}
+            )
+            await adapter.publish_volume(
+                volume_id=volume_id,
+                target_path=str(target),
+                capability=RWO,
+                read_only=True,
+                volume_context={},
+                staging_path=str(staging),
+            )
+            assert os.path.ismount(target)
+            assert (target / "seed.txt").read_text() == "from the driver"
+            with pytest.raises(OSError) as refused:
+                (target / "new.txt").write_text("x")
+            assert refused.value.errno == errno.EROFS
+        finally:
+            await adapter.unpublish_volume(volume_id=volume_id, target_path=str(target))
+            adapter.close()
+        assert not os.path.ismount(target) and not target.exists()
+        assert (driver.volume_dir(volume_id) / "seed.txt").exists()
