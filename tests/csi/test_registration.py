@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +225,43 @@ async def test_an_existing_csidriver_is_left_alone(
                 stored = await client.get("storage.k8s.io/v1", "csidrivers", NAME)
     assert stored["spec"]["podInfoOnMount"] is True
     assert stored["metadata"]["labels"] == {"owner": "admin"}
+
+
+async def test_a_driver_that_comes_up_later_is_registered_then(
+    cluster: tuple[Cluster, plugins.PluginManager], driver: DirDriver, tmp_path: Path
+) -> None:
+    """As node-driver-registrar waits for its driver's socket: the agent keeps asking."""
+    running, manager = cluster
+    driver.stop()
+    agent = NodeAgent(
+        running.client,
+        node_name=NODE,
+        plugins=manager,
+        runtime=FakeRuntime(),  # type: ignore[arg-type]
+        network=None,
+        root_dir=tmp_path / "agent",
+        address="127.0.0.1",
+    )
+
+    def names_are(*expected: str) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            try:
+                csinode = await running.client.get("storage.k8s.io/v1", "csinodes", NODE)
+            except ClientError as exc:
+                if exc.not_found:
+                    return False
+                raise
+            return sorted(d["name"] for d in csinode["spec"]["drivers"]) == sorted(expected)
+
+        return check
+
+    with trio.fail_after(90):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(agent.run)
+            await wait_for(names_are("kubetrio.io/local"), timeout=30)
+            driver.start()
+            await wait_for(names_are("kubetrio.io/local", NAME), timeout=60)
+            nursery.cancel_scope.cancel()
+    node = await running.client.get("v1", "nodes", NODE)
+    annotation = json.loads(node["metadata"]["annotations"]["csi.volume.kubernetes.io/nodeid"])
+    assert annotation == {NAME: NODE_ID, "kubetrio.io/local": NODE}
