@@ -265,3 +265,20 @@ async def test_a_driver_that_comes_up_later_is_registered_then(
     node = await running.client.get("v1", "nodes", NODE)
     annotation = json.loads(node["metadata"]["annotations"]["csi.volume.kubernetes.io/nodeid"])
     assert annotation == {NAME: NODE_ID, "kubetrio.io/local": NODE}
+
+
+@pytest.mark.parametrize("command", ["server", "agent", "up"])
+def test_commands_take_the_options(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from kubetrio.cli import build_app
+
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps help text at the terminal's width
+    monkeypatch.delenv(plugins.ONLY_ENV, raising=False)
+    shown = CliRunner().invoke(build_app(), [command, "--help"])
+    assert shown.exit_code == 0, shown.output
+    assert "Options of plugin csi" in shown.output
+    assert "--csi-driver" in shown.output and "--csi-timeout" in shown.output
+    refused = CliRunner().invoke(build_app(), [command, "--csi-timeout", "soon"])
+    assert refused.exit_code == 2
+    assert "Invalid value for '--csi-timeout'" in refused.output
