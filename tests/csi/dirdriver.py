@@ -288,6 +288,8 @@ class Node(csi_grpc.NodeServicer):
                 if request.readonly:
                     subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True)
         elif not target.is_symlink():
+            if target.is_dir():
+                target.rmdir()  # the kubelet made the mount point: it becomes the link
             target.symlink_to(source)
         return csi.NodePublishVolumeResponse()
 

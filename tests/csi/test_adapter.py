@@ -210,6 +210,7 @@ async def test_node_side(adapter: CSIDriver, driver: DirDriver, tmp_path: Path) 
     assert dict(sent.publish_context) == {"device": "/dev/fake0"}
     assert dict(sent.secrets) == {"key": "k"}
 
+    target.mkdir(parents=True)  # the kubelet makes the mount point
     await adapter.publish_volume(
         volume_id=volume_id,
         target_path=str(target),
@@ -283,9 +284,7 @@ async def test_grpc_codes_become_storage_driver_errors(
     with pytest.raises(StorageDriverError) as failed:
         await create(adapter)
     assert failed.value.code == code.name
-    assert failed.value.message == (
-        f"CSI driver {NAME} (unix://{driver.socket}) CreateVolume: the array said no"
-    )
+    assert failed.value.message == "the array said no"  # the driver's words, as upstream
 
 
 async def test_unknown_access_mode_is_refused_before_the_call(
@@ -340,6 +339,9 @@ async def test_deadline_exceeded(driver: DirDriver) -> None:
     finally:
         adapter.close()
     assert late.value.code == "DEADLINE_EXCEEDED"
+    # gRPC's words, after what was called: the driver and its socket
+    prefix = f"CSI driver {NAME} (unix://{driver.socket}) CreateVolume: "
+    assert late.value.message.startswith(prefix)
     await wait_for(cancelled(driver, "CreateVolume"), timeout=15)
 
 

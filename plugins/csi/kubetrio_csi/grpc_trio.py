@@ -37,8 +37,8 @@ async def call(
     """Call ``method(request)`` with a deadline of ``timeout`` seconds.
 
     A gRPC error becomes :class:`~kubetrio.providers.StorageDriverError` with the status
-    code's name (``NOT_FOUND``, ``UNAVAILABLE``, ``DEADLINE_EXCEEDED``, …) and a message
-    starting with ``what`` (the driver and the RPC) and ending with the driver's details.
+    code's name (``NOT_FOUND``, ``UNAVAILABLE``, ``DEADLINE_EXCEEDED``, …); see
+    :func:`rpc_error` for its message.
     """
     token = trio.lowlevel.current_trio_token()
     done = trio.Event()
@@ -61,10 +61,23 @@ async def call(
         raise rpc_error(exc, what) from None
 
 
+TRANSPORT_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+)
+"""Codes gRPC itself answers when the driver cannot be reached or is too slow."""
+
+
 def rpc_error(exc: grpc.RpcError, what: str) -> StorageDriverError:
-    """The :class:`StorageDriverError` for a failed call: the gRPC code's name and details."""
+    """The :class:`StorageDriverError` for a failed call: the gRPC code's name and details.
+
+    A driver's own answer keeps its words (upstream's events show them as the ``desc`` of
+    ``rpc error: code = … desc = …``); an unreachable or slow driver's message starts with
+    ``what`` (the driver, its socket and the RPC), since gRPC's words do not name them.
+    """
     if isinstance(exc, grpc.Call):
         code, details = exc.code(), exc.details() or ""
     else:  # every RpcError grpcio raises for a unary call is a Call; be safe anyway
         code, details = grpc.StatusCode.UNKNOWN, str(exc)
-    return StorageDriverError(code.name, f"{what}: {details}" if details else what)
+    if code in TRANSPORT_CODES or not details:
+        return StorageDriverError(code.name, f"{what}: {details}" if details else what)
+    return StorageDriverError(code.name, details)
