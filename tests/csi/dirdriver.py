@@ -30,6 +30,7 @@ import grpc
 from google.protobuf import wrappers_pb2
 from kubetrio_csi import csi_pb2 as csi
 from kubetrio_csi import csi_pb2_grpc as csi_grpc
+from kubetrio_storage.local import is_mount_point
 
 NAME = "dir.csi.kubetrio.test"
 NODE_ID = "dir-node-7f3a"
@@ -283,7 +284,7 @@ class Node(csi_grpc.NodeServicer):
         target.parent.mkdir(parents=True, exist_ok=True)
         if self.d.mounts:
             target.mkdir(exist_ok=True)
-            if not os.path.ismount(target):
+            if not is_mount_point(str(target)):
                 subprocess.run(["mount", "--bind", str(source), str(target)], check=True)
                 if request.readonly:
                     subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True)
@@ -296,7 +297,7 @@ class Node(csi_grpc.NodeServicer):
     def NodeUnpublishVolume(self, request: Any, context: Any) -> csi.NodeUnpublishVolumeResponse:
         self.d.enter("NodeUnpublishVolume", request, context)
         target = Path(request.target_path)
-        if os.path.ismount(target):
+        if is_mount_point(str(target)):
             subprocess.run(["umount", str(target)], check=True)
         if target.is_symlink():
             target.unlink()

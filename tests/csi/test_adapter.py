@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 import trio
 from kubetrio_csi import csi_pb2 as csi
 from kubetrio_csi.driver import CSIDriver
+from kubetrio_storage.local import is_mount_point
 
 from kubetrio.providers import (
     ACCESS_MODES_TO_CSI,
@@ -393,13 +395,15 @@ async def test_published_volume_is_a_read_only_bind_mount(tmp_path: Path, socket
                 volume_context={},
                 staging_path=str(staging),
             )
-            assert os.path.ismount(target)
+            assert is_mount_point(str(target))
             assert (target / "seed.txt").read_text() == "from the driver"
             with pytest.raises(OSError) as refused:
                 (target / "new.txt").write_text("x")
             assert refused.value.errno == errno.EROFS
-        finally:
             await adapter.unpublish_volume(volume_id=volume_id, target_path=str(target))
+        finally:
             adapter.close()
-        assert not os.path.ismount(target) and not target.exists()
+            while is_mount_point(str(target)):  # a failed test leaves no mount behind
+                subprocess.run(["umount", str(target)], check=True)
+        assert not target.exists()
         assert (driver.volume_dir(volume_id) / "seed.txt").exists()
