@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import trio
 import yaml
@@ -21,6 +22,7 @@ from kubetrio.apiserver import merge_kubeconfig
 from kubetrio.client import Client, ClientError
 from kubetrio.cluster import Cluster, open_cluster
 from kubetrio.kubelet import NodeAgent
+from kubetrio.kubelet._csinode import register_storage_drivers
 from kubetrio.store import open_store
 from tests.csi.dirdriver import NAME, NODE_ID, ZONE_KEY, DirDriver
 from tests.kit import wait_for
@@ -282,3 +284,20 @@ def test_commands_take_the_options(command: str, monkeypatch: pytest.MonkeyPatch
     refused = CliRunner().invoke(build_app(), [command, "--csi-timeout", "soon"])
     assert refused.exit_code == 2
     assert "Invalid value for '--csi-timeout'" in refused.output
+
+
+async def test_a_driver_without_node_service_is_skipped(
+    cluster: tuple[Cluster, plugins.PluginManager], driver: DirDriver
+) -> None:
+    """NodeGetInfo answering UNIMPLEMENTED (a controller-only driver): registration ends,
+    with the other drivers registered and no retry of that one."""
+    running, manager = cluster
+    driver.failures["NodeGetInfo"] = (grpc.StatusCode.UNIMPLEMENTED, "no node service here")
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}}
+    created = await running.client.create("v1", "nodes", node)
+    drivers = {r.provider.name: r.provider for r in manager.storage_drivers()}
+    with trio.fail_after(30):  # returns once every driver is registered or skipped
+        await register_storage_drivers(running.client, NODE, created["metadata"]["uid"], drivers)
+    csinode = await running.client.get("storage.k8s.io/v1", "csinodes", NODE)
+    assert [d["name"] for d in csinode["spec"]["drivers"]] == ["kubetrio.io/local"]
+    assert len(driver.requests("NodeGetInfo")) == 1

@@ -12,8 +12,9 @@ looks for it —
 
 Every storage driver the agent has is registered, in-process ones too (their node id is
 the node's name), so the scheduler and the volume controllers find them all in one place.
-A driver that does not answer is retried with back-off until it does; entries of drivers
-this agent no longer has are dropped, as kubelet drops a driver whose socket went away.
+A driver that does not answer is retried with back-off until it does (one without a node
+service, ``UNIMPLEMENTED``, is skipped); entries of drivers this agent no longer has are
+dropped, as kubelet drops a driver whose socket went away.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 import trio
 
 from kubetrio.client import Client, ClientError
-from kubetrio.providers import KubeObject, StorageDriver, StorageNodeInfo
+from kubetrio.providers import KubeObject, StorageDriver, StorageDriverError, StorageNodeInfo
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,11 @@ async def register_storage_drivers(
                     await _install(client, node_name, node_uid, name, info, known)
                 log.info("storage driver %s registered on node %s", name, node_name)
                 return
+            except StorageDriverError as exc:
+                if exc.code == "UNIMPLEMENTED":  # no node service: nothing to register
+                    log.info("storage driver %s has no node service: %s", name, exc)
+                    return
+                log.warning("registering storage driver %s on node %s: %s", name, node_name, exc)
             except Exception as exc:  # the driver or the API: both are retried
                 log.warning("registering storage driver %s on node %s: %s", name, node_name, exc)
             await trio.sleep(delay)
