@@ -9,6 +9,7 @@ and GET_CAPACITY (controller); STAGE_UNSTAGE_VOLUME, EXPAND_VOLUME and GET_VOLUM
 
 Publishing bind-mounts the volume's directory at the target path when ``mounts`` is on
 (root), and otherwise makes the target a symlink to it, so protocol tests need no root.
+``staging=False`` drops STAGE_UNSTAGE_VOLUME (publishing then needs no staging).
 
 Every request is recorded (``calls``); ``failures[rpc]`` makes an RPC answer a gRPC error
 and ``delays[rpc]`` makes it wait, noting in ``cancelled`` a call its client gave up on.
@@ -52,6 +53,7 @@ class DirDriver:
         zone: str = "zone-a",
         max_volumes: int = 7,
         mounts: bool = False,
+        staging: bool = True,
     ) -> None:
         self.root = root
         self.socket = socket
@@ -60,6 +62,8 @@ class DirDriver:
         self.zone = zone
         self.max_volumes = max_volumes
         self.mounts = mounts
+        self.staging = staging
+        """Advertise STAGE_UNSTAGE_VOLUME (and require staging before publishing)."""
         self.ready: bool | None = None
         """Probe's answer; None leaves ``ready`` unset (CSI: ready)."""
         self.calls: list[tuple[str, Any]] = []
@@ -278,7 +282,7 @@ class Node(csi_grpc.NodeServicer):
         self.d.enter("NodePublishVolume", request, context)
         source = _exists(self.d, request.volume_id, context)
         staged = Path(request.staging_target_path) / ".staged"
-        if not staged.exists():
+        if self.d.staging and not staged.exists():
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, "volume is not staged")
         target = Path(request.target_path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -329,7 +333,9 @@ class Node(csi_grpc.NodeServicer):
     def NodeGetCapabilities(self, request: Any, context: Any) -> csi.NodeGetCapabilitiesResponse:
         self.d.enter("NodeGetCapabilities", request, context)
         rpc = csi.NodeServiceCapability.RPC
-        kinds = [rpc.STAGE_UNSTAGE_VOLUME, rpc.EXPAND_VOLUME, rpc.GET_VOLUME_STATS]
+        kinds = [rpc.EXPAND_VOLUME, rpc.GET_VOLUME_STATS]
+        if self.d.staging:
+            kinds.insert(0, rpc.STAGE_UNSTAGE_VOLUME)
         return csi.NodeGetCapabilitiesResponse(
             capabilities=[csi.NodeServiceCapability(rpc=rpc(type=k)) for k in kinds]
         )
