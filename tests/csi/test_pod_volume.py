@@ -21,7 +21,6 @@ from tests.csi.dirdriver import NAME, DirDriver
 from tests.kit import root_or_skip
 from tests.kubelet.conftest import (
     NODE,
-    TEST_BLOCK,
     apiserver,  # noqa: F401 - fixtures the client and registry below need
     client,  # noqa: F401
     leftovers,
@@ -49,10 +48,9 @@ async def test_pod_mounts_a_volume_of_a_grpc_csi_driver(
     mirrors = {"mirrors": {"docker.io": {"endpoint": [f"http://{registry}"]}}}
     await build_image("busybox:latest", None, registries=RegistryConfig.from_dict(mirrors))
     with DirDriver(tmp_path / "driver", sockets / "csi.sock", mounts=True, staging=False) as driver:
-        manager = plugins.load(only=["cni_calico", "storage", "csi"])
+        manager = plugins.load(only=["storage", "csi"])
         manager.configure(
             config={
-                "network": {"block": TEST_BLOCK},
                 "storage": {"root": str(tmp_path / "pvs")},
                 "csi": {"drivers": f"{NAME}={driver.socket}"},
             }
@@ -113,6 +111,7 @@ async def test_pod_mounts_a_volume_of_a_grpc_csi_driver(
                 client,
                 node_name=NODE,
                 plugins=manager,
+                network=None,  # the pod needs no network: loopback only
                 root_dir=tmp_path / "agent",
                 registries=mirrors,
                 cgroup_parent=cgroup_parent,
