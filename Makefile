@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PLUGINS := plugins/scheduler plugins/cni_calico plugins/storage plugins/auth
+PLUGINS := plugins/scheduler plugins/cni_calico plugins/storage plugins/auth plugins/csi
 # Debian packages the tests and the node agent use; installed only when running as root.
 APT_PACKAGES := runc nftables python3-nftables busybox-static docker-registry skopeo umoci \
 	etcd-server etcd-client bird2 iproute2 iperf3 nginx-light iputils-ping procps
@@ -29,7 +29,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -U pip
 
-# The core (with the Rust extension, built by maturin) and the four plugins, editable.
+# The core (with the Rust extension, built by maturin) and the plugins, editable.
 $(VENV)/.installed: $(BIN)/python $(PY_INPUTS) $(RUST_INPUTS)
 	@echo "installing kubetrio, its Rust extension and the built-in plugins into $(VENV)"
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]' $(addprefix -e ,$(PLUGINS))
@@ -56,13 +56,14 @@ test: setup  ## run the test suite
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial" $(PYTEST_ARGS)
 	$(BIN)/pytest -m serial $(PYTEST_ARGS)
 
-lint: setup  ## ruff, mypy, stubtest, import layers, rustfmt, clippy
+lint: setup  ## ruff, mypy, stubtest, generated CSI stubs, import layers, rustfmt, clippy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy --explicit-package-bases --exclude 'tests/(sample_plugin|compat/upstream_examples)' tests
 	$(BIN)/mypy --strict $(foreach p,$(PLUGINS),$(p)/kubetrio_$(notdir $(p)))
 	$(BIN)/python -m mypy.stubtest kubetrio._datapath
+	$(BIN)/python scripts/gen_csi_stubs.py --check
 	$(BIN)/lint-imports --no-cache
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings

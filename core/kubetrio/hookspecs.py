@@ -291,8 +291,9 @@ def kubetrio_register_storage_drivers(register: Callable[[StorageDriver], None])
     Called by the volume controllers and the node agent when they start. A driver's
     ``name`` is the CSI driver name: StorageClasses name it in ``provisioner`` and
     PersistentVolumes in ``spec.csi.driver``. The controllers create, delete and expand
-    volumes through it; node agents stage, publish, expand and measure them. Each method
-    is one CSI RPC, so an adapter can forward it to an external CSI driver over gRPC.
+    volumes through it; node agents stage, publish, expand and measure them, and record
+    each driver's ``node_info`` in the node's ``CSINode``. Each method is one CSI RPC, so an
+    adapter (``plugins/csi``) forwards them to external CSI drivers over gRPC.
 
     :param register: call once per :class:`~kubetrio.providers.StorageDriver`.
     :returns: nothing.

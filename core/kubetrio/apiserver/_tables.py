@@ -311,6 +311,37 @@ def _job_duration(job: KubeObject) -> str:
     return human_duration((ended - started).total_seconds())
 
 
+def _spec_flag(obj: KubeObject, field: str, default: bool) -> bool:
+    value = _path(obj, "spec", field)
+    return default if value is None else bool(value)
+
+
+def _csidriver_token_requests(driver: KubeObject) -> str:
+    requests = _path(driver, "spec", "tokenRequests")
+    if requests is None:
+        return "<unset>"
+    return ",".join(str(r.get("audience", "")) for r in requests)
+
+
+_CSIDRIVER_COLUMNS: list[Column] = [
+    # kubectl's printCSIDriver: attachRequired is true unless set
+    ("AttachRequired", "boolean", 0, lambda d: _spec_flag(d, "attachRequired", True)),
+    ("PodInfoOnMount", "boolean", 0, lambda d: _spec_flag(d, "podInfoOnMount", False)),
+    ("StorageCapacity", "boolean", 0, lambda d: _spec_flag(d, "storageCapacity", False)),
+    ("TokenRequests", "string", 0, _csidriver_token_requests),
+    ("RequiresRepublish", "boolean", 0, lambda d: _spec_flag(d, "requiresRepublish", False)),
+    (
+        "Modes",
+        "string",
+        0,
+        lambda d: (
+            ",".join(_path(d, "spec", "volumeLifecycleModes", default=None) or []) or "<none>"
+        ),
+    ),
+    ("Age", "string", 0, _age),
+]
+
+
 COLUMNS: dict[tuple[str, str], list[Column]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): [
         # kube-apiserver prints the creation time itself here, not an age
@@ -536,6 +567,11 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Available", "string", 0, lambda a: _api_service_available(a)),
         ("Age", "string", 0, _age),
     ],
+    ("storage.k8s.io", "csinodes"): [
+        ("Drivers", "integer", 0, lambda c: len(_path(c, "spec", "drivers", default=None) or [])),
+        ("Age", "string", 0, _age),
+    ],
+    ("storage.k8s.io", "csidrivers"): _CSIDRIVER_COLUMNS,
     ("", "endpoints"): [
         (
             "Endpoints",

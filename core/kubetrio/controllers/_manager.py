@@ -102,6 +102,7 @@ SERVICE_ACCOUNTS: dict[str, str] = {
     "pvc-protection": "pvc-protection-controller",
     "pv-protection": "pv-protection-controller",
     "local-path-storageclass": "local-path-provisioner",
+    "csi-driver-objects": "csi-driver-objects",
     # plugin controllers (kubetrio-auth)
     "clusterrole-aggregation": "clusterrole-aggregation-controller",
     "resourcequota": "resourcequota-controller",

@@ -38,6 +38,7 @@ from kubetrio.plugins import PluginManager
 from kubetrio.providers import ContainerRuntime, KubeObject, NetworkPlugin, StorageDriver
 
 from ._csi import NodeVolumes, directory_usage, remove_unmounted
+from ._csinode import register_storage_drivers
 from ._logs_reader import read_log
 from ._node import LeaseKeeper, default_address, node_object, node_status, register_node
 from ._server import KubeletServer
@@ -251,6 +252,14 @@ class NodeAgent:
                     )
                     self.kubelet_port = await nursery.start(server.run)
                 lease = await self._register()
+                # NodeGetInfo per storage driver → CSINode and the node's nodeid annotation.
+                nursery.start_soon(
+                    register_storage_drivers,
+                    self.client,
+                    self.node_name,
+                    lease.node_uid,
+                    self.storage_drivers,
+                )
                 nursery.start_soon(self._heartbeat, lease)
                 nursery.start_soon(self._status_loop)
                 nursery.start_soon(self._image_gc_loop)
