@@ -17,6 +17,7 @@ from ._cluster import register_cluster_commands
 from ._console import console, err_console, load_plugins_or_exit
 from ._errors import explain
 from ._image import image_app
+from ._token import token_app
 
 
 def version() -> None:
@@ -103,6 +104,7 @@ def build_app(
     register_cluster_commands(app, manager)
     app.add_typer(image_app)
     app.add_typer(admin_app)
+    app.add_typer(token_app)
     manager.add_commands(cli=app)
     return app
 
