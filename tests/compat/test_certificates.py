@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ssl
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import httpx
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from kubetrio.cli import _join
 from kubetrio.pki import certificate_request, new_private_key
@@ -36,6 +38,10 @@ KUBELET_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 
 def pki(cluster: CompatCluster) -> Path:
     return cluster.data_dir / "data" / "pki"
+
+
+def ca_context(cluster: CompatCluster) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(pki(cluster) / "ca.crt"))
 
 
 def csr_manifest(
@@ -257,9 +263,7 @@ def kubetrio(cluster: CompatCluster, *args: str) -> subprocess.CompletedProcess[
 
 
 def whoami(cluster: CompatCluster, token: str) -> httpx.Response:
-    with httpx.Client(
-        base_url=cluster.server, verify=str(pki(cluster) / "ca.crt"), timeout=30
-    ) as http:
+    with httpx.Client(base_url=cluster.server, verify=ca_context(cluster), timeout=30) as http:
         return http.post(
             "/apis/authentication.k8s.io/v1/selfsubjectreviews",
             json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
@@ -337,7 +341,7 @@ def test_a_node_joins_by_tls_bootstrap_and_renews_its_own_certificate(
     assert _join.ensure_client_certificate(
         cluster.server, "joiner", tmp_path, certificate_authority=ca
     ) == (cert_file, key_file)
-    assert cert_file.read_bytes() == cert.public_bytes(x509.base.serialization.Encoding.PEM)
+    assert cert_file.read_bytes() == cert.public_bytes(serialization.Encoding.PEM)
 
     # Near its end the certificate renews itself: the node's own CSR, selfnodeclient.
     monkeypatch.setattr(_join, "RENEW_AFTER", 0.0)
@@ -375,9 +379,7 @@ def test_a_bootstrap_token_may_not_take_a_registered_nodes_name(cluster: CompatC
     name = registered["items"][0]["metadata"]["name"]
     request = certificate_request(new_private_key(), f"system:node:{name}", ["system:nodes"])
     body = csr_manifest("take-over", request, KUBELET_SIGNER, ["digital signature", "client auth"])
-    with httpx.Client(
-        base_url=cluster.server, verify=str(pki(cluster) / "ca.crt"), timeout=30
-    ) as http:
+    with httpx.Client(base_url=cluster.server, verify=ca_context(cluster), timeout=30) as http:
         refused = http.post(CSRS, json=body, headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code == 403, refused.text
     assert f'node "{name}" is already registered' in refused.json()["message"]

@@ -24,9 +24,7 @@ from typing import Any
 import httpx
 import typer
 import yaml
-from rich.table import Table
 
-from ._console import console
 from ._errors import CommandError
 
 NAMESPACE = "kube-system"
@@ -206,7 +204,7 @@ def list_tokens(kubeconfig: Path = KUBECONFIG_OPTION, context: str = CONTEXT_OPT
         if answer.status_code != 200:
             raise CommandError(f"listing the bootstrap tokens failed: {_message(answer)}")
         items = answer.json().get("items") or []
-    table = Table("TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS", box=None)
+    rows = [["TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS"]]
     now = datetime.datetime.now(datetime.UTC)
     for secret in items:
         if secret.get("type") != SECRET_TYPE:
@@ -225,15 +223,22 @@ def list_tokens(kubeconfig: Path = KUBECONFIG_OPTION, context: str = CONTEXT_OPT
             for key, value in sorted(data.items())
             if key.startswith("usage-bootstrap-") and value == "true"
         )
-        table.add_row(
-            f"{data.get('token-id', '')}.{data.get('token-secret', '')}",
-            ttl_left,
-            expires or "<never>",
-            usages,
-            data.get("description", "<none>"),
-            data.get("auth-extra-groups", ""),
+        rows.append(
+            [
+                f"{data.get('token-id', '')}.{data.get('token-secret', '')}",
+                ttl_left,
+                expires or "<never>",
+                usages,
+                data.get("description", "<none>"),
+                data.get("auth-extra-groups", ""),
+            ]
         )
-    console.print(table)
+    # Plain columns as kubeadm's tabwriter prints them, never cut to the terminal's width.
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 @token_app.command("delete")
