@@ -7,6 +7,7 @@ one in the background (``_local``); ``agent`` joins this host to a server as a n
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from kubetrio.plugins import PluginManager
 
 from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checked_store_url
 from ._console import err_console, setup_logging
-from ._join import certificate_files, ensure_client_certificate
+from ._join import certificate_files, ensure_client_certificate, keep_renewed
 from ._local import CLUSTERS_DIR, down, status, up
 from ._options import (
     add_plugin_options,
@@ -287,6 +288,7 @@ def agent(
             certificate_authority=certificate_authority,
         )
         api_token = ""
+    bootstrapped = api_token == "" and client_certificate == certificate_files(data_dir)[0]
     kubelet_token = kubelet_token or ("" if is_bootstrap_token(token) else token)
     verify: ssl.SSLContext | bool = True
     if certificate_authority is not None or client_certificate is not None:
@@ -328,6 +330,17 @@ def agent(
             with trio.open_signal_receiver(*stop_signals) as signals:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(node.run)
+                    if bootstrapped and isinstance(verify, ssl.SSLContext):
+                        nursery.start_soon(
+                            partial(
+                                keep_renewed,
+                                server_url,
+                                node_name,
+                                data_dir,
+                                verify,
+                                certificate_authority=certificate_authority,
+                            )
+                        )
                     await start_service_datapath(nursery, client, node.node_name, mode=proxy_mode)
                     log = logging.getLogger("kubetrio")
                     log.info("node %s joined %s", node.node_name, server_url)

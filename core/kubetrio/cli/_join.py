@@ -6,8 +6,8 @@ The certificate lives in the agent's data directory (``pki/kubelet-client.crt`` 
 
 - a certificate for this node, signed by the cluster and not near its end, is used as it
   is: no token needed;
-- one past 70 % of its lifetime is renewed: a new key and a CSR sent with the current
-  certificate as the credential (``system:node:<name>`` renewing itself, approved by
+- one past 70 % of its lifetime is renewed (on start, and by :func:`keep_renewed` while
+  the agent runs): a new key and a CSR sent with the current certificate as the credential (``system:node:<name>`` renewing itself, approved by
   the ``selfnodeclient`` rule);
 - without one, a bootstrap token sends the CSR (``system:bootstrap:<id>``, approved by
   the ``nodeclient`` rule).
@@ -199,3 +199,43 @@ def _message(answer: httpx.Response) -> str:
         return str(answer.json().get("message") or answer.text)
     except ValueError:
         return f"{answer.status_code} {answer.text[:200]}"
+
+
+async def keep_renewed(
+    server: str,
+    node_name: str,
+    data_dir: Path,
+    context: ssl.SSLContext,
+    *,
+    certificate_authority: Path | None = None,
+) -> None:
+    """Renew the node's certificate whenever it passes :data:`RENEW_AFTER` of its
+    lifetime, while the agent runs, and load the new one into ``context`` (the API
+    client's: new connections present it). Runs until cancelled; a failed renewal is
+    logged and tried again a minute later."""
+    import functools
+    import logging
+
+    import trio
+
+    log = logging.getLogger("kubetrio.join")
+    cert_file, key_file = certificate_files(data_dir)
+    while True:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+        due = cert.not_valid_before_utc + lifetime * RENEW_AFTER
+        await trio.sleep(max(60.0, (due - datetime.datetime.now(datetime.UTC)).total_seconds()))
+        try:
+            await trio.to_thread.run_sync(
+                functools.partial(
+                    ensure_client_certificate,
+                    server,
+                    node_name,
+                    data_dir,
+                    certificate_authority=certificate_authority,
+                )
+            )
+        except (CommandError, OSError, httpx.HTTPError) as exc:
+            log.warning("renewing the client certificate of node %s: %s", node_name, exc)
+            continue
+        context.load_cert_chain(cert_file, key_file)
