@@ -7,8 +7,9 @@ The certificate lives in the agent's data directory (``pki/kubelet-client.crt`` 
 - a certificate for this node, signed by the cluster and not near its end, is used as it
   is: no token needed;
 - one past 70 % of its lifetime is renewed (on start, and by :func:`keep_renewed` while
-  the agent runs): a new key and a CSR sent with the current certificate as the credential (``system:node:<name>`` renewing itself, approved by
-  the ``selfnodeclient`` rule);
+  the agent runs): a new key and a CSR sent with the current certificate as the
+  credential (``system:node:<name>`` renewing itself, approved by the ``selfnodeclient``
+  rule);
 - without one, a bootstrap token sends the CSR (``system:bootstrap:<id>``, approved by
   the ``nodeclient`` rule).
 
