@@ -56,6 +56,7 @@ MODULES: dict[str, str] = {
     "io.k8s.api.authorization.v1": "authorization_v1",
     "io.k8s.api.authentication.v1": "authentication_v1",
     "io.k8s.api.events.v1": "events_v1",
+    "io.k8s.api.certificates.v1": "certificates_v1",
     "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1": "apiregistration_v1",
     "io.k8s.apimachinery.pkg.apis.meta.v1": "meta_v1",
     "io.k8s.apimachinery.pkg.version": "version",
@@ -78,6 +79,7 @@ GROUP_VERSIONS: dict[str, tuple[str, str]] = {
     "/apis/authorization.k8s.io/v1/": ("authorization.k8s.io", "v1"),
     "/apis/authentication.k8s.io/v1/": ("authentication.k8s.io", "v1"),
     "/apis/events.k8s.io/v1/": ("events.k8s.io", "v1"),
+    "/apis/certificates.k8s.io/v1/": ("certificates.k8s.io", "v1"),
     "/apis/apiregistration.k8s.io/v1/": ("apiregistration.k8s.io", "v1"),
 }
 

@@ -172,7 +172,7 @@ async def test_every_controller_has_an_account_with_its_bindings() -> None:
     (too few rights under RBAC): every built-in and plugin controller has an account
     whose ``system:controller:`` role (or, for loops upstream does not have, a
     ``kubetrio:controller:`` role) is bound to it by the default policy."""
-    manager = plugins.load(only=["auth", "rbac", "admission", "storage", "csi"])
+    manager = plugins.load(only=["auth", "rbac", "admission", "storage", "csi", "certificates"])
     manager.configure(config={"auth": {"authorization_mode": "RBAC"}})
     try:
         names = set(BUILT_IN) | {"servicelb"}

@@ -53,21 +53,48 @@ def test_pods_get_addresses_from_their_nodes_blocks(
     assert [p["spec"]["mode"] for p in pool] == [cluster.mode]
 
 
-def test_agents_join_over_https_with_node_certificates(cluster: LocalCluster) -> None:
-    """``up`` gives each agent the cluster CA and a client certificate of its own
-    (``system:node:<name>`` in ``system:nodes``, from the client CA); they joined with them."""
+def test_agents_join_with_a_bootstrap_token_and_certificate_signing_requests(
+    cluster: LocalCluster,
+) -> None:
+    """``up`` gives each agent the cluster CA and a bootstrap token (never a certificate
+    nor the admin token as its credential): each asked for ``system:node:<name>`` by a
+    CSR, which was auto-approved and signed by the client CA, and joined with it."""
     from cryptography import x509
 
     home = Path(cluster.env["HOME"]) / ".local/share/kubetrio/clusters" / cluster.name
+    client_ca = x509.load_pem_x509_certificate((home / "data/pki/client-ca.crt").read_bytes())
+    admin_token = (home / "data/admin-token").read_text().strip()
+    csrs = cluster.get("csr")["items"]
     for index in (2, 3):
         name = cluster.node(index)
         pid = int((home / f"agent-{name}.pid").read_text())
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
         assert argv[argv.index("--server") + 1].startswith("https://")
         assert argv[argv.index("--certificate-authority") + 1] == str(home / "data/pki/ca.crt")
-        pem = Path(argv[argv.index("--client-certificate") + 1]).read_bytes()
-        subject = x509.load_pem_x509_certificate(pem).subject.rfc4514_string()
-        assert subject == f"CN=system:node:{name},O=system:nodes"
+        assert "--client-certificate" not in argv
+        environ = dict(
+            line.split("=", 1)
+            for line in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+            if "=" in line
+        )
+        assert environ["KUBETRIO_TOKEN"] != admin_token
+        assert len(environ["KUBETRIO_TOKEN"]) == 23  # <6>.<16>
+        folder = home / "nodes" / name / "pki"
+        cert = x509.load_pem_x509_certificate((folder / "kubelet-client.crt").read_bytes())
+        assert cert.subject.rfc4514_string() == f"CN=system:node:{name},O=system:nodes"
+        cert.verify_directly_issued_by(client_ca)
+        assert (folder / "kubelet-client.key").stat().st_mode & 0o777 == 0o600
+        (mine,) = [
+            c
+            for c in csrs
+            if c["spec"]["username"].startswith("system:bootstrap:")
+            and c["metadata"]["name"].startswith(f"node-csr-{name}-")
+        ]
+        assert "system:bootstrappers" in mine["spec"]["groups"]
+        assert mine["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+        (approved,) = mine["status"]["conditions"]
+        assert (approved["type"], approved["reason"]) == ("Approved", "AutoApproved")
+        assert mine["status"]["certificate"]
     nodes = cluster.get("nodes")["items"]
     assert {n["metadata"]["name"] for n in nodes} == {cluster.node(i) for i in (1, 2, 3)}
 

@@ -41,6 +41,7 @@ from kubetrio.store import Store, noted
 
 from . import (
     _audit,
+    _certificates,
     _corrupt,
     _crds,
     _eviction,
@@ -51,6 +52,7 @@ from . import (
     _patch,
     _proxy,
     _reviews,
+    _strategies,
     _tables,
     _validation,
 )
@@ -593,6 +595,7 @@ class ApiServer:
         metadata["uid"] = objects.new_uid()  # server-set: a client's uid is never kept
         strategy = self.strategies.of(info)
         strategy.prepare_for_create(info, obj)
+        strategy.record_requester(obj, user)
         if record_fields:
             await _limits.offload(_managed.record, request, info, None, obj)
         self._admit("CREATE", user, info, target, obj, None, request)
@@ -971,6 +974,12 @@ class ApiServer:
         self, request: Request, user: UserInfo, target: ResourcePath, verb: str
     ) -> Response:
         info, sub = target.info, target.subresource
+        if (info.group, info.resource) == _strategies.CERTIFICATE_SIGNING_REQUESTS and sub in (
+            "status",
+            "approval",
+        ):
+            finish = _certificates.finisher(info, sub, user, self._decide)
+            return await self._status(request, user, target, verb, finish=finish)
         if sub == "history" and verb == "get":
             # Its history holds the object: reading it needs get on the object too.
             self._authorize(
@@ -1104,7 +1113,10 @@ class ApiServer:
         verb: str,
         *,
         field: str = "status",
+        finish: Callable[[KubeObject, KubeObject], None] | None = None,
     ) -> Response:
+        """GET, PUT, PATCH and apply of the subresource holding ``field``; ``finish(current,
+        new)`` completes and checks each change (a kind's own rules)."""
         info = target.info
         if verb == "get":
             return await self._get(request, user, target)
@@ -1170,7 +1182,11 @@ class ApiServer:
                 reason="MethodNotAllowed",
             )
         updated = await self.registry.update(
-            info, target.namespace, target.name, change, dry_run=_dry_run(request)
+            info,
+            target.namespace,
+            target.name,
+            change if finish is None else _then(change, finish),
+            dry_run=_dry_run(request),
         )
         return json_response(updated, 200, _warning_headers(warnings))
 
@@ -1542,6 +1558,20 @@ def _unless_patched(new: KubeObject, current_rv: str | None) -> None:
     metadata = new.get("metadata") or {}
     if current_rv and str(metadata.get("resourceVersion") or "") == str(current_rv):
         metadata.pop("resourceVersion", None)
+
+
+def _then(
+    change: Callable[[KubeObject], Awaitable[KubeObject]],
+    finish: Callable[[KubeObject, KubeObject], None],
+) -> Callable[[KubeObject], Awaitable[KubeObject]]:
+    """``change`` followed by ``finish(current, new)``."""
+
+    async def changed(current: KubeObject) -> KubeObject:
+        new = await change(current)
+        finish(current, new)
+        return new
+
+    return changed
 
 
 __all__ = ["ApiServer", "json_response", "status_body"]

@@ -19,7 +19,9 @@ from collections.abc import Callable
 import trio
 
 from kubetrio.api.scheme import ResourceInfo
+from kubetrio.api.validation import certificates
 from kubetrio.kubeobject import KubeObject
+from kubetrio.providers import UserInfo
 
 from . import _crds, _defaults, _immutable, _validation
 from . import _objects as objects
@@ -28,6 +30,7 @@ from ._reviews import REVIEWS
 from ._services import ServiceAllocator
 
 SERVICES = ("", "services")
+CERTIFICATE_SIGNING_REQUESTS = ("certificates.k8s.io", "certificatesigningrequests")
 NAMESPACES = ("", "namespaces")
 
 
@@ -46,6 +49,9 @@ class Strategy:
             obj.pop("status", None)  # written through /status only, as upstream
         _defaults.apply_defaults(info.group, info.resource, obj)
         _defaults.default_on_create(info.group, info.resource, obj, now=objects.now_rfc3339())
+
+    def record_requester(self, obj: KubeObject, user: UserInfo) -> None:
+        """Note who creates ``obj`` in it (kinds that record it: CSRs)."""
 
     def prepare_for_update(self, info: ResourceInfo, current: KubeObject, new: KubeObject) -> None:
         """Make a changed object whole: status kept from spec writes, defaults."""
@@ -159,6 +165,48 @@ class NamespaceStrategy(Strategy):
         return marked
 
 
+class CertificateSigningRequestStrategy(Strategy):
+    """CertificateSigningRequests: the requester recorded on create; spec and status kept
+    on updates of the object (the subresources are ``_certificates``')."""
+
+    def prepare_for_create(self, info: ResourceInfo, obj: KubeObject) -> None:
+        super().prepare_for_create(info, obj)
+        obj["status"] = {}
+
+    def record_requester(self, obj: KubeObject, user: UserInfo) -> None:
+        """``spec.username``/``uid``/``groups``/``extra``: who sent the request."""
+        spec = obj.setdefault("spec", {})
+        for key in ("username", "uid", "groups", "extra"):
+            spec.pop(key, None)
+        spec["username"] = user.name
+        if user.uid:
+            spec["uid"] = user.uid
+        if user.groups:
+            spec["groups"] = list(user.groups)
+        if user.extra:
+            spec["extra"] = {key: list(values) for key, values in user.extra.items()}
+
+    def prepare_for_update(self, info: ResourceInfo, current: KubeObject, new: KubeObject) -> None:
+        super().prepare_for_update(info, current, new)
+        keep_field(new, current, "spec")
+
+    def validate_update(self, info: ResourceInfo, current: KubeObject, new: KubeObject) -> None:
+        super().validate_update(info, current, new)
+        check_certificate_signing_request(info, new, current, "")
+
+
+def check_certificate_signing_request(
+    info: ResourceInfo, new: KubeObject, old: KubeObject, subresource: str
+) -> None:
+    """422 for a CSR update through the object (``""``), ``status`` or ``approval`` that
+    upstream's validation refuses."""
+    errors = certificates.validate_certificate_signing_request(new, old)
+    errors += certificates.update_problems(new, old, subresource)
+    if errors:
+        name = str((new.get("metadata") or {}).get("name", ""))
+        raise _validation._invalid(info, name, errors)
+
+
 class ReviewStrategy(Strategy):
     """Access and token reviews: the create is answered from the request, never stored."""
 
@@ -179,6 +227,7 @@ class Strategies:
             SERVICES: ServiceStrategy(registry, services),
             _validation.CRDS: CustomResourceDefinitionStrategy(registry),
             NAMESPACES: NamespaceStrategy(registry, namespace_terminated),
+            CERTIFICATE_SIGNING_REQUESTS: CertificateSigningRequestStrategy(registry),
             **dict.fromkeys(REVIEWS, ReviewStrategy(registry)),
         }
 

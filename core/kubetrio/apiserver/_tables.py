@@ -562,6 +562,13 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Ports", "string", 0, lambda i: "80, 443" if _path(i, "spec", "tls") else "80"),
         ("Age", "string", 0, _age),
     ],
+    ("certificates.k8s.io", "certificatesigningrequests"): [
+        ("Age", "string", 0, _age),
+        ("SignerName", "string", 0, lambda c: _path(c, "spec", "signerName", default="")),
+        ("Requestor", "string", 0, lambda c: _path(c, "spec", "username", default="")),
+        ("RequestedDuration", "string", 0, lambda c: _requested_duration(c)),
+        ("Condition", "string", 0, lambda c: _csr_condition(c)),
+    ],
     ("apiregistration.k8s.io", "apiservices"): [
         ("Service", "string", 0, lambda a: _api_service_backend(a)),
         ("Available", "string", 0, lambda a: _api_service_available(a)),
@@ -701,6 +708,23 @@ NAME_DESCRIPTION = (
     "definition. Cannot be updated. More info: "
     "https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"
 )
+
+
+def _requested_duration(csr: KubeObject) -> str:
+    seconds = _path(csr, "spec", "expirationSeconds")
+    return human_duration(seconds) if isinstance(seconds, int) else "<none>"
+
+
+def _csr_condition(csr: KubeObject) -> str:
+    """As kubectl's ``extractCSRStatus``: Denied, else Approved, else Pending; then
+    ``,Failed`` and ``,Issued``."""
+    types = {c.get("type") for c in _path(csr, "status", "conditions", default=[]) if c}
+    status = "Denied" if "Denied" in types else "Approved" if "Approved" in types else "Pending"
+    if "Failed" in types:
+        status += ",Failed"
+    if _path(csr, "status", "certificate"):
+        status += ",Issued"
+    return status
 
 
 def _api_service_backend(api_service: KubeObject) -> str:

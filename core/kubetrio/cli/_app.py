@@ -18,6 +18,7 @@ from ._console import console, err_console, load_plugins_or_exit
 from ._errors import explain
 from ._history import history
 from ._image import image_app
+from ._token import token_app
 
 
 def version() -> None:
@@ -125,6 +126,7 @@ def build_app(
     register_cluster_commands(app, manager)
     app.add_typer(image_app)
     app.add_typer(admin_app)
+    app.add_typer(token_app)
     manager.add_commands(cli=app)
     return app
 

@@ -7,6 +7,7 @@ one in the background (``_local``); ``agent`` joins this host to a server as a n
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from kubetrio.plugins import PluginManager
 
 from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checked_store_url
 from ._console import err_console, setup_logging
+from ._join import certificate_files, ensure_client_certificate, keep_renewed
 from ._local import CLUSTERS_DIR, down, status, up
 from ._options import (
     add_plugin_options,
@@ -40,6 +42,7 @@ from ._security import (
     audit_log,
     encryption_config,
 )
+from ._token import is_bootstrap_token
 
 DEFAULT_DATA_DIR = Path("~/.local/share/kubetrio").expanduser()
 DEFAULT_AGENT_DIR = Path("/var/lib/kubetrio/agent")
@@ -226,9 +229,17 @@ def server(
 def agent(
     server_url: str = typer.Option(..., "--server", help="URL of the API server to join."),
     token: str = typer.Option(
-        ...,
+        "",
         envvar="KUBETRIO_TOKEN",
-        help="The cluster's admin token (the admin-token file in the server's --data-dir).",
+        help="A bootstrap token (`kubetrio token create`) to join with: the node asks for "
+        "its client certificate with it, then uses only the certificate (kept in "
+        "DATA_DIR/pki). Or the cluster's admin token (the server's DATA_DIR/admin-token).",
+    ),
+    kubelet_token: str = typer.Option(
+        "",
+        envvar="KUBETRIO_KUBELET_TOKEN",
+        help="The bearer token the API server presents when it reaches this node (logs, "
+        "exec): its admin token (default: --token when that is not a bootstrap token).",
     ),
     certificate_authority: Path | None = typer.Option(
         None,
@@ -280,6 +291,23 @@ def agent(
         raise typer.BadParameter(
             "give both or neither", param_hint="--client-certificate/--client-key"
         )
+    node_name = node_name or socket.gethostname()
+    api_token = token
+    if client_certificate is None and (
+        is_bootstrap_token(token) or certificate_files(data_dir)[0].exists()
+    ):
+        # TLS bootstrap: the token only asks for the certificate (or the stored one is
+        # used, renewed when old); the API sees the node by its certificate alone.
+        client_certificate, client_key = ensure_client_certificate(
+            server_url,
+            node_name,
+            data_dir,
+            token=token if is_bootstrap_token(token) else "",
+            certificate_authority=certificate_authority,
+        )
+        api_token = ""
+    bootstrapped = api_token == "" and client_certificate == certificate_files(data_dir)[0]
+    kubelet_token = kubelet_token or ("" if is_bootstrap_token(token) else token)
     verify: ssl.SSLContext | bool = True
     if certificate_authority is not None or client_certificate is not None:
         verify = ssl.create_default_context(
@@ -290,7 +318,11 @@ def agent(
     mirrors = yaml.safe_load(registries.read_text()) if registries else None
     plugins = context_plugins()
     config: dict[str, Any] = dict(plugin_config())
-    config["kubetrio"] = {"command": "agent", "data_dir": str(data_dir), "admin_token": token}
+    config["kubetrio"] = {
+        "command": "agent",
+        "data_dir": str(data_dir),
+        "admin_token": kubelet_token,
+    }
     plugins.configure(config=config)
 
     async def run() -> None:
@@ -298,10 +330,10 @@ def agent(
         from kubetrio.dns import DNS_SERVICE_IP
         from kubetrio.kubelet import NodeAgent
 
-        async with Client.connect(server_url, token=token, verify=verify) as client:
+        async with Client.connect(server_url, token=api_token, verify=verify) as client:
             node = NodeAgent(
                 client,
-                node_name=node_name or socket.gethostname(),
+                node_name=node_name,
                 plugins=plugins,
                 runtime=runtime,
                 network=network_plugin,
@@ -309,13 +341,24 @@ def agent(
                 registries=mirrors,
                 address=node_ip or None,
                 kubelet_port=0,
-                kubelet_token=token,
+                kubelet_token=kubelet_token,
                 cluster_dns=[DNS_SERVICE_IP],
             )
             stop_signals = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
             with trio.open_signal_receiver(*stop_signals) as signals:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(node.run)
+                    if bootstrapped and isinstance(verify, ssl.SSLContext):
+                        nursery.start_soon(
+                            partial(
+                                keep_renewed,
+                                server_url,
+                                node_name,
+                                data_dir,
+                                verify,
+                                certificate_authority=certificate_authority,
+                            )
+                        )
                     await start_service_datapath(nursery, client, node.node_name, mode=proxy_mode)
                     log = logging.getLogger("kubetrio")
                     log.info("node %s joined %s", node.node_name, server_url)

@@ -15,6 +15,7 @@ their pods), the server and the registry, then removes the namespaces and the br
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import signal
@@ -316,18 +317,22 @@ def _up_nodes(
     )
     from kubetrio.pki import ClusterPKI
 
+    from ._token import create_bootstrap_token
+
     token = (home / "data" / "admin-token").read_text().strip()
     pki = ClusterPKI(home / "data" / "pki")
+    # The nodes join as kubeadm's do: a bootstrap token asks for each node's client
+    # certificate (system:node:<name>, auto-approved); the token expires within the hour.
+    with httpx.Client(base_url=url, verify=_admin_tls(home), timeout=30) as http:
+        join_token = create_bootstrap_token(
+            http, datetime.timedelta(hours=1), f"kubetrio up --nodes {count}: joining the nodes"
+        )
     for node in others:
-        # Each node its own client certificate (system:node:<name>), as kubeadm's join.
-        certificate = pki.node_certificate(node.name)
         agent = [
             sys.executable, "-m", "kubetrio", "agent", "--server", url,
             "--node-name", node.name, "--node-ip", node.address,
             "--data-dir", str(home / "nodes" / node.name),
             "--certificate-authority", str(pki.ca.files.cert_file),
-            "--client-certificate", str(certificate.cert_file),
-            "--client-key", str(certificate.key_file),
         ]  # fmt: skip
         if mirrors is not None:
             agent += ["--registries", str(mirrors)]
@@ -336,7 +341,10 @@ def _up_nodes(
             topology.command_in(node, agent),
             home / f"agent-{node.name}.log",
             home / f"agent-{node.name}.pid",
-            env={"KUBETRIO_TOKEN": token},  # not on the command line, where `ps` shows it
+            # Not on the command line, where `ps` shows them. The admin token is what the
+            # API server presents when it reaches the agent (logs, exec), not the agent's
+            # credential.
+            env={"KUBETRIO_TOKEN": join_token, "KUBETRIO_KUBELET_TOKEN": token},
         )
     _wait_nodes_ready(home, url, [node.name for node in topology.nodes])
     for node in topology.nodes:

@@ -103,6 +103,9 @@ SERVICE_ACCOUNTS: dict[str, str] = {
     "pv-protection": "pv-protection-controller",
     "local-path-storageclass": "local-path-provisioner",
     "csi-driver-objects": "csi-driver-objects",
+    "csrsigning": "certificate-controller",
+    "csrapproving": "certificate-controller",
+    "tokencleaner": "token-cleaner",
     # plugin controllers (kubetrio-auth)
     "clusterrole-aggregation": "clusterrole-aggregation-controller",
     "resourcequota": "resourcequota-controller",

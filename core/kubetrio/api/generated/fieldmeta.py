@@ -332,6 +332,22 @@ FIELDS: dict[str, dict[str, F]] = {
         'failed': F(container='list', list_type='set'),
         'succeeded': F(container='list', list_type='set'),
     },
+    'io.k8s.api.certificates.v1.CertificateSigningRequest': {
+        'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta'),
+        'spec': F(ref='io.k8s.api.certificates.v1.CertificateSigningRequestSpec'),
+        'status': F(ref='io.k8s.api.certificates.v1.CertificateSigningRequestStatus'),
+    },
+    'io.k8s.api.certificates.v1.CertificateSigningRequestList': {
+        'items': F(ref='io.k8s.api.certificates.v1.CertificateSigningRequest', container='list'),
+        'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta'),
+    },
+    'io.k8s.api.certificates.v1.CertificateSigningRequestSpec': {
+        'groups': F(container='list', list_type='atomic'),
+        'usages': F(container='list', list_type='atomic'),
+    },
+    'io.k8s.api.certificates.v1.CertificateSigningRequestStatus': {
+        'conditions': F(ref='io.k8s.api.certificates.v1.CertificateSigningRequestCondition', container='list', list_type='map', list_map_keys=('type',)),
+    },
     'io.k8s.api.coordination.v1.Lease': {
         'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta'),
         'spec': F(ref='io.k8s.api.coordination.v1.LeaseSpec'),

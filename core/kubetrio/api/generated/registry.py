@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..model import KubeStruct
-from . import apiextensions_v1, apiregistration_v1, apps_v1, authentication_v1, authorization_v1, autoscaling_v1, autoscaling_v2, batch_v1, coordination_v1, core_v1, discovery_v1, events_v1, meta_v1, networking_v1, policy_v1, rbac_v1, storage_v1, version
+from . import apiextensions_v1, apiregistration_v1, apps_v1, authentication_v1, authorization_v1, autoscaling_v1, autoscaling_v2, batch_v1, certificates_v1, coordination_v1, core_v1, discovery_v1, events_v1, meta_v1, networking_v1, policy_v1, rbac_v1, storage_v1, version
 
 __all__ = ["DEFINITIONS", "KINDS"]
 
@@ -114,6 +114,11 @@ DEFINITIONS: dict[str, type[KubeStruct]] = {
     'io.k8s.api.batch.v1.SuccessPolicy': batch_v1.SuccessPolicy,
     'io.k8s.api.batch.v1.SuccessPolicyRule': batch_v1.SuccessPolicyRule,
     'io.k8s.api.batch.v1.UncountedTerminatedPods': batch_v1.UncountedTerminatedPods,
+    'io.k8s.api.certificates.v1.CertificateSigningRequest': certificates_v1.CertificateSigningRequest,
+    'io.k8s.api.certificates.v1.CertificateSigningRequestCondition': certificates_v1.CertificateSigningRequestCondition,
+    'io.k8s.api.certificates.v1.CertificateSigningRequestList': certificates_v1.CertificateSigningRequestList,
+    'io.k8s.api.certificates.v1.CertificateSigningRequestSpec': certificates_v1.CertificateSigningRequestSpec,
+    'io.k8s.api.certificates.v1.CertificateSigningRequestStatus': certificates_v1.CertificateSigningRequestStatus,
     'io.k8s.api.coordination.v1.Lease': coordination_v1.Lease,
     'io.k8s.api.coordination.v1.LeaseList': coordination_v1.LeaseList,
     'io.k8s.api.coordination.v1.LeaseSpec': coordination_v1.LeaseSpec,
@@ -588,6 +593,8 @@ KINDS: dict[tuple[str, str, str], str] = {
     ('batch', 'v1', 'WatchEvent'): 'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent',
     ('batch', 'v1beta1', 'DeleteOptions'): 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions',
     ('batch', 'v1beta1', 'WatchEvent'): 'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent',
+    ('certificates.k8s.io', 'v1', 'CertificateSigningRequest'): 'io.k8s.api.certificates.v1.CertificateSigningRequest',
+    ('certificates.k8s.io', 'v1', 'CertificateSigningRequestList'): 'io.k8s.api.certificates.v1.CertificateSigningRequestList',
     ('certificates.k8s.io', 'v1', 'DeleteOptions'): 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions',
     ('certificates.k8s.io', 'v1', 'WatchEvent'): 'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent',
     ('certificates.k8s.io', 'v1alpha1', 'DeleteOptions'): 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions',

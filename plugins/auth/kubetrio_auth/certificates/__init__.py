@@ -1,0 +1,1 @@
+"""Joining nodes: bootstrap tokens, and the controllers of the CertificateSigningRequest API."""
