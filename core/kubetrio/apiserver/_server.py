@@ -645,9 +645,16 @@ class ApiServer:
         obj: KubeObject | None,
         old: KubeObject | None,
         request: Request,
+        *,
+        kind: str = "",
+        validate: bool = True,
     ) -> None:
+        """Admission of a write; ``kind`` names a subresource's own body (``Eviction``,
+        ``TokenRequest``), which is not validated as ``info``'s kind, nor is ``obj``
+        without ``validate``."""
+        validate = validate and not kind
         if self.plugins is None:
-            if obj is not None:
+            if obj is not None and validate:
                 _validation.validate_kind(info, obj, old)
             return
         name = target.name or ((obj or {}).get("metadata") or {}).get("name", "")
@@ -656,7 +663,7 @@ class ApiServer:
             user=user,
             api_group=info.group,
             api_version=info.version,
-            kind=info.kind,
+            kind=kind or info.kind,
             resource=info.resource,
             subresource=target.subresource,
             namespace=target.namespace,
@@ -669,7 +676,7 @@ class ApiServer:
             try:
                 self.plugins.admission_mutate(request=admission)
                 # Validated after mutating admission, so what a plugin changed is checked too.
-                if obj is not None:
+                if obj is not None and validate:
                     _validation.validate_kind(info, obj, old)
                 problems = self.plugins.admission_validate(request=admission)
             finally:
@@ -947,17 +954,21 @@ class ApiServer:
         if sub == "eviction" and verb == "create" and (info.group, info.resource) == ("", "pods"):
             budgets = self.scheme.resource("policy", "v1", "poddisruptionbudgets")
             assert budgets is not None
+            eviction = _validation.decode_body(request)
+            self._admit("CREATE", user, info, target, eviction, None, request, kind="Eviction")
             status = await _eviction.evict(
                 self.registry,
                 info,
                 budgets,
                 target.namespace,
                 target.name,
-                _validation.decode_body(request),
+                eviction,
                 dry_run=_dry_run(request),
             )
             return json_response(status, 201)
         if sub == "token" and verb == "create" and info.resource == "serviceaccounts":
+            tokens = _validation.decode_body(request)
+            self._admit("CREATE", user, info, target, tokens, None, request, kind="TokenRequest")
             return await self._token_request(request, target)
         raise ApiError(
             404, f"the subresource {sub!r} of {info.resource} is not served yet", reason="NotFound"
@@ -1106,8 +1117,15 @@ class ApiServer:
                 "the server does not allow this method on the requested resource",
                 reason="MethodNotAllowed",
             )
+
+        async def admitted(current: KubeObject) -> KubeObject:
+            # Status writes pass admission too (NodeRestriction: a node's pods only).
+            new = await change(current)
+            self._admit("UPDATE", user, info, target, new, current, request, validate=False)
+            return new
+
         updated = await self.registry.update(
-            info, target.namespace, target.name, change, dry_run=_dry_run(request)
+            info, target.namespace, target.name, admitted, dry_run=_dry_run(request)
         )
         return json_response(updated, 200, _warning_headers(warnings))
 

@@ -15,6 +15,9 @@
 
 * **NamespaceLifecycle** refuses deleting ``default``, ``kube-system`` and ``kube-public``.
 
+* **NodeRestriction** lets a node agent change only its own Node and the pods bound to
+  it (``noderestriction``); on with the ``Node`` authorization mode, as kubeadm pairs them.
+
 Namespaces, quotas and limit ranges are read from caches the API server fills
 (``kubetrio_api_caches``).
 """
@@ -23,11 +26,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from kubetrio.plugins import hookimpl
 from kubetrio.providers import AdmissionRequest, ApiCaches, Controller, ObjectCache
 
+from ..rbac.plugin import configured_modes
 from . import lifecycle, limitranger, pod_security_admission
+from .noderestriction import NodeRestriction
 from .quota import QuotaAdmission, QuotaController
 
 log = logging.getLogger("kubetrio.admission")
@@ -40,14 +46,24 @@ class AdmissionPlugin:
         self.namespaces: ObjectCache | None = None
         self.quota = QuotaAdmission()
         self.limit_ranges: ObjectCache | None = None
+        self.node_restriction = NodeRestriction()
+
+    @hookimpl
+    def kubetrio_configure(self, config: dict[str, Any]) -> None:
+        """NodeRestriction is on when the authorization modes name ``Node``."""
+        self.node_restriction = NodeRestriction()
+        self.node_restriction.enabled = "Node" in configured_modes(config)[0]
 
     @hookimpl
     def kubetrio_api_caches(self, caches: ApiCaches) -> None:
-        """Ask for the Namespace cache (PodSecurity reads its labels) and the
-        ResourceQuota cache."""
+        """Ask for the Namespace cache (PodSecurity reads its labels), the
+        ResourceQuota and LimitRange caches, and Pods and Nodes (NodeRestriction)."""
         self.namespaces = caches.informer("v1", "namespaces")
         self.quota.quotas = caches.informer("v1", "resourcequotas")
         self.limit_ranges = caches.informer("v1", "limitranges")
+        if self.node_restriction.enabled:
+            self.node_restriction.pods = caches.informer("v1", "pods")
+            self.node_restriction.nodes = caches.informer("v1", "nodes")
 
     @hookimpl
     def kubetrio_admission_mutate(self, request: AdmissionRequest) -> None:
@@ -61,11 +77,12 @@ class AdmissionPlugin:
 
     @hookimpl
     def kubetrio_admission_validate(self, request: AdmissionRequest) -> list[str] | None:
-        """PodSecurity: refuse pods violating the namespace's enforced level; warn and
-        audit pods and workload templates against the warn and audit levels. Then
-        LimitRanger's bounds. Then ResourceQuota, only for what the others admit (so a
-        refused pod is not counted)."""
-        refused = lifecycle.validate(request) or []
+        """NodeRestriction first. PodSecurity: refuse pods violating the namespace's
+        enforced level; warn and audit pods and workload templates against the warn and
+        audit levels. Then LimitRanger's bounds. Then ResourceQuota, only for what the
+        others admit (so a refused pod is not counted)."""
+        refused = self.node_restriction.validate(request)
+        refused += lifecycle.validate(request) or []
         refused += pod_security_admission.validate(request, self.namespaces) or []
         refused += limitranger.validate(request, self.limit_ranges) or []
         return refused or self.quota.validate(request)
