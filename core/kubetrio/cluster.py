@@ -40,7 +40,7 @@ import trio
 from kubetrio.apiserver import ApiServer, AuditLog, ConnectionGate, ServerLimits, open_apiserver
 from kubetrio.client import Client, SharedInformers
 from kubetrio.controllers import ControllerManager
-from kubetrio.pki import TLSConfig
+from kubetrio.pki import AgentTLS, TLSConfig
 from kubetrio.plugins import PluginManager
 from kubetrio.plugins import load as load_plugins
 from kubetrio.scheduler import Scheduler
@@ -118,6 +118,7 @@ async def open_cluster(
     audit: AuditLog | None = None,
     limits: ServerLimits | None = None,
     tls: TLSConfig | None = None,
+    agent_tls: AgentTLS | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -144,6 +145,9 @@ async def open_cluster(
     :param audit: the API server's audit log (None: no auditing).
     :param limits: the API server's connection deadlines and caps (default: their defaults).
     :param tls: serve HTTPS only with this certificate (:mod:`kubetrio.pki`); None: HTTP.
+    :param agent_tls: the API server reaches node agents over HTTPS with its client
+        certificate, and the node agent serves with this certificate (else plain HTTP
+        with the admin token).
     """
     # No plugins, for every component alike: the API server's None (no authenticator:
     # every request anonymous and allowed) and an empty manager for the others (which
@@ -180,6 +184,7 @@ async def open_cluster(
             audit=audit,
             limits=limits,
             tls=tls,
+            agent_tls=agent_tls,
         ) as cluster:
             yield cluster
     finally:
@@ -212,6 +217,7 @@ async def _run_cluster(
     audit: AuditLog | None,
     limits: ServerLimits | None,
     tls: TLSConfig | None,
+    agent_tls: AgentTLS | None = None,
 ) -> AsyncIterator[Cluster]:
     """The components of :func:`open_cluster`, all with the same ``plugins``."""
     async with open_apiserver(
@@ -219,6 +225,8 @@ async def _run_cluster(
     ) as running:
         client = Client.in_process(running.api, token=token)
         running.api.kubelet_token = token
+        if agent_tls is not None:
+            running.api.kubelet_tls = agent_tls.client_context()
         cluster = Cluster(url=running.url, client=client, api=running.api, gate=running.gate)
         async with trio.open_nursery() as nursery:
             if api_plugins is not None:
@@ -249,7 +257,8 @@ async def _run_cluster(
                     registries=registries,
                     address=node_ip,
                     kubelet_port=0,  # any free port, advertised in the Node's status
-                    kubelet_token=token,
+                    kubelet_token="" if agent_tls else token,
+                    kubelet_tls=agent_tls.serving if agent_tls else None,
                     cluster_dns=[DNS_SERVICE_IP] if dns else [],
                 )
                 await nursery.start(node_agent.run)

@@ -15,6 +15,7 @@ import copy
 import logging
 import random
 import re
+import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from functools import partial
@@ -123,6 +124,9 @@ class ApiServer:
         self.strategies = Strategies(self.registry, self.services, self._namespace_terminated)
         self.kubelet_token = ""
         """Bearer token the server presents to node agents (pods/log)."""
+        self.kubelet_tls: ssl.SSLContext | None = None
+        """TLS to node agents (HTTPS, this client certificate, their certificates verified);
+        None: plain HTTP with :attr:`kubelet_token`."""
         self.service_account_tokens = ServiceAccountTokens()
         """Signs ``serviceaccounts/token`` requests (an in-memory key unless replaced)."""
         self.on_namespace_deleted: Callable[[], None] = lambda: None
@@ -1200,9 +1204,10 @@ class ApiServer:
         nodes = self.scheme.resource("", "v1", "nodes")
         assert nodes is not None
         node = await self.registry.get_object(nodes, "", node_name)
-        url = (
-            f"http://{_nodeproxy.agent_endpoint(node)}/containerLogs/"
-            f"{target.namespace}/{target.name}/{container}"
+        url = _nodeproxy.agent_url(
+            self.kubelet_tls,
+            _nodeproxy.agent_endpoint(node),
+            f"/containerLogs/{target.namespace}/{target.name}/{container}",
         )
         params = {k: request.param(k) for k in _nodeproxy.LOG_OPTIONS if request.param(k)}
         for flag in _nodeproxy.LOG_FLAGS:  # the agent gets them spelled one way
@@ -1210,7 +1215,7 @@ class ApiServer:
                 params[flag] = "true" if request.flag(flag) else "false"
         if not request.flag("follow"):
             status, content_type, body = await _nodeproxy.fetch_log(
-                url=url, params=params, token=self.kubelet_token
+                url=url, params=params, token=self.kubelet_token, tls=self.kubelet_tls
             )
             if status >= 400:
                 raise ApiError(status, body.decode(errors="replace").strip() or "log unavailable")
@@ -1218,7 +1223,13 @@ class ApiServer:
         # Following: the answer is streamed as it comes (an agent error becomes text).
         return Response(
             content_type="text/plain",
-            stream=partial(_nodeproxy.stream_log, url=url, params=params, token=self.kubelet_token),
+            stream=partial(
+                _nodeproxy.stream_log,
+                url=url,
+                params=params,
+                token=self.kubelet_token,
+                tls=self.kubelet_tls,
+            ),
         )
 
     async def _pod_stream(self, request: Request, target: ResourcePath, sub: str) -> Response:
@@ -1240,6 +1251,7 @@ class ApiServer:
                     endpoint=endpoint,
                     path=path,
                     token=self.kubelet_token,
+                    tls=self.kubelet_tls,
                 )
             else:
                 path = f"/portForward/{target.namespace}/{target.name}"
@@ -1249,6 +1261,7 @@ class ApiServer:
                     endpoint=endpoint,
                     path=path,
                     token=self.kubelet_token,
+                    tls=self.kubelet_tls,
                 )
         except streams.StreamRefused as exc:
             raise ApiError(exc.status, exc.message) from exc

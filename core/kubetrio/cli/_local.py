@@ -319,6 +319,11 @@ def _up_nodes(
             "--client-certificate", str(certificate.cert_file),
             "--client-key", str(certificate.key_file),
         ]  # fmt: skip
+        # Its endpoint's serving certificate, apart from the client one (kubelet's flags).
+        serving = pki.node_serving_certificate(node.name, ip_addresses=[node.address])
+        agent += ["--tls-cert-file", str(serving.cert_file)]
+        agent += ["--tls-private-key-file", str(serving.key_file)]
+        agent += ["--client-ca-file", str(pki.client_ca.files.cert_file)]
         if mirrors is not None:
             agent += ["--registries", str(mirrors)]
         agent += agent_options

@@ -17,5 +17,6 @@ from ._pki import ClusterPKI as ClusterPKI
 from ._pki import KeyPair as KeyPair
 from ._pki import ensure_cluster_pki as ensure_cluster_pki
 from ._pki import local_addresses as local_addresses
+from ._tls import AgentTLS as AgentTLS
 from ._tls import TLSConfig as TLSConfig
 from ._tls import client_context as client_context
