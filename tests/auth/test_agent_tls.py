@@ -34,7 +34,9 @@ class StandIn:
     client: Client
     node_name: str = "tls-node"
 
-    async def read_logs(self, namespace: str, name: str, container: str = "", **_: Any):  # type: ignore[no-untyped-def]
+    async def read_logs(
+        self, namespace: str, name: str, container: str = "", **_: Any
+    ) -> AsyncIterator[bytes]:
         yield f"log of {namespace}/{name}/{container}\n".encode()
 
 
@@ -120,7 +122,9 @@ async def pod_log(cluster: Cluster) -> tuple[int, bytes]:
     return answer.status, bytes(answer.body)
 
 
-def client_context(pki: ClusterPKI, cert: Path | None = None, key: Path | None = None):  # type: ignore[no-untyped-def]
+def client_context(
+    pki: ClusterPKI, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(pki.ca.files.cert_file))
     if cert is not None:
         context.load_cert_chain(cert, key)
