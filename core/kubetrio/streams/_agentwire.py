@@ -125,7 +125,10 @@ async def open_agent_stream(
     stream: trio.abc.Stream = await trio.open_tcp_stream(host.strip("[]"), int(port))
     try:
         if tls is not None:
-            stream = trio.SSLStream(stream, tls, server_hostname=host.strip("[]"))
+            # https_compatible: an agent closing without close_notify is a clean EOF.
+            stream = trio.SSLStream(
+                stream, tls, server_hostname=host.strip("[]"), https_compatible=True
+            )
             try:
                 await stream.do_handshake()
             except trio.BrokenResourceError as exc:  # the certificate, mostly
