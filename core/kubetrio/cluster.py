@@ -48,7 +48,7 @@ from kubetrio.controllers import (
     QueueController,
     RootCACertPublisher,
 )
-from kubetrio.pki import TLSConfig
+from kubetrio.pki import AgentTLS, TLSConfig
 from kubetrio.plugins import PluginManager
 from kubetrio.plugins import load as load_plugins
 from kubetrio.scheduler import USER as scheduler_user
@@ -128,6 +128,7 @@ async def open_cluster(
     limits: ServerLimits | None = None,
     tls: TLSConfig | None = None,
     advertise_address: str | None = None,
+    agent_tls: AgentTLS | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -158,6 +159,9 @@ async def open_cluster(
     :param advertise_address: the API server's address for pods: the ``kubernetes``
         Service in ``default`` points there (the server listens there too); None: no
         such Service.
+    :param agent_tls: the API server reaches node agents over HTTPS with its client
+        certificate, and the node agent serves with this certificate (else plain HTTP
+        with the admin token).
     """
     # No plugins, for every component alike: the API server's None (no authenticator:
     # every request anonymous and allowed) and an empty manager for the others (which
@@ -195,6 +199,7 @@ async def open_cluster(
             limits=limits,
             tls=tls,
             advertise_address=advertise_address,
+            agent_tls=agent_tls,
         ) as cluster:
             yield cluster
     finally:
@@ -228,6 +233,7 @@ async def _run_cluster(
     limits: ServerLimits | None,
     tls: TLSConfig | None,
     advertise_address: str | None,
+    agent_tls: AgentTLS | None = None,
 ) -> AsyncIterator[Cluster]:
     """The components of :func:`open_cluster`, all with the same ``plugins``."""
     async with open_apiserver(
@@ -243,6 +249,8 @@ async def _run_cluster(
         client = Client.in_process(running.api, token=token)
         api = running.api
         running.api.kubelet_token = token
+        if agent_tls is not None:
+            running.api.kubelet_tls = agent_tls.client_context()
         cluster = Cluster(url=running.url, client=client, api=running.api, gate=running.gate)
         async with trio.open_nursery() as nursery:
             if api_plugins is not None:
@@ -294,7 +302,8 @@ async def _run_cluster(
                     registries=registries,
                     address=node_ip,
                     kubelet_port=0,  # any free port, advertised in the Node's status
-                    kubelet_token=token,
+                    kubelet_token="" if agent_tls else token,
+                    kubelet_tls=agent_tls.serving if agent_tls else None,
                     cluster_dns=[DNS_SERVICE_IP] if dns else [],
                 )
                 await nursery.start(node_agent.run)

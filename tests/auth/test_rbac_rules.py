@@ -187,7 +187,7 @@ def test_authorization_mode_chain_and_bad_modes_fail_closed() -> None:
     decision = manager.authorize(user=jane, attributes=get)
     assert decision is not None and not decision.allowed
     assert decision.reason == (
-        "--authorization-mode: unknown mode 'Webhook' (one of AlwaysAllow, AlwaysDeny, RBAC)"
+        "--authorization-mode: unknown mode 'Webhook' (one of AlwaysAllow, AlwaysDeny, Node, RBAC)"
     )
     assert "rbac" not in manager.broken
 

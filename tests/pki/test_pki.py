@@ -121,3 +121,28 @@ def test_the_servers_certificate_names_every_address_it_is_reached_at(tmp_path: 
     dns, ips = _names(cluster_pki(tmp_path, "192.0.2.9").serving.certificate())
     assert {"127.0.0.1", "192.0.2.9", "10.96.0.1"} <= ips
     assert {socket.gethostname(), "kubernetes.default.svc"} <= dns
+
+
+def test_node_serving_and_kubelet_client_certificates(tmp_path: Path) -> None:
+    """A node agent's serving certificate comes from the server CA (what the API server
+    verifies agents against) with the node's name and addresses; the API server's client
+    certificate for agents from the client CA, in no group."""
+    pki = ensure_cluster_pki(tmp_path)
+    files = pki.node_serving_certificate("n1", ip_addresses=["172.30.0.2"])
+    serving = files.certificate()
+    assert pki.ca.signed(serving) and not pki.client_ca.signed(serving)
+    assert serving.subject.rfc4514_string() == "CN=system:node:n1,O=system:nodes"
+    assert _names(serving) == ({"n1"}, {"172.30.0.2"})
+    usages = serving.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usages) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    # Kept while good; issued again when the node's addresses change.
+    assert pki.node_serving_certificate("n1", ip_addresses=["172.30.0.2"]).certificate() == serving
+    moved = pki.node_serving_certificate("n1", ip_addresses=["172.30.0.9"]).certificate()
+    assert _names(moved) == ({"n1"}, {"172.30.0.9"})
+
+    client = pki.kubelet_client.certificate()
+    assert pki.client_ca.signed(client)
+    assert client.subject.rfc4514_string() == "CN=kube-apiserver-kubelet-client"
+    # Each end's context loads: the agent's server side, the API server's client side.
+    assert pki.agent_tls(files).serving.server_context().verify_mode == ssl.CERT_OPTIONAL
+    assert pki.agent_tls(files).client_context().check_hostname

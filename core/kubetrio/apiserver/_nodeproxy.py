@@ -2,10 +2,14 @@
 
 The API server finds the agent through the Node object — ``status.addresses``
 (InternalIP, else Hostname) and ``status.daemonEndpoints.kubeletEndpoint.Port`` — and
-streams the agent's answer back to the client unchanged.
+streams the agent's answer back to the client unchanged. With a TLS context for agents
+(its client certificate, the CA of agents' serving certificates) it speaks HTTPS and
+verifies the agent's certificate for that address; else plain HTTP with a token.
 """
 
 from __future__ import annotations
+
+import ssl
 
 import httpx
 import trio
@@ -66,15 +70,22 @@ def agent_endpoint(node: KubeObject) -> str:
     return f"{host}:{port}"
 
 
-async def fetch_log(*, url: str, params: dict[str, str], token: str) -> tuple[int, str, bytes]:
+def agent_url(tls: ssl.SSLContext | None, endpoint: str, path: str) -> str:
+    """The URL of ``path`` on the agent at ``endpoint``: https when ``tls`` is given."""
+    return f"{'https' if tls is not None else 'http'}://{endpoint}{path}"
+
+
+async def fetch_log(
+    *, url: str, params: dict[str, str], token: str, tls: ssl.SSLContext | None = None
+) -> tuple[int, str, bytes]:
     """The whole log (not following): (status, content type, body)."""
     headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with httpx.AsyncClient(timeout=60, verify=tls or True) as client:
             response = await client.get(url, params=params, headers=headers)
     except httpx.HTTPError as exc:
         raise ApiError(
-            502, f"the node agent could not be reached: {exc}", reason="ServiceUnavailable"
+            502, f"the node agent could not be reached: {_why(exc)}", reason="ServiceUnavailable"
         ) from exc
     return (
         response.status_code,
@@ -84,14 +95,19 @@ async def fetch_log(*, url: str, params: dict[str, str], token: str) -> tuple[in
 
 
 async def stream_log(
-    send: trio.MemorySendChannel[bytes], *, url: str, params: dict[str, str], token: str
+    send: trio.MemorySendChannel[bytes],
+    *,
+    url: str,
+    params: dict[str, str],
+    token: str,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     """Copy the agent's followed log into ``send`` until either side ends."""
     headers = {"authorization": f"Bearer {token}"} if token else {}
     timeout = httpx.Timeout(30.0, read=None)  # a followed log may be quiet for long
     try:
         async with (
-            httpx.AsyncClient(timeout=timeout) as client,
+            httpx.AsyncClient(timeout=timeout, verify=tls or True) as client,
             client.stream("GET", url, params=params, headers=headers) as response,
         ):
             if response.status_code >= 400:
@@ -100,4 +116,15 @@ async def stream_log(
             async for chunk in response.aiter_raw():
                 await send.send(chunk)
     except httpx.HTTPError as exc:
-        await send.send(f"error: the node agent could not be reached: {exc}\n".encode())
+        await send.send(f"error: the node agent could not be reached: {_why(exc)}\n".encode())
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong, from the first exception of the chain that says (httpx's
+    ``ConnectError`` around a failed certificate check says nothing itself)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if str(seen):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__

@@ -15,6 +15,7 @@ import copy
 import logging
 import random
 import re
+import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from functools import partial
@@ -132,6 +133,9 @@ class ApiServer:
         self.strategies = Strategies(self.registry, self.services, self._namespace_terminated)
         self.kubelet_token = ""
         """Bearer token the server presents to node agents (pods/log)."""
+        self.kubelet_tls: ssl.SSLContext | None = None
+        """TLS to node agents (HTTPS, this client certificate, their certificates verified);
+        None: plain HTTP with :attr:`kubelet_token`."""
         self.service_account_tokens = ServiceAccountTokens()
         """Signs ``serviceaccounts/token`` requests (an in-memory key unless replaced)."""
         self.on_namespace_deleted: Callable[[], None] = lambda: None
@@ -688,9 +692,16 @@ class ApiServer:
         obj: KubeObject | None,
         old: KubeObject | None,
         request: Request,
+        *,
+        kind: str = "",
+        validate: bool = True,
     ) -> None:
+        """Admission of a write; ``kind`` names a subresource's own body (``Eviction``,
+        ``TokenRequest``), which is not validated as ``info``'s kind, nor is ``obj``
+        without ``validate``."""
+        validate = validate and not kind
         if self.plugins is None:
-            if obj is not None:
+            if obj is not None and validate:
                 _validation.validate_kind(info, obj, old)
             return
         name = target.name or ((obj or {}).get("metadata") or {}).get("name", "")
@@ -699,7 +710,7 @@ class ApiServer:
             user=user,
             api_group=info.group,
             api_version=info.version,
-            kind=info.kind,
+            kind=kind or info.kind,
             resource=info.resource,
             subresource=target.subresource,
             namespace=target.namespace,
@@ -712,7 +723,7 @@ class ApiServer:
             try:
                 self.plugins.admission_mutate(request=admission)
                 # Validated after mutating admission, so what a plugin changed is checked too.
-                if obj is not None:
+                if obj is not None and validate:
                     _validation.validate_kind(info, obj, old)
                 problems = self.plugins.admission_validate(request=admission)
             finally:
@@ -1019,17 +1030,21 @@ class ApiServer:
         if sub == "eviction" and verb == "create" and (info.group, info.resource) == ("", "pods"):
             budgets = self.scheme.resource("policy", "v1", "poddisruptionbudgets")
             assert budgets is not None
+            eviction = _validation.decode_body(request)
+            self._admit("CREATE", user, info, target, eviction, None, request, kind="Eviction")
             status = await _eviction.evict(
                 self.registry,
                 info,
                 budgets,
                 target.namespace,
                 target.name,
-                _validation.decode_body(request),
+                eviction,
                 dry_run=_dry_run(request),
             )
             return json_response(status, 201)
         if sub == "token" and verb == "create" and info.resource == "serviceaccounts":
+            tokens = _validation.decode_body(request)
+            self._admit("CREATE", user, info, target, tokens, None, request, kind="TokenRequest")
             return await self._token_request(request, target)
         raise ApiError(
             404, f"the subresource {sub!r} of {info.resource} is not served yet", reason="NotFound"
@@ -1181,11 +1196,18 @@ class ApiServer:
                 "the server does not allow this method on the requested resource",
                 reason="MethodNotAllowed",
             )
+
+        async def admitted(current: KubeObject) -> KubeObject:
+            # Status writes pass admission too (NodeRestriction: a node's pods only).
+            new = await change(current)
+            self._admit("UPDATE", user, info, target, new, current, request, validate=False)
+            return new
+
         updated = await self.registry.update(
             info,
             target.namespace,
             target.name,
-            change if finish is None else _then(change, finish),
+            admitted if finish is None else _then(admitted, finish),
             dry_run=_dry_run(request),
         )
         return json_response(updated, 200, _warning_headers(warnings))
@@ -1261,9 +1283,10 @@ class ApiServer:
         nodes = self.scheme.resource("", "v1", "nodes")
         assert nodes is not None
         node = await self.registry.get_object(nodes, "", node_name)
-        url = (
-            f"http://{_nodeproxy.agent_endpoint(node)}/containerLogs/"
-            f"{target.namespace}/{target.name}/{container}"
+        url = _nodeproxy.agent_url(
+            self.kubelet_tls,
+            _nodeproxy.agent_endpoint(node),
+            f"/containerLogs/{target.namespace}/{target.name}/{container}",
         )
         params = {k: request.param(k) for k in _nodeproxy.LOG_OPTIONS if request.param(k)}
         for flag in _nodeproxy.LOG_FLAGS:  # the agent gets them spelled one way
@@ -1271,7 +1294,7 @@ class ApiServer:
                 params[flag] = "true" if request.flag(flag) else "false"
         if not request.flag("follow"):
             status, content_type, body = await _nodeproxy.fetch_log(
-                url=url, params=params, token=self.kubelet_token
+                url=url, params=params, token=self.kubelet_token, tls=self.kubelet_tls
             )
             if status >= 400:
                 raise ApiError(status, body.decode(errors="replace").strip() or "log unavailable")
@@ -1279,7 +1302,13 @@ class ApiServer:
         # Following: the answer is streamed as it comes (an agent error becomes text).
         return Response(
             content_type="text/plain",
-            stream=partial(_nodeproxy.stream_log, url=url, params=params, token=self.kubelet_token),
+            stream=partial(
+                _nodeproxy.stream_log,
+                url=url,
+                params=params,
+                token=self.kubelet_token,
+                tls=self.kubelet_tls,
+            ),
         )
 
     async def _pod_stream(self, request: Request, target: ResourcePath, sub: str) -> Response:
@@ -1301,6 +1330,7 @@ class ApiServer:
                     endpoint=endpoint,
                     path=path,
                     token=self.kubelet_token,
+                    tls=self.kubelet_tls,
                 )
             else:
                 path = f"/portForward/{target.namespace}/{target.name}"
@@ -1310,6 +1340,7 @@ class ApiServer:
                     endpoint=endpoint,
                     path=path,
                     token=self.kubelet_token,
+                    tls=self.kubelet_tls,
                 )
         except streams.StreamRefused as exc:
             raise ApiError(exc.status, exc.message) from exc

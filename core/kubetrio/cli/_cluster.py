@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 import yaml
 
 from kubetrio.plugins import PluginManager
+
+if TYPE_CHECKING:
+    from kubetrio.pki import TLSConfig
 
 from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checked_store_url
 from ._console import err_console, setup_logging
@@ -254,6 +257,23 @@ def agent(
     client_key: Path | None = typer.Option(
         None, exists=True, dir_okay=False, help="The key of --client-certificate (PEM)."
     ),
+    tls_cert_file: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="The certificate the agent's HTTPS endpoint (logs, exec, port-forward) serves, "
+        "signed by the cluster CA for the node's addresses (PEM).",
+    ),
+    tls_private_key_file: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="The key of --tls-cert-file (PEM)."
+    ),
+    client_ca_file: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="The CA whose client certificates the agent's endpoint accepts (the server's "
+        "DATA_DIR/pki/client-ca.crt); callers are then authorized by SubjectAccessReview.",
+    ),
     node_name: str = typer.Option("", help="Node name (default: the host name)."),
     data_dir: Path = typer.Option(DEFAULT_AGENT_DIR, help="The agent's state: images, pods, logs."),
     registries: Path | None = typer.Option(
@@ -315,6 +335,7 @@ def agent(
         )
         if client_certificate is not None:
             verify.load_cert_chain(client_certificate, client_key)
+    kubelet_tls = _agent_tls(tls_cert_file, tls_private_key_file, client_ca_file)
     mirrors = yaml.safe_load(registries.read_text()) if registries else None
     plugins = context_plugins()
     config: dict[str, Any] = dict(plugin_config())
@@ -341,7 +362,8 @@ def agent(
                 registries=mirrors,
                 address=node_ip or None,
                 kubelet_port=0,
-                kubelet_token=kubelet_token,
+                kubelet_token="" if kubelet_tls else kubelet_token,
+                kubelet_tls=kubelet_tls,
                 cluster_dns=[DNS_SERVICE_IP],
             )
             stop_signals = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
@@ -374,6 +396,26 @@ def agent(
         trio.run(run)
     finally:
         plugins.unconfigure()
+
+
+def _agent_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> TLSConfig | None:
+    """The agent endpoint's TLS from ``agent``'s flags (None: plain HTTP and the token);
+    the flags go together."""
+    from kubetrio.pki import TLSConfig
+
+    if cert is None and key is None and client_ca is None:
+        import logging
+
+        logging.getLogger("kubetrio").warning(
+            "no --tls-cert-file: the node agent's endpoint is plain HTTP guarded by the admin token"
+        )
+        return None
+    if cert is None or key is None or client_ca is None:
+        raise typer.BadParameter(
+            "give all three or none",
+            param_hint="--tls-cert-file/--tls-private-key-file/--client-ca-file",
+        )
+    return TLSConfig(cert_file=cert, key_file=key, client_ca_file=client_ca)
 
 
 def _up_home(args: dict[str, str]) -> Path:

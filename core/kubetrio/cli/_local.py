@@ -319,7 +319,6 @@ def _up_nodes(
 
     from ._token import create_bootstrap_token
 
-    token = (home / "data" / "admin-token").read_text().strip()
     pki = ClusterPKI(home / "data" / "pki")
     # The nodes join as kubeadm's do: a bootstrap token asks for each node's client
     # certificate (system:node:<name>, auto-approved); the token expires within the hour.
@@ -334,6 +333,11 @@ def _up_nodes(
             "--data-dir", str(home / "nodes" / node.name),
             "--certificate-authority", str(pki.ca.files.cert_file),
         ]  # fmt: skip
+        # Its endpoint's serving certificate, apart from the client one (kubelet's flags).
+        serving = pki.node_serving_certificate(node.name, ip_addresses=[node.address])
+        agent += ["--tls-cert-file", str(serving.cert_file)]
+        agent += ["--tls-private-key-file", str(serving.key_file)]
+        agent += ["--client-ca-file", str(pki.client_ca.files.cert_file)]
         if mirrors is not None:
             agent += ["--registries", str(mirrors)]
         agent += agent_options
@@ -341,10 +345,9 @@ def _up_nodes(
             topology.command_in(node, agent),
             home / f"agent-{node.name}.log",
             home / f"agent-{node.name}.pid",
-            # Not on the command line, where `ps` shows them. The admin token is what the
-            # API server presents when it reaches the agent (logs, exec), not the agent's
-            # credential.
-            env={"KUBETRIO_TOKEN": join_token, "KUBETRIO_KUBELET_TOKEN": token},
+            # Not on the command line, where `ps` shows it. The agent needs no admin token:
+            # the API server reaches its endpoint with a client certificate (TLS above).
+            env={"KUBETRIO_TOKEN": join_token},
         )
     _wait_nodes_ready(home, url, [node.name for node in topology.nodes])
     for node in topology.nodes:

@@ -127,6 +127,12 @@ async def run_server(
     if advertise is None:
         log.warning("no address pods can reach the API at: no kubernetes Service")
     pki = cluster_pki(data_dir, host, advertise)
+    # This node's agent serves HTTPS with a certificate of the cluster CA for every
+    # address it may be reached at; the API server calls it with its own client cert.
+    node_addresses = [*local_addresses(), *([node_ip] if node_ip else [])]
+    agent_tls = pki.agent_tls(
+        pki.node_serving_certificate(node_name or socket.gethostname(), ip_addresses=node_addresses)
+    )
     config: dict[str, Any] = dict(plugin_config or {})
     config["kubetrio"] = {"command": "server", "data_dir": str(data_dir), "admin_token": token}
     if agent and (why := agent_can_run()) is not None:
@@ -162,6 +168,7 @@ async def run_server(
                 limits=limits,
                 tls=pki.tls(),
                 advertise_address=advertise,
+                agent_tls=agent_tls,
             ) as cluster,
         ):
             # Tokens from ``kubectl create token`` stay valid across restarts: one key per

@@ -34,6 +34,7 @@ from kubetrio.images import (
     RegistryConfig,
     credentials_from_secrets,
 )
+from kubetrio.pki import TLSConfig
 from kubetrio.plugins import PluginManager
 from kubetrio.providers import ContainerRuntime, KubeObject, NetworkPlugin, StorageDriver
 
@@ -77,8 +78,10 @@ class NodeAgent:
     :param sync_period: how often ConfigMap/Secret volumes are refreshed.
     :param kubelet_port: serve container logs on this port (0: any free port; None: no
         server); advertised in the Node's ``daemonEndpoints``. ``kubelet_host`` is the
-        address to bind (default: the node address), ``kubelet_token`` the Bearer token
-        the API server must send.
+        address to bind (default: the node address). ``kubelet_tls``: serve HTTPS with
+        this certificate and admit callers by a client certificate of its client CA and a
+        SubjectAccessReview (what the API server presents); without it, plain HTTP and
+        ``kubelet_token`` the Bearer token the API server must send.
     :param container_log_max_size, container_log_max_files: log rotation (kubelet's
         ``containerLogMaxSize``/``containerLogMaxFiles``).
     :param image_gc_high_percent, image_gc_low_percent: when the image disk is fuller
@@ -118,6 +121,7 @@ class NodeAgent:
         kubelet_port: int | None = None,
         kubelet_host: str | None = None,
         kubelet_token: str = "",
+        kubelet_tls: TLSConfig | None = None,
         container_log_max_size: int = 10 * 1024 * 1024,
         container_log_max_files: int = 5,
         image_gc_high_percent: float = 85.0,
@@ -175,6 +179,7 @@ class NodeAgent:
         self.kubelet_port = kubelet_port
         self.kubelet_host = kubelet_host
         self.kubelet_token = kubelet_token
+        self.kubelet_tls = kubelet_tls
 
     # --- construction -------------------------------------------------------------------
 
@@ -249,6 +254,7 @@ class NodeAgent:
                         host=self.kubelet_host or self.address,
                         port=self.kubelet_port,
                         token=self.kubelet_token,
+                        tls=self.kubelet_tls,
                     )
                     self.kubelet_port = await nursery.start(server.run)
                 lease = await self._register()

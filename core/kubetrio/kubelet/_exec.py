@@ -78,7 +78,7 @@ def _set_size(fd: int, payload: bytes) -> bool:
 
 async def serve_exec(
     agent: NodeAgent,
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     initial: bytes,
     namespace: str,
     pod: str,
@@ -200,7 +200,7 @@ async def serve_exec(
 
 async def serve_attach(
     agent: NodeAgent,
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     initial: bytes,
     namespace: str,
     pod: str,
@@ -231,7 +231,7 @@ async def serve_attach(
             await _relay_attach(session, stream, initial)
 
 
-async def _relay_attach(session: Any, stream: trio.SocketStream, initial: bytes) -> None:
+async def _relay_attach(session: Any, stream: trio.abc.Stream, initial: bytes) -> None:
     lock = trio.Lock()
 
     async def send(channel: int, payload: bytes) -> None:

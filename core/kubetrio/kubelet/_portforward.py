@@ -13,6 +13,7 @@ import trio
 
 from kubetrio.netns import socket_in_netns
 
+from ..streams._agentwire import FramedPipe
 from ._exec import SWITCHING, find_pod, http_error
 
 if TYPE_CHECKING:
@@ -31,10 +32,14 @@ async def connect_in_pod(netns: str, port: int) -> trio.SocketStream:
     return trio.SocketStream(tsock)
 
 
-async def relay(a: trio.SocketStream, b: trio.SocketStream, initial: bytes = b"") -> None:
+async def relay(
+    a: trio.abc.HalfCloseableStream, b: trio.abc.HalfCloseableStream, initial: bytes = b""
+) -> None:
     """Copy both ways until both directions ended; EOF is passed on as a half-close."""
 
-    async def one_way(src: trio.SocketStream, dst: trio.SocketStream, first: bytes) -> None:
+    async def one_way(
+        src: trio.abc.HalfCloseableStream, dst: trio.abc.HalfCloseableStream, first: bytes
+    ) -> None:
         try:
             if first:
                 await dst.send_all(first)
@@ -51,7 +56,7 @@ async def relay(a: trio.SocketStream, b: trio.SocketStream, initial: bytes = b""
 
 async def serve_port_forward(
     agent: NodeAgent,
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     initial: bytes,
     namespace: str,
     pod: str,
@@ -82,4 +87,5 @@ async def serve_port_forward(
         return
     async with target:
         await stream.send_all(SWITCHING)
-        await relay(stream, target, initial)
+        # Frames, not the bare connection: a half-close must cross TLS (see _agentwire).
+        await relay(FramedPipe(stream, initial), target)

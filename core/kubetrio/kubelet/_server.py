@@ -17,8 +17,14 @@ through the Node's ``status.addresses`` (InternalIP) and
 ``GET /healthz``
     ``ok``.
 
-Requests must carry ``Authorization: Bearer <token>`` when the agent has a token.
-The server is plain HTTP on the address it is given; bind it to a private address.
+With ``tls`` (what ``kubetrio server``, ``up`` and ``agent --tls-cert-file`` use) the
+endpoint is HTTPS only, as kubelet's: the agent's serving certificate, and callers
+authenticated by a client certificate of the client CA (a certificate of another CA
+fails the handshake, none is a ``401``) and authorized by a SubjectAccessReview of
+``nodes/proxy`` on this node (``get`` for GET, ``create`` for POST), as kubelet's
+webhook authorization asks (a ``403`` otherwise; answers that allow are kept 5 minutes).
+Without ``tls`` it is plain HTTP and requests must carry ``Authorization: Bearer
+<token>`` when the agent has a token; bind it to a private address then.
 """
 
 from __future__ import annotations
@@ -27,11 +33,14 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 import trio
+
+from kubetrio.client import ClientError
+from kubetrio.pki import TLSConfig
 
 from ._exec import serve_attach, serve_exec
 from ._portforward import serve_port_forward
@@ -40,6 +49,25 @@ if TYPE_CHECKING:
     from ._agent import NodeAgent
 
 log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 10.0
+"""A caller that has not finished the TLS handshake by then is dropped."""
+ALLOWED_TTL = 300.0
+"""How long a SubjectAccessReview that allowed is trusted (kubelet's webhook cache)."""
+VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+def certificate_user(certificate: dict[str, Any]) -> tuple[str, list[str]]:
+    """The user (CN) and groups (O) of a verified client certificate
+    (``getpeercert()`` form), as the API server's x509 authenticator reads them."""
+    name, groups = "", []
+    for rdn in certificate.get("subject") or ():
+        for key, value in rdn:
+            if key == "commonName":
+                name = value
+            elif key == "organizationName":
+                groups.append(value)
+    return name, groups
 
 
 def _flag(query: dict[str, list[str]], name: str) -> bool:
@@ -57,12 +85,21 @@ class KubeletServer:
     """Serves :meth:`NodeAgent.read_logs` over HTTP; ``run`` follows the start protocol."""
 
     def __init__(
-        self, agent: NodeAgent, *, host: str = "127.0.0.1", port: int = 0, token: str = ""
+        self,
+        agent: NodeAgent,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str = "",
+        tls: TLSConfig | None = None,
     ) -> None:
         self.agent = agent
         self.host = host
         self.port = port
         self.token = token
+        self.context = tls.server_context() if tls is not None else None
+        self.allowed: dict[tuple[str, tuple[str, ...], str], float] = {}
+        """(user, groups, verb) → until when a SubjectAccessReview's yes holds."""
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen; ``started`` with the bound port."""
@@ -71,20 +108,37 @@ class KubeletServer:
         task_status.started(self.port)
         await trio.serve_listeners(self._connection, listeners)
 
-    async def _connection(self, stream: trio.SocketStream) -> None:
+    async def _connection(self, socket_stream: trio.SocketStream) -> None:
+        stream: trio.abc.Stream = socket_stream
+        peer: dict[str, Any] | None = None
+        if self.context is not None:
+            tls = trio.SSLStream(
+                socket_stream, self.context, server_side=True, https_compatible=True
+            )
+            with trio.move_on_after(HANDSHAKE_TIMEOUT):
+                try:
+                    await tls.do_handshake()
+                    peer = tls.getpeercert() or None
+                    stream = tls
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                    # Plain HTTP, or a certificate the client CA did not sign.
+                    log.debug("kubelet TLS handshake failed: %s", exc.__cause__ or exc)
+            if stream is not tls:
+                await socket_stream.aclose()
+                return
         conn = h11.Connection(h11.SERVER)
         async with stream:
             try:
                 while True:
                     event = conn.next_event()
                     if event is h11.NEED_DATA:
-                        data = await stream.receive_some(65536)
+                        data = bytes(await stream.receive_some(65536))
                         conn.receive_data(data)
                         if not data:
                             return
                         continue
                     if isinstance(event, h11.Request):
-                        await self._handle(conn, stream, event)
+                        await self._handle(conn, stream, event, peer)
                         return  # one request per connection keeps this small
                     if isinstance(event, h11.ConnectionClosed):
                         return
@@ -101,7 +155,7 @@ class KubeletServer:
     async def _send(
         self,
         conn: h11.Connection,
-        stream: trio.SocketStream,
+        stream: trio.abc.Stream,
         status: int,
         body: bytes,
         content_type: str = "text/plain",
@@ -116,10 +170,24 @@ class KubeletServer:
         await stream.send_all(conn.send(h11.EndOfMessage()))
 
     async def _handle(
-        self, conn: h11.Connection, stream: trio.SocketStream, request: h11.Request
+        self,
+        conn: h11.Connection,
+        stream: trio.abc.Stream,
+        request: h11.Request,
+        peer: dict[str, Any] | None,
     ) -> None:
         headers = {k.decode().lower(): v.decode() for k, v in request.headers}
-        if self.token:
+        if self.context is not None:
+            if peer is None:
+                await self._send(conn, stream, 401, b"Unauthorized\n")
+                return
+            user, groups = certificate_user(peer)
+            verb = VERBS.get(request.method.decode(), request.method.decode().lower())
+            if not await self._authorized(user, groups, verb):
+                message = f"Forbidden (user={user}, verb={verb}, resource=nodes, subresource=proxy)"
+                await self._send(conn, stream, 403, message.encode() + b"\n")
+                return
+        elif self.token:
             given = headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 await self._send(conn, stream, 401, b"Unauthorized\n")
@@ -186,6 +254,38 @@ class KubeletServer:
         async for chunk in chunks:
             await stream.send_all(conn.send(h11.Data(data=chunk)))
         await stream.send_all(conn.send(h11.EndOfMessage()))
+
+    async def _authorized(self, user: str, groups: list[str], verb: str) -> bool:
+        """Whether the API server says ``user`` may ``verb`` ``nodes/proxy`` of this node
+        (a SubjectAccessReview, as kubelet's webhook authorizer asks)."""
+        key = (user, tuple(groups), verb)
+        if self.allowed.get(key, 0.0) > trio.current_time():
+            return True
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user,
+                "groups": groups,
+                "resourceAttributes": {
+                    "verb": verb,
+                    "resource": "nodes",
+                    "subresource": "proxy",
+                    "name": self.agent.node_name,
+                },
+            },
+        }
+        try:
+            answer = await self.agent.client.create(
+                "authorization.k8s.io/v1", "subjectaccessreviews", review
+            )
+        except ClientError as exc:
+            log.warning("SubjectAccessReview for %s failed: %s", user, exc)
+            return False
+        if not (answer.get("status") or {}).get("allowed"):
+            return False
+        self.allowed[key] = trio.current_time() + ALLOWED_TTL
+        return True
 
 
 async def _first(chunks: AsyncIterator[bytes]) -> bytes:

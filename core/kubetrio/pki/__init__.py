@@ -21,5 +21,6 @@ from ._pki import local_addresses as local_addresses
 from ._requests import certificate_request as certificate_request
 from ._requests import new_private_key as new_private_key
 from ._requests import sign_request as sign_request
+from ._tls import AgentTLS as AgentTLS
 from ._tls import TLSConfig as TLSConfig
 from ._tls import client_context as client_context

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ._tls import TLSConfig
+from ._tls import AgentTLS, TLSConfig
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 """How long a CA is valid: ten years, as kubeadm's and k3s' CAs."""
@@ -306,6 +306,14 @@ class ClusterPKI:
         return KeyPair(self.dir / "apiserver.crt", self.dir / "apiserver.key")
 
     @property
+    def kubelet_client(self) -> KeyPair:
+        """The API server's client certificate for node agents' endpoints
+        (``CN=kube-apiserver-kubelet-client``, as kubeadm's ``apiserver-kubelet-client``)."""
+        return KeyPair(
+            self.dir / "apiserver-kubelet-client.crt", self.dir / "apiserver-kubelet-client.key"
+        )
+
+    @property
     def admin(self) -> KeyPair:
         """The admin's client certificate (``CN=kubernetes-admin, O=system:masters``)."""
         return KeyPair(self.dir / "admin.crt", self.dir / "admin.key")
@@ -329,6 +337,46 @@ class ClusterPKI:
             common_name,
             organizations=organizations,
             client=True,
+        )
+
+    def node_serving_certificate(
+        self,
+        node_name: str,
+        *,
+        ip_addresses: Iterable[IPAddress | str],
+        dns_names: Iterable[str] = (),
+    ) -> KeyPair:
+        """A node agent's serving certificate (its HTTPS endpoint, kubelet's 10250), signed
+        by the server CA the API server verifies agents against: ``CN=system:node:<name>,
+        O=system:nodes`` (a kubelet serving certificate's subject), the node's name and
+        ``dns_names``, and ``ip_addresses`` — every address the agent is reached at.
+
+        Kept apart from the node's client certificate: a node that joined with a CSR
+        still gets this from whoever starts it (``up --nodes``, or ``--tls-cert-file``).
+        """
+        return self.ca.ensure_issued(
+            KeyPair(
+                self.dir / f"node-{node_name}-serving.crt",
+                self.dir / f"node-{node_name}-serving.key",
+            ),
+            f"system:node:{node_name}",
+            organizations=["system:nodes"],
+            server=True,
+            dns_names=[node_name, *dns_names],
+            ip_addresses=[ipaddress.ip_address(a) for a in ip_addresses],
+        )
+
+    def agent_tls(self, serving: KeyPair) -> AgentTLS:
+        """The TLS between the API server and a node agent serving with ``serving``."""
+        return AgentTLS(
+            serving=TLSConfig(
+                cert_file=serving.cert_file,
+                key_file=serving.key_file,
+                client_ca_file=self.client_ca.files.cert_file,
+            ),
+            ca_file=self.ca.files.cert_file,
+            client_cert_file=self.kubelet_client.cert_file,
+            client_key_file=self.kubelet_client.key_file,
         )
 
     def node_certificate(self, node_name: str) -> KeyPair:
@@ -364,4 +412,6 @@ def ensure_cluster_pki(
         ip_addresses=[ipaddress.ip_address(a) for a in ip_addresses],
     )
     pki.client_certificate("admin", "kubernetes-admin", ["system:masters"])
+    # No group: RBAC binds it to system:kubelet-api-admin (nodes/proxy, nodes/log ...).
+    pki.client_certificate("apiserver-kubelet-client", "kube-apiserver-kubelet-client")
     return pki

@@ -40,3 +40,19 @@ def client_context(
     if cert_file is not None:
         context.load_cert_chain(cert_file, key_file)
     return context
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentTLS:
+    """Mutual TLS between the API server and a node agent's endpoint (kubelet's 10250):
+    the agent serves ``serving`` and verifies callers against its client CA; the API
+    server presents its client certificate and verifies the agent against ``ca_file``."""
+
+    serving: TLSConfig
+    ca_file: Path
+    client_cert_file: Path
+    client_key_file: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        """The API server's context for connections to agents."""
+        return client_context(self.ca_file, self.client_cert_file, self.client_key_file)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ from ._agentwire import (
     STDIN,
     STDOUT,
     AgentRefused,
+    FramedPipe,
     FrameReader,
     frame,
     open_agent_stream,
@@ -92,9 +94,15 @@ def exit_status(result: dict[str, Any] | None, command: list[str] | None = None)
     }
 
 
-async def _agent(endpoint: str, path: str, params: list[tuple[str, str]], token: str) -> Any:
+async def _agent(
+    endpoint: str,
+    path: str,
+    params: list[tuple[str, str]],
+    token: str,
+    tls: ssl.SSLContext | None,
+) -> Any:
     try:
-        return await open_agent_stream(endpoint, path, params, token)
+        return await open_agent_stream(endpoint, path, params, token, tls)
     except AgentRefused as exc:
         raise StreamRefused(exc.status if exc.status < 500 else 502, exc.message) from exc
     except OSError as exc:
@@ -111,8 +119,10 @@ async def exec_upgrade(
     endpoint: str,
     path: str,
     token: str,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[list[tuple[str, str]], Upgrade]:
-    """Pick the protocol, open the agent stream; return the 101 headers and the relay."""
+    """Pick the protocol, open the agent stream (over TLS with ``tls``); return the 101
+    headers and the relay."""
     flag = {
         k: parse_bool(k, query[k][0] if query.get(k) else None)
         for k in ("stdin", "stdout", "stderr", "tty")
@@ -128,7 +138,7 @@ async def exec_upgrade(
         protocol = next((p for p in offered if p in CHANNEL_PROTOCOLS), None)
         if protocol is None:
             raise StreamRefused(400, f"none of the subprotocols {offered} is supported")
-        agent, rest = await _agent(endpoint, path, params, token)
+        agent, rest = await _agent(endpoint, path, params, token, tls)
 
         async def ws_relay(stream: trio.abc.Stream, initial: bytes) -> None:
             await _ws_exec(
@@ -145,7 +155,7 @@ async def exec_upgrade(
         versions = _offered(headers, "x-stream-protocol-version")
         if "v4.channel.k8s.io" not in versions:
             raise StreamRefused(400, f"unsupported stream protocol versions {versions}")
-        agent, rest = await _agent(endpoint, path, params, token)
+        agent, rest = await _agent(endpoint, path, params, token, tls)
 
         async def spdy_relay(stream: trio.abc.Stream, initial: bytes) -> None:
             await _spdy_exec(SpdySession(stream, initial), agent, rest, flag, command)
@@ -181,7 +191,7 @@ def _wanted(flag: dict[str, bool]) -> set[int]:
 
 async def _ws_exec(
     ws: WebSocket,
-    agent: trio.SocketStream,
+    agent: trio.abc.Stream,
     rest: bytes,
     v5: bool,
     flag: dict[str, bool],
@@ -221,7 +231,7 @@ async def _ws_exec(
 
 async def _spdy_exec(
     session: SpdySession,
-    agent: trio.SocketStream,
+    agent: trio.abc.Stream,
     rest: bytes,
     flag: dict[str, bool],
     command: list[str],
@@ -313,12 +323,14 @@ async def port_forward_upgrade(
     endpoint: str,
     path: str,
     token: str,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[list[tuple[str, str]], Upgrade]:
     """Pick the protocol for a port-forward; return the 101 headers and the relay."""
     upgrade = headers.get("upgrade", "").lower()
 
-    async def connect(port: int) -> tuple[trio.SocketStream, bytes]:
-        return await open_agent_stream(endpoint, path, [("port", str(port))], token)
+    async def connect(port: int) -> tuple[trio.abc.HalfCloseableStream, bytes]:
+        stream, rest = await open_agent_stream(endpoint, path, [("port", str(port))], token, tls)
+        return FramedPipe(stream, rest), b""
 
     if "websocket" in upgrade:
         offered = _offered(headers, "sec-websocket-protocol")
@@ -358,7 +370,7 @@ async def port_forward_upgrade(
     raise StreamRefused(400, "upgrade to WebSocket or SPDY/3.1 is required")
 
 
-Connect = Callable[[int], Awaitable[tuple[trio.SocketStream, bytes]]]
+Connect = Callable[[int], Awaitable[tuple[trio.abc.HalfCloseableStream, bytes]]]
 
 
 async def _spdy_port_forward(session: SpdySession, connect: Connect) -> None:
@@ -401,7 +413,7 @@ async def _forward_pair(data: SpdyStream, error: SpdyStream, connect: Connect) -
                 if rest:
                     await data.send(rest)
                 while chunk := await agent.receive_some(65536):
-                    await data.send(chunk)
+                    await data.send(bytes(chunk))
                 await data.close()
 
             async with trio.open_nursery() as nursery:
@@ -418,7 +430,7 @@ async def _ws_port_forward(ws: WebSocket, ports: list[int], connect: Connect) ->
             prefix = bytes([port & 0xFF, port >> 8])
             await ws.send(bytes([2 * i]) + prefix)
             await ws.send(bytes([2 * i + 1]) + prefix)
-        agents: dict[int, trio.SocketStream] = {}
+        agents: dict[int, trio.abc.HalfCloseableStream] = {}
         async with trio.open_nursery() as nursery:
 
             async def down(i: int) -> None:

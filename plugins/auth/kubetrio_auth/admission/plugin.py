@@ -25,6 +25,9 @@
   one, the protection finalizers of claims and volumes, growing a claim only when its
   class allows expansion.
 
+* **NodeRestriction** lets a node agent change only its own Node and the pods bound to
+  it (``noderestriction``); on with the ``Node`` authorization mode, as kubeadm pairs them.
+
 Namespaces, quotas and limit ranges are read from caches the API server fills
 (``kubetrio_api_caches``).
 """
@@ -33,11 +36,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from kubetrio.plugins import hookimpl
 from kubetrio.providers import AdmissionRequest, ApiCaches, Controller, ObjectCache
 
+from ..rbac.plugin import configured_modes
 from . import lifecycle, limitranger, pod_security_admission, serviceaccount, storage
+from .noderestriction import NodeRestriction
 from .quota import QuotaAdmission, QuotaController
 
 log = logging.getLogger("kubetrio.admission")
@@ -52,16 +58,27 @@ class AdmissionPlugin:
         self.limit_ranges: ObjectCache | None = None
         self.service_accounts: ObjectCache | None = None
         self.storage_classes: ObjectCache | None = None
+        self.node_restriction = NodeRestriction()
+
+    @hookimpl
+    def kubetrio_configure(self, config: dict[str, Any]) -> None:
+        """NodeRestriction is on when the authorization modes name ``Node``."""
+        self.node_restriction = NodeRestriction()
+        self.node_restriction.enabled = "Node" in configured_modes(config)[0]
 
     @hookimpl
     def kubetrio_api_caches(self, caches: ApiCaches) -> None:
         """Ask for the Namespace cache (PodSecurity reads its labels), the
-        ResourceQuota, LimitRange and ServiceAccount caches."""
+        ResourceQuota, LimitRange, ServiceAccount and StorageClass caches, and Pods and
+        Nodes (NodeRestriction)."""
         self.namespaces = caches.informer("v1", "namespaces")
         self.quota.quotas = caches.informer("v1", "resourcequotas")
         self.limit_ranges = caches.informer("v1", "limitranges")
         self.service_accounts = caches.informer("v1", "serviceaccounts")
         self.storage_classes = caches.informer("storage.k8s.io/v1", "storageclasses")
+        if self.node_restriction.enabled:
+            self.node_restriction.pods = caches.informer("v1", "pods")
+            self.node_restriction.nodes = caches.informer("v1", "nodes")
 
     @hookimpl
     def kubetrio_admission_mutate(self, request: AdmissionRequest) -> None:
@@ -79,11 +96,12 @@ class AdmissionPlugin:
 
     @hookimpl
     def kubetrio_admission_validate(self, request: AdmissionRequest) -> list[str] | None:
-        """PodSecurity: refuse pods violating the namespace's enforced level; warn and
-        audit pods and workload templates against the warn and audit levels. Then
-        LimitRanger's bounds. Then ResourceQuota, only for what the others admit (so a
-        refused pod is not counted)."""
-        refused = lifecycle.validate(request) or []
+        """NodeRestriction first. PodSecurity: refuse pods violating the namespace's
+        enforced level; warn and audit pods and workload templates against the warn and
+        audit levels. Then LimitRanger's bounds. Then ResourceQuota, only for what the
+        others admit (so a refused pod is not counted)."""
+        refused = self.node_restriction.validate(request)
+        refused += lifecycle.validate(request) or []
         refused += serviceaccount.validate(request, self.service_accounts) or []
         refused += pod_security_admission.validate(request, self.namespaces) or []
         refused += limitranger.validate(request, self.limit_ranges) or []

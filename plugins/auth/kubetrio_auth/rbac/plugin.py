@@ -1,7 +1,8 @@
 """Entry point of the ``rbac`` plugin: the ``--authorization-mode`` chain.
 
-``--authorization-mode`` is kube-apiserver's: a comma-separated list of ``RBAC``,
-``AlwaysAllow`` and ``AlwaysDeny``, asked in order; the first that allows decides, and a
+``--authorization-mode`` is kube-apiserver's: a comma-separated list of ``Node``,
+``RBAC``, ``AlwaysAllow`` and ``AlwaysDeny``, asked in order (``Node`` is the ``node``
+plugin's authorizer, asked before this plugin's); the first that allows decides, and a
 request none allows is forbidden. With ``RBAC`` in the list the plugin asks the API server
 for caches of the RBAC objects, runs the default-policy and ClusterRole-aggregation
 controllers, checks writes to RBAC objects for escalation, and lists a user's rules for
@@ -36,11 +37,11 @@ from .bootstrap import BootstrapPolicy
 
 log = logging.getLogger("kubetrio_auth.rbac")
 
-MODES = ("AlwaysAllow", "AlwaysDeny", "RBAC")
+MODES = ("AlwaysAllow", "AlwaysDeny", "Node", "RBAC")
 DEFAULT_AUTHORIZATION_MODE = "AlwaysAllow"
 """For a cluster embedded in a program (``open_cluster``): a single-user control plane,
 often served over plain HTTP, to which kubectl sends no bearer token."""
-SERVER_AUTHORIZATION_MODE = "RBAC"
+SERVER_AUTHORIZATION_MODE = "Node,RBAC"
 """For ``kubetrio server``/``up`` (HTTPS, client certificates): secure by default."""
 SUPERUSER_GROUP = "system:masters"
 EVERYTHING: KubeObject = {
@@ -64,6 +65,18 @@ def parse_modes(value: str) -> tuple[str, ...]:
     return modes
 
 
+def configured_modes(config: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+    """The modes ``kubetrio_configure``'s ``config`` asks for (``auth.authorization_mode``,
+    else the default of the command), and an error: a bad value means ``AlwaysDeny``."""
+    value = str((config.get("auth") or {}).get("authorization_mode") or "")
+    command = (config.get("kubetrio") or {}).get("command")
+    default = SERVER_AUTHORIZATION_MODE if command == "server" else DEFAULT_AUTHORIZATION_MODE
+    try:
+        return parse_modes(value or default), ""
+    except ValueError as exc:
+        return ("AlwaysDeny",), str(exc)
+
+
 class RBACPlugin:
     """The ``rbac`` plugin; one instance per plugin manager (cluster)."""
 
@@ -82,7 +95,7 @@ class RBACPlugin:
         """``--authorization-mode`` for ``server`` and ``up``."""
         options.add(
             "authorization-mode",
-            help="Ordered comma-separated authorizers: RBAC, AlwaysAllow, AlwaysDeny "
+            help="Ordered comma-separated authorizers: Node, RBAC, AlwaysAllow, AlwaysDeny "
             f"(rbac plugin; default {SERVER_AUTHORIZATION_MODE} for server and up, "
             f"{DEFAULT_AUTHORIZATION_MODE} for an embedded cluster).",
             commands=("server", "up"),
@@ -93,15 +106,9 @@ class RBACPlugin:
     def kubetrio_configure(self, config: dict[str, Any]) -> None:
         """Read ``config["auth"]["authorization_mode"]``; a bad value denies everything
         (fail closed) rather than leaving the requests to the permissive default."""
-        value = str((config.get("auth") or {}).get("authorization_mode") or "")
-        command = (config.get("kubetrio") or {}).get("command")
-        default = SERVER_AUTHORIZATION_MODE if command == "server" else DEFAULT_AUTHORIZATION_MODE
-        try:
-            self.modes = parse_modes(value or default)
-            self.error = ""
-        except ValueError as exc:
-            log.error("%s: every request will be forbidden", exc)
-            self.modes, self.error = ("AlwaysDeny",), str(exc)
+        self.modes, self.error = configured_modes(config)
+        if self.error:
+            log.error("%s: every request will be forbidden", self.error)
 
     @hookimpl
     def kubetrio_unconfigure(self) -> None:
@@ -127,7 +134,7 @@ class RBACPlugin:
         if SUPERUSER_GROUP in user.groups:
             return AuthorizationDecision(allowed=True, reason=f"member of {SUPERUSER_GROUP}")
         reason = self.error
-        for mode in self.modes:
+        for mode in self.modes:  # "Node" is the node plugin's, asked before this one
             if mode == "AlwaysAllow":
                 return AuthorizationDecision(allowed=True)
             if mode == "RBAC":

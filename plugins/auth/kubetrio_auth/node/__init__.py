@@ -1,0 +1,2 @@
+"""The Node authorizer (``--authorization-mode=Node``): node agents reach only what their
+pods need."""
