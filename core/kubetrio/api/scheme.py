@@ -70,6 +70,7 @@ SHORT_NAMES: Mapping[tuple[str, str], tuple[str, ...]] = {
     ("networking.k8s.io", "ipaddresses"): ("ip",),
     ("networking.k8s.io", "networkpolicies"): ("netpol",),
     ("policy", "poddisruptionbudgets"): ("pdb",),
+    ("scheduling.k8s.io", "priorityclasses"): ("pc",),
     ("storage.k8s.io", "storageclasses"): ("sc",),
     ("storage.k8s.io", "volumeattributesclasses"): ("vac",),
 }
@@ -106,6 +107,7 @@ GROUP_ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("rbac.authorization.k8s.io", ("v1",)),
     ("storage.k8s.io", ("v1",)),
     ("apiextensions.k8s.io", ("v1",)),
+    ("scheduling.k8s.io", ("v1",)),
     ("coordination.k8s.io", ("v1",)),
     ("discovery.k8s.io", ("v1",)),
 )

@@ -579,6 +579,12 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Age", "string", 0, _age),
     ],
     ("storage.k8s.io", "csidrivers"): _CSIDRIVER_COLUMNS,
+    ("scheduling.k8s.io", "priorityclasses"): [
+        ("Value", "integer", 0, lambda c: c.get("value", 0)),
+        ("Global-Default", "boolean", 0, lambda c: bool(c.get("globalDefault"))),
+        ("Age", "string", 0, _age),
+        ("PreemptionPolicy", "string", 0, lambda c: c.get("preemptionPolicy", "")),
+    ],
     ("", "endpoints"): [
         (
             "Endpoints",

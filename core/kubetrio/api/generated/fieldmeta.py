@@ -1202,6 +1202,13 @@ FIELDS: dict[str, dict[str, F]] = {
         'items': F(ref='io.k8s.api.rbac.v1.Role', container='list'),
         'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta'),
     },
+    'io.k8s.api.scheduling.v1.PriorityClass': {
+        'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta'),
+    },
+    'io.k8s.api.scheduling.v1.PriorityClassList': {
+        'items': F(ref='io.k8s.api.scheduling.v1.PriorityClass', container='list'),
+        'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta'),
+    },
     'io.k8s.api.storage.v1.CSIDriver': {
         'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta'),
         'spec': F(ref='io.k8s.api.storage.v1.CSIDriverSpec'),

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..model import KubeStruct
-from . import apiextensions_v1, apiregistration_v1, apps_v1, authentication_v1, authorization_v1, autoscaling_v1, autoscaling_v2, batch_v1, certificates_v1, coordination_v1, core_v1, discovery_v1, events_v1, meta_v1, networking_v1, policy_v1, rbac_v1, storage_v1, version
+from . import apiextensions_v1, apiregistration_v1, apps_v1, authentication_v1, authorization_v1, autoscaling_v1, autoscaling_v2, batch_v1, certificates_v1, coordination_v1, core_v1, discovery_v1, events_v1, meta_v1, networking_v1, policy_v1, rbac_v1, scheduling_v1, storage_v1, version
 
 __all__ = ["DEFINITIONS", "KINDS"]
 
@@ -406,6 +406,8 @@ DEFINITIONS: dict[str, type[KubeStruct]] = {
     'io.k8s.api.rbac.v1.RoleList': rbac_v1.RoleList,
     'io.k8s.api.rbac.v1.RoleRef': rbac_v1.RoleRef,
     'io.k8s.api.rbac.v1.Subject': rbac_v1.Subject,
+    'io.k8s.api.scheduling.v1.PriorityClass': scheduling_v1.PriorityClass,
+    'io.k8s.api.scheduling.v1.PriorityClassList': scheduling_v1.PriorityClassList,
     'io.k8s.api.storage.v1.CSIDriver': storage_v1.CSIDriver,
     'io.k8s.api.storage.v1.CSIDriverList': storage_v1.CSIDriverList,
     'io.k8s.api.storage.v1.CSIDriverSpec': storage_v1.CSIDriverSpec,
@@ -685,6 +687,8 @@ KINDS: dict[tuple[str, str, str], str] = {
     ('resource.k8s.io', 'v1beta2', 'DeleteOptions'): 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions',
     ('resource.k8s.io', 'v1beta2', 'WatchEvent'): 'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent',
     ('scheduling.k8s.io', 'v1', 'DeleteOptions'): 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions',
+    ('scheduling.k8s.io', 'v1', 'PriorityClass'): 'io.k8s.api.scheduling.v1.PriorityClass',
+    ('scheduling.k8s.io', 'v1', 'PriorityClassList'): 'io.k8s.api.scheduling.v1.PriorityClassList',
     ('scheduling.k8s.io', 'v1', 'WatchEvent'): 'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent',
     ('scheduling.k8s.io', 'v1alpha2', 'DeleteOptions'): 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions',
     ('scheduling.k8s.io', 'v1alpha2', 'WatchEvent'): 'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent',

@@ -111,6 +111,7 @@ RESOURCES: tuple[RawResource, ...] = (
     RawResource('rbac.authorization.k8s.io', 'v1', 'clusterroles', '', False, 'rbac.authorization.k8s.io', 'v1', 'ClusterRole', ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')),
     RawResource('rbac.authorization.k8s.io', 'v1', 'rolebindings', '', True, 'rbac.authorization.k8s.io', 'v1', 'RoleBinding', ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')),
     RawResource('rbac.authorization.k8s.io', 'v1', 'roles', '', True, 'rbac.authorization.k8s.io', 'v1', 'Role', ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')),
+    RawResource('scheduling.k8s.io', 'v1', 'priorityclasses', '', False, 'scheduling.k8s.io', 'v1', 'PriorityClass', ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')),
     RawResource('storage.k8s.io', 'v1', 'csidrivers', '', False, 'storage.k8s.io', 'v1', 'CSIDriver', ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')),
     RawResource('storage.k8s.io', 'v1', 'csinodes', '', False, 'storage.k8s.io', 'v1', 'CSINode', ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')),
     RawResource('storage.k8s.io', 'v1', 'csistoragecapacities', '', True, 'storage.k8s.io', 'v1', 'CSIStorageCapacity', ('create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch')),

@@ -23,10 +23,10 @@ KindValidator = Callable[[Mapping[str, Any], Mapping[str, Any] | None], list[Fie
 
 
 def _table() -> dict[tuple[str, str], KindValidator]:
-    from . import apps, batch, certificates, core, networking, other, policy, rbac
+    from . import apps, batch, certificates, core, networking, other, policy, rbac, scheduling
 
     table: dict[tuple[str, str], KindValidator] = {}
-    for module in (core, apps, batch, networking, policy, rbac, other, certificates):
+    for module in (core, apps, batch, networking, policy, rbac, other, certificates, scheduling):
         table.update(module.VALIDATORS)
     return table
 

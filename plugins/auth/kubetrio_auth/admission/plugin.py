@@ -18,6 +18,9 @@
   CA and the namespace into ``/var/run/secrets/kubernetes.io/serviceaccount`` (unless
   ``automountServiceAccountToken: false``).
 
+* **Priority** gives new pods the ``value`` of their PriorityClass (or of the global
+  default class) as ``spec.priority``, refuses unknown classes and a second default.
+
 * **NamespaceLifecycle** refuses deleting ``default``, ``kube-system`` and ``kube-public``.
 
 * **DefaultStorageClass**, **StorageObjectInUseProtection** and
@@ -42,7 +45,14 @@ from kubetrio.plugins import hookimpl
 from kubetrio.providers import AdmissionRequest, ApiCaches, Controller, ObjectCache
 
 from ..rbac.plugin import configured_modes
-from . import lifecycle, limitranger, pod_security_admission, serviceaccount, storage
+from . import (
+    lifecycle,
+    limitranger,
+    pod_security_admission,
+    priority,
+    serviceaccount,
+    storage,
+)
 from .noderestriction import NodeRestriction
 from .quota import QuotaAdmission, QuotaController
 
@@ -58,6 +68,7 @@ class AdmissionPlugin:
         self.limit_ranges: ObjectCache | None = None
         self.service_accounts: ObjectCache | None = None
         self.storage_classes: ObjectCache | None = None
+        self.priority_classes: ObjectCache | None = None
         self.node_restriction = NodeRestriction()
 
     @hookimpl
@@ -69,22 +80,26 @@ class AdmissionPlugin:
     @hookimpl
     def kubetrio_api_caches(self, caches: ApiCaches) -> None:
         """Ask for the Namespace cache (PodSecurity reads its labels), the
-        ResourceQuota, LimitRange, ServiceAccount and StorageClass caches, and Pods and
-        Nodes (NodeRestriction)."""
+        ResourceQuota, LimitRange, ServiceAccount, StorageClass and PriorityClass caches,
+        and Pods and Nodes (NodeRestriction)."""
         self.namespaces = caches.informer("v1", "namespaces")
         self.quota.quotas = caches.informer("v1", "resourcequotas")
         self.limit_ranges = caches.informer("v1", "limitranges")
         self.service_accounts = caches.informer("v1", "serviceaccounts")
         self.storage_classes = caches.informer("storage.k8s.io/v1", "storageclasses")
+        self.priority_classes = caches.informer("scheduling.k8s.io/v1", "priorityclasses")
         if self.node_restriction.enabled:
             self.node_restriction.pods = caches.informer("v1", "pods")
             self.node_restriction.nodes = caches.informer("v1", "nodes")
 
     @hookimpl
     def kubetrio_admission_mutate(self, request: AdmissionRequest) -> None:
-        """LimitRanger: default new pods' container requests and limits; then
-        ServiceAccount: the pod's account and its token volume (upstream's order).
-        DefaultStorageClass and StorageObjectInUseProtection for new claims and volumes."""
+        """Priority: a new pod's priority from its class (refusing unknown classes and a
+        second default class). LimitRanger: default new pods' container requests and
+        limits; then ServiceAccount: the pod's account and its token volume (upstream's
+        order). DefaultStorageClass and StorageObjectInUseProtection for new claims and
+        volumes."""
+        priority.mutate(request, self.priority_classes)
         limitranger.mutate(request, self.limit_ranges)
         serviceaccount.mutate(request, self.service_accounts)
         storage.mutate(request, self.storage_classes)
