@@ -12,8 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 TESTS = Path(__file__).parent
+
+# Two workers share two cores with real nodes: how long a generated example takes says
+# nothing about the code under test, so no time-based health check or deadline.
+settings.register_profile("kubetrio", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+settings.load_profile("kubetrio")
 
 SHARED = {
     "admission",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from kubetrio import plugins
 from kubetrio.client import ClientError
@@ -55,9 +56,25 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             await admin.create(
                 "v1", "serviceaccounts", {"metadata": {"name": f"sa-{node}"}}, namespace="team"
             )
-            await admin.create("v1", "pods", pod(node), namespace="team")
+        for node in ("a", "b"):
+            await create_when_account_cached(admin, pod(node))
         await admin.create("v1", "secrets", {"metadata": {"name": "unused"}}, namespace="team")
         yield running
+
+
+async def create_when_account_cached(admin: Any, body: dict[str, Any]) -> None:
+    """Create a pod once ServiceAccount admission's cache has its just-made account
+    (upstream's admission looks an uncached account up live; kubetrio's waits for the
+    watch, milliseconds)."""
+    for _ in range(100):
+        try:
+            await admin.create("v1", "pods", body, namespace="team")
+            return
+        except ClientError as exc:
+            if "error looking up service account" not in exc.message:
+                raise
+            await trio.sleep(0.05)
+    raise AssertionError("the ServiceAccount never reached the admission cache")
 
 
 def pod(node: str) -> dict[str, Any]:

@@ -71,14 +71,19 @@ async def test_endpoints_follow_ready_pods(cluster: Cluster) -> None:
         assert ep["subsets"][0]["ports"] == [{"name": "web", "port": 8080, "protocol": "TCP"}]
         assert all(a["targetRef"]["kind"] == "Pod" for a in ep["subsets"][0]["addresses"])
 
-        slices = (
-            await client.list(
-                "discovery.k8s.io/v1",
-                "endpointslices",
-                namespace="default",
-                label_selector="kubernetes.io/service-name=api",
-            )
-        )["items"]
+        async def three_in_slice() -> list[Any]:
+            # Endpoints and EndpointSlices are separate writes: the slice may lag a little.
+            items: list[Any] = (
+                await client.list(
+                    "discovery.k8s.io/v1",
+                    "endpointslices",
+                    namespace="default",
+                    label_selector="kubernetes.io/service-name=api",
+                )
+            )["items"]
+            return items if sum(len(i.get("endpoints") or []) for i in items) == 3 else []
+
+        slices = await wait_for(three_in_slice)
         assert len(slices) == 1
         assert slices[0]["ports"] == [{"name": "web", "port": 8080, "protocol": "TCP"}]
         assert len(slices[0]["endpoints"]) == 3

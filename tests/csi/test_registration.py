@@ -30,6 +30,9 @@ from tests.kit import wait_for
 KUBECTL = Path(os.path.realpath(shutil.which("kubectl") or "kubectl")).parent / "kubectl.1.33"
 TOKEN = "csi-admin-token"
 NODE = "csi-node"
+BUILT_IN = ("kubetrio.io/local", "rancher.io/local-path")
+"""The storage plugin's own drivers, registered beside the gRPC one."""
+HOSTNAME = "kubernetes.io/hostname"
 
 
 def test_parse_drivers() -> None:
@@ -141,7 +144,7 @@ async def test_node_agent_registers_csi_drivers(
                 return None
             raise
         drivers = csinode["spec"].get("drivers") or []
-        return csinode if {d["name"] for d in drivers} == {NAME, "kubetrio.io/local"} else None
+        return csinode if {d["name"] for d in drivers} == {NAME, *BUILT_IN} else None
 
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
@@ -154,7 +157,7 @@ async def test_node_agent_registers_csi_drivers(
     assert csinode["metadata"]["ownerReferences"] == [
         {"apiVersion": "v1", "kind": "Node", "name": NODE, "uid": node["metadata"]["uid"]}
     ]
-    assert csinode["spec"]["drivers"] == [
+    assert sorted(csinode["spec"]["drivers"], key=lambda d: str(d["name"])) == [
         {
             "name": NAME,
             "nodeID": NODE_ID,
@@ -162,16 +165,17 @@ async def test_node_agent_registers_csi_drivers(
             "allocatable": {"count": 7},
         },
         {"name": "kubetrio.io/local", "nodeID": NODE, "topologyKeys": []},
+        {"name": "rancher.io/local-path", "nodeID": NODE, "topologyKeys": [HOSTNAME]},
     ]
     assert len(driver.requests("NodeGetInfo")) == 1
 
     annotation = node["metadata"]["annotations"]["csi.volume.kubernetes.io/nodeid"]
-    assert json.loads(annotation) == {NAME: NODE_ID, "kubetrio.io/local": NODE}
+    assert json.loads(annotation) == {NAME: NODE_ID, **dict.fromkeys(BUILT_IN, NODE)}
     assert node["metadata"]["labels"][ZONE_KEY] == "zone-a"  # the driver's topology
 
     table = await kubectl(kubeconfig, "get", "csinodes")
     assert table.split("\n")[0].split() == ["NAME", "DRIVERS", "AGE"]
-    assert table.split("\n")[1].split()[:2] == [NODE, "2"]
+    assert table.split("\n")[1].split()[:2] == [NODE, "3"]
 
     async def csidriver() -> str:
         out = await kubectl(kubeconfig, "get", "csidrivers", "--ignore-not-found")
@@ -260,13 +264,13 @@ async def test_a_driver_that_comes_up_later_is_registered_then(
     with trio.fail_after(90):
         async with trio.open_nursery() as nursery:
             await nursery.start(agent.run)
-            await wait_for(names_are("kubetrio.io/local"), timeout=30)
+            await wait_for(names_are(*BUILT_IN), timeout=30)
             driver.start()
-            await wait_for(names_are("kubetrio.io/local", NAME), timeout=60)
+            await wait_for(names_are(*BUILT_IN, NAME), timeout=60)
             nursery.cancel_scope.cancel()
     node = await running.client.get("v1", "nodes", NODE)
     annotation = json.loads(node["metadata"]["annotations"]["csi.volume.kubernetes.io/nodeid"])
-    assert annotation == {NAME: NODE_ID, "kubetrio.io/local": NODE}
+    assert annotation == {NAME: NODE_ID, **dict.fromkeys(BUILT_IN, NODE)}
 
 
 @pytest.mark.parametrize("command", ["server", "agent", "up"])
@@ -299,5 +303,5 @@ async def test_a_driver_without_node_service_is_skipped(
     with trio.fail_after(30):  # returns once every driver is registered or skipped
         await register_storage_drivers(running.client, NODE, created["metadata"]["uid"], drivers)
     csinode = await running.client.get("storage.k8s.io/v1", "csinodes", NODE)
-    assert [d["name"] for d in csinode["spec"]["drivers"]] == ["kubetrio.io/local"]
+    assert sorted(d["name"] for d in csinode["spec"]["drivers"]) == sorted(BUILT_IN)
     assert len(driver.requests("NodeGetInfo")) == 1
