@@ -48,13 +48,21 @@ up: setup  ## install, then start a local cluster
 down:  ## stop the local cluster
 	$(BIN)/kubetrio down
 
-# Two workers: every test that starts a node (netns, nft, runc, fixed ports) runs in one of
-# them, in order; the rest is shared out (tests/conftest.py). Tests that change the venv
-# itself (`serial`) run alone afterwards.
-TEST_WORKERS ?= 2
+# Two pytest processes side by side: the tests that start a node (marked `node` by
+# tests/conftest.py: netns, nft, runc, mounts, fixed ports) one after another in one, the
+# rest in the other; then the tests that change the venv itself (`serial`) alone. Each
+# log is printed when its run ends; exit status 5 (nothing selected, e.g. with a path in
+# PYTEST_ARGS) counts as success for the two halves.
 test: setup  ## run the test suite
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial" $(PYTEST_ARGS)
-	$(BIN)/pytest -m serial $(PYTEST_ARGS)
+	@rm -rf .test-logs && mkdir -p .test-logs /tmp/kubetrio-tests; \
+	$(BIN)/pytest -m "node and not serial" --basetemp=/tmp/kubetrio-tests/node $(PYTEST_ARGS) \
+	  > .test-logs/node.log 2>&1 & node=$$!; \
+	$(BIN)/pytest -m "not node and not serial" --basetemp=/tmp/kubetrio-tests/shared $(PYTEST_ARGS) \
+	  > .test-logs/shared.log 2>&1 & shared=$$!; \
+	wait $$shared; s=$$?; echo "=== tests without a node (exit $$s)"; cat .test-logs/shared.log; \
+	wait $$node; n=$$?; echo "=== tests with a node (exit $$n)"; cat .test-logs/node.log; \
+	echo "=== tests that change the venv"; $(BIN)/pytest -m serial $(PYTEST_ARGS); v=$$?; \
+	for rc in $$s $$n; do [ $$rc = 0 ] || [ $$rc = 5 ] || exit 1; done; [ $$v = 0 ] || [ $$v = 5 ]
 
 lint: setup  ## ruff, mypy, stubtest, generated CSI stubs, import layers, rustfmt, clippy
 	$(BIN)/ruff check .

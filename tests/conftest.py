@@ -1,10 +1,10 @@
-"""How `make test` shares the suite between its two pytest-xdist workers.
+"""How `make test` runs the suite as two pytest processes side by side.
 
 Tests that start a node share host-wide things — network namespaces, nftables tables,
-runc containers, mounts, a few fixed ports — so they run in one worker, one after another
-(the ``node`` xdist group). Only folders known to need none of that are shared out to both
-workers; a new folder is a node test until it is added to ``SHARED``. Tests that install
-into the virtualenv are marked ``serial`` and run alone after the parallel run.
+runc containers, mounts, a few fixed ports — so they are marked ``node`` and run in one
+process, one after another. Only folders known to need none of that run in the other
+process beside them; a new folder is a node test until it is added to ``SHARED``. Tests
+that install into the virtualenv are marked ``serial`` and run alone afterwards.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 
 TESTS = Path(__file__).parent
 
-# Two workers share two cores with real nodes: how long a generated example takes says
+# Two processes share two cores with real nodes: how long a generated example takes says
 # nothing about the code under test, so no time-based health check or deadline.
 settings.register_profile("kubetrio", suppress_health_check=[HealthCheck.too_slow], deadline=None)
 settings.load_profile("kubetrio")
@@ -53,12 +53,11 @@ SERIAL = {"test_third_party_plugin.py"}
 """Files that pip-install into the running virtualenv, which every other test reads."""
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Put node tests in the ``node`` xdist group and mark the venv-changing ones."""
-    for item in items:
-        relative = item.path.relative_to(TESTS).as_posix()
-        top = relative.split("/", 1)[0]
-        if relative in SERIAL:
-            item.add_marker(pytest.mark.serial)
-        elif top not in SHARED or relative in NODE_FILES:
-            item.add_marker(pytest.mark.xdist_group("node"))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark a node test ``node``, or a venv-changing one ``serial``."""
+    relative = item.path.relative_to(TESTS).as_posix()
+    top = relative.split("/", 1)[0]
+    if relative in SERIAL:
+        item.add_marker(pytest.mark.serial)
+    elif top not in SHARED or relative in NODE_FILES:
+        item.add_marker(pytest.mark.node)
