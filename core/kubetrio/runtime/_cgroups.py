@@ -1,8 +1,9 @@
 """cgroup v1 helpers: where a container's cgroup is, what it recorded, and cleanup.
 
-runc creates a container's cgroup in every v1 hierarchy from an absolute
-``cgroupsPath`` (``/kubetrio/<pod-uid>/<container>``) and removes only that leaf when the
-container is deleted; the pod and ``/kubetrio`` parents are ours to remove.
+runc creates a container's cgroup in every v1 hierarchy (and, on a hybrid host, in the
+v2 ``unified`` tree) from an absolute ``cgroupsPath`` (``/kubetrio/<pod-uid>/<container>``)
+and removes only that leaf when the container is deleted; the pod and ``/kubetrio``
+parents are ours to remove, in every tree.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ def hierarchies() -> list[Path]:
             if entry.is_dir() and not entry.is_symlink() and entry.name != "unified":
                 found.append(entry)
     return found
+
+
+def _trees() -> list[Path]:
+    """Every cgroup tree runc makes a container's directories in: the v1 hierarchies and,
+    on a hybrid host, the v2 ``unified`` one (no controllers, but the same paths)."""
+    unified = CGROUP_ROOT / "unified"
+    return [*hierarchies(), *([unified] if unified.is_dir() else [])]
 
 
 def oom_killed(cgroup_path: str) -> bool:
@@ -46,7 +54,7 @@ def remove_tree(cgroup_path: str) -> None:
     relative = cgroup_path.strip("/")
     if not relative:
         raise ValueError("refusing to remove the cgroup root")
-    for hierarchy in hierarchies():
+    for hierarchy in _trees():
         top = hierarchy / relative
         if not top.is_dir():
             continue
@@ -61,7 +69,7 @@ def remove_tree(cgroup_path: str) -> None:
 def remove_if_empty(cgroup_path: str) -> None:
     """Remove a parent cgroup directory in every hierarchy when it has no children left."""
     relative = cgroup_path.strip("/")
-    for hierarchy in hierarchies():
+    for hierarchy in _trees():
         with contextlib.suppress(OSError):
             os.rmdir(hierarchy / relative)
 
@@ -69,4 +77,4 @@ def remove_if_empty(cgroup_path: str) -> None:
 def exists_anywhere(cgroup_path: str) -> bool:
     """Whether the cgroup directory exists in any hierarchy (tests check cleanup with it)."""
     relative = cgroup_path.strip("/")
-    return any((h / relative).exists() for h in hierarchies())
+    return any((h / relative).exists() for h in _trees())
