@@ -4,7 +4,6 @@ messages read back from ``FailedScheduling`` events (and ``kubectl describe``)."
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ from kubetrio.apiserver import RunningApiServer
 from kubetrio.client import Client
 from kubetrio.providers import CycleState, NodeInfo
 from kubetrio.scheduler import Scheduler, SchedulerConfig, pod_info
+from tests.apiserver.test_kubectl import kubectl_binary
 
 from .conftest import Cluster, make_node, make_pod
 
-KUBECTL = shutil.which("kubectl.1.33")
+KUBECTL: str | None = kubectl_binary(33) if Path(kubectl_binary(33)).exists() else None
 HOSTNAME = "kubernetes.io/hostname"
 
 
