@@ -249,26 +249,8 @@ class PodWorker:
         self.final_reason = "DeadlineExceeded"
         self.final_message = "Pod was active on the node longer than the specified deadline"
         self._event("Normal", "DeadlineExceeded", self.final_message)
-        runtime = self.agent.runtime
         with trio.CancelScope(shield=True):
-            for record in self.records + self.init_records:
-                if not record.container_id or "terminated" in record.state:
-                    if "waiting" in record.state:
-                        record.state = {"terminated": {"exitCode": 137, "reason": "Error"}}
-                    continue
-                await runtime.stop_container(record.container_id, grace_period=self._grace_period())
-                final = await runtime.container_status(record.container_id)
-                record.ready = False
-                record.state = {
-                    "terminated": {
-                        "exitCode": final.exit_code if final.exit_code is not None else 137,
-                        "reason": final.reason or "Error",
-                        "startedAt": rfc3339(final.started_at or None),
-                        "finishedAt": rfc3339(final.finished_at or None),
-                        "containerID": f"runc://{record.container_id}",
-                    }
-                }
-            self._finish("Failed")
+            await self._stop_and_fail(self._grace_period())
 
     def evict(self, message: str) -> None:
         """Stop the pod for good: phase Failed, reason ``Evicted`` (kubelet's eviction
@@ -285,13 +267,18 @@ class PodWorker:
         """Stop every container at once (grace 0, as eviction does) and fail the pod."""
         if self._lifecycle_scope is not None:
             self._lifecycle_scope.cancel()  # no more starts or restarts
+        await self._stop_and_fail(0)
+
+    async def _stop_and_fail(self, grace_period: float) -> None:
+        """Stop every running container, record how each ended, and fail the pod (what
+        ``activeDeadlineSeconds`` and eviction both do)."""
         runtime = self.agent.runtime
         for record in self.records + self.init_records:
             if not record.container_id or "terminated" in record.state:
                 if "waiting" in record.state:
                     record.state = {"terminated": {"exitCode": 137, "reason": "Error"}}
                 continue
-            await runtime.stop_container(record.container_id, grace_period=0)
+            await runtime.stop_container(record.container_id, grace_period=grace_period)
             final = await runtime.container_status(record.container_id)
             record.ready = False
             record.state = {

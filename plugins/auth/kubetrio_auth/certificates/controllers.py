@@ -30,6 +30,7 @@ from kubetrio.client import Client, ClientError, SharedInformers
 from kubetrio.pki import LEAF_VALIDITY, ClusterPKI, sign_request
 from kubetrio.providers import KubeObject
 
+from ..rbac.aggregation import WakeOnChange
 from . import bootstraptokens
 from .csr import (
     API_VERSION,
@@ -49,26 +50,6 @@ log = logging.getLogger("kubetrio_auth.certificates")
 MIN_DURATION = datetime.timedelta(seconds=600)
 
 
-class _Poke:
-    """An informer handler that wakes a sync loop on every change."""
-
-    def __init__(self, wake: trio.MemorySendChannel[None]) -> None:
-        self.wake = wake
-
-    def _poke(self) -> None:
-        with contextlib.suppress(trio.WouldBlock):
-            self.wake.send_nowait(None)
-
-    def on_add(self, obj: KubeObject) -> None:
-        self._poke()
-
-    def on_update(self, old: KubeObject, new: KubeObject) -> None:
-        self._poke()
-
-    def on_delete(self, obj: KubeObject) -> None:
-        self._poke()
-
-
 async def _watch_csrs(
     client: Client,
     sync: Any,
@@ -78,7 +59,7 @@ async def _watch_csrs(
     informers = SharedInformers(client)
     csrs = informers.informer(API_VERSION, RESOURCE)
     wake, woken = trio.open_memory_channel[None](1)
-    csrs.add_handler(_Poke(wake))
+    csrs.add_handler(WakeOnChange(wake))
     async with trio.open_nursery() as nursery:
         await nursery.start(informers.run)
         task_status.started()

@@ -44,7 +44,10 @@ def aggregated_rules(role: KubeObject, roles: list[KubeObject]) -> list[Rule]:
     return rules
 
 
-class _Changed:
+class WakeOnChange:
+    """An informer handler that wakes a sync loop (one pending pass at most) on every
+    change; the certificates plugin's loops use it too."""
+
     def __init__(self, wake: trio.MemorySendChannel[None]) -> None:
         self.wake = wake
 
@@ -75,7 +78,7 @@ class ClusterRoleAggregation:
         informers = SharedInformers(client)
         roles = informers.informer(API_VERSION, "clusterroles")
         wake, woken = trio.open_memory_channel[None](1)
-        roles.add_handler(_Changed(wake))
+        roles.add_handler(WakeOnChange(wake))
         async with trio.open_nursery() as nursery:
             await nursery.start(informers.run)
             await self.sync(client, roles.list())
