@@ -10,6 +10,7 @@ truncated (TC) so the client retries over TCP, where the full answer goes.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import struct
@@ -30,6 +31,7 @@ log = logging.getLogger("kubetrio.dns")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 UPSTREAM_TIMEOUT = 2.0
 MAX_TCP_CLIENTS = 256
+_EPHEMERAL_ATTEMPTS = 8
 
 
 def resolv_conf(
@@ -133,7 +135,18 @@ class ClusterDNS:
                 raise
             return udp, tcp
 
-        return in_netns(self.netns, make)
+        def make_pair() -> tuple[socket.socket, socket.socket]:
+            # With port 0 the kernel picks a free UDP port, but the same TCP port may be
+            # taken by someone else: pick again rather than fail.
+            for _ in range(_EPHEMERAL_ATTEMPTS - 1):
+                try:
+                    return make()
+                except OSError as err:
+                    if self.listen[1] != 0 or err.errno != errno.EADDRINUSE:
+                        raise
+            return make()
+
+        return in_netns(self.netns, make_pair)
 
     async def run(
         self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED
