@@ -2,7 +2,8 @@
 
 Plus the PodDisruptionBudget's ``DisruptionAllowed`` condition (upstream's
 ``pdbhelper.UpdateDisruptionAllowedCondition``), which both the disruption controller and
-the ``pods/eviction`` subresource set.
+the ``pods/eviction`` subresource set, and the readings of a pod's conditions that
+controllers and the API server share.
 """
 
 from __future__ import annotations
@@ -29,6 +30,20 @@ def set_status_condition(status: KubeObject, wanted: KubeObject, generation: int
             }
             return
     conditions.append({**wanted, "observedGeneration": generation, "lastTransitionTime": _now()})
+
+
+def pod_condition(pod: KubeObject, type_: str) -> KubeObject | None:
+    """The pod's status condition of ``type_``."""
+    for condition in (pod.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == type_:
+            return condition  # type: ignore[no-any-return]
+    return None
+
+
+def is_pod_ready(pod: KubeObject) -> bool:
+    """Whether the pod's Ready condition is True."""
+    condition = pod_condition(pod, "Ready")
+    return condition is not None and condition.get("status") == "True"
 
 
 def update_disruption_allowed(status: KubeObject, generation: int) -> None:

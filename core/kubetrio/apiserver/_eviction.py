@@ -20,7 +20,7 @@ import datetime
 import json
 
 from kubetrio.api import selectors
-from kubetrio.api.conditions import update_disruption_allowed
+from kubetrio.api.conditions import is_pod_ready, update_disruption_allowed
 from kubetrio.api.scheme import ResourceInfo
 from kubetrio.kubeobject import KubeObject
 
@@ -31,11 +31,6 @@ NOT_RUNNING = ("Pending", "Succeeded", "Failed")
 MAX_DISRUPTED_PODS = 2000
 """More unconfirmed evictions than this in one budget are refused (upstream's cap)."""
 REFUSED = "Cannot evict pod as it would violate the pod's disruption budget."
-
-
-def _ready(pod: KubeObject) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def _too_many_requests(message: str, retry_after: int = 0) -> ApiError:
@@ -89,7 +84,7 @@ def spend_disruption(budget: KubeObject, pod_name: str, *, dry_run: bool) -> Kub
 
 def _may_skip_budget(budget: KubeObject, pod: KubeObject) -> bool:
     """A not-Ready pod that may go without spending a disruption (upstream's rules)."""
-    if _ready(pod):
+    if is_pod_ready(pod):
         return False
     if (budget.get("spec") or {}).get("unhealthyPodEvictionPolicy") == "AlwaysAllow":
         return True

@@ -6,6 +6,9 @@ import datetime
 import math
 from typing import Any
 
+# Re-exported: controllers read pod conditions from here with the rest.
+from kubetrio.api.conditions import is_pod_ready as is_pod_ready
+from kubetrio.api.conditions import pod_condition as pod_condition
 from kubetrio.api.selectors import Selector, label_selector_from_struct
 from kubetrio.client import Client, ClientError, KubeObject
 
@@ -55,20 +58,6 @@ def is_active_pod(pod: KubeObject) -> bool:
     """A pod that counts toward a controller's replicas: not terminating, not finished."""
     phase = (pod.get("status") or {}).get("phase")
     return not is_deleting(pod) and phase not in ("Succeeded", "Failed")
-
-
-def pod_condition(pod: KubeObject, type_: str) -> KubeObject | None:
-    """The pod's status condition of ``type_``."""
-    for condition in (pod.get("status") or {}).get("conditions") or ():
-        if condition.get("type") == type_:
-            return condition  # type: ignore[no-any-return]
-    return None
-
-
-def is_pod_ready(pod: KubeObject) -> bool:
-    """Whether the pod's Ready condition is True."""
-    condition = pod_condition(pod, "Ready")
-    return condition is not None and condition.get("status") == "True"
 
 
 def parse_time(value: str | None) -> float | None:
