@@ -27,7 +27,7 @@ import trio
 from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject
 
 from ._brakes import CreateBrake, announce_pause, slow_start
-from ._expectations import Expectations
+from ._expectations import Expectations, OwnedPodHandler
 from ._index import OwnerIndex
 from ._objects import (
     is_active_pod,
@@ -142,7 +142,7 @@ class DaemonSetController(QueueController):
         self.daemonsets.add_handler(FunctionHandler(lambda d: self.queue.add(object_key(d))))
         self.nodes.add_handler(FunctionHandler(lambda _: self._enqueue_all()))
         self.pods.add_handler(self.pod_index)
-        self.pods.add_handler(_PodHandler(self))
+        self.pods.add_handler(OwnedPodHandler(self.expectations, self.queue, self.owner_key))
 
     def primary(self) -> Informer | None:
         """DaemonSets."""
@@ -357,29 +357,3 @@ class DaemonSetController(QueueController):
                 namespace=daemonset["metadata"]["namespace"],
                 subresource="status",
             )
-
-
-class _PodHandler:
-    """Pod events tick off expectations and enqueue the DaemonSet."""
-
-    def __init__(self, controller: DaemonSetController) -> None:
-        self.controller = controller
-
-    def on_add(self, pod: KubeObject) -> None:
-        key = self.controller.owner_key(pod)
-        if key is not None:
-            self.controller.expectations.creation_observed(key)
-            self.controller.queue.add(key)
-
-    def on_update(self, old: KubeObject, new: KubeObject) -> None:
-        key = self.controller.owner_key(new)
-        if key is not None:
-            if is_deleting(new) and not is_deleting(old):
-                self.controller.expectations.deletion_observed(key, new["metadata"]["uid"])
-            self.controller.queue.add(key)
-
-    def on_delete(self, pod: KubeObject) -> None:
-        key = self.controller.owner_key(pod)
-        if key is not None:
-            self.controller.expectations.deletion_observed(key, pod["metadata"]["uid"])
-            self.controller.queue.add(key)

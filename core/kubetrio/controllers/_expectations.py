@@ -12,8 +12,13 @@ lost event can only delay, never wedge, a controller).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import trio
+
+from kubetrio.client import KubeObject, WorkQueue
+
+from ._objects import is_deleting
 
 TIMEOUT = 60.0
 """Seconds after which unmet expectations are assumed lost."""
@@ -65,3 +70,43 @@ class Expectations:
     def clear(self) -> None:
         """Drop all expectations."""
         self._by_key.clear()
+
+
+class OwnedPodHandler:
+    """Pod events tick off the owning controller's expectations and enqueue its key.
+
+    ``owner_key`` maps a pod to its controller's queue key (None: not ours). A pod that
+    first shows up already being deleted counts as a deletion, as client-go's handlers do.
+    """
+
+    def __init__(
+        self,
+        expectations: Expectations,
+        queue: WorkQueue,
+        owner_key: Callable[[KubeObject], str | None],
+    ) -> None:
+        self.expectations = expectations
+        self.queue = queue
+        self.owner_key = owner_key
+
+    def on_add(self, pod: KubeObject) -> None:
+        key = self.owner_key(pod)
+        if key is not None:
+            if is_deleting(pod):
+                self.expectations.deletion_observed(key, pod["metadata"]["uid"])
+            else:
+                self.expectations.creation_observed(key)
+            self.queue.add(key)
+
+    def on_update(self, old: KubeObject, new: KubeObject) -> None:
+        key = self.owner_key(new)
+        if key is not None:
+            if is_deleting(new) and not is_deleting(old):
+                self.expectations.deletion_observed(key, new["metadata"]["uid"])
+            self.queue.add(key)
+
+    def on_delete(self, pod: KubeObject) -> None:
+        key = self.owner_key(pod)
+        if key is not None:
+            self.expectations.deletion_observed(key, pod["metadata"]["uid"])
+            self.queue.add(key)

@@ -32,7 +32,7 @@ import trio
 from kubetrio.client import ClientError, FunctionHandler, Informer, KubeObject, now_rfc3339
 
 from ._brakes import CreateBrake, announce_pause, slow_start
-from ._expectations import Expectations
+from ._expectations import Expectations, OwnedPodHandler
 from ._index import OwnerIndex
 from ._objects import (
     delete_exact,
@@ -108,7 +108,7 @@ class JobController(QueueController):
         self.pods: Informer = ctx.informers.informer("v1", "pods")
         self.jobs.add_handler(FunctionHandler(lambda j: self.queue.add(object_key(j))))
         self.pods.add_handler(self.pod_index)
-        self.pods.add_handler(_PodHandler(self))
+        self.pods.add_handler(OwnedPodHandler(self.expectations, self.queue, self.job_key_of))
 
     def primary(self) -> Informer | None:
         """Jobs."""
@@ -375,32 +375,3 @@ class JobController(QueueController):
         async with trio.open_nursery() as nursery:
             for pod in pods:
                 nursery.start_soon(delete, pod)
-
-
-class _PodHandler:
-    """Pod events tick off expectations and enqueue the Job."""
-
-    def __init__(self, controller: JobController) -> None:
-        self.controller = controller
-
-    def on_add(self, pod: KubeObject) -> None:
-        key = self.controller.job_key_of(pod)
-        if key is not None:
-            if is_deleting(pod):
-                self.controller.expectations.deletion_observed(key, pod["metadata"]["uid"])
-            else:
-                self.controller.expectations.creation_observed(key)
-            self.controller.queue.add(key)
-
-    def on_update(self, old: KubeObject, new: KubeObject) -> None:
-        key = self.controller.job_key_of(new)
-        if key is not None:
-            if is_deleting(new) and not is_deleting(old):
-                self.controller.expectations.deletion_observed(key, new["metadata"]["uid"])
-            self.controller.queue.add(key)
-
-    def on_delete(self, pod: KubeObject) -> None:
-        key = self.controller.job_key_of(pod)
-        if key is not None:
-            self.controller.expectations.deletion_observed(key, pod["metadata"]["uid"])
-            self.controller.queue.add(key)
