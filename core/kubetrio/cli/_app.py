@@ -13,6 +13,7 @@ import kubetrio
 from kubetrio import plugins as plugin_loading
 
 from ._admin import admin_app
+from ._backup import backup, migrate, restore
 from ._cluster import register_cluster_commands
 from ._console import console, err_console, load_plugins_or_exit
 from ._errors import explain
@@ -123,6 +124,9 @@ def build_app(
     app.command()(version)
     app.command("plugins")(list_plugins)
     app.command("history")(history)
+    app.command()(backup)
+    app.command()(restore)
+    app.command()(migrate)
     register_cluster_commands(app, manager)
     app.add_typer(image_app)
     app.add_typer(admin_app)

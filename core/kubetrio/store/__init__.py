@@ -8,10 +8,16 @@ revision, compaction), two backends that pass one test suite:
 
 Open either with ``async with open_store(url) as store:``. The store sees keys and opaque
 bytes only — no models, no HTTP. :class:`EncryptedStore` wraps either to encrypt the
-resources an EncryptionConfiguration names (``_encryption``). Old versions are kept past
+resources an EncryptionConfiguration names (``_encryption``). Backups, restores and
+migrations copy a store (``_backup``). Old versions are kept past
 compaction under a :class:`HistoryPolicy`, with a note of who wrote each (``_history``).
 """
 
+from ._backup import BUMP_REVISION as BUMP_REVISION
+from ._backup import Copied as Copied
+from ._backup import backup_sqlite as backup_sqlite
+from ._backup import copy_live as copy_live
+from ._backup import restore_sqlite as restore_sqlite
 from ._encryption import EncryptedStore as EncryptedStore
 from ._encryption import EncryptionConfig as EncryptionConfig
 from ._encryption import EncryptionConfigError as EncryptionConfigError

@@ -130,7 +130,9 @@ _watch_decoder = msgspec.json.Decoder(_WatchMessage, strict=False)
 _error_decoder = msgspec.json.Decoder(_GatewayError, strict=False)
 _encode = msgspec.json.Encoder().encode  # bytes become base64, as the gateway wants
 
-_ALL_KEYS = b"\x00"  # as range_end: "every key >= key"
+# As range_end: "every key >= key"; as key too (etcd refuses an empty one): with that
+# range_end, every key there is — what an empty prefix means in the Store contract.
+_ALL_KEYS = b"\x00"
 _RETRYABLE_MESSAGES = ("no leader", "leader changed", "timed out", "not capable", "unavailable")
 
 
@@ -348,7 +350,10 @@ class EtcdStore:
         start = as_key(prefix)
         end = prefix_end(start)
         key = start if continue_key is None else max(start, as_key(continue_key))
-        body: dict[str, Any] = {"key": _b(key), "range_end": _b(end if end else _ALL_KEYS)}
+        body: dict[str, Any] = {
+            "key": _b(key or _ALL_KEYS),
+            "range_end": _b(end if end else _ALL_KEYS),
+        }
         if revision > 0:
             body["revision"] = revision
         if limit > 0:
@@ -363,7 +368,11 @@ class EtcdStore:
         start = as_key(prefix)
         end = prefix_end(start)
         resp = await self._range(
-            {"key": _b(start), "range_end": _b(end if end else _ALL_KEYS), "count_only": True}
+            {
+                "key": _b(start or _ALL_KEYS),
+                "range_end": _b(end if end else _ALL_KEYS),
+                "count_only": True,
+            }
         )
         return resp.count
 
@@ -518,7 +527,7 @@ class EtcdStore:
     ) -> AsyncIterator[_WatchResults]:
         """One upstream watch (on the current endpoint), as an iterator of results."""
         create: dict[str, Any] = {
-            "key": _b(start),
+            "key": _b(start or _ALL_KEYS),
             "range_end": _b(end if end is not None else _ALL_KEYS),
             "prev_kv": True,
         }
