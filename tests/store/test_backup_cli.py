@@ -115,3 +115,32 @@ def test_backup_of_a_running_server_restores_into_a_new_cluster(tmp_path: Path) 
         # Writes go on in the new epoch.
         kubectl(new, "-n", "shop", "create", "configmap", "after-the-restore")
     assert yaml.safe_load((new / "kubeconfig").read_text())["clusters"]
+
+
+def test_the_server_backs_up_on_a_schedule_and_keeps_the_newest(tmp_path: Path) -> None:
+    from tests.kit import wait_until
+
+    backups = tmp_path / "data" / "backups"
+    log = tmp_path / "server.log"
+    with running_server(tmp_path, "--backup-schedule", "1s", "--backup-retention", "2"):
+        kubectl(tmp_path, "create", "configmap", "scheduled", "--from-literal=a=1")
+        wait_until(
+            lambda: log.read_text().count("scheduled backup:") >= 4,
+            timeout=60,
+            what="four scheduled backups",
+        )
+        kept = sorted(backups.glob("kubetrio-*.db"))
+        assert len(kept) == 2, kept
+    assert log.read_text().count("removed (--backup-retention 2)") >= 2
+    restored = kubetrio("restore", str(kept[-1]), "--data-dir", str(tmp_path / "restored"))
+    assert restored.returncode == 0, restored.stderr
+    keys = kubetrio("admin", "list-raw", "/registry/core/configmaps/default/", "--data-dir",
+                    str(tmp_path / "restored")).stdout  # fmt: skip
+    assert "default/scheduled" in keys
+
+
+def test_a_bad_schedule_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = kubetrio("server", "--no-agent", "--data-dir", str(tmp_path), "--backup-schedule",
+                      "soon")  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: --backup-schedule 'soon': use a duration such as" in result.stderr

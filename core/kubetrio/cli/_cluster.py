@@ -19,6 +19,12 @@ from kubetrio.plugins import PluginManager
 if TYPE_CHECKING:
     from kubetrio.pki import TLSConfig
 
+from ._backup import (
+    BACKUP_DIR_OPTION,
+    BACKUP_RETENTION_OPTION,
+    BACKUP_SCHEDULE_OPTION,
+)
+from ._backup import backup_schedule as backup_schedules
 from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checked_store_url
 from ._console import err_console, setup_logging
 from ._join import certificate_files, ensure_client_certificate, keep_renewed
@@ -118,6 +124,9 @@ def server(
     history_retention: str = HISTORY_RETENTION_OPTION,
     history_retention_for: list[str] = HISTORY_RETENTION_FOR_OPTION,
     history_max_size: str = HISTORY_MAX_SIZE_OPTION,
+    backup_schedule: str = BACKUP_SCHEDULE_OPTION,
+    backup_retention: int = BACKUP_RETENTION_OPTION,
+    backup_dir: Path | None = BACKUP_DIR_OPTION,
     request_header_timeout: float | None = typer.Option(
         None, min=0.1, show_default="10", help="Seconds a request's headers may take, else 408."
     ),
@@ -195,6 +204,7 @@ def server(
     config = plugin_config()
     encryption = encryption_config(encryption_provider_config, data_dir)
     history = history_policy(history_retention, history_retention_for, history_max_size)
+    backups = backup_schedules(backup_schedule, backup_retention, backup_dir, data_dir)
     audit = audit_log(
         audit_policy_file,
         audit_log_path,
@@ -225,6 +235,7 @@ def server(
             lb_pool=pool,
             limits=limits,
             advertise_address=advertise_address or None,
+            backups=backups,
         )
     )
 

@@ -29,6 +29,12 @@ from typing import Any
 import httpx
 import typer
 
+from ._backup import (
+    BACKUP_DIR_OPTION,
+    BACKUP_RETENTION_OPTION,
+    BACKUP_SCHEDULE_OPTION,
+    backup_arguments,
+)
 from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checked_store_url
 from ._console import console, err_console
 from ._nodes import DEFAULT_UNDERLAY, Topology
@@ -149,6 +155,9 @@ def up(
     history_retention: str = HISTORY_RETENTION_OPTION,
     history_retention_for: list[str] = HISTORY_RETENTION_FOR_OPTION,
     history_max_size: str = HISTORY_MAX_SIZE_OPTION,
+    backup_schedule: str = BACKUP_SCHEDULE_OPTION,
+    backup_retention: int = BACKUP_RETENTION_OPTION,
+    backup_dir: Path | None = BACKUP_DIR_OPTION,
 ) -> None:
     """Start a local cluster in the background and point kubectl at it.
 
@@ -189,6 +198,7 @@ def up(
         audit_log_maxbackup,
     )
     command += history_arguments(history_retention, history_retention_for, history_max_size)
+    command += backup_arguments(backup_schedule, backup_retention, backup_dir)
     if nodes == 1:
         checked_listen("127.0.0.1", port)
         url = f"https://127.0.0.1:{port}"

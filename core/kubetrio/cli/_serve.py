@@ -34,6 +34,7 @@ from kubetrio.pki import ClusterPKI, ensure_cluster_pki, local_addresses
 from kubetrio.plugins import PluginManager
 
 from ._admin import data_dir_lock
+from ._backup import BackupSchedule, run_scheduled_backups
 from ._security import open_encrypted_store
 
 log = logging.getLogger("kubetrio.server")
@@ -101,6 +102,7 @@ async def run_server(
     audit: AuditLog | None = None,
     history: kv.HistoryPolicy | None = None,
     advertise_address: str | None = None,
+    backups: BackupSchedule | None = None,
 ) -> None:
     """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT.
 
@@ -112,6 +114,7 @@ async def run_server(
     :param audit: where the API server's requests are audited.
     :param history: how long the store keeps old versions (the SQLite store's default: 7 days).
     :param limits: the API server's connection deadlines and caps.
+    :param backups: scheduled backups of the store while it runs (none by default).
     :param advertise_address: where pods reach the API (the ``kubernetes`` Service's
         endpoint; default :func:`~kubetrio.cluster.advertised_address`).
     """
@@ -210,9 +213,19 @@ async def run_server(
             log.info("kubeconfig: %s, context %r", kubeconfig, context_name)
             if ready is not None:
                 ready.set()
-            async for signum in signals:
-                log.info("received %s, stopping", signal.Signals(signum).name)
-                if signum == signal.SIGUSR1:
-                    with trio.move_on_after(60):
-                        await cluster.stop_pods()
-                break
+            async with trio.open_nursery() as background:
+                if backups is not None:
+                    log.info(
+                        "backing the store up every %g s into %s, keeping %d",
+                        backups.interval,
+                        backups.directory,
+                        backups.retention,
+                    )
+                    background.start_soon(run_scheduled_backups, backups, store_url)
+                async for signum in signals:
+                    log.info("received %s, stopping", signal.Signals(signum).name)
+                    if signum == signal.SIGUSR1:
+                        with trio.move_on_after(60):
+                            await cluster.stop_pods()
+                    break
+                background.cancel_scope.cancel()
