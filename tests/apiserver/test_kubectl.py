@@ -267,6 +267,33 @@ async def test_get_watch_sees_changes(kubectl: Kubectl) -> None:
     assert lines == ["1", "2", "3"]
 
 
+async def test_watch_list_client_syncs_from_initial_events(
+    kubeconfig: Path, tmp_path: Path
+) -> None:
+    """client-go's reflector with its WatchListClient gate (kubectl 1.33's `wait`) lists by
+    streaming: initial events, then the bookmark that ends them, then changes."""
+    kubectl = Kubectl(33, kubeconfig, tmp_path)
+    kubectl.env["KUBE_FEATURE_WatchListClient"] = "true"
+    await kubectl.run("create", "configmap", "streamed", "--from-literal=v=1")
+    await kubectl.run("create", "configmap", "bystander")
+    output: list[str] = []
+
+    async def wait() -> None:
+        output.append(
+            await kubectl.run(
+                "wait", "--for=jsonpath={.data.v}=2", "configmap/streamed", "--timeout=30s", "-v=6"
+            )
+        )
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait)
+        await trio.sleep(1.5)
+        await kubectl.run("patch", "configmap", "streamed", "-p", '{"data":{"v":"2"}}')
+    assert "sendInitialEvents=true" in output[0]
+    assert "received the bookmark that marks the end of initial events stream" in output[0]
+    assert "configmap/streamed condition met" in output[0]
+
+
 async def test_errors_read_like_kubernetes(kubectl: Kubectl) -> None:
     missing = await kubectl.run("get", "deploy", "nothing", check=False)
     assert 'Error from server (NotFound): deployments.apps "nothing" not found' in missing

@@ -16,7 +16,7 @@ import base64
 import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 
 import msgspec
 
@@ -103,6 +103,37 @@ class WatchEvent:
     """ADDED, MODIFIED, DELETED, BOOKMARK or ERROR."""
     object: bytes
     revision: int
+
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+"""The annotation of the bookmark that ends a watch's initial events (watch-list)."""
+
+
+def bookmark_object(
+    info: ResourceInfo, revision: int, *, initial_events_end: bool = False
+) -> bytes:
+    """A BOOKMARK event's object: only the kind and the resourceVersion, as upstream."""
+    metadata: KubeObject = {"resourceVersion": str(revision)}
+    if initial_events_end:
+        metadata["annotations"] = {INITIAL_EVENTS_END: "true"}
+    return objects.encode({"kind": info.kind, "apiVersion": info.api_version, "metadata": metadata})
+
+
+def bookmark(info: ResourceInfo, revision: int) -> bytes:
+    """A BOOKMARK watch event line."""
+    return b'{"type":"BOOKMARK","object":' + bookmark_object(info, revision) + b"}\n"
+
+
+class WatchProgress:
+    """How far a :meth:`Registry.watch` has got in the store, for progress bookmarks."""
+
+    def __init__(self) -> None:
+        self._events: AsyncIterator[kv.Event] | None = None
+
+    def revision(self) -> int | None:
+        """Every change of the watched range up to this revision has been handed over
+        (None: not known now — the watch is listing, or events wait in the store's)."""
+        return None if self._events is None else kv.watch_progress(self._events)
 
 
 def encode_continue(revision: int, key: bytes) -> str:
@@ -516,6 +547,8 @@ class Registry:
         *,
         matches: ObjectFilter = _match_all,
         resource_version: str = "",
+        initial_events: bool | None = None,
+        progress: WatchProgress | None = None,
     ) -> AsyncGenerator[WatchEvent, None]:
         """Events of a resource in order, translated through the selectors.
 
@@ -523,10 +556,16 @@ class Registry:
         matching object (a list at one revision), then goes on from that revision. With
         ``N``, every change after ``N``. A compacted ``N`` yields one ERROR event (410
         Expired) and ends, as kube-apiserver's watch cache does.
+
+        ``initial_events`` is ``sendInitialEvents`` (watch-list, resourceVersionMatch
+        NotOlderThan): True lists the state at the newest revision (not older than ``N``),
+        sends it as ADDED events and then a BOOKMARK annotated
+        ``k8s.io/initial-events-end``; False starts at ``N`` (or now) without them.
+        ``progress`` learns the store's watch once it is open.
         """
         prefix = self.prefix(info, namespace)
         start = 0
-        if resource_version in ("", "0"):
+        if initial_events or (initial_events is None and resource_version in ("", "0")):
             try:
                 page = await self.list(info, namespace, matches=matches)
             except ApiError as exc:  # headers are sent: the stream says it, in an ERROR event
@@ -534,11 +573,16 @@ class Registry:
                 return
             for item in page.items:
                 yield WatchEvent("ADDED", item, page.revision)
+            if initial_events:
+                end = bookmark_object(info, page.revision, initial_events_end=True)
+                yield WatchEvent("BOOKMARK", end, page.revision)
             start = page.revision + 1
-        else:
+        elif resource_version not in ("", "0"):
             start = _parse_resource_version(resource_version) + 1
         try:
             async with self.store.watch(prefix, prefix=True, revision=start) as events:
+                if progress is not None:
+                    progress._events = events
                 async for event in events:
                     translated = _translate(event, matches)
                     if translated is not None:
@@ -557,6 +601,9 @@ class Registry:
             )
         except kv.Undecryptable as exc:  # the watch ends with the error, as upstream's
             yield WatchEvent("ERROR", objects.encode(undecryptable(exc).status()), start)
+        finally:
+            if progress is not None:
+                progress._events = None
 
 
 def undecryptable(exc: kv.Undecryptable) -> ApiError:

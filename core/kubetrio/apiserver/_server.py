@@ -59,7 +59,7 @@ from . import (
 )
 from . import _objects as objects
 from ._access import authenticated, forbidden, impersonate
-from ._registry import ListPage, ObjectFilter, Registry, WatchEvent
+from ._registry import ListPage, ObjectFilter, Registry, WatchEvent, WatchProgress, bookmark
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
 from ._status import ApiError, bad_request, conflict, invalid, qualified, status_body
@@ -506,27 +506,18 @@ class ApiServer:
         timeout = _int_param(request, "timeoutSeconds", 0) or random.randint(*DEFAULT_WATCH_TIMEOUT)
         bookmarks = request.flag("allowWatchBookmarks")
         as_table = _wants_table(request)
-        if request.flag("sendInitialEvents"):
-            # The streaming-list protocol is off by default in every kubectl 1.27-1.33;
-            # refusing it makes client-go fall back to list-then-watch.
-            raise invalid(
-                info.kind,
-                info.group,
-                "",
-                [
-                    {
-                        "reason": "FieldValueNotSupported",
-                        "field": "sendInitialEvents",
-                        "message": "Unsupported value: sendInitialEvents is not supported "
-                        "by this server",
-                    }
-                ],
-            )
+        initial_events = _watch_list_options(request)
         resource_version = request.param("resourceVersion")
+        progress = WatchProgress()
 
         def events() -> AsyncGenerator[WatchEvent, None]:
             return self.registry.watch(
-                info, target.namespace, matches=matches, resource_version=resource_version
+                info,
+                target.namespace,
+                matches=matches,
+                resource_version=resource_version,
+                initial_events=initial_events,
+                progress=progress,
             )
 
         return Response(
@@ -539,6 +530,7 @@ class ApiServer:
                 as_table=as_table,
                 # A quiet watch from a known version still gets bookmarks (at that version).
                 start_revision=int(resource_version) if resource_version.isdigit() else 0,
+                progress=progress.revision,
             )
         )
 
@@ -1505,6 +1497,43 @@ def _scale_of(obj: KubeObject) -> KubeObject:
     )
 
 
+def _watch_list_options(request: Request) -> bool | None:
+    """``sendInitialEvents`` of a watch (None: not given), checked as upstream's
+    ``validateWatchOptions`` checks it with ``resourceVersionMatch``."""
+    given = request.param("sendInitialEvents")
+    initial = request.flag("sendInitialEvents") if given else None
+    match = request.param("resourceVersionMatch")
+    causes = []
+    if initial is not None and match != "NotOlderThan":
+        causes.append(
+            "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+        )
+    if match and initial is None:
+        causes.append(
+            "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents "
+            "is provided"
+        )
+    if match and match != "NotOlderThan":
+        causes.append(f'Unsupported value: "{match}": supported values: "NotOlderThan"')
+    if causes:
+        raise invalid(
+            "ListOptions",
+            "meta.k8s.io",
+            "",
+            [
+                {
+                    "reason": "FieldValueNotSupported"
+                    if c.startswith("Unsupported")
+                    else "FieldValueForbidden",
+                    "message": c,
+                    "field": "resourceVersionMatch",
+                }
+                for c in causes
+            ],
+        )
+    return initial
+
+
 def _selector_struct(selector: KubeObject) -> Any:
     from kubetrio import api
     from kubetrio.api.generated import meta_v1
@@ -1521,8 +1550,14 @@ async def _watch_stream(
     bookmarks: bool,
     as_table: bool,
     start_revision: int = 0,
+    progress: Callable[[], int | None] | None = None,
 ) -> None:
-    """Send watch events as newline-delimited JSON, with bookmarks, until ``timeout``."""
+    """Send watch events as newline-delimited JSON, with bookmarks, until ``timeout``.
+
+    A quiet watch's bookmark carries the store's progress (``progress``: how far the
+    store's watch has handed over everything of its range), so a client resuming from it
+    starts near the head instead of far behind, as kube-apiserver's progress bookmarks do.
+    """
     last_revision = start_revision
     first_table = True
     event_send, event_receive = trio.open_memory_channel[WatchEvent](0)
@@ -1542,10 +1577,17 @@ async def _watch_stream(
                     except trio.EndOfChannel:
                         break
                 if idle.cancelled_caught:
+                    # The store's progress is ours only when no event is in flight between
+                    # it and here: the pump is not holding one (the generator in between
+                    # hands events over without a checkpoint).
+                    if progress is not None and not event_receive.statistics().tasks_waiting_send:
+                        last_revision = max(last_revision, progress() or 0)
                     if bookmarks and last_revision:
-                        await send.send(_bookmark(info, last_revision))
+                        await send.send(bookmark(info, last_revision))
                     continue
                 last_revision = max(last_revision, event.revision)
+                if event.type == "BOOKMARK" and not bookmarks:
+                    continue
                 if as_table and event.type not in ("ERROR", "BOOKMARK"):
                     table = _tables.table(
                         info,
@@ -1564,19 +1606,6 @@ async def _watch_stream(
                 if event.type == "ERROR":
                     break
             nursery.cancel_scope.cancel()
-
-
-def _bookmark(info: ResourceInfo, revision: int) -> bytes:
-    metadata: dict[str, Any] = {"resourceVersion": str(revision)}
-    return (
-        objects.encode(
-            {
-                "type": "BOOKMARK",
-                "object": {"kind": info.kind, "apiVersion": info.api_version, "metadata": metadata},
-            }
-        )
-        + b"\n"
-    )
 
 
 def _unless_patched(new: KubeObject, current_rv: str | None) -> None:

@@ -59,6 +59,7 @@ from ._protocol import ListResult as ListResult
 from ._protocol import Store as Store
 from ._protocol import as_key as as_key
 from ._protocol import prefix_end as prefix_end
+from ._protocol import watch_progress as watch_progress
 from ._sqlite import CompactionPolicy as CompactionPolicy
 from ._sqlite import SQLiteStore as SQLiteStore
 from ._sqlite import open_sqlite_store as open_sqlite_store

@@ -161,8 +161,9 @@ async def copy_live(
     progress: Callable[[int], None] | None = None,
 ) -> Copied:
     """Create every object key (under ``/registry/``) live in ``source``, read at one
-    revision, in ``target``, which must hold none; then compact ``target`` at its head, so revisions of the source can't be
-    watched from there. ``progress`` hears the running count after each page.
+    revision, in ``target``, which must hold none; then compact ``target`` at its head,
+    so revisions of the source can't be watched from there. ``progress`` hears the
+    running count after each page.
 
     :raises StoreError: ``target`` holds keys.
     """

@@ -56,7 +56,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ._errors import AlreadyExists, Conflict, StoreError
 from ._history import HistoryPage, HistoryStore, HistoryUnsupported
-from ._protocol import Deleted, Event, EventType, Key, KeyValue, ListResult, Store, as_key
+from ._protocol import (
+    Deleted,
+    Event,
+    EventType,
+    Key,
+    KeyValue,
+    ListResult,
+    Store,
+    as_key,
+    watch_progress,
+)
 
 API_VERSION = "apiserver.config.k8s.io/v1"
 KIND = "EncryptionConfiguration"
@@ -539,21 +549,23 @@ class EncryptedStore:
         async with self.inner.watch(key, prefix=prefix, revision=revision) as events:
             yield self._decrypted(events)
 
-    async def _decrypted(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    def _decrypted(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+        return _Decrypted(self, events)
+
+    def _decrypted_event(self, event: Event) -> Event:
         # Every watcher of a prefix gets the same Event from the hub: decrypt it once and
         # hand all of them the same result, as the hub decodes once for all.
-        async for event in events:
-            seen = (event.kv.key, event.kv.mod_revision, event.type)
-            plain = self._recent.get(seen)
-            if plain is None:
-                prev = event.prev_kv
-                plain = Event(
-                    event.type, self._plain(event.kv), None if prev is None else self._plain(prev)
-                )
-                self._recent[seen] = plain
-                if len(self._recent) > RECENT_EVENTS:
-                    del self._recent[next(iter(self._recent))]
-            yield plain
+        seen = (event.kv.key, event.kv.mod_revision, event.type)
+        plain = self._recent.get(seen)
+        if plain is None:
+            prev = event.prev_kv
+            plain = Event(
+                event.type, self._plain(event.kv), None if prev is None else self._plain(prev)
+            )
+            self._recent[seen] = plain
+            if len(self._recent) > RECENT_EVENTS:
+                del self._recent[next(iter(self._recent))]
+        return plain
 
     async def compact(self, revision: int) -> None:
         """As the wrapped store."""
@@ -591,3 +603,21 @@ async def check_readable(store: EncryptedStore, *, sample: int = 100) -> None:
                 "configure the key that wrote it (rotation keeps the old key until every "
                 "object is rewritten)"
             ) from None
+
+
+class _Decrypted:
+    """A watch's events, decrypted; its progress is the wrapped watch's."""
+
+    def __init__(self, store: EncryptedStore, events: AsyncIterator[Event]) -> None:
+        self._store = store
+        self._events = events
+
+    def progress(self) -> int | None:
+        """See :func:`~kubetrio.store.watch_progress`."""
+        return watch_progress(self._events)
+
+    def __aiter__(self) -> _Decrypted:
+        return self
+
+    async def __anext__(self) -> Event:
+        return self._store._decrypted_event(await self._events.__anext__())

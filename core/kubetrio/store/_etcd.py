@@ -655,6 +655,12 @@ class _EtcdWatch:
             with trio.CancelScope(shield=True):
                 await stack.aclose()
 
+    def progress(self) -> int | None:
+        """The hub subscription's progress (none while on a dedicated upstream stream)."""
+        if self._sub is None or self._pending:
+            return None
+        return self._sub.progress()
+
     def __aiter__(self) -> _EtcdWatch:
         return self
 

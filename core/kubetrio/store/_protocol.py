@@ -179,6 +179,8 @@ class Store(Protocol):
         ``>= revision`` is delivered, in order, without gaps or duplicates. Iteration raises
         :class:`Compacted` when the history needed was compacted, and
         :class:`WatchClosed` when the store shuts down; it never skips events silently.
+
+        The iterator may also offer ``progress() -> int | None`` (:func:`watch_progress`).
         """
         ...
 
@@ -193,3 +195,13 @@ class Store(Protocol):
     async def compact_revision(self) -> int:
         """The current compaction point (0 if never compacted)."""
         ...
+
+
+def watch_progress(events: AsyncIterator[Event]) -> int | None:
+    """The revision through which a store's watch iterator has handed over every event of
+    its range, or None when it cannot tell (events are waiting in it, or the backend keeps
+    no progress). A quiet watch learns from it that nothing of its range changed up to a
+    revision other keys moved to — what kube-apiserver's progress bookmarks carry.
+    """
+    progress = getattr(events, "progress", None)
+    return progress() if callable(progress) else None

@@ -115,6 +115,14 @@ class Subscription:
         """Every matching event up to this revision has been delivered or is ready."""
         return self._covered
 
+    def progress(self) -> int | None:
+        """The hub's revision when nothing is waiting here: every matching event up to it
+        has been handed over (the hub pushes each batch before it advances). None while
+        events wait or a resync is due."""
+        if self._ready or self._buffer or self._resync_upto > self._covered or self.closed:
+            return None
+        return max(self._covered, self._hub.live_revision)
+
     def __aiter__(self) -> Subscription:
         return self
 
