@@ -84,7 +84,8 @@ def _free_loopback() -> str:
 
 @pytest.fixture
 def nfs_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """nfs-ganesha serving a temporary directory as ``/export``: (address, directory)."""
+    """nfs-ganesha serving a temporary directory as ``/export``: (address, directory).
+    Tests ask for it before the agent, so it stops after the agent unmounted its shares."""
     if GANESHA is None or not os.path.exists("/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so"):
         pytest.skip("nfs-ganesha and nfs-ganesha-vfs are not installed (make system)")
     if missing := _fuse_missing():
@@ -219,7 +220,7 @@ async def bound_nfs_claim(client: Client, claim: str, server: str, *, read_only:
 
 
 async def test_a_pod_writes_into_the_share_and_a_second_pod_reads_it_through_a_pv(
-    agent: NodeAgent, client: Client, nfs_server: tuple[str, Path], tmp_path: Path
+    nfs_server: tuple[str, Path], agent: NodeAgent, client: Client, tmp_path: Path
 ) -> None:
     address, export = nfs_server
     (export / "from-server").write_text("served\n")
@@ -269,7 +270,7 @@ async def test_a_pod_writes_into_the_share_and_a_second_pod_reads_it_through_a_p
 
 @pytest.mark.parametrize("case", ["unreachable", "missing-export"])
 async def test_a_share_that_cannot_be_mounted_keeps_the_pod_creating_with_failed_mount(
-    agent: NodeAgent, client: Client, nfs_server: tuple[str, Path], tmp_path: Path, case: str
+    nfs_server: tuple[str, Path], agent: NodeAgent, client: Client, tmp_path: Path, case: str
 ) -> None:
     address, _export = nfs_server
     if case == "unreachable":
@@ -306,7 +307,7 @@ async def test_a_share_that_cannot_be_mounted_keeps_the_pod_creating_with_failed
 
 
 async def test_agent_restart_adopts_a_live_mount_and_unmounts_one_whose_pod_went(
-    agent_factory: AgentFactory, client: Client, nfs_server: tuple[str, Path], tmp_path: Path
+    nfs_server: tuple[str, Path], agent_factory: AgentFactory, client: Client, tmp_path: Path
 ) -> None:
     address, export = nfs_server
     volume = {"nfs": {"server": address, "path": "/export"}}
