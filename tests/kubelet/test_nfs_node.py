@@ -12,11 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import shutil
-import signal
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,102 +22,21 @@ import trio
 from kubetrio.client import Client
 from kubetrio.kubelet import NodeAgent, _nfs_fuse
 from kubetrio.kubelet._nfs import NFS_DIR, fuse_mounted, record_path
+from tests.kit.nfs import free_loopback, ganesha, ganesha_missing
 
 from .conftest import AgentFactory, make_pod, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.runc]
-
-GANESHA = shutil.which("ganesha.nfsd")
-GANESHA_CONFIG = """
-NFS_CORE_PARAM {{
-  Protocols = 4;
-  Bind_Addr = {address};
-  NFS_Port = 2049;
-  Enable_RQUOTA = false;
-  Enable_NLM = false;
-  Enable_UDP = false;
-}}
-NFSV4 {{
-  Graceless = true;
-  Only_Numeric_Owners = true;
-  RecoveryBackend = fs;
-  RecoveryRoot = {recovery};
-}}
-EXPORT {{
-  Export_Id = 1;
-  Path = {export};
-  Pseudo = /export;
-  Access_Type = RW;
-  Squash = No_Root_Squash;
-  Protocols = 4;
-  Transports = TCP;
-  SecType = sys;
-  FSAL {{ Name = VFS; }}
-}}
-"""
-
-
-def _fuse_missing() -> str | None:
-    if not os.path.exists("/dev/fuse"):
-        return "/dev/fuse is missing"
-    try:
-        import mfusepy  # noqa: F401  (loads libfuse3)
-    except (ImportError, OSError) as exc:
-        return f"no mfusepy/libfuse3: {exc}"
-    return None
-
-
-def _free_loopback() -> str:
-    """A 127.0.0.0/8 address with nothing listening on the NFS port."""
-    for _ in range(50):
-        address = f"127.0.{random.randint(100, 250)}.{random.randint(2, 250)}"
-        with socket.socket() as probe:
-            if probe.connect_ex((address, 2049)) != 0:
-                return address
-    raise RuntimeError("no free loopback address for the NFS server")
 
 
 @pytest.fixture
 def nfs_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """nfs-ganesha serving a temporary directory as ``/export``: (address, directory).
     Tests ask for it before the agent, so it stops after the agent unmounted its shares."""
-    if GANESHA is None or not os.path.exists("/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so"):
-        pytest.skip("nfs-ganesha and nfs-ganesha-vfs are not installed (make system)")
-    if missing := _fuse_missing():
+    if missing := ganesha_missing():
         pytest.skip(missing)
-    address = _free_loopback()
-    export = tmp_path / "export"
-    export.mkdir()
-    base = tmp_path / "ganesha"
-    (base / "recovery").mkdir(parents=True)
-    config = base / "ganesha.conf"
-    config.write_text(
-        GANESHA_CONFIG.format(address=address, export=export, recovery=base / "recovery")
-    )
-    server = subprocess.Popen(
-        [GANESHA, "-F", "-f", str(config), "-L", str(base / "log"), "-p", str(base / "pid")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):
-            with socket.socket() as probe:
-                if probe.connect_ex((address, 2049)) == 0:
-                    break
-            if server.poll() is not None:
-                raise AssertionError(f"ganesha exited: {(base / 'log').read_text()[-2000:]}")
-            subprocess.run(["sleep", "0.1"], check=True)
-        else:
-            raise AssertionError(f"ganesha never listened: {(base / 'log').read_text()[-2000:]}")
-        yield address, export
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with ganesha(tmp_path / "nfs") as served:
+        yield served
 
 
 def nfs_pod(name: str, script: str, volume: dict[str, Any]) -> dict[str, Any]:
@@ -274,7 +188,7 @@ async def test_a_share_that_cannot_be_mounted_keeps_the_pod_creating_with_failed
 ) -> None:
     address, _export = nfs_server
     if case == "unreachable":
-        source = {"server": _free_loopback(), "path": "/export"}
+        source = {"server": free_loopback(), "path": "/export"}
         why = "Connection refused"
     else:
         source = {"server": address, "path": "/nothing-here"}
