@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ import trio
 
 from kubetrio.client import Client
 from kubetrio.kubelet import NodeAgent, _nfs_fuse
-from kubetrio.kubelet._nfs import NFS_DIR, fuse_mounted, record_path
+from kubetrio.kubelet._nfs import NFS_DIR, fuse_mounted, record_path, unmount_pod
+from kubetrio.kubelet._nfs import mount as mount_nfs
 from tests.kit.nfs import free_loopback, ganesha, ganesha_missing
 
 from .conftest import AgentFactory, make_pod, wait_for
@@ -272,3 +274,59 @@ def test_no_fuse_device_fails_the_mount_naming_why(
     assert capsys.readouterr().err == (
         "mount.nfs: /dev/fuse is missing: this node cannot mount FUSE file systems\n"
     )
+
+
+async def test_the_fuse_client_behaves_like_a_file_system(
+    nfs_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    """File operations through the mount land on the server as the kernel would do them,
+    including those libnfs 4.0 needs worked around (writes over 4 KiB, the mode of a new
+    file, a chmod while the file is open, appends)."""
+    address, export = nfs_server
+    pod_dir = tmp_path / "pod"
+    share = await mount_nfs(
+        pod_dir, "share", {"server": address, "path": "/export"}, read_only=False
+    )
+    try:
+        payload = os.urandom(300_000)
+        (share / "big").write_bytes(payload)
+        assert (export / "big").read_bytes() == payload
+        assert (share / "big").read_bytes() == payload
+
+        with open(share / "log", "w") as log:
+            log.write("one\n")
+            log.flush()
+            os.chmod(share / "log", 0o640)
+            log.write("two\n")
+        with open(share / "log", "a") as log:
+            log.write("three\n")
+        assert (export / "log").read_text() == "one\ntwo\nthree\n"
+        assert stat.S_IMODE((export / "log").stat().st_mode) == 0o640
+
+        old = os.umask(0o022)
+        try:
+            (share / "fresh").write_text("x")
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE((export / "fresh").stat().st_mode) == 0o644
+
+        (share / "dir").mkdir()
+        (share / "log").rename(share / "dir" / "moved")
+        (share / "link").symlink_to("dir/moved")
+        assert (export / "dir" / "moved").exists() and not (export / "log").exists()
+        assert os.readlink(export / "link") == "dir/moved"
+        assert (share / "link").read_text().startswith("one")
+        os.truncate(share / "big", 10)
+        assert (export / "big").stat().st_size == 10
+        os.utime(share / "fresh", ns=(1_577_836_800_000_000_000, 1_577_836_800_000_000_000))
+        assert (export / "fresh").stat().st_mtime == 1_577_836_800
+        assert sorted(os.listdir(share)) == sorted(os.listdir(export))
+        os.unlink(share / "link")
+        os.unlink(share / "dir" / "moved")
+        os.rmdir(share / "dir")
+        assert not (export / "dir").exists()
+        assert os.statvfs(share).f_blocks > 0
+    finally:
+        await trio.to_thread.run_sync(unmount_pod, pod_dir)
+    assert not fuse_mounted(share)
+    assert not share.exists()

@@ -391,7 +391,12 @@ class PodVolumes:
         if "local" in spec:
             return Path(spec["local"]["path"])
         if "nfs" in spec:
-            read_only = bool(source.get("readOnly")) or bool(spec["nfs"].get("readOnly"))
+            # Of the PV's mountOptions only "ro" means something to the FUSE client.
+            read_only = (
+                bool(source.get("readOnly"))
+                or bool(spec["nfs"].get("readOnly"))
+                or "ro" in (spec.get("mountOptions") or [])
+            )
             if read_only:
                 self._read_only.add(name)
             try:
