@@ -5,9 +5,10 @@ Why this path. The kernel here has FUSE (``/dev/fuse``) but no ``nfs`` file syst
 ``mount -t nfs`` cannot work. What exists: Debian has no FUSE NFS client (``fuse-nfs`` is
 not packaged); it has libnfs 4.0 (``libnfs13``, maintained upstream, the userspace NFS
 client of VLC, ffmpeg and GNOME's gvfs) and libfuse3 (``fuse3``). On PyPI the ``libnfs``
-bindings are from 2016 (libnfs 1.x API, unbuildable against 4.0), ``fusepy`` is
-unmaintained since 2018, ``pyfuse3`` needs a C build against libfuse3-dev, and mfusepy
-(its maintained fork, ctypes only) loads the system libfuse3. So the client is
+bindings are from 2016 (written for libnfs 1.x), ``fusepy`` is unmaintained since 2018,
+``pyfuse3`` needs a C build against libfuse3-dev, and mfusepy (fusepy's maintained fork,
+ctypes only) loads the system libfuse3; ``nfs-rs``, a young pure-userspace client, was not
+evaluated. So the client is
 :mod:`kubetrio.kubelet._nfs_fuse`: libnfs through ctypes + mfusepy, one process per
 mount, run as a program so it outlives an agent restart like a kernel mount would.
 
