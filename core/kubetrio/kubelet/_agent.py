@@ -41,6 +41,7 @@ from kubetrio.providers import ContainerRuntime, KubeObject, NetworkPlugin, Stor
 from ._csi import NodeVolumes, directory_usage, remove_unmounted
 from ._csinode import register_storage_drivers
 from ._logs_reader import read_log
+from ._nfs import unmount_pod as unmount_nfs_volumes
 from ._node import LeaseKeeper, default_address, node_object, node_status, register_node
 from ._server import KubeletServer
 from ._volumes import unmount_memory_volumes
@@ -321,6 +322,7 @@ class NodeAgent:
             # volumes' data would be removed with it.
             await self.node_volumes.release_pod(sandbox_id)
             await trio.to_thread.run_sync(unmount_memory_volumes, self.pods_dir / sandbox_id)
+            await trio.to_thread.run_sync(unmount_nfs_volumes, self.pods_dir / sandbox_id)
         except Exception as exc:
             log.warning("releasing the volumes of orphaned pod %s: %s", sandbox_id, exc)
         await trio.to_thread.run_sync(remove_unmounted, self.pods_dir / sandbox_id)

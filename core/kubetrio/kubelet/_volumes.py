@@ -1,6 +1,7 @@
 """Pod volumes on the node: emptyDir, hostPath, configMap, secret, downwardAPI, projected,
-and persistentVolumeClaim (staged and published by the storage driver named in the PV's
-``spec.csi``, through :class:`~kubetrio.kubelet._csi.NodeVolumes`).
+nfs (a userspace client over FUSE, :mod:`kubetrio.kubelet._nfs`) and persistentVolumeClaim
+(staged and published by the storage driver named in the PV's ``spec.csi``, through
+:class:`~kubetrio.kubelet._csi.NodeVolumes`; PVs with ``spec.nfs`` are mounted as nfs).
 
 Each pod has ``<root>/pods/<uid>/volumes/<name>``. Volumes whose content comes from the
 API (configMap, secret, downwardAPI, projected) are written the way kubelet's atomic
@@ -47,6 +48,8 @@ from kubetrio.runtime._spec import expand
 
 from ._csi import NodeVolumes, PublishError, directory_usage, remove_unmounted
 from ._env import field_value, resource_value
+from ._nfs import NfsMountError, unmount_pod
+from ._nfs import mount as mount_nfs
 
 DATA_LINK = "..data"
 TOKEN_EXPIRATION = 3600
@@ -340,6 +343,16 @@ class PodVolumes:
             await self._set_ownership(path, read_only=False)
             self.paths[name] = path
             return
+        if "nfs" in volume:
+            source = volume["nfs"] or {}
+            read_only = bool(source.get("readOnly"))
+            try:
+                self.paths[name] = await mount_nfs(self.root, name, source, read_only=read_only)
+            except NfsMountError as exc:
+                raise VolumeError(str(exc)) from exc
+            if read_only:
+                self._read_only.add(name)
+            return
         if "persistentVolumeClaim" in volume:
             self.paths[name] = await self._claim(name, volume["persistentVolumeClaim"])
             return
@@ -377,6 +390,21 @@ class PodVolumes:
             return await trio.to_thread.run_sync(_host_path, spec["hostPath"])
         if "local" in spec:
             return Path(spec["local"]["path"])
+        if "nfs" in spec:
+            # Of the PV's mountOptions only "ro" means something to the FUSE client.
+            read_only = (
+                bool(source.get("readOnly"))
+                or bool(spec["nfs"].get("readOnly"))
+                or "ro" in (spec.get("mountOptions") or [])
+            )
+            if read_only:
+                self._read_only.add(name)
+            try:
+                return await mount_nfs(self.root, volume_name, spec["nfs"], read_only=read_only)
+            except NfsMountError as exc:
+                raise PublishError(
+                    f'MountVolume.SetUp failed for volume "{volume_name}" : {exc}'
+                ) from exc
         if "csi" not in spec:
             kinds = sorted(k for k in spec if isinstance(spec[k], dict) and k != "claimRef")
             raise VolumeError(f"volume {volume_name}: unsupported PersistentVolume source {kinds}")
@@ -499,6 +527,7 @@ class PodVolumes:
         remove the rest."""
         await self.node.release_pod(self.uid)
         self.claims.clear()
+        await trio.to_thread.run_sync(unmount_pod, self.root)
         for path in self._tmpfs:
             await trio.to_thread.run_sync(_umount, path)
         self._tmpfs.clear()
