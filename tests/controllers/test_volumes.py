@@ -328,6 +328,94 @@ async def test_driver_errors_are_retried_without_a_second_volume(cluster: Volume
     assert len(volumes["items"]) == 1
 
 
+async def test_claims_are_provisioned_concurrently_and_each_binds_its_own_volume(
+    cluster: VolumeCluster,
+) -> None:
+    client = cluster.client
+    driver = cluster.driver
+    in_flight = 0
+    all_in = trio.Event()
+    plain_create = driver.create_volume
+
+    async def create_when_all_are_in(request: CreateVolumeRequest) -> CreatedVolume:
+        # Every CreateVolume waits until all three are running at once: a provisioner
+        # doing one at a time never gets past the first.
+        nonlocal in_flight
+        in_flight += 1
+        if in_flight == 3:
+            all_in.set()
+        await all_in.wait()
+        return await plain_create(request)
+
+    driver.create_volume = create_when_all_are_in  # type: ignore[method-assign]
+    await client.create("storage.k8s.io/v1", "storageclasses", storage_class("fast"))
+    made = {}
+    for name in ("a", "b", "c"):
+        made[name] = await client.create(
+            "v1",
+            "persistentvolumeclaims",
+            claim(name, storageClassName="fast"),
+            namespace="default",
+        )
+    for name, created in made.items():
+        done = await wait_for(lambda name=name: bound(client, name))  # type: ignore[misc]
+        pv_name = f"pvc-{created['metadata']['uid']}"
+        assert done["spec"]["volumeName"] == pv_name
+        pv = await client.get("v1", "persistentvolumes", pv_name)
+        assert pv["spec"]["claimRef"]["name"] == name
+        assert pv["spec"]["claimRef"]["uid"] == created["metadata"]["uid"]
+    assert sorted(r.name for r in driver.requests) == sorted(
+        f"pvc-{c['metadata']['uid']}" for c in made.values()
+    )
+
+
+async def test_a_write_to_the_claim_while_it_is_provisioned_is_kept(
+    cluster: VolumeCluster,
+) -> None:
+    # Another writer changes the claim between the controller reading it and binding it
+    # (as pvc-protection adding its finalizer does): the binding still lands, at once,
+    # and what the other writer wrote stays.
+    client = cluster.client
+    driver = cluster.driver
+    plain_create = driver.create_volume
+
+    async def create_while_someone_writes(request: CreateVolumeRequest) -> CreatedVolume:
+        await client.patch(
+            "v1",
+            "persistentvolumeclaims",
+            "data",
+            {"metadata": {"labels": {"team": "a"}, "finalizers": ["example.com/keep"]}},
+            namespace="default",
+        )
+        return await plain_create(request)
+
+    driver.create_volume = create_while_someone_writes  # type: ignore[method-assign]
+    await client.create("storage.k8s.io/v1", "storageclasses", storage_class("fast"))
+    made = await client.create(
+        "v1", "persistentvolumeclaims", claim("data", storageClassName="fast"), namespace="default"
+    )
+    done = await wait_for(lambda: bound(client, "data"))
+    assert done["spec"]["volumeName"] == f"pvc-{made['metadata']['uid']}"
+    assert done["metadata"]["labels"] == {"team": "a"}
+    assert "example.com/keep" in done["metadata"]["finalizers"]
+    notes = done["metadata"]["annotations"]
+    assert notes["pv.kubernetes.io/bind-completed"] == "yes"
+    assert notes["volume.kubernetes.io/storage-provisioner"] == DRIVER
+    assert notes["pv.kubernetes.io/bound-by-controller"] == "yes"
+    assert len(driver.requests) == 1
+    volumes = await client.list("v1", "persistentvolumes")
+    assert len(volumes["items"]) == 1
+    # The foreign finalizer would keep the claim after the test: let it go.
+    await client.patch(
+        "v1",
+        "persistentvolumeclaims",
+        "data",
+        [{"op": "remove", "path": "/metadata/finalizers/0"}],
+        namespace="default",
+        patch_type="json",
+    )
+
+
 async def test_wait_for_first_consumer_provisions_on_the_selected_node(
     cluster: VolumeCluster,
 ) -> None:

@@ -229,6 +229,18 @@ class _Written:
         """Drop what was kept of an object that is gone."""
         self.objects.pop(key, None)
 
+    def pending(self, key: str, seen_revision: str) -> KubeObject | None:
+        """The object written under ``key`` that an informer at ``seen_revision`` has not
+        shown yet (created here a moment ago), or None: one the informer saw and lost is
+        gone, and what was kept of it is dropped."""
+        written = self.objects.get(key)
+        if written is None:
+            return None
+        if _revision(written) > (int(seen_revision) if seen_revision.isdigit() else 0):
+            return written
+        del self.objects[key]
+        return None
+
     def newest(self, cached: KubeObject | None) -> KubeObject | None:
         """The newer of the informer's copy and the one written (None stays None: the
         object is gone, or not seen yet)."""
@@ -246,6 +258,68 @@ class _Written:
         return cached
 
 
+class _VolumeIndex:
+    """The informer's volumes by the claim their ``claimRef`` names, and those naming none.
+
+    A claim's sync looks only at these candidates, and a claim's change wakes only its
+    own volumes, instead of walking every volume each time (which made each of N claims
+    cost O(N) and a burst of claims O(N²)).
+    """
+
+    def __init__(self) -> None:
+        self.claim_of: dict[str, str] = {}
+        self.by_claim: dict[str, set[str]] = {}
+        self.unclaimed: set[str] = set()
+
+    def put(self, volume: KubeObject) -> None:
+        """Index (or re-index) a volume."""
+        name = volume["metadata"]["name"]
+        self.drop(name)
+        ref = (volume.get("spec") or {}).get("claimRef") or {}
+        if ref.get("name"):
+            key = f"{ref.get('namespace', '')}/{ref['name']}"
+            self.claim_of[name] = key
+            self.by_claim.setdefault(key, set()).add(name)
+        else:
+            self.claim_of[name] = ""
+            self.unclaimed.add(name)
+
+    def drop(self, name: str) -> None:
+        """Forget a volume."""
+        key = self.claim_of.pop(name, None)
+        if key:
+            names = self.by_claim.get(key)
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self.by_claim[key]
+        elif key is not None:
+            self.unclaimed.discard(name)
+
+    def candidates(self, namespace: str, name: str) -> set[str]:
+        """Volumes a claim may bind to: its own (pre-bound or bound) and unclaimed ones."""
+        return self.unclaimed | self.by_claim.get(f"{namespace}/{name}", set())
+
+
+class _VolumeHandler:
+    """Keeps the controller's volume index and wakes the keys a volume change concerns."""
+
+    def __init__(self, controller: PersistentVolumeController) -> None:
+        self.controller = controller
+
+    def on_add(self, obj: KubeObject) -> None:
+        self.controller.volume_index.put(obj)
+        self.controller._volume_changed(obj)
+
+    def on_update(self, old: KubeObject, new: KubeObject) -> None:
+        self.controller.volume_index.put(new)
+        self.controller._volume_changed(new)
+
+    def on_delete(self, obj: KubeObject) -> None:
+        self.controller.volume_index.drop(obj["metadata"]["name"])
+        self.controller._volume_changed(obj)
+
+
 def access_modes_text(modes: list[str]) -> str:
     """``RWO,RWX``: access modes as kubectl prints them."""
     return ",".join(_ABBREVIATIONS.get(m, m) for m in modes)
@@ -259,13 +333,14 @@ class PersistentVolumeController(QueueController):
     """
 
     name = "persistentvolume-binder"
-    workers = 8
+    workers = 16
 
     def __init__(self, drivers: Mapping[str, StorageDriver] | None = None) -> None:
         super().__init__()
         self.drivers: dict[str, StorageDriver] = dict(drivers or {})
         self._drivers_given = drivers is not None
         self.written = _Written()
+        self.volume_index = _VolumeIndex()
 
     def setup(self, ctx: ControllerContext) -> None:
         """Watch claims, volumes, classes and nodes."""
@@ -279,7 +354,7 @@ class PersistentVolumeController(QueueController):
         self.classes: Informer = ctx.informers.informer("storage.k8s.io/v1", "storageclasses")
         self.nodes: Informer = ctx.informers.informer("v1", "nodes")
         self.claims.add_handler(FunctionHandler(self._claim_changed))
-        self.volumes.add_handler(FunctionHandler(self._volume_changed))
+        self.volumes.add_handler(_VolumeHandler(self))
         self.classes.add_handler(FunctionHandler(self._class_changed))
 
     def started_leading(self) -> None:
@@ -305,9 +380,9 @@ class PersistentVolumeController(QueueController):
         if (claim.get("spec") or {}).get("volumeName"):
             self.queue.add(_volume_key(claim["spec"]["volumeName"]))
         # A deleted claim releases its volume.
-        for volume in self.volumes.list():
-            if _is_bound_to(volume, claim):
-                self.queue.add(_volume_key(volume["metadata"]["name"]))
+        own = self.volume_index.by_claim.get(f"{meta.get('namespace', '')}/{meta['name']}", ())
+        for name in own:
+            self.queue.add(_volume_key(name))
 
     def _volume_changed(self, volume: KubeObject) -> None:
         self.queue.add(_volume_key(volume["metadata"]["name"]))
@@ -408,7 +483,14 @@ class PersistentVolumeController(QueueController):
             )
             return None
         node = self.nodes.get(selected) if selected else None
-        volumes = [self.written.newest(v) or v for v in self.volumes.list()]
+        meta = claim["metadata"]
+        volumes = [
+            volume
+            for name in sorted(
+                self.volume_index.candidates(meta.get("namespace", ""), meta["name"])
+            )
+            if (volume := self._volume(name)) is not None
+        ]
         volume = find_matching_volume(claim, volumes, node if delayed else None)
         if volume is not None:
             await self._bind(volume, claim)
@@ -492,15 +574,46 @@ class PersistentVolumeController(QueueController):
         annotations = _annotations(claim)
         if spec.get("volumeName") == name and annotations.get(BIND_COMPLETED):
             return claim
-        updated = copy.deepcopy(claim)
-        notes = updated["metadata"].setdefault("annotations", {})
+        meta = claim["metadata"]
+        notes = {BIND_COMPLETED: "yes"}
         if spec.get("volumeName") != name:
-            updated["spec"]["volumeName"] = name
             notes[BOUND_BY_CONTROLLER] = "yes"
-        notes[BIND_COMPLETED] = "yes"
-        result: KubeObject = await self.client.update(
-            "v1", "persistentvolumeclaims", updated, namespace=claim["metadata"]["namespace"]
-        )
+        if meta.get("annotations") is None:
+            updated = copy.deepcopy(claim)
+            updated["spec"]["volumeName"] = name
+            updated["metadata"]["annotations"] = notes
+            result: KubeObject = await self.client.update(
+                "v1", "persistentvolumeclaims", updated, namespace=meta["namespace"]
+            )
+            return self.written.remember(result)
+        # A JSON patch whose tests hold the claim to what this sync decided on (the same
+        # object, the same spec) rather than to its resourceVersion: another controller's
+        # write meanwhile (pvc-protection adding its finalizer, as it does to every new
+        # claim) must not turn the binding into a 409 and a retry from the start.
+        operations: list[KubeObject] = [
+            {"op": "test", "path": "/metadata/uid", "value": meta["uid"]},
+            {"op": "test", "path": "/spec", "value": spec},
+            {"op": "add", "path": "/spec/volumeName", "value": name},
+        ]
+        operations += [
+            {"op": "add", "path": f"/metadata/annotations/{_pointer(key)}", "value": value}
+            for key, value in notes.items()
+        ]
+        try:
+            result = await self.client.patch(
+                "v1",
+                "persistentvolumeclaims",
+                meta["name"],
+                operations,
+                namespace=meta["namespace"],
+                patch_type="json",
+            )
+        except ClientError as exc:
+            if exc.code != 422:
+                raise
+            # A test failed: the claim was re-created or its spec changed; the informer
+            # brings the new state and the sync decides again.
+            raise TemporaryError(f"claim changed while binding it: {exc}") from exc
         return self.written.remember(result)
 
     async def _claim_bound_status(self, claim: KubeObject, volume: KubeObject) -> None:
@@ -540,8 +653,12 @@ class PersistentVolumeController(QueueController):
         self.written.remember(result)
 
     def _volume(self, name: str) -> KubeObject | None:
-        """The volume from the informer, or the newer copy this controller wrote."""
-        return self.written.newest(self.volumes.get(name))
+        """The volume from the informer, or the newer copy this controller wrote (also one
+        it created that the informer has not shown yet)."""
+        cached = self.volumes.get(name)
+        if cached is None:
+            return self.written.pending(name, self.volumes.resource_version)
+        return self.written.newest(cached)
 
     async def _live_volume(self, name: str) -> KubeObject | None:
         try:
@@ -572,7 +689,9 @@ class PersistentVolumeController(QueueController):
             return None  # an external provisioner, or an administrator, may still act
         meta = claim["metadata"]
         pv_name = f"pvc-{meta['uid']}"
-        existing = self._volume(pv_name) or await self._live_volume(pv_name)
+        # The informer and what this controller wrote know every volume it made; one made
+        # elsewhere (or before a restart, unseen yet) makes the create below answer 409.
+        existing = self._volume(pv_name)
         if existing is not None:
             await self._bind(existing, claim)  # created before a crash or a lost race
             return None
@@ -840,6 +959,11 @@ class PersistentVolumeController(QueueController):
             if not exc.not_found:
                 raise
         return None
+
+
+def _pointer(key: str) -> str:
+    """A map key as one JSON pointer token (RFC 6901: ``~`` → ``~0``, ``/`` → ``~1``)."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def _grpc_code(code: str) -> str:

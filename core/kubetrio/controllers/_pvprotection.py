@@ -83,6 +83,7 @@ class PVCProtectionController(_FinalizerController):
 
     name = "pvc-protection"
     finalizer = PVC_FINALIZER
+    workers = 8
 
     def setup(self, ctx: ControllerContext) -> None:
         """Watch claims and pods."""
