@@ -21,7 +21,9 @@ never from a URL path or an object's name, so hostile requests cannot add series
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from itertools import accumulate
 from typing import Generic, TypeVar
 
 import prometheus_client
@@ -32,8 +34,10 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 # Upstream's metrics have no ``_created`` series (client_golang does not write them).
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -104,3 +108,83 @@ def collector(collect: Callable[[], Sequence[Metric]]) -> Collector:
             return collect()
 
     return _Collector()
+
+
+# --- the hot path -------------------------------------------------------------------------
+#
+# prometheus-client takes a lock on every increment (several per histogram observation):
+# microseconds each on a busy machine, paid thousands of times a second by the API server.
+# Everything here runs on one trio thread, the scrape too, so the request path keeps its
+# counts in plain dicts and lists, read into metric families when scraped.
+
+Labels = tuple[str, ...]
+
+
+class LoopCounter(Collector):
+    """A labelled counter for one event loop's thread, without locks: ``inc(labels)``."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, list(labelnames)
+        self.values: dict[Labels, float] = {}
+        registry.register(self)
+
+    def inc(self, labels: Labels, amount: float = 1.0) -> None:
+        """Add ``amount`` to the series of these label values."""
+        values = self.values
+        values[labels] = values.get(labels, 0.0) + amount
+
+    def collect(self) -> Iterable[Metric]:
+        """The counter's family (for the registry)."""
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, count in list(self.values.items()):
+            family.add_metric(labels, count)
+        return [family]
+
+
+class LoopGauge(LoopCounter):
+    """A labelled gauge for one event loop's thread: ``inc(labels, ±n)``."""
+
+    def collect(self) -> Iterable[Metric]:
+        """The gauge's family (for the registry)."""
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, count in list(self.values.items()):
+            family.add_metric(labels, count)
+        return [family]
+
+
+class LoopHistogram(Collector):
+    """A labelled histogram for one event loop's thread: ``observe(labels, value)`` is a
+    bisect and two additions."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+        buckets: Sequence[float],
+    ) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, list(labelnames)
+        self.bounds = tuple(float(b) for b in buckets)
+        self._les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+        self.series: dict[Labels, list[float]] = {}
+        """Per label values: each bucket's own count (the last one +Inf), then the sum."""
+        registry.register(self)
+
+    def observe(self, labels: Labels, value: float) -> None:
+        """Count ``value`` in the series of these label values."""
+        counts = self.series.get(labels)
+        if counts is None:
+            counts = self.series[labels] = [0.0] * (len(self.bounds) + 2)
+        counts[bisect_left(self.bounds, value)] += 1
+        counts[-1] += value
+
+    def collect(self) -> Iterable[Metric]:
+        """The histogram's family (for the registry)."""
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, counts in list(self.series.items()):
+            cumulative = list(accumulate(counts[:-1]))
+            family.add_metric(labels, list(zip(self._les, cumulative, strict=True)), counts[-1])
+        return [family]

@@ -32,7 +32,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import trio
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge
 
 from kubetrio import prom
 from kubetrio.api.scheme import Scheme
@@ -86,24 +86,21 @@ PATHS = frozenset(
 when they answered, so the served groups' discovery paths)."""
 OTHER = "other"
 
-REQUESTS = prom.Children(
-    Counter(
-        "apiserver_request_total",
-        "Counter of apiserver requests broken out for each verb, dry run value, group, "
-        "version, resource, scope, component, and HTTP response code.",
-        [*REQUEST_LABELS, "code"],
-        registry=prom.CONTROL_PLANE,
-    )
+# What every request updates: lock-free (prom.LoopCounter), read when scraped.
+REQUESTS = prom.LoopCounter(
+    "apiserver_request_total",
+    "Counter of apiserver requests broken out for each verb, dry run value, group, "
+    "version, resource, scope, component, and HTTP response code.",
+    [*REQUEST_LABELS, "code"],
+    prom.CONTROL_PLANE,
 )
-DURATIONS = prom.Children(
-    Histogram(
-        "apiserver_request_duration_seconds",
-        "Response latency distribution in seconds for each verb, dry run value, group, "
-        "version, resource, subresource, scope and component.",
-        REQUEST_LABELS,
-        buckets=REQUEST_BUCKETS,
-        registry=prom.CONTROL_PLANE,
-    )
+DURATIONS = prom.LoopHistogram(
+    "apiserver_request_duration_seconds",
+    "Response latency distribution in seconds for each verb, dry run value, group, "
+    "version, resource, subresource, scope and component.",
+    REQUEST_LABELS,
+    prom.CONTROL_PLANE,
+    REQUEST_BUCKETS,
 )
 LONGRUNNING = prom.Children(
     Gauge(
@@ -114,15 +111,15 @@ LONGRUNNING = prom.Children(
         registry=prom.CONTROL_PLANE,
     )
 )
-_inflight = Gauge(
+INFLIGHT = prom.LoopGauge(
     "apiserver_current_inflight_requests",
     "Number of requests this apiserver is answering now, per request kind (readOnly or "
     "mutating); long-running requests are not counted.",
     ["request_kind"],
-    registry=prom.CONTROL_PLANE,
+    prom.CONTROL_PLANE,
 )
-INFLIGHT_READ = _inflight.labels("readOnly")
-INFLIGHT_MUTATING = _inflight.labels("mutating")
+READ_ONLY, MUTATING = ("readOnly",), ("mutating",)
+INFLIGHT.values.update({READ_ONLY: 0.0, MUTATING: 0.0})
 WATCHERS = prom.Children(
     Gauge(
         "apiserver_registered_watchers",
@@ -131,13 +128,11 @@ WATCHERS = prom.Children(
         registry=prom.CONTROL_PLANE,
     )
 )
-WATCH_EVENTS = prom.Children(
-    Counter(
-        "apiserver_watch_events_total",
-        "Number of events sent in watch clients",
-        ["group", "version", "kind"],
-        registry=prom.CONTROL_PLANE,
-    )
+WATCH_EVENTS = prom.LoopCounter(
+    "apiserver_watch_events_total",
+    "Number of events sent in watch clients",
+    ["group", "version", "kind"],
+    prom.CONTROL_PLANE,
 )
 STORAGE_OBJECTS = prom.Children(
     Gauge(
@@ -157,14 +152,12 @@ RESOURCE_OBJECTS = prom.Children(
         registry=prom.CONTROL_PLANE,
     )
 )
-STORE_DURATIONS = prom.Children(
-    Histogram(
-        "etcd_request_duration_seconds",
-        "Etcd request latency in seconds for each operation and object type.",
-        ["operation", "type"],
-        buckets=REQUEST_BUCKETS,
-        registry=prom.CONTROL_PLANE,
-    )
+STORE_DURATIONS = prom.LoopHistogram(
+    "etcd_request_duration_seconds",
+    "Etcd request latency in seconds for each operation and object type.",
+    ["operation", "type"],
+    prom.CONTROL_PLANE,
+    REQUEST_BUCKETS,
 )
 
 
@@ -255,15 +248,16 @@ async def around(request: Request, handler: Callable[[Request], Awaitable[Respon
     started = time.perf_counter()
     noted = Noted()
     token = _CURRENT.set(noted)
-    inflight = INFLIGHT_READ if request.method in ("GET", "HEAD") else INFLIGHT_MUTATING
-    inflight.inc()
+    kind = READ_ONLY if request.method in ("GET", "HEAD") else MUTATING
+    inflight = INFLIGHT.values
+    inflight[kind] += 1
     try:
         response = await handler(request)
     except Exception:
         _record(request, noted, 500, started)
         raise
     finally:
-        inflight.dec()
+        inflight[kind] -= 1
         _CURRENT.reset(token)
     if response.stream is not None:
         producer = response.stream
@@ -294,8 +288,8 @@ async def around(request: Request, handler: Callable[[Request], Awaitable[Respon
 
 def _record(request: Request, noted: Noted, code: int, started: float) -> None:
     labels = noted.labels or _non_resource_labels(request, code)
-    REQUESTS(*labels, str(code)).inc()
-    DURATIONS(*labels).observe(time.perf_counter() - started)
+    REQUESTS.inc((*labels, str(code)))
+    DURATIONS.observe(labels, time.perf_counter() - started)
 
 
 class _LongRunning:
@@ -319,9 +313,12 @@ class _LongRunning:
             self.watchers.dec()
 
 
-def watch_events(group: str, version: str, kind: str) -> Counter | None:
-    """The counter of events sent to watchers of a kind (None: metrics are off)."""
-    return WATCH_EVENTS(group, version, kind) if prom.switch.on else None
+def watch_events(group: str, version: str, kind: str) -> Callable[[], None] | None:
+    """Counts one event sent to a watcher of a kind (None: metrics are off)."""
+    if not prom.switch.on:
+        return None
+    labels = (group, version, kind)
+    return lambda: WATCH_EVENTS.inc(labels)
 
 
 # --- the store ---------------------------------------------------------------------------
@@ -360,7 +357,7 @@ class TimedStore:
         try:
             return await self.store.get(key, revision=revision)
         finally:
-            STORE_DURATIONS("get", store_type(key)).observe(time.perf_counter() - started)
+            STORE_DURATIONS.observe(("get", store_type(key)), time.perf_counter() - started)
 
     async def list(
         self,
@@ -377,7 +374,7 @@ class TimedStore:
                 prefix, revision=revision, limit=limit, continue_key=continue_key
             )
         finally:
-            STORE_DURATIONS("list", store_type(prefix)).observe(time.perf_counter() - started)
+            STORE_DURATIONS.observe(("list", store_type(prefix)), time.perf_counter() - started)
 
     async def count(self, prefix: Key) -> int:
         """See :meth:`Store.count`."""
@@ -386,7 +383,7 @@ class TimedStore:
             return await self.store.count(prefix)
         finally:
             elapsed = time.perf_counter() - started
-            STORE_DURATIONS("listWithCount", store_type(prefix)).observe(elapsed)
+            STORE_DURATIONS.observe(("listWithCount", store_type(prefix)), elapsed)
 
     async def create(self, key: Key, value: bytes) -> KeyValue:
         """See :meth:`Store.create`."""
@@ -394,7 +391,7 @@ class TimedStore:
         try:
             return await self.store.create(key, value)
         finally:
-            STORE_DURATIONS("create", store_type(key)).observe(time.perf_counter() - started)
+            STORE_DURATIONS.observe(("create", store_type(key)), time.perf_counter() - started)
 
     async def update(self, key: Key, value: bytes, *, expected_revision: int) -> KeyValue:
         """See :meth:`Store.update`."""
@@ -402,7 +399,7 @@ class TimedStore:
         try:
             return await self.store.update(key, value, expected_revision=expected_revision)
         finally:
-            STORE_DURATIONS("update", store_type(key)).observe(time.perf_counter() - started)
+            STORE_DURATIONS.observe(("update", store_type(key)), time.perf_counter() - started)
 
     async def delete(self, key: Key, *, expected_revision: int | None = None) -> Deleted:
         """See :meth:`Store.delete`."""
@@ -410,7 +407,7 @@ class TimedStore:
         try:
             return await self.store.delete(key, expected_revision=expected_revision)
         finally:
-            STORE_DURATIONS("delete", store_type(key)).observe(time.perf_counter() - started)
+            STORE_DURATIONS.observe(("delete", store_type(key)), time.perf_counter() - started)
 
     def watch(
         self, key: Key, *, prefix: bool = False, revision: int = 0
@@ -424,7 +421,7 @@ class TimedStore:
         try:
             await self.store.compact(revision)
         finally:
-            STORE_DURATIONS("compact", OTHER).observe(time.perf_counter() - started)
+            STORE_DURATIONS.observe(("compact", OTHER), time.perf_counter() - started)
 
     async def compact_revision(self) -> int:
         """See :meth:`Store.compact_revision`."""
@@ -443,7 +440,7 @@ class TimedHistoryStore(TimedStore):
             page: HistoryPage = await self.store.history(key, before=before, limit=limit)
             return page
         finally:
-            STORE_DURATIONS("history", store_type(key)).observe(time.perf_counter() - started)
+            STORE_DURATIONS.observe(("history", store_type(key)), time.perf_counter() - started)
 
 
 def timed_store(store: Store) -> Store:

@@ -1598,7 +1598,7 @@ async def _watch_stream(
                     b'{"type":"' + event.type.encode() + b'","object":' + payload + b"}\n"
                 )
                 if sent is not None:
-                    sent.inc()
+                    sent()
                 if event.type == "ERROR":
                     break
             nursery.cancel_scope.cancel()
