@@ -107,7 +107,7 @@ async def test_watches_are_long_running_and_counted(http: httpx.AsyncClient) -> 
     kind = {"group": "", "version": "v1", "kind": "ConfigMap"}
     before = await scrape(http)
     url = "/api/v1/namespaces/default/configmaps"
-    async with http.stream("GET", url, params={"watch": "true", "timeoutSeconds": "3"}) as stream:
+    async with http.stream("GET", url, params={"watch": "true", "timeoutSeconds": "10"}) as stream:
 
         async def watching() -> bool:
             now = await scrape(http)
@@ -141,7 +141,7 @@ async def test_watches_are_long_running_and_counted(http: httpx.AsyncClient) -> 
             == value(before, REQUESTS, code="200", **watch) + 1
         )
 
-    await wait_for(ended)
+    await wait_for(ended, timeout=40)
 
 
 # --- who may read it ------------------------------------------------------------------
