@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +19,33 @@ import pytest
 import trio
 
 from kubetrio import plugins
+from kubetrio.apiserver import merge_kubeconfig
 from kubetrio.client import Client
 from kubetrio.cluster import Cluster, open_cluster
+from kubetrio.kubelet._prom import NodeMetrics
 from kubetrio.kubelet._server import KubeletServer
 from kubetrio.pki import ClusterPKI, ensure_cluster_pki
 from kubetrio.store import open_store
+from tests.compat.kit import KUBECTL_VERSIONS
 from tests.kit.polling import wait_for
+from tests.kit.prom import kubectl
+
+
+class NoPods:
+    """A runtime running nothing (for the agent's ``/metrics``)."""
+
+    def list_sandboxes(self) -> list[str]:
+        return []
 
 
 @dataclass
 class StandIn:
-    """What :class:`KubeletServer` asks of its node agent: a name, a client, logs."""
+    """What :class:`KubeletServer` asks of its node agent: a name, a client, logs, metrics."""
 
     client: Client
     node_name: str = "tls-node"
+    metrics: NodeMetrics = field(default_factory=NodeMetrics)
+    runtime: Any = field(default_factory=NoPods)
 
     async def read_logs(
         self, namespace: str, name: str, container: str = "", **_: Any
@@ -189,3 +202,36 @@ async def test_the_api_server_verifies_the_agents_certificate(setup: Setup, tmp_
         assert b"the node agent could not be reached" in body
         assert b"CERTIFICATE_VERIFY_FAILED" in body
         nursery.cancel_scope.cancel()
+
+
+async def test_the_agents_metrics_through_the_node_proxy(setup: Setup, tmp_path: Path) -> None:
+    """``kubectl get --raw /api/v1/nodes/<node>/proxy/metrics``: the API server checks the
+    caller may ``get nodes/proxy``, then asks the agent over mutual TLS."""
+    ca = setup.pki.ca.files.cert_file.read_bytes()
+    admin, jane = tmp_path / "admin" / "config", tmp_path / "jane" / "config"
+    for path, pair in (
+        (admin, setup.pki.admin),
+        (jane, setup.pki.client_certificate("jane", "jane")),
+    ):
+        path.parent.mkdir()
+        merge_kubeconfig(
+            path,
+            name="t",
+            server=setup.cluster.url,
+            certificate_authority=ca,
+            client_certificate=pair.pem(),
+        )
+    url = "/api/v1/nodes/tls-node/proxy/metrics"
+    for version in KUBECTL_VERSIONS:
+
+        async def scraped(version: str = version) -> str | None:
+            # The API server's own certificate is bound as the default policy reconciles.
+            code, out = await kubectl(version, admin, "get", "--raw", url)
+            return out if code == 0 else None
+
+        out = await wait_for(scraped)
+        assert "kubelet_running_pods 0.0" in out
+        assert "# TYPE kubelet_pod_start_duration_seconds histogram" in out
+        code, out = await kubectl(version, jane, "get", "--raw", url)
+        assert code == 1
+        assert 'User "jane" cannot get resource "nodes/proxy"' in out.replace('\\"', '"'), out

@@ -1,4 +1,6 @@
-"""Subresources served by the node agent that runs the pod: ``pods/log``.
+"""Subresources served by node agents: ``pods/log`` from the agent that runs the pod, and
+``nodes/proxy`` (``/api/v1/nodes/<node>/proxy/<path>``: ``<path>`` on the node's agent,
+such as ``metrics``).
 
 The API server finds the agent through the Node object — ``status.addresses``
 (InternalIP, else Hostname) and ``status.daemonEndpoints.kubeletEndpoint.Port`` — and
@@ -79,10 +81,29 @@ async def fetch_log(
     *, url: str, params: dict[str, str], token: str, tls: ssl.SSLContext | None = None
 ) -> tuple[int, str, bytes]:
     """The whole log (not following): (status, content type, body)."""
+    return await fetch(url=url, params=params, token=token, tls=tls)
+
+
+async def fetch(
+    *,
+    url: str,
+    params: dict[str, str] | tuple[tuple[str, str], ...],
+    token: str,
+    tls: ssl.SSLContext | None = None,
+    method: str = "GET",
+    body: bytes = b"",
+) -> tuple[int, str, bytes]:
+    """One request to a node agent, answered whole: (status, content type, body)."""
     headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
         async with httpx.AsyncClient(timeout=60, verify=tls or True) as client:
-            response = await client.get(url, params=params, headers=headers)
+            response = await client.request(
+                method,
+                url,
+                params=params,
+                headers=headers,
+                content=body or None,
+            )
     except httpx.HTTPError as exc:
         raise ApiError(
             502, f"the node agent could not be reached: {_why(exc)}", reason="ServiceUnavailable"

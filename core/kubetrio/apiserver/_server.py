@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 import kubetrio
-from kubetrio import streams
+from kubetrio import prom, streams
 from kubetrio.api import selectors
 from kubetrio.api.scheme import ResourceInfo, Scheme
 from kubetrio.handler import BadQueryParameter, Request, Response
@@ -51,6 +51,7 @@ from . import (
     _managed,
     _nodeproxy,
     _patch,
+    _prom,
     _proxy,
     _reviews,
     _strategies,
@@ -120,6 +121,7 @@ class ApiServer:
         server_address: str = "127.0.0.1:6443",
     ) -> None:
         self.scheme = scheme or Scheme.builtin()
+        store = _prom.timed_store(store)  # etcd_request_duration_seconds
         self.registry = Registry(store)
         self.services = ServiceAllocator(store)
         self.registry.on_deleted[("", "services")] = self.services.release
@@ -147,11 +149,19 @@ class ApiServer:
         self.ready.set()
         self.audit: _audit.AuditLog | None = None
         """Where requests are audited (``_audit``); None: not audited."""
+        self.object_counts = _prom.ObjectCounts()
+        """When ``/metrics`` counts the stored objects again."""
 
     # --- entry point --------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
-        """Answer one HTTP request (the ``_http`` handler), audited when ``audit`` is set."""
+        """Answer one HTTP request (the ``_http`` handler), audited when ``audit`` is set,
+        counted in the metrics (``_prom``) unless they are off."""
+        if prom.switch.on:
+            return await _prom.around(request, self._audited)
+        return await self._audited(request)
+
+    async def _audited(self, request: Request) -> Response:
         if self.audit is None:
             return await self._handle(request)
         return await self.audit.around(self.scheme, request, self._handle)
@@ -201,6 +211,10 @@ class ApiServer:
             self._authorize(user, AuthorizationAttributes(verb=request.method.lower(), path=path))
             if path in (OPENID_CONFIGURATION_PATH, JWKS_PATH) and request.method == "GET":
                 return await self._issuer_discovery(path)
+            if path == "/metrics" and request.method == "GET":
+                return await _prom.metrics_response(
+                    self.registry.store, self.scheme, self.object_counts
+                )
             return self._non_resource(request, path)
         return await self._resource(request, user, target)
 
@@ -365,6 +379,7 @@ class ApiServer:
                 "POST": "create",
                 "DELETE": "deletecollection",
             }.get(method, "")
+        _prom.note_resource(request, verb, target)
         if not verb:
             raise ApiError(
                 405,
@@ -1019,6 +1034,8 @@ class ApiServer:
             return await self._status(request, user, target, verb, field="spec")
         if sub == "proxy" and (info.group, info.resource) in (("", "pods"), ("", "services")):
             return await self._proxy(request, target)
+        if sub == "proxy" and (info.group, info.resource) == ("", "nodes"):
+            return await self._node_proxy(request, target)
         if sub == "eviction" and verb == "create" and (info.group, info.resource) == ("", "pods"):
             budgets = self.scheme.resource("policy", "v1", "poddisruptionbudgets")
             assert budgets is not None
@@ -1059,6 +1076,24 @@ class ApiServer:
             host, number = _proxy.service_target(obj, endpoints, port)
         path = target.rest + ("/" if request.path.endswith("/") and target.rest else "")
         return await _proxy.forward(request, scheme, host, number, path)
+
+    async def _node_proxy(self, request: Request, target: ResourcePath) -> Response:
+        """``nodes/proxy``: the request forwarded to the node's agent (its ``/metrics``,
+        ``/stats/summary`` …), with the server's credentials for agents."""
+        node = await self.registry.get_object(target.info, "", target.name)
+        url = _nodeproxy.agent_url(
+            self.kubelet_tls, _nodeproxy.agent_endpoint(node), "/" + target.rest
+        )
+        params = tuple((name, value) for name, values in request.query.items() for value in values)
+        status, content_type, body = await _nodeproxy.fetch(
+            url=url,
+            params=params,
+            token=self.kubelet_token,
+            tls=self.kubelet_tls,
+            method=request.method,
+            body=request.body,
+        )
+        return Response(status=status, body=body, content_type=content_type)
 
     async def _token_request(self, request: Request, target: ResourcePath) -> Response:
         """``serviceaccounts/token``: a signed token for the ServiceAccount (TokenRequest)."""
@@ -1560,6 +1595,7 @@ async def _watch_stream(
     """
     last_revision = start_revision
     first_table = True
+    sent = _prom.watch_events(info.group, info.version, info.kind)
     event_send, event_receive = trio.open_memory_channel[WatchEvent](0)
 
     async def pump() -> None:
@@ -1603,6 +1639,8 @@ async def _watch_stream(
                 await send.send(
                     b'{"type":"' + event.type.encode() + b'","object":' + payload + b"}\n"
                 )
+                if sent is not None:
+                    sent()
                 if event.type == "ERROR":
                     break
             nursery.cancel_scope.cancel()

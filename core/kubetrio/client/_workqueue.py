@@ -15,16 +15,22 @@ guarantees level-based reconcilers rely on (the same as client-go's workqueue):
 
 Everything is synchronous except :meth:`get`, so informer handlers can enqueue without
 awaiting; waiting workers are woken through a :class:`trio.Event` that is replaced on
-every wake-up.
+every wake-up. A queue given a ``name`` is measured as client-go's (``_prom``:
+``workqueue_adds_total``, ``workqueue_depth``, the time keys wait and are worked on).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from collections import deque
 
 import trio
+
+from kubetrio import prom
+
+from ._prom import QueueMetrics
 
 BASE_DELAY = 0.005
 """Seconds before the first retry of a failed key (doubles on each further failure)."""
@@ -35,7 +41,9 @@ MAX_DELAY = 300.0
 class WorkQueue:
     """A de-duplicating, delaying, rate-limited queue of keys (see the module docstring)."""
 
-    def __init__(self, *, base_delay: float = BASE_DELAY, max_delay: float = MAX_DELAY) -> None:
+    def __init__(
+        self, *, base_delay: float = BASE_DELAY, max_delay: float = MAX_DELAY, name: str = ""
+    ) -> None:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._queue: deque[str] = deque()
@@ -46,6 +54,10 @@ class WorkQueue:
         self._failures: dict[str, int] = {}
         self._seq = itertools.count()
         self._wakeup = trio.Event()
+        self._metrics = QueueMetrics(name) if name and prom.switch.on else None
+        self._added_at: dict[str, float] = {}
+        """When each queued key was added, and when each key in work was handed out."""
+        self._started_at: dict[str, float] = {}
 
     def __len__(self) -> int:
         """Keys ready to be handed out (not counting delayed ones)."""
@@ -59,9 +71,15 @@ class WorkQueue:
         if key in self._dirty:
             return
         self._dirty.add(key)
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.adds.inc()
+            self._added_at.setdefault(key, time.perf_counter())
         if key not in self._processing:
             self._queue.append(key)
             self._wake()
+            if metrics is not None:
+                metrics.depth.set(len(self._queue))
 
     def add_after(self, key: str, delay: float) -> None:
         """Queue ``key`` after ``delay`` seconds; an earlier pending deadline wins."""
@@ -78,6 +96,8 @@ class WorkQueue:
 
     def add_rate_limited(self, key: str) -> None:
         """Queue ``key`` after its backoff delay, which doubles with each call."""
+        if self._metrics is not None:
+            self._metrics.retries.inc()
         self.add_after(key, self.backoff(key))
 
     def backoff(self, key: str) -> float:
@@ -119,6 +139,12 @@ class WorkQueue:
                 self._processing.add(key)
                 if self._queue:
                     self._wake()  # let another worker take the next key at once
+                metrics = self._metrics
+                if metrics is not None:
+                    now = time.perf_counter()
+                    metrics.depth.set(len(self._queue))
+                    metrics.queue_duration.observe(now - self._added_at.pop(key, now))
+                    self._started_at[key] = now
                 return key
             wakeup = self._wakeup
             if wakeup.is_set():
@@ -132,9 +158,16 @@ class WorkQueue:
     def done(self, key: str) -> None:
         """The worker finished ``key``; if it was added meanwhile, queue it again."""
         self._processing.discard(key)
+        metrics = self._metrics
+        if metrics is not None:
+            started = self._started_at.pop(key, None)
+            if started is not None:
+                metrics.work_duration.observe(time.perf_counter() - started)
         if key in self._dirty:
             self._queue.append(key)
             self._wake()
+            if metrics is not None:
+                metrics.depth.set(len(self._queue))
 
     def is_processing(self, key: str) -> bool:
         """Whether a worker holds ``key`` right now."""

@@ -100,7 +100,7 @@ class QueueController:
     workers = 2
 
     def __init__(self) -> None:
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(name=self.name)  # measured as client-go's, by this name
         self._ctx: ControllerContext | None = None
 
     @property

@@ -43,6 +43,7 @@ from ._csinode import register_storage_drivers
 from ._logs_reader import read_log
 from ._nfs import unmount_pod as unmount_nfs_volumes
 from ._node import LeaseKeeper, default_address, node_object, node_status, register_node
+from ._prom import NodeMetrics
 from ._server import KubeletServer
 from ._volumes import unmount_memory_volumes
 from ._worker import PodWorker
@@ -169,7 +170,9 @@ class NodeAgent:
         self.image_gc_interval = image_gc_interval
         self.container_log_max_size = container_log_max_size
         self.container_log_max_files = container_log_max_files
-        self.runtime = self._make_runtime(runtime, cgroup_parent, netns_prefix)
+        self.metrics = NodeMetrics()
+        """This agent's Prometheus metrics (its endpoint's ``/metrics``)."""
+        self.runtime = self.metrics.timed(self._make_runtime(runtime, cgroup_parent, netns_prefix))
         self.workers: dict[str, PodWorker] = {}
         self.events = EventRecorder(client, "kubelet", host=node_name)
         """Pod events (Pulled, Created, Started, Killing, BackOff, Unhealthy, …)."""

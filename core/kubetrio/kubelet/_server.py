@@ -14,6 +14,8 @@ through the Node's ``status.addresses`` (InternalIP) and
     :mod:`kubetrio.streams._agentwire`).
 ``GET /stats/summary``
     the kubelet Summary API document (the node, pods and their volumes' usage).
+``GET /metrics``
+    the agent's Prometheus metrics (``_prom``: pod start latency, runtime operations).
 ``GET /healthz``
     ``ok``.
 
@@ -39,6 +41,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h11
 import trio
 
+from kubetrio import prom
 from kubetrio.client import ClientError
 from kubetrio.pki import TLSConfig
 
@@ -197,6 +200,10 @@ class KubeletServer:
         query = parse_qs(url.query)
         if parts == ["healthz"]:
             await self._send(conn, stream, 200, b"ok")
+            return
+        if parts == ["metrics"] and request.method == b"GET":
+            metrics = self.agent.metrics.exposition(self.agent.runtime)
+            await self._send(conn, stream, 200, metrics, prom.CONTENT_TYPE)
             return
         if parts == ["stats", "summary"] and request.method == b"GET":
             summary = json.dumps(await self.agent.stats_summary()).encode()

@@ -106,6 +106,9 @@ class PodWorker:
         self._evicting = False
         self._lifecycle_scope: trio.CancelScope | None = None
         self.done = trio.Event()
+        self.first_seen = trio.current_time()
+        self._start_observed = (pod.get("status") or {}).get("phase") == "Running"
+        """A pod running before this worker (adopted) has no start latency to report."""
 
     # --- requests from the agent --------------------------------------------------------
 
@@ -115,6 +118,7 @@ class PodWorker:
         A changed container ``image`` (the one mutable field of a container) restarts
         that container with the new image, as kubelet does for a changed spec hash.
         """
+        began = trio.current_time()
         previous = self.pod
         self.pod = pod
         self.volumes.pod = pod
@@ -137,6 +141,7 @@ class PodWorker:
             grace = meta.get("deletionGracePeriodSeconds")
             self._grace = float(grace if grace is not None else 30)
             self._terminate.set()
+        self.agent.metrics.observe_worker("update", began)
 
     async def _stop_for_change(self, container_id: str) -> None:
         await self.agent.runtime.stop_container(container_id, grace_period=self._grace_period())
@@ -204,6 +209,12 @@ class PodWorker:
 
     async def _teardown(self, grace: float) -> None:
         began = trio.current_time()
+        try:
+            await self._teardown_steps(began, grace)
+        finally:
+            self.agent.metrics.observe_worker("kill", began)
+
+    async def _teardown_steps(self, began: float, grace: float) -> None:
         if grace > 0:
             spec = self.pod.get("spec") or {}
             with trio.move_on_after(grace):
@@ -298,6 +309,7 @@ class PodWorker:
             self.agent.startup_limiter.release_on_behalf_of(self)
 
     async def _start_pod(self, backoff: BackOff) -> None:
+        began = trio.current_time()
         while self.sandbox is None:
             try:
                 self.sandbox = await self.agent.runtime.run_pod_sandbox(self.pod)
@@ -315,6 +327,7 @@ class PodWorker:
                 log.info("volumes of %s/%s not ready: %s", self.namespace, self.name, exc)
                 self._event("Warning", "FailedMount", str(exc))
                 await trio.sleep(backoff.next(0) or 0.5)
+        self.agent.metrics.observe_worker("create", began)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._refresh_volumes)
             spec = self.pod.get("spec") or {}
@@ -848,6 +861,9 @@ class PodWorker:
                     subresource="status",
                 )
                 self._last_sent = status
+                if not self._start_observed and status.get("phase") == "Running":
+                    self._start_observed = True
+                    self.agent.metrics.observe_pod_start(trio.current_time() - self.first_seen)
             except ClientError as exc:
                 if exc.not_found:
                     self.deleted()

@@ -46,6 +46,8 @@ class QueuedPod:
     unschedulable_since: float = 0.0
     cycle: int = 0
     """The scheduling cycle in which it was last popped."""
+    attempt_started: float = 0.0
+    """When its last attempt began (``time.perf_counter``), for the scheduler's metrics."""
     unschedulable_plugins: set[str] = field(default_factory=set)
 
 

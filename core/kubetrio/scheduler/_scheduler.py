@@ -30,6 +30,7 @@ from kubetrio.client import Client, ClientError, Informer, KubeObject, SharedInf
 from kubetrio.plugins import PluginManager, check_scheduler_plugin
 from kubetrio.providers import SchedulerPlugin, UserInfo
 
+from . import _prom
 from ._cache import SchedulerCache
 from ._config import SchedulerConfig
 from ._framework import FitError, Framework
@@ -112,6 +113,7 @@ class Scheduler:
             max_backoff=config.pod_max_backoff_seconds,
             max_unschedulable=config.pod_max_in_unschedulable_seconds,
         )
+        _prom.watch_queue(self.queue)
         self.caches = _PluginCaches(self)
         """Caches of other API objects that plugins asked for (``ask_for_caches``)."""
         asked: set[int] = set()
@@ -177,14 +179,17 @@ class Scheduler:
         if self.cache.pod_node(info.key) is not None:
             self.queue.done(info.key)  # bound meanwhile (informer saw it): nothing to do
             return
+        entry.attempt_started = time.perf_counter()
         try:
             node, state = framework.schedule(info, self.cache)
         except FitError as error:
+            self._attempted(entry, framework, _prom.UNSCHEDULABLE)
             self.failed_attempts += 1
             self.queue.add_unschedulable(entry, plugins=error.plugins)
             self._record_failure(pod, str(error))
             return
         except Exception as exc:  # a faulty plugin must not stop the scheduler
+            self._attempted(entry, framework, _prom.ERROR)
             log.exception("scheduling %s failed", info.key)
             self.queue.add_unschedulable(entry, plugins=None)
             self._record_failure(pod, f"running the scheduling cycle: {exc}", reason="Error")
@@ -221,6 +226,7 @@ class Scheduler:
                         name=metadata["name"],
                     )
         except Exception as exc:
+            self._attempted(entry, framework, _prom.ERROR)
             self.cache.forget(info.key)
             framework.unreserve(state, info, node)
             if isinstance(exc, ClientError) and (exc.not_found or exc.conflict):
@@ -234,6 +240,8 @@ class Scheduler:
             else:
                 self._record_failure(pod, f"binding rejected: {exc}", reason="FailedScheduling")
             return
+        self._attempted(entry, framework, _prom.SCHEDULED)
+        _prom.scheduled(entry.attempts + 1, trio.current_time() - entry.timestamp)
         self.scheduled += 1
         self.queue.done(info.key)
         self._event(
@@ -242,6 +250,11 @@ class Scheduler:
             "Scheduled",
             f"Successfully assigned {info.namespace}/{info.name} to {node.name}",
         )
+
+    @staticmethod
+    def _attempted(entry: QueuedPod, framework: Framework, result: str) -> None:
+        elapsed = time.perf_counter() - entry.attempt_started
+        _prom.attempt(result, framework.scheduler_name, elapsed)
 
     # --- failures and events -----------------------------------------------------------------
 
