@@ -305,7 +305,7 @@ class Registry:
         if dry_run:
             if await self.store.get(self.key(info, namespace, name)) is not None:
                 raise already_exists(info.resource, info.group, name)
-            return obj
+            return _round_trip(info, obj)
         generated = bool(metadata.get("generateName")) and name.startswith(
             metadata.get("generateName", "")
         )
@@ -320,7 +320,7 @@ class Registry:
                 name = metadata["name"] = objects.generate_name(metadata["generateName"])
                 value = objects.encode_for_store(_to_storage(info, obj))
         metadata["resourceVersion"] = str(created.mod_revision)
-        return obj
+        return _round_trip(info, obj)
 
     async def update(
         self,
@@ -382,7 +382,7 @@ class Registry:
             _limits.check_storable(new, value, _what(info, name), stored=len(current.value))
             if dry_run:  # what would be stored, at the revision it would replace
                 new["metadata"]["resourceVersion"] = str(current.mod_revision)
-                return new
+                return _round_trip(info, new)
             try:
                 updated = await self.store.update(
                     key, value, expected_revision=current.mod_revision
@@ -396,7 +396,7 @@ class Registry:
             except kv.Undecryptable as exc:
                 raise undecryptable(exc) from None
             new["metadata"]["resourceVersion"] = str(updated.mod_revision)
-            return new
+            return _round_trip(info, new)
 
     async def delete(
         self,
@@ -638,6 +638,13 @@ def _to_storage(info: ResourceInfo, obj: KubeObject) -> KubeObject:
     """An object in the form it is stored in (converted to the storage version)."""
     converter = _converter(info)
     return obj if converter is None else converter[1](obj)
+
+
+def _round_trip(info: ResourceInfo, obj: KubeObject) -> KubeObject:
+    """A written object as a read would serve it (through the storage version and back,
+    as upstream answers a write with the stored object in the request's version)."""
+    converter = _converter(info)
+    return obj if converter is None else converter[0](converter[1](obj))
 
 
 def _served(info: ResourceInfo, data: bytes) -> bytes:
