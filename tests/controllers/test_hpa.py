@@ -5,15 +5,16 @@ input reported (condition + event) while other autoscalers keep working."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import pytest
 
 from kubetrio.apiserver import RunningApiServer
-from kubetrio.client import Client, KubeObject
+from kubetrio.client import Client, ClientError, KubeObject
 from kubetrio.controllers import ControllerManager, HorizontalController, MetricsError, PodMetric
 from kubetrio.controllers._objects import wall_now
-from tests.kit import deployment, wait_for
+from tests.kit import crd, deployment, wait_for
 
 from .conftest import Cluster, open_cluster
 
@@ -148,9 +149,12 @@ async def test_scales_a_deployment_up_and_down(hpa_cluster: tuple[Cluster, Load]
         "New size: 4; reason: cpu resource utilization (percentage of request) above target"
     )
     assert event["source"]["component"] == "horizontal-pod-autoscaler"
-    found = await client.get("autoscaling/v2", "horizontalpodautoscalers", "web", namespace=NS)
-    status = found["status"]
-    assert status["lastScaleTime"]
+
+    async def rescaled() -> KubeObject | None:
+        got = await client.get("autoscaling/v2", "horizontalpodautoscalers", "web", namespace=NS)
+        return got if (got.get("status") or {}).get("lastScaleTime") else None
+
+    found = await wait_for(rescaled)  # the status is written after the scale
     # The behavior was defaulted by the API server as upstream's.
     assert found["spec"]["behavior"]["scaleUp"]["policies"][0] == {
         "type": "Pods",
@@ -220,8 +224,8 @@ async def test_bad_targets_are_reported_and_others_still_scale(
     ):
         event = await wait_event(client, name, "FailedGetScale")
         assert event["type"] == "Warning" and message in event["message"]
-        able = await condition(client, name, "AbleToScale")
-        assert able is not None and (able["status"], able["reason"]) == ("False", "FailedGetScale")
+        able = await wait_for(partial(condition, client, name, "AbleToScale"))
+        assert (able["status"], able["reason"]) == ("False", "FailedGetScale")
         assert able["message"].startswith(
             "the HPA controller was unable to get the target's current scale: "
         )
@@ -261,3 +265,57 @@ async def test_target_at_zero_replicas_disables_scaling(hpa_cluster: tuple[Clust
         "ScalingDisabled",
         "scaling is disabled since the replica count of the target is zero",
     )
+
+
+async def test_scales_a_custom_resource_through_its_scale_subresource(
+    hpa_cluster: tuple[Cluster, Load],
+) -> None:
+    """A kind the controller was not built with: found through discovery, its ``scale``
+    read (the selector from ``labelSelectorPath``) and written."""
+    cluster, load = hpa_cluster
+    client = cluster.client
+    scale = {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    await client.create(
+        "apiextensions.k8s.io/v1",
+        "customresourcedefinitions",
+        crd("example.com", "widgets", "Widget", subresources={"scale": scale, "status": {}}),
+    )
+
+    async def served() -> bool:
+        try:
+            await client.list("example.com/v1", "widgets", namespace=NS)
+        except ClientError:
+            return False
+        return True
+
+    await wait_for(served)
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w"},
+        "spec": {"replicas": 1},
+    }
+    created = await client.create("example.com/v1", "widgets", widget, namespace=NS)
+    created["status"] = {"replicas": 1, "selector": "app=widget"}
+    await client.update("example.com/v1", "widgets", created, namespace=NS, subresource="status")
+    pod = cpu_deployment("widget", 1)["spec"]["template"]
+    await client.create(
+        "v1", "pods", {**pod, "metadata": {"name": "w-0", **pod["metadata"]}}, namespace=NS
+    )
+    load.per_app["widget"] = 100
+
+    async def scaled() -> bool:
+        await track_pods(client, load)
+        found = await client.get("example.com/v1", "widgets", "w", namespace=NS)
+        return bool(found["spec"]["replicas"] == 2)
+
+    await client.create(
+        "autoscaling/v2", "horizontalpodautoscalers", hpa("w", "Widget", "w"), namespace=NS
+    )
+    await wait_for(scaled)
+    event = await wait_event(client, "w", "SuccessfulRescale")
+    assert event["message"].startswith("New size: 2; reason: cpu resource utilization")
