@@ -31,6 +31,7 @@ from .structural import kube_version_key
 
 __all__ = [
     "BUILTIN",
+    "METRICS_GROUP",
     "CustomVersion",
     "GroupVersionKind",
     "GroupVersionResource",
@@ -517,7 +518,29 @@ def _builtin_resources() -> list[ResourceInfo]:
             definition=KINDS.get(gvk),
         )
         infos.append(info)
-    return infos
+    return infos + _metrics_resources()
+
+
+METRICS_GROUP = "metrics.k8s.io"
+"""The resource metrics API (metrics-server's), served by the API server from the node
+agents' figures; not in swagger, so its two read-only resources are tabulated here."""
+
+
+def _metrics_resources() -> list[ResourceInfo]:
+    return [
+        ResourceInfo(
+            group=METRICS_GROUP,
+            version="v1beta1",
+            resource=resource,
+            kind=kind,
+            namespaced=namespaced,
+            verbs=("get", "list"),
+        )
+        for resource, kind, namespaced in (
+            ("nodes", "NodeMetrics", False),
+            ("pods", "PodMetrics", True),
+        )
+    ]
 
 
 def _type(gvk: tuple[str, str, str]) -> type[KubeStruct] | None:

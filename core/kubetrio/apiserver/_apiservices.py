@@ -39,6 +39,7 @@ PRIORITIES: dict[tuple[str, str], tuple[int, int]] = {
     ("apiextensions.k8s.io", "v1"): (16700, 15),
     ("coordination.k8s.io", "v1"): (16500, 15),
     ("discovery.k8s.io", "v1"): (16200, 15),
+    ("metrics.k8s.io", "v1beta1"): (100, 100),  # metrics-server's APIService
 }
 """(groupPriorityMinimum, versionPriority) of kube-apiserver's built-in group/versions
 (``apiVersionPriorities``); any other group served at start gets CRDs' (1000, 100)."""

@@ -12,6 +12,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from kubetrio.api import autoscaling
 from kubetrio.api.qos import pod_qos_class
 from kubetrio.kubeobject import KubeObject
 
@@ -238,6 +239,7 @@ DEFAULTERS: dict[tuple[str, str], Callable[[KubeObject], None]] = {
     ("", "persistentvolumes"): _pv,
     ("rbac.authorization.k8s.io", "rolebindings"): _role_binding,
     ("rbac.authorization.k8s.io", "clusterrolebindings"): _role_binding,
+    ("autoscaling", "horizontalpodautoscalers"): autoscaling.set_defaults,
 }
 
 

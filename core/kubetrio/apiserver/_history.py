@@ -32,7 +32,14 @@ from kubetrio.providers import UserInfo
 
 from . import _managed
 from . import _objects as objects
-from ._registry import Registry, _served, corrupt_object, corruption, readable
+from ._registry import (
+    Registry,
+    _served,
+    corrupt_object,
+    corruption,
+    readable,
+    serves_converted,
+)
 from ._status import ApiError, bad_request, not_found, qualified
 
 API_VERSION = "history.kubetrio.io/v1"
@@ -88,7 +95,7 @@ def _item(info: ResourceInfo, entry: kv.HistoryEntry) -> KubeObject:
     reason = corruption(value)
     if reason is not None:
         raise corrupt_object(entry.kv.key, entry.revision, reason)
-    if info.custom is not None:
+    if serves_converted(info):
         value = _served(info, value)
     note = Note()
     if entry.note:

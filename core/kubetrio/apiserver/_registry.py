@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 import msgspec
 
 from kubetrio import store as kv
-from kubetrio.api import structural
+from kubetrio.api import autoscaling, structural
 from kubetrio.api.scheme import ResourceInfo
 from kubetrio.kubeobject import KubeObject
 
@@ -177,7 +177,14 @@ class Registry:
     # --- reads --------------------------------------------------------------------------
 
     async def get(self, info: ResourceInfo, namespace: str, name: str) -> kv.KeyValue:
-        """The stored version of an object; 404 when absent."""
+        """The stored version of an object, as ``info``'s version serves it; 404 when absent."""
+        found = await self._get_stored(info, namespace, name)
+        if serves_converted(info):  # one storage, served in each of the versions
+            found = msgspec.structs.replace(found, value=_served(info, found.value))
+        return found
+
+    async def _get_stored(self, info: ResourceInfo, namespace: str, name: str) -> kv.KeyValue:
+        """The object as stored; 404 when absent."""
         with readable():
             found = await self.store.get(self.key(info, namespace, name))
         if found is None:
@@ -185,8 +192,6 @@ class Registry:
         reason = corruption(found.value)
         if reason is not None:
             raise corrupt_object(found.key, found.mod_revision, reason)
-        if info.custom is not None:  # one storage, served in each of the CRD's versions
-            found = msgspec.structs.replace(found, value=_served(info, found.value))
         return found
 
     async def get_object(self, info: ResourceInfo, namespace: str, name: str) -> KubeObject:
@@ -265,7 +270,7 @@ class Registry:
                             start = entry.key + b"\x00"
                             continue
                     value = entry.value
-                    if info.custom is not None:
+                    if serves_converted(info):
                         value = _served(info, value)
                     items.append(objects.with_resource_version(value, entry.mod_revision))
                     start = entry.key + b"\x00"
@@ -326,12 +331,12 @@ class Registry:
             metadata["namespace"] = namespace
         else:
             metadata.pop("namespace", None)
-        value = objects.encode_for_store(obj)
+        value = objects.encode_for_store(_to_storage(info, obj))
         _limits.check_storable(obj, value, _what(info, name))
         if dry_run:
             if await self.store.get(self.key(info, namespace, name)) is not None:
                 raise already_exists(info.resource, info.group, name)
-            return obj
+            return _round_trip(info, obj)
         generated = bool(metadata.get("generateName")) and name.startswith(
             metadata.get("generateName", "")
         )
@@ -344,9 +349,9 @@ class Registry:
                     raise already_exists(info.resource, info.group, name) from exc
                 # A generated name collided (5 random characters): draw another one.
                 name = metadata["name"] = objects.generate_name(metadata["generateName"])
-                value = objects.encode_for_store(obj)
+                value = objects.encode_for_store(_to_storage(info, obj))
         metadata["resourceVersion"] = str(created.mod_revision)
-        return obj
+        return _round_trip(info, obj)
 
     async def update(
         self,
@@ -372,7 +377,10 @@ class Registry:
         """
         key = self.key(info, namespace, name)
         while True:
-            current = await self.get(info, namespace, name)
+            stored = await self._get_stored(info, namespace, name)
+            current = stored
+            if serves_converted(info):
+                current = msgspec.structs.replace(stored, value=_served(info, stored.value))
             old = objects.decode_stored(current.value, current.mod_revision)
             # A large stored object makes the change heavy whatever the body's size.
             weight = _limits.weigh(len(current.value))
@@ -394,17 +402,18 @@ class Registry:
                 if gone is None:
                     continue  # it changed meanwhile: look again
                 return gone
-            value = objects.encode_for_store(new)
+            value = objects.encode_for_store(_to_storage(info, new))
             # Nothing changed: no new revision, as Kubernetes — unless the stored value is
             # encrypted with an older key, which a rewrite moves to the current one.
-            if value == current.value and not isinstance(current, kv.StaleKeyValue):
+            baseline = stored.value if _converter(info) is not None else current.value
+            if value == baseline and not isinstance(current, kv.StaleKeyValue):
                 return old
             # An object stored before the limit (or under a larger one) may still lose
             # its finalizers, be marked deleted or shrink.
             _limits.check_storable(new, value, _what(info, name), stored=len(current.value))
             if dry_run:  # what would be stored, at the revision it would replace
                 new["metadata"]["resourceVersion"] = str(current.mod_revision)
-                return new
+                return _round_trip(info, new)
             try:
                 updated = await self.store.update(
                     key, value, expected_revision=current.mod_revision
@@ -418,7 +427,7 @@ class Registry:
             except kv.Undecryptable as exc:
                 raise undecryptable(exc) from None
             new["metadata"]["resourceVersion"] = str(updated.mod_revision)
-            return new
+            return _round_trip(info, new)
 
     async def delete(
         self,
@@ -586,7 +595,7 @@ class Registry:
                 async for event in events:
                     translated = _translate(event, matches)
                     if translated is not None:
-                        if info.custom is not None:
+                        if serves_converted(info):
                             translated = WatchEvent(
                                 translated.type,
                                 _served(info, translated.object),
@@ -650,10 +659,49 @@ def store_read_error(info: ResourceInfo, prefix: str, corrupt: list[tuple[bytes,
     )
 
 
+_CONVERTERS: dict[
+    tuple[str, str, str],
+    tuple[Callable[[KubeObject], KubeObject], Callable[[KubeObject], KubeObject]],
+] = {
+    ("autoscaling", "v1", "horizontalpodautoscalers"): (autoscaling.to_v1, autoscaling.to_v2),
+}
+"""Built-in versions served by conversion from the stored one: (group, version, resource)
+→ (stored → served, served → stored). HPAs are stored as autoscaling/v2, as upstream."""
+
+
+def _converter(
+    info: ResourceInfo,
+) -> tuple[Callable[[KubeObject], KubeObject], Callable[[KubeObject], KubeObject]] | None:
+    return _CONVERTERS.get((info.group, info.version, info.resource))
+
+
+def serves_converted(info: ResourceInfo) -> bool:
+    """Whether objects are served otherwise than stored (custom resources in each of
+    their versions, autoscaling/v1 HorizontalPodAutoscalers)."""
+    return info.custom is not None or _converter(info) is not None
+
+
+def _to_storage(info: ResourceInfo, obj: KubeObject) -> KubeObject:
+    """An object in the form it is stored in (converted to the storage version)."""
+    converter = _converter(info)
+    return obj if converter is None else converter[1](obj)
+
+
+def _round_trip(info: ResourceInfo, obj: KubeObject) -> KubeObject:
+    """A written object as a read would serve it (through the storage version and back,
+    as upstream answers a write with the stored object in the request's version)."""
+    converter = _converter(info)
+    return obj if converter is None else converter[0](converter[1](obj))
+
+
 def _served(info: ResourceInfo, data: bytes) -> bytes:
-    """A custom resource as one of its CRD's versions serves it: that version's
-    ``apiVersion`` (conversion None) and, when its schema has defaults, those filled in,
-    as apiextensions-apiserver also defaults objects read from storage."""
+    """An object as ``info``'s version serves it. A built-in version served by conversion
+    is converted; a custom resource gets that version's ``apiVersion`` (conversion None)
+    and, when its schema has defaults, those filled in, as apiextensions-apiserver also
+    defaults objects read from storage."""
+    converter = _converter(info)
+    if converter is not None:
+        return objects.encode(converter[0](objects.decode(data)))
     data = objects.with_api_version(data, info.api_version)
     if info.custom is not None and info.custom.defaulted and info.schema is not None:
         obj = objects.decode(data)

@@ -72,6 +72,7 @@ async def open_apiserver(
     async with trio.open_nursery() as nursery:
         await nursery.start(CustomResources(api.registry, api.scheme).run)
         await nursery.start(finalizer.run)
+        await nursery.start(api.resource_metrics.run)
         gate = ConnectionGate(limits or ServerLimits())
         context = tls.server_context() if tls is not None else None
         listeners = await nursery.start(

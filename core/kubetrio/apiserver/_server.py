@@ -26,7 +26,7 @@ import trio
 import kubetrio
 from kubetrio import prom, streams
 from kubetrio.api import selectors
-from kubetrio.api.scheme import ResourceInfo, Scheme
+from kubetrio.api.scheme import METRICS_GROUP, ResourceInfo, Scheme
 from kubetrio.handler import BadQueryParameter, Request, Response
 from kubetrio.kubeobject import KubeObject
 from kubetrio.plugins import AdmissionPluginFailed, PluginManager
@@ -61,6 +61,7 @@ from . import (
 from . import _objects as objects
 from ._access import authenticated, forbidden, impersonate
 from ._registry import ListPage, ObjectFilter, Registry, WatchEvent, WatchProgress, bookmark
+from ._resourcemetrics import ResourceMetrics
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
 from ._status import ApiError, bad_request, conflict, invalid, qualified, status_body
@@ -151,6 +152,10 @@ class ApiServer:
         """Where requests are audited (``_audit``); None: not audited."""
         self.object_counts = _prom.ObjectCounts()
         """When ``/metrics`` counts the stored objects again."""
+        self.resource_metrics = ResourceMetrics(
+            self.registry, self.scheme, lambda: (self.kubelet_tls, self.kubelet_token)
+        )
+        """``metrics.k8s.io``: the node agents' resource metrics, scraped by ``run``."""
 
     # --- entry point --------------------------------------------------------------------
 
@@ -413,6 +418,12 @@ class ApiServer:
         self, request: Request, user: UserInfo, target: ResourcePath, verb: str
     ) -> Response:
         info = target.info
+        if info.group == METRICS_GROUP:  # served from the agents' figures, not stored
+            if target.subresource:
+                raise ApiError(404, "the server could not find the requested resource")
+            return await self.resource_metrics.serve(
+                request, target.namespace, info.resource, target.name, verb
+            )
         if target.subresource:
             return await self._subresource(request, user, target, verb)
         if not info.has_verb(verb):

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from kubetrio.api import autoscaling
 from kubetrio.api.scheme import ResourceInfo
 from kubetrio.kubeobject import KubeObject
 
@@ -342,6 +343,71 @@ _CSIDRIVER_COLUMNS: list[Column] = [
 ]
 
 
+def _hpa_v2(hpa: KubeObject) -> KubeObject:
+    """An HPA as autoscaling/v2 (a v1 view is converted back), which the row is built from."""
+    return autoscaling.to_v2(hpa) if hpa.get("apiVersion") == autoscaling.V1 else hpa
+
+
+def _hpa_target(spec: KubeObject, status: Any, name: str) -> str:
+    """One metric's ``current/target`` as kubectl's ``formatHPAMetrics``."""
+    target = spec.get("target") or {}
+    current = (status or {}).get("current") or {}
+    if target.get("averageValue") is not None:
+        now = current.get("averageValue") if status else None
+        return f"{name}: {now if now is not None else '<unknown>'}/{target['averageValue']}"
+    now = current.get("averageUtilization")
+    shown = f"{now}%" if now is not None else "<unknown>"
+    wanted = target.get("averageUtilization")
+    return f"{name}: {shown}/{f'{wanted}%' if wanted is not None else '<auto>'}"
+
+
+def _hpa_targets(hpa: KubeObject) -> str:
+    """The TARGETS column: each metric's current value against its target, two at most."""
+    hpa = _hpa_v2(hpa)
+    specs = _path(hpa, "spec", "metrics", default=[])
+    statuses = _path(hpa, "status", "currentMetrics", default=[])
+    if not specs:
+        return "<none>"
+    cells = []
+    for i, spec in enumerate(specs):
+        kind = spec.get("type")
+        status = statuses[i] if i < len(statuses) else {}
+        key = {
+            "Resource": "resource",
+            "ContainerResource": "containerResource",
+            "Pods": "pods",
+            "Object": "object",
+            "External": "external",
+        }.get(kind)
+        if key is None:
+            cells.append("<unknown type>")
+            continue
+        source = spec.get(key) or {}
+        found = status.get(key)
+        if kind in ("Resource", "ContainerResource"):
+            cells.append(_hpa_target(source, found, str(source.get("name", ""))))
+            continue
+        target = source.get("target") or {}
+        current = (found or {}).get("current") or {}
+        if kind != "Pods" and target.get("averageValue") is not None:
+            now = current.get("averageValue") or "<unknown>"
+            cells.append(f"{now}/{target['averageValue']} (avg)")
+        elif kind == "Pods":
+            now = current.get("averageValue") if found else None
+            cells.append(f"{now or '<unknown>'}/{target.get('averageValue')}")
+        else:
+            now = current.get("value") if found else None
+            cells.append(f"{now or '<unknown>'}/{target.get('value')}")
+    if len(cells) > 2:
+        return f"{', '.join(cells[:2])} + {len(cells) - 2} more..."
+    return ", ".join(cells)
+
+
+def _hpa_min_pods(hpa: KubeObject) -> str:
+    minimum = _path(hpa, "spec", "minReplicas")
+    return "<unset>" if minimum is None else str(minimum)
+
+
 COLUMNS: dict[tuple[str, str], list[Column]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): [
         # kube-apiserver prints the creation time itself here, not an age
@@ -579,6 +645,22 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Age", "string", 0, _age),
     ],
     ("storage.k8s.io", "csidrivers"): _CSIDRIVER_COLUMNS,
+    ("autoscaling", "horizontalpodautoscalers"): [
+        (
+            "Reference",
+            "string",
+            0,
+            lambda h: (
+                f"{_path(h, 'spec', 'scaleTargetRef', 'kind', default='')}/"
+                f"{_path(h, 'spec', 'scaleTargetRef', 'name', default='')}"
+            ),
+        ),
+        ("Targets", "string", 0, _hpa_targets),
+        ("MinPods", "string", 0, _hpa_min_pods),
+        ("MaxPods", "integer", 0, lambda h: _path(h, "spec", "maxReplicas", default=0)),
+        ("Replicas", "integer", 0, lambda h: _path(h, "status", "currentReplicas", default=0)),
+        ("Age", "string", 0, _age),
+    ],
     ("scheduling.k8s.io", "priorityclasses"): [
         ("Value", "integer", 0, lambda c: c.get("value", 0)),
         ("Global-Default", "boolean", 0, lambda c: bool(c.get("globalDefault"))),

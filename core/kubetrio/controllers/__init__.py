@@ -26,7 +26,8 @@ The pieces, each in its own module:
   create batches and a per-owner create rate limit (``_brakes``);
 * the controllers: ReplicaSet, Deployment, garbage collector, ServiceAccount,
   Endpoints/EndpointSlice, Job, CronJob, DaemonSet, StatefulSet, node lifecycle,
-  disruption (PodDisruptionBudgets' status), the volume controllers: PV/PVC binder and
+  disruption (PodDisruptionBudgets' status), the horizontal pod autoscaler (``_hpa``;
+  its arithmetic in ``_hpa_replicas``), the volume controllers: PV/PVC binder and
   provisioner (``_persistentvolume``), expansion (``_pvresize``), pvc- and pv-protection
   (``_pvprotection``), and the root-ca-cert-publisher (``kube-root-ca.crt``, given the CA
   bundle);
@@ -49,6 +50,13 @@ from ._expectations import Expectations as Expectations
 from ._gc import DEFAULT_MONITORED as DEFAULT_MONITORED
 from ._gc import GarbageCollector as GarbageCollector
 from ._gc import MonitoredResource as MonitoredResource
+from ._hpa import HorizontalController as HorizontalController
+from ._hpa_replicas import MetricsError as MetricsError
+from ._hpa_replicas import MetricsSource as MetricsSource
+from ._hpa_replicas import PodMetric as PodMetric
+from ._hpa_replicas import Recommendations as Recommendations
+from ._hpa_replicas import ReplicaCalculator as ReplicaCalculator
+from ._hpa_replicas import Tolerances as Tolerances
 from ._index import NodeIndex as NodeIndex
 from ._index import OwnerIndex as OwnerIndex
 from ._job import JobController as JobController

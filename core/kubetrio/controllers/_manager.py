@@ -32,6 +32,7 @@ from ._deployment import DeploymentController
 from ._disruption import DisruptionController
 from ._endpoints import EndpointsController
 from ._gc import GarbageCollector
+from ._hpa import HorizontalController
 from ._job import JobController
 from ._leader import (
     LEASE_DURATION,
@@ -68,6 +69,7 @@ BUILT_IN: dict[str, type[QueueController]] = {
     "statefulset": StatefulSetController,
     "nodelifecycle": NodeLifecycleController,
     "disruption": DisruptionController,
+    "horizontalpodautoscaling": HorizontalController,
     "persistentvolume-binder": PersistentVolumeController,
     "persistentvolume-expander": VolumeResizeController,
     "pvc-protection": PVCProtectionController,
@@ -96,6 +98,7 @@ SERVICE_ACCOUNTS: dict[str, str] = {
     "nodelifecycle": "node-controller",
     "servicelb": "service-controller",
     "disruption": "disruption-controller",
+    "horizontalpodautoscaling": "horizontal-pod-autoscaler",
     "root-ca-cert-publisher": "root-ca-cert-publisher",
     "persistentvolume-binder": "persistent-volume-binder",
     "persistentvolume-expander": "expand-controller",

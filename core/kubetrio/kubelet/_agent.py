@@ -44,6 +44,14 @@ from ._logs_reader import read_log
 from ._nfs import unmount_pod as unmount_nfs_volumes
 from ._node import LeaseKeeper, default_address, node_object, node_status, register_node
 from ._prom import NodeMetrics
+from ._resources import (
+    ResourceSampler,
+    Snapshot,
+    cpu_stats,
+    memory_stats,
+    resource_metrics,
+    summary_containers,
+)
 from ._server import KubeletServer
 from ._volumes import unmount_memory_volumes
 from ._worker import PodWorker
@@ -173,6 +181,10 @@ class NodeAgent:
         self.metrics = NodeMetrics()
         """This agent's Prometheus metrics (its endpoint's ``/metrics``)."""
         self.runtime = self.metrics.timed(self._make_runtime(runtime, cgroup_parent, netns_prefix))
+        # Pods' cgroups are where the runc runtime puts them; a plugin's runtime has
+        # none we know of, and then only the node's figures are reported.
+        self.resources = ResourceSampler(getattr(self.runtime, "cgroup_parent", None))
+        """CPU and memory of the node, pods and containers (Summary API, /metrics/resource)."""
         self.workers: dict[str, PodWorker] = {}
         self.events = EventRecorder(client, "kubelet", host=node_name)
         """Pod events (Pulled, Created, Started, Killing, BackOff, Unhealthy, …)."""
@@ -357,12 +369,24 @@ class NodeAgent:
                 return str((volume.get("emptyDir") or {}).get("sizeLimit") or "")
         return ""
 
+    async def resource_snapshot(self) -> Snapshot:
+        """One read of the node's, pods' and containers' CPU and memory (cgroups)."""
+        workers = list(self.workers.values())
+        return await trio.to_thread.run_sync(self.resources.sample, workers)
+
+    async def resource_metrics(self) -> bytes:
+        """``/metrics/resource``: kubelet's resource metrics in the Prometheus text format."""
+        return resource_metrics(await self.resource_snapshot())
+
     async def stats_summary(self) -> KubeObject:
         """The kubelet Summary API document (``/stats/summary``): the node, and per pod
         its volumes (emptyDirs measured here, claims through the driver's
-        NodeGetVolumeStats) with ``pvcRef`` for claims."""
+        NodeGetVolumeStats) with ``pvcRef`` for claims; CPU and memory of the node, the
+        pods and their running containers from cgroups."""
         now = _now()
         usage = await trio.to_thread.run_sync(shutil.disk_usage, self.root_dir)
+        snapshot = await self.resource_snapshot()
+        sampled = {p.uid: p for p in snapshot.pods}
         pods = []
         for worker in list(self.workers.values()):
             volumes = []
@@ -422,19 +446,23 @@ class NodeAgent:
                     "volume": volumes,
                 }
             )
-        return {
-            "node": {
-                "nodeName": self.node_name,
-                "startTime": now,
-                "fs": {
-                    "time": now,
-                    "availableBytes": usage.free,
-                    "capacityBytes": usage.total,
-                    "usedBytes": usage.used,
-                },
-            },
-            "pods": pods,
+            sample = sampled.get(worker.uid)
+            if sample is not None:
+                pods[-1]["containers"] = summary_containers(sample)
+                if sample.usage is not None:
+                    pods[-1]["cpu"] = cpu_stats(sample.usage, sample.nano_cores)
+                    pods[-1]["memory"] = memory_stats(sample.usage)
+        node: KubeObject = {"nodeName": self.node_name, "startTime": now}
+        if snapshot.node is not None:
+            node["cpu"] = cpu_stats(snapshot.node, snapshot.node_nano_cores)
+            node["memory"] = memory_stats(snapshot.node, self.resources.memory_capacity())
+        node["fs"] = {
+            "time": now,
+            "availableBytes": usage.free,
+            "capacityBytes": usage.total,
+            "usedBytes": usage.used,
         }
+        return {"node": node, "pods": pods}
 
     async def _heartbeat(self, lease: LeaseKeeper) -> None:
         while True:

@@ -13,9 +13,13 @@ through the Node's ``status.addresses`` (InternalIP) and
     upgrades for ``pods/exec``, ``pods/attach`` and ``pods/portforward`` (see
     :mod:`kubetrio.streams._agentwire`).
 ``GET /stats/summary``
-    the kubelet Summary API document (the node, pods and their volumes' usage).
+    the kubelet Summary API document (the node, pods and their volumes' usage; CPU and
+    memory of the node, pods and containers).
 ``GET /metrics``
     the agent's Prometheus metrics (``_prom``: pod start latency, runtime operations).
+``GET /metrics/resource``
+    kubelet's resource metrics (CPU and memory working set of the node, pods and
+    containers) in the Prometheus text format, what metrics-server scrapes.
 ``GET /healthz``
     ``ok``.
 
@@ -47,6 +51,7 @@ from kubetrio.pki import TLSConfig
 
 from ._exec import serve_attach, serve_exec
 from ._portforward import serve_port_forward
+from ._resources import CONTENT_TYPE as RESOURCE_METRICS_TYPE
 
 if TYPE_CHECKING:
     from ._agent import NodeAgent
@@ -208,6 +213,10 @@ class KubeletServer:
         if parts == ["stats", "summary"] and request.method == b"GET":
             summary = json.dumps(await self.agent.stats_summary()).encode()
             await self._send(conn, stream, 200, summary, "application/json")
+            return
+        if parts == ["metrics", "resource"] and request.method == b"GET":
+            body = await self.agent.resource_metrics()
+            await self._send(conn, stream, 200, body, RESOURCE_METRICS_TYPE)
             return
         if request.method == b"POST" and parts[0] == "exec" and len(parts) in (3, 4):
             initial, _ = conn.trailing_data

@@ -4,6 +4,7 @@
 module for how sandboxes and exit codes work.
 """
 
+from ._cgroups import CGROUP_ROOT as CGROUP_ROOT
 from ._cgroups import exists_anywhere as cgroup_exists
 from ._logs import parse_record as parse_log_record
 from ._runc import RuncRuntime as RuncRuntime
@@ -11,13 +12,22 @@ from ._runc import RuntimeFailure as RuntimeFailure
 from ._spec import build_spec as build_spec
 from ._spec import resolve_args as resolve_args
 from ._spec import resolve_user as resolve_user
+from ._stats import Usage as ResourceUsage
+from ._stats import memory_capacity as memory_capacity
+from ._stats import read_cgroup as read_cgroup_usage
+from ._stats import read_node as read_node_usage
 
 __all__ = [
+    "CGROUP_ROOT",
+    "ResourceUsage",
     "RuncRuntime",
     "RuntimeFailure",
     "build_spec",
     "cgroup_exists",
+    "memory_capacity",
     "parse_log_record",
+    "read_cgroup_usage",
+    "read_node_usage",
     "resolve_args",
     "resolve_user",
 ]
