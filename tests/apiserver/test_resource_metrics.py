@@ -187,6 +187,9 @@ async def setup_objects(http: httpx.AsyncClient, port: int) -> None:
         },
     }
     (await http.post("/api/v1/nodes", json=node)).raise_for_status()
+    # A simulated node (simnode) advertises an endpoint nobody serves: never scraped.
+    simulated = {**node, "metadata": {"name": "sim", "labels": {"kubetrio.io/simulated": "true"}}}
+    (await http.post("/api/v1/nodes", json=simulated)).raise_for_status()
     for name in ("web", "idle"):
         body = {
             "apiVersion": "v1",
@@ -215,7 +218,7 @@ async def test_api_serves_scraped_metrics(
     # One point only: no rate yet, so nothing is served (a list is empty, a get 404).
     assert (await http.get(f"{BASE}/nodes")).json()["items"] == []
     await metrics.scrape_all()
-    assert agent.paths == ["/metrics/resource", "/metrics/resource"]
+    assert agent.paths == ["/metrics/resource", "/metrics/resource"]  # n1 only, not sim
 
     nodes = (await http.get(f"{BASE}/nodes")).json()
     assert nodes["kind"] == "NodeMetricsList" and nodes["apiVersion"] == "metrics.k8s.io/v1beta1"

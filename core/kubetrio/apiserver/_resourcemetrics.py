@@ -55,6 +55,8 @@ GROUP = "metrics.k8s.io"
 VERSION = "v1beta1"
 RESOLUTION = 15.0
 """Seconds between scrapes (metrics-server's default ``--metric-resolution``)."""
+SIMULATED_LABEL = "kubetrio.io/simulated"
+"""The label of simnode's nodes, which advertise an agent endpoint no one serves."""
 FRESH_CONTAINER_MIN = 10.0
 """A container younger than one resolution but at least this old gets its start as the
 previous point (usage 0 then), so it has metrics after one scrape (metrics-server's
@@ -289,9 +291,8 @@ class ResourceMetrics:
         self.credentials = credentials
         self.resolution = resolution
         self.store = MetricsStore(resolution)
-        self.scrapes = 0
-        """Rounds of scrapes finished (tests wait on it)."""
-        self._scraped = trio.Event()
+        self._client: httpx.AsyncClient | None = None
+        self._client_for: tuple[ssl.SSLContext | None, str] | None = None
 
     def _info(self, resource: str) -> ResourceInfo:
         info = self.scheme.resource("", "v1", resource)
@@ -303,32 +304,43 @@ class ResourceMetrics:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Scrape every node once per resolution, until cancelled."""
         task_status.started()
-        while True:
-            started = trio.current_time()
-            try:
-                await self.scrape_all()
-            except Exception:
-                log.exception("scraping the node agents' resource metrics failed")
-            await trio.sleep_until(started + self.resolution)
+        try:
+            while True:
+                started = trio.current_time()
+                try:
+                    await self.scrape_all()
+                except Exception:
+                    log.exception("scraping the node agents' resource metrics failed")
+                await trio.sleep_until(started + self.resolution)
+        finally:
+            if self._client is not None:
+                with trio.CancelScope(shield=True):
+                    await self._client.aclose()
+                self._client = None
+
+    async def _http(self, tls: ssl.SSLContext | None, token: str) -> httpx.AsyncClient:
+        """The HTTP client for agents, kept across rounds (making one loads CA
+        certificates) while the credentials stay the same."""
+        if self._client is None or self._client_for != (tls, token):
+            if self._client is not None:
+                await self._client.aclose()
+            headers = {"authorization": f"Bearer {token}"} if token and tls is None else {}
+            timeout = min(10.0, self.resolution * 0.9)
+            self._client = httpx.AsyncClient(timeout=timeout, verify=tls or True, headers=headers)
+            self._client_for = (tls, token)
+        return self._client
 
     async def scrape_all(self) -> None:
         """One round: every node's agent concurrently; then the batch is stored."""
         page = await self.registry.list(self._info("nodes"), "")
         nodes = [objects.decode(raw) for raw in page.items]
         batch = Batch()
-        timeout = min(10.0, self.resolution * 0.9)
         tls, token = self.credentials()
-        headers = {"authorization": f"Bearer {token}"} if token and tls is None else {}
-        async with (
-            httpx.AsyncClient(timeout=timeout, verify=tls or True, headers=headers) as client,
-            trio.open_nursery() as nursery,
-        ):
+        client = await self._http(tls, token)
+        async with trio.open_nursery() as nursery:
             for node in nodes:
                 nursery.start_soon(self._scrape_node, client, tls, node, batch)
         self.store.store(batch)
-        self.scrapes += 1
-        self._scraped.set()
-        self._scraped = trio.Event()
 
     async def _scrape_node(
         self,
@@ -338,10 +350,12 @@ class ResourceMetrics:
         batch: Batch,
     ) -> None:
         name = node["metadata"]["name"]
+        if (node["metadata"].get("labels") or {}).get(SIMULATED_LABEL) == "true":
+            return  # simulated nodes (simnode) run no agent: nothing to scrape
         try:
             endpoint = agent_endpoint(node)
         except ApiError:
-            return  # a node without an agent endpoint (a simulated one) has no metrics
+            return  # a node without an agent endpoint has no metrics
         try:
             response = await client.get(agent_url(tls, endpoint, "/metrics/resource"))
             response.raise_for_status()
@@ -350,10 +364,6 @@ class ResourceMetrics:
             log.warning("leaving node %s out: scraping its resource metrics failed: %s", name, exc)
             return
         batch.merge(found)
-
-    async def wait_scraped(self) -> None:
-        """Wait until the next round of scrapes is stored."""
-        await self._scraped.wait()
 
     # --- serving ----------------------------------------------------------------------
 
