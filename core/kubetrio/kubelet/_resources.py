@@ -167,7 +167,7 @@ class ResourceSampler:
                 )
             )
         for gone in set(self._last) - seen:
-            del self._last[gone]
+            self._last.pop(gone, None)  # two scrapes may run at once (their threads)
         return Snapshot(node=node, node_nano_cores=node_rate, pods=tuple(pods), error=error)
 
     def memory_capacity(self) -> int | None:
