@@ -239,6 +239,14 @@ async def test_api_serves_scraped_metrics(
     assert [p["metadata"]["name"] for p in every] == ["web"]
     one = (await http.get(f"{BASE}/namespaces/default/pods/web")).json()
     assert one["containers"] == web["containers"]
+    # kubectl get podmetrics: a Table with metrics-server's columns
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    table = (await http.get(f"{BASE}/namespaces/default/pods", headers={"accept": accept})).json()
+    assert table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "cpu", "memory", "Window"]
+    assert [r["cells"] for r in table["rows"]] == [["web", "250m", "2Mi", "15s"]]
+    node_table = (await http.get(f"{BASE}/nodes/n1", headers={"accept": accept})).json()
+    assert [r["cells"] for r in node_table["rows"]] == [["n1", "2", "1Mi", "15s"]]
 
     # A pod without a sample: NotFound worded as metrics-server's.
     idle = await http.get(f"{BASE}/namespaces/default/pods/idle")

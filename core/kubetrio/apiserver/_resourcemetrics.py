@@ -44,6 +44,7 @@ from . import _objects as objects
 from ._nodeproxy import agent_endpoint, agent_url
 from ._registry import Registry
 from ._status import ApiError, bad_request, not_found
+from ._tables import table
 from .protobuf import go_duration
 
 if TYPE_CHECKING:
@@ -368,9 +369,18 @@ class ResourceMetrics:
     # --- serving ----------------------------------------------------------------------
 
     async def serve(
-        self, request: Request, namespace: str, resource: str, name: str, verb: str
+        self,
+        request: Request,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        verb: str,
+        *,
+        as_table: bool = False,
     ) -> Response:
-        """Answer ``get`` or ``list`` of ``nodes`` or ``pods`` in ``metrics.k8s.io``."""
+        """Answer ``get`` or ``list`` of ``nodes`` or ``pods`` in ``metrics.k8s.io``
+        (``as_table``: a Table, as ``kubectl get podmetrics`` asks)."""
+        resource = info.resource
         if verb not in ("get", "list"):
             raise ApiError(
                 405,
@@ -385,13 +395,22 @@ class ResourceMetrics:
             if found is None:
                 shown = f"{namespace}/{name}" if namespace else name
                 raise not_found(f"{resource[:-1]}metrics", GROUP, shown)
+            if as_table:
+                return Response(body=objects.encode(self._table(request, info, [found])))
             return Response(body=objects.encode(found))
         matches = _filter(request, source)
         page = await self.registry.list(source, namespace, matches=matches)
         items = _built(build, (objects.decode(raw) for raw in page.items))
+        if as_table:
+            return Response(body=objects.encode(self._table(request, info, items)))
         kind = "NodeMetricsList" if resource == "nodes" else "PodMetricsList"
         body = {"kind": kind, "apiVersion": f"{GROUP}/{VERSION}", "metadata": {}, "items": items}
         return Response(body=objects.encode(body))
+
+    @staticmethod
+    def _table(request: Request, info: ResourceInfo, items: list[KubeObject]) -> KubeObject:
+        include = request.param("includeObject", "Metadata")
+        return table(info, items, "", include_object=include)
 
 
 def _built(
