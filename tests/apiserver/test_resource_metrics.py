@@ -187,6 +187,9 @@ async def setup_objects(http: httpx.AsyncClient, port: int) -> None:
         },
     }
     (await http.post("/api/v1/nodes", json=node)).raise_for_status()
+    # A simulated node (simnode) advertises an endpoint nobody serves: never scraped.
+    simulated = {**node, "metadata": {"name": "sim", "labels": {"kubetrio.io/simulated": "true"}}}
+    (await http.post("/api/v1/nodes", json=simulated)).raise_for_status()
     for name in ("web", "idle"):
         body = {
             "apiVersion": "v1",
@@ -215,7 +218,7 @@ async def test_api_serves_scraped_metrics(
     # One point only: no rate yet, so nothing is served (a list is empty, a get 404).
     assert (await http.get(f"{BASE}/nodes")).json()["items"] == []
     await metrics.scrape_all()
-    assert agent.paths == ["/metrics/resource", "/metrics/resource"]
+    assert agent.paths == ["/metrics/resource", "/metrics/resource"]  # n1 only, not sim
 
     nodes = (await http.get(f"{BASE}/nodes")).json()
     assert nodes["kind"] == "NodeMetricsList" and nodes["apiVersion"] == "metrics.k8s.io/v1beta1"
@@ -236,6 +239,14 @@ async def test_api_serves_scraped_metrics(
     assert [p["metadata"]["name"] for p in every] == ["web"]
     one = (await http.get(f"{BASE}/namespaces/default/pods/web")).json()
     assert one["containers"] == web["containers"]
+    # kubectl get podmetrics: a Table with metrics-server's columns
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    table = (await http.get(f"{BASE}/namespaces/default/pods", headers={"accept": accept})).json()
+    assert table["kind"] == "Table"
+    assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "cpu", "memory", "Window"]
+    assert [r["cells"] for r in table["rows"]] == [["web", "250m", "2Mi", "15s"]]
+    node_table = (await http.get(f"{BASE}/nodes/n1", headers={"accept": accept})).json()
+    assert [r["cells"] for r in node_table["rows"]] == [["n1", "2", "1Mi", "15s"]]
 
     # A pod without a sample: NotFound worded as metrics-server's.
     idle = await http.get(f"{BASE}/namespaces/default/pods/idle")

@@ -69,6 +69,10 @@ def test_kubectl_top_shows_the_busy_pod(cluster: CompatCluster, burning: str) ->
         rest = rows[(namespace, "burn", "rest")]
         assert millicores(rest[3]) < millicores(spin[3])
 
+        got = cluster.kubectl("get", "podmetrics", "-n", namespace, version=version).stdout
+        assert got.split()[:4] == ["NAME", "CPU", "MEMORY", "WINDOW"], got
+        assert top_rows(got)[0][0] == "burn", got
+
         one = cluster.kubectl("top", "pod", "burn", "-n", namespace, version=version).stdout
         assert top_rows(one)[0][0] == "burn" and millicores(top_rows(one)[0][1]) > 50
 

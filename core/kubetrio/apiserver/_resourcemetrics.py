@@ -44,6 +44,7 @@ from . import _objects as objects
 from ._nodeproxy import agent_endpoint, agent_url
 from ._registry import Registry
 from ._status import ApiError, bad_request, not_found
+from ._tables import table
 from .protobuf import go_duration
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ GROUP = "metrics.k8s.io"
 VERSION = "v1beta1"
 RESOLUTION = 15.0
 """Seconds between scrapes (metrics-server's default ``--metric-resolution``)."""
+SIMULATED_LABEL = "kubetrio.io/simulated"
+"""The label of simnode's nodes, which advertise an agent endpoint no one serves."""
 FRESH_CONTAINER_MIN = 10.0
 """A container younger than one resolution but at least this old gets its start as the
 previous point (usage 0 then), so it has metrics after one scrape (metrics-server's
@@ -289,9 +292,8 @@ class ResourceMetrics:
         self.credentials = credentials
         self.resolution = resolution
         self.store = MetricsStore(resolution)
-        self.scrapes = 0
-        """Rounds of scrapes finished (tests wait on it)."""
-        self._scraped = trio.Event()
+        self._client: httpx.AsyncClient | None = None
+        self._client_for: tuple[ssl.SSLContext | None, str] | None = None
 
     def _info(self, resource: str) -> ResourceInfo:
         info = self.scheme.resource("", "v1", resource)
@@ -303,32 +305,43 @@ class ResourceMetrics:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Scrape every node once per resolution, until cancelled."""
         task_status.started()
-        while True:
-            started = trio.current_time()
-            try:
-                await self.scrape_all()
-            except Exception:
-                log.exception("scraping the node agents' resource metrics failed")
-            await trio.sleep_until(started + self.resolution)
+        try:
+            while True:
+                started = trio.current_time()
+                try:
+                    await self.scrape_all()
+                except Exception:
+                    log.exception("scraping the node agents' resource metrics failed")
+                await trio.sleep_until(started + self.resolution)
+        finally:
+            if self._client is not None:
+                with trio.CancelScope(shield=True):
+                    await self._client.aclose()
+                self._client = None
+
+    async def _http(self, tls: ssl.SSLContext | None, token: str) -> httpx.AsyncClient:
+        """The HTTP client for agents, kept across rounds (making one loads CA
+        certificates) while the credentials stay the same."""
+        if self._client is None or self._client_for != (tls, token):
+            if self._client is not None:
+                await self._client.aclose()
+            headers = {"authorization": f"Bearer {token}"} if token and tls is None else {}
+            timeout = min(10.0, self.resolution * 0.9)
+            self._client = httpx.AsyncClient(timeout=timeout, verify=tls or True, headers=headers)
+            self._client_for = (tls, token)
+        return self._client
 
     async def scrape_all(self) -> None:
         """One round: every node's agent concurrently; then the batch is stored."""
         page = await self.registry.list(self._info("nodes"), "")
         nodes = [objects.decode(raw) for raw in page.items]
         batch = Batch()
-        timeout = min(10.0, self.resolution * 0.9)
         tls, token = self.credentials()
-        headers = {"authorization": f"Bearer {token}"} if token and tls is None else {}
-        async with (
-            httpx.AsyncClient(timeout=timeout, verify=tls or True, headers=headers) as client,
-            trio.open_nursery() as nursery,
-        ):
+        client = await self._http(tls, token)
+        async with trio.open_nursery() as nursery:
             for node in nodes:
                 nursery.start_soon(self._scrape_node, client, tls, node, batch)
         self.store.store(batch)
-        self.scrapes += 1
-        self._scraped.set()
-        self._scraped = trio.Event()
 
     async def _scrape_node(
         self,
@@ -338,10 +351,12 @@ class ResourceMetrics:
         batch: Batch,
     ) -> None:
         name = node["metadata"]["name"]
+        if (node["metadata"].get("labels") or {}).get(SIMULATED_LABEL) == "true":
+            return  # simulated nodes (simnode) run no agent: nothing to scrape
         try:
             endpoint = agent_endpoint(node)
         except ApiError:
-            return  # a node without an agent endpoint (a simulated one) has no metrics
+            return  # a node without an agent endpoint has no metrics
         try:
             response = await client.get(agent_url(tls, endpoint, "/metrics/resource"))
             response.raise_for_status()
@@ -351,16 +366,21 @@ class ResourceMetrics:
             return
         batch.merge(found)
 
-    async def wait_scraped(self) -> None:
-        """Wait until the next round of scrapes is stored."""
-        await self._scraped.wait()
-
     # --- serving ----------------------------------------------------------------------
 
     async def serve(
-        self, request: Request, namespace: str, resource: str, name: str, verb: str
+        self,
+        request: Request,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        verb: str,
+        *,
+        as_table: bool = False,
     ) -> Response:
-        """Answer ``get`` or ``list`` of ``nodes`` or ``pods`` in ``metrics.k8s.io``."""
+        """Answer ``get`` or ``list`` of ``nodes`` or ``pods`` in ``metrics.k8s.io``
+        (``as_table``: a Table, as ``kubectl get podmetrics`` asks)."""
+        resource = info.resource
         if verb not in ("get", "list"):
             raise ApiError(
                 405,
@@ -375,13 +395,22 @@ class ResourceMetrics:
             if found is None:
                 shown = f"{namespace}/{name}" if namespace else name
                 raise not_found(f"{resource[:-1]}metrics", GROUP, shown)
+            if as_table:
+                return Response(body=objects.encode(self._table(request, info, [found])))
             return Response(body=objects.encode(found))
         matches = _filter(request, source)
         page = await self.registry.list(source, namespace, matches=matches)
         items = _built(build, (objects.decode(raw) for raw in page.items))
+        if as_table:
+            return Response(body=objects.encode(self._table(request, info, items)))
         kind = "NodeMetricsList" if resource == "nodes" else "PodMetricsList"
         body = {"kind": kind, "apiVersion": f"{GROUP}/{VERSION}", "metadata": {}, "items": items}
         return Response(body=objects.encode(body))
+
+    @staticmethod
+    def _table(request: Request, info: ResourceInfo, items: list[KubeObject]) -> KubeObject:
+        include = request.param("includeObject", "Metadata")
+        return table(info, items, "", include_object=include)
 
 
 def _built(

@@ -422,7 +422,7 @@ class ApiServer:
             if target.subresource:
                 raise ApiError(404, "the server could not find the requested resource")
             return await self.resource_metrics.serve(
-                request, target.namespace, info.resource, target.name, verb
+                request, info, target.namespace, target.name, verb, as_table=_wants_table(request)
             )
         if target.subresource:
             return await self._subresource(request, user, target, verb)

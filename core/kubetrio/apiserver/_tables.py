@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubetrio.api import autoscaling
+from kubetrio.api.quantity import Quantity
 from kubetrio.api.scheme import ResourceInfo
 from kubetrio.kubeobject import KubeObject
 
@@ -408,7 +409,30 @@ def _hpa_min_pods(hpa: KubeObject) -> str:
     return "<unset>" if minimum is None else str(minimum)
 
 
+def _usage_sum(resource: str) -> Callable[[KubeObject], str]:
+    """A PodMetrics' containers' (or a NodeMetrics') usage of ``resource``, summed as
+    metrics-server's table does."""
+
+    def cell(metrics: KubeObject) -> str:
+        usages = [c.get("usage") or {} for c in metrics.get("containers") or ()]
+        if "usage" in metrics:
+            usages = [metrics["usage"]]
+        found = [Quantity(u[resource]) for u in usages if resource in u]
+        return str(sum(found[1:], found[0])) if found else "0"
+
+    return cell
+
+
+_METRICS_COLUMNS: list[Column] = [
+    ("cpu", "string", 0, _usage_sum("cpu")),
+    ("memory", "string", 0, _usage_sum("memory")),
+    ("Window", "string", 0, lambda m: str(m.get("window") or "")),
+]
+
+
 COLUMNS: dict[tuple[str, str], list[Column]] = {
+    ("metrics.k8s.io", "nodes"): _METRICS_COLUMNS,
+    ("metrics.k8s.io", "pods"): _METRICS_COLUMNS,
     ("apiextensions.k8s.io", "customresourcedefinitions"): [
         # kube-apiserver prints the creation time itself here, not an age
         ("Created At", "date", 0, lambda crd: _path(crd, "metadata", "creationTimestamp")),

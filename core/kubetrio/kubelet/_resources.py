@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kubetrio.runtime import CGROUP_ROOT, ResourceUsage, memory_capacity, read_cgroup_usage
+from kubetrio.runtime import (
+    CGROUP_ROOT,
+    ResourceUsage,
+    is_cgroup_unified,
+    memory_capacity,
+    read_cgroup_usage,
+)
 from kubetrio.runtime import read_node_usage as read_node
 
 if TYPE_CHECKING:
@@ -117,6 +123,7 @@ class ResourceSampler:
         """Read the node and every worker's pod and running containers (blocking I/O:
         call it in a thread)."""
         seen: set[str] = {"/"}
+        unified = is_cgroup_unified(self.root)
         node = read_node(root=self.root, proc=self.proc)
         error = node is None
         node_rate = self._rate("/", node)
@@ -131,7 +138,7 @@ class ResourceSampler:
                 if running is None:
                     continue
                 path = f"{pod_path}/{record.name}"
-                usage = read_cgroup_usage(path, root=self.root)
+                usage = read_cgroup_usage(path, root=self.root, unified=unified)
                 if usage is None:
                     error = True
                     continue
@@ -144,7 +151,9 @@ class ResourceSampler:
                         nano_cores=self._rate(path, usage),
                     )
                 )
-            pod_usage = read_cgroup_usage(pod_path, root=self.root) if containers else None
+            pod_usage = (
+                read_cgroup_usage(pod_path, root=self.root, unified=unified) if containers else None
+            )
             if pod_usage is not None:
                 seen.add(pod_path)
             pods.append(
@@ -158,7 +167,7 @@ class ResourceSampler:
                 )
             )
         for gone in set(self._last) - seen:
-            del self._last[gone]
+            self._last.pop(gone, None)  # two scrapes may run at once (their threads)
         return Snapshot(node=node, node_nano_cores=node_rate, pods=tuple(pods), error=error)
 
     def memory_capacity(self) -> int | None:
@@ -295,8 +304,3 @@ def resource_metrics(snapshot: Snapshot) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_SnapshotCollector(snapshot))
     return generate_latest(registry)
-
-
-def running_pods(samples: Sequence[PodSample]) -> list[PodSample]:
-    """The pods that have at least one running container sampled."""
-    return [p for p in samples if p.containers]

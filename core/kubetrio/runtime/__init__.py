@@ -13,6 +13,7 @@ from ._spec import build_spec as build_spec
 from ._spec import resolve_args as resolve_args
 from ._spec import resolve_user as resolve_user
 from ._stats import Usage as ResourceUsage
+from ._stats import is_unified as is_cgroup_unified
 from ._stats import memory_capacity as memory_capacity
 from ._stats import read_cgroup as read_cgroup_usage
 from ._stats import read_node as read_node_usage
@@ -24,6 +25,7 @@ __all__ = [
     "RuntimeFailure",
     "build_spec",
     "cgroup_exists",
+    "is_cgroup_unified",
     "memory_capacity",
     "parse_log_record",
     "read_cgroup_usage",
