@@ -26,7 +26,7 @@ from kubetrio_scheduler.resources import NodeResourcesFit
 from kubetrio_scheduler.taints import TaintToleration
 
 from kubetrio.providers import PodInfo
-from kubetrio.scheduler import FitError, Framework, pod_info
+from kubetrio.scheduler import FitError, Framework, SchedulerConfig, pod_info
 
 Factory = Callable[..., Any]
 
@@ -49,7 +49,7 @@ def low(
 def framework(budgets: list[Budget] | None = None) -> tuple[Framework, DefaultPreemption]:
     preemption = DefaultPreemption(rng=random.Random(0))
     preemption.budgets_override = budgets or []
-    plugins = [
+    plugins: list[Any] = [
         NodeName(),
         NodeUnschedulable(),
         TaintToleration(),
@@ -323,3 +323,23 @@ def test_a_nominated_pod_holds_its_room_against_lower_priority_pods(
     # The nominated pod itself is not counted twice.
     chosen, _ = fw.schedule(waiting, snap)
     assert chosen.name == "n1"
+
+
+def test_a_profile_can_turn_preemption_off(snapshot: Factory, node: Factory, pod: Factory) -> None:
+    config = SchedulerConfig.from_yaml(
+        """
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+  - schedulerName: default-scheduler
+    plugins:
+      postFilter:
+        disabled: [{name: DefaultPreemption}]
+"""
+    )
+    fw_on, _ = framework()
+    fw = Framework(list(fw_on.plugins.values()), config.profiles[0])
+    snap = snapshot([node("n1", cpu="1")], [low(pod, "a", "n1", 0)])
+    error = preempt(fw, snap, pod("p", cpu="1", priority=10))
+    assert error.post_filter is None
+    assert str(error) == "0/1 nodes are available: 1 Insufficient cpu."
