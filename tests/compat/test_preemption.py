@@ -10,6 +10,7 @@ events read as kube-scheduler's.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from kubetrio.api import Quantity
@@ -38,7 +39,9 @@ def _free_cpu(cluster: CompatCluster) -> tuple[str, int]:
     return name, free
 
 
-def _pod(name: str, cpu: int, priority_class: str, labels: dict[str, str] | None = None) -> str:
+def _pod(
+    name: str, cpu: int, priority_class: str, labels: dict[str, str] | None = None, grace: int = 1
+) -> str:
     return json.dumps(
         {
             "apiVersion": "v1",
@@ -46,7 +49,7 @@ def _pod(name: str, cpu: int, priority_class: str, labels: dict[str, str] | None
             "metadata": {"name": name, "labels": labels or {"app": name}},
             "spec": {
                 "priorityClassName": priority_class,
-                "terminationGracePeriodSeconds": 1,
+                "terminationGracePeriodSeconds": grace,
                 "containers": [
                     {
                         "name": "main",
@@ -93,7 +96,8 @@ def test_preemption_on_a_full_node(cluster: CompatCluster, namespace: str) -> No
         # Started one after another: the earlier a pod started, the more important it is.
         for name in ("guarded", "l1", "l2"):
             labels = {"app": "db"} if name == "guarded" else None
-            k("apply", *n, "-f", "-", input=_pod(name, share, low, labels))
+            # sleep as PID 1 ignores SIGTERM: victims stay terminating for their grace.
+            k("apply", *n, "-f", "-", input=_pod(name, share, low, labels, grace=10))
             wait_until(lambda name=name: phase(name) == "Running", timeout=60, what=name)
         k("create", "poddisruptionbudget", "db", *n, "--selector=app=db", "--min-available=1")
         wait_until(
@@ -112,6 +116,18 @@ def test_preemption_on_a_full_node(cluster: CompatCluster, namespace: str) -> No
             ),
             what="high's nominatedNodeName",
         )
+        # While the victims terminate, the kubelet's status updates keep their condition.
+        for version in KUBECTL_VERSIONS:
+            described = k("describe", "pod", "l1", *n, version=version).stdout
+            assert re.search(r"DisruptionTarget\s+True", described), described
+        victim = json.loads(k("get", "pod", "l2", *n, "-o", "json").stdout)
+        assert victim["metadata"]["deletionGracePeriodSeconds"] == 10
+        [condition] = [c for c in victim["status"]["conditions"] if c["type"] == "DisruptionTarget"]
+        assert (condition["reason"], condition["message"]) == (
+            "PreemptionByScheduler",
+            "default-scheduler: preempting to accommodate a higher priority pod",
+        )
+        assert phase("guarded") == "Running"
         wait_until(lambda: phase("high") == "Running", timeout=60, what="high running")
         gone = k("get", "pods", *n, "-o", "name").stdout.split()
         assert sorted(gone) == ["pod/guarded", "pod/high"]

@@ -235,22 +235,16 @@ class Scheduler:
         with its grace period and record the ``Preempted`` event, as kube-scheduler does."""
         metadata = victim["metadata"]
         scheduler_name = (preemptor.get("spec") or {}).get("schedulerName") or COMPONENT
-        conditions = [
-            c
-            for c in (victim.get("status") or {}).get("conditions") or []
-            if c.get("type") != "DisruptionTarget"
-        ]
-        conditions.append(
-            {
-                "type": "DisruptionTarget",
-                "status": "True",
-                "reason": "PreemptionByScheduler",
-                "message": f"{scheduler_name}: preempting to accommodate a higher priority pod",
-                "lastProbeTime": None,
-                "lastTransitionTime": _now(),
-            }
-        )
-        if not await self._patch_status(victim, {"conditions": conditions}):
+        condition = {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "PreemptionByScheduler",
+            "message": f"{scheduler_name}: preempting to accommodate a higher priority pod",
+            "lastProbeTime": None,
+            "lastTransitionTime": _now(),
+        }
+        # Strategic merge: conditions merge by type, the kubelet's stay as they are.
+        if not await self._patch_status(victim, {"conditions": [condition]}, "strategic"):
             return
         try:
             await self.client.delete(
@@ -273,8 +267,10 @@ class Scheduler:
             related=preemptor,
         )
 
-    async def _patch_status(self, pod: KubeObject, status: KubeObject) -> bool:
-        """Merge ``status`` into a pod's status; False when the pod is gone or it failed."""
+    async def _patch_status(
+        self, pod: KubeObject, status: KubeObject, patch_type: str = "merge"
+    ) -> bool:
+        """Patch ``status`` into a pod's status; False when the pod is gone or it failed."""
         metadata = pod["metadata"]
         try:
             await self.client.patch(
@@ -284,6 +280,7 @@ class Scheduler:
                 {"status": status},
                 namespace=metadata.get("namespace", ""),
                 subresource="status",
+                patch_type=patch_type,
             )
         except ClientError as exc:
             if not exc.not_found:
