@@ -343,3 +343,43 @@ profiles:
     error = preempt(fw, snap, pod("p", cpu="1", priority=10))
     assert error.post_filter is None
     assert str(error) == "0/1 nodes are available: 1 Insufficient cpu."
+
+
+def test_a_third_party_post_filter_is_checked_and_called(
+    snapshot: Factory, node: Factory, pod: Factory
+) -> None:
+    from kubetrio.plugins import PluginError, check_scheduler_plugin
+    from kubetrio.providers import PostFilterResult
+
+    class Wrong:
+        name = "Wrong"
+
+        def post_filter(self, state: Any) -> None:
+            return None
+
+    with pytest.raises(PluginError, match=r"post_filter.*PostFilterPlugin"):
+        check_scheduler_plugin("x", Wrong())
+
+    class Evict:
+        """Frees the node whose what-if (without its pods) passes the filters."""
+
+        name = "Evict"
+
+        def post_filter(self, state: Any, pod: PodInfo, failed: Any, filters: Any) -> Any:
+            for name in failed:
+                emptied = state.snapshot.get(name).clone()
+                for key in list(emptied.pods):
+                    emptied.remove_pod(key)
+                if filters(emptied) is None:
+                    return PostFilterResult(nominated_node=name, victims=[])
+            return PostFilterResult(message="evict: nothing")
+
+    check_scheduler_plugin("x", Evict())
+    fw = Framework([NodeResourcesFit(), Evict()])
+    snap = snapshot([node("n1", cpu="1")], [low(pod, "a", "n1", 0)])
+    error = preempt(fw, snap, pod("p", cpu="1"))
+    assert error.post_filter is not None and error.post_filter.nominated_node == "n1"
+    # The cache's node was not touched by the what-if.
+    assert list(snap.node("n1").pods) == ["default/a"]
+    error = preempt(fw, snap, pod("p", cpu="2"))
+    assert str(error) == "0/1 nodes are available: 1 Insufficient cpu. evict: nothing."
