@@ -257,8 +257,9 @@ def kubetrio_admission_validate(request: AdmissionRequest) -> list[str] | None:
 
 @hookspec
 def kubetrio_register_scheduler_plugins(register: Callable[[SchedulerPlugin], None]) -> None:
-    """Register scheduler plugins: filters, scorers, reservers and binders of pods to nodes.
+    """Register scheduler plugins: filters, scorers, preemption, reservers and binders.
 
+    A post filter (``post_filter``: preemption) runs only when no node fits the pod.
     Called when the scheduler starts. Each plugin has a unique name; scheduler profiles
     enable plugins and weight their scores by that name, as kube-scheduler's do.
 

@@ -12,7 +12,7 @@ so that a plugin depends on nothing but this module.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import trio
@@ -553,7 +553,9 @@ class NodeInfo(dict[str, Any]):
     but has not seen bound yet), ``pods_with_affinity`` / ``pods_with_required_anti_affinity``
     (the subsets InterPodAffinity walks), ``images`` (image name → size in bytes, from
     ``status.images``) and ``generation`` (bumped on every change).
-    A NodeInfo is owned by the scheduler's cache: plugins read it, never change it.
+    A NodeInfo is owned by the scheduler's cache: plugins read it, never change it —
+    except a :meth:`clone`, which :meth:`add_pod`/:meth:`remove_pod` may change (a
+    what-if: the node without some pods, as preemption asks).
     """
 
     __slots__ = (
@@ -590,6 +592,56 @@ class NodeInfo(dict[str, Any]):
 
     def __repr__(self) -> str:
         return f"NodeInfo({self.name!r}, pods={len(self.pods)})"
+
+    def clone(self) -> NodeInfo:
+        """A copy whose pods and aggregates can change without touching this node."""
+        copy = NodeInfo(self)
+        copy.allocatable = self.allocatable
+        copy.images = self.images
+        copy.requested = dict(self.requested)
+        copy.non_zero_requested = dict(self.non_zero_requested)
+        copy.pods = dict(self.pods)
+        copy.pods_with_affinity = dict(self.pods_with_affinity)
+        copy.pods_with_required_anti_affinity = dict(self.pods_with_required_anti_affinity)
+        copy.generation = self.generation
+        return copy
+
+    def add_pod(self, pod: PodInfo) -> bool:
+        """Count ``pod`` here (aggregates included); True when it has affinity terms."""
+        self.pods[pod.key] = pod
+        requested = self.requested
+        for resource, value in pod.requests.items():
+            requested[resource] = requested.get(resource, 0) + value
+        requested["pods"] += 1
+        self.non_zero_requested["cpu"] += pod.non_zero_cpu
+        self.non_zero_requested["memory"] += pod.non_zero_memory
+        affinity = (pod.pod.get("spec") or {}).get("affinity") or {}
+        anti = affinity.get("podAntiAffinity") or {}
+        any_affinity = bool(affinity.get("podAffinity") or anti)
+        if any_affinity:
+            self.pods_with_affinity[pod.key] = pod
+        if anti.get("requiredDuringSchedulingIgnoredDuringExecution"):
+            self.pods_with_required_anti_affinity[pod.key] = pod
+        self.generation += 1
+        self.memo.clear()  # memoised plugin results were about the node before this pod
+        return any_affinity
+
+    def remove_pod(self, key: str) -> bool:
+        """Stop counting the pod ``key`` here; False when it was not here."""
+        pod = self.pods.pop(key, None)
+        if pod is None:
+            return False
+        requested = self.requested
+        for resource, value in pod.requests.items():
+            requested[resource] = requested.get(resource, 0) - value
+        requested["pods"] -= 1
+        self.non_zero_requested["cpu"] -= pod.non_zero_cpu
+        self.non_zero_requested["memory"] -= pod.non_zero_memory
+        self.pods_with_affinity.pop(key, None)
+        self.pods_with_required_anti_affinity.pop(key, None)
+        self.generation += 1
+        self.memo.clear()
+        return True
 
     __hash__ = object.__hash__  # type: ignore[assignment]  # identity: one per node
 
@@ -698,6 +750,14 @@ class SchedulerPlugin(Protocol):
     ``reserve(state: CycleState, pod: PodInfo, node: NodeInfo) -> str | None`` and
     ``unreserve(state: CycleState, pod: PodInfo, node: NodeInfo) -> None``
         The chosen node is about to be bound; a reason refuses it (the pod is retried).
+    ``post_filter(state: CycleState, pod: PodInfo, failed: Mapping[str, Sequence[str]],
+    filters: FilterRunner) -> PostFilterResult | None``
+        Only when no node fits (kube-scheduler's PostFilter; the built-in one is
+        ``DefaultPreemption``). ``failed`` maps each node to its filter reasons;
+        ``filters(node)`` re-runs the profile's filters on a node (say a copy without
+        some pods), counting the pods nominated there. The first result naming a node
+        ends the stage; the scheduler then deletes the result's victims and records the
+        nomination. The stage must not do I/O.
     ``async pre_bind(client, state: CycleState, pod: PodInfo, node_name: str) -> str | None``
         After reserve, off the cycle, before the pod is bound: API writes the binding
         depends on (a claim's selected node) and waiting for them; a reason fails the
@@ -795,6 +855,41 @@ class ReservePlugin(Protocol):
         ...
 
 
+FilterRunner = Callable[[NodeInfo], Sequence[str] | None]
+"""Runs a profile's filters on one node for the pod of the cycle: None when it fits."""
+
+
+@dataclasses.dataclass
+class PostFilterResult:
+    """What a ``post_filter`` stage decided for a pod no node fits.
+
+    ``nominated_node``: the node the pod should wait for (victims are deleted to make
+    room), ``""`` to clear the pod's nomination, None to leave it as it is.
+    ``victims``: the pods to delete, most important first. ``message``: what the
+    ``FailedScheduling`` event adds after the filter reasons (``preemption: ...``).
+    """
+
+    nominated_node: str | None = None
+    victims: Sequence[PodInfo] = ()
+    message: str = ""
+
+
+@runtime_checkable
+class PostFilterPlugin(Protocol):
+    """``post_filter(state, pod, failed, filters)``: no node fits; make room (preempt)."""
+
+    def post_filter(
+        self,
+        state: CycleState,
+        pod: PodInfo,
+        failed: Mapping[str, Sequence[str]],
+        filters: FilterRunner,
+        /,
+    ) -> PostFilterResult | None:
+        """A nomination with victims, a message, or None for nothing to say."""
+        ...
+
+
 @runtime_checkable
 class PreBindPlugin(Protocol):
     """``async pre_bind(client, state, pod, node_name)``: prepare the binding."""
@@ -821,6 +916,7 @@ SCHEDULER_STAGES: Mapping[str, tuple[type[Any], tuple[int, ...], bool]] = {
     "pre_score": (PreScorePlugin, (3,), False),
     "score": (ScorePlugin, (2, 3), False),
     "normalize_scores": (NormalizeScorePlugin, (3,), False),
+    "post_filter": (PostFilterPlugin, (4,), False),
     "reserve": (ReservePlugin, (3,), False),
     "unreserve": (ReservePlugin, (3,), False),
     "pre_bind": (PreBindPlugin, (4,), True),

@@ -215,3 +215,36 @@ async def test_projected_token_is_bound_to_the_pod_and_renewed_at_80_percent(
     now[0] += 10  # past 80% of its lifetime: a new one, swapped in atomically
     await volumes.refresh()
     assert len(client.asked) == 2 and token_file.read_text() == "token-2"
+
+
+def test_pod_status_keeps_conditions_others_set() -> None:
+    """The kubelet's status replaces the API's conditions list: those it does not own
+    (DisruptionTarget from preemption or eviction) must survive it, as upstream's do."""
+    from types import SimpleNamespace
+
+    from kubetrio.kubelet._podstatus import ConditionClock, pod_status
+
+    target = {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}
+    scheduled = {"type": "PodScheduled", "status": "True"}
+    worker = SimpleNamespace(
+        pod={"metadata": {"name": "p"}, "spec": {}, "status": {"conditions": [scheduled, target]}},
+        final_phase="",
+        final_reason="",
+        records=[],
+        init_records=[],
+        initialized=True,
+        sandbox=None,
+        conditions=ConditionClock(),
+        start_time="",
+        agent=SimpleNamespace(address="10.0.0.1"),
+    )
+    conditions = pod_status(cast(Any, worker))["conditions"]
+    assert [c["type"] for c in conditions] == [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+        "DisruptionTarget",
+    ]
+    assert conditions[-1] == target

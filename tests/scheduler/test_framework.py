@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import trio
+from kubetrio_scheduler.default_preemption import DefaultPreemption
 from kubetrio_scheduler.node_affinity import NodeAffinity
 from kubetrio_scheduler.node_filters import NodeName, NodeUnschedulable
 from kubetrio_scheduler.resources import NodeResourcesBalancedAllocation, NodeResourcesFit
@@ -34,6 +35,7 @@ def builtins() -> list[Any]:
         NodeAffinity(),
         NodeResourcesFit(),
         NodeResourcesBalancedAllocation(),
+        DefaultPreemption(),
     ]
 
 
@@ -53,7 +55,7 @@ def test_fit_error_counts_nodes_per_reason_like_kube_scheduler(
     assert str(failed.value) == (
         "0/3 nodes are available: 1 node(s) had untolerated taint {k: v}, 2 Insufficient cpu. "
         "preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, "
-        "2 No preemption victims found for incoming pod."
+        "2 No preemption victims found for incoming pod.."
     )
     assert failed.value.plugins == {"TaintToleration", "NodeResourcesFit"}
 
@@ -69,7 +71,7 @@ def test_no_nodes_and_preemption_policy_never(
         framework.schedule(pod_info(never), snapshot([node("n1")]))
     assert str(failed.value) == (
         "0/1 nodes are available: 1 Insufficient cpu. "
-        "preemption: not eligible due to preemptionPolicy=Never."
+        "preemption: not eligible due to preemptionPolicy=Never.."
     )
 
 

@@ -46,7 +46,7 @@ async def test_unmet_required_anti_affinity_stays_pending(cluster: Any) -> None:
     message = await cluster.wait_event("web-2", "FailedScheduling")
     assert message == (
         "0/2 nodes are available: 2 node(s) didn't match pod anti-affinity rules. "
-        "preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
+        "preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.."
     )
     with trio.fail_after(10):
         while True:

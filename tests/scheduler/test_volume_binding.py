@@ -107,7 +107,7 @@ async def test_a_missing_claim_keeps_the_pod_pending(cluster: Cluster) -> None:
     message = await cluster.wait_event("p", "FailedScheduling")
     assert message == (
         '0/1 nodes are available: persistentvolumeclaim "nowhere" not found. '
-        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.."
     )
     # The claim appears (bound): the pod is retried at once and placed.
     pv = local_pv("pv-1", node="n1")
@@ -132,7 +132,7 @@ async def test_bound_volume_on_a_missing_node_is_a_conflict(cluster: Cluster) ->
     message = await cluster.wait_event("p", "FailedScheduling")
     assert message == (
         "0/2 nodes are available: 2 node(s) had volume node affinity conflict. "
-        "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+        "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.."
     )
     assert not (await cluster.pod("p"))["spec"].get("nodeName")
 
@@ -217,7 +217,7 @@ async def test_wait_for_first_consumer_pv_on_no_node(cluster: Cluster) -> None:
     message = await cluster.wait_event("p", "FailedScheduling")
     assert message == (
         "0/1 nodes are available: 1 node(s) didn't find available persistent volumes to bind. "
-        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.."
     )
     pv = await cluster.client.get("v1", "persistentvolumes", "pv-x")
     assert not pv["spec"].get("claimRef")
@@ -463,7 +463,7 @@ async def test_python_client_sees_the_pod_pending(
     seen = await trio.to_thread.run_sync(_python_client_story, apiserver.url)
     message = (
         "0/1 nodes are available: 1 node(s) didn't find available persistent volumes to bind. "
-        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.."
     )
     assert seen == {
         "event": message,

@@ -89,6 +89,12 @@ def pod_status(worker: PodWorker) -> KubeObject:
     if finished and worker.initialized:
         for condition in conditions[1:2]:
             condition["reason"] = "PodCompleted"
+    # Conditions others set (DisruptionTarget from preemption or eviction, readiness
+    # gates) are kept, as the kubelet does: this status replaces the API's list.
+    owned = {c["type"] for c in conditions}
+    for condition in (worker.pod.get("status") or {}).get("conditions") or ():
+        if condition.get("type") not in owned:
+            conditions.append(condition)
     status: KubeObject = {
         "phase": phase,
         "conditions": conditions,

@@ -21,14 +21,6 @@ from kubetrio.providers import KubeObject, NodeInfo, PodInfo
 from ._resources import node_allocatable, pod_info
 
 
-def _has_affinity(info: PodInfo) -> tuple[bool, bool]:
-    """(has pod affinity or anti-affinity terms, has required anti-affinity terms)."""
-    affinity = (info.pod.get("spec") or {}).get("affinity") or {}
-    anti = affinity.get("podAntiAffinity") or {}
-    any_terms = bool(affinity.get("podAffinity") or anti)
-    return any_terms, bool(anti.get("requiredDuringSchedulingIgnoredDuringExecution"))
-
-
 def _image_sizes(node: KubeObject) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for image in (node.get("status") or {}).get("images") or ():
@@ -60,6 +52,9 @@ class SchedulerCache:
         self._changes: list[str] = []
         self._changes_base = 0
         """Names of changed nodes, in order; entry i has mark ``_changes_base + i + 1``."""
+        self._nominated: dict[str, dict[str, PodInfo]] = {}
+        """Node name → pending pods nominated to it (``status.nominatedNodeName``)."""
+        self._nominated_node: dict[str, str] = {}
 
     # --- NodeSnapshot -----------------------------------------------------------------
 
@@ -171,39 +166,13 @@ class SchedulerCache:
     # --- pods ---------------------------------------------------------------------------
 
     def _add_to_node(self, node: NodeInfo, pod: PodInfo) -> None:
-        node.pods[pod.key] = pod
-        requested = node.requested
-        for resource, value in pod.requests.items():
-            requested[resource] = requested.get(resource, 0) + value
-        requested["pods"] += 1
-        node.non_zero_requested["cpu"] += pod.non_zero_cpu
-        node.non_zero_requested["memory"] += pod.non_zero_memory
-        any_affinity, required_anti = _has_affinity(pod)
-        if any_affinity:
-            node.pods_with_affinity[pod.key] = pod
+        if node.add_pod(pod):
             self._with_affinity[node.name] = node
-        if required_anti:
-            node.pods_with_required_anti_affinity[pod.key] = pod
-        node.generation += 1
-        node.memo.clear()  # memoised plugin results were about the node before this pod
         self._changed(node.name)
 
     def _remove_from_node(self, node: NodeInfo, key: str) -> None:
-        pod = node.pods.pop(key, None)
-        if pod is None:
-            return
-        requested = node.requested
-        for resource, value in pod.requests.items():
-            requested[resource] = requested.get(resource, 0) - value
-        requested["pods"] -= 1
-        node.non_zero_requested["cpu"] -= pod.non_zero_cpu
-        node.non_zero_requested["memory"] -= pod.non_zero_memory
-        node.pods_with_affinity.pop(key, None)
-        node.pods_with_required_anti_affinity.pop(key, None)
-        if not node.pods_with_affinity:
+        if node.remove_pod(key) and not node.pods_with_affinity:
             self._with_affinity.pop(node.name, None)
-        node.generation += 1
-        node.memo.clear()
         self._changed(node.name)
 
     def _place(self, info: PodInfo, node_name: str) -> None:
@@ -273,3 +242,34 @@ class SchedulerCache:
     def pod_node(self, key: str) -> str | None:
         """The node a pod is counted on, or None."""
         return self._pod_node.get(key)
+
+    # --- nominations --------------------------------------------------------------------
+
+    def nominate(self, info: PodInfo, node_name: str) -> None:
+        """Record that a pending pod waits for room on ``node_name`` (it preempted pods
+        there). Later cycles count the pod on that node against pods of lower priority
+        (kube-scheduler's nominator)."""
+        self.clear_nomination(info.key)
+        self._nominated_node[info.key] = node_name
+        self._nominated.setdefault(node_name, {})[info.key] = info
+
+    def clear_nomination(self, key: str) -> None:
+        """Forget the nomination of the pod ``key`` (bound, deleted, or no longer helped)."""
+        old = self._nominated_node.pop(key, None)
+        if old is not None:
+            held = self._nominated.get(old, {})
+            held.pop(key, None)
+            if not held:
+                self._nominated.pop(old, None)
+
+    def has_nominations(self) -> bool:
+        """Whether any pending pod is nominated to a node."""
+        return bool(self._nominated_node)
+
+    def nominated_pods(self, node_name: str) -> list[PodInfo]:
+        """The pending pods nominated to ``node_name``."""
+        return list(self._nominated.get(node_name, {}).values())
+
+    def nominated_node(self, key: str) -> str:
+        """The node the pending pod ``key`` is nominated to, or ``""``."""
+        return self._nominated_node.get(key, "")

@@ -33,7 +33,16 @@ from typing import Any
 
 import yaml
 
-STAGES = ("preFilter", "filter", "preScore", "score", "reserve", "preBind", "bind")
+STAGES = (
+    "preFilter",
+    "filter",
+    "postFilter",
+    "preScore",
+    "score",
+    "reserve",
+    "preBind",
+    "bind",
+)
 """The extension points a profile's ``plugins`` may configure (plus ``multiPoint``)."""
 
 

@@ -29,6 +29,7 @@ from kubetrio.providers import (
     NodeInfo,
     NodeSnapshot,
     PodInfo,
+    PostFilterResult,
     SchedulerPlugin,
     Unresolvable,
 )
@@ -50,12 +51,18 @@ _CLASS_IDS = itertools.count()
 _METHODS = {
     "preFilter": "pre_filter",
     "filter": "filter",
+    "postFilter": "post_filter",
     "preScore": "pre_score",
     "score": "score",
     "reserve": "reserve",
     "preBind": "pre_bind",
     "bind": "bind",
 }
+
+
+def _none() -> bool:
+    return False
+
 
 NodeCall = Callable[[Any, NodeInfo, CycleState], Any]
 
@@ -117,6 +124,8 @@ class FitError(Exception):
         self.post_filter_message = post_filter_message
         self.plugins: set[str] = set()
         """The plugins that rejected some node (the queue keeps them with the pod)."""
+        self.post_filter: PostFilterResult | None = None
+        """What the post-filter stage (preemption) decided, if it ran."""
         super().__init__(self.message())
 
     def message(self) -> str:
@@ -275,24 +284,33 @@ class Framework:
                 skipped.add(stage.name)
             elif result is not None:
                 reasons = _as_reasons(result)
+                # No filter ran: removing pods cannot help (the post filter is told so).
+                unresolvable = tuple(Unresolvable(r) for r in reasons)
+                post = self._post_filter(
+                    state, pod_info, {n.name: unresolvable for n in nodes}, skipped
+                )
                 error = FitError(
                     num_all_nodes=len(nodes),
                     node_reasons={n.name: reasons for n in nodes},
                     pre_filter_message=", ".join(reasons),
-                    post_filter_message=self._post_filter_message(
-                        pod_info, {n.name: reasons for n in nodes}, snapshot
-                    ),
+                    post_filter_message=post.message if post else "",
                 )
                 error.plugins.add(stage.name)
                 raise error
         feasible, entries, failed, rejecting = self._find_feasible(state, pod, nodes, skipped)
+        if feasible and getattr(snapshot, "has_nominations", _none)():
+            feasible, entries = self._check_nominated(
+                state, feasible, entries, failed, rejecting, skipped
+            )
         if not feasible:
+            post = self._post_filter(state, pod_info, failed, skipped)
             error = FitError(
                 num_all_nodes=len(nodes),
                 node_reasons=failed,
-                post_filter_message=self._post_filter_message(pod_info, failed, snapshot),
+                post_filter_message=post.message if post else "",
             )
             error.plugins = rejecting
+            error.post_filter = post
             raise error
         chosen = (
             feasible[0] if len(feasible) == 1 else self._best(state, pod_info, feasible, entries)
@@ -495,31 +513,107 @@ class Framework:
         ties = [i for i, total in enumerate(totals) if total == best]
         return feasible[self.rng.choice(ties)]
 
-    def _post_filter_message(
+    # --- nominated pods and the post filter --------------------------------------------------
+
+    def run_filters(
+        self, state: CycleState, node: NodeInfo, skipped: set[str] | frozenset[str] = frozenset()
+    ) -> tuple[str, ...] | None:
+        """Every filter on one node (no memo): the first rejection's reasons, or None."""
+        pod = state.pod_info.pod
+        for name, check, _ in self._filters:
+            if name in skipped:
+                continue
+            result = check(pod, node, state)
+            if result is not None:
+                return _as_reasons(result)
+        return None
+
+    def run_filters_with_nominated(
+        self, state: CycleState, node: NodeInfo, skipped: set[str] | frozenset[str] = frozenset()
+    ) -> tuple[str, ...] | None:
+        """:meth:`run_filters` with the pods nominated to the node that are at least as
+        important as the pod counted there too, as kube-scheduler's
+        ``RunFilterPluginsWithNominatedPods``: the pod must fit both with them (room they
+        were promised) and without them (filters such as anti-affinity may pass only
+        because of them)."""
+        info = state.pod_info
+        nominated_pods = getattr(state.snapshot, "nominated_pods", None)
+        others = [
+            p
+            for p in (nominated_pods(node.name) if nominated_pods else ())
+            if p.key != info.key and p.priority >= info.priority
+        ]
+        if others:
+            with_them = node.clone()
+            for other in others:
+                with_them.add_pod(other)
+            reasons = self.run_filters(state, with_them, skipped)
+            if reasons is not None:
+                return reasons
+        return self.run_filters(state, node, skipped)
+
+    def _check_nominated(
         self,
+        state: CycleState,
+        feasible: list[NodeInfo],
+        entries: list[Any] | None,
+        failed: dict[str, tuple[str, ...]],
+        rejecting: set[str],
+        skipped: set[str],
+    ) -> tuple[list[NodeInfo], list[Any] | None]:
+        """The feasible nodes that still fit once the pods nominated there (of equal or
+        higher priority) are counted; the others move to ``failed``."""
+        nominated_pods = getattr(state.snapshot, "nominated_pods", None)
+        if nominated_pods is None:
+            return feasible, entries
+        info = state.pod_info
+        kept: list[NodeInfo] = []
+        kept_entries: list[Any] = []
+        for i, node in enumerate(feasible):
+            others = [
+                p
+                for p in nominated_pods(node.name)
+                if p.key != info.key and p.priority >= info.priority
+            ]
+            reasons = None
+            if others:
+                with_them = node.clone()
+                for other in others:
+                    with_them.add_pod(other)
+                reasons = self.run_filters(state, with_them, skipped)
+            if reasons is None:
+                kept.append(node)
+                if entries is not None:
+                    kept_entries.append(entries[i])
+            else:
+                failed[node.name] = reasons
+                rejecting.add("NominatedPods")
+        return kept, kept_entries if entries is not None else None
+
+    def _post_filter(
+        self,
+        state: CycleState,
         pod_info: PodInfo,
         failed: Mapping[str, Sequence[str]],
-        snapshot: NodeSnapshot,
-    ) -> str:
-        """What kube-scheduler's DefaultPreemption reports when it finds no victims.
+        skipped: set[str],
+    ) -> PostFilterResult | None:
+        """Run the post-filter stage (preemption) once no node fits: the first result
+        naming a node wins; otherwise the messages are joined as kube-scheduler does."""
+        messages = []
+        last: PostFilterResult | None = None
 
-        kubetrio does not preempt; the message says why preemption would not help:
-        nodes rejected for unresolvable reasons (taints, selectors) are "not helpful",
-        the others had no pod of lower priority to evict.
-        """
-        spec = pod_info.pod.get("spec") or {}
-        if spec.get("preemptionPolicy") == "Never":
-            return "preemption: not eligible due to preemptionPolicy=Never"
-        not_helpful = no_victims = 0
-        for reasons in failed.values():
-            if any(isinstance(r, Unresolvable) for r in reasons):
-                not_helpful += 1
-            else:
-                no_victims += 1
-        parts = []
-        if no_victims:
-            parts.append(f"{no_victims} No preemption victims found for incoming pod")
-        if not_helpful:
-            parts.append(f"{not_helpful} Preemption is not helpful for scheduling")
-        total = len(snapshot.nodes)
-        return f"preemption: 0/{total} nodes are available: {', '.join(sorted(parts))}"
+        def filters(node: NodeInfo) -> tuple[str, ...] | None:
+            return self.run_filters_with_nominated(state, node, skipped)
+
+        for stage in self.stages["postFilter"]:
+            result: PostFilterResult | None = stage.call(state, pod_info, failed, filters)
+            if result is None:
+                continue
+            if result.nominated_node:
+                return result
+            if result.message:
+                messages.append(result.message)
+            last = result
+        if last is None:
+            return None
+        return PostFilterResult(nominated_node=last.nominated_node, message=", ".join(messages))

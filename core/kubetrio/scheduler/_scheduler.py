@@ -28,7 +28,7 @@ import trio
 
 from kubetrio.client import Client, ClientError, Informer, KubeObject, SharedInformers
 from kubetrio.plugins import PluginManager, check_scheduler_plugin
-from kubetrio.providers import SchedulerPlugin, UserInfo
+from kubetrio.providers import PostFilterResult, SchedulerPlugin, UserInfo
 
 from . import _prom
 from ._cache import SchedulerCache
@@ -130,6 +130,8 @@ class Scheduler:
         """Pods bound so far (for benchmarks and metrics)."""
         self.failed_attempts = 0
         """Cycles that found no node."""
+        self.preemptions = 0
+        """Preemptions started (a node chosen, its victims being deleted)."""
         self._binds = trio.CapacityLimiter(config.parallel_binds)
         self._events_send, self._events_receive = trio.open_memory_channel[KubeObject](10_000)
         self._nursery: trio.Nursery | None = None
@@ -185,8 +187,9 @@ class Scheduler:
         except FitError as error:
             self._attempted(entry, framework, _prom.UNSCHEDULABLE)
             self.failed_attempts += 1
+            nominated = self._after_post_filter(info, error.post_filter)
             self.queue.add_unschedulable(entry, plugins=error.plugins)
-            self._record_failure(pod, str(error))
+            self._record_failure(pod, str(error), nominated_node=nominated)
             return
         except Exception as exc:  # a faulty plugin must not stop the scheduler
             self._attempted(entry, framework, _prom.ERROR)
@@ -195,8 +198,100 @@ class Scheduler:
             self._record_failure(pod, f"running the scheduling cycle: {exc}", reason="Error")
             return
         self.cache.assume(info, node.name)
+        self.cache.clear_nomination(info.key)
         assert self._nursery is not None
         self._nursery.start_soon(self._bind, entry, framework, node, state)
+
+    # --- preemption --------------------------------------------------------------------------
+
+    def _after_post_filter(self, info: Any, result: PostFilterResult | None) -> str | None:
+        """Act on what the post filter decided: nominate the pod and start deleting the
+        victims, or clear a nomination that no longer helps. Returns the nomination to
+        record in ``status.nominatedNodeName`` (``""`` clears it, None leaves it)."""
+        if result is None or result.nominated_node is None:
+            return None
+        if not result.nominated_node:
+            had = self.cache.nominated_node(info.key) or (info.pod.get("status") or {}).get(
+                "nominatedNodeName"
+            )
+            self.cache.clear_nomination(info.key)
+            return "" if had else None
+        self.cache.nominate(info, result.nominated_node)
+        self.preemptions += 1
+        assert self._nursery is not None
+        self._nursery.start_soon(self._preempt, info, result.nominated_node, list(result.victims))
+        return result.nominated_node
+
+    async def _preempt(self, preemptor: Any, node_name: str, victims: list[Any]) -> None:
+        """Delete the victims (kube-scheduler's ``prepareCandidate``), then take the
+        nominations of lower-priority pods on that node away: they may not fit there
+        any more and should look elsewhere."""
+        async with trio.open_nursery() as nursery:
+            for victim in victims:
+                if not victim.pod["metadata"].get("deletionTimestamp"):
+                    nursery.start_soon(self._preempt_one, preemptor.pod, node_name, victim.pod)
+        for other in self.cache.nominated_pods(node_name):
+            if other.priority < preemptor.priority:
+                self.cache.clear_nomination(other.key)
+                await self._patch_status(other.pod, {"nominatedNodeName": None})
+
+    async def _preempt_one(self, preemptor: KubeObject, node_name: str, victim: KubeObject) -> None:
+        """Mark a victim ``DisruptionTarget`` (reason ``PreemptionByScheduler``), delete it
+        with its grace period and record the ``Preempted`` event, as kube-scheduler does."""
+        metadata = victim["metadata"]
+        scheduler_name = (preemptor.get("spec") or {}).get("schedulerName") or COMPONENT
+        condition = {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "PreemptionByScheduler",
+            "message": f"{scheduler_name}: preempting to accommodate a higher priority pod",
+            "lastProbeTime": None,
+            "lastTransitionTime": _now(),
+        }
+        # Strategic merge: conditions merge by type, the kubelet's stay as they are.
+        if not await self._patch_status(victim, {"conditions": [condition]}, "strategic"):
+            return
+        try:
+            await self.client.delete(
+                "v1",
+                "pods",
+                metadata["name"],
+                namespace=metadata.get("namespace", ""),
+                preconditions={"uid": metadata["uid"]} if metadata.get("uid") else None,
+            )
+        except ClientError as exc:
+            if not exc.not_found and not exc.conflict:
+                log.warning("preempting %s: %s", metadata["name"], exc)
+            return
+        self._event(
+            victim,
+            "Normal",
+            "Preempted",
+            f"Preempted by pod {preemptor['metadata'].get('uid', '')} on node {node_name}",
+            action="Preempting",
+            related=preemptor,
+        )
+
+    async def _patch_status(
+        self, pod: KubeObject, status: KubeObject, patch_type: str = "merge"
+    ) -> bool:
+        """Patch ``status`` into a pod's status; False when the pod is gone or it failed."""
+        metadata = pod["metadata"]
+        try:
+            await self.client.patch(
+                "v1",
+                "pods",
+                metadata["name"],
+                {"status": status},
+                namespace=metadata.get("namespace", ""),
+                subresource="status",
+                patch_type=patch_type,
+            )
+        except ClientError as exc:
+            if not exc.not_found:
+                log.warning("patching the status of %s: %s", metadata["name"], exc)
+            return False
+        return True
 
     async def _bind(self, entry: QueuedPod, framework: Framework, node: Any, state: Any) -> None:
         info = entry.info
@@ -258,13 +353,25 @@ class Scheduler:
 
     # --- failures and events -----------------------------------------------------------------
 
-    def _record_failure(self, pod: KubeObject, message: str, *, reason: str = "") -> None:
+    def _record_failure(
+        self,
+        pod: KubeObject,
+        message: str,
+        *,
+        reason: str = "",
+        nominated_node: str | None = None,
+    ) -> None:
         self._event(pod, "Warning", "FailedScheduling", message)
         assert self._nursery is not None
-        self._nursery.start_soon(self._set_unschedulable, pod, message, reason or "Unschedulable")
+        self._nursery.start_soon(
+            self._set_unschedulable, pod, message, reason or "Unschedulable", nominated_node
+        )
 
-    async def _set_unschedulable(self, pod: KubeObject, message: str, reason: str) -> None:
-        """Set ``PodScheduled=False`` with the reason, as kube-scheduler does."""
+    async def _set_unschedulable(
+        self, pod: KubeObject, message: str, reason: str, nominated_node: str | None = None
+    ) -> None:
+        """Set ``PodScheduled=False`` with the reason, as kube-scheduler does, and the
+        nomination preemption made (``status.nominatedNodeName``; ``""`` clears it)."""
         conditions = [
             c
             for c in (pod.get("status") or {}).get("conditions") or []
@@ -278,7 +385,12 @@ class Scheduler:
             ),
             None,
         )
-        if old and old.get("reason") == reason and old.get("message") == message:
+        status: KubeObject = {}
+        if nominated_node is not None and nominated_node != (
+            (pod.get("status") or {}).get("nominatedNodeName") or ""
+        ):
+            status["nominatedNodeName"] = nominated_node or None
+        if not status and old and old.get("reason") == reason and old.get("message") == message:
             return  # nothing new to say
         conditions.append(
             {
@@ -290,22 +402,21 @@ class Scheduler:
                 "lastTransitionTime": _now(),
             }
         )
-        metadata = pod["metadata"]
-        try:
-            await self.client.patch(
-                "v1",
-                "pods",
-                metadata["name"],
-                {"status": {"conditions": conditions}},
-                namespace=metadata.get("namespace", ""),
-                subresource="status",
-            )
-        except ClientError as exc:
-            if not exc.not_found:
-                log.warning("setting PodScheduled on %s: %s", metadata["name"], exc)
+        status["conditions"] = conditions
+        await self._patch_status(pod, status)
 
-    def _event(self, pod: KubeObject, kind: str, reason: str, message: str) -> None:
-        """Queue an event about a pod; events are best effort and dropped under overload."""
+    def _event(
+        self,
+        pod: KubeObject,
+        kind: str,
+        reason: str,
+        message: str,
+        *,
+        action: str = "",
+        related: KubeObject | None = None,
+    ) -> None:
+        """Queue an event about a pod (``related``: a second pod it concerns); events are
+        best effort and dropped under overload."""
         metadata = pod["metadata"]
         namespace = metadata.get("namespace") or "default"
         now = _now()
@@ -328,12 +439,21 @@ class Scheduler:
             "source": {"component": COMPONENT},
             "reportingComponent": COMPONENT,
             "reportingInstance": COMPONENT,
-            "action": "Binding" if reason == "Scheduled" else "Scheduling",
+            "action": action or ("Binding" if reason == "Scheduled" else "Scheduling"),
             "firstTimestamp": now,
             "lastTimestamp": now,
             "eventTime": _now_micro(),
             "count": 1,
         }
+        if related is not None:
+            other = related["metadata"]
+            event["related"] = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": other["name"],
+                "namespace": other.get("namespace") or "default",
+                "uid": other.get("uid", ""),
+            }
         with contextlib.suppress(trio.WouldBlock):
             self._events_send.send_nowait(event)
 
@@ -474,12 +594,20 @@ class _PodHandler:
             and self.scheduler.responsible_for(pod)
         )
 
+    def _queue(self, pod: KubeObject) -> None:
+        """Queue a pending pod; a nomination in its status holds its node's room."""
+        info = pod_info(pod)
+        nominated = (pod.get("status") or {}).get("nominatedNodeName")
+        if nominated:
+            self.scheduler.cache.nominate(info, nominated)
+        self.scheduler.queue.add(info)
+
     def on_add(self, obj: KubeObject) -> None:
         if (obj.get("spec") or {}).get("nodeName"):
             self.scheduler.cache.set_pod(obj)
             self.scheduler.cluster_changed("PodAdd")
         elif self._pending(obj):
-            self.scheduler.queue.add(pod_info(obj))
+            self._queue(obj)
 
     def on_update(self, old: KubeObject, new: KubeObject) -> None:
         scheduler = self.scheduler
@@ -489,6 +617,7 @@ class _PodHandler:
             was_ours = scheduler.cache.is_assumed(key)
             if not was_ours:
                 scheduler.queue.delete(key)  # bound by someone else while it waited
+            scheduler.cache.clear_nomination(key)
             scheduler.cache.set_pod(new)
             if (new.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 scheduler.cluster_changed("PodDelete")  # a finished pod frees its node
@@ -498,13 +627,15 @@ class _PodHandler:
             elif old["metadata"].get("labels") != new["metadata"].get("labels"):
                 scheduler.cluster_changed("PodUpdate")
         elif self._pending(new):
-            scheduler.queue.add(pod_info(new))
+            self._queue(new)
         else:
             scheduler.queue.delete(_key(new))
+            scheduler.cache.clear_nomination(_key(new))
 
     def on_delete(self, obj: KubeObject) -> None:
         key = _key(obj)
         self.scheduler.queue.delete(key)
+        self.scheduler.cache.clear_nomination(key)
         if self.scheduler.cache.pod_node(key) is not None:
             self.scheduler.cache.remove_pod(key)
             self.scheduler.cluster_changed("PodDelete")

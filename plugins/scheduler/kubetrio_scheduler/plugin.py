@@ -7,6 +7,7 @@ from collections.abc import Callable
 from kubetrio.plugins import hookimpl
 from kubetrio.providers import SchedulerPlugin
 
+from .default_preemption import DefaultPreemption
 from .image_locality import ImageLocality
 from .interpod_affinity import InterPodAffinity
 from .node_affinity import NodeAffinity
@@ -19,7 +20,8 @@ from .volume_binding import VolumeBinding
 
 @hookimpl
 def kubetrio_register_scheduler_plugins(register: Callable[[SchedulerPlugin], None]) -> None:
-    """Register the built-in filter and score plugins (kube-scheduler's default profile)."""
+    """Register the built-in plugins (kube-scheduler's default profile): filters,
+    scores, preemption (the post filter) and volume binding."""
     register(NodeName())
     register(NodeUnschedulable())
     register(TaintToleration())
@@ -30,3 +32,4 @@ def kubetrio_register_scheduler_plugins(register: Callable[[SchedulerPlugin], No
     register(InterPodAffinity())
     register(NodeResourcesBalancedAllocation())
     register(ImageLocality())
+    register(DefaultPreemption())
