@@ -1,0 +1,75 @@
+"""The built-in IngressClass and DefaultIngressClass admission, on a real API server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kubetrio.api.ingress import DEFAULT_CLASS_ANNOTATION, INGRESS_CLASS, INGRESS_CONTROLLER
+from kubetrio.client import Client
+from kubetrio.cluster import open_cluster
+from kubetrio.plugins import load
+from kubetrio.store import open_store
+
+from .objects import ingress, path
+
+INGRESSES = "networking.k8s.io/v1"
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[Client]:
+    async with (
+        open_store(f"sqlite://{tmp_path}/s.db") as store,
+        open_cluster(
+            store, plugins=load(only=["admission"]), controllers=False, scheduler=False
+        ) as cluster,
+    ):
+        yield cluster.client
+
+
+def _new(name: str, **kw: object) -> dict[str, object]:
+    obj = ingress(name, [{"host": "a.io", "paths": [path("/", "web")]}], **kw)  # type: ignore[arg-type]
+    for field in ("uid", "creationTimestamp"):
+        del obj["metadata"][field]  # type: ignore[index]
+    return obj
+
+
+async def test_the_builtin_class_is_the_default(client: Client) -> None:
+    found = await client.get(INGRESSES, "ingressclasses", INGRESS_CLASS)
+    assert found["spec"] == {"controller": INGRESS_CONTROLLER}
+    assert found["metadata"]["annotations"][DEFAULT_CLASS_ANNOTATION] == "true"
+
+
+async def test_new_ingresses_get_the_default_class(client: Client) -> None:
+    made = await client.create(INGRESSES, "ingresses", _new("a", class_name=None), namespace="default")
+    assert made["spec"]["ingressClassName"] == INGRESS_CLASS
+    # An explicit class, and the old annotation, are kept as given.
+    other = await client.create(
+        INGRESSES, "ingresses", _new("b", class_name="traefik"), namespace="default"
+    )
+    assert other["spec"]["ingressClassName"] == "traefik"
+    legacy = _new("c", class_name=None)
+    legacy["metadata"]["annotations"] = {"kubernetes.io/ingress.class": "nginx"}  # type: ignore[index]
+    kept = await client.create(INGRESSES, "ingresses", legacy, namespace="default")
+    assert "ingressClassName" not in kept["spec"]
+
+
+async def test_the_newest_default_wins_and_none_leaves_it_unset(client: Client) -> None:
+    await client.create(
+        INGRESSES,
+        "ingressclasses",
+        {
+            "apiVersion": INGRESSES,
+            "kind": "IngressClass",
+            "metadata": {"name": "newer", "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
+            "spec": {"controller": "example.com/other"},
+        },
+    )
+    made = await client.create(INGRESSES, "ingresses", _new("a", class_name=None), namespace="default")
+    assert made["spec"]["ingressClassName"] == "newer"
+    for name in ("newer", INGRESS_CLASS):
+        await client.delete(INGRESSES, "ingressclasses", name)
+    made = await client.create(INGRESSES, "ingresses", _new("b", class_name=None), namespace="default")
+    assert "ingressClassName" not in made["spec"]
