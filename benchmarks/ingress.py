@@ -67,7 +67,10 @@ SERVICE = {
     "apiVersion": "v1",
     "kind": "Service",
     "metadata": {"name": "echo"},
-    "spec": {"selector": {"app": "echo"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    "spec": {
+        "selector": {"app": "echo"},
+        "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+    },
 }
 INGRESS = {
     "apiVersion": "networking.k8s.io/v1",
@@ -96,9 +99,7 @@ INGRESS = {
 def get(address: tuple[str, int]) -> bool:
     """One ``GET /index.html`` on a new connection; True on a 200."""
     with socket.create_connection(address, timeout=5) as s:
-        s.sendall(
-            f"GET /index.html HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
-        )
+        s.sendall(f"GET /index.html HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
             data += chunk

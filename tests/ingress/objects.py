@@ -14,7 +14,9 @@ from cryptography.x509.oid import NameOID
 from kubetrio.api.ingress import INGRESS_CLASS, builtin_ingress_class
 
 
-def path(path: str, service: str, port: int | str = 80, path_type: str = "Prefix") -> dict[str, Any]:
+def path(
+    path: str, service: str, port: int | str = 80, path_type: str = "Prefix"
+) -> dict[str, Any]:
     """One HTTP path of a rule, to a Service port by number or name."""
     ref = {"name": port} if isinstance(port, str) else {"number": port}
     return {

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 
 from kubetrio.api.ingress import DEFAULT_CLASS_ANNOTATION, INGRESS_CLASS, INGRESS_CONTROLLER
 from kubetrio.client import Client
@@ -29,10 +31,11 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
         yield cluster.client
 
 
-def _new(name: str, **kw: object) -> dict[str, object]:
-    obj = ingress(name, [{"host": "a.io", "paths": [path("/", "web")]}], **kw)  # type: ignore[arg-type]
+def _new(name: str, *, class_name: str | None) -> dict[str, Any]:
+    """An Ingress to create (no server-set fields)."""
+    obj = ingress(name, [{"host": "a.io", "paths": [path("/", "web")]}], class_name=class_name)
     for field in ("uid", "creationTimestamp"):
-        del obj["metadata"][field]  # type: ignore[index]
+        del obj["metadata"][field]
     return obj
 
 
@@ -43,7 +46,9 @@ async def test_the_builtin_class_is_the_default(client: Client) -> None:
 
 
 async def test_new_ingresses_get_the_default_class(client: Client) -> None:
-    made = await client.create(INGRESSES, "ingresses", _new("a", class_name=None), namespace="default")
+    made = await client.create(
+        INGRESSES, "ingresses", _new("a", class_name=None), namespace="default"
+    )
     assert made["spec"]["ingressClassName"] == INGRESS_CLASS
     # An explicit class, and the old annotation, are kept as given.
     other = await client.create(
@@ -51,9 +56,25 @@ async def test_new_ingresses_get_the_default_class(client: Client) -> None:
     )
     assert other["spec"]["ingressClassName"] == "traefik"
     legacy = _new("c", class_name=None)
-    legacy["metadata"]["annotations"] = {"kubernetes.io/ingress.class": "nginx"}  # type: ignore[index]
+    legacy["metadata"]["annotations"] = {"kubernetes.io/ingress.class": "nginx"}
     kept = await client.create(INGRESSES, "ingresses", legacy, namespace="default")
     assert "ingressClassName" not in kept["spec"]
+
+
+async def _defaulted_to(client: Client, expected: str | None) -> None:
+    """Admission reads a cache: wait until a new Ingress gets ``expected`` (dry run)."""
+    with trio.fail_after(10):
+        while True:
+            made = await client.create(
+                INGRESSES,
+                "ingresses",
+                _new("x", class_name=None),
+                namespace="default",
+                dry_run=True,
+            )
+            if made["spec"].get("ingressClassName") == expected:
+                return
+            await trio.sleep(0.05)
 
 
 async def test_the_newest_default_wins_and_none_leaves_it_unset(client: Client) -> None:
@@ -67,9 +88,7 @@ async def test_the_newest_default_wins_and_none_leaves_it_unset(client: Client) 
             "spec": {"controller": "example.com/other"},
         },
     )
-    made = await client.create(INGRESSES, "ingresses", _new("a", class_name=None), namespace="default")
-    assert made["spec"]["ingressClassName"] == "newer"
+    await _defaulted_to(client, "newer")
     for name in ("newer", INGRESS_CLASS):
         await client.delete(INGRESSES, "ingressclasses", name)
-    made = await client.create(INGRESSES, "ingresses", _new("b", class_name=None), namespace="default")
-    assert "ingressClassName" not in made["spec"]
+    await _defaulted_to(client, None)

@@ -214,7 +214,9 @@ async def test_ingress_on_a_real_node(tmp_path: Path) -> None:
                 a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"
             )
             while True:
-                stored = await client.get("networking.k8s.io/v1", "ingresses", "site", namespace="default")
+                stored = await client.get(
+                    "networking.k8s.io/v1", "ingresses", "site", namespace="default"
+                )
                 if (stored.get("status") or {}).get("loadBalancer"):
                     break
                 await trio.sleep(0.2)
@@ -224,10 +226,19 @@ async def test_ingress_on_a_real_node(tmp_path: Path) -> None:
             for binary in ("kubectl.1.27", "kubectl.1.33"):
                 if not shutil.which(binary):
                     continue
-                lines = _kubectl(binary, cluster.url, "get", "ingress", "-n", "default").splitlines()
+                lines = _kubectl(
+                    binary, cluster.url, "get", "ingress", "-n", "default"
+                ).splitlines()
                 assert lines[0].split() == ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
                 row = lines[1].split()
-                assert row[:6] == ["site", "kubetrio-nginx", "shop.test,plain.test", internal, "80,", "443"]
+                assert row[:6] == [
+                    "site",
+                    "kubetrio-nginx",
+                    "shop.test,plain.test",
+                    internal,
+                    "80,",
+                    "443",
+                ]
                 classes = _kubectl(binary, cluster.url, "get", "ingressclass").splitlines()
                 assert classes[0].split() == ["NAME", "CONTROLLER", "PARAMETERS", "AGE"]
                 assert classes[1].split()[:3] == [

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kubetrio.ingress import Layout, plan, quoted, render
-from kubetrio.ingress import Unsafe
+from kubetrio.ingress import Layout, Unsafe, plan, quoted, render
 
 from .objects import (
     CLASSES,
@@ -160,7 +159,9 @@ def test_default_backend_and_wildcard_host(tmp_path: Path) -> None:
     _nginx_t(tmp_path, text)
     # One label only, as the API says.
     assert 'server_name "~^[^.]+\\.apps\\.io$";' in text
-    assert _locations(text, '"~^[^.]+\\.apps\\.io$"')["^~ /"] == "proxy_pass http://default.web.http;"
+    assert (
+        _locations(text, '"~^[^.]+\\.apps\\.io$"')["^~ /"] == "proxy_pass http://default.web.http;"
+    )
     assert _locations(text, "_")["^~ /"] == "proxy_pass http://default.web.http;"
 
 
@@ -184,7 +185,9 @@ def test_tls_and_redirect(tmp_path: Path) -> None:
 
 def test_bad_tls_secrets_are_reported() -> None:
     cert, _ = self_signed("x.io")
-    garbage = tls_secret("garbage", cert, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    garbage = tls_secret(
+        "garbage", cert, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    )
     opaque = tls_secret("opaque", cert, cert) | {"type": "Opaque"}
     ing = ingress(
         "t",
@@ -226,7 +229,10 @@ HOSTILE_PATHS = [
 def test_hostile_hosts_are_refused_not_rendered(tmp_path: Path, hostile: str) -> None:
     ing = ingress(
         "h",
-        [{"host": hostile, "paths": [path("/", "web")]}, {"host": "ok.io", "paths": [path("/", "api")]}],
+        [
+            {"host": hostile, "paths": [path("/", "web")]},
+            {"host": "ok.io", "paths": [path("/", "api")]},
+        ],
         tls=[{"hosts": [hostile], "secretName": "nope"}],
     )
     p = plan([ing], CLASSES, WEB, SLICES, [])

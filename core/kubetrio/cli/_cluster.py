@@ -299,9 +299,9 @@ def agent(
     """Run a node agent that joins a server: this host runs pods under runc (needs root).
 
     The node runs its pods, the nftables service proxy, nginx for Ingresses and the
-    network plugin's node services (routes, policy). Options may also come from a YAML file (--config;
-    DATA_DIR/config.yaml if there). SIGTERM/Ctrl-C stop the agent and leave the pods running (a
-    restarted agent adopts them); SIGUSR1 stops the pods first.
+    network plugin's node services (routes, policy). Options may also come from a YAML
+    file (--config; DATA_DIR/config.yaml if there). SIGTERM/Ctrl-C stop the agent and
+    leave the pods running (a restarted agent adopts them); SIGUSR1 stops the pods first.
     """
     import logging
     import signal

@@ -173,9 +173,12 @@ class IngressController:
         """Events: a Normal ``Sync`` for each Ingress version served for the first time, a
         Warning for each problem not reported before (while it lasts)."""
         for ingress in current.ingresses:
-            key = (str(ingress["metadata"].get("uid")), str(ingress["metadata"].get("generation")))
-            if key not in self._synced_ingresses:
-                self._synced_ingresses.add(key)
+            version = (
+                str(ingress["metadata"].get("uid")),
+                str(ingress["metadata"].get("generation")),
+            )
+            if version not in self._synced_ingresses:
+                self._synced_ingresses.add(version)
                 self.events.normal(ingress, "Sync", f"Scheduled for sync on node {self.node_name}")
         problems = set()
         for problem in current.problems:

@@ -481,7 +481,9 @@ def _server_name(host: str) -> str:
         return "_"
     if host.startswith("*."):
         # One label only, as the Ingress API says (nginx's *. would match any depth).
-        return quoted("~^[^.]+" + re.escape(host[1:]) + "$", re.compile(r"^~\^\[\^\.\]\+[a-z0-9\\.-]+\$$"))
+        return quoted(
+            "~^[^.]+" + re.escape(host[1:]) + "$", re.compile(r"^~\^\[\^\.\]\+[a-z0-9\\.-]+\$$")
+        )
     return quoted(host, _HOST)
 
 
