@@ -270,3 +270,14 @@ def test_quoted_refuses_what_ends_a_string() -> None:
     for bad in ('/a"b', "/a;b", "/a b", "/a$b", "/a{", "/a\n"):
         with pytest.raises(Unsafe):
             quoted(bad)
+
+
+def test_unreadable_secrets_are_reported_not_served() -> None:
+    ing = ingress(
+        "t",
+        [{"host": "x.io", "paths": [path("/", "web")]}],
+        tls=[{"hosts": ["x.io"], "secretName": "cert"}],
+    )
+    p = plan([ing], CLASSES, WEB, SLICES, None)
+    assert [x.reason for x in p.problems] == ["SecretNotReadable"]
+    assert p.servers["x.io"].certificate is None and p.upstreams

@@ -88,6 +88,8 @@ class IngressController:
         self.last_plan: Plan | None = None
         self.syncs = 0
         """Configurations nginx accepted (tests wait on it)."""
+        self.secrets_readable = True
+        """False when this node's identity may not list Secrets (no TLS then)."""
         self._applied = ""
         self._reported: set[tuple[str, str, str]] = set()
         self._synced_ingresses: set[tuple[str, str]] = set()
@@ -104,8 +106,10 @@ class IngressController:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.events.run)
+                self.secrets_readable = await self._may_list_secrets()
                 for informer in self._informers():
-                    await nursery.start(informer.run)
+                    if informer is not self.secrets or self.secrets_readable:
+                        await nursery.start(informer.run)
                 await self.sync()
                 if self.nginx.pid is None:
                     raise NginxError(f"nginx did not start: {self.nginx.error_tail()}")
@@ -131,7 +135,7 @@ class IngressController:
             self.classes.list(),
             self.services.list(),
             self.slices.list(),
-            self.secrets.list(),
+            self.secrets.list() if self.secrets_readable else None,
         )
         try:
             text = render(current, self.layout)
@@ -187,6 +191,19 @@ class IngressController:
             if key not in self._reported:
                 self.events.warning(problem.ingress, problem.reason, problem.message)
         self._reported = problems
+
+    async def _may_list_secrets(self) -> bool:
+        """Whether this identity may list TLS Secrets (a node may not, unless granted)."""
+        try:
+            await self.client.list(
+                "v1", "secrets", field_selector=self.secrets.field_selector, limit=1
+            )
+        except ClientError as exc:
+            if exc.code != 403:
+                return True  # another failure: the informer retries
+            log.warning("%s may not list Secrets: Ingresses' TLS is not served", self.node_name)
+            return False
+        return True
 
     def _node_address(self) -> str | None:
         if self.address:

@@ -167,7 +167,7 @@ class _Resolver:
         self,
         services: Mapping[str, KubeObject],
         slices: Mapping[str, list[KubeObject]],
-        secrets: Mapping[str, KubeObject],
+        secrets: Mapping[str, KubeObject] | None,
     ) -> None:
         self.services = services
         self.slices = slices
@@ -261,6 +261,16 @@ class _Resolver:
         """The certificate's name for a TLS Secret of the Ingress's namespace (None, with
         a Problem, when missing or not a TLS pair)."""
         namespace = str(ingress["metadata"].get("namespace") or "")
+        if self.secrets is None:
+            self.problems.append(
+                Problem(
+                    ingress,
+                    "SecretNotReadable",
+                    f'secret "{namespace}/{secret_name}": this node may not list Secrets '
+                    "(bind the ClusterRole kubetrio:ingress-nginx-secrets to system:nodes)",
+                )
+            )
+            return None
         secret = self.secrets.get(f"{namespace}/{secret_name}")
         if secret is None:
             self.problems.append(
@@ -324,9 +334,10 @@ def plan(
     classes: Iterable[KubeObject],
     services: Iterable[KubeObject],
     slices: Iterable[KubeObject],
-    secrets: Iterable[KubeObject],
+    secrets: Iterable[KubeObject] | None,
 ) -> Plan:
-    """What nginx should serve for the Ingresses of our classes (module doc)."""
+    """What nginx should serve for the Ingresses of our classes (module doc); ``secrets``
+    None when they may not be read (TLS entries are then reported, not served)."""
     ours = our_classes(classes)
     served = sorted((i for i in ingresses if is_ours(i, ours)), key=_age)
     by_service: dict[str, list[KubeObject]] = {}
@@ -335,7 +346,7 @@ def plan(
         service = (metadata.get("labels") or {}).get(SERVICE_NAME_LABEL)
         if service:
             by_service.setdefault(f"{metadata.get('namespace', '')}/{service}", []).append(slice_)
-    resolver = _Resolver(_index(services), by_service, _index(secrets))
+    resolver = _Resolver(_index(services), by_service, None if secrets is None else _index(secrets))
     servers: dict[str, Server] = {"": Server("")}
     default_taken = False
     for ingress in served:
