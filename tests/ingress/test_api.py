@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import trio
 
 from kubetrio.api.ingress import DEFAULT_CLASS_ANNOTATION, INGRESS_CLASS, INGRESS_CONTROLLER
 from kubetrio.client import Client
-from kubetrio.cluster import open_cluster
+from kubetrio.cluster import Cluster, open_cluster
 from kubetrio.plugins import load
 from kubetrio.store import open_store
 
@@ -20,15 +22,24 @@ from .objects import ingress, path
 INGRESSES = "networking.k8s.io/v1"
 
 
+KUBECTLS = Path(os.path.realpath(shutil.which("kubectl") or "/nonexistent")).parent
+"""Where kubectl 1.27 and 1.33 are installed, beside ``kubectl``."""
+
+
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     async with (
         open_store(f"sqlite://{tmp_path}/s.db") as store,
         open_cluster(
             store, plugins=load(only=["admission"]), controllers=False, scheduler=False
         ) as cluster,
     ):
-        yield cluster.client
+        yield cluster
+
+
+@pytest.fixture
+def client(cluster: Cluster) -> Client:
+    return cluster.client
 
 
 def _new(name: str, *, class_name: str | None) -> dict[str, Any]:
@@ -92,3 +103,39 @@ async def test_the_newest_default_wins_and_none_leaves_it_unset(client: Client) 
     for name in ("newer", INGRESS_CLASS):
         await client.delete(INGRESSES, "ingressclasses", name)
     await _defaulted_to(client, None)
+
+
+@pytest.mark.parametrize("version", ["1.27", "1.33"])
+async def test_kubectl_columns(cluster: Cluster, version: str) -> None:
+    made = await cluster.client.create(
+        INGRESSES,
+        "ingresses",
+        _new("site", class_name=None)
+        | {"spec": {"rules": [{"host": "a.io"}, {"host": "b.io"}], "tls": [{"hosts": ["a.io"]}]}},
+        namespace="default",
+    )
+    made["status"] = {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}]}}
+    await cluster.client.update(
+        INGRESSES, "ingresses", made, namespace="default", subresource="status"
+    )
+
+    async def kubectl(*args: str) -> list[list[str]]:
+        argv = [str(KUBECTLS / f"kubectl.{version}"), "--kubeconfig", "/dev/null"]
+        done = await trio.run_process(
+            [*argv, "--server", cluster.url, *args], capture_stdout=True, capture_stderr=True
+        )
+        return [line.split() for line in done.stdout.decode().splitlines()]
+
+    ingresses = await kubectl("get", "ingress", "-n", "default")
+    assert ingresses[0] == ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
+    assert ingresses[1][:6] == [
+        "site",
+        INGRESS_CLASS,
+        "a.io,b.io",
+        "10.0.0.1,10.0.0.2",
+        "80,",
+        "443",
+    ]
+    classes = await kubectl("get", "ingressclass")
+    assert classes[0] == ["NAME", "CONTROLLER", "PARAMETERS", "AGE"]
+    assert classes[1][:3] == [INGRESS_CLASS, INGRESS_CONTROLLER, "<none>"]

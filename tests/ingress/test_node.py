@@ -38,6 +38,8 @@ pytestmark = [
 ]
 
 HTTP_PORT, HTTPS_PORT = 18080, 18443
+KUBECTLS = Path(os.path.realpath(shutil.which("kubectl") or "/nonexistent")).parent
+"""Where kubectl 1.27 and 1.33 are installed, beside ``kubectl``."""
 FILES = ("index.html", "exact", "exactly", "app/page", "application")
 
 
@@ -223,9 +225,7 @@ async def test_ingress_on_a_real_node(tmp_path: Path) -> None:
             assert stored["status"]["loadBalancer"]["ingress"] == [{"ip": internal}]
 
             # kubectl's columns, as upstream's printer.
-            for binary in ("kubectl.1.27", "kubectl.1.33"):
-                if not shutil.which(binary):
-                    continue
+            for binary in (str(KUBECTLS / "kubectl.1.27"), str(KUBECTLS / "kubectl.1.33")):
                 lines = _kubectl(
                     binary, cluster.url, "get", "ingress", "-n", "default"
                 ).splitlines()
