@@ -110,14 +110,14 @@ async def _get(http: httpx.AsyncClient, url: str, host: str, **kw: Any) -> httpx
     return await http.get(url, headers={"Host": host}, **kw)
 
 
-def _kubectl(binary: str, url: str, *args: str) -> str:
-    return subprocess.run(
+async def _kubectl(binary: str, url: str, *args: str) -> str:
+    # Not subprocess.run: the API server answering kubectl runs in this very event loop.
+    done = await trio.run_process(
         [binary, "--kubeconfig", "/dev/null", "--server", url, *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout
+        capture_stdout=True,
+        capture_stderr=True,
+    )
+    return bytes(done.stdout).decode()
 
 
 def _port_free(port: int) -> bool:
@@ -226,9 +226,8 @@ async def test_ingress_on_a_real_node(tmp_path: Path) -> None:
 
             # kubectl's columns, as upstream's printer.
             for binary in (str(KUBECTLS / "kubectl.1.27"), str(KUBECTLS / "kubectl.1.33")):
-                lines = _kubectl(
-                    binary, cluster.url, "get", "ingress", "-n", "default"
-                ).splitlines()
+                printed = await _kubectl(binary, cluster.url, "get", "ingress", "-n", "default")
+                lines = printed.splitlines()
                 assert lines[0].split() == ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
                 row = lines[1].split()
                 assert row[:6] == [
@@ -239,7 +238,7 @@ async def test_ingress_on_a_real_node(tmp_path: Path) -> None:
                     "80,",
                     "443",
                 ]
-                classes = _kubectl(binary, cluster.url, "get", "ingressclass").splitlines()
+                classes = (await _kubectl(binary, cluster.url, "get", "ingressclass")).splitlines()
                 assert classes[0].split() == ["NAME", "CONTROLLER", "PARAMETERS", "AGE"]
                 assert classes[1].split()[:3] == [
                     "kubetrio-nginx",
