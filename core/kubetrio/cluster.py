@@ -129,6 +129,7 @@ async def open_cluster(
     tls: TLSConfig | None = None,
     advertise_address: str | None = None,
     agent_tls: AgentTLS | None = None,
+    ingress_ports: tuple[int, int] | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -162,6 +163,8 @@ async def open_cluster(
     :param agent_tls: the API server reaches node agents over HTTPS with its client
         certificate, and the node agent serves with this certificate (else plain HTTP
         with the admin token).
+    :param ingress_ports: with ``agent``, serve Ingresses with nginx on these HTTP and
+        HTTPS ports of the node (``(80, 443)`` as upstream); None: no ingress controller.
     """
     # No plugins, for every component alike: the API server's None (no authenticator:
     # every request anonymous and allowed) and an empty manager for the others (which
@@ -200,6 +203,7 @@ async def open_cluster(
             tls=tls,
             advertise_address=advertise_address,
             agent_tls=agent_tls,
+            ingress_ports=ingress_ports,
         ) as cluster:
             yield cluster
     finally:
@@ -234,6 +238,7 @@ async def _run_cluster(
     tls: TLSConfig | None,
     advertise_address: str | None,
     agent_tls: AgentTLS | None = None,
+    ingress_ports: tuple[int, int] | None = None,
 ) -> AsyncIterator[Cluster]:
     """The components of :func:`open_cluster`, all with the same ``plugins``."""
     async with open_apiserver(
@@ -312,6 +317,15 @@ async def _run_cluster(
                     await start_service_datapath(
                         nursery, client, node_agent.node_name, mode=proxy_mode
                     )
+                if ingress_ports is not None:
+                    await start_ingress(
+                        nursery,
+                        client,
+                        node_agent.node_name,
+                        (agent_dir or Path("/var/lib/kubetrio/agent")) / "ingress",
+                        ingress_ports,
+                        address=node_ip,
+                    )
                 if dns:
                     address = node_ip or await _pod_reachable_address()
                     if address is None:
@@ -350,6 +364,7 @@ async def open_local_node(
     block: str,
     proxy: bool = True,
     dns: bool = True,
+    ingress_ports: tuple[int, int] | None = None,
 ) -> AsyncIterator[Cluster]:
     """One real node with everything local, for tests, benchmarks and trying things.
 
@@ -375,6 +390,7 @@ async def open_local_node(
             node_name=node_name,
             proxy=proxy,
             dns=dns,
+            ingress_ports=ingress_ports,
         ) as cluster,
     ):
         try:
@@ -398,6 +414,31 @@ async def start_service_datapath(
 
     await nursery.start(ServiceProxy(client, node_name=node_name, mode=mode).run)
     await nursery.start(ServiceLBAnnouncer(client, node_name).run)
+
+
+async def start_ingress(
+    nursery: trio.Nursery,
+    client: Client,
+    node_name: str,
+    state_dir: Path,
+    ports: tuple[int, int],
+    *,
+    address: str | None = None,
+) -> None:
+    """Start a node's ingress controller (nginx on ``ports``, HTTP and HTTPS, its files in
+    ``state_dir``); a node where nginx cannot run logs why and goes on without it."""
+    from kubetrio.ingress import NGINX, IngressController, NginxError
+
+    if not os.access(NGINX, os.X_OK):
+        log.warning("%s is missing (apt-get install nginx-light): no ingress controller", NGINX)
+        return
+    controller = IngressController(
+        client, node_name, state_dir, http_port=ports[0], https_port=ports[1], address=address
+    )
+    try:
+        await nursery.start(controller.run)
+    except NginxError as exc:
+        log.error("no ingress controller on %s: %s", node_name, exc)
 
 
 async def _run_cluster_dns(

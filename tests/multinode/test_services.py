@@ -303,3 +303,59 @@ def test_local_traffic_policies_keep_traffic_on_nodes_with_endpoints(
     ip = cluster.get("service", "solo-internal")["spec"]["clusterIP"]
     assert cluster.fetch_many("client-2", f"http://{ip}/", 3) == ["solo"] * 3
     assert not cluster.reaches("client-1", f"http://{ip}/")
+
+
+def test_ingress_on_every_node(cluster: LocalCluster) -> None:
+    # Every node's nginx (its agent acting as system:node:<name>) serves the Ingress on
+    # port 80 of its own address, to backends on all three nodes.
+    cluster.apply(service("web-ing"))
+    ingress = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "web"},
+        "spec": {
+            "rules": [
+                {
+                    "host": "web.test",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {
+                                    "service": {"name": "web-ing", "port": {"name": "http"}}
+                                },
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+    }
+    cluster.apply(ingress)
+    # DefaultIngressClass admission gave it the built-in class.
+    assert cluster.get("ingress", "web")["spec"]["ingressClassName"] == "kubetrio-nginx"
+    nodes = [cluster.node_ip(i) for i in (1, 2, 3)]
+
+    def addresses() -> bool:
+        status = cluster.get("ingress", "web").get("status") or {}
+        found = {i.get("ip") for i in (status.get("loadBalancer") or {}).get("ingress") or []}
+        return found == set(nodes)
+
+    wait_for("every node's address in the Ingress's status", addresses, timeout=60)
+    for index, address in ((1, nodes[1]), (2, nodes[2]), (3, nodes[0])):
+
+        def answers(index: int = index, address: str = address) -> set[str]:
+            fetch = ["busybox", "wget", "-q", "-O", "-", "--header", "Host: web.test"]
+            seen = set()
+            for _ in range(REQUESTS):
+                result = cluster.in_node(index, *fetch, f"http://{address}/")
+                seen.add(result.stdout.strip())
+            return seen & set(BACKENDS)
+
+        # nginx picks the upstream round-robin over the three pods.
+        assert wait_for(
+            f"nginx of {address} to reach every backend",
+            lambda: answers() == set(BACKENDS),
+            timeout=60,
+        )

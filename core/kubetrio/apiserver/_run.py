@@ -21,7 +21,7 @@ from ._crds import CustomResources, info_of_definition
 from ._http import serve_http
 from ._limits import freeze_heap
 from ._namespaces import NamespaceFinalizer, ensure_system_namespaces
-from ._priorityclasses import ensure_system_priority_classes
+from ._priorityclasses import ensure_builtin_ingress_class, ensure_system_priority_classes
 from ._server import ApiServer
 
 
@@ -67,6 +67,7 @@ async def open_apiserver(
     await ensure_system_namespaces(api.registry, api.scheme)
     await ensure_local_api_services(api.registry, api.scheme)
     await ensure_system_priority_classes(api.registry, api.scheme)
+    await ensure_builtin_ingress_class(api.registry, api.scheme)
     finalizer = NamespaceFinalizer(api.registry, api.scheme)
     api.on_namespace_deleted = finalizer.poke
     async with trio.open_nursery() as nursery:

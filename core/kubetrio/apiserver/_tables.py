@@ -80,6 +80,17 @@ def _none(value: Any) -> str:
     return "<none>" if value in (None, "", []) else str(value)
 
 
+def _ingress_class_parameters(ingress_class: Any) -> str:
+    """``Kind[.group]/name`` of an IngressClass's parameters, as kubectl's printer."""
+    parameters = _path(ingress_class, "spec", "parameters")
+    if not isinstance(parameters, dict):
+        return "<none>"
+    kind = str(parameters.get("kind", ""))
+    if parameters.get("apiGroup"):
+        kind += "." + str(parameters["apiGroup"])
+    return f"{kind}/{parameters.get('name', '')}"
+
+
 def _selector_text(selector: Any) -> str:
     if not isinstance(selector, dict):
         return "<none>"
@@ -650,6 +661,11 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
             ),
         ),
         ("Ports", "string", 0, lambda i: "80, 443" if _path(i, "spec", "tls") else "80"),
+        ("Age", "string", 0, _age),
+    ],
+    ("networking.k8s.io", "ingressclasses"): [
+        ("Controller", "string", 0, lambda c: _path(c, "spec", "controller", default="")),
+        ("Parameters", "string", 0, lambda c: _ingress_class_parameters(c)),
         ("Age", "string", 0, _age),
     ],
     ("certificates.k8s.io", "certificatesigningrequests"): [

@@ -69,6 +69,12 @@ NETWORK_PLUGIN_OPTION = typer.Option(
 RUNTIME_OPTION = typer.Option(
     "runc", help="The container runtime: runc, or one a plugin registers."
 )
+INGRESS_HTTP_PORT_OPTION = typer.Option(
+    80, min=0, max=65535, help="The node's port for Ingresses over HTTP (nginx); 0: no ingress."
+)
+INGRESS_HTTPS_PORT_OPTION = typer.Option(
+    443, min=1, max=65535, help="The node's port for Ingresses over HTTPS (nginx)."
+)
 PROXY_MODE_OPTION = typer.Option(
     "nftables",
     help="The service proxy: nftables (endpoints chosen at random) or maglev (consistent hashing).",
@@ -104,6 +110,8 @@ def server(
     network_plugin: str = NETWORK_PLUGIN_OPTION,
     runtime: str = RUNTIME_OPTION,
     proxy_mode: str = PROXY_MODE_OPTION,
+    ingress_http_port: int = INGRESS_HTTP_PORT_OPTION,
+    ingress_https_port: int = INGRESS_HTTPS_PORT_OPTION,
     lb_pool: str = typer.Option(
         "",
         help="Addresses for LoadBalancer Services, announced on the node network: a CIDR "
@@ -232,6 +240,7 @@ def server(
             network_plugin=network_plugin,
             runtime=runtime,
             proxy_mode=proxy_mode,
+            ingress_ports=(ingress_http_port, ingress_https_port) if ingress_http_port else None,
             lb_pool=pool,
             limits=limits,
             advertise_address=advertise_address or None,
@@ -294,14 +303,16 @@ def agent(
     network_plugin: str = NETWORK_PLUGIN_OPTION,
     runtime: str = RUNTIME_OPTION,
     proxy_mode: str = PROXY_MODE_OPTION,
+    ingress_http_port: int = INGRESS_HTTP_PORT_OPTION,
+    ingress_https_port: int = INGRESS_HTTPS_PORT_OPTION,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Run a node agent that joins a server: this host runs pods under runc (needs root).
 
-    The node runs its pods, the nftables service proxy and the network plugin's node
-    services (routes, policy). Options may also come from a YAML file (--config;
-    DATA_DIR/config.yaml if there). SIGTERM/Ctrl-C stop the agent and leave the pods running (a
-    restarted agent adopts them); SIGUSR1 stops the pods first.
+    The node runs its pods, the nftables service proxy, nginx for Ingresses and the
+    network plugin's node services (routes, policy). Options may also come from a YAML
+    file (--config; DATA_DIR/config.yaml if there). SIGTERM/Ctrl-C stop the agent and
+    leave the pods running (a restarted agent adopts them); SIGUSR1 stops the pods first.
     """
     import logging
     import signal
@@ -358,7 +369,7 @@ def agent(
     plugins.configure(config=config)
 
     async def run() -> None:
-        from kubetrio.cluster import start_service_datapath
+        from kubetrio.cluster import start_ingress, start_service_datapath
         from kubetrio.dns import DNS_SERVICE_IP
         from kubetrio.kubelet import NodeAgent
 
@@ -393,6 +404,15 @@ def agent(
                             )
                         )
                     await start_service_datapath(nursery, client, node.node_name, mode=proxy_mode)
+                    if ingress_http_port:
+                        await start_ingress(
+                            nursery,
+                            client,
+                            node.node_name,
+                            data_dir / "ingress",
+                            (ingress_http_port, ingress_https_port),
+                            address=node_ip or None,
+                        )
                     log = logging.getLogger("kubetrio")
                     log.info("node %s joined %s", node.node_name, server_url)
                     async for signum in signals:

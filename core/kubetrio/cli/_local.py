@@ -139,6 +139,12 @@ def up(
     proxy_mode: str = typer.Option(
         "nftables", help="The service proxy: nftables or maglev.", callback=checked_proxy_mode
     ),
+    ingress_http_port: int = typer.Option(
+        80, min=0, max=65535, help="Each node's port for Ingresses over HTTP; 0: no ingress."
+    ),
+    ingress_https_port: int = typer.Option(
+        443, min=1, max=65535, help="Each node's port for Ingresses over HTTPS."
+    ),
     underlay: str = typer.Option(
         DEFAULT_UNDERLAY, help="The node network of a multi-node cluster (a free /24 or larger)."
     ),
@@ -184,6 +190,8 @@ def up(
     if checked_store_url(store):
         command += ["--store", store]
     node_options = ["--runtime", runtime, "--proxy-mode", proxy_mode]
+    node_options += ["--ingress-http-port", str(ingress_http_port)]
+    node_options += ["--ingress-https-port", str(ingress_https_port)]
     if network_plugin:
         node_options += ["--network-plugin", network_plugin]
     command += node_options + forwarded("server")

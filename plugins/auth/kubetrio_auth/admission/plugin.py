@@ -28,6 +28,9 @@
   one, the protection finalizers of claims and volumes, growing a claim only when its
   class allows expansion.
 
+* **DefaultIngressClass** (``ingressclass``): the default IngressClass for new
+  Ingresses without one.
+
 * **NodeRestriction** lets a node agent change only its own Node and the pods bound to
   it (``noderestriction``); on with the ``Node`` authorization mode, as kubeadm pairs them.
 
@@ -46,6 +49,7 @@ from kubetrio.providers import AdmissionRequest, ApiCaches, Controller, ObjectCa
 
 from ..rbac.plugin import configured_modes
 from . import (
+    ingressclass,
     lifecycle,
     limitranger,
     pod_security_admission,
@@ -69,6 +73,7 @@ class AdmissionPlugin:
         self.service_accounts: ObjectCache | None = None
         self.storage_classes: ObjectCache | None = None
         self.priority_classes: ObjectCache | None = None
+        self.ingress_classes: ObjectCache | None = None
         self.node_restriction = NodeRestriction()
 
     @hookimpl
@@ -80,14 +85,15 @@ class AdmissionPlugin:
     @hookimpl
     def kubetrio_api_caches(self, caches: ApiCaches) -> None:
         """Ask for the Namespace cache (PodSecurity reads its labels), the
-        ResourceQuota, LimitRange, ServiceAccount, StorageClass and PriorityClass caches,
-        and Pods and Nodes (NodeRestriction)."""
+        ResourceQuota, LimitRange, ServiceAccount, StorageClass, PriorityClass and
+        IngressClass caches, and Pods and Nodes (NodeRestriction)."""
         self.namespaces = caches.informer("v1", "namespaces")
         self.quota.quotas = caches.informer("v1", "resourcequotas")
         self.limit_ranges = caches.informer("v1", "limitranges")
         self.service_accounts = caches.informer("v1", "serviceaccounts")
         self.storage_classes = caches.informer("storage.k8s.io/v1", "storageclasses")
         self.priority_classes = caches.informer("scheduling.k8s.io/v1", "priorityclasses")
+        self.ingress_classes = caches.informer("networking.k8s.io/v1", "ingressclasses")
         if self.node_restriction.enabled:
             self.node_restriction.pods = caches.informer("v1", "pods")
             self.node_restriction.nodes = caches.informer("v1", "nodes")
@@ -98,11 +104,12 @@ class AdmissionPlugin:
         second default class). LimitRanger: default new pods' container requests and
         limits; then ServiceAccount: the pod's account and its token volume (upstream's
         order). DefaultStorageClass and StorageObjectInUseProtection for new claims and
-        volumes."""
+        volumes. DefaultIngressClass for new Ingresses."""
         priority.mutate(request, self.priority_classes)
         limitranger.mutate(request, self.limit_ranges)
         serviceaccount.mutate(request, self.service_accounts)
         storage.mutate(request, self.storage_classes)
+        ingressclass.mutate(request, self.ingress_classes)
 
     @hookimpl
     def kubetrio_register_controllers(self, register: Callable[[Controller], None]) -> None:
