@@ -242,7 +242,7 @@ async def test_the_official_client_adds_one(apiserver: RunningApiServer) -> None
                 {"spec": {"ephemeralContainers": [debugger(targetContainerName="c")]}},
             )
             read = core.read_namespaced_pod_ephemeralcontainers("py", "default")
-            return [c.target_container_name for c in read.spec.ephemeral_containers]
+            return [str(c.target_container_name) for c in read.spec.ephemeral_containers]
 
     assert await trio.to_thread.run_sync(drive) == ["c"]
 

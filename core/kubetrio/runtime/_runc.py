@@ -509,12 +509,12 @@ class RuncRuntime:
         pid_path = ""
         if config.share_pid_with:
             # An ephemeral container's target: its init process's PID namespace.
-            target = self._containers.get(config.share_pid_with)
-            if target is None or not target.pid or target.exited.is_set():
+            shared = self._containers.get(config.share_pid_with)
+            if shared is None or not shared.pid or shared.exited.is_set():
                 raise ContainerConfigError(
                     f"target container {config.share_pid_with} is not running"
                 )
-            pid_path = f"/proc/{target.pid}/ns/pid"
+            pid_path = f"/proc/{shared.pid}/ns/pid"
         bundle = self.root_dir / "containers" / container_id
         rootfs = bundle / "rootfs"
         cgroups_path = f"{self.cgroup_parent}/{sandbox_id}/{name}"
