@@ -10,6 +10,9 @@ node. Its life, in order:
 3. one task per app container: pull (``imagePullPolicy``), create, start, probe, wait
    for the exit, restart by ``restartPolicy`` with kubelet's back-off (10 s doubling to
    5 min, ``CrashLoopBackOff`` while waiting), until no container will run again;
+   Ephemeral containers (added through ``pods/ephemeralcontainers``) start once the
+   sandbox exists, each run once and never restarted, in the PID namespace of their
+   ``targetContainerName`` when set;
 4. on deletion (``deletionTimestamp``) every task is cancelled, the containers get
    SIGTERM and the grace period, the sandbox and volumes are released, and the pod is
    deleted with ``gracePeriodSeconds=0``.
