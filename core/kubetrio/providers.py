@@ -359,6 +359,9 @@ class ContainerConfig:
     log_path: str = ""
     """Where this run's CRI-format log goes (``/var/log/pods/<ns>_<pod>_<uid>/<c>/<n>.log``)."""
     attempt: int = 0
+    share_pid_with: str = ""
+    """A container id of the same sandbox whose PID namespace this run joins (an
+    ephemeral container's ``targetContainerName``); empty: the container's own."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -293,3 +293,38 @@ async def test_rbac_may_still_grant_what_the_node_authorizer_does_not(cluster: C
         namespace="team",
     )  # fmt: skip
     await until_allowed(lambda: node_a.get("v1", "secrets", "unused", namespace="team"))
+
+
+async def test_nodes_never_add_ephemeral_containers(cluster: Cluster) -> None:
+    """Even granted by RBAC, NodeRestriction refuses a node the debug subresource."""
+    admin, node_a = cluster.client, as_user(cluster, "node-a-token")
+    rbac = "rbac.authorization.k8s.io/v1"
+    rule = {"apiGroups": [""], "resources": ["pods/ephemeralcontainers"], "verbs": ["patch"]}
+    await admin.create(rbac, "roles", {"metadata": {"name": "debug"}, "rules": [rule]},
+                       namespace="team")  # fmt: skip
+    await admin.create(
+        rbac,
+        "rolebindings",
+        {
+            "metadata": {"name": "debug"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "debug"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                          "name": "system:node:a"}],
+        },
+        namespace="team",
+    )  # fmt: skip
+    refusal = 'node "a" is forbidden to update pod "p-a" ephemeral containers'
+
+    async def refused_by_admission() -> bool:
+        message = await forbidden(
+            lambda: node_a.patch(
+                "v1", "pods", "p-a",
+                {"spec": {"ephemeralContainers": [{"name": "d", "image": "busybox"}]}},
+                namespace="team", patch_type="strategic", subresource="ephemeralcontainers",
+            )
+        )  # fmt: skip
+        return refusal in message
+
+    await wait_for(refused_by_admission)
+    pod = await admin.get("v1", "pods", "p-a", namespace="team")
+    assert not pod["spec"].get("ephemeralContainers")

@@ -58,7 +58,7 @@ def pod_spec(spec: KubeObject) -> None:
     _set(spec, "schedulerName", "default-scheduler")
     _set(spec, "securityContext", {})
     _set(spec, "enableServiceLinks", True)
-    for key in ("containers", "initContainers"):
+    for key in ("containers", "initContainers", "ephemeralContainers"):
         for container in spec.get(key) or []:
             if isinstance(container, dict):
                 _container(container)

@@ -39,8 +39,9 @@ def pick_container(pod: KubeObject, requested: str) -> str:
     spec = pod.get("spec") or {}
     containers: list[str] = [str(c["name"]) for c in spec.get("containers") or []]
     init: list[str] = [str(c["name"]) for c in spec.get("initContainers") or []]
+    ephemeral: list[str] = [str(c["name"]) for c in spec.get("ephemeralContainers") or []]
     if requested:
-        if requested not in containers + init:
+        if requested not in containers + init + ephemeral:
             raise bad_request(f"container {requested} is not valid for pod {name}")
         return requested
     default = (pod["metadata"].get("annotations") or {}).get(
@@ -54,6 +55,7 @@ def pick_container(pod: KubeObject, requested: str) -> str:
         f"a container name must be specified for pod {name}, choose one of: "
         f"[{' '.join(containers)}]"
         + (f" or one of the init containers: [{' '.join(init)}]" if init else "")
+        + (f" or one of the ephemeral containers: [{' '.join(ephemeral)}]" if ephemeral else "")
     )
 
 

@@ -1033,6 +1033,15 @@ class ApiServer:
             )
         if sub == "status":
             return await self._status(request, user, target, verb)
+        if sub == "ephemeralcontainers" and (info.group, info.resource) == ("", "pods"):
+            return await self._status(
+                request,
+                user,
+                target,
+                verb,
+                field="spec.ephemeralContainers",
+                finish=_strategies.check_ephemeral_containers,
+            )
         if sub == "scale":
             return await self._scale(request, user, target, verb)
         if sub == "binding" and verb == "create":

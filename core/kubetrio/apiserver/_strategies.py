@@ -20,6 +20,7 @@ import trio
 
 from kubetrio.api.scheme import ResourceInfo
 from kubetrio.api.validation import certificates
+from kubetrio.api.validation import core as core_validation
 from kubetrio.kubeobject import KubeObject
 from kubetrio.providers import UserInfo
 
@@ -28,6 +29,7 @@ from . import _objects as objects
 from ._registry import Registry, check_preconditions
 from ._reviews import REVIEWS
 from ._services import ServiceAllocator
+from ._status import invalid
 
 SERVICES = ("", "services")
 CERTIFICATE_SIGNING_REQUESTS = ("certificates.k8s.io", "certificatesigningrequests")
@@ -237,8 +239,25 @@ class Strategies:
 
 
 def keep_field(new: KubeObject, source: KubeObject, field: str) -> None:
-    """Set ``new[field]`` to ``source[field]`` (or drop it when absent there)."""
-    if field in source:
-        new[field] = copy.deepcopy(source[field])
+    """Set ``new[field]`` to ``source[field]`` (or drop it when absent there); a dotted
+    ``field`` such as ``spec.ephemeralContainers`` names a nested one."""
+    *parents, last = field.split(".")
+    for parent in parents:
+        new = new.setdefault(parent, {})
+        source = source.get(parent) or {}
+    if last in source:
+        new[last] = copy.deepcopy(source[last])
     else:
-        new.pop(field, None)
+        new.pop(last, None)
+
+
+def check_ephemeral_containers(current: KubeObject, new: KubeObject) -> None:
+    """``pods/ephemeralcontainers`` (upstream's ``podEphemeralContainersStrategy``): the
+    new containers get a container's defaults, then the pod must be valid and its
+    ephemeral containers only added to; 422 Invalid otherwise."""
+    _defaults.pod_spec(new.setdefault("spec", {}))
+    errors = core_validation.validate_ephemeral_containers_update(new, current)
+    if errors:
+        name = str(new["metadata"].get("name", ""))
+        causes = [{"reason": str(e.type), "message": e.message, "field": e.field} for e in errors]
+        raise invalid("Pod", "", name, causes)

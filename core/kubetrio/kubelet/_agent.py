@@ -660,7 +660,7 @@ class NodeAgent:
             ):
                 yield chunk
             return
-        records = worker.records + worker.init_records
+        records = worker.records + worker.init_records + worker.ephemeral_records
         if not container:
             if len(worker.records) != 1:
                 names = " ".join(r.name for r in worker.records)

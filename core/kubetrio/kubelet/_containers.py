@@ -52,9 +52,25 @@ class ContainerRecord:
     """The container's image changed in the pod spec: restart it with the new one."""
     sidecar: bool = False
     """An init container with ``restartPolicy: Always`` (a native sidecar)."""
+    ephemeral: bool = False
+    """An ephemeral (debug) container: started once, never restarted."""
     started_event: trio.Event = dataclasses.field(default_factory=trio.Event)
     """Set once the container has started (and passed its startup probe)."""
     loop_done: trio.Event = dataclasses.field(default_factory=trio.Event)
+
+    @property
+    def spec_field(self) -> str:
+        """The pod spec's list holding this container."""
+        if self.ephemeral:
+            return "ephemeralContainers"
+        return "initContainers" if self.init else "containers"
+
+    @property
+    def status_field(self) -> str:
+        """The pod status's list reporting this container."""
+        if self.ephemeral:
+            return "ephemeralContainerStatuses"
+        return "initContainerStatuses" if self.init else "containerStatuses"
 
     def status(self) -> KubeObject:
         """The ``containerStatuses`` entry."""

@@ -53,7 +53,7 @@ def find_pod(agent: NodeAgent, namespace: str, name: str) -> Any:
 def running_container(agent: NodeAgent, namespace: str, name: str, container: str) -> str:
     """The runtime id of a running container; LookupError or ValueError explain why not."""
     worker = find_pod(agent, namespace, name)
-    records = worker.records + worker.init_records
+    records = worker.records + worker.init_records + worker.ephemeral_records
     if not container and len(worker.records) == 1:
         container = worker.records[0].name
     record = next((r for r in records if r.name == container), None)

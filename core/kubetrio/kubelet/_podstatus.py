@@ -106,6 +106,8 @@ def pod_status(worker: PodWorker) -> KubeObject:
         status["message"] = worker.final_message
     if worker.init_records:
         status["initContainerStatuses"] = [r.status() for r in worker.init_records]
+    if worker.ephemeral_records:
+        status["ephemeralContainerStatuses"] = [r.status() for r in worker.ephemeral_records]
     if worker.start_time:
         status["startTime"] = worker.start_time
     status.update(network_status(worker.pod, worker.sandbox, worker.agent.address))

@@ -10,6 +10,9 @@ node. Its life, in order:
 3. one task per app container: pull (``imagePullPolicy``), create, start, probe, wait
    for the exit, restart by ``restartPolicy`` with kubelet's back-off (10 s doubling to
    5 min, ``CrashLoopBackOff`` while waiting), until no container will run again;
+   Ephemeral containers (added through ``pods/ephemeralcontainers``) start once the
+   sandbox exists, each run once and never restarted, in the PID namespace of their
+   ``targetContainerName`` when set;
 4. on deletion (``deletionTimestamp``) every task is cancelled, the containers get
    SIGTERM and the grace period, the sandbox and volumes are released, and the pod is
    deleted with ``gracePeriodSeconds=0``.
@@ -86,6 +89,10 @@ class PodWorker:
             )
             for c in spec.get("containers") or []
         ]
+        self.ephemeral_records: list[ContainerRecord] = []
+        self._ephemeral_started: set[str] = set()
+        self._nursery: trio.Nursery | None = None
+        self._sandbox_ready = trio.Event()
         self.sandbox: PodSandboxStatus | None = None
         self.volumes = PodVolumes(
             agent.client, pod, agent.pods_dir / self.uid, node=agent.node_volumes
@@ -136,6 +143,7 @@ class PodWorker:
                     "Normal", "Killing", f"Container {name} definition changed, will be restarted"
                 )
                 self.agent.nursery.start_soon(self._stop_for_change, record.container_id)
+        self._start_ephemeral()
         meta = pod["metadata"]
         if meta.get("deletionTimestamp") and not self._terminate.is_set():
             grace = meta.get("deletionGracePeriodSeconds")
@@ -169,11 +177,13 @@ class PodWorker:
                 nursery.start_soon(self._publisher)
                 if not self.pod["metadata"].get("deletionTimestamp"):
                     nursery.start_soon(self._lifecycle)
+                    self._nursery = nursery
+                    self._start_ephemeral()
                 else:
                     self.update(self.pod)
                 await self._terminate.wait()
                 nursery.cancel_scope.cancel()
-            for record in self.records + self.init_records:
+            for record in self.records + self.init_records + self.ephemeral_records:
                 if "running" in record.state and self._delete_from_api:
                     self._event("Normal", "Killing", f"Stopping container {record.name}")
             with trio.CancelScope(shield=True):
@@ -319,6 +329,7 @@ class PodWorker:
                     "Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}"
                 )
                 await trio.sleep(backoff.next(0) or 0.5)
+        self._sandbox_ready.set()
         while True:
             try:
                 await self.volumes.setup()
@@ -417,6 +428,70 @@ class PodWorker:
                 await self.volumes.refresh()
             except Exception as exc:
                 log.warning("refreshing volumes of %s/%s: %s", self.namespace, self.name, exc)
+
+    # --- ephemeral containers -----------------------------------------------------------
+
+    def _start_ephemeral(self) -> None:
+        """Start each ephemeral container the pod gained (``pods/ephemeralcontainers``),
+        once: one that already ended (an agent restart) keeps its reported status."""
+        spec = self.pod.get("spec") or {}
+        reported = {
+            s.get("name"): s
+            for s in (self.pod.get("status") or {}).get("ephemeralContainerStatuses") or []
+        }
+        for container in spec.get("ephemeralContainers") or []:
+            name = container.get("name", "")
+            if name in self._ephemeral_started or self._terminate.is_set():
+                continue
+            record = next((r for r in self.ephemeral_records if r.name == name), None)
+            if record is None:
+                record = ContainerRecord(
+                    name=name,
+                    image=container.get("image", ""),
+                    ephemeral=True,
+                    state={"waiting": {"reason": "ContainerCreating"}},
+                )
+                self.ephemeral_records.append(record)
+                self.changed()
+            if self._nursery is None:
+                continue  # started when the worker runs
+            self._ephemeral_started.add(name)
+            previous = (reported.get(name) or {}).get("state") or {}
+            if "terminated" in previous:
+                record.state = previous
+                continue
+            self._nursery.start_soon(self._run_ephemeral, container, record)
+
+    async def _run_ephemeral(self, container: KubeObject, record: ContainerRecord) -> None:
+        """Run an ephemeral container once in the pod's sandbox, when it has one."""
+        try:
+            if not self.final_phase:
+                await self._sandbox_ready.wait()
+            if self.final_phase:
+                message = (
+                    f"pod {self.name} is not running (phase {self.final_phase}): "
+                    f"ephemeral container {record.name} cannot start"
+                )
+                self._event("Warning", "Failed", message)
+                record.state = {
+                    "terminated": {"exitCode": 128, "reason": "StartError", "message": message}
+                }
+                self.changed()
+                return
+            await self._run_container(container, record)
+        finally:
+            record.loop_done.set()
+
+    def _pid_target(self, container: KubeObject) -> str:
+        """The runtime id of the container whose PID namespace ``container`` joins (an
+        ephemeral container's ``targetContainerName``); empty for its own."""
+        target = container.get("targetContainerName")
+        if not target:
+            return ""
+        record = next((r for r in self.records + self.init_records if r.name == target), None)
+        if record is None or not record.container_id or "running" not in record.state:
+            raise ContainerConfigError(f"target container {target} is not running")
+        return record.container_id
 
     # --- one container ------------------------------------------------------------------
 
@@ -542,6 +617,8 @@ class PodWorker:
                 policy = "OnFailure"  # init containers never restart after success
             if record.sidecar:
                 policy = "Never" if self._sidecars_stopping else "Always"
+            if record.ephemeral:
+                policy = "Never"  # ephemeral containers never restart
             restart = policy == "Always" or (policy == "OnFailure" and exit_code != 0)
             changed, record.spec_changed = record.spec_changed, False
             if not (restart or changed):
@@ -590,7 +667,11 @@ class PodWorker:
                     pod,
                     container,
                     ContainerConfig(
-                        env=env, mounts=mounts, log_path=str(log_path), attempt=record.restart_count
+                        env=env,
+                        mounts=mounts,
+                        log_path=str(log_path),
+                        attempt=record.restart_count,
+                        share_pid_with=self._pid_target(container),
                     ),
                 )
             except (ContainerConfigError, VolumeError) as exc:
@@ -692,8 +773,7 @@ class PodWorker:
     def _latest_spec(self, record: ContainerRecord, fallback: KubeObject) -> KubeObject:
         """The container's spec in the newest pod version (its image may have changed)."""
         spec = self.pod.get("spec") or {}
-        field = "initContainers" if record.init else "containers"
-        for container in spec.get(field) or []:
+        for container in spec.get(record.spec_field) or []:
             if container.get("name") == record.name:
                 return dict(container)
         return fallback
@@ -710,9 +790,7 @@ class PodWorker:
         record.container_id = latest.id
         record.restart_count = latest.attempt
         record.image_id = latest.image_id
-        statuses = (self.pod.get("status") or {}).get(
-            "initContainerStatuses" if record.init else "containerStatuses"
-        ) or []
+        statuses = (self.pod.get("status") or {}).get(record.status_field) or []
         for previous in statuses:
             if previous.get("name") == record.name:
                 record.last_state = previous.get("lastState") or {}

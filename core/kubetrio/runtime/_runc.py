@@ -506,6 +506,15 @@ class RuncRuntime:
         if container_id in self._containers:
             await self._stop_and_remove(container_id, 0)
         image = self._image(container["image"])
+        pid_path = ""
+        if config.share_pid_with:
+            # An ephemeral container's target: its init process's PID namespace.
+            shared = self._containers.get(config.share_pid_with)
+            if shared is None or not shared.pid or shared.exited.is_set():
+                raise ContainerConfigError(
+                    f"target container {config.share_pid_with} is not running"
+                )
+            pid_path = f"/proc/{shared.pid}/ns/pid"
         bundle = self.root_dir / "containers" / container_id
         rootfs = bundle / "rootfs"
         cgroups_path = f"{self.cgroup_parent}/{sandbox_id}/{name}"
@@ -558,6 +567,7 @@ class RuncRuntime:
                 netns_path=sandbox.netns_path,
                 ipc_path=sandbox.ipc_path,
                 uts_path=sandbox.uts_path,
+                pid_path=pid_path,
                 cgroups_path=cgroups_path,
                 user=user,
                 mounts=mounts,

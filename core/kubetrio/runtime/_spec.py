@@ -270,11 +270,13 @@ def build_spec(
     ipc_path: str,
     uts_path: str,
     cgroups_path: str,
+    pid_path: str = "",
     user: tuple[int, int, list[int]],
     mounts: Sequence[VolumeMount],
     pids_limit: int = 0,
 ) -> dict[str, Any]:
-    """The OCI runtime spec of one container run."""
+    """The OCI runtime spec of one container run; ``pid_path`` is a PID namespace to join
+    (an ephemeral container's target's)."""
     config = image_config.get("config") or {}
     pod_sc, ctr_sc = _security(pod, container)
     privileged = bool(ctr_sc.get("privileged"))
@@ -355,7 +357,7 @@ def build_spec(
     # PID namespace.
     namespaces: list[dict[str, str]] = [{"type": "mount"}]
     if not (pod.get("spec") or {}).get("hostPID"):
-        namespaces.append({"type": "pid"})
+        namespaces.append({"type": "pid", "path": pid_path} if pid_path else {"type": "pid"})
     for kind, path in (("network", netns_path), ("ipc", ipc_path), ("uts", uts_path)):
         if path:
             namespaces.append({"type": kind, "path": path})

@@ -15,7 +15,8 @@ ordinary client:
 * **Pods.** One pod informer (no per-node watches) feeds a work queue: a pod bound to
   one of these nodes becomes Running with Initialized/ContainersReady/Ready conditions,
   a podIP from the node's podCIDR and running container statuses; a pod marked for
-  deletion is deleted with ``gracePeriodSeconds=0`` (there is nothing to stop).
+  deletion is deleted with ``gracePeriodSeconds=0`` (there is nothing to stop); an
+  ephemeral container added to a running pod is reported terminated (``StartError``).
 * **Run to completion.** Pods with ``restartPolicy`` Never or OnFailure (Jobs) finish
   after ``kubetrio.io/sim-run-seconds`` (annotation; default
   :data:`DEFAULT_RUN_SECONDS`) with exit code ``kubetrio.io/sim-exit-code`` (default 0):
@@ -382,6 +383,8 @@ class SimulatedNodes:
             return True
         status = pod.get("status") or {}
         uid = pod["metadata"].get("uid")
+        if uid in self._started and unreported_ephemeral(pod):
+            return True
         if uid in self._finish_at and status.get("phase") == "Running":
             return True
         if uid in self._started:
@@ -422,6 +425,8 @@ class SimulatedNodes:
                 grace_period_seconds=0,
                 preconditions={"uid": metadata["uid"]},
             )
+        elif metadata.get("uid") in self._started and unreported_ephemeral(pod):
+            await self._refuse_ephemeral(pod, node_name)
         elif metadata.get("uid") in self._finish_at:
             if trio.current_time() >= self._finish_at[metadata["uid"]]:
                 await self._finish(pod)
@@ -569,6 +574,49 @@ class SimulatedNodes:
         except BaseException:
             self._started.discard(pod["metadata"]["uid"])
             raise
+
+    async def _refuse_ephemeral(self, pod: KubeObject, node_name: str) -> None:
+        """A simulated node runs no processes: each new ephemeral container is reported
+        as failed to start (not left waiting, so ``kubectl debug`` does not hang)."""
+        now = _now()
+        statuses = list((pod.get("status") or {}).get("ephemeralContainerStatuses") or [])
+        for container in unreported_ephemeral(pod):
+            statuses.append(
+                {
+                    "name": container["name"],
+                    "image": container.get("image", ""),
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {
+                        "terminated": {
+                            "exitCode": 128,
+                            "reason": "StartError",
+                            "message": f"node {node_name} is simulated and runs no "
+                            "containers: ephemeral containers cannot start there",
+                            "startedAt": now,
+                            "finishedAt": now,
+                        }
+                    },
+                }
+            )
+        await self.client.patch(
+            "v1",
+            "pods",
+            pod["metadata"]["name"],
+            {"status": {"ephemeralContainerStatuses": statuses}},
+            namespace=pod["metadata"]["namespace"],
+            subresource="status",
+        )
+
+
+def unreported_ephemeral(pod: KubeObject) -> list[KubeObject]:
+    """The pod's ephemeral containers that have no status yet."""
+    reported = {
+        s.get("name") for s in (pod.get("status") or {}).get("ephemeralContainerStatuses") or []
+    }
+    spec = pod.get("spec") or {}
+    return [c for c in spec.get("ephemeralContainers") or [] if c.get("name") not in reported]
 
 
 def spec_restart(pod: KubeObject) -> str:

@@ -45,7 +45,12 @@ from .core_common import (
 from .core_pod import validate_pod_spec, validate_pod_template_spec, volume_source_errors
 from .kinds import KindValidator
 
-__all__ = ["VALIDATORS", "validate_pod_spec", "validate_pod_template_spec"]
+__all__ = [
+    "VALIDATORS",
+    "validate_ephemeral_containers_update",
+    "validate_pod_spec",
+    "validate_pod_template_spec",
+]
 
 MAX_DATA_SIZE = 1024 * 1024
 """Upstream's ``MaxSecretSize``: the most a ConfigMap or Secret may hold."""
@@ -80,6 +85,55 @@ def validate_pod(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[
             )
         )
     return errs
+
+
+MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+def validate_ephemeral_containers_update(
+    obj: Mapping[str, Any], old: Mapping[str, Any]
+) -> list[FieldError]:
+    """``ValidatePodEphemeralContainersUpdate``: the pod as a whole is valid and its
+    ephemeral containers were only added to, never changed or removed (order aside: a
+    patch need not keep it); static pods have none."""
+    if MIRROR_POD_ANNOTATION in _map(_map(old.get("metadata")).get("annotations")):
+        return [FieldError.forbidden("", "static pods do not support ephemeral containers")]
+    errs = validate_pod_spec(_map(obj.get("spec")), "spec")
+    path = "spec.ephemeralContainers"
+    new_by_name = {
+        _map(c).get("name"): _map(c)
+        for c in _list(_map(obj.get("spec")).get("ephemeralContainers"))
+    }
+    for previous in _list(_map(old.get("spec")).get("ephemeralContainers")):
+        name = _map(previous).get("name")
+        current = new_by_name.get(name)
+        if current is None:
+            errs.append(
+                FieldError.forbidden(
+                    path, f"existing ephemeral containers {json.dumps(name)} may not be removed\n"
+                )
+            )
+        elif current != previous:
+            errs.append(
+                FieldError.forbidden(
+                    f"{path}[{name}]",
+                    f"existing ephemeral containers {json.dumps(name)} may not be changed\n"
+                    + _field_diff(previous, current),
+                )
+            )
+    return errs
+
+
+def _field_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """The changed fields, one ``-``/``+`` line each (upstream prints Go's ``cmp.Diff``)."""
+    lines = []
+    for key in sorted(old.keys() | new.keys()):
+        if old.get(key) != new.get(key):
+            if key in old:
+                lines.append(f"-\t{key}: {json.dumps(old[key])}")
+            if key in new:
+                lines.append(f"+\t{key}: {json.dumps(new[key])}")
+    return "\n".join(lines)
 
 
 def validate_pod_template(

@@ -422,6 +422,62 @@ def _validate_containers(
     return errs
 
 
+_EPHEMERAL_FORBIDDEN = (
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+)
+"""Container fields an ephemeral container may not set, in upstream's field order (its
+``allowedEphemeralContainerFields`` lists what may: not what fundamental pod services
+rely on)."""
+
+_EPHEMERAL_DETAIL = "cannot be set for an Ephemeral Container"
+
+
+def _validate_ephemeral_containers(
+    ephemeral: list[Any], path: str, volumes: Mapping[str, Any], names: set[str]
+) -> list[FieldError]:
+    """``validateEphemeralContainers``: a container's rules, a name unique among all the
+    pod's containers, a ``targetContainerName`` naming an init or app container, and no
+    ports, probes, resources, lifecycle or volume subPaths."""
+    others = set(names)  # the init and app containers, the ones a target may name
+    errs: list[FieldError] = []
+    for i, container in enumerate(ephemeral):
+        p = f"{path}[{i}]"
+        # The common container rules, without those only app containers have.
+        common = {k: v for k, v in container.items() if k not in _EPHEMERAL_FORBIDDEN}
+        found = _validate_containers([common], path, volumes, names, init=False, host_network=False)
+        errs += [_at_index(e, path, i) for e in found]
+        target = container.get("targetContainerName")
+        if target and target not in others:
+            errs.append(FieldError(FieldErrorType.NOT_FOUND, f"{p}.targetContainerName", target))
+        for field in _EPHEMERAL_FORBIDDEN:
+            if container.get(field):  # a zero value (absent, {} or []) is no setting
+                errs.append(FieldError.forbidden(f"{p}.{field}", _EPHEMERAL_DETAIL))
+        for j, mount in enumerate(_list(container.get("volumeMounts"))):
+            for field in ("subPath", "subPathExpr"):
+                if _map(mount).get(field):
+                    errs.append(
+                        FieldError.forbidden(f"{p}.volumeMounts[{j}].{field}", _EPHEMERAL_DETAIL)
+                    )
+    return errs
+
+
+def _at_index(error: FieldError, path: str, index: int) -> FieldError:
+    """``error`` of a one-container list validated alone, moved to ``path[index]``."""
+    single = f"{path}[0]"
+    if index == 0 or not error.field.startswith(single):
+        return error
+    return FieldError(
+        error.type, f"{path}[{index}]" + error.field[len(single) :], error.bad_value, error.detail
+    )
+
+
 _VOLUME_SOURCES = (
     "hostPath",
     "emptyDir",
@@ -690,6 +746,9 @@ def validate_pod_spec(spec: Mapping[str, Any], path: str) -> list[FieldError]:
         errs.append(FieldError.required(f"{path}.containers"))
     errs += _validate_containers(
         containers, f"{path}.containers", volumes, names, init=False, host_network=host_network
+    )
+    errs += _validate_ephemeral_containers(
+        _list(spec.get("ephemeralContainers")), f"{path}.ephemeralContainers", volumes, names
     )
     errs += validate_enum(
         spec.get("restartPolicy"), f"{path}.restartPolicy", ("Always", "OnFailure", "Never")

@@ -8,7 +8,8 @@ authorizer knows as nodes (``system:node:<name>`` in ``system:nodes``):
   change of taints or of such labels.
 * Pods: create only mirror pods bound to itself (owned by its Node, referencing no
   ServiceAccount, Secret, ConfigMap or claim), delete only pods bound to itself; update
-  the ``status`` of pods bound to itself (not their labels); evict pods bound to itself.
+  the ``status`` of pods bound to itself (not their labels); evict pods bound to itself;
+  never their ephemeral containers.
 * PersistentVolumeClaims: only ``status.capacity`` and ``status.conditions`` of the
   status. ServiceAccount tokens: only bound to a pod on the node (by uid). Leases: only
   its own in ``kube-node-lease``. CSINodes: only its own.
@@ -143,6 +144,13 @@ class NodeRestriction:
             if _node_of(pod) != node:
                 return [f"node {node} can only evict pods with spec.nodeName set to itself"]
             return []
+        if request.subresource == "ephemeralcontainers":
+            # Debug containers are a user's tool, never a node's (upstream's wording).
+            if request.operation != "UPDATE":
+                return [f"unexpected operation {request.operation}"]
+            return [
+                f'node "{node}" is forbidden to update pod "{request.name}" ephemeral containers'
+            ]
         if request.subresource:
             return [
                 f"unexpected pod subresource \"{request.subresource}\", only 'status' and "
