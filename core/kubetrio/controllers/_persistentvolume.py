@@ -38,7 +38,12 @@ from typing import Any
 import trio
 
 from kubetrio.api.quantity import Quantity, QuantityFormat
-from kubetrio.api.selectors import label_selector_from_struct
+from kubetrio.api.storage import (
+    find_matching_volume,
+    is_bound_to,
+    storage_bytes,
+)
+from kubetrio.api.storage import storage_class as class_of
 from kubetrio.client import ClientError, EventRecorder, FunctionHandler, Informer, KubeObject
 from kubetrio.providers import (
     ACCESS_MODES_TO_CSI,
@@ -62,7 +67,6 @@ PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
 BETA_STORAGE_PROVISIONER = "volume.beta.kubernetes.io/storage-provisioner"
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
-BETA_STORAGE_CLASS = "volume.beta.kubernetes.io/storage-class"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 PVC_NAME = "csi.storage.k8s.io/pvc/name"
 PVC_NAMESPACE = "csi.storage.k8s.io/pvc/namespace"
@@ -83,36 +87,9 @@ _ABBREVIATIONS = {
 }
 
 
-def storage_bytes(resources: Mapping[str, Any] | None) -> int:
-    """Bytes of a ``storage`` quantity in a capacity or requests map (0 when absent)."""
-    value = (resources or {}).get("storage")
-    if value is None:
-        return 0
-    try:
-        return Quantity(value).value()
-    except ValueError:
-        return 0
-
-
 def format_bytes(count: int) -> str:
     """Bytes as a binary-SI quantity (``1Gi``), as external-provisioner writes capacities."""
     return str(Quantity.from_nanos(count * 10**9, QuantityFormat.BINARY_SI))
-
-
-def claim_class(claim: KubeObject) -> str:
-    """The claim's class: ``spec.storageClassName``, else the beta annotation."""
-    spec = claim.get("spec") or {}
-    if spec.get("storageClassName") is not None:
-        return str(spec["storageClassName"])
-    return str(_annotations(claim).get(BETA_STORAGE_CLASS, ""))
-
-
-def volume_class(volume: KubeObject) -> str:
-    """The volume's class: ``spec.storageClassName``, else the beta annotation."""
-    spec = volume.get("spec") or {}
-    if spec.get("storageClassName"):
-        return str(spec["storageClassName"])
-    return str(_annotations(volume).get(BETA_STORAGE_CLASS, ""))
 
 
 def _annotations(obj: KubeObject) -> dict[str, str]:
@@ -127,15 +104,6 @@ def _volume_key(name: str) -> str:
     return f"volume:{name}"
 
 
-def _is_bound_to(volume: KubeObject, claim: KubeObject) -> bool:
-    """Whether the volume's claimRef names this claim (and this claim's uid, if set)."""
-    ref = (volume.get("spec") or {}).get("claimRef") or {}
-    meta = claim["metadata"]
-    if ref.get("name") != meta["name"] or ref.get("namespace") != meta.get("namespace"):
-        return False
-    return not ref.get("uid") or ref.get("uid") == meta.get("uid")
-
-
 def volume_mismatch(volume: KubeObject, claim: KubeObject) -> str | None:
     """Why ``volume`` cannot serve ``claim`` (upstream's ``checkVolumeSatisfyClaim``), or None."""
     vspec = volume.get("spec") or {}
@@ -143,7 +111,7 @@ def volume_mismatch(volume: KubeObject, claim: KubeObject) -> str | None:
     requested = storage_bytes((cspec.get("resources") or {}).get("requests"))
     if storage_bytes(vspec.get("capacity")) < requested:
         return "requested PV is too small"
-    if volume_class(volume) != claim_class(claim):
+    if class_of(volume) != class_of(claim):
         return "storageClassName does not match"
     if (vspec.get("volumeMode") or "Filesystem") != (cspec.get("volumeMode") or "Filesystem"):
         return "incompatible volumeMode"
@@ -161,47 +129,6 @@ def node_allows(volume: KubeObject, node: KubeObject) -> bool:
         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": required}}
     }
     return node_matches(pod_spec, node)
-
-
-def find_matching_volume(
-    claim: KubeObject, volumes: list[KubeObject], node: KubeObject | None = None
-) -> KubeObject | None:
-    """The volume a claim binds to: one pre-bound to it, else the smallest Available match.
-
-    Upstream's ``FindMatchingVolume``: capacity, volume mode, access modes (a superset),
-    class, ``selector``; with ``node`` (``WaitForFirstConsumer``), node affinity too.
-    """
-    cspec = claim.get("spec") or {}
-    requested = storage_bytes((cspec.get("resources") or {}).get("requests"))
-    selector = label_selector_from_struct(cspec["selector"]) if cspec.get("selector") else None
-    best: KubeObject | None = None
-    best_size = 0
-    for volume in volumes:
-        vspec = volume.get("spec") or {}
-        size = storage_bytes(vspec.get("capacity"))
-        if size < requested or is_deleting(volume):
-            continue
-        if (vspec.get("volumeMode") or "Filesystem") != (cspec.get("volumeMode") or "Filesystem"):
-            continue
-        if node is not None and not node_allows(volume, node):
-            continue
-        if vspec.get("claimRef") and _is_bound_to(volume, claim):
-            return volume
-        if vspec.get("claimRef"):
-            continue
-        if (volume.get("status") or {}).get("phase") not in (None, "Available", "Pending"):
-            continue
-        if selector is not None and not selector.matches(
-            (volume.get("metadata") or {}).get("labels") or {}
-        ):
-            continue
-        if volume_class(volume) != claim_class(claim):
-            continue
-        if not set(cspec.get("accessModes") or []) <= set(vspec.get("accessModes") or []):
-            continue
-        if best is None or size < best_size:
-            best, best_size = volume, size
-    return best
 
 
 def _revision(obj: KubeObject) -> int:
@@ -398,7 +325,7 @@ class PersistentVolumeController(QueueController):
     def _class_changed(self, storage_class: KubeObject) -> None:
         name = storage_class["metadata"]["name"]
         for claim in self.claims.list():
-            if claim_class(claim) == name and not (claim.get("spec") or {}).get("volumeName"):
+            if class_of(claim) == name and not (claim.get("spec") or {}).get("volumeName"):
                 meta = claim["metadata"]
                 self.queue.add(_claim_key(meta.get("namespace", ""), meta["name"]))
 
@@ -453,7 +380,7 @@ class PersistentVolumeController(QueueController):
         if not ref:
             await self._bind(volume, claim)  # finish a binding cut short
             return None
-        if _is_bound_to(volume, claim) and ref.get("uid"):
+        if is_bound_to(volume, claim) and ref.get("uid"):
             await self._claim_bound_status(claim, volume)
             return None
         await self._claim_phase(claim, "Lost")
@@ -468,7 +395,7 @@ class PersistentVolumeController(QueueController):
         spec = claim.get("spec") or {}
         if spec.get("volumeName"):
             return await self._sync_prebound_claim(claim, str(spec["volumeName"]))
-        class_name = claim_class(claim)
+        class_name = class_of(claim)
         storage_class = self.classes.get(class_name) if class_name else None
         delayed = (
             storage_class is not None
@@ -491,7 +418,13 @@ class PersistentVolumeController(QueueController):
             )
             if (volume := self._volume(name)) is not None
         ]
-        volume = find_matching_volume(claim, volumes, node if delayed else None)
+        volume = find_matching_volume(
+            claim,
+            volumes,
+            reachable=(lambda v: node_allows(v, node)) if delayed and node is not None else None,
+            # Also a volume this controller has not marked Available yet (just created).
+            phases=(None, "Available", "Pending"),
+        )
         if volume is not None:
             await self._bind(volume, claim)
             return None
@@ -519,7 +452,7 @@ class PersistentVolumeController(QueueController):
             await self._claim_phase(claim, "Pending")  # the volume may still come
             return None
         ref = (volume.get("spec") or {}).get("claimRef")
-        if ref and not _is_bound_to(volume, claim):
+        if ref and not is_bound_to(volume, claim):
             await self._claim_phase(claim, "Pending")
             self.events.normal(
                 claim,
@@ -552,7 +485,7 @@ class PersistentVolumeController(QueueController):
     async def _bind_volume_to_claim(self, volume: KubeObject, claim: KubeObject) -> KubeObject:
         meta = claim["metadata"]
         ref = (volume.get("spec") or {}).get("claimRef") or {}
-        if ref.get("uid") == meta.get("uid") and _is_bound_to(volume, claim):
+        if ref.get("uid") == meta.get("uid") and is_bound_to(volume, claim):
             return volume
         updated = copy.deepcopy(volume)
         if not ref:

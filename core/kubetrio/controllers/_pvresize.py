@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from kubetrio.api.storage import storage_bytes
 from kubetrio.client import EventRecorder, FunctionHandler, Informer, KubeObject
 from kubetrio.providers import (
     ACCESS_MODES_TO_CSI,
@@ -34,7 +35,7 @@ from kubetrio.providers import (
 )
 
 from ._objects import is_deleting
-from ._persistentvolume import _grpc_code, format_bytes, storage_bytes
+from ._persistentvolume import _grpc_code, format_bytes
 from ._reconcile import (
     ControllerContext,
     QueueController,

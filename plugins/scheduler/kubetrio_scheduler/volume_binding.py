@@ -28,8 +28,13 @@ from typing import Any
 
 import trio
 
-from kubetrio.api.quantity import Quantity
-from kubetrio.api.selectors import LabelSelectorError, label_selector_from_struct
+from kubetrio.api.selectors import LabelSelectorError
+from kubetrio.api.storage import (
+    find_matching_volume,
+    is_bound_to,
+    requested_bytes,
+)
+from kubetrio.api.storage import storage_class as class_of
 from kubetrio.providers import (
     SKIP,
     ApiCaches,
@@ -47,26 +52,12 @@ from .node_affinity import term_matcher
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
 BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
 BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"
-BETA_CLASS = "volume.beta.kubernetes.io/storage-class"
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
 
 NODE_CONFLICT = "node(s) had volume node affinity conflict"
 BIND_CONFLICT = "node(s) didn't find available persistent volumes to bind"
 PV_NOT_EXIST = "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)"
 UNBOUND_IMMEDIATE = "pod has unbound immediate PersistentVolumeClaims"
-
-
-def claim_class(claim: KubeObject) -> str:
-    """The claim's class: ``spec.storageClassName``, else the beta annotation."""
-    annotations = claim["metadata"].get("annotations") or {}
-    if BETA_CLASS in annotations:
-        return str(annotations[BETA_CLASS])
-    return str((claim.get("spec") or {}).get("storageClassName") or "")
-
-
-def volume_class(pv: KubeObject) -> str:
-    """The PV's class: ``spec.storageClassName``, else the beta annotation."""
-    return claim_class(pv)
 
 
 def fully_bound(claim: KubeObject) -> bool:
@@ -99,31 +90,6 @@ def topology_matches(storage_class: KubeObject, node: NodeInfo) -> bool:
         ):
             return True
     return False
-
-
-def _bytes(value: Any) -> int:
-    return Quantity(value).value() if value else 0
-
-
-def _requested(claim: KubeObject) -> int:
-    """The claim's ``resources.requests.storage`` in bytes."""
-    spec = claim.get("spec") or {}
-    return _bytes(((spec.get("resources") or {}).get("requests") or {}).get("storage"))
-
-
-def _capacity(pv: KubeObject) -> int:
-    """The PV's ``capacity.storage`` in bytes."""
-    return _bytes(((pv.get("spec") or {}).get("capacity") or {}).get("storage"))
-
-
-def _bound_to(pv: KubeObject, claim: KubeObject) -> bool:
-    ref = (pv.get("spec") or {}).get("claimRef")
-    if not ref:
-        return False
-    meta = claim["metadata"]
-    if ref.get("name") != meta["name"] or ref.get("namespace") != meta.get("namespace"):
-        return False
-    return not ref.get("uid") or ref.get("uid") == meta.get("uid")
 
 
 def _key(claim: KubeObject) -> str:
@@ -183,7 +149,7 @@ class VolumeBinding:
         return self.classes.get(name) if self.classes is not None and name else None
 
     def _delay_binding(self, claim: KubeObject) -> bool:
-        found = self._class_object(claim_class(claim))
+        found = self._class_object(class_of(claim))
         return found is not None and found.get("volumeBindingMode") == "WaitForFirstConsumer"
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> FilterResult | Any:
@@ -266,7 +232,7 @@ class VolumeBinding:
             else:
                 to_match.append(claim)
         chosen: set[str] = set()
-        for claim in sorted(to_match, key=lambda c: _requested(c)):
+        for claim in sorted(to_match, key=lambda c: requested_bytes(c)):
             pv = self._matching_volume(claim, node, chosen)
             if pv is None:
                 plan.provision.append(claim)
@@ -274,7 +240,7 @@ class VolumeBinding:
                 chosen.add(pv["metadata"]["name"])
                 plan.static.append((claim, pv))
         for claim in plan.provision:
-            storage_class = self._class_object(claim_class(claim))
+            storage_class = self._class_object(class_of(claim))
             if storage_class is None:
                 return None
             provisioner = storage_class.get("provisioner") or ""
@@ -290,46 +256,22 @@ class VolumeBinding:
         """upstream's ``FindMatchingVolume`` on the scheduler path: a PV pre-bound to the
         claim if reachable, else the smallest Available PV that fits."""
         assert self.volumes is not None
-        spec = claim.get("spec") or {}
-        wanted = _requested(claim)
-        wanted_class = claim_class(claim)
-        wanted_mode = spec.get("volumeMode") or "Filesystem"
-        wanted_access = set(spec.get("accessModes") or [])
+        key = _key(claim)
+
+        def skip(pv: KubeObject) -> bool:
+            name = pv["metadata"]["name"]
+            # Excluded, or reserved for another claim by a pod being bound.
+            return name in excluded or self._assumed_volumes.get(name, key) != key
+
         try:
-            selector = (
-                label_selector_from_struct(spec["selector"]) if spec.get("selector") else None
+            return find_matching_volume(
+                claim,
+                self.volumes.list(),
+                reachable=lambda pv: affinity_matches(pv, node),
+                skip=skip,
             )
         except LabelSelectorError:
             return None
-        best: KubeObject | None = None
-        best_size = 0
-        key = _key(claim)
-        for pv in self.volumes.list():
-            name = pv["metadata"]["name"]
-            pv_spec = pv.get("spec") or {}
-            if volume_class(pv) != wanted_class or name in excluded:
-                continue
-            if self._assumed_volumes.get(name, key) != key:
-                continue  # reserved for another claim by a pod being bound
-            if pv_spec.get("claimRef") and not _bound_to(pv, claim):
-                continue
-            size = _capacity(pv)
-            if size < wanted or (pv_spec.get("volumeMode") or "Filesystem") != wanted_mode:
-                continue
-            if pv["metadata"].get("deletionTimestamp"):
-                continue
-            reachable = affinity_matches(pv, node)
-            if _bound_to(pv, claim):
-                return pv if reachable else None
-            if (pv.get("status") or {}).get("phase") != "Available":
-                continue
-            if selector is not None and not selector.matches(pv["metadata"].get("labels") or {}):
-                continue
-            if not reachable or not wanted_access <= set(pv_spec.get("accessModes") or []):
-                continue
-            if best is None or size < best_size:
-                best, best_size = pv, size
-        return best
 
     # --- reserve, pre_bind ----------------------------------------------------------------
 
@@ -385,7 +327,7 @@ class VolumeBinding:
                         }
                     }
                 }
-                if not _bound_to(pv, claim):
+                if not is_bound_to(pv, claim):
                     patch["metadata"] = {"annotations": {BOUND_BY_CONTROLLER: "yes"}}
                 await client.patch("v1", "persistentvolumes", pv["metadata"]["name"], patch)
             for claim in plan.provision:
