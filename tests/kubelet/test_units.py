@@ -232,6 +232,7 @@ def test_pod_status_keeps_conditions_others_set() -> None:
         final_reason="",
         records=[],
         init_records=[],
+        ephemeral_records=[],
         initialized=True,
         sandbox=None,
         conditions=ConditionClock(),
