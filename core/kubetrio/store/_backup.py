@@ -63,6 +63,21 @@ def backup_sqlite(source: Path, target: Path) -> Copied:
 
     :raises StoreError: ``source`` is not a kubetrio store, or ``target`` exists.
     """
+
+    def finish(dst: sqlite3.Connection) -> tuple[int, int]:
+        dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        return _live_keys(dst)
+
+    keys, revision = _page_copy(source, target, finish)
+    return Copied(keys, revision, target.stat().st_size)
+
+
+def _page_copy(
+    source: Path, target: Path, finish: Callable[[sqlite3.Connection], tuple[int, int]]
+) -> tuple[int, int]:
+    """Copy the store file ``source`` page by page, in one read transaction, into the new
+    file ``target`` (0600, written beside it and renamed into place when complete);
+    ``finish`` works on the copy before the rename and says (keys, revision)."""
     if target.exists():
         raise StoreError(f"{target} already exists")
     partial = target.with_name(target.name + ".partial")
@@ -75,8 +90,7 @@ def backup_sqlite(source: Path, target: Path) -> Copied:
             dst = sqlite3.connect(partial)
             try:
                 src.backup(dst)  # all pages in one step: one read transaction
-                dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-                keys, revision = _live_keys(dst)
+                result = finish(dst)
             finally:
                 dst.close()
         finally:
@@ -85,7 +99,7 @@ def backup_sqlite(source: Path, target: Path) -> Copied:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return Copied(keys, revision, target.stat().st_size)
+    return result
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
@@ -121,26 +135,12 @@ def restore_sqlite(backup: Path, target: Path, *, bump: int = BUMP_REVISION) -> 
     if target.exists():
         raise StoreError(f"{target} already exists")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    partial.unlink(missing_ok=True)
-    os.close(os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-    try:
-        src = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
-        try:
-            _check_schema(src, backup)
-            dst = sqlite3.connect(partial)
-            try:
-                src.backup(dst)
-                keys, _ = _live_keys(dst)
-                head = new_epoch(dst, bump)
-            finally:
-                dst.close()
-        finally:
-            src.close()
-        partial.rename(target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+
+    def finish(dst: sqlite3.Connection) -> tuple[int, int]:
+        keys, _ = _live_keys(dst)
+        return keys, new_epoch(dst, bump)
+
+    keys, head = _page_copy(backup, target, finish)
     return Copied(keys, head, target.stat().st_size)
 
 
