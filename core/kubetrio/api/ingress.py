@@ -31,9 +31,3 @@ def builtin_ingress_class() -> dict[str, Any]:
         },
         "spec": {"controller": INGRESS_CONTROLLER},
     }
-
-
-def is_default_class(ingress_class: dict[str, Any]) -> bool:
-    """Whether an IngressClass carries the default-class annotation set to ``"true"``."""
-    annotations = (ingress_class.get("metadata") or {}).get("annotations") or {}
-    return annotations.get(DEFAULT_CLASS_ANNOTATION) == "true"

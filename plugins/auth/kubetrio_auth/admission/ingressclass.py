@@ -10,19 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubetrio.api.ingress import LEGACY_CLASS_ANNOTATION, is_default_class
+from kubetrio.api.ingress import DEFAULT_CLASS_ANNOTATION, LEGACY_CLASS_ANNOTATION
 from kubetrio.providers import AdmissionRequest, ObjectCache
+
+from ._default_class import newest_default
 
 
 def default_class(classes: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The default IngressClass: the newest of those annotated default (then by name)."""
-    defaults = [c for c in classes if is_default_class(c)]
-    if not defaults:
-        return None
-    return max(
-        defaults,
-        key=lambda c: (str(c["metadata"].get("creationTimestamp") or ""), c["metadata"]["name"]),
-    )
+    return newest_default(classes, (DEFAULT_CLASS_ANNOTATION,))
 
 
 def mutate(request: AdmissionRequest, classes: ObjectCache | None) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 from kubetrio.api.quantity import Quantity
 from kubetrio.providers import AdmissionRequest, ObjectCache
 
+from ._default_class import newest_default
+
 DEFAULT_ANNOTATIONS = (
     "storageclass.kubernetes.io/is-default-class",
     "storageclass.beta.kubernetes.io/is-default-class",
@@ -44,20 +46,7 @@ def _is_main(request: AdmissionRequest, resource: str) -> bool:
 
 def default_class(classes: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The default StorageClass: the newest of those annotated default (then by name)."""
-    defaults = [
-        c
-        for c in classes
-        if any(
-            ((c.get("metadata") or {}).get("annotations") or {}).get(a) == "true"
-            for a in DEFAULT_ANNOTATIONS
-        )
-    ]
-    if not defaults:
-        return None
-    return max(
-        defaults,
-        key=lambda c: (str(c["metadata"].get("creationTimestamp") or ""), c["metadata"]["name"]),
-    )
+    return newest_default(classes, DEFAULT_ANNOTATIONS)
 
 
 def mutate(request: AdmissionRequest, classes: ObjectCache | None) -> None:
