@@ -18,37 +18,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
+from _kit import bench_pod, quantiles, timed_round
 
 from kubetrio import store as kv
 from kubetrio.apiserver import RunningApiServer, open_apiserver, open_audit_log
 
 
-def pod(name: str) -> dict[str, Any]:
-    """A pod like a Deployment makes."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": "bench"}},
-        "spec": {
-            "containers": [
-                {
-                    "name": "app",
-                    "image": "registry.local/bench/app:1.0",
-                    "env": [{"name": f"VAR_{i}", "value": f"value-{i}"} for i in range(8)],
-                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
-                }
-            ]
-        },
-    }
+def creator(
+    path: str, make: Callable[[str], dict[str, Any]]
+) -> Callable[[httpx.AsyncClient, str], Awaitable[httpx.Response]]:
+    """A request POSTing MAKE(name) to PATH."""
+
+    async def create(http: httpx.AsyncClient, name: str) -> httpx.Response:
+        return await http.post(path, json=make(name))
+
+    return create
 
 
 def secret(name: str) -> dict[str, Any]:
@@ -61,40 +53,13 @@ def secret(name: str) -> dict[str, Any]:
     }
 
 
-async def round_of(
-    url: str,
-    path: str,
-    make: Callable[[str], dict[str, Any]],
-    names: list[str],
-    concurrency: int,
-    latencies: list[float],
-) -> None:
-    """Create one object per name, ``concurrency`` at a time, recording each latency."""
-    queue = iter(names)
-    async with httpx.AsyncClient(
-        base_url=url, limits=httpx.Limits(max_connections=concurrency)
-    ) as http:
-
-        async def worker() -> None:
-            for name in queue:
-                body = make(name)
-                started = time.perf_counter()
-                answer = await http.post(path, json=body)
-                latencies.append(time.perf_counter() - started)
-                assert answer.status_code == 201, answer.text
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(concurrency):
-                nursery.start_soon(worker)
-
-
 async def direct_costs(root: Path, encryption: kv.EncryptionConfig) -> dict[str, float]:
     """Microseconds the audit log adds to one pod create (its handler a stub) and that
     sealing plus opening one Secret costs: the figures load on the machine cannot blur."""
     from kubetrio.api.scheme import Scheme
     from kubetrio.handler import Request, Response
 
-    body = json.dumps(pod("p")).encode()
+    body = json.dumps(bench_pod("p")).encode()
     request = Request(
         method="POST",
         target="/api/v1/namespaces/default/pods",
@@ -134,13 +99,6 @@ async def direct_costs(root: Path, encryption: kv.EncryptionConfig) -> dict[str,
     }
 
 
-def quantiles(latencies: list[float]) -> tuple[float, float]:
-    """(p50, p99) in milliseconds."""
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return statistics.median(ordered) * 1000, p99 * 1000
-
-
 async def main(count: int, rounds: int, concurrency: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="kubetrio-audit-bench-") as tmp:
         root = Path(tmp)
@@ -159,16 +117,16 @@ async def main(count: int, rounds: int, concurrency: int) -> dict[str, float]:
                 (kind, mode): [] for kind in ("pods", "secrets") for mode in servers
             }
             for r in range(rounds):
-                for kind, make in (("pods", pod), ("secrets", secret)):
+                for kind, make in (("pods", bench_pod), ("secrets", secret)):
                     order = ("on", "off") if r % 2 == 0 else ("off", "on")
                     for mode in order:
                         names = [f"{kind[:-1]}-{r}-{i}" for i in range(count // rounds)]
-                        await round_of(
+                        await timed_round(
                             servers[mode].url,
-                            f"/api/v1/namespaces/default/{kind}",
-                            make,
                             names,
                             concurrency,
+                            creator(f"/api/v1/namespaces/default/{kind}", make),
+                            201,
                             latencies[kind, mode],
                         )
         audit.close()

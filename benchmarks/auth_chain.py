@@ -27,16 +27,15 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import trio
+from _kit import bench_pod, quantiles, timed_round
 
 from kubetrio import plugins
 from kubetrio import store as kv
@@ -49,25 +48,6 @@ ADMIN_TOKEN = "bench-admin"
 USER_TOKEN = "bench-user"
 NAMESPACE = "bench"
 RBAC = "rbac.authorization.k8s.io/v1"
-
-
-def pod(name: str) -> dict[str, Any]:
-    """A pod like a Deployment makes (baseline-compliant, with requests)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": "bench"}},
-        "spec": {
-            "containers": [
-                {
-                    "name": "app",
-                    "image": "registry.local/bench/app:1.0",
-                    "env": [{"name": f"VAR_{i}", "value": f"value-{i}"} for i in range(8)],
-                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
-                }
-            ]
-        },
-    }
 
 
 @asynccontextmanager
@@ -147,31 +127,17 @@ async def admin_cluster(root: Path) -> AsyncIterator[Cluster]:
         yield cluster
 
 
-async def round_of(
-    url: str, token: str, verb: str, names: list[str], concurrency: int, latencies: list[float]
-) -> None:
-    """Create (or get) one pod per name, ``concurrency`` at a time, recording latencies."""
-    queue = iter(names)
-    path = f"/api/v1/namespaces/{NAMESPACE}/pods"
-    async with httpx.AsyncClient(
-        base_url=url,
-        headers={"authorization": f"Bearer {token}"},
-        limits=httpx.Limits(max_connections=concurrency),
-    ) as http:
+PODS = f"/api/v1/namespaces/{NAMESPACE}/pods"
 
-        async def worker() -> None:
-            for name in queue:
-                started = time.perf_counter()
-                if verb == "create":
-                    answer = await http.post(path, json=pod(name))
-                else:
-                    answer = await http.get(f"{path}/{name}")
-                latencies.append(time.perf_counter() - started)
-                assert answer.status_code in (200, 201), answer.text
 
-        async with trio.open_nursery() as nursery:
-            for _ in range(concurrency):
-                nursery.start_soon(worker)
+async def create(http: httpx.AsyncClient, name: str) -> httpx.Response:
+    """POST one pod."""
+    return await http.post(PODS, json=bench_pod(name))
+
+
+async def get(http: httpx.AsyncClient, name: str) -> httpx.Response:
+    """GET one pod."""
+    return await http.get(f"{PODS}/{name}")
 
 
 async def direct_us(cluster: Cluster, token: str, name: str, n: int) -> float:
@@ -217,7 +183,7 @@ def admission_us(cluster: Cluster, n: int) -> float:
     plugins_of = cluster.api.plugins
     assert plugins_of is not None
     user = UserInfo(name="jane", uid="u-jane", groups=("devs", "system:authenticated"))
-    body = pod("direct")
+    body = bench_pod("direct")
     copies = [copy.deepcopy(body) for _ in range(n)]
     started = time.perf_counter()
     for obj in copies:
@@ -237,13 +203,6 @@ def admission_us(cluster: Cluster, n: int) -> float:
     return (time.perf_counter() - started) / n * 1e6
 
 
-def quantiles(latencies: list[float]) -> tuple[float, float]:
-    """(p50, p99) in milliseconds."""
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return statistics.median(ordered) * 1000, p99 * 1000
-
-
 async def main(count: int, rounds: int, concurrency: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="kubetrio-auth-bench-") as tmp:
         root = Path(tmp)
@@ -258,8 +217,14 @@ async def main(count: int, rounds: int, concurrency: int) -> dict[str, float]:
                     order = ("chain", "admin") if r % 2 == 0 else ("admin", "chain")
                     for mode in order:
                         cluster, token = clusters[mode]
-                        await round_of(
-                            cluster.url, token, verb, names, concurrency, latencies[verb, mode]
+                        await timed_round(
+                            cluster.url,
+                            names,
+                            concurrency,
+                            create if verb == "create" else get,
+                            201 if verb == "create" else 200,
+                            latencies[verb, mode],
+                            headers={"authorization": f"Bearer {token}"},
                         )
             direct: dict[str, float] = {
                 "admission_us_per_pod": round(min(admission_us(chain, 500) for _ in range(5)), 1),

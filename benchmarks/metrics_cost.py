@@ -18,72 +18,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import trio
+from _kit import bench_pod, quantiles, timed_round
 
 from kubetrio import prom
 from kubetrio import store as kv
 from kubetrio.apiserver import RunningApiServer, open_apiserver
 
-
-def pod(name: str) -> dict[str, Any]:
-    """A pod like a Deployment makes."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": "bench"}},
-        "spec": {
-            "containers": [
-                {
-                    "name": "app",
-                    "image": "registry.local/bench/app:1.0",
-                    "env": [{"name": f"VAR_{i}", "value": f"value-{i}"} for i in range(8)],
-                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
-                }
-            ]
-        },
-    }
-
-
 PODS = "/api/v1/namespaces/default/pods"
-
-
-async def round_of(
-    url: str,
-    names: list[str],
-    concurrency: int,
-    request: Callable[[httpx.AsyncClient, str], Awaitable[httpx.Response]],
-    expected: int,
-    latencies: list[float],
-) -> None:
-    """One request per name, ``concurrency`` at a time, recording each latency."""
-    queue = iter(names)
-    async with httpx.AsyncClient(
-        base_url=url, limits=httpx.Limits(max_connections=concurrency)
-    ) as http:
-
-        async def worker() -> None:
-            for name in queue:
-                started = time.perf_counter()
-                answer = await request(http, name)
-                latencies.append(time.perf_counter() - started)
-                assert answer.status_code == expected, answer.text
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(concurrency):
-                nursery.start_soon(worker)
 
 
 async def create(http: httpx.AsyncClient, name: str) -> httpx.Response:
     """POST one pod."""
-    return await http.post(PODS, json=pod(name))
+    return await http.post(PODS, json=bench_pod(name))
 
 
 async def get(http: httpx.AsyncClient, name: str) -> httpx.Response:
@@ -98,7 +51,7 @@ async def direct_costs() -> dict[str, float]:
     from kubetrio.apiserver import _prom
     from kubetrio.handler import Request, Response
 
-    body = json.dumps(pod("p")).encode()
+    body = json.dumps(bench_pod("p")).encode()
     request = Request(
         method="POST",
         target=PODS,
@@ -142,13 +95,6 @@ async def direct_costs() -> dict[str, float]:
     }
 
 
-def quantiles(latencies: list[float]) -> tuple[float, float]:
-    """(p50, p99) in milliseconds."""
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return statistics.median(ordered) * 1000, p99 * 1000
-
-
 async def main(count: int, rounds: int, concurrency: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="kubetrio-metrics-bench-") as tmp:
         root = Path(tmp)
@@ -169,7 +115,7 @@ async def main(count: int, rounds: int, concurrency: int) -> dict[str, float]:
                         for kind, request, code in (("create", create, 201), ("get", get, 200)):
                             for mode in ("on", "off") if r % 2 == 0 else ("off", "on"):
                                 prom.switch.on = mode == "on"
-                                await round_of(
+                                await timed_round(
                                     servers[mode].url,
                                     names,
                                     concurrency,
