@@ -1,6 +1,7 @@
-"""A store file written before history rows were chained (schema 0: a ``(name, id)`` index
-over every kept version) opens, is migrated once, and its history reads as it did; a
-file from a newer kubetrio is refused. Also the chain's own edge: a key created again
+"""A store file written before history rows were chained and notes moved into their
+versions' rows (schema 0: a ``(name, id)`` index over every kept version, a ``notes``
+table) opens, is migrated once, and its history reads as it did; a file from a newer
+kubetrio is refused. Also the chain's own edge: a key created again
 after its tombstone was compacted."""
 
 from __future__ import annotations
@@ -170,8 +171,13 @@ async def test_a_schema_0_store_is_migrated_and_reads_as_before(tmp_path: Path) 
 
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert "history_name_id" not in indexes and "history_tombstones" in indexes
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "history_name_id" not in names and "history_tombstones" in names
+    assert "notes" not in names  # each note went into its version's row
+    assert conn.execute("SELECT time, writer FROM log WHERE id = 10").fetchone() == (
+        1_000_010.0,
+        2,
+    )
     chain = dict(conn.execute("SELECT id, prev_revision FROM history"))
     conn.close()
     assert chain == {1: 0, 2: 0, 3: 1, 4: 2, 5: 3, 6: 4, 7: 5, 8: 0, 9: 8}

@@ -4,14 +4,15 @@ Schema (kine's proven shape)::
 
     log(id INTEGER PRIMARY KEY,      -- the global revision
         name BLOB, created, deleted, -- key, flags
-        create_revision, prev_revision, value)
+        create_revision, prev_revision, value,
+        time, writer)                -- when, and who wrote it (object history)
     UNIQUE (name, prev_revision)     -- two writers can't both supersede one version
     INDEX  (name, id)                -- "latest version of a key at revision R"
     meta(k, v)                       -- revision, compact_revision, compacted_through
-    notes(id, time, writer)          -- who wrote revision id, and when (object history)
     writers(id, note UNIQUE)         -- each distinct note once (few users write a lot)
     history(id INTEGER PRIMARY KEY, name, created, deleted, create_revision, value,
-            replaced, prev_revision)  -- versions compaction took out of the log (and the
+            replaced, prev_revision, time, writer)
+                                     -- versions compaction took out of the log (and the
                                         revision that replaced each), kept for the
                                         history policy (``_history``)
     INDEX  history (replaced)        -- pruning, oldest replaced first
@@ -44,20 +45,21 @@ least ``min_revisions`` behind the head. WAL checkpoints run on their own connec
 the write path.
 
 **History** (``_history``): with a :class:`HistoryPolicy` that keeps anything, each write
-also inserts its ``notes`` row (time, the writer's note) in the batch's transaction, and
-compaction *moves* the versions it frees into ``history`` (resources kept for 0 s are
-deleted as before); the log itself stays as small as the watch window, so lists and
-watches cost what they did. The compactor prunes ``history`` and ``notes`` by age, per
-resource, and to the size cap, at start and after each automatic compaction.
+also records its note in its own row (``time``, and ``writer``: the writer's note, stored
+once in ``writers``), and compaction *moves* the versions it frees into ``history``
+(resources kept for 0 s are deleted as before); the log itself stays as small as the
+watch window, so lists and watches cost what they did. The compactor prunes ``history``
+by age, per resource, and to the size cap, at start and after each automatic compaction
+(when the oldest kept version is due).
 
-A key's kept versions are a chain, not an index range: each row names the version it
-replaced (``prev_revision``), so :meth:`SQLiteStore.history` walks back from the key's
-oldest version in the log (or, for a key deleted and compacted away, from its newest
-tombstone: the only rows indexed by name) by primary key. Moving a version into
-``history`` then appends near the end of its primary key and of ``replaced``; a
-``(name, id)`` index over every kept version put each move on a random page (one of the
-index's leaf pages per key), which cost writes ~20% more bytes per update than history
-off. (Schema version 1; a store written before it is migrated when opened: ``_migrate``.)
+What history adds to a write is kept to appends: a key's kept versions are a chain, not
+an index range, each row naming the version it replaced (``prev_revision``), so
+:meth:`SQLiteStore.history` walks back from the key's oldest version in the log (or, for
+a key deleted and compacted away, from its newest tombstone: the only rows indexed by
+name) by primary key, and a moved version lands at the end of ``history`` and of
+``replaced``. (Schema 0 had a ``(name, id)`` index over every kept version, a random leaf
+page per move, and a ``notes`` table, one more B-tree page per commit; ``_migrate``
+brings such a store file to schema 1 when it is opened.)
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ CREATE TABLE IF NOT EXISTS log (
     deleted INTEGER NOT NULL,
     create_revision INTEGER NOT NULL,
     prev_revision INTEGER NOT NULL,
-    value BLOB NOT NULL
+    value BLOB NOT NULL,
+    time REAL,
+    writer INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS log_name_prev ON log (name, prev_revision);
 CREATE INDEX IF NOT EXISTS log_name_id ON log (name, id);
@@ -107,18 +111,18 @@ CREATE TABLE IF NOT EXISTS history (
     create_revision INTEGER NOT NULL,
     value BLOB NOT NULL,
     replaced INTEGER NOT NULL,
-    prev_revision INTEGER NOT NULL DEFAULT 0
+    prev_revision INTEGER NOT NULL DEFAULT 0,
+    time REAL,
+    writer INTEGER
 );
 CREATE INDEX IF NOT EXISTS history_replaced ON history (replaced);
 CREATE INDEX IF NOT EXISTS history_tombstones ON history (name, id) WHERE deleted = 1;
-CREATE TABLE IF NOT EXISTS notes (
-    id INTEGER PRIMARY KEY, time REAL NOT NULL, writer INTEGER NOT NULL
-);
 CREATE TABLE IF NOT EXISTS writers (id INTEGER PRIMARY KEY, note BLOB NOT NULL UNIQUE);
 """
 
 SCHEMA_VERSION = 1
-"""The store file's schema (``PRAGMA user_version``): 0 before history rows were chained."""
+"""The store file's schema (``PRAGMA user_version``): 0 before notes moved into their
+versions' rows and history rows were chained."""
 
 
 def _migrate(conn: sqlite3.Connection, path: str) -> None:
@@ -126,8 +130,9 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
     transaction (a crash leaves the old schema, migrated again at the next open).
 
     Version 0 → 1: ``history`` rows get ``prev_revision`` (the key's previous kept
-    version: what its ``(name, id)`` index listed next), then that index makes way for
-    one over tombstones only.
+    version: what its ``(name, id)`` index listed next), and that index makes way for
+    one over tombstones only; each ``notes`` row's time and writer move into the row of
+    its version (``log`` or ``history``), and the table goes.
     """
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version > SCHEMA_VERSION:
@@ -136,17 +141,32 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
         )
     if version == SCHEMA_VERSION:
         return
+
+    def columns(table: str) -> set[str]:
+        return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
     conn.execute("BEGIN IMMEDIATE")
     try:
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(history)")}
-        if columns and "prev_revision" not in columns:
-            log.info("migrating %s to store schema %d (chained history)", path, SCHEMA_VERSION)
+        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "log" in tables:
+            log.info("migrating %s to store schema %d", path, SCHEMA_VERSION)
+        if "history" in tables and "prev_revision" not in columns("history"):
             conn.execute("ALTER TABLE history ADD COLUMN prev_revision INTEGER NOT NULL DEFAULT 0")
             conn.execute(
                 "UPDATE history SET prev_revision = COALESCE((SELECT MAX(p.id) FROM history"
                 " AS p WHERE p.name = history.name AND p.id < history.id), 0)"
             )
-            conn.execute("DROP INDEX IF EXISTS history_name_id")
+        for table in ("log", "history"):
+            if table in tables and "time" not in columns(table):
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN time REAL")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN writer INTEGER")
+                if "notes" in tables:
+                    conn.execute(
+                        f"UPDATE {table} SET (time, writer) ="
+                        f" (SELECT time, writer FROM notes WHERE notes.id = {table}.id)"
+                    )
+        conn.execute("DROP INDEX IF EXISTS history_name_id")
+        conn.execute("DROP TABLE IF EXISTS notes")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
@@ -181,10 +201,9 @@ WITH RECURSIVE chain(id, prev, n) AS (
     ON h.id = {_next_kept("c.prev", "c.id")} WHERE c.n < :want
 )
 SELECT c.id, h.created, h.deleted, h.create_revision,
-    CASE WHEN c.id < :bound THEN h.value END, n.time, w.note
+    CASE WHEN c.id < :bound THEN h.value END, h.time, w.note
 FROM chain AS c JOIN history AS h ON h.id = c.id
-LEFT JOIN notes AS n ON n.id = c.id AND c.id < :bound
-LEFT JOIN writers AS w ON w.id = n.writer
+LEFT JOIN writers AS w ON w.id = h.writer AND c.id < :bound
 ORDER BY c.id DESC
 """
 
@@ -312,6 +331,8 @@ class SQLiteStore:
         self.policy = compaction or CompactionPolicy()
         self.history_policy = history or HistoryPolicy()
         self._keep_history = self.history_policy.enabled
+        #: The condition leaving the versions of resources kept for 0 s in the log.
+        self._unkept = self._unkept_sql("p.name") if self._keep_history else ("", ())
         self._max_batch = max_batch
         _make_private(self.path)
         self._writer = _connect(self.path)
@@ -471,21 +492,17 @@ class SQLiteStore:
         conn = self._writer
         rev = self._revision
         events: list[Event] = []
-        notes: list[tuple[int, float, int]] = []
         new_writers: dict[bytes, int] = {}
-        now = self.history_policy.clock()
+        now = self.history_policy.clock() if self._keep_history else None
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for op in ops:
-                    ev = self._apply_op(conn, op, rev + 1)
+                    writer = None if now is None else self._writer_id(conn, op.note, new_writers)
+                    ev = self._apply_op(conn, op, rev + 1, now, writer)
                     if ev is not None:
                         rev += 1
                         events.append(ev)
-                        if self._keep_history:
-                            notes.append((rev, now, self._writer_id(conn, op.note, new_writers)))
-                if notes:
-                    conn.executemany("INSERT INTO notes (id, time, writer) VALUES (?, ?, ?)", notes)
                 if events:
                     conn.execute("UPDATE meta SET v = ? WHERE k = 'revision'", (rev,))
                 through = self._compacted_through
@@ -517,7 +534,11 @@ class SQLiteStore:
             new[note] = found
         return found
 
-    def _apply_op(self, conn: sqlite3.Connection, op: _Op, rev: int) -> Event | None:
+    def _apply_op(
+        self, conn: sqlite3.Connection, op: _Op, rev: int, when: float | None, writer: int | None
+    ) -> Event | None:
+        """Inside the batch's transaction: check and append ``op`` as revision ``rev``,
+        noted with its commit time and writer (``None`` with history off)."""
         row = conn.execute(
             "SELECT id, deleted, create_revision, value FROM log"
             " WHERE name = ? ORDER BY id DESC LIMIT 1",
@@ -546,8 +567,8 @@ class SQLiteStore:
         try:
             conn.execute(
                 "INSERT INTO log (id, name, created, deleted, create_revision, prev_revision,"
-                " value) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (rev, op.key, created, deleted, create_rev, prev_id, value),
+                " value, time, writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rev, op.key, created, deleted, create_rev, prev_id, value, when, writer),
             )
         except sqlite3.IntegrityError as exc:  # unique (name, prev_revision): a bug guard
             op.error = StoreError(f"write of {op.key!r} violated the log's invariants: {exc}")
@@ -755,31 +776,24 @@ class SQLiteStore:
         # Rows superseded by a row in (lo, hi], then tombstones in (lo, hi]: order matters,
         # a tombstone names the row it superseded.
         if self._keep_history:
-            # What history keeps moves out of the log, so the log stays the watch window.
-            skip, args = self._unkept_sql("p.name")
+            # What history keeps moves out of the log, so the log stays the watch window;
+            # each version's note goes with it.
+            skip, args = self._unkept
             # In primary-key order: the rows land at the table's end, a page or two.
             conn.execute(
                 "INSERT OR IGNORE INTO history (id, name, created, deleted, create_revision,"
-                " value, replaced, prev_revision) SELECT p.id, p.name, p.created, p.deleted,"
-                " p.create_revision, p.value, s.id, p.prev_revision FROM log AS s JOIN log AS p"
-                f" ON p.id = s.prev_revision WHERE s.id > ? AND s.id <= ?{skip} ORDER BY p.id",
+                " value, replaced, prev_revision, time, writer) SELECT p.id, p.name,"
+                " p.created, p.deleted, p.create_revision, p.value, s.id, p.prev_revision,"
+                " p.time, p.writer FROM log AS s JOIN log AS p ON p.id = s.prev_revision"
+                f" WHERE s.id > ? AND s.id <= ?{skip} ORDER BY p.id",
                 (lo, hi, *args),
             )
-            skip, args = self._unkept_sql("p.name")
             conn.execute(
                 "INSERT OR IGNORE INTO history (id, name, created, deleted, create_revision,"
-                " value, replaced, prev_revision) SELECT id, name, created, deleted,"
-                " create_revision, value, id, prev_revision FROM log AS p"
-                f" WHERE id > ? AND id <= ? AND deleted = 1{skip}",
+                " value, replaced, prev_revision, time, writer) SELECT id, name, created,"
+                " deleted, create_revision, value, id, prev_revision, time, writer FROM log"
+                f" AS p WHERE id > ? AND id <= ? AND deleted = 1{skip}",
                 (lo, hi, *args),
-            )
-            # The notes of what is not kept go with it.
-            conn.execute(
-                "DELETE FROM notes WHERE id IN (SELECT prev_revision FROM log WHERE id > ?"
-                " AND id <= ? UNION ALL SELECT id FROM log WHERE id > ? AND id <= ?"
-                " AND deleted = 1) AND NOT EXISTS (SELECT 1 FROM history AS h"
-                " WHERE h.id = notes.id)",
-                (lo, hi, lo, hi),
             )
         conn.execute(
             "DELETE FROM log WHERE id IN (SELECT prev_revision FROM log"
@@ -877,9 +891,8 @@ class SQLiteStore:
                 prev, below, seen = row[0], bound, bound
             else:
                 rows += conn.execute(
-                    "SELECT l.id, l.created, l.deleted, l.create_revision, l.value, n.time,"
-                    " w.note FROM log AS l LEFT JOIN notes AS n ON n.id = l.id"
-                    " LEFT JOIN writers AS w ON w.id = n.writer"
+                    "SELECT l.id, l.created, l.deleted, l.create_revision, l.value, l.time,"
+                    " w.note FROM log AS l LEFT JOIN writers AS w ON w.id = l.writer"
                     " WHERE l.name = ? AND l.id < ? ORDER BY l.id DESC LIMIT ?",
                     (k, bound, want),
                 ).fetchall()
@@ -923,16 +936,26 @@ class SQLiteStore:
 
         return await self._read(read)
 
+    @staticmethod
+    def _written(conn: sqlite3.Connection, revision: int) -> float | None:
+        """When the newest version at or below ``revision`` still held (log or history)
+        was written (``None``: none held, or written without a note)."""
+        row = conn.execute(
+            "SELECT time FROM (SELECT * FROM (SELECT id, time FROM log WHERE id <= ?1"
+            " ORDER BY id DESC LIMIT 1) UNION ALL SELECT * FROM (SELECT id, time FROM history"
+            " WHERE id <= ?1 ORDER BY id DESC LIMIT 1)) ORDER BY id DESC LIMIT 1",
+            (revision,),
+        ).fetchone()
+        return None if row is None else row[0]
+
     def _floor(self, conn: sqlite3.Connection, cutoff: float) -> int:
-        """The newest revision written before ``cutoff`` (by the notes' times; a revision
-        without a note left counts as old)."""
+        """The newest revision written before ``cutoff`` (by the versions' times; one
+        without a note counts as old)."""
         lo, hi = 0, self._revision
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            row = conn.execute(
-                "SELECT time FROM notes WHERE id <= ? ORDER BY id DESC LIMIT 1", (mid,)
-            ).fetchone()
-            if row is None or row[0] < cutoff:
+            when = self._written(conn, mid)
+            if when is None or when < cutoff:
                 lo = mid
             else:
                 hi = mid - 1
@@ -965,17 +988,12 @@ class SQLiteStore:
                 if cap:
                     doomed.append(("replaced <= ?", (cap,)))
             for where, args in doomed:
-                conn.execute(
-                    f"DELETE FROM notes WHERE id IN (SELECT id FROM history WHERE {where})"
-                    " AND NOT EXISTS (SELECT 1 FROM log WHERE log.id = notes.id)",
-                    args,
-                )
                 conn.execute(f"DELETE FROM history WHERE {where}", args)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return (conn.total_changes - before) // 2
+        return conn.total_changes - before
 
     @staticmethod
     def _size_cap_floor(conn: sqlite3.Connection, max_bytes: int) -> int:
@@ -1006,9 +1024,9 @@ class SQLiteStore:
         (oldest,) = conn.execute("SELECT MIN(replaced) FROM history").fetchone()
         if oldest is None:
             return True
-        row = conn.execute("SELECT time FROM notes WHERE id = ?", (oldest,)).fetchone()
+        when = self._written(conn, oldest)
         # Without its note the version counts as old (as in ``_floor``): prune.
-        return row is not None and row[0] >= policy.clock() - min(kept)
+        return when is not None and when >= policy.clock() - min(kept)
 
     async def prune_history(self, *, when_due: bool = False) -> None:
         """Apply the history policy now (the compactor does it at start and after each
