@@ -11,6 +11,8 @@ compactor runs (min_age 0.5 s, so compaction moves rows during the run). Then
 ``--edits`` more updates, everything compacted, the WAL checkpointed and the database
 file measured: bytes per 10k edits (the log keeps only the live keys; history keeps
 every version). Goal (issue 23): history on costs at most 10% of the writes per second.
+On a loaded machine the rates swing with the neighbours; the CPU time per update (the
+whole process: event loop, writer, checkpointer) swings far less, and is reported too.
 
 Prints a table, then one JSON object as the last line.
 """
@@ -51,8 +53,10 @@ NOTE = json.dumps(
 POLICY = CompactionPolicy(min_age=0.5, min_revisions=100, interval=0.2)
 
 
-async def _writes(store: SQLiteStore, keys: int, writers: int, seconds: float) -> float:
-    """Updates per second for ``seconds``."""
+async def _writes(
+    store: SQLiteStore, keys: int, writers: int, seconds: float
+) -> tuple[float, float]:
+    """Updates per second for ``seconds``, and the process's CPU seconds per update."""
     revisions = {}
     for k in range(keys):
         kv = await store.create(f"/registry/core/configmaps/bench/k{k}", VALUE)
@@ -72,11 +76,11 @@ async def _writes(store: SQLiteStore, keys: int, writers: int, seconds: float) -
                 done += 1
                 k = (k + writers) % keys
 
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     async with trio.open_nursery() as nursery:
         for w in range(writers):
             nursery.start_soon(writer, w)
-    return done / (time.monotonic() - start)
+    return done / (time.monotonic() - start), (time.process_time() - cpu) / done
 
 
 async def _size(path: Path, history: HistoryPolicy, keys: int, edits: int) -> int:
@@ -109,6 +113,7 @@ async def _size(path: Path, history: HistoryPolicy, keys: int, edits: int) -> in
 async def main(rounds: int, seconds: float, keys: int, writers: int, edits: int) -> dict[str, Any]:
     on_rates: list[float] = []
     off_rates: list[float] = []
+    cpu: dict[str, list[float]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory() as folder:
         for r in range(rounds):
             modes = [("on", on_rates), ("off", off_rates)]
@@ -117,15 +122,21 @@ async def main(rounds: int, seconds: float, keys: int, writers: int, edits: int)
                 async with open_sqlite_store(
                     Path(folder) / f"w{r}{mode}.db", compaction=POLICY, history=history
                 ) as store:
-                    rates.append(await _writes(store, keys, writers, seconds))
+                    rate, seconds_each = await _writes(store, keys, writers, seconds)
+                    rates.append(rate)
+                    cpu[mode].append(seconds_each)
         size_on = await _size(Path(folder) / "size-on.db", HistoryPolicy(), keys, edits)
         size_off = await _size(Path(folder) / "size-off.db", HISTORY_OFF, keys, edits)
     on, off = statistics.median(on_rates), statistics.median(off_rates)
+    cpu_on, cpu_off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
     per_10k = 10_000 / edits
     return {
         "writes_per_s_history_on": round(on, 1),
         "writes_per_s_history_off": round(off, 1),
         "throughput_ratio": round(on / off, 3),
+        "cpu_us_per_update_on": round(cpu_on * 1e6, 1),
+        "cpu_us_per_update_off": round(cpu_off * 1e6, 1),
+        "cpu_ratio": round(cpu_off / cpu_on, 3),
         "bytes_per_10k_edits_on": round(size_on * per_10k),
         "bytes_per_10k_edits_off": round(size_off * per_10k),
         "history_bytes_per_edit": round((size_on - size_off) / edits, 1),
@@ -152,6 +163,10 @@ if __name__ == "__main__":
         f"updates/s ({options.writers} writers, 1 KiB): history on "
         f"{result['writes_per_s_history_on']:.0f}, off {result['writes_per_s_history_off']:.0f}"
         f" → ratio {result['throughput_ratio']:.3f}"
+    )
+    print(
+        f"CPU per update: on {result['cpu_us_per_update_on']:.0f} µs, off "
+        f"{result['cpu_us_per_update_off']:.0f} µs → off/on {result['cpu_ratio']:.3f}"
     )
     print(
         f"store size per 10k edits: on {result['bytes_per_10k_edits_on'] / 2**20:.1f} MiB, "

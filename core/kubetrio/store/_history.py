@@ -129,7 +129,8 @@ class HistoryPage(msgspec.Struct, frozen=True, gc=False):
     entries: list[HistoryEntry]
     #: Pass as ``before`` for the next page (0: no more).
     next_before: int = 0
-    #: The oldest revision still kept for this key (0: nothing kept).
+    #: The oldest revision still kept for this key (0: nothing kept), when the page is
+    #: the last (``next_before`` 0); a page with more after it names its own last entry.
     oldest: int = 0
 
 

@@ -4,16 +4,20 @@ Schema (kine's proven shape)::
 
     log(id INTEGER PRIMARY KEY,      -- the global revision
         name BLOB, created, deleted, -- key, flags
-        create_revision, prev_revision, value)
+        create_revision, prev_revision, value,
+        time, writer)                -- when, and who wrote it (object history)
     UNIQUE (name, prev_revision)     -- two writers can't both supersede one version
     INDEX  (name, id)                -- "latest version of a key at revision R"
     meta(k, v)                       -- revision, compact_revision, compacted_through
-    notes(id, time, writer)          -- who wrote revision id, and when (object history)
     writers(id, note UNIQUE)         -- each distinct note once (few users write a lot)
-    history(id, name, created, deleted, create_revision, value, replaced)
+    history(id INTEGER PRIMARY KEY, name, created, deleted, create_revision, value,
+            replaced, prev_revision, time, writer)
                                      -- versions compaction took out of the log (and the
                                         revision that replaced each), kept for the
                                         history policy (``_history``)
+    INDEX  history (replaced)        -- pruning, oldest replaced first
+    INDEX  history (name, id) WHERE deleted = 1
+                                     -- a deleted key's last version
 
 Every write appends one row. A delete appends a tombstone carrying the deleted value, so a
 delete event needs no second read. ``meta.revision`` is bumped in the same transaction, so the
@@ -41,11 +45,21 @@ least ``min_revisions`` behind the head. WAL checkpoints run on their own connec
 the write path.
 
 **History** (``_history``): with a :class:`HistoryPolicy` that keeps anything, each write
-also inserts its ``notes`` row (time, the writer's note) in the batch's transaction, and
-compaction *moves* the versions it frees into ``history`` (resources kept for 0 s are
-deleted as before); the log itself stays as small as the watch window, so lists and
-watches cost what they did. The compactor prunes ``history`` and ``notes`` by age, per
-resource, and to the size cap, at start and after each automatic compaction.
+also records its note in its own row (``time``, and ``writer``: the writer's note, stored
+once in ``writers``), and compaction *moves* the versions it frees into ``history``
+(resources kept for 0 s are deleted as before); the log itself stays as small as the
+watch window, so lists and watches cost what they did. The compactor prunes ``history``
+by age, per resource, and to the size cap, at start and after each automatic compaction
+(when the oldest kept version is due).
+
+What history adds to a write is kept to appends: a key's kept versions are a chain, not
+an index range, each row naming the version it replaced (``prev_revision``), so
+:meth:`SQLiteStore.history` walks back from the key's oldest version in the log (or, for
+a key deleted and compacted away, from its newest tombstone: the only rows indexed by
+name) by primary key, and a moved version lands at the end of ``history`` and of
+``replaced``. (Schema 0 had a ``(name, id)`` index over every kept version, a random leaf
+page per move, and a ``notes`` table, one more B-tree page per commit; ``_migrate``
+brings such a store file to schema 1 when it is opened.)
 """
 
 from __future__ import annotations
@@ -80,7 +94,9 @@ CREATE TABLE IF NOT EXISTS log (
     deleted INTEGER NOT NULL,
     create_revision INTEGER NOT NULL,
     prev_revision INTEGER NOT NULL,
-    value BLOB NOT NULL
+    value BLOB NOT NULL,
+    time REAL,
+    writer INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS log_name_prev ON log (name, prev_revision);
 CREATE INDEX IF NOT EXISTS log_name_id ON log (name, id);
@@ -94,17 +110,103 @@ CREATE TABLE IF NOT EXISTS history (
     deleted INTEGER NOT NULL,
     create_revision INTEGER NOT NULL,
     value BLOB NOT NULL,
-    replaced INTEGER NOT NULL
+    replaced INTEGER NOT NULL,
+    prev_revision INTEGER NOT NULL DEFAULT 0,
+    time REAL,
+    writer INTEGER
 );
-CREATE INDEX IF NOT EXISTS history_name_id ON history (name, id);
 CREATE INDEX IF NOT EXISTS history_replaced ON history (replaced);
-CREATE TABLE IF NOT EXISTS notes (
-    id INTEGER PRIMARY KEY, time REAL NOT NULL, writer INTEGER NOT NULL
-);
+CREATE INDEX IF NOT EXISTS history_tombstones ON history (name, id) WHERE deleted = 1;
 CREATE TABLE IF NOT EXISTS writers (id INTEGER PRIMARY KEY, note BLOB NOT NULL UNIQUE);
 """
 
+SCHEMA_VERSION = 1
+"""The store file's schema (``PRAGMA user_version``): 0 before notes moved into their
+versions' rows and history rows were chained."""
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Bring a store file written by an older kubetrio to :data:`SCHEMA_VERSION`, in one
+    transaction (a crash leaves the old schema, migrated again at the next open).
+
+    Version 0 → 1: ``history`` rows get ``prev_revision`` (the key's previous kept
+    version: what its ``(name, id)`` index listed next), and that index makes way for
+    one over tombstones only; each ``notes`` row's time and writer move into the row of
+    its version (``log`` or ``history``), and the table goes.
+    """
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has store schema {version}, newer than this kubetrio's ({SCHEMA_VERSION})"
+        )
+    if version == SCHEMA_VERSION:
+        return
+
+    def columns(table: str) -> set[str]:
+        return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "log" in tables:
+            log.info("migrating %s to store schema %d", path, SCHEMA_VERSION)
+        if "history" in tables and "prev_revision" not in columns("history"):
+            conn.execute("ALTER TABLE history ADD COLUMN prev_revision INTEGER NOT NULL DEFAULT 0")
+            conn.execute(
+                "UPDATE history SET prev_revision = COALESCE((SELECT MAX(p.id) FROM history"
+                " AS p WHERE p.name = history.name AND p.id < history.id), 0)"
+            )
+        for table in ("log", "history"):
+            if table in tables and "time" not in columns(table):
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN time REAL")
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN writer INTEGER")
+                if "notes" in tables:
+                    conn.execute(
+                        f"UPDATE {table} SET (time, writer) ="
+                        f" (SELECT time, writer FROM notes WHERE notes.id = {table}.id)"
+                    )
+        conn.execute("DROP INDEX IF EXISTS history_name_id")
+        conn.execute("DROP TABLE IF EXISTS notes")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 _CREATE, _UPDATE, _DELETE = 0, 1, 2
+_NO_BOUND = 1 << 62
+
+
+def _next_kept(prev: str, below: str) -> str:
+    """SQL: the ``history`` id of the kept version before one whose ``prev_revision`` is
+    ``prev`` and id is ``below``; when that one is not kept (or ``prev`` is 0: created
+    after its key's tombstone was compacted), the key's newest tombstone below it."""
+    return (
+        f"COALESCE((SELECT id FROM history WHERE id = {prev}),"
+        " (SELECT MAX(id) FROM history WHERE name = :key AND deleted = 1"
+        f" AND id < {below}))"
+    )
+
+
+# A key's kept versions, newest first, from the one before (:prev, :below), until :want
+# of them are below :bound (``n`` counts those); values and notes only of those. Ids
+# strictly decrease along it, so it ends.
+_HISTORY_CHAIN = f"""
+WITH RECURSIVE chain(id, prev, n) AS (
+    SELECT id, prev_revision, id < :bound FROM history
+    WHERE id = {_next_kept(":prev", ":below")}
+    UNION ALL
+    SELECT h.id, h.prev_revision, c.n + (h.id < :bound) FROM chain AS c JOIN history AS h
+    ON h.id = {_next_kept("c.prev", "c.id")} WHERE c.n < :want
+)
+SELECT c.id, h.created, h.deleted, h.create_revision,
+    CASE WHEN c.id < :bound THEN h.value END, h.time, w.note
+FROM chain AS c JOIN history AS h ON h.id = c.id
+LEFT JOIN writers AS w ON w.id = h.writer AND c.id < :bound
+ORDER BY c.id DESC
+"""
+
 _EventList = list[Event]  # `list` is shadowed by Store.list inside the class body
 
 
@@ -229,9 +331,12 @@ class SQLiteStore:
         self.policy = compaction or CompactionPolicy()
         self.history_policy = history or HistoryPolicy()
         self._keep_history = self.history_policy.enabled
+        #: The condition leaving the versions of resources kept for 0 s in the log.
+        self._unkept = self._unkept_sql("p.name") if self._keep_history else ("", ())
         self._max_batch = max_batch
         _make_private(self.path)
         self._writer = _connect(self.path)
+        _migrate(self._writer, self.path)
         self._writer.executescript(_SCHEMA)
         # Checkpoints are taken off the write path by the checkpoint task.
         self._writer.execute("PRAGMA wal_autocheckpoint=0")
@@ -387,21 +492,17 @@ class SQLiteStore:
         conn = self._writer
         rev = self._revision
         events: list[Event] = []
-        notes: list[tuple[int, float, int]] = []
         new_writers: dict[bytes, int] = {}
-        now = self.history_policy.clock()
+        now = self.history_policy.clock() if self._keep_history else None
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for op in ops:
-                    ev = self._apply_op(conn, op, rev + 1)
+                    writer = None if now is None else self._writer_id(conn, op.note, new_writers)
+                    ev = self._apply_op(conn, op, rev + 1, now, writer)
                     if ev is not None:
                         rev += 1
                         events.append(ev)
-                        if self._keep_history:
-                            notes.append((rev, now, self._writer_id(conn, op.note, new_writers)))
-                if notes:
-                    conn.executemany("INSERT INTO notes (id, time, writer) VALUES (?, ?, ?)", notes)
                 if events:
                     conn.execute("UPDATE meta SET v = ? WHERE k = 'revision'", (rev,))
                 through = self._compacted_through
@@ -433,7 +534,11 @@ class SQLiteStore:
             new[note] = found
         return found
 
-    def _apply_op(self, conn: sqlite3.Connection, op: _Op, rev: int) -> Event | None:
+    def _apply_op(
+        self, conn: sqlite3.Connection, op: _Op, rev: int, when: float | None, writer: int | None
+    ) -> Event | None:
+        """Inside the batch's transaction: check and append ``op`` as revision ``rev``,
+        noted with its commit time and writer (``None`` with history off)."""
         row = conn.execute(
             "SELECT id, deleted, create_revision, value FROM log"
             " WHERE name = ? ORDER BY id DESC LIMIT 1",
@@ -462,8 +567,8 @@ class SQLiteStore:
         try:
             conn.execute(
                 "INSERT INTO log (id, name, created, deleted, create_revision, prev_revision,"
-                " value) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (rev, op.key, created, deleted, create_rev, prev_id, value),
+                " value, time, writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rev, op.key, created, deleted, create_rev, prev_id, value, when, writer),
             )
         except sqlite3.IntegrityError as exc:  # unique (name, prev_revision): a bug guard
             op.error = StoreError(f"write of {op.key!r} violated the log's invariants: {exc}")
@@ -671,29 +776,24 @@ class SQLiteStore:
         # Rows superseded by a row in (lo, hi], then tombstones in (lo, hi]: order matters,
         # a tombstone names the row it superseded.
         if self._keep_history:
-            # What history keeps moves out of the log, so the log stays the watch window.
-            skip, args = self._unkept_sql("p.name")
+            # What history keeps moves out of the log, so the log stays the watch window;
+            # each version's note goes with it.
+            skip, args = self._unkept
+            # In primary-key order: the rows land at the table's end, a page or two.
             conn.execute(
                 "INSERT OR IGNORE INTO history (id, name, created, deleted, create_revision,"
-                " value, replaced) SELECT p.id, p.name, p.created, p.deleted,"
-                " p.create_revision, p.value, s.id FROM log AS s JOIN log AS p"
-                f" ON p.id = s.prev_revision WHERE s.id > ? AND s.id <= ?{skip}",
+                " value, replaced, prev_revision, time, writer) SELECT p.id, p.name,"
+                " p.created, p.deleted, p.create_revision, p.value, s.id, p.prev_revision,"
+                " p.time, p.writer FROM log AS s JOIN log AS p ON p.id = s.prev_revision"
+                f" WHERE s.id > ? AND s.id <= ?{skip} ORDER BY p.id",
                 (lo, hi, *args),
             )
-            skip, args = self._unkept_sql("p.name")
             conn.execute(
                 "INSERT OR IGNORE INTO history (id, name, created, deleted, create_revision,"
-                " value, replaced) SELECT id, name, created, deleted, create_revision, value,"
-                f" id FROM log AS p WHERE id > ? AND id <= ? AND deleted = 1{skip}",
+                " value, replaced, prev_revision, time, writer) SELECT id, name, created,"
+                " deleted, create_revision, value, id, prev_revision, time, writer FROM log"
+                f" AS p WHERE id > ? AND id <= ? AND deleted = 1{skip}",
                 (lo, hi, *args),
-            )
-            # The notes of what is not kept go with it.
-            conn.execute(
-                "DELETE FROM notes WHERE id IN (SELECT prev_revision FROM log WHERE id > ?"
-                " AND id <= ? UNION ALL SELECT id FROM log WHERE id > ? AND id <= ?"
-                " AND deleted = 1) AND NOT EXISTS (SELECT 1 FROM history AS h"
-                " WHERE h.id = notes.id)",
-                (lo, hi, lo, hi),
             )
         conn.execute(
             "DELETE FROM log WHERE id IN (SELECT prev_revision FROM log"
@@ -740,7 +840,7 @@ class SQLiteStore:
                 await self._compact_wakeup.wait()
             if self.policy.interval > 0:
                 await self._auto_compact()
-                await self.prune_history()
+                await self.prune_history(when_due=True)
 
     async def _auto_compact(self) -> None:
         now = time.monotonic()
@@ -774,32 +874,51 @@ class SQLiteStore:
         return f" AND ({sql})", tuple(b for r in kept for b in r)
 
     async def history(self, key: Key, *, before: int = 0, limit: int = 0) -> HistoryPage:
-        """See :meth:`HistoryStore.history`: the log's versions and the kept ones."""
+        """See :meth:`HistoryStore.history`: the log's versions of the key, then the kept
+        ones walked back from there (see the module's docstring)."""
         k = as_key(key)
-        bound = before if before > 0 else 1 << 62
+        bound = before if before > 0 else _NO_BOUND
+        want = limit + 1 if limit > 0 else _NO_BOUND  # one more than a page: "more" or not
 
         def read(conn: sqlite3.Connection) -> HistoryPage:
-            sql = (
-                "SELECT v.id, v.created, v.deleted, v.create_revision, v.value, n.time, w.note"
-                " FROM (SELECT id, created, deleted, create_revision, value FROM log"
-                " WHERE name = ? AND id < ? UNION ALL SELECT id, created, deleted,"
-                " create_revision, value FROM history WHERE name = ? AND id < ?) AS v"
-                " LEFT JOIN notes AS n ON n.id = v.id LEFT JOIN writers AS w ON w.id = n.writer"
-                " ORDER BY v.id DESC"
-            )
-            args: tuple[Any, ...] = (k, bound, k, bound)
-            if limit > 0:
-                sql += " LIMIT ?"
-                args += (limit + 1,)
-            rows = conn.execute(sql, args).fetchall()
-            more = limit > 0 and len(rows) > limit
+            rows: list[tuple[Any, ...]] = []
+            # ``before`` continuing a page is a kept version of the key: go on from there
+            # (the log holds only newer versions of it).
+            row = conn.execute(
+                "SELECT prev_revision FROM history WHERE id = ? AND name = ?", (bound, k)
+            ).fetchone()
+            if row is not None:
+                prev, below, seen = row[0], bound, bound
+            else:
+                rows += conn.execute(
+                    "SELECT l.id, l.created, l.deleted, l.create_revision, l.value, l.time,"
+                    " w.note FROM log AS l LEFT JOIN writers AS w ON w.id = l.writer"
+                    " WHERE l.name = ? AND l.id < ? ORDER BY l.id DESC LIMIT ?",
+                    (k, bound, want),
+                ).fetchall()
+                first = conn.execute(
+                    "SELECT id, prev_revision FROM log WHERE name = ? ORDER BY id LIMIT 1", (k,)
+                ).fetchone()
+                # No version in the log: deleted and compacted, its tombstone is the newest.
+                below, prev = first if first is not None else (_NO_BOUND, 0)
+                seen = first[0] if first is not None else 0
+            if len(rows) < want:
+                chain = conn.execute(
+                    _HISTORY_CHAIN,
+                    {
+                        "key": k,
+                        "prev": prev,
+                        "below": below,
+                        "bound": bound,
+                        "want": want - len(rows),
+                    },
+                ).fetchall()
+                rows += [r for r in chain if r[0] < bound]
+                if chain:
+                    seen = chain[-1][0]
+            more = len(rows) == want
             if more:
                 rows = rows[:limit]
-            (oldest,) = conn.execute(
-                "SELECT MIN(m) FROM (SELECT MIN(id) AS m FROM log WHERE name = ?"
-                " UNION ALL SELECT MIN(id) FROM history WHERE name = ?)",
-                (k, k),
-            ).fetchone()
             entries = [
                 HistoryEntry(
                     rid,
@@ -810,20 +929,33 @@ class SQLiteStore:
                 )
                 for rid, created, deleted, crev, value, when, note in rows
             ]
-            return HistoryPage(entries, entries[-1].revision if more else 0, oldest or 0)
+            # Walked to the end: the oldest kept version is the last one seen (as etcd's
+            # backend, a page with more after it names its own last entry).
+            oldest = entries[-1].revision if more else seen
+            return HistoryPage(entries, entries[-1].revision if more else 0, oldest)
 
         return await self._read(read)
 
+    @staticmethod
+    def _written(conn: sqlite3.Connection, revision: int) -> float | None:
+        """When the newest version at or below ``revision`` still held (log or history)
+        was written (``None``: none held, or written without a note)."""
+        row = conn.execute(
+            "SELECT time FROM (SELECT * FROM (SELECT id, time FROM log WHERE id <= ?1"
+            " ORDER BY id DESC LIMIT 1) UNION ALL SELECT * FROM (SELECT id, time FROM history"
+            " WHERE id <= ?1 ORDER BY id DESC LIMIT 1)) ORDER BY id DESC LIMIT 1",
+            (revision,),
+        ).fetchone()
+        return None if row is None else row[0]
+
     def _floor(self, conn: sqlite3.Connection, cutoff: float) -> int:
-        """The newest revision written before ``cutoff`` (by the notes' times; a revision
-        without a note left counts as old)."""
+        """The newest revision written before ``cutoff`` (by the versions' times; one
+        without a note counts as old)."""
         lo, hi = 0, self._revision
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            row = conn.execute(
-                "SELECT time FROM notes WHERE id <= ? ORDER BY id DESC LIMIT 1", (mid,)
-            ).fetchone()
-            if row is None or row[0] < cutoff:
+            when = self._written(conn, mid)
+            if when is None or when < cutoff:
                 lo = mid
             else:
                 hi = mid - 1
@@ -856,17 +988,12 @@ class SQLiteStore:
                 if cap:
                     doomed.append(("replaced <= ?", (cap,)))
             for where, args in doomed:
-                conn.execute(
-                    f"DELETE FROM notes WHERE id IN (SELECT id FROM history WHERE {where})"
-                    " AND NOT EXISTS (SELECT 1 FROM log WHERE log.id = notes.id)",
-                    args,
-                )
                 conn.execute(f"DELETE FROM history WHERE {where}", args)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return (conn.total_changes - before) // 2
+        return conn.total_changes - before
 
     @staticmethod
     def _size_cap_floor(conn: sqlite3.Connection, max_bytes: int) -> int:
@@ -885,10 +1012,30 @@ class SQLiteStore:
                 break
         return floor
 
-    async def prune_history(self) -> None:
-        """Apply the history policy now (the compactor does it at start and periodically)."""
-        if self._keep_history:
-            await trio.to_thread.run_sync(self._prune, self._writer, limiter=self._writer_limiter)
+    def _nothing_due(self, conn: sqlite3.Connection) -> bool:
+        """Whether a prune would delete nothing, by two index lookups instead of the
+        prune's searches and deletes per resource: the oldest kept replacement is
+        younger than the shortest retention, and no size cap applies. (Resources kept
+        for 0 s gain no rows while the store runs: the prune at open took any out.)"""
+        policy = self.history_policy
+        kept = [s for s in (policy.retention, *(s for _, s in policy.ranges())) if s > 0]
+        if policy.max_bytes > 0 or not kept:
+            return False
+        (oldest,) = conn.execute("SELECT MIN(replaced) FROM history").fetchone()
+        if oldest is None:
+            return True
+        when = self._written(conn, oldest)
+        # Without its note the version counts as old (as in ``_floor``): prune.
+        return when is not None and when >= policy.clock() - min(kept)
+
+    async def prune_history(self, *, when_due: bool = False) -> None:
+        """Apply the history policy now (the compactor does it at start and after each
+        automatic compaction, ``when_due``: only when something is old enough to go)."""
+        if not self._keep_history:
+            return
+        if when_due and await self._read(self._nothing_due):
+            return
+        await trio.to_thread.run_sync(self._prune, self._writer, limiter=self._writer_limiter)
 
     async def _checkpointer(self) -> None:
         conn = _connect(self.path)
