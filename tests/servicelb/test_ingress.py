@@ -123,8 +123,8 @@ async def test_the_service_and_its_slices_follow_the_nodes(client: Client) -> No
         async def address() -> str | None:
             found = await client.list("v1", "services", namespace="kube-system")
             for service in found["items"]:
-                if service["metadata"]["name"] == "kubetrio-ingress":
-                    return (ingress_ips(service) or [None])[0]
+                if service["metadata"]["name"] == "kubetrio-ingress" and ingress_ips(service):
+                    return ingress_ips(service)[0]
             return None
 
         # The allocator gives the Service a pool address like any other.
