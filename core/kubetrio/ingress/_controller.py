@@ -103,6 +103,7 @@ class IngressController:
         """False when this node's identity may not list Secrets (no TLS then)."""
         self.advertised = False
         """Whether this node's Node carries our ports (:data:`HTTP_PORT_ANNOTATION`)."""
+        self._advertise_failed = False
         self._applied = ""
         self._reported: set[tuple[str, str, str]] = set()
         self._synced_ingresses: set[tuple[str, str]] = set()
@@ -134,6 +135,8 @@ class IngressController:
                     self._changed = trio.Event()
                     try:
                         await self.sync()
+                        if not self.advertised:  # failed at start: again at each change
+                            await self._advertise(serving=True)
                     except (NginxError, ClientError, OSError) as exc:
                         # nginx failing to restart, the API unreachable: the next change
                         # tries again; the node agent goes on.
@@ -162,8 +165,10 @@ class IngressController:
             )
         except (ClientError, OSError, httpx.HTTPError) as exc:
             # Ingresses are still served on the node's own address; only the
-            # LoadBalancer Service does not lead here.
-            log.warning("%s: ingress ports not written on its Node: %s", self.node_name, exc)
+            # LoadBalancer Service does not lead here (yet). Said once, not per retry.
+            level = logging.DEBUG if self._advertise_failed else logging.WARNING
+            log.log(level, "%s: ingress ports not written on its Node: %s", self.node_name, exc)
+            self._advertise_failed = True
             return
         self.advertised = serving
 
