@@ -53,7 +53,7 @@ from kubetrio.plugins import PluginManager
 from kubetrio.plugins import load as load_plugins
 from kubetrio.scheduler import USER as scheduler_user
 from kubetrio.scheduler import Scheduler
-from kubetrio.servicelb import ServiceLBController
+from kubetrio.servicelb import IngressLoadBalancer, ServiceLBController
 from kubetrio.simnode import SimulatedNodes
 from kubetrio.store import Store
 
@@ -277,6 +277,7 @@ async def _run_cluster(
                 extra: list[QueueController] = []
                 if lb_pool is not None:
                     extra.append(ServiceLBController(lb_pool))
+                    extra.append(IngressLoadBalancer())  # nginx behind a pool address
                 if tls is not None and tls.ca_file is not None:
                     extra.append(RootCACertPublisher(tls.ca_file.read_text()))
                 manager = ControllerManager(

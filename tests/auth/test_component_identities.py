@@ -175,7 +175,7 @@ async def test_every_controller_has_an_account_with_its_bindings() -> None:
     manager = plugins.load(only=["auth", "rbac", "admission", "storage", "csi", "certificates"])
     manager.configure(config={"auth": {"authorization_mode": "RBAC"}})
     try:
-        names = set(BUILT_IN) | {"servicelb"}
+        names = set(BUILT_IN) | {"servicelb", "ingress-loadbalancer"}
         names |= {
             r.provider.name
             for r in manager.controllers()

@@ -22,6 +22,7 @@ import pytest
 import trio
 
 from kubetrio.cluster import open_local_node
+from kubetrio.ingress import HTTP_PORT_ANNOTATION, HTTPS_PORT_ANNOTATION
 
 from .objects import ingress, path, self_signed, tls_secret
 
@@ -226,6 +227,10 @@ async def test_ingress_on_a_real_node(tmp_path: Path) -> None:
                     break
                 await trio.sleep(0.2)
             assert stored["status"]["loadBalancer"]["ingress"] == [{"ip": internal}]
+            # The node says where its nginx serves (for the ingress's LoadBalancer Service).
+            annotations = node["metadata"].get("annotations") or {}
+            assert annotations.get(HTTP_PORT_ANNOTATION) == str(HTTP_PORT)
+            assert annotations.get(HTTPS_PORT_ANNOTATION) == str(HTTPS_PORT)
 
             # kubectl's columns, as upstream's printer.
             for binary in (str(KUBECTLS / "kubectl.1.27"), str(KUBECTLS / "kubectl.1.33")):

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +26,8 @@ pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.slow]
 
 BACKENDS = {"web-1": 1, "web-2": 2, "web-3": 3}
 CLIENTS = {"client-1": 1, "client-2": 2, "client-3": 3}
+KUBECTLS = Path(os.path.realpath(shutil.which("kubectl") or "/nonexistent")).parent
+"""Where kubectl 1.27 and 1.33 are installed, beside ``kubectl``."""
 REQUESTS = 30
 """Connections per check: with three backends picked at random, the chance that one of
 them sees none of 30 is 3 * (2/3)^30, about 1.5e-5."""
@@ -305,44 +311,57 @@ def test_local_traffic_policies_keep_traffic_on_nodes_with_endpoints(
     assert not cluster.reaches("client-1", f"http://{ip}/")
 
 
+def web_ingress(name: str, host: str, backend: str) -> dict[str, Any]:
+    """An Ingress sending every path of ``host`` to Service ``backend``'s ``http`` port."""
+    path = {
+        "path": "/",
+        "pathType": "Prefix",
+        "backend": {"service": {"name": backend, "port": {"name": "http"}}},
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name},
+        "spec": {"rules": [{"host": host, "http": {"paths": [path]}}]},
+    }
+
+
+def ingress_lb_address(cluster: LocalCluster) -> str:
+    """The address the pool gave ``kube-system/kubetrio-ingress`` (waited for)."""
+
+    def address() -> str | None:
+        found = cluster.run_kubectl(
+            "get", "service", "-n", "kube-system", "kubetrio-ingress", "-o", "json"
+        )
+        if found.returncode != 0:
+            return None  # not made yet: made once a node's nginx serves
+        status = json.loads(found.stdout).get("status") or {}
+        ips = [i.get("ip") for i in (status.get("loadBalancer") or {}).get("ingress") or []]
+        return ips[0] if ips else None
+
+    return str(wait_for("the ingress LoadBalancer's address", address))
+
+
+def ingress_status(cluster: LocalCluster, name: str) -> list[str]:
+    status = cluster.get("ingress", name).get("status") or {}
+    return [str(i.get("ip")) for i in (status.get("loadBalancer") or {}).get("ingress") or []]
+
+
 def test_ingress_on_every_node(cluster: LocalCluster) -> None:
     # Every node's nginx (its agent acting as system:node:<name>) serves the Ingress on
     # port 80 of its own address, to backends on all three nodes.
     cluster.apply(service("web-ing"))
-    ingress = {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": {"name": "web"},
-        "spec": {
-            "rules": [
-                {
-                    "host": "web.test",
-                    "http": {
-                        "paths": [
-                            {
-                                "path": "/",
-                                "pathType": "Prefix",
-                                "backend": {
-                                    "service": {"name": "web-ing", "port": {"name": "http"}}
-                                },
-                            }
-                        ]
-                    },
-                }
-            ]
-        },
-    }
-    cluster.apply(ingress)
+    cluster.apply(web_ingress("web", "web.test", "web-ing"))
     # DefaultIngressClass admission gave it the built-in class.
     assert cluster.get("ingress", "web")["spec"]["ingressClassName"] == "kubetrio-nginx"
     nodes = [cluster.node_ip(i) for i in (1, 2, 3)]
-
-    def addresses() -> bool:
-        status = cluster.get("ingress", "web").get("status") or {}
-        found = {i.get("ip") for i in (status.get("loadBalancer") or {}).get("ingress") or []}
-        return found == set(nodes)
-
-    wait_for("every node's address in the Ingress's status", addresses, timeout=60)
+    # The cluster has an address pool: the Ingress shows the LoadBalancer's address.
+    lb_ip = ingress_lb_address(cluster)
+    wait_for(
+        "the LoadBalancer address in the Ingress's status",
+        lambda: ingress_status(cluster, "web") == [lb_ip],
+        timeout=60,
+    )
     for index, address in ((1, nodes[1]), (2, nodes[2]), (3, nodes[0])):
 
         def answers(index: int = index, address: str = address) -> set[str]:
@@ -359,3 +378,59 @@ def test_ingress_on_every_node(cluster: LocalCluster) -> None:
             lambda: answers() == set(BACKENDS),
             timeout=60,
         )
+
+
+def test_ingress_through_its_load_balancer_address(cluster: LocalCluster) -> None:
+    """``kube-system/kubetrio-ingress``: a pool address whose endpoints are every node's
+    nginx (from the nodes' annotations), reached from the underlay on 80 and 443, and
+    shown as the Ingress's ADDRESS."""
+    cluster.apply(service("web-lb-ing"))
+    cluster.apply(web_ingress("web-lb", "lb.test", "web-lb-ing"))
+    lb_ip = ingress_lb_address(cluster)
+    slices = cluster.get(
+        "endpointslices", "-n", "kube-system", "-l", "kubernetes.io/service-name=kubetrio-ingress"
+    )["items"]
+    served = {
+        (e["nodeName"], e["addresses"][0])
+        for s in slices
+        for e in s["endpoints"]
+        if e["conditions"]["ready"]
+    }
+    assert served == {(cluster.node(i), cluster.node_ip(i)) for i in (1, 2, 3)}
+    assert {(p["name"], p["port"]) for s in slices for p in s["ports"]} == {
+        ("http", 80),
+        ("https", 443),
+    }
+
+    # The host on the underlay: ARP finds the announcing node, its proxy sends the
+    # connection to some node's nginx, which picks a backend.
+    def answers() -> set[str]:
+        seen = set()
+        for _ in range(REQUESTS):
+            fetched = subprocess.run(
+                ["busybox", "wget", "-q", "-O", "-", "--header", "Host: lb.test",
+                 f"http://{lb_ip}/"],
+                capture_output=True, text=True, timeout=10,
+            )  # fmt: skip
+            seen.add(fetched.stdout.strip())
+        return seen
+
+    assert wait_for("every backend through the LoadBalancer", lambda: answers() == set(BACKENDS))
+    # 443 leads to nginx too (its TLS listener: no certificate for a bare address).
+    with socket.create_connection((lb_ip, 443), timeout=5):
+        pass
+
+    kubectl = str(KUBECTLS / "kubectl.1.33")
+
+    def address_column() -> str | None:
+        printed = subprocess.run(
+            [kubectl, f"--kubeconfig={cluster.kubeconfig}", "get", "ingress", "web-lb"],
+            capture_output=True, text=True, timeout=30,
+        ).stdout.splitlines()  # fmt: skip
+        if len(printed) != 2:
+            return None
+        header, row = printed[0].split(), printed[1].split()
+        assert header == ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
+        return row[3] if row[3] == lb_ip else None
+
+    assert wait_for("the LoadBalancer address in kubectl's ADDRESS column", address_column)

@@ -12,7 +12,7 @@ import trio
 
 from kubetrio.apiserver import RunningApiServer, open_apiserver
 from kubetrio.client import Client
-from kubetrio.controllers import ControllerManager
+from kubetrio.controllers import ControllerManager, QueueController
 from kubetrio.servicelb import ServiceLBController
 from kubetrio.store import open_store
 
@@ -30,15 +30,19 @@ def client(apiserver: RunningApiServer) -> Client:
 
 @asynccontextmanager
 async def running_manager(
-    client: Client, lb_pool: str | None, *, controllers: tuple[str, ...] = ()
+    client: Client,
+    lb_pool: str | None,
+    *,
+    controllers: tuple[str, ...] = (),
+    extra: tuple[QueueController, ...] = (),
 ) -> AsyncIterator[ControllerManager]:
-    """A controller manager with the allocator (and ``controllers``), leading."""
+    """A controller manager with the allocator (and ``controllers``, ``extra``), leading."""
     async with trio.open_nursery() as nursery:
         manager = ControllerManager(
             client,
             identity="servicelb-test",
             controllers=controllers,
-            extra=[ServiceLBController(lb_pool)] if lb_pool is not None else [],
+            extra=[*([ServiceLBController(lb_pool)] if lb_pool is not None else []), *extra],
         )
         await nursery.start(manager.run)
         with trio.fail_after(10):

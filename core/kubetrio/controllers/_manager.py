@@ -97,6 +97,7 @@ SERVICE_ACCOUNTS: dict[str, str] = {
     "statefulset": "statefulset-controller",
     "nodelifecycle": "node-controller",
     "servicelb": "service-controller",
+    "ingress-loadbalancer": "ingress-loadbalancer-controller",
     "disruption": "disruption-controller",
     "horizontalpodautoscaling": "horizontal-pod-autoscaler",
     "root-ca-cert-publisher": "root-ca-cert-publisher",

@@ -10,11 +10,18 @@ configuration (:mod:`._render`) and runs nginx from the agent's state folder
     controller = IngressController(client, "node1", state_dir, http_port=80, https_port=443)
     await nursery.start(controller.run)
 
+Each node that serves puts its ports on its own Node (:data:`HTTP_PORT_ANNOTATION`);
+where there is an address pool, :mod:`kubetrio.servicelb` makes the LoadBalancer Service
+:data:`LB_SERVICE` lead to every such node's nginx, and Ingresses show its address.
+
 Upstreams are the Services' ready endpoints (pod addresses, reached through the node's
 pod network), not the ClusterIP, as ingress-nginx does.
 """
 
 from ._controller import COMPONENT as COMPONENT
+from ._controller import HTTP_PORT_ANNOTATION as HTTP_PORT_ANNOTATION
+from ._controller import HTTPS_PORT_ANNOTATION as HTTPS_PORT_ANNOTATION
+from ._controller import LB_SERVICE as LB_SERVICE
 from ._controller import IngressController as IngressController
 from ._nginx import NGINX as NGINX
 from ._nginx import Nginx as Nginx

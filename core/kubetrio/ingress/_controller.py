@@ -12,6 +12,12 @@ EndpointSlices and ``kubernetes.io/tls`` Secrets; on any change (coalesced over
   of Nodes that no longer exist are dropped);
 * what the plan found wrong (a missing Service, no ready endpoints, a missing TLS Secret,
   a refused value) becomes a Warning Event on the Ingress, once per new problem.
+
+Once nginx serves, the controller annotates its own Node with its ports
+(:data:`HTTP_PORT_ANNOTATION`, :data:`HTTPS_PORT_ANNOTATION`) and removes them when it
+stops: the controller manager builds the endpoints of the ``kube-system/kubetrio-ingress``
+LoadBalancer Service from them (:mod:`kubetrio.servicelb`), so a node writes nothing but
+its own Node, which the Node authorizer and NodeRestriction already allow.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 
 from kubetrio.client import (
@@ -42,6 +49,10 @@ COMPONENT = "kubetrio-ingress"
 """The Events' ``source.component``."""
 LB_SERVICE = ("kube-system", "kubetrio-ingress")
 """A LoadBalancer Service whose addresses, when it has some, are the Ingresses' address."""
+HTTP_PORT_ANNOTATION = "ingress.kubetrio.io/http-port"
+"""On a Node: the port its nginx serves Ingresses on over HTTP (set while it serves)."""
+HTTPS_PORT_ANNOTATION = "ingress.kubetrio.io/https-port"
+"""On a Node: the port its nginx serves Ingresses on over HTTPS."""
 
 
 class IngressController:
@@ -90,6 +101,9 @@ class IngressController:
         """Configurations nginx accepted (tests wait on it)."""
         self.secrets_readable = True
         """False when this node's identity may not list Secrets (no TLS then)."""
+        self.advertised = False
+        """Whether this node's Node carries our ports (:data:`HTTP_PORT_ANNOTATION`)."""
+        self._advertise_failed = False
         self._applied = ""
         self._reported: set[tuple[str, str, str]] = set()
         self._synced_ingresses: set[tuple[str, str]] = set()
@@ -113,6 +127,7 @@ class IngressController:
                 await self.sync()
                 if self.nginx.pid is None:
                     raise NginxError(f"nginx did not start: {self.nginx.error_tail()}")
+                await self._advertise(serving=True)
                 task_status.started()
                 while True:
                     await self._changed.wait()
@@ -120,13 +135,42 @@ class IngressController:
                     self._changed = trio.Event()
                     try:
                         await self.sync()
+                        if not self.advertised:  # failed at start: again at each change
+                            await self._advertise(serving=True)
                     except (NginxError, ClientError, OSError) as exc:
                         # nginx failing to restart, the API unreachable: the next change
                         # tries again; the node agent goes on.
                         log.error("ingress sync failed on %s: %s", self.node_name, exc)
         finally:
             with trio.CancelScope(shield=True):
-                await self.nginx.stop()
+                try:
+                    if self.advertised:
+                        # Off the LoadBalancer first. Short: when the API server went
+                        # first, nobody would read it anyway.
+                        with trio.move_on_after(2):
+                            await self._advertise(serving=False)
+                finally:
+                    await self.nginx.stop()
+
+    async def _advertise(self, *, serving: bool) -> None:
+        """Put this node's ingress ports on its Node (``serving``), or take them off."""
+        ports = (self.layout.http_port, self.layout.https_port)
+        annotations = {
+            HTTP_PORT_ANNOTATION: str(ports[0]) if serving else None,
+            HTTPS_PORT_ANNOTATION: str(ports[1]) if serving else None,
+        }
+        try:
+            await self.client.patch(
+                "v1", "nodes", self.node_name, {"metadata": {"annotations": annotations}}
+            )
+        except (ClientError, OSError, httpx.HTTPError) as exc:
+            # Ingresses are still served on the node's own address; only the
+            # LoadBalancer Service does not lead here (yet). Said once, not per retry.
+            level = logging.DEBUG if self._advertise_failed else logging.WARNING
+            log.log(level, "%s: ingress ports not written on its Node: %s", self.node_name, exc)
+            self._advertise_failed = True
+            return
+        self.advertised = serving
 
     async def sync(self) -> None:
         """Render, check and load the configuration; then statuses and Events."""

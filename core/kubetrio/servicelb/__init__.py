@@ -12,6 +12,10 @@ Two parts, as k3s' ServiceLB and MetalLB in L2 mode split them:
       announcer = ServiceLBAnnouncer(client, "node1")
       await nursery.start(announcer.run)
 
+With a pool, the controller manager also runs :class:`IngressLoadBalancer`
+(:mod:`._ingress`): the ``kube-system/kubetrio-ingress`` LoadBalancer Service, whose
+endpoints are the nginx of every node that serves Ingresses.
+
 Services with ``spec.loadBalancerClass`` other than :data:`LB_CLASS` are left to
 whatever implements that class.
 """
@@ -23,6 +27,10 @@ from ._announcer import node_is_ready as node_is_ready
 from ._announcer import plan as plan
 from ._garp import garp_frame as garp_frame
 from ._garp import send_garp as send_garp
+from ._ingress import IngressLoadBalancer as IngressLoadBalancer
+from ._ingress import ingress_ports as ingress_ports
+from ._ingress import ingress_service as ingress_service
+from ._ingress import ingress_slices as ingress_slices
 from ._pool import AddressPool as AddressPool
 from ._service import IP_MODE as IP_MODE
 from ._service import LB_CLASS as LB_CLASS
