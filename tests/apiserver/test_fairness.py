@@ -14,7 +14,7 @@ import httpx
 import pytest
 import trio
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from kubetrio import plugins
 from kubetrio.apiserver import RunningApiServer, merge_kubeconfig, open_apiserver
@@ -103,7 +103,8 @@ async def limit_flooder(
     async def classified() -> bool:
         headers = FLOOD if user == "flooder" else {}  # else anonymous
         answer = await http.get("/api/v1/namespaces/default/configmaps", headers=headers)
-        return answer.headers.get("x-kubernetes-pf-flowschema-uid") == created["metadata"]["uid"]
+        uid: str = created["metadata"]["uid"]
+        return bool(answer.headers.get("x-kubernetes-pf-flowschema-uid") == uid)
 
     await wait_for(classified)
 
@@ -399,8 +400,8 @@ async def test_kubectl_and_the_python_client_see_a_clean_429(
     refused = await trio.to_thread.run_sync(_python_client_sees_429, apiserver.url)
     assert refused.status == 429
     assert refused.reason == "Too Many Requests"
-    assert refused.headers["Retry-After"] == "1"
-    body = json.loads(refused.body)
+    assert refused.headers is not None and refused.headers["Retry-After"] == "1"
+    body = json.loads(refused.body or "")
     assert (body["reason"], body["message"]) == (
         "TooManyRequests",
         "Too many requests, please try again later.",
