@@ -42,7 +42,7 @@ import httpx
 import trio
 
 from kubetrio import plugins
-from kubetrio.apiserver import open_apiserver, raise_fd_limit
+from kubetrio.apiserver import ServerLimits, open_apiserver, raise_fd_limit
 from kubetrio.store import open_store
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
@@ -58,7 +58,7 @@ def tokens(nodes: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def serve(data_dir: str, nodes: int) -> None:
+async def serve(data_dir: str, nodes: int, limits: ServerLimits) -> None:
     """The server process: print the port, serve until killed."""
     raise_fd_limit()
     path = os.path.join(data_dir, "tokens.csv")
@@ -68,7 +68,7 @@ async def serve(data_dir: str, nodes: int) -> None:
     manager.configure(config={"auth": {"token_auth_file": path}})
     async with (
         open_store(f"sqlite://{data_dir}/state.db", wal_preallocate=0) as store,
-        open_apiserver(store, plugins=manager) as running,
+        open_apiserver(store, plugins=manager, limits=limits) as running,
     ):
         print(running.port, flush=True)
         await trio.sleep_forever()
@@ -279,8 +279,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit()
     me = [sys.executable, __file__]
     with tempfile.TemporaryDirectory() as tmp:
+        limits = [str(args.max_requests_inflight), str(args.max_mutating_requests_inflight)]
+        apf = [] if args.apf else ["--no-apf"]
         server = subprocess.Popen(
-            [*me, "--serve", tmp, str(args.nodes)], stdout=subprocess.PIPE, text=True
+            [*me, "--serve", tmp, str(args.nodes), *limits, *apf],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             assert server.stdout is not None
@@ -306,6 +310,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             server.wait()
     answered = flooded["ok"] + flooded["rejected_apf"] + flooded["rejected_gate"] + flooded["other"]
     return {
+        "apf": args.apf,
+        "max_requests_inflight": args.max_requests_inflight,
+        "max_mutating_requests_inflight": args.max_mutating_requests_inflight,
         "list_capacity_per_s": round(list_capacity, 1),
         "flood_target_per_s": args.rate,
         "flood_connections": args.connections,
@@ -345,11 +352,25 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--calibrate", type=float, default=4.0)
     parser.add_argument("--configmaps", type=int, default=50)
-    parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
+    defaults = ServerLimits()
+    parser.add_argument("--max-requests-inflight", type=int, default=defaults.max_requests_inflight)
+    parser.add_argument(
+        "--max-mutating-requests-inflight",
+        type=int,
+        default=defaults.max_mutating_requests_inflight,
+    )
+    parser.add_argument("--no-apf", dest="apf", action="store_false", help="APF off")
+    parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--flood", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        trio.run(serve, args.serve[0], int(args.serve[1]))
+        data_dir, nodes, reading, mutating = args.serve
+        limits = ServerLimits(
+            max_requests_inflight=int(reading),
+            max_mutating_requests_inflight=int(mutating),
+            enable_priority_and_fairness=args.apf,
+        )
+        trio.run(serve, data_dir, int(nodes), limits)
     elif args.flood:
         port, rate, connections, seconds = args.flood
         trio.run(flood, int(port), float(rate), int(connections), float(seconds))
