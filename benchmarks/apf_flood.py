@@ -317,7 +317,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit()
     me = [sys.executable, __file__]
     with tempfile.TemporaryDirectory() as tmp:
-        limits = [str(args.max_requests_inflight), str(args.max_mutating_requests_inflight)]
+        limits = [
+            str(args.max_requests_inflight),
+            str(args.max_mutating_requests_inflight),
+            str(args.max_requests_inflight_per_client),
+        ]
         apf = [] if args.apf else ["--no-apf"]
         server = subprocess.Popen(
             [*me, "--serve", tmp, str(args.nodes), *limits, *apf],
@@ -355,6 +359,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "apf": args.apf,
         "max_requests_inflight": args.max_requests_inflight,
         "max_mutating_requests_inflight": args.max_mutating_requests_inflight,
+        "max_requests_inflight_per_client": args.max_requests_inflight_per_client,
         "list_capacity_per_s": round(list_capacity, 1),
         "flood_target_per_s": args.rate,
         "flood_connections": args.connections,
@@ -404,14 +409,20 @@ if __name__ == "__main__":
         default=defaults.max_mutating_requests_inflight,
     )
     parser.add_argument("--no-apf", dest="apf", action="store_false", help="APF off")
-    parser.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--max-requests-inflight-per-client",
+        type=int,
+        default=defaults.max_requests_inflight_per_client,
+    )
+    parser.add_argument("--serve", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--flood", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        data_dir, nodes, reading, mutating = args.serve
+        data_dir, nodes, reading, mutating, per_client = args.serve
         limits = ServerLimits(
             max_requests_inflight=int(reading),
             max_mutating_requests_inflight=int(mutating),
+            max_requests_inflight_per_client=int(per_client),
             enable_priority_and_fairness=args.apf,
         )
         trio.run(serve, data_dir, int(nodes), limits)

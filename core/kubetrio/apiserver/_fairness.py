@@ -615,9 +615,11 @@ class Fairness:
         self.enabled = enabled
         self.total_seats = total_seats
         self.queue_wait = QUEUE_WAIT_SECONDS
-        self.config = Configuration([], [], total_seats)
-        self._schemas: list[dict[str, Any]] = []
-        self._levels: list[dict[str, Any]] = []
+        # Until the stored objects are read (``run``): the bootstrap ones, without uids.
+        bootstrap = bootstrap_objects()
+        self._schemas = [obj for resource, _, obj in bootstrap if resource == "flowschemas"]
+        self._levels = [obj for resource, _, obj in bootstrap if resource != "flowschemas"]
+        self.config = Configuration(self._schemas, self._levels, total_seats)
 
     def configure(
         self, schemas: Sequence[dict[str, Any]], levels: Sequence[dict[str, Any]]
