@@ -26,6 +26,8 @@ objects:
 * **long-running requests** — exec, attach, port-forward, proxy and ``log`` are not
   counted (upstream skips them); a watch holds its seat only while its handler sets it up,
   not while it streams (upstream's "watch initialization" seats).
+* **in-process callers** — the cluster's own components calling the handler without a
+  socket are not held, as the connection gate does not hold them (``_connlimits``).
 
 Each classified response carries ``X-Kubernetes-PF-FlowSchema-UID`` and
 ``X-Kubernetes-PF-PriorityLevel-UID``. The configuration objects — upstream's mandatory and
@@ -639,8 +641,15 @@ class Fairness:
     ) -> AsyncIterator[None]:
         """Hold a seat of the request's priority level for the block (waiting in its
         flow's queue when the level is busy); raises the 429 when refused."""
+        if not self.enabled or request.loopback or request.user is not None:
+            # In-process callers (the loopback client, the cluster's own controllers,
+            # scheduler and nodes) use no socket: like the connection gate, APF is for
+            # clients from outside. They would otherwise get 429s the in-process client
+            # does not retry, and holding them back frees nothing they do not also use.
+            yield
+            return
         attrs = attributes_of(request, target, path)
-        if not self.enabled or (attrs.verb != "watch" and is_long_running(request)):
+        if attrs.verb != "watch" and is_long_running(request):
             yield
             return
         config = self.config
