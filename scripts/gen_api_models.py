@@ -58,6 +58,7 @@ MODULES: dict[str, str] = {
     "io.k8s.api.events.v1": "events_v1",
     "io.k8s.api.certificates.v1": "certificates_v1",
     "io.k8s.api.scheduling.v1": "scheduling_v1",
+    "io.k8s.api.flowcontrol.v1": "flowcontrol_v1",
     "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1": "apiregistration_v1",
     "io.k8s.apimachinery.pkg.apis.meta.v1": "meta_v1",
     "io.k8s.apimachinery.pkg.version": "version",
@@ -82,6 +83,7 @@ GROUP_VERSIONS: dict[str, tuple[str, str]] = {
     "/apis/events.k8s.io/v1/": ("events.k8s.io", "v1"),
     "/apis/certificates.k8s.io/v1/": ("certificates.k8s.io", "v1"),
     "/apis/scheduling.k8s.io/v1/": ("scheduling.k8s.io", "v1"),
+    "/apis/flowcontrol.apiserver.k8s.io/v1/": ("flowcontrol.apiserver.k8s.io", "v1"),
     "/apis/apiregistration.k8s.io/v1/": ("apiregistration.k8s.io", "v1"),
 }
 

@@ -111,6 +111,7 @@ GROUP_ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("scheduling.k8s.io", ("v1",)),
     ("coordination.k8s.io", ("v1",)),
     ("discovery.k8s.io", ("v1",)),
+    ("flowcontrol.apiserver.k8s.io", ("v1",)),
 )
 
 

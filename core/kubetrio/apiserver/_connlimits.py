@@ -21,7 +21,8 @@ So:
   request at once, as all real ones do, get in even while slow ones fill the cap. When
   no connection is in its headers, the new one gets that 503 and is closed at once.
 * **in-flight caps** — upstream's ``--max-requests-inflight`` (non-mutating) and
-  ``--max-mutating-requests-inflight``, over all clients, and
+  ``--max-mutating-requests-inflight``, over all clients (only with
+  ``enable_priority_and_fairness`` off: else ``_fairness`` shares their sum), and
   ``max_requests_inflight_per_client`` per remote address; a request beyond any gets 429
   "Too many requests, please try again later." with ``Retry-After: 1``, as
   kube-apiserver's max-in-flight filter answers. 0 turns a cap off.
@@ -79,6 +80,10 @@ class ServerLimits:
     max_requests_inflight: int = 400
     max_mutating_requests_inflight: int = 200
     max_requests_inflight_per_client: int = 200
+    enable_priority_and_fairness: bool = True
+    """API Priority and Fairness (``_fairness``) shares the two in-flight caps' sum among
+    its priority levels, as kube-apiserver's ``--enable-priority-and-fairness``; this
+    gate then leaves those two caps to it (the per-client cap stays)."""
 
 
 def raise_fd_limit() -> tuple[int, int]:
@@ -217,10 +222,13 @@ class ConnectionGate:
             return
         limits = self.limits
         mutating = request.method in MUTATING_METHODS
-        over = (
-            0 < limits.max_requests_inflight_per_client <= self.inflight[client]
-            or (mutating and 0 < limits.max_mutating_requests_inflight <= self.mutating)
-            or (not mutating and 0 < limits.max_requests_inflight <= self.reading)
+        global_caps = not limits.enable_priority_and_fairness
+        over = 0 < limits.max_requests_inflight_per_client <= self.inflight[client] or (
+            global_caps
+            and (
+                (mutating and 0 < limits.max_mutating_requests_inflight <= self.mutating)
+                or (not mutating and 0 < limits.max_requests_inflight <= self.reading)
+            )
         )
         if over:
             yield _refusal(429, TOO_MANY_REQUESTS)

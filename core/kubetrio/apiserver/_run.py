@@ -18,6 +18,7 @@ from ._apiservices import ensure_local_api_services
 from ._audit import AuditLog
 from ._connlimits import ConnectionGate, ServerLimits
 from ._crds import CustomResources, info_of_definition
+from ._fairness import ensure_bootstrap_configuration
 from ._http import serve_http
 from ._limits import freeze_heap
 from ._namespaces import NamespaceFinalizer, ensure_system_namespaces
@@ -68,13 +69,19 @@ async def open_apiserver(
     await ensure_local_api_services(api.registry, api.scheme)
     await ensure_system_priority_classes(api.registry, api.scheme)
     await ensure_builtin_ingress_class(api.registry, api.scheme)
+    await ensure_bootstrap_configuration(api.registry, api.scheme)
+    limits = limits or ServerLimits()
+    seats = limits.max_requests_inflight + limits.max_mutating_requests_inflight
+    api.fairness.enabled = limits.enable_priority_and_fairness and seats > 0
+    api.fairness.resize(seats)
     finalizer = NamespaceFinalizer(api.registry, api.scheme)
     api.on_namespace_deleted = finalizer.poke
     async with trio.open_nursery() as nursery:
         await nursery.start(CustomResources(api.registry, api.scheme).run)
         await nursery.start(finalizer.run)
         await nursery.start(api.resource_metrics.run)
-        gate = ConnectionGate(limits or ServerLimits())
+        await nursery.start(api.fairness.run, api.registry, api.scheme)
+        gate = ConnectionGate(limits)
         context = tls.server_context() if tls is not None else None
         listeners = await nursery.start(
             partial(serve_http, api.handle, host=host, port=port, gate=gate, ssl_context=context)

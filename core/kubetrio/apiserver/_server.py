@@ -46,6 +46,7 @@ from . import (
     _corrupt,
     _crds,
     _eviction,
+    _fairness,
     _history,
     _limits,
     _managed,
@@ -152,6 +153,8 @@ class ApiServer:
         """Where requests are audited (``_audit``); None: not audited."""
         self.object_counts = _prom.ObjectCounts()
         """When ``/metrics`` counts the stored objects again."""
+        self.fairness = _fairness.Fairness()
+        """API Priority and Fairness (``_fairness``): seats per priority level, fair queues."""
         self.resource_metrics = ResourceMetrics(
             self.registry, self.scheme, lambda: (self.kubelet_tls, self.kubelet_token)
         )
@@ -176,6 +179,8 @@ class ApiServer:
         weight = _limits.WEIGHT.set(len(request.body))
         warnings: list[str] = []
         token = _ADMISSION_WARNINGS.set(warnings)
+        flow_headers: list[tuple[str, str]] = []  # APF's (_fairness)
+        flow_token = _fairness.HEADERS.set(flow_headers)
         try:
             try:
                 try:
@@ -193,8 +198,10 @@ class ApiServer:
                 )
         finally:
             _ADMISSION_WARNINGS.reset(token)
+            _fairness.HEADERS.reset(flow_token)
             _limits.WEIGHT.reset(weight)
             _validation.forget_predecoded()
+        response.headers.extend(flow_headers)
         if warnings:
             response.headers.extend(_warning_headers(warnings))
         return response
@@ -212,6 +219,12 @@ class ApiServer:
         user = self._authenticate(request)
         _audit.note_user(user)
         target = parse_resource_path(self.scheme, path)
+        async with self.fairness.seat(request, user, target, path):  # APF: may wait, or 429
+            return await self._classified(request, path, user, target)
+
+    async def _classified(
+        self, request: Request, path: str, user: UserInfo, target: ResourcePath | None
+    ) -> Response:
         if target is None:
             self._authorize(user, AuthorizationAttributes(verb=request.method.lower(), path=path))
             if path in (OPENID_CONFIGURATION_PATH, JWKS_PATH) and request.method == "GET":

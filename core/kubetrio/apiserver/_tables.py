@@ -76,6 +76,20 @@ def _path(obj: Any, *parts: str, default: Any = None) -> Any:
     return default if obj is None else obj
 
 
+def _flow_schema_dangling(schema: KubeObject) -> str:
+    """MissingPL as kubectl prints it: the ``Dangling`` condition's status, else ``?``."""
+    for condition in _path(schema, "status", "conditions", default=None) or ():
+        if condition.get("type") == "Dangling":
+            return str(condition.get("status", "?"))
+    return "?"
+
+
+def _queuing(level: KubeObject, field: str) -> Any:
+    """A queuing setting of a PriorityLevelConfiguration, ``<none>`` when it rejects."""
+    queuing = _path(level, "spec", "limited", "limitResponse", "queuing", default=None)
+    return "<none>" if not queuing else queuing.get(field, "<none>")
+
+
 def _none(value: Any) -> str:
     return "<none>" if value in (None, "", []) else str(value)
 
@@ -674,6 +688,36 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Requestor", "string", 0, lambda c: _path(c, "spec", "username", default="")),
         ("RequestedDuration", "string", 0, lambda c: _requested_duration(c)),
         ("Condition", "string", 0, lambda c: _csr_condition(c)),
+    ],
+    ("flowcontrol.apiserver.k8s.io", "flowschemas"): [
+        (
+            "PriorityLevel",
+            "string",
+            0,
+            lambda f: _path(f, "spec", "priorityLevelConfiguration", "name", default=""),
+        ),
+        ("MatchingPrecedence", "string", 0, lambda f: _path(f, "spec", "matchingPrecedence")),
+        (
+            "DistinguisherMethod",
+            "string",
+            0,
+            lambda f: _path(f, "spec", "distinguisherMethod", "type", default="<none>"),
+        ),
+        ("Age", "string", 0, _age),
+        ("MissingPL", "string", 0, _flow_schema_dangling),
+    ],
+    ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations"): [
+        ("Type", "string", 0, lambda p: _path(p, "spec", "type", default="")),
+        (
+            "NominalConcurrencyShares",
+            "string",
+            0,
+            lambda p: _path(p, "spec", "limited", "nominalConcurrencyShares", default="<none>"),
+        ),
+        ("Queues", "string", 0, lambda p: _queuing(p, "queues")),
+        ("HandSize", "string", 0, lambda p: _queuing(p, "handSize")),
+        ("QueueLengthLimit", "string", 0, lambda p: _queuing(p, "queueLengthLimit")),
+        ("Age", "string", 0, _age),
     ],
     ("apiregistration.k8s.io", "apiservices"): [
         ("Service", "string", 0, lambda a: _api_service_backend(a)),

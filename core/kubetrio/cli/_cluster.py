@@ -159,13 +159,21 @@ def server(
         min=0,
         show_default="400",
         help="Most non-mutating requests in flight, of all clients (watches and streams "
-        "not counted); one more gets 429; 0: no limit.",
+        "not counted); one more gets 429; 0: no limit. With priority and fairness, the "
+        "sum of this and the next is shared among the priority levels.",
     ),
     max_mutating_requests_inflight: int | None = typer.Option(
         None,
         min=0,
         show_default="200",
         help="Most mutating requests in flight, of all clients; 0: no limit.",
+    ),
+    enable_priority_and_fairness: bool | None = typer.Option(
+        None,
+        "--enable-priority-and-fairness/--disable-priority-and-fairness",
+        show_default="enabled",
+        help="API Priority and Fairness: requests classified by the FlowSchemas, seats "
+        "per priority level, fair queues per flow, 429 when a level's queues are full.",
     ),
     max_requests_inflight_per_client: int | None = typer.Option(
         None,
@@ -201,6 +209,7 @@ def server(
         "max_requests_inflight": max_requests_inflight,
         "max_mutating_requests_inflight": max_mutating_requests_inflight,
         "max_requests_inflight_per_client": max_requests_inflight_per_client,
+        "enable_priority_and_fairness": enable_priority_and_fairness,
     }
     limits = dataclasses.replace(
         ServerLimits(), **{key: value for key, value in given.items() if value is not None}

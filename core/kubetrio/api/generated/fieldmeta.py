@@ -1029,6 +1029,65 @@ FIELDS: dict[str, dict[str, F]] = {
         'items': F(ref='io.k8s.api.events.v1.Event', container='list'),
         'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta'),
     },
+    'io.k8s.api.flowcontrol.v1.FlowSchema': {
+        'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta'),
+        'spec': F(ref='io.k8s.api.flowcontrol.v1.FlowSchemaSpec'),
+        'status': F(ref='io.k8s.api.flowcontrol.v1.FlowSchemaStatus'),
+    },
+    'io.k8s.api.flowcontrol.v1.FlowSchemaList': {
+        'items': F(ref='io.k8s.api.flowcontrol.v1.FlowSchema', container='list'),
+        'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta'),
+    },
+    'io.k8s.api.flowcontrol.v1.FlowSchemaSpec': {
+        'distinguisherMethod': F(ref='io.k8s.api.flowcontrol.v1.FlowDistinguisherMethod'),
+        'priorityLevelConfiguration': F(ref='io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationReference'),
+        'rules': F(ref='io.k8s.api.flowcontrol.v1.PolicyRulesWithSubjects', container='list', list_type='atomic'),
+    },
+    'io.k8s.api.flowcontrol.v1.FlowSchemaStatus': {
+        'conditions': F(ref='io.k8s.api.flowcontrol.v1.FlowSchemaCondition', container='list', merge_key='type', patch_strategy=('merge',), list_type='map', list_map_keys=('type',)),
+    },
+    'io.k8s.api.flowcontrol.v1.LimitResponse': {
+        'queuing': F(ref='io.k8s.api.flowcontrol.v1.QueuingConfiguration'),
+    },
+    'io.k8s.api.flowcontrol.v1.LimitedPriorityLevelConfiguration': {
+        'limitResponse': F(ref='io.k8s.api.flowcontrol.v1.LimitResponse'),
+    },
+    'io.k8s.api.flowcontrol.v1.NonResourcePolicyRule': {
+        'nonResourceURLs': F(container='list', list_type='set'),
+        'verbs': F(container='list', list_type='set'),
+    },
+    'io.k8s.api.flowcontrol.v1.PolicyRulesWithSubjects': {
+        'nonResourceRules': F(ref='io.k8s.api.flowcontrol.v1.NonResourcePolicyRule', container='list', list_type='atomic'),
+        'resourceRules': F(ref='io.k8s.api.flowcontrol.v1.ResourcePolicyRule', container='list', list_type='atomic'),
+        'subjects': F(ref='io.k8s.api.flowcontrol.v1.Subject', container='list', list_type='atomic'),
+    },
+    'io.k8s.api.flowcontrol.v1.PriorityLevelConfiguration': {
+        'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta'),
+        'spec': F(ref='io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationSpec'),
+        'status': F(ref='io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationStatus'),
+    },
+    'io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationList': {
+        'items': F(ref='io.k8s.api.flowcontrol.v1.PriorityLevelConfiguration', container='list'),
+        'metadata': F(ref='io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta'),
+    },
+    'io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationSpec': {
+        'exempt': F(ref='io.k8s.api.flowcontrol.v1.ExemptPriorityLevelConfiguration'),
+        'limited': F(ref='io.k8s.api.flowcontrol.v1.LimitedPriorityLevelConfiguration'),
+    },
+    'io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationStatus': {
+        'conditions': F(ref='io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationCondition', container='list', merge_key='type', patch_strategy=('merge',), list_type='map', list_map_keys=('type',)),
+    },
+    'io.k8s.api.flowcontrol.v1.ResourcePolicyRule': {
+        'apiGroups': F(container='list', list_type='set'),
+        'namespaces': F(container='list', list_type='set'),
+        'resources': F(container='list', list_type='set'),
+        'verbs': F(container='list', list_type='set'),
+    },
+    'io.k8s.api.flowcontrol.v1.Subject': {
+        'group': F(ref='io.k8s.api.flowcontrol.v1.GroupSubject'),
+        'serviceAccount': F(ref='io.k8s.api.flowcontrol.v1.ServiceAccountSubject'),
+        'user': F(ref='io.k8s.api.flowcontrol.v1.UserSubject'),
+    },
     'io.k8s.api.networking.v1.HTTPIngressPath': {
         'backend': F(ref='io.k8s.api.networking.v1.IngressBackend'),
     },

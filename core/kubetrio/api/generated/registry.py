@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..model import KubeStruct
-from . import apiextensions_v1, apiregistration_v1, apps_v1, authentication_v1, authorization_v1, autoscaling_v1, autoscaling_v2, batch_v1, certificates_v1, coordination_v1, core_v1, discovery_v1, events_v1, meta_v1, networking_v1, policy_v1, rbac_v1, scheduling_v1, storage_v1, version
+from . import apiextensions_v1, apiregistration_v1, apps_v1, authentication_v1, authorization_v1, autoscaling_v1, autoscaling_v2, batch_v1, certificates_v1, coordination_v1, core_v1, discovery_v1, events_v1, flowcontrol_v1, meta_v1, networking_v1, policy_v1, rbac_v1, scheduling_v1, storage_v1, version
 
 __all__ = ["DEFINITIONS", "KINDS"]
 
@@ -355,6 +355,29 @@ DEFINITIONS: dict[str, type[KubeStruct]] = {
     'io.k8s.api.events.v1.Event': events_v1.Event,
     'io.k8s.api.events.v1.EventList': events_v1.EventList,
     'io.k8s.api.events.v1.EventSeries': events_v1.EventSeries,
+    'io.k8s.api.flowcontrol.v1.ExemptPriorityLevelConfiguration': flowcontrol_v1.ExemptPriorityLevelConfiguration,
+    'io.k8s.api.flowcontrol.v1.FlowDistinguisherMethod': flowcontrol_v1.FlowDistinguisherMethod,
+    'io.k8s.api.flowcontrol.v1.FlowSchema': flowcontrol_v1.FlowSchema,
+    'io.k8s.api.flowcontrol.v1.FlowSchemaCondition': flowcontrol_v1.FlowSchemaCondition,
+    'io.k8s.api.flowcontrol.v1.FlowSchemaList': flowcontrol_v1.FlowSchemaList,
+    'io.k8s.api.flowcontrol.v1.FlowSchemaSpec': flowcontrol_v1.FlowSchemaSpec,
+    'io.k8s.api.flowcontrol.v1.FlowSchemaStatus': flowcontrol_v1.FlowSchemaStatus,
+    'io.k8s.api.flowcontrol.v1.GroupSubject': flowcontrol_v1.GroupSubject,
+    'io.k8s.api.flowcontrol.v1.LimitResponse': flowcontrol_v1.LimitResponse,
+    'io.k8s.api.flowcontrol.v1.LimitedPriorityLevelConfiguration': flowcontrol_v1.LimitedPriorityLevelConfiguration,
+    'io.k8s.api.flowcontrol.v1.NonResourcePolicyRule': flowcontrol_v1.NonResourcePolicyRule,
+    'io.k8s.api.flowcontrol.v1.PolicyRulesWithSubjects': flowcontrol_v1.PolicyRulesWithSubjects,
+    'io.k8s.api.flowcontrol.v1.PriorityLevelConfiguration': flowcontrol_v1.PriorityLevelConfiguration,
+    'io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationCondition': flowcontrol_v1.PriorityLevelConfigurationCondition,
+    'io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationList': flowcontrol_v1.PriorityLevelConfigurationList,
+    'io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationReference': flowcontrol_v1.PriorityLevelConfigurationReference,
+    'io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationSpec': flowcontrol_v1.PriorityLevelConfigurationSpec,
+    'io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationStatus': flowcontrol_v1.PriorityLevelConfigurationStatus,
+    'io.k8s.api.flowcontrol.v1.QueuingConfiguration': flowcontrol_v1.QueuingConfiguration,
+    'io.k8s.api.flowcontrol.v1.ResourcePolicyRule': flowcontrol_v1.ResourcePolicyRule,
+    'io.k8s.api.flowcontrol.v1.ServiceAccountSubject': flowcontrol_v1.ServiceAccountSubject,
+    'io.k8s.api.flowcontrol.v1.Subject': flowcontrol_v1.Subject,
+    'io.k8s.api.flowcontrol.v1.UserSubject': flowcontrol_v1.UserSubject,
     'io.k8s.api.networking.v1.HTTPIngressPath': networking_v1.HTTPIngressPath,
     'io.k8s.api.networking.v1.HTTPIngressRuleValue': networking_v1.HTTPIngressRuleValue,
     'io.k8s.api.networking.v1.IPAddress': networking_v1.IPAddress,
@@ -626,6 +649,10 @@ KINDS: dict[tuple[str, str, str], str] = {
     ('extensions', 'v1beta1', 'DeleteOptions'): 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions',
     ('extensions', 'v1beta1', 'WatchEvent'): 'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent',
     ('flowcontrol.apiserver.k8s.io', 'v1', 'DeleteOptions'): 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions',
+    ('flowcontrol.apiserver.k8s.io', 'v1', 'FlowSchema'): 'io.k8s.api.flowcontrol.v1.FlowSchema',
+    ('flowcontrol.apiserver.k8s.io', 'v1', 'FlowSchemaList'): 'io.k8s.api.flowcontrol.v1.FlowSchemaList',
+    ('flowcontrol.apiserver.k8s.io', 'v1', 'PriorityLevelConfiguration'): 'io.k8s.api.flowcontrol.v1.PriorityLevelConfiguration',
+    ('flowcontrol.apiserver.k8s.io', 'v1', 'PriorityLevelConfigurationList'): 'io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationList',
     ('flowcontrol.apiserver.k8s.io', 'v1', 'WatchEvent'): 'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent',
     ('flowcontrol.apiserver.k8s.io', 'v1beta1', 'DeleteOptions'): 'io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions',
     ('flowcontrol.apiserver.k8s.io', 'v1beta1', 'WatchEvent'): 'io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent',
