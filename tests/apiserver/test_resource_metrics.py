@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import trio
 
@@ -17,6 +18,7 @@ from kubetrio.apiserver._resourcemetrics import (
     Batch,
     MetricsStore,
     Point,
+    _may_have_agent,
     cpu_quantity,
     decode_resource_metrics,
     memory_quantity,
@@ -198,6 +200,30 @@ async def setup_objects(http: httpx.AsyncClient, port: int) -> None:
             "spec": {"containers": [{"name": "app", "image": "busybox"}]},
         }
         (await http.post("/api/v1/namespaces/default/pods", json=body)).raise_for_status()
+
+
+def test_nodes_without_an_agent_are_passed_over_on_their_stored_bytes() -> None:
+    """A scrape round decodes only nodes that may have an agent: thousands of simulated or
+    status-only nodes (the API server's zero Port, no address) are skipped undecoded."""
+    node: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "n1", "labels": {"role": "worker"}},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        },
+    }
+    assert _may_have_agent(msgspec.json.encode(node))
+    zero_port = {
+        **node,
+        "status": {**node["status"], "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}}},
+    }
+    assert not _may_have_agent(msgspec.json.encode(zero_port))
+    no_address = {**node, "status": {**node["status"], "addresses": []}}
+    assert not _may_have_agent(msgspec.json.encode(no_address))
+    simulated = {**node, "metadata": {"name": "s", "labels": {"kubetrio.io/simulated": "true"}}}
+    assert not _may_have_agent(msgspec.json.encode(simulated))
 
 
 def status_message(response: httpx.Response) -> tuple[int, str, str]:

@@ -58,6 +58,20 @@ RESOLUTION = 15.0
 """Seconds between scrapes (metrics-server's default ``--metric-resolution``)."""
 SIMULATED_LABEL = "kubetrio.io/simulated"
 """The label of simnode's nodes, which advertise an agent endpoint no one serves."""
+_AGENT_KEY = b'"kubeletEndpoint":{"Port":'
+_NO_PORT = b'"kubeletEndpoint":{"Port":0}'
+_ADDRESS = b'"address":'
+_SIMULATED_PAIR = b'"%s":"true"' % SIMULATED_LABEL.encode()
+
+
+def _may_have_agent(raw: bytes) -> bool:
+    """False for a stored Node (canonical JSON) that surely has no agent to scrape: no
+    address, no or a zero ``daemonEndpoints.kubeletEndpoint.Port``, or simulated."""
+    return (
+        _AGENT_KEY in raw and _NO_PORT not in raw and _ADDRESS in raw and _SIMULATED_PAIR not in raw
+    )
+
+
 FRESH_CONTAINER_MIN = 10.0
 """A container younger than one resolution but at least this old gets its start as the
 previous point (usage 0 then), so it has metrics after one scrape (metrics-server's
@@ -334,7 +348,11 @@ class ResourceMetrics:
     async def scrape_all(self) -> None:
         """One round: every node's agent concurrently; then the batch is stored."""
         page = await self.registry.list(self._info("nodes"), "")
-        nodes = [objects.decode(raw) for raw in page.items]
+        # Only nodes that advertise an agent and are not simulated can be scraped: the
+        # others are passed over on the stored bytes, not decoded and given a task each
+        # (thousands of simulated or status-only nodes paused the API server's loop
+        # every round otherwise).
+        nodes = [objects.decode(raw) for raw in page.items if _may_have_agent(raw)]
         batch = Batch()
         tls, token = self.credentials()
         client = await self._http(tls, token)
