@@ -16,7 +16,9 @@ Figures (``--scale`` multiplies nodes and pods; 1.0 is Kubernetes' published lim
 * RSS of the server process (current and peak), the part the store holds (SQLite's own
   heap, ``sqlite3_memory_used``) and the store file's size; RSS of the nodes process;
 * seconds to create every Deployment (the API), until every pod exists (the controllers),
-  and until every pod is Running (scheduled and started by the simulated nodes);
+  and until every pod is Running (scheduled and started by the simulated nodes); the CPU
+  time the server and the nodes spent in that phase, per pod (on a machine shared with
+  other work the wall-clock figures follow the machine's load; CPU per pod does not);
 * with the cluster full and heartbeats running: GET and PUT p99 of single pods; LIST of
   pods in one namespace and cluster-wide, whole and paged (``limit=500``, every page;
   timed to the last byte, not decoded); each against the upstream SLO
@@ -39,6 +41,7 @@ import datetime
 import itertools
 import json
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -61,6 +64,8 @@ LEASE_DURATION = 40.0
 SLO = {"get_put_p99": 1.0, "list_namespaced": 5.0, "list_cluster": 30.0}
 """Upstream API call latency SLOs (seconds)."""
 WRITERS = 16
+CPU_OF = ("server", "nodes")
+"""Processes whose CPU time the create-to-Running phase is charged with."""
 
 
 def deployment_sizes(pods: int) -> list[int]:
@@ -133,7 +138,9 @@ def _sqlite_memory() -> tuple[float, float]:
 async def _write_stats(path: Path, extra: Any) -> None:
     while True:
         rss, hwm = _rss()
-        stats = {"rss_mb": rss, "hwm_mb": hwm, **extra()}
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = usage.ru_utime + usage.ru_stime
+        stats = {"rss_mb": rss, "hwm_mb": hwm, "cpu_s": cpu, **extra()}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(stats))
         tmp.replace(path)
@@ -387,6 +394,7 @@ async def drive(url: str, scale: float, work: Path, samples: int) -> dict[str, A
                     "namespaces",
                     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
                 )
+            cpu_before = {n: _read_json(work / f"{n}.json").get("cpu_s", 0.0) for n in CPU_OF}
             start = time.perf_counter()
             work_items = [
                 (namespaces[i % namespace_count], f"app-{i}", size) for i, size in enumerate(sizes)
@@ -421,6 +429,10 @@ async def drive(url: str, scale: float, work: Path, samples: int) -> dict[str, A
             running = await _wait_for("pods running", pods_running, budget, poll)
             results["pods_running_s"] = results["pods_created_s"] + running
             results["pods_per_s"] = pod_count / results["pods_running_s"]
+            for name in CPU_OF:
+                used = _read_json(work / f"{name}.json").get("cpu_s", 0.0) - cpu_before[name]
+                results[f"{name}_cpu_s"] = used
+                results[f"{name}_cpu_ms_per_pod"] = 1000 * used / pod_count
             print(
                 f"{pod_count} pods in {len(sizes)} Deployments on {node_count} nodes: created "
                 f"{results['pods_created_s']:.1f} s, all Running {results['pods_running_s']:.1f} s",

@@ -366,7 +366,10 @@ class SimulatedNodes:
         second, conflicting update.
         """
         async with trio.open_nursery() as nursery:
-            due = trio.current_time() + self.heartbeat
+            # The first round is spread over the first period too: registration wrote
+            # every Lease just now, so no node may wait longer than one period for its
+            # first renewal.
+            due = trio.current_time() + self.heartbeat / max(1, len(self.nodes))
             while True:
                 fleet = list(self.nodes.values())
                 step = self.heartbeat / max(1, len(fleet))
