@@ -24,7 +24,7 @@ def test_scale_benchmark_smoke() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["bench"] == "scale"
+    assert result["bench"] == "scale" and result["completed"] is True
     assert (result["nodes"], result["pods"]) == (5, 75)
     # Every pod was created and became Running (available) through the simulated nodes.
     assert 0 < result["pods_created_s"] <= result["pods_running_s"]
