@@ -191,6 +191,20 @@ async def test_replicaset_does_not_create_again_before_it_sees_its_pods(
     assert client.creates == 500  # one burst, then waiting for the informer
 
 
+async def test_replicaset_waits_minutes_for_a_lagging_informer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """client-go's 5-minute expectations timeout: pods still unseen after 4 minutes (a
+    loaded server's watch lagging) are not created a second time."""
+    controller = ReplicaSetController()
+    informers, client, _ = setup(controller, visible=False)
+    informers.informer("apps/v1", "replicasets").add(replicaset(30))
+    for _ in range(24):
+        await controller.reconcile("default/rs")
+        await trio.sleep(10)
+    assert client.creates == 30
+
+
 async def test_replicaset_with_selector_not_matching_its_template_creates_nothing() -> None:
     controller = ReplicaSetController()
     informers, client, events = setup(controller)

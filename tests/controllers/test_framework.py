@@ -348,3 +348,36 @@ async def test_leader_that_cannot_renew_steps_down_before_lease_ends(
             assert stopped_at[0] - cut_at <= 10 + 2
             assert not elector.is_leader()
             nursery.cancel_scope.cancel()
+
+
+async def test_slow_renewals_within_the_deadline_keep_leadership(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A loaded server answering each renewal in 6 s (< the 10 s deadline): still leader."""
+    leases = _FakeLeases()
+    elector = LeaderElector(leases, identity="one")  # type: ignore[arg-type]
+    stopped: list[float] = []
+
+    async def lead() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            stopped.append(trio.current_time())
+
+    fast_update = leases.update
+
+    async def slow_update(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        await trio.sleep(6)
+        return await fast_update(*args, **kwargs)
+
+    with trio.fail_after(300):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(elector.run, lead)
+            await trio.sleep(1)
+            assert elector.is_leader()
+            leases.update = slow_update  # type: ignore[method-assign]
+            renewed = leases.rv
+            await trio.sleep(120)
+            assert not stopped and elector.transitions == 1
+            assert leases.rv >= renewed + 10  # it kept renewing all along
+            nursery.cancel_scope.cancel()

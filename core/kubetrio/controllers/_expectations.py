@@ -20,8 +20,10 @@ from kubetrio.client import KubeObject, WorkQueue
 
 from ._objects import is_deleting
 
-TIMEOUT = 60.0
-"""Seconds after which unmet expectations are assumed lost."""
+TIMEOUT = 300.0
+"""Seconds after which unmet expectations are assumed lost: client-go's
+``ExpectationsTimeout`` (5 minutes). At 60 s, a loaded server whose watch events lagged
+past a minute had ReplicaSets create their pods again (30 replicas → 59 pods)."""
 
 
 @dataclasses.dataclass

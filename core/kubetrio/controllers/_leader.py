@@ -10,7 +10,8 @@ Several controller managers may run; one leads. The protocol is client-go's
 * Every write of the Lease is an update conditional on the resourceVersion last read,
   so two candidates can never both succeed in taking it.
 * The leader renews every ``retry_period``; a renewal that finds another holder deposes
-  it at once, and if no renewal succeeds for ``renew_deadline`` seconds it steps down.
+  it at once, and if a round of attempts gets no renewal through within
+  ``renew_deadline`` seconds it steps down.
   Because ``renew_deadline`` < ``lease_duration``, a leader that lost contact stops
   before anyone else may start.
 * On a clean stop the leader releases the Lease (empty holder) so a standby takes over
@@ -163,7 +164,12 @@ class LeaderElector:
         while True:
             await trio.sleep(self.retry_period)
             renewed = False
-            with trio.move_on_at(self._renewed_at + self.renew_deadline):
+            # Each round of attempts gets the whole deadline, as client-go's renew loop:
+            # counted from the last renewal instead, a loaded server's 3-5 s renewals
+            # left the next round too little time, and every lost round restarted all
+            # controllers (a relist of every object). Writes stay guarded by
+            # :meth:`is_leader` meanwhile, and the renewal is a compare-and-swap.
+            with trio.move_on_after(self.renew_deadline):
                 while True:
                     attempt = await self._try_acquire_or_renew()
                     if attempt is _Attempt.HELD:
