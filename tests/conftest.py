@@ -26,6 +26,7 @@ SHARED = {
     "api",
     "apiserver",
     "auth",
+    "benchmarks",
     "client",
     "controllers",
     "fuzz",
