@@ -445,7 +445,7 @@ async def _node_with_lease(client: Any, node: str) -> None:
 
 
 async def clock_jump(
-    workdir: Path, *, jump: str = "+1d", settle: float = 6.0, rate: float = 50
+    workdir: Path, *, jump: str = "+1d", settle: float = 3.0, rate: float = 20
 ) -> dict[str, Any]:
     """The server's wall clock jumps forward by ``jump``, then back to the true time,
     under a write load, with a node heartbeating by the true clock.
