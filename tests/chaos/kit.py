@@ -41,6 +41,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ROOT / ".test-logs" / "chaos.jsonl"
 NAMESPACE = "chaos"
 UNKNOWN = ("unknown",)
+WATCHED = "chaos-watched"
+"""The label of the creates the watchers follow: one worker's share of the load, since
+100 watchers of every write would cost a 2-core machine more than the writes."""
 
 
 def report(scenario: str, **figures: Any) -> dict[str, Any]:
@@ -212,6 +215,10 @@ class Load:
     acked_creates: dict[str, str] = field(default_factory=dict)
     acked_revisions: set[int] = field(default_factory=set)
     unknown_writes: int = 0
+    #: revisions of the acknowledged creates labelled WATCHED, and how many such
+    #: creates had an unknown outcome (the watchers' expected events)
+    watched_revisions: set[int] = field(default_factory=set)
+    watched_unknown: int = 0
     failed_writes: int = 0
     #: (sent, answered) of every acknowledged write
     acked_at: list[tuple[float, float]] = field(default_factory=list)
@@ -276,7 +283,7 @@ async def run_load(
             i += 1
             value = f"w{w}-{i}"
             if rng.random() < 0.5:
-                await _create(load, client, value)
+                await _create(load, client, value, watched=w == 0)
             else:
                 key = rng.choice(load.shared)
                 if not await _cas(load, client, key, known, value) or rng.random() < 0.25:
@@ -289,10 +296,13 @@ async def run_load(
             nursery.start_soon(worker, w)
 
 
-async def _create(load: Load, client: Client, name: str) -> None:
+async def _create(load: Load, client: Client, name: str, *, watched: bool = False) -> None:
     start = trio.current_time()
+    body = configmap(name, name)
+    if watched:
+        body["metadata"]["labels"] = {WATCHED: "yes"}
     try:
-        made = await client.create("v1", "configmaps", configmap(name, name), namespace=NAMESPACE)
+        made = await client.create("v1", "configmaps", body, namespace=NAMESPACE)
     except (ClientError, httpx.HTTPError) as exc:
         label, surely_not = _outcome(exc)
         load.statuses[label] += 1
@@ -300,10 +310,14 @@ async def _create(load: Load, client: Client, name: str) -> None:
             load.failed_writes += 1
         else:
             load.unknown_writes += 1
+            load.watched_unknown += watched
         return
     load.statuses["201"] += 1
     load.acked_creates[name] = name
-    load.acked_revisions.add(int(made["metadata"]["resourceVersion"]))
+    rev = int(made["metadata"]["resourceVersion"])
+    load.acked_revisions.add(rev)
+    if watched:
+        load.watched_revisions.add(rev)
     load.acked_at.append((start, trio.current_time()))
 
 
@@ -390,8 +404,8 @@ async def retry(what: Any, *, timeout: float = 60) -> Any:
 
 @dataclass
 class Watcher:
-    """One watch of the namespace's ConfigMaps that resumes from its last
-    resourceVersion whenever its stream ends or breaks."""
+    """One watch of the namespace's ConfigMaps labelled WATCHED that resumes from its
+    last resourceVersion whenever its stream ends or breaks."""
 
     start: str
     established: trio.Event = field(default_factory=trio.Event)
@@ -405,14 +419,17 @@ class Watcher:
         while True:
             try:
                 async with client.watch(
-                    "v1", "configmaps", namespace=NAMESPACE, resource_version=str(self.last)
+                    "v1",
+                    "configmaps",
+                    namespace=NAMESPACE,
+                    label_selector=f"{WATCHED}=yes",
+                    resource_version=str(self.last),
                 ) as stream:
                     self.established.set()
                     async for event in stream:
                         rev = int(event.object["metadata"]["resourceVersion"])
-                        name = event.object["metadata"].get("name", "")
-                        # The root CA publisher's ConfigMap is no write of the load.
-                        if event.type != "BOOKMARK" and name != "kube-root-ca.crt":
+                        if event.type != "BOOKMARK":
+                            name = event.object["metadata"]["name"]
                             self.events.append((event.type, name, rev))
                         self.last = max(self.last, rev)
             except ClientError as exc:

@@ -20,6 +20,7 @@ import trio
 from kubetrio.client import ClientError
 from tests.chaos.kit import (
     NAMESPACE,
+    WATCHED,
     Agent,
     Load,
     Server,
@@ -43,7 +44,7 @@ async def server_kill(
     after: float = 2.0,
 ) -> dict[str, Any]:
     """kill -9 of the server during a write load at ``rate`` with ``watchers`` watches of
-    the written namespace open; restarted at once on the same data and port.
+    one worker's creates open; restarted at once on the same data and port.
 
     Figures: acknowledged writes lost (creates missing after the restart, and keys whose
     history — final reads included — is not linearizable), time from the restart's start
@@ -110,8 +111,11 @@ async def server_kill(
 
 
 async def _newest_revision(client: Any) -> int:
-    listed = await client.list("v1", "configmaps", namespace=NAMESPACE)
-    return max(int(o["metadata"]["resourceVersion"]) for o in listed["items"])
+    """The revision of the newest ConfigMap the watchers follow."""
+    listed = await client.list(
+        "v1", "configmaps", namespace=NAMESPACE, label_selector=f"{WATCHED}=yes"
+    )
+    return max((int(o["metadata"]["resourceVersion"]) for o in listed["items"]), default=0)
 
 
 def _watch_figures(watching: list[Watcher], load: Load, newest: int) -> dict[str, Any]:
@@ -123,8 +127,8 @@ def _watch_figures(watching: list[Watcher], load: Load, newest: int) -> dict[str
         revs = watcher.revisions()
         seen = set(revs)
         duplicates += len(revs) - len(seen)
-        missing += len(load.acked_revisions - seen)
-        unexplained += max(0, len(seen - load.acked_revisions) - load.unknown_writes)
+        missing += len(load.watched_revisions - seen)
+        unexplained += max(0, len(seen - load.watched_revisions) - load.watched_unknown)
         disordered += sum(1 for a, b in itertools.pairwise(revs) if a >= b)
         behind += watcher.last < newest
         sets.add(frozenset(seen))
