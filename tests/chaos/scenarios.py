@@ -40,8 +40,8 @@ async def server_kill(
     *store_args: str,
     watchers: int = 100,
     rate: float = 200,
-    before: float = 3.0,
-    after: float = 2.0,
+    before: float = 2.0,
+    after: float = 1.0,
 ) -> dict[str, Any]:
     """kill -9 of the server during a write load at ``rate`` with ``watchers`` watches of
     one worker's creates open; restarted at once on the same data and port.
@@ -283,7 +283,7 @@ def _ready(pod: dict[str, Any]) -> bool:
 
 
 async def agent_kill(
-    workdir: Path, *, down: float = 3.0, watch_after: float = 4.0
+    workdir: Path, *, down: float = 2.0, watch_after: float = 3.0
 ) -> dict[str, Any]:
     """kill -9 of a node agent while its pod runs, then a restart of it.
 
@@ -449,7 +449,7 @@ async def _node_with_lease(client: Any, node: str) -> None:
 
 
 async def clock_jump(
-    workdir: Path, *, jump: str = "+1d", settle: float = 3.0, rate: float = 20
+    workdir: Path, *, jump: str = "+1d", settle: float = 2.0, rate: float = 10
 ) -> dict[str, Any]:
     """The server's wall clock jumps forward by ``jump``, then back to the true time,
     under a write load, with a node heartbeating by the true clock.
@@ -477,7 +477,7 @@ async def clock_jump(
             stop = trio.Event()
             act: dict[str, float] = {}
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(partial(run_load, load, client, stop, rate=rate, workers=5))
+                nursery.start_soon(partial(run_load, load, client, stop, rate=rate, workers=2))
                 nursery.start_soon(_heartbeat, client, "clock-node", stop)
                 act["before"] = await _controllers_act(client, "before")
                 server_time = await _server_time(client)
