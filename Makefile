@@ -9,7 +9,7 @@ PLUGINS := plugins/scheduler plugins/cni_calico plugins/storage plugins/auth plu
 # Debian packages the tests and the node agent use; installed only when running as root.
 APT_PACKAGES := runc nftables python3-nftables busybox-static docker-registry skopeo umoci \
 	etcd-server etcd-client bird2 iproute2 iperf3 nginx-light iputils-ping procps \
-	fuse3 libnfs13 nfs-ganesha nfs-ganesha-vfs
+	fuse3 libnfs13 nfs-ganesha nfs-ganesha-vfs libfaketime
 RUST_INPUTS := Cargo.toml $(shell find rust -name '*.rs' -o -name Cargo.toml 2>/dev/null)
 PY_INPUTS := pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 SITE := $(VENV)/lib/python3.11/site-packages

@@ -11,9 +11,11 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
-from kubetrio.apiserver import RunningApiServer
+from kubetrio.apiserver import RunningApiServer, open_apiserver
+from kubetrio.store import StoreError, open_store
 
 CMS = "/api/v1/namespaces/default/configmaps"
 KEY = "/registry/core/configmaps/default/broken"
@@ -135,3 +137,29 @@ async def test_unsafe_delete_needs_its_own_permission(tmp_path: Path) -> None:
         assert jane.status_code == 403, jane.text
         assert 'User "jane" cannot unsafe-delete-ignore-read-errors' in jane.json()["message"]
         assert (await http.delete(f"{CMS}/broken", params=UNSAFE)).status_code == 200
+
+
+async def test_a_store_that_refuses_writes_is_a_500_naming_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write the store fails (a full disk) is answered with the store's reason, and
+    reads go on (tests/chaos/test_disk_full.py does it with a real full disk)."""
+    async with (
+        open_store(f"sqlite://{tmp_path}/s.db") as store,
+        open_apiserver(store) as running,
+        httpx.AsyncClient(base_url=running.url, timeout=10) as http,
+    ):
+        await make(http, "before")
+
+        async def full(key: object, value: bytes) -> None:
+            raise StoreError("sqlite write failed: database or disk is full")
+
+        monkeypatch.setattr(store, "create", full)
+        refused = await http.post(CMS, json={"metadata": {"name": "after"}})
+        assert refused.status_code == 500
+        status = refused.json()
+        assert status["reason"] == "InternalError"
+        assert status["message"] == (
+            "Internal error occurred: sqlite write failed: database or disk is full"
+        )
+        assert (await http.get(f"{CMS}/before")).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -140,6 +141,38 @@ def test_the_writer_rotates_by_size_and_keeps_backups(tmp_path: Path) -> None:
     assert len(backups) == 2
     current = (tmp_path / "audit.log").read_bytes().splitlines()
     assert json.loads(current[-1])["n"] == 9 and len(current) <= 2
+
+
+def test_a_full_disk_drops_events_and_never_fails_the_writer(tmp_path: Path) -> None:
+    """ENOSPC (the whole line, or part of it) drops the event; the next line that fits
+    starts on a line of its own, so every whole line stays JSON."""
+    writer = AuditWriter(str(tmp_path / "audit.log"))
+    real = writer._out
+    room = [10**6]
+
+    class Disk:
+        def write(self, data: bytes) -> int:
+            if room[0] <= 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            taken = min(room[0], len(data))
+            room[0] -= taken
+            return real.write(data[:taken]) or 0
+
+        def close(self) -> None:
+            real.close()
+
+    writer._out = Disk()  # type: ignore[assignment]
+    writer.write(b'{"n":1}\n')
+    room[0] = 4  # part of the next line, then nothing
+    writer.write(b'{"n":2}\n')
+    writer.write(b'{"n":3}\n')
+    assert writer.dropped == 2
+    room[0] = 10**6  # space again
+    writer.write(b'{"n":4}\n')
+    writer.close()
+    lines = (tmp_path / "audit.log").read_bytes().splitlines()
+    assert lines[0] == b'{"n":1}' and lines[-1] == b'{"n":4}'
+    assert len(lines) == 3  # the torn fragment kept apart from the next event
 
 
 # --- end to end ---------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import datetime
+import logging
 import os
 import sys
 import uuid
@@ -285,9 +286,16 @@ def load_audit_policy(path: Path | None) -> AuditPolicy:
 
 # --- where Events go ---------------------------------------------------------------------
 
+_log = logging.getLogger("kubetrio.apiserver.audit")
+
 
 class AuditWriter:
-    """Appends Event lines to a file, rotating by size; ``-`` is standard output."""
+    """Appends Event lines to a file, rotating by size; ``-`` is standard output.
+
+    A line that cannot be written (the disk is full) is dropped and logged, as
+    upstream's log backend does (``HandlePluginError``): auditing never fails the
+    request it records, nor the server. ``dropped`` counts such lines.
+    """
 
     def __init__(self, path: str, *, max_size_mb: int = 0, max_backups: int = 0) -> None:
         self.path = path
@@ -295,6 +303,9 @@ class AuditWriter:
         self.max_backups = max_backups
         self._out: BinaryIO
         self._size = 0
+        self.dropped = 0
+        self._failing = False  # the last write failed: the next good one says so
+        self._torn = False  # a line was cut short: end it before the next one
         if path == "-":
             self._out = sys.stdout.buffer
         else:
@@ -307,15 +318,33 @@ class AuditWriter:
         self._size = os.fstat(fd).st_size
 
     def write(self, line: bytes) -> None:
-        """Write one line (ends with a newline)."""
-        if self.path == "-":
-            self._out.write(line)
-            self._out.flush()
+        """Write one line (ends with a newline); a failure drops it (see the class)."""
+        if self._torn:
+            line = b"\n" + line
+        try:
+            if self.path == "-":
+                self._out.write(line)
+                self._out.flush()
+                return
+            if self.max_bytes and self._size and self._size + len(line) > self.max_bytes:
+                self._rotate()
+            written = self._out.write(line) or 0
+        except OSError as exc:
+            self._dropped(exc)
             return
-        if self.max_bytes and self._size and self._size + len(line) > self.max_bytes:
-            self._rotate()
-        self._out.write(line)
-        self._size += len(line)
+        self._size += written
+        self._torn = written < len(line)
+        if self._torn:  # a full disk takes part of a line and refuses the rest
+            self._dropped(OSError(f"only {written} of {len(line)} bytes written"))
+        elif self._failing:
+            self._failing = False
+            _log.warning("audit log %s writable again (%d events lost)", self.path, self.dropped)
+
+    def _dropped(self, exc: OSError) -> None:
+        self.dropped += 1
+        if not self._failing:  # once per outage, not once per request
+            _log.error("Error in audit plugin 'log' affecting 1 audit events: %s", exc)
+            self._failing = True
 
     def _rotate(self) -> None:
         self._out.close()

@@ -38,7 +38,7 @@ from kubetrio.providers import (
     AuthRequest,
     UserInfo,
 )
-from kubetrio.store import Store, noted
+from kubetrio.store import Store, StoreError, noted
 
 from . import (
     _audit,
@@ -187,6 +187,12 @@ class ApiServer:
                     response = await self._dispatch(request)
                 except BadQueryParameter as exc:
                     raise bad_request(str(exc)) from None
+                except StoreError as exc:
+                    # The store failed the request (a full disk, etcd's quota): say what it
+                    # said, as kube-apiserver passes etcd's error on, not a bare 500.
+                    raise ApiError(
+                        500, f"Internal error occurred: {exc}", reason="InternalError"
+                    ) from exc
             except ApiError as exc:
                 # As kube-apiserver: Retry-After only when the Status says when. client-go
                 # retries by itself on that header, so an eviction refused by a budget

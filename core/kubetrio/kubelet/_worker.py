@@ -116,6 +116,31 @@ class PodWorker:
         self.first_seen = trio.current_time()
         self._start_observed = (pod.get("status") or {}).get("phase") == "Running"
         """A pod running before this worker (adopted) has no start latency to report."""
+        self._resume_published()
+
+    def _resume_published(self) -> None:
+        """After an agent restart: start each app container that still runs from its
+        published status, so the first status this worker writes does not take a Ready
+        pod out of its Services while the container is being adopted."""
+        runtime = self.agent.runtime
+        running = {
+            c.id
+            for sandbox in runtime.list_sandboxes()
+            for c in runtime.list_containers(sandbox)
+            if c.state == "running"
+        }
+        published = {
+            s.get("name"): s for s in (self.pod.get("status") or {}).get("containerStatuses") or []
+        }
+        for record in self.records:
+            status = published.get(record.name) or {}
+            container_id = str(status.get("containerID") or "").removeprefix("runc://")
+            if container_id in running and "running" in (status.get("state") or {}):
+                record.container_id = container_id
+                record.state = dict(status["state"])
+                record.ready = status.get("ready") is True
+                record.started = status.get("started") is not False
+                record.restart_count = int(status.get("restartCount") or 0)
 
     # --- requests from the agent --------------------------------------------------------
 
@@ -568,6 +593,9 @@ class PodWorker:
         pull_backoff = BackOff(agent.backoff_base, agent.backoff_max)
         assert self.sandbox is not None
         adopted = self._adopt(record)
+        # An agent restart is no reason to take a pod out of its Services: an adopted
+        # container keeps the readiness it was published with until its probes decide.
+        carried_ready = adopted is not None and self._published_ready(record, adopted)
         while True:
             container = self._latest_spec(record, container)
             if adopted is not None:
@@ -588,6 +616,7 @@ class PodWorker:
                 if record.started:
                     record.started_event.set()
                 record.ready = probed and not container.get("readinessProbe") and not has_startup
+                record.ready, carried_ready = record.ready or carried_ready, False
                 self.changed()
             final = await self._watch_running(container, record, container_id)
             ran_for = (final.finished_at or time.time()) - (final.started_at or time.time())
@@ -797,6 +826,16 @@ class PodWorker:
         log.info("adopting container %s of %s", latest.id, self._who())
         return latest.id
 
+    def _published_ready(self, record: ContainerRecord, container_id: str) -> bool:
+        """Whether the pod's status says this run of the container is ready."""
+        statuses = (self.pod.get("status") or {}).get(record.status_field) or []
+        return any(
+            s.get("name") == record.name
+            and s.get("containerID") == f"runc://{container_id}"
+            and s.get("ready") is True
+            for s in statuses
+        )
+
     async def _log_tail(self, record: ContainerRecord) -> str:
         """The last 80 lines (at most 2 KiB) of this run's log, as kubelet's fallback."""
         chunks = [
@@ -865,9 +904,11 @@ class PodWorker:
                         record.ready = ok
                         self.changed()
 
+                    # False for a new run; an adopted one keeps what it was published with.
+                    initial = record.ready
                     probes.start_soon(
                         lambda: probe_loop(
-                            readiness, prober(readiness, "Readiness"), ready, initial=False
+                            readiness, prober(readiness, "Readiness"), ready, initial=initial
                         )
                     )
                 elif probed:

@@ -755,8 +755,15 @@ class SQLiteStore:
 
         def record(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("UPDATE meta SET v = ? WHERE k = 'compact_revision'", (revision,))
-            conn.execute("COMMIT")
+            try:
+                conn.execute("UPDATE meta SET v = ? WHERE k = 'compact_revision'", (revision,))
+                conn.execute("COMMIT")
+            except BaseException:
+                # (A failed COMMIT — a full disk — must not leave the writer's
+                # connection inside a transaction every later write would trip on.)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
         async with self._writer_limiter:
             if revision <= self._compact_revision:  # lost a race with another compact()
@@ -810,7 +817,8 @@ class SQLiteStore:
             through = self._delete_range(conn, self.policy.chunk)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+                conn.execute("ROLLBACK")
             raise
         self._compacted_through = through
 
@@ -821,6 +829,16 @@ class SQLiteStore:
         return self._compacted_through < self._compact_revision - 1
 
     async def _compactor(self) -> None:
+        while True:
+            try:
+                await self._compact_forever()
+            except sqlite3.Error as exc:
+                # A full disk (deleting needs room in the WAL too): compaction only tidies
+                # up, so it waits and tries again rather than take the store down.
+                log.warning("store compaction failed, retrying in 10 s: %s", exc)
+                await trio.sleep(10)
+
+    async def _compact_forever(self) -> None:
         await self.prune_history()
         while True:
             # A fresh event before the work, so a compact() during the work is not missed.
@@ -991,7 +1009,8 @@ class SQLiteStore:
                 conn.execute(f"DELETE FROM history WHERE {where}", args)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+                conn.execute("ROLLBACK")
             raise
         return conn.total_changes - before
 
@@ -1039,12 +1058,25 @@ class SQLiteStore:
 
     async def _checkpointer(self) -> None:
         conn = _connect(self.path)
+        failing = False
         try:
             while True:
                 await trio.sleep(1.0)
                 # PASSIVE never waits for readers or the writer; the writer restarts the WAL
                 # from the top on its own once a checkpoint has caught up.
-                await trio.to_thread.run_sync(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                try:
+                    await trio.to_thread.run_sync(conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:
+                    # The database file cannot grow (a full disk): the WAL still holds
+                    # every commit, writes fail on their own with a clear error, and the
+                    # next checkpoint tries again. Said once, not every second.
+                    if not failing:
+                        log.error("WAL checkpoint of %s failed (retrying): %s", self.path, exc)
+                    failing = True
+                else:
+                    if failing:
+                        log.warning("WAL checkpoint of %s works again", self.path)
+                    failing = False
         finally:
             conn.close()
 
