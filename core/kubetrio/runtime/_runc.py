@@ -41,6 +41,7 @@ from typing import Any
 import trio
 
 from kubetrio.images import Image, ImageStore, RegistryError
+from kubetrio.netns import ip_commands, link_up
 from kubetrio.providers import (
     ContainerConfig,
     ContainerConfigError,
@@ -413,8 +414,10 @@ class RuncRuntime:
                         pod=pod, netns_path=netns, container_id=sandbox_id
                     )
                     sandbox.ips = list(result.ips)
-                elif netns:
+                elif netns and ip_commands():
                     await _command("ip", "-n", os.path.basename(netns), "link", "set", "lo", "up")
+                elif netns:
+                    await trio.to_thread.run_sync(link_up, netns, "lo")
                 await trio.to_thread.run_sync(
                     _write_pod_files, directory, hostname, sandbox.ips, host_network
                 )
@@ -463,9 +466,9 @@ class RuncRuntime:
                 log.warning("network delete of sandbox %s: %s", sandbox_id, exc)
         for name in ("ipc", "uts"):
             await trio.to_thread.run_sync(_umount, directory / name)
-        if os.path.exists(netns):
+        if os.path.exists(netns) and ip_commands():
             await _command("ip", "netns", "del", os.path.basename(netns), check=False)
-        if os.path.exists(netns):  # a file never bound (a failed unshare)
+        if os.path.exists(netns):  # what ``ip netns del`` does, without its process
             await trio.to_thread.run_sync(_umount, Path(netns))
             with contextlib.suppress(OSError):
                 os.unlink(netns)
