@@ -29,6 +29,8 @@ RT_SCOPE_LINK = 253
 RTPROT_BOOT = 3
 """The protocol ``ip route add`` gives routes by default; the ``ip`` path made the same."""
 RT_TABLE_MAIN = 254
+LOOPBACK_INDEX = 1
+"""The kernel gives every namespace's ``lo`` this index."""
 
 
 def load() -> None:
@@ -84,6 +86,22 @@ def _index(ipr: Any, ifname: str) -> int:
     return int(found[0])
 
 
+def _add_veth(ipr: Any, pod_netns: str, host: str, mtu: int) -> None:
+    """The veth pair ``host`` here, ``eth0`` in ``pod_netns``; EEXIST if either exists."""
+    fd = os.open(pod_netns, os.O_RDONLY)
+    try:
+        with _step(f"adding veth {host}"):
+            ipr.link(
+                "add",
+                ifname=host,
+                kind="veth",
+                mtu=mtu,
+                peer={"ifname": "eth0", "mtu": mtu, "net_ns_fd": fd},
+            )
+    finally:
+        os.close(fd)
+
+
 def wire_pod(
     pod_netns: str,
     host: str,
@@ -98,24 +116,18 @@ def wire_pod(
     A veth pair ``host`` / ``eth0`` (``eth0`` made inside the pod's namespace), the
     pod's ``address``/32 on ``eth0``, ``lo`` and both ends up, the pod's routes to the
     link-local ``gateway`` and by it everywhere, and the host's /32 route to ``host``.
-    ``before_up(host)`` runs before the host end comes up (proxy ARP sysctls). Starts by
-    deleting both ends, so a retry after a partial failure converges.
+    ``before_up(host)`` runs before the host end comes up (proxy ARP sysctls). Ends left
+    by an earlier attempt are deleted first, so a retry after a partial failure converges.
     """
     with _route() as ipr, _route(pod_netns) as pod:
-        _delete(ipr, host)
-        _delete(pod, "eth0")
-        fd = os.open(pod_netns, os.O_RDONLY)
         try:
-            with _step(f"adding veth {host}"):
-                ipr.link(
-                    "add",
-                    ifname=host,
-                    kind="veth",
-                    mtu=mtu,
-                    peer={"ifname": "eth0", "mtu": mtu, "net_ns_fd": fd},
-                )
-        finally:
-            os.close(fd)
+            _add_veth(ipr, pod_netns, host, mtu)
+        except OSError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+            _delete(ipr, host)  # left by an earlier attempt: start again from nothing
+            _delete(pod, "eth0")
+            _add_veth(ipr, pod_netns, host, mtu)
         index = _index(ipr, host)
         if before_up is not None:
             before_up(host)
@@ -123,7 +135,7 @@ def wire_pod(
             ipr.link("set", index=index, state="up")
         eth0 = _index(pod, "eth0")
         with _step("setting the pod's lo up"):
-            pod.link("set", index=_index(pod, "lo"), state="up")
+            pod.link("set", index=LOOPBACK_INDEX, state="up")
         with _step(f"adding {address}/32 to the pod's eth0"):
             pod.addr("add", index=eth0, address=address, prefixlen=32)
         with _step("setting the pod's eth0 up"):
