@@ -181,11 +181,11 @@ async def test_netlink_wiring_matches_what_ip_commands_made(
         monkeypatch.delenv(IP_COMMANDS_ENV)
         netlink = _wiring(netns_pair[0], host_veth_name(by_netlink), first.ips[0])
         ip = _wiring(netns_pair[1], host_veth_name(by_ip), second.ips[0])
-        assert netlink["pod_addresses"] == [("eth0", first.ips[0], 32)]
+        assert netlink["pod_addresses"] == [("lo", "127.0.0.1", 8), ("eth0", first.ips[0], 32)]
         assert netlink["pod_links"]["eth0"] == (1450, True, "ether")
         assert netlink["host_link"] == (1450, True, "ether")
         assert set(netlink["sysctls"].values()) == {"1", "0"}
-        ip["pod_addresses"] = [("eth0", first.ips[0], 32)]  # the one part that differs
+        ip["pod_addresses"][1] = ("eth0", first.ips[0], 32)  # the one part that differs
         for route in ip["host_routes"]:
             route["dst"] = first.ips[0]
         assert netlink == ip
@@ -206,7 +206,8 @@ async def test_add_converges_over_ends_left_by_a_failed_attempt(
     netns_pair: tuple[str, str],
 ) -> None:
     """A host end left from an attempt whose pod end sits in another namespace, and a
-    stray ``eth0`` in the pod's: the add replaces both and wires the pod."""
+    stray ``eth0`` (of a veth pair inside the pod's): the add replaces both and wires
+    the pod."""
     network = CalicoNetwork("10.244.250.24/29")
     container = uuid.uuid4().hex
     host = host_veth_name(container)
@@ -215,11 +216,16 @@ async def test_add_converges_over_ends_left_by_a_failed_attempt(
         ["ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", elsewhere],
         check=True,
     )
-    subprocess.run(["ip", "-n", pod_ns, "link", "add", "eth0", "type", "dummy"], check=True)
+    subprocess.run(
+        ["ip", "-n", pod_ns, "link", "add", "eth0", "type", "veth", "peer", "name", "stray0"],
+        check=True,
+    )
     try:
         result = await network.add(pod={}, netns_path=netns_pair[0], container_id=container)
         [eth0] = _ip_json(pod_ns, "-d", "addr", "show", "eth0")
         assert eth0["linkinfo"]["info_kind"] == "veth"
+        assert "link_netnsid" in eth0  # its peer is the host end, not the stray pair's
+        assert {link["ifname"] for link in _ip_json(pod_ns, "link", "show")} == {"lo", "eth0"}
         assert [a["local"] for a in eth0["addr_info"] if a["family"] == "inet"] == result.ips
         assert _ip_json(elsewhere, "link", "show", "type", "veth") == []
         ping = subprocess.run(

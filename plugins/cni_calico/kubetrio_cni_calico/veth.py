@@ -324,7 +324,6 @@ class CalicoNetwork:
         traffic keeps flowing and the next agent takes over.
         """
         await self._sysctl("net/ipv4/ip_forward", "1")
-        await trio.to_thread.run_sync(rtnl.load)  # pyroute2's slow import, before any pod
         if client is None:
             task_status.started()
             await trio.sleep_forever()
