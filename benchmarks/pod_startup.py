@@ -296,9 +296,21 @@ def main() -> None:
             results[f"{path}_{wave}_ready_p99_s"] = p99
             results[f"{path}_{wave}_ready_p50_s"] = max(r[wave]["ready"]["p50_s"] for r in rounds)
             results[f"{path}_{wave}_slo_over_p99"] = round(SLO_P99_S / p99, 2)
+            if wave != "paced":  # CPU per pod: steadier than latency on a shared machine
+                cpu = [
+                    r[wave]["cpu_ms_per_pod_process"] + r[wave]["cpu_ms_per_pod_children"]
+                    for r in rounds
+                ]
+                results[f"{path}_{wave}_cpu_ms_per_pod"] = round(statistics.mean(cpu), 1)
             results[f"{path}_{wave}_meets_goal"] = p99 <= goal
     if "ip" in runs and "netlink" in runs:
         for wave in waves:
+            if wave != "paced":
+                results[f"{wave}_cpu_netlink_over_ip"] = round(
+                    results[f"netlink_{wave}_cpu_ms_per_pod"]
+                    / results[f"ip_{wave}_cpu_ms_per_pod"],
+                    2,
+                )
             before = results[f"ip_{wave}_ready_p99_s"]
             results[f"{wave}_p99_netlink_over_ip"] = round(
                 results[f"netlink_{wave}_ready_p99_s"] / before, 2

@@ -15,6 +15,7 @@ from kubetrio_cni_calico.veth import CalicoNetwork, host_veth_name
 
 from kubetrio.providers import ContainerConfig, ContainerConfigError, PodNetwork, VolumeMount
 from kubetrio.runtime import RuncRuntime, cgroup_exists, parse_log_record
+from kubetrio.runtime._runc import make_namespaces
 
 pytestmark = [pytest.mark.root, pytest.mark.runc]
 
@@ -285,3 +286,33 @@ async def test_sandbox_without_a_network_plugin_has_lo_up(runtime: RuncRuntime) 
             await bare.stop_pod_sandbox(sandbox.id, grace_period=0)
         nursery.cancel_scope.cancel()
     assert not os.path.exists(sandbox.netns_path)
+
+
+def test_make_namespaces_binds_new_ones_and_leaves_the_caller_alone(tmp_path: Path) -> None:
+    """In-process ``unshare --net=F --ipc=F --uts=F hostname H``: three new namespaces
+    held by their files, the hostname set in the new UTS one, the caller's untouched."""
+    files = {kind: tmp_path / kind for kind in ("net", "ipc", "uts")}
+    for file in files.values():
+        file.touch()
+    own = {kind: os.stat(f"/proc/thread-self/ns/{kind}").st_ino for kind in files}
+    host_name = os.uname().nodename
+    try:
+        make_namespaces(files, "in-the-pod")
+        made = {kind: os.stat(file).st_ino for kind, file in files.items()}
+        assert all(made[kind] != own[kind] for kind in files)
+        assert len(set(made.values())) == 3
+        assert {kind: os.stat(f"/proc/thread-self/ns/{kind}").st_ino for kind in files} == own
+        assert os.uname().nodename == host_name
+        shown = subprocess.run(
+            ["nsenter", f"--uts={files['uts']}", "hostname"], capture_output=True, check=True
+        )
+        assert shown.stdout.strip() == b"in-the-pod"
+        links = subprocess.run(
+            ["nsenter", f"--net={files['net']}", "ip", "-j", "link", "show"],
+            capture_output=True,
+            check=True,
+        )
+        assert [link["ifname"] for link in json.loads(links.stdout)] == ["lo"]
+    finally:
+        for file in files.values():
+            subprocess.run(["umount", str(file)], capture_output=True)
