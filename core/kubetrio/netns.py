@@ -13,17 +13,33 @@ the node agent and the network plugins all stand on it.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import socket
+import struct
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["CLONE_NEWNET", "NETNS_DIR", "in_netns", "netns_path", "socket_in_netns"]
+__all__ = [
+    "CLONE_NEWNET",
+    "NETNS_DIR",
+    "in_netns",
+    "ip_commands",
+    "link_up",
+    "netns_path",
+    "socket_in_netns",
+]
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/var/run/netns"
 """Where ``ip netns add`` binds named namespaces."""
+
+IP_COMMANDS_ENV = "KUBETRIO_POD_NET_IP_COMMANDS"
+"""Private switch (benchmarks' baseline): ``1`` wires pods with ``ip`` processes as before."""
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
 
 T = TypeVar("T")
 
@@ -68,3 +84,21 @@ def socket_in_netns(
 ) -> socket.socket:
     """A new socket created inside ``netns`` (None: the caller's namespace)."""
     return in_netns(netns, lambda: socket.socket(family, kind))
+
+
+def ip_commands() -> bool:
+    """Whether pod networks are wired by ``ip`` processes instead of netlink in-process:
+    only for ``benchmarks/pod_startup.py``'s before/after comparison (:data:`IP_COMMANDS_ENV`)."""
+    return os.environ.get(IP_COMMANDS_ENV) == "1"
+
+
+def link_up(netns: str | None, interface: str) -> None:
+    """Set ``interface`` of ``netns`` up (``ip -n NS link set IF up``), blocking but brief:
+    two ioctls on a socket of that namespace, no process."""
+    with socket_in_netns(netns, socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", interface.encode(), 0)
+        (flags,) = struct.unpack_from("H", fcntl.ioctl(sock, _SIOCGIFFLAGS, request), 16)
+        if not flags & _IFF_UP:
+            fcntl.ioctl(
+                sock, _SIOCSIFFLAGS, struct.pack("16sH22x", interface.encode(), flags | _IFF_UP)
+            )

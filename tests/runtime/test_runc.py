@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -10,9 +11,11 @@ from typing import Any
 
 import pytest
 import trio
+from kubetrio_cni_calico.veth import CalicoNetwork, host_veth_name
 
-from kubetrio.providers import ContainerConfig, ContainerConfigError, VolumeMount
+from kubetrio.providers import ContainerConfig, ContainerConfigError, PodNetwork, VolumeMount
 from kubetrio.runtime import RuncRuntime, cgroup_exists, parse_log_record
+from kubetrio.runtime._runc import make_namespaces
 
 pytestmark = [pytest.mark.root, pytest.mark.runc]
 
@@ -221,3 +224,95 @@ async def test_recovery_drops_sandboxes_whose_namespaces_are_gone(
         assert third.list_sandboxes() == []
         assert not (runtime.root_dir / "containers" / cid).exists()
         nursery.cancel_scope.cancel()
+
+
+def _link_flags(netns: str | None, interface: str) -> list[str]:
+    """The flags ``ip`` shows for ``interface`` ([] when there is no such interface)."""
+    prefix = ["ip", "-n", netns] if netns else ["ip"]
+    shown = subprocess.run([*prefix, "-j", "link", "show", interface], capture_output=True)
+    if shown.returncode != 0:
+        return []
+    [link] = json.loads(shown.stdout)
+    return list(link["flags"])
+
+
+async def test_sandbox_failing_after_its_network_is_wired_leaves_nothing(
+    runtime: RuncRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after the netlink wiring: the veth pair, the host route, the address and
+    the namespace are all gone again (the fixture checks namespaces and mounts too)."""
+    network = runtime.network
+    assert isinstance(network, CalicoNetwork)
+    real_add = network.add
+    wired: list[PodNetwork] = []
+
+    async def add_then_fail(**kwargs: Any) -> PodNetwork:
+        wired.append(await real_add(**kwargs))
+        raise RuntimeError("injected failure after wiring")
+
+    monkeypatch.setattr(network, "add", add_then_fail)
+    p = pod("broken")
+    uid = p["metadata"]["uid"]
+    with pytest.raises(RuntimeError, match="injected failure"):
+        await runtime.run_pod_sandbox(p)
+    [result] = wired
+    host = host_veth_name(uid)
+    assert _link_flags(None, host) == []
+    routes = subprocess.run(
+        ["ip", "-j", "route", "show", f"{result.ips[0]}/32"], capture_output=True, check=True
+    )
+    assert json.loads(routes.stdout) == []
+    assert network.ipam.in_use() == {}
+    assert not os.path.exists(runtime.netns_path(uid))
+    assert runtime.list_sandboxes() == []
+
+
+async def test_sandbox_without_a_network_plugin_has_lo_up(runtime: RuncRuntime) -> None:
+    """No network plugin: the runtime sets the sandbox's ``lo`` up itself (no ``ip``)."""
+    bare = RuncRuntime(
+        root_dir=runtime.root_dir,
+        images=runtime.images,
+        network=None,
+        cgroup_parent=runtime.cgroup_parent,
+        netns_prefix=runtime.netns_prefix,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(bare.run)
+        sandbox = await bare.run_pod_sandbox(pod("bare"))
+        try:
+            assert sandbox.ips == []
+            assert "UP" in _link_flags(os.path.basename(sandbox.netns_path), "lo")
+        finally:
+            await bare.stop_pod_sandbox(sandbox.id, grace_period=0)
+        nursery.cancel_scope.cancel()
+    assert not os.path.exists(sandbox.netns_path)
+
+
+def test_make_namespaces_binds_new_ones_and_leaves_the_caller_alone(tmp_path: Path) -> None:
+    """In-process ``unshare --net=F --ipc=F --uts=F hostname H``: three new namespaces
+    held by their files, the hostname set in the new UTS one, the caller's untouched."""
+    files = {kind: tmp_path / kind for kind in ("net", "ipc", "uts")}
+    for file in files.values():
+        file.touch()
+    own = {kind: os.stat(f"/proc/thread-self/ns/{kind}").st_ino for kind in files}
+    host_name = os.uname().nodename
+    try:
+        make_namespaces(files, "in-the-pod")
+        made = {kind: os.stat(file).st_ino for kind, file in files.items()}
+        assert all(made[kind] != own[kind] for kind in files)
+        assert len(set(made.values())) == 3
+        assert {kind: os.stat(f"/proc/thread-self/ns/{kind}").st_ino for kind in files} == own
+        assert os.uname().nodename == host_name
+        shown = subprocess.run(
+            ["nsenter", f"--uts={files['uts']}", "hostname"], capture_output=True, check=True
+        )
+        assert shown.stdout.strip() == b"in-the-pod"
+        links = subprocess.run(
+            ["nsenter", f"--net={files['net']}", "ip", "-j", "link", "show"],
+            capture_output=True,
+            check=True,
+        )
+        assert [link["ifname"] for link in json.loads(links.stdout)] == ["lo"]
+    finally:
+        for file in files.values():
+            subprocess.run(["umount", str(file)], capture_output=True)

@@ -22,15 +22,17 @@ import ipaddress
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 from kubetrio.client import Client, ClientError
-from kubetrio.netns import in_netns
+from kubetrio.netns import in_netns, ip_commands
 from kubetrio.providers import PodNetwork
 
+from . import rtnl
 from .blocks import DEFAULT_POOL, BlockClaims, BlockGC, is_extra
 from .felix import PolicyAgent
 from .ipam import BlockAllocator, BlockExhausted
@@ -41,6 +43,7 @@ from .pools import MODE_MTU, Pool, ensure_pool
 from .vxlan import VxlanRoutes
 
 log = logging.getLogger("kubetrio.cni_calico")
+T = TypeVar("T")
 GATEWAY = "169.254.1.1"
 NETNS_DIR = Path("/var/run/netns")
 GC_GRACE = 300.0
@@ -98,6 +101,9 @@ class CalicoNetwork:
         """The mode's route agent, while node services run."""
         self._adopted = False
         self._save_lock = trio.Lock()
+        self._changes = 0
+        """Allocation changes counted by :meth:`_save`; ``_saved``: those written."""
+        self._saved = 0
         self._grow_lock = trio.Lock()
         self._idle_since: dict[str, float] = {}
 
@@ -111,6 +117,10 @@ class CalicoNetwork:
 
     async def _sysctl(self, name: str, value: str) -> None:
         await trio.to_thread.run_sync(in_netns, self.netns, lambda: _write_sysctl(name, value))
+
+    async def _netlink(self, fn: Callable[[], T]) -> T:
+        """``fn`` (blocking rtnetlink requests) in a worker thread in the node's namespace."""
+        return await trio.to_thread.run_sync(in_netns, self.netns, fn)
 
     async def claim_block(self, client: Client, node_name: str) -> None:
         """Claim this node's blocks through ``IPAMBlock`` objects and load their allocations.
@@ -153,11 +163,19 @@ class CalicoNetwork:
         await self._save()
 
     async def _save(self) -> None:
+        """Write the allocations; callers that queued behind a save begun after their
+        change share it (a burst of pods costs a few writes, not one each)."""
         if self.claims is None:
             return
+        self._changes += 1
+        change = self._changes
         async with self._save_lock:
+            if self._saved >= change:
+                return
+            upto = self._changes
             try:
                 await self.claims.save({str(a): o for o, a in self.ipam.in_use().items()})
+                self._saved = upto
             except Exception as exc:
                 # The block is this node's alone, so handing out its addresses stays safe
                 # while the API is away; the next save writes the whole map again.
@@ -216,13 +234,17 @@ class CalicoNetwork:
         /32 routes point at their ``cali*`` interfaces. Each becomes an allocation again,
         owned by its interface name — the same owner ``add``/``delete`` use.
         """
-        shown = await self._ip(
-            "-j", "-4", "route", "show", "table", "main", check=False, capture=True
-        )
-        routes = json.loads(shown or b"[]")
-        for route in routes:
-            device = str(route.get("dev", ""))
-            destination = str(route.get("dst", ""))
+        if ip_commands():
+            shown = await self._ip(
+                "-j", "-4", "route", "show", "table", "main", check=False, capture=True
+            )
+            routes = [
+                (str(route.get("dev", "")), str(route.get("dst", "")))
+                for route in json.loads(shown or b"[]")
+            ]
+        else:
+            routes = await self._netlink(lambda: rtnl.pod_host_routes("cali"))
+        for device, destination in routes:
             if device.startswith("cali") and "/" not in destination:
                 with contextlib.suppress(ValueError):
                     self.ipam.adopt(device, ipaddress.IPv4Address(destination))
@@ -236,6 +258,18 @@ class CalicoNetwork:
             await self._adopt_existing()
         address = await self._allocate(host)
         await self._save()  # before wiring: a crash after this leaves no unrecorded address
+        if not ip_commands():
+            await self._netlink(
+                lambda: rtnl.wire_pod(
+                    netns_path,
+                    host,
+                    address=str(address),
+                    mtu=self.mtu,
+                    gateway=GATEWAY,
+                    before_up=_enable_proxy_arp,
+                )
+            )
+            return PodNetwork(ips=[str(address)], gateway=GATEWAY, mtu=self.mtu)
         # Start from a clean slate so a retried add after a partial failure converges.
         await self._ip("link", "del", host, check=False)
         await self._ip("-n", ns, "link", "del", "eth0", check=False)
@@ -269,7 +303,10 @@ class CalicoNetwork:
     async def delete(self, *, pod: dict[str, Any], netns_path: str, container_id: str) -> None:
         """Remove the veth pair (its route goes with it) and release the address."""
         host = host_veth_name(container_id)
-        await self._ip("link", "del", host, check=False)
+        if ip_commands():
+            await self._ip("link", "del", host, check=False)
+        else:
+            await self._netlink(lambda: rtnl.remove_link(host))
         if self.ipam.release(host) is not None:
             await self._save()
 
@@ -342,6 +379,8 @@ class CalicoNetwork:
 
     async def _host_links(self) -> set[str]:
         """Names of the interfaces in the node's network namespace."""
+        if not ip_commands():
+            return await self._netlink(rtnl.host_link_names)
         links = json.loads(await self._ip("-j", "link", "show", check=False, capture=True) or b"[]")
         return {str(link.get("ifname", "")) for link in links}
 
