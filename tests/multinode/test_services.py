@@ -367,21 +367,22 @@ MAGLEV_FLOWS = range(42000, 42024)
 """Client source ports: one flow each (Maglev hashes ip saddr . th sport)."""
 
 
-def fetch_with_source_port(address: str, port: int, source_port: int) -> str:
+def fetch_with_source_port(address: str, port: int, source_port: int) -> tuple[str, int]:
     """The body the host gets for ``http://address:port/`` on a connection from
-    ``source_port`` (one flow, always the same one)."""
+    ``source_port`` (0: one the kernel picks), and the source port used: one flow."""
     with socket.socket() as conn:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # RST on close: no TIME_WAIT here, and conntrack forgets the flow.
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.settimeout(5)
         conn.bind(("", source_port))
+        used = conn.getsockname()[1]
         conn.connect((address, port))
         conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
         answer = b""
         while chunk := conn.recv(4096):
             answer += chunk
-    return answer.decode().split("\r\n\r\n", 1)[-1].strip()
+    return answer.decode().split("\r\n\r\n", 1)[-1].strip(), used
 
 
 def test_maglev_service_by_annotation_is_consistent_across_nodes(
@@ -407,10 +408,12 @@ def test_maglev_service_by_annotation_is_consistent_across_nodes(
     )  # fmt: skip
     # Independent tables and conntrack on three nodes agree per flow only through
     # Maglev: at random, 24 flows would all agree with probability (1/9)^24.
-    by_node = {
-        i: [fetch_with_source_port(cluster.node_ip(i), port, p) for p in MAGLEV_FLOWS]
-        for i in nodes
-    }
+    # Source ports the kernel picks (free ones) for node 1, then the same flows to 2 and 3.
+    first = [fetch_with_source_port(cluster.node_ip(1), port, 0) for _ in MAGLEV_FLOWS]
+    flows = [used for _, used in first]
+    by_node = {1: [body for body, _ in first]}
+    for i in nodes[1:]:
+        by_node[i] = [fetch_with_source_port(cluster.node_ip(i), port, p)[0] for p in flows]
     assert by_node[1] == by_node[2] == by_node[3], by_node
     assert set(by_node[1]) == set(BACKENDS), by_node[1]
     # From a pod on node 1 to the ClusterIP: its flows reach backends on all three nodes.
