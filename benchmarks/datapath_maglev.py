@@ -80,10 +80,14 @@ def main() -> None:
     tables_equal &= weighted_same
     print(f"  100 weighted backends: rust {weighted_s * 1e3:.3f} ms   identical={weighted_same}")
     print(f"  100 backends, M=16381: rust {small * 1e3:.3f} ms (Cilium publishes 8.2 ms)")
-    print("  references: Envoy 2.1-2.7 ms (M=65537), goal <= 1 ms for 100 backends")
+    print("  references: Envoy 2.1-2.7 ms (M=65537), goal <= 0.5 ms for 100 backends (best run)")
     result["build_ms_100_backends_m16381"] = round(small * 1e3, 3)
     result["build_ms_100_weighted_backends"] = round(weighted_s * 1e3, 3)
     result["goal_1ms_met"] = result["build_ms_100_backends_median"] <= 1.0
+    # Issue 22's goal: 0.5 ms at M=65537 for 100 backends, on the best (least disturbed) run.
+    best_100 = float(result["build_ms_100_backends"])  # type: ignore[arg-type]
+    result["goal_0_5ms_met"] = best_100 <= 0.5
+    result["goal_0_5ms_ratio"] = round(0.5 / best_100, 2)
 
     # Lookup: batches of 1024 uint64 flow hashes through one call (GIL released) vs a
     # Python loop indexing the same table.

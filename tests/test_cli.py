@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 
 import kubetrio
 from kubetrio.cli import build_app
+from kubetrio.cluster import agent_can_run
 from tests.compat.kit import KUBECTL_DIR
 
 runner = CliRunner()
@@ -161,12 +163,13 @@ def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
     port = "16702"
     try:
         up = subprocess.run(
-            [*kubetrio, "up", "--port", port, "--registry-port", "15702"],
+            [*kubetrio, "up", "--port", port, "--registry-port", "15702",
+             "--proxy-mode", "maglev"],
             env=env,
             capture_output=True,
             text=True,
             timeout=120,
-        )
+        )  # fmt: skip
         assert up.returncode == 0, up.stdout + up.stderr
         assert "is up at https://127.0.0.1:16702" in up.stdout
         again = subprocess.run(
@@ -198,6 +201,16 @@ def test_up_and_down_run_a_background_cluster(tmp_path: Path) -> None:
         assert f"log: {home / 'server.log'}\n" in status.stdout
         assert "plugins: " in status.stdout
         assert "open files: " in status.stdout
+        if agent_can_run() is None:  # the node's proxy runs --proxy-mode, says so, shows it
+            deadline = time.monotonic() + 60
+            while ", proxy mode maglev" not in status.stdout and time.monotonic() < deadline:
+                time.sleep(0.5)
+                status = subprocess.run(
+                    [*kubetrio, "status"], env=env, capture_output=True, text=True, timeout=60
+                )
+            assert ", proxy mode maglev" in status.stdout, status.stdout
+            server_log = (home / "server.log").read_text()
+            assert "maglev mode (a Service may choose" in server_log
         # Only the owner reads the data directory, the database and the admin token.
         data = home / "data"
         assert stat.S_IMODE(data.stat().st_mode) == 0o700

@@ -409,11 +409,12 @@ async def start_service_datapath(
     nursery: trio.Nursery, client: Client, node_name: str, *, mode: str = "nftables"
 ) -> None:
     """Start a node's part of Services: the nftables proxy (in ``mode``, one of
-    :data:`PROXY_MODES`) and the LoadBalancer announcer."""
-    from kubetrio.proxy import ServiceProxy
+    :data:`PROXY_MODES`, recorded on the Node) and the LoadBalancer announcer."""
+    from kubetrio.proxy import ServiceProxy, announce_mode
     from kubetrio.servicelb import ServiceLBAnnouncer
 
     await nursery.start(ServiceProxy(client, node_name=node_name, mode=mode).run)
+    await announce_mode(client, node_name, mode)
     await nursery.start(ServiceLBAnnouncer(client, node_name).run)
 
 

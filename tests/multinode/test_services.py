@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import LocalCluster, running_cluster
+from .conftest import KUBETRIO, LocalCluster, running_cluster
 
 pytestmark = [pytest.mark.root, pytest.mark.runc, pytest.mark.slow]
 
@@ -434,3 +435,73 @@ def test_ingress_through_its_load_balancer_address(cluster: LocalCluster) -> Non
         return row[3] if row[3] == lb_ip else None
 
     assert wait_for("the LoadBalancer address in kubectl's ADDRESS column", address_column)
+
+
+MAGLEV_FLOWS = range(42000, 42024)
+"""Client source ports: one flow each (Maglev hashes ip saddr . th sport)."""
+
+
+def fetch_with_source_port(address: str, port: int, source_port: int) -> tuple[str, int]:
+    """The body the host gets for ``http://address:port/`` on a connection from
+    ``source_port`` (0: one the kernel picks), and the source port used: one flow."""
+    with socket.socket() as conn:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # RST on close: no TIME_WAIT here, and conntrack forgets the flow.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.settimeout(5)
+        conn.bind(("", source_port))
+        used = conn.getsockname()[1]
+        conn.connect((address, port))
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := conn.recv(4096):
+            answer += chunk
+    return answer.decode().split("\r\n\r\n", 1)[-1].strip(), used
+
+
+def test_maglev_service_by_annotation_is_consistent_across_nodes(
+    cluster: LocalCluster, cluster_ip: str
+) -> None:
+    """The nodes run in nftables mode; a Service annotated ``kubetrio.io/proxy-mode:
+    maglev`` gets Maglev on every node next to the others: a flow (client address and
+    port) lands on one backend whichever node it enters, and flows from the host and
+    from a pod spread over the backends on every node."""
+    svc = service("web-maglev", type="NodePort")
+    svc["metadata"]["annotations"] = {"kubetrio.io/proxy-mode": "maglev"}
+    cluster.apply(svc)
+    created = cluster.get("service", "web-maglev")
+    port, ip = created["spec"]["ports"][0]["nodePort"], created["spec"]["clusterIP"]
+    nodes = (1, 2, 3)
+    wait_for(
+        "every node to serve the NodePort",
+        lambda: all(
+            cluster.in_node(1, "busybox", "timeout", "3", "wget", "-q", "-O", "-",
+                            f"http://{cluster.node_ip(i)}:{port}/").returncode == 0
+            for i in nodes
+        ),
+    )  # fmt: skip
+    # Independent tables and conntrack on three nodes agree per flow only through
+    # Maglev: at random, 24 flows would all agree with probability (1/9)^24.
+    # Source ports the kernel picks (free ones) for node 1, then the same flows to 2 and 3.
+    first = [fetch_with_source_port(cluster.node_ip(1), port, 0) for _ in MAGLEV_FLOWS]
+    flows = [used for _, used in first]
+    by_node = {1: [body for body, _ in first]}
+    for i in nodes[1:]:
+        by_node[i] = [fetch_with_source_port(cluster.node_ip(i), port, p)[0] for p in flows]
+    assert by_node[1] == by_node[2] == by_node[3], by_node
+    assert set(by_node[1]) == set(BACKENDS), by_node[1]
+    # From a pod on node 1 to the ClusterIP: its flows reach backends on all three nodes.
+    script = "; ".join(
+        f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc -p {p} {ip} 80 | tail -n 1"
+        for p in MAGLEV_FLOWS
+    )
+    answers = cluster.kubectl("exec", "client-1", "--", "sh", "-c", script).split()
+    assert set(answers) == set(BACKENDS), answers
+    # The other Services stay in the nodes' mode, which each node records.
+    assert set(cluster.fetch_many("client-2", f"http://{cluster_ip}/", REQUESTS)) == set(BACKENDS)
+    status = subprocess.run(
+        [*KUBETRIO, "status", "--name", cluster.name],
+        env=cluster.env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    for i in nodes:
+        assert f"node {cluster.node(i)}: Ready, proxy mode nftables" in status.stdout, status

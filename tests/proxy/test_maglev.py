@@ -53,3 +53,36 @@ async def test_removing_one_of_n_moves_about_one_nth(topology: Topology, cluster
             assert moved / FLOWS < 1 / n + 0.08
             assert needlessly / FLOWS < 0.08
             nursery.cancel_scope.cancel()
+
+
+@pytest.mark.root
+async def test_annotated_service_is_maglev_on_an_nftables_node(
+    topology: Topology, cluster: Any
+) -> None:
+    """Under a proxy in nftables mode, a Service annotated ``kubetrio.io/proxy-mode:
+    maglev`` keeps every flow on its backend (each connection ends with a reset, so
+    conntrack forgets it and the rules choose again), while a plain Service in the same
+    table still picks at random."""
+    client: Client = cluster.client
+    backends = topology.pods[1:4]
+    source_ports = list(range(43000, 43000 + FLOWS // 4))
+    maglev = service("mg", "10.96.0.21")
+    maglev["metadata"]["annotations"] = {"kubetrio.io/proxy-mode": "maglev"}
+    with trio.fail_after(60):
+        for body in (maglev, service("rnd", "10.96.0.22")):
+            await client.create("v1", "services", body, namespace="default")
+            name = body["metadata"]["name"]
+            await put_slice(client, endpoint_slice(name, topology.pod_ips[1:4]))
+        async with trio.open_nursery() as nursery:
+            proxy = ServiceProxy(client, node_name=NODE, netns=topology.node, mode="nftables")
+            await nursery.start(proxy.run)
+            await proxy.wait_applied()
+            rounds = [
+                await http_get_many(topology.pods[0], ip, source_ports=source_ports)
+                for ip in ("10.96.0.21", "10.96.0.21", "10.96.0.22", "10.96.0.22")
+            ]
+            assert all(set(answers) == set(backends) for answers in rounds), rounds
+            assert rounds[0] == rounds[1]
+            # Random choice: each of 60 flows keeps its backend with probability 1/3.
+            assert rounds[2] != rounds[3]
+            nursery.cancel_scope.cancel()

@@ -12,12 +12,14 @@ import trio
 from kubetrio.client import Client, ClientError
 from kubetrio.nft import Verdict, to_nft_text
 from kubetrio.proxy import (
+    MAGLEV_SLOTS,
     TABLE,
     Nft,
     NftError,
     Renderer,
     ServiceProxy,
     describe,
+    full_script,
     service_ports,
 )
 from kubetrio.proxy import diff_script as typed_diff_script
@@ -152,7 +154,7 @@ def test_spare_chains_cover_the_next_counts() -> None:
         *(f"lb-cluster-ip-{n}" for n in [*range(1, 17), 21]),
         *(f"lb-local-nodeport-{n}" for n in range(1, 17)),
     }
-    name, rules = renderer._lb_chain("service-ips", "cluster", 5, False)
+    name, rules = renderer._lb_chain("nftables", "service-ips", "cluster", 5, False)
     assert spare[name] == rules
     assert Renderer(node_name=NODE, mode="maglev").spare_chains(["lb-cluster-ip-maglev"]) == {}
 
@@ -198,6 +200,55 @@ def test_maglev_diff_moves_about_one_nth() -> None:
     assert 40 <= changed <= 70, changed
     # The slot count does not depend on the backends: only data elements change.
     assert not any(" chain " in c or " rule " in c or "service-ips" in c for c in commands)
+
+
+def _annotated(svc: dict[str, Any], mode: str) -> dict[str, Any]:
+    svc["metadata"]["annotations"] = {"kubetrio.io/proxy-mode": mode}
+    return svc
+
+
+@pytest.mark.parametrize("node_mode", ["nftables", "maglev"])
+def test_service_annotation_overrides_the_node_mode(node_mode: str) -> None:
+    """A Service's ``kubetrio.io/proxy-mode`` picks its ``lb-`` chain and slot count; the
+    others keep the node's mode, and both kinds sit in one table."""
+    other = "maglev" if node_mode == "nftables" else "nftables"
+    renderer = Renderer(node_name=NODE, mode=node_mode)
+    svc, slice3 = _svc_and_slice(3)
+    plain = renderer.render(service_ports(svc, [slice3]))
+    chosen = renderer.render(service_ports(_annotated(svc, other), [slice3]))
+    ignored = renderer.render(service_ports(_annotated(svc, "ipvs"), [slice3]))
+    chains = {"nftables": "lb-cluster-ip-3", "maglev": "lb-cluster-ip-maglev"}
+    slots = {"nftables": 3, "maglev": MAGLEV_SLOTS}
+    assert set(plain.shared_chains) == {chains[node_mode]}
+    assert set(chosen.shared_chains) == {chains[other]}
+    assert ignored == plain  # an unknown mode falls back to the node's
+    assert len(plain.elements["service-endpoints"]) == slots[node_mode]
+    assert len(chosen.elements["service-endpoints"]) == slots[other]
+    table = to_nft_text(full_script([plain, renderer.render(service_ports(
+        _annotated(service("db", "10.96.0.11"), other),
+        [endpoint_slice("db", ["10.244.252.9", "10.244.252.10", "10.244.252.11"])],
+    ))]))  # fmt: skip
+    assert "numgen random mod 3" in table and "jhash ip saddr . th sport mod 251" in table
+    # Switching a Service's mode rewrites its own elements: the verdict and the slots.
+    commands = diff_script({"k": plain}, {"k": chosen}, set(plain.shared_chains))
+    assert f"add chain ip {TABLE} {chains[other]}" in commands
+    key = "10.96.0.10 . tcp . 80"
+    assert f"add element ip {TABLE} service-ips {{ {key} : goto {chains[other]} }}" in commands
+    gone = slots[node_mode] - slots[other]
+    deleted = [c for c in commands if c.startswith("delete element") and "endpoints" in c]
+    assert len(deleted) >= max(gone, 0)
+
+
+def test_client_ip_affinity_follows_the_service_mode() -> None:
+    """Under ClientIP affinity an nftables Service keeps kube-proxy's affinity chains, a
+    Maglev one hashes the client address only."""
+    renderer = Renderer(node_name=NODE, mode="nftables")
+    svc, slice3 = _svc_and_slice(3)
+    svc["spec"]["sessionAffinity"] = "ClientIP"
+    plain = renderer.render(service_ports(svc, [slice3]))
+    assert plain.chains and not plain.shared_chains
+    maglev = renderer.render(service_ports(_annotated(svc, "maglev"), [slice3]))
+    assert not maglev.chains and set(maglev.shared_chains) == {"lb-cluster-ip-maglev-client"}
 
 
 # --- real traffic ------------------------------------------------------------------------

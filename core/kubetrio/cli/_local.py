@@ -552,6 +552,10 @@ def status(
         else:
             for node in listed.get("items") or []:
                 state = "Ready" if _node_ready(node) else "NotReady"
+                # The node's service proxy records its --proxy-mode there (kubetrio.proxy).
+                annotations = node["metadata"].get("annotations") or {}
+                if mode := annotations.get("kubetrio.io/proxy-mode"):
+                    state += f", proxy mode {mode}"
                 console.print(f"  node {node['metadata']['name']}: {state}")
     names = ", ".join(info.name for info in plugin_loading.load().plugins()) or "none"
     console.print(f"  plugins: {names}")

@@ -10,7 +10,9 @@ are chosen through data maps — ``dnat ip to <service key> . numgen random mod 
 writes map elements only and no commit re-validates a chain per Service (see
 :mod:`._rules`). ``mode="maglev"`` replaces the random choice with Maglev consistent
 hashing of the flow: ``jhash(flow) mod M`` picks one of M slots per service key, filled
-from :class:`kubetrio.datapath.MaglevTable` and updated slot by slot.
+from :class:`kubetrio.datapath.MaglevTable` and updated slot by slot. The mode is the
+node's default: a Service picks its own with the annotation ``kubetrio.io/proxy-mode:
+maglev`` (or ``nftables``), and both kinds live in the one table.
 
 The renderer builds typed nft commands (:mod:`kubetrio.nft`); transactions go to the
 kernel as raw nf_tables netlink batches (nft 1.0.6's libnftables re-reads the whole table
@@ -26,11 +28,14 @@ NAT hook runs after routing); the network plugin's node services set that up.
 from kubetrio.nft import Nft as Nft
 from kubetrio.nft import NftError as NftError
 
+from ._model import PROXY_MODE_ANNOTATION as PROXY_MODE_ANNOTATION
+from ._model import PROXY_MODES as PROXY_MODES
 from ._model import Endpoint as Endpoint
 from ._model import ServicePort as ServicePort
 from ._model import service_ports as service_ports
 from ._proxy import ServiceProxy as ServiceProxy
 from ._proxy import SyncStats as SyncStats
+from ._proxy import announce_mode as announce_mode
 from ._proxy import describe as describe
 from ._rules import MAGLEV_SLOTS as MAGLEV_SLOTS
 from ._rules import PROXY_TABLE as PROXY_TABLE

@@ -11,6 +11,10 @@ API reaches the rule renderer. Endpoint selection follows kube-proxy:
   update of a single replica does not drop connections;
 * ``internalTrafficPolicy: Local`` keeps only endpoints on this node for ClusterIP
   traffic, ``externalTrafficPolicy: Local`` the same for NodePort traffic.
+
+A Service may pick how its endpoints are chosen with the annotation
+``kubetrio.io/proxy-mode`` (:data:`PROXY_MODE_ANNOTATION`): ``maglev`` or ``nftables``;
+without it (or with another value) the node's ``--proxy-mode`` decides.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+PROXY_MODE_ANNOTATION = "kubetrio.io/proxy-mode"
+"""On a Service: the proxy mode for its ports (overrides the node's); on a Node: the mode
+its proxy runs in (written by the node, for ``kubetrio status`` and kubectl)."""
+PROXY_MODES = ("nftables", "maglev")
+"""The service proxy's modes: random choice per connection (as kube-proxy), or Maglev
+consistent hashing of the flow."""
 DEFAULT_AFFINITY_TIMEOUT = 10800
 """Kubernetes' default ``sessionAffinityConfig.clientIP.timeoutSeconds`` (3 hours)."""
 
@@ -56,6 +66,8 @@ class ServicePort:
     external_local: bool = False
     external_ips: tuple[str, ...] = field(default=())
     """``spec.externalIPs`` and LoadBalancer ingress IPs, treated like NodePort traffic."""
+    mode: str = ""
+    """The Service's own proxy mode (:data:`PROXY_MODE_ANNOTATION`); "" = the node's."""
 
     @property
     def key(self) -> str:
@@ -118,6 +130,8 @@ def service_ports(
         config = ((spec.get("sessionAffinityConfig") or {}).get("clientIP")) or {}
         affinity = int(config.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
     node_ports = spec.get("type") in ("NodePort", "LoadBalancer")
+    mode = (metadata.get("annotations") or {}).get(PROXY_MODE_ANNOTATION, "")
+    mode = mode if mode in PROXY_MODES else ""
     # Slice ports are matched by name (the controller resolves targetPort per pod).
     by_port_name: dict[tuple[str, str], dict[str, Endpoint]] = {}
     for slice_ in slices:
@@ -169,6 +183,7 @@ def service_ports(
                 internal_local=spec.get("internalTrafficPolicy") == "Local",
                 external_local=spec.get("externalTrafficPolicy") == "Local",
                 external_ips=external_ips,
+                mode=mode,
             )
         )
     return result

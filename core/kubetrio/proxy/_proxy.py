@@ -22,10 +22,17 @@ from dataclasses import dataclass
 
 import trio
 
-from kubetrio.client import Client, FunctionHandler, Informer, KubeObject, object_key
+from kubetrio.client import (
+    Client,
+    ClientError,
+    FunctionHandler,
+    Informer,
+    KubeObject,
+    object_key,
+)
 from kubetrio.nft import Command, Nft, NftError, remove_table
 
-from ._model import SERVICE_NAME_LABEL, service_ports
+from ._model import PROXY_MODE_ANNOTATION, SERVICE_NAME_LABEL, service_ports
 from ._rules import (
     PROXY_TABLE,
     Fragment,
@@ -265,6 +272,12 @@ class ServiceProxy:
 
         The table is deleted when the proxy stops (even when cancelled).
         """
+        log.info(
+            "service proxy on node %s: %s mode (a Service may choose with the %s annotation)",
+            self.node_name,
+            self.mode,
+            PROXY_MODE_ANNOTATION,
+        )
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.services.run)
@@ -284,6 +297,17 @@ class ServiceProxy:
             await self.nft.run(remove_table(PROXY_TABLE))
         except (NftError, OSError) as exc:
             log.warning("could not remove table %s: %s", PROXY_TABLE, exc)
+
+
+async def announce_mode(client: Client, node_name: str, mode: str) -> None:
+    """Record the node's proxy mode on its Node (annotation :data:`PROXY_MODE_ANNOTATION`),
+    for ``kubetrio status`` and ``kubectl describe node``; a node that may not patch its
+    Node object only logs why."""
+    patch = {"metadata": {"annotations": {PROXY_MODE_ANNOTATION: mode}}}
+    try:
+        await client.patch("v1", "nodes", node_name, patch)
+    except ClientError as exc:
+        log.warning("could not record the proxy mode on node %s: %s", node_name, exc)
 
 
 def describe(fragments: Iterable[Fragment]) -> dict[str, int]:

@@ -32,6 +32,10 @@ Maglev mode uses the same layout with ``jhash`` of the flow (``ip saddr . th spo
 ``ip saddr`` under ClientIP affinity) ``mod M`` in place of ``numgen``: ``M`` slots per
 service key filled from :class:`MaglevTable`, so the ``lb-`` chains do not depend on the
 endpoint count and a backend change rewrites only the slots :meth:`MaglevTable.diff` moves.
+The mode is chosen per Service (the node's, or the Service's ``kubetrio.io/proxy-mode``
+annotation): both kinds of ``lb-`` chains live side by side (``lb-<policy>-<entry>-<N>``
+and ``lb-<policy>-<entry>-maglev``) and read the same endpoint maps, where a service key
+holds slots ``0..N-1`` or ``0..M-1``, so switching a Service rewrites its own elements only.
 
 ClientIP session affinity in nftables mode keeps kube-proxy's per-service and per-endpoint
 chains (``service-``/``external-<svc port>`` → ``endpoint-<svc port>__<ip>/<port>`` with an
@@ -95,7 +99,7 @@ from kubetrio.nft import (
     replace_table,
 )
 
-from ._model import Endpoint, ServicePort, local_endpoints, usable_endpoints
+from ._model import PROXY_MODES, Endpoint, ServicePort, local_endpoints, usable_endpoints
 
 TABLE = "kubetrio"
 PROXY_TABLE = Table("ip", TABLE)
@@ -107,7 +111,7 @@ endpoints and under 10 % up to 25. A larger M balances better but costs M map el
 per service key in the kernel and in every full sync; 251 keeps a 10k-service ruleset in
 reach and still moves only the removed backend's slots (≈1/N of flows) on a change."""
 
-MODES = ("nftables", "maglev")
+MODES = PROXY_MODES
 SPARE_COUNTS = 16
 """A full sync also creates the ``lb-`` chains for 1..16 endpoints of each policy in use
 (nftables mode): the first rule that looks up an endpoint map makes the kernel walk all
@@ -274,7 +278,8 @@ class Renderer:
 
     :param node_name: this node (for the Local traffic policies).
     :param cluster_cidr: pod addresses; ClusterIP traffic from elsewhere is masqueraded.
-    :param mode: ``nftables`` (random choice, like kube-proxy) or ``maglev``.
+    :param mode: ``nftables`` (random choice, like kube-proxy) or ``maglev``: the default
+        for Services without a mode of their own (:attr:`ServicePort.mode`).
     :param maglev_slots: slots per service key in Maglev mode (a prime, see
         :data:`MAGLEV_SLOTS`).
     :param maglev_seed: permutation seed of the Maglev tables; every node must use the same.
@@ -296,7 +301,7 @@ class Renderer:
         self.mode = mode
         self.maglev_slots = maglev_slots
         self.maglev_seed = maglev_seed
-        self._lb_cache: dict[tuple[str, str, int, bool], tuple[str, tuple[Rule, ...], Verdict]]
+        self._lb_cache: dict[tuple[str, str, str, int, bool], tuple[str, tuple[Rule, ...], Verdict]]
         self._lb_cache = {}
 
     def render(self, ports: Iterable[ServicePort]) -> Fragment:
@@ -348,18 +353,21 @@ class Renderer:
     ) -> None:
         """Send new connections to ``keys`` (dispatch map, key) to one of ``endpoints``."""
         out.shared_elements.setdefault(HAIRPIN, set()).update((ep.ip, ep.ip) for ep in endpoints)
-        if sp.affinity_timeout and self.mode == "nftables":
+        mode = sp.mode or self.mode
+        if sp.affinity_timeout and mode == "nftables":
             goto = Verdict("goto", self._affinity_chain(sp, endpoints, policy, out))
             for map_name, key in keys:
                 out.elements.setdefault(map_name, {})[key] = goto
             return
         values: list[Key] = [(ep.ip, ep.port) for ep in endpoints]
-        if self.mode == "maglev":
+        if mode == "maglev":
             names = [f"{e.ip}:{e.port}" for e in endpoints]
             table = MaglevTable(names, size=self.maglev_slots, seed=self.maglev_seed).table()
             values = [values[index] for index in table]
         for map_name, key in keys:
-            chain, rules, goto = self._lb(map_name, policy, len(endpoints), sp.affinity_timeout > 0)
+            chain, rules, goto = self._lb(
+                mode, map_name, policy, len(endpoints), sp.affinity_timeout > 0
+            )
             out.shared_chains[chain] = rules
             out.elements.setdefault(map_name, {})[key] = goto
             slots = out.elements.setdefault(ENDPOINT_MAPS[map_name], {})
@@ -367,23 +375,24 @@ class Renderer:
                 slots[(*key, slot)] = value
 
     def _lb(
-        self, map_name: str, policy: str, count: int, affinity: bool
+        self, mode: str, map_name: str, policy: str, count: int, affinity: bool
     ) -> tuple[str, tuple[Rule, ...], Verdict]:
         """:meth:`_lb_chain` and the verdict that goes there, made once per renderer."""
-        cache_key = (map_name, policy, count, affinity)
+        cache_key = (mode, map_name, policy, count, affinity)
         found = self._lb_cache.get(cache_key)
         if found is None:
-            name, rules = self._lb_chain(map_name, policy, count, affinity)
+            name, rules = self._lb_chain(mode, map_name, policy, count, affinity)
             found = self._lb_cache[cache_key] = (name, rules, Verdict("goto", name))
         return found
 
     def _lb_chain(
-        self, map_name: str, policy: str, count: int, affinity: bool
+        self, mode: str, map_name: str, policy: str, count: int, affinity: bool
     ) -> tuple[str, tuple[Rule, ...]]:
-        """The shared chain that DNATs the keys of ``map_name`` under ``policy``."""
+        """The shared chain that DNATs the keys of ``map_name`` under ``policy`` in
+        ``mode``."""
         entry, fields = KEY_FIELDS[map_name]
         pick: Numgen | Jhash
-        if self.mode == "maglev":
+        if mode == "maglev":
             # ClientIP affinity = hash the client address only: every connection of a
             # client lands in the same slot, and stays while the table keeps that slot.
             flow: tuple[Field, ...] = ("ip saddr",) if affinity else ("ip saddr", "th sport")
@@ -402,9 +411,7 @@ class Renderer:
     def spare_chains(self, in_use: Iterable[str]) -> dict[str, tuple[Rule, ...]]:
         """``lb-`` chains for the endpoint counts a Service may move to next: 1 to
         :data:`SPARE_COUNTS`, and one more than each count in use, for the policies and
-        entries of the chains ``in_use`` (nothing in Maglev mode: counts don't matter)."""
-        if self.mode == "maglev":
-            return {}
+        entries of the nftables-mode chains ``in_use`` (Maglev's don't depend on counts)."""
         wanted: dict[tuple[str, str], set[int]] = {}
         entries = {entry: map_name for map_name, (entry, _) in KEY_FIELDS.items()}
         for name in in_use:
@@ -416,7 +423,7 @@ class Renderer:
         spare = {}
         for (policy, entry), counts in wanted.items():
             for count in counts:
-                name, rules = self._lb_chain(entries[entry], policy, count, False)
+                name, rules = self._lb_chain("nftables", entries[entry], policy, count, False)
                 spare[name] = rules
         return spare
 
