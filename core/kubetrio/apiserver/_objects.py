@@ -9,8 +9,8 @@ right after ``"metadata":{`` when the object leaves the server — a copy, not a
 
 from __future__ import annotations
 
+import datetime
 import secrets
-import time
 import uuid
 from typing import Any
 
@@ -98,9 +98,10 @@ def now_rfc3339() -> str:
     showed in the API server's profile under bursts of creates and bindings.
     """
     global _stamp
-    second = int(time.time())
+    now = datetime.datetime.now(datetime.UTC)
+    second = int(now.timestamp())
     if _stamp[0] != second:
-        _stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+        _stamp = (second, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
     return _stamp[1]
 
 
