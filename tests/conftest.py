@@ -27,6 +27,7 @@ SHARED = {
     "apiserver",
     "auth",
     "benchmarks",
+    "chaos",
     "client",
     "controllers",
     "fuzz",
@@ -44,6 +45,7 @@ SHARED = {
 """Folders and files under tests/ whose tests need no node and can run beside anything."""
 
 NODE_FILES = {
+    "chaos/test_agent_kill.py",
     "plugins/test_calico_network.py",
     "protobuf/test_kubectl_e2e.py",
     "scheduler/test_integration.py",
