@@ -93,14 +93,19 @@ def exec_stream(core: Any, namespace: str, pod: str, command: list[str], **optio
 
 
 def read_until(resp: Any, done: Callable[[str], bool], *, timeout: float = 30) -> str:
-    """Stdout gathered (``update``/``read_stdout``) until ``done`` holds; fails on timeout."""
+    """Stdout gathered (``update``/``read_stdout``) until ``done`` holds; fails on timeout.
+
+    ``read_stdout`` is given ``timeout=0``: its default (None) waits for stdout without
+    end when the update brought none (a resize echo on another channel, or nothing yet),
+    which hung this module for 10 minutes in CI.
+    """
     seen = ""
     deadline = time.monotonic() + timeout
     while not done(seen):
         if time.monotonic() > deadline or not resp.is_open():
             raise AssertionError(f"stdout so far: {seen!r}")
         resp.update(timeout=1)
-        seen += resp.read_stdout() or ""
+        seen += resp.read_stdout(timeout=0) or ""
     return seen
 
 
@@ -167,7 +172,7 @@ def test_python_exec_tty_and_resize(cluster: CompatCluster, namespace: str, core
             assert time.monotonic() < deadline, seen
             resp.write_stdin("again\n")
             resp.update(timeout=1)
-            seen += resp.read_stdout() or ""
+            seen += resp.read_stdout(timeout=0) or ""
         assert "\r\n" in seen  # a terminal's line discipline, not a pipe
     finally:
         resp.close()
@@ -348,7 +353,7 @@ def test_attach_tty_container(cluster: CompatCluster, namespace: str, core: Any)
             assert time.monotonic() < deadline, seen
             resp.write_stdin("hi\n")
             resp.update(timeout=1)
-            seen += resp.read_stdout() or ""
+            seen += resp.read_stdout(timeout=0) or ""
         assert "tty hi xterm" in seen
     finally:
         resp.close()
