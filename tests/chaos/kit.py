@@ -60,6 +60,25 @@ def report(scenario: str, **figures: Any) -> dict[str, Any]:
 # -- the server process ----------------------------------------------------------------------
 
 
+def _kill_9(process: subprocess.Popen[bytes] | None) -> None:
+    """kill -9 PROCESS, and reap it."""
+    assert process is not None
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def _end(process: subprocess.Popen[bytes] | None, sig: int, timeout: float) -> None:
+    """Send SIG to PROCESS and reap it, SIGKILL after TIMEOUT s; nothing if not running."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Server:
     """``kubetrio server --no-agent`` as a user runs it, on one port across restarts."""
 
@@ -126,21 +145,11 @@ class Server:
 
     def kill(self) -> None:
         """kill -9, and reap it."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        _kill_9(self.process)
 
     def stop(self) -> None:
         """SIGTERM (SIGKILL after 30 s); nothing if not running."""
-        if not self.alive():
-            return
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        _end(self.process, signal.SIGTERM, 30)
 
     def token(self) -> str:
         return (self.data / "admin-token").read_text().strip()
@@ -482,21 +491,12 @@ class Agent:
         return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        """kill -9, and reap it."""
+        _kill_9(self.process)
 
     def stop(self) -> None:
         """SIGUSR1: the agent stops its pods, then itself (as ``kubetrio down`` does)."""
-        if not self.alive():
-            return
-        assert self.process is not None
-        self.process.send_signal(signal.SIGUSR1)
-        try:
-            self.process.wait(timeout=75)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        _end(self.process, signal.SIGUSR1, 75)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
