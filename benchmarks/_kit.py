@@ -1,5 +1,5 @@
-"""Pieces the API server benchmarks share: the pod they write, timed rounds of requests
-and percentiles, so each benchmark file says only what it compares.
+"""Pieces the benchmarks share: the pod and Deployment manifests they write, timed rounds
+of requests and percentiles, so each benchmark file says only what it compares.
 
 Benchmarks run as scripts (``python benchmarks/NAME.py``), so this module is imported by
 its bare name from the benchmarks folder.
@@ -31,6 +31,20 @@ def bench_pod(name: str) -> dict[str, Any]:
                     "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
                 }
             ]
+        },
+    }
+
+
+def deployment(name: str, replicas: int, pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """A Deployment of ``replicas`` pods with ``pod_spec``, selected by the label ``app=name``."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
         },
     }
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from _kit import deployment as kit_deployment
 
 from kubetrio.apiserver import open_apiserver
 from kubetrio.client import Client
@@ -42,19 +43,7 @@ from kubetrio.store import open_store
 
 def deployment(name: str, replicas: int, image: str = "nginx:1.25") -> dict[str, Any]:
     """A plain Deployment manifest."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": image}]},
-            },
-        },
-    }
+    return kit_deployment(name, replicas, {"containers": [{"name": "main", "image": image}]})
 
 
 async def _wait_available(client: Client, name: str, replicas: int) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from _kit import deployment as kit_deployment
 
 from kubetrio.apiserver._resourcemetrics import RESOLUTION
 from kubetrio.client import Client
@@ -40,36 +41,23 @@ NS = "default"
 
 def deployment(name: str, trigger: Path) -> dict[str, Any]:
     spin = "while :; do if [ -f /trigger/go ]; then :; else sleep 0.5; fi; done"
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 1,
-                    "volumes": [
-                        {"name": "trigger", "hostPath": {"path": str(trigger), "type": "Directory"}}
-                    ],
-                    "containers": [
-                        {
-                            "name": "spin",
-                            "image": "busybox",
-                            "command": ["sh", "-c", spin],
-                            "resources": {
-                                "requests": {"cpu": "100m"},
-                                "limits": {"cpu": "200m"},
-                            },
-                            "volumeMounts": [{"name": "trigger", "mountPath": "/trigger"}],
-                        }
-                    ],
+    pod_spec = {
+        "terminationGracePeriodSeconds": 1,
+        "volumes": [{"name": "trigger", "hostPath": {"path": str(trigger), "type": "Directory"}}],
+        "containers": [
+            {
+                "name": "spin",
+                "image": "busybox",
+                "command": ["sh", "-c", spin],
+                "resources": {
+                    "requests": {"cpu": "100m"},
+                    "limits": {"cpu": "200m"},
                 },
-            },
-        },
+                "volumeMounts": [{"name": "trigger", "mountPath": "/trigger"}],
+            }
+        ],
     }
+    return kit_deployment(name, 1, pod_spec)
 
 
 def hpa(name: str) -> dict[str, Any]:

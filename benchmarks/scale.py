@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from _kit import deployment as kit_deployment
 
 from kubetrio.client import Client, ClientError
 
@@ -90,27 +91,8 @@ def deployment_sizes(pods: int) -> list[int]:
 def deployment(name: str, replicas: int) -> dict[str, Any]:
     """A Deployment of small pods (100m cpu, 64Mi requested)."""
     resources = {"cpu": "100m", "memory": "64Mi"}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": "nginx:1.25",
-                            "resources": {"requests": resources},
-                        }
-                    ]
-                },
-            },
-        },
-    }
+    container = {"name": "main", "image": "nginx:1.25", "resources": {"requests": resources}}
+    return kit_deployment(name, replicas, {"containers": [container]})
 
 
 # --- the server and nodes processes ------------------------------------------------------
