@@ -180,7 +180,7 @@ class Store(Protocol):
         :class:`Compacted` when the history needed was compacted, and
         :class:`WatchClosed` when the store shuts down; it never skips events silently.
 
-        The iterator may also offer ``progress() -> int | None`` (:func:`watch_progress`).
+        The iterator may also be :class:`ProgressReporting` (:func:`watch_progress`).
         """
         ...
 
@@ -197,11 +197,23 @@ class Store(Protocol):
         ...
 
 
+@runtime_checkable
+class ProgressReporting(Protocol):
+    """A store's watch iterator that can tell how far it has handed over its range.
+
+    Both backends' iterators (and the encryption layer's wrapper) implement it; a store
+    that does not simply gets no progress bookmarks.
+    """
+
+    def progress(self) -> int | None:
+        """See :func:`watch_progress`."""
+        ...
+
+
 def watch_progress(events: AsyncIterator[Event]) -> int | None:
     """The revision through which a store's watch iterator has handed over every event of
     its range, or None when it cannot tell (events are waiting in it, or the backend keeps
     no progress). A quiet watch learns from it that nothing of its range changed up to a
     revision other keys moved to — what kube-apiserver's progress bookmarks carry.
     """
-    progress = getattr(events, "progress", None)
-    return progress() if callable(progress) else None
+    return events.progress() if isinstance(events, ProgressReporting) else None
