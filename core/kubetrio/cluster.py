@@ -45,8 +45,10 @@ from kubetrio.controllers import USER as controllers_user
 from kubetrio.controllers import (
     ControllerManager,
     KubernetesService,
+    LeaderElector,
     QueueController,
     RootCACertPublisher,
+    guarded_client,
 )
 from kubetrio.pki import AgentTLS, TLSConfig
 from kubetrio.plugins import PluginManager
@@ -290,8 +292,7 @@ async def _run_cluster(
                 )
                 await nursery.start(manager.run)
             if scheduler:
-                scheduler_client = Client.in_process(api, user=scheduler_user)
-                await nursery.start(Scheduler(scheduler_client, plugins=plugins).run)
+                await _start_scheduler(nursery, api, plugins)
             if simulated_nodes:
                 await nursery.start(SimulatedNodes(client, count=simulated_nodes).run)
             if agent:
@@ -453,6 +454,32 @@ async def _run_cluster_dns(
         host, port = await nursery.start(ClusterDNS(client, listen=(address, 53)).run)
         await publish_dns_service(client, address=host, port=port)
         task_status.started()
+
+
+SCHEDULER_LEASE = "kube-scheduler"
+"""The Lease in kube-system the schedulers of several API servers elect one leader on
+(kube-scheduler's ``--leader-elect``, on by default upstream too)."""
+
+
+async def _start_scheduler(
+    nursery: trio.Nursery, api: ApiServer, plugins: PluginManager | None
+) -> None:
+    """Run the scheduler while this server holds :data:`SCHEDULER_LEASE`, its writes
+    guarded by the Lease as the controllers' are. As before leader election, a lone
+    server returns once its scheduler has synced; a standby returns at once."""
+    client = Client.in_process(api, user=scheduler_user)
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    elector = LeaderElector(client, identity=identity, name=SCHEDULER_LEASE)
+    synced = trio.Event()
+
+    async def schedule() -> None:
+        async with trio.open_nursery() as inner:
+            await inner.start(Scheduler(guarded_client(client, elector), plugins=plugins).run)
+            synced.set()
+
+    await nursery.start(elector.run, schedule)
+    while not synced.is_set() and elector.holder in ("", identity):
+        await trio.sleep(0.01)
 
 
 async def advertised_address(host: str, node_ip: str | None = None) -> str | None:

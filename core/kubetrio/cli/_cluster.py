@@ -17,6 +17,8 @@ import yaml
 from kubetrio.plugins import PluginManager
 
 if TYPE_CHECKING:
+    import ssl
+
     from kubetrio.pki import TLSConfig
 
 from ._backup import (
@@ -27,6 +29,7 @@ from ._backup import (
 from ._backup import backup_schedule as backup_schedules
 from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checked_store_url
 from ._console import err_console, setup_logging
+from ._ha import balancer
 from ._join import certificate_files, ensure_client_certificate, keep_renewed
 from ._local import CLUSTERS_DIR, down, status, up
 from ._options import (
@@ -88,6 +91,18 @@ def server(
     ),
     store: str = typer.Option(
         "", help="Use etcd instead of the embedded store: etcd://host:port,host:port."
+    ),
+    etcd_cafile: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="The CA of the etcd members' certificates: reach --store etcd:// over TLS.",
+    ),
+    etcd_certfile: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="This server's client certificate for etcd."
+    ),
+    etcd_keyfile: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="The key of --etcd-certfile."
     ),
     host: str = typer.Option("127.0.0.1", help="Address the API server listens on."),
     port: int = typer.Option(6443, help="Port the API server listens on."),
@@ -216,6 +231,7 @@ def server(
     )
     checked_listen(host, port)
     store_url = checked_store_url(store) or f"sqlite://{(data_dir / 'state.db').resolve()}"
+    store_tls = _etcd_tls(etcd_cafile, etcd_certfile, etcd_keyfile)
     pool = checked_lb_pool(lb_pool)
     plugins = context_plugins()
     config = plugin_config()
@@ -236,6 +252,7 @@ def server(
             audit=audit,
             history=history,
             store_url=store_url,
+            store_tls=store_tls,
             host=host,
             port=port,
             kubeconfig=kubeconfig,
@@ -438,6 +455,24 @@ def agent(
         plugins.unconfigure()
 
 
+def _etcd_tls(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The TLS context to reach etcd with, from ``server``'s ``--etcd-*`` flags (None: plain
+    HTTP); the certificate and key go together and need the CA."""
+    import ssl
+
+    if ca is None and cert is None and key is None:
+        return None
+    if ca is None or (cert is None) != (key is None):
+        raise typer.BadParameter(
+            "give --etcd-cafile, and --etcd-certfile with --etcd-keyfile",
+            param_hint="--etcd-cafile/--etcd-certfile/--etcd-keyfile",
+        )
+    context = ssl.create_default_context(cafile=str(ca))
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    return context
+
+
 def _agent_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> TLSConfig | None:
     """The agent endpoint's TLS from ``agent``'s flags (None: plain HTTP and the token);
     the flags go together."""
@@ -483,3 +518,4 @@ def register_cluster_commands(app: typer.Typer, manager: PluginManager) -> None:
         )
     app.command()(down)
     app.command()(status)
+    app.command()(balancer)

@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ async def run_server(
     data_dir: Path,
     store_url: str,
     host: str,
+    store_tls: ssl.SSLContext | None = None,
     port: int,
     kubeconfig: Path,
     plugins: PluginManager,
@@ -111,6 +113,7 @@ async def run_server(
         configuration file; the cluster configures ``plugins`` with them (and the
         ``kubetrio`` section: command, data directory, admin token) and unconfigures
         them when it stops.
+    :param store_tls: how to reach etcd over TLS (``--etcd-cafile`` ...; None: plain).
     :param encryption: which resources are encrypted in the store, with which keys.
     :param audit: where the API server's requests are audited.
     :param history: how long the store keeps old versions (the SQLite store's default: 7 days).
@@ -150,7 +153,7 @@ async def run_server(
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals,
     ):
         async with (
-            open_encrypted_store(store_url, encryption, history=history) as store,
+            open_encrypted_store(store_url, encryption, history=history, tls=store_tls) as store,
             open_cluster(
                 store,
                 host=host,
