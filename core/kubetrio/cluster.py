@@ -46,6 +46,7 @@ from kubetrio.controllers import (
     ControllerManager,
     KubernetesService,
     LeaderElector,
+    LeaseTiming,
     QueueController,
     RootCACertPublisher,
     guarded_client,
@@ -132,6 +133,7 @@ async def open_cluster(
     advertise_address: str | None = None,
     agent_tls: AgentTLS | None = None,
     ingress_ports: tuple[int, int] | None = None,
+    lease_timing: LeaseTiming | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -167,6 +169,8 @@ async def open_cluster(
         with the admin token).
     :param ingress_ports: with ``agent``, serve Ingresses with nginx on these HTTP and
         HTTPS ports of the node (``(80, 443)`` as upstream); None: no ingress controller.
+    :param lease_timing: how the controller manager and the scheduler campaign for their
+        Leases (upstream's 15/10/2 s by default).
     """
     # No plugins, for every component alike: the API server's None (no authenticator:
     # every request anonymous and allowed) and an empty manager for the others (which
@@ -206,6 +210,7 @@ async def open_cluster(
             advertise_address=advertise_address,
             agent_tls=agent_tls,
             ingress_ports=ingress_ports,
+            lease_timing=lease_timing,
         ) as cluster:
             yield cluster
     finally:
@@ -241,6 +246,7 @@ async def _run_cluster(
     advertise_address: str | None,
     agent_tls: AgentTLS | None = None,
     ingress_ports: tuple[int, int] | None = None,
+    lease_timing: LeaseTiming | None = None,
 ) -> AsyncIterator[Cluster]:
     """The components of :func:`open_cluster`, all with the same ``plugins``."""
     async with open_apiserver(
@@ -287,12 +293,13 @@ async def _run_cluster(
                     plugins=plugins,
                     identity=f"{socket.gethostname()}-{os.getpid()}",
                     lease_name=CONTROLLER_MANAGER_LEASE,
+                    **dataclasses.asdict(lease_timing or LeaseTiming()),
                     extra=extra,
                     credentials=lambda user: Client.in_process(api, user=user),
                 )
                 await nursery.start(manager.run)
             if scheduler:
-                await _start_scheduler(nursery, api, plugins)
+                await _start_scheduler(nursery, api, plugins, lease_timing or LeaseTiming())
             if simulated_nodes:
                 await nursery.start(SimulatedNodes(client, count=simulated_nodes).run)
             if agent:
@@ -462,14 +469,16 @@ SCHEDULER_LEASE = "kube-scheduler"
 
 
 async def _start_scheduler(
-    nursery: trio.Nursery, api: ApiServer, plugins: PluginManager | None
+    nursery: trio.Nursery, api: ApiServer, plugins: PluginManager | None, timing: LeaseTiming
 ) -> None:
     """Run the scheduler while this server holds :data:`SCHEDULER_LEASE`, its writes
     guarded by the Lease as the controllers' are. As before leader election, a lone
     server returns once its scheduler has synced; a standby returns at once."""
     client = Client.in_process(api, user=scheduler_user)
     identity = f"{socket.gethostname()}-{os.getpid()}"
-    elector = LeaderElector(client, identity=identity, name=SCHEDULER_LEASE)
+    elector = LeaderElector(
+        client, identity=identity, name=SCHEDULER_LEASE, **dataclasses.asdict(timing)
+    )
     synced = trio.Event()
 
     async def schedule() -> None:

@@ -144,14 +144,14 @@ class TCPBalancer:
     # -- connections -------------------------------------------------------------------------
 
     def _order(self) -> list[Backend]:
-        """Healthy backends, starting from the next in turn; then the others (every
-        health check may be stale: a connection tried beats a refusal)."""
-        backends = list(self.backends.values())
-        if not backends:
-            return []
-        start = next(self._turn) % len(backends)
-        rotated = backends[start:] + backends[:start]
-        return [b for b in rotated if b.healthy] + [b for b in rotated if not b.healthy]
+        """Healthy backends, starting from the next in turn; then the others (a health
+        check may be stale: a connection tried beats a refusal)."""
+        healthy = [b for b in self.backends.values() if b.healthy]
+        others = [b for b in self.backends.values() if not b.healthy]
+        if healthy:
+            start = next(self._turn) % len(healthy)
+            healthy = healthy[start:] + healthy[:start]
+        return healthy + others
 
     async def _handle(self, client: trio.SocketStream) -> None:
         async with client:

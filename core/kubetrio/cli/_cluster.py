@@ -197,6 +197,18 @@ def server(
         help="Most requests in flight from one client address (watches and streams not "
         "counted); 0: no limit.",
     ),
+    leader_elect_lease_duration: float = typer.Option(
+        15.0,
+        min=1,
+        help="Seconds a standby waits on a leader Lease (controllers, scheduler) "
+        "not renewed before taking it.",
+    ),
+    leader_elect_renew_deadline: float = typer.Option(
+        10.0, min=0.5, help="Seconds the leader may fail to renew before it steps down."
+    ),
+    leader_elect_retry_period: float = typer.Option(
+        2.0, min=0.1, help="Seconds between two attempts to take or renew a leader Lease."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Run a cluster in the foreground: API server, controllers, scheduler and this node.
@@ -212,6 +224,7 @@ def server(
     import trio
 
     from kubetrio.apiserver import ServerLimits
+    from kubetrio.controllers import LeaseTiming
 
     from ._serve import run_server
 
@@ -233,6 +246,12 @@ def server(
     store_url = checked_store_url(store) or f"sqlite://{(data_dir / 'state.db').resolve()}"
     store_tls = _etcd_tls(etcd_cafile, etcd_certfile, etcd_keyfile)
     pool = checked_lb_pool(lb_pool)
+    if not leader_elect_retry_period < leader_elect_renew_deadline < leader_elect_lease_duration:
+        raise typer.BadParameter(
+            "need retry period < renew deadline < lease duration",
+            param_hint="--leader-elect-retry-period/--leader-elect-renew-deadline/"
+            "--leader-elect-lease-duration",
+        )
     plugins = context_plugins()
     config = plugin_config()
     encryption = encryption_config(encryption_provider_config, data_dir)
@@ -271,6 +290,9 @@ def server(
             limits=limits,
             advertise_address=advertise_address or None,
             backups=backups,
+            lease_timing=LeaseTiming(
+                leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period
+            ),
         )
     )
 

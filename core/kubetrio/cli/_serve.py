@@ -31,6 +31,7 @@ from kubetrio.apiserver import (
     raise_fd_limit,
 )
 from kubetrio.cluster import advertised_address, agent_can_run, open_cluster
+from kubetrio.controllers import LeaseTiming
 from kubetrio.pki import ClusterPKI, ensure_cluster_pki, local_addresses
 from kubetrio.plugins import PluginManager
 
@@ -106,6 +107,7 @@ async def run_server(
     history: kv.HistoryPolicy | None = None,
     advertise_address: str | None = None,
     backups: BackupSchedule | None = None,
+    lease_timing: LeaseTiming | None = None,
 ) -> None:
     """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT.
 
@@ -119,6 +121,7 @@ async def run_server(
     :param history: how long the store keeps old versions (the SQLite store's default: 7 days).
     :param limits: the API server's connection deadlines and caps.
     :param backups: scheduled backups of the store while it runs (none by default).
+    :param lease_timing: the controllers' and scheduler's leader election timing.
     :param advertise_address: where pods reach the API (the ``kubernetes`` Service's
         endpoint; default :func:`~kubetrio.cluster.advertised_address`).
     """
@@ -177,6 +180,7 @@ async def run_server(
                 tls=pki.tls(),
                 advertise_address=advertise,
                 agent_tls=agent_tls,
+                lease_timing=lease_timing,
             ) as cluster,
         ):
             # Tokens from ``kubectl create token`` stay valid across restarts: one key per
