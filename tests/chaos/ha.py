@@ -9,6 +9,7 @@ cluster is not running), as an operator would.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -216,7 +217,7 @@ async def _loaded(
             watches.cancel_scope.cancel()
     first_ack = load.first_ack_after(killed_at)
     assert first_ack is not None
-    gaps = [b - a for (_, a), (_, b) in zip(load.acked_at, load.acked_at[1:], strict=False)]
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(load.acked_at)]
     return {
         "write_rate_before_kill": round(acked_before / before, 1),
         "acked_before_kill": acked_before,
