@@ -556,10 +556,13 @@ def status(
 
     home = data_dir or CLUSTERS_DIR / name
     server = _read_pid(home / "server.pid")
-    for pid_file in sorted(home.glob("server-*.pid")):  # --servers: each server
-        if (pid := _read_pid(pid_file)) is not None:
-            server = server or pid
-            console.print(f"  server {pid_file.stem.removeprefix('server-')}: pid {pid}")
+    # --servers: each server, etcd member and balancer (the first server alive stands
+    # for the cluster below)
+    ha = sorted(home.glob("server-*.pid")) + sorted(home.glob("etcd-*.pid"))
+    ha += sorted(home.glob("balancer*.pid"))
+    for pid_file in ha:
+        if server is None and pid_file.stem.startswith("server-"):
+            server = _read_pid(pid_file)
     url = (home / ENDPOINT).read_text().strip() if (home / ENDPOINT).exists() else None
     if server is None:
         console.print(f"cluster [bold]{name}[/] is not running ({home})")
@@ -568,6 +571,11 @@ def status(
         )
         raise typer.Exit(code=1)
     console.print(f"cluster [bold]{name}[/]: API server {url or '?'} (pid {server})")
+    for pid_file in ha:
+        pid = _read_pid(pid_file)
+        console.print(
+            f"  {pid_file.stem.replace('-', ' ')}: {f'pid {pid}' if pid else 'not running'}"
+        )
     if (files := _open_files(server)) is not None:
         console.print(f"  open files: {files[0]} of {files[1]} allowed")
     registry = _read_pid(home / "registry.pid")
