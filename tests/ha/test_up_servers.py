@@ -8,12 +8,16 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import trio
 
 from kubetrio.client import Client
+from kubetrio.images import free_loopback_port
 from tests.chaos.ha import HACluster, lease_holders
 
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd")
@@ -115,3 +119,73 @@ def test_up_again_starts_only_what_died(cluster: HACluster) -> None:
     after = {name: cluster.pid(f"server-{name}") for name in cluster.names()}
     assert after["s0"] == before["s0"] and after["s2"] == before["s2"]
     assert after["s1"] != before["s1"]
+
+
+async def test_a_server_joins_and_leaves(cluster: HACluster, tmp_path: Path) -> None:
+    ca = cluster.pki().ca.files.cert_file
+    token = (cluster.home / "servers" / "s0" / "admin-token").read_text().strip()
+    port = free_loopback_port()
+    command = [
+        sys.executable, "-m", "kubetrio", "server", "--no-agent", "--join", cluster.url,
+        "--certificate-authority", str(ca), "--data-dir", str(tmp_path / "s3"),
+        "--port", str(port), "--kubeconfig", str(tmp_path / "kubeconfig"),
+    ]  # fmt: skip
+    refused = subprocess.run(
+        command, env={**cluster.env, "KUBETRIO_TOKEN": "not-the-token"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "refused the join token (401)" in refused.stderr
+    with open(tmp_path / "s3.log", "wb") as log:
+        joined = subprocess.Popen(
+            command, env={**cluster.env, "KUBETRIO_TOKEN": token}, stdout=log, stderr=log
+        )
+    url = f"https://127.0.0.1:{port}"
+    try:
+        with trio.fail_after(90):
+            while True:
+                assert joined.poll() is None, (tmp_path / "s3.log").read_text()[-3000:]
+                try:
+                    if httpx.get(url + "/readyz", verify=cluster.context(), timeout=2).text == "ok":
+                        break
+                except httpx.HTTPError:
+                    pass
+                await trio.sleep(0.2)
+        # The same cluster: a Secret written through the API address is read from the
+        # new server (same etcd, same encryption key), and the admin certificate works.
+        async with cluster.client() as client:
+            await client.create(
+                "v1",
+                "secrets",
+                {"metadata": {"name": "before-join"}, "stringData": {"k": "v"}},
+                namespace="default",
+            )
+        async with cluster.client(url) as client:
+            secret = await client.get("v1", "secrets", "before-join", namespace="default")
+            assert base64.b64decode(secret["data"]["k"]) == b"v"
+            holders = await lease_holders(client)
+            assert all(not h.endswith(f"-{joined.pid}") for h in holders.values())  # a standby
+        # Behind the API address once listed in the servers file; out of it when removed.
+        servers = cluster.home / "servers.txt"
+        listed = servers.read_text()
+        servers.write_text(listed + f"127.0.0.1:{port}\n")
+        with trio.fail_after(30):
+            while (
+                f"backend 127.0.0.1:{port} is healthy"
+                not in (cluster.home / "balancer.log").read_text()
+            ):
+                await trio.sleep(0.2)
+        servers.write_text(listed)
+        with trio.fail_after(30):
+            while (
+                f"backend 127.0.0.1:{port} removed"
+                not in (cluster.home / "balancer.log").read_text()
+            ):
+                await trio.sleep(0.2)
+    finally:
+        joined.terminate()
+        try:
+            joined.wait(30)
+        except subprocess.TimeoutExpired:
+            joined.kill()
+            joined.wait()
+    assert joined.returncode == 0

@@ -92,6 +92,23 @@ def server(
     store: str = typer.Option(
         "", help="Use etcd instead of the embedded store: etcd://host:port,host:port."
     ),
+    join: str = typer.Option(
+        "",
+        "--join",
+        help="Join the running HA cluster (`up --servers`) at this URL as one more API "
+        "server: the shared CAs, keys and store are fetched with --token; see docs/ha.md.",
+    ),
+    token: str = typer.Option(
+        "",
+        envvar="KUBETRIO_TOKEN",
+        help="With --join: the cluster's admin token (a server's DATA_DIR/admin-token).",
+    ),
+    certificate_authority: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="With --join: the cluster CA (DATA_DIR/pki/ca.crt) to verify --join against.",
+    ),
     etcd_cafile: Path | None = typer.Option(
         None,
         exists=True,
@@ -243,8 +260,19 @@ def server(
         ServerLimits(), **{key: value for key, value in given.items() if value is not None}
     )
     checked_listen(host, port)
+    store_tls: ssl.SSLContext | None = None
+    if join:
+        from ._ha import fetch_bootstrap, joined_store_tls
+
+        if not token or certificate_authority is None:
+            raise typer.BadParameter(
+                "--join needs --token and --certificate-authority", param_hint="--join"
+            )
+        store = fetch_bootstrap(join, token, certificate_authority, data_dir)
+        store_tls = joined_store_tls(data_dir)
     store_url = checked_store_url(store) or f"sqlite://{(data_dir / 'state.db').resolve()}"
-    store_tls = _etcd_tls(etcd_cafile, etcd_certfile, etcd_keyfile)
+    if not join:
+        store_tls = _etcd_tls(etcd_cafile, etcd_certfile, etcd_keyfile)
     pool = checked_lb_pool(lb_pool)
     if not leader_elect_retry_period < leader_elect_renew_deadline < leader_elect_lease_duration:
         raise typer.BadParameter(

@@ -346,6 +346,7 @@ def up_servers(
         listen = f"127.0.0.1:{port}"
         _spawn(balancer_command(home, listen), home / "balancer.log", home / "balancer.pid")
     wait_ready(home, url, home / "balancer.pid", home / "balancer.log", "the API balancer")
+    publish_bootstrap(home, url, plan.etcd_url)
     pki = ClusterPKI(pki_dir(home))
     merge_kubeconfig(
         kubeconfig,
@@ -484,3 +485,82 @@ def up_nodes_ha(
     )
     _wait_nodes_ready(home, url, [node])
     console.print(f"  node {node}: kubetrio agent (pid {_read_pid(home / f'agent-{node}.pid')})")
+
+
+BOOTSTRAP_SECRET = "kubetrio-server-bootstrap"
+"""The Secret in kube-system holding what a joining server needs (:data:`SHARED_FILES`
+and the store's URL), as k3s keeps its bootstrap data in the datastore: encrypted at rest
+with the cluster's key, readable by cluster admins only."""
+
+
+def publish_bootstrap(home: Path, url: str, store_url: str) -> None:
+    """Create or replace the bootstrap Secret from the first server's shared files."""
+    import base64
+
+    first = server_dir(home, "s0")
+    data = {
+        relative.replace("/", "."): base64.b64encode((first / relative).read_bytes()).decode()
+        for relative in SHARED_FILES
+    }
+    data["store"] = base64.b64encode(store_url.encode()).decode()
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": BOOTSTRAP_SECRET, "namespace": "kube-system"},
+        "type": "Opaque",
+        "data": data,
+    }
+    path = f"/api/v1/namespaces/kube-system/secrets/{BOOTSTRAP_SECRET}"
+    with httpx.Client(base_url=url, verify=admin_tls(home), timeout=30) as http:
+        answer = http.put(path, json=secret)
+        if answer.status_code == 404:
+            answer = http.post("/api/v1/namespaces/kube-system/secrets", json=secret)
+        answer.raise_for_status()
+
+
+def fetch_bootstrap(url: str, token: str, certificate_authority: Path, data_dir: Path) -> str:
+    """A joining server's shared files from a running cluster at ``url`` (TLS verified
+    against ``certificate_authority``; ``token``: the cluster's admin token, as k3s' server
+    token), written into ``data_dir``; returns the cluster's store URL.
+
+    Files already there must be the cluster's: a data directory of another cluster is
+    refused rather than overwritten."""
+    import base64
+
+    from ._errors import CommandError
+
+    tls = ssl.create_default_context(cafile=str(certificate_authority))
+    path = f"/api/v1/namespaces/kube-system/secrets/{BOOTSTRAP_SECRET}"
+    try:
+        answer = httpx.get(
+            url + path, headers={"Authorization": f"Bearer {token}"}, verify=tls, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        raise CommandError(f"cannot reach {url} to join: {exc}") from None
+    if answer.status_code in (401, 403):
+        raise CommandError(f"{url} refused the join token ({answer.status_code})")
+    if answer.status_code == 404:
+        raise CommandError(f"{url} has no {BOOTSTRAP_SECRET} Secret: not a `up --servers` cluster")
+    answer.raise_for_status()
+    data = answer.json().get("data") or {}
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for relative in SHARED_FILES:
+        content = base64.b64decode(data[relative.replace("/", ".")])
+        target = data_dir / relative
+        if target.exists() and target.read_bytes() != content:
+            raise CommandError(f"{target} is another cluster's: give a new --data-dir to join")
+        for folder in reversed(target.relative_to(data_dir).parents):
+            (data_dir / folder).mkdir(mode=0o700, exist_ok=True)
+        secret = relative.endswith((".key", "token", ".yaml"))
+        target.touch(mode=0o600 if secret else 0o644)
+        target.write_bytes(content)
+    return base64.b64decode(data["store"]).decode()
+
+
+def joined_store_tls(data_dir: Path) -> ssl.SSLContext:
+    """The TLS to the cluster's etcd from a joined server's shared files."""
+    from kubetrio.pki import ClusterPKI, client_context
+
+    pki = ClusterPKI(data_dir / "pki")
+    client = pki.etcd_client
+    return client_context(pki.etcd_ca.files.cert_file, client.cert_file, client.key_file)
