@@ -68,7 +68,6 @@ class TCPBalancer:
         self._turn = itertools.count()
         self.port = 0
         self._checked = trio.Event()
-        self._refresh()
 
     def _refresh(self) -> None:
         wanted = [parse_backend(text) for text in self._source()]

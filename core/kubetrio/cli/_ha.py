@@ -442,8 +442,9 @@ def balancer(
 def up_nodes_ha(
     home: Path, url: str, count: int, agent_options: list[str], registry_port: int
 ) -> None:
-    """Join this host as the one node of an HA cluster: a ``kubetrio agent`` reaching the
-    API through the balancer at ``url``, with a bootstrap token (TLS bootstrap)."""
+    """Join this host as the one node of an HA cluster (``count`` is 1: ``up`` refuses
+    more): a ``kubetrio agent`` reaching the API through the balancer at ``url``, with a
+    bootstrap token (TLS bootstrap)."""
     import datetime
 
     from kubetrio.pki import ClusterPKI, local_addresses
@@ -451,12 +452,6 @@ def up_nodes_ha(
     from ._local import _start_registry, _wait_nodes_ready
     from ._token import create_bootstrap_token
 
-    if count > 1:
-        err_console.print(
-            "[bold red]error:[/] --servers runs with --nodes 0 or 1 (this host); node "
-            "namespaces are not wired to several servers yet"
-        )
-        raise typer.Exit(code=1)
     node = socket.gethostname()
     if _read_pid(home / f"agent-{node}.pid") is not None:
         return

@@ -191,6 +191,12 @@ def up(
     running = _read_pid(pid_file)
     if nodes == 0 and servers == 1:
         raise typer.BadParameter("0 nodes needs --servers 2 or more", param_hint="--nodes")
+    if servers > 1 and nodes > 1:
+        raise typer.BadParameter(
+            "with --servers, 0 or 1 (this host): node namespaces are not wired to several "
+            "servers yet",
+            param_hint="--nodes",
+        )
     if running is not None and servers == 1:  # several: what is not running starts again
         console.print(f"cluster [bold]{name}[/] is already running (pid {running})")
         return
