@@ -13,7 +13,10 @@ from tests.chaos import kit
 from tests.chaos.ha import HACluster, etcd_member_kill, leader_kill, server_moved
 from tests.chaos.kit import report
 
-pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd")
+pytestmark = [
+    pytest.mark.etcd,
+    pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,10 @@ from kubetrio.client import Client
 from kubetrio.images import free_loopback_port
 from tests.chaos.ha import HACluster, lease_holders
 
-pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd")
+pytestmark = [
+    pytest.mark.etcd,
+    pytest.mark.skipif(shutil.which("etcd") is None, reason="needs etcd"),
+]
 
 
 @pytest.fixture(scope="module")
