@@ -42,3 +42,15 @@ def test_join_needs_the_token_and_the_ca(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2, result.output
     assert "--join needs --token and --certificate-authority" in _unwrapped(result.output)
+
+
+def test_balancer_needs_backends(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("")
+    result = runner.invoke(
+        build_app(), ["balancer", "--listen", "127.0.0.1:0", "--certificate-authority", str(ca)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "give --backend or --backends-file" in _unwrapped(result.output)
+    help_text = runner.invoke(build_app(), ["balancer", "--help"], env={"COLUMNS": "120"})
+    assert help_text.exit_code == 0 and "/readyz" in help_text.output
