@@ -28,6 +28,7 @@ SHARED = {
     "auth",
     "benchmarks",
     "chaos",
+    "ha",
     "client",
     "controllers",
     "fuzz",

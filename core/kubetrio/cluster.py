@@ -45,8 +45,11 @@ from kubetrio.controllers import USER as controllers_user
 from kubetrio.controllers import (
     ControllerManager,
     KubernetesService,
+    LeaderElector,
+    LeaseTiming,
     QueueController,
     RootCACertPublisher,
+    guarded_client,
 )
 from kubetrio.pki import AgentTLS, TLSConfig
 from kubetrio.plugins import PluginManager
@@ -130,6 +133,7 @@ async def open_cluster(
     advertise_address: str | None = None,
     agent_tls: AgentTLS | None = None,
     ingress_ports: tuple[int, int] | None = None,
+    lease_timing: LeaseTiming | None = None,
 ) -> AsyncIterator[Cluster]:
     """Run a cluster over ``store`` for the duration of the block.
 
@@ -165,6 +169,8 @@ async def open_cluster(
         with the admin token).
     :param ingress_ports: with ``agent``, serve Ingresses with nginx on these HTTP and
         HTTPS ports of the node (``(80, 443)`` as upstream); None: no ingress controller.
+    :param lease_timing: how the controller manager and the scheduler campaign for their
+        Leases (upstream's 15/10/2 s by default).
     """
     # No plugins, for every component alike: the API server's None (no authenticator:
     # every request anonymous and allowed) and an empty manager for the others (which
@@ -204,6 +210,7 @@ async def open_cluster(
             advertise_address=advertise_address,
             agent_tls=agent_tls,
             ingress_ports=ingress_ports,
+            lease_timing=lease_timing,
         ) as cluster:
             yield cluster
     finally:
@@ -239,6 +246,7 @@ async def _run_cluster(
     advertise_address: str | None,
     agent_tls: AgentTLS | None = None,
     ingress_ports: tuple[int, int] | None = None,
+    lease_timing: LeaseTiming | None = None,
 ) -> AsyncIterator[Cluster]:
     """The components of :func:`open_cluster`, all with the same ``plugins``."""
     async with open_apiserver(
@@ -285,13 +293,13 @@ async def _run_cluster(
                     plugins=plugins,
                     identity=f"{socket.gethostname()}-{os.getpid()}",
                     lease_name=CONTROLLER_MANAGER_LEASE,
+                    **dataclasses.asdict(lease_timing or LeaseTiming()),
                     extra=extra,
                     credentials=lambda user: Client.in_process(api, user=user),
                 )
                 await nursery.start(manager.run)
             if scheduler:
-                scheduler_client = Client.in_process(api, user=scheduler_user)
-                await nursery.start(Scheduler(scheduler_client, plugins=plugins).run)
+                await _start_scheduler(nursery, api, plugins, lease_timing or LeaseTiming())
             if simulated_nodes:
                 await nursery.start(SimulatedNodes(client, count=simulated_nodes).run)
             if agent:
@@ -453,6 +461,34 @@ async def _run_cluster_dns(
         host, port = await nursery.start(ClusterDNS(client, listen=(address, 53)).run)
         await publish_dns_service(client, address=host, port=port)
         task_status.started()
+
+
+SCHEDULER_LEASE = "kube-scheduler"
+"""The Lease in kube-system the schedulers of several API servers elect one leader on
+(kube-scheduler's ``--leader-elect``, on by default upstream too)."""
+
+
+async def _start_scheduler(
+    nursery: trio.Nursery, api: ApiServer, plugins: PluginManager | None, timing: LeaseTiming
+) -> None:
+    """Run the scheduler while this server holds :data:`SCHEDULER_LEASE`, its writes
+    guarded by the Lease as the controllers' are. As before leader election, a lone
+    server returns once its scheduler has synced; a standby returns at once."""
+    client = Client.in_process(api, user=scheduler_user)
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+    elector = LeaderElector(
+        client, identity=identity, name=SCHEDULER_LEASE, **dataclasses.asdict(timing)
+    )
+    synced = trio.Event()
+
+    async def schedule() -> None:
+        async with trio.open_nursery() as inner:
+            await inner.start(Scheduler(guarded_client(client, elector), plugins=plugins).run)
+            synced.set()
+
+    await nursery.start(elector.run, schedule)
+    while not synced.is_set() and elector.holder in ("", identity):
+        await trio.sleep(0.01)
 
 
 async def advertised_address(host: str, node_ip: str | None = None) -> str | None:

@@ -51,6 +51,11 @@ class ServiceAccountTokens:
         self._kid = ""
         self._lock = threading.Lock()
 
+    def ensure_key(self) -> None:
+        """Make (or load) the key now: API servers that share one signing key (``up
+        --servers``) get copies of the file before they start."""
+        self._signing_key()
+
     def _signing_key(self) -> tuple[rsa.RSAPrivateKey, str]:
         # Made lazily: most embedded servers (tests) never issue a token, and a 2048-bit
         # key costs tens of milliseconds.

@@ -17,6 +17,8 @@ import yaml
 from kubetrio.plugins import PluginManager
 
 if TYPE_CHECKING:
+    import ssl
+
     from kubetrio.pki import TLSConfig
 
 from ._backup import (
@@ -27,6 +29,7 @@ from ._backup import (
 from ._backup import backup_schedule as backup_schedules
 from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checked_store_url
 from ._console import err_console, setup_logging
+from ._ha import balancer
 from ._join import certificate_files, ensure_client_certificate, keep_renewed
 from ._local import CLUSTERS_DIR, down, status, up
 from ._options import (
@@ -88,6 +91,35 @@ def server(
     ),
     store: str = typer.Option(
         "", help="Use etcd instead of the embedded store: etcd://host:port,host:port."
+    ),
+    join: str = typer.Option(
+        "",
+        "--join",
+        help="Join the running HA cluster (`up --servers`) at this URL as one more API "
+        "server: the shared CAs, keys and store are fetched with --token; see docs/ha.md.",
+    ),
+    token: str = typer.Option(
+        "",
+        envvar="KUBETRIO_TOKEN",
+        help="With --join: the cluster's admin token (a server's DATA_DIR/admin-token).",
+    ),
+    certificate_authority: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="With --join: the cluster CA (DATA_DIR/pki/ca.crt) to verify --join against.",
+    ),
+    etcd_cafile: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="The CA of the etcd members' certificates: reach --store etcd:// over TLS.",
+    ),
+    etcd_certfile: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="This server's client certificate for etcd."
+    ),
+    etcd_keyfile: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="The key of --etcd-certfile."
     ),
     host: str = typer.Option("127.0.0.1", help="Address the API server listens on."),
     port: int = typer.Option(6443, help="Port the API server listens on."),
@@ -182,6 +214,18 @@ def server(
         help="Most requests in flight from one client address (watches and streams not "
         "counted); 0: no limit.",
     ),
+    leader_elect_lease_duration: float = typer.Option(
+        15.0,
+        min=1,
+        help="Seconds a standby waits on a leader Lease (controllers, scheduler) "
+        "not renewed before taking it.",
+    ),
+    leader_elect_renew_deadline: float = typer.Option(
+        10.0, min=0.5, help="Seconds the leader may fail to renew before it steps down."
+    ),
+    leader_elect_retry_period: float = typer.Option(
+        2.0, min=0.1, help="Seconds between two attempts to take or renew a leader Lease."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Run a cluster in the foreground: API server, controllers, scheduler and this node.
@@ -197,6 +241,7 @@ def server(
     import trio
 
     from kubetrio.apiserver import ServerLimits
+    from kubetrio.controllers import LeaseTiming
 
     from ._serve import run_server
 
@@ -215,8 +260,26 @@ def server(
         ServerLimits(), **{key: value for key, value in given.items() if value is not None}
     )
     checked_listen(host, port)
+    store_tls: ssl.SSLContext | None = None
+    if join:
+        from ._ha import fetch_bootstrap, joined_store_tls
+
+        if not token or certificate_authority is None:
+            raise typer.BadParameter(
+                "--join needs --token and --certificate-authority", param_hint="--join"
+            )
+        store = fetch_bootstrap(join, token, certificate_authority, data_dir)
+        store_tls = joined_store_tls(data_dir)
     store_url = checked_store_url(store) or f"sqlite://{(data_dir / 'state.db').resolve()}"
+    if not join:
+        store_tls = _etcd_tls(etcd_cafile, etcd_certfile, etcd_keyfile)
     pool = checked_lb_pool(lb_pool)
+    if not leader_elect_retry_period < leader_elect_renew_deadline < leader_elect_lease_duration:
+        raise typer.BadParameter(
+            "need retry period < renew deadline < lease duration",
+            param_hint="--leader-elect-retry-period/--leader-elect-renew-deadline/"
+            "--leader-elect-lease-duration",
+        )
     plugins = context_plugins()
     config = plugin_config()
     encryption = encryption_config(encryption_provider_config, data_dir)
@@ -236,6 +299,7 @@ def server(
             audit=audit,
             history=history,
             store_url=store_url,
+            store_tls=store_tls,
             host=host,
             port=port,
             kubeconfig=kubeconfig,
@@ -254,6 +318,9 @@ def server(
             limits=limits,
             advertise_address=advertise_address or None,
             backups=backups,
+            lease_timing=LeaseTiming(
+                leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period
+            ),
         )
     )
 
@@ -438,6 +505,24 @@ def agent(
         plugins.unconfigure()
 
 
+def _etcd_tls(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The TLS context to reach etcd with, from ``server``'s ``--etcd-*`` flags (None: plain
+    HTTP); the certificate and key go together and need the CA."""
+    import ssl
+
+    if ca is None and cert is None and key is None:
+        return None
+    if ca is None or (cert is None) != (key is None):
+        raise typer.BadParameter(
+            "give --etcd-cafile, and --etcd-certfile with --etcd-keyfile",
+            param_hint="--etcd-cafile/--etcd-certfile/--etcd-keyfile",
+        )
+    context = ssl.create_default_context(cafile=str(ca))
+    if cert is not None:
+        context.load_cert_chain(cert, key)
+    return context
+
+
 def _agent_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> TLSConfig | None:
     """The agent endpoint's TLS from ``agent``'s flags (None: plain HTTP and the token);
     the flags go together."""
@@ -483,3 +568,4 @@ def register_cluster_commands(app: typer.Typer, manager: PluginManager) -> None:
         )
     app.command()(down)
     app.command()(status)
+    app.command()(balancer)

@@ -90,7 +90,9 @@ def _admin_tls(home: Path) -> ssl.SSLContext:
     admin's client certificate (OSError until the server has made them)."""
     from kubetrio.pki import ClusterPKI, client_context
 
-    pki = ClusterPKI(home / "data" / "pki")
+    from ._ha import pki_dir
+
+    pki = ClusterPKI(pki_dir(home))
     return client_context(pki.ca.files.cert_file, pki.admin.cert_file, pki.admin.key_file)
 
 
@@ -128,9 +130,17 @@ def up(
     data_dir: Path | None = DATA_DIR_OPTION,
     nodes: int = typer.Option(
         1,
-        min=1,
+        min=0,
         help="Number of nodes. With more than one, each node runs in its own network "
-        "namespace on an underlay bridge (the server with the first node).",
+        "namespace on an underlay bridge (the server with the first node). 0: none, "
+        "with --servers only.",
+    ),
+    servers: int = typer.Option(
+        1,
+        min=1,
+        help="API servers. More than one: as many etcd members (TLS), the servers on "
+        "them, and one API address (`kubetrio balancer` on --port) that keeps working "
+        "while any one server is down; see docs/ha.md.",
     ),
     network_plugin: str = typer.Option(
         "", help="The network plugin, by name (default: the only one installed)."
@@ -177,9 +187,17 @@ def up(
     on to the server and agents that take them.
     """
     home = data_dir or CLUSTERS_DIR / name
-    pid_file = home / "server.pid"
+    pid_file = home / ("server.pid" if servers == 1 else "server-s0.pid")
     running = _read_pid(pid_file)
-    if running is not None:
+    if nodes == 0 and servers == 1:
+        raise typer.BadParameter("0 nodes needs --servers 2 or more", param_hint="--nodes")
+    if servers > 1 and nodes > 1:
+        raise typer.BadParameter(
+            "with --servers, 0 or 1 (this host): node namespaces are not wired to several "
+            "servers yet",
+            param_hint="--nodes",
+        )
+    if running is not None and servers == 1:  # several: what is not running starts again
         console.print(f"cluster [bold]{name}[/] is already running (pid {running})")
         return
     home.mkdir(parents=True, exist_ok=True)
@@ -187,7 +205,10 @@ def up(
         sys.executable, "-m", "kubetrio", "server", "--data-dir", str(home / "data"),
         "--port", str(port), "--kubeconfig", str(kubeconfig),
     ]  # fmt: skip
+    shared = len(command)  # what follows is given to every server of --servers too
     if checked_store_url(store):
+        if servers > 1:
+            raise typer.BadParameter("--servers runs its own etcd", param_hint="--store")
         command += ["--store", store]
     node_options = ["--runtime", runtime, "--proxy-mode", proxy_mode]
     node_options += ["--ingress-http-port", str(ingress_http_port)]
@@ -207,7 +228,16 @@ def up(
     )
     command += history_arguments(history_retention, history_retention_for, history_max_size)
     command += backup_arguments(backup_schedule, backup_retention, backup_dir)
-    if nodes == 1:
+    if servers > 1:
+        from ._ha import up_nodes_ha, up_servers
+
+        if _read_pid(home / "balancer.pid") is None:
+            checked_listen("127.0.0.1", port)
+        url = up_servers(home, name, servers, port, kubeconfig, command[shared:])
+        if nodes:
+            agent_options = node_options + forwarded("agent")
+            up_nodes_ha(home, url, nodes, agent_options, registry_port)
+    elif nodes == 1:
         checked_listen("127.0.0.1", port)
         url = f"https://127.0.0.1:{port}"
         mirrors = _start_registry(home, registry_port)
@@ -486,10 +516,13 @@ def _stop(pid_files: list[Path], what: str, *, sig: int = signal.SIGTERM, wait: 
 def _stop_processes(home: Path) -> None:
     """Stop the node agents (their pods first), then the server (its pods first), then
     the registry: agents release their pods' addresses through the server."""
+    from ._ha import stop_ha
+
     agents = sorted(home.glob("agent-*.pid"))
     _stop(agents, "the node agents and their pods", sig=signal.SIGUSR1, wait=75)
     # SIGUSR1: the server stops its node's pods before it exits.
     _stop([home / "server.pid"], "the server and its pods", sig=signal.SIGUSR1, wait=75)
+    stop_ha(home)  # --servers: the API servers, their balancers and etcd members
     _stop([home / "registry.pid"], "the local registry")
 
 
@@ -505,7 +538,8 @@ def down(
     A multi-node cluster's node namespaces and underlay bridge are removed too.
     """
     home = data_dir or CLUSTERS_DIR / name
-    running = _read_pid(home / "server.pid") is not None
+    servers = [home / "server.pid", *home.glob("server-*.pid")]
+    running = any(_read_pid(path) is not None for path in servers)
     _stop_processes(home)
     topology = Topology.load(home / TOPOLOGY)
     if topology is not None:
@@ -528,6 +562,13 @@ def status(
 
     home = data_dir or CLUSTERS_DIR / name
     server = _read_pid(home / "server.pid")
+    # --servers: each server, etcd member and balancer (the first server alive stands
+    # for the cluster below)
+    ha = sorted(home.glob("server-*.pid")) + sorted(home.glob("etcd-*.pid"))
+    ha += sorted(home.glob("balancer*.pid"))
+    for pid_file in ha:
+        if server is None and pid_file.stem.startswith("server-"):
+            server = _read_pid(pid_file)
     url = (home / ENDPOINT).read_text().strip() if (home / ENDPOINT).exists() else None
     if server is None:
         console.print(f"cluster [bold]{name}[/] is not running ({home})")
@@ -536,6 +577,11 @@ def status(
         )
         raise typer.Exit(code=1)
     console.print(f"cluster [bold]{name}[/]: API server {url or '?'} (pid {server})")
+    for pid_file in ha:
+        pid = _read_pid(pid_file)
+        console.print(
+            f"  {pid_file.stem.replace('-', ' ')}: {f'pid {pid}' if pid else 'not running'}"
+        )
     if (files := _open_files(server)) is not None:
         console.print(f"  open files: {files[0]} of {files[1]} allowed")
     registry = _read_pid(home / "registry.pid")

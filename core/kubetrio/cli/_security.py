@@ -19,6 +19,8 @@ import typer
 from ._errors import CommandError
 
 if TYPE_CHECKING:  # the server's modules load only when a server starts
+    import ssl
+
     from kubetrio import store as kv
     from kubetrio.apiserver import AuditLog
 
@@ -132,13 +134,18 @@ def security_arguments(
 
 @asynccontextmanager
 async def open_encrypted_store(
-    url: str, config: kv.EncryptionConfig | None, *, history: kv.HistoryPolicy | None = None
+    url: str,
+    config: kv.EncryptionConfig | None,
+    *,
+    history: kv.HistoryPolicy | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[kv.Store]:
-    """The store at ``url``, encrypting by ``config``, keeping ``history``; refused (one
-    line) when the configured keys cannot read what is stored."""
+    """The store at ``url`` (etcd over TLS with ``tls``), encrypting by ``config``,
+    keeping ``history``; refused (one line) when the configured keys cannot read what
+    is stored."""
     from kubetrio import store as kv
 
-    async with kv.open_store(url, history=history) as store:
+    async with kv.open_store(url, history=history, tls=tls) as store:
         if config is None:
             yield store
             return

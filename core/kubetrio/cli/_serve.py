@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from kubetrio.apiserver import (
     raise_fd_limit,
 )
 from kubetrio.cluster import advertised_address, agent_can_run, open_cluster
+from kubetrio.controllers import LeaseTiming
 from kubetrio.pki import ClusterPKI, ensure_cluster_pki, local_addresses
 from kubetrio.plugins import PluginManager
 
@@ -82,6 +84,7 @@ async def run_server(
     data_dir: Path,
     store_url: str,
     host: str,
+    store_tls: ssl.SSLContext | None = None,
     port: int,
     kubeconfig: Path,
     plugins: PluginManager,
@@ -104,6 +107,7 @@ async def run_server(
     history: kv.HistoryPolicy | None = None,
     advertise_address: str | None = None,
     backups: BackupSchedule | None = None,
+    lease_timing: LeaseTiming | None = None,
 ) -> None:
     """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT.
 
@@ -111,11 +115,13 @@ async def run_server(
         configuration file; the cluster configures ``plugins`` with them (and the
         ``kubetrio`` section: command, data directory, admin token) and unconfigures
         them when it stops.
+    :param store_tls: how to reach etcd over TLS (``--etcd-cafile`` ...; None: plain).
     :param encryption: which resources are encrypted in the store, with which keys.
     :param audit: where the API server's requests are audited.
     :param history: how long the store keeps old versions (the SQLite store's default: 7 days).
     :param limits: the API server's connection deadlines and caps.
     :param backups: scheduled backups of the store while it runs (none by default).
+    :param lease_timing: the controllers' and scheduler's leader election timing.
     :param advertise_address: where pods reach the API (the ``kubernetes`` Service's
         endpoint; default :func:`~kubetrio.cluster.advertised_address`).
     """
@@ -150,7 +156,7 @@ async def run_server(
         trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals,
     ):
         async with (
-            open_encrypted_store(store_url, encryption, history=history) as store,
+            open_encrypted_store(store_url, encryption, history=history, tls=store_tls) as store,
             open_cluster(
                 store,
                 host=host,
@@ -174,6 +180,7 @@ async def run_server(
                 tls=pki.tls(),
                 advertise_address=advertise,
                 agent_tls=agent_tls,
+                lease_timing=lease_timing,
             ) as cluster,
         ):
             # Tokens from ``kubectl create token`` stay valid across restarts: one key per

@@ -63,6 +63,7 @@ from ._job import JobController as JobController
 from ._kubernetes_service import KubernetesService as KubernetesService
 from ._leader import LeaderElector as LeaderElector
 from ._leader import LeaderGuardedTransport as LeaderGuardedTransport
+from ._leader import LeaseTiming as LeaseTiming
 from ._leader import NotLeaderError as NotLeaderError
 from ._leader import guarded_client as guarded_client
 from ._manager import BUILT_IN as BUILT_IN

@@ -30,6 +30,7 @@ renewal — which goes through the unguarded client — that it misses its renew
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import socket
@@ -49,6 +50,16 @@ RENEW_DEADLINE = 10.0
 RETRY_PERIOD = 2.0
 MAX_INFLIGHT_WRITES = 32
 """Controller writes in flight at once through one guarded transport."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseTiming:
+    """How a candidate campaigns (kube-controller-manager's ``--leader-elect-*`` flags):
+    a standby takes a dead leader's Lease within about ``lease_duration`` seconds."""
+
+    lease_duration: float = LEASE_DURATION
+    renew_deadline: float = RENEW_DEADLINE
+    retry_period: float = RETRY_PERIOD
 
 
 def default_identity() -> str:

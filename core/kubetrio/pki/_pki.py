@@ -379,6 +379,37 @@ class ClusterPKI:
             client_key_file=self.kubelet_client.key_file,
         )
 
+    @property
+    def etcd_ca(self) -> CertificateAuthority:
+        """The etcd CA (``etcd/ca.crt``, made on first use): it signs only the members'
+        certificates and their clients', so no other certificate of the cluster opens
+        etcd (kubeadm's separate ``etcd/ca``)."""
+        files = KeyPair(self.dir / "etcd" / "ca.crt", self.dir / "etcd" / "ca.key")
+        return CertificateAuthority.ensure(files, "kubetrio-etcd-ca")[0]
+
+    def etcd_member_certificate(
+        self, member: str, *, ip_addresses: Iterable[IPAddress | str]
+    ) -> KeyPair:
+        """An etcd member's certificate for its client and peer ports (server and client
+        usage, as a peer is both): its name, ``localhost`` and ``ip_addresses``."""
+        return self.etcd_ca.ensure_issued(
+            KeyPair(self.dir / "etcd" / f"{member}.crt", self.dir / "etcd" / f"{member}.key"),
+            member,
+            client=True,
+            server=True,
+            dns_names=[member, "localhost"],
+            ip_addresses=[ipaddress.ip_address(a) for a in ip_addresses],
+        )
+
+    @property
+    def etcd_client(self) -> KeyPair:
+        """The API servers' client certificate for etcd (kubeadm's ``apiserver-etcd-client``)."""
+        return self.etcd_ca.ensure_issued(
+            KeyPair(self.dir / "etcd" / "client.crt", self.dir / "etcd" / "client.key"),
+            "kube-apiserver-etcd-client",
+            client=True,
+        )
+
     def node_certificate(self, node_name: str) -> KeyPair:
         """A node's client certificate: ``CN=system:node:<name>, O=system:nodes``."""
         return self.client_certificate(

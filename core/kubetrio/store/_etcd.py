@@ -37,6 +37,7 @@ never sent to watchers. Retention is etcd's compaction (``--auto-compaction-*``)
 from __future__ import annotations
 
 import itertools
+import ssl
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -208,6 +209,8 @@ class EtcdStore:
     :param watch_ring: recent events kept in memory for watch replay.
     :param watch_max_pending: events buffered per watcher before it resyncs.
     :param max_connections: idle keep-alive connections kept per member.
+    :param tls: reach the members over TLS with this context (their CA, this client's
+        certificate); endpoints without a scheme are then ``https://``.
     """
 
     def __init__(
@@ -218,13 +221,15 @@ class EtcdStore:
         watch_ring: int = 10_000,
         watch_max_pending: int = 10_000,
         max_connections: int = 256,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("etcd store needs at least one endpoint")
-        self.endpoints = [e if "://" in e else f"http://{e}" for e in endpoints]
+        scheme = "https" if tls is not None else "http"
+        self.endpoints = [e if "://" in e else f"{scheme}://{e}" for e in endpoints]
         self._current = 0
         self._timeout = request_timeout
-        self._client = GatewayClient(max_idle=max_connections)
+        self._client = GatewayClient(max_idle=max_connections, tls=tls)
         self._watch_ring = watch_ring
         self._watch_max_pending = watch_max_pending
         self.hub: WatchHub | None = None

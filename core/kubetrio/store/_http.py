@@ -6,6 +6,9 @@ keep-alive sockets reached ~4,200/s; the gateway's HTTP is fixed and simple (POS
 ``Content-Length`` answers, ``chunked`` for watch streams), so a hundred lines do it at a
 fraction of the cost.
 
+``https://`` bases are reached over TLS (an ``ssl.SSLContext`` given to the client: the
+members' CA, and the client certificate etcd's ``--client-cert-auth`` asks for).
+
 Failures are split by what they mean for a retry: :class:`ConnectFailed` (nothing was sent:
 any request may go to another member) and :class:`TransportFailed` (the exchange broke after
 sending: a write's outcome is unknown).
@@ -13,6 +16,7 @@ sending: a write's outcome is unknown).
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -49,6 +53,10 @@ class _Connection:
         if not data:
             raise TransportFailed("connection closed by peer")
         self.buf += data
+
+    def close(self) -> None:
+        """Close the socket at once (no TLS close_notify: the peer sees it end)."""
+        self.sock.close()
 
     async def read_head(self) -> tuple[int, dict[bytes, bytes]]:
         while True:
@@ -117,6 +125,23 @@ class _Connection:
         return data
 
 
+class _TLSConnection(_Connection):
+    """A connection over TLS: the same buffering, bytes through the ``SSLStream``."""
+
+    def __init__(self, stream: trio.SocketStream, tls: trio.SSLStream[trio.SocketStream]) -> None:
+        super().__init__(stream)
+        self.tls = tls
+
+    async def send(self, data: bytes) -> None:
+        await self.tls.send_all(data)
+
+    async def _fill(self) -> None:
+        data = await self.tls.receive_some(65536)
+        if not data:
+            raise TransportFailed("connection closed by peer")
+        self.buf += data
+
+
 class Lines:
     """The newline-separated messages of a chunked streaming body (etcd's watch stream)."""
 
@@ -158,7 +183,14 @@ class Lines:
 class GatewayClient:
     """Keep-alive connections to a set of ``http://host:port`` bases; POST JSON to them."""
 
-    def __init__(self, *, connect_timeout: float = 2.0, max_idle: int = 256) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 2.0,
+        max_idle: int = 256,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self._tls = tls
         self._idle: dict[str, list[_Connection]] = {}
         self._heads: dict[tuple[str, str], bytes] = {}
         self._connect_timeout = connect_timeout
@@ -179,10 +211,21 @@ class GatewayClient:
         try:
             with trio.fail_after(self._connect_timeout):
                 stream = await trio.open_tcp_stream(parts.hostname or "", parts.port or 80)
-        except (OSError, trio.TooSlowError) as exc:
+                stream.setsockopt(6, 1, 1)  # TCP_NODELAY: requests are small, latency-bound
+                if parts.scheme != "https":
+                    return _Connection(stream)
+                if self._tls is None:
+                    raise ConnectFailed(f"{base}: https without a TLS configuration")
+                tls = trio.SSLStream(stream, self._tls, server_hostname=parts.hostname)
+                try:
+                    await tls.do_handshake()
+                except BaseException:
+                    stream.socket.close()
+                    raise
+                return _TLSConnection(stream, tls)
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            # A refused handshake (a bad certificate) sent no request either.
             raise ConnectFailed(f"{base}: {exc!r}") from exc
-        stream.setsockopt(6, 1, 1)  # TCP_NODELAY: requests are small and latency-bound
-        return _Connection(stream)
 
     async def post(self, base: str, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
         """POST ``body``; returns (status, response body)."""
@@ -214,7 +257,7 @@ class GatewayClient:
             if ok and len(idle) < self._max_idle:
                 idle.append(conn)
             else:
-                conn.stream.socket.close()
+                conn.close()
 
     @asynccontextmanager
     async def stream_lines(self, base: str, path: str, body: bytes) -> AsyncIterator[Lines]:
@@ -230,11 +273,11 @@ class GatewayClient:
                 raise TransportFailed(f"{base}{path}: HTTP {status}")
             yield Lines(conn, base + path)
         finally:
-            conn.stream.socket.close()
+            conn.close()
 
     async def aclose(self) -> None:
         """Close idle connections."""
         for conns in self._idle.values():
             for conn in conns:
-                conn.stream.socket.close()
+                conn.close()
         self._idle.clear()

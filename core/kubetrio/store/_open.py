@@ -1,7 +1,8 @@
 """``open_store(url)``: pick a backend from a URL.
 
 * ``sqlite:///var/lib/kubetrio/state.db`` (absolute path) or ``sqlite://relative.db``
-* ``etcd://127.0.0.1:2379,127.0.0.1:22379`` (``etcd+https://`` is not supported yet)
+* ``etcd://127.0.0.1:2379,127.0.0.1:22379``: over TLS when the ``tls`` option (an
+  ``ssl.SSLContext``) is given, as kube-apiserver's ``--etcd-cafile``/``--etcd-certfile``
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ async def open_store(url: str, **options: Any) -> AsyncIterator[Store]:
 
     ``options`` go to the backend (see :func:`open_sqlite_store`, :func:`open_etcd_store`).
     ``history`` (a :class:`HistoryPolicy`) is the SQLite store's; etcd keeps the history
-    its own compaction leaves, so it is not passed there.
+    its own compaction leaves, so it is not passed there; ``tls`` is etcd's only.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"store URL needs a scheme: {url!r}")
     if scheme == "sqlite":
+        options.pop("tls", None)
         async with open_sqlite_store(rest, **options) as sqlite_store:
             yield sqlite_store
     elif scheme == "etcd":

@@ -1,0 +1,342 @@
+"""The HA chaos scenarios: a real ``kubetrio up --servers 3 --nodes 0`` (three etcd
+members over TLS, three servers, the balancer as the one API address) under the write
+load and the watchers of :mod:`tests.chaos.kit`, with one piece killed.
+
+Each scenario returns its figures; the tests assert on one run, ``benchmarks/ha.py``
+repeats them. Pieces killed are started again by ``kubetrio up`` (it starts what of the
+cluster is not running), as an operator would.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from kubetrio.client import Client, ClientError
+from kubetrio.images import free_loopback_port
+from kubetrio.pki import ClusterPKI, client_context
+from tests.chaos import kit
+from tests.chaos.scenarios import _newest_revision, _watch_figures
+
+LEASES = ("kube-controller-manager", "kube-scheduler")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+class HACluster:
+    """``kubetrio up --servers N --nodes 0`` in ``workdir``, on a free API port."""
+
+    def __init__(self, workdir: Path, servers: int = 3) -> None:
+        self.workdir = workdir
+        self.home = workdir / "home"
+        self.kubeconfig = workdir / "kubeconfig"
+        self.servers = servers
+        self.port = free_loopback_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.env = {**os.environ}
+        self.env.pop("KUBETRIO_PLUGINS", None)
+
+    def _kubetrio(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kubetrio", *args, "--data-dir", str(self.home)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**self.env, "COLUMNS": "200"},
+        )
+
+    def up(self) -> str:
+        """Start the cluster, or what of it is not running; its output."""
+        done = self._kubetrio(
+            "up", "--servers", str(self.servers), "--nodes", "0",
+            "--port", str(self.port), "--kubeconfig", str(self.kubeconfig),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr + self.logs()
+        return done.stdout
+
+    def down(self) -> str:
+        done = self._kubetrio("down", timeout=120)
+        return done.stdout + done.stderr
+
+    def logs(self) -> str:
+        return "".join(
+            f"\n--- {log.name}\n" + log.read_text(errors="replace")[-1500:]
+            for log in sorted(self.home.glob("*.log"))
+        )
+
+    def pid(self, what: str) -> int:
+        """The pid of ``server-s0``, ``etcd-s1``, ``balancer`` ..."""
+        return int((self.home / f"{what}.pid").read_text())
+
+    def names(self) -> list[str]:
+        return [f"s{i}" for i in range(self.servers)]
+
+    def kill(self, what: str) -> None:
+        """kill -9 ``what`` (not our child: ``up`` started it detached) and wait it out."""
+        pid = self.pid(what)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def processes(self) -> list[int]:
+        """The pids of the cluster's pid files still running."""
+        pids = [int(path.read_text()) for path in self.home.glob("*.pid")]
+        return [pid for pid in pids if _alive(pid)]
+
+    def pki(self) -> ClusterPKI:
+        return ClusterPKI(self.home / "servers" / "s0" / "pki")
+
+    def context(self) -> ssl.SSLContext:
+        pki = self.pki()
+        return client_context(pki.ca.files.cert_file, pki.admin.cert_file, pki.admin.key_file)
+
+    def client(self, url: str | None = None) -> Client:
+        """The admin's client through the API address (or ``url``)."""
+        return Client.connect(url or self.url, verify=self.context())
+
+    def etcd_context(self) -> ssl.SSLContext:
+        pki = self.pki()
+        client = pki.etcd_client
+        return client_context(pki.etcd_ca.files.cert_file, client.cert_file, client.key_file)
+
+    def etcd_url(self, member: str) -> str:
+        import json
+
+        plan = json.loads((self.home / "ha.json").read_text())
+        return f"https://127.0.0.1:{plan['client_ports'][plan['servers'].index(member)]}"
+
+    def etcd_leader(self) -> str:
+        """The member etcd's raft elected."""
+        for member in self.names():
+            try:
+                status = httpx.post(
+                    self.etcd_url(member) + "/v3/maintenance/status",
+                    json={},
+                    verify=self.etcd_context(),
+                    timeout=2,
+                ).json()
+            except (httpx.HTTPError, ValueError):
+                continue
+            if status.get("leader") == status["header"]["member_id"]:
+                return member
+        raise AssertionError("etcd has no leader")
+
+    def etcd_revision(self, member: str) -> int:
+        answer = httpx.post(
+            self.etcd_url(member) + "/v3/kv/range",
+            json={"key": "AA==", "serializable": True},
+            verify=self.etcd_context(),
+            timeout=2,
+        ).json()
+        return int(answer["header"]["revision"])
+
+
+async def lease_holders(client: Client) -> dict[str, str]:
+    """Each leader Lease's holder identity (``<host>-<pid>``)."""
+    held = {}
+    for name in LEASES:
+        lease = await client.get("coordination.k8s.io/v1", "leases", name, namespace="kube-system")
+        held[name] = str((lease.get("spec") or {}).get("holderIdentity") or "")
+    return held
+
+
+async def leader_server(cluster: HACluster, client: Client) -> str:
+    """The server whose process holds the controller manager's Lease."""
+    holder = (await lease_holders(client))["kube-controller-manager"]
+    for name in cluster.names():
+        if holder == f"{socket.gethostname()}-{cluster.pid(f'server-{name}')}":
+            return name
+    raise AssertionError(f"no server holds the Lease: {holder!r}")
+
+
+async def _loaded(
+    cluster: HACluster,
+    kill: Any,
+    *,
+    watchers: int,
+    rate: float,
+    before: float,
+    after: float,
+    until: Any = None,
+) -> dict[str, Any]:
+    """Run the write load and ``watchers`` watches through the API address; after
+    ``before`` s call ``kill()`` (in a thread), then keep loading until ``until()`` (if
+    given) is true and ``after`` s more; check what the load saw."""
+    async with cluster.client() as client, cluster.client() as wa, cluster.client() as wb:
+        load = await kit.prepare(client, keys=8)
+        listed = await client.list("v1", "configmaps", namespace=kit.NAMESPACE)
+        start = str(listed["metadata"]["resourceVersion"])
+        watching = [kit.Watcher(start) for _ in range(watchers)]
+        figures: dict[str, Any] = {}
+        async with trio.open_nursery() as watches:
+            for i, watcher in enumerate(watching):
+                watches.start_soon(watcher.run, wa if i % 2 else wb)
+            with trio.fail_after(60):
+                for watcher in watching:
+                    await watcher.established.wait()
+            stop = trio.Event()
+            async with trio.open_nursery() as loading:
+                loading.start_soon(partial(kit.run_load, load, client, stop, rate=rate))
+                await trio.sleep(before)
+                acked_before = load.acked
+                killed_at = trio.current_time()
+                await trio.to_thread.run_sync(kill)
+                with trio.fail_after(60):
+                    while load.first_ack_after(killed_at) is None:
+                        await trio.sleep(0.02)
+                if until is not None:
+                    figures.update(await until(client, killed_at))
+                await trio.sleep(after)
+                stop.set()
+            await kit.retry(partial(kit.final_reads, load, client))
+            lost = await kit.retry(partial(kit.lost_creates, load, client))
+            bad_keys = kit.linearizable(load.history, load.init)
+            newest = await _newest_revision(client)
+            with trio.move_on_after(30):
+                while any(w.last < newest and not w.expired for w in watching):
+                    await trio.sleep(0.05)
+            watches.cancel_scope.cancel()
+    first_ack = load.first_ack_after(killed_at)
+    assert first_ack is not None
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(load.acked_at)]
+    return {
+        "write_rate_before_kill": round(acked_before / before, 1),
+        "acked_before_kill": acked_before,
+        "acked_writes": load.acked,
+        "unknown_outcome_writes": load.unknown_writes,
+        "refused_writes": load.failed_writes,
+        "acked_writes_lost": len(lost) + len(bad_keys),
+        "lost_creates": lost[:20],
+        "non_linearizable_keys": bad_keys,
+        "ops_checked": sum(len(ops) for ops in load.history.values()),
+        "api_recover_s": round(first_ack - killed_at, 3),
+        "longest_ack_gap_s": round(max(gaps, default=0.0), 3),
+        **figures,
+        **(_watch_figures(watching, load, newest) if watchers else {}),
+    }
+
+
+async def leader_kill(
+    cluster: HACluster,
+    *,
+    watchers: int = 0,
+    rate: float = 200,
+    before: float = 2.0,
+    after: float = 1.0,
+) -> dict[str, Any]:
+    """kill -9 of the server holding the controllers' and scheduler's Leases during the
+    write load. Figures: the load's, the time until each Lease has a live holder again
+    (``failover_s``: the later of the two) and which server took over."""
+    async with cluster.client() as client:
+        victim = await leader_server(cluster, client)
+    dead = f"{socket.gethostname()}-{cluster.pid(f'server-{victim}')}"
+
+    async def new_leaders(client: Client, killed_at: float) -> dict[str, Any]:
+        taken: dict[str, float] = {}
+        with trio.fail_after(60):
+            while len(taken) < len(LEASES):
+                try:
+                    held = await lease_holders(client)
+                except (httpx.HTTPError, ClientError):
+                    held = {}
+                for name, holder in held.items():
+                    if holder and holder != dead and name not in taken:
+                        taken[name] = trio.current_time() - killed_at
+                await trio.sleep(0.05)
+        return {
+            "controllers_failover_s": round(taken["kube-controller-manager"], 3),
+            "scheduler_failover_s": round(taken["kube-scheduler"], 3),
+            "failover_s": round(max(taken.values()), 3),
+        }
+
+    figures = await _loaded(
+        cluster,
+        partial(cluster.kill, f"server-{victim}"),
+        watchers=watchers,
+        rate=rate,
+        before=before,
+        after=after,
+        until=new_leaders,
+    )
+    async with cluster.client() as client:
+        figures["new_leader"] = await leader_server(cluster, client)
+    figures["killed"] = victim
+    return figures
+
+
+async def server_moved(
+    cluster: HACluster, *, watchers: int = 100, rate: float = 100, before: float = 2.0
+) -> dict[str, Any]:
+    """kill -9 of a server that is not the leader — the API address moves the
+    connections it held to the others — with ``watchers`` watches open: each must
+    resume without a gap, a duplicate or a reordering."""
+    async with cluster.client() as client:
+        leader = await leader_server(cluster, client)
+    victim = next(name for name in cluster.names() if name != leader)
+    figures = await _loaded(
+        cluster,
+        partial(cluster.kill, f"server-{victim}"),
+        watchers=watchers,
+        rate=rate,
+        before=before,
+        after=1.0,
+    )
+    figures["killed"] = victim
+    return figures
+
+
+async def etcd_member_kill(
+    cluster: HACluster, *, rate: float = 200, before: float = 2.0
+) -> dict[str, Any]:
+    """kill -9 of etcd's raft leader during the write load; then ``kubetrio up`` starts
+    it again and it catches up. Figures: the load's, and the member's return time."""
+    member = await trio.to_thread.run_sync(cluster.etcd_leader)
+
+    async def back(client: Client, killed_at: float) -> dict[str, Any]:
+        await trio.sleep(2.0)  # writes go on with two members meanwhile
+        restarted = trio.current_time()
+        await trio.to_thread.run_sync(cluster.up)
+        others = [name for name in cluster.names() if name != member]
+        with trio.fail_after(60):
+            while True:  # caught up: its revision reached the others' (serializable reads)
+                try:
+                    mine = await trio.to_thread.run_sync(cluster.etcd_revision, member)
+                    theirs = await trio.to_thread.run_sync(cluster.etcd_revision, others[0])
+                except (httpx.HTTPError, KeyError, ValueError):
+                    mine, theirs = -1, 0
+                if mine >= theirs > 0:
+                    break
+                await trio.sleep(0.05)
+        return {"member_rejoin_s": round(trio.current_time() - restarted, 3)}
+
+    figures = await _loaded(
+        cluster,
+        partial(cluster.kill, f"etcd-{member}"),
+        watchers=0,
+        rate=rate,
+        before=before,
+        after=1.0,
+        until=back,
+    )
+    figures["killed_member"] = member
+    figures["new_etcd_leader"] = await trio.to_thread.run_sync(cluster.etcd_leader)
+    return figures
