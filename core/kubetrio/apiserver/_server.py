@@ -61,7 +61,15 @@ from . import (
 )
 from . import _objects as objects
 from ._access import authenticated, forbidden, impersonate
-from ._registry import ListPage, ObjectFilter, Registry, WatchEvent, WatchProgress, bookmark
+from ._registry import (
+    ListPage,
+    ObjectFilter,
+    Registry,
+    WatchEvent,
+    WatchProgress,
+    bookmark,
+    match_all,
+)
 from ._resourcemetrics import ResourceMetrics
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
@@ -1480,8 +1488,8 @@ class ApiServer:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _everything(obj: KubeObject) -> bool:
-    return True
+_everything = match_all
+"""No selector: the registry's lists and watches pass stored bytes on undecoded."""
 
 
 def _table_of_page(info: ResourceInfo, page: ListPage, include_object: str) -> bytes:
