@@ -236,7 +236,7 @@ def start_server(data: Path, port: int, plugins: str = "none") -> subprocess.Pop
     )
     global DATA
     DATA = data
-    deadline = time.time() + 20
+    deadline = time.time() + 60  # a loaded machine may take a while to start it
     while time.time() < deadline:
         try:
             verify = tls_context()

@@ -751,7 +751,7 @@ def _translate(event: kv.Event, matches: ObjectFilter) -> WatchEvent | None:
 
     The object goes out as its stored bytes with the resourceVersion spliced in (as reads
     send it), not decoded and encoded again: every watcher of a resource translates every
-    event, so this runs watchers × writes times. An unfiltered watch decodes nothing; a
+    event, so this runs (watchers x writes) times. An unfiltered watch decodes nothing; a
     filtered one decodes to match, through :func:`_decoded`, which all watchers share.
     """
     revision = event.revision
