@@ -352,10 +352,6 @@ class SQLiteStore:
         }
         self._readers: list[sqlite3.Connection] = []
         self._reader_limiter = trio.CapacityLimiter(readers)
-        self._point_reader = _connect(self.path)
-        # Point reads run on the loop thread (see _read_point) and must never wait there:
-        # a busy database sends them to a worker thread instead.
-        self._point_reader.execute("PRAGMA busy_timeout=0")
         # One writer at a time: write batches, compaction chunks and checkpoints take turns.
         self._writer_limiter = trio.CapacityLimiter(1)
         self._queue: list[_Op] = []
@@ -431,7 +427,7 @@ class SQLiteStore:
     def close(self) -> None:
         """Close the database connections (after :meth:`run` has returned)."""
         self._closed = True
-        for conn in [self._writer, self._point_reader, *self._readers]:
+        for conn in [self._writer, *self._readers]:
             conn.close()
         self._readers.clear()
 
@@ -601,26 +597,6 @@ class SQLiteStore:
                     else:
                         self._readers.append(holder[0])
 
-    async def _read_point(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn`` (a read of one key's rows by index) right here on the loop thread.
-
-        Such a read costs SQLite some 25 us; handing it to a worker thread and back cost
-        the process ten times that in CPU (thread wake-ups, GIL hand-offs, the loop's
-        wake-up), and every update, patch, status write and binding reads its object
-        first. WAL readers do not wait for the writer or for checkpoints; should the
-        database still be busy (another process recovering it), the read goes to a
-        worker thread and waits there, as other reads do.
-        """
-        if self._closed:
-            raise StoreError("store is closed")
-        conn = self._point_reader
-        try:
-            return self._in_snapshot(fn, conn, [])
-        except sqlite3.OperationalError:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-        return await self._read(fn)
-
     def _in_snapshot(
         self,
         fn: Callable[[sqlite3.Connection], T],
@@ -670,7 +646,7 @@ class SQLiteStore:
                 return None
             return KeyValue(k, row[3], row[2], row[0])
 
-        return await self._read_point(read)
+        return await self._read(read)
 
     async def list(
         self,
