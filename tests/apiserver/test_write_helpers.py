@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from kubetrio.apiserver import _limits
 from kubetrio.apiserver._objects import deep_copy
 
 
 def test_deep_copy_is_deep_and_keeps_every_value() -> None:
-    value = {
+    value: dict[str, Any] = {
         "metadata": {"labels": {"a": "b"}},
         "spec": {"items": [1, 2.5, True, None, "x", {"n": [[]]}]},
         "inf": math.inf,
