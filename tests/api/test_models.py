@@ -118,6 +118,52 @@ def test_unknown_fields() -> None:
     ]
 
 
+def test_unknown_fields_deep_inside_lists_maps_and_recursive_types() -> None:
+    """Undeclared fields are found under optional structs, in lists of structs and maps
+    of (recursive) structs; free-form maps and scalars hold none."""
+    pod = {
+        "metadata": {"annotations": {"a": "b"}, "managedFields": [{"fieldsV1": {"f:x": {}}}]},
+        "spec": {
+            "containers": [{"name": "c", "env": [{"name": "A", "value": "1", "valu": "2"}]}],
+            "affinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "k", "operator": "In", "op": 1}]}
+                        ]
+                    }
+                }
+            },
+            "overhead": {"cpu": "1"},
+        },
+    }
+    assert unknown_fields(pod, core_v1.Pod) == [
+        "spec.containers[0].env[0].valu",
+        "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+        ".nodeSelectorTerms[0].matchExpressions[0].op",
+    ]
+    crd = {
+        "spec": {
+            "versions": [
+                {
+                    "name": "v1",
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "properties": {"x": {"typo": 1}}}
+                            },
+                        }
+                    },
+                }
+            ]
+        }
+    }
+    assert unknown_fields(crd, apiextensions_v1.CustomResourceDefinition) == [
+        "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[x].typo"
+    ]
+
+
 def test_tables() -> None:
     assert KINDS[("apps", "v1", "Deployment")] == "io.k8s.api.apps.v1.Deployment"
     assert DEFINITIONS["io.k8s.api.core.v1.Pod"] is core_v1.Pod

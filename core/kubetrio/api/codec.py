@@ -123,15 +123,45 @@ def _type_info(tp: Any) -> Any:
 
 
 _FIELD_TYPES: dict[int, dict[str, Any]] = {}
+_UNDECLARED = object()
 
 
 def _field_types(info: Any) -> dict[str, Any]:
     # Type infos are cached (``_type_info``), so their identity is stable: build each
-    # struct's name -> type map once instead of on every object walked.
+    # struct's name -> type map once instead of on every object walked. A field whose
+    # type can hold no undeclared field (a scalar, a map of strings) maps to None: the
+    # walk does not descend into it.
     found = _FIELD_TYPES.get(id(info))
     if found is None:
-        found = _FIELD_TYPES[id(info)] = {f.encode_name: f.type for f in info.fields}
+        found = _FIELD_TYPES[id(info)] = {
+            f.encode_name: f.type if _may_hold_unknown(f.type) else None for f in info.fields
+        }
     return found
+
+
+_MAY_HOLD: dict[int, bool] = {}
+
+
+def _may_hold_unknown(info: Any) -> bool:
+    """Whether a value of this type can hold fields it does not declare (a struct is
+    somewhere inside). Every write walks its body for unknown fields: skipping the
+    leaves (most of a pod: strings, numbers, maps of strings) is most of that walk."""
+    known = _MAY_HOLD.get(id(info))
+    if known is None:
+        mi = msgspec.inspect
+        _MAY_HOLD[id(info)] = True  # a recursive type may, while it is being looked at
+        if isinstance(info, mi.StructType):
+            known = True
+        elif isinstance(info, mi.ListType):
+            known = _may_hold_unknown(info.item_type)
+        elif isinstance(info, mi.DictType):
+            known = _may_hold_unknown(info.value_type)
+        elif isinstance(info, mi.UnionType):
+            known = any(_may_hold_unknown(t) for t in info.types)
+        else:
+            known = False
+        _MAY_HOLD[id(info)] = known
+    return known
 
 
 def _walk_unknown(data: Any, tp: Any, path: str, found: list[str]) -> None:
@@ -139,6 +169,7 @@ def _walk_unknown(data: Any, tp: Any, path: str, found: list[str]) -> None:
 
 
 def _walk_info(data: Any, info: Any, path: str, found: list[str]) -> None:
+    # Only objects and arrays can hold undeclared fields: scalars are never walked into.
     mi = msgspec.inspect
     if isinstance(info, mi.UnionType):
         for t in info.types:
@@ -152,13 +183,24 @@ def _walk_info(data: Any, info: Any, path: str, found: list[str]) -> None:
     if isinstance(info, mi.StructType) and isinstance(data, dict):
         fields = _field_types(info)
         for key, value in data.items():
-            if key not in fields:
+            field = fields.get(key, _UNDECLARED)
+            if field is _UNDECLARED:
                 found.append(f"{path}.{key}")
-            else:
-                _walk_info(value, fields[key], f"{path}.{key}", found)
-    elif isinstance(info, mi.ListType) and isinstance(data, list):
+            elif field is not None and isinstance(value, dict | list):
+                _walk_info(value, field, f"{path}.{key}", found)
+    elif (
+        isinstance(info, mi.ListType)
+        and isinstance(data, list)
+        and _may_hold_unknown(info.item_type)
+    ):
         for i, item in enumerate(data):
-            _walk_info(item, info.item_type, f"{path}[{i}]", found)
-    elif isinstance(info, mi.DictType) and isinstance(data, dict):
+            if isinstance(item, dict | list):
+                _walk_info(item, info.item_type, f"{path}[{i}]", found)
+    elif (
+        isinstance(info, mi.DictType)
+        and isinstance(data, dict)
+        and _may_hold_unknown(info.value_type)
+    ):
         for key, value in data.items():
-            _walk_info(value, info.value_type, f"{path}[{key}]", found)
+            if isinstance(value, dict | list):
+                _walk_info(value, info.value_type, f"{path}[{key}]", found)

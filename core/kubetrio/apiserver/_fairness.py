@@ -483,6 +483,10 @@ def _rule_matches(rule: dict[str, Any], attrs: Attributes) -> bool:
     return False
 
 
+CLASSIFIED_KEPT = 4096
+"""Classifications a :class:`Configuration` remembers before it starts over."""
+
+
 class Configuration:
     """The schemas in matching order and the levels with their seats."""
 
@@ -493,6 +497,7 @@ class Configuration:
         total_seats: int,
         previous: Configuration | None = None,
     ) -> None:
+        self._classified: dict[tuple[str, tuple[str, ...], Attributes], Schema] = {}
         by_name = {obj["metadata"]["name"]: obj for obj in levels}
         # The mandatory objects apply even while missing from the store (recreated soon).
         for name, spec in MANDATORY_PRIORITY_LEVELS.items():
@@ -535,7 +540,22 @@ class Configuration:
         self.schemas = tuple(compiled)
 
     def classify(self, user: UserInfo, attrs: Attributes) -> Schema:
-        """The first schema matching; the catch-all one when none does."""
+        """The first schema matching; the catch-all one when none does.
+
+        Remembered per user, groups and request attributes (what matching reads): every
+        request is classified, matching walks every schema's rules and subjects, and a
+        configuration change makes a new :class:`Configuration`, so nothing goes stale.
+        """
+        key = (user.name, tuple(user.groups), attrs)
+        memo = self._classified
+        found = memo.get(key)
+        if found is None:
+            if len(memo) >= CLASSIFIED_KEPT:
+                memo.clear()
+            found = memo[key] = self._classify(user, attrs)
+        return found
+
+    def _classify(self, user: UserInfo, attrs: Attributes) -> Schema:
         for schema in self.schemas:
             for rule in schema.rules:
                 subjects = rule.get("subjects") or ()

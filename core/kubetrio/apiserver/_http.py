@@ -36,6 +36,9 @@ MAX_BODY_BYTES = 3 * 1024 * 1024
 """Request bodies larger than this get 413, as kube-apiserver's limit for JSON bodies."""
 MAX_HEADER_BYTES = 64 * 1024
 READ_SIZE = 64 * 1024
+COALESCE_CHUNKS = 64
+"""Most chunks of a streamed response (watch events) already waiting that are sent in
+one write."""
 LINGER = 0.5
 """Seconds an error answer's connection is drained before it is closed (Go's
 ``rstAvoidanceDelay``): closing with unread input resets the connection, and a client
@@ -322,9 +325,26 @@ class _Connection:
             nursery.start_soon(self._cancel_when_client_leaves, nursery.cancel_scope)
             nursery.start_soon(produce)
             async with receive:
-                async for chunk in receive:
-                    if chunk:
-                        await self._send(h11.Data(data=chunk))
+                ended = False
+                while not ended:
+                    try:
+                        parts = [await receive.receive()]
+                    except trio.EndOfChannel:
+                        break
+                    # What the producer made meanwhile goes out in the same write: a
+                    # watch gets a batch commit's events in a burst, and one TLS record
+                    # and one send for all of them cost far less than one per event.
+                    while len(parts) < COALESCE_CHUNKS:
+                        try:
+                            parts.append(receive.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+                        except trio.EndOfChannel:
+                            ended = True
+                            break
+                    data = b"".join(parts)
+                    if data:
+                        await self._send(h11.Data(data=data))
             await self._send(h11.EndOfMessage())
             nursery.cancel_scope.cancel()
 

@@ -154,13 +154,21 @@ def check_storable(obj: Any, value: bytes, what: str, *, stored: int = 0) -> Non
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether objects and arrays nest deeper than ``limit`` in ``value`` (a JSON value)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node
-        if depth > limit:
+    if type(value) is not dict and type(value) is not list:
+        return False
+    return limit < 1 or _nests_deeper(value, limit - 1)
+
+
+def _nests_deeper(node: dict[str, Any] | list[Any], levels: int) -> bool:
+    # Recursion rather than a stack of (node, depth) pairs: every stored pod with its
+    # managedFields has enough brackets to be walked on each write, and building a tuple
+    # per value was most of the walk's cost. The depth is bounded by ``levels`` (at most
+    # MAX_STORED_DEPTH frames), far below Python's recursion limit.
+    for child in node.values() if type(node) is dict else node:
+        if (type(child) is dict or type(child) is list) and (
+            levels <= 0 or _nests_deeper(child, levels - 1)
+        ):
             return True
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
     return False
 
 

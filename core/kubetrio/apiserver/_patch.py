@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from kubetrio.api import patch as patches
 from kubetrio.kubeobject import KubeObject
 
+from . import _objects as objects
 from . import _validation
 from ._status import ApiError, bad_request
 
@@ -19,7 +19,7 @@ def apply_patch(
 
     ``definition`` is the swagger id of the object's type (for strategic merge keys).
     """
-    document = copy.deepcopy(current)
+    document = objects.deep_copy(current)
     try:
         if media_type == _validation.MERGE_PATCH:
             result = patches.json_merge_patch(document, body)

@@ -80,8 +80,13 @@ def corrupt_object(key: bytes | str, revision: int, reason: str) -> ApiError:
     )
 
 
-def _match_all(obj: KubeObject) -> bool:
+def match_all(obj: KubeObject) -> bool:
+    """The filter of a list or watch without selectors: reads and watches recognise it
+    and pass the stored bytes on without decoding them."""
     return True
+
+
+_match_all = match_all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -742,34 +747,66 @@ def check_preconditions(
 
 
 def _translate(event: kv.Event, matches: ObjectFilter) -> WatchEvent | None:
-    """A store event as a client sees it through its selectors."""
+    """A store event as a client sees it through its selectors.
+
+    The object goes out as its stored bytes with the resourceVersion spliced in (as reads
+    send it), not decoded and encoded again: every watcher of a resource translates every
+    event, so this runs (watchers x writes) times. An unfiltered watch decodes nothing; a
+    filtered one decodes to match, through :func:`_decoded`, which all watchers share.
+    """
     revision = event.revision
     if event.type == kv.EventType.DELETE:
-        if event.prev_kv is None:
+        prev = event.prev_kv
+        if prev is None:
             return None
-        if corruption(event.prev_kv.value) is not None:
+        if corruption(prev.value) is not None:
             # A corrupt object was deleted (unsafe delete): there is no last state to
             # send; an ERROR makes clients list again, as kube-apiserver's watch does.
-            key = event.prev_kv.key.decode(errors="replace")
+            key = prev.key.decode(errors="replace")
             error = ApiError(
                 500,
                 f"saw a DELETED event, but object data is corrupt - key: {key}",
                 reason="StorageReadError",
             )
             return WatchEvent("ERROR", objects.encode(error.status()), revision)
-        last = objects.decode_stored(event.prev_kv.value, revision)
-        return WatchEvent("DELETED", objects.encode(last), revision) if matches(last) else None
-    now = objects.decode_stored(event.kv.value, revision)
-    now_matches = matches(now)
+        if matches is _match_all or matches(_decoded(prev.value)):
+            return WatchEvent(
+                "DELETED", objects.with_resource_version(prev.value, revision), revision
+            )
+        return None
+    now_bytes = objects.with_resource_version(event.kv.value, revision)
+    if matches is _match_all:
+        return WatchEvent("ADDED" if event.prev_kv is None else "MODIFIED", now_bytes, revision)
+    now_matches = matches(_decoded(event.kv.value))
     if event.prev_kv is None:
-        return WatchEvent("ADDED", objects.encode(now), revision) if now_matches else None
-    before = objects.decode_stored(event.prev_kv.value, event.prev_kv.mod_revision)
-    before_matches = matches(before)
+        return WatchEvent("ADDED", now_bytes, revision) if now_matches else None
+    before_matches = matches(_decoded(event.prev_kv.value))
     if now_matches:
-        return WatchEvent("MODIFIED" if before_matches else "ADDED", objects.encode(now), revision)
+        return WatchEvent("MODIFIED" if before_matches else "ADDED", now_bytes, revision)
     if before_matches:  # it left the selection: to this watcher, it is gone
-        return WatchEvent("DELETED", objects.encode(now), revision)
+        return WatchEvent("DELETED", now_bytes, revision)
     return None
+
+
+_DECODED_KEPT = 256
+"""Stored values whose decoding :func:`_decoded` keeps (a few batches of events)."""
+_decoded_values: dict[int, tuple[bytes, KubeObject]] = {}
+
+
+def _decoded(value: bytes) -> KubeObject:
+    """``value`` decoded for a selector to read (without its resourceVersion, which no
+    selector looks at), once for all watchers: the store hands every watcher of a range
+    the same event, so its bytes are the same object. The bytes are kept beside their
+    decoding, so their ``id`` cannot be reused while the entry lives. Callers must not
+    change what they get."""
+    kept = _decoded_values.get(id(value))
+    if kept is not None and kept[0] is value:
+        return kept[1]
+    obj: KubeObject = objects.decode(value)
+    _decoded_values[id(value)] = (value, obj)
+    if len(_decoded_values) > _DECODED_KEPT:
+        del _decoded_values[next(iter(_decoded_values))]
+    return obj
 
 
 def _parse_resource_version(text: str) -> int:

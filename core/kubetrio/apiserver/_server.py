@@ -11,7 +11,6 @@ a 500 Status and the server keeps serving.
 from __future__ import annotations
 
 import contextvars
-import copy
 import logging
 import random
 import re
@@ -61,7 +60,15 @@ from . import (
 )
 from . import _objects as objects
 from ._access import authenticated, forbidden, impersonate
-from ._registry import ListPage, ObjectFilter, Registry, WatchEvent, WatchProgress, bookmark
+from ._registry import (
+    ListPage,
+    ObjectFilter,
+    Registry,
+    WatchEvent,
+    WatchProgress,
+    bookmark,
+    match_all,
+)
 from ._resourcemetrics import ResourceMetrics
 from ._routes import ResourcePath, parse_resource_path
 from ._services import ServiceAllocator
@@ -808,7 +815,7 @@ class ApiServer:
             wanted = obj["metadata"].get("resourceVersion")
             if wanted and str(wanted) != str(current["metadata"].get("resourceVersion")):
                 raise conflict(info.resource, info.group, target.name)
-            new = await _limits.offload(copy.deepcopy, obj)
+            new = await _limits.offload(objects.deep_copy, obj)
             return await self._finish_update(request, user, target, current, new)
 
         updated = await self.registry.update(
@@ -1206,7 +1213,7 @@ class ApiServer:
             body = await self._checked_body(request, info, warnings)
 
             async def change(current: KubeObject) -> KubeObject:
-                new = copy.deepcopy(current)
+                new = objects.deep_copy(current)
                 keep_field(new, body, field)
                 await _limits.offload(
                     _managed.record, request, info, current, new, subresource=target.subresource
@@ -1227,7 +1234,7 @@ class ApiServer:
                 merged = await _limits.offload(
                     _managed.apply, request, info, current, config, subresource=target.subresource
                 )
-                result = copy.deepcopy(current)
+                result = objects.deep_copy(current)
                 keep_field(result, merged, field)
                 result["metadata"].pop("resourceVersion", None)
                 result["metadata"].pop("managedFields", None)
@@ -1248,7 +1255,7 @@ class ApiServer:
                 new = await _limits.offload(
                     _validation.typed, new, info, request.param("fieldValidation"), warnings
                 )
-                result = copy.deepcopy(current)
+                result = objects.deep_copy(current)
                 keep_field(result, new, field)
                 await _limits.offload(
                     _managed.record, request, info, current, result, subresource=target.subresource
@@ -1320,7 +1327,7 @@ class ApiServer:
                         }
                     ],
                 )
-            new = copy.deepcopy(current)
+            new = objects.deep_copy(current)
             if info.custom:
                 _crds.set_custom_replicas(info, new, replicas)
             else:
@@ -1480,8 +1487,8 @@ class ApiServer:
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _everything(obj: KubeObject) -> bool:
-    return True
+_everything = match_all
+"""No selector: the registry's lists and watches pass stored bytes on undecoded."""
 
 
 def _table_of_page(info: ResourceInfo, page: ListPage, include_object: str) -> bytes:

@@ -13,7 +13,6 @@ answers the create.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import trio
@@ -246,7 +245,7 @@ def keep_field(new: KubeObject, source: KubeObject, field: str) -> None:
         new = new.setdefault(parent, {})
         source = source.get(parent) or {}
     if last in source:
-        new[last] = copy.deepcopy(source[last])
+        new[last] = objects.deep_copy(source[last])
     else:
         new.pop(last, None)
 
