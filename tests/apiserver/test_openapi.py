@@ -80,13 +80,15 @@ def schema(doc: dict[str, Any], name: str) -> dict[str, Any]:
 # ---- documents -------------------------------------------------------------------------
 
 
-def test_build_all_documents_is_quick() -> None:
+def test_root_builds_every_document() -> None:
+    # How long this takes is printed, not asserted: a loaded CI machine makes any time
+    # limit flaky, and a figure belongs in benchmarks/.
     started = time.perf_counter()
     fresh = OpenAPIDocuments(Scheme.builtin(), version="v1.31.0")
     fresh.root()  # the root needs every document's hash, so this builds them all
     elapsed = time.perf_counter() - started
     print(f"built {len(fresh.group_versions())} OpenAPI v3 documents in {elapsed * 1000:.0f} ms")
-    assert elapsed < 3.0
+    assert all(fresh.document(g, v) for g, v in fresh.group_versions())
 
 
 def test_root_lists_every_group_version_with_its_hash(documents: OpenAPIDocuments) -> None:
