@@ -16,7 +16,6 @@ import pytest
 from tests.compat.kit import KUBETRIO, CompatCluster, free_port, needs
 from tests.kit import wait_until
 
-
 METRIC_RESOLUTION = HPA_SYNC_PERIOD = 5.0
 """Seconds between the cluster's metric scrapes and between its HPA reconciles."""
 
