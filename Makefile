@@ -49,21 +49,25 @@ up: setup  ## install, then start a local cluster
 down:  ## stop the local cluster
 	$(BIN)/kubetrio down
 
-# Two pytest processes side by side: the tests that start a node (marked `node` by
-# tests/conftest.py: netns, nft, runc, mounts, fixed ports) one after another in one, the
-# rest in the other; then the tests that change the venv itself (`serial`) alone. Each
-# log is printed when its run ends; exit status 5 (nothing selected, e.g. with a path in
-# PYTEST_ARGS) counts as success for the two halves.
+# Three pytest processes side by side: the tests that start a node (marked `node` by
+# tests/conftest.py: netns, nft, runc, mounts, fixed ports) one after another in one, but
+# those marked `apart` too (everything host-wide of their own), one after another in a
+# second, the rest in the third; then the tests that change the venv itself (`serial`)
+# alone. Each log is printed when its run ends; exit status 5 (nothing selected, e.g. with
+# a path in PYTEST_ARGS) counts as success for the three.
 test: setup  ## run the test suite
 	@rm -rf .test-logs && mkdir -p .test-logs /tmp/kubetrio-tests; \
-	$(BIN)/pytest -m "node and not serial" --basetemp=/tmp/kubetrio-tests/node $(PYTEST_ARGS) \
-	  > .test-logs/node.log 2>&1 & node=$$!; \
+	$(BIN)/pytest -m "node and not apart and not serial" --basetemp=/tmp/kubetrio-tests/node \
+	  $(PYTEST_ARGS) > .test-logs/node.log 2>&1 & node=$$!; \
+	$(BIN)/pytest -m "apart and not serial" --basetemp=/tmp/kubetrio-tests/apart $(PYTEST_ARGS) \
+	  > .test-logs/apart.log 2>&1 & apart=$$!; \
 	$(BIN)/pytest -m "not node and not serial" --basetemp=/tmp/kubetrio-tests/shared $(PYTEST_ARGS) \
 	  > .test-logs/shared.log 2>&1 & shared=$$!; \
 	wait $$shared; s=$$?; echo "=== tests without a node (exit $$s)"; cat .test-logs/shared.log; \
+	wait $$apart; a=$$?; echo "=== tests with a node of their own (exit $$a)"; cat .test-logs/apart.log; \
 	wait $$node; n=$$?; echo "=== tests with a node (exit $$n)"; cat .test-logs/node.log; \
 	echo "=== tests that change the venv"; $(BIN)/pytest -m serial $(PYTEST_ARGS); v=$$?; \
-	for rc in $$s $$n; do [ $$rc = 0 ] || [ $$rc = 5 ] || exit 1; done; [ $$v = 0 ] || [ $$v = 5 ]
+	for rc in $$s $$a $$n; do [ $$rc = 0 ] || [ $$rc = 5 ] || exit 1; done; [ $$v = 0 ] || [ $$v = 5 ]
 
 lint: setup  ## ruff, mypy, stubtest, generated CSI stubs, import layers, rustfmt, clippy
 	$(BIN)/ruff check .

@@ -84,6 +84,8 @@ class Cluster:
     """The real node agent, when the cluster runs one."""
     gate: ConnectionGate | None = None
     """The API server's connection limits and counts."""
+    controller_manager: ControllerManager | None = None
+    """The controller manager, when the cluster runs the controllers."""
 
     async def stop_pods(self, *, grace_period: float | None = 5.0) -> None:
         """Stop every pod this process's node agent runs (``kubetrio down``).
@@ -298,6 +300,7 @@ async def _run_cluster(
                     credentials=lambda user: Client.in_process(api, user=user),
                 )
                 await nursery.start(manager.run)
+                cluster.controller_manager = manager
             if scheduler:
                 await _start_scheduler(nursery, api, plugins, lease_timing or LeaseTiming())
             if simulated_nodes:

@@ -1,24 +1,30 @@
 """The ``certificates`` plugin's parts without a server: bootstrap token Secrets to users,
 the signers' rules, the signed certificate's usages and duration, and the CSR admission
-refusing another node's identity."""
+refusing another node's identity; and the token cleaner against an in-process API server."""
 
 from __future__ import annotations
 
 import base64
 import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from kubetrio_auth.certificates import bootstraptokens
-from kubetrio_auth.certificates.controllers import duration
+from kubetrio_auth.certificates.controllers import TokenCleaner, duration
 from kubetrio_auth.certificates.csr import client_problem, kubelet_client_problem
 from kubetrio_auth.certificates.plugin import CertificatesPlugin
 
+from kubetrio.apiserver import open_apiserver
 from kubetrio.cli._token import parse_duration, token_secret
+from kubetrio.client import Client, ClientError
 from kubetrio.pki import certificate_request, ensure_cluster_pki, new_private_key, sign_request
 from kubetrio.providers import AdmissionRequest, UserInfo
+from kubetrio.store import open_store
+from tests.kit import wait_for
 
 TOKEN = "abcdef.0123456789abcdef"
 
@@ -177,3 +183,36 @@ def test_admission_refuses_another_nodes_identity_and_masters() -> None:
     assert admit(admin, "eve", ["system:masters"], "kubernetes.io/kube-apiserver-client") == [
         "use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"
     ]
+
+
+async def test_the_token_cleaner_deletes_tokens_as_they_expire(tmp_path: Path) -> None:
+    """An expired token goes as soon as it is stored, a live one when it expires — not at
+    the cleaner's next periodic look, an hour away here; other Secrets stay."""
+    cleaner = TokenCleaner()
+    cleaner.interval = 3600
+    async with (
+        open_store(f"sqlite://{tmp_path}/state.db") as store,
+        open_apiserver(store) as running,
+        trio.open_nursery() as nursery,
+    ):
+        client = Client.in_process(running.api)
+        await nursery.start(cleaner.run, client)
+        later = token_secret("later0.0123456789abcdef", datetime.timedelta(hours=1))
+        soon = token_secret("soon00.0123456789abcdef", datetime.timedelta(seconds=2))
+        expired = token_secret("gone00.0123456789abcdef", datetime.timedelta(hours=1))
+        expired["stringData"]["expiration"] = "2020-01-01T00:00:00Z"
+        other = {"metadata": {"name": "other", "namespace": "kube-system"}, "type": "Opaque"}
+        for secret in (later, soon, expired, other):
+            await client.create("v1", "secrets", secret, namespace="kube-system")
+
+        async def gone(name: str) -> bool:
+            try:
+                await client.get("v1", "secrets", name, namespace="kube-system")
+            except ClientError as exc:
+                return exc.code == 404
+            return False
+
+        await wait_for(lambda: gone("bootstrap-token-gone00"), timeout=10)
+        await wait_for(lambda: gone("bootstrap-token-soon00"), timeout=10)
+        assert not await gone("bootstrap-token-later0") and not await gone("other")
+        nursery.cancel_scope.cancel()

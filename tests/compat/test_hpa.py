@@ -52,7 +52,7 @@ spec:
   - type: Resource
     resource: {{name: cpu, target: {{type: Utilization, averageUtilization: 50}}}}
   behavior:
-    scaleDown: {{stabilizationWindowSeconds: 15}}
+    scaleDown: {{stabilizationWindowSeconds: 5}}
 """
 
 
@@ -118,7 +118,7 @@ def test_hpa_scales_a_cpu_burning_deployment_up_and_down(
         cells = row.split()
         assert cells[:2] == ["burn", "Deployment/burn"] and cells[4:6] == ["1", "3"], row
 
-    (trigger / "go").unlink()  # load off: back to the minimum after the 15 s window
+    (trigger / "go").unlink()  # load off: back to the minimum after the 5 s window
     wait_until(
         lambda: deployment()["replicas"] == 1,
         timeout=150,

@@ -163,6 +163,7 @@ def test_preemption_on_a_full_node(cluster: CompatCluster, namespace: str) -> No
         spec = json.loads(k("get", "pod", "polite", *n, "-o", "json").stdout)["spec"]
         assert spec["preemptionPolicy"] == "Never"
     finally:
-        # The pods hold the node's cpu: gone before the next test needs it.
-        k("delete", "pods", "--all", *n, "--wait=true", "--timeout=60s", check=False)
+        # The pods hold the node's cpu: gone before the next test needs it. The guarded
+        # pod's sleep ignores SIGTERM: a short grace, or the delete waits its 10 s.
+        k("delete", "pods", "--all", *n, "--grace-period=1", "--wait", "--timeout=60s", check=False)
         k("delete", "priorityclass", low, high, never, check=False)

@@ -933,3 +933,20 @@ async def test_native_sidecar_runs_beside_the_app_and_stops_after_it(
     assert after["state"]["terminated"]["reason"] == "Completed"
     logs = b"".join([c async for c in agent.read_logs("default", "sidecar", "app")])
     assert logs == b"from-sidecar\n"
+
+
+async def test_shutdown_gives_a_pod_no_more_than_its_own_grace(
+    agent: NodeAgent, client: Client
+) -> None:
+    """A node shutdown's grace period caps each pod's own, as upstream's graceful node
+    shutdown: a pod asking for 1 s (its ``sleep`` ignores SIGTERM as PID 1) is killed
+    after 1 s, not after the hour the shutdown would allow."""
+    pod = make_pod(
+        "deaf",
+        [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}],
+        terminationGracePeriodSeconds=1,
+    )
+    await client.create("v1", "pods", pod, namespace="default")
+    await wait_for(client, "deaf", lambda p: condition(p, "Ready") == "True", timeout=60)
+    with trio.fail_after(60):
+        await agent.shutdown(grace_period=3600)

@@ -39,6 +39,7 @@ from ._options import (
     option_names,
     plugin_config,
 )
+from ._periods import HPA_SYNC_PERIOD_OPTION, METRIC_RESOLUTION_OPTION
 from ._retention import (
     HISTORY_MAX_SIZE_OPTION,
     HISTORY_RETENTION_FOR_OPTION,
@@ -167,6 +168,8 @@ def server(
     backup_schedule: str = BACKUP_SCHEDULE_OPTION,
     backup_retention: int = BACKUP_RETENTION_OPTION,
     backup_dir: Path | None = BACKUP_DIR_OPTION,
+    metric_resolution: float = METRIC_RESOLUTION_OPTION,
+    hpa_sync_period: float = HPA_SYNC_PERIOD_OPTION,
     request_header_timeout: float | None = typer.Option(
         None, min=0.1, show_default="10", help="Seconds a request's headers may take, else 408."
     ),
@@ -321,6 +324,7 @@ def server(
             lease_timing=LeaseTiming(
                 leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period
             ),
+            periods=(metric_resolution, hpa_sync_period),
         )
     )
 

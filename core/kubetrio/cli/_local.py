@@ -39,6 +39,7 @@ from ._checks import checked_lb_pool, checked_listen, checked_proxy_mode, checke
 from ._console import console, err_console
 from ._nodes import DEFAULT_UNDERLAY, Topology
 from ._options import forwarded
+from ._periods import HPA_SYNC_PERIOD_OPTION, METRIC_RESOLUTION_OPTION, period_args
 from ._retention import (
     HISTORY_MAX_SIZE_OPTION,
     HISTORY_RETENTION_FOR_OPTION,
@@ -174,6 +175,8 @@ def up(
     backup_schedule: str = BACKUP_SCHEDULE_OPTION,
     backup_retention: int = BACKUP_RETENTION_OPTION,
     backup_dir: Path | None = BACKUP_DIR_OPTION,
+    metric_resolution: float = METRIC_RESOLUTION_OPTION,
+    hpa_sync_period: float = HPA_SYNC_PERIOD_OPTION,
 ) -> None:
     """Start a local cluster in the background and point kubectl at it.
 
@@ -228,6 +231,7 @@ def up(
     )
     command += history_arguments(history_retention, history_retention_for, history_max_size)
     command += backup_arguments(backup_schedule, backup_retention, backup_dir)
+    command += period_args(metric_resolution, hpa_sync_period)
     if servers > 1:
         from ._ha import up_nodes_ha, up_servers
 

@@ -37,6 +37,7 @@ from kubetrio.plugins import PluginManager
 
 from ._admin import data_dir_lock
 from ._backup import BackupSchedule, run_scheduled_backups
+from ._periods import DEFAULT_PERIODS, apply_periods
 from ._security import open_encrypted_store
 
 log = logging.getLogger("kubetrio.server")
@@ -108,6 +109,7 @@ async def run_server(
     advertise_address: str | None = None,
     backups: BackupSchedule | None = None,
     lease_timing: LeaseTiming | None = None,
+    periods: tuple[float, float] = DEFAULT_PERIODS,
 ) -> None:
     """Run the whole control plane (and a node) in the foreground until SIGTERM or SIGINT.
 
@@ -122,6 +124,7 @@ async def run_server(
     :param limits: the API server's connection deadlines and caps.
     :param backups: scheduled backups of the store while it runs (none by default).
     :param lease_timing: the controllers' and scheduler's leader election timing.
+    :param periods: the metric resolution and the HPA sync period (``_periods``).
     :param advertise_address: where pods reach the API (the ``kubernetes`` Service's
         endpoint; default :func:`~kubetrio.cluster.advertised_address`).
     """
@@ -188,6 +191,7 @@ async def run_server(
             cluster.api.service_account_tokens = ServiceAccountTokens(
                 data_dir / "service-account.key"
             )
+            apply_periods(cluster, *periods)
             # Listening on every address: clients reach it at loopback, which the
             # certificate names (0.0.0.0 is no address to verify).
             server = cluster.url.replace("://0.0.0.0:", "://127.0.0.1:")

@@ -544,11 +544,18 @@ class NodeAgent:
         )
 
     async def shutdown(self, *, grace_period: float | None = None) -> None:
-        """Stop every pod worker of this node (containers, sandboxes, volumes)."""
+        """Stop every pod worker of this node (containers, sandboxes, volumes).
+
+        ``grace_period`` caps each pod's own ``terminationGracePeriodSeconds`` (and the
+        grace of a pod already terminating), as upstream's graceful node shutdown does: a
+        pod that asks for less gets less.
+        """
         for worker in list(self.workers.values()):
             worker._delete_from_api = False
             if grace_period is not None:
-                worker._grace = grace_period
+                own = (worker.pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+                grace = grace_period if own is None else min(grace_period, float(own))
+                worker._grace = min(grace, worker._grace) if worker._terminate.is_set() else grace
             worker._terminate.set()
         for worker in list(self.workers.values()):
             await worker.done.wait()

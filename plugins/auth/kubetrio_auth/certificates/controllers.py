@@ -228,36 +228,61 @@ class CSRApprover:
 
 
 class TokenCleaner:
-    """Deletes bootstrap token Secrets once they expire."""
+    """Deletes bootstrap token Secrets once they expire.
+
+    As upstream's tokencleaner, which queues each token Secret for the moment it expires:
+    a look at the tokens at start, after every change to one, and when the next one
+    expires (every :attr:`interval` at the latest).
+    """
 
     name = "tokencleaner"
     interval = 10.0
-    """Seconds between two looks at the tokens."""
+    """Most seconds between two looks at the tokens."""
 
     async def run(
         self, client: Client, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Every :attr:`interval`, delete what has expired, until cancelled."""
-        task_status.started()
-        while True:
-            try:
-                await self.clean(client)
-            except ClientError as exc:
-                log.info("cleaning bootstrap tokens: %s", exc)
-            await trio.sleep(self.interval)
+        """Delete what has expired whenever a token changes or expires, until cancelled."""
+        informers = SharedInformers(client)
+        tokens = informers.informer(
+            "v1",
+            "secrets",
+            namespace=bootstraptokens.NAMESPACE,
+            field_selector=f"type={bootstraptokens.SECRET_TYPE}",
+        )
+        wake, woken = trio.open_memory_channel[None](1)
+        tokens.add_handler(WakeOnChange(wake))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(informers.run)
+            task_status.started()
+            while True:
+                wait = self.interval
+                try:
+                    wait = min(wait, await self.clean(client))
+                except ClientError as exc:
+                    log.info("cleaning bootstrap tokens: %s", exc)
+                with trio.move_on_after(wait):
+                    await woken.receive()
 
-    async def clean(self, client: Client) -> None:
-        """Delete every expired bootstrap token Secret of ``kube-system``."""
+    async def clean(self, client: Client) -> float:
+        """Delete every expired bootstrap token Secret of ``kube-system``; return the
+        seconds until the next one expires (infinity: none will)."""
         listed = await client.list("v1", "secrets", namespace=bootstraptokens.NAMESPACE)
+        now = _now()
+        until = float("inf")
         for secret in listed.get("items") or []:
             if secret.get("type") != bootstraptokens.SECRET_TYPE:
                 continue
-            if not bootstraptokens.is_expired(secret):
+            if not bootstraptokens.is_expired(secret, now):
+                when = bootstraptokens.expiration(bootstraptokens.secret_data(secret))
+                if when is not None:
+                    until = min(until, (when - now).total_seconds())
                 continue
             name = secret["metadata"]["name"]
             with contextlib.suppress(ClientError):
                 await client.delete("v1", "secrets", name, namespace=bootstraptokens.NAMESPACE)
                 log.info("deleted expired bootstrap token %s", name)
+        return until
 
 
 BINDINGS = {
