@@ -90,6 +90,10 @@ class PodTerms:
     preferred_anti_affinity: tuple[AffinityTerm, ...]
 
 
+NO_TERMS = PodTerms((), (), (), ())
+"""The terms of a pod without pod (anti-)affinity."""
+
+
 def pod_terms(pod: PodInfo) -> PodTerms:
     """The pod's parsed terms, memoised on its :class:`PodInfo`."""
     found: PodTerms | None = pod.memo.get("InterPodAffinity")
@@ -98,6 +102,9 @@ def pod_terms(pod: PodInfo) -> PodTerms:
     affinity = (pod.pod.get("spec") or {}).get("affinity") or {}
     pa = affinity.get("podAffinity") or {}
     paa = affinity.get("podAntiAffinity") or {}
+    if not pa and not paa:  # most pods: nothing to parse
+        pod.memo["InterPodAffinity"] = NO_TERMS
+        return NO_TERMS
     ns = pod.namespace
 
     def required(block: Mapping[str, Any]) -> tuple[AffinityTerm, ...]:
