@@ -624,6 +624,10 @@ async def measure(
                     f"(scheduler tasks {sched_cpu:.2f} s, the API server answering them "
                     f"{server:.2f} s, everything else {spent['other']:.2f} s)"
                 )
+            if scheduler is not None:
+                queue = getattr(scheduler, "events", None)
+                dropped = getattr(queue, "dropped", 0)
+                print(f"  [{mode}] events dropped under pressure: {dropped}")
             trio.lowlevel.remove_instrument(split)
             marks = [(n, t) for prefix, n, t in counter.marks if prefix == "measure-"]
             if len(marks) > 2:

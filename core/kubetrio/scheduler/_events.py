@@ -81,29 +81,39 @@ class EventQueue:
                 event["firstTimestamp"] = pending.get("firstTimestamp")
                 self.merged += 1
             self._warnings[key] = event
-        elif len(self._normal) >= self.max_normal:
-            self._drop(event)
+        elif self.full():
+            involved = event.get("involvedObject") or {}
+            self.drop(
+                str(event.get("type") or "Normal"),
+                str(event.get("reason") or ""),
+                f"{involved.get('namespace')}/{involved.get('name')}",
+            )
             return False
         else:
             self._normal.append(event)
         self._ready.set()
         return True
 
-    def _drop(self, event: KubeObject) -> None:
+    def full(self) -> bool:
+        """Whether a Normal event would be dropped now (the caller may then skip
+        building it and call :meth:`drop`)."""
+        return len(self._normal) >= self.max_normal
+
+    def drop(self, kind: str, reason: str, about: str) -> None:
+        """Count (and log, at most every ``LOG_EVERY`` seconds) an event not queued."""
         self.dropped += 1
-        _prom.event_dropped(str(event.get("type") or "Normal"))
+        _prom.event_dropped(kind)
         now = time.monotonic()
         if now >= self._next_log:
             self._next_log = now + LOG_EVERY
             log.warning(
-                "events: %d Normal event(s) dropped (queue of %d full; %d dropped in all), "
-                "last: %s %s/%s",
+                "events: %d %s event(s) dropped (queue of %d full; %d dropped in all), last: %s %s",
                 self.dropped - self._dropped_logged,
+                kind,
                 self.max_normal,
                 self.dropped,
-                event.get("reason"),
-                (event.get("involvedObject") or {}).get("namespace"),
-                (event.get("involvedObject") or {}).get("name"),
+                reason,
+                about,
             )
             self._dropped_logged = self.dropped
 

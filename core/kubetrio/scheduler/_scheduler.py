@@ -419,6 +419,9 @@ class Scheduler:
         events are best effort and dropped under overload (:class:`EventQueue`)."""
         metadata = pod["metadata"]
         namespace = metadata.get("namespace") or "default"
+        if kind != "Warning" and self.events.full():  # not even built
+            self.events.drop(kind, reason, f"{namespace}/{metadata['name']}")
+            return
         now = _now()
         event = {
             "apiVersion": "v1",
