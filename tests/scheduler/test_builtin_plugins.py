@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from kubetrio_scheduler._counting import NodeCounts
 from kubetrio_scheduler.image_locality import ImageLocality
 from kubetrio_scheduler.interpod_affinity import InterPodAffinity
 from kubetrio_scheduler.node_affinity import NodeAffinity
@@ -303,6 +304,56 @@ def test_existing_pods_anti_affinity_is_symmetric(
     )
     assert run_filter(ipa, snap, web, "a2") is None
     assert run_filter(ipa, snap, pod("other", labels={"app": "x"}), "a1") is None
+
+
+def test_existing_anti_affinity_follows_pods_coming_and_going(
+    snapshot: Factory, node: Factory, pod: Factory
+) -> None:
+    """The counts survive from cycle to cycle: a loner leaving frees its node at once,
+    one arriving elsewhere (another topology key) forbids its own zone at once."""
+    loner = pod("loner", labels={"app": "db"}, affinity=anti({"app": "web"}), node_name="a1")
+    snap = snapshot(zones(node), [loner])
+    ipa = InterPodAffinity()
+    web = pod("web", labels={"app": "web"})
+    assert run_filter(ipa, snap, web, "a1") is not None
+    snap.remove_pod("default/loner")
+    assert run_filter(ipa, snap, web, "a1") is None
+    by_zone = pod(
+        "zoned", labels={"app": "db"}, affinity=anti({"app": "web"}, "zone"), node_name="b1"
+    )
+    snap.set_pod(by_zone)
+    assert run_filter(ipa, snap, web, "b1") == (
+        "node(s) didn't satisfy existing pods anti-affinity rules"
+    )
+    assert run_filter(ipa, snap, web, "a1") is None
+
+
+def test_counter_first_keys_are_kept_as_totals_come_and_go() -> None:
+    counts: dict[str, dict[tuple[str, str], int]] = {
+        "n1": {("zone", "a"): 1},
+        "n2": {("zone", "b"): 1, ("host", "n2"): 1},
+    }
+    nodes = NodeCounts(lambda node: dict(counts.get(node.name, {})))
+
+    class Snap:
+        def __init__(self, changed: list[str]) -> None:
+            self.changed = changed
+
+        def changed_since(self, mark: int) -> tuple[int, list[str]]:
+            return mark + 1, self.changed
+
+        def get(self, name: str) -> Any:
+            return type("N", (), {"name": name})()
+
+    nodes.refresh(Snap(["n1", "n2"]))  # type: ignore[arg-type]
+    assert sorted(nodes.first_keys()) == ["host", "zone"]
+    counts["n2"] = {("zone", "b"): 1}  # the host term left
+    nodes.refresh(Snap(["n2"]))  # type: ignore[arg-type]
+    assert nodes.first_keys() == ("zone",)
+    counts["n1"] = {("rack", "r1"): 2}
+    nodes.refresh(Snap(["n1"]))  # type: ignore[arg-type]
+    assert sorted(nodes.first_keys()) == ["rack", "zone"]
+    assert nodes.totals == {("zone", "b"): 1, ("rack", "r1"): 2}
 
 
 def test_required_affinity_and_the_first_pod_of_a_group(

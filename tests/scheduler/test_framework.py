@@ -110,6 +110,61 @@ def test_node_local_results_are_memoised_until_the_node_changes(
     assert sorted(calls) == ["n1", "n2"]  # another pod class
 
 
+def test_node_local_scores_are_memoised_until_the_node_changes(
+    snapshot: Factory, node: Factory, pod: Factory
+) -> None:
+    scored: list[str] = []
+    base = {"n1": 50, "n2": 60, "n3": 70}
+
+    class PassAll:
+        name = "PassAll"
+        node_local = True
+
+        def filter(self, pod: Any, node: NodeInfo, state: CycleState) -> None:
+            return None
+
+    class Crowding:
+        """Prefers n3, then n2, then n1; each pod on a node costs it 30 points."""
+
+        name = "Crowding"
+        node_local = True
+
+        def score(self, pod: Any, node: NodeInfo, state: CycleState) -> int:
+            scored.append(node.name)
+            return base[node.name] - 30 * len(node.pods)
+
+    snap = snapshot([node("n1"), node("n2"), node("n3")])
+    framework = Framework([PassAll(), Crowding()])
+    chosen = []
+    for name in ("a", "b", "c"):
+        info = pod_info(pod(name, labels={"app": "x"}))
+        node_info, _ = framework.schedule(info, snap)
+        snap.assume(info, node_info.name)
+        chosen.append(node_info.name)
+        if name == "a":
+            assert sorted(scored) == ["n1", "n2", "n3"]
+        else:  # only the node the last pod went to is scored again
+            assert scored == [chosen[-2]]
+        scored.clear()
+    # The remembered scores still follow the changes: 70 → n3 (now 40), 60 → n2 (now 30).
+    assert chosen == ["n3", "n2", "n1"]
+
+
+def test_remembered_rejections_still_make_the_fit_error(
+    snapshot: Factory, node: Factory, pod: Factory
+) -> None:
+    snap = snapshot([node("n1", cpu="1"), node("n2", cpu="1", unschedulable=True)])
+    framework = Framework(builtins())
+    for name in ("a", "b"):  # the second pod of the class gets the verdicts from memory
+        with pytest.raises(FitError) as error:
+            framework.schedule(pod_info(pod(name, cpu="2", labels={"app": "x"})), snap)
+        assert error.value.node_reasons == {
+            "n1": ("Insufficient cpu",),
+            "n2": ("node(s) were unschedulable",),
+        }
+        assert error.value.plugins == {"NodeResourcesFit", "NodeUnschedulable"}
+
+
 def test_percentage_of_nodes_to_score() -> None:
     framework = Framework([])
     assert framework.num_feasible_nodes_to_find(50) == 50

@@ -9,6 +9,8 @@ client, keeps a node cache, and assigns pending pods with the registered
 * ``_cache``: nodes with their pods' aggregates (:class:`~kubetrio.providers.NodeInfo`);
 * ``_framework``: one profile's plugins, stage by stage, and the ``FailedScheduling`` text;
 * ``_config``: ``KubeSchedulerConfiguration`` YAML (profiles, enabled plugins, weights);
+* ``_events``: the bounded event queue (Normal events dropped under pressure, counted;
+  FailedScheduling kept, one per pod);
 * ``_scheduler``: the service — informers, cycles, bindings, events, conditions.
 """
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import itertools
+import math
 import operator
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -42,9 +43,6 @@ MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 """kube-scheduler's floor on the adaptive percentage of nodes to score."""
 MAX_NODE_SCORE = 100
-
-_PLAIN = operator.itemgetter(1)
-_NORMALISING = operator.itemgetter(2)
 
 _repeat = itertools.repeat
 _CLASS_ENCODER = msgspec.json.Encoder(order="sorted", enc_hook=str)
@@ -154,20 +152,59 @@ class FitError(Exception):
 
 UNKNOWN, PASSED, REJECTED = 0, 1, 2
 """Node states in a ``_ClassState``: not examined since it changed, fits, does not."""
+_is_passed = PASSED.__eq__
+UNSCORED = -math.inf
+"""A node-local score sum not computed yet: no sum of weighted 0..100 scores is -inf,
+and float comparisons stay on C's fast path (``None in floats`` does not: 60 ns each)."""
 MAX_CLASS_STATES = 256
-"""Pod classes remembered per framework (each holds two arrays as long as the nodes)."""
+"""Pod classes remembered per framework (each holds a few arrays as long as the nodes)."""
 
 
 @dataclasses.dataclass
 class _ClassState:
-    """What node-local filters and scores said about one pod class, by node position:
-    ``status`` (UNKNOWN/PASSED/REJECTED) and ``entries`` ([verdict, weighted sum of the
-    plain scores, raw scores of the normalising plugins])."""
+    """What node-local filters and scores said about one pod class, in flat arrays
+    aligned with the snapshot's nodes (C-level slices and gathers, no object per node):
+    ``status`` (UNKNOWN/PASSED/REJECTED), ``reasons`` ((plugin, reasons) of a rejected
+    node), ``plain`` (weighted sum of the plain node-local scores; ``UNSCORED`` until
+    first asked for, and again after the node changes) and ``norm`` (per normalising
+    node-local plugin, its raw scores; valid where ``plain`` is scored).
+    ``score_key`` names the score plugins the arrays were filled for."""
 
     mark: int
     order_version: int
     status: bytearray
-    entries: list[Any]
+    reasons: list[Any]
+    plain: list[float]
+    norm: list[list[float]] = dataclasses.field(default_factory=list)
+    score_key: Any = None
+    windows: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    """The ranges of positions with rejected nodes that this cycle walked."""
+
+    def forget(self, index: int) -> None:
+        """The node at ``index`` changed: examine it again."""
+        self.status[index] = UNKNOWN
+        self.reasons[index] = None
+        self.plain[index] = UNSCORED
+
+    def add_failures(
+        self, nodes: Sequence[NodeInfo], failed: dict[str, Any], rejecting: set[str]
+    ) -> None:
+        """Add the reasons of the rejected nodes this cycle walked past to ``failed``,
+        and the plugins that rejected them to ``rejecting`` (for the ``FitError``)."""
+        for begin, end in self.windows:
+            index = self.status.find(REJECTED, begin, end)
+            while index != -1:
+                name, reasons = self.reasons[index]
+                failed[nodes[index].name] = reasons
+                rejecting.add(name)
+                index = self.status.find(REJECTED, index + 1, end)
+
+
+def _gather(values: list[Any], positions: Sequence[int]) -> list[Any]:
+    """``[values[i] for i in positions]`` at C speed (a slice when ``positions`` is one)."""
+    if isinstance(positions, range) and positions.step == 1:
+        return values[positions.start : positions.stop]
+    return list(map(values.__getitem__, positions))
 
 
 @dataclasses.dataclass
@@ -302,12 +339,14 @@ class Framework:
                 )
                 error.plugins.add(stage.name)
                 raise error
-        feasible, entries, failed, rejecting = self._find_feasible(state, pod, nodes, skipped)
+        feasible, positions, cs, failed, rejecting = self._find_feasible(state, pod, nodes, skipped)
         if feasible and getattr(snapshot, "has_nominations", _none)():
-            feasible, entries = self._check_nominated(
-                state, feasible, entries, failed, rejecting, skipped
+            feasible, positions = self._check_nominated(
+                state, feasible, positions, failed, rejecting, skipped
             )
         if not feasible:
+            if cs is not None:
+                cs.add_failures(nodes, failed, rejecting)
             post = self._post_filter(state, pod_info, failed, skipped)
             error = FitError(
                 num_all_nodes=len(nodes),
@@ -318,7 +357,9 @@ class Framework:
             error.post_filter = post
             raise error
         chosen = (
-            feasible[0] if len(feasible) == 1 else self._best(state, pod_info, feasible, entries)
+            feasible[0]
+            if len(feasible) == 1
+            else self._best(state, pod_info, feasible, positions, cs)
         )
         for index, stage in enumerate(self.stages["reserve"]):
             refused = stage.call(state, pod_info, chosen)
@@ -367,27 +408,30 @@ class Framework:
             if len(self._class_states) >= MAX_CLASS_STATES:
                 self._class_states.clear()
             found = self._class_states[pod_class] = _ClassState(
-                mark, snapshot.order_version, bytearray(count), [None] * count
+                mark, snapshot.order_version, bytearray(count), [None] * count, [UNSCORED] * count
             )
             return found
         for name in set(changed):
             index = snapshot.index_of(name)
             if index is not None:
-                found.status[index] = UNKNOWN
-                found.entries[index] = None
+                found.forget(index)
         found.mark = mark
         return found
 
     def _find_feasible(
         self, state: CycleState, pod: Any, nodes: Sequence[NodeInfo], skipped: set[str]
-    ) -> tuple[list[NodeInfo], list[Any] | None, dict[str, tuple[str, ...]], set[str]]:
-        """The feasible nodes (with their entries when node-local filters ran), the
-        reasons of the others, and the plugins that rejected some node.
+    ) -> tuple[list[NodeInfo], Sequence[int] | None, _ClassState | None, dict[str, Any], set[str]]:
+        """The feasible nodes, their positions in ``nodes`` and the class state when
+        node-local filters ran, the reasons of the nodes ruled out and the plugins that
+        ruled some out (both complete only when no node is feasible: they are needed
+        for the ``FitError`` alone: :meth:`_ClassState.add_failures` adds the node-local
+        ones when it is raised).
 
-        Node-local verdicts are remembered per pod class in arrays aligned with the
-        snapshot's nodes (``_ClassState``) and reset for the nodes the snapshot reports
-        changed; a window of nodes that all passed before is taken as a slice, so a
-        Deployment's next replica costs no per-node Python work at all.
+        Node-local verdicts are remembered per pod class (``_ClassState``) and reset for
+        the nodes the snapshot reports changed; only those nodes are examined again
+        (found with ``bytearray.find``), and a window of nodes that all passed is taken
+        as a slice, so a Deployment's next replica costs per-node Python work only for
+        the nodes that changed since the last one.
         """
         local = [(n, c) for n, c, is_local in self._filters if is_local and n not in skipped]
         others = [(n, c) for n, c, is_local in self._filters if not is_local and n not in skipped]
@@ -395,44 +439,44 @@ class Framework:
         to_find = self.num_feasible_nodes_to_find(count)
         start = self._next_start % count
         feasible: list[NodeInfo] = []
-        feasible_entries: list[Any] = []
-        failed: dict[str, tuple[str, ...]] = {}
+        positions: list[int] = []
+        failed: dict[str, Any] = {}
         rejecting: set[str] = set()
         processed = 0
         cs = self._class_state(self._pod_class(state.pod_info), state.snapshot) if local else None
+        if cs is not None:
+            cs.windows = []
         while len(feasible) < to_find and processed < count:
             begin = (start + processed) % count
             end = min(count, begin + to_find - len(feasible))
-            chunk = nodes[begin:end]
             processed += end - begin
+            passed: Sequence[NodeInfo]
+            passed_at: Sequence[int]
             if cs is not None:
                 status = cs.status
+                index = status.find(UNKNOWN, begin, end)
+                while index != -1:
+                    node = nodes[index]
+                    for name, check in local:
+                        result = check(pod, node, state)
+                        if result is not None:
+                            cs.reasons[index] = (name, _as_reasons(result))
+                            status[index] = REJECTED
+                            break
+                    else:
+                        status[index] = PASSED
+                    index = status.find(UNKNOWN, index + 1, end)
                 if status.count(PASSED, begin, end) == end - begin:
-                    passed, passed_entries = chunk, cs.entries[begin:end]
+                    passed, passed_at = nodes[begin:end], range(begin, end)
                 else:
-                    passed, passed_entries = [], []
-                    for index in range(begin, end):
-                        node = nodes[index]
-                        if status[index] == UNKNOWN:
-                            verdict = None
-                            for name, check in local:
-                                result = check(pod, node, state)
-                                if result is not None:
-                                    verdict = (name, _as_reasons(result))
-                                    break
-                            cs.entries[index] = [verdict, None, None]
-                            status[index] = PASSED if verdict is None else REJECTED
-                        entry = cs.entries[index]
-                        if status[index] == PASSED:
-                            passed.append(node)
-                            passed_entries.append(entry)
-                        else:
-                            failed[node.name] = entry[0][1]
-                            rejecting.add(entry[0][0])
+                    cs.windows.append((begin, end))
+                    mask = list(map(_is_passed, status[begin:end]))
+                    passed = list(itertools.compress(nodes[begin:end], mask))
+                    passed_at = list(itertools.compress(range(begin, end), mask))
             else:
-                passed, passed_entries = chunk, [None] * len(chunk)
+                passed, passed_at = nodes[begin:end], range(begin, end)
             if others:
-                for node, entry in zip(passed, passed_entries, strict=True):
+                for node, at in zip(passed, passed_at, strict=True):
                     for name, check in others:
                         result = check(pod, node, state)
                         if result is not None:
@@ -441,20 +485,25 @@ class Framework:
                             break
                     else:
                         feasible.append(node)
-                        feasible_entries.append(entry)
+                        positions.append(at)
             else:
                 feasible.extend(passed)
-                feasible_entries.extend(passed_entries)
+                positions.extend(passed_at)
         # The next pod starts where this one stopped, so every node gets its turn.
         self._next_start = (start + processed) % count
-        return feasible, feasible_entries if cs is not None else None, failed, rejecting
+        if positions and len(positions) == positions[-1] - positions[0] + 1:
+            # One run of positions (increasing within a window; a wrap goes down): a
+            # range, so the scores are gathered as one slice.
+            return feasible, range(positions[0], positions[-1] + 1), cs, failed, rejecting
+        return feasible, positions if cs is not None else None, cs, failed, rejecting
 
     def _best(
         self,
         state: CycleState,
         pod_info: PodInfo,
         feasible: list[NodeInfo],
-        entries: list[Any] | None,
+        positions: Sequence[int] | None,
+        cs: _ClassState | None,
     ) -> NodeInfo:
         pod = pod_info.pod
         skipped: set[str] = set()
@@ -466,27 +515,36 @@ class Framework:
         local_norm = [(n, c) for n, c, w, norm, is_local in scores if is_local and norm]
         totals = [0.0] * len(feasible)
         if local_plain or local_norm:
-            # Node-local scores are remembered in the entries of the filter pass.
-            # A memo entry is [filter verdict, weighted sum of the plain scores, the raw
-            # scores of the normalising plugins]; the sums are filled on first use.
-            # Without node-local filters there is nothing remembered: score afresh.
-            cached: list[Any] = (
-                entries if entries is not None else [[None, None, None] for _ in feasible]
-            )
-            totals = list(map(_PLAIN, cached))
-            if None in totals:
-                for i, entry in enumerate(cached):
-                    if entry[1] is None:
-                        node = feasible[i]
-                        plain = 0.0
-                        for name, call, weight in local_plain:
-                            plain += _in_range(name, call(pod, node, state), node) * weight
-                        entry[1] = totals[i] = plain
-                        entry[2] = [float(c(pod, node, state)) for _, c in local_norm]
+            # Node-local scores are remembered in the class state's flat arrays, filled
+            # on first use; without node-local filters nothing is remembered: score afresh.
+            if cs is None or positions is None:
+                count = len(feasible)
+                cs = _ClassState(0, 0, bytearray(count), [None] * count, [UNSCORED] * count)
+                positions = range(count)
+            key = ([n for n, _, _ in local_plain], [n for n, _ in local_norm])
+            if cs.score_key != key:
+                cs.score_key = key
+                cs.plain = [UNSCORED] * len(cs.plain)
+                cs.norm = [[0.0] * len(cs.plain) for _ in local_norm]
+            plain_scores = cs.plain
+            totals = _gather(plain_scores, positions)
+            if min(totals) == UNSCORED:
+                i = totals.index(UNSCORED)
+                while True:
+                    node, at = feasible[i], positions[i]
+                    plain = 0.0
+                    for name, call, weight in local_plain:
+                        plain += _in_range(name, call(pod, node, state), node) * weight
+                    plain_scores[at] = totals[i] = plain
+                    for raw_scores, (_, call) in zip(cs.norm, local_norm, strict=True):
+                        raw_scores[at] = float(call(pod, node, state))
+                    try:
+                        i = totals.index(UNSCORED, i + 1)
+                    except ValueError:
+                        break
             by_name = {n: (w, norm) for n, _, w, norm, _ in scores}
-            normalising = list(map(_NORMALISING, cached)) if local_norm else []
-            for j, (name, _) in enumerate(local_norm):
-                raw = list(map(operator.itemgetter(j), normalising))
+            for raw_scores, (name, _) in zip(cs.norm, local_norm, strict=True):
+                raw = _gather(raw_scores, positions)
                 if min(raw) == max(raw):
                     continue  # equal scores stay equal: no node gains over another
                 weight, normalize = by_name[name]
@@ -561,19 +619,20 @@ class Framework:
         self,
         state: CycleState,
         feasible: list[NodeInfo],
-        entries: list[Any] | None,
-        failed: dict[str, tuple[str, ...]],
+        positions: Sequence[int] | None,
+        failed: dict[str, Any],
         rejecting: set[str],
         skipped: set[str],
-    ) -> tuple[list[NodeInfo], list[Any] | None]:
+    ) -> tuple[list[NodeInfo], Sequence[int] | None]:
         """The feasible nodes that still fit once the pods nominated there (of equal or
-        higher priority) are counted; the others move to ``failed``."""
+        higher priority) are counted (with their positions); the others move to
+        ``failed``."""
         nominated_pods = getattr(state.snapshot, "nominated_pods", None)
         if nominated_pods is None:
-            return feasible, entries
+            return feasible, positions
         info = state.pod_info
         kept: list[NodeInfo] = []
-        kept_entries: list[Any] = []
+        kept_positions: list[int] = []
         for i, node in enumerate(feasible):
             others = [
                 p
@@ -588,12 +647,12 @@ class Framework:
                 reasons = self.run_filters(state, with_them, skipped)
             if reasons is None:
                 kept.append(node)
-                if entries is not None:
-                    kept_entries.append(entries[i])
+                if positions is not None:
+                    kept_positions.append(positions[i])
             else:
                 failed[node.name] = reasons
                 rejecting.add("NominatedPods")
-        return kept, kept_entries if entries is not None else None
+        return kept, kept_positions if positions is not None else None
 
     def _post_filter(
         self,

@@ -8,7 +8,9 @@
   queue to its binding, over all its attempts;
 * ``scheduler_pending_pods{queue}``: pods in the ``active``, ``backoff`` and
   ``unschedulable`` queues (and ``gated``, always 0: no scheduling gates here), read when
-  ``/metrics`` is read.
+  ``/metrics`` is read;
+* ``kubetrio_scheduler_events_dropped_total{type}`` (kubetrio's own, no upstream
+  equivalent: client-go drops silently): events dropped because their queue was full.
 
 They live in the control plane's registry, which the API server serves on ``/metrics``.
 """
@@ -61,6 +63,16 @@ SLI_DURATION = prom.Children(
     )
 )
 
+EVENTS_DROPPED = prom.Children(
+    Counter(
+        "kubetrio_scheduler_events_dropped_total",
+        "Number of events the scheduler dropped because its event queue was full, by the "
+        "event type.",
+        ["type"],
+        registry=prom.CONTROL_PLANE,
+    )
+)
+
 _queues: weakref.WeakSet[SchedulingQueue] = weakref.WeakSet()
 
 
@@ -80,6 +92,12 @@ def scheduled(attempts: int, seconds: float) -> None:
     """A pod was bound ``seconds`` after entering the queue, at its ``attempts``-th try."""
     if prom.switch.on:
         SLI_DURATION(str(min(attempts, MAX_ATTEMPTS_LABEL))).observe(seconds)
+
+
+def event_dropped(kind: str) -> None:
+    """An event of type ``kind`` was dropped (its queue was full)."""
+    if prom.switch.on:
+        EVENTS_DROPPED(kind).inc()
 
 
 def _pending() -> Sequence[Metric]:

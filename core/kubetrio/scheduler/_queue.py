@@ -35,7 +35,7 @@ CLUSTER_EVENTS = frozenset(
 """The changes that can make an unschedulable pod fit (a plugin's ``requeue_on``)."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class QueuedPod:
     """A pod in the queue, with its scheduling history."""
 

@@ -16,7 +16,6 @@ Pods whose ``spec.schedulerName`` names none of the profiles are someone else's:
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import os
@@ -33,6 +32,7 @@ from kubetrio.providers import PostFilterResult, SchedulerPlugin, UserInfo
 from . import _prom
 from ._cache import SchedulerCache
 from ._config import SchedulerConfig
+from ._events import EventQueue
 from ._framework import FitError, Framework
 from ._queue import QueuedPod, SchedulingQueue
 from ._resources import pod_info
@@ -133,7 +133,8 @@ class Scheduler:
         self.preemptions = 0
         """Preemptions started (a node chosen, its victims being deleted)."""
         self._binds = trio.CapacityLimiter(config.parallel_binds)
-        self._events_send, self._events_receive = trio.open_memory_channel[KubeObject](10_000)
+        self.events = EventQueue()
+        """Events on their way to the API server (bounded; ``events.dropped`` counts losses)."""
         self._nursery: trio.Nursery | None = None
         self.nodes.add_handler(_NodeHandler(self))
         self.pods.add_handler(_PodHandler(self))
@@ -149,8 +150,7 @@ class Scheduler:
             await nursery.start(self.namespaces.run)
             await nursery.start(self.nodes.run)
             await nursery.start(self.pods.run)
-            for _ in range(4):
-                nursery.start_soon(self._send_events)
+            nursery.start_soon(self._send_events)
             task_status.started()
             while True:
                 entry: QueuedPod | None = await self.queue.pop()
@@ -415,10 +415,13 @@ class Scheduler:
         action: str = "",
         related: KubeObject | None = None,
     ) -> None:
-        """Queue an event about a pod (``related``: a second pod it concerns); events are
-        best effort and dropped under overload."""
+        """Queue an event about a pod (``related``: a second pod it concerns); Normal
+        events are best effort and dropped under overload (:class:`EventQueue`)."""
         metadata = pod["metadata"]
         namespace = metadata.get("namespace") or "default"
+        if kind != "Warning" and self.events.full():  # not even built
+            self.events.drop(kind, reason, f"{namespace}/{metadata['name']}")
+            return
         now = _now()
         event = {
             "apiVersion": "v1",
@@ -454,11 +457,12 @@ class Scheduler:
                 "namespace": other.get("namespace") or "default",
                 "uid": other.get("uid", ""),
             }
-        with contextlib.suppress(trio.WouldBlock):
-            self._events_send.send_nowait(event)
+        self.events.put(event)
 
     async def _send_events(self) -> None:
-        async for event in self._events_receive:
+        """Write the queued events, one at a time (behind the bindings' many tasks)."""
+        while True:
+            event = await self.events.get()
             try:
                 await self.client.create(
                     "v1", "events", event, namespace=event["metadata"]["namespace"]

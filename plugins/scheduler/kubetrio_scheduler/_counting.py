@@ -29,15 +29,37 @@ class NodeCounts(Generic[K]):
         self.mark = -1
         self.per_node: dict[str, dict[K, int]] = {}
         self.totals: dict[K, int] = {}
+        self._firsts: dict[Any, int] | None = None
+        """For tuple keys, once asked (:meth:`first_keys`): key[0] → totals holding it."""
 
     def _add(self, values: dict[K, int], sign: int) -> None:
         totals = self.totals
+        firsts = self._firsts
         for key, value in values.items():
-            total = totals.get(key, 0) + sign * value
+            old = totals.get(key, 0)
+            total = old + sign * value
             if total:
                 totals[key] = total
             else:
                 totals.pop(key, None)
+            if firsts is not None and bool(old) != bool(total):
+                first = key[0]  # type: ignore[index]
+                held = firsts.get(first, 0) + (1 if total else -1)
+                if held:
+                    firsts[first] = held
+                else:
+                    firsts.pop(first, None)
+
+    def first_keys(self) -> tuple[Any, ...]:
+        """The distinct first items of the (tuple) keys of :attr:`totals`, kept current
+        from the first call on (a handful, where the totals may hold thousands)."""
+        if self._firsts is None:
+            firsts: dict[Any, int] = {}
+            for key in self.totals:
+                first = key[0]  # type: ignore[index]
+                firsts[first] = firsts.get(first, 0) + 1
+            self._firsts = firsts
+        return tuple(self._firsts)
 
     def refresh(self, snapshot: NodeSnapshot) -> dict[K, int]:
         """The totals over the snapshot's nodes as they are now."""
@@ -45,6 +67,7 @@ class NodeCounts(Generic[K]):
         if changed is None:
             self.per_node.clear()
             self.totals.clear()
+            self._firsts = None
             names: Iterable[str] = [node.name for node in snapshot.nodes]
         else:
             names = set(changed)

@@ -90,6 +90,10 @@ class PodTerms:
     preferred_anti_affinity: tuple[AffinityTerm, ...]
 
 
+NO_TERMS = PodTerms((), (), (), ())
+"""The terms of a pod without pod (anti-)affinity."""
+
+
 def pod_terms(pod: PodInfo) -> PodTerms:
     """The pod's parsed terms, memoised on its :class:`PodInfo`."""
     found: PodTerms | None = pod.memo.get("InterPodAffinity")
@@ -98,6 +102,9 @@ def pod_terms(pod: PodInfo) -> PodTerms:
     affinity = (pod.pod.get("spec") or {}).get("affinity") or {}
     pa = affinity.get("podAffinity") or {}
     paa = affinity.get("podAntiAffinity") or {}
+    if not pa and not paa:  # most pods: nothing to parse
+        pod.memo["InterPodAffinity"] = NO_TERMS
+        return NO_TERMS
     ns = pod.namespace
 
     def required(block: Mapping[str, Any]) -> tuple[AffinityTerm, ...]:
@@ -184,9 +191,16 @@ def _score_weights(
 
 @dataclass
 class _FilterState:
-    existing_anti: dict[str, set[str]]
-    affinity_counts: dict[tuple[str, str], int]
-    anti_counts: dict[tuple[str, str], int]
+    """The counters' totals as they are (not copied: thousands of entries, rebuilt into
+    other shapes every cycle, were most of the cycle's time): ``existing`` maps
+    ``(key, value)`` to the pods whose anti-affinity forbids that value,
+    ``existing_keys`` its keys, ``counts`` maps ``("a" | "x", key, value)`` to the pods
+    matching the pod's affinity (``a``) or one anti-affinity term (``x``)."""
+
+    existing: dict[Any, int]
+    existing_keys: tuple[str, ...]
+    counts: dict[Any, int]
+    any_affinity_count: bool
     terms: PodTerms
     self_match: bool
 
@@ -222,30 +236,32 @@ class InterPodAffinity:
         snapshot = state.snapshot
         terms = pod_terms(pod)
         existing: dict[Any, int] = {}
+        existing_keys: tuple[str, ...] = ()
         if snapshot.nodes_with_affinity_pods():
-            existing = counter(
+            existing_counter = counter(
                 snapshot,
                 ("InterPodAffinity.existing", pod.namespace, frozenset(pod.labels.items())),
                 lambda node: _existing_anti(node, pod, snapshot),
-            ).refresh(snapshot)
+            )
+            existing = existing_counter.refresh(snapshot)
+            existing_keys = existing_counter.first_keys()
         if not terms.affinity and not terms.anti_affinity and not existing:
             return SKIP
-        existing_anti: dict[str, set[str]] = {}
-        for key, value in existing:
-            existing_anti.setdefault(key, set()).add(value)
-        affinity_counts: dict[tuple[str, str], int] = {}
-        anti_counts: dict[tuple[str, str], int] = {}
+        totals: dict[Any, int] = {}
         if terms.affinity or terms.anti_affinity:
             totals = counter(
                 snapshot,
                 ("InterPodAffinity.terms", terms.affinity, terms.anti_affinity),
                 lambda node: _term_counts(node, terms, snapshot),
             ).refresh(snapshot)
-            for (kind, key, value), count in totals.items():
-                (affinity_counts if kind == "a" else anti_counts)[(key, value)] = count
         self_match = all(t.matches(pod, snapshot) for t in terms.affinity)
         state[self.name] = _FilterState(
-            existing_anti, affinity_counts, anti_counts, terms, self_match
+            existing,
+            existing_keys,
+            totals,
+            bool(terms.affinity) and any(kind == "a" for kind, _, _ in totals),
+            terms,
+            self_match,
         )
         return None
 
@@ -256,21 +272,24 @@ class InterPodAffinity:
         if found is None:
             return None
         labels = node.labels
+        counts = found.counts
         for term in found.terms.affinity:
             value = labels.get(term.topology_key)
             if value is None:
                 return self.affinity_reason
-            if found.affinity_counts.get((term.topology_key, value), 0) > 0:
+            if counts.get(("a", term.topology_key, value), 0) > 0:
                 continue
             # The first pod of a group that selects itself may start the group anywhere.
-            if found.affinity_counts or not found.self_match:
+            if found.any_affinity_count or not found.self_match:
                 return self.affinity_reason
         for term in found.terms.anti_affinity:
             value = labels.get(term.topology_key)
-            if value is not None and found.anti_counts.get((term.topology_key, value), 0):
+            if value is not None and counts.get(("x", term.topology_key, value), 0):
                 return self.anti_affinity_reason
-        for key, values in found.existing_anti.items():
-            if labels.get(key) in values:
+        existing = found.existing
+        for key in found.existing_keys:
+            value = labels.get(key)
+            if value is not None and existing.get((key, value), 0):
                 return self.existing_reason
         return None
 
