@@ -16,8 +16,8 @@
   the newest write directly.
 
 Prints one line per measurement, then one JSON object (figures and ratios) as the last
-line. Usage: ``python benchmarks/ha.py [--kills N] [--seconds S] [--writers W]`` (a quick
-run: ``--kills 2 --seconds 3``).
+line. Usage: ``python benchmarks/ha.py [--kills N] [--seconds S] [--writers W]
+[--partitions N]`` (a quick run: ``--kills 2 --seconds 3``).
 """
 
 from __future__ import annotations

@@ -514,12 +514,14 @@ async def partition(
     """Cut the leader server and its etcd member off (:class:`Partition`) for ``seconds``
     during the write load, then heal. Figures: the load's (``api_recover_s``: the first
     write acknowledged after the cut), the Leases' failover, whether the cut-off server
-    logged losing each Lease (its renew deadline passed without a renewal, so its
+    logged losing each Lease it held (its renew deadline passed without a renewal, so its
     controllers' guarded client refuses writes), and ``recover_s``: from the heal until
     it is ready and serves, asked directly, the newest write made while it was cut off."""
     async with cluster.client() as client:
         victim = await leader_server(cluster, client)
-    dead = f"{socket.gethostname()}-{cluster.pid(f'server-{victim}')}"
+        dead = f"{socket.gethostname()}-{cluster.pid(f'server-{victim}')}"
+        # The two Leases may be held by different servers (after earlier failovers).
+        held = [lease for lease, holder in (await lease_holders(client)).items() if holder == dead]
     log = cluster.home / f"server-{victim}.log"
     logged = log.stat().st_size
     cut = Partition(cluster, victim)
@@ -552,6 +554,7 @@ async def partition(
     finally:
         cut.heal()
     figures["leftovers"] = cut.leftovers()
+    figures["held"] = held
     with log.open(errors="replace") as text:
         text.seek(logged)
         since = text.read()
