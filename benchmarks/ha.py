@@ -9,10 +9,15 @@
   scheduler's Leases while a probe writes through the API address; the time until both
   Leases have a live holder again (``failover_s``), the longest time without an
   acknowledged write (``api_gap_s``); ``kubetrio up`` then restarts the server.
+* **Partition** (``--partitions N``, default 0; root and nftables): N times, the leader
+  server and its etcd member cut off for 30 s under the chaos kit's write load, then
+  healed (``tests.chaos.ha.partition``): the Leases' failover, the first write after the
+  cut, the longest pause of acknowledged writes, the time until the healed server serves
+  the newest write directly.
 
 Prints one line per measurement, then one JSON object (figures and ratios) as the last
-line. Usage: ``python benchmarks/ha.py [--kills N] [--seconds S] [--writers W]`` (a quick
-run: ``--kills 2 --seconds 3``).
+line. Usage: ``python benchmarks/ha.py [--kills N] [--seconds S] [--writers W]
+[--partitions N]`` (a quick run: ``--kills 2 --seconds 3``).
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kubetrio.client import Client, ClientError  # noqa: E402
-from tests.chaos.ha import HACluster, leader_server, lease_holders  # noqa: E402
+from tests.chaos import kit  # noqa: E402
+from tests.chaos.ha import HACluster, leader_server, lease_holders, partition  # noqa: E402
 from tests.chaos.kit import Server  # noqa: E402
 from tests.store.etcd_cluster import EtcdCluster  # noqa: E402
 
@@ -179,16 +185,26 @@ async def main(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 client, "direct", seconds=args.seconds, writers=args.writers
             )
         print("one of the three, directly:", result["one_of_three_direct"], flush=True)
-        kills = []
+        kills: list[dict[str, Any]] = []
+        cuts: list[dict[str, Any]] = []
         for n in range(args.kills):
             kills.append(await failover(cluster))
             print(f"kill {n + 1}/{args.kills}:", kills[-1], flush=True)
+        for n in range(args.partitions):
+            kit.NAMESPACE = f"chaos-partition-{n}"  # the load's names repeat between runs
+            cuts.append(await partition(cluster))
+            print(f"partition {n + 1}/{args.partitions}:", cuts[-1], flush=True)
     finally:
         await trio.to_thread.run_sync(cluster.down)
     result["kills"] = len(kills)
     if kills:
         result["failover_s"] = _spread([k["failover_s"] for k in kills])
         result["api_gap_s"] = _spread([k["api_gap_s"] for k in kills])
+    if cuts:
+        result["partitions"] = len(cuts)
+        result["partition_lost_writes"] = sum(c["acked_writes_lost"] for c in cuts)
+        for key in ("failover_s", "api_recover_s", "longest_ack_gap_s", "recover_s"):
+            result[f"partition_{key}"] = _spread([c[key] for c in cuts])
     one, three = result["one_server"], result["three_servers"]
     result["ratio_writes_three_vs_one"] = round(
         three["writes_per_s"] / max(one["writes_per_s"], 0.1), 2
@@ -203,6 +219,9 @@ if __name__ == "__main__":
     parser.add_argument("--kills", type=int, default=10, help="leader kills (default 10)")
     parser.add_argument("--seconds", type=float, default=10, help="seconds of each write run")
     parser.add_argument("--writers", type=int, default=16, help="concurrent writers")
+    parser.add_argument(
+        "--partitions", type=int, default=0, help="30 s partitions of the leader (root, nft)"
+    )
     options = parser.parse_args()
     if shutil.which("etcd") is None:
         sys.exit("benchmarks/ha.py needs etcd (Debian's etcd-server)")

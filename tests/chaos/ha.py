@@ -9,11 +9,13 @@ cluster is not running), as an operator would.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -118,10 +120,19 @@ class HACluster:
         client = pki.etcd_client
         return client_context(pki.etcd_ca.files.cert_file, client.cert_file, client.key_file)
 
-    def etcd_url(self, member: str) -> str:
+    def plan(self) -> dict[str, Any]:
+        """``ha.json``: the members' and servers' ports."""
         import json
 
-        plan = json.loads((self.home / "ha.json").read_text())
+        return dict(json.loads((self.home / "ha.json").read_text()))
+
+    def server_url(self, name: str) -> str:
+        """Server ``name``'s own API URL (not the API address)."""
+        plan = self.plan()
+        return f"https://127.0.0.1:{plan['server_ports'][plan['servers'].index(name)]}"
+
+    def etcd_url(self, member: str) -> str:
+        plan = self.plan()
         return f"https://127.0.0.1:{plan['client_ports'][plan['servers'].index(member)]}"
 
     def etcd_leader(self) -> str:
@@ -235,6 +246,26 @@ async def _loaded(
     }
 
 
+async def _leases_taken(dead: str, client: Client, killed_at: float) -> dict[str, Any]:
+    """Wait until each leader Lease has a holder other than ``dead``; how long it took."""
+    taken: dict[str, float] = {}
+    with trio.fail_after(60):
+        while len(taken) < len(LEASES):
+            try:
+                held = await lease_holders(client)
+            except (httpx.HTTPError, ClientError):
+                held = {}
+            for name, holder in held.items():
+                if holder and holder != dead and name not in taken:
+                    taken[name] = trio.current_time() - killed_at
+            await trio.sleep(0.05)
+    return {
+        "controllers_failover_s": round(taken["kube-controller-manager"], 3),
+        "scheduler_failover_s": round(taken["kube-scheduler"], 3),
+        "failover_s": round(max(taken.values()), 3),
+    }
+
+
 async def leader_kill(
     cluster: HACluster,
     *,
@@ -249,25 +280,6 @@ async def leader_kill(
     async with cluster.client() as client:
         victim = await leader_server(cluster, client)
     dead = f"{socket.gethostname()}-{cluster.pid(f'server-{victim}')}"
-
-    async def new_leaders(client: Client, killed_at: float) -> dict[str, Any]:
-        taken: dict[str, float] = {}
-        with trio.fail_after(60):
-            while len(taken) < len(LEASES):
-                try:
-                    held = await lease_holders(client)
-                except (httpx.HTTPError, ClientError):
-                    held = {}
-                for name, holder in held.items():
-                    if holder and holder != dead and name not in taken:
-                        taken[name] = trio.current_time() - killed_at
-                await trio.sleep(0.05)
-        return {
-            "controllers_failover_s": round(taken["kube-controller-manager"], 3),
-            "scheduler_failover_s": round(taken["kube-scheduler"], 3),
-            "failover_s": round(max(taken.values()), 3),
-        }
-
     figures = await _loaded(
         cluster,
         partial(cluster.kill, f"server-{victim}"),
@@ -275,7 +287,7 @@ async def leader_kill(
         rate=rate,
         before=before,
         after=after,
-        until=new_leaders,
+        until=partial(_leases_taken, dead),
     )
     async with cluster.client() as client:
         figures["new_leader"] = await leader_server(cluster, client)
@@ -339,4 +351,217 @@ async def etcd_member_kill(
     )
     figures["killed_member"] = member
     figures["new_etcd_leader"] = await trio.to_thread.run_sync(cluster.etcd_leader)
+    return figures
+
+
+# -- partition ---------------------------------------------------------------------------
+
+
+def _cgroup2_root() -> Path:
+    """Where the cgroup v2 hierarchy is mounted (``/sys/fs/cgroup/unified`` on a v1 + v2
+    hybrid host, ``/sys/fs/cgroup`` on a pure v2 one)."""
+    with open("/proc/self/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if fields[2] == "cgroup2":
+                return Path(fields[1])
+    raise AssertionError("no cgroup v2 hierarchy mounted")
+
+
+def _tcp_sockets(pid: int) -> list[tuple[str, int, str, int]]:
+    """(local address, local port, remote address, remote port) of each IPv4 TCP socket
+    ``pid`` holds: its fds' socket inodes looked up in its ``/proc/PID/net/tcp``."""
+    inodes = set()
+    fds = Path(f"/proc/{pid}/fd")
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+
+    def address(text: str) -> tuple[str, int]:
+        host, port = text.split(":")
+        return socket.inet_ntoa(struct.pack("<I", int(host, 16))), int(port, 16)
+
+    found = []
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[9] in inodes:
+            found.append((*address(fields[1]), *address(fields[2])))
+    return found
+
+
+class Partition:
+    """Cut one server and its etcd member off from everything else, on the loopback of
+    the one network namespace the whole cluster shares, with nftables — then heal.
+
+    An nft table of this process's own (``inet kubetrio-chaos-<pid>``) drops, in the
+    output hook (which on loopback sees each packet once, from its sender):
+
+    * packets to or from the member's client and peer ports, the server's API port and
+      any other port the two processes listen on (so nobody reaches them);
+    * packets of sockets the two processes create from now on: both are moved into a
+      cgroup v2 directory of our own, matched by ``socket cgroupv2 level 1``;
+    * packets of the connections they already hold (e.g. the server's to the other
+      members, the member's to its peers), by their exact address and port 4-tuple.
+
+    :meth:`heal` deletes the table, moves the processes back to their cgroup and
+    removes the directory; it is safe to call twice and after a partial :meth:`cut`.
+    """
+
+    def __init__(self, cluster: HACluster, member: str) -> None:
+        self.cluster = cluster
+        self.member = member
+        self.table = f"kubetrio-chaos-{os.getpid()}"
+        self.cgroup = _cgroup2_root() / self.table
+        self.pids = [cluster.pid(f"server-{member}"), cluster.pid(f"etcd-{member}")]
+        plan = cluster.plan()
+        index = plan["servers"].index(member)
+        self.ports = {plan[key][index] for key in ("client_ports", "peer_ports", "server_ports")}
+        self.origins: dict[int, str] = {}
+
+    def _nft(self, script: str) -> None:
+        subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
+
+    def cut(self) -> None:
+        """Start the partition."""
+        self.cgroup.mkdir()
+        # nft resolves the cgroup's path under /sys/fs/cgroup, whatever the v2 mount.
+        path = os.path.relpath(self.cgroup, "/sys/fs/cgroup")
+        listening = {
+            lport for pid in self.pids for _, lport, _, rport in _tcp_sockets(pid) if rport == 0
+        }
+        ports = ", ".join(str(port) for port in sorted(self.ports | listening))
+        self._nft(
+            f"table inet {self.table} {{\n"
+            "  set flows { type ipv4_addr . inet_service . ipv4_addr . inet_service; }\n"
+            "  chain out {\n"
+            "    type filter hook output priority 0; policy accept;\n"
+            f"    tcp dport {{ {ports} }} drop\n"
+            f"    tcp sport {{ {ports} }} drop\n"
+            f'    socket cgroupv2 level 1 "{path}" drop\n'
+            "    ip saddr . tcp sport . ip daddr . tcp dport @flows drop\n"
+            "  }\n"
+            "}\n"
+        )
+        for pid in self.pids:
+            origin = Path(f"/proc/{pid}/cgroup").read_text()
+            self.origins[pid] = next(
+                line[3:] for line in origin.splitlines() if line.startswith("0::")
+            )
+            (self.cgroup / "cgroup.procs").write_text(str(pid))
+        # Listed after the move: a socket made in between is matched by its cgroup.
+        flows = set()
+        for pid in self.pids:
+            for laddr, lport, raddr, rport in _tcp_sockets(pid):
+                if rport:
+                    flows.add(f"{laddr} . {lport} . {raddr} . {rport}")
+                    flows.add(f"{raddr} . {rport} . {laddr} . {lport}")
+        if flows:
+            self._nft(f"add element inet {self.table} flows {{ {', '.join(sorted(flows))} }}\n")
+
+    def heal(self) -> None:
+        """End the partition (and undo whatever part of it was made)."""
+        subprocess.run(["nft", "delete", "table", "inet", self.table], capture_output=True)
+        root = _cgroup2_root()
+        for pid, origin in self.origins.items():
+            with contextlib.suppress(OSError):  # it ended meanwhile
+                (root / origin.lstrip("/") / "cgroup.procs").write_text(str(pid))
+        self.origins.clear()
+        if self.cgroup.exists():
+            self.cgroup.rmdir()
+
+    def leftovers(self) -> list[str]:
+        """What of the partition is still there (nothing, after :meth:`heal`)."""
+        tables = subprocess.run(
+            ["nft", "list", "tables"], capture_output=True, text=True, check=True
+        ).stdout
+        left = [f"nft table {self.table}"] if f"inet {self.table}\n" in tables + "\n" else []
+        return left + ([str(self.cgroup)] if self.cgroup.exists() else [])
+
+
+MARKER = "partition-marker"
+
+
+async def _caught_up(cluster: HACluster, name: str, version: str) -> None:
+    """Wait until server ``name``, asked directly, is ready and serves the marker
+    ConfigMap at ``version`` (the write made while it was cut off)."""
+    async with (
+        httpx.AsyncClient(verify=cluster.context(), timeout=2) as http,
+        cluster.client(cluster.server_url(name)) as direct,
+    ):
+        with trio.fail_after(120):
+            while True:
+                try:
+                    ready = await http.get(cluster.server_url(name) + "/readyz")
+                    if ready.status_code == 200:
+                        with trio.fail_after(5):
+                            got = await direct.get(
+                                "v1", "configmaps", MARKER, namespace=kit.NAMESPACE
+                            )
+                        if got["metadata"]["resourceVersion"] == version:
+                            return
+                except (httpx.HTTPError, ClientError, trio.TooSlowError):
+                    pass
+                await trio.sleep(0.1)
+
+
+async def partition(
+    cluster: HACluster, *, seconds: float = 30.0, rate: float = 100, before: float = 2.0
+) -> dict[str, Any]:
+    """Cut the leader server and its etcd member off (:class:`Partition`) for ``seconds``
+    during the write load, then heal. Figures: the load's (``api_recover_s``: the first
+    write acknowledged after the cut), the Leases' failover, whether the cut-off server
+    logged losing each Lease it held (its renew deadline passed without a renewal, so its
+    controllers' guarded client refuses writes), and ``recover_s``: from the heal until
+    it is ready and serves, asked directly, the newest write made while it was cut off."""
+    async with cluster.client() as client:
+        victim = await leader_server(cluster, client)
+        dead = f"{socket.gethostname()}-{cluster.pid(f'server-{victim}')}"
+        # The two Leases may be held by different servers (after earlier failovers).
+        held = [lease for lease, holder in (await lease_holders(client)).items() if holder == dead]
+    log = cluster.home / f"server-{victim}.log"
+    logged = log.stat().st_size
+    cut = Partition(cluster, victim)
+
+    async def hold_then_heal(client: Client, cut_at: float) -> dict[str, Any]:
+        # The Leases are read from another server directly: the load's pooled connections
+        # through the API address include some to the cut-off server, which stall.
+        other = next(name for name in cluster.names() if name != victim)
+        async with cluster.client(cluster.server_url(other)) as direct:
+            figures = await _leases_taken(dead, direct, cut_at)
+        await trio.sleep_until(cut_at + seconds)
+        marker = kit.configmap(MARKER, str(cut_at))
+        try:
+            await client.delete("v1", "configmaps", MARKER, namespace=kit.NAMESPACE)
+        except ClientError as exc:
+            if exc.code != 404:
+                raise
+        made = await client.create("v1", "configmaps", marker, namespace=kit.NAMESPACE)
+        await trio.to_thread.run_sync(cut.heal)
+        healed = trio.current_time()
+        await _caught_up(cluster, victim, str(made["metadata"]["resourceVersion"]))
+        figures["recover_s"] = round(trio.current_time() - healed, 3)
+        figures["partitioned_s"] = round(healed - cut_at, 3)
+        return figures
+
+    try:
+        figures = await _loaded(
+            cluster, cut.cut, watchers=0, rate=rate, before=before, after=1.0, until=hold_then_heal
+        )
+    finally:
+        cut.heal()
+    figures["leftovers"] = cut.leftovers()
+    figures["held"] = held
+    with log.open(errors="replace") as text:
+        text.seek(logged)
+        since = text.read()
+    figures["stepped_down"] = [
+        lease for lease in LEASES if f"{dead} lost leadership of kube-system/{lease}" in since
+    ]
+    async with cluster.client() as client:
+        figures["new_leader"] = await leader_server(cluster, client)
+    figures["partitioned"] = victim
     return figures

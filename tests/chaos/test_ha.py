@@ -1,16 +1,18 @@
 """The HA chaos scenarios on one ``kubetrio up --servers 3`` cluster (three etcd members,
 three servers, the balancer): the leader server killed under load, a server behind the
-API address killed with 100 watches open, etcd's leader member killed and returned."""
+API address killed with 100 watches open, etcd's leader member killed and returned, the
+leader server and its member cut off by nftables for 30 s and healed."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 
 import pytest
 
 from tests.chaos import kit
-from tests.chaos.ha import HACluster, etcd_member_kill, leader_kill, server_moved
+from tests.chaos.ha import HACluster, etcd_member_kill, leader_kill, partition, server_moved
 from tests.chaos.kit import report
 
 pytestmark = [
@@ -73,3 +75,22 @@ async def test_etcd_member_killed_and_returned(cluster: HACluster) -> None:
     # and the member started again caught up with the others.
     _no_write_lost(figures)
     assert "member_rejoin_s" in figures
+
+
+@pytest.mark.node  # nftables and a cgroup: run beside no other node test (the flock)
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("nft") is None, reason="needs root and nftables"
+)
+async def test_leader_partitioned_for_30s_and_healed(cluster: HACluster) -> None:
+    figures = report("ha_partition", **await partition(cluster))
+    assert figures["leftovers"] == [], "the nft table or the cgroup outlived the scenario"
+    # Writes through the API address go on (the balancer stops choosing the server it
+    # cannot reach), nothing acknowledged is lost, and another server takes the Leases.
+    _no_write_lost(figures)
+    assert figures["new_leader"] != figures["partitioned"]
+    # The cut-off leader stepped down once its renew deadline passed (from then on its
+    # controllers' guarded client refuses every write) ...
+    assert "kube-controller-manager" in figures["held"]
+    assert figures["stepped_down"] == figures["held"]
+    # ... and after the heal it is ready and serves the write made while it was cut off.
+    assert "recover_s" in figures

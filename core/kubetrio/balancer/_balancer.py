@@ -17,6 +17,8 @@ HEALTH_INTERVAL = 1.0
 """Seconds between two health checks of a backend (k3s' agent balancer checks each second)."""
 HEALTH_TIMEOUT = 2.0
 """Seconds a health check (connect, TLS, ``GET /readyz``) may take before it counts as failed."""
+CUT_AFTER_FAILURES = 2
+"""Failed health checks in a row after which a backend's open connections are ended."""
 CONNECT_TIMEOUT = 2.0
 """Seconds to connect to a backend before the next one is tried."""
 _BUFFER = 65536
@@ -39,6 +41,8 @@ class Backend:
     healthy: bool = False
     failures: int = 0
     connections: int = 0
+    pipes: set[trio.CancelScope] = dataclasses.field(default_factory=set)
+    """The connections passed to it, to end when it is found cut off."""
 
     @property
     def address(self) -> str:
@@ -118,6 +122,12 @@ class TCPBalancer:
             log.info("backend %s is %s", backend.address, "healthy" if ok else "unhealthy")
         backend.healthy = ok
         backend.failures = 0 if ok else backend.failures + 1
+        if backend.failures == CUT_AFTER_FAILURES:
+            # Like k3s' balancer: a server cut off by the network leaves its connections
+            # stalled (no reset ever comes); end them so clients reconnect to the others.
+            log.info("ending %d connections to %s", len(backend.pipes), backend.address)
+            for pipe in backend.pipes:
+                pipe.cancel()
 
     async def _ready(self, backend: Backend) -> bool:
         """Whether ``GET /readyz`` over TLS answers 200."""
@@ -162,11 +172,15 @@ class TCPBalancer:
                     backend.healthy = False  # until the next check finds it well again
                     continue
                 backend.connections += 1
+                pipe = trio.CancelScope()
+                backend.pipes.add(pipe)
                 try:
                     async with upstream:
-                        await _pipe(client, upstream)
+                        with pipe:
+                            await _pipe(client, upstream)
                 finally:
                     backend.connections -= 1
+                    backend.pipes.discard(pipe)
                 return
             log.warning("no API server to pass a connection to (%d known)", len(self.backends))
 

@@ -251,9 +251,14 @@ class EtcdStore:
         deadline = trio.current_time() + self._timeout
         delay = 0.05
         for attempt in itertools.count():
-            base = self.endpoints[self._current % len(self.endpoints)]
+            current = self._current
+            base = self.endpoints[current % len(self.endpoints)]
+            # A member cut off by the network stalls instead of refusing: a read gets at most
+            # half its time on one member, so it is tried on another within the deadline.
+            wait = self._timeout / 2 if idempotent and len(self.endpoints) > 1 else self._timeout
+            wait = max(min(wait, deadline - trio.current_time()), 0.1)
             try:
-                status, content = await self._client.post(base, path, data, self._timeout)
+                status, content = await self._client.post(base, path, data, wait)
             except ConnectFailed as exc:
                 # Nothing reached the server: safe to try the next member for any request.
                 failure: Exception = exc
@@ -261,7 +266,7 @@ class EtcdStore:
                 if not idempotent:
                     # A member that broke or stalled an exchange is suspect: the next
                     # request goes to another one.
-                    self._current += 1
+                    self._rotate(current)
                     raise Unavailable(f"etcd {base}: {exc} (write outcome unknown)") from exc
                 failure = exc
             else:
@@ -279,13 +284,19 @@ class EtcdStore:
                 if not retry:
                     raise error
                 failure = error
-            self._current += 1  # rotate to the next member
+            self._rotate(current)
             if trio.current_time() + delay > deadline:
                 raise Unavailable(f"etcd: all endpoints failed: {failure!r}") from failure
             if attempt % len(self.endpoints) == len(self.endpoints) - 1:
                 await trio.sleep(delay)
                 delay = min(delay * 2, 1.0)
         raise AssertionError("unreachable")
+
+    def _rotate(self, failed: int) -> None:
+        """Move on from member ``failed`` to the next — once, however many requests in
+        flight failed on it (each advancing would bring some back to the failed one)."""
+        if self._current == failed:
+            self._current += 1
 
     async def _range(self, body: dict[str, Any]) -> _RangeResponse:
         try:
