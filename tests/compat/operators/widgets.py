@@ -55,9 +55,16 @@ def update_fn(new: Any, name: str, namespace: str, retry: int, **_: Any) -> dict
 
 @kopf.on.delete(GROUP, "v1", PLURAL)
 def delete_fn(name: str, namespace: str, **_: Any) -> None:
-    _core().create_namespaced_config_map(
-        namespace, {"metadata": {"name": f"{name}-farewell"}, "data": {"said": "bye"}}
-    )
+    # Idempotent, as kopf asks of handlers: when the timer's status patch lands while
+    # kopf waits for the timer to stop, kopf handles the deletion again from the stored
+    # state (its in-memory success not yet persisted) and calls this a second time.
+    try:
+        _core().create_namespaced_config_map(
+            namespace, {"metadata": {"name": f"{name}-farewell"}, "data": {"said": "bye"}}
+        )
+    except kubernetes.client.ApiException as exc:
+        if exc.status != 409:
+            raise
 
 
 @kopf.timer(GROUP, "v1", PLURAL, interval=1.0)
