@@ -10,6 +10,7 @@ import json
 import os
 import sqlite3
 import subprocess
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -482,13 +483,11 @@ async def clock_jump(
                 act["before"] = await _controllers_act(client, "before")
                 server_time = await _server_time(client)
                 offset.write_text(f"{jump}\n")
-                await trio.sleep(1.5)  # libfaketime reads the file once a second
-                jumped = await _server_time(client)
+                jumped = await _server_time_after(client, lambda t: abs(t - server_time) > 3600)
                 act["forward"] = await _controllers_act(client, "forward")
                 await trio.sleep(settle)
                 offset.write_text("+0\n")
-                await trio.sleep(1.5)
-                back = await _server_time(client)
+                back = await _server_time_after(client, lambda t: abs(t - jumped) > 3600)
                 act["back"] = await _controllers_act(client, "back")
                 await trio.sleep(settle)
                 stop.set()
@@ -523,6 +522,20 @@ async def _server_time(client: Any) -> float:
         .replace(tzinfo=datetime.UTC)
         .timestamp()
     )
+
+
+async def _server_time_after(client: Any, moved: Callable[[float], bool]) -> float:
+    """The server's clock once ``moved(it)`` holds, or after 15 s whatever it is.
+
+    libfaketime re-reads its file when a cached reading is more than
+    ``FAKETIME_CACHE_DURATION`` whole seconds old, so a jump shows after 1 to 3 s; a fixed
+    1.5 s wait missed it under load. The caller asserts on the value returned.
+    """
+    with trio.move_on_after(15):
+        while not moved(now := await _server_time(client)):
+            await trio.sleep(0.25)
+        return now
+    return await _server_time(client)
 
 
 def _node_ready(node: dict[str, Any]) -> bool:
