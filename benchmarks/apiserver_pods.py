@@ -105,11 +105,17 @@ class Connection:
         return cls(stream)
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        request = (
-            f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        return await self.request("POST", path, body)
+
+    async def request(
+        self, method: str, path: str, body: bytes, content_type: str = "application/json"
+    ) -> tuple[int, bytes]:
+        """One request on this keep-alive connection; the answer's status and body."""
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
-        await self.stream.send_all(request)
+        ).encode()
+        await self.stream.send_all(head + body)
         while b"\r\n\r\n" not in self.buffer:
             self.buffer += await self.stream.receive_some(65536)
         head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)

@@ -50,30 +50,6 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
-async def request(
-    conn: pods_bench.Connection, method: str, path: str, body: bytes, content_type: str
-) -> tuple[int, bytes]:
-    """One request on a keep-alive connection; the answer's status and body."""
-    head = (
-        f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    await conn.stream.send_all(head + body)
-    while b"\r\n\r\n" not in conn.buffer:
-        conn.buffer += await conn.stream.receive_some(65536)
-    header, conn.buffer = conn.buffer.split(b"\r\n\r\n", 1)
-    status = int(header.split(b" ", 2)[1])
-    length = 0
-    for line in header.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(conn.buffer) < length:
-        conn.buffer += await conn.stream.receive_some(65536)
-    payload, conn.buffer = conn.buffer[:length], conn.buffer[length:]
-    return status, payload
-
-
 Step = tuple[str, str, bytes, str, int]
 """One request: method, path, body, content type, the status expected."""
 
@@ -183,7 +159,7 @@ async def run_phase(
     async def worker(conn: pods_bench.Connection) -> None:
         for name, (method, path, body, content_type, expected) in queue:
             began = time.perf_counter()
-            status, payload = await request(conn, method, path, body, content_type)
+            status, payload = await conn.request(method, path, body, content_type)
             latencies.append(time.perf_counter() - began)
             assert status == expected, (phase, status, payload[:300])
             if phase == "create":
